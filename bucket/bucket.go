@@ -1,0 +1,352 @@
+package bucket
+
+import (
+	"context"
+	"errors"
+	"runtime/debug"
+	"sync"
+)
+
+// ErrTxClosed is returned by a Tx used after its View or Update returned.
+var ErrTxClosed = errors.New("bucket: transaction has ended")
+
+// Bucket is one bucket: a name, an instance ID and the pairs it owns. Create
+// one with [New]; start it with [Supervisor.Start]. All methods are safe for
+// concurrent use.
+type Bucket struct {
+	name string
+	id   uint64
+
+	mu     sync.RWMutex
+	data   map[string][]byte // nil until the first write, and again once ended
+	ended  bool
+	reason error
+	done   chan struct{} // closed when the bucket ends
+}
+
+// New returns an empty, live bucket. id identifies this instance of name; the
+// registry gives each bucket it creates a new one.
+func New(name string, id uint64) *Bucket {
+	return &Bucket{name: name, id: id, done: make(chan struct{})}
+}
+
+// Name returns the bucket's name.
+func (b *Bucket) Name() string { return b.name }
+
+// ID returns the bucket's instance ID.
+func (b *Bucket) ID() uint64 { return b.id }
+
+// String returns the bucket's name; suture uses it in its logs.
+func (b *Bucket) String() string { return b.name }
+
+// Get returns a copy of the value stored under key, ErrNotFound when there is
+// none, or ErrEnded.
+func (b *Bucket) Get(key string) ([]byte, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.ended {
+		return nil, ErrEnded
+	}
+	v, ok := b.data[key]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return clone(v), nil
+}
+
+// AppendValue appends the value stored under key to dst and returns the
+// extended slice; it allocates only if dst is too small. It returns dst
+// unchanged with ErrNotFound or ErrEnded.
+func (b *Bucket) AppendValue(dst []byte, key string) ([]byte, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.ended {
+		return dst, ErrEnded
+	}
+	v, ok := b.data[key]
+	if !ok {
+		return dst, ErrNotFound
+	}
+	return append(dst, v...), nil
+}
+
+// Put stores a copy of value under key, replacing any value there.
+func (b *Bucket) Put(key string, value []byte) error {
+	v := clone(value) // outside the lock
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended {
+		return ErrEnded
+	}
+	if b.data == nil {
+		b.data = make(map[string][]byte)
+	}
+	b.data[key] = v
+	return nil
+}
+
+// Delete removes key and returns the value it had, or ErrNotFound when there
+// was none.
+func (b *Bucket) Delete(key string) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended {
+		return nil, ErrEnded
+	}
+	v, ok := b.data[key]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	delete(b.data, key)
+	return v, nil // the stored slice was never handed out: the caller may own it
+}
+
+// Len returns the number of keys.
+func (b *Bucket) Len() (int, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.ended {
+		return 0, ErrEnded
+	}
+	return len(b.data), nil
+}
+
+// Keys returns the keys, in no particular order.
+func (b *Bucket) Keys() ([]string, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.ended {
+		return nil, ErrEnded
+	}
+	keys := make([]string, 0, len(b.data))
+	for k := range b.data {
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// View runs fn with a read-only transaction: a consistent view of the bucket
+// while writers wait. fn must not call b's own methods (the read lock is
+// held). A panic in fn crashes the bucket, as in Update.
+func (b *Bucket) View(fn func(*Tx) error) error {
+	b.mu.RLock()
+	if b.ended {
+		b.mu.RUnlock()
+		return ErrEnded
+	}
+	tx := &Tx{b: b}
+	err, perr := tx.run(fn)
+	b.mu.RUnlock()
+	if perr != nil {
+		b.Stop(perr)
+		return &crashError{bucket: b.name, panic: perr}
+	}
+	return err
+}
+
+// Update runs fn with a writable transaction, atomically "in the bucket's
+// context": no other operation on b runs meanwhile. If fn returns an error,
+// its writes are undone and the error is returned. If fn panics, its writes
+// are undone, the bucket ends with a *PanicError as its reason (this bucket
+// only: the registry, the other buckets and the caller carry on), and Update
+// returns an error that wraps the *PanicError. fn must not call b's own
+// methods (the write lock is held).
+func (b *Bucket) Update(fn func(*Tx) error) error {
+	b.mu.Lock()
+	if b.ended {
+		b.mu.Unlock()
+		return ErrEnded
+	}
+	tx := &Tx{b: b, writable: true}
+	err, perr := tx.run(fn)
+	if err != nil || perr != nil {
+		tx.rollback()
+	}
+	if perr != nil {
+		b.endLocked(perr)
+		b.mu.Unlock()
+		return &crashError{bucket: b.name, panic: perr}
+	}
+	b.mu.Unlock()
+	return err
+}
+
+// Stop ends the bucket with reason: nil for a normal stop, or an error. It
+// reports whether this call ended it (false if it had already ended). The
+// data is released; every later operation returns ErrEnded.
+func (b *Bucket) Stop(reason error) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.endLocked(reason)
+}
+
+// Done is closed when the bucket has ended.
+func (b *Bucket) Done() <-chan struct{} { return b.done }
+
+// Err returns why the bucket ended: nil while it is live and after a normal
+// stop, the error it was stopped with, a *PanicError, or the context's error
+// when it was cancelled with its supervisor.
+func (b *Bucket) Err() error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.reason
+}
+
+func (b *Bucket) endLocked(reason error) bool {
+	if b.ended {
+		return false
+	}
+	b.ended = true
+	b.reason = reason
+	b.data = nil
+	close(b.done)
+	return true
+}
+
+// run is the bucket's life as a service: it blocks until the bucket is
+// stopped or ctx ends, and returns the reason it ended.
+func (b *Bucket) run(ctx context.Context) error {
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		b.Stop(ctx.Err())
+	}
+	return b.Err()
+}
+
+func clone(v []byte) []byte {
+	// Never nil, so that an empty value is still a value.
+	return append(make([]byte, 0, len(v)), v...)
+}
+
+// crashError is what View and Update return when fn panicked.
+type crashError struct {
+	bucket string
+	panic  *PanicError
+}
+
+func (e *crashError) Error() string {
+	return "bucket " + e.bucket + ": function crashed the bucket: " + e.panic.Error()
+}
+
+func (e *crashError) Unwrap() []error { return []error{e.panic, ErrEnded} }
+
+// Tx is a transaction of View or Update. It is valid only until the function
+// it was given to returns, and only on that function's goroutine.
+type Tx struct {
+	b        *Bucket
+	writable bool
+	closed   bool
+	undo     []undoRecord
+}
+
+type undoRecord struct {
+	key     string
+	old     []byte
+	existed bool
+}
+
+func (tx *Tx) run(fn func(*Tx) error) (err error, perr *PanicError) {
+	defer func() {
+		tx.closed = true
+		if r := recover(); r != nil {
+			perr = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return fn(tx), nil
+}
+
+// Get returns a copy of the value under key, as this transaction sees it.
+func (tx *Tx) Get(key string) ([]byte, error) {
+	if tx.closed {
+		return nil, ErrTxClosed
+	}
+	v, ok := tx.b.data[key]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return clone(v), nil
+}
+
+// Has reports whether key is present.
+func (tx *Tx) Has(key string) bool {
+	if tx.closed {
+		return false
+	}
+	_, ok := tx.b.data[key]
+	return ok
+}
+
+// Len returns the number of keys.
+func (tx *Tx) Len() int {
+	if tx.closed {
+		return 0
+	}
+	return len(tx.b.data)
+}
+
+// ForEach calls fn with each key and a copy of its value, in no particular
+// order, until fn returns an error, which ForEach returns. fn must not write
+// through tx.
+func (tx *Tx) ForEach(fn func(key string, value []byte) error) error {
+	if tx.closed {
+		return ErrTxClosed
+	}
+	for k, v := range tx.b.data {
+		if err := fn(k, clone(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Put stores a copy of value under key.
+func (tx *Tx) Put(key string, value []byte) error {
+	if err := tx.writableErr(); err != nil {
+		return err
+	}
+	old, existed := tx.b.data[key]
+	tx.undo = append(tx.undo, undoRecord{key: key, old: old, existed: existed})
+	if tx.b.data == nil {
+		tx.b.data = make(map[string][]byte)
+	}
+	tx.b.data[key] = clone(value)
+	return nil
+}
+
+// Delete removes key and returns its value, or ErrNotFound.
+func (tx *Tx) Delete(key string) ([]byte, error) {
+	if err := tx.writableErr(); err != nil {
+		return nil, err
+	}
+	old, existed := tx.b.data[key]
+	if !existed {
+		return nil, ErrNotFound
+	}
+	tx.undo = append(tx.undo, undoRecord{key: key, old: old, existed: true})
+	delete(tx.b.data, key)
+	return clone(old), nil
+}
+
+func (tx *Tx) writableErr() error {
+	switch {
+	case tx.closed:
+		return ErrTxClosed
+	case !tx.writable:
+		return ErrReadOnly
+	}
+	return nil
+}
+
+// rollback undoes the transaction's writes, newest first.
+func (tx *Tx) rollback() {
+	for i := len(tx.undo) - 1; i >= 0; i-- {
+		u := tx.undo[i]
+		if u.existed {
+			tx.b.data[u.key] = u.old
+		} else {
+			delete(tx.b.data, u.key)
+		}
+	}
+	tx.undo = nil
+}

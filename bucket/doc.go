@@ -1,0 +1,33 @@
+// Package bucket holds kv's buckets: the KV.Bucket agents of the seed, and
+// the KV.Bucket.Supervisor that starts them.
+//
+// A [Bucket] owns one set of key/value pairs. Keys are strings and values are
+// byte slices; both may hold any bytes. Operations on one bucket are
+// linearizable: reads run in parallel under a read lock, writes are
+// serialized, and [Bucket.Update] runs a caller's function atomically "in the
+// bucket's context", as the Agent's get_and_update does.
+//
+// # Ownership of bytes
+//
+// No caller can alias a stored value. Put and Tx.Put copy the value in; Get,
+// Delete, Tx.Get and Tx.ForEach hand out copies, and AppendValue copies into
+// the caller's buffer. A slice you pass in or get back is yours to keep and
+// to modify.
+//
+// # The end of a bucket
+//
+// A bucket ends once: stopped ([Bucket.Stop], with nil for a normal stop or
+// an error), crashed (a panic in an Update function, reported as a
+// *[PanicError] with the stack), or cancelled with the tree. From then on
+// every operation returns [ErrEnded], never a silent success: a write is never
+// lost without its caller being told. A bucket's data dies with it, as the
+// Agent's state dies with its process.
+//
+// # Supervision
+//
+// A [Supervisor] adds each bucket as a temporary child of a suture
+// supervisor: never restarted. Suture's EventHook does not fire for such
+// children, so the Supervisor wraps each one with its own termination hook,
+// which reports every end, whatever its cause, exactly once to the function
+// given to [Supervisor.Start] (the registry's monitor).
+package bucket

@@ -1,0 +1,32 @@
+// Package registry is kv's registry: the KV.Registry GenServer of the seed,
+// which knows every live bucket by name.
+//
+// Like the seed's registry it keeps two tables: names (bucket name to
+// bucket) and refs (bucket instance to name, the seed's monitor references).
+// [Registry.Create] asks the bucket supervisor for a new bucket, records it
+// in both tables and publishes [events.Created]; when the bucket
+// supervisor's termination hook reports that a bucket ended (the :DOWN
+// message), the registry's loop deletes both entries, then publishes
+// [events.Exited].
+//
+// # Lookups do not queue
+//
+// The guide moved lookups out of the GenServer into an ETS table. Here
+// [Registry.Lookup] reads the names table under a read lock and never waits
+// for the loop; Create and the loop take the write lock only to change an
+// entry.
+//
+// # Surviving a crash
+//
+// In the guide the ETS table is owned by the supervisor, so it outlives a
+// crash of the registry process, and the restarted registry monitors the
+// entries again. Here the tables and the mailbox of end notices belong to the
+// Registry value, which suture keeps when it restarts a crashed Serve: the
+// new Serve finds every live bucket, processes the notices that arrived while
+// it was down, and, to "monitor existing entries" again, also looks for any
+// bucket that ended while the crashed loop held its notice.
+//
+// # Names
+//
+// A bucket name is any non-empty string of bytes up to [MaxNameLen] bytes.
+package registry

@@ -1,0 +1,316 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
+)
+
+// MaxNameLen is the longest bucket name, in bytes.
+const MaxNameLen = 4096
+
+var (
+	// ErrNotFound is returned by Delete when no live bucket has the name.
+	ErrNotFound = errors.New("registry: bucket not found")
+
+	// ErrInvalidName is returned (wrapped, with the detail) for an empty
+	// name or one longer than MaxNameLen.
+	ErrInvalidName = errors.New("registry: invalid bucket name")
+
+	// ErrStopped is returned by Create once the registry has been stopped.
+	ErrStopped = errors.New("registry: stopped")
+)
+
+// Starter starts buckets under supervision; *bucket.Supervisor is one. Start
+// must call onEnd exactly once when b ends, unless it returns an error.
+type Starter interface {
+	Start(b *bucket.Bucket, onEnd func(b *bucket.Bucket, reason error)) error
+}
+
+// Publisher receives the registry's events; *events.Manager is one. Hold
+// keeps it open while the registry may still publish.
+type Publisher interface {
+	Publish(events.Event)
+	Hold() (release func())
+}
+
+// Config configures a Registry. Buckets and Events are required.
+type Config struct {
+	Buckets Starter      // the bucket supervisor
+	Events  Publisher    // the event manager
+	Logger  *slog.Logger // nil discards the registry's logs
+	// StopTimeout bounds how long a stopping registry waits for the end
+	// notices of the buckets stopped with it; 0 means 10 seconds.
+	StopTimeout time.Duration
+}
+
+// Registry is the registry service. Create one with [New]; the zero value is
+// not usable. All methods are safe for concurrent use.
+type Registry struct {
+	buckets Starter
+	events  Publisher
+	log     *slog.Logger
+	stopFor time.Duration
+
+	createMu sync.Mutex // serializes Create; guards nextID and closed
+	nextID   uint64
+	closed   bool
+
+	mu      sync.RWMutex
+	names   map[string]*bucket.Bucket
+	refs    map[uint64]string        // bucket ID -> name
+	waiters map[uint64]chan struct{} // bucket ID -> closed once forgotten
+
+	box  *mailbox
+	runs atomic.Uint64 // how many times Serve has started
+}
+
+// New returns a registry that starts buckets with cfg.Buckets and publishes
+// to cfg.Events. It panics if either is nil.
+func New(cfg Config) *Registry {
+	if cfg.Buckets == nil || cfg.Events == nil {
+		panic("registry: New needs Config.Buckets and Config.Events")
+	}
+	r := &Registry{
+		buckets: cfg.Buckets,
+		events:  cfg.Events,
+		log:     cfg.Logger,
+		stopFor: cfg.StopTimeout,
+		names:   make(map[string]*bucket.Bucket),
+		refs:    make(map[uint64]string),
+		waiters: make(map[uint64]chan struct{}),
+		box:     newMailbox(),
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.stopFor <= 0 {
+		r.stopFor = 10 * time.Second
+	}
+	return r
+}
+
+// CheckName returns nil if name can name a bucket, or an error wrapping
+// ErrInvalidName that says what is wrong with it.
+func CheckName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty", ErrInvalidName)
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("%w: %d bytes, longer than %d", ErrInvalidName, len(name), MaxNameLen)
+	}
+	return nil
+}
+
+// String names the service in suture's logs.
+func (r *Registry) String() string { return "kv registry" }
+
+// Create returns the live bucket named name, creating and starting it if
+// there is none. It is synchronous: when it returns, Lookup finds the bucket.
+// Creating an existing name returns the existing bucket and publishes
+// nothing; a new bucket is announced with one events.Created.
+func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	if b, ok := r.Lookup(name); ok {
+		return b, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("registry: create %q: %w", name, err)
+	}
+
+	r.createMu.Lock()
+	defer r.createMu.Unlock()
+	if r.closed {
+		return nil, ErrStopped
+	}
+	r.mu.Lock()
+	if b, ok := r.names[name]; ok { // created while we waited
+		r.mu.Unlock()
+		return b, nil
+	}
+	r.nextID++
+	b := bucket.New(name, r.nextID)
+	r.names[name] = b
+	r.refs[b.ID()] = name
+	r.mu.Unlock()
+
+	// Published before the bucket runs, so that its Exited, which the loop
+	// publishes, cannot come first.
+	r.events.Publish(events.Created{Bucket: name, ID: b.ID()})
+	if err := r.buckets.Start(b, r.monitor); err != nil {
+		b.Stop(err)
+		r.monitor(b, err) // it never ran: report its end ourselves
+		return nil, fmt.Errorf("registry: create %q: %w", name, err)
+	}
+	return b, nil
+}
+
+// Lookup returns the live bucket named name. It never waits for the
+// registry's loop.
+func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
+	r.mu.RLock()
+	b, ok := r.names[name]
+	r.mu.RUnlock()
+	return b, ok
+}
+
+// Delete stops the bucket named name normally and returns once the registry
+// has forgotten it and published its Exited. It returns an error wrapping
+// ErrNotFound if there is no such bucket, or if the bucket was already
+// ending for another reason (then it still waits for it to be forgotten).
+func (r *Registry) Delete(ctx context.Context, name string) error {
+	r.mu.Lock()
+	b, ok := r.names[name]
+	if !ok {
+		r.mu.Unlock()
+		return fmt.Errorf("registry: delete %q: %w", name, ErrNotFound)
+	}
+	gone := r.waiters[b.ID()]
+	if gone == nil {
+		gone = make(chan struct{})
+		r.waiters[b.ID()] = gone
+	}
+	r.mu.Unlock()
+
+	stopped := b.Stop(nil)
+	select {
+	case <-gone:
+	case <-ctx.Done():
+		return fmt.Errorf("registry: delete %q: %w", name, ctx.Err())
+	}
+	if !stopped {
+		return fmt.Errorf("registry: delete %q: %w (it had already ended)", name, ErrNotFound)
+	}
+	return nil
+}
+
+// Names returns the names of the live buckets, in no particular order.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.names))
+	for n := range r.names {
+		names = append(names, n)
+	}
+	return names
+}
+
+// Len returns the number of live buckets.
+func (r *Registry) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.names)
+}
+
+// monitor is the termination hook given to the bucket supervisor: the
+// :DOWN message. It runs on the ending bucket's goroutine and never blocks.
+func (r *Registry) monitor(b *bucket.Bucket, reason error) {
+	r.box.send(notice{b: b, reason: reason})
+}
+
+// Serve runs the registry's loop until ctx ends. A Serve that crashed and is
+// run again carries on with the same tables and mailbox. When ctx ends, it
+// stops creating, waits (up to StopTimeout) for the end notices of every
+// live bucket, which the stopping bucket supervisor sends, publishes their
+// Exited, and returns.
+func (r *Registry) Serve(ctx context.Context) error {
+	release := r.events.Hold()
+	defer release()
+	if r.runs.Add(1) > 1 {
+		r.remonitor()
+	}
+	for {
+		select {
+		case <-r.box.ready:
+			r.handle(r.box.take())
+		case <-ctx.Done():
+			return r.drain(ctx)
+		}
+	}
+}
+
+// remonitor finds the buckets that ended while a crashed loop held their
+// notices, and sends those notices again.
+func (r *Registry) remonitor() {
+	r.mu.RLock()
+	var ended []*bucket.Bucket
+	for _, b := range r.names {
+		select {
+		case <-b.Done():
+			ended = append(ended, b)
+		default:
+		}
+	}
+	n := len(r.names)
+	r.mu.RUnlock()
+	for _, b := range ended {
+		r.monitor(b, b.Err())
+	}
+	r.log.Info("registry restarted", "buckets", n, "ended while down", len(ended))
+}
+
+func (r *Registry) handle(batch []notice) {
+	for _, n := range batch {
+		if n.crash {
+			panic("registry: crash requested")
+		}
+		r.forget(n.b, n.reason)
+	}
+}
+
+// forget removes an ended bucket from both tables and publishes its Exited.
+// It is idempotent: refs says whether the end was already handled.
+func (r *Registry) forget(b *bucket.Bucket, reason error) {
+	id := b.ID()
+	r.mu.Lock()
+	name, ok := r.refs[id]
+	if !ok {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.refs, id)
+	if r.names[name] == b {
+		delete(r.names, name)
+	}
+	gone := r.waiters[id]
+	delete(r.waiters, id)
+	r.mu.Unlock()
+
+	r.events.Publish(events.Exited{Bucket: name, ID: id, Reason: reason})
+	if gone != nil {
+		close(gone)
+	}
+}
+
+func (r *Registry) drain(ctx context.Context) error {
+	r.createMu.Lock()
+	r.closed = true
+	r.createMu.Unlock()
+
+	timeout := time.NewTimer(r.stopFor)
+	defer timeout.Stop()
+	for {
+		r.mu.RLock()
+		left := len(r.refs)
+		r.mu.RUnlock()
+		if left == 0 {
+			return ctx.Err()
+		}
+		select {
+		case <-r.box.ready:
+			r.handle(r.box.take())
+		case <-timeout.C:
+			r.log.Error("registry: buckets did not report their end in time", "left", left, "waited", r.stopFor)
+			return ctx.Err()
+		}
+	}
+}

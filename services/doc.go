@@ -1,0 +1,12 @@
+// Package services assembles kv's supervision tree: the KV application and
+// KV.Supervisor of the seed.
+//
+// [New] builds a fresh root, a suture supervisor (one_for_one: suture has
+// no other strategy) holding, in this order, the event manager, the bucket
+// supervisor and the registry. A program serves the root on its own; a host
+// adds it to its own suture tree. Network front ends are added to the root
+// after the registry, so that a listener that fails is restarted without
+// touching the buckets.
+//
+// Every root is independent: two can run side by side in one process.
+package services
