@@ -8,4 +8,7 @@ require (
 	github.com/thejerf/suture/v4 v4.0.6
 )
 
-require go.yaml.in/yaml/v3 v3.0.5 // indirect
+require (
+	github.com/prometheus/client_golang v1.25.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+)
