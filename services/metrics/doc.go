@@ -1,0 +1,43 @@
+// Package metrics holds kv's Prometheus collectors, shared by every network
+// front end (the Redis protocol, the guide's line protocol, HTTP).
+//
+// A [Metrics] owns a private prometheus.Registry (never the global default),
+// so two kv trees in one process keep separate numbers. Front ends report
+// through two methods, which make it an Observer as the front ends declare
+// it:
+//
+//	ObserveCommand(protocol, command string, elapsed time.Duration, failed bool)
+//	ObserveClients(protocol string, delta int)
+//
+// Both are cheap enough for the hot path: the label children of each
+// (protocol, command) pair are resolved once and cached in a copy-on-write
+// map, so a call after the first one for a pair performs no allocation and
+// takes no lock.
+//
+// # Series
+//
+// Fed by the front ends:
+//
+//	kv_commands_total{protocol,command,result}      counter; result is "ok" or "error"
+//	kv_command_duration_seconds{protocol,command}    histogram, 10µs to 2.6s
+//	kv_connected_clients{protocol}                   gauge
+//
+// Read from the tree when scraped ([Config.Tree], [Config.Events]):
+//
+//	kv_buckets                        gauge, live buckets
+//	kv_keys                           gauge, keys over all live buckets
+//	kv_events_published_total         counter, events.Stats.Published
+//	kv_events_dropped_total           counter, events.Stats.Dropped
+//	kv_event_subscribers              gauge, events.Stats.Subscribers
+//	kv_event_subscribers_removed_total counter, events.Stats.Removed
+//	kv_bucket_ends_total{reason}      counter, from an Exited subscription;
+//	                                  reason is normal, error, panic or shutdown
+//
+// And the Go runtime and process collectors (go_*, process_*).
+//
+// # Cardinality
+//
+// The command label comes from clients (an unknown Redis command, say). Each
+// protocol gets at most [Config.MaxCommands] distinct command values (64 by
+// default); past that, commands are counted under "other".
+package metrics
