@@ -1,0 +1,258 @@
+package text
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"time"
+	"unicode"
+
+	"github.com/kvproject/kv/bucket"
+)
+
+// The replies, with their line ends.
+const (
+	replyOK       = "OK\r\n"
+	replyNotFound = "NOT FOUND\r\n"
+	replyUnknown  = "UNKNOWN COMMAND\r\n"
+	replyError    = "ERROR\r\n"
+	lineEnd       = "\r\n"
+)
+
+// readBufSize is the read buffer of a connection; lines longer than it are
+// gathered in the connection's line buffer, up to MaxLineBytes.
+const readBufSize = 4 << 10
+
+func isSpace(r rune) bool { return unicode.IsSpace(r) }
+
+// conn is one client connection, served by one goroutine.
+type conn struct {
+	run    *run
+	cfg    *Config
+	nc     net.Conn
+	r      *bufio.Reader
+	w      *bufio.Writer
+	authed bool
+	line   []byte // a line longer than the read buffer, gathered
+	value  []byte // GET's value, reused
+}
+
+// errLineTooLong is readLine's report of a line past MaxLineBytes; the line
+// has been discarded.
+var errLineTooLong = errors.New("text: line too long")
+
+// serveConn serves one connection until it closes, fails or the run stops.
+// A panic here ends this connection only.
+func (r *run) serveConn(ctx context.Context, nc net.Conn) {
+	defer r.untrack(nc)
+	cfg := &r.srv.cfg
+	if cfg.Observer != nil {
+		cfg.Observer.ObserveClients(protocol, 1)
+		defer cfg.Observer.ObserveClients(protocol, -1)
+	}
+	log := r.log.With("remote", nc.RemoteAddr().String())
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("text server: connection crashed; closing it", "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	c := &conn{
+		run:    r,
+		cfg:    cfg,
+		nc:     nc,
+		r:      bufio.NewReaderSize(nc, readBufSize),
+		w:      bufio.NewWriter(nc),
+		authed: cfg.Password == "",
+	}
+	log.Debug("text server: connection open")
+	err := c.serve(ctx)
+	log.Debug("text server: connection closed", "reason", err)
+}
+
+// serve reads and answers lines until the connection ends, and returns why.
+// Replies are flushed when no further request is already buffered, so a
+// pipelining client gets them in batches.
+func (c *conn) serve(ctx context.Context) error {
+	for {
+		if c.cfg.IdleTimeout > 0 {
+			if err := c.nc.SetReadDeadline(time.Now().Add(c.cfg.IdleTimeout)); err != nil {
+				return fmt.Errorf("text: set read deadline: %w", err)
+			}
+		}
+		line, err := c.readLine()
+		if c.cfg.WriteTimeout > 0 {
+			if err := c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout)); err != nil {
+				return fmt.Errorf("text: set write deadline: %w", err)
+			}
+		}
+		closeAfter := false
+		switch {
+		case errors.Is(err, errLineTooLong):
+			c.w.WriteString(replyError)
+			if c.cfg.Observer != nil {
+				c.cfg.Observer.ObserveCommand(protocol, "too_long", 0, true)
+			}
+		case err != nil:
+			c.w.Flush()
+			return err
+		default:
+			closeAfter = c.handle(ctx, line)
+		}
+		if closeAfter || c.r.Buffered() == 0 {
+			if err := c.w.Flush(); err != nil {
+				return fmt.Errorf("text: write reply: %w", err)
+			}
+		}
+		if closeAfter {
+			return errors.New("text: closed after a failed AUTH")
+		}
+	}
+}
+
+// readLine returns the next line without its "\n" (a "\r" before it is
+// kept; Parse treats it as white space). A line longer than MaxLineBytes
+// is read to its end and dropped, and errLineTooLong returned. Bytes after
+// the last "\n" when the client closes are dropped with io.EOF.
+func (c *conn) readLine() ([]byte, error) {
+	c.line = c.line[:0]
+	tooLong := false
+	for {
+		frag, err := c.r.ReadSlice('\n')
+		switch {
+		case err == nil:
+			frag = frag[:len(frag)-1]
+			if tooLong || len(c.line)+len(frag) > c.cfg.MaxLineBytes {
+				return nil, errLineTooLong
+			}
+			if len(c.line) == 0 {
+				return frag, nil // valid until the next read: used before it
+			}
+			c.line = append(c.line, frag...)
+			return c.line, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			if !tooLong && len(c.line)+len(frag) > c.cfg.MaxLineBytes {
+				tooLong = true
+				c.line = c.line[:0]
+			}
+			if !tooLong {
+				c.line = append(c.line, frag...)
+			}
+		case errors.Is(err, io.EOF):
+			return nil, io.EOF
+		default:
+			return nil, err
+		}
+	}
+}
+
+// handle answers one line into the write buffer; it reports whether the
+// connection must close once the reply is written.
+func (c *conn) handle(ctx context.Context, line []byte) (closeAfter bool) {
+	start := time.Now()
+	cmd, err := Parse(string(line))
+	name := cmd.Verb.metric()
+	reply, failed := "", true
+	switch {
+	case !c.authed && cmd.Verb != Auth:
+		reply = replyError // every command before AUTH, unknown ones included
+	case err != nil:
+		reply = replyUnknown
+	default:
+		reply, failed, closeAfter = c.run1(ctx, cmd)
+	}
+	if reply != "" {
+		c.w.WriteString(reply)
+	}
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.ObserveCommand(protocol, name, time.Since(start), failed)
+	}
+	return closeAfter
+}
+
+// run1 runs a parsed command. A reply already written (GET's value) is
+// followed by the returned one.
+func (c *conn) run1(ctx context.Context, cmd Command) (reply string, failed, closeAfter bool) {
+	reg := c.cfg.Registry
+	switch cmd.Verb {
+	case Auth:
+		if c.cfg.Password == "" {
+			return replyError, true, false // no password to give
+		}
+		if !passwordsMatch(cmd.Password, c.cfg.Password) {
+			c.run.log.Warn("text server: wrong password; closing", "remote", c.nc.RemoteAddr().String())
+			return replyError, true, true
+		}
+		c.authed = true
+		return replyOK, false, false
+
+	case Create:
+		if _, err := reg.Create(ctx, cmd.Bucket); err != nil {
+			c.run.log.Debug("text server: create failed", "bucket", cmd.Bucket, "error", err)
+			return replyError, true, false
+		}
+		return replyOK, false, false
+
+	case Get:
+		b, ok := reg.Lookup(cmd.Bucket)
+		if !ok {
+			return replyNotFound, true, false
+		}
+		v, err := b.AppendValue(c.value[:0], cmd.Key)
+		c.value = v[:0]
+		switch {
+		case errors.Is(err, bucket.ErrNotFound):
+			v = v[:0] // the guide prints nil as an empty line
+		case errors.Is(err, bucket.ErrEnded):
+			return replyNotFound, true, false // deleted meanwhile
+		case err != nil:
+			return replyError, true, false
+		case bytes.ContainsAny(v, "\r\n"):
+			return replyError, true, false // would break the framing
+		}
+		c.w.Write(v)
+		c.w.WriteString(lineEnd)
+		return replyOK, false, false
+
+	case Put:
+		b, ok := reg.Lookup(cmd.Bucket)
+		if !ok {
+			return replyNotFound, true, false
+		}
+		if err := b.Put(cmd.Key, []byte(cmd.Value)); err != nil {
+			if errors.Is(err, bucket.ErrEnded) {
+				return replyNotFound, true, false
+			}
+			return replyError, true, false
+		}
+		return replyOK, false, false
+
+	case Delete:
+		b, ok := reg.Lookup(cmd.Bucket)
+		if !ok {
+			return replyNotFound, true, false
+		}
+		_, err := b.Delete(cmd.Key)
+		switch {
+		case err == nil, errors.Is(err, bucket.ErrNotFound):
+			return replyOK, false, false
+		case errors.Is(err, bucket.ErrEnded):
+			return replyNotFound, true, false
+		}
+		return replyError, true, false
+	}
+	return replyUnknown, true, false
+}
+
+// passwordsMatch compares in constant time, whatever the lengths.
+func passwordsMatch(given, want string) bool {
+	g := sha256.Sum256([]byte(given))
+	w := sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+}

@@ -1,0 +1,52 @@
+// Package text is kv's line-protocol front end: the KVServer of the Elixir
+// guide (chapter "Task and gen_tcp") as a suture.Service.
+//
+// # The protocol
+//
+// A client sends lines; each line is one command and gets one reply. Tokens
+// are separated by runs of white space and verbs are case-sensitive:
+//
+//	CREATE bucket        -> OK
+//	PUT bucket key value -> OK
+//	GET bucket key       -> the value, then OK (an empty line when the key is absent)
+//	DELETE bucket key    -> OK (also when the key is absent)
+//
+// A command on a bucket that does not exist gets NOT FOUND. An unknown verb,
+// a known verb with the wrong number of arguments, or an empty line gets
+// UNKNOWN COMMAND. Anything else that goes wrong gets ERROR: an invalid
+// bucket name, a registry that has stopped, a value stored by another
+// protocol that holds "\r" or "\n" (GET cannot carry it on one line), a line
+// that is too long. Every reply line ends in "\r\n"; requests may end in
+// "\n" or "\r\n". A connection serves any number of commands, and a client
+// may pipeline them. Values cannot hold white space, since they are tokens.
+//
+// [Parse] is the parser, a pure function; [Server] runs it on connections.
+//
+// # Limits
+//
+// A line may hold up to Config.MaxLineBytes bytes (64 KiB by default), not
+// counting its "\n". A longer line gets ERROR; the server reads the rest of
+// it up to its "\n" without keeping it, and the connection stays usable:
+// the next line is the next command. Bytes after the last "\n" when the
+// client closes are dropped.
+//
+// At most Config.MaxConns connections (1024) are served at once; one more
+// gets ERROR and is closed. A connection idle for Config.IdleTimeout (5
+// minutes) between lines, or that does not take its replies for
+// Config.WriteTimeout (30 seconds), is closed.
+//
+// # Authentication
+//
+// With Config.Password set, a connection starts unauthenticated: every line
+// but AUTH gets ERROR. "AUTH password" with the right password gets OK and
+// unlocks the connection; a wrong password gets ERROR and the connection is
+// closed. The comparison takes the same time whatever the password. AUTH on
+// a server without a password gets ERROR.
+//
+// # Connections
+//
+// Each connection runs on its own goroutine. A panic while serving one
+// (which would be a bug) is logged with its stack and closes that
+// connection alone. Stopping the server (its context ends) closes the
+// listener and every connection, and waits for their goroutines.
+package text

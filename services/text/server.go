@@ -1,0 +1,278 @@
+package text
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/thejerf/suture/v4"
+
+	"github.com/kvproject/kv/bucket"
+)
+
+// Defaults of the Config fields left zero.
+const (
+	DefaultAddr         = "127.0.0.1:4040"
+	DefaultMaxLineBytes = 64 << 10
+	DefaultMaxConns     = 1024
+	DefaultIdleTimeout  = 5 * time.Minute
+	DefaultWriteTimeout = 30 * time.Second
+)
+
+// protocol is this front end's protocol label in kv's metrics.
+const protocol = "text"
+
+// Registry is what the server needs of kv's registry; *registry.Registry is
+// one.
+type Registry interface {
+	Create(ctx context.Context, name string) (*bucket.Bucket, error)
+	Lookup(name string) (*bucket.Bucket, bool)
+}
+
+// Observer receives the server's metrics; *metrics.Metrics is one.
+type Observer interface {
+	ObserveCommand(protocol, command string, elapsed time.Duration, failed bool)
+	ObserveClients(protocol string, delta int)
+}
+
+// Config configures a [Server]. Registry is required; every other field's
+// zero value means its default.
+type Config struct {
+	// Addr is the TCP address Serve listens on; "" means DefaultAddr
+	// (127.0.0.1:4040, the guide's port, loopback only).
+	Addr string
+	// Registry is the tree's registry.
+	Registry Registry
+	// Password, when not empty, must be given with AUTH before any other
+	// command. It may not contain white space (a token cannot).
+	Password string
+	// MaxLineBytes is the longest line accepted, not counting its "\n" (a
+	// "\r" before it counts); 0 means DefaultMaxLineBytes (64 KiB). A longer
+	// line gets ERROR, is discarded up to its "\n", and the connection
+	// stays usable.
+	MaxLineBytes int
+	// MaxConns bounds the connections served at once; 0 means
+	// DefaultMaxConns (1024). A connection past it gets ERROR and is closed.
+	MaxConns int
+	// IdleTimeout closes a connection that sends no complete line for that
+	// long; 0 means DefaultIdleTimeout (5 minutes), negative means never.
+	IdleTimeout time.Duration
+	// WriteTimeout closes a connection that does not take its replies for
+	// that long; 0 means DefaultWriteTimeout (30 seconds), negative means
+	// never.
+	WriteTimeout time.Duration
+	// Observer, when set, receives per-command and per-connection metrics
+	// (protocol "text").
+	Observer Observer
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// withDefaults returns cfg with its zero fields set to their defaults.
+func (cfg Config) withDefaults() Config {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.MaxLineBytes <= 0 {
+		cfg.MaxLineBytes = DefaultMaxLineBytes
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
+// check reports a configuration that can never serve.
+func (cfg Config) check() error {
+	if cfg.Registry == nil {
+		return errors.New("text: Config.Registry is nil")
+	}
+	if strings.ContainsFunc(cfg.Password, isSpace) {
+		return errors.New("text: the password contains white space, which AUTH cannot carry")
+	}
+	return nil
+}
+
+// Server is the line-protocol server, a suture.Service. Create one with
+// [New]. Suture may run its Serve again after a failure; each run has its
+// own listener and connections.
+type Server struct {
+	cfg  Config
+	addr atomic.Pointer[net.Addr]
+}
+
+// New returns a server for cfg. It does not listen until served.
+func New(cfg Config) *Server {
+	return &Server{cfg: cfg.withDefaults()}
+}
+
+// String names the service in suture's logs.
+func (s *Server) String() string { return "kv text server" }
+
+// Addr returns the address of the listener being served, or nil when none
+// is.
+func (s *Server) Addr() net.Addr {
+	if a := s.addr.Load(); a != nil {
+		return *a
+	}
+	return nil
+}
+
+// Serve listens on Config.Addr and serves until ctx ends; then it closes
+// the listener and every connection, waits for their goroutines and returns
+// ctx's error. A configuration that can never work is reported with an
+// error wrapping suture.ErrDoNotRestart; a failure to listen is returned
+// for suture to retry.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.cfg.check(); err != nil {
+		return fmt.Errorf("%w: %w", err, suture.ErrDoNotRestart)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("text: listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.ServeListener(ctx, ln)
+}
+
+// ServeListener serves connections accepted from ln until ctx ends or ln
+// fails, then closes ln and every connection, waits for their goroutines
+// and returns: ctx's error after a stop, or the wrapped accept error. It
+// takes ownership of ln. Tests use it with a listener on 127.0.0.1:0.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	if err := s.cfg.check(); err != nil {
+		ln.Close()
+		return fmt.Errorf("%w: %w", err, suture.ErrDoNotRestart)
+	}
+	addr := ln.Addr()
+	s.addr.Store(&addr)
+	defer s.addr.Store(nil)
+	log := s.cfg.Logger.With("addr", addr.String())
+	log.Info("text server listening")
+
+	r := &run{srv: s, log: log, conns: make(map[net.Conn]struct{})}
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	err := r.accept(ctx, ln)
+	ln.Close()
+	r.closeAll()
+	r.wg.Wait()
+	if ctx.Err() != nil {
+		log.Info("text server stopped")
+		return ctx.Err()
+	}
+	log.Error("text server failed", "error", err)
+	return err
+}
+
+// run is one Serve: its connections and their goroutines.
+type run struct {
+	srv *Server
+	log *slog.Logger
+	wg  sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func (r *run) accept(ctx context.Context, ln net.Listener) error {
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: wait and retry,
+				// as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				r.log.Warn("text server: accept failed; retrying", "error", err, "in", backoff)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return ctx.Err()
+				}
+				continue
+			}
+			return fmt.Errorf("text: accept: %w", err)
+		}
+		backoff = 0
+		if !r.track(ctx, nc) {
+			nc.Close()
+			continue
+		}
+	}
+}
+
+// isTemporary reports an accept error worth retrying.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// track registers nc and starts its goroutine; it reports false once the
+// run is closing.
+func (r *run) track(ctx context.Context, nc net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	full := len(r.conns) >= r.srv.cfg.MaxConns
+	r.conns[nc] = struct{}{}
+	r.wg.Add(1)
+	if full {
+		go r.refuse(nc)
+	} else {
+		go r.serveConn(ctx, nc)
+	}
+	return true
+}
+
+func (r *run) untrack(nc net.Conn) {
+	r.mu.Lock()
+	delete(r.conns, nc)
+	r.mu.Unlock()
+	nc.Close()
+	r.wg.Done()
+}
+
+// closeAll closes every connection; their goroutines then end.
+func (r *run) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for nc := range r.conns {
+		nc.Close()
+	}
+}
+
+// refuse tells a connection past MaxConns why it is closed.
+func (r *run) refuse(nc net.Conn) {
+	defer r.untrack(nc)
+	r.log.Warn("text server: too many connections; refusing one",
+		"remote", nc.RemoteAddr().String(), "max", r.srv.cfg.MaxConns)
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	nc.Write([]byte(replyError))
+}

@@ -1,0 +1,468 @@
+package text
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/thejerf/suture/v4"
+	"go.uber.org/goleak"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/services"
+	"github.com/kvproject/kv/services/metrics"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fixture is a kv tree with a text server on 127.0.0.1:0.
+type fixture struct {
+	root *services.Root
+	srv  *Server
+	addr string
+}
+
+// tree serves a new kv tree until the end of the test.
+func tree(t *testing.T) *services.Root {
+	t.Helper()
+	root := services.New(services.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	t.Cleanup(func() { cancel(); <-errc })
+	return root
+}
+
+// start serves a new tree and a server for cfg on it.
+func start(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	return serve(t, tree(t), cfg)
+}
+
+// serve runs a server for cfg (Registry defaults to root's) on
+// 127.0.0.1:0 until the end of the test, when it must stop cleanly.
+func serve(t *testing.T, root *services.Root, cfg Config) *fixture {
+	t.Helper()
+	if cfg.Registry == nil {
+		cfg.Registry = root.Registry()
+	}
+	srv := New(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.ServeListener(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		assert.ErrorIs(t, <-srvErr, context.Canceled)
+	})
+	return &fixture{root: root, srv: srv, addr: ln.Addr().String()}
+}
+
+// client is one raw TCP connection.
+type client struct {
+	t  *testing.T
+	nc net.Conn
+	r  *bufio.Reader
+}
+
+func (f *fixture) dial(t *testing.T) *client {
+	t.Helper()
+	nc, err := net.Dial("tcp", f.addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { nc.Close() })
+	return &client{t: t, nc: nc, r: bufio.NewReader(nc)}
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	_, err := io.WriteString(c.nc, s)
+	require.NoError(c.t, err)
+}
+
+// expect reads exactly len(want) bytes and compares them byte for byte.
+func (c *client) expect(want string) {
+	c.t.Helper()
+	got := make([]byte, len(want))
+	_, err := io.ReadFull(c.r, got)
+	require.NoError(c.t, err, "waiting for %q", want)
+	require.Equal(c.t, want, string(got))
+}
+
+// roundTrip sends a line and expects the exact reply.
+func (c *client) roundTrip(line, want string) {
+	c.t.Helper()
+	c.send(line)
+	c.expect(want)
+}
+
+// expectClosed reads until the server closes the connection; nothing more
+// may arrive.
+func (c *client) expectClosed() {
+	c.t.Helper()
+	rest, err := io.ReadAll(c.r)
+	require.NoError(c.t, err)
+	require.Empty(c.t, string(rest))
+}
+
+// The guide's "server interaction" section, byte for byte.
+var guideExchange = []struct{ send, reply string }{
+	{"UNKNOWN shopping\r\n", "UNKNOWN COMMAND\r\n"},
+	{"GET shopping milk\r\n", "NOT FOUND\r\n"},
+	{"CREATE shopping\r\n", "OK\r\n"},
+	{"PUT shopping eggs 3\r\n", "OK\r\n"},
+	{"GET shopping eggs\r\n", "3\r\nOK\r\n"},
+	{"DELETE shopping eggs\r\n", "OK\r\n"},
+	{"GET shopping eggs\r\n", "\r\nOK\r\n"},
+}
+
+func TestGuideExchange(t *testing.T) {
+	f := start(t, Config{})
+	c := f.dial(t)
+	for _, step := range guideExchange {
+		c.roundTrip(step.send, step.reply)
+	}
+}
+
+func TestGuideExchangePipelined(t *testing.T) {
+	f := start(t, Config{})
+	c := f.dial(t)
+	var req, want strings.Builder
+	for _, step := range guideExchange {
+		req.WriteString(step.send)
+		want.WriteString(step.reply)
+	}
+	c.send(req.String())
+	c.expect(want.String())
+}
+
+func TestParserCasesOverTheWire(t *testing.T) {
+	f := start(t, Config{})
+	c := f.dial(t)
+	c.roundTrip("   CREATE    shopping   \r\n", "OK\r\n")
+	c.roundTrip("PUT\tshopping  milk \t 1\n", "OK\r\n") // bare "\n" ends a line too
+	c.roundTrip("GET shopping milk\r\n", "1\r\nOK\r\n")
+	c.roundTrip("get shopping milk\r\n", "UNKNOWN COMMAND\r\n")
+	c.roundTrip("GET shopping\r\n", "UNKNOWN COMMAND\r\n")
+	c.roundTrip("PUT shopping milk 1 2\r\n", "UNKNOWN COMMAND\r\n")
+	c.roundTrip("\r\n", "UNKNOWN COMMAND\r\n")
+	c.roundTrip("  \t \r\n", "UNKNOWN COMMAND\r\n")
+	c.roundTrip("DELETE shopping nothing\r\n", "OK\r\n") // absent key: still OK
+	c.roundTrip("PUT nowhere k v\r\n", "NOT FOUND\r\n")
+	c.roundTrip("DELETE nowhere k\r\n", "NOT FOUND\r\n")
+	c.roundTrip("CREATE shopping\r\n", "OK\r\n") // idempotent
+	c.roundTrip("GET shopping milk\r\n", "1\r\nOK\r\n")
+	c.roundTrip("AUTH pw\r\n", "ERROR\r\n") // no password configured
+}
+
+func TestOddBytes(t *testing.T) {
+	f := start(t, Config{})
+	c := f.dial(t)
+	c.roundTrip("CREATE b\xff\x00\r\n", "OK\r\n")
+	c.roundTrip("PUT b\xff\x00 k\x01 v\xfe\r\n", "OK\r\n")
+	c.roundTrip("GET b\xff\x00 k\x01\r\n", "v\xfe\r\nOK\r\n")
+	_, ok := f.root.Registry().Lookup("b\xff\x00")
+	require.True(t, ok)
+}
+
+func TestErrorReplies(t *testing.T) {
+	f := start(t, Config{})
+	c := f.dial(t)
+	// A bucket name longer than the registry allows.
+	c.roundTrip("CREATE "+strings.Repeat("n", 4097)+"\r\n", "ERROR\r\n")
+	// A value stored by another front end that one line cannot carry.
+	b, err := f.root.Registry().Create(context.Background(), "b")
+	require.NoError(t, err)
+	require.NoError(t, b.Put("k", []byte("two\r\nlines")))
+	c.roundTrip("GET b k\r\n", "ERROR\r\n")
+	c.roundTrip("PUT b k fine\r\n", "OK\r\n") // still usable
+	c.roundTrip("GET b k\r\n", "fine\r\nOK\r\n")
+}
+
+func TestLongLine(t *testing.T) {
+	f := start(t, Config{MaxLineBytes: 10000})
+	c := f.dial(t)
+	c.roundTrip("CREATE b\r\n", "OK\r\n")
+
+	// Longer than the 4 KiB read buffer but within the limit: gathered.
+	long := strings.Repeat("x", 9000)
+	c.roundTrip("PUT b k "+long+"\r\n", "OK\r\n")
+	c.roundTrip("GET b k\r\n", long+"\r\nOK\r\n")
+
+	// Exactly at the limit (the "\r" counts, the "\n" does not), then one past.
+	at := "PUT b k2 " + strings.Repeat("y", 10000-len("PUT b k2 ")-1) + "\r"
+	require.Len(t, at, 10000)
+	c.roundTrip(at+"\n", "OK\r\n")
+	c.roundTrip("PUT b k3 "+strings.Repeat("z", 10000-len("PUT b k3 "))+"\r\n", "ERROR\r\n")
+
+	// Far past it: ERROR, the line is discarded up to its end, and the
+	// connection carries on with the next line.
+	c.send("PUT b k4 " + strings.Repeat("w", 100000) + "\r\nGET b k\r\n")
+	c.expect("ERROR\r\n" + long + "\r\nOK\r\n")
+	c.roundTrip("GET b k4\r\n", "\r\nOK\r\n")
+}
+
+func TestLongLineSmallLimit(t *testing.T) {
+	f := start(t, Config{MaxLineBytes: 16})
+	c := f.dial(t)
+	c.roundTrip("CREATE abcdefgh\r\n", "OK\r\n") // 16 bytes with the "\r"
+	c.roundTrip("CREATE abcdefghi\r\n", "ERROR\r\n")
+	c.roundTrip("GET abcdefgh k\r\n", "\r\nOK\r\n")
+}
+
+func TestAuth(t *testing.T) {
+	f := start(t, Config{Password: "s3cret"})
+
+	c := f.dial(t)
+	c.roundTrip("CREATE b\r\n", "ERROR\r\n")
+	c.roundTrip("UNKNOWN b\r\n", "ERROR\r\n")
+	c.roundTrip("\r\n", "ERROR\r\n")
+	c.roundTrip("AUTH\r\n", "ERROR\r\n")
+	c.roundTrip("AUTH s3cret\r\n", "OK\r\n")
+	c.roundTrip("CREATE b\r\n", "OK\r\n")
+	c.roundTrip("UNKNOWN b\r\n", "UNKNOWN COMMAND\r\n")
+
+	wrong := f.dial(t)
+	wrong.roundTrip("AUTH s3cre\r\n", "ERROR\r\n")
+	wrong.expectClosed()
+
+	wrongAfter := f.dial(t)
+	wrongAfter.roundTrip("AUTH s3cret\r\n", "OK\r\n")
+	wrongAfter.roundTrip("AUTH nope\r\n", "ERROR\r\n")
+	wrongAfter.expectClosed()
+
+	c.roundTrip("GET b k\r\n", "\r\nOK\r\n") // untouched by the others
+	_, ok := f.root.Registry().Lookup("b")
+	require.True(t, ok)
+}
+
+func TestConfigErrorsDoNotRestart(t *testing.T) {
+	for _, cfg := range []Config{
+		{}, // no registry
+		{Registry: fakeRegistry{}, Password: "two words"}, // AUTH cannot carry it
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		err = New(cfg).ServeListener(context.Background(), ln)
+		require.ErrorIs(t, err, suture.ErrDoNotRestart)
+		require.ErrorIs(t, New(cfg).Serve(context.Background()), suture.ErrDoNotRestart)
+	}
+}
+
+func TestServeListensOnAddr(t *testing.T) {
+	root := services.New(services.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	rootErr := root.ServeBackground(ctx)
+	srv := New(Config{Addr: "127.0.0.1:0", Registry: root.Registry()})
+	assert.Equal(t, "kv text server", srv.String())
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ctx) }()
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+
+	f := &fixture{root: root, srv: srv, addr: srv.Addr().String()}
+	f.dial(t).roundTrip("CREATE b\r\n", "OK\r\n")
+
+	// A second server cannot take the same address: an error to retry.
+	busy := New(Config{Addr: srv.Addr().String(), Registry: root.Registry()})
+	err := busy.Serve(ctx)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, suture.ErrDoNotRestart)
+
+	cancel()
+	require.ErrorIs(t, <-srvErr, context.Canceled)
+	require.Nil(t, srv.Addr())
+	<-rootErr
+}
+
+func TestManyConnections(t *testing.T) {
+	f := start(t, Config{})
+	const n = 32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nc, err := net.Dial("tcp", f.addr)
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer nc.Close()
+			r := bufio.NewReader(nc)
+			b := fmt.Sprintf("b%d", i)
+			for j, step := range []struct{ send, reply string }{
+				{"CREATE " + b, "OK"},
+				{"CREATE shared", "OK"},
+				{fmt.Sprintf("PUT %s k %d", b, i), "OK"},
+				{fmt.Sprintf("PUT shared k%d %d", i, i), "OK"},
+				{"GET " + b + " k", fmt.Sprint(i)},
+				{"", "OK"},
+			} {
+				if step.send != "" {
+					_, err := fmt.Fprintf(nc, "%s\r\n", step.send)
+					if !assert.NoError(t, err) {
+						return
+					}
+				}
+				line, err := r.ReadString('\n')
+				if !assert.NoError(t, err, "step %d", j) {
+					return
+				}
+				assert.Equal(t, step.reply+"\r\n", line)
+			}
+		}()
+	}
+	wg.Wait()
+	shared, ok := f.root.Registry().Lookup("shared")
+	require.True(t, ok)
+	n2, err := shared.Len()
+	require.NoError(t, err)
+	require.Equal(t, n, n2)
+}
+
+// panicky is a registry whose Lookup of "boom" panics: a stand-in for a
+// bug that crashes one connection's goroutine.
+type panicky struct{ Registry }
+
+func (p panicky) Lookup(name string) (*bucket.Bucket, bool) {
+	if name == "boom" {
+		panic("lookup exploded")
+	}
+	return p.Registry.Lookup(name)
+}
+
+type fakeRegistry struct{ Registry }
+
+func TestBadConnectionDoesNotTouchOthers(t *testing.T) {
+	root := tree(t)
+	f := serve(t, root, Config{Registry: panicky{root.Registry()}})
+
+	good := f.dial(t)
+	good.roundTrip("CREATE b\r\n", "OK\r\n")
+	good.roundTrip("PUT b k 1\r\n", "OK\r\n")
+
+	// One connection crashes its goroutine: it is closed, without a reply.
+	bad := f.dial(t)
+	bad.send("GET boom k\r\n")
+	bad.expectClosed()
+
+	// One sends half a line and vanishes; one sends garbage and a huge line.
+	half := f.dial(t)
+	half.send("PUT b k ")
+	require.NoError(t, half.nc.Close())
+	noisy := f.dial(t)
+	noisy.roundTrip("\x00\x01\x02\r\n", "UNKNOWN COMMAND\r\n")
+	noisy.roundTrip(strings.Repeat("A", DefaultMaxLineBytes+1)+"\r\n", "ERROR\r\n")
+
+	// The good connection never noticed.
+	good.roundTrip("GET b k\r\n", "1\r\nOK\r\n")
+	good.roundTrip("PUT b k 2\r\n", "OK\r\n")
+	f.dial(t).roundTrip("GET b k\r\n", "2\r\nOK\r\n")
+}
+
+func TestMaxConns(t *testing.T) {
+	f := start(t, Config{MaxConns: 1})
+	first := f.dial(t)
+	first.roundTrip("CREATE b\r\n", "OK\r\n")
+	second := f.dial(t)
+	second.expect("ERROR\r\n")
+	second.expectClosed()
+	first.roundTrip("GET b k\r\n", "\r\nOK\r\n")
+	require.NoError(t, first.nc.Close())
+	// The slot frees once the first connection's goroutine has ended.
+	require.Eventually(t, func() bool {
+		nc, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		if _, err := io.WriteString(nc, "GET b k\r\n"); err != nil {
+			return false
+		}
+		// A refused connection gets ERROR, a served one the empty value.
+		line, err := bufio.NewReader(nc).ReadString('\n')
+		return err == nil && line == "\r\n"
+	}, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestIdleTimeout(t *testing.T) {
+	f := start(t, Config{IdleTimeout: 50 * time.Millisecond})
+	c := f.dial(t)
+	c.roundTrip("CREATE b\r\n", "OK\r\n")
+	c.expectClosed() // blocks until the server gives up on the silent client
+}
+
+func TestStopClosesConnections(t *testing.T) {
+	root := services.New(services.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	rootErr := root.ServeBackground(ctx)
+	srvCtx, stop := context.WithCancel(ctx)
+	srv := New(Config{Registry: root.Registry()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.ServeListener(srvCtx, ln) }()
+
+	f := &fixture{root: root, srv: srv, addr: ln.Addr().String()}
+	conns := []*client{f.dial(t), f.dial(t), f.dial(t)}
+	for _, c := range conns {
+		c.roundTrip("CREATE b\r\n", "OK\r\n")
+	}
+	stop()
+	require.ErrorIs(t, <-srvErr, context.Canceled) // returns after every goroutine ended
+	for _, c := range conns {
+		c.expectClosed()
+	}
+	_, err = net.Dial("tcp", f.addr)
+	require.Error(t, err)
+	cancel()
+	<-rootErr
+}
+
+func TestMetrics(t *testing.T) {
+	root := tree(t)
+	m := metrics.New(metrics.Config{Tree: root.Registry(), Events: root.Events()})
+	f := serve(t, root, Config{Observer: m, MaxLineBytes: 32})
+
+	c := f.dial(t)
+	for _, step := range guideExchange {
+		c.roundTrip(step.send, step.reply)
+	}
+	c.roundTrip(strings.Repeat("x", 40)+"\r\n", "ERROR\r\n")
+	want := `
+# HELP kv_commands_total Commands served, by protocol, command and result (ok or error).
+# TYPE kv_commands_total counter
+kv_commands_total{command="create",protocol="text",result="error"} 0
+kv_commands_total{command="create",protocol="text",result="ok"} 1
+kv_commands_total{command="delete",protocol="text",result="error"} 0
+kv_commands_total{command="delete",protocol="text",result="ok"} 1
+kv_commands_total{command="get",protocol="text",result="error"} 1
+kv_commands_total{command="get",protocol="text",result="ok"} 2
+kv_commands_total{command="put",protocol="text",result="error"} 0
+kv_commands_total{command="put",protocol="text",result="ok"} 1
+kv_commands_total{command="too_long",protocol="text",result="error"} 1
+kv_commands_total{command="too_long",protocol="text",result="ok"} 0
+kv_commands_total{command="unknown",protocol="text",result="error"} 1
+kv_commands_total{command="unknown",protocol="text",result="ok"} 0
+# HELP kv_connected_clients Client connections open now, by protocol.
+# TYPE kv_connected_clients gauge
+kv_connected_clients{protocol="text"} 1
+`
+	require.NoError(t, testutil.GatherAndCompare(m.Prometheus(), strings.NewReader(want),
+		"kv_commands_total", "kv_connected_clients"))
+	require.NoError(t, c.nc.Close())
+	require.Eventually(t, func() bool {
+		return testutil.GatherAndCompare(m.Prometheus(), strings.NewReader(`
+# HELP kv_connected_clients Client connections open now, by protocol.
+# TYPE kv_connected_clients gauge
+kv_connected_clients{protocol="text"} 0
+`), "kv_connected_clients") == nil
+	}, 5*time.Second, time.Millisecond)
+}
