@@ -1,0 +1,21 @@
+// Command kv is the kv daemon: kv's supervision tree with its network
+// listeners, run until SIGINT or SIGTERM.
+//
+//	go run ./cmd/kv                  # Redis protocol on 127.0.0.1:6380
+//	kv --help                        # every flag, its variable and default
+//	redis-cli -p 6380 HSET cart apples 3
+//
+// Every flag can also be given as an environment variable (--resp-addr is
+// KV_RESP_ADDR); a flag wins over its variable, which wins over the default.
+//
+// Exit codes: 0 after a clean stop; 1 when the tree fails or does not stop
+// in time; 2 for a usage error (an unknown flag, a bad value); 3 for a
+// configuration kv refuses (a non-loopback address without a password, an
+// unreadable password file); 4 when the listener cannot be opened.
+package main
+
+import "os"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}

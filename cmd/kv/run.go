@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kvproject/kv/services"
+	"github.com/kvproject/kv/services/resp"
+)
+
+// version is kv's version, printed by --version and reported by INFO.
+const version = "0.3.0-dev"
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitFailed   = 1 // the tree failed, or did not stop in time
+	exitUsage    = 2 // bad flags or variables
+	exitRefused  = 3 // a configuration kv refuses to run with
+	exitNoListen = 4 // the listener could not be opened
+)
+
+// options is the daemon's configuration, filled from flags, then KV_*
+// variables, then defaults.
+type options struct {
+	respAddr        string
+	password        string
+	passwordFile    string
+	logFormat       string
+	logLevel        string
+	inMemory        bool
+	maxClients      int
+	maxRequestBytes int
+	maxBulkLen      int
+	maxArgs         int
+	idleTimeout     time.Duration
+	shutdownTimeout time.Duration
+	enableDebug     bool
+}
+
+// envName is the variable of a flag: --resp-addr is KV_RESP_ADDR.
+func envName(flagName string) string {
+	return "KV_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// newFlagSet declares every flag into o.
+func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("kv", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.respAddr, "resp-addr", resp.DefaultAddr, "`address` of the Redis protocol listener (a non-loopback address needs a password)")
+	fs.StringVar(&o.password, "password", "", "`password` clients must give with AUTH (prefer --password-file or the variable)")
+	fs.StringVar(&o.passwordFile, "password-file", "", "`file` holding the password (one line)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `format` on stderr: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.BoolVar(&o.inMemory, "in-memory", true, "keep data in memory only (the only mode until durability lands)")
+	fs.IntVar(&o.maxClients, "max-clients", 10000, "most clients connected at once")
+	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 64<<20, "most `bytes` of one request in transit; past it the client is disconnected")
+	fs.IntVar(&o.maxBulkLen, "max-bulk-len", 16<<20, "longest argument in `bytes`; a longer one gets an error reply")
+	fs.IntVar(&o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Minute, "close clients idle this long (0: never; subscribers are exempt)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on a clean stop after SIGINT/SIGTERM")
+	fs.BoolVar(&o.enableDebug, "enable-debug-command", false, "allow DEBUG CRASH-BUCKET <key> (for demonstrations and tests)")
+	return fs
+}
+
+// usage prints the help: every flag with its variable and default.
+func usage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "kv %s: a key-value daemon speaking the Redis protocol\n\n", version)
+	fmt.Fprintf(w, "Usage: kv [flags]\n\nEvery flag may also be set by its variable; a flag wins over the variable.\n\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "version" {
+			return
+		}
+		name, help := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n      %s\n      env %s, default %q\n", line, help, envName(f.Name), f.DefValue)
+	})
+	fmt.Fprintf(w, "  --version\n      print the version and exit\n")
+	fmt.Fprintf(w, "\nExit codes: 0 clean stop, 1 failure, 2 usage, 3 refused configuration, 4 cannot listen.\n")
+}
+
+// parse fills o from args, then env, then defaults. It returns done when
+// the caller should exit with code (help, version, or an error).
+func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, done bool) {
+	fs := newFlagSet(&o, stderr)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() { fmt.Fprintln(stderr, "Run kv --help for the flags.") }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(fs, stdout)
+			return o, exitOK, true
+		}
+		return o, exitUsage, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kv: unexpected argument %q (kv takes flags only; see kv --help)\n", fs.Arg(0))
+		return o, exitUsage, true
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "kv %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return o, exitOK, true
+	}
+	vars := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var bad error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || f.Name == "version" || bad != nil {
+			return
+		}
+		if v, ok := vars[envName(f.Name)]; ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				bad = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if bad != nil {
+		fmt.Fprintf(stderr, "kv: invalid environment variable %v\n", bad)
+		return o, exitUsage, true
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		fmt.Fprintf(stderr, "kv: --log-format must be text or json, not %q\n", o.logFormat)
+		return o, exitUsage, true
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "kv: --log-level must be debug, info, warn or error, not %q\n", o.logLevel)
+		return o, exitUsage, true
+	}
+	if !o.inMemory {
+		fmt.Fprintf(stderr, "kv: --in-memory=false needs durable storage, which this version does not have yet\n")
+		return o, exitRefused, true
+	}
+	if o.maxClients < 1 || o.maxRequestBytes < 1 || o.maxBulkLen < 1 || o.maxArgs < 1 || o.idleTimeout < 0 || o.shutdownTimeout <= 0 {
+		fmt.Fprintf(stderr, "kv: limits must be positive (--idle-timeout may be 0 to disable it)\n")
+		return o, exitUsage, true
+	}
+	return o, exitOK, false
+}
+
+// newLogger builds the daemon's slog logger on stderr.
+func newLogger(o options, stderr io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(o.logLevel)) // checked by parse
+	hopts := &slog.HandlerOptions{Level: lvl}
+	if o.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(stderr, hopts))
+	}
+	return slog.New(slog.NewTextHandler(stderr, hopts))
+}
+
+// isLoopback reports whether addr's host only reaches this machine.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// run is the daemon: it parses its configuration, serves until SIGINT or
+// SIGTERM, stops cleanly and returns the exit code. A second signal exits
+// at once.
+func run(args, env []string, stdout, stderr io.Writer) int {
+	o, code, done := parse(args, env, stdout, stderr)
+	if done {
+		return code
+	}
+	log := newLogger(o, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // the next signal gets the default action: the process dies
+		second := make(chan os.Signal, 1)
+		signal.Notify(second, os.Interrupt, syscall.SIGTERM)
+		s := <-second
+		log.Error("second signal: exiting at once", "signal", s.String())
+		os.Exit(exitFailed)
+	}()
+	return serve(ctx, o, log, stderr, nil)
+}
+
+// serve runs the tree and its listener until ctx ends. ready, when not
+// nil, is called with the listener's address once it is open.
+func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, ready func(net.Addr)) int {
+	password := o.password
+	if o.passwordFile != "" {
+		raw, err := os.ReadFile(o.passwordFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "kv: reading the password file: %v\n", err)
+			return exitRefused
+		}
+		password = strings.TrimRight(string(raw), "\r\n")
+		if password == "" {
+			fmt.Fprintf(stderr, "kv: the password file %s is empty\n", o.passwordFile)
+			return exitRefused
+		}
+	}
+	if !isLoopback(o.respAddr) && password == "" {
+		fmt.Fprintf(stderr, "kv: refusing to listen on %s without a password: anyone who can reach it could read and delete every bucket.\n"+
+			"Set --password-file, KV_PASSWORD or --password, or listen on loopback (--resp-addr 127.0.0.1:6380).\n", o.respAddr)
+		return exitRefused
+	}
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", o.respAddr)
+	if err != nil {
+		fmt.Fprintf(stderr, "kv: cannot listen for the Redis protocol on %s: %v\n(is another kv or Redis using it? choose another with --resp-addr)\n", o.respAddr, err)
+		return exitNoListen
+	}
+
+	root := services.New(services.Config{Logger: log})
+	srv := resp.New(resp.Config{
+		Registry:           root.Registry(),
+		Events:             root.Events(),
+		Listener:           ln,
+		Password:           password,
+		Logger:             log.With("service", "resp"),
+		Version:            version,
+		MaxClients:         o.maxClients,
+		MaxRequestBytes:    o.maxRequestBytes,
+		MaxBulkLen:         o.maxBulkLen,
+		MaxArgs:            o.maxArgs,
+		IdleTimeout:        idle(o.idleTimeout),
+		EnableDebugCommand: o.enableDebug,
+	})
+	root.Add(srv) // after the registry: stopped first, restarted alone
+
+	treeCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := root.ServeBackground(treeCtx)
+	log.Info("kv started", "version", version, "resp", ln.Addr().String(), "mode", "in-memory",
+		"auth", password != "", "debug_command", o.enableDebug)
+	if ready != nil {
+		ready(ln.Addr())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		log.Error("kv: the supervision tree stopped on its own", "err", err)
+		return exitFailed
+	}
+	log.Info("kv stopping: no new clients; finishing the commands in flight")
+	begin := time.Now()
+	cancel()
+	timer := time.NewTimer(o.shutdownTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-errc:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("kv: the tree stopped with an error", "err", err)
+			return exitFailed
+		}
+	case <-timer.C:
+		log.Error("kv: did not stop in time", "waited", o.shutdownTimeout)
+		return exitFailed
+	}
+	log.Info("kv stopped", "took", time.Since(begin).Round(time.Millisecond))
+	return exitOK
+}
+
+// idle maps the flag's 0 (never) to the server's "disabled".
+func idle(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}

@@ -1,0 +1,330 @@
+package resp
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/redcon"
+)
+
+const (
+	initialReadBuf = 16 << 10 // a client's read buffer to start with
+	maxKeptReadBuf = 64 << 10 // a larger buffer is released once drained
+	flushAt        = 64 << 10 // replies are written out once this many are waiting
+	maxInline      = 64 << 10 // longest inline (telnet) command, as Redis
+	maxKeptArgs    = 4096     // a larger argument vector is released after use
+)
+
+// conn is one client. Its goroutine reads, runs and replies; while the
+// client is subscribed, the event subscription's goroutine writes to it
+// too, under wmu.
+type conn struct {
+	s       *Server
+	nc      net.Conn
+	id      int64
+	addr    string
+	created time.Time
+
+	// Owned by the connection's goroutine.
+	buf        []byte // read buffer: buf[start:end] is not parsed yet
+	start, end int
+	args       [][]byte
+	out        []byte // replies waiting to be written
+	scratch    []byte
+	failed     bool // the reply being written is an error
+	quit       bool // close once the replies are written
+	authed     bool
+	ps         *subscriber // non-nil while subscribed
+
+	infoMu  sync.Mutex // guards name, lib, lastCmd: CLIENT and INFO read them
+	name    string
+	libName string
+	libVer  string
+
+	commands atomic.Int64
+	channels atomic.Int32 // SUBSCRIBE channels, for CLIENT LIST and INFO
+	patterns atomic.Int32 // PSUBSCRIBE patterns
+	subs     atomic.Int32 // channels + patterns
+	wmu      sync.Mutex   // serializes writes to nc
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{
+		s:       s,
+		nc:      nc,
+		id:      s.nextID.Add(1),
+		addr:    nc.RemoteAddr().String(),
+		created: time.Now(),
+		buf:     make([]byte, initialReadBuf),
+		authed:  s.cfg.Password == "",
+	}
+}
+
+// interrupt wakes a connection blocked waiting for a request, so that it
+// sees the server stopping. A connection running a command finishes it,
+// writes its replies and then stops.
+func (c *conn) interrupt() {
+	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+// parseCommand is redcon.ReadNextCommand made safe: redcon panics on some
+// malformed bulk lengths, which must cost the client its connection, not
+// the server.
+func parseCommand(b []byte, argsbuf [][]byte) (complete bool, args [][]byte, kind redcon.Kind, left []byte, perr error) {
+	defer func() {
+		if r := recover(); r != nil {
+			complete, args, left, perr = false, argsbuf[:0], b, errInvalidBulkLength
+		}
+	}()
+	return redcon.ReadNextCommand(b, argsbuf)
+}
+
+type protocolError string
+
+func (e protocolError) Error() string { return string(e) }
+
+const (
+	errInvalidBulkLength = protocolError("Protocol error: invalid bulk length")
+	errTooLarge          = protocolError("Protocol error: request too large")
+	errTooBigInline      = protocolError("Protocol error: too big inline request")
+	errUnexpectedDollar  = protocolError("Protocol error: expected '*', got '$'")
+)
+
+// serve runs the client until it leaves, breaks the protocol, idles out or
+// the server stops.
+func (c *conn) serve(ctx context.Context) {
+	defer c.close()
+	s := c.s
+	for {
+		for c.start < c.end {
+			complete, args, kind, left, err := parseCommand(c.buf[c.start:c.end], c.args)
+			if err != nil {
+				c.fatal(err)
+				return
+			}
+			if !complete {
+				break
+			}
+			c.args = args
+			c.start = c.end - len(left)
+			if kind == redcon.Tile38 {
+				c.fatal(errUnexpectedDollar)
+				return
+			}
+			if len(args) == 0 {
+				continue
+			}
+			c.exec(ctx, args)
+			if c.quit {
+				c.flush()
+				return
+			}
+			if len(c.out) >= flushAt && !c.flush() {
+				return
+			}
+		}
+		if len(c.out) > 0 && !c.flush() {
+			return
+		}
+		if cap(c.args) > maxKeptArgs {
+			c.args = nil
+		}
+		if !c.makeRoom() {
+			return
+		}
+
+		// Wait for more. The deadline is set before the stopping check, so
+		// that a shutdown's interrupt cannot be overwritten unseen.
+		switch {
+		case c.ps != nil:
+			_ = c.nc.SetReadDeadline(time.Time{})
+		case s.cfg.IdleTimeout > 0:
+			_ = c.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
+		if s.stopping.Load() {
+			return
+		}
+		n, err := c.nc.Read(c.buf[c.end:])
+		c.end += n
+		if err != nil && n == 0 {
+			return
+		}
+	}
+}
+
+// makeRoom prepares the read buffer for the next read: it compacts or
+// grows it, releases a large one once drained, and enforces the request
+// size limits. It reports false when the client must be disconnected.
+func (c *conn) makeRoom() bool {
+	pending := c.end - c.start
+	if pending == 0 {
+		c.start, c.end = 0, 0
+		if len(c.buf) > maxKeptReadBuf {
+			c.buf = make([]byte, initialReadBuf)
+		}
+		return true
+	}
+	if pending >= c.s.cfg.MaxRequestBytes {
+		c.fatal(errTooLarge)
+		return false
+	}
+	if c.buf[c.start] != '*' && pending >= maxInline {
+		c.fatal(errTooBigInline)
+		return false
+	}
+	if c.end < len(c.buf) {
+		return true
+	}
+	if c.start > 0 {
+		copy(c.buf, c.buf[c.start:c.end])
+		c.start, c.end = 0, pending
+		if pending < len(c.buf)/2 {
+			return true
+		}
+	}
+	grown := make([]byte, 2*len(c.buf))
+	copy(grown, c.buf[c.start:c.end])
+	c.buf = grown
+	return true
+}
+
+// fatal answers a protocol error and marks the client for closing.
+func (c *conn) fatal(err error) {
+	c.out = redcon.AppendError(c.out, "ERR "+err.Error())
+	c.flush()
+}
+
+// flush writes the waiting replies; it reports false when the client is
+// gone.
+func (c *conn) flush() bool {
+	if len(c.out) == 0 {
+		return true
+	}
+	c.wmu.Lock()
+	ok := c.flushLocked()
+	c.wmu.Unlock()
+	return ok
+}
+
+// flushLocked is flush with c.wmu held.
+func (c *conn) flushLocked() bool {
+	if len(c.out) == 0 {
+		return true
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	_, err := c.nc.Write(c.out)
+	if cap(c.out) > 4*flushAt {
+		c.out = nil
+	} else {
+		c.out = c.out[:0]
+	}
+	return err == nil
+}
+
+// close ends the client: the socket first (which unblocks an event write
+// in progress), then its subscription.
+func (c *conn) close() {
+	_ = c.nc.Close()
+	if c.ps != nil {
+		c.ps.stop()
+		c.ps = nil
+	}
+}
+
+// exec runs one command and accounts for it.
+func (c *conn) exec(ctx context.Context, args [][]byte) {
+	c.commands.Add(1)
+	cmd := c.s.lookup(args[0])
+	if c.s.obs == nil {
+		c.run(ctx, cmd, args)
+		return
+	}
+	begin := time.Now()
+	c.failed = false
+	c.run(ctx, cmd, args)
+	name := "unknown"
+	if cmd != nil {
+		name = cmd.name
+	}
+	c.s.obs.ObserveCommand(Protocol, name, time.Since(begin), c.failed)
+}
+
+// run checks a command's arity, the client's authentication and state,
+// then calls its handler.
+func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
+	switch {
+	case cmd == nil:
+		c.unknownCommand(args)
+		return
+	case !c.authed && cmd.flags&flagNoAuth == 0:
+		c.err("NOAUTH Authentication required.")
+		return
+	case c.ps != nil && cmd.flags&flagPubSub == 0:
+		c.err("ERR Can't execute '" + cmd.name + "': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+		return
+	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
+		c.wrongArgs(cmd.name)
+		return
+	case len(args) > c.s.cfg.MaxArgs:
+		c.err("ERR Protocol error: too many arguments (the limit is " + strconv.Itoa(c.s.cfg.MaxArgs) + ")")
+		return
+	}
+	for _, a := range args {
+		if len(a) > c.s.cfg.MaxBulkLen {
+			c.err("ERR Protocol error: argument longer than " + strconv.Itoa(c.s.cfg.MaxBulkLen) + " bytes")
+			return
+		}
+	}
+	cmd.fn(ctx, c, args)
+}
+
+func (c *conn) unknownCommand(args [][]byte) {
+	msg := "ERR unknown command '" + clip(args[0]) + "', with args beginning with: "
+	for i, a := range args[1:] {
+		if i == 16 {
+			break
+		}
+		msg += "'" + clip(a) + "' "
+	}
+	c.err(msg)
+}
+
+// clip returns at most 128 bytes of b, as Redis quotes arguments in errors.
+func clip(b []byte) string {
+	if len(b) > 128 {
+		b = b[:128]
+	}
+	return string(b)
+}
+
+// Replies.
+
+func (c *conn) ok()                 { c.out = append(c.out, "+OK\r\n"...) }
+func (c *conn) simple(s string)     { c.out = redcon.AppendString(c.out, s) }
+func (c *conn) integer(n int64)     { c.out = redcon.AppendInt(c.out, n) }
+func (c *conn) bulk(b []byte)       { c.out = redcon.AppendBulk(c.out, b) }
+func (c *conn) bulkString(s string) { c.out = redcon.AppendBulkString(c.out, s) }
+func (c *conn) null()               { c.out = redcon.AppendNull(c.out) }
+func (c *conn) nullArray()          { c.out = append(c.out, "*-1\r\n"...) }
+func (c *conn) array(n int)         { c.out = redcon.AppendArray(c.out, n) }
+func (c *conn) wrongArgs(cmd string) {
+	c.err("ERR wrong number of arguments for '" + cmd + "' command")
+}
+func (c *conn) syntaxErr()  { c.err("ERR syntax error") }
+func (c *conn) notInteger() { c.err("ERR value is not an integer or out of range") }
+
+// err writes an error reply; msg starts with its code (ERR, WRONGTYPE...).
+func (c *conn) err(msg string) {
+	c.failed = true
+	c.out = redcon.AppendError(c.out, msg)
+}
+
+// bulkInt writes n as a bulk string, as HINCRBYFLOAT and friends reply.
+func (c *conn) bulkInt(n int64) {
+	c.scratch = strconv.AppendInt(c.scratch[:0], n, 10)
+	c.bulk(c.scratch)
+}

@@ -1,0 +1,108 @@
+package resp
+
+// globMatch reports whether s matches the Redis glob pattern p: * (any
+// run), ? (any byte), [abc], [^abc], [a-z] and \ to escape. It is Redis's
+// stringmatchlen, iterative where Redis recurses on '*', with the same
+// results.
+func globMatch(p, s string) bool {
+	// star remembers the last '*' to backtrack to.
+	starP, starS := -1, -1
+	pi, si := 0, 0
+	for si < len(s) {
+		if pi < len(p) {
+			switch p[pi] {
+			case '*':
+				for pi < len(p) && p[pi] == '*' {
+					pi++
+				}
+				if pi == len(p) {
+					return true
+				}
+				starP, starS = pi, si
+				continue
+			case '?':
+				pi++
+				si++
+				continue
+			case '[':
+				if n, ok := matchClass(p[pi:], s[si]); n > 0 {
+					if ok {
+						pi += n
+						si++
+						continue
+					}
+				}
+			case '\\':
+				if pi+1 < len(p) {
+					if p[pi+1] == s[si] {
+						pi += 2
+						si++
+						continue
+					}
+				} else if s[si] == '\\' {
+					pi++
+					si++
+					continue
+				}
+			default:
+				if p[pi] == s[si] {
+					pi++
+					si++
+					continue
+				}
+			}
+		}
+		if starP < 0 {
+			return false
+		}
+		starS++
+		pi, si = starP, starS
+	}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
+}
+
+// matchClass matches ch against the class that opens p ('['). It returns
+// the length of the class in p and whether ch is in it. An unterminated
+// class runs to the end of the pattern, as in Redis.
+func matchClass(p string, ch byte) (n int, ok bool) {
+	i := 1
+	not := false
+	if i < len(p) && p[i] == '^' {
+		not = true
+		i++
+	}
+	match := false
+	for i < len(p) && p[i] != ']' {
+		switch {
+		case p[i] == '\\' && i+1 < len(p):
+			i++
+			if p[i] == ch {
+				match = true
+			}
+		case i+2 < len(p) && p[i+1] == '-' && p[i+2] != ']':
+			lo, hi := p[i], p[i+2]
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			if lo <= ch && ch <= hi {
+				match = true
+			}
+			i += 2
+		default:
+			if p[i] == ch {
+				match = true
+			}
+		}
+		i++
+	}
+	if i < len(p) {
+		i++ // the ']'
+	}
+	if not {
+		match = !match
+	}
+	return i, match
+}

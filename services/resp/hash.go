@@ -1,0 +1,485 @@
+package resp
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/registry"
+)
+
+// Errors a hash command's update function returns to abort (and undo)
+// its transaction; they become error replies.
+var (
+	errHashNotInteger = errors.New("ERR hash value is not an integer")
+	errHashNotFloat   = errors.New("ERR hash value is not a float")
+	errOverflow       = errors.New("ERR increment or decrement would overflow")
+	errNaN            = errors.New("ERR increment would produce NaN or Infinity")
+)
+
+// live returns the live bucket named name, or nil: a bucket that ends
+// between Lookup and use reads as absent.
+func (s *Server) live(name []byte) *bucket.Bucket {
+	b, ok := s.reg.Lookup(str(name))
+	if !ok {
+		return nil
+	}
+	return b
+}
+
+// maxWriteAttempts bounds how often a write follows a name to a new bucket
+// after the one it found had ended.
+const maxWriteAttempts = 8
+
+// writable returns the live bucket named name, creating it if there is
+// none. prev, when not nil, is a bucket of that name that was found ended:
+// writable first waits until the registry has forgotten it.
+func (s *Server) writable(ctx context.Context, name []byte, prev *bucket.Bucket) (*bucket.Bucket, error) {
+	if prev != nil {
+		select {
+		case <-s.reg.Forgotten(prev):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if b, ok := s.reg.Lookup(str(name)); ok {
+		return b, nil
+	}
+	return s.reg.Create(ctx, string(name))
+}
+
+// update runs fn in the bucket named name, creating the bucket if needed,
+// and follows the name to a new bucket when the one it found ends first.
+func (s *Server) update(ctx context.Context, name []byte, fn func(*bucket.Tx) error) error {
+	var prev *bucket.Bucket
+	for range maxWriteAttempts {
+		b, err := s.writable(ctx, name, prev)
+		if err != nil {
+			return err
+		}
+		if err = b.Update(fn); !isEnded(err) {
+			return err
+		}
+		prev = b
+	}
+	return bucket.ErrEnded
+}
+
+// writeErr turns an error from the data path into a reply.
+func (c *conn) writeErr(err error) {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, registry.ErrInvalidName):
+		c.err("ERR invalid key: " + msg)
+	case errors.Is(err, registry.ErrStopped), errors.Is(err, context.Canceled):
+		c.err("ERR server is shutting down")
+	case errors.Is(err, bucket.ErrEnded):
+		c.err("ERR the bucket ended while the command ran; try again")
+	case errors.Is(err, errHashNotInteger), errors.Is(err, errHashNotFloat),
+		errors.Is(err, errOverflow), errors.Is(err, errNaN):
+		c.err(msg) // already worded as Redis words it
+	default:
+		c.err("ERR " + msg)
+	}
+}
+
+func (s *Server) hset(ctx context.Context, c *conn, args [][]byte) {
+	if len(args)%2 != 0 {
+		c.wrongArgs(str(args[0]))
+		return
+	}
+	added, err := s.setPairs(ctx, args[1], args[2:])
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
+	if equalFold(args[0], "hmset") {
+		c.ok()
+		return
+	}
+	c.integer(int64(added))
+}
+
+// setPairs stores field/value pairs in the bucket named name, atomically,
+// and returns how many fields are new. One pair, the hot path, takes the
+// bucket's lock once and allocates only the stored copies.
+func (s *Server) setPairs(ctx context.Context, name []byte, pairs [][]byte) (int, error) {
+	if len(pairs) == 2 {
+		var prev *bucket.Bucket
+		for range maxWriteAttempts {
+			b, err := s.writable(ctx, name, prev)
+			if err != nil {
+				return 0, err
+			}
+			added, err := b.Set(string(pairs[0]), pairs[1])
+			if !isEnded(err) {
+				if added {
+					return 1, err
+				}
+				return 0, err
+			}
+			prev = b
+		}
+		return 0, bucket.ErrEnded
+	}
+	var added int
+	err := s.update(ctx, name, func(tx *bucket.Tx) error {
+		added = 0
+		for i := 0; i+1 < len(pairs); i += 2 {
+			if !tx.Has(str(pairs[i])) {
+				added++
+			}
+			if err := tx.Put(string(pairs[i]), pairs[i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return added, err
+}
+
+func (s *Server) hsetnx(ctx context.Context, c *conn, args [][]byte) {
+	var set bool
+	err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
+		set = false
+		if tx.Has(str(args[2])) {
+			return nil
+		}
+		set = true
+		return tx.Put(string(args[2]), args[3])
+	})
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
+	if set {
+		c.integer(1)
+	} else {
+		c.integer(0)
+	}
+}
+
+func (s *Server) hget(_ context.Context, c *conn, args [][]byte) {
+	b := s.live(args[1])
+	if b == nil {
+		c.null()
+		return
+	}
+	v, err := b.AppendValue(c.scratch[:0], str(args[2]))
+	if err != nil {
+		c.null()
+		return
+	}
+	c.scratch = v
+	c.bulk(v)
+}
+
+func (s *Server) hmget(_ context.Context, c *conn, args [][]byte) {
+	fields := args[2:]
+	c.array(len(fields))
+	b := s.live(args[1])
+	if b != nil {
+		mark := len(c.out)
+		err := b.View(func(tx *bucket.Tx) error {
+			for _, f := range fields {
+				v, err := tx.Get(str(f))
+				if err != nil {
+					c.null()
+				} else {
+					c.bulk(v)
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			return
+		}
+		c.out = c.out[:mark]
+	}
+	for range fields {
+		c.null()
+	}
+}
+
+func (s *Server) hdel(ctx context.Context, c *conn, args [][]byte) {
+	b := s.live(args[1])
+	if b == nil {
+		c.integer(0)
+		return
+	}
+	var n int
+	err := b.Update(func(tx *bucket.Tx) error {
+		n = 0
+		for _, f := range args[2:] {
+			if _, err := tx.Delete(str(f)); err == nil {
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil { // ended: nothing was there to delete
+		n = 0
+	}
+	c.integer(int64(n))
+}
+
+func (s *Server) hexists(_ context.Context, c *conn, args [][]byte) {
+	var has bool
+	if b := s.live(args[1]); b != nil {
+		_ = b.View(func(tx *bucket.Tx) error {
+			has = tx.Has(str(args[2]))
+			return nil
+		})
+	}
+	if has {
+		c.integer(1)
+	} else {
+		c.integer(0)
+	}
+}
+
+func (s *Server) hlen(_ context.Context, c *conn, args [][]byte) {
+	var n int
+	if b := s.live(args[1]); b != nil {
+		n, _ = b.Len()
+	}
+	c.integer(int64(n))
+}
+
+func (s *Server) hstrlen(_ context.Context, c *conn, args [][]byte) {
+	var n int
+	if b := s.live(args[1]); b != nil {
+		v, err := b.AppendValue(c.scratch[:0], str(args[2]))
+		if err == nil {
+			n = len(v)
+			c.scratch = v
+		}
+	}
+	c.integer(int64(n))
+}
+
+// pairs returns a snapshot of the bucket named name (nil when absent).
+func (s *Server) pairs(name []byte) (keys []string, values [][]byte) {
+	b := s.live(name)
+	if b == nil {
+		return nil, nil
+	}
+	_ = b.View(func(tx *bucket.Tx) error {
+		keys = make([]string, 0, tx.Len())
+		values = make([][]byte, 0, tx.Len())
+		return tx.ForEach(func(k string, v []byte) error {
+			keys = append(keys, k)
+			values = append(values, v)
+			return nil
+		})
+	})
+	return keys, values
+}
+
+func (s *Server) hkeys(_ context.Context, c *conn, args [][]byte) {
+	var keys []string
+	if b := s.live(args[1]); b != nil {
+		keys, _ = b.Keys()
+	}
+	c.array(len(keys))
+	for _, k := range keys {
+		c.bulkString(k)
+	}
+}
+
+func (s *Server) hvals(_ context.Context, c *conn, args [][]byte) {
+	_, values := s.pairs(args[1])
+	c.array(len(values))
+	for _, v := range values {
+		c.bulk(v)
+	}
+}
+
+func (s *Server) hgetall(_ context.Context, c *conn, args [][]byte) {
+	keys, values := s.pairs(args[1])
+	c.array(2 * len(keys))
+	for i, k := range keys {
+		c.bulkString(k)
+		c.bulk(values[i])
+	}
+}
+
+// parseInt parses a Redis integer argument: decimal, an optional '-', no
+// '+', no spaces.
+func parseInt(b []byte) (int64, bool) {
+	if len(b) == 0 || b[0] == '+' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(str(b), 10, 64)
+	return n, err == nil
+}
+
+// parseFloat parses a Redis float argument; NaN is refused.
+func parseFloat(b []byte) (float64, bool) {
+	if len(b) == 0 || b[0] == ' ' || b[len(b)-1] == ' ' {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(str(b), 64)
+	if err != nil || math.IsNaN(f) {
+		return 0, false
+	}
+	return f, true
+}
+
+func (s *Server) hincrby(ctx context.Context, c *conn, args [][]byte) {
+	incr, ok := parseInt(args[3])
+	if !ok {
+		c.notInteger()
+		return
+	}
+	var result int64
+	err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
+		var cur int64
+		if v, err := tx.Get(str(args[2])); err == nil {
+			n, ok := parseInt(v)
+			if !ok {
+				return errHashNotInteger
+			}
+			cur = n
+		}
+		if (incr < 0 && cur < math.MinInt64-incr) || (incr > 0 && cur > math.MaxInt64-incr) {
+			return errOverflow
+		}
+		result = cur + incr
+		return tx.Put(string(args[2]), strconv.AppendInt(nil, result, 10))
+	})
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
+	c.integer(result)
+}
+
+func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
+	incr, ok := parseFloat(args[3])
+	if !ok || math.IsInf(incr, 0) {
+		c.err("ERR value is not a valid float")
+		return
+	}
+	var out []byte
+	err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
+		var cur float64
+		if v, err := tx.Get(str(args[2])); err == nil {
+			f, ok := parseFloat(v)
+			if !ok || math.IsInf(f, 0) {
+				return errHashNotFloat
+			}
+			cur = f
+		}
+		r := cur + incr
+		if math.IsNaN(r) || math.IsInf(r, 0) {
+			return errNaN
+		}
+		out = strconv.AppendFloat(nil, r, 'f', -1, 64)
+		return tx.Put(string(args[2]), out)
+	})
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
+	c.bulk(out)
+}
+
+func (s *Server) hrandfield(_ context.Context, c *conn, args [][]byte) {
+	if len(args) > 4 || (len(args) == 4 && !equalFold(args[3], "withvalues")) {
+		c.syntaxErr()
+		return
+	}
+	withCount := len(args) >= 3
+	var count int64
+	if withCount {
+		var ok bool
+		if count, ok = parseInt(args[2]); !ok {
+			c.notInteger()
+			return
+		}
+		if count < -(1<<31) || count > 1<<31 {
+			c.err("ERR value is out of range")
+			return
+		}
+	}
+	withValues := len(args) == 4
+	keys, values := s.pairs(args[1])
+	if !withCount {
+		if len(keys) == 0 {
+			c.null()
+			return
+		}
+		c.bulkString(keys[rand.IntN(len(keys))])
+		return
+	}
+	var picks []int
+	switch {
+	case len(keys) == 0 || count == 0:
+	case count < 0: // repeats allowed
+		picks = make([]int, -count)
+		for i := range picks {
+			picks[i] = rand.IntN(len(keys))
+		}
+	default:
+		perm := rand.Perm(len(keys))
+		if int(count) < len(perm) {
+			perm = perm[:count]
+		}
+		picks = perm
+	}
+	if withValues {
+		c.array(2 * len(picks))
+	} else {
+		c.array(len(picks))
+	}
+	for _, i := range picks {
+		c.bulkString(keys[i])
+		if withValues {
+			c.bulk(values[i])
+		}
+	}
+}
+
+func (s *Server) hscan(_ context.Context, c *conn, args [][]byte) {
+	cursor, ok := parseCursor(args[2])
+	if !ok {
+		c.err("ERR invalid cursor")
+		return
+	}
+	opts, ok := c.scanOptions(args[3:], true)
+	if !ok {
+		return
+	}
+	keys, values := s.pairs(args[1])
+	byKey := make(map[string][]byte, len(keys))
+	for i, k := range keys {
+		byKey[k] = values[i]
+	}
+	page, next := scanPage(keys, cursor, opts.count)
+	n := 0
+	for _, k := range page {
+		if opts.match == "" || globMatch(opts.match, k) {
+			n++
+		}
+	}
+	c.array(2)
+	c.bulkString(strconv.FormatUint(next, 10))
+	if opts.noValues {
+		c.array(n)
+	} else {
+		c.array(2 * n)
+	}
+	for _, k := range page {
+		if opts.match != "" && !globMatch(opts.match, k) {
+			continue
+		}
+		c.bulkString(k)
+		if !opts.noValues {
+			c.bulk(byKey[k])
+		}
+	}
+}

@@ -1,0 +1,256 @@
+package resp
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/registry"
+)
+
+// Scan cursors. A cursor is the position in an order fixed by the keys
+// themselves: the 64-bit FNV-1a hash of each key, then the key. SCAN
+// returns the next keys at or after the cursor in that order and, as next
+// cursor, one past the hash of the last key returned (keys that share a
+// hash are returned together). No state is kept between calls, and keys
+// that come and go do not move the others, so a key present for the whole
+// iteration is returned exactly once, as Redis promises (at least once).
+
+// cursorOf is the FNV-1a hash of key.
+func cursorOf(key string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := range len(key) {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+func parseCursor(b []byte) (uint64, bool) {
+	n, err := strconv.ParseUint(str(b), 10, 64)
+	return n, err == nil
+}
+
+// scanPage returns the keys of one SCAN step from cursor, in cursor order,
+// and the next cursor (0 once the iteration is over).
+func scanPage(keys []string, cursor uint64, count int) (page []string, next uint64) {
+	type entry struct {
+		h uint64
+		k string
+	}
+	var rest []entry
+	for _, k := range keys {
+		if h := cursorOf(k); h >= cursor {
+			rest = append(rest, entry{h, k})
+		}
+	}
+	slices.SortFunc(rest, func(a, b entry) int {
+		if c := cmp.Compare(a.h, b.h); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.k, b.k)
+	})
+	n := min(count, len(rest))
+	for n < len(rest) && n > 0 && rest[n].h == rest[n-1].h {
+		n++ // never split keys that share a hash
+	}
+	page = make([]string, n)
+	for i := range n {
+		page[i] = rest[i].k
+	}
+	if n == len(rest) || n == 0 {
+		return page, 0
+	}
+	return page, rest[n-1].h + 1 // cannot wrap: a larger hash follows
+}
+
+type scanOpts struct {
+	match    string
+	count    int
+	typ      string
+	noValues bool
+}
+
+// scanOptions parses [MATCH pattern] [COUNT n] [TYPE t] (SCAN) or
+// [NOVALUES] (HSCAN); it writes the error reply and reports false on a
+// mistake.
+func (c *conn) scanOptions(args [][]byte, hscan bool) (scanOpts, bool) {
+	o := scanOpts{count: 10}
+	for i := 0; i < len(args); i++ {
+		switch {
+		case equalFold(args[i], "match") && i+1 < len(args):
+			o.match = string(args[i+1])
+			i++
+		case equalFold(args[i], "count") && i+1 < len(args):
+			n, ok := parseInt(args[i+1])
+			if !ok {
+				c.notInteger()
+				return o, false
+			}
+			if n < 1 {
+				c.syntaxErr()
+				return o, false
+			}
+			o.count = int(min(n, 1<<20))
+			i++
+		case !hscan && equalFold(args[i], "type") && i+1 < len(args):
+			o.typ = string(args[i+1])
+			i++
+		case hscan && equalFold(args[i], "novalues"):
+			o.noValues = true
+		default:
+			c.syntaxErr()
+			return o, false
+		}
+	}
+	if o.match == "*" {
+		o.match = ""
+	}
+	return o, true
+}
+
+func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
+	cursor, ok := parseCursor(args[1])
+	if !ok {
+		c.err("ERR invalid cursor")
+		return
+	}
+	opts, ok := c.scanOptions(args[2:], false)
+	if !ok {
+		return
+	}
+	page, next := scanPage(s.reg.Names(), cursor, opts.count)
+	keep := page[:0]
+	for _, k := range page {
+		if (opts.match == "" || globMatch(opts.match, k)) && (opts.typ == "" || equalFold([]byte(opts.typ), "hash")) {
+			keep = append(keep, k)
+		}
+	}
+	c.array(2)
+	c.bulkString(strconv.FormatUint(next, 10))
+	c.array(len(keep))
+	for _, k := range keep {
+		c.bulkString(k)
+	}
+}
+
+func (s *Server) keys(_ context.Context, c *conn, args [][]byte) {
+	pattern := str(args[1])
+	names := s.reg.Names()
+	keep := names[:0]
+	for _, n := range names {
+		if globMatch(pattern, n) {
+			keep = append(keep, n)
+		}
+	}
+	slices.Sort(keep)
+	c.array(len(keep))
+	for _, k := range keep {
+		c.bulkString(k)
+	}
+}
+
+func (s *Server) exists(_ context.Context, c *conn, args [][]byte) {
+	var n int64
+	for _, k := range args[1:] {
+		if s.live(k) != nil {
+			n++
+		}
+	}
+	c.integer(n)
+}
+
+func (s *Server) del(ctx context.Context, c *conn, args [][]byte) {
+	var n int64
+	for _, k := range args[1:] {
+		err := s.reg.Delete(ctx, string(k))
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, registry.ErrNotFound):
+		default:
+			c.writeErr(err)
+			return
+		}
+	}
+	c.integer(n)
+}
+
+func (s *Server) typ(_ context.Context, c *conn, args [][]byte) {
+	if s.live(args[1]) != nil {
+		c.simple("hash")
+	} else {
+		c.simple("none")
+	}
+}
+
+func (s *Server) dbsize(_ context.Context, c *conn, _ [][]byte) {
+	c.integer(int64(s.reg.Len()))
+}
+
+func (s *Server) flushall(ctx context.Context, c *conn, args [][]byte) {
+	if len(args) > 2 || (len(args) == 2 && !equalFold(args[1], "sync") && !equalFold(args[1], "async")) {
+		c.syntaxErr()
+		return
+	}
+	for _, name := range s.reg.Names() {
+		err := s.reg.Delete(ctx, name)
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			c.writeErr(err)
+			return
+		}
+	}
+	c.ok()
+}
+
+// rename moves the pairs of src to dst. src is ended and its pairs taken in
+// one step, so that no write to src is acknowledged and then lost; dst, if
+// it exists, is deleted first, as Redis overwrites it. It is not atomic
+// across the two names: for a moment a reader may find neither.
+func (s *Server) rename(ctx context.Context, c *conn, args [][]byte) {
+	src := s.live(args[1])
+	if src == nil {
+		c.err("ERR no such key")
+		return
+	}
+	if string(args[1]) == string(args[2]) {
+		c.ok()
+		return
+	}
+	if err := registry.CheckName(string(args[2])); err != nil {
+		c.writeErr(err)
+		return
+	}
+	data, err := src.Take(nil)
+	if err != nil {
+		c.err("ERR no such key")
+		return
+	}
+	select { // EXISTS src is 0 from the reply on
+	case <-s.reg.Forgotten(src):
+	case <-ctx.Done():
+		c.writeErr(ctx.Err())
+		return
+	}
+	dst := string(args[2])
+	if err := s.reg.Delete(ctx, dst); err != nil && !errors.Is(err, registry.ErrNotFound) {
+		c.writeErr(err)
+		return
+	}
+	err = s.update(ctx, args[2], func(tx *bucket.Tx) error {
+		for k, v := range data {
+			if err := tx.Put(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
+	c.ok()
+}

@@ -1,0 +1,92 @@
+package resp
+
+import (
+	"context"
+	"unsafe"
+)
+
+// handlerFunc runs one command. args[0] is the command name as the client
+// spelled it; every argument aliases the connection's read buffer and is
+// valid only until the handler returns, so anything kept must be copied.
+type handlerFunc func(ctx context.Context, c *conn, args [][]byte)
+
+// Command flags.
+const (
+	flagWrite  = 1 << iota // changes data
+	flagNoAuth             // allowed before AUTH
+	flagPubSub             // allowed while subscribed
+	flagAdmin              // server administration
+)
+
+// command is one entry of the command table, which also feeds COMMAND.
+type command struct {
+	name  string // lower case
+	arity int    // Redis's convention: n exactly, or -n for at least n
+	flags int
+	first int // position of the first key (0: none)
+	last  int // of the last key (-1: the last argument)
+	step  int // between keys
+	group string
+	doc   string
+	fn    handlerFunc
+}
+
+// mux is the command table, filled once by New; like redcon.ServeMux and
+// http.ServeMux it refuses a second registration of a name.
+type mux map[string]*command
+
+// handle registers cmd; it panics on a duplicate, so a mistake shows at
+// startup.
+func (m mux) handle(cmd *command) {
+	if cmd.name == "" || cmd.fn == nil {
+		panic("resp: invalid command registration")
+	}
+	if _, dup := m[cmd.name]; dup {
+		panic("resp: multiple registrations for " + cmd.name)
+	}
+	m[cmd.name] = cmd
+}
+
+// maxCommandName is the longest command name the table can hold.
+const maxCommandName = 32
+
+// lookup finds a command by name, in any case, without allocating.
+func (s *Server) lookup(name []byte) *command {
+	if len(name) > maxCommandName {
+		return nil
+	}
+	var lower [maxCommandName]byte
+	for i, ch := range name {
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		lower[i] = ch
+	}
+	return s.cmds[string(lower[:len(name)])]
+}
+
+// str views b as a string without copying, for lookups that do not keep
+// it (map indexes, comparisons). Never store the result.
+func str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// equalFold reports whether b equals the lower-case ASCII word w in any case.
+func equalFold(b []byte, w string) bool {
+	if len(b) != len(w) {
+		return false
+	}
+	for i := range len(b) {
+		ch := b[i]
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		if ch != w[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,263 @@
+package resp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
+	"github.com/tidwall/redcon"
+)
+
+// The channels that carry the event manager's lifecycle events. Every
+// message is one JSON object (see [EventMessage]).
+const (
+	// ChannelCreated carries every events.Created.
+	ChannelCreated = "kv:created"
+	// ChannelExited carries every events.Exited.
+	ChannelExited = "kv:exited"
+	// ChannelBucketPrefix followed by a bucket's name carries both events
+	// of that bucket: SUBSCRIBE kv:bucket:cart, PSUBSCRIBE kv:bucket:cart:*.
+	ChannelBucketPrefix = "kv:bucket:"
+)
+
+// Exit reasons in an [EventMessage].
+const (
+	ReasonNormal   = "normal"   // deleted (DEL, UNLINK, FLUSHALL, RENAME's source)
+	ReasonCrash    = "crash"    // a panic in the bucket (DEBUG CRASH-BUCKET, a faulty update)
+	ReasonShutdown = "shutdown" // stopped with the server
+	ReasonError    = "error"    // stopped with an error
+)
+
+// EventMessage is the JSON form of a lifecycle event on the pub/sub
+// channels. A bucket name that is not valid UTF-8 has its invalid bytes
+// replaced by U+FFFD.
+type EventMessage struct {
+	Event  string `json:"event"`            // "created" or "exited"
+	Bucket string `json:"bucket"`           // the bucket's name
+	ID     uint64 `json:"id"`               // the bucket instance
+	Seq    uint64 `json:"seq"`              // the event manager's sequence number
+	Reason string `json:"reason,omitempty"` // exited only: one of the Reason constants
+	Error  string `json:"error,omitempty"`  // exited only: the end reason's text, if any
+}
+
+func messageOf(ev events.Event) (channel string, msg []byte) {
+	m := EventMessage{Bucket: ev.BucketName(), ID: ev.BucketID(), Seq: ev.Sequence()}
+	switch e := ev.(type) {
+	case events.Created:
+		channel, m.Event = ChannelCreated, "created"
+	case events.Exited:
+		channel, m.Event = ChannelExited, "exited"
+		var perr *bucket.PanicError
+		switch {
+		case e.Reason == nil:
+			m.Reason = ReasonNormal
+		case errors.As(e.Reason, &perr):
+			m.Reason = ReasonCrash
+		case errors.Is(e.Reason, context.Canceled), errors.Is(e.Reason, context.DeadlineExceeded):
+			m.Reason = ReasonShutdown
+		default:
+			m.Reason = ReasonError
+		}
+		if e.Reason != nil {
+			m.Error = e.Reason.Error()
+		}
+	}
+	msg, _ = json.Marshal(m) // cannot fail: strings and integers
+	return channel, msg
+}
+
+// subscriber is the pub/sub side of a client: its channels and patterns,
+// and its own subscription to the event manager, with a bounded mailbox.
+//
+// The slow-subscriber rule: the event manager never waits for a
+// subscriber (a writer publishing an event never slows down). Events wait
+// in the client's mailbox (Config.SubscriberMailbox, 1024 by default) and
+// are written to it one by one, each write bounded by Config.WriteTimeout.
+// A client that lets its mailbox overflow, or does not read for
+// WriteTimeout, is disconnected: it never misses an event silently.
+type subscriber struct {
+	c   *conn
+	sub *events.Subscription
+
+	// Guarded by c.wmu, which also orders the replies to (P)SUBSCRIBE
+	// before the first message they allow.
+	channels map[string]struct{}
+	patterns map[string]struct{}
+
+	lastSeq uint64 // the subscription goroutine's own
+	kicked  atomic.Bool
+	out     []byte // the subscription goroutine's own
+}
+
+func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
+	pattern := equalFold(args[0], "psubscribe")
+	if c.ps == nil {
+		p := &subscriber{c: c, channels: map[string]struct{}{}, patterns: map[string]struct{}{}}
+		sub, err := s.ev.Subscribe(events.SubscribeOptions{
+			Mailbox: s.cfg.SubscriberMailbox,
+			Name:    "resp client " + c.addr,
+		}, p.deliver)
+		if err != nil {
+			c.err("ERR server is shutting down")
+			return
+		}
+		p.sub = sub
+		c.ps = p
+	}
+	p := c.ps
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	kind, set := "subscribe", p.channels
+	if pattern {
+		kind, set = "psubscribe", p.patterns
+	}
+	for _, ch := range args[1:] {
+		set[string(ch)] = struct{}{}
+		c.array(3)
+		c.bulkString(kind)
+		c.bulk(ch)
+		c.integer(int64(len(p.channels) + len(p.patterns)))
+	}
+	p.count()
+	c.flushLocked()
+}
+
+func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
+	pattern := equalFold(args[0], "punsubscribe")
+	kind := "unsubscribe"
+	if pattern {
+		kind = "punsubscribe"
+	}
+	p := c.ps
+	if p == nil {
+		if len(args) == 1 {
+			c.array(3)
+			c.bulkString(kind)
+			c.null()
+			c.integer(0)
+			return
+		}
+		for _, ch := range args[1:] {
+			c.array(3)
+			c.bulkString(kind)
+			c.bulk(ch)
+			c.integer(0)
+		}
+		return
+	}
+	c.wmu.Lock()
+	set := p.channels
+	if pattern {
+		set = p.patterns
+	}
+	var names []string
+	if len(args) == 1 {
+		for ch := range set {
+			names = append(names, ch)
+		}
+		slices.Sort(names)
+	} else {
+		for _, ch := range args[1:] {
+			names = append(names, string(ch))
+		}
+	}
+	if len(names) == 0 {
+		c.array(3)
+		c.bulkString(kind)
+		c.null()
+		c.integer(int64(len(p.channels) + len(p.patterns)))
+	}
+	for _, ch := range names {
+		delete(set, ch)
+		c.array(3)
+		c.bulkString(kind)
+		c.bulkString(ch)
+		c.integer(int64(len(p.channels) + len(p.patterns)))
+	}
+	left := p.count()
+	c.flushLocked()
+	c.wmu.Unlock()
+	if left == 0 { // back to a normal client, as in RESP2 Redis
+		p.stop()
+		c.ps = nil
+	}
+}
+
+// count publishes the subscription counts for INFO and CLIENT LIST; c.wmu
+// is held.
+func (p *subscriber) count() int {
+	ch, pat := len(p.channels), len(p.patterns)
+	p.c.channels.Store(int32(ch))
+	p.c.patterns.Store(int32(pat))
+	p.c.subs.Store(int32(ch + pat))
+	return ch + pat
+}
+
+// deliver runs on the subscription's goroutine for every event.
+func (p *subscriber) deliver(ev events.Event) {
+	if p.kicked.Load() {
+		return
+	}
+	seq := ev.Sequence()
+	if p.lastSeq != 0 && seq != p.lastSeq+1 {
+		p.kick("its mailbox overflowed")
+		return
+	}
+	p.lastSeq = seq
+	kindCh, msg := messageOf(ev)
+	bucketCh := ChannelBucketPrefix + ev.BucketName()
+	c := p.c
+	c.wmu.Lock()
+	out := p.out[:0]
+	for _, ch := range [2]string{kindCh, bucketCh} {
+		if _, ok := p.channels[ch]; ok {
+			out = redcon.AppendArray(out, 3)
+			out = redcon.AppendBulkString(out, "message")
+			out = redcon.AppendBulkString(out, ch)
+			out = redcon.AppendBulk(out, msg)
+		}
+		for pat := range p.patterns {
+			if globMatch(pat, ch) {
+				out = redcon.AppendArray(out, 4)
+				out = redcon.AppendBulkString(out, "pmessage")
+				out = redcon.AppendBulkString(out, pat)
+				out = redcon.AppendBulkString(out, ch)
+				out = redcon.AppendBulk(out, msg)
+			}
+		}
+	}
+	var err error
+	if len(out) > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		_, err = c.nc.Write(out)
+	}
+	c.wmu.Unlock()
+	p.out = out
+	if err != nil {
+		p.kick("it did not read its events in time")
+	}
+}
+
+// kick disconnects a subscriber that falls behind.
+func (p *subscriber) kick(why string) {
+	if p.kicked.Swap(true) {
+		return
+	}
+	p.c.s.kicked.Add(1)
+	p.c.s.log.Warn("resp: disconnecting a slow subscriber: "+why, "client", p.c.addr, "id", p.c.id)
+	_ = p.c.nc.Close()
+}
+
+// stop ends the subscription and waits for its goroutine.
+func (p *subscriber) stop() {
+	p.sub.Close()
+	<-p.sub.Done()
+	p.c.channels.Store(0)
+	p.c.patterns.Store(0)
+	p.c.subs.Store(0)
+}

@@ -1,0 +1,357 @@
+package resp
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
+)
+
+// Protocol is the protocol name given to an [Observer].
+const Protocol = "resp"
+
+// DefaultAddr is the address Serve listens on when Config.Addr is empty:
+// loopback, one above Redis's 6379 so that both can run side by side.
+const DefaultAddr = "127.0.0.1:6380"
+
+// Registry is what the server needs of kv's registry; *registry.Registry is
+// one.
+type Registry interface {
+	Create(ctx context.Context, name string) (*bucket.Bucket, error)
+	Lookup(name string) (*bucket.Bucket, bool)
+	Delete(ctx context.Context, name string) error
+	Forgotten(b *bucket.Bucket) <-chan struct{}
+	Names() []string
+	Len() int
+}
+
+// Events is what the server needs of kv's event manager; *events.Manager is
+// one.
+type Events interface {
+	Subscribe(opts events.SubscribeOptions, fn func(events.Event)) (*events.Subscription, error)
+}
+
+// Observer receives the server's measurements (the metrics service
+// implements it). Its methods are called on the connections' goroutines and
+// must not block. A nil Observer costs nothing.
+type Observer interface {
+	// ObserveCommand is called once per command with its lower-case name
+	// ("unknown" for a command kv does not know), how long it ran and
+	// whether its reply was an error.
+	ObserveCommand(protocol, command string, elapsed time.Duration, failed bool)
+	// ObserveClients is called with +1 when a client connects and -1 when it
+	// leaves.
+	ObserveClients(protocol string, delta int)
+}
+
+// Config configures a [Server]. Registry and Events are required; every
+// other zero field means its documented default.
+type Config struct {
+	Registry Registry // the tree's registry (required)
+	Events   Events   // the tree's event manager (required)
+
+	// Addr is the TCP address to listen on; "" means DefaultAddr.
+	Addr string
+	// Listener, when set, is used by the first Serve instead of listening on
+	// Addr; a Serve that suture restarts listens again on its address.
+	Listener net.Listener
+	// Password, when set, must be given with AUTH (or HELLO ... AUTH) before
+	// any other command. It is compared in constant time.
+	Password string
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Observer, when set, receives command and client measurements.
+	Observer Observer
+	// Version is reported by INFO and HELLO; "" means "dev".
+	Version string
+
+	// MaxClients is how many clients may be connected at once; one more is
+	// told "ERR max number of clients reached" and disconnected. 0 means
+	// 10000.
+	MaxClients int
+	// MaxRequestBytes bounds the bytes of one request not yet complete; a
+	// client that goes past it is told "ERR Protocol error: request too
+	// large" and disconnected. 0 means 64 MiB.
+	MaxRequestBytes int
+	// MaxBulkLen bounds one argument; a complete command with a longer one
+	// is refused with an error reply. 0 means 16 MiB.
+	MaxBulkLen int
+	// MaxArgs bounds the arguments of one command, the name included; a
+	// longer command is refused with an error reply. 0 means 1048576.
+	MaxArgs int
+	// IdleTimeout closes a client that sends nothing for that long
+	// (subscribers excepted). 0 means 5 minutes; a negative value disables
+	// it.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds one write to a client (a reply, an event); a
+	// client that does not read for that long is disconnected. 0 means 30
+	// seconds.
+	WriteTimeout time.Duration
+	// ShutdownTimeout bounds how long stopping waits for clients to finish
+	// the commands they sent before it forces their connections closed. 0
+	// means 5 seconds.
+	ShutdownTimeout time.Duration
+	// SubscriberMailbox is how many events may wait for one subscribed
+	// client. A subscriber that falls further behind is disconnected. 0
+	// means 1024.
+	SubscriberMailbox int
+	// EnableDebugCommand turns on DEBUG CRASH-BUCKET.
+	EnableDebugCommand bool
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.MaxClients <= 0 {
+		c.MaxClients = 10000
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 64 << 20
+	}
+	if c.MaxBulkLen <= 0 {
+		c.MaxBulkLen = 16 << 20
+	}
+	if c.MaxArgs <= 0 {
+		c.MaxArgs = 1 << 20
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.IdleTimeout < 0 {
+		c.IdleTimeout = 0
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 5 * time.Second
+	}
+	if c.SubscriberMailbox <= 0 {
+		c.SubscriberMailbox = 1024
+	}
+}
+
+// Server is the Redis protocol front end: a suture.Service that accepts
+// clients and runs their commands against the registry's buckets. Create
+// one with [New].
+type Server struct {
+	cfg      Config
+	reg      Registry
+	ev       Events
+	log      *slog.Logger
+	obs      Observer
+	cmds     map[string]*command
+	pwHash   [sha256.Size]byte
+	started  time.Time
+	nextID   atomic.Int64
+	listenMu sync.Mutex
+	ln       net.Listener  // the current listener, nil while not serving
+	lastAddr string        // where a restarted Serve listens again
+	pending  net.Listener  // Config.Listener until the first Serve takes it
+	ready    chan struct{} // closed once the first listener is up
+	readyOne sync.Once
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	stopping atomic.Bool
+	wg       sync.WaitGroup // one per connection goroutine
+
+	// counters for INFO
+	totalConns    atomic.Int64
+	rejected      atomic.Int64
+	totalCommands atomic.Int64 // commands of closed connections; live ones are summed at INFO
+	kicked        atomic.Int64 // subscribers disconnected for being slow
+}
+
+// New returns a server for cfg, with every command registered. It panics
+// if cfg.Registry or cfg.Events is nil.
+func New(cfg Config) *Server {
+	if cfg.Registry == nil || cfg.Events == nil {
+		panic("resp: New needs Config.Registry and Config.Events")
+	}
+	cfg.setDefaults()
+	s := &Server{
+		cfg:      cfg,
+		reg:      cfg.Registry,
+		ev:       cfg.Events,
+		log:      cfg.Logger,
+		obs:      cfg.Observer,
+		started:  time.Now(),
+		lastAddr: cfg.Addr,
+		pending:  cfg.Listener,
+		ready:    make(chan struct{}),
+		conns:    make(map[*conn]struct{}),
+	}
+	if cfg.Password != "" {
+		s.pwHash = sha256.Sum256([]byte(cfg.Password))
+	}
+	s.cmds = s.commandTable()
+	return s
+}
+
+// String names the service in suture's logs.
+func (s *Server) String() string { return "kv resp listener" }
+
+// Ready is closed once the server has listened for the first time.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the address the server listens on, or nil while it is not
+// listening.
+func (s *Server) Addr() net.Addr {
+	s.listenMu.Lock()
+	defer s.listenMu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Serve listens (on Config.Listener the first time, else on Config.Addr or
+// the address of the previous listener) and serves clients until ctx ends.
+// Then it stops accepting, lets every client finish the commands it had
+// sent (up to ShutdownTimeout), closes them and returns. It returns an
+// error when it cannot listen, or when the listener fails, so that suture
+// restarts it.
+func (s *Server) Serve(ctx context.Context) error {
+	s.listenMu.Lock()
+	ln := s.pending
+	s.pending = nil
+	addr := s.lastAddr
+	s.listenMu.Unlock()
+	if ln == nil {
+		var err error
+		var lc net.ListenConfig
+		ln, err = lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("resp: listen on %s: %w", addr, err)
+		}
+	}
+	return s.ServeListener(ctx, ln)
+}
+
+// ServeListener serves clients accepted from ln until ctx ends or ln fails,
+// as Serve does; it closes ln. Tests serve a listener on 127.0.0.1:0.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	s.listenMu.Lock()
+	s.ln = ln
+	s.lastAddr = ln.Addr().String()
+	s.listenMu.Unlock()
+	s.readyOne.Do(func() { close(s.ready) })
+	s.log.Info("resp: listening", "addr", ln.Addr().String())
+
+	s.stopping.Store(false)
+
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	var acceptErr error
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() == nil {
+				acceptErr = fmt.Errorf("resp: accept on %s: %w", ln.Addr(), err)
+				s.log.Error("resp: listener failed", "err", err)
+			}
+			break
+		}
+		s.accept(ctx, nc)
+	}
+	ln.Close()
+	s.listenMu.Lock()
+	s.ln = nil
+	s.listenMu.Unlock()
+	s.shutdown()
+	if acceptErr != nil {
+		return acceptErr
+	}
+	return ctx.Err()
+}
+
+// accept starts a client, or refuses it when the server is full.
+func (s *Server) accept(ctx context.Context, nc net.Conn) {
+	s.totalConns.Add(1)
+	s.mu.Lock()
+	if len(s.conns) >= s.cfg.MaxClients {
+		s.mu.Unlock()
+		s.rejected.Add(1)
+		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = nc.Write([]byte("-ERR max number of clients reached\r\n"))
+		_ = nc.Close()
+		return
+	}
+	c := newConn(s, nc)
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	if s.obs != nil {
+		s.obs.ObserveClients(Protocol, 1)
+	}
+	go func() {
+		defer s.wg.Done()
+		c.serve(ctx)
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.totalCommands.Add(c.commands.Load())
+		if s.obs != nil {
+			s.obs.ObserveClients(Protocol, -1)
+		}
+	}()
+}
+
+// shutdown lets every client finish what it sent, then closes them all.
+func (s *Server) shutdown() {
+	s.stopping.Store(true)
+	s.mu.Lock()
+	for c := range s.conns {
+		c.interrupt()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	t := time.NewTimer(s.cfg.ShutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	s.mu.Lock()
+	n := len(s.conns)
+	for c := range s.conns {
+		_ = c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.log.Warn("resp: clients did not finish in time; closed them", "clients", n, "waited", s.cfg.ShutdownTimeout)
+	<-done
+}
+
+// clients returns a snapshot of the live connections.
+func (s *Server) clients() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// isEnded reports whether err says the bucket had ended.
+func isEnded(err error) bool { return errors.Is(err, bucket.ErrEnded) }

@@ -1,0 +1,549 @@
+package resp
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvproject/kv/bucket"
+)
+
+// RedisVersion is the Redis version kv reports in INFO and HELLO: the
+// protocol level its commands follow.
+const RedisVersion = "7.2.0"
+
+func (s *Server) ping(_ context.Context, c *conn, args [][]byte) {
+	if len(args) > 2 {
+		c.wrongArgs("ping")
+		return
+	}
+	if c.ps != nil { // RESP2 subscribers get PING as a message-shaped array
+		c.array(2)
+		c.bulkString("pong")
+		if len(args) == 2 {
+			c.bulk(args[1])
+		} else {
+			c.bulkString("")
+		}
+		return
+	}
+	if len(args) == 2 {
+		c.bulk(args[1])
+		return
+	}
+	c.simple("PONG")
+}
+
+func (s *Server) echo(_ context.Context, c *conn, args [][]byte) { c.bulk(args[1]) }
+
+func (s *Server) quit(_ context.Context, c *conn, _ [][]byte) {
+	c.ok()
+	c.quit = true
+}
+
+func (s *Server) selectDB(_ context.Context, c *conn, args [][]byte) {
+	n, ok := parseInt(args[1])
+	switch {
+	case !ok:
+		c.notInteger()
+	case n != 0:
+		c.err("ERR DB index is out of range")
+	default:
+		c.ok()
+	}
+}
+
+// checkPassword compares pw with the configured password in constant time
+// (both are hashed first, so the length does not show either).
+func (s *Server) checkPassword(user, pw []byte) bool {
+	h := sha256.Sum256(pw)
+	okPw := subtle.ConstantTimeCompare(h[:], s.pwHash[:]) == 1
+	return okPw && (user == nil || string(user) == "default")
+}
+
+func (s *Server) auth(_ context.Context, c *conn, args [][]byte) {
+	if len(args) > 3 {
+		c.syntaxErr()
+		return
+	}
+	if s.cfg.Password == "" {
+		c.err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		return
+	}
+	var user []byte
+	pw := args[1]
+	if len(args) == 3 {
+		user, pw = args[1], args[2]
+	}
+	if !s.checkPassword(user, pw) {
+		c.err("WRONGPASS invalid username-password pair or user is disabled.")
+		return
+	}
+	c.authed = true
+	c.ok()
+}
+
+func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
+	if len(args) >= 2 {
+		v, ok := parseInt(args[1])
+		if !ok {
+			c.err("ERR Protocol version is not an integer or out of range")
+			return
+		}
+		if v != 2 {
+			// kv speaks RESP2 only; clients (go-redis v9 among them) fall
+			// back to RESP2 on this error.
+			c.err("NOPROTO sorry, this protocol version is not supported")
+			return
+		}
+	}
+	var name []byte
+	setName := false
+	for i := 2; i < len(args); i++ {
+		switch {
+		case equalFold(args[i], "auth") && i+2 < len(args):
+			if s.cfg.Password == "" {
+				c.err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+				return
+			}
+			if !s.checkPassword(args[i+1], args[i+2]) {
+				c.err("WRONGPASS invalid username-password pair or user is disabled.")
+				return
+			}
+			c.authed = true
+			i += 2
+		case equalFold(args[i], "setname") && i+1 < len(args):
+			name, setName = args[i+1], true
+			i++
+		default:
+			c.err("ERR Syntax error in HELLO option '" + clip(args[i]) + "'")
+			return
+		}
+	}
+	if !c.authed {
+		c.err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return
+	}
+	if setName {
+		if !validClientName(name) {
+			c.err("ERR Client names cannot contain spaces, newlines or special characters.")
+			return
+		}
+		c.infoMu.Lock()
+		c.name = string(name)
+		c.infoMu.Unlock()
+	}
+	c.array(14)
+	c.bulkString("server")
+	c.bulkString("kv")
+	c.bulkString("version")
+	c.bulkString(RedisVersion)
+	c.bulkString("proto")
+	c.integer(2)
+	c.bulkString("id")
+	c.integer(c.id)
+	c.bulkString("mode")
+	c.bulkString("standalone")
+	c.bulkString("role")
+	c.bulkString("master")
+	c.bulkString("modules")
+	c.array(0)
+}
+
+func validClientName(b []byte) bool {
+	for _, ch := range b {
+		if ch < '!' || ch > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
+	sub := strings.ToLower(string(args[1]))
+	arity := map[string]int{"id": 2, "getname": 2, "setname": 3, "info": 2, "list": -2, "help": 2, "setinfo": 4, "no-evict": 3, "no-touch": 3}
+	want, known := arity[sub]
+	if !known {
+		c.err("ERR unknown subcommand '" + clip(args[1]) + "'. Try CLIENT HELP.")
+		return
+	}
+	if (want > 0 && len(args) != want) || (want < 0 && len(args) < -want) {
+		c.wrongArgs("client|" + sub)
+		return
+	}
+	switch sub {
+	case "id":
+		c.integer(c.id)
+	case "getname":
+		c.infoMu.Lock()
+		name := c.name
+		c.infoMu.Unlock()
+		if name == "" {
+			c.null()
+		} else {
+			c.bulkString(name)
+		}
+	case "setname":
+		if !validClientName(args[2]) {
+			c.err("ERR Client names cannot contain spaces, newlines or special characters.")
+			return
+		}
+		c.infoMu.Lock()
+		c.name = string(args[2])
+		c.infoMu.Unlock()
+		c.ok()
+	case "setinfo":
+		attr := strings.ToLower(string(args[2]))
+		if attr != "lib-name" && attr != "lib-ver" {
+			c.err("ERR Unrecognized option '" + clip(args[2]) + "'")
+			return
+		}
+		if !validClientName(args[3]) {
+			c.err("ERR " + attr + " cannot contain spaces, newlines or special characters.")
+			return
+		}
+		c.infoMu.Lock()
+		if attr == "lib-name" {
+			c.libName = string(args[3])
+		} else {
+			c.libVer = string(args[3])
+		}
+		c.infoMu.Unlock()
+		c.ok()
+	case "info":
+		c.bulkString(c.describe())
+	case "list":
+		var b strings.Builder
+		for _, o := range s.clients() {
+			b.WriteString(o.describe())
+		}
+		c.bulkString(b.String())
+	case "no-evict", "no-touch":
+		c.ok()
+	case "help":
+		help := []string{
+			"CLIENT <subcommand> [<arg> ...]. Subcommands are:",
+			"ID", "    Return the ID of the current connection.",
+			"GETNAME", "    Return the name of the current connection.",
+			"SETNAME <name>", "    Assign the name <name> to the current connection.",
+			"SETINFO <LIB-NAME|LIB-VER> <value>", "    Set client library information.",
+			"INFO", "    Return information about the current client connection.",
+			"LIST", "    Return information about client connections.",
+		}
+		c.array(len(help))
+		for _, h := range help {
+			c.simple(h)
+		}
+	}
+}
+
+// describe is the client's line in CLIENT LIST.
+func (c *conn) describe() string {
+	c.infoMu.Lock()
+	defer c.infoMu.Unlock()
+	sub, psub := c.channels.Load(), c.patterns.Load()
+	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d db=0 sub=%d psub=%d lib-name=%s lib-ver=%s\n",
+		c.id, c.addr, c.nc.LocalAddr(), c.name, int(time.Since(c.created).Seconds()), sub, psub, c.libName, c.libVer)
+}
+
+func (s *Server) commandCmd(_ context.Context, c *conn, args [][]byte) {
+	if len(args) == 1 {
+		names := s.commandNames()
+		c.array(len(names))
+		for _, n := range names {
+			c.commandInfo(s.cmds[n])
+		}
+		return
+	}
+	sub := strings.ToLower(string(args[1]))
+	switch sub {
+	case "count":
+		c.integer(int64(len(s.cmds)))
+	case "list":
+		names := s.commandNames()
+		c.array(len(names))
+		for _, n := range names {
+			c.bulkString(n)
+		}
+	case "info":
+		c.array(len(args) - 2)
+		for _, a := range args[2:] {
+			if cmd := s.lookup(a); cmd != nil {
+				c.commandInfo(cmd)
+			} else {
+				c.nullArray()
+			}
+		}
+	case "docs":
+		var names []string
+		if len(args) == 2 {
+			names = s.commandNames()
+		} else {
+			for _, a := range args[2:] {
+				if cmd := s.lookup(a); cmd != nil {
+					names = append(names, cmd.name)
+				}
+			}
+		}
+		c.array(2 * len(names))
+		for _, n := range names {
+			cmd := s.cmds[n]
+			c.bulkString(n)
+			c.array(8)
+			c.bulkString("summary")
+			c.bulkString(cmd.doc)
+			c.bulkString("since")
+			c.bulkString("1.0.0")
+			c.bulkString("group")
+			c.bulkString(cmd.group)
+			c.bulkString("complexity")
+			c.bulkString("O(1)")
+		}
+	default:
+		c.err("ERR unknown subcommand '" + clip(args[1]) + "'. Try COMMAND HELP.")
+	}
+}
+
+func (s *Server) commandNames() []string {
+	names := make([]string, 0, len(s.cmds))
+	for n := range s.cmds {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// commandInfo writes one COMMAND entry in Redis 7's ten-element shape.
+func (c *conn) commandInfo(cmd *command) {
+	c.array(10)
+	c.bulkString(cmd.name)
+	c.integer(int64(cmd.arity))
+	var flags []string
+	if cmd.flags&flagWrite != 0 {
+		flags = append(flags, "write")
+	} else {
+		flags = append(flags, "readonly")
+	}
+	if cmd.flags&flagNoAuth != 0 {
+		flags = append(flags, "no_auth")
+	}
+	if cmd.flags&flagPubSub != 0 {
+		flags = append(flags, "pubsub")
+	}
+	if cmd.flags&flagAdmin != 0 {
+		flags = append(flags, "admin")
+	}
+	c.array(len(flags))
+	for _, f := range flags {
+		c.simple(f)
+	}
+	c.integer(int64(cmd.first))
+	c.integer(int64(cmd.last))
+	c.integer(int64(cmd.step))
+	c.array(1)
+	c.simple("@" + cmd.group)
+	c.array(0) // tips
+	c.array(0) // key specs
+	c.array(0) // subcommands
+}
+
+func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
+	want := map[string]bool{}
+	for _, a := range args[1:] {
+		want[strings.ToLower(string(a))] = true
+	}
+	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
+	var b strings.Builder
+	section := func(name string, lines ...string) {
+		if !all && !want[strings.ToLower(name)] {
+			return
+		}
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		b.WriteString("# " + name + "\r\n")
+		for _, l := range lines {
+			b.WriteString(l + "\r\n")
+		}
+	}
+	uptime := time.Since(s.started)
+	port := ""
+	if a := s.Addr(); a != nil {
+		if _, p, err := net.SplitHostPort(a.String()); err == nil {
+			port = p
+		}
+	}
+	section("Server",
+		"redis_version:"+RedisVersion,
+		"kv_version:"+s.cfg.Version,
+		"redis_mode:standalone",
+		"os:"+runtime.GOOS+" "+runtime.GOARCH,
+		"arch_bits:"+strconv.Itoa(strconv.IntSize),
+		"go_version:"+runtime.Version(),
+		"process_id:"+strconv.Itoa(os.Getpid()),
+		"tcp_port:"+port,
+		"uptime_in_seconds:"+strconv.Itoa(int(uptime.Seconds())),
+		"uptime_in_days:"+strconv.Itoa(int(uptime.Hours()/24)),
+	)
+	conns := s.clients()
+	var commands int64
+	subs := 0
+	for _, o := range conns {
+		commands += o.commands.Load()
+		if o.subs.Load() > 0 {
+			subs++
+		}
+	}
+	section("Clients",
+		"connected_clients:"+strconv.Itoa(len(conns)),
+		"maxclients:"+strconv.Itoa(s.cfg.MaxClients),
+		"pubsub_clients:"+strconv.Itoa(subs),
+		"blocked_clients:0",
+	)
+	if all || want["memory"] {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		section("Memory",
+			"used_memory:"+strconv.FormatUint(ms.HeapAlloc, 10),
+			"used_memory_human:"+humanBytes(ms.HeapAlloc),
+			"used_memory_sys:"+strconv.FormatUint(ms.Sys, 10),
+			"used_memory_sys_human:"+humanBytes(ms.Sys),
+			"mem_allocator:go",
+		)
+	}
+	section("Stats",
+		"total_connections_received:"+strconv.FormatInt(s.totalConns.Load(), 10),
+		"total_commands_processed:"+strconv.FormatInt(s.totalCommands.Load()+commands, 10),
+		"rejected_connections:"+strconv.FormatInt(s.rejected.Load(), 10),
+		"slow_subscribers_disconnected:"+strconv.FormatInt(s.kicked.Load(), 10),
+	)
+	lines := []string{}
+	if n := s.reg.Len(); n > 0 {
+		lines = append(lines, "db0:keys="+strconv.Itoa(n)+",expires=0,avg_ttl=0")
+	}
+	section("Keyspace", lines...)
+	c.bulkString(b.String())
+}
+
+func humanBytes(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return strconv.FormatFloat(float64(n)/(1<<30), 'f', 2, 64) + "G"
+	case n >= 1<<20:
+		return strconv.FormatFloat(float64(n)/(1<<20), 'f', 2, 64) + "M"
+	case n >= 1<<10:
+		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 2, 64) + "K"
+	}
+	return strconv.FormatUint(n, 10) + "B"
+}
+
+func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
+	if !equalFold(args[1], "get") {
+		c.err("ERR CONFIG " + strings.ToUpper(clip(args[1])) + " is not supported by kv")
+		return
+	}
+	if len(args) < 3 {
+		c.wrongArgs("config|get")
+		return
+	}
+	port := "0"
+	if a := s.Addr(); a != nil {
+		_, port, _ = net.SplitHostPort(a.String())
+	}
+	params := [][2]string{
+		{"appendonly", "no"},
+		{"databases", "1"},
+		{"maxclients", strconv.Itoa(s.cfg.MaxClients)},
+		{"port", port},
+		{"proto-max-bulk-len", strconv.Itoa(s.cfg.MaxBulkLen)},
+		{"save", ""},
+		{"timeout", strconv.Itoa(int(s.cfg.IdleTimeout.Seconds()))},
+	}
+	var out [][2]string
+	for _, p := range params {
+		for _, a := range args[2:] {
+			if globMatch(strings.ToLower(string(a)), p[0]) {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	c.array(2 * len(out))
+	for _, p := range out {
+		c.bulkString(p[0])
+		c.bulkString(p[1])
+	}
+}
+
+// debug serves DEBUG CRASH-BUCKET name: it crashes one bucket with a panic
+// inside bucket.Update, exactly as a faulty update function would, and
+// replies once the registry has forgotten it. It is refused unless
+// Config.EnableDebugCommand is set.
+func (s *Server) debug(ctx context.Context, c *conn, args [][]byte) {
+	if !s.cfg.EnableDebugCommand {
+		c.err("ERR DEBUG command not allowed. Start kv with --enable-debug-command to allow it.")
+		return
+	}
+	if !equalFold(args[1], "crash-bucket") {
+		c.err("ERR unknown subcommand '" + clip(args[1]) + "'. Try DEBUG CRASH-BUCKET <key>.")
+		return
+	}
+	if len(args) != 3 {
+		c.wrongArgs("debug|crash-bucket")
+		return
+	}
+	b := s.live(args[2])
+	if b == nil {
+		c.err("ERR no such key")
+		return
+	}
+	name := b.Name()
+	s.log.Warn("resp: DEBUG CRASH-BUCKET", "bucket", name, "client", c.addr)
+	_ = b.Update(func(*bucket.Tx) error {
+		panic("kv: DEBUG CRASH-BUCKET " + name)
+	})
+	select {
+	case <-s.reg.Forgotten(b):
+		c.ok()
+	case <-ctx.Done():
+		c.writeErr(ctx.Err())
+	}
+}
+
+func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
+	if c.ps != nil {
+		c.ps.stop()
+		c.ps = nil
+	}
+	c.infoMu.Lock()
+	c.name = ""
+	c.infoMu.Unlock()
+	c.authed = s.cfg.Password == ""
+	c.simple("RESET")
+}
+
+// wrongType serves a command of a Redis type kv does not have (strings,
+// lists, sets, sorted sets): on an existing key, which is always a hash,
+// it is Redis's WRONGTYPE; on a missing key, a read answers as Redis does
+// for a missing key and a write is refused.
+func (s *Server) wrongType(empty func(*conn)) handlerFunc {
+	return func(_ context.Context, c *conn, args [][]byte) {
+		if s.live(args[1]) != nil {
+			c.err("WRONGTYPE Operation against a key holding the wrong kind of value")
+			return
+		}
+		if empty == nil {
+			c.err("ERR kv stores hashes only: '" + strings.ToLower(clip(args[0])) + "' is not supported")
+			return
+		}
+		empty(c)
+	}
+}

@@ -1,0 +1,79 @@
+package resp
+
+// commandTable registers every command kv serves. Each entry gives the
+// arity (Redis's convention), flags and key positions that COMMAND
+// reports; arity is checked before the handler runs.
+func (s *Server) commandTable() mux {
+	m := mux{}
+	add := func(name string, arity, flags, first, last, step int, group, doc string, fn handlerFunc) {
+		m.handle(&command{name: name, arity: arity, flags: flags, first: first, last: last, step: step, group: group, doc: doc, fn: fn})
+	}
+	noAuth := flagNoAuth
+	// Connection and server.
+	add("ping", -1, flagPubSub, 0, 0, 0, "connection", "Returns the server's liveliness response.", s.ping)
+	add("echo", 2, 0, 0, 0, 0, "connection", "Returns the given string.", s.echo)
+	add("quit", -1, noAuth|flagPubSub, 0, 0, 0, "connection", "Closes the connection.", s.quit)
+	add("select", 2, 0, 0, 0, 0, "connection", "Changes the selected database (only 0 exists).", s.selectDB)
+	add("hello", -1, noAuth, 0, 0, 0, "connection", "Handshakes with the server (RESP2 only).", s.hello)
+	add("auth", -2, noAuth, 0, 0, 0, "connection", "Authenticates the connection.", s.auth)
+	add("client", -2, 0, 0, 0, 0, "connection", "CLIENT ID, GETNAME, SETNAME, SETINFO, INFO, LIST.", s.client)
+	add("reset", 1, noAuth|flagPubSub, 0, 0, 0, "connection", "Resets the connection.", s.reset)
+	add("command", -1, 0, 0, 0, 0, "server", "Returns information about commands (COMMAND, COUNT, DOCS, INFO, LIST).", s.commandCmd)
+	add("info", -1, 0, 0, 0, 0, "server", "Returns information and statistics about the server.", s.info)
+	add("config", -2, flagAdmin, 0, 0, 0, "server", "CONFIG GET of a few read-only parameters.", s.config)
+	add("dbsize", 1, 0, 0, 0, 0, "server", "Returns the number of keys (buckets).", s.dbsize)
+	add("flushall", -1, flagWrite, 0, 0, 0, "server", "Deletes every bucket.", s.flushall)
+	add("flushdb", -1, flagWrite, 0, 0, 0, "server", "Deletes every bucket.", s.flushall)
+	add("debug", -2, flagAdmin, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
+	// Keys: each key is a bucket.
+	add("exists", -2, 0, 1, -1, 1, "generic", "Counts the keys that exist.", s.exists)
+	add("del", -2, flagWrite, 1, -1, 1, "generic", "Deletes keys.", s.del)
+	add("unlink", -2, flagWrite, 1, -1, 1, "generic", "Deletes keys.", s.del)
+	add("type", 2, 0, 1, 1, 1, "generic", "Returns the type of a key: hash or none.", s.typ)
+	add("keys", 2, 0, 0, 0, 0, "generic", "Returns the keys that match a pattern.", s.keys)
+	add("scan", -2, 0, 0, 0, 0, "generic", "Iterates over the keys.", s.scan)
+	add("rename", 3, flagWrite, 1, 2, 1, "generic", "Renames a key, overwriting the destination.", s.rename)
+	// Hashes: a bucket is a hash.
+	add("hset", -4, flagWrite, 1, 1, 1, "hash", "Sets fields; creates the key.", s.hset)
+	add("hmset", -4, flagWrite, 1, 1, 1, "hash", "Sets fields; creates the key.", s.hset)
+	add("hsetnx", 4, flagWrite, 1, 1, 1, "hash", "Sets a field only if it does not exist.", s.hsetnx)
+	add("hget", 3, 0, 1, 1, 1, "hash", "Returns the value of a field.", s.hget)
+	add("hmget", -3, 0, 1, 1, 1, "hash", "Returns the values of fields.", s.hmget)
+	add("hdel", -3, flagWrite, 1, 1, 1, "hash", "Deletes fields (the key stays, possibly empty).", s.hdel)
+	add("hexists", 3, 0, 1, 1, 1, "hash", "Reports whether a field exists.", s.hexists)
+	add("hlen", 2, 0, 1, 1, 1, "hash", "Returns the number of fields.", s.hlen)
+	add("hstrlen", 3, 0, 1, 1, 1, "hash", "Returns the length of a field's value.", s.hstrlen)
+	add("hkeys", 2, 0, 1, 1, 1, "hash", "Returns the fields.", s.hkeys)
+	add("hvals", 2, 0, 1, 1, 1, "hash", "Returns the values.", s.hvals)
+	add("hgetall", 2, 0, 1, 1, 1, "hash", "Returns the fields and values.", s.hgetall)
+	add("hincrby", 4, flagWrite, 1, 1, 1, "hash", "Increments a field by an integer.", s.hincrby)
+	add("hincrbyfloat", 4, flagWrite, 1, 1, 1, "hash", "Increments a field by a float.", s.hincrbyfloat)
+	add("hscan", -3, 0, 1, 1, 1, "hash", "Iterates over fields and values.", s.hscan)
+	add("hrandfield", -2, 0, 1, 1, 1, "hash", "Returns random fields.", s.hrandfield)
+	// Lifecycle events.
+	add("subscribe", -2, flagPubSub, 0, 0, 0, "pubsub", "Listens to channels (kv:created, kv:exited, kv:bucket:<key>).", s.subscribe)
+	add("psubscribe", -2, flagPubSub, 0, 0, 0, "pubsub", "Listens to channels that match patterns.", s.subscribe)
+	add("unsubscribe", -1, flagPubSub, 0, 0, 0, "pubsub", "Stops listening to channels.", s.unsubscribe)
+	add("punsubscribe", -1, flagPubSub, 0, 0, 0, "pubsub", "Stops listening to patterns.", s.unsubscribe)
+	// Types kv does not have: WRONGTYPE on a key, as Redis answers.
+	nothing := func(c *conn) { c.null() }
+	zero := func(c *conn) { c.integer(0) }
+	none := func(c *conn) { c.array(0) }
+	for _, t := range []struct {
+		name  string
+		arity int
+		empty func(*conn)
+	}{
+		{"get", 2, nothing}, {"strlen", 2, zero}, {"llen", 2, zero}, {"lrange", 4, none},
+		{"scard", 2, zero}, {"smembers", 2, none}, {"zcard", 2, zero}, {"zrange", -4, none},
+		{"set", -3, nil}, {"incr", 2, nil}, {"append", 3, nil}, {"lpush", -3, nil},
+		{"rpush", -3, nil}, {"sadd", -3, nil}, {"zadd", -4, nil},
+	} {
+		flags := 0
+		if t.empty == nil {
+			flags = flagWrite
+		}
+		add(t.name, t.arity, flags, 1, 1, 1, "generic", "Not a hash command: WRONGTYPE on an existing key.", s.wrongType(t.empty))
+	}
+	return m
+}
