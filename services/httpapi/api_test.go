@@ -1,0 +1,298 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/services"
+)
+
+func TestBucketAndKeyRoutes(t *testing.T) {
+	a := start(t, Config{})
+	reg := a.root.Registry()
+
+	require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath("shopping"), nil).status)
+	require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath("shopping"), nil).status) // idempotent
+	b, ok := reg.Lookup("shopping")
+	require.True(t, ok)
+
+	require.Equal(t, http.StatusNoContent, a.do("PUT", keyPath("shopping", "milk"), strings.NewReader("1")).status)
+	require.Equal(t, http.StatusNoContent, a.do("PUT", keyPath("shopping", "eggs"), strings.NewReader("3")).status)
+	binary := []byte{0, 1, 2, 0xff, '\r', '\n'}
+	require.Equal(t, http.StatusNoContent, a.do("PUT", keyPath("shopping", "bin"), bytes.NewReader(binary)).status)
+	require.Equal(t, http.StatusNoContent, a.do("PUT", keyPath("shopping", "empty"), nil).status)
+	v, err := b.Get("milk")
+	require.NoError(t, err)
+	require.Equal(t, "1", string(v))
+
+	r := a.do("GET", keyPath("shopping", "bin"), nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, "application/octet-stream", r.header.Get("Content-Type"))
+	assert.Equal(t, string(binary), r.body)
+	r = a.do("GET", keyPath("shopping", "empty"), nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Empty(t, r.body)
+
+	r = a.do("GET", bucketPath("shopping"), nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.JSONEq(t, `{
+		"name": "shopping", "name_base64": "c2hvcHBpbmc=",
+		"pairs": [
+			{"key": "bin", "key_base64": "Ymlu", "value_base64": "AAEC/w0K"},
+			{"key": "eggs", "key_base64": "ZWdncw==", "value_base64": "Mw=="},
+			{"key": "empty", "key_base64": "ZW1wdHk=", "value_base64": ""},
+			{"key": "milk", "key_base64": "bWlsaw==", "value_base64": "MQ=="}
+		]}`, r.body)
+
+	require.Equal(t, http.StatusNoContent, a.do("DELETE", keyPath("shopping", "eggs"), nil).status)
+	expectError(t, a.do("GET", keyPath("shopping", "eggs"), nil), http.StatusNotFound, "key_not_found")
+	expectError(t, a.do("DELETE", keyPath("shopping", "eggs"), nil), http.StatusNotFound, "key_not_found")
+
+	require.Equal(t, http.StatusNoContent, a.do("DELETE", bucketPath("shopping"), nil).status)
+	_, ok = reg.Lookup("shopping")
+	require.False(t, ok)
+	for _, r := range []reply{
+		a.do("DELETE", bucketPath("shopping"), nil),
+		a.do("GET", bucketPath("shopping"), nil),
+		a.do("GET", keyPath("shopping", "milk"), nil),
+		a.do("PUT", keyPath("shopping", "milk"), strings.NewReader("2")),
+		a.do("DELETE", keyPath("shopping", "milk"), nil),
+	} {
+		expectError(t, r, http.StatusNotFound, "bucket_not_found")
+	}
+
+	r = a.do("GET", bucketPath("empty"), nil)
+	expectError(t, r, http.StatusNotFound, "bucket_not_found")
+	require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath("empty"), nil).status)
+	r = a.do("GET", bucketPath("empty"), nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.JSONEq(t, `{"name": "empty", "name_base64": "ZW1wdHk=", "pairs": []}`, r.body)
+}
+
+func TestOddNamesAndKeys(t *testing.T) {
+	a := start(t, Config{})
+	reg := a.root.Registry()
+	odd := []string{
+		"a/b", "/", "//", ".", "..", "../x", "%", "%2F", "sp ace", "tab\t", "\x00\xff\xfe",
+		"\r\n", "ü", "?q=1#frag", "+plus", "semi;colon", strings.Repeat("é", 100),
+	}
+	for i, name := range odd {
+		t.Run(fmt.Sprintf("%d", i), func(t *testing.T) {
+			require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath(name), nil).status)
+			b, ok := reg.Lookup(name)
+			require.True(t, ok, "bucket %q", name)
+			for _, key := range odd {
+				r := a.do("PUT", keyPath(name, key), strings.NewReader("v:"+key))
+				require.Equal(t, http.StatusNoContent, r.status, "key %q: %s", key, r.body)
+				v, err := b.Get(key)
+				require.NoError(t, err, "key %q", key)
+				require.Equal(t, "v:"+key, string(v))
+				r = a.do("GET", keyPath(name, key), nil)
+				require.Equal(t, http.StatusOK, r.status)
+				require.Equal(t, "v:"+key, r.body)
+			}
+			dump := a.do("GET", bucketPath(name), nil).json(t)
+			got, err := base64.StdEncoding.DecodeString(dump["name_base64"].(string))
+			require.NoError(t, err)
+			require.Equal(t, name, string(got))
+			require.Len(t, dump["pairs"], len(odd))
+			for _, p := range dump["pairs"].([]any) {
+				pm := p.(map[string]any)
+				k, err := base64.StdEncoding.DecodeString(pm["key_base64"].(string))
+				require.NoError(t, err)
+				v, err := base64.StdEncoding.DecodeString(pm["value_base64"].(string))
+				require.NoError(t, err)
+				require.Equal(t, "v:"+string(k), string(v))
+			}
+			require.Equal(t, http.StatusNoContent, a.do("DELETE", keyPath(name, odd[0]), nil).status)
+			_, err = b.Get(odd[0])
+			require.Error(t, err)
+		})
+	}
+	// The listing gives every name back exactly.
+	var listed []string
+	for _, ref := range a.do("GET", "/v1/buckets?limit=1000", nil).json(t)["buckets"].([]any) {
+		n, err := base64.StdEncoding.DecodeString(ref.(map[string]any)["name_base64"].(string))
+		require.NoError(t, err)
+		listed = append(listed, string(n))
+	}
+	want := slices.Clone(odd)
+	slices.Sort(want)
+	require.Equal(t, want, listed)
+
+	// A literal dot segment is cleaned by the mux: a redirect, not a key.
+	req, err := http.NewRequest("GET", a.base+"/v1/buckets/a/keys/..", nil)
+	require.NoError(t, err)
+	resp, err := (&http.Client{Transport: a.client.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusTemporaryRedirect, resp.StatusCode)
+}
+
+func TestListPagination(t *testing.T) {
+	a := start(t, Config{})
+	ctx := context.Background()
+	reg := a.root.Registry()
+	var all []string
+	for i := range 25 {
+		name := fmt.Sprintf("b%02d", i)
+		all = append(all, name)
+		_, err := reg.Create(ctx, name)
+		require.NoError(t, err)
+	}
+	page := func(query string) ([]string, string) {
+		t.Helper()
+		r := a.do("GET", "/v1/buckets"+query, nil)
+		require.Equal(t, http.StatusOK, r.status, r.body)
+		m := r.json(t)
+		var names []string
+		for _, ref := range m["buckets"].([]any) {
+			names = append(names, ref.(map[string]any)["name"].(string))
+		}
+		cursor, _ := m["next_cursor"].(string)
+		return names, cursor
+	}
+
+	names, cursor := page("")
+	require.Equal(t, all, names) // 25 fit in the default limit of 100
+	require.Empty(t, cursor)
+
+	names, cursor = page("?limit=10")
+	require.Equal(t, all[:10], names)
+	require.NotEmpty(t, cursor)
+	// Changes between pages: the cursor stays valid.
+	require.NoError(t, reg.Delete(ctx, "b09")) // the cursor's own name
+	require.NoError(t, reg.Delete(ctx, "b10"))
+	_, err := reg.Create(ctx, "b105")
+	require.NoError(t, err)
+	names, cursor = page("?limit=10&cursor=" + cursor)
+	require.Equal(t, []string{"b105", "b11", "b12", "b13", "b14", "b15", "b16", "b17", "b18", "b19"}, names)
+	names, cursor = page("?limit=10&cursor=" + cursor)
+	require.Equal(t, all[20:], names)
+	require.Empty(t, cursor)
+
+	names, _ = page("?limit=100000") // cut to the maximum
+	require.Len(t, names, 24)
+
+	for _, q := range []string{"?limit=0", "?limit=-1", "?limit=x"} {
+		expectError(t, a.do("GET", "/v1/buckets"+q, nil), http.StatusBadRequest, "bad_limit")
+	}
+	expectError(t, a.do("GET", "/v1/buckets?cursor=%25%25", nil), http.StatusBadRequest, "bad_cursor")
+}
+
+func TestErrorCodes(t *testing.T) {
+	a := start(t, Config{MaxBodyBytes: 16})
+	require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath("b"), nil).status)
+
+	expectError(t, a.do("GET", "/nowhere", nil), http.StatusNotFound, "not_found")
+	expectError(t, a.do("GET", "/v1/buckets/b/keys", nil), http.StatusNotFound, "not_found")
+	r := a.do("POST", "/v1/buckets/b", nil)
+	expectError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
+	assert.Equal(t, "DELETE, GET, HEAD, PUT", r.header.Get("Allow"))
+
+	expectError(t, a.do("PUT", bucketPath(strings.Repeat("n", 4097)), nil), http.StatusBadRequest, "invalid_name")
+
+	// Bodies: at the limit, past it with a Content-Length, past it chunked.
+	require.Equal(t, http.StatusNoContent, a.do("PUT", keyPath("b", "k"), strings.NewReader(strings.Repeat("x", 16))).status)
+	expectError(t, a.do("PUT", keyPath("b", "k"), strings.NewReader(strings.Repeat("x", 17))), http.StatusRequestEntityTooLarge, "body_too_large")
+	chunked := io.MultiReader(strings.NewReader(strings.Repeat("y", 10)), strings.NewReader(strings.Repeat("y", 10)))
+	expectError(t, a.do("PUT", keyPath("b", "k"), chunked), http.StatusRequestEntityTooLarge, "body_too_large")
+	require.Equal(t, strings.Repeat("x", 16), a.do("GET", keyPath("b", "k"), nil).body) // unchanged
+}
+
+func TestUnavailableWhenTheTreeStops(t *testing.T) {
+	root := services.New(services.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	a := serve(t, root, Config{})
+	require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath("b"), nil).status)
+	cancel()
+	<-errc
+	expectError(t, a.do("PUT", bucketPath("c"), nil), http.StatusServiceUnavailable, "unavailable")
+	expectError(t, a.do("GET", "/v1/events", nil), http.StatusServiceUnavailable, "unavailable")
+	expectError(t, a.do("GET", keyPath("b", "k"), nil), http.StatusNotFound, "bucket_not_found")
+}
+
+func TestAuth(t *testing.T) {
+	a := start(t, Config{Password: "s3cret"})
+	for _, path := range []string{"/v1/buckets", bucketPath("b"), "/metrics", "/readyz", "/v1/openapi.json", "/v1/events", "/nowhere"} {
+		r := a.do("GET", path, nil)
+		expectError(t, r, http.StatusUnauthorized, "unauthorized")
+		assert.Equal(t, `Bearer realm="kv"`, r.header.Get("WWW-Authenticate"))
+	}
+	require.Equal(t, http.StatusOK, a.do("GET", "/healthz", nil).status)
+
+	a.token = "s3cre"
+	expectError(t, a.do("PUT", bucketPath("b"), nil), http.StatusUnauthorized, "unauthorized")
+	a.token = "s3cret!"
+	expectError(t, a.do("PUT", bucketPath("b"), nil), http.StatusUnauthorized, "unauthorized")
+	_, ok := a.root.Registry().Lookup("b")
+	require.False(t, ok)
+
+	a.token = "s3cret"
+	require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath("b"), nil).status)
+	require.Equal(t, http.StatusOK, a.do("GET", "/metrics", nil).status)
+	require.Equal(t, http.StatusOK, a.do("GET", "/readyz", nil).status)
+	expectError(t, a.do("GET", "/nowhere", nil), http.StatusNotFound, "not_found")
+	a.events() // the stream opens with the token
+
+	// The scheme is required: a bare password is not a bearer token.
+	req, err := http.NewRequest("GET", a.base+"/v1/buckets", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "s3cret")
+	resp, err := a.client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	root := tree(t)
+	var notReady error = errors.New("registry not serving")
+	a := serve(t, root, Config{Ready: func() error { return notReady }})
+	r := a.do("GET", "/healthz", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.JSONEq(t, `{"status":"ok"}`, r.body)
+	r = a.do("GET", "/readyz", nil)
+	require.Equal(t, http.StatusServiceUnavailable, r.status)
+	assert.JSONEq(t, `{"status":"not ready","error":"registry not serving"}`, r.body)
+
+	b := serve(t, root, Config{}) // no Ready: ready
+	r = b.do("GET", "/readyz", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.JSONEq(t, `{"status":"ready"}`, r.body)
+}
+
+func TestHandlerWithRecorder(t *testing.T) {
+	root := tree(t)
+	s := New(Config{Registry: root.Registry(), Events: root.Events()})
+	assert.Equal(t, "kv http api", s.String())
+	assert.Nil(t, s.Addr())
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("PUT", "/v1/buckets/x%2Fy", nil))
+	require.Equal(t, http.StatusNoContent, rec.Code)
+	_, ok := root.Registry().Lookup("x/y")
+	require.True(t, ok)
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/openapi.json", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, openAPIDocument, rec.Body.Bytes())
+}
+
+func TestNewNeedsRegistryAndEvents(t *testing.T) {
+	require.Panics(t, func() { New(Config{}) })
+}

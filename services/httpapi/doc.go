@@ -1,0 +1,81 @@
+// Package httpapi is kv's HTTP front end, a suture.Service: a REST API over
+// the buckets, a live stream of the event manager's events, Prometheus
+// metrics and health checks, on one net/http ServeMux built at
+// construction with Go 1.22 routing patterns.
+//
+// # Routes
+//
+//	GET    /v1/buckets                     names, a page at a time (?limit=, ?cursor=)
+//	PUT    /v1/buckets/{bucket}            create (idempotent): 204
+//	DELETE /v1/buckets/{bucket}            delete: 204, or 404
+//	GET    /v1/buckets/{bucket}            every pair, as JSON
+//	GET    /v1/buckets/{bucket}/keys/{key} the value's raw bytes, or 404
+//	PUT    /v1/buckets/{bucket}/keys/{key} store the raw body: 204
+//	DELETE /v1/buckets/{bucket}/keys/{key} remove: 204, or 404
+//	GET    /v1/events                      Server-Sent Events
+//	GET    /v1/openapi.json                the OpenAPI 3.1 document of all of these
+//	GET    /metrics                        Prometheus exposition
+//	GET    /healthz                        alive: 200
+//	GET    /readyz                         Config.Ready: 200 or 503
+//
+// Every error reply has a JSON body {"error": "...", "code": "..."}, the
+// mux's own 404 and 405 included.
+//
+// # Names, keys and values
+//
+// Bucket names and keys may hold any bytes: percent-encode each path
+// segment fully ("/" as %2F, and "." as %2E, since literal "." and ".."
+// segments are cleaned away by the mux with a redirect). An empty key cannot
+// be addressed. Values travel as raw bytes. In JSON, names and keys appear
+// twice, as a string (exact when valid UTF-8) and as standard base64
+// (always exact); values appear as base64.
+//
+// Bucket pages are in byte order; next_cursor (raw URL-safe base64 of the
+// page's last name) asks for the names after it, so a cursor stays valid
+// whatever is created or deleted meanwhile. limit is 100 by default and at
+// most 1000.
+//
+// # Event stream
+//
+// GET /v1/events subscribes to the event manager and sends each Created as
+// "event: created" and each Exited as "event: exited" (with its reason:
+// normal, error, panic or shutdown), with "id:" the event's sequence
+// number and "data:" JSON. Comment lines every SSEHeartbeat (15s) keep an
+// idle stream open.
+//
+// A slow reader never slows a writer: publishing only queues the event for
+// the stream without waiting. A stream is cut when an event finds its queue
+// full (Config.SSEBuffer events, 256 by default; the subscription's own
+// mailbox has as many) or when one write to the client blocks for
+// Config.SSEWriteTimeout (10s). The client then gets, if it can still be
+// written to, "event: overflow" with data {"last_seq": N}, the last
+// sequence number it was sent, and the stream ends. There is no replay
+// (Last-Event-ID is ignored); a client that reconnects sees from the id
+// lines what it missed. The stream ends when the server stops.
+//
+// # Limits and timeouts
+//
+// Request bodies are limited to Config.MaxBodyBytes (1 MiB): a longer one
+// gets 413. Headers are limited to MaxHeaderBytes (64 KiB). http.Server's
+// timeouts are set: ReadHeaderTimeout 5s, ReadTimeout 30s, WriteTimeout 30s,
+// IdleTimeout 2m; the event stream clears its connection's read and write
+// deadlines and bounds each write by SSEWriteTimeout instead. When Serve's
+// context ends the server shuts down gracefully for up to ShutdownTimeout
+// (10s), then closes what is left.
+//
+// # Authentication
+//
+// With Config.Password set, every request but GET /healthz needs
+// "Authorization: Bearer <password>", compared in constant time; others
+// get 401 with a WWW-Authenticate header.
+//
+// # Metrics
+//
+// The API reports each REST request to its [metrics.Metrics] with protocol
+// "http" and the route's operation (list_buckets, create_bucket,
+// delete_bucket, get_bucket, get_key, put_key, delete_key); a status of 400
+// or more counts as an error, a missing key's 404 included. Connections are
+// counted through http.Server's ConnState. /metrics serves that Metrics'
+// private registry: share one Metrics between the front ends to see them
+// all there.
+package httpapi

@@ -1,0 +1,167 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/kvproject/kv/events"
+	"github.com/kvproject/kv/services/metrics"
+)
+
+// streamEvent is the data line of one event in the stream.
+type streamEvent struct {
+	Seq        uint64 `json:"seq"`
+	Type       string `json:"type"` // "created" or "exited"
+	Bucket     string `json:"bucket"`
+	BucketB64  string `json:"bucket_base64"`
+	ID         uint64 `json:"id"`
+	Reason     string `json:"reason,omitempty"` // exited: normal, error, panic, shutdown
+	ReasonText string `json:"error,omitempty"`  // exited with an error: its text
+}
+
+func newStreamEvent(ev events.Event) streamEvent {
+	se := streamEvent{
+		Seq:       ev.Sequence(),
+		Bucket:    ev.BucketName(),
+		BucketB64: base64.StdEncoding.EncodeToString([]byte(ev.BucketName())),
+		ID:        ev.BucketID(),
+	}
+	switch e := ev.(type) {
+	case events.Created:
+		se.Type = "created"
+	case events.Exited:
+		se.Type = "exited"
+		se.Reason = metrics.EndReason(e.Reason)
+		if e.Reason != nil {
+			se.ReasonText = e.Reason.Error()
+		}
+	}
+	return se
+}
+
+// errSlowClient ends the stream of a client that fell behind.
+var errSlowClient = errors.New("httpapi: event stream client too slow")
+
+// streamEvents serves GET /v1/events as Server-Sent Events: one event per
+// bucket created or ended, "id:" its sequence number, "event:" created or
+// exited, "data:" its JSON. See the package documentation for the rule
+// that cuts a slow client.
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
+	queue := make(chan events.Event, s.cfg.SSEBuffer)
+	overflow := make(chan struct{})
+	var overflowOnce sync.Once
+	sub, err := s.cfg.Events.Subscribe(events.SubscribeOptions{
+		Mailbox: s.cfg.SSEBuffer,
+		Name:    "http event stream " + r.RemoteAddr,
+	}, func(ev events.Event) {
+		select {
+		case queue <- ev:
+		default: // never wait: the publisher and the other subscribers must not
+			overflowOnce.Do(func() { close(overflow) })
+		}
+	})
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the event manager has stopped")
+		return
+	}
+	defer sub.Close()
+
+	// A stream outlives the server's read and write timeouts: clear them
+	// (the read deadline would cancel the request's context), and bound
+	// each write instead. A writer without deadlines (a test recorder)
+	// simply has none.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(write func(io.Writer) error) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.SSEWriteTimeout))
+		if err := write(w); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	if err := send(func(w io.Writer) error { _, err := io.WriteString(w, ": kv events\n\n"); return err }); err != nil {
+		return
+	}
+
+	heartbeat := time.NewTicker(s.cfg.SSEHeartbeat)
+	defer heartbeat.Stop()
+	var last uint64
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-overflow:
+			s.cutStream(send, last, r)
+			return
+		case <-sub.Done(): // the manager stopped: what was pending is queued
+			for {
+				select {
+				case ev := <-queue:
+					if err := s.writeEvent(send, ev, &last, sub); err != nil {
+						return
+					}
+				default:
+					return
+				}
+			}
+		case ev := <-queue:
+			err := s.writeEvent(send, ev, &last, sub)
+			if errors.Is(err, errSlowClient) {
+				s.cutStream(send, last, r)
+				return
+			}
+			if err != nil {
+				return
+			}
+		case <-heartbeat.C:
+			if err := send(func(w io.Writer) error { _, err := io.WriteString(w, ": ping\n\n"); return err }); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// writeEvent writes one event. It returns errSlowClient instead when an
+// event was lost before it (the subscription's mailbox overflowed).
+func (s *Server) writeEvent(send func(func(io.Writer) error) error, ev events.Event, last *uint64, sub *events.Subscription) error {
+	if sub.Dropped() > 0 {
+		return errSlowClient
+	}
+	if s.testHookSSE != nil {
+		s.testHookSSE()
+	}
+	se := newStreamEvent(ev)
+	data, err := json.Marshal(se)
+	if err != nil {
+		return fmt.Errorf("httpapi: encoding event: %w", err)
+	}
+	*last = ev.Sequence()
+	return send(func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", se.Seq, se.Type, data)
+		return err
+	})
+}
+
+// cutStream tells a slow client, if it can still be written to, that its
+// stream ends because it fell behind, and after which event.
+func (s *Server) cutStream(send func(func(io.Writer) error) error, last uint64, r *http.Request) {
+	s.cfg.Logger.Warn("http api: event stream client too slow; cutting it",
+		"remote", r.RemoteAddr, "last_sent", last)
+	_ = send(func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "event: overflow\ndata: {\"last_seq\":%d}\n\n", last)
+		return err
+	})
+}

@@ -1,0 +1,250 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/registry"
+)
+
+// bucketRef names a bucket in JSON: the name as a JSON string (exact when
+// it is valid UTF-8; invalid bytes become U+FFFD) and its exact bytes in
+// standard base64.
+type bucketRef struct {
+	Name       string `json:"name"`
+	NameBase64 string `json:"name_base64"`
+}
+
+func newBucketRef(name string) bucketRef {
+	return bucketRef{Name: name, NameBase64: base64.StdEncoding.EncodeToString([]byte(name))}
+}
+
+// bucketPage is the reply of GET /v1/buckets.
+type bucketPage struct {
+	Buckets []bucketRef `json:"buckets"`
+	// NextCursor, when present, is the cursor parameter of the next page.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// pair is one key/value pair of GET /v1/buckets/{bucket}.
+type pair struct {
+	Key         string `json:"key"`
+	KeyBase64   string `json:"key_base64"`
+	ValueBase64 string `json:"value_base64"`
+}
+
+// bucketDump is the reply of GET /v1/buckets/{bucket}.
+type bucketDump struct {
+	bucketRef
+	Pairs []pair `json:"pairs"`
+}
+
+// listBuckets replies with a page of bucket names in byte order: those
+// after the cursor (the raw URL-safe base64 of the last name of the
+// previous page), at most limit of them. A cursor stays valid whatever is
+// created or deleted meanwhile.
+func (s *Server) listBuckets(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := DefaultPageLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "bad_limit", "limit must be a positive integer")
+			return
+		}
+		limit = min(n, MaxPageLimit)
+	}
+	after, hasCursor := "", false
+	if v := q.Get("cursor"); v != "" {
+		b, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_cursor", "cursor is not one this API gave")
+			return
+		}
+		after, hasCursor = string(b), true
+	}
+	names := s.cfg.Registry.Names()
+	slices.Sort(names)
+	if hasCursor {
+		i, found := slices.BinarySearch(names, after)
+		if found {
+			i++
+		}
+		names = names[i:]
+	}
+	page := bucketPage{Buckets: make([]bucketRef, 0, min(limit, len(names)))}
+	for _, n := range names[:min(limit, len(names))] {
+		page.Buckets = append(page.Buckets, newBucketRef(n))
+	}
+	if len(names) > limit {
+		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(names[limit-1]))
+	}
+	writeJSON(w, page)
+}
+
+// createBucket creates the bucket, or finds it: 204 either way.
+func (s *Server) createBucket(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("bucket")
+	if _, err := s.cfg.Registry.Create(r.Context(), name); err != nil {
+		switch {
+		case errors.Is(err, registry.ErrInvalidName):
+			writeError(w, http.StatusBadRequest, "invalid_name", err.Error())
+		default:
+			s.cfg.Logger.Warn("http api: create failed", "bucket", name, "error", err)
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "the registry cannot create buckets now")
+		}
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// deleteBucket stops the bucket normally: 204, or 404.
+func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Registry.Delete(r.Context(), r.PathValue("bucket")); err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			bucketNotFound(w)
+			return
+		}
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the bucket did not finish stopping")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// getBucket replies with every pair of the bucket, sorted by key, from one
+// consistent view.
+func (s *Server) getBucket(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("bucket")
+	b, ok := s.cfg.Registry.Lookup(name)
+	if !ok {
+		bucketNotFound(w)
+		return
+	}
+	dump := bucketDump{bucketRef: newBucketRef(name), Pairs: []pair{}}
+	err := b.View(func(tx *bucket.Tx) error {
+		dump.Pairs = make([]pair, 0, tx.Len())
+		return tx.ForEach(func(k string, v []byte) error {
+			dump.Pairs = append(dump.Pairs, pair{
+				Key:         k,
+				KeyBase64:   base64.StdEncoding.EncodeToString([]byte(k)),
+				ValueBase64: base64.StdEncoding.EncodeToString(v),
+			})
+			return nil
+		})
+	})
+	if err != nil {
+		s.bucketError(w, err)
+		return
+	}
+	slices.SortFunc(dump.Pairs, func(a, b pair) int { return strings.Compare(a.Key, b.Key) })
+	writeJSON(w, dump)
+}
+
+// getKey replies with the value's raw bytes.
+func (s *Server) getKey(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.cfg.Registry.Lookup(r.PathValue("bucket"))
+	if !ok {
+		bucketNotFound(w)
+		return
+	}
+	v, err := b.Get(r.PathValue("key"))
+	if err != nil {
+		s.bucketError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(v)))
+	w.Write(v)
+}
+
+// putKey stores the request body, raw, as the value: 204.
+func (s *Server) putKey(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.cfg.Registry.Lookup(r.PathValue("bucket"))
+	if !ok {
+		bucketNotFound(w)
+		return
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		bodyTooLarge(w, s.cfg.MaxBodyBytes)
+		return
+	}
+	v, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			bodyTooLarge(w, s.cfg.MaxBodyBytes)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_body", "reading the body: "+err.Error())
+		return
+	}
+	if err := b.Put(r.PathValue("key"), v); err != nil {
+		s.bucketError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// deleteKey removes the key: 204, or 404 when it was absent.
+func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.cfg.Registry.Lookup(r.PathValue("bucket"))
+	if !ok {
+		bucketNotFound(w)
+		return
+	}
+	if _, err := b.Delete(r.PathValue("key")); err != nil {
+		s.bucketError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// bucketError turns a bucket operation's error into a reply: an ended
+// bucket was deleted meanwhile (404), as is an absent key.
+func (s *Server) bucketError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, bucket.ErrNotFound):
+		writeError(w, http.StatusNotFound, "key_not_found", "no such key")
+	case errors.Is(err, bucket.ErrEnded):
+		bucketNotFound(w)
+	default:
+		s.cfg.Logger.Error("http api: bucket operation failed", "error", err)
+		writeError(w, http.StatusInternalServerError, "internal", "the operation failed")
+	}
+}
+
+func bucketNotFound(w http.ResponseWriter) {
+	writeError(w, http.StatusNotFound, "bucket_not_found", "no such bucket")
+}
+
+func bodyTooLarge(w http.ResponseWriter, limit int64) {
+	writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
+		"the body is longer than "+strconv.FormatInt(limit, 10)+" bytes")
+}
+
+// healthz says the process is alive.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, map[string]string{"status": "ok"})
+}
+
+// readyz says whether the tree is serving, from Config.Ready.
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if err := s.cfg.Ready(); err != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		writeJSON(w, map[string]string{"status": "not ready", "error": err.Error()})
+		return
+	}
+	writeJSON(w, map[string]string{"status": "ready"})
+}
+
+// serveMetrics serves the Prometheus exposition.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	s.metricsHandler.ServeHTTP(w, r)
+}

@@ -1,0 +1,183 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// errorBody is the JSON body of every error reply.
+type errorBody struct {
+	Error string `json:"error"` // a sentence for people
+	Code  string `json:"code"`  // a stable token for programs
+}
+
+// writeError replies with status and a JSON error body.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	h := w.Header()
+	h.Del("Content-Length")
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(errorBody{Error: msg, Code: code})
+}
+
+// writeJSON replies 200 with v as JSON.
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// authenticate requires the bearer password on every path but /healthz.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	if s.cfg.Password == "" {
+		return next
+	}
+	want := sha256.Sum256([]byte(s.cfg.Password))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got := sha256.Sum256([]byte(token)) // hashing first: the same time whatever the length
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="kv"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// route dispatches a request through the mux. Where the mux finds no route
+// it tries the bucket routes by hand (see fallback), and gives the mux's
+// own replies (no route: 404; a route for other methods: 405) JSON bodies
+// like every other error.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		if s.fallback(w, r) {
+			return
+		}
+		w = &errorRewriter{ResponseWriter: w}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// fallback serves the bucket routes for the paths ServeMux cannot route: a
+// segment that is exactly "%2F" (a bucket or key named "/") unescapes to
+// "/", which ServeMux's matcher takes for a trailing slash and so matches
+// no pattern. fallback splits the escaped path itself, for these paths
+// only, and reports whether it served the request.
+func (s *Server) fallback(w http.ResponseWriter, r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/buckets/")
+	if !ok {
+		return false
+	}
+	segs := strings.Split(rest, "/")
+	var pattern string
+	switch {
+	case len(segs) == 1:
+		pattern = "/v1/buckets/{bucket}"
+	case len(segs) == 3 && segs[1] == "keys":
+		pattern = "/v1/buckets/{bucket}/keys/{key}"
+	default:
+		return false
+	}
+	values := make([]string, 0, 2)
+	for i := 0; i < len(segs); i += 2 {
+		v, err := url.PathUnescape(segs[i])
+		if err != nil || v == "" {
+			return false
+		}
+		values = append(values, v)
+	}
+	if !slices.Contains(values, "/") {
+		return false // the mux's answer stands
+	}
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	h, ok := s.byPattern[method+" "+pattern]
+	if !ok {
+		return false // the mux's 405 stands
+	}
+	r.SetPathValue("bucket", values[0])
+	if len(values) == 2 {
+		r.SetPathValue("key", values[1])
+	}
+	r.Pattern = method + " " + pattern
+	h.ServeHTTP(w, r)
+	return true
+}
+
+// errorRewriter replaces the plain-text body of an http.Error reply with a
+// JSON one, keeping the status and headers (Allow).
+type errorRewriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (e *errorRewriter) WriteHeader(status int) {
+	if e.wrote {
+		return
+	}
+	e.wrote = true
+	if status < 400 {
+		e.ResponseWriter.WriteHeader(status)
+		return
+	}
+	code := "not_found"
+	msg := "no such route"
+	if status == http.StatusMethodNotAllowed {
+		code, msg = "method_not_allowed", "method not allowed on this route"
+	}
+	writeError(e.ResponseWriter, status, code, msg)
+}
+
+func (e *errorRewriter) Write(p []byte) (int, error) {
+	if !e.wrote {
+		e.WriteHeader(http.StatusOK)
+	}
+	return len(p), nil // the plain-text body is dropped
+}
+
+func (e *errorRewriter) Unwrap() http.ResponseWriter { return e.ResponseWriter }
+
+// observe reports each request of a route to kv's metrics: failed means a
+// status of 400 or more.
+func (s *Server) observe(command string, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next(sw, r)
+		s.metrics.ObserveCommand(protocol, command, time.Since(start), sw.status >= 400)
+	}
+}
+
+// statusWriter remembers the status of a reply.
+type statusWriter struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (sw *statusWriter) WriteHeader(status int) {
+	if !sw.wroteHeader {
+		sw.status, sw.wroteHeader = status, true
+	}
+	sw.ResponseWriter.WriteHeader(status)
+}
+
+func (sw *statusWriter) Write(p []byte) (int, error) {
+	sw.wroteHeader = true
+	return sw.ResponseWriter.Write(p)
+}
+
+func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }

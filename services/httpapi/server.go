@@ -1,0 +1,277 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
+	"github.com/kvproject/kv/services/metrics"
+)
+
+// Defaults of the Config fields left zero.
+const (
+	DefaultAddr              = "127.0.0.1:8080"
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultSSEBuffer         = 256
+	DefaultSSEWriteTimeout   = 10 * time.Second
+	DefaultSSEHeartbeat      = 15 * time.Second
+	DefaultPageLimit         = 100
+	MaxPageLimit             = 1000
+)
+
+// protocol is this front end's protocol label in kv's metrics.
+const protocol = metrics.ProtocolHTTP
+
+// Registry is what the API needs of kv's registry; *registry.Registry is
+// one.
+type Registry interface {
+	Create(ctx context.Context, name string) (*bucket.Bucket, error)
+	Lookup(name string) (*bucket.Bucket, bool)
+	Delete(ctx context.Context, name string) error
+	Names() []string
+}
+
+// EventSource is what the API needs of kv's event manager; *events.Manager
+// is one.
+type EventSource interface {
+	Subscribe(opts events.SubscribeOptions, fn func(events.Event)) (*events.Subscription, error)
+	Stats() events.Stats
+}
+
+// Config configures a [Server]. Registry and Events are required; every
+// other field's zero value means its default.
+type Config struct {
+	// Addr is the TCP address Serve listens on; "" means DefaultAddr
+	// (127.0.0.1:8080, loopback only).
+	Addr string
+	// Registry is the tree's registry.
+	Registry Registry
+	// Events is the tree's event manager: the source of /v1/events and of
+	// the event series of /metrics.
+	Events EventSource
+	// Metrics is where the API reports its requests and connections, and
+	// what /metrics serves. Share one with the other front ends. Nil means
+	// a new one built on Registry and Events, reporting for HTTP alone.
+	Metrics *metrics.Metrics
+	// Ready answers /readyz: nil means ready; an error means not ready
+	// (503), and says why. A nil Ready is always ready.
+	Ready func() error
+	// Password, when not empty, is required on every request but /healthz
+	// as "Authorization: Bearer <password>".
+	Password string
+	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes
+	// (1 MiB). A longer body gets 413.
+	MaxBodyBytes int64
+	// MaxHeaderBytes bounds the request line and headers; 0 means
+	// DefaultMaxHeaderBytes (64 KiB). Past it, net/http replies 431.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are
+	// http.Server's; 0 means 5s, 30s, 30s and 2m. /v1/events clears the
+	// read and write deadlines of its connection and bounds each of its
+	// writes with SSEWriteTimeout instead.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	// ShutdownTimeout bounds the graceful stop (http.Server.Shutdown) once
+	// Serve's context ends; past it, open connections are closed. 0 means
+	// DefaultShutdownTimeout (10s).
+	ShutdownTimeout time.Duration
+	// SSEBuffer is how many events may wait for one /v1/events client;
+	// an event that finds the queue full cuts the stream. 0 means
+	// DefaultSSEBuffer (256).
+	SSEBuffer int
+	// SSEWriteTimeout bounds each write to a /v1/events client; a client
+	// that does not take it in time is cut. 0 means DefaultSSEWriteTimeout
+	// (10s).
+	SSEWriteTimeout time.Duration
+	// SSEHeartbeat is how often an idle stream gets a comment line, to keep
+	// proxies from closing it. 0 means DefaultSSEHeartbeat (15s).
+	SSEHeartbeat time.Duration
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// withDefaults returns cfg with its zero fields set to their defaults.
+func (cfg Config) withDefaults() Config {
+	setDefault(&cfg.Addr, DefaultAddr)
+	setDefault(&cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	setDefault(&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
+	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	setDefault(&cfg.SSEBuffer, DefaultSSEBuffer)
+	setDefault(&cfg.SSEWriteTimeout, DefaultSSEWriteTimeout)
+	setDefault(&cfg.SSEHeartbeat, DefaultSSEHeartbeat)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() error { return nil }
+	}
+	return cfg
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Server is the HTTP API, a suture.Service. Create one with [New]; its
+// routes are registered then, so a duplicate fails at construction.
+type Server struct {
+	cfg     Config
+	metrics *metrics.Metrics
+	mux     *http.ServeMux
+	// byPattern is each route's handler by its pattern, for fallback.
+	byPattern map[string]http.Handler
+	// metricsHandler serves /metrics from metrics' registry.
+	metricsHandler http.Handler
+	handler        http.Handler // mux behind authentication and JSON errors
+	addr           atomic.Pointer[net.Addr]
+
+	// testHookSSE, when set, runs before each event is written to a
+	// stream (tests use it to stall a stream).
+	testHookSSE func()
+}
+
+// New returns a server for cfg. It panics if cfg.Registry or cfg.Events is
+// nil, since no request could be served.
+func New(cfg Config) *Server {
+	if cfg.Registry == nil || cfg.Events == nil {
+		panic("httpapi: New needs Config.Registry and Config.Events")
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:       cfg,
+		metrics:   cfg.Metrics,
+		mux:       http.NewServeMux(),
+		byPattern: make(map[string]http.Handler),
+	}
+	if s.metrics == nil {
+		s.metrics = metrics.New(metrics.Config{
+			Tree:   cfg.Registry,
+			Events: cfg.Events,
+			Logger: cfg.Logger,
+		})
+	}
+	s.metricsHandler = s.metrics.Handler()
+	for _, rt := range routes() {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rt.handler(s, w, r) })
+		if rt.command != "" {
+			h = s.observe(rt.command, h)
+		}
+		s.mux.Handle(rt.method+" "+rt.path, h)
+		s.byPattern[rt.method+" "+rt.path] = h
+	}
+	s.handler = s.authenticate(http.HandlerFunc(s.route))
+	return s
+}
+
+// String names the service in suture's logs.
+func (s *Server) String() string { return "kv http api" }
+
+// Handler returns the API as an http.Handler (authentication included), for
+// tests and for hosts that run their own http.Server.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Metrics returns the collectors the server reports to and serves.
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// Addr returns the address of the listener being served, or nil when none
+// is.
+func (s *Server) Addr() net.Addr {
+	if a := s.addr.Load(); a != nil {
+		return *a
+	}
+	return nil
+}
+
+// Serve listens on Config.Addr and serves until ctx ends, then shuts down
+// gracefully (see ServeListener). A failure to listen is returned for
+// suture to retry.
+func (s *Server) Serve(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("httpapi: listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.ServeListener(ctx, ln)
+}
+
+// ServeListener serves HTTP on ln until ctx ends, then stops: it calls
+// http.Server.Shutdown with ShutdownTimeout as deadline (request contexts,
+// and so event streams, end with ctx), closes what is still open after it,
+// waits for every handler to return and returns ctx's error. A server that
+// fails otherwise returns the wrapped error. It takes ownership of ln.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	addr := ln.Addr()
+	s.addr.Store(&addr)
+	defer s.addr.Store(nil)
+	log := s.cfg.Logger.With("addr", addr.String())
+
+	var handlers sync.WaitGroup
+	hs := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			handlers.Add(1)
+			defer handlers.Done()
+			s.handler.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				s.metrics.ObserveClients(protocol, 1)
+			case http.StateClosed, http.StateHijacked:
+				s.metrics.ObserveClients(protocol, -1)
+			}
+		},
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info("http api listening")
+
+	select {
+	case err := <-served: // failed on its own
+		handlers.Wait()
+		log.Error("http api failed", "error", err)
+		return fmt.Errorf("httpapi: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("http api: graceful stop timed out; closing connections", "error", err)
+		hs.Close()
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("http api: serve", "error", err)
+	}
+	handlers.Wait()
+	log.Info("http api stopped")
+	return ctx.Err()
+}
