@@ -168,12 +168,12 @@ func (c *conn) makeRoom() bool {
 		}
 		return true
 	}
-	if pending >= c.s.cfg.MaxRequestBytes {
-		c.fatal(errTooLarge)
-		return false
-	}
 	if c.buf[c.start] != '*' && pending >= maxInline {
 		c.fatal(errTooBigInline)
+		return false
+	}
+	if pending >= c.s.cfg.MaxRequestBytes {
+		c.fatal(errTooLarge)
 		return false
 	}
 	if c.end < len(c.buf) {

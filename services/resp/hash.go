@@ -88,7 +88,7 @@ func (c *conn) writeErr(err error) {
 
 func (s *Server) hset(ctx context.Context, c *conn, args [][]byte) {
 	if len(args)%2 != 0 {
-		c.wrongArgs(str(args[0]))
+		c.wrongArgs(s.lookup(args[0]).name)
 		return
 	}
 	added, err := s.setPairs(ctx, args[1], args[2:])

@@ -1,0 +1,347 @@
+package resp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+func TestConnectionCommands(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t, func(o *redis.Options) { o.ClientName = "tester" })
+	ctx := context.Background()
+
+	assert.Equal(t, "PONG", rc.Ping(ctx).Val())
+	assert.Equal(t, "hi there", rc.Echo(ctx, "hi there").Val())
+	assert.Equal(t, "hello", rc.Do(ctx, "PING", "hello").Val())
+	assert.Equal(t, "tester", rc.ClientGetName(ctx).Val())
+	id, err := rc.ClientID(ctx).Result()
+	require.NoError(t, err)
+	assert.Positive(t, id)
+	require.NoError(t, rc.Do(ctx, "CLIENT", "SETNAME", "other").Err())
+	assert.Equal(t, "other", rc.Do(ctx, "CLIENT", "GETNAME").Val())
+	require.NoError(t, rc.Do(ctx, "CLIENT", "SETINFO", "LIB-NAME", "x").Err())
+	assert.EqualError(t, rc.Do(ctx, "CLIENT", "SETNAME", "a b").Err(), "ERR Client names cannot contain spaces, newlines or special characters.")
+	assert.EqualError(t, rc.Do(ctx, "CLIENT", "NOPE").Err(), "ERR unknown subcommand 'NOPE'. Try CLIENT HELP.")
+	list, err := rc.ClientList(ctx).Result()
+	require.NoError(t, err)
+	assert.Contains(t, list, "name=other")
+
+	require.NoError(t, rc.Do(ctx, "SELECT", "0").Err())
+	assert.EqualError(t, rc.Do(ctx, "SELECT", "1").Err(), "ERR DB index is out of range")
+	assert.EqualError(t, rc.Do(ctx, "SELECT", "x").Err(), "ERR value is not an integer or out of range")
+
+	hello, err := rc.Do(ctx, "HELLO", "2").Slice()
+	require.NoError(t, err)
+	assert.Equal(t, "server", hello[0])
+	assert.Equal(t, int64(2), hello[5])
+	assert.EqualError(t, rc.Do(ctx, "HELLO", "3").Err(), "NOPROTO sorry, this protocol version is not supported")
+
+	n, err := rc.Do(ctx, "COMMAND", "COUNT").Int()
+	require.NoError(t, err)
+	assert.Greater(t, n, 40)
+	docs, err := rc.Do(ctx, "COMMAND", "DOCS", "hget").Slice()
+	require.NoError(t, err)
+	assert.Equal(t, "hget", docs[0])
+	all, err := rc.Do(ctx, "COMMAND").Slice()
+	require.NoError(t, err)
+	assert.Len(t, all, n)
+	info, err := rc.Do(ctx, "COMMAND", "INFO", "hset", "nope").Slice()
+	require.NoError(t, err)
+	require.Len(t, info, 2)
+	assert.Equal(t, "hset", info[0].([]any)[0])
+	assert.Nil(t, info[1])
+
+	require.NoError(t, rc.HSet(ctx, "k", "f", "v").Err())
+	text, err := rc.Info(ctx).Result()
+	require.NoError(t, err)
+	for _, section := range []string{"# Server", "# Clients", "# Memory", "# Stats", "# Keyspace", "db0:keys=1", "connected_clients:", "redis_version:"} {
+		assert.Contains(t, text, section)
+	}
+	text, err = rc.Info(ctx, "keyspace").Result()
+	require.NoError(t, err)
+	assert.NotContains(t, text, "# Server")
+	assert.Equal(t, int64(1), rc.DBSize(ctx).Val())
+	cfg, err := rc.ConfigGet(ctx, "save").Result()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"save": ""}, cfg)
+
+	r := ts.raw(t)
+	r.send("QUIT\r\n")
+	assert.Equal(t, "+OK", r.line())
+	assert.True(t, r.closed())
+}
+
+func TestHashCommands(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+
+	assert.Equal(t, int64(2), rc.HSet(ctx, "h", "a", "1", "b", "2").Val())
+	assert.Equal(t, int64(1), rc.HSet(ctx, "h", "a", "10", "c", "3").Val())
+	assert.Equal(t, int64(0), rc.HSet(ctx, "h", "a", "1").Val())
+	assert.True(t, rc.HMSet(ctx, "h", "d", "4").Val())
+	assert.True(t, rc.HSetNX(ctx, "h", "e", "5").Val())
+	assert.False(t, rc.HSetNX(ctx, "h", "e", "6").Val())
+	assert.Equal(t, "5", rc.HGet(ctx, "h", "e").Val())
+	assert.ErrorIs(t, rc.HGet(ctx, "h", "zz").Err(), redis.Nil)
+	assert.ErrorIs(t, rc.HGet(ctx, "nope", "a").Err(), redis.Nil)
+	assert.Equal(t, []any{"1", nil, "2"}, rc.HMGet(ctx, "h", "a", "zz", "b").Val())
+	assert.Equal(t, []any{nil, nil}, rc.HMGet(ctx, "nope", "a", "b").Val())
+	assert.True(t, rc.HExists(ctx, "h", "a").Val())
+	assert.False(t, rc.HExists(ctx, "h", "zz").Val())
+	assert.Equal(t, int64(5), rc.HLen(ctx, "h").Val())
+	assert.Equal(t, int64(0), rc.HLen(ctx, "nope").Val())
+	assert.Equal(t, int64(1), rc.HStrLen(ctx, "h", "a").Val())
+	keys := rc.HKeys(ctx, "h").Val()
+	slices.Sort(keys)
+	assert.Equal(t, []string{"a", "b", "c", "d", "e"}, keys)
+	vals := rc.HVals(ctx, "h").Val()
+	slices.Sort(vals)
+	assert.Equal(t, []string{"1", "2", "3", "4", "5"}, vals)
+	assert.Equal(t, map[string]string{"a": "1", "b": "2", "c": "3", "d": "4", "e": "5"}, rc.HGetAll(ctx, "h").Val())
+	assert.Equal(t, map[string]string{}, rc.HGetAll(ctx, "nope").Val())
+	assert.Equal(t, int64(2), rc.HDel(ctx, "h", "d", "e", "zz").Val())
+	assert.Equal(t, int64(0), rc.HDel(ctx, "nope", "a").Val())
+
+	assert.Equal(t, int64(15), rc.HIncrBy(ctx, "h", "a", 14).Val())
+	assert.Equal(t, int64(-5), rc.HIncrBy(ctx, "h", "new", -5).Val())
+	require.NoError(t, rc.HSet(ctx, "h", "x", "abc").Err())
+	assert.EqualError(t, rc.HIncrBy(ctx, "h", "x", 1).Err(), "ERR hash value is not an integer")
+	assert.EqualError(t, rc.Do(ctx, "HINCRBY", "h", "a", "1.5").Err(), "ERR value is not an integer or out of range")
+	require.NoError(t, rc.HSet(ctx, "h", "big", "9223372036854775807").Err())
+	assert.EqualError(t, rc.HIncrBy(ctx, "h", "big", 1).Err(), "ERR increment or decrement would overflow")
+	assert.Equal(t, 10.5, rc.HIncrByFloat(ctx, "h", "f", 10.5).Val())
+	assert.Equal(t, "10.6", rc.Do(ctx, "HINCRBYFLOAT", "h", "f", "0.1").Val())
+	assert.EqualError(t, rc.HIncrByFloat(ctx, "h", "x", 1).Err(), "ERR hash value is not a float")
+	assert.EqualError(t, rc.Do(ctx, "HINCRBYFLOAT", "h", "f", "abc").Err(), "ERR value is not a valid float")
+
+	fields, cursor, err := rc.HScan(ctx, "h", 0, "", 100).Result()
+	require.NoError(t, err)
+	assert.Zero(t, cursor)
+	assert.Len(t, fields, 2*int(rc.HLen(ctx, "h").Val()))
+	fields, _, err = rc.HScan(ctx, "h", 0, "b*", 100).Result()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b", "2", "big", "9223372036854775807"}, sortPairs(fields))
+	names, _, err := rc.HScanNoValues(ctx, "h", 0, "", 100).Result()
+	require.NoError(t, err)
+	assert.Len(t, names, int(rc.HLen(ctx, "h").Val()))
+
+	f, err := rc.HRandField(ctx, "h", 1).Result()
+	require.NoError(t, err)
+	require.Len(t, f, 1)
+	assert.True(t, rc.HExists(ctx, "h", f[0]).Val())
+	f, err = rc.HRandField(ctx, "h", 100).Result()
+	require.NoError(t, err)
+	assert.Len(t, f, int(rc.HLen(ctx, "h").Val()))
+	f, err = rc.HRandField(ctx, "h", -20).Result()
+	require.NoError(t, err)
+	assert.Len(t, f, 20)
+	kv, err := rc.HRandFieldWithValues(ctx, "h", 2).Result()
+	require.NoError(t, err)
+	assert.Len(t, kv, 2)
+	one, err := rc.Do(ctx, "HRANDFIELD", "h").Text()
+	require.NoError(t, err)
+	assert.True(t, rc.HExists(ctx, "h", one).Val())
+	assert.ErrorIs(t, rc.Do(ctx, "HRANDFIELD", "nope").Err(), redis.Nil)
+
+	// kv keeps an empty bucket until DEL: the one departure from Redis.
+	require.NoError(t, rc.HSet(ctx, "e", "only", "1").Err())
+	assert.Equal(t, int64(1), rc.HDel(ctx, "e", "only").Val())
+	assert.Equal(t, int64(1), rc.Exists(ctx, "e").Val())
+	assert.Equal(t, int64(1), rc.Del(ctx, "e").Val())
+	assert.Equal(t, int64(0), rc.Exists(ctx, "e").Val())
+}
+
+func sortPairs(p []string) []string {
+	type kv struct{ k, v string }
+	var pairs []kv
+	for i := 0; i+1 < len(p); i += 2 {
+		pairs = append(pairs, kv{p[i], p[i+1]})
+	}
+	slices.SortFunc(pairs, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	var out []string
+	for _, x := range pairs {
+		out = append(out, x.k, x.v)
+	}
+	return out
+}
+
+func TestKeyCommands(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+
+	for _, k := range []string{"user:1", "user:2", "cart:1", "x"} {
+		require.NoError(t, rc.HSet(ctx, k, "f", k).Err())
+	}
+	assert.Equal(t, int64(3), rc.Exists(ctx, "user:1", "x", "nope", "x").Val())
+	assert.Equal(t, "hash", rc.Type(ctx, "x").Val())
+	assert.Equal(t, "none", rc.Type(ctx, "nope").Val())
+	assert.Equal(t, []string{"user:1", "user:2"}, rc.Keys(ctx, "user:*").Val())
+	assert.Equal(t, []string{"cart:1", "user:1", "user:2", "x"}, rc.Keys(ctx, "*").Val())
+	assert.Equal(t, []string{"user:2"}, rc.Keys(ctx, "user:[2-3]").Val())
+	assert.Equal(t, int64(1), rc.Del(ctx, "x", "nope").Val())
+	assert.Equal(t, int64(1), rc.Unlink(ctx, "cart:1").Val())
+	assert.Equal(t, int64(2), rc.DBSize(ctx).Val())
+
+	require.NoError(t, rc.Rename(ctx, "user:1", "user:9").Err())
+	assert.Equal(t, int64(0), rc.Exists(ctx, "user:1").Val())
+	assert.Equal(t, "user:1", rc.HGet(ctx, "user:9", "f").Val())
+	require.NoError(t, rc.Rename(ctx, "user:9", "user:2").Err()) // overwrites
+	assert.Equal(t, map[string]string{"f": "user:1"}, rc.HGetAll(ctx, "user:2").Val())
+	assert.EqualError(t, rc.Rename(ctx, "nope", "b").Err(), "ERR no such key")
+
+	require.NoError(t, rc.FlushAll(ctx).Err())
+	assert.Equal(t, int64(0), rc.DBSize(ctx).Val())
+}
+
+// TestScanIsStable checks SCAN's promise while buckets come and go: every
+// key present for the whole iteration is returned, exactly once here.
+func TestScanIsStable(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	stable := map[string]bool{}
+	for i := range 300 {
+		k := fmt.Sprintf("stable:%d", i)
+		stable[k] = true
+		require.NoError(t, rc.HSet(ctx, k, "f", "v").Err())
+	}
+	seen := map[string]int{}
+	var cursor uint64
+	step := 0
+	for {
+		keys, next, err := rc.Scan(ctx, cursor, "", 7).Result()
+		require.NoError(t, err)
+		for _, k := range keys {
+			seen[k]++
+		}
+		// Churn between steps: new keys, and deleted ones.
+		require.NoError(t, rc.HSet(ctx, fmt.Sprintf("churn:%d", step), "f", "v").Err())
+		if step > 3 {
+			require.NoError(t, rc.Del(ctx, fmt.Sprintf("churn:%d", step-3)).Err())
+		}
+		step++
+		cursor = next
+		if cursor == 0 {
+			break
+		}
+	}
+	for k := range stable {
+		assert.Equal(t, 1, seen[k], "key %s", k)
+	}
+	keys, _, err := rc.Scan(ctx, 0, "stable:1?", 1000).Result()
+	require.NoError(t, err)
+	assert.Len(t, keys, 10)
+	assert.EqualError(t, rc.Do(ctx, "SCAN", "abc").Err(), "ERR invalid cursor")
+	assert.EqualError(t, rc.Do(ctx, "SCAN", "0", "COUNT", "0").Err(), "ERR syntax error")
+}
+
+func TestErrorWords(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.HSet(ctx, "h", "f", "v").Err())
+	for _, tc := range []struct {
+		args []any
+		want string
+	}{
+		{[]any{"NOSUCH", "a", "b"}, "ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' "},
+		{[]any{"hget", "h"}, "ERR wrong number of arguments for 'hget' command"},
+		{[]any{"HSET", "h", "f"}, "ERR wrong number of arguments for 'hset' command"},
+		{[]any{"HSET", "h", "f", "v", "g"}, "ERR wrong number of arguments for 'hset' command"},
+		{[]any{"GET", "h"}, "WRONGTYPE Operation against a key holding the wrong kind of value"},
+		{[]any{"LPUSH", "h", "x"}, "WRONGTYPE Operation against a key holding the wrong kind of value"},
+		{[]any{"SET", "s", "x"}, "ERR kv stores hashes only: 'set' is not supported"},
+		{[]any{"HINCRBY", "h", "n", "x"}, "ERR value is not an integer or out of range"},
+		{[]any{"AUTH", "pw"}, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"},
+		{[]any{"DEBUG", "CRASH-BUCKET", "h"}, "ERR DEBUG command not allowed. Start kv with --enable-debug-command to allow it."},
+		{[]any{"HRANDFIELD", "h", "1", "x"}, "ERR syntax error"},
+	} {
+		assert.EqualError(t, rc.Do(ctx, tc.args...).Err(), tc.want, "%v", tc.args)
+	}
+	assert.ErrorIs(t, rc.Do(ctx, "GET", "missing").Err(), redis.Nil)
+}
+
+func TestAuth(t *testing.T) {
+	ts := start(t, Config{Password: "s3cret"})
+	ctx := context.Background()
+
+	r := ts.raw(t)
+	r.send("HGET a b\r\n")
+	assert.Equal(t, "-NOAUTH Authentication required.", r.line())
+	r.send("AUTH wrong\r\n")
+	assert.Equal(t, "-WRONGPASS invalid username-password pair or user is disabled.", r.line())
+	r.send("AUTH s3cret\r\nHSET a b c\r\n")
+	assert.Equal(t, "+OK", r.line())
+	assert.Equal(t, ":1", r.line())
+
+	bad := ts.client(t, func(o *redis.Options) { o.Password = "nope" })
+	assert.Error(t, bad.Ping(ctx).Err())
+	none := ts.client(t)
+	assert.EqualError(t, none.Ping(ctx).Err(), "NOAUTH Authentication required.")
+	good := ts.client(t, func(o *redis.Options) { o.Password = "s3cret" })
+	assert.Equal(t, "c", good.HGet(ctx, "a", "b").Val())
+	user := ts.client(t, func(o *redis.Options) { o.Username = "default"; o.Password = "s3cret" })
+	assert.Equal(t, "c", user.HGet(ctx, "a", "b").Val())
+	hello, err := ts.client(t).Do(ctx, "HELLO", "2", "AUTH", "default", "s3cret").Slice()
+	require.NoError(t, err)
+	assert.Equal(t, "kv", hello[1])
+}
+
+func TestPipelining(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	cmds, err := rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range 1000 {
+			p.HSet(ctx, "p", fmt.Sprint(i), i)
+			p.HGet(ctx, "p", fmt.Sprint(i))
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Len(t, cmds, 2000)
+	for i := 0; i < 2000; i += 2 {
+		assert.Equal(t, fmt.Sprint(i/2), cmds[i+1].(*redis.StringCmd).Val())
+	}
+
+	// A pipeline written in one go on a raw socket, inline and RESP mixed.
+	r := ts.raw(t)
+	var b strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&b, "*3\r\n$4\r\nHGET\r\n$1\r\np\r\n$%d\r\n%d\r\n", len(fmt.Sprint(i)), i)
+		b.WriteString("PING\r\n")
+	}
+	r.send(b.String())
+	for i := range 100 {
+		assert.Equal(t, fmt.Sprintf("$%d", len(fmt.Sprint(i))), r.line())
+		assert.Equal(t, fmt.Sprint(i), r.line())
+		assert.Equal(t, "+PONG", r.line())
+	}
+}
+
+func TestInlineCommands(t *testing.T) {
+	ts := start(t, Config{})
+	r := ts.raw(t)
+	r.send("HSET greeting text \"hello world\"\r\n")
+	assert.Equal(t, ":1", r.line())
+	r.send("hget greeting text\n") // a bare \n, as nc sends
+	assert.Equal(t, "$11", r.line())
+	assert.Equal(t, "hello world", r.line())
+	r.send("\r\nPING\r\n") // empty lines are ignored
+	assert.Equal(t, "+PONG", r.line())
+	r.send("ECHO \"unbalanced\r\n")
+	assert.Equal(t, "-ERR Protocol error: unbalanced quotes in request", r.line())
+	assert.True(t, r.closed())
+}

@@ -1,0 +1,110 @@
+package resp
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/kvproject/kv/services"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testServer is a kv tree with its RESP listener on a free loopback port.
+type testServer struct {
+	root *services.Root
+	srv  *Server
+	addr string
+}
+
+// start runs a tree and a listener for the test; the test's cleanup stops
+// both and waits for them.
+func start(t testing.TB, cfg Config) *testServer {
+	t.Helper()
+	root := services.New(services.Config{StopTimeout: 5 * time.Second})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg.Registry = root.Registry()
+	cfg.Events = root.Events()
+	if cfg.Listener == nil {
+		cfg.Listener = ln
+	} else {
+		ln.Close()
+	}
+	srv := New(cfg)
+	root.Add(srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	<-srv.Ready()
+	t.Cleanup(func() {
+		cancel()
+		<-errc
+	})
+	return &testServer{root: root, srv: srv, addr: srv.Addr().String()}
+}
+
+// client returns a go-redis client of ts, closed with the test.
+func (ts *testServer) client(t testing.TB, opts ...func(*redis.Options)) *redis.Client {
+	t.Helper()
+	o := &redis.Options{Addr: ts.addr, MaxRetries: -1, DisableIdentity: false}
+	for _, f := range opts {
+		f(o)
+	}
+	c := redis.NewClient(o)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// raw is a plain socket to ts, for inline commands and byte-exact replies.
+type raw struct {
+	t  testing.TB
+	nc net.Conn
+	rd *bufio.Reader
+}
+
+func (ts *testServer) raw(t testing.TB) *raw {
+	t.Helper()
+	nc, err := net.Dial("tcp", ts.addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { nc.Close() })
+	return &raw{t: t, nc: nc, rd: bufio.NewReader(nc)}
+}
+
+func (r *raw) send(s string) {
+	r.t.Helper()
+	_, err := r.nc.Write([]byte(s))
+	require.NoError(r.t, err)
+}
+
+// line reads one reply line, without its \r\n.
+func (r *raw) line() string {
+	r.t.Helper()
+	require.NoError(r.t, r.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+	l, err := r.rd.ReadString('\n')
+	require.NoError(r.t, err)
+	return strings.TrimSuffix(l, "\r\n")
+}
+
+// closed reports whether the server closed the connection (reading until
+// EOF, skipping anything sent before).
+func (r *raw) closed() bool {
+	require.NoError(r.t, r.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+	for {
+		if _, err := r.rd.ReadByte(); err != nil {
+			var ne net.Error
+			if errorsAs(err, &ne) && ne.Timeout() {
+				return false
+			}
+			return true
+		}
+	}
+}

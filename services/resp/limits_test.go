@@ -1,0 +1,189 @@
+package resp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMaxClients(t *testing.T) {
+	ts := start(t, Config{MaxClients: 2})
+	a, b := ts.raw(t), ts.raw(t)
+	a.send("PING\r\n")
+	b.send("PING\r\n")
+	assert.Equal(t, "+PONG", a.line())
+	assert.Equal(t, "+PONG", b.line())
+	c := ts.raw(t)
+	assert.Equal(t, "-ERR max number of clients reached", c.line())
+	assert.True(t, c.closed())
+	a.send("PING\r\n")
+	assert.Equal(t, "+PONG", a.line())
+}
+
+func TestRequestLimits(t *testing.T) {
+	ts := start(t, Config{MaxBulkLen: 100, MaxArgs: 5, MaxRequestBytes: 4096})
+	ctx := context.Background()
+	rc := ts.client(t)
+	require.NoError(t, rc.HSet(ctx, "keep", "f", "v").Err())
+
+	r := ts.raw(t)
+	// A complete command with a long argument: an error reply, the client
+	// stays.
+	r.send(fmt.Sprintf("*4\r\n$4\r\nHSET\r\n$1\r\nk\r\n$1\r\nf\r\n$101\r\n%s\r\n", strings.Repeat("x", 101)))
+	assert.Equal(t, "-ERR Protocol error: argument longer than 100 bytes", r.line())
+	r.send("*5\r\n$4\r\nHSET\r\n$1\r\nk\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n")
+	assert.Equal(t, "-ERR wrong number of arguments for 'hset' command", r.line())
+	r.send("*6\r\n$5\r\nHMGET\r\n$1\r\nk\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n")
+	assert.Equal(t, "-ERR Protocol error: too many arguments (the limit is 5)", r.line())
+	r.send("PING\r\n")
+	assert.Equal(t, "+PONG", r.line())
+	assert.Equal(t, int64(0), rc.Exists(ctx, "k").Val())
+
+	// A request that grows past MaxRequestBytes: an error, then closed.
+	big := ts.raw(t)
+	big.send("*3\r\n$4\r\nECHO\r\n$100000\r\n" + strings.Repeat("y", 8192))
+	assert.Equal(t, "-ERR Protocol error: request too large", big.line())
+	assert.True(t, big.closed())
+
+	inline := start(t, Config{}).raw(t)
+	inline.send(strings.Repeat("z", 70_000))
+	assert.Equal(t, "-ERR Protocol error: too big inline request", inline.line())
+	assert.True(t, inline.closed())
+
+	// A malformed bulk length that makes redcon's parser panic.
+	bad := ts.raw(t)
+	bad.send("*1\r\n$-100\r\n")
+	assert.Equal(t, "-ERR Protocol error: invalid bulk length", bad.line())
+	assert.True(t, bad.closed())
+
+	// Every other client and every byte of data are untouched.
+	assert.Equal(t, "v", rc.HGet(ctx, "keep", "f").Val())
+	r.send("PING\r\n")
+	assert.Equal(t, "+PONG", r.line())
+}
+
+func TestIdleTimeout(t *testing.T) {
+	ts := start(t, Config{IdleTimeout: 50 * time.Millisecond})
+	sub := ts.raw(t)
+	sub.send("SUBSCRIBE kv:created\r\n")
+	assert.Equal(t, "*3", sub.line())
+	for range 5 {
+		sub.line()
+	}
+	r := ts.raw(t)
+	r.send("PING\r\n")
+	assert.Equal(t, "+PONG", r.line())
+	assert.True(t, r.closed(), "an idle client is closed")
+
+	// Subscribers are exempt: it has been idle longer than the timeout and
+	// still gets its events.
+	rc := ts.client(t)
+	require.NoError(t, rc.HSet(context.Background(), "idle", "f", "v").Err())
+	assert.Equal(t, "*3", sub.line())
+	sub.line()
+	assert.Equal(t, "message", sub.line())
+}
+
+// failingListener fails its Accept once fail is closed, as a broken
+// listener would.
+type failingListener struct {
+	net.Listener
+	fail chan struct{}
+	once sync.Once
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	res := make(chan result, 1)
+	go func() { c, err := l.Listener.Accept(); res <- result{c, err} }()
+	select {
+	case r := <-res:
+		return r.c, r.err
+	case <-l.fail:
+		l.Listener.Close()
+		r := <-res
+		if r.c != nil {
+			r.c.Close()
+		}
+		return nil, errors.New("listener broke")
+	}
+}
+
+func TestFailedListenerIsRestartedWithoutTouchingBuckets(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	fl := &failingListener{Listener: ln, fail: make(chan struct{})}
+	ts := start(t, Config{Listener: fl})
+	ctx := context.Background()
+	rc := ts.client(t)
+	require.NoError(t, rc.HSet(ctx, "survivor", "f", "v").Err())
+	b, ok := ts.root.Registry().Lookup("survivor")
+	require.True(t, ok)
+
+	close(fl.fail)
+	// suture restarts Serve, which listens again on the same address.
+	require.Eventually(t, func() bool {
+		return rc.Ping(ctx).Err() == nil
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, "v", rc.HGet(ctx, "survivor", "f").Val())
+	again, ok := ts.root.Registry().Lookup("survivor")
+	require.True(t, ok)
+	assert.Same(t, b, again, "the bucket was not restarted")
+}
+
+func TestStopFinishesInFlightCommands(t *testing.T) {
+	tree := start(t, Config{}) // for its registry and events
+	rc := tree.client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.HSet(ctx, "s", "f", "v").Err())
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := New(Config{Registry: tree.root.Registry(), Events: tree.root.Events()})
+	sctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeListener(sctx, ln) }()
+
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer nc.Close()
+	r := &raw{t: t, nc: nc, rd: bufio.NewReader(nc)}
+	var b strings.Builder
+	for range 5000 {
+		b.WriteString("*3\r\n$4\r\nHGET\r\n$1\r\ns\r\n$1\r\nf\r\n")
+	}
+	go func() { _, _ = nc.Write([]byte(b.String())) }()
+	assert.Equal(t, "$1", r.line())
+	assert.Equal(t, "v", r.line())
+	stop() // while the pipeline is in flight
+
+	// Every reply that arrives is whole; then the server closes the client.
+	replies := 1
+	require.NoError(t, nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+	for {
+		l, err := r.rd.ReadString('\n')
+		if err != nil {
+			assert.Empty(t, l, "a reply was cut")
+			break
+		}
+		require.Equal(t, "$1\r\n", l)
+		l, err = r.rd.ReadString('\n')
+		require.NoError(t, err)
+		require.Equal(t, "v\r\n", l)
+		replies++
+	}
+	assert.LessOrEqual(t, replies, 5000)
+	require.ErrorIs(t, <-served, context.Canceled)
+}

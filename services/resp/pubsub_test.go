@@ -1,0 +1,147 @@
+package resp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// next returns the next event message of ps, failing after 10 seconds.
+func next(t *testing.T, ps *redis.PubSub) (channel string, m EventMessage) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		msg, err := ps.Receive(ctx)
+		require.NoError(t, err)
+		switch msg := msg.(type) {
+		case *redis.Message:
+			require.NoError(t, json.Unmarshal([]byte(msg.Payload), &m))
+			return msg.Channel, m
+		case *redis.Subscription, *redis.Pong:
+		default:
+			t.Fatalf("unexpected %T %v", msg, msg)
+		}
+	}
+}
+
+func TestPubSubLifecycleEvents(t *testing.T) {
+	ts := start(t, Config{EnableDebugCommand: true})
+	ctx := context.Background()
+	rc := ts.client(t)
+	other := ts.client(t)
+
+	ps := ts.client(t).Subscribe(ctx, ChannelCreated, ChannelExited)
+	defer ps.Close()
+	_, err := ps.ReceiveTimeout(ctx, 10*time.Second) // subscribe kv:created
+	require.NoError(t, err)
+	_, err = ps.ReceiveTimeout(ctx, 10*time.Second) // subscribe kv:exited
+	require.NoError(t, err)
+	pps := ts.client(t).PSubscribe(ctx, ChannelBucketPrefix+"cart*")
+	defer pps.Close()
+	_, err = pps.ReceiveTimeout(ctx, 10*time.Second)
+	require.NoError(t, err)
+
+	require.NoError(t, rc.HSet(ctx, "cart", "apples", "3").Err())
+	ch, m := next(t, ps)
+	assert.Equal(t, ChannelCreated, ch)
+	assert.Equal(t, "created", m.Event)
+	assert.Equal(t, "cart", m.Bucket)
+	created := m
+	ch, m = next(t, pps)
+	assert.Equal(t, ChannelBucketPrefix+"cart", ch)
+	assert.Equal(t, created, m)
+
+	require.NoError(t, rc.HSet(ctx, "other", "k", "v").Err())
+	_, m = next(t, ps)
+	assert.Equal(t, "other", m.Bucket)
+
+	require.NoError(t, rc.Del(ctx, "cart").Err())
+	ch, m = next(t, ps)
+	assert.Equal(t, ChannelExited, ch)
+	assert.Equal(t, EventMessage{Event: "exited", Bucket: "cart", ID: created.ID, Seq: m.Seq, Reason: ReasonNormal}, m)
+	_, m = next(t, pps)
+	assert.Equal(t, "exited", m.Event)
+
+	// A bucket crashed on purpose: Exited carries the panic, the bucket is
+	// gone, the other bucket and every client carry on.
+	require.NoError(t, rc.HSet(ctx, "cart", "pears", "2").Err())
+	_, m = next(t, ps)
+	assert.Equal(t, "created", m.Event)
+	require.NoError(t, rc.Do(ctx, "DEBUG", "CRASH-BUCKET", "cart").Err())
+	_, m = next(t, ps)
+	assert.Equal(t, "exited", m.Event)
+	assert.Equal(t, "cart", m.Bucket)
+	assert.Equal(t, ReasonCrash, m.Reason)
+	assert.Contains(t, m.Error, "DEBUG CRASH-BUCKET cart")
+	assert.Equal(t, int64(0), other.Exists(ctx, "cart").Val())
+	assert.Equal(t, "v", other.HGet(ctx, "other", "k").Val())
+	assert.Equal(t, "PONG", rc.Ping(ctx).Val())
+	require.NoError(t, ps.Ping(ctx))
+
+	// Writing to the crashed name makes a new bucket.
+	require.NoError(t, other.HSet(ctx, "cart", "plums", "1").Err())
+	_, m = next(t, ps)
+	assert.Equal(t, "created", m.Event)
+	assert.NotEqual(t, created.ID, m.ID)
+}
+
+func TestPubSubCommands(t *testing.T) {
+	ts := start(t, Config{})
+	r := ts.raw(t)
+	r.send("SUBSCRIBE kv:created kv:exited\r\n")
+	for i, ch := range []string{"kv:created", "kv:exited"} {
+		assert.Equal(t, "*3", r.line())
+		r.line()
+		assert.Equal(t, "subscribe", r.line())
+		r.line()
+		assert.Equal(t, ch, r.line())
+		assert.Equal(t, fmt.Sprintf(":%d", i+1), r.line())
+	}
+	r.send("HGET a b\r\n")
+	assert.Equal(t, "-ERR Can't execute 'hget': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", r.line())
+	r.send("PING\r\n")
+	assert.Equal(t, "*2", r.line())
+	r.line()
+	assert.Equal(t, "pong", r.line())
+	r.line()
+	assert.Equal(t, "", r.line())
+	r.send("UNSUBSCRIBE\r\n")
+	for i, ch := range []string{"kv:created", "kv:exited"} {
+		assert.Equal(t, "*3", r.line())
+		r.line()
+		assert.Equal(t, "unsubscribe", r.line())
+		r.line()
+		assert.Equal(t, ch, r.line())
+		assert.Equal(t, fmt.Sprintf(":%d", 1-i), r.line())
+	}
+	r.send("PING\r\n") // a normal client again
+	assert.Equal(t, "+PONG", r.line())
+}
+
+// TestSlowSubscriberIsDisconnected checks the slow-subscriber rule: a
+// subscriber that does not read is disconnected, and writers never wait.
+func TestSlowSubscriberIsDisconnected(t *testing.T) {
+	ts := start(t, Config{SubscriberMailbox: 4, WriteTimeout: 50 * time.Millisecond})
+	ctx := context.Background()
+	rc := ts.client(t)
+	slow := ts.raw(t)
+	slow.send("PSUBSCRIBE *\r\n")
+	assert.Equal(t, "*3", slow.line())
+	// Never read again; churn buckets until the server gives up on it.
+	for i := 0; ts.srv.kicked.Load() == 0; i++ {
+		require.Less(t, i, 1_000_000, "the slow subscriber was never disconnected")
+		name := fmt.Sprintf("b%d-%s", i, string(make([]byte, 2000)))
+		require.NoError(t, rc.HSet(ctx, name, "f", "v").Err())
+		require.NoError(t, rc.Del(ctx, name).Err())
+	}
+	assert.True(t, slow.closed())
+	info := rc.Info(ctx, "stats").Val()
+	assert.Contains(t, info, "slow_subscribers_disconnected:1")
+}
