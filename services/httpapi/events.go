@@ -72,10 +72,11 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	defer sub.Close()
 
-	// A stream outlives the server's read and write timeouts: clear them
-	// (the read deadline would cancel the request's context), and bound
-	// each write instead. A writer without deadlines (a test recorder)
-	// simply has none.
+	// A stream outlives the server's write timeout: clear the deadline,
+	// and bound each write with SSEWriteTimeout instead. (net/http already
+	// lifts the read deadline while a body-less request's handler runs;
+	// clearing it here keeps that true whatever the version.) A writer
+	// without deadlines, such as a test recorder, simply has none.
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})

@@ -187,7 +187,10 @@ func (s *stream) next() (ev sseEvent, pings int, err error) {
 			}
 			block = append(block, line)
 		}
-		if len(block) > 0 && strings.HasPrefix(block[0], ":") {
+		if len(block) == 0 {
+			continue // a stray blank line
+		}
+		if strings.HasPrefix(block[0], ":") {
 			pings++
 			continue
 		}

@@ -1,0 +1,171 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/services"
+)
+
+func TestEventStream(t *testing.T) {
+	a := start(t, Config{})
+	s := a.events()
+	ctx := context.Background()
+	reg := a.root.Registry()
+
+	require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath("shopping"), nil).status)
+	require.Equal(t, http.StatusNoContent, a.do("DELETE", bucketPath("shopping"), nil).status)
+	_, err := reg.Create(ctx, "odd\x00\xff")
+	require.NoError(t, err)
+	b, err := reg.Create(ctx, "crash")
+	require.NoError(t, err)
+	require.Error(t, b.Update(func(*bucket.Tx) error { panic("boom") }))
+
+	created := s.expect()
+	require.Equal(t, "created", created.event)
+	first, err := strconv.ParseUint(created.id, 10, 64)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{
+		"seq": float64(first), "type": "created", "bucket": "shopping",
+		"bucket_base64": "c2hvcHBpbmc=", "id": created.data["id"],
+	}, created.data)
+
+	exited := s.expect()
+	assert.Equal(t, strconv.FormatUint(first+1, 10), exited.id)
+	assert.Equal(t, "exited", exited.event)
+	assert.Equal(t, map[string]any{
+		"seq": float64(first + 1), "type": "exited", "bucket": "shopping",
+		"bucket_base64": "c2hvcHBpbmc=", "id": created.data["id"], "reason": "normal",
+	}, exited.data)
+
+	odd := s.expect()
+	assert.Equal(t, strconv.FormatUint(first+2, 10), odd.id)
+	assert.Equal(t, "created", odd.event)
+	assert.Equal(t, "b2RkAP8=", odd.data["bucket_base64"]) // exact bytes
+
+	crashCreated := s.expect()
+	assert.Equal(t, strconv.FormatUint(first+3, 10), crashCreated.id)
+	crashExited := s.expect()
+	assert.Equal(t, strconv.FormatUint(first+4, 10), crashExited.id)
+	assert.Equal(t, "exited", crashExited.event)
+	assert.Equal(t, "crash", crashExited.data["bucket"])
+	assert.Equal(t, "panic", crashExited.data["reason"])
+	assert.Contains(t, crashExited.data["error"], "boom")
+}
+
+func TestEventStreamEndsWhenTheTreeStops(t *testing.T) {
+	root := services.New(services.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	a := serve(t, root, Config{})
+	s := a.events()
+	_, err := root.Registry().Create(ctx, "survivor")
+	require.NoError(t, err)
+	cancel()
+	<-errc
+	// Created, then the Exited the stop published, then the end.
+	assert.Equal(t, "created", s.expect().event)
+	ev := s.expect()
+	assert.Equal(t, "exited", ev.event)
+	assert.Equal(t, "shutdown", ev.data["reason"])
+	_, _, err = s.next()
+	require.ErrorIs(t, err, io.EOF)
+}
+
+func TestEventStreamEndsWhenTheServerStops(t *testing.T) {
+	root := tree(t)
+	srv := New(Config{Registry: root.Registry(), Events: root.Events()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListener(ctx, ln) }()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	a := &api{t: t, root: root, srv: srv, base: "http://" + ln.Addr().String(), client: client}
+	s := a.events()
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled) // did not wait for the stream to end on its own
+	_, _, err = s.next()
+	require.Error(t, err)
+	require.Equal(t, 1, root.Events().Stats().Subscribers) // the server's Metrics' own
+}
+
+func TestSlowStreamIsCut(t *testing.T) {
+	root := tree(t)
+	release := make(chan struct{})
+	var once sync.Once
+	a := serve(t, root, Config{SSEBuffer: 2}, func(s *Server) {
+		// The stream stalls before writing its first event, as a client
+		// that stops reading stalls it once the socket buffers are full.
+		s.testHookSSE = func() { once.Do(func() { <-release }) }
+	})
+	s := a.events()
+	ctx := context.Background()
+	reg := root.Registry()
+	const n = 20
+	for i := range n {
+		_, err := reg.Create(ctx, fmt.Sprintf("b%02d", i)) // never waits for the stream
+		require.NoError(t, err)
+	}
+	close(release)
+
+	var got []sseEvent
+	for {
+		ev, _, err := s.next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		got = append(got, ev)
+	}
+	require.NotEmpty(t, got)
+	last := got[len(got)-1]
+	require.Equal(t, "overflow", last.event, "the stream ends with an overflow notice")
+	require.Less(t, len(got)-1, n, "the stalled stream lost events")
+	for i, ev := range got[:len(got)-1] {
+		require.Equal(t, "created", ev.event)
+		require.Equal(t, fmt.Sprintf("b%02d", i), ev.data["bucket"], "in order, from the first")
+	}
+	if len(got) > 1 {
+		prev := got[len(got)-2]
+		assert.Equal(t, prev.data["seq"], last.data["last_seq"])
+	}
+	// The cut stream's subscription is gone; the tree is untouched.
+	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 1 }, 5*time.Second, time.Millisecond) // the Metrics' own
+	require.Equal(t, n, root.Registry().Len())
+}
+
+func TestStreamOutlivesServerTimeouts(t *testing.T) {
+	a := start(t, Config{
+		ReadTimeout:  20 * time.Millisecond,
+		WriteTimeout: 20 * time.Millisecond,
+		SSEHeartbeat: 10 * time.Millisecond,
+	})
+	s := a.events()
+	// Wait, by the stream's own clock, well past both timeouts.
+	pings := 0
+	for pings < 10 {
+		line, err := s.r.ReadString('\n')
+		require.NoError(t, err)
+		if line == ": ping\n" {
+			pings++
+		}
+	}
+	_, err := a.root.Registry().Create(context.Background(), "late")
+	require.NoError(t, err)
+	ev, _, err := s.next()
+	require.NoError(t, err)
+	assert.Equal(t, "late", ev.data["bucket"])
+}
