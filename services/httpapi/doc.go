@@ -56,9 +56,10 @@
 // # Limits and timeouts
 //
 // Request bodies are limited to Config.MaxBodyBytes (1 MiB): a longer one
-// gets 413. Headers are limited to MaxHeaderBytes (64 KiB). http.Server's
-// timeouts are set: ReadHeaderTimeout 5s, ReadTimeout 30s, WriteTimeout 30s,
-// IdleTimeout 2m; the event stream clears its connection's read and write
+// gets 413. Headers are limited to MaxHeaderBytes (64 KiB). At most
+// Config.MaxConns connections (1024) are open at once; more wait in the
+// listen backlog until one closes. http.Server's timeouts are set:
+// ReadHeaderTimeout 5s, ReadTimeout 30s, WriteTimeout 30s, IdleTimeout 2m; the event stream clears its connection's read and write
 // deadlines and bounds each write by SSEWriteTimeout instead. When Serve's
 // context ends the server shuts down gracefully for up to ShutdownTimeout
 // (10s), then closes what is left.

@@ -21,6 +21,7 @@ const (
 	DefaultAddr              = "127.0.0.1:8080"
 	DefaultMaxBodyBytes      = 1 << 20
 	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultMaxConns          = 1024
 	DefaultReadHeaderTimeout = 5 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
@@ -79,6 +80,10 @@ type Config struct {
 	// MaxHeaderBytes bounds the request line and headers; 0 means
 	// DefaultMaxHeaderBytes (64 KiB). Past it, net/http replies 431.
 	MaxHeaderBytes int
+	// MaxConns bounds the connections open at once; 0 means
+	// DefaultMaxConns (1024). Past it, new connections wait in the
+	// listen backlog until one closes. Event streams hold one each.
+	MaxConns int
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are
 	// http.Server's; 0 means 5s, 30s, 30s and 2m. /v1/events clears the
 	// read and write deadlines of its connection and bounds each of its
@@ -111,6 +116,7 @@ func (cfg Config) withDefaults() Config {
 	setDefault(&cfg.Addr, DefaultAddr)
 	setDefault(&cfg.MaxBodyBytes, DefaultMaxBodyBytes)
 	setDefault(&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDefault(&cfg.MaxConns, DefaultMaxConns)
 	setDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
 	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
@@ -252,7 +258,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		},
 	}
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(newLimitListener(ln, s.cfg.MaxConns)) }()
 	log.Info("http api listening")
 
 	select {
