@@ -192,14 +192,24 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 	log := newLogger(o, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	finished := make(chan struct{})
+	defer close(finished)
+	second := make(chan os.Signal, 1)
 	go func() {
-		<-ctx.Done()
-		stop() // the next signal gets the default action: the process dies
-		second := make(chan os.Signal, 1)
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
+		// The first signal is in: a second one exits at once.
 		signal.Notify(second, os.Interrupt, syscall.SIGTERM)
-		s := <-second
-		log.Error("second signal: exiting at once", "signal", s.String())
-		os.Exit(exitFailed)
+		defer signal.Stop(second)
+		select {
+		case sig := <-second:
+			log.Error("second signal: exiting at once", "signal", sig.String())
+			os.Exit(exitFailed)
+		case <-finished:
+		}
 	}()
 	return serve(ctx, o, log, stderr, nil)
 }

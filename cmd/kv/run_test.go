@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/kvproject/kv/services/resp"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
+	var out, errOut bytes.Buffer
+	require.Equal(t, exitOK, run([]string{"--help"}, nil, &out, &errOut))
+	for _, want := range []string{
+		"--resp-addr", "KV_RESP_ADDR", `default "127.0.0.1:6380"`, "--log-format", "KV_LOG_FORMAT",
+		"--log-level", "--in-memory", "--password-file", "KV_PASSWORD", "--max-clients", "KV_MAX_CLIENTS",
+		"--max-request-bytes", "--max-bulk-len", "--max-args", "--idle-timeout", "--shutdown-timeout",
+		"--enable-debug-command", "--version",
+	} {
+		assert.Contains(t, out.String(), want)
+	}
+	out.Reset()
+	require.Equal(t, exitOK, run([]string{"--version"}, nil, &out, &errOut))
+	assert.Contains(t, out.String(), "kv "+version)
+}
+
+func TestParsePrecedence(t *testing.T) {
+	var out, errOut bytes.Buffer
+	o, _, done := parse(nil, nil, &out, &errOut)
+	require.False(t, done)
+	assert.Equal(t, "127.0.0.1:6380", o.respAddr)
+	assert.Equal(t, 5*time.Minute, o.idleTimeout)
+
+	env := []string{"KV_RESP_ADDR=127.0.0.1:7000", "KV_MAX_CLIENTS=7", "KV_LOG_FORMAT=json"}
+	o, _, done = parse(nil, env, &out, &errOut)
+	require.False(t, done)
+	assert.Equal(t, "127.0.0.1:7000", o.respAddr)
+	assert.Equal(t, 7, o.maxClients)
+	assert.Equal(t, "json", o.logFormat)
+
+	o, _, done = parse([]string{"--resp-addr", "127.0.0.1:7001"}, env, &out, &errOut)
+	require.False(t, done)
+	assert.Equal(t, "127.0.0.1:7001", o.respAddr, "a flag wins over its variable")
+	assert.Equal(t, 7, o.maxClients)
+}
+
+func TestStartupErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		code int
+		want string
+	}{
+		{"unknown flag", []string{"--nope"}, nil, exitUsage, "not defined"},
+		{"stray argument", []string{"serve"}, nil, exitUsage, "unexpected argument"},
+		{"bad variable", nil, []string{"KV_IDLE_TIMEOUT=soon"}, exitUsage, "KV_IDLE_TIMEOUT"},
+		{"bad log format", []string{"--log-format", "xml"}, nil, exitUsage, "text or json"},
+		{"bad level", []string{"--log-level", "loud"}, nil, exitUsage, "--log-level"},
+		{"not in memory", []string{"--in-memory=false"}, nil, exitRefused, "durable"},
+		{"public without password", []string{"--resp-addr", "0.0.0.0:0"}, nil, exitRefused, "refusing to listen on 0.0.0.0:0 without a password"},
+		{"all interfaces without password", []string{"--resp-addr", ":0"}, nil, exitRefused, "refusing"},
+		{"missing password file", []string{"--password-file", "/nonexistent/pw"}, nil, exitRefused, "password file"},
+		{"port in use", []string{"--resp-addr", busy.Addr().String()}, nil, exitNoListen, "cannot listen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			assert.Equal(t, tc.code, run(tc.args, tc.env, &out, &errOut))
+			assert.Contains(t, errOut.String(), tc.want)
+		})
+	}
+}
+
+// serveInProcess runs the daemon's serve in this process on a free port.
+func serveInProcess(t *testing.T, args ...string) (addr string, stop func() int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	o, _, done := parse(append([]string{"--resp-addr", "127.0.0.1:0"}, args...), nil, &out, &errOut)
+	require.False(t, done, errOut.String())
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan net.Addr, 1)
+	code := make(chan int, 1)
+	go func() {
+		code <- serve(ctx, o, slog.New(slog.DiscardHandler), io.Discard, func(a net.Addr) { ready <- a })
+	}()
+	select {
+	case a := <-ready:
+		addr = a.String()
+	case c := <-code:
+		t.Fatalf("serve exited with %d", c)
+	}
+	return addr, func() int { cancel(); return <-code }
+}
+
+func TestDaemonInProcess(t *testing.T) {
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	require.NoError(t, os.WriteFile(pwFile, []byte("hunter2\n"), 0o600))
+	addr, stop := serveInProcess(t, "--password-file", pwFile, "--enable-debug-command")
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: addr, Password: "hunter2"})
+	require.NoError(t, rc.HSet(ctx, "cart", "apples", "3").Err())
+	assert.Equal(t, "3", rc.HGet(ctx, "cart", "apples").Val())
+	require.NoError(t, rc.Do(ctx, "DEBUG", "CRASH-BUCKET", "cart").Err())
+	assert.Equal(t, int64(0), rc.Exists(ctx, "cart").Val())
+	anon := redis.NewClient(&redis.Options{Addr: addr})
+	assert.EqualError(t, anon.Ping(ctx).Err(), "NOAUTH Authentication required.")
+	require.NoError(t, anon.Close())
+	require.NoError(t, rc.Close())
+	assert.Equal(t, exitOK, stop())
+}
+
+// TestDaemonBinary builds kv, runs it, drives it with go-redis (events of
+// a crashed bucket included) and stops it with SIGTERM.
+func TestDaemonBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "kv")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+
+	cmd := exec.Command(bin, "--resp-addr", "127.0.0.1:0", "--log-format", "json")
+	cmd.Env = append(os.Environ(), "KV_ENABLE_DEBUG_COMMAND=true")
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	logs := bufio.NewScanner(stderr)
+	addr := ""
+	for logs.Scan() {
+		var line map[string]any
+		require.NoError(t, json.Unmarshal(logs.Bytes(), &line), logs.Text())
+		if line["msg"] == "kv started" {
+			addr = line["resp"].(string)
+			break
+		}
+	}
+	require.NotEmpty(t, addr)
+	go func() {
+		_, _ = io.Copy(io.Discard, stderr)
+		exited <- cmd.Wait()
+	}()
+
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	ps := rc.PSubscribe(ctx, "kv:*ed")
+	defer ps.Close()
+	_, err = ps.ReceiveTimeout(ctx, 10*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, rc.HSet(ctx, "a", "f", "1").Err())
+	require.NoError(t, rc.HSet(ctx, "b", "f", "2").Err())
+	require.NoError(t, rc.Do(ctx, "DEBUG", "CRASH-BUCKET", "a").Err())
+	var got []resp.EventMessage
+	for len(got) < 3 {
+		msg, err := ps.ReceiveMessage(ctx)
+		require.NoError(t, err)
+		var m resp.EventMessage
+		require.NoError(t, json.Unmarshal([]byte(msg.Payload), &m))
+		got = append(got, m)
+	}
+	assert.Equal(t, []string{"created a", "created b", "exited a"},
+		[]string{got[0].Event + " " + got[0].Bucket, got[1].Event + " " + got[1].Bucket, got[2].Event + " " + got[2].Bucket})
+	assert.Equal(t, resp.ReasonCrash, got[2].Reason)
+	assert.Equal(t, int64(0), rc.Exists(ctx, "a").Val())
+	assert.Equal(t, "2", rc.HGet(ctx, "b", "f").Val())
+	info := rc.Info(ctx, "server").Val()
+	assert.Regexp(t, regexp.MustCompile(`kv_version:`+regexp.QuoteMeta(version)), info)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "kv exits 0 after SIGTERM")
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("kv did not stop after SIGTERM")
+	}
+	assert.True(t, strings.HasPrefix(addr, "127.0.0.1:"))
+}
