@@ -53,6 +53,10 @@ var errSlowClient = errors.New("httpapi: event stream client too slow")
 // exited, "data:" its JSON. See the package documentation for the rule
 // that cuts a slow client.
 func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead { // the headers of a stream, without one
+		w.Header().Set("Content-Type", "text/event-stream")
+		return
+	}
 	queue := make(chan events.Event, s.cfg.SSEBuffer)
 	overflow := make(chan struct{})
 	var overflowOnce sync.Once
@@ -100,9 +104,12 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	heartbeat := time.NewTicker(s.cfg.SSEHeartbeat)
 	defer heartbeat.Stop()
 	var last uint64
+	stopping := stoppingChan(r)
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-stopping:
 			return
 		case <-overflow:
 			s.cutStream(send, last, r)

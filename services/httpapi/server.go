@@ -134,6 +134,17 @@ func (cfg Config) withDefaults() Config {
 	return cfg
 }
 
+// stoppingKey is the request context key of a channel closed when the
+// server serving the request begins to shut down.
+type stoppingKey struct{}
+
+// stoppingChan returns the channel under stoppingKey, or nil (which never
+// fires) for a handler run outside ServeListener.
+func stoppingChan(r *http.Request) <-chan struct{} {
+	ch, _ := r.Context().Value(stoppingKey{}).(chan struct{})
+	return ch
+}
+
 func setDefault[T comparable](v *T, def T) {
 	var zero T
 	if *v == zero {
@@ -224,9 +235,10 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // ServeListener serves HTTP on ln until ctx ends, then stops: it calls
-// http.Server.Shutdown with ShutdownTimeout as deadline (request contexts,
-// and so event streams, end with ctx), closes what is still open after it,
-// waits for every handler to return and returns ctx's error. A server that
+// http.Server.Shutdown with ShutdownTimeout as deadline, which ends the
+// event streams at once and lets other requests finish, closes what is
+// still open after it, waits for every handler to return and returns
+// ctx's error. A server that
 // fails otherwise returns the wrapped error. It takes ownership of ln.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	addr := ln.Addr()
@@ -235,6 +247,10 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	log := s.cfg.Logger.With("addr", addr.String())
 
 	var handlers sync.WaitGroup
+	stopping := make(chan struct{})
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { close(stopping) }) }
+	defer stop()
 	hs := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			handlers.Add(1)
@@ -247,7 +263,11 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Requests do not inherit ctx's cancellation, so that Shutdown lets
+		// them finish; event streams are told to end through stopping.
+		BaseContext: func(net.Listener) context.Context {
+			return context.WithValue(context.WithoutCancel(ctx), stoppingKey{}, stopping)
+		},
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			switch st {
 			case http.StateNew:
@@ -257,6 +277,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 			}
 		},
 	}
+	hs.RegisterOnShutdown(stop)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(newLimitListener(ln, s.cfg.MaxConns)) }()
 	log.Info("http api listening")

@@ -1,13 +1,18 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/bucket"
 )
 
 func TestServeOnAddr(t *testing.T) {
@@ -33,4 +38,63 @@ func TestServeOnAddr(t *testing.T) {
 	assert.Nil(t, srv.Addr())
 	_, _, err := s.next()
 	require.Error(t, err, "the stream ended with the server")
+}
+
+// lookupSignal is a registry that reports each Lookup of name.
+type lookupSignal struct {
+	Registry
+	name string
+	ch   chan struct{}
+}
+
+func (l lookupSignal) Lookup(name string) (*bucket.Bucket, bool) {
+	if name == l.name {
+		select {
+		case l.ch <- struct{}{}:
+		default:
+		}
+	}
+	return l.Registry.Lookup(name)
+}
+
+func TestGracefulStop(t *testing.T) {
+	root := tree(t)
+	_, err := root.Registry().Create(context.Background(), "b")
+	require.NoError(t, err)
+	looked := make(chan struct{}, 1)
+	srv := New(Config{Registry: lookupSignal{root.Registry(), "b", looked}, Events: root.Events()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListener(ctx, ln) }()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	a := &api{t: t, root: root, srv: srv, base: "http://" + ln.Addr().String(), client: client}
+	s := a.events()
+
+	// A PUT whose body is half sent: its handler is running.
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer nc.Close()
+	_, err = io.WriteString(nc, "PUT /v1/buckets/b/keys/k HTTP/1.1\r\nHost: kv\r\nContent-Length: 10\r\n\r\n12345")
+	require.NoError(t, err)
+	<-looked
+
+	cancel()
+	_, _, err = s.next() // the stream ends as soon as the shutdown begins
+	require.ErrorIs(t, err, io.EOF)
+
+	// The PUT still completes.
+	_, err = io.WriteString(nc, "67890")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	require.ErrorIs(t, <-done, context.Canceled)
+	b, _ := root.Registry().Lookup("b")
+	v, err := b.Get("k")
+	require.NoError(t, err)
+	require.Equal(t, "1234567890", string(v))
 }
