@@ -165,7 +165,7 @@ func (c *conn) handle(ctx context.Context, line []byte) (closeAfter bool) {
 	case err != nil:
 		reply = replyUnknown
 	default:
-		reply, failed, closeAfter = c.run1(ctx, cmd)
+		reply, failed, closeAfter = c.exec(ctx, cmd)
 	}
 	if reply != "" {
 		c.w.WriteString(reply)
@@ -176,9 +176,9 @@ func (c *conn) handle(ctx context.Context, line []byte) (closeAfter bool) {
 	return closeAfter
 }
 
-// run1 runs a parsed command. A reply already written (GET's value) is
+// exec runs a parsed command. A reply already written (GET's value) is
 // followed by the returned one.
-func (c *conn) run1(ctx context.Context, cmd Command) (reply string, failed, closeAfter bool) {
+func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, closeAfter bool) {
 	reg := c.cfg.Registry
 	switch cmd.Verb {
 	case Auth:

@@ -43,6 +43,14 @@
 // closed. The comparison takes the same time whatever the password. AUTH on
 // a server without a password gets ERROR.
 //
+// # Metrics
+//
+// With Config.Observer set (a *metrics.Metrics), each line is reported with
+// protocol "text" and command create, get, put, delete, auth, unknown (a
+// line that does not parse) or too_long; a reply other than OK or a value
+// (NOT FOUND, UNKNOWN COMMAND, ERROR) counts as failed. Connections are
+// reported as they open and close.
+//
 // # Connections
 //
 // Each connection runs on its own goroutine. A panic while serving one
