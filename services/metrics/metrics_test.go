@@ -229,3 +229,13 @@ func TestCloseEndsSubscription(t *testing.T) {
 	m2.ObserveCommand(ProtocolText, "get", 0, false)
 	m2.Close()
 }
+
+func BenchmarkObserveCommand(b *testing.B) {
+	m := New(Config{})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.ObserveCommand(ProtocolRESP, "get", time.Microsecond, false)
+		}
+	})
+}

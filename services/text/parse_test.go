@@ -141,3 +141,12 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParse(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse("PUT shopping milk 1\r\n"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
