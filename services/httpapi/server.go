@@ -238,23 +238,26 @@ func (s *Server) Serve(ctx context.Context) error {
 // http.Server.Shutdown with ShutdownTimeout as deadline, which ends the
 // event streams at once and lets other requests finish, closes what is
 // still open after it, waits for every handler to return and returns
-// ctx's error. A server that
-// fails otherwise returns the wrapped error. It takes ownership of ln.
+// ctx's error. A server that fails otherwise returns the wrapped error. It
+// takes ownership of ln.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	addr := ln.Addr()
 	s.addr.Store(&addr)
 	defer s.addr.Store(nil)
 	log := s.cfg.Logger.With("addr", addr.String())
 
-	var handlers sync.WaitGroup
+	var handlers handlerGroup
 	stopping := make(chan struct{})
 	var stopOnce sync.Once
 	stop := func() { stopOnce.Do(func() { close(stopping) }) }
 	defer stop()
 	hs := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			handlers.Add(1)
-			defer handlers.Done()
+			if !handlers.enter() {
+				writeError(w, http.StatusServiceUnavailable, "unavailable", "the server is stopping")
+				return
+			}
+			defer handlers.leave()
 			s.handler.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
@@ -284,7 +287,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 
 	select {
 	case err := <-served: // failed on its own
-		handlers.Wait()
+		handlers.closeAndWait()
 		log.Error("http api failed", "error", err)
 		return fmt.Errorf("httpapi: serve: %w", err)
 	case <-ctx.Done():
@@ -298,7 +301,34 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("http api: serve", "error", err)
 	}
-	handlers.Wait()
+	handlers.closeAndWait()
 	log.Info("http api stopped")
 	return ctx.Err()
+}
+
+// handlerGroup counts running handlers; once closed it admits no more, so
+// that waiting for the count to reach zero cannot race with a late start.
+type handlerGroup struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (g *handlerGroup) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *handlerGroup) leave() { g.wg.Done() }
+
+func (g *handlerGroup) closeAndWait() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
 }
