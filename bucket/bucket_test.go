@@ -1,0 +1,260 @@
+package bucket
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestNewBucketIsEmpty(t *testing.T) {
+	b := New("shopping", 1)
+	_, err := b.Get("milk")
+	assert.ErrorIs(t, err, ErrNotFound)
+	n, err := b.Len()
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	keys, err := b.Keys()
+	require.NoError(t, err)
+	assert.Empty(t, keys)
+	assert.Equal(t, "shopping", b.Name())
+	assert.Equal(t, uint64(1), b.ID())
+}
+
+func TestPutGetDelete(t *testing.T) {
+	b := New("shopping", 1)
+	require.NoError(t, b.Put("milk", []byte("3")))
+	v, err := b.Get("milk")
+	require.NoError(t, err)
+	assert.Equal(t, []byte("3"), v)
+
+	require.NoError(t, b.Put("milk", []byte("4")))
+	old, err := b.Delete("milk")
+	require.NoError(t, err)
+	assert.Equal(t, []byte("4"), old, "Delete returns the old value")
+	_, err = b.Delete("milk")
+	assert.ErrorIs(t, err, ErrNotFound)
+	_, err = b.Get("milk")
+	assert.ErrorIs(t, err, ErrNotFound)
+}
+
+func TestValuesAreBinarySafe(t *testing.T) {
+	b := New("bin", 1)
+	cases := map[string][]byte{
+		"":         []byte("empty key"),
+		"\x00\xff": {0, 1, 2, 0xff, '\r', '\n'},
+		"empty":    {},
+		"spaces":   []byte("  a b  "),
+	}
+	for k, v := range cases {
+		require.NoError(t, b.Put(k, v))
+	}
+	for k, want := range cases {
+		got, err := b.Get(k)
+		require.NoError(t, err, "key %q", k)
+		assert.Equal(t, want, got, "key %q", k)
+		assert.NotNil(t, got, "an empty value is a value, not an absence")
+	}
+}
+
+func TestNoCallerAliasesAStoredValue(t *testing.T) {
+	b := New("alias", 1)
+	in := []byte("abc")
+	require.NoError(t, b.Put("k", in))
+	in[0] = 'X' // the caller keeps its slice
+	got, err := b.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "abc", string(got))
+	got[0] = 'Y' // and the copy it got back
+	again, err := b.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "abc", string(again))
+
+	buf := make([]byte, 0, 16)
+	buf, err = b.AppendValue(buf, "k")
+	require.NoError(t, err)
+	buf[0] = 'Z'
+	again, _ = b.Get("k")
+	assert.Equal(t, "abc", string(again))
+
+	require.NoError(t, b.View(func(tx *Tx) error {
+		v, err := tx.Get("k")
+		require.NoError(t, err)
+		v[0] = 'W'
+		return tx.ForEach(func(_ string, v []byte) error { v[0] = 'V'; return nil })
+	}))
+	again, _ = b.Get("k")
+	assert.Equal(t, "abc", string(again))
+}
+
+func TestAppendValue(t *testing.T) {
+	b := New("a", 1)
+	require.NoError(t, b.Put("k", []byte("world")))
+	out, err := b.AppendValue([]byte("hello "), "k")
+	require.NoError(t, err)
+	assert.Equal(t, "hello world", string(out))
+	out, err = b.AppendValue([]byte("x"), "missing")
+	assert.ErrorIs(t, err, ErrNotFound)
+	assert.Equal(t, "x", string(out))
+}
+
+func TestKeysAndLen(t *testing.T) {
+	b := New("k", 1)
+	for _, k := range []string{"c", "a", "b"} {
+		require.NoError(t, b.Put(k, []byte(k)))
+	}
+	keys, err := b.Keys()
+	require.NoError(t, err)
+	sort.Strings(keys)
+	assert.Equal(t, []string{"a", "b", "c"}, keys)
+	n, err := b.Len()
+	require.NoError(t, err)
+	assert.Equal(t, 3, n)
+}
+
+func TestUpdateIsAtomicReadModifyWrite(t *testing.T) {
+	b := New("counter", 1)
+	require.NoError(t, b.Put("n", []byte{0}))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				require.NoError(t, b.Update(func(tx *Tx) error {
+					v, err := tx.Get("n")
+					if err != nil {
+						return err
+					}
+					return tx.Put("n", []byte{v[0] + 1})
+				}))
+			}
+		})
+	}
+	wg.Wait()
+	v, err := b.Get("n")
+	require.NoError(t, err)
+	assert.Equal(t, byte(800%256), v[0])
+}
+
+func TestUpdateErrorRollsBack(t *testing.T) {
+	b := New("tx", 1)
+	require.NoError(t, b.Put("keep", []byte("1")))
+	require.NoError(t, b.Put("gone", []byte("2")))
+	errBoom := errors.New("boom")
+	err := b.Update(func(tx *Tx) error {
+		require.NoError(t, tx.Put("keep", []byte("changed")))
+		require.NoError(t, tx.Put("new", []byte("3")))
+		old, err := tx.Delete("gone")
+		require.NoError(t, err)
+		assert.Equal(t, "2", string(old))
+		assert.Equal(t, 2, tx.Len(), "a transaction sees its own writes")
+		return errBoom
+	})
+	require.ErrorIs(t, err, errBoom)
+	got := snapshot(t, b)
+	assert.Equal(t, map[string]string{"keep": "1", "gone": "2"}, got)
+}
+
+func TestViewIsReadOnly(t *testing.T) {
+	b := New("ro", 1)
+	err := b.View(func(tx *Tx) error { return tx.Put("k", nil) })
+	assert.ErrorIs(t, err, ErrReadOnly)
+	err = b.View(func(tx *Tx) error { _, err := tx.Delete("k"); return err })
+	assert.ErrorIs(t, err, ErrReadOnly)
+}
+
+func TestTxUnusableAfterItsFunction(t *testing.T) {
+	b := New("late", 1)
+	var kept *Tx
+	require.NoError(t, b.Update(func(tx *Tx) error { kept = tx; return nil }))
+	assert.ErrorIs(t, kept.Put("k", nil), ErrTxClosed)
+	_, err := kept.Get("k")
+	assert.ErrorIs(t, err, ErrTxClosed)
+	assert.ErrorIs(t, kept.ForEach(func(string, []byte) error { return nil }), ErrTxClosed)
+	assert.False(t, kept.Has("k"))
+	assert.Zero(t, kept.Len())
+}
+
+func TestPanicInUpdateEndsOnlyThatBucket(t *testing.T) {
+	b := New("crash", 1)
+	other := New("other", 2)
+	require.NoError(t, b.Put("k", []byte("v")))
+	require.NoError(t, other.Put("k", []byte("v")))
+
+	err := b.Update(func(tx *Tx) error {
+		_ = tx.Put("k", []byte("half-written"))
+		panic("user function failed")
+	})
+	var perr *PanicError
+	require.ErrorAs(t, err, &perr)
+	assert.ErrorIs(t, err, ErrEnded)
+	assert.Equal(t, "user function failed", perr.Value)
+	assert.Contains(t, string(perr.Stack), "TestPanicInUpdateEndsOnlyThatBucket")
+
+	<-b.Done()
+	require.ErrorAs(t, b.Err(), &perr)
+	_, err = b.Get("k")
+	assert.ErrorIs(t, err, ErrEnded)
+
+	v, err := other.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v))
+}
+
+func TestPanicInViewCrashesTheBucket(t *testing.T) {
+	b := New("crash", 1)
+	err := b.View(func(*Tx) error { panic("reader failed") })
+	var perr *PanicError
+	require.ErrorAs(t, err, &perr)
+	<-b.Done()
+	assert.ErrorAs(t, b.Err(), &perr)
+}
+
+// Every operation on an ended bucket says so: never a silent success, never
+// a hang, never a panic.
+func TestOperationsOnEndedBucket(t *testing.T) {
+	reasons := map[string]error{
+		"normal":    nil,
+		"error":     errors.New("stopped by the test"),
+		"cancelled": context.Canceled,
+	}
+	for name, reason := range reasons {
+		t.Run(name, func(t *testing.T) {
+			b := New("ended", 1)
+			require.NoError(t, b.Put("k", []byte("v")))
+			assert.True(t, b.Stop(reason))
+			assert.False(t, b.Stop(errors.New("second")), "a bucket ends once")
+			<-b.Done()
+			assert.Equal(t, reason, b.Err())
+
+			ops := map[string]func() error{
+				"Get":         func() error { _, err := b.Get("k"); return err },
+				"AppendValue": func() error { _, err := b.AppendValue(nil, "k"); return err },
+				"Put":         func() error { return b.Put("k", []byte("lost?")) },
+				"Delete":      func() error { _, err := b.Delete("k"); return err },
+				"Len":         func() error { _, err := b.Len(); return err },
+				"Keys":        func() error { _, err := b.Keys(); return err },
+				"View":        func() error { return b.View(func(*Tx) error { return nil }) },
+				"Update":      func() error { return b.Update(func(*Tx) error { return nil }) },
+			}
+			for op, f := range ops {
+				assert.ErrorIs(t, f(), ErrEnded, op)
+			}
+		})
+	}
+}
+
+func snapshot(t *testing.T, b *Bucket) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	require.NoError(t, b.View(func(tx *Tx) error {
+		return tx.ForEach(func(k string, v []byte) error { got[k] = string(v); return nil })
+	}))
+	return got
+}

@@ -1,0 +1,154 @@
+package bucket
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// ends records what the termination hook reports.
+type ends struct {
+	mu  sync.Mutex
+	got map[uint64][]error
+	ch  chan uint64
+}
+
+func newEnds() *ends { return &ends{got: map[uint64][]error{}, ch: make(chan uint64, 1000)} }
+
+func (e *ends) hook(b *Bucket, reason error) {
+	e.mu.Lock()
+	e.got[b.ID()] = append(e.got[b.ID()], reason)
+	e.mu.Unlock()
+	e.ch <- b.ID()
+}
+
+func (e *ends) reasons(id uint64) []error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]error(nil), e.got[id]...)
+}
+
+func (e *ends) wait(t *testing.T, id uint64) {
+	t.Helper()
+	select {
+	case got := <-e.ch:
+		require.Equal(t, id, got)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("bucket %d: no end reported", id)
+	}
+}
+
+func serveSupervisor(t *testing.T, s *Supervisor) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func TestSupervisorReportsEveryEndOnceAndNeverRestarts(t *testing.T) {
+	s := NewSupervisor(SupervisorOptions{})
+	serveSupervisor(t, s)
+	e := newEnds()
+	errStop := errors.New("stopped with an error")
+
+	cases := []struct {
+		name  string
+		end   func(b *Bucket)
+		check func(t *testing.T, reason error)
+	}{
+		{"normal", func(b *Bucket) { b.Stop(nil) }, func(t *testing.T, r error) { assert.NoError(t, r) }},
+		{"error", func(b *Bucket) { b.Stop(errStop) }, func(t *testing.T, r error) { assert.ErrorIs(t, r, errStop) }},
+		{"panic in update", func(b *Bucket) {
+			_ = b.Update(func(*Tx) error { panic("kaboom") })
+		}, func(t *testing.T, r error) {
+			var perr *PanicError
+			require.ErrorAs(t, r, &perr)
+			assert.Equal(t, "kaboom", perr.Value)
+		}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := New(tc.name, uint64(i+1))
+			require.NoError(t, s.Start(b, e.hook))
+			require.Eventually(t, func() bool { return s.Running() == 1 }, 5*time.Second, time.Millisecond)
+			tc.end(b)
+			e.wait(t, b.ID())
+			require.Len(t, e.reasons(b.ID()), 1)
+			tc.check(t, e.reasons(b.ID())[0])
+			require.Eventually(t, func() bool { return s.Running() == 0 }, 5*time.Second, time.Millisecond,
+				"the bucket is not restarted")
+		})
+	}
+}
+
+func TestSupervisorStopEndsEveryBucketWithContextError(t *testing.T) {
+	s := NewSupervisor(SupervisorOptions{})
+	stop := serveSupervisor(t, s)
+	e := newEnds()
+	var bs []*Bucket
+	for i := range 50 {
+		b := New("b", uint64(i))
+		require.NoError(t, s.Start(b, e.hook))
+		bs = append(bs, b)
+	}
+	stop()
+	for _, b := range bs {
+		<-b.Done()
+		reasons := e.reasons(b.ID())
+		require.Len(t, reasons, 1, "bucket %d", b.ID())
+		assert.ErrorIs(t, reasons[0], context.Canceled)
+	}
+	err := s.Start(New("late", 99), e.hook)
+	assert.ErrorIs(t, err, ErrSupervisorStopped)
+}
+
+func TestBucketsStartedBeforeServeStartWithIt(t *testing.T) {
+	s := NewSupervisor(SupervisorOptions{})
+	e := newEnds()
+	b := New("early", 1)
+	require.NoError(t, s.Start(b, e.hook))
+	serveSupervisor(t, s)
+	require.Eventually(t, func() bool { return s.Running() == 1 }, 5*time.Second, time.Millisecond)
+	b.Stop(nil)
+	e.wait(t, 1)
+}
+
+func TestChildIsNeverServedTwice(t *testing.T) {
+	e := newEnds()
+	c := &child{b: New("once", 1), onEnd: e.hook, running: new(atomic.Int64)}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.Error(t, c.Serve(ctx))
+	require.Error(t, c.Serve(ctx))
+	assert.Len(t, e.reasons(1), 1)
+}
+
+func TestChildPanicIsReportedAsPanicError(t *testing.T) {
+	e := newEnds()
+	// A panic in the bucket's own goroutine (here, from its context) ends
+	// the bucket with a PanicError instead of reaching suture.
+	b := New("p", 7)
+	c := &child{b: b, onEnd: e.hook, running: new(atomic.Int64)}
+	require.Error(t, c.Serve(panickingContext{}))
+	<-b.Done()
+	reasons := e.reasons(7)
+	require.Len(t, reasons, 1)
+	var perr *PanicError
+	require.ErrorAs(t, reasons[0], &perr)
+	assert.Equal(t, "context exploded", perr.Value)
+}
+
+// panickingContext panics when the bucket waits on it.
+type panickingContext struct{ context.Context }
+
+func (panickingContext) Done() <-chan struct{} { panic("context exploded") }

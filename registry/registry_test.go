@@ -1,0 +1,334 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
+)
+
+var ctx = context.Background()
+
+// Acceptance 1: Lookup of an unknown name reports absent; after Create,
+// Lookup returns that bucket, for the same caller at once.
+func TestAcceptance1_LookupAbsentThenVisibleRightAfterCreate(t *testing.T) {
+	tr := newTree(t)
+	_, ok := tr.reg.Lookup("shopping")
+	assert.False(t, ok)
+
+	b, err := tr.reg.Create(ctx, "shopping")
+	require.NoError(t, err)
+	got, ok := tr.reg.Lookup("shopping") // no wait, no retry
+	require.True(t, ok)
+	assert.Same(t, b, got)
+	assert.Equal(t, []string{"shopping"}, tr.reg.Names())
+	assert.Equal(t, 1, tr.reg.Len())
+}
+
+// Acceptance 2: Create of an existing name returns the existing bucket and
+// publishes no second Created.
+func TestAcceptance2_CreateIsIdempotent(t *testing.T) {
+	tr := newTree(t)
+	first, err := tr.reg.Create(ctx, "shopping")
+	require.NoError(t, err)
+	for range 10 {
+		again, err := tr.reg.Create(ctx, "shopping")
+		require.NoError(t, err)
+		assert.Same(t, first, again)
+	}
+	require.NoError(t, tr.reg.Delete(ctx, "shopping")) // a barrier: its Exited follows any Created
+	tr.rec.waitExit(t, first.ID())
+	assert.Equal(t, 1, tr.rec.createdCount(first.ID()))
+	var created int
+	for _, ev := range tr.rec.events() {
+		if _, ok := ev.(events.Created); ok {
+			created++
+		}
+	}
+	assert.Equal(t, 1, created)
+}
+
+// Acceptance 3: a new bucket is empty; Put then Get returns the value;
+// Delete returns the old value.
+func TestAcceptance3_NewBucketIsEmptyPutGetDelete(t *testing.T) {
+	tr := newTree(t)
+	b, err := tr.reg.Create(ctx, "shopping")
+	require.NoError(t, err)
+	_, err = b.Get("milk")
+	assert.ErrorIs(t, err, bucket.ErrNotFound)
+	require.NoError(t, b.Put("milk", []byte("3")))
+	v, err := b.Get("milk")
+	require.NoError(t, err)
+	assert.Equal(t, "3", string(v))
+	old, err := b.Delete("milk")
+	require.NoError(t, err)
+	assert.Equal(t, "3", string(old))
+	_, err = b.Get("milk")
+	assert.ErrorIs(t, err, bucket.ErrNotFound)
+}
+
+// Acceptance 4: Created once per bucket, after the name is visible; Exited
+// once per end, same identity, after the name is gone.
+func TestAcceptance4_CreatedAfterVisibleExitedAfterGone(t *testing.T) {
+	tr := newTree(t)
+	// A subscriber that looks the name up the moment it hears of an event.
+	type seen struct {
+		ev    events.Event
+		found bool
+		id    uint64
+	}
+	got := make(chan seen, 10)
+	sub, err := tr.ev.Subscribe(events.SubscribeOptions{}, func(ev events.Event) {
+		b, ok := tr.reg.Lookup(ev.BucketName())
+		s := seen{ev: ev, found: ok}
+		if ok {
+			s.id = b.ID()
+		}
+		got <- s
+	})
+	require.NoError(t, err)
+	defer sub.Close()
+
+	b, err := tr.reg.Create(ctx, "shopping")
+	require.NoError(t, err)
+	c := <-got
+	require.IsType(t, events.Created{}, c.ev)
+	assert.Equal(t, b.ID(), c.ev.BucketID())
+	assert.True(t, c.found, "Created is published after the name is visible")
+	assert.Equal(t, b.ID(), c.id)
+
+	require.NoError(t, tr.reg.Delete(ctx, "shopping"))
+	e := <-got
+	require.IsType(t, events.Exited{}, e.ev)
+	assert.Equal(t, b.ID(), e.ev.BucketID(), "Exited names the same instance")
+	assert.Equal(t, "shopping", e.ev.BucketName())
+	assert.False(t, e.found, "Exited is published after the name is gone")
+	assert.Less(t, c.ev.Sequence(), e.ev.Sequence())
+
+	// The name can be created again: a new instance, with its own events.
+	b2, err := tr.reg.Create(ctx, "shopping")
+	require.NoError(t, err)
+	assert.NotEqual(t, b.ID(), b2.ID())
+	c2 := <-got
+	assert.Equal(t, b2.ID(), c2.ev.BucketID())
+	assert.Len(t, tr.rec.exitsOf(b.ID()), 1)
+}
+
+// Acceptance 5: a bucket stopped normally, stopped with an error or crashed
+// by a panic is forgotten, Exited says why, it is not restarted, and nothing
+// else is disturbed.
+func TestAcceptance5_BucketEndsNormallyWithErrorOrPanic(t *testing.T) {
+	tr := newTree(t)
+	bystander, err := tr.reg.Create(ctx, "bystander")
+	require.NoError(t, err)
+	require.NoError(t, bystander.Put("k", []byte("v")))
+	errStop := errors.New("stopped on purpose")
+
+	cases := []struct {
+		name  string
+		end   func(b *bucket.Bucket)
+		check func(t *testing.T, reason error)
+	}{
+		{"normal", func(b *bucket.Bucket) { b.Stop(nil) },
+			func(t *testing.T, r error) { assert.NoError(t, r) }},
+		{"error", func(b *bucket.Bucket) { b.Stop(errStop) },
+			func(t *testing.T, r error) { assert.ErrorIs(t, r, errStop) }},
+		{"panic", func(b *bucket.Bucket) {
+			err := b.Update(func(*bucket.Tx) error { panic("bad update") })
+			require.Error(t, err)
+		}, func(t *testing.T, r error) {
+			var perr *bucket.PanicError
+			require.ErrorAs(t, r, &perr)
+			assert.Equal(t, "bad update", perr.Value)
+			assert.NotEmpty(t, perr.Stack)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := tr.reg.Create(ctx, tc.name)
+			require.NoError(t, err)
+			tc.end(b)
+			ex := tr.rec.waitExit(t, b.ID())
+			tc.check(t, ex.Reason)
+			_, ok := tr.reg.Lookup(tc.name)
+			assert.False(t, ok, "the registry forgot it")
+			require.Eventually(t, func() bool { return tr.sup.Running() == 1 }, waitFor, tick,
+				"only the bystander runs: the ended bucket was not restarted")
+
+			v, err := bystander.Get("k")
+			require.NoError(t, err)
+			assert.Equal(t, "v", string(v))
+			// The registry and the event manager still work.
+			again, err := tr.reg.Create(ctx, tc.name)
+			require.NoError(t, err)
+			require.NoError(t, tr.reg.Delete(ctx, again.Name()))
+		})
+	}
+}
+
+// Acceptance 6: the registry survives every bucket's end; a crash of the
+// registry itself loses no bucket, and it still learns when one ends.
+func TestAcceptance6_RegistryCrashLosesNoBucket(t *testing.T) {
+	tr := newTree(t)
+	const n = 1000
+	ids := map[string]uint64{}
+	for i := range n {
+		name := fmt.Sprintf("b%04d", i)
+		b, err := tr.reg.Create(ctx, name)
+		require.NoError(t, err)
+		require.NoError(t, b.Put("k", []byte(name)))
+		ids[name] = b.ID()
+	}
+	// Some buckets end before the crash: the registry survives those.
+	for i := range 10 {
+		require.NoError(t, tr.reg.Delete(ctx, fmt.Sprintf("b%04d", i)))
+	}
+
+	tr.reg.box.send(notice{crash: true})
+	require.Eventually(t, func() bool { return tr.reg.runs.Load() == 2 }, waitFor, tick,
+		"suture restarts the crashed registry")
+
+	assert.Equal(t, n-10, tr.reg.Len())
+	for i := 10; i < n; i++ {
+		name := fmt.Sprintf("b%04d", i)
+		b, ok := tr.reg.Lookup(name)
+		require.True(t, ok, name)
+		assert.Equal(t, ids[name], b.ID(), "the same instance, not a new one")
+		v, err := b.Get("k")
+		require.NoError(t, err)
+		assert.Equal(t, name, string(v), "no data lost")
+	}
+	// Later ends are still reported.
+	b, _ := tr.reg.Lookup("b0500")
+	b.Stop(errors.New("after the crash"))
+	ex := tr.rec.waitExit(t, b.ID())
+	assert.EqualError(t, ex.Reason, "after the crash")
+	_, ok := tr.reg.Lookup("b0500")
+	assert.False(t, ok)
+	require.NoError(t, tr.reg.Delete(ctx, "b0501"))
+	assert.Equal(t, n-12, tr.reg.Len())
+	assert.Equal(t, n-12, tr.sup.Running(), "no orphan bucket, none lost")
+}
+
+// A bucket that ends while the crashed loop held its notice is found again
+// by the restarted loop ("monitors existing entries").
+func TestRestartedRegistryFindsBucketsThatEndedWhileItWasDown(t *testing.T) {
+	tr := newTree(t)
+	b, err := tr.reg.Create(ctx, "lost-notice")
+	require.NoError(t, err)
+	// Simulate the notice being lost with the crashed loop: end the bucket
+	// without its hook (a bucket that never ran under the supervisor).
+	orphan := bucket.New("orphan", 1<<40)
+	tr.reg.mu.Lock()
+	tr.reg.names["orphan"] = orphan
+	tr.reg.refs[orphan.ID()] = "orphan"
+	tr.reg.mu.Unlock()
+	orphan.Stop(errors.New("ended while the registry was down"))
+
+	tr.reg.box.send(notice{crash: true})
+	ex := tr.rec.waitExit(t, orphan.ID())
+	assert.EqualError(t, ex.Reason, "ended while the registry was down")
+	_, ok := tr.reg.Lookup("orphan")
+	assert.False(t, ok)
+	got, ok := tr.reg.Lookup("lost-notice")
+	require.True(t, ok)
+	assert.Same(t, b, got)
+}
+
+func TestDelete(t *testing.T) {
+	tr := newTree(t)
+	err := tr.reg.Delete(ctx, "nothing")
+	assert.ErrorIs(t, err, ErrNotFound)
+
+	b, err := tr.reg.Create(ctx, "x")
+	require.NoError(t, err)
+	require.NoError(t, tr.reg.Delete(ctx, "x"))
+	// Delete returned: the name is gone and Exited was published.
+	_, ok := tr.reg.Lookup("x")
+	assert.False(t, ok)
+	assert.NoError(t, tr.rec.waitExit(t, b.ID()).Reason)
+	_, err = b.Get("k")
+	assert.ErrorIs(t, err, bucket.ErrEnded)
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = tr.reg.Create(cancelled, "y")
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+func TestNames(t *testing.T) {
+	tr := newTree(t)
+	cases := []struct {
+		name string
+		ok   bool
+	}{
+		{"", false},
+		{"a", true},
+		{"with space", true},
+		{"\x00binary\xff\r\n", true},
+		{strings.Repeat("n", MaxNameLen), true},
+		{strings.Repeat("n", MaxNameLen+1), false},
+	}
+	for _, tc := range cases {
+		_, err := tr.reg.Create(ctx, tc.name)
+		if tc.ok {
+			require.NoError(t, err, "%q", tc.name)
+			_, found := tr.reg.Lookup(tc.name)
+			assert.True(t, found)
+		} else {
+			assert.ErrorIs(t, err, ErrInvalidName, "%q", tc.name)
+		}
+	}
+}
+
+func TestStoppedRegistryRefusesCreate(t *testing.T) {
+	tr := newTree(t)
+	b, err := tr.reg.Create(ctx, "live")
+	require.NoError(t, err)
+	tr.stop()
+	ex := tr.rec.waitExit(t, b.ID())
+	assert.ErrorIs(t, ex.Reason, context.Canceled, "shutdown's Exited carries the context's error")
+	_, err = tr.reg.Create(ctx, "late")
+	assert.ErrorIs(t, err, ErrStopped)
+	assert.Zero(t, tr.reg.Len())
+}
+
+// failingStarter is a bucket supervisor that is not running.
+type failingStarter struct{}
+
+func (failingStarter) Start(*bucket.Bucket, func(*bucket.Bucket, error)) error {
+	return bucket.ErrSupervisorStopped
+}
+
+func TestCreateWhenBucketSupervisorIsDown(t *testing.T) {
+	ev := events.New(events.Options{})
+	rec := newRecorder()
+	sub, err := ev.Subscribe(events.SubscribeOptions{}, rec.handle)
+	require.NoError(t, err)
+	defer sub.Close()
+	reg := New(Config{Buckets: failingStarter{}, Events: ev})
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- reg.Serve(runCtx) }()
+	defer func() { cancel(); <-done }()
+
+	_, err = reg.Create(ctx, "x")
+	require.ErrorIs(t, err, bucket.ErrSupervisorStopped)
+	// The name was visible for an instant and announced: it is retracted
+	// with an Exited, so every Created still has its Exited.
+	ex := rec.waitExit(t, 1)
+	assert.ErrorIs(t, ex.Reason, bucket.ErrSupervisorStopped)
+	_, ok := reg.Lookup("x")
+	assert.False(t, ok)
+}
+
+func TestNewPanicsWithoutDependencies(t *testing.T) {
+	assert.Panics(t, func() { New(Config{}) })
+}

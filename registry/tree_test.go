@@ -1,0 +1,143 @@
+package registry
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/thejerf/suture/v4"
+	"go.uber.org/goleak"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	waitFor = 10 * time.Second
+	tick    = time.Millisecond
+)
+
+// tree is the seed's tree, wired as services.New wires it (services imports
+// this package, so its tests cannot use it).
+type tree struct {
+	reg  *Registry
+	ev   *events.Manager
+	sup  *bucket.Supervisor
+	rec  *recorder
+	stop func()
+}
+
+func newTree(t *testing.T) *tree {
+	t.Helper()
+	ev := events.New(events.Options{})
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	reg := New(Config{Buckets: sup, Events: ev, Logger: slog.New(slog.DiscardHandler)})
+	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
+	root.Add(ev)
+	root.Add(sup)
+	root.Add(reg)
+
+	rec := newRecorder()
+	sub, err := ev.Subscribe(events.SubscribeOptions{Mailbox: 1 << 20, Name: "recorder"}, rec.handle)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	var once sync.Once
+	tr := &tree{reg: reg, ev: ev, sup: sup, rec: rec}
+	tr.stop = func() {
+		once.Do(func() {
+			cancel()
+			<-errc
+			<-sub.Done()
+		})
+	}
+	t.Cleanup(tr.stop)
+	return tr
+}
+
+// recorder keeps every event, and when each Exited was observed.
+type recorder struct {
+	mu       sync.Mutex
+	all      []events.Event
+	created  map[uint64]int
+	exited   map[uint64][]events.Exited
+	exitedAt map[uint64]uint64 // bucket ID -> observation number
+	observed uint64
+	changed  chan struct{}
+}
+
+func newRecorder() *recorder {
+	return &recorder{
+		created:  map[uint64]int{},
+		exited:   map[uint64][]events.Exited{},
+		exitedAt: map[uint64]uint64{},
+		changed:  make(chan struct{}, 1),
+	}
+}
+
+func (r *recorder) handle(ev events.Event) {
+	r.mu.Lock()
+	r.all = append(r.all, ev)
+	switch e := ev.(type) {
+	case events.Created:
+		r.created[e.ID]++
+	case events.Exited:
+		r.exited[e.ID] = append(r.exited[e.ID], e)
+		r.observed++
+		r.exitedAt[e.ID] = r.observed
+	}
+	r.mu.Unlock()
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+// observations returns how many Exited have been observed so far.
+func (r *recorder) observations() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.observed
+}
+
+// exitedBefore reports whether the Exited of id was observed at or before
+// observation number n.
+func (r *recorder) exitedBefore(id, n uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.exitedAt[id]
+	return ok && at <= n
+}
+
+func (r *recorder) exitsOf(id uint64) []events.Exited {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]events.Exited(nil), r.exited[id]...)
+}
+
+func (r *recorder) createdCount(id uint64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.created[id]
+}
+
+func (r *recorder) events() []events.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]events.Event(nil), r.all...)
+}
+
+// waitExit waits for the Exited of bucket id and returns it.
+func (r *recorder) waitExit(t *testing.T, id uint64) events.Exited {
+	t.Helper()
+	var ex []events.Exited
+	require.Eventually(t, func() bool { ex = r.exitsOf(id); return len(ex) > 0 }, waitFor, tick,
+		"no Exited for bucket %d", id)
+	return ex[0]
+}
