@@ -32,6 +32,7 @@ type Root struct {
 	events   *events.Manager
 	buckets  *bucket.Supervisor
 	registry *registry.Registry
+	children []suture.Service
 }
 
 // New builds a fresh tree.
@@ -65,10 +66,20 @@ func New(cfg Config) *Root {
 			log.Warn("supervisor: "+e.String(), "service", "kv")
 		},
 	})
-	sup.Add(ev)
-	sup.Add(buckets)
-	sup.Add(reg)
-	return &Root{Supervisor: sup, events: ev, buckets: buckets, registry: reg}
+	root := &Root{Supervisor: sup, events: ev, buckets: buckets, registry: reg}
+	// The seed's order: the event manager, the bucket supervisor, then the
+	// registry that uses both.
+	root.children = []suture.Service{ev, buckets, reg}
+	for _, c := range root.children {
+		sup.Add(c)
+	}
+	return root
+}
+
+// Children returns kv's own children of the root, in the order they were
+// added and start: the event manager, the bucket supervisor, the registry.
+func (r *Root) Children() []suture.Service {
+	return append([]suture.Service(nil), r.children...)
 }
 
 // Registry returns the tree's registry: create, look up and delete buckets.

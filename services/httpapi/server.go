@@ -59,6 +59,10 @@ type Config struct {
 	// Addr is the TCP address Serve listens on; "" means DefaultAddr
 	// (127.0.0.1:8080, loopback only).
 	Addr string
+	// Listener, when set, is served by the first Serve instead of
+	// listening on Addr (a daemon opens it first to report a busy port);
+	// a Serve that suture restarts listens again on its address.
+	Listener net.Listener
 	// Registry is the tree's registry.
 	Registry Registry
 	// Events is the tree's event manager: the source of /v1/events and of
@@ -165,6 +169,10 @@ type Server struct {
 	handler        http.Handler // mux behind authentication and JSON errors
 	addr           atomic.Pointer[net.Addr]
 
+	listenMu sync.Mutex
+	pending  net.Listener // Config.Listener until the first Serve takes it
+	lastAddr string       // where the next Serve listens
+
 	// testHookSSE, when set, runs before each event is written to a
 	// stream (tests use it to stall a stream).
 	testHookSSE func()
@@ -182,6 +190,11 @@ func New(cfg Config) *Server {
 		metrics:   cfg.Metrics,
 		mux:       http.NewServeMux(),
 		byPattern: make(map[string]http.Handler),
+		pending:   cfg.Listener,
+		lastAddr:  cfg.Addr,
+	}
+	if cfg.Listener != nil {
+		s.lastAddr = cfg.Listener.Addr().String()
 	}
 	if s.metrics == nil {
 		s.metrics = metrics.New(metrics.Config{
@@ -222,14 +235,22 @@ func (s *Server) Addr() net.Addr {
 	return nil
 }
 
-// Serve listens on Config.Addr and serves until ctx ends, then shuts down
-// gracefully (see ServeListener). A failure to listen is returned for
-// suture to retry.
+// Serve listens (on Config.Listener the first time, else on Config.Addr
+// or the address of the previous listener) and serves until ctx ends, then
+// shuts down gracefully (see ServeListener). A failure to listen, or of
+// the listener, is returned for suture to retry.
 func (s *Server) Serve(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("httpapi: listen on %s: %w", s.cfg.Addr, err)
+	s.listenMu.Lock()
+	ln := s.pending
+	s.pending = nil
+	addr := s.lastAddr
+	s.listenMu.Unlock()
+	if ln == nil {
+		var lc net.ListenConfig
+		var err error
+		if ln, err = lc.Listen(ctx, "tcp", addr); err != nil {
+			return fmt.Errorf("httpapi: listen on %s: %w", addr, err)
+		}
 	}
 	return s.ServeListener(ctx, ln)
 }
@@ -244,6 +265,9 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	addr := ln.Addr()
 	s.addr.Store(&addr)
 	defer s.addr.Store(nil)
+	s.listenMu.Lock()
+	s.lastAddr = addr.String()
+	s.listenMu.Unlock()
 	log := s.cfg.Logger.With("addr", addr.String())
 
 	var handlers handlerGroup

@@ -45,6 +45,13 @@ type conn struct {
 	libName string
 	libVer  string
 
+	// When the read and write deadlines must next be pushed back; setting
+	// a deadline is not free, so it is renewed only every eighth of its
+	// timeout, with that eighth as slack: a client is closed between 1 and
+	// 1.125 timeouts after its last activity. writeRenew is guarded by wmu.
+	readRenew  time.Time
+	writeRenew time.Time
+
 	commands atomic.Int64
 	channels atomic.Int32 // SUBSCRIBE channels, for CLIENT LIST and INFO
 	patterns atomic.Int32 // PSUBSCRIBE patterns
@@ -139,11 +146,15 @@ func (c *conn) serve(ctx context.Context) {
 
 		// Wait for more. The deadline is set before the stopping check, so
 		// that a shutdown's interrupt cannot be overwritten unseen.
-		switch {
+		switch idle := s.cfg.IdleTimeout; {
 		case c.ps != nil:
 			_ = c.nc.SetReadDeadline(time.Time{})
-		case s.cfg.IdleTimeout > 0:
-			_ = c.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+			c.readRenew = time.Time{}
+		case idle > 0:
+			if now := time.Now(); now.After(c.readRenew) {
+				_ = c.nc.SetReadDeadline(now.Add(idle + idle/8))
+				c.readRenew = now.Add(idle / 8)
+			}
 		}
 		if s.stopping.Load() {
 			return
@@ -215,7 +226,7 @@ func (c *conn) flushLocked() bool {
 	if len(c.out) == 0 {
 		return true
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	c.writeDeadline()
 	_, err := c.nc.Write(c.out)
 	if cap(c.out) > 4*flushAt {
 		c.out = nil
@@ -223,6 +234,16 @@ func (c *conn) flushLocked() bool {
 		c.out = c.out[:0]
 	}
 	return err == nil
+}
+
+// writeDeadline pushes the write deadline back when it is due; c.wmu is
+// held.
+func (c *conn) writeDeadline() {
+	wt := c.s.cfg.WriteTimeout
+	if now := time.Now(); now.After(c.writeRenew) {
+		_ = c.nc.SetWriteDeadline(now.Add(wt + wt/8))
+		c.writeRenew = now.Add(wt / 8)
+	}
 }
 
 // close ends the client: the socket first (which unblocks an event write

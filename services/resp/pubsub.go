@@ -6,7 +6,6 @@ import (
 	"errors"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
@@ -233,7 +232,7 @@ func (p *subscriber) deliver(ev events.Event) {
 	}
 	var err error
 	if len(out) > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		c.writeDeadline()
 		_, err = c.nc.Write(out)
 	}
 	c.wmu.Unlock()

@@ -47,6 +47,10 @@ type Config struct {
 	// Addr is the TCP address Serve listens on; "" means DefaultAddr
 	// (127.0.0.1:4040, the guide's port, loopback only).
 	Addr string
+	// Listener, when set, is served by the first Serve instead of
+	// listening on Addr (a daemon opens it first to report a busy port);
+	// a Serve that suture restarts listens again on its address.
+	Listener net.Listener
 	// Registry is the tree's registry.
 	Registry Registry
 	// Password, when not empty, must be given with AUTH before any other
@@ -114,11 +118,20 @@ func (cfg Config) check() error {
 type Server struct {
 	cfg  Config
 	addr atomic.Pointer[net.Addr]
+
+	listenMu sync.Mutex
+	pending  net.Listener // Config.Listener until the first Serve takes it
+	lastAddr string       // where the next Serve listens
 }
 
 // New returns a server for cfg. It does not listen until served.
 func New(cfg Config) *Server {
-	return &Server{cfg: cfg.withDefaults()}
+	s := &Server{cfg: cfg.withDefaults(), pending: cfg.Listener}
+	s.lastAddr = s.cfg.Addr
+	if cfg.Listener != nil {
+		s.lastAddr = cfg.Listener.Addr().String()
+	}
+	return s
 }
 
 // String names the service in suture's logs.
@@ -133,19 +146,30 @@ func (s *Server) Addr() net.Addr {
 	return nil
 }
 
-// Serve listens on Config.Addr and serves until ctx ends; then it closes
-// the listener and every connection, waits for their goroutines and returns
-// ctx's error. A configuration that can never work is reported with an
-// error wrapping suture.ErrDoNotRestart; a failure to listen is returned
-// for suture to retry.
+// Serve listens (on Config.Listener the first time, else on Config.Addr
+// or the address of the previous listener) and serves until ctx ends; then
+// it closes the listener and every connection, waits for their goroutines
+// and returns ctx's error. A configuration that can never work is reported
+// with an error wrapping suture.ErrDoNotRestart; a failure to listen, or of
+// the listener, is returned for suture to retry.
 func (s *Server) Serve(ctx context.Context) error {
+	s.listenMu.Lock()
+	ln := s.pending
+	s.pending = nil
+	addr := s.lastAddr
+	s.listenMu.Unlock()
 	if err := s.cfg.check(); err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return fmt.Errorf("%w: %w", err, suture.ErrDoNotRestart)
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("text: listen on %s: %w", s.cfg.Addr, err)
+	if ln == nil {
+		var lc net.ListenConfig
+		var err error
+		if ln, err = lc.Listen(ctx, "tcp", addr); err != nil {
+			return fmt.Errorf("text: listen on %s: %w", addr, err)
+		}
 	}
 	return s.ServeListener(ctx, ln)
 }
@@ -162,6 +186,9 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	addr := ln.Addr()
 	s.addr.Store(&addr)
 	defer s.addr.Store(nil)
+	s.listenMu.Lock()
+	s.lastAddr = addr.String()
+	s.listenMu.Unlock()
 	log := s.cfg.Logger.With("addr", addr.String())
 	log.Info("text server listening")
 

@@ -1,0 +1,102 @@
+package services_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/thejerf/suture/v4"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
+	"github.com/kvproject/kv/services"
+)
+
+// A host adds kv's root to its own suture tree and uses the registry
+// in-process.
+func Example_embedding() {
+	host := suture.NewSimple("host")
+	kv := services.New(services.Config{})
+	host.Add(kv)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := host.ServeBackground(ctx)
+
+	shopping, err := kv.Registry().Create(ctx, "shopping")
+	if err != nil {
+		fmt.Println("create:", err)
+		return
+	}
+	if err := shopping.Put("milk", []byte("3")); err != nil {
+		fmt.Println("put:", err)
+		return
+	}
+	milk, err := shopping.Get("milk")
+	fmt.Printf("milk=%s err=%v\n", milk, err)
+
+	cancel() // stopping the host stops kv and every bucket
+	<-done
+	// Output: milk=3 err=<nil>
+}
+
+// Subscribers receive each bucket's Created and Exited, in order.
+func Example_subscribe() {
+	kv := services.New(services.Config{})
+	received := make(chan events.Event, 16)
+	sub, err := kv.Events().Subscribe(events.SubscribeOptions{Name: "example"}, func(ev events.Event) {
+		received <- ev
+	})
+	if err != nil {
+		fmt.Println("subscribe:", err)
+		return
+	}
+	defer sub.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := kv.ServeBackground(ctx)
+	if _, err := kv.Registry().Create(ctx, "shopping"); err != nil {
+		fmt.Println("create:", err)
+		return
+	}
+	if err := kv.Registry().Delete(ctx, "shopping"); err != nil {
+		fmt.Println("delete:", err)
+		return
+	}
+	fmt.Println(<-received)
+	fmt.Println(<-received)
+	cancel()
+	<-done
+	// Output:
+	// #1 created "shopping" (id 1)
+	// #2 exited "shopping" (id 1): normal
+}
+
+// An atomic read-modify-write runs in the bucket's context, like the
+// Agent's get_and_update.
+func Example_update() {
+	kv := services.New(services.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := kv.ServeBackground(ctx)
+	defer func() { cancel(); <-done }()
+
+	b, err := kv.Registry().Create(ctx, "counters")
+	if err != nil {
+		fmt.Println("create:", err)
+		return
+	}
+	for range 3 {
+		err := b.Update(func(tx *bucket.Tx) error {
+			n := byte('0')
+			if v, err := tx.Get("visits"); err == nil {
+				n = v[0]
+			}
+			return tx.Put("visits", []byte{n + 1})
+		})
+		if err != nil {
+			fmt.Println("update:", err)
+			return
+		}
+	}
+	v, _ := b.Get("visits")
+	fmt.Printf("visits=%s\n", v)
+	// Output: visits=3
+}

@@ -1,0 +1,162 @@
+package services_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/thejerf/suture/v4"
+	"go.uber.org/goleak"
+
+	"github.com/kvproject/kv/events"
+	"github.com/kvproject/kv/services"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	waitFor = 10 * time.Second
+	tick    = time.Millisecond
+)
+
+// Acceptance 7: children start in order (events, buckets, registry), and
+// stopping the root stops every bucket and returns.
+func TestAcceptance7_ChildrenInOrderAndStopStopsEveryBucket(t *testing.T) {
+	root := services.New(services.Config{})
+	// The root holds exactly the three, in the seed's order.
+	children := root.Children()
+	require.Len(t, children, 3)
+	assert.Same(t, root.Events(), children[0])
+	assert.Same(t, root.Buckets(), children[1])
+	assert.Same(t, root.Registry(), children[2])
+
+	// Subscribed before the start, a subscriber sees every event; the
+	// registry can be used the moment Serve is under way.
+	var mu sync.Mutex
+	var got []events.Event
+	sub, err := root.Events().Subscribe(events.SubscribeOptions{Mailbox: 4096}, func(ev events.Event) {
+		mu.Lock()
+		got = append(got, ev)
+		mu.Unlock()
+	})
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	const n = 100
+	for i := range n {
+		b, err := root.Registry().Create(ctx, string(rune('A'+i)))
+		require.NoError(t, err)
+		require.NoError(t, b.Put("k", []byte("v")))
+	}
+	require.Eventually(t, func() bool { return root.Buckets().Running() == n }, waitFor, tick)
+
+	cancel()
+	select {
+	case err := <-errc:
+		assert.ErrorIs(t, err, context.Canceled)
+	case <-time.After(waitFor):
+		t.Fatal("stopping the root did not return")
+	}
+	assert.Zero(t, root.Buckets().Running(), "every bucket stopped")
+	assert.Zero(t, root.Registry().Len())
+	<-sub.Done() // the manager closed it after the last Exited
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, got, 2*n, "a Created and an Exited for each bucket")
+	for _, ev := range got[n:] {
+		ex, ok := ev.(events.Exited)
+		require.True(t, ok)
+		assert.ErrorIs(t, ex.Reason, context.Canceled)
+	}
+}
+
+// Two roots in one process share nothing.
+func TestTwoRootsSideBySide(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, b := services.New(services.Config{}), services.New(services.Config{})
+	ea, eb := a.ServeBackground(ctx), b.ServeBackground(ctx)
+
+	ba, err := a.Registry().Create(ctx, "same-name")
+	require.NoError(t, err)
+	bb, err := b.Registry().Create(ctx, "same-name")
+	require.NoError(t, err)
+	assert.NotSame(t, ba, bb)
+	require.NoError(t, ba.Put("k", []byte("a")))
+	require.NoError(t, bb.Put("k", []byte("b")))
+	va, _ := ba.Get("k")
+	vb, _ := bb.Get("k")
+	assert.Equal(t, "a", string(va))
+	assert.Equal(t, "b", string(vb))
+
+	require.NoError(t, a.Registry().Delete(ctx, "same-name"))
+	_, ok := b.Registry().Lookup("same-name")
+	assert.True(t, ok, "deleting in one tree leaves the other alone")
+	cancel()
+	<-ea
+	<-eb
+}
+
+// A host adds the root to its own tree; stopping the host stops kv.
+func TestEmbeddedInHostTree(t *testing.T) {
+	host := suture.New("host", suture.Spec{EventHook: func(suture.Event) {}})
+	root := services.New(services.Config{})
+	host.Add(root)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := host.ServeBackground(ctx)
+
+	b, err := root.Registry().Create(ctx, "embedded")
+	require.NoError(t, err)
+	require.NoError(t, b.Put("k", []byte("v")))
+	cancel()
+	<-errc
+	<-b.Done()
+	assert.ErrorIs(t, b.Err(), context.Canceled)
+}
+
+// A network front end added to the root after the registry can fail and be
+// restarted by suture without touching the buckets.
+func TestFailingListenerDoesNotTouchBuckets(t *testing.T) {
+	root := services.New(services.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := &flakyListener{fail: 3, served: make(chan int, 10)}
+	root.Add(l)
+	errc := root.ServeBackground(ctx)
+
+	b, err := root.Registry().Create(ctx, "kept")
+	require.NoError(t, err)
+	require.NoError(t, b.Put("k", []byte("v")))
+	for want := 1; want <= 4; want++ {
+		require.Equal(t, want, <-l.served)
+	}
+	v, err := b.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v))
+	got, ok := root.Registry().Lookup("kept")
+	require.True(t, ok)
+	assert.Same(t, b, got)
+	cancel()
+	<-errc
+}
+
+// flakyListener fails its first few runs, then serves until stopped.
+type flakyListener struct {
+	fail   int
+	runs   int
+	served chan int
+}
+
+func (l *flakyListener) Serve(ctx context.Context) error {
+	l.runs++
+	l.served <- l.runs
+	if l.runs <= l.fail {
+		return assert.AnError
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
