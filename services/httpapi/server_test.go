@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -97,4 +98,42 @@ func TestGracefulStop(t *testing.T) {
 	v, err := b.Get("k")
 	require.NoError(t, err)
 	require.Equal(t, "1234567890", string(v))
+}
+
+// breakingListener fails its Accept once broken is closed.
+type breakingListener struct {
+	net.Listener
+	broken chan struct{}
+}
+
+func (l *breakingListener) Accept() (net.Conn, error) {
+	<-l.broken
+	return nil, errors.New("listener broke")
+}
+
+func TestServeTakesListenerThenListensAgain(t *testing.T) {
+	root := tree(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	bl := &breakingListener{Listener: ln, broken: make(chan struct{})}
+	srv := New(Config{Listener: bl, Registry: root.Registry(), Events: root.Events()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	first := make(chan error, 1)
+	go func() { first <- srv.Serve(ctx) }()
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	close(bl.broken)
+	require.ErrorContains(t, <-first, "listener broke")
+
+	second := make(chan error, 1)
+	go func() { second <- srv.Serve(ctx) }()
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	require.Equal(t, ln.Addr().String(), srv.Addr().String(), "the same address again")
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	a := &api{t: t, root: root, srv: srv, base: "http://" + srv.Addr().String(), client: client}
+	require.Equal(t, http.StatusOK, a.do("GET", "/healthz", nil).status)
+	cancel()
+	require.ErrorIs(t, <-second, context.Canceled)
 }

@@ -466,3 +466,42 @@ kv_connected_clients{protocol="text"} 0
 `), "kv_connected_clients") == nil
 	}, 5*time.Second, time.Millisecond)
 }
+
+// breakingListener fails its Accept once broken is closed.
+type breakingListener struct {
+	net.Listener
+	broken chan struct{}
+}
+
+func (l *breakingListener) Accept() (net.Conn, error) {
+	<-l.broken
+	return nil, fmt.Errorf("listener broke")
+}
+
+func TestServeTakesListenerThenListensAgain(t *testing.T) {
+	root := tree(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	bl := &breakingListener{Listener: ln, broken: make(chan struct{})}
+	srv := New(Config{Listener: bl, Registry: root.Registry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	first := make(chan error, 1)
+	go func() { first <- srv.Serve(ctx) }()
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	require.Equal(t, ln.Addr().String(), srv.Addr().String())
+	close(bl.broken)
+	err = <-first
+	require.ErrorContains(t, err, "listener broke")
+	require.NotErrorIs(t, err, suture.ErrDoNotRestart) // suture serves it again
+
+	second := make(chan error, 1)
+	go func() { second <- srv.Serve(ctx) }()
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	require.Equal(t, ln.Addr().String(), srv.Addr().String(), "the same address again")
+	f := &fixture{root: root, srv: srv, addr: srv.Addr().String()}
+	f.dial(t).roundTrip("CREATE b\r\n", "OK\r\n")
+	cancel()
+	require.ErrorIs(t, <-second, context.Canceled)
+}
