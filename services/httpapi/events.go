@@ -132,10 +132,14 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if err != nil {
+				s.cfg.Logger.Info("http api: event stream write failed; ending it",
+					"remote", r.RemoteAddr, "last_sent", last, "error", err)
 				return
 			}
 		case <-heartbeat.C:
 			if err := send(func(w io.Writer) error { _, err := io.WriteString(w, ": ping\n\n"); return err }); err != nil {
+				s.cfg.Logger.Info("http api: event stream write failed; ending it",
+					"remote", r.RemoteAddr, "last_sent", last, "error", err)
 				return
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,4 +169,29 @@ func TestStreamOutlivesServerTimeouts(t *testing.T) {
 	ev, _, err := s.next()
 	require.NoError(t, err)
 	assert.Equal(t, "late", ev.data["bucket"])
+}
+
+func TestStalledReaderIsCutByWriteTimeout(t *testing.T) {
+	root := tree(t)
+	a := serve(t, root, Config{SSEBuffer: 1 << 16, SSEWriteTimeout: 50 * time.Millisecond})
+	nc, err := net.Dial("tcp", a.base[len("http://"):])
+	require.NoError(t, err)
+	defer nc.Close()
+	require.NoError(t, nc.(*net.TCPConn).SetReadBuffer(4096))
+	_, err = io.WriteString(nc, "GET /v1/events HTTP/1.1\r\nHost: kv\r\n\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 2 }, 5*time.Second, time.Millisecond)
+
+	// The client never reads: once the socket buffers are full, a write
+	// blocks past SSEWriteTimeout and the stream is cut. Publishers go on.
+	ctx := context.Background()
+	reg := root.Registry()
+	name := strings.Repeat("n", 4000)
+	for i := 0; root.Events().Stats().Subscribers == 2; i++ {
+		require.Less(t, i, 100000, "the stalled stream was never cut")
+		_, err := reg.Create(ctx, name)
+		require.NoError(t, err)
+		require.NoError(t, reg.Delete(ctx, name))
+	}
+	assert.Zero(t, root.Events().Stats().Dropped, "cut for its write, not for a full queue")
 }
