@@ -59,11 +59,9 @@ type Registry struct {
 	log     *slog.Logger
 	stopFor time.Duration
 
-	createMu sync.Mutex // serializes Create; guards nextID and closed
-	nextID   uint64
-	closed   bool
-
-	mu      sync.RWMutex
+	mu      sync.RWMutex // guards everything below
+	nextID  uint64
+	closed  bool // no more Create
 	names   map[string]*bucket.Bucket
 	refs    map[uint64]string        // bucket ID -> name
 	waiters map[uint64]chan struct{} // bucket ID -> closed once forgotten
@@ -127,13 +125,12 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 		return nil, fmt.Errorf("registry: create %q: %w", name, err)
 	}
 
-	r.createMu.Lock()
-	defer r.createMu.Unlock()
+	r.mu.Lock()
 	if r.closed {
+		r.mu.Unlock()
 		return nil, ErrStopped
 	}
-	r.mu.Lock()
-	if b, ok := r.names[name]; ok { // created while we waited
+	if b, ok := r.names[name]; ok { // created meanwhile
 		r.mu.Unlock()
 		return b, nil
 	}
@@ -143,6 +140,8 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 	r.refs[b.ID()] = name
 	r.mu.Unlock()
 
+	// From here a concurrent Create of the same name returns b, which may
+	// not be running yet: it is usable, and its end is reported either way.
 	// Published before the bucket runs, so that its Exited, which the loop
 	// publishes, cannot come first.
 	r.events.Publish(events.Created{Bucket: name, ID: b.ID()})
@@ -292,9 +291,9 @@ func (r *Registry) forget(b *bucket.Bucket, reason error) {
 }
 
 func (r *Registry) drain(ctx context.Context) error {
-	r.createMu.Lock()
+	r.mu.Lock()
 	r.closed = true
-	r.createMu.Unlock()
+	r.mu.Unlock()
 
 	timeout := time.NewTimer(r.stopFor)
 	defer timeout.Stop()

@@ -332,3 +332,27 @@ func TestCreateWhenBucketSupervisorIsDown(t *testing.T) {
 func TestNewPanicsWithoutDependencies(t *testing.T) {
 	assert.Panics(t, func() { New(Config{}) })
 }
+
+func TestConcurrentCreateOfOneNameMakesOneBucket(t *testing.T) {
+	tr := newTree(t)
+	const n = 32
+	got := make(chan *bucket.Bucket, n)
+	start := make(chan struct{})
+	for range n {
+		go func() {
+			<-start
+			b, err := tr.reg.Create(ctx, "contended")
+			assert.NoError(t, err)
+			got <- b
+		}()
+	}
+	close(start)
+	first := <-got
+	for range n - 1 {
+		assert.Same(t, first, <-got)
+	}
+	require.NoError(t, tr.reg.Delete(ctx, "contended"))
+	tr.rec.waitExit(t, first.ID())
+	assert.Equal(t, 1, tr.rec.createdCount(first.ID()))
+	assert.Len(t, tr.rec.events(), 2)
+}

@@ -32,7 +32,7 @@ type tree struct {
 	stop func()
 }
 
-func newTree(t *testing.T) *tree {
+func newTree(t testing.TB) *tree {
 	t.Helper()
 	ev := events.New(events.Options{})
 	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
@@ -134,7 +134,7 @@ func (r *recorder) events() []events.Event {
 }
 
 // waitExit waits for the Exited of bucket id and returns it.
-func (r *recorder) waitExit(t *testing.T, id uint64) events.Exited {
+func (r *recorder) waitExit(t testing.TB, id uint64) events.Exited {
 	t.Helper()
 	var ex []events.Exited
 	require.Eventually(t, func() bool { ex = r.exitsOf(id); return len(ex) > 0 }, waitFor, tick,

@@ -20,6 +20,7 @@ func Example_embedding() {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := host.ServeBackground(ctx)
+	defer func() { cancel(); <-done }() // stopping the host stops kv and every bucket
 
 	shopping, err := kv.Registry().Create(ctx, "shopping")
 	if err != nil {
@@ -32,9 +33,6 @@ func Example_embedding() {
 	}
 	milk, err := shopping.Get("milk")
 	fmt.Printf("milk=%s err=%v\n", milk, err)
-
-	cancel() // stopping the host stops kv and every bucket
-	<-done
 	// Output: milk=3 err=<nil>
 }
 
@@ -53,6 +51,7 @@ func Example_subscribe() {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := kv.ServeBackground(ctx)
+	defer func() { cancel(); <-done }()
 	if _, err := kv.Registry().Create(ctx, "shopping"); err != nil {
 		fmt.Println("create:", err)
 		return
@@ -63,8 +62,6 @@ func Example_subscribe() {
 	}
 	fmt.Println(<-received)
 	fmt.Println(<-received)
-	cancel()
-	<-done
 	// Output:
 	// #1 created "shopping" (id 1)
 	// #2 exited "shopping" (id 1): normal

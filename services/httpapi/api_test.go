@@ -204,6 +204,11 @@ func TestErrorCodes(t *testing.T) {
 	expectError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
 	assert.Equal(t, "DELETE, GET, HEAD, PUT", r.header.Get("Allow"))
 
+	// The same for a segment that is exactly %2F, which ServeMux cannot route.
+	r = a.do("POST", bucketPath("/")+"/keys/"+esc("/"), nil)
+	expectError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
+	assert.Equal(t, "DELETE, GET, HEAD, PUT", r.header.Get("Allow"))
+
 	expectError(t, a.do("PUT", bucketPath(strings.Repeat("n", 4097)), nil), http.StatusBadRequest, "invalid_name")
 
 	// Bodies: at the limit, past it with a Content-Length, past it chunked.

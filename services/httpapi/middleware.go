@@ -106,7 +106,15 @@ func (s *Server) fallback(w http.ResponseWriter, r *http.Request) bool {
 	}
 	h, ok := s.byPattern[method+" "+pattern]
 	if !ok {
-		return false // the mux's 405 stands
+		var allow []string
+		for _, m := range []string{"DELETE", "GET", "HEAD", "PUT"} {
+			if _, ok := s.byPattern[m+" "+pattern]; ok || m == "HEAD" && s.byPattern["GET "+pattern] != nil {
+				allow = append(allow, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
+		return true
 	}
 	r.SetPathValue("bucket", values[0])
 	if len(values) == 2 {

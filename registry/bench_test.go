@@ -1,0 +1,59 @@
+package registry
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// BenchmarkLookupParallel compares Lookup with its baseline, a map under a
+// sync.RWMutex, in the same run.
+func BenchmarkLookupParallel(b *testing.B) {
+	const n = 1000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("bucket:%04d", i)
+	}
+	b.Run("registry", func(b *testing.B) {
+		tr := newTree(b)
+		for _, name := range names {
+			if _, err := tr.reg.Create(ctx, name); err != nil {
+				b.Fatal(err)
+			}
+		}
+		parallel(b, func(i int) {
+			if _, ok := tr.reg.Lookup(names[i%n]); !ok {
+				b.Fatal("missing")
+			}
+		})
+	})
+	b.Run("rwmutex-map", func(b *testing.B) {
+		var mu sync.RWMutex
+		m := make(map[string]*int, n)
+		for _, name := range names {
+			m[name] = new(int)
+		}
+		parallel(b, func(i int) {
+			mu.RLock()
+			_, ok := m[names[i%n]]
+			mu.RUnlock()
+			if !ok {
+				b.Fatal("missing")
+			}
+		})
+	})
+}
+
+func parallel(b *testing.B, op func(i int)) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	var seed atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(seed.Add(1)) * 7919
+		for pb.Next() {
+			op(i)
+			i++
+		}
+	})
+}
