@@ -26,7 +26,9 @@
 // Bucket names and keys may hold any bytes: percent-encode each path
 // segment fully ("/" as %2F, and "." as %2E, since literal "." and ".."
 // segments are cleaned away by the mux with a redirect). An empty key cannot
-// be addressed. Values travel as raw bytes. In JSON, names and keys appear
+// be addressed. A segment that is exactly %2F (a name or key "/") unescapes
+// to "/", which ServeMux's matcher takes for a trailing slash, so the
+// package routes such paths itself, to the same handlers. Values travel as raw bytes. In JSON, names and keys appear
 // twice, as a string (exact when valid UTF-8) and as standard base64
 // (always exact); values appear as base64.
 //
