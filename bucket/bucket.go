@@ -135,7 +135,7 @@ func (b *Bucket) View(fn func(*Tx) error) error {
 		return ErrEnded
 	}
 	tx := &Tx{b: b}
-	err, perr := tx.run(fn)
+	perr, err := tx.run(fn)
 	b.mu.RUnlock()
 	if perr != nil {
 		b.Stop(perr)
@@ -158,7 +158,7 @@ func (b *Bucket) Update(fn func(*Tx) error) error {
 		return ErrEnded
 	}
 	tx := &Tx{b: b, writable: true}
-	err, perr := tx.run(fn)
+	perr, err := tx.run(fn)
 	if err != nil || perr != nil {
 		tx.rollback()
 	}
@@ -246,14 +246,14 @@ type undoRecord struct {
 	existed bool
 }
 
-func (tx *Tx) run(fn func(*Tx) error) (err error, perr *PanicError) {
+func (tx *Tx) run(fn func(*Tx) error) (perr *PanicError, err error) {
 	defer func() {
 		tx.closed = true
 		if r := recover(); r != nil {
 			perr = &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	return fn(tx), nil
+	return nil, fn(tx)
 }
 
 // Get returns a copy of the value under key, as this transaction sees it.

@@ -85,11 +85,12 @@ type Config struct {
 	// DefaultMaxHeaderBytes (64 KiB). Past it, net/http replies 431.
 	MaxHeaderBytes int
 	// MaxConns bounds the connections open at once; 0 means
-	// DefaultMaxConns (1024). Past it, new connections wait in the
+	// DefaultMaxConns (1024); so does a negative value, as for every
+	// limit, buffer and SSE duration below. Past it, new connections wait in the
 	// listen backlog until one closes. Event streams hold one each.
 	MaxConns int
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are
-	// http.Server's; 0 means 5s, 30s, 30s and 2m. /v1/events clears the
+	// http.Server's; 0 means 5s, 30s, 30s and 2m, negative means none. /v1/events clears the
 	// read and write deadlines of its connection and bounds each of its
 	// writes with SSEWriteTimeout instead.
 	ReadHeaderTimeout time.Duration
@@ -118,17 +119,19 @@ type Config struct {
 // withDefaults returns cfg with its zero fields set to their defaults.
 func (cfg Config) withDefaults() Config {
 	setDefault(&cfg.Addr, DefaultAddr)
-	setDefault(&cfg.MaxBodyBytes, DefaultMaxBodyBytes)
-	setDefault(&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
-	setDefault(&cfg.MaxConns, DefaultMaxConns)
+	setPositive(&cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	setPositive(&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setPositive(&cfg.MaxConns, DefaultMaxConns)
+	// http.Server's timeouts: zero is the default, negative means none
+	// (http.Server's own reading of a non-positive value).
 	setDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
 	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
-	setDefault(&cfg.ShutdownTimeout, DefaultShutdownTimeout)
-	setDefault(&cfg.SSEBuffer, DefaultSSEBuffer)
-	setDefault(&cfg.SSEWriteTimeout, DefaultSSEWriteTimeout)
-	setDefault(&cfg.SSEHeartbeat, DefaultSSEHeartbeat)
+	setPositive(&cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	setPositive(&cfg.SSEBuffer, DefaultSSEBuffer)
+	setPositive(&cfg.SSEWriteTimeout, DefaultSSEWriteTimeout)
+	setPositive(&cfg.SSEHeartbeat, DefaultSSEHeartbeat)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -136,6 +139,21 @@ func (cfg Config) withDefaults() Config {
 		cfg.Ready = func() error { return nil }
 	}
 	return cfg
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// setPositive sets a field that only makes sense positive: zero or less
+// means the default.
+func setPositive[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // stoppingKey is the request context key of a channel closed when the
@@ -149,12 +167,6 @@ func stoppingChan(r *http.Request) <-chan struct{} {
 	return ch
 }
 
-func setDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
-}
 
 // Server is the HTTP API, a suture.Service. Create one with [New]; its
 // routes are registered then, so a duplicate fails at construction.
