@@ -54,7 +54,9 @@ type EventSource interface {
 }
 
 // Config configures a [Server]. Registry and Events are required; every
-// other field's zero value means its default.
+// other field's zero value means its default. The limits, SSEBuffer,
+// ShutdownTimeout and the SSE durations only make sense positive: a
+// negative value means the default too.
 type Config struct {
 	// Addr is the TCP address Serve listens on; "" means DefaultAddr
 	// (127.0.0.1:8080, loopback only).
@@ -85,9 +87,8 @@ type Config struct {
 	// DefaultMaxHeaderBytes (64 KiB). Past it, net/http replies 431.
 	MaxHeaderBytes int
 	// MaxConns bounds the connections open at once; 0 means
-	// DefaultMaxConns (1024); so does a negative value, as for every
-	// limit, buffer and SSE duration below. Past it, new connections wait in the
-	// listen backlog until one closes. Event streams hold one each.
+	// DefaultMaxConns (1024). Past it, new connections wait in the listen
+	// backlog until one closes. Event streams hold one each.
 	MaxConns int
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are
 	// http.Server's; 0 means 5s, 30s, 30s and 2m, negative means none. /v1/events clears the
@@ -166,7 +167,6 @@ func stoppingChan(r *http.Request) <-chan struct{} {
 	ch, _ := r.Context().Value(stoppingKey{}).(chan struct{})
 	return ch
 }
-
 
 // Server is the HTTP API, a suture.Service. Create one with [New]; its
 // routes are registered then, so a duplicate fails at construction.

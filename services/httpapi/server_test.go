@@ -137,3 +137,19 @@ func TestServeTakesListenerThenListensAgain(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, <-second, context.Canceled)
 }
+
+func TestNegativeSettingsMeanDefaults(t *testing.T) {
+	cfg := Config{
+		MaxBodyBytes: -1, MaxHeaderBytes: -1, MaxConns: -1, ShutdownTimeout: -1,
+		SSEBuffer: -1, SSEWriteTimeout: -1, SSEHeartbeat: -1, ReadTimeout: -1,
+	}.withDefaults()
+	assert.Equal(t, int64(DefaultMaxBodyBytes), cfg.MaxBodyBytes)
+	assert.Equal(t, DefaultMaxHeaderBytes, cfg.MaxHeaderBytes)
+	assert.Equal(t, DefaultMaxConns, cfg.MaxConns)
+	assert.Equal(t, DefaultShutdownTimeout, cfg.ShutdownTimeout)
+	assert.Equal(t, DefaultSSEBuffer, cfg.SSEBuffer)
+	assert.Equal(t, DefaultSSEWriteTimeout, cfg.SSEWriteTimeout)
+	assert.Equal(t, DefaultSSEHeartbeat, cfg.SSEHeartbeat)
+	assert.Equal(t, time.Duration(-1), cfg.ReadTimeout, "http.Server reads it as no timeout")
+	assert.Equal(t, DefaultReadHeaderTimeout, cfg.ReadHeaderTimeout)
+}
