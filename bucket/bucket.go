@@ -134,9 +134,7 @@ func (b *Bucket) View(fn func(*Tx) error) error {
 		b.mu.RUnlock()
 		return ErrEnded
 	}
-	tx := &Tx{b: b}
-	perr, err := tx.run(fn)
-	b.mu.RUnlock()
+	perr, err := (&Tx{b: b}).run(fn, b.mu.RUnlock)
 	if perr != nil {
 		b.Stop(perr)
 		return &crashError{bucket: b.name, panic: perr}
@@ -158,16 +156,20 @@ func (b *Bucket) Update(fn func(*Tx) error) error {
 		return ErrEnded
 	}
 	tx := &Tx{b: b, writable: true}
-	perr, err := tx.run(fn)
-	if err != nil || perr != nil {
-		tx.rollback()
-	}
-	if perr != nil {
-		b.endLocked(perr)
+	perr, err := tx.run(fn, func() {
+		// Still under the write lock: undo, and end the bucket on a panic,
+		// before anyone else can see the half-done writes.
+		if !tx.ok || tx.err != nil {
+			tx.rollback()
+		}
+		if tx.perr != nil {
+			b.endLocked(tx.perr)
+		}
 		b.mu.Unlock()
+	})
+	if perr != nil {
 		return &crashError{bucket: b.name, panic: perr}
 	}
-	b.mu.Unlock()
 	return err
 }
 
@@ -238,6 +240,11 @@ type Tx struct {
 	writable bool
 	closed   bool
 	undo     []undoRecord
+
+	// How fn ended: returned (ok, with err), or panicked (perr).
+	ok   bool
+	err  error
+	perr *PanicError
 }
 
 type undoRecord struct {
@@ -246,14 +253,21 @@ type undoRecord struct {
 	existed bool
 }
 
-func (tx *Tx) run(fn func(*Tx) error) (perr *PanicError, err error) {
+// run calls fn, then release, whatever happens: a return, a panic
+// (recovered and reported as perr) or runtime.Goexit (release runs, and the
+// goroutine goes on exiting).
+func (tx *Tx) run(fn func(*Tx) error, release func()) (perr *PanicError, err error) {
 	defer func() {
 		tx.closed = true
 		if r := recover(); r != nil {
-			perr = &PanicError{Value: r, Stack: debug.Stack()}
+			tx.perr = &PanicError{Value: r, Stack: debug.Stack()}
 		}
+		release()
+		perr, err = tx.perr, tx.err
 	}()
-	return nil, fn(tx)
+	tx.err = fn(tx)
+	tx.ok = true
+	return nil, tx.err
 }
 
 // Get returns a copy of the value under key, as this transaction sees it.

@@ -3,6 +3,7 @@ package bucket
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
@@ -257,4 +258,31 @@ func snapshot(t *testing.T, b *Bucket) map[string]string {
 		return tx.ForEach(func(k string, v []byte) error { got[k] = string(v); return nil })
 	}))
 	return got
+}
+
+// A function that calls runtime.Goexit (t.FailNow does) must not leave the
+// bucket locked, nor its writes half done.
+func TestGoexitInsideUpdateReleasesTheBucket(t *testing.T) {
+	b := New("goexit", 1)
+	require.NoError(t, b.Put("k", []byte("before")))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.Update(func(tx *Tx) error {
+			_ = tx.Put("k", []byte("half"))
+			runtime.Goexit()
+			return nil
+		})
+	}()
+	<-done
+	v, err := b.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "before", string(v))
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.View(func(*Tx) error { runtime.Goexit(); return nil })
+	}()
+	<-done
+	require.NoError(t, b.Put("k", []byte("after")))
 }

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asaskevich/EventBus"
 )
@@ -40,6 +41,9 @@ type Options struct {
 	// Logger receives the manager's reports (a subscriber removed after a
 	// panic, a publish that failed). Nil discards them.
 	Logger *slog.Logger
+	// HoldTimeout bounds how long a stopping manager waits for its holds
+	// (see Hold); 0 means 10 seconds.
+	HoldTimeout time.Duration
 }
 
 // Stats is a snapshot of a Manager's counters.
@@ -53,8 +57,9 @@ type Stats struct {
 // Manager is the event manager service. Create one with [New]; the zero
 // value is not usable.
 type Manager struct {
-	bus EventBus.Bus
-	log *slog.Logger
+	bus         EventBus.Bus
+	log         *slog.Logger
+	holdTimeout time.Duration
 
 	seq       atomic.Uint64 // advanced only under EventBus's lock
 	dropped   atomic.Uint64
@@ -81,6 +86,10 @@ func New(opts Options) *Manager {
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
+	m.holdTimeout = opts.HoldTimeout
+	if m.holdTimeout <= 0 {
+		m.holdTimeout = 10 * time.Second
+	}
 	// The one handler, registered once and never removed. EventBus only
 	// fails here if fanout were not a func, which it always is.
 	if err := m.bus.Subscribe(topic, m.fanout); err != nil {
@@ -93,7 +102,7 @@ func New(opts Options) *Manager {
 func (m *Manager) String() string { return "kv event manager" }
 
 // Serve runs the manager until ctx ends, then waits for every hold to be
-// released, closes every subscription and returns once their goroutines have
+// released (up to HoldTimeout), closes every subscription and returns once their goroutines have
 // delivered what was pending and ended.
 func (m *Manager) Serve(ctx context.Context) error {
 	<-ctx.Done()
@@ -105,7 +114,13 @@ func (m *Manager) Serve(ctx context.Context) error {
 	}
 	idle := m.idle
 	m.holdMu.Unlock()
-	<-idle
+	timeout := time.NewTimer(m.holdTimeout)
+	select {
+	case <-idle:
+	case <-timeout.C:
+		m.log.Error("events: publishers still held the manager when it stopped", "waited", m.holdTimeout)
+	}
+	timeout.Stop()
 
 	m.mu.Lock()
 	m.stopped = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -248,4 +249,15 @@ func TestEventStrings(t *testing.T) {
 	assert.Equal(t, `#4 exited "a" (id 7): normal`, Exited{Seq: 4, Bucket: "a", ID: 7}.String())
 	assert.Equal(t, `#5 exited "a" (id 7): context canceled`,
 		Exited{Seq: 5, Bucket: "a", ID: 7, Reason: context.Canceled}.String())
+}
+
+func TestStopGivesUpOnAForgottenHold(t *testing.T) {
+	m := New(Options{HoldTimeout: 20 * time.Millisecond})
+	stop := serve(t, m)
+	sub, err := m.Subscribe(SubscribeOptions{}, func(Event) {})
+	require.NoError(t, err)
+	_ = m.Hold() // never released
+	stop()       // returns after HoldTimeout
+	<-sub.Done()
+	assert.ErrorIs(t, sub.Err(), ErrStopped)
 }

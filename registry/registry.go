@@ -66,8 +66,9 @@ type Registry struct {
 	refs    map[uint64]string        // bucket ID -> name
 	waiters map[uint64]chan struct{} // bucket ID -> closed once forgotten
 
-	box  *mailbox
-	runs atomic.Uint64 // how many times Serve has started
+	box     *mailbox
+	runs    atomic.Uint64 // how many times Serve has started
+	release func()        // releases the hold on the event manager
 }
 
 // New returns a registry that starts buckets with cfg.Buckets and publishes
@@ -92,6 +93,10 @@ func New(cfg Config) *Registry {
 	if r.stopFor <= 0 {
 		r.stopFor = 10 * time.Second
 	}
+	// Held from the start, not from Serve: a tree stopped before the
+	// registry's goroutine ran must still deliver the Exited of the buckets
+	// created meanwhile.
+	r.release = r.events.Hold()
 	return r
 }
 
@@ -220,10 +225,9 @@ func (r *Registry) monitor(b *bucket.Bucket, reason error) {
 // run again carries on with the same tables and mailbox. When ctx ends, it
 // stops creating, waits (up to StopTimeout) for the end notices of every
 // live bucket, which the stopping bucket supervisor sends, publishes their
-// Exited, and returns.
+// Exited, releases its hold on the event manager (taken by New) and
+// returns.
 func (r *Registry) Serve(ctx context.Context) error {
-	release := r.events.Hold()
-	defer release()
 	if r.runs.Add(1) > 1 {
 		r.remonitor()
 	}
@@ -291,6 +295,7 @@ func (r *Registry) forget(b *bucket.Bucket, reason error) {
 }
 
 func (r *Registry) drain(ctx context.Context) error {
+	defer r.release()
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()

@@ -46,7 +46,7 @@ func New(cfg Config) *Root {
 		timeout = 10 * time.Second
 	}
 
-	ev := events.New(events.Options{Logger: log.With("service", "events")})
+	ev := events.New(events.Options{Logger: log.With("service", "events"), HoldTimeout: 2 * timeout})
 	buckets := bucket.NewSupervisor(bucket.SupervisorOptions{
 		Logger:  log.With("service", "buckets"),
 		Timeout: timeout,
