@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# vs-redis.sh: kv against Redis with redis-benchmark, side by side on loopback.
+#
+# Installs redis-server and redis-tools if missing (apt-get), builds kv,
+# starts Redis (no persistence) and kv on their own ports, runs
+#   redis-benchmark -c 50 -n 200000 -r 100000 HSET h f:__rand_int__ v
+#   redis-benchmark -c 50 -n 200000 -r 100000 HGET h f:__rand_int__
+# against each, once without pipelining and once with -P 16, prints the
+# requests per second and the ratio kv/Redis, and stops what it started.
+#
+# Usage: bench/vs-redis.sh            (from anywhere in the repository)
+# Environment: REDIS_PORT (default 16379), KV_PORT (default 16380),
+#   CLIENTS (50), REQUESTS (200000), KEYSPACE (100000), PIPELINE (16),
+#   ROUNDS (3): each figure is the median of ROUNDS runs, Redis and kv
+#   taking turns, so that a noisy neighbour hurts both alike;
+#   KV_GOMAXPROCS (unset: Go's default, every core): the GOMAXPROCS of kv.
+#   On a 2-core machine redis-benchmark needs a core of its own, and kv
+#   with GOMAXPROCS=1 (one core, as single-threaded Redis) competes less
+#   with it; report which setting you used.
+set -euo pipefail
+
+REDIS_PORT=${REDIS_PORT:-16379}
+KV_PORT=${KV_PORT:-16380}
+CLIENTS=${CLIENTS:-50}
+REQUESTS=${REQUESTS:-200000}
+KEYSPACE=${KEYSPACE:-100000}
+PIPELINE=${PIPELINE:-16}
+ROUNDS=${ROUNDS:-3}
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+pids=()
+
+cleanup() {
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+	echo "installing redis-server and redis-tools..." >&2
+	sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo=sudo
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+
+wait_port() { # port name
+	for _ in $(seq 1 100); do
+		if redis-cli -p "$1" PING >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "$2 did not come up on port $1" >&2
+	exit 1
+}
+
+echo "building kv..." >&2
+(cd "$root" && go build -o "$work/kv" ./cmd/kv)
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+	--daemonize no --dir "$work" --logfile "$work/redis.log" &
+pids+=($!)
+if [ -n "${KV_GOMAXPROCS:-}" ]; then
+	export GOMAXPROCS=$KV_GOMAXPROCS
+fi
+"$work/kv" --resp-addr "127.0.0.1:$KV_PORT" --log-level warn 2>"$work/kv.log" &
+unset GOMAXPROCS
+pids+=($!)
+wait_port "$REDIS_PORT" redis-server
+wait_port "$KV_PORT" kv
+
+rps() { # port pipeline command...
+	local port=$1 pipe=$2
+	shift 2
+	redis-benchmark -p "$port" -c "$CLIENTS" -n "$REQUESTS" -r "$KEYSPACE" -P "$pipe" -q "$@" 2>/dev/null |
+		tr '\r' '\n' | grep -Eo '[0-9.]+ requests per second' | tail -1 | cut -d' ' -f1
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+printf '%-28s %14s %14s %8s\n' "benchmark" "Redis req/s" "kv req/s" "kv/Redis"
+for pipe in 1 "$PIPELINE"; do
+	for cmd in "HSET h f:__rand_int__ v" "HGET h f:__rand_int__"; do
+		rs=() ks=()
+		for _ in $(seq 1 "$ROUNDS"); do
+			# shellcheck disable=SC2086
+			rs+=("$(rps "$REDIS_PORT" "$pipe" $cmd)")
+			# shellcheck disable=SC2086
+			ks+=("$(rps "$KV_PORT" "$pipe" $cmd)")
+		done
+		r=$(printf '%s\n' "${rs[@]}" | median)
+		k=$(printf '%s\n' "${ks[@]}" | median)
+		ratio=$(awk -v k="$k" -v r="$r" 'BEGIN { if (r > 0) printf "%.2fx", k / r; else print "n/a" }')
+		printf '%-28s %14s %14s %8s\n' "${cmd%% *} -P $pipe" "$r" "$k" "$ratio"
+	done
+done
+echo "(median of $ROUNDS; redis-benchmark -c $CLIENTS -n $REQUESTS -r $KEYSPACE; $(redis-server --version | cut -d' ' -f3); kv $("$work/kv" --version | cut -d' ' -f2) with GOMAXPROCS=${KV_GOMAXPROCS:-default}; $(nproc) cores)"
