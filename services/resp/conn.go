@@ -343,9 +343,3 @@ func (c *conn) err(msg string) {
 	c.failed = true
 	c.out = redcon.AppendError(c.out, msg)
 }
-
-// bulkInt writes n as a bulk string, as HINCRBYFLOAT and friends reply.
-func (c *conn) bulkInt(n int64) {
-	c.scratch = strconv.AppendInt(c.scratch[:0], n, 10)
-	c.bulk(c.scratch)
-}

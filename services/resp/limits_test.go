@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -98,7 +97,6 @@ func TestIdleTimeout(t *testing.T) {
 type failingListener struct {
 	net.Listener
 	fail chan struct{}
-	once sync.Once
 }
 
 func (l *failingListener) Accept() (net.Conn, error) {

@@ -1,0 +1,75 @@
+// Package resp is kv's Redis protocol front end: a suture.Service that lets
+// redis-cli, redis-benchmark, go-redis and every other Redis client use kv.
+// A bucket is a Redis hash.
+//
+// Requests are parsed by github.com/tidwall/redcon (ReadNextCommand, RESP2
+// and inline commands, so nc and telnet work) and replies are encoded with
+// its Append functions, on a connection loop of this package that reuses
+// its buffers: HGET allocates nothing, pipelined replies go out in one
+// write. Commands are registered once, in [New], in a table that refuses
+// duplicates and also answers COMMAND.
+//
+// # Commands
+//
+// Connection and server: PING, ECHO, QUIT, SELECT 0, HELLO [2] (RESP2 only:
+// HELLO 3 gets NOPROTO, on which go-redis v9 falls back to RESP2), AUTH,
+// CLIENT ID|GETNAME|SETNAME|SETINFO|INFO|LIST, COMMAND [COUNT|DOCS|INFO|
+// LIST], INFO [server|clients|memory|stats|keyspace], CONFIG GET (a few
+// read-only values), DBSIZE, FLUSHALL, FLUSHDB, RESET, DEBUG CRASH-BUCKET.
+// Keys: EXISTS, DEL, UNLINK, TYPE, KEYS, SCAN, RENAME. Hashes: HSET, HMSET,
+// HSETNX, HGET, HMGET, HDEL, HEXISTS, HLEN, HSTRLEN, HKEYS, HVALS, HGETALL,
+// HINCRBY, HINCRBYFLOAT, HSCAN, HRANDFIELD. Events: SUBSCRIBE, PSUBSCRIBE,
+// UNSUBSCRIBE, PUNSUBSCRIBE. Read commands of other Redis types (GET, LLEN,
+// SMEMBERS...) answer WRONGTYPE on an existing key, as Redis does, and the
+// empty answer on a missing one; their writes (SET, LPUSH...) are refused.
+//
+// Departures from Redis: a hash that loses its last field stays, empty,
+// until DEL (kv's buckets are created and deleted explicitly, as the
+// guide's CREATE does); RENAME is not atomic across the two names; SCAN's
+// COUNT and TYPE are honoured but each step costs O(keys).
+//
+// Writes that touch several fields (HSET with several pairs, HSETNX,
+// HINCRBY, HINCRBYFLOAT, HDEL) run in one bucket.Update, so they are
+// atomic. HSET on a missing key creates the bucket (registry Create). A
+// bucket may end between Lookup and use: a read then treats it as absent,
+// a write waits until the registry has forgotten it and creates it anew.
+//
+// # Lifecycle events
+//
+// The event manager's Created and Exited are published on the channels
+// [ChannelCreated] (kv:created), [ChannelExited] (kv:exited) and
+// [ChannelBucketPrefix]+name (kv:bucket:<name>, both events of one
+// bucket), as a JSON [EventMessage]:
+//
+//	{"event":"created","bucket":"cart","id":7,"seq":12}
+//	{"event":"exited","bucket":"cart","id":7,"seq":15,"reason":"crash","error":"bucket: panic: ..."}
+//
+// A subscriber has its own subscription to the event manager, with a
+// bounded mailbox (Config.SubscriberMailbox, 1024 events). Publishing never
+// waits for it, so writers are never slowed. The slow-subscriber rule: a
+// client whose mailbox overflows (it would lose an event) or that does not
+// take a message within Config.WriteTimeout (30 s) is disconnected; INFO
+// counts it as slow_subscribers_disconnected. A client never misses an
+// event silently: it gets them all, in order, or loses its connection.
+//
+// # Security and limits
+//
+// With Config.Password set, every command but AUTH, HELLO, QUIT and RESET
+// answers "NOAUTH Authentication required." until the client
+// authenticates; the password is compared in constant time. Limits, with
+// their defaults: MaxClients 10000 (one more gets "ERR max number of
+// clients reached" and is closed); MaxRequestBytes 64 MiB of one
+// incomplete request and 64 KiB of an inline one (an error, then closed);
+// MaxBulkLen 16 MiB per argument and MaxArgs 1048576 per command (an error
+// reply, the connection stays); IdleTimeout 5 minutes (subscribers exempt);
+// WriteTimeout 30 seconds. Going past a limit never touches other clients
+// or any data.
+//
+// # Stopping
+//
+// When Serve's context ends, the server stops accepting, lets each client
+// finish the commands it had already sent and receive their replies, then
+// closes it; clients still busy after ShutdownTimeout (5 s) are closed.
+// A listener that fails makes Serve return an error; suture restarts it,
+// and it listens again on the same address, without touching any bucket.
+package resp
