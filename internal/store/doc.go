@@ -1,0 +1,64 @@
+// Package store is kv's durable store: the storage layer under the buckets,
+// on Pebble (the LSM engine under CockroachDB). kv serves every read from
+// memory; the store records every write durably and is read only to rebuild
+// the memory at start-up ([Store.LoadAll], or [Store.Load] for one bucket).
+//
+// # Basics
+//
+// [Open] opens (creating if needed) and locks a data directory. Writes are
+// atomic batches: [Store.Apply] changes one bucket's pairs,
+// [Store.CreateBucket], [Store.DropBucket] and [Store.DropAll] change the
+// set of buckets. Bucket names and keys are arbitrary bytes. No pebble type
+// appears in the API.
+//
+// # Key layout
+//
+// Every key starts with a tag byte: 0x00 for the store's own records (the
+// time of the last checkpoint), 0x01 for a bucket marker (0x01, the
+// name's length as a uvarint, the name: so that an empty bucket survives a
+// restart), and 0x02 for a pair (0x02, the name's length, the name, the
+// key). The length prefix keeps names prefix-free whatever bytes they hold,
+// so a bucket's pairs are exactly the keys under its prefix and dropping a
+// bucket is one range deletion.
+//
+// # Durability
+//
+// [Options].Fsync chooses one of Redis's appendfsync policies. FsyncAlways:
+// a write returns only once the write-ahead log (WAL) holding it is synced;
+// concurrent writers share one sync (pebble's group commit). FsyncEverySec
+// (the default): writes are committed to the WAL without waiting and a
+// background goroutine syncs it once a second. FsyncNo: the store never
+// syncs; the OS writes back when it likes. Every policy survives the kill of
+// the process whole (the OS keeps what was written); only a power cut or an
+// OS crash loses the writes not yet synced: none under always, up to about a
+// second under everysec.
+//
+// A caller that holds a lock while it writes (a bucket applies a write to
+// the store and to its memory under its write lock) uses
+// [Store.ApplyNoWait], releases the lock and then calls [Waiter.Wait], so
+// that it does not hold the lock during the sync.
+//
+// # Damage and failures
+//
+// After a crash, Open recovers the WAL up to the last whole write and logs
+// a torn tail. Damage recovery may not repair (a corrupt table, MANIFEST or
+// WAL record followed by good ones) makes Open, [Store.LoadAll] or [Check]
+// fail with an error that wraps [ErrCorrupt] and names the file: never a
+// silent loss.
+//
+// When a write or sync of the store's files fails (a full disk), the store
+// fences itself: nothing more reaches the disk, every write fails with an
+// error wrapping [ErrWriteFailed], and reads go on. A later write, at most
+// once per Options.RetryInterval, tries to recover: it closes the engine,
+// cuts from the WAL whatever was written but never synced, reopens from the
+// disk and replays the FsyncEverySec writes acknowledged since the last good
+// sync. Under FsyncAlways a write whose [Waiter.Wait] failed is therefore
+// not in the store afterwards; under FsyncNo the writes acknowledged just
+// before the failure may be missing too (logged), since nothing tells which
+// reached the disk. [Options].Faults injects such failures in tests.
+//
+// # Caveats
+//
+// Only one Store may use a directory at a time ([ErrLocked]). Checkpoints
+// hard-link the engine's files when the target is on the same file system.
+package store

@@ -1,0 +1,23 @@
+package store
+
+import "errors"
+
+var (
+	// ErrClosed is returned by every operation on a closed Store.
+	ErrClosed = errors.New("store: closed")
+
+	// ErrLocked is returned (wrapped, naming the directory) by Open when
+	// another Store, in this process or another, holds the data directory.
+	ErrLocked = errors.New("store: data directory is in use")
+
+	// ErrWriteFailed is returned (wrapped, with the cause) by writes while the
+	// store cannot write: a write or sync of its files failed (a full disk,
+	// an I/O error) and the store has not recovered yet. Reads go on. The
+	// store retries on a later write, at most once per
+	// Options.RetryInterval.
+	ErrWriteFailed = errors.New("store: write failed")
+
+	// ErrCorrupt is returned (wrapped, naming the file or key) when stored
+	// data is damaged beyond what recovery may repair.
+	ErrCorrupt = errors.New("store: data is damaged")
+)

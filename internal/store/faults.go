@@ -1,0 +1,294 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Faults injects I/O errors below the storage engine, for tests. The zero
+// value injects nothing; give a *Faults to [Open] through Options.Faults,
+// then switch errors on and off while the store runs. All methods are safe
+// for concurrent use.
+type Faults struct {
+	mu       sync.Mutex
+	writeErr error
+	syncErr  error
+}
+
+// FailWrites makes every later file write, and the creation of new files,
+// fail with err (for a full disk, syscall.ENOSPC), until cleared with nil.
+func (f *Faults) FailWrites(err error) {
+	f.mu.Lock()
+	f.writeErr = err
+	f.mu.Unlock()
+}
+
+// FailSyncs makes every later file sync fail with err, until cleared with
+// nil. Writes still reach the file (the OS page cache), as when a disk
+// reports an error on fsync.
+func (f *Faults) FailSyncs(err error) {
+	f.mu.Lock()
+	f.syncErr = err
+	f.mu.Unlock()
+}
+
+// Clear stops injecting errors.
+func (f *Faults) Clear() {
+	f.mu.Lock()
+	f.writeErr, f.syncErr = nil, nil
+	f.mu.Unlock()
+}
+
+func (f *Faults) errs() (write, sync error) {
+	if f == nil {
+		return nil, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.writeErr, f.syncErr
+}
+
+// errFenced is what every write below a store that has seen a write fail
+// returns, until the store has reopened its files: from the first failure
+// on, nothing more may reach the disk, so that recovery starts from what
+// was on disk when the failure happened.
+var errFenced = errors.New("store: writes fenced after an earlier I/O error")
+
+// faultFS is the vfs.FS under every Store. It reports the first failed
+// write or sync of any file (fault), then fences: it fails every later
+// write, sync and file creation until reset. For WAL files it tracks how
+// many bytes were written and how many were covered by a successful sync,
+// so that recovery can cut what was written but never made durable.
+type faultFS struct {
+	vfs.FS
+	inj     *Faults
+	onFault func(file string, err error)
+
+	fenced atomic.Bool
+
+	mu   sync.Mutex
+	wals map[string]*walState // by path
+}
+
+type walState struct {
+	written int64 // bytes written through this handle
+	synced  int64 // bytes covered by the last successful sync
+}
+
+func newFaultFS(inner vfs.FS, inj *Faults, onFault func(string, error)) *faultFS {
+	return &faultFS{FS: inner, inj: inj, onFault: onFault, wals: make(map[string]*walState)}
+}
+
+func isWAL(name string) bool { return strings.HasSuffix(name, ".log") }
+
+// fail records err as a fault on file and fences the FS. It returns err.
+func (fs *faultFS) fail(file string, err error) error {
+	if fs.fenced.CompareAndSwap(false, true) {
+		fs.onFault(file, err)
+	}
+	return err
+}
+
+// check returns the error a new write must fail with, if any.
+func (fs *faultFS) check(sync bool) error {
+	if fs.fenced.Load() {
+		return errFenced
+	}
+	w, s := fs.inj.errs()
+	if w != nil {
+		return w
+	}
+	if sync {
+		return s
+	}
+	return nil
+}
+
+func (fs *faultFS) wrap(name string, f vfs.File) vfs.File {
+	ff := &faultFile{File: f, fs: fs, name: name}
+	if isWAL(name) {
+		ws := &walState{}
+		fs.mu.Lock()
+		fs.wals[name] = ws
+		fs.mu.Unlock()
+		ff.wal = ws
+	}
+	return ff
+}
+
+// Create implements vfs.FS.
+func (fs *faultFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	if err := fs.check(false); err != nil {
+		return nil, fs.fail(name, fmt.Errorf("create %s: %w", name, err))
+	}
+	f, err := fs.FS.Create(name, c)
+	if err != nil {
+		return nil, fs.fail(name, err)
+	}
+	return fs.wrap(name, f), nil
+}
+
+// OpenReadWrite implements vfs.FS.
+func (fs *faultFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	if err := fs.check(false); err != nil {
+		return nil, fs.fail(name, fmt.Errorf("open %s: %w", name, err))
+	}
+	f, err := fs.FS.OpenReadWrite(name, c, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return fs.wrap(name, f), nil
+}
+
+// ReuseForWrite implements vfs.FS.
+func (fs *faultFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	if err := fs.check(false); err != nil {
+		return nil, fs.fail(newname, fmt.Errorf("reuse %s: %w", oldname, err))
+	}
+	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
+	if err != nil {
+		return nil, fs.fail(newname, err)
+	}
+	return fs.wrap(newname, f), nil
+}
+
+// Rename implements vfs.FS.
+func (fs *faultFS) Rename(oldname, newname string) error {
+	if err := fs.check(false); err != nil {
+		return fs.fail(newname, fmt.Errorf("rename %s: %w", oldname, err))
+	}
+	return fs.FS.Rename(oldname, newname)
+}
+
+// Link implements vfs.FS.
+func (fs *faultFS) Link(oldname, newname string) error {
+	if err := fs.check(false); err != nil {
+		return fs.fail(newname, fmt.Errorf("link %s: %w", oldname, err))
+	}
+	return fs.FS.Link(oldname, newname)
+}
+
+// Unwrap implements vfs.FS.
+func (fs *faultFS) Unwrap() vfs.FS { return fs.FS }
+
+// cutUnsynced truncates every tracked WAL to the bytes its last successful
+// sync covered, and forgets them. It is called with the engine closed.
+func (fs *faultFS) cutUnsynced() (cut map[string]int64, err error) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	cut = make(map[string]int64)
+	for name, ws := range fs.wals {
+		if ws.written > ws.synced {
+			fi, serr := os.Stat(name)
+			if serr != nil {
+				if os.IsNotExist(serr) {
+					continue // deleted as obsolete
+				}
+				return cut, fmt.Errorf("store: stat %s: %w", name, serr)
+			}
+			if fi.Size() > ws.synced {
+				if terr := os.Truncate(name, ws.synced); terr != nil {
+					return cut, fmt.Errorf("store: cut unsynced tail of %s: %w", name, terr)
+				}
+				cut[name] = fi.Size() - ws.synced
+			}
+		}
+	}
+	clear(fs.wals)
+	return cut, nil
+}
+
+// forgetWALs stops tracking the WALs written so far.
+func (fs *faultFS) forgetWALs() {
+	fs.mu.Lock()
+	clear(fs.wals)
+	fs.mu.Unlock()
+}
+
+// reset lifts the fence.
+func (fs *faultFS) reset() { fs.fenced.Store(false) }
+
+type faultFile struct {
+	vfs.File
+	fs   *faultFS
+	name string
+	wal  *walState // nil unless a WAL
+}
+
+func (f *faultFile) noteWrite(n int) {
+	if f.wal != nil {
+		f.fs.mu.Lock()
+		f.wal.written += int64(n)
+		f.fs.mu.Unlock()
+	}
+}
+
+// Write implements vfs.File.
+func (f *faultFile) Write(p []byte) (int, error) {
+	if err := f.fs.check(false); err != nil {
+		return 0, f.fs.fail(f.name, fmt.Errorf("write %s: %w", f.name, err))
+	}
+	n, err := f.File.Write(p)
+	f.noteWrite(n)
+	if err != nil {
+		return n, f.fs.fail(f.name, err)
+	}
+	return n, nil
+}
+
+// WriteAt implements vfs.File.
+func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
+	if err := f.fs.check(false); err != nil {
+		return 0, f.fs.fail(f.name, fmt.Errorf("write %s: %w", f.name, err))
+	}
+	n, err := f.File.WriteAt(p, off)
+	if err != nil {
+		return n, f.fs.fail(f.name, err)
+	}
+	return n, nil
+}
+
+func (f *faultFile) sync(do func() error) error {
+	if err := f.fs.check(true); err != nil {
+		return f.fs.fail(f.name, fmt.Errorf("sync %s: %w", f.name, err))
+	}
+	var upTo int64
+	if f.wal != nil {
+		f.fs.mu.Lock()
+		upTo = f.wal.written
+		f.fs.mu.Unlock()
+	}
+	if err := do(); err != nil {
+		return f.fs.fail(f.name, err)
+	}
+	if f.wal != nil {
+		f.fs.mu.Lock()
+		if upTo > f.wal.synced {
+			f.wal.synced = upTo
+		}
+		f.fs.mu.Unlock()
+	}
+	return nil
+}
+
+// Sync implements vfs.File.
+func (f *faultFile) Sync() error { return f.sync(f.File.Sync) }
+
+// SyncData implements vfs.File.
+func (f *faultFile) SyncData() error { return f.sync(f.File.SyncData) }
+
+// SyncTo implements vfs.File.
+func (f *faultFile) SyncTo(length int64) (fullSync bool, err error) {
+	err = f.sync(func() error {
+		var e error
+		fullSync, e = f.File.SyncTo(length)
+		return e
+	})
+	return fullSync, err
+}

@@ -1,0 +1,53 @@
+package store
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSecondOpenInProcessFails(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	defer s.Close()
+
+	_, err := Open(dir, Options{})
+	require.ErrorIs(t, err, ErrLocked)
+	assert.Contains(t, err.Error(), s.Dir())
+
+	// Another name for the same directory: a relative path and a symlink.
+	link := filepath.Join(t.TempDir(), "link")
+	require.NoError(t, os.Symlink(dir, link))
+	_, err = Open(link, Options{})
+	require.ErrorIs(t, err, ErrLocked)
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	if rel, rerr := filepath.Rel(wd, dir); rerr == nil {
+		_, err = Open(rel, Options{})
+		require.ErrorIs(t, err, ErrLocked)
+	}
+
+	_, err = Check(dir)
+	require.ErrorIs(t, err, ErrLocked, "check refuses a directory in use")
+}
+
+func TestSecondOpenInAnotherProcessFails(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	out, err := childCmd(t, "lock", dir).Output()
+	require.NoError(t, err)
+	line := strings.TrimSpace(string(out))
+	assert.True(t, strings.HasPrefix(line, "error: "), "child said %q", line)
+	assert.Contains(t, line, ErrLocked.Error())
+	assert.Contains(t, line, s.Dir(), "the error names the directory")
+
+	// Once released, another process may open it.
+	require.NoError(t, s.Close())
+	out, err = childCmd(t, "lock", dir).Output()
+	require.NoError(t, err)
+	assert.Equal(t, "opened", strings.TrimSpace(string(out)))
+}

@@ -1,0 +1,287 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Store is kv's durable store: one pebble database in a locked directory.
+// Create one with [Open]. All methods are safe for concurrent use.
+type Store struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	fs   *faultFS
+	lock *pebble.Lock
+
+	// mu guards db and closed. Operations that use db hold it for reading;
+	// Close and recovery hold it for writing.
+	mu     sync.RWMutex
+	db     *pebble.DB // nil while a recovery could not reopen it
+	closed bool
+
+	fault     atomic.Pointer[faultInfo] // non-nil while writes fail
+	fatals    atomic.Uint64             // pebble Fatalf calls: the engine is unusable
+	retryMu   sync.Mutex
+	lastRetry time.Time
+
+	lastSave atomic.Int64 // Unix ns of the last checkpoint, 0 if none
+
+	// For FsyncEverySec: the batches acknowledged since the last successful
+	// background sync, replayed if a failure cuts them from the WAL.
+	unsyncedMu sync.Mutex
+	unsynced   []unsyncedBatch
+	dirty      atomic.Bool // a write since the last background sync
+
+	waiters sync.WaitGroup // Waiters not yet waited for
+	stop    chan struct{}
+	stopped chan struct{} // closed when the syncer has returned
+}
+
+type faultInfo struct {
+	file string
+	err  error
+	at   time.Time
+}
+
+type unsyncedBatch struct {
+	seq  uint64
+	repr []byte
+}
+
+// Open opens the store in dir, creating the directory and an empty store if
+// needed, and locks the directory: a second Open of it, in this process or
+// another, fails at once with an error wrapping ErrLocked. Open replays the
+// write-ahead log; a torn tail left by a crash is recovered up to the last
+// whole write and logged. Damage that recovery may not repair makes Open fail
+// with an error naming the damaged file.
+func Open(dir string, opts Options) (*Store, error) {
+	opts.setDefaults()
+	abs, err := canonicalDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dir: abs, opts: opts, log: opts.Logger}
+	s.fs = newFaultFS(vfs.Default, opts.Faults, s.onFault)
+
+	s.lock, err = pebble.LockDirectory(abs, vfs.Default)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: another kv (or another store in this process) holds %s: %v",
+			ErrLocked, abs, filepath.Join(abs, "LOCK"), err)
+	}
+	start := time.Now()
+	if err := s.reportTornTail(); err != nil {
+		s.releaseLock()
+		return nil, err
+	}
+	s.db, err = pebble.Open(abs, s.pebbleOptions(false))
+	if err != nil {
+		s.releaseLock()
+		return nil, openError(abs, err)
+	}
+	if err := s.loadMeta(); err != nil {
+		_ = s.db.Close()
+		s.releaseLock()
+		return nil, err
+	}
+	s.log.Info("store opened", "dir", abs, "fsync", opts.Fsync.String(), "took", time.Since(start))
+
+	s.stop = make(chan struct{})
+	s.stopped = make(chan struct{})
+	if opts.Fsync == FsyncEverySec {
+		go s.syncLoop()
+	} else {
+		close(s.stopped)
+	}
+	return s, nil
+}
+
+// canonicalDir creates dir if needed and returns its absolute path with
+// symbolic links resolved, so that one directory has one name (pebble's
+// in-process lock check compares names).
+func canonicalDir(dir string) (string, error) {
+	if dir == "" {
+		return "", errors.New("store: empty data directory name")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("store: create data directory: %w", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("store: data directory %s: %w", dir, err)
+	}
+	abs, err = filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", fmt.Errorf("store: data directory %s: %w", dir, err)
+	}
+	return abs, nil
+}
+
+func (s *Store) pebbleOptions(readOnly bool) *pebble.Options {
+	o := &pebble.Options{
+		FS:                 s.fs,
+		Lock:               s.lock,
+		Logger:             pebbleLogger{s: s},
+		ReadOnly:           readOnly,
+		MemTableSize:       64 << 20,
+		FormatMajorVersion: pebble.FormatNewest,
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) {
+				s.log.Error("store: background error", "dir", s.dir, "err", err)
+			},
+		},
+	}
+	return o
+}
+
+// openError turns pebble's open error into one that says what to do.
+func openError(dir string, err error) error {
+	if pebble.IsCorruptionError(err) {
+		return fmt.Errorf("%w: open %s: %v (the damage cannot be repaired automatically; restore a checkpoint or move the directory away)", ErrCorrupt, dir, err)
+	}
+	return fmt.Errorf("store: open %s: %w", dir, err)
+}
+
+func (s *Store) releaseLock() {
+	if s.lock != nil {
+		_ = s.lock.Close()
+		s.lock = nil
+	}
+}
+
+// Dir returns the absolute path of the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Fsync returns the store's durability policy.
+func (s *Store) Fsync() Fsync { return s.opts.Fsync }
+
+// Close stops the background sync, syncs and closes the store and releases
+// the directory. It waits for every Waiter to be waited for. Later calls
+// return ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	close(s.stop)
+	<-s.stopped
+	s.waiters.Wait()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	if s.db != nil {
+		if s.fault.Load() == nil {
+			// Make what is in the WAL durable whatever the policy: a clean
+			// stop loses nothing.
+			if serr := s.db.LogData(nil, pebble.Sync); serr != nil {
+				err = fmt.Errorf("store: final sync of %s: %w", s.dir, serr)
+			}
+		}
+		if cerr := s.closeDB(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}
+	s.releaseLock()
+	return err
+}
+
+// closeDB closes s.db (held under s.mu) and sets it to nil. A panic inside
+// pebble's Close (an engine already broken by a failed write) is reported as
+// an error.
+func (s *Store) closeDB() (err error) {
+	db := s.db
+	s.db = nil
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("store: close %s: panic: %v", s.dir, r)
+		}
+	}()
+	if cerr := db.Close(); cerr != nil {
+		return fmt.Errorf("store: close %s: %w", s.dir, cerr)
+	}
+	return nil
+}
+
+// onFault is called by the file system below pebble on the first failed
+// write or sync; from then on, every write fails until recovery.
+func (s *Store) onFault(file string, err error) {
+	fi := &faultInfo{file: file, err: err, at: time.Now()}
+	if s.fault.CompareAndSwap(nil, fi) {
+		s.log.Error("store: a write to disk failed; writes fail until it recovers, reads go on",
+			"dir", s.dir, "file", file, "err", err)
+	}
+}
+
+// Err returns nil while the store can write, or the error that makes its
+// writes fail (wrapping ErrWriteFailed): for health checks and readiness.
+func (s *Store) Err() error {
+	if fi := s.fault.Load(); fi != nil {
+		return fi.error()
+	}
+	return nil
+}
+
+func (fi *faultInfo) error() error {
+	return fmt.Errorf("%w: %s at %s: %w", ErrWriteFailed, fi.file, fi.at.UTC().Format(time.RFC3339), fi.err)
+}
+
+// syncLoop is FsyncEverySec's background sync: once a period, if anything
+// was written, it syncs the WAL.
+func (s *Store) syncLoop() {
+	defer close(s.stopped)
+	t := time.NewTicker(s.opts.syncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if s.dirty.Swap(false) {
+				if err := s.syncNow(); err != nil {
+					s.dirty.Store(true)
+					s.log.Error("store: background sync failed", "dir", s.dir, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// syncNow syncs the WAL and forgets the batches the sync made durable.
+func (s *Store) syncNow() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	s.unsyncedMu.Lock()
+	n := len(s.unsynced) // committed before the sync below: it covers them
+	s.unsyncedMu.Unlock()
+	if fi := s.fault.Load(); fi != nil {
+		return fi.error()
+	}
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("store: sync %s: %w", s.dir, err)
+	}
+	if s.fault.Load() != nil {
+		return s.fault.Load().error()
+	}
+	s.unsyncedMu.Lock()
+	s.unsynced = slices.Delete(s.unsynced, 0, n)
+	s.unsyncedMu.Unlock()
+	return nil
+}

@@ -1,0 +1,245 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	// A re-executed test binary plays a child process (crash and lock
+	// tests); see child_test.go.
+	if runChild() {
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// logBuffer collects log lines for tests to search.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func openT(t testing.TB, dir string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(dir, opts)
+	require.NoError(t, err)
+	return s
+}
+
+// loadAll returns everything in s as bucket -> pairs.
+func loadAll(t testing.TB, s *Store) map[string]map[string][]byte {
+	t.Helper()
+	all := make(map[string]map[string][]byte)
+	require.NoError(t, s.LoadAll(func(name string, pairs map[string][]byte) error {
+		_, dup := all[name]
+		require.False(t, dup, "bucket %q emitted twice", name)
+		all[name] = pairs
+		return nil
+	}))
+	return all
+}
+
+func TestParseFsync(t *testing.T) {
+	for _, f := range []Fsync{FsyncAlways, FsyncEverySec, FsyncNo} {
+		got, err := ParseFsync(f.String())
+		require.NoError(t, err)
+		assert.Equal(t, f, got)
+	}
+	_, err := ParseFsync("sometimes")
+	assert.ErrorContains(t, err, `"sometimes"`)
+	var zero Options
+	assert.Equal(t, FsyncEverySec, zero.Fsync, "the zero value is everysec")
+}
+
+func TestRoundTripAcrossRestart(t *testing.T) {
+	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec, FsyncNo} {
+		t.Run(policy.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openT(t, dir, Options{Fsync: policy})
+			require.NoError(t, s.CreateBucket("empty"))
+			require.NoError(t, s.Apply("a", Put("k1", []byte("v1")), Put("k2", []byte("v2"))))
+			require.NoError(t, s.Apply("a", Delete("k2"), Put("k3", []byte{})))
+			w, err := s.ApplyNoWait("b", Put("x", []byte("y")))
+			require.NoError(t, err)
+			require.NoError(t, w.Wait())
+			require.NoError(t, s.Close())
+			assert.ErrorIs(t, s.Close(), ErrClosed)
+			assert.ErrorIs(t, s.Apply("a", Put("k", nil)), ErrClosed)
+
+			s = openT(t, dir, Options{Fsync: policy})
+			defer s.Close()
+			all := loadAll(t, s)
+			assert.Equal(t, map[string]map[string][]byte{
+				"empty": {},
+				"a":     {"k1": []byte("v1"), "k3": []byte{}},
+				"b":     {"x": []byte("y")},
+			}, all)
+			pairs, found, err := s.Load("a")
+			require.NoError(t, err)
+			assert.True(t, found)
+			assert.Equal(t, all["a"], pairs)
+			_, found, err = s.Load("nope")
+			require.NoError(t, err)
+			assert.False(t, found)
+		})
+	}
+}
+
+// Names and keys are arbitrary bytes: names that are prefixes of each other,
+// hold 0x00 or 0xff, or look like a name followed by a key, never mix.
+func TestBinaryNamesDoNotCollide(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{Fsync: FsyncNo})
+	defer s.Close()
+	want := map[string]map[string][]byte{}
+	names := []string{"a", "ab", "a\x00", "a\x00b", "\xff", "\xff\xff", "\x00", "b", string(make([]byte, 300))}
+	for i, n := range names {
+		pairs := map[string][]byte{
+			"":         []byte(fmt.Sprint(i)),
+			"b":        []byte("b" + fmt.Sprint(i)),
+			"\x00":     {0, byte(i)},
+			"\xff\x01": {0xff},
+		}
+		var ops []Op
+		for k, v := range pairs {
+			ops = append(ops, Put(k, v))
+		}
+		require.NoError(t, s.Apply(n, ops...))
+		want[n] = pairs
+	}
+	assert.Equal(t, want, loadAll(t, s))
+	for _, n := range names {
+		p, found, err := s.Load(n)
+		require.NoError(t, err)
+		require.True(t, found)
+		assert.Equal(t, want[n], p, "bucket %q", n)
+	}
+
+	// Dropping "a" leaves "ab", "a\x00" and the rest whole.
+	require.NoError(t, s.DropBucket("a"))
+	delete(want, "a")
+	assert.Equal(t, want, loadAll(t, s))
+	var listed []string
+	require.NoError(t, s.Buckets(func(name string) error { listed = append(listed, name); return nil }))
+	var wantNames []string
+	for n := range want {
+		wantNames = append(wantNames, n)
+	}
+	sort.Strings(listed)
+	sort.Strings(wantNames)
+	assert.Equal(t, wantNames, listed)
+}
+
+func TestDropBucketAndDropAll(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Fsync: FsyncAlways})
+	require.NoError(t, s.Apply("a", Put("k", []byte("v"))))
+	require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+	require.NoError(t, s.CreateBucket("c"))
+	require.NoError(t, s.DropBucket("a"))
+	require.NoError(t, s.DropBucket("never existed"))
+	st, err := s.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, 2, st.Buckets)
+	assert.Equal(t, 1, st.Keys)
+	assert.Equal(t, int64(2), st.Bytes)
+	assert.NotZero(t, st.DiskBytes)
+
+	// A dropped bucket that is written again starts empty.
+	require.NoError(t, s.Apply("a", Put("k2", []byte("v2"))))
+	p, _, err := s.Load("a")
+	require.NoError(t, err)
+	assert.Equal(t, map[string][]byte{"k2": []byte("v2")}, p)
+
+	require.NoError(t, s.DropAll())
+	assert.Empty(t, loadAll(t, s))
+	require.NoError(t, s.Close())
+	s = openT(t, dir, Options{})
+	defer s.Close()
+	assert.Empty(t, loadAll(t, s), "FLUSHALL survives a restart")
+}
+
+func TestLoadAllStopsOnError(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{Fsync: FsyncNo})
+	defer s.Close()
+	require.NoError(t, s.Apply("a", Put("k", nil)))
+	require.NoError(t, s.Apply("b", Put("k", nil)))
+	stop := fmt.Errorf("stop")
+	n := 0
+	err := s.LoadAll(func(string, map[string][]byte) error { n++; return stop })
+	assert.ErrorIs(t, err, stop)
+	assert.Equal(t, 1, n)
+}
+
+// Values handed out by Load are the caller's: appending to one does not
+// write over its neighbour in the shared slab.
+func TestLoadedValuesAreIndependent(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{Fsync: FsyncNo})
+	defer s.Close()
+	require.NoError(t, s.Apply("a", Put("1", []byte("one")), Put("2", []byte("two"))))
+	p, _, err := s.Load("a")
+	require.NoError(t, err)
+	_ = append(p["1"], "XXXX"...)
+	assert.Equal(t, []byte("two"), p["2"])
+}
+
+func TestConcurrentWriters(t *testing.T) {
+	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec} {
+		t.Run(policy.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openT(t, dir, Options{Fsync: policy})
+			var wg sync.WaitGroup
+			for g := range 8 {
+				wg.Go(func() {
+					for i := range 50 {
+						assert.NoError(t, s.Apply(fmt.Sprint("b", g%3), Put(fmt.Sprint(g, "-", i), []byte(fmt.Sprint(i)))))
+					}
+				})
+			}
+			wg.Wait()
+			require.NoError(t, s.Close())
+			s = openT(t, dir, Options{Fsync: policy})
+			defer s.Close()
+			st, err := s.Stats()
+			require.NoError(t, err)
+			assert.Equal(t, 3, st.Buckets)
+			assert.Equal(t, 400, st.Keys)
+		})
+	}
+}
+
+func TestOpenCreatesNestedDirAndResolvesLinks(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "x", "y")
+	s := openT(t, dir, Options{})
+	require.NoError(t, s.Close())
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.True(t, fi.IsDir())
+}

@@ -1,0 +1,288 @@
+package store
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Op is one change to a bucket's pairs: a put of Value under Key, or a
+// delete of Key. Make one with [Put] or [Delete].
+type Op struct {
+	Key    string
+	Value  []byte // ignored by a delete
+	Delete bool
+}
+
+// Put returns the Op that stores value under key.
+func Put(key string, value []byte) Op { return Op{Key: key, Value: value} }
+
+// Delete returns the Op that removes key.
+func Delete(key string) Op { return Op{Key: key, Delete: true} }
+
+// Waiter is a write that has been applied and may still be on its way to the
+// disk; [Waiter.Wait] waits until it is as durable as the policy asks. The
+// zero Waiter waits for nothing.
+type Waiter struct {
+	s *Store
+	b *pebble.Batch // non-nil while a FsyncAlways sync is pending
+}
+
+// Wait returns once the write is durable under the store's policy: synced to
+// disk for FsyncAlways, at once for the others. Call it exactly once for
+// each Waiter, outside any lock the caller holds, so that concurrent writers
+// share one sync. An error (wrapping ErrWriteFailed) means the write is not
+// durable and will not be in the store after it recovers: the caller should
+// reload what it holds in memory for that bucket (see [Store.Load]).
+func (w Waiter) Wait() error {
+	if w.b == nil {
+		return nil
+	}
+	defer w.s.waiters.Done()
+	if err := w.b.SyncWait(); err != nil {
+		return fmt.Errorf("%w: sync of the write-ahead log in %s: %w", ErrWriteFailed, w.s.dir, err)
+	}
+	_ = w.b.Close()
+	return nil
+}
+
+// Apply writes ops to bucket atomically and returns once they are durable
+// under the policy. It also records the bucket as existing. On an error
+// (wrapping ErrWriteFailed or ErrClosed), nothing was written.
+func (s *Store) Apply(bucket string, ops ...Op) error {
+	w, err := s.ApplyNoWait(bucket, ops...)
+	if err != nil {
+		return err
+	}
+	return w.Wait()
+}
+
+// ApplyNoWait writes ops to bucket atomically, as Apply does, but returns as
+// soon as the write is in the log, with a Waiter for its durability. A
+// bucket holds its write lock across ApplyNoWait and its in-memory change,
+// releases it, then calls Wait: writers of one bucket are ordered by the
+// lock, and concurrent writers share syncs. On an error nothing was written
+// and the caller must not apply the change in memory.
+func (s *Store) ApplyNoWait(bucket string, ops ...Op) (Waiter, error) {
+	db, err := s.writable()
+	if err != nil {
+		return Waiter{}, fmt.Errorf("store: write to bucket %s: %w", quote(bucket), err)
+	}
+	b := db.NewBatch()
+	key := make([]byte, 0, 64)
+	_ = b.Set(markerKey(bucket), nil, nil)
+	for _, op := range ops {
+		key = appendPairKey(key[:0], bucket, op.Key)
+		if op.Delete {
+			_ = b.Delete(key, nil)
+		} else {
+			_ = b.Set(key, op.Value, nil)
+		}
+	}
+	return s.commit(b, "write to bucket "+quote(bucket), db)
+}
+
+// writable returns the engine to write to: after a fault, once recovery
+// (tried at most once per RetryInterval) has reopened it.
+func (s *Store) writable() (*pebble.DB, error) {
+	if s.fault.Load() != nil {
+		if err := s.recover(); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	switch {
+	case s.closed:
+		return nil, ErrClosed
+	case s.db == nil:
+		if fi := s.fault.Load(); fi != nil {
+			return nil, fi.error()
+		}
+		return nil, ErrClosed
+	}
+	return s.db, nil
+}
+
+// CreateBucket records bucket as existing, with no pairs (an empty bucket
+// survives a restart), and returns once that is durable under the policy.
+// Creating an existing bucket changes nothing.
+func (s *Store) CreateBucket(name string) error {
+	return s.write("create bucket "+quote(name), func(b *pebble.Batch) {
+		_ = b.Set(markerKey(name), nil, nil)
+	})
+}
+
+// DropBucket deletes bucket name and all its pairs, and returns once that is
+// durable under the policy. Dropping a bucket that does not exist is not an
+// error.
+func (s *Store) DropBucket(name string) error {
+	return s.write("drop bucket "+quote(name), func(b *pebble.Batch) {
+		_ = b.Delete(markerKey(name), nil)
+		p := pairPrefix(name)
+		_ = b.DeleteRange(p, prefixEnd(p), nil)
+	})
+}
+
+// DropAll deletes every bucket and pair (FLUSHALL), and returns once that is
+// durable under the policy. The time of the last checkpoint is kept.
+func (s *Store) DropAll() error {
+	return s.write("drop all", func(b *pebble.Batch) {
+		_ = b.DeleteRange([]byte{tagBucket}, []byte{tagEnd}, nil)
+	})
+}
+
+// write builds a batch with fill, commits it and waits.
+func (s *Store) write(what string, fill func(*pebble.Batch)) error {
+	db, err := s.writable()
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	b := db.NewBatch()
+	fill(b)
+	w, err := s.commit(b, what, db)
+	if err != nil {
+		return err
+	}
+	return w.Wait()
+}
+
+func quote(name string) string { return fmt.Sprintf("%q", name) }
+
+// commit commits b, built on db, under the store's policy. what names the
+// write in errors.
+func (s *Store) commit(b *pebble.Batch, what string, db *pebble.DB) (Waiter, error) {
+	discard := func() { _ = b.Close() }
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	switch {
+	case s.closed:
+		discard()
+		return Waiter{}, fmt.Errorf("store: %s: %w", what, ErrClosed)
+	case s.fault.Load() != nil:
+		discard()
+		return Waiter{}, fmt.Errorf("store: %s: %w", what, s.fault.Load().error())
+	case s.db != db:
+		discard()
+		return Waiter{}, fmt.Errorf("store: %s: %w", what, errRetry)
+	}
+
+	fatals := s.fatals.Load()
+	var err error
+	switch s.opts.Fsync {
+	case FsyncAlways:
+		err = db.ApplyNoSyncWait(b, pebble.Sync)
+	default:
+		err = db.Apply(b, pebble.NoSync)
+	}
+	if err == nil && s.fatals.Load() != fatals {
+		// Pebble hit a fatal error during this commit; it may not have
+		// applied the batch, and its sync would never complete. The batch
+		// is abandoned, not closed.
+		err = errors.New("the storage engine failed during the commit")
+		if fi := s.fault.Load(); fi != nil {
+			err = fi.error()
+		}
+		return Waiter{}, fmt.Errorf("store: %s: %w", what, err)
+	}
+	if err != nil {
+		discard()
+		return Waiter{}, fmt.Errorf("store: %s: %w: %w", what, ErrWriteFailed, err)
+	}
+	switch s.opts.Fsync {
+	case FsyncAlways:
+		s.waiters.Add(1)
+		return Waiter{s: s, b: b}, nil
+	case FsyncEverySec:
+		u := unsyncedBatch{seq: uint64(b.SeqNum()), repr: append([]byte(nil), b.Repr()...)}
+		s.unsyncedMu.Lock()
+		s.unsynced = append(s.unsynced, u)
+		s.unsyncedMu.Unlock()
+		s.dirty.Store(true)
+	}
+	discard()
+	return Waiter{}, nil
+}
+
+// errRetry is wrapped by writes that raced with a recovery of the store.
+var errRetry = fmt.Errorf("%w: the store reopened during the write; retry", ErrWriteFailed)
+
+// recover tries, at most once per RetryInterval, to make the store writable
+// again after a fault: it closes the engine, cuts from each WAL what was
+// written but never synced (under FsyncAlways those writes were reported as
+// failed), reopens the engine from the disk, and replays the FsyncEverySec
+// writes acknowledged since the last good sync. It returns nil once the
+// store can write again, or the fault.
+func (s *Store) recover() error {
+	s.retryMu.Lock()
+	if fi := s.fault.Load(); fi != nil && time.Since(s.lastRetry) < s.opts.RetryInterval {
+		s.retryMu.Unlock()
+		return fi.error()
+	}
+	s.lastRetry = time.Now()
+	s.retryMu.Unlock()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fi := s.fault.Load()
+	switch {
+	case s.closed:
+		return ErrClosed
+	case fi == nil:
+		return nil // recovered meanwhile
+	}
+	s.log.Info("store: trying to recover from a failed write", "dir", s.dir, "failed", fi.err)
+	if s.db != nil {
+		if err := s.closeDB(); err != nil {
+			s.log.Warn("store: closing the failed engine", "err", err)
+		}
+	}
+	if s.opts.Fsync != FsyncNo {
+		cut, err := s.fs.cutUnsynced()
+		if err != nil {
+			return fmt.Errorf("%w (recovery: %v)", fi.error(), err)
+		}
+		for file, n := range cut {
+			s.log.Warn("store: cut the unsynced tail of the write-ahead log (writes that were not acknowledged, or are replayed below)",
+				"file", file, "bytes", n)
+		}
+	} else {
+		s.fs.forgetWALs() // fsync=no syncs nothing: nothing to cut by
+	}
+	s.fs.reset()
+	db, err := pebble.Open(s.dir, s.pebbleOptions(false))
+	if err != nil {
+		s.fs.fenced.Store(true)
+		return fmt.Errorf("%w (reopen: %v)", fi.error(), err)
+	}
+	s.db = db
+
+	s.unsyncedMu.Lock()
+	replay := s.unsynced
+	s.unsyncedMu.Unlock()
+	slices.SortFunc(replay, func(a, b unsyncedBatch) int { return cmp.Compare(a.seq, b.seq) })
+	for _, u := range replay {
+		b := db.NewBatch()
+		if err := b.SetRepr(u.repr); err != nil {
+			return fmt.Errorf("%w (replay: %v)", fi.error(), err)
+		}
+		if err := db.Apply(b, pebble.NoSync); err != nil {
+			return fmt.Errorf("%w (replay: %v)", fi.error(), err)
+		}
+		_ = b.Close()
+	}
+	if err := db.LogData(nil, pebble.Sync); err != nil || s.fs.fenced.Load() {
+		return fmt.Errorf("%w (sync after reopen: %v)", fi.error(), err)
+	}
+	s.unsyncedMu.Lock()
+	s.unsynced = nil
+	s.unsyncedMu.Unlock()
+	s.fault.Store(nil)
+	s.log.Info("store: recovered; writes work again", "dir", s.dir, "replayed writes", len(replay),
+		"failing since", fi.at)
+	return nil
+}
