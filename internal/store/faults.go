@@ -65,10 +65,18 @@ var errFenced = errors.New("store: writes fenced after an earlier I/O error")
 // write, sync and file creation until reset. For WAL files it tracks how
 // many bytes were written and how many were covered by a successful sync,
 // so that recovery can cut what was written but never made durable.
+//
+// With deferWALSync (FsyncEverySec and FsyncNo), a WAL sync that pebble asks
+// for only writes: the file's Sync returns at once, and the real fsync is
+// syncWALs' job (the background sync) or the file's Close. Pebble's single
+// WAL goroutine writes and syncs in turn, and while it syncs, the writes
+// committed meanwhile wait in its own buffer, where a process kill would
+// lose them; deferring the sync lets every commit reach the OS at once.
 type faultFS struct {
 	vfs.FS
-	inj     *Faults
-	onFault func(file string, err error)
+	inj          *Faults
+	onFault      func(file string, err error)
+	deferWALSync bool
 
 	fenced atomic.Bool
 
@@ -77,12 +85,13 @@ type faultFS struct {
 }
 
 type walState struct {
-	written int64 // bytes written through this handle
-	synced  int64 // bytes covered by the last successful sync
+	written int64      // bytes written through this handle
+	synced  int64      // bytes covered by the last successful fsync
+	open    *faultFile // nil once closed
 }
 
-func newFaultFS(inner vfs.FS, inj *Faults, onFault func(string, error)) *faultFS {
-	return &faultFS{FS: inner, inj: inj, onFault: onFault, wals: make(map[string]*walState)}
+func newFaultFS(inner vfs.FS, inj *Faults, onFault func(string, error), deferWALSync bool) *faultFS {
+	return &faultFS{FS: inner, inj: inj, onFault: onFault, deferWALSync: deferWALSync, wals: make(map[string]*walState)}
 }
 
 func isWAL(name string) bool { return strings.HasSuffix(name, ".log") }
@@ -113,7 +122,7 @@ func (fs *faultFS) check(sync bool) error {
 func (fs *faultFS) wrap(name string, f vfs.File) vfs.File {
 	ff := &faultFile{File: f, fs: fs, name: name}
 	if isWAL(name) {
-		ws := &walState{}
+		ws := &walState{open: ff}
 		fs.mu.Lock()
 		fs.wals[name] = ws
 		fs.mu.Unlock()
@@ -219,6 +228,9 @@ type faultFile struct {
 	fs   *faultFS
 	name string
 	wal  *walState // nil unless a WAL
+
+	closeMu sync.Mutex // a background fsync and Close do not cross
+	closed  bool
 }
 
 func (f *faultFile) noteWrite(n int) {
@@ -255,6 +267,18 @@ func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (f *faultFile) sync(do func() error) error {
+	if f.wal != nil && f.fs.deferWALSync {
+		// The write already happened; the fsync is deferred.
+		if err := f.fs.check(false); err != nil {
+			return f.fs.fail(f.name, fmt.Errorf("sync %s: %w", f.name, err))
+		}
+		return nil
+	}
+	return f.realSync(do)
+}
+
+// realSync runs do, a real sync, and records what it covered.
+func (f *faultFile) realSync(do func() error) error {
 	if err := f.fs.check(true); err != nil {
 		return f.fs.fail(f.name, fmt.Errorf("sync %s: %w", f.name, err))
 	}
@@ -273,6 +297,51 @@ func (f *faultFile) sync(do func() error) error {
 			f.wal.synced = upTo
 		}
 		f.fs.mu.Unlock()
+	}
+	return nil
+}
+
+// Close implements vfs.File. A WAL whose fsync was deferred is synced
+// first: a WAL pebble has finished with must be durable.
+func (f *faultFile) Close() error {
+	f.closeMu.Lock()
+	defer f.closeMu.Unlock()
+	f.closed = true
+	if f.wal != nil {
+		f.fs.mu.Lock()
+		unsynced := f.wal.written > f.wal.synced
+		f.wal.open = nil
+		f.fs.mu.Unlock()
+		if unsynced && f.fs.deferWALSync {
+			if err := f.realSync(f.File.Sync); err != nil {
+				_ = f.File.Close()
+				return err
+			}
+		}
+	}
+	return f.File.Close()
+}
+
+// syncWALs fsyncs every open WAL with writes its last fsync did not cover.
+func (fs *faultFS) syncWALs() error {
+	fs.mu.Lock()
+	var files []*faultFile
+	for _, ws := range fs.wals {
+		if ws.open != nil && ws.written > ws.synced {
+			files = append(files, ws.open)
+		}
+	}
+	fs.mu.Unlock()
+	for _, f := range files {
+		f.closeMu.Lock()
+		var err error
+		if !f.closed { // else Close synced it
+			err = f.realSync(f.File.Sync)
+		}
+		f.closeMu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -65,7 +65,7 @@ type Options struct {
 	// second.
 	RetryInterval time.Duration
 
-	syncEvery time.Duration // everysec's period; 0 means 1 second (tests shorten it)
+	syncEvery time.Duration // everysec's background sync period; 0 means 1 second
 }
 
 func (o *Options) setDefaults() {

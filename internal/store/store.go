@@ -54,9 +54,12 @@ type faultInfo struct {
 	at   time.Time
 }
 
+// unsyncedBatch is a FsyncEverySec write acknowledged (written to the OS)
+// but not yet covered by a background fsync. The batch stays open (its bytes
+// are what a recovery replays) until a background fsync covers it.
 type unsyncedBatch struct {
-	seq  uint64
-	repr []byte
+	seq uint64
+	b   *pebble.Batch
 }
 
 // Open opens the store in dir, creating the directory and an empty store if
@@ -72,7 +75,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{dir: abs, opts: opts, log: opts.Logger}
-	s.fs = newFaultFS(vfs.Default, opts.Faults, s.onFault)
+	s.fs = newFaultFS(vfs.Default, opts.Faults, s.onFault, opts.Fsync != FsyncAlways)
 
 	s.lock, err = pebble.LockDirectory(abs, vfs.Default)
 	if err != nil {
@@ -186,12 +189,13 @@ func (s *Store) Close() error {
 	var err error
 	if s.db != nil {
 		if s.fault.Load() == nil {
-			// Make what is in the WAL durable whatever the policy: a clean
-			// stop loses nothing.
-			if serr := s.db.LogData(nil, pebble.Sync); serr != nil {
-				err = fmt.Errorf("store: final sync of %s: %w", s.dir, serr)
+			// A clean stop loses nothing, whatever the policy: closing the
+			// engine closes the WAL, which syncs it.
+			for _, u := range s.unsynced {
+				_ = u.b.Close()
 			}
 		}
+		s.unsynced = nil
 		if cerr := s.closeDB(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
@@ -261,27 +265,36 @@ func (s *Store) syncLoop() {
 	}
 }
 
-// syncNow syncs the WAL and forgets the batches the sync made durable.
+// syncNow makes every acknowledged write durable: one fsync of the WALs
+// (under FsyncAlways, a synced empty commit), after which the FsyncEverySec
+// writes acknowledged before it are forgotten.
 func (s *Store) syncNow() error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
 		return ErrClosed
 	}
-	s.unsyncedMu.Lock()
-	n := len(s.unsynced) // committed before the sync below: it covers them
-	s.unsyncedMu.Unlock()
 	if fi := s.fault.Load(); fi != nil {
 		return fi.error()
 	}
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
-		return fmt.Errorf("store: sync %s: %w", s.dir, err)
-	}
-	if s.fault.Load() != nil {
-		return s.fault.Load().error()
+	if s.opts.Fsync == FsyncAlways {
+		if err := s.db.LogData(nil, pebble.Sync); err != nil {
+			return fmt.Errorf("store: sync %s: %w", s.dir, err)
+		}
+		return nil
 	}
 	s.unsyncedMu.Lock()
+	n := len(s.unsynced) // written before the fsync below: it covers them
+	s.unsyncedMu.Unlock()
+	if err := s.fs.syncWALs(); err != nil {
+		return fmt.Errorf("store: sync %s: %w", s.dir, err)
+	}
+	s.unsyncedMu.Lock()
+	done := slices.Clone(s.unsynced[:n])
 	s.unsynced = slices.Delete(s.unsynced, 0, n)
 	s.unsyncedMu.Unlock()
+	for _, u := range done {
+		_ = u.b.Close()
+	}
 	return nil
 }

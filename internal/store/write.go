@@ -33,7 +33,9 @@ type Waiter struct {
 }
 
 // Wait returns once the write is durable under the store's policy: synced to
-// disk for FsyncAlways, at once for the others. Call it exactly once for
+// disk for FsyncAlways; for the others, written to the OS (a process kill
+// then loses nothing), with the fsync to come (within a second for
+// FsyncEverySec). Call it exactly once for
 // each Waiter, outside any lock the caller holds, so that concurrent writers
 // share one sync. An error (wrapping ErrWriteFailed) means the write is not
 // durable and will not be in the store after it recovers: the caller should
@@ -44,7 +46,15 @@ func (w Waiter) Wait() error {
 	}
 	defer w.s.waiters.Done()
 	if err := w.b.SyncWait(); err != nil {
-		return fmt.Errorf("%w: sync of the write-ahead log in %s: %w", ErrWriteFailed, w.s.dir, err)
+		return fmt.Errorf("%w: write-ahead log in %s: %w", ErrWriteFailed, w.s.dir, err)
+	}
+	if w.s.opts.Fsync == FsyncEverySec {
+		// Kept open for a replay until the background fsync covers it.
+		w.s.unsyncedMu.Lock()
+		w.s.unsynced = append(w.s.unsynced, unsyncedBatch{seq: uint64(w.b.SeqNum()), b: w.b})
+		w.s.unsyncedMu.Unlock()
+		w.s.dirty.Store(true)
+		return nil
 	}
 	_ = w.b.Close()
 	return nil
@@ -173,12 +183,11 @@ func (s *Store) commit(b *pebble.Batch, what string, db *pebble.DB) (Waiter, err
 
 	fatals := s.fatals.Load()
 	var err error
-	switch s.opts.Fsync {
-	case FsyncAlways:
-		err = db.ApplyNoSyncWait(b, pebble.Sync)
-	default:
-		err = db.Apply(b, pebble.NoSync)
-	}
+	// Every policy requests a WAL sync and returns before it. Under
+	// FsyncAlways the Waiter waits for the fsync; under the others the
+	// file system below defers the fsync, and the Waiter waits only for the
+	// write to reach the OS.
+	err = db.ApplyNoSyncWait(b, pebble.Sync)
 	if err == nil && s.fatals.Load() != fatals {
 		// Pebble hit a fatal error during this commit; it may not have
 		// applied the batch, and its sync would never complete. The batch
@@ -193,19 +202,8 @@ func (s *Store) commit(b *pebble.Batch, what string, db *pebble.DB) (Waiter, err
 		discard()
 		return Waiter{}, fmt.Errorf("store: %s: %w: %w", what, ErrWriteFailed, err)
 	}
-	switch s.opts.Fsync {
-	case FsyncAlways:
-		s.waiters.Add(1)
-		return Waiter{s: s, b: b}, nil
-	case FsyncEverySec:
-		u := unsyncedBatch{seq: uint64(b.SeqNum()), repr: append([]byte(nil), b.Repr()...)}
-		s.unsyncedMu.Lock()
-		s.unsynced = append(s.unsynced, u)
-		s.unsyncedMu.Unlock()
-		s.dirty.Store(true)
-	}
-	discard()
-	return Waiter{}, nil
+	s.waiters.Add(1)
+	return Waiter{s: s, b: b}, nil
 }
 
 // errRetry is wrapped by writes that raced with a recovery of the store.
@@ -266,8 +264,9 @@ func (s *Store) recover() error {
 	s.unsyncedMu.Unlock()
 	slices.SortFunc(replay, func(a, b unsyncedBatch) int { return cmp.Compare(a.seq, b.seq) })
 	for _, u := range replay {
+		// The old batches belong to the closed engine: copy, never close.
 		b := db.NewBatch()
-		if err := b.SetRepr(u.repr); err != nil {
+		if err := b.SetRepr(slices.Clone(u.b.Repr())); err != nil {
 			return fmt.Errorf("%w (replay: %v)", fi.error(), err)
 		}
 		if err := db.Apply(b, pebble.NoSync); err != nil {
