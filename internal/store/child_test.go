@@ -2,11 +2,9 @@ package store
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -95,19 +93,4 @@ func crashChild(dir string, policy Fsync, round string) {
 		})
 	}
 	wg.Wait()
-}
-
-// readAcks parses the child's "g i" lines; only whole lines count.
-func readAcks(sc *bufio.Scanner) (acked map[[2]int]bool, err error) {
-	acked = make(map[[2]int]bool)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 2 {
-			return acked, errors.New("bad line " + sc.Text())
-		}
-		g, _ := strconv.Atoi(f[0])
-		i, _ := strconv.Atoi(f[1])
-		acked[[2]int{g, i}] = true
-	}
-	return acked, nil
 }

@@ -71,10 +71,6 @@ func verifyCrash(t *testing.T, dir string, want map[string]map[[2]int]bool) (mis
 	all := loadAll(t, s)
 	present := 0
 	for round, acked := range want {
-		maxAck := make(map[int]int)
-		for gi := range acked {
-			maxAck[gi[0]] = max(maxAck[gi[0]], gi[1])
-		}
 		for gi := range acked {
 			b, k, v := crashKey(round, gi[0], gi[1])
 			got, ok := all[b][k]
@@ -84,7 +80,6 @@ func verifyCrash(t *testing.T, dir string, want map[string]map[[2]int]bool) (mis
 			}
 			assert.Equal(t, string(v), string(got), "value of acknowledged %s", k)
 		}
-		_ = maxAck
 	}
 	// Nothing that was never written: every stored pair is some writer's
 	// i-th write, with its value, in its bucket, and at most one past that

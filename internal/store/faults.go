@@ -213,6 +213,45 @@ func (fs *faultFS) cutUnsynced() (cut map[string]int64, err error) {
 	return cut, nil
 }
 
+// probe checks that dir takes writes again: it writes and syncs a file as
+// large as the WALs there plus 1 MiB, then removes it. It bypasses the fence
+// but not the injected faults.
+func (fs *faultFS) probe(dir string) error {
+	if w, s := fs.inj.errs(); w != nil || s != nil {
+		return errors.Join(w, s)
+	}
+	need := int64(1 << 20)
+	if ents, err := os.ReadDir(dir); err == nil {
+		for _, e := range ents {
+			if isWAL(e.Name()) {
+				if fi, err := e.Info(); err == nil {
+					need += fi.Size()
+				}
+			}
+		}
+	}
+	name := fs.PathJoin(dir, "kv-space-probe.tmp")
+	f, err := fs.FS.Create(name, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", name, err)
+	}
+	defer func() { _ = fs.FS.Remove(name) }()
+	chunk := make([]byte, 1<<20)
+	for n := int64(0); n < need && err == nil; n += int64(len(chunk)) {
+		_, err = f.Write(chunk)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", name, err)
+	}
+	return nil
+}
+
 // forgetWALs stops tracking the WALs written so far.
 func (fs *faultFS) forgetWALs() {
 	fs.mu.Lock()

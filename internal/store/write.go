@@ -233,6 +233,13 @@ func (s *Store) recover() error {
 	case fi == nil:
 		return nil // recovered meanwhile
 	}
+	// Reopening replays the WAL and flushes it to a table; on a disk that
+	// is still full pebble retries that flush for ever, inside Open. So
+	// first check that the space has returned: write and sync as much as
+	// the flush will need.
+	if err := s.fs.probe(s.dir); err != nil {
+		return fmt.Errorf("%w (still failing: %v)", fi.error(), err)
+	}
 	s.log.Info("store: trying to recover from a failed write", "dir", s.dir, "failed", fi.err)
 	if s.db != nil {
 		if err := s.closeDB(); err != nil {

@@ -1,0 +1,121 @@
+package store
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The fault tests inject I/O errors below pebble (Options.Faults) and check
+// the storage layer's side of issue 5: a failed write is reported, the store
+// fences itself (later writes fail too), a write succeeds again once the
+// fault clears, and what failed is not in the store, then or after a
+// restart, while everything acknowledged is.
+func TestFaults(t *testing.T) {
+	enospc := fmt.Errorf("injected: %w", syscall.ENOSPC)
+	eio := fmt.Errorf("injected: %w", syscall.EIO)
+	cases := []struct {
+		policy Fsync
+		inject func(*Faults)
+		// whether the write made while the fault is on fails at once (its
+		// write or sync fails), or is acknowledged and the fault shows up
+		// at the next background fsync
+		failsAtOnce bool
+	}{
+		{FsyncAlways, func(f *Faults) { f.FailWrites(enospc) }, true},
+		{FsyncAlways, func(f *Faults) { f.FailSyncs(eio) }, true},
+		{FsyncEverySec, func(f *Faults) { f.FailWrites(enospc) }, true},
+		{FsyncEverySec, func(f *Faults) { f.FailSyncs(eio) }, false},
+		{FsyncNo, func(f *Faults) { f.FailWrites(enospc) }, true},
+	}
+	for _, c := range cases {
+		var which string
+		c.inject(&Faults{})
+		f := &Faults{}
+		c.inject(f)
+		if w, _ := f.errs(); w != nil {
+			which = "writes"
+		} else {
+			which = "syncs"
+		}
+		t.Run(c.policy.String()+"/"+which, func(t *testing.T) {
+			dir := t.TempDir()
+			faults := &Faults{}
+			logs := &logBuffer{}
+			opts := Options{Fsync: c.policy, Faults: faults, Logger: logs.logger(), RetryInterval: 5 * time.Millisecond, syncEvery: 10 * time.Millisecond}
+			s := openT(t, dir, opts)
+			defer func() { assert.NoError(t, s.Close()) }()
+
+			require.NoError(t, s.Apply("b", Put("before", []byte("1"))))
+			require.NoError(t, s.CreateBucket("empty"))
+			c.inject(faults)
+
+			want := map[string][]byte{"before": []byte("1")}
+			err := s.Apply("b", Put("during", []byte("2")))
+			if c.failsAtOnce {
+				require.ErrorIs(t, err, ErrWriteFailed)
+			} else {
+				// Acknowledged (it reached the OS); the background fsync
+				// fails next, and the write must survive the recovery.
+				require.NoError(t, err)
+				want["during"] = []byte("2")
+				require.Eventually(t, func() bool { return s.Err() != nil }, 5*time.Second, time.Millisecond)
+			}
+			require.ErrorIs(t, s.Err(), ErrWriteFailed)
+			assert.Contains(t, logs.String(), "a write to disk failed")
+
+			// While the fault lasts, every write fails, recovery included,
+			// however often it is tried, and nothing is half-applied.
+			for range 3 {
+				time.Sleep(opts.RetryInterval) // let a recovery be tried
+				assert.ErrorIs(t, s.Apply("b", Put("fenced", []byte("3"))), ErrWriteFailed)
+				assert.ErrorIs(t, s.CreateBucket("fenced"), ErrWriteFailed)
+				assert.ErrorIs(t, s.DropBucket("b"), ErrWriteFailed)
+			}
+			_, err = s.Stats()
+			assert.ErrorIs(t, err, ErrWriteFailed, "the store's own reads wait for the recovery")
+
+			// The fault clears: a later write succeeds.
+			faults.Clear()
+			require.Eventually(t, func() bool {
+				return s.Apply("b", Put("after", []byte("4"))) == nil
+			}, 5*time.Second, time.Millisecond)
+			want["after"] = []byte("4")
+			require.NoError(t, s.Err())
+			assert.Contains(t, logs.String(), "recovered; writes work again")
+
+			check := func(s *Store) {
+				all := loadAll(t, s)
+				assert.Equal(t, map[string]map[string][]byte{"b": want, "empty": {}}, all)
+			}
+			check(s)
+			require.NoError(t, s.Close())
+			s = openT(t, dir, Options{Fsync: c.policy})
+			check(s)
+		})
+	}
+}
+
+// A Waiter whose write failed reports it; the caller reloads the bucket
+// from the store once it has recovered, and the failed write is not there.
+func TestFailedWaitIsNotInStore(t *testing.T) {
+	faults := &Faults{}
+	s := openT(t, t.TempDir(), Options{Fsync: FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	defer s.Close()
+	require.NoError(t, s.Apply("b", Put("k", []byte("old"))))
+	faults.FailSyncs(syscall.EIO)
+	w, err := s.ApplyNoWait("b", Put("k", []byte("new")))
+	require.NoError(t, err, "applied; the sync is what fails")
+	require.ErrorIs(t, w.Wait(), ErrWriteFailed)
+	faults.Clear()
+	var pairs map[string][]byte
+	require.Eventually(t, func() bool {
+		pairs, _, err = s.Load("b")
+		return err == nil
+	}, 5*time.Second, time.Millisecond)
+	assert.Equal(t, map[string][]byte{"k": []byte("old")}, pairs)
+}
