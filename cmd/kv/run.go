@@ -190,22 +190,25 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(o, stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// One channel hears every signal from the start, so that a second
+	// signal is never missed, however soon it follows the first.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	finished := make(chan struct{})
 	defer close(finished)
-	second := make(chan os.Signal, 1)
 	go func() {
 		select {
-		case <-ctx.Done():
+		case sig := <-sigs:
+			log.Info("signal received: stopping cleanly (a second signal exits at once)", "signal", sig.String())
+			cancel()
 		case <-finished:
 			return
 		}
-		// The first signal is in: a second one exits at once.
-		signal.Notify(second, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(second)
 		select {
-		case sig := <-second:
+		case sig := <-sigs:
 			log.Error("second signal: exiting at once", "signal", sig.String())
 			os.Exit(exitFailed)
 		case <-finished:
@@ -258,7 +261,8 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		IdleTimeout:        idle(o.idleTimeout),
 		EnableDebugCommand: o.enableDebug,
 	})
-	root.Add(srv) // after the registry: stopped first, restarted alone
+	// After the registry: a listener that fails is restarted alone.
+	listener := root.Add(srv)
 
 	treeCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -277,6 +281,12 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	}
 	log.Info("kv stopping: no new clients; finishing the commands in flight")
 	begin := time.Now()
+	// suture stops a supervisor's children all at once, so the listener is
+	// removed first: the commands in flight finish against live buckets,
+	// and only then does the tree stop them.
+	if err := root.RemoveAndWait(listener, o.shutdownTimeout); err != nil {
+		log.Error("kv: the listener did not stop in time", "err", err)
+	}
 	cancel()
 	timer := time.NewTimer(o.shutdownTimeout)
 	defer timer.Stop()

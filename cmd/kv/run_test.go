@@ -202,3 +202,93 @@ func TestDaemonBinary(t *testing.T) {
 	}
 	assert.True(t, strings.HasPrefix(addr, "127.0.0.1:"))
 }
+
+// TestSecondSignalExitsAtOnce stops kv while a client that does not read
+// holds up the clean stop, then signals again: kv exits at once, with 1.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "kv")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+
+	cmd := exec.Command(bin, "--resp-addr", "127.0.0.1:0", "--log-format", "json", "--shutdown-timeout", "60s")
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill() }()
+	logs := bufio.NewScanner(stderr)
+	var seen []string
+	waitLog := func(msg string) map[string]any {
+		for logs.Scan() {
+			seen = append(seen, logs.Text())
+			var line map[string]any
+			require.NoError(t, json.Unmarshal(logs.Bytes(), &line), logs.Text())
+			if line["msg"] == msg {
+				return line
+			}
+		}
+		t.Fatalf("no log %q in:\n%s", msg, strings.Join(seen, "\n"))
+		return nil
+	}
+	addr := waitLog("kv started")["resp"].(string)
+
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	require.NoError(t, rc.HSet(ctx, "big", "v", strings.Repeat("x", 1<<20)).Err())
+	// A client that asks for 200 MiB of replies and reads none: its
+	// connection blocks in a write, and the clean stop waits for it.
+	hog, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer hog.Close()
+	_, err = hog.Write([]byte(strings.Repeat("HGET big v\r\n", 200)))
+	require.NoError(t, err)
+	_, err = io.ReadFull(hog, make([]byte, 1000)) // the server is answering it
+	require.NoError(t, err)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	waitLog("kv stopping: no new clients; finishing the commands in flight")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	waitLog("second signal: exiting at once")
+	err = cmd.Wait()
+	var exitErr *exec.ExitError
+	require.ErrorAs(t, err, &exitErr)
+	assert.Equal(t, exitFailed, exitErr.ExitCode())
+}
+
+// TestStopLetsInFlightCommandsSeeTheirBuckets stops the daemon while a
+// pipeline is in flight: every reply that arrives is the stored value,
+// never the nil of a bucket already stopped by the tree.
+func TestStopLetsInFlightCommandsSeeTheirBuckets(t *testing.T) {
+	addr, stop := serveInProcess(t)
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	require.NoError(t, rc.HSet(ctx, "b", "f", strings.Repeat("v", 4096)).Err())
+	require.NoError(t, rc.Close())
+
+	nc, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer nc.Close()
+	go func() { _, _ = nc.Write([]byte(strings.Repeat("HGET b f\r\n", 20000))) }()
+	rd := bufio.NewReader(nc)
+	first, err := rd.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "$4096\r\n", first)
+	code := make(chan int, 1)
+	go func() { code <- stop() }()
+	want := strings.Repeat("v", 4096) + "\r\n$4096\r\n"
+	buf := make([]byte, len(want))
+	replies := 0
+	for {
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			break
+		}
+		require.Equal(t, want, string(buf), "reply %d", replies)
+		replies++
+	}
+	assert.Equal(t, exitOK, <-code)
+	t.Logf("%d replies after the stop began", replies)
+}

@@ -70,6 +70,12 @@
 // When Serve's context ends, the server stops accepting, lets each client
 // finish the commands it had already sent and receive their replies, then
 // closes it; clients still busy after ShutdownTimeout (5 s) are closed.
+// Note that suture stops the children of a supervisor all at once: if the
+// tree is cancelled as a whole, the buckets end while the listener is still
+// finishing, and those last commands find their buckets gone. To stop
+// cleanly, remove the listener first (Supervisor.RemoveAndWait with its
+// token), then stop the tree, as cmd/kv does.
+//
 // A listener that fails makes Serve return an error; suture restarts it,
 // and it listens again on the same address, without touching any bucket.
 package resp
