@@ -18,7 +18,7 @@ import (
 func TestLoad(t *testing.T) {
 	const (
 		clients = 200
-		ops     = 60
+		ops     = 150
 		buckets = 16
 	)
 	ts := start(t, Config{})

@@ -90,6 +90,16 @@ func TestPubSubLifecycleEvents(t *testing.T) {
 	_, m = next(t, ps)
 	assert.Equal(t, "created", m.Event)
 	assert.NotEqual(t, created.ID, m.ID)
+
+	// FLUSHALL deletes every bucket, each with its event.
+	require.NoError(t, rc.FlushAll(ctx).Err())
+	gone := map[string]string{}
+	for range 2 {
+		_, m = next(t, ps)
+		assert.Equal(t, "exited", m.Event)
+		gone[m.Bucket] = m.Reason
+	}
+	assert.Equal(t, map[string]string{"cart": ReasonNormal, "other": ReasonNormal}, gone)
 }
 
 func TestPubSubCommands(t *testing.T) {
