@@ -44,9 +44,13 @@ func Check(dir string) (Report, error) {
 		return rep, fmt.Errorf("%w: check %s: stop the daemon using it, or check a checkpoint: %v", ErrLocked, dir, err)
 	}
 	defer lock.Close()
+	var damaged string
 	db, err := pebble.Open(dir, &pebble.Options{
 		FS: vfs.Default, Lock: lock, ReadOnly: true, ErrorIfNotExists: true,
 		Logger: quietLogger{},
+		EventListener: &pebble.EventListener{
+			DataCorruption: func(info pebble.DataCorruptionInfo) { damaged = info.Path },
+		},
 	})
 	if err != nil {
 		return rep, openError(dir, err)
@@ -54,7 +58,7 @@ func Check(dir string) (Report, error) {
 	defer db.Close()
 
 	if err := db.CheckLevels(nil); err != nil {
-		return rep, fmt.Errorf("%w: check %s: %v", ErrCorrupt, dir, err)
+		return rep, readError("check "+dir, err, damaged)
 	}
 	problem := func(format string, args ...any) {
 		rep.ProblemCount++
@@ -110,7 +114,7 @@ func Check(dir string) (Report, error) {
 		}
 	}
 	if err := it.Close(); err != nil {
-		return rep, fmt.Errorf("%w: check %s: %v", ErrCorrupt, dir, err)
+		return rep, readError("check "+dir, err, damaged)
 	}
 	if rep.ProblemCount > 0 {
 		return rep, fmt.Errorf("%w: check %s: %d problems, first: %s", ErrCorrupt, dir, rep.ProblemCount, rep.Problems[0])

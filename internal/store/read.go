@@ -61,7 +61,7 @@ func (s *Store) Buckets(fn func(name string) error) error {
 			return err
 		}
 	}
-	return closeIter(it, "list buckets")
+	return s.readError("list buckets", it.Close())
 }
 
 // Has reports whether bucket name is stored.
@@ -76,7 +76,7 @@ func (s *Store) Has(name string) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("store: look up bucket %s: %w", quote(name), err)
+		return false, s.readError("look up bucket "+quote(name), err)
 	}
 	_ = c.Close()
 	return true, nil
@@ -103,7 +103,7 @@ func (s *Store) Load(name string) (pairs map[string][]byte, found bool, err erro
 	for ok := it.First(); ok; ok = it.Next() {
 		l.add(it.Key()[len(p):], it.Value())
 	}
-	if err := closeIter(it, "load bucket "+quote(name)); err != nil {
+	if err := s.readError("load bucket "+quote(name), it.Close()); err != nil {
 		return nil, false, err
 	}
 	return l.take(), true, nil
@@ -183,7 +183,7 @@ func (s *Store) LoadAll(fn func(name string, pairs map[string][]byte) error) err
 		l.add(key, it.Value())
 	}
 	if err := it.Error(); err != nil {
-		return fmt.Errorf("store: load all: %w", err)
+		return s.readError("load all", err)
 	}
 	if err := finish(); err != nil {
 		return err
@@ -225,11 +225,28 @@ func (l *loader) take() map[string][]byte {
 	return m
 }
 
-func closeIter(it *pebble.Iterator, what string) error {
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("store: %s: %w", what, err)
+// readError wraps a read error; damage wraps ErrCorrupt and names the file.
+func readError(what string, err error, file string) error {
+	switch {
+	case err == nil:
+		return nil
+	case pebble.IsCorruptionError(err):
+		if file != "" {
+			return fmt.Errorf("%w: %s: file %s: %v", ErrCorrupt, what, file, err)
+		}
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, what, err)
 	}
-	return nil
+	return fmt.Errorf("store: %s: %w", what, err)
+}
+
+// readError wraps err as the package-level readError does, naming the file
+// pebble last reported damaged.
+func (s *Store) readError(what string, err error) error {
+	file := ""
+	if p := s.corruptFile.Load(); p != nil {
+		file = *p
+	}
+	return readError(what, err, file)
 }
 
 // Stats are counts over a store.
@@ -275,7 +292,7 @@ func (s *Store) LoadAllKeys(fn func(bucket string, key []byte, valueLen int)) er
 		return err
 	}
 	defer done()
-	return scanAll(db, func(k, v []byte) error {
+	return s.scanAll(db, func(k, v []byte) error {
 		switch k[0] {
 		case tagBucket:
 			name, err := decodeMarker(k)
@@ -295,7 +312,7 @@ func (s *Store) LoadAllKeys(fn func(bucket string, key []byte, valueLen int)) er
 }
 
 // scanAll calls fn with every bucket marker and pair in db.
-func scanAll(db *pebble.DB, fn func(k, v []byte) error) error {
+func (s *Store) scanAll(db *pebble.DB, fn func(k, v []byte) error) error {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagBucket}, UpperBound: []byte{tagEnd}})
 	if err != nil {
 		return fmt.Errorf("store: scan: %w", err)
@@ -306,5 +323,5 @@ func scanAll(db *pebble.DB, fn func(k, v []byte) error) error {
 			return err
 		}
 	}
-	return closeIter(it, "scan")
+	return s.readError("scan", it.Close())
 }

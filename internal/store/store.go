@@ -35,7 +35,8 @@ type Store struct {
 	retryMu   sync.Mutex
 	lastRetry time.Time
 
-	lastSave atomic.Int64 // Unix ns of the last checkpoint, 0 if none
+	lastSave    atomic.Int64           // Unix ns of the last checkpoint, 0 if none
+	corruptFile atomic.Pointer[string] // the last file pebble found damaged
 
 	// For FsyncEverySec: the batches acknowledged since the last successful
 	// background sync, replayed if a failure cuts them from the WAL.
@@ -141,6 +142,12 @@ func (s *Store) pebbleOptions(readOnly bool) *pebble.Options {
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {
 				s.log.Error("store: background error", "dir", s.dir, "err", err)
+			},
+			// Pebble's default calls Fatalf. Damage is reported by the read
+			// that meets it (an error wrapping ErrCorrupt, naming the file).
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				s.corruptFile.Store(&info.Path)
+				s.log.Error("store: damaged file", "file", info.Path, "err", info.Details)
 			},
 		},
 	}

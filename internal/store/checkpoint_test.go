@@ -1,0 +1,81 @@
+package store
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCheckpointIsAStartableCopy(t *testing.T) {
+	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec, FsyncNo} {
+		t.Run(policy.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openT(t, dir, Options{Fsync: policy})
+			defer func() { assert.NoError(t, s.Close()) }()
+			assert.True(t, s.LastSave().IsZero())
+			require.NoError(t, s.Apply("a", Put("k", []byte("v"))))
+			require.NoError(t, s.CreateBucket("empty"))
+			want := loadAll(t, s)
+
+			before := time.Now()
+			cp := filepath.Join(t.TempDir(), "cp")
+			require.NoError(t, s.Checkpoint(cp))
+			saved := s.LastSave()
+			assert.False(t, saved.Before(before.Truncate(time.Nanosecond)), "LASTSAVE is the checkpoint's time")
+			require.Error(t, s.Checkpoint(cp), "the target must not exist")
+
+			// Writes after the checkpoint are not in it.
+			require.NoError(t, s.Apply("a", Put("later", []byte("x"))))
+
+			c := openT(t, cp, Options{})
+			assert.Equal(t, want, loadAll(t, c))
+			require.NoError(t, c.Close())
+			rep, err := Check(cp)
+			require.NoError(t, err)
+			assert.Equal(t, 2, rep.Buckets)
+			assert.Equal(t, 1, rep.Keys)
+
+			// LASTSAVE survives a restart.
+			require.NoError(t, s.Close())
+			s = openT(t, dir, Options{Fsync: policy})
+			assert.Equal(t, saved.UnixNano(), s.LastSave().UnixNano())
+			st, err := s.Stats()
+			require.NoError(t, err)
+			assert.Equal(t, saved.UnixNano(), st.LastSave.UnixNano())
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	require.NoError(t, s.Apply("a", Put("k1", []byte("v1")), Put("k2", []byte("v22"))))
+	require.NoError(t, s.Apply("\x00odd\xff", Put("", nil)))
+	require.NoError(t, s.CreateBucket("empty"))
+	require.NoError(t, s.Checkpoint(filepath.Join(t.TempDir(), "cp")))
+	require.NoError(t, s.Close())
+
+	rep, err := Check(dir)
+	require.NoError(t, err)
+	assert.Equal(t, 3, rep.Buckets)
+	assert.Equal(t, 3, rep.Keys)
+	assert.Equal(t, int64(2+2+2+3+0), rep.Bytes)
+	assert.False(t, rep.LastSave.IsZero())
+	assert.Empty(t, rep.Problems)
+
+	// Keys that do not follow the layout are reported.
+	s = openT(t, dir, Options{})
+	require.NoError(t, s.db.Set([]byte{0x07, 1, 2}, nil, nil))
+	require.NoError(t, s.db.Set(appendPairKey(nil, "orphan", "k"), nil, nil))
+	require.NoError(t, s.db.Set([]byte{tagBucket, 0x05, 'a'}, nil, nil)) // length says 5, 1 byte follows
+	require.NoError(t, s.Close())
+	rep, err = Check(dir)
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Equal(t, 3, rep.ProblemCount, "%q", rep.Problems)
+
+	_, err = Check(filepath.Join(dir, "missing"))
+	require.Error(t, err)
+}

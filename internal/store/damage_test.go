@@ -1,0 +1,146 @@
+package store
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// copyDir copies the files of src (not LOCK) into a new directory: the state
+// a crash would leave on disk, taken while the store in src still runs.
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	ents, err := os.ReadDir(src)
+	require.NoError(t, err)
+	for _, e := range ents {
+		if e.IsDir() || e.Name() == "LOCK" {
+			continue
+		}
+		in, err := os.Open(filepath.Join(src, e.Name()))
+		require.NoError(t, err)
+		out, err := os.Create(filepath.Join(dst, e.Name()))
+		require.NoError(t, err)
+		_, err = io.Copy(out, in)
+		require.NoError(t, err)
+		require.NoError(t, in.Close())
+		require.NoError(t, out.Close())
+	}
+	return dst
+}
+
+func filesLike(t *testing.T, dir, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, pattern))
+	require.NoError(t, err)
+	return m
+}
+
+// A crash in the middle of a write leaves a torn WAL tail: Open recovers
+// every whole write before it and says so in the log.
+func TestTornWALTail(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Fsync: FsyncAlways})
+	defer s.Close()
+	for i := range 20 {
+		require.NoError(t, s.Apply("b", Put(fmt.Sprint("k", i), []byte(strings.Repeat("v", 100)))))
+	}
+	crashed := copyDir(t, dir)
+	wals := filesLike(t, crashed, "*.log")
+	require.NotEmpty(t, wals)
+	last := wals[len(wals)-1]
+	fi, err := os.Stat(last)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(last, fi.Size()-10)) // cut into the last write
+
+	logs := &logBuffer{}
+	s2 := openT(t, crashed, Options{Logger: logs.logger()})
+	pairs, found, err := s2.Load("b")
+	require.NoError(t, err)
+	require.True(t, found)
+	assert.Len(t, pairs, 19, "every whole write is recovered, the torn one is not")
+	assert.NotContains(t, pairs, "k19")
+	assert.Contains(t, logs.String(), "torn write")
+	assert.Contains(t, logs.String(), filepath.Base(last), "the log line names the WAL")
+	require.NoError(t, s2.Close())
+
+	// A clean close leaves a clean WAL: no such line.
+	logs = &logBuffer{}
+	s2 = openT(t, crashed, Options{Logger: logs.logger()})
+	require.NoError(t, s2.Close())
+	assert.NotContains(t, logs.String(), "torn write")
+}
+
+// flushedStore writes a few buckets, flushes them to a table and closes.
+func flushedStore(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Fsync: FsyncNo})
+	for i := range 200 {
+		require.NoError(t, s.Apply(fmt.Sprint("b", i%5), Put(fmt.Sprint("k", i), []byte(strings.Repeat("x", 200)))))
+	}
+	require.NoError(t, s.db.Flush())
+	require.NoError(t, s.Close())
+	return dir
+}
+
+// flipBytes overwrites n bytes in the middle of file.
+func flipBytes(t *testing.T, file string, n int) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	mid := len(b) / 3
+	for i := mid; i < mid+n && i < len(b); i++ {
+		b[i] ^= 0x5a
+	}
+	require.NoError(t, os.WriteFile(file, b, 0o644))
+}
+
+func TestCorruptManifestFailsOpenNamingIt(t *testing.T) {
+	dir := flushedStore(t)
+	manifests := filesLike(t, dir, "MANIFEST-*")
+	require.NotEmpty(t, manifests)
+	m := manifests[len(manifests)-1]
+	flipBytes(t, m, 16)
+	_, err := Open(dir, Options{})
+	require.Error(t, err)
+	t.Logf("open: %v", err)
+	assert.Contains(t, err.Error(), filepath.Base(m), "the error names the file")
+	_, err = Check(dir)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), filepath.Base(m))
+}
+
+func TestCorruptTableIsReportedNamingIt(t *testing.T) {
+	dir := flushedStore(t)
+	tables := filesLike(t, dir, "*.sst")
+	require.NotEmpty(t, tables)
+	flipBytes(t, tables[0], 16)
+	name := strings.TrimSuffix(filepath.Base(tables[0]), ".sst")
+
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Logf("open: %v", err)
+		assert.Contains(t, err.Error(), name)
+		return
+	}
+	defer s.Close()
+	err = s.LoadAll(func(string, map[string][]byte) error { return nil })
+	require.Error(t, err, "recovery must not skip damaged data")
+	t.Logf("load: %v", err)
+	assert.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), name, "the error names the table")
+	require.NoError(t, s.Close())
+
+	_, err = Check(dir)
+	require.Error(t, err)
+	t.Logf("check: %v", err)
+	assert.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), name)
+}
