@@ -191,13 +191,15 @@ func (s *Store) LoadAll(fn func(name string, pairs map[string][]byte) error) err
 	return flushBefore(nil)
 }
 
-// loader builds one bucket's map, copying values into shared slabs: one
-// allocation per 64 KiB of values rather than one per value. Each value is
-// cut with its capacity equal to its length, so an append by its owner
-// reallocates instead of writing over its neighbour.
+// loader builds one bucket's map, copying values into shared slabs rather
+// than one allocation per value. Slabs start at 512 bytes and double up to
+// 64 KiB, so a small bucket wastes little and a large one allocates rarely.
+// Each value is cut with its capacity equal to its length, so an append by
+// its owner reallocates instead of writing over its neighbour.
 type loader struct {
-	m    map[string][]byte
-	slab []byte
+	m        map[string][]byte
+	slab     []byte
+	slabSize int
 }
 
 func (l *loader) add(key, value []byte) {
@@ -209,7 +211,8 @@ func (l *loader) add(key, value []byte) {
 		return
 	}
 	if cap(l.slab)-len(l.slab) < len(value) {
-		l.slab = make([]byte, 0, 64<<10)
+		l.slabSize = min(max(2*l.slabSize, 512), 64<<10)
+		l.slab = make([]byte, 0, max(l.slabSize, len(value)))
 	}
 	n := len(l.slab)
 	l.slab = append(l.slab, value...)
@@ -221,7 +224,7 @@ func (l *loader) take() map[string][]byte {
 	if m == nil {
 		m = make(map[string][]byte)
 	}
-	l.m, l.slab = nil, nil
+	l.m, l.slab, l.slabSize = nil, nil, 0
 	return m
 }
 

@@ -56,11 +56,11 @@ type faultInfo struct {
 }
 
 // unsyncedBatch is a FsyncEverySec write acknowledged (written to the OS)
-// but not yet covered by a background fsync. The batch stays open (its bytes
-// are what a recovery replays) until a background fsync covers it.
+// but not yet covered by a background fsync: what a recovery replays if a
+// failure cuts it from the WAL.
 type unsyncedBatch struct {
-	seq uint64
-	b   *pebble.Batch
+	seq  uint64
+	repr []byte // the batch's bytes, for a replay
 }
 
 // Open opens the store in dir, creating the directory and an empty store if
@@ -195,13 +195,8 @@ func (s *Store) Close() error {
 	defer s.mu.Unlock()
 	var err error
 	if s.db != nil {
-		if s.fault.Load() == nil {
-			// A clean stop loses nothing, whatever the policy: closing the
-			// engine closes the WAL, which syncs it.
-			for _, u := range s.unsynced {
-				_ = u.b.Close()
-			}
-		}
+		// A clean stop loses nothing, whatever the policy: closing the
+		// engine closes the WAL, which syncs it.
 		s.unsynced = nil
 		if cerr := s.closeDB(); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -297,11 +292,7 @@ func (s *Store) syncNow() error {
 		return fmt.Errorf("store: sync %s: %w", s.dir, err)
 	}
 	s.unsyncedMu.Lock()
-	done := slices.Clone(s.unsynced[:n])
 	s.unsynced = slices.Delete(s.unsynced, 0, n)
 	s.unsyncedMu.Unlock()
-	for _, u := range done {
-		_ = u.b.Close()
-	}
 	return nil
 }

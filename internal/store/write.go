@@ -49,12 +49,12 @@ func (w Waiter) Wait() error {
 		return fmt.Errorf("%w: write-ahead log in %s: %w", ErrWriteFailed, w.s.dir, err)
 	}
 	if w.s.opts.Fsync == FsyncEverySec {
-		// Kept open for a replay until the background fsync covers it.
+		// Kept for a replay until the background fsync covers it.
+		u := unsyncedBatch{seq: uint64(w.b.SeqNum()), repr: slices.Clone(w.b.Repr())}
 		w.s.unsyncedMu.Lock()
-		w.s.unsynced = append(w.s.unsynced, unsyncedBatch{seq: uint64(w.b.SeqNum()), b: w.b})
+		w.s.unsynced = append(w.s.unsynced, u)
 		w.s.unsyncedMu.Unlock()
 		w.s.dirty.Store(true)
-		return nil
 	}
 	_ = w.b.Close()
 	return nil
@@ -271,9 +271,8 @@ func (s *Store) recover() error {
 	s.unsyncedMu.Unlock()
 	slices.SortFunc(replay, func(a, b unsyncedBatch) int { return cmp.Compare(a.seq, b.seq) })
 	for _, u := range replay {
-		// The old batches belong to the closed engine: copy, never close.
 		b := db.NewBatch()
-		if err := b.SetRepr(slices.Clone(u.b.Repr())); err != nil {
+		if err := b.SetRepr(u.repr); err != nil {
 			return fmt.Errorf("%w (replay: %v)", fi.error(), err)
 		}
 		if err := db.Apply(b, pebble.NoSync); err != nil {

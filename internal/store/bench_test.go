@@ -1,0 +1,132 @@
+package store
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/stretchr/testify/require"
+)
+
+// BenchmarkApply measures one put (16-byte key, 32-byte value) per Apply,
+// under each policy, from one goroutine and from many (parallel: pebble's
+// group commit lets concurrent writers share one sync).
+func BenchmarkApply(b *testing.B) {
+	value := []byte("0123456789abcdef0123456789abcdef")
+	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec, FsyncNo} {
+		b.Run(policy.String()+"/serial", func(b *testing.B) {
+			s := openT(b, b.TempDir(), Options{Fsync: policy})
+			defer s.Close()
+			key := make([]byte, 0, 16)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				key = strconv.AppendInt(key[:0], int64(i), 10)
+				if err := s.Apply("bench", Put(string(key), value)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(policy.String()+"/parallel", func(b *testing.B) {
+			s := openT(b, b.TempDir(), Options{Fsync: policy})
+			defer s.Close()
+			var ids atomic.Int64
+			b.SetParallelism(32) // 64 writers on 2 cores: the daemon's many clients
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				bucket := fmt.Sprint("bench", ids.Add(1))
+				key := make([]byte, 0, 16)
+				for i := 0; pb.Next(); i++ {
+					key = strconv.AppendInt(key[:0], int64(i), 10)
+					if err := s.Apply(bucket, Put(string(key), value)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkRecovery measures start-up recovery: Open and LoadAll of a store
+// of KV_STORE_BENCH_KEYS keys (default 1,000,000) in KV_STORE_BENCH_BUCKETS
+// buckets (default 10,000), 16-byte values, into maps as the buckets would
+// hold them. It reports the heap those maps take.
+func BenchmarkRecovery(b *testing.B) {
+	keys, buckets := envInt(b, "KV_STORE_BENCH_KEYS", 1_000_000), envInt(b, "KV_STORE_BENCH_BUCKETS", 10_000)
+	dir := b.TempDir()
+	start := time.Now()
+	fillStore(b, dir, keys, buckets)
+	b.Logf("filled %d keys in %d buckets in %v", keys, buckets, time.Since(start))
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	var heap uint64
+	for range b.N {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+
+		s, err := Open(dir, Options{})
+		require.NoError(b, err)
+		mem := make(map[string]map[string][]byte, buckets)
+		n := 0
+		require.NoError(b, s.LoadAll(func(name string, pairs map[string][]byte) error {
+			mem[name] = pairs
+			n += len(pairs)
+			return nil
+		}))
+		require.NoError(b, s.Close())
+
+		b.StopTimer()
+		require.Equal(b, keys, n)
+		require.Len(b, mem, buckets)
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		heap = after.HeapAlloc - before.HeapAlloc
+		runtime.KeepAlive(mem)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
+	b.ReportMetric(float64(keys)*float64(b.N)/b.Elapsed().Seconds(), "keys/s")
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	if v := os.Getenv(name); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(b, err)
+		return n
+	}
+	return def
+}
+
+// fillStore writes keys pairs spread over buckets buckets, in large batches,
+// and closes the store without flushing its memtable (as a daemon stopped
+// after a day of writes would leave it: part tables, part WAL).
+func fillStore(b *testing.B, dir string, keys, buckets int) {
+	s := openT(b, dir, Options{Fsync: FsyncNo})
+	perBucket := keys / buckets
+	value := []byte("0123456789abcdef")
+	batch := s.db.NewBatch()
+	k := make([]byte, 0, 64)
+	for i := range buckets {
+		name := fmt.Sprintf("bucket-%d", i)
+		require.NoError(b, batch.Set(markerKey(name), nil, nil))
+		for j := range perBucket {
+			k = appendPairKey(k[:0], name, "key:"+strconv.Itoa(j))
+			require.NoError(b, batch.Set(k, value, nil))
+		}
+		if batch.Len() > 4<<20 {
+			require.NoError(b, batch.Commit(pebble.NoSync))
+			batch = s.db.NewBatch()
+		}
+	}
+	require.NoError(b, batch.Commit(pebble.NoSync))
+	require.NoError(b, s.Close())
+}
