@@ -24,14 +24,21 @@
 // # Durability
 //
 // [Options].Fsync chooses one of Redis's appendfsync policies. FsyncAlways:
-// a write returns only once the write-ahead log (WAL) holding it is synced;
-// concurrent writers share one sync (pebble's group commit). FsyncEverySec
-// (the default): writes are committed to the WAL without waiting and a
-// background goroutine syncs it once a second. FsyncNo: the store never
-// syncs; the OS writes back when it likes. Every policy survives the kill of
-// the process whole (the OS keeps what was written); only a power cut or an
-// OS crash loses the writes not yet synced: none under always, up to about a
-// second under everysec.
+// a write returns only once the write-ahead log (WAL) holding it is fsynced;
+// concurrent writers share one fsync (pebble's group commit). FsyncEverySec
+// (the default): a write returns once the WAL holding it has been written to
+// the OS, and a background goroutine fsyncs the WAL once a second. FsyncNo:
+// as everysec, without the fsync; the OS writes back when it likes. Every
+// policy survives a kill -9 of the process whole (the OS keeps what was
+// written); only a power cut or an OS crash loses the writes not yet
+// fsynced: none under always, up to about a second under everysec.
+//
+// How: every commit asks pebble for a WAL sync, which makes pebble's WAL
+// goroutine write the commit out at once (a commit without a sync request
+// may wait in pebble's own buffer, which a kill -9 loses: measured, 526 of
+// 3,529 acknowledged writes). Under everysec and no, the file system below
+// pebble turns the WAL's sync into a no-op, and the real fsync is the
+// background goroutine's (everysec) or the WAL file's Close.
 //
 // A caller that holds a lock while it writes (a bucket applies a write to
 // the store and to its memory under its write lock) uses

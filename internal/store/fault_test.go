@@ -119,3 +119,24 @@ func TestFailedWaitIsNotInStore(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 	assert.Equal(t, map[string][]byte{"k": []byte("old")}, pairs)
 }
+
+// Closing a store whose writes fail returns (with an error) and releases the
+// directory; the next Open finds every acknowledged write.
+func TestCloseWhileFailing(t *testing.T) {
+	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec} {
+		t.Run(policy.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			faults := &Faults{}
+			s := openT(t, dir, Options{Fsync: policy, Faults: faults})
+			require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+			faults.FailWrites(syscall.ENOSPC)
+			require.ErrorIs(t, s.Apply("b", Put("k2", []byte("v2"))), ErrWriteFailed)
+			t.Logf("close: %v", s.Close())
+			s = openT(t, dir, Options{})
+			defer s.Close()
+			p, _, err := s.Load("b")
+			require.NoError(t, err)
+			assert.Equal(t, map[string][]byte{"k": []byte("v")}, p)
+		})
+	}
+}

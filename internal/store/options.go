@@ -10,16 +10,19 @@ import (
 type Fsync int
 
 const (
-	// FsyncEverySec commits writes to the WAL without waiting for the disk
-	// and syncs the WAL once a second in the background: a power cut loses
-	// at most about a second of acknowledged writes; a process kill loses
-	// none (the OS holds the written pages). It is the default.
+	// FsyncEverySec returns from a write once the WAL holding it has been
+	// written to the OS, and a background goroutine fsyncs the WAL once a
+	// second: a process kill loses no acknowledged write (the OS holds the
+	// written pages); a power cut or an OS crash loses at most about a
+	// second of them. It is the default.
 	FsyncEverySec Fsync = iota
 	// FsyncAlways returns from a write only once the WAL holding it is
-	// synced to disk. Concurrent writers share syncs (group commit).
+	// fsynced. Concurrent writers share one fsync (group commit).
 	FsyncAlways
-	// FsyncNo never syncs explicitly: the OS writes the WAL back when it
-	// chooses. A process kill loses nothing; a power cut may lose more.
+	// FsyncNo returns from a write once the WAL holding it has been
+	// written to the OS, and never fsyncs it: the OS writes it back when it
+	// chooses. A process kill loses nothing; a power cut may lose more than
+	// a second.
 	FsyncNo
 )
 

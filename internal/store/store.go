@@ -257,10 +257,19 @@ func (s *Store) syncLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
+			if s.fault.Load() != nil {
+				// The acknowledged writes since the last fsync are durable
+				// only once the store has recovered: try, even if no write
+				// comes to try it (at most once per RetryInterval).
+				_ = s.recover()
+				continue
+			}
 			if s.dirty.Swap(false) {
 				if err := s.syncNow(); err != nil {
 					s.dirty.Store(true)
-					s.log.Error("store: background sync failed", "dir", s.dir, "err", err)
+					if s.fault.Load() == nil { // else onFault logged it
+						s.log.Error("store: background sync failed", "dir", s.dir, "err", err)
+					}
 				}
 			}
 		}
