@@ -197,7 +197,9 @@ func (s *Store) Close() error {
 	if s.db != nil {
 		// A clean stop loses nothing, whatever the policy: closing the
 		// engine closes the WAL, which syncs it.
+		s.unsyncedMu.Lock()
 		s.unsynced = nil
+		s.unsyncedMu.Unlock()
 		if cerr := s.closeDB(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}

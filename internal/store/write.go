@@ -246,6 +246,10 @@ func (s *Store) recover() error {
 			s.log.Warn("store: closing the failed engine", "err", err)
 		}
 	}
+	// Closing the engine ended every pending WAL write; once the Waiters
+	// have seen how theirs ended, the list of acknowledged writes to replay
+	// is complete.
+	s.waiters.Wait()
 	if s.opts.Fsync != FsyncNo {
 		cut, err := s.fs.cutUnsynced()
 		if err != nil {
