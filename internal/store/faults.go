@@ -365,9 +365,12 @@ func (f *faultFile) Close() error {
 func (fs *faultFS) syncWALs() error {
 	fs.mu.Lock()
 	var files []*faultFile
-	for _, ws := range fs.wals {
-		if ws.open != nil && ws.written > ws.synced {
+	for name, ws := range fs.wals {
+		switch {
+		case ws.open != nil && ws.written > ws.synced:
 			files = append(files, ws.open)
+		case ws.open == nil && ws.written <= ws.synced:
+			delete(fs.wals, name) // closed and durable: nothing to cut
 		}
 	}
 	fs.mu.Unlock()

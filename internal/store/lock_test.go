@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,9 +16,12 @@ func TestSecondOpenInProcessFails(t *testing.T) {
 	s := openT(t, dir, Options{})
 	defer s.Close()
 
+	start := time.Now()
 	_, err := Open(dir, Options{})
 	require.ErrorIs(t, err, ErrLocked)
+	assert.Less(t, time.Since(start), time.Second, "fails at once, without waiting for the lock")
 	assert.Contains(t, err.Error(), s.Dir())
+	t.Logf("second open: %v", err)
 
 	// Another name for the same directory: a relative path and a symlink.
 	link := filepath.Join(t.TempDir(), "link")
@@ -41,6 +45,7 @@ func TestSecondOpenInAnotherProcessFails(t *testing.T) {
 	out, err := childCmd(t, "lock", dir).Output()
 	require.NoError(t, err)
 	line := strings.TrimSpace(string(out))
+	t.Logf("child: %s", line)
 	assert.True(t, strings.HasPrefix(line, "error: "), "child said %q", line)
 	assert.Contains(t, line, ErrLocked.Error())
 	assert.Contains(t, line, s.Dir(), "the error names the directory")

@@ -38,8 +38,8 @@ func (s *Store) reader() (*pebble.DB, func(), error) {
 }
 
 // Buckets calls fn with the name of each stored bucket, in the store's order
-// (by name length, then bytes), until fn returns an error, which Buckets
-// returns. It reads only the bucket markers.
+// (that of the length-prefixed names: not sorted by name), until fn returns
+// an error, which Buckets returns. It reads only the bucket markers.
 func (s *Store) Buckets(fn func(name string) error) error {
 	db, done, err := s.reader()
 	if err != nil {
