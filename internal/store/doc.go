@@ -54,18 +54,26 @@
 // silent loss.
 //
 // When a write or sync of the store's files fails (a full disk), the store
-// fences itself: nothing more reaches the disk, every write fails with an
-// error wrapping [ErrWriteFailed], and reads go on. A later write, at most
-// once per Options.RetryInterval, tries to recover: it closes the engine,
-// cuts from the WAL whatever was written but never synced, reopens from the
-// disk and replays the FsyncEverySec writes acknowledged since the last good
-// sync. Under FsyncAlways a write whose [Waiter.Wait] failed is therefore
-// not in the store afterwards; under FsyncNo the writes acknowledged just
-// before the failure may be missing too (logged), since nothing tells which
-// reached the disk. [Options].Faults injects such failures in tests.
+// fences itself: nothing more reaches the disk and every write fails with an
+// error wrapping [ErrWriteFailed]. The daemon's reads (from memory) go on;
+// the store's own reads fail until it has recovered, since its engine may
+// still hold the writes that failed. A later write or read (or the
+// everysec background loop), at most once per Options.RetryInterval, tries
+// to recover: it checks that the disk takes writes again (a probe file as
+// large as the WAL plus 1 MiB), closes the engine, cuts from the WAL what
+// was written but never fsynced (FsyncAlways and FsyncEverySec), reopens
+// from the disk and replays the FsyncEverySec writes acknowledged since the
+// last good fsync. A write whose [Waiter.Wait] failed was never
+// acknowledged and is not in the store afterwards; every acknowledged write
+// is. [Options].Faults injects such failures in tests.
 //
 // # Caveats
 //
 // Only one Store may use a directory at a time ([ErrLocked]). Checkpoints
 // hard-link the engine's files when the target is on the same file system.
+// Damage in a table is found by the read that meets it ([Store.LoadAll] at
+// start-up, or [Check]), not by Open, which reads only the MANIFEST and the
+// WAL. If the disk fills again between the recovery's probe and its reopen,
+// the reopen blocks (pebble retries the flush of the replayed WAL inside
+// Open) until space returns.
 package store

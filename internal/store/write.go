@@ -28,8 +28,9 @@ func Delete(key string) Op { return Op{Key: key, Delete: true} }
 // disk; [Waiter.Wait] waits until it is as durable as the policy asks. The
 // zero Waiter waits for nothing.
 type Waiter struct {
-	s *Store
-	b *pebble.Batch // non-nil while a FsyncAlways sync is pending
+	s    *Store
+	b    *pebble.Batch // nil for the zero Waiter
+	repr []byte        // FsyncEverySec: the batch's bytes, for a replay
 }
 
 // Wait returns once the write is durable under the store's policy: synced to
@@ -50,7 +51,7 @@ func (w Waiter) Wait() error {
 	}
 	if w.s.opts.Fsync == FsyncEverySec {
 		// Kept for a replay until the background fsync covers it.
-		u := unsyncedBatch{seq: uint64(w.b.SeqNum()), repr: slices.Clone(w.b.Repr())}
+		u := unsyncedBatch{seq: uint64(w.b.SeqNum()), repr: w.repr}
 		w.s.unsyncedMu.Lock()
 		w.s.unsynced = append(w.s.unsynced, u)
 		w.s.unsyncedMu.Unlock()
@@ -181,6 +182,11 @@ func (s *Store) commit(b *pebble.Batch, what string, db *pebble.DB) (Waiter, err
 		return Waiter{}, fmt.Errorf("store: %s: %w", what, errRetry)
 	}
 
+	var repr []byte
+	if s.opts.Fsync == FsyncEverySec {
+		// Copied now: pebble clears the data of a large batch it commits.
+		repr = slices.Clone(b.Repr())
+	}
 	fatals := s.fatals.Load()
 	var err error
 	// Every policy requests a WAL sync and returns before it. Under
@@ -203,7 +209,7 @@ func (s *Store) commit(b *pebble.Batch, what string, db *pebble.DB) (Waiter, err
 		return Waiter{}, fmt.Errorf("store: %s: %w: %w", what, ErrWriteFailed, err)
 	}
 	s.waiters.Add(1)
-	return Waiter{s: s, b: b}, nil
+	return Waiter{s: s, b: b, repr: repr}, nil
 }
 
 // errRetry is wrapped by writes that raced with a recovery of the store.
