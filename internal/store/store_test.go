@@ -248,11 +248,11 @@ func TestOpenCreatesNestedDirAndResolvesLinks(t *testing.T) {
 // which clears the batch's data after the commit.
 func TestLargeBatch(t *testing.T) {
 	if testing.Short() {
-		t.Skip("writes 40 MB")
+		t.Skip("writes 33 MB")
 	}
 	dir := t.TempDir()
 	s := openT(t, dir, Options{Fsync: FsyncEverySec})
-	big := bytes.Repeat([]byte("x"), 40<<20)
+	big := bytes.Repeat([]byte("x"), 33<<20) // the threshold is half of the 64 MiB memtable
 	require.NoError(t, s.Apply("big", Put("k", big)))
 	require.NoError(t, s.Apply("big", Put("small", []byte("v"))))
 	require.NoError(t, s.Close())

@@ -1,0 +1,65 @@
+package store
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// walSync reports, over the WALs the store has written, whether every byte
+// written has been fsynced, and whether anything was written at all.
+func walSync(s *Store) (allSynced, wrote bool) {
+	s.fs.mu.Lock()
+	defer s.fs.mu.Unlock()
+	allSynced = true
+	for _, ws := range s.fs.wals {
+		wrote = wrote || ws.written > 0
+		allSynced = allSynced && ws.written <= ws.synced
+	}
+	return allSynced, wrote
+}
+
+func unsyncedLen(s *Store) int {
+	s.unsyncedMu.Lock()
+	defer s.unsyncedMu.Unlock()
+	return len(s.unsynced)
+}
+
+// How each policy reaches the disk, seen from the file system below pebble.
+func TestPolicies(t *testing.T) {
+	t.Run("always: fsynced when Apply returns", func(t *testing.T) {
+		s := openT(t, t.TempDir(), Options{Fsync: FsyncAlways})
+		defer s.Close()
+		for range 10 {
+			require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+			synced, wrote := walSync(s)
+			require.True(t, wrote)
+			require.True(t, synced)
+		}
+	})
+	t.Run("everysec: written at once, fsynced by the background loop", func(t *testing.T) {
+		s := openT(t, t.TempDir(), Options{Fsync: FsyncEverySec, syncEvery: 20 * time.Millisecond})
+		defer s.Close()
+		require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+		_, wrote := walSync(s)
+		assert.True(t, wrote, "in the OS when Apply returns")
+		assert.Equal(t, 1, unsyncedLen(s), "kept for a replay until fsynced")
+		require.Eventually(t, func() bool {
+			synced, _ := walSync(s)
+			return synced && unsyncedLen(s) == 0
+		}, 5*time.Second, time.Millisecond)
+	})
+	t.Run("no: written at once, never fsynced until Close", func(t *testing.T) {
+		s := openT(t, t.TempDir(), Options{Fsync: FsyncNo})
+		require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+		synced, wrote := walSync(s)
+		assert.True(t, wrote)
+		assert.False(t, synced)
+		assert.Zero(t, unsyncedLen(s))
+		require.NoError(t, s.Close())
+		synced, _ = walSync(s)
+		assert.True(t, synced, "closing the WAL fsyncs it")
+	})
+}
