@@ -265,7 +265,7 @@ type Stats struct {
 // reports the disk usage and the last checkpoint.
 func (s *Store) Stats() (Stats, error) {
 	var st Stats
-	err := s.LoadAllKeys(func(name string, key []byte, valueLen int) {
+	err := s.ScanKeys(func(name string, key []byte, valueLen int) {
 		if key == nil {
 			st.Buckets++
 			return
@@ -286,10 +286,10 @@ func (s *Store) Stats() (Stats, error) {
 	return st, nil
 }
 
-// LoadAllKeys calls fn once per bucket marker (key nil) and once per pair
-// (the key and its value's length), in the store's order, without copying.
-// key is valid only during the call.
-func (s *Store) LoadAllKeys(fn func(bucket string, key []byte, valueLen int)) error {
+// ScanKeys calls fn once per bucket marker (key nil) and once per pair
+// (the key and its value's length), in the store's order, without copying
+// values: for counts and tools. key is valid only during the call.
+func (s *Store) ScanKeys(fn func(bucket string, key []byte, valueLen int)) error {
 	db, done, err := s.reader()
 	if err != nil {
 		return err

@@ -33,14 +33,15 @@ type Waiter struct {
 	repr []byte        // FsyncEverySec: the batch's bytes, for a replay
 }
 
-// Wait returns once the write is durable under the store's policy: synced to
-// disk for FsyncAlways; for the others, written to the OS (a process kill
-// then loses nothing), with the fsync to come (within a second for
-// FsyncEverySec). Call it exactly once for
-// each Waiter, outside any lock the caller holds, so that concurrent writers
-// share one sync. An error (wrapping ErrWriteFailed) means the write is not
-// durable and will not be in the store after it recovers: the caller should
-// reload what it holds in memory for that bucket (see [Store.Load]).
+// Wait returns once the write is durable under the store's policy: fsynced
+// for FsyncAlways; for the others, written to the OS (a process kill then
+// loses nothing), with the fsync to come (within a second for
+// FsyncEverySec). Call it exactly once for each Waiter (Close waits for
+// them all), outside any lock the caller holds, so that concurrent writers
+// share one sync. An error (wrapping ErrWriteFailed) means the write was not
+// acknowledged and will not be in the store once it has recovered: the
+// caller, which has already applied it in memory, should reload that bucket
+// from the store (see [Store.Load]) or end it, so that memory and disk agree.
 func (w Waiter) Wait() error {
 	if w.b == nil {
 		return nil
