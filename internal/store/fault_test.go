@@ -71,8 +71,11 @@ func TestFaults(t *testing.T) {
 			// While the fault lasts, every write fails, recovery included,
 			// however often it is tried, and nothing is half-applied.
 			for range 3 {
-				time.Sleep(opts.RetryInterval) // let a recovery be tried
-				assert.ErrorIs(t, s.Apply("b", Put("fenced", []byte("3"))), ErrWriteFailed)
+				tried := s.retries.Load()
+				require.Eventually(t, func() bool {
+					assert.ErrorIs(t, s.Apply("b", Put("fenced", []byte("3"))), ErrWriteFailed)
+					return s.retries.Load() > tried // a recovery was tried, and failed
+				}, 5*time.Second, time.Millisecond)
 				assert.ErrorIs(t, s.CreateBucket("fenced"), ErrWriteFailed)
 				assert.ErrorIs(t, s.DropBucket("b"), ErrWriteFailed)
 			}

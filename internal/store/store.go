@@ -34,6 +34,7 @@ type Store struct {
 	fatals    atomic.Uint64             // pebble Fatalf calls: the engine is unusable
 	retryMu   sync.Mutex
 	lastRetry time.Time
+	retries   atomic.Uint64 // recovery attempts (tests wait on it)
 
 	lastSave    atomic.Int64           // Unix ns of the last checkpoint, 0 if none
 	corruptFile atomic.Pointer[string] // the last file pebble found damaged

@@ -230,6 +230,7 @@ func (s *Store) recover() error {
 	}
 	s.lastRetry = time.Now()
 	s.retryMu.Unlock()
+	s.retries.Add(1)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
