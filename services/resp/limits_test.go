@@ -131,11 +131,16 @@ func TestFailedListenerIsRestartedWithoutTouchingBuckets(t *testing.T) {
 	require.True(t, ok)
 
 	close(fl.fail)
-	// suture restarts Serve, which listens again on the same address.
+	// Serve returns (its clients are closed with it); suture restarts it,
+	// and it listens again on the same address.
 	require.Eventually(t, func() bool {
-		return rc.Ping(ctx).Err() == nil
-	}, 10*time.Second, 10*time.Millisecond)
-	assert.Equal(t, "v", rc.HGet(ctx, "survivor", "f").Val())
+		ts.srv.listenMu.Lock()
+		defer ts.srv.listenMu.Unlock()
+		return ts.srv.ln != nil && ts.srv.ln != net.Listener(fl)
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, ts.addr, ts.srv.Addr().String())
+	fresh := ts.client(t)
+	assert.Equal(t, "v", fresh.HGet(ctx, "survivor", "f").Val())
 	again, ok := ts.root.Registry().Lookup("survivor")
 	require.True(t, ok)
 	assert.Same(t, b, again, "the bucket was not restarted")
