@@ -263,3 +263,21 @@ func TestLargeBatch(t *testing.T) {
 	assert.Equal(t, len(big), len(p["k"]))
 	assert.Equal(t, []byte("v"), p["small"])
 }
+
+func TestMove(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Fsync: FsyncAlways})
+	require.NoError(t, s.Apply("from", Put("a", []byte("1")), Put("b", []byte("2"))))
+	require.NoError(t, s.Apply("to", Put("old", []byte("x"))))
+	require.NoError(t, s.Apply("fro", Put("a", []byte("kept"))))
+	w, err := s.Move("from", "to", map[string][]byte{"a": []byte("1"), "b": []byte("2")})
+	require.NoError(t, err)
+	require.NoError(t, w.Wait())
+	require.NoError(t, s.Close())
+	s = openT(t, dir, Options{})
+	defer s.Close()
+	assert.Equal(t, map[string]map[string][]byte{
+		"to":  {"a": []byte("1"), "b": []byte("2")},
+		"fro": {"a": []byte("kept")},
+	}, loadAll(t, s))
+}

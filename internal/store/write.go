@@ -148,6 +148,31 @@ func (s *Store) DropAll() error {
 	})
 }
 
+// Move replaces bucket to with pairs and deletes bucket from, in one atomic
+// write (RENAME: the caller passes the pairs it took from the bucket in
+// memory). It returns a Waiter, as ApplyNoWait does; on an error nothing
+// was written.
+func (s *Store) Move(from, to string, pairs map[string][]byte) (Waiter, error) {
+	what := "move bucket " + quote(from) + " to " + quote(to)
+	db, err := s.writable()
+	if err != nil {
+		return Waiter{}, fmt.Errorf("store: %s: %w", what, err)
+	}
+	b := db.NewBatch()
+	for _, name := range []string{from, to} {
+		_ = b.Delete(markerKey(name), nil)
+		p := pairPrefix(name)
+		_ = b.DeleteRange(p, prefixEnd(p), nil)
+	}
+	_ = b.Set(markerKey(to), nil, nil)
+	key := make([]byte, 0, 64)
+	for k, v := range pairs {
+		key = appendPairKey(key[:0], to, k)
+		_ = b.Set(key, v, nil)
+	}
+	return s.commit(b, what, db)
+}
+
 // write builds a batch with fill, commits it and waits.
 func (s *Store) write(what string, fill func(*pebble.Batch)) error {
 	db, err := s.writable()
