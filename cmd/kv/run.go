@@ -12,11 +12,17 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/thejerf/suture/v4"
+
 	"github.com/kvproject/kv/services"
+	"github.com/kvproject/kv/services/httpapi"
+	"github.com/kvproject/kv/services/metrics"
 	"github.com/kvproject/kv/services/resp"
+	"github.com/kvproject/kv/services/text"
 )
 
 // version is kv's version, printed by --version and reported by INFO.
@@ -35,6 +41,10 @@ const (
 // variables, then defaults.
 type options struct {
 	respAddr        string
+	textAddr        string
+	httpAddr        string
+	maxLineBytes    int
+	maxBodyBytes    int64
 	password        string
 	passwordFile    string
 	logFormat       string
@@ -59,7 +69,11 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("kv", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.respAddr, "resp-addr", resp.DefaultAddr, "`address` of the Redis protocol listener (a non-loopback address needs a password)")
-	fs.StringVar(&o.password, "password", "", "`password` clients must give with AUTH (prefer --password-file or the variable)")
+	fs.StringVar(&o.textAddr, "text-addr", "", "`address` of the guide's line protocol listener, off when empty (the guide used :4040)")
+	fs.StringVar(&o.httpAddr, "http-addr", "", "`address` of the HTTP API, events and metrics listener, off when empty (e.g. 127.0.0.1:8080)")
+	fs.IntVar(&o.maxLineBytes, "text-max-line-bytes", 64<<10, "longest line of the line protocol in `bytes`; a longer one gets ERROR")
+	fs.Int64Var(&o.maxBodyBytes, "http-max-body-bytes", 1<<20, "largest HTTP request body in `bytes`; a larger one gets 413")
+	fs.StringVar(&o.password, "password", "", "`password` clients must give (Redis AUTH, the line protocol's AUTH, HTTP Bearer); prefer --password-file or the variable")
 	fs.StringVar(&o.passwordFile, "password-file", "", "`file` holding the password (one line)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format` on stderr: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
@@ -150,7 +164,7 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		fmt.Fprintf(stderr, "kv: --in-memory=false needs durable storage, which this version does not have yet\n")
 		return o, exitRefused, true
 	}
-	if o.maxClients < 1 || o.maxRequestBytes < 1 || o.maxBulkLen < 1 || o.maxArgs < 1 || o.idleTimeout < 0 || o.shutdownTimeout <= 0 {
+	if o.maxClients < 1 || o.maxRequestBytes < 1 || o.maxLineBytes < 1 || o.maxBodyBytes < 1 || o.maxBulkLen < 1 || o.maxArgs < 1 || o.idleTimeout < 0 || o.shutdownTimeout <= 0 {
 		fmt.Fprintf(stderr, "kv: limits must be positive (--idle-timeout may be 0 to disable it)\n")
 		return o, exitUsage, true
 	}
@@ -217,9 +231,13 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 	return serve(ctx, o, log, stderr, nil)
 }
 
-// serve runs the tree and its listener until ctx ends. ready, when not
-// nil, is called with the listener's address once it is open.
-func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, ready func(net.Addr)) int {
+// listening is where the daemon's front ends listen; an address is nil
+// when that front end is off.
+type listening struct{ resp, text, http net.Addr }
+
+// serve runs the tree and its front ends until ctx ends. ready, when not
+// nil, is called with their addresses once they are serving.
+func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, ready func(listening)) int {
 	password := o.password
 	if o.passwordFile != "" {
 		raw, err := os.ReadFile(o.passwordFile)
@@ -233,20 +251,58 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			return exitRefused
 		}
 	}
-	if !isLoopback(o.respAddr) && password == "" {
-		fmt.Fprintf(stderr, "kv: refusing to listen on %s without a password: anyone who can reach it could read and delete every bucket.\n"+
-			"Set --password-file, KV_PASSWORD or --password, or listen on loopback (--resp-addr 127.0.0.1:6380).\n", o.respAddr)
-		return exitRefused
+	addrs := []struct{ flag, addr string }{{"--resp-addr", o.respAddr}, {"--text-addr", o.textAddr}, {"--http-addr", o.httpAddr}}
+	for _, a := range addrs {
+		if a.addr != "" && !isLoopback(a.addr) && password == "" {
+			fmt.Fprintf(stderr, "kv: refusing to listen on %s (%s) without a password: anyone who can reach it could read and delete every bucket.\n"+
+				"Set --password-file, KV_PASSWORD or --password, or listen on loopback (for example %s 127.0.0.1:0).\n", a.addr, a.flag, a.flag)
+			return exitRefused
+		}
 	}
 
+	// Every listener is opened before the tree starts, so that a busy
+	// port is a clear startup error.
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", o.respAddr)
-	if err != nil {
-		fmt.Fprintf(stderr, "kv: cannot listen for the Redis protocol on %s: %v\n(is another kv or Redis using it? choose another with --resp-addr)\n", o.respAddr, err)
+	listen := func(what, flagName, addr string) (net.Listener, bool) {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			fmt.Fprintf(stderr, "kv: cannot listen for %s on %s: %v\n(is another program using it? choose another with %s)\n", what, addr, err, flagName)
+			return nil, false
+		}
+		return ln, true
+	}
+	var opened []net.Listener
+	closeOpened := func() {
+		for _, ln := range opened {
+			ln.Close()
+		}
+	}
+	ln, ok := listen("the Redis protocol", "--resp-addr", o.respAddr)
+	if !ok {
 		return exitNoListen
+	}
+	opened = append(opened, ln)
+	var textLn, httpLn net.Listener
+	if o.textAddr != "" {
+		if textLn, ok = listen("the line protocol", "--text-addr", o.textAddr); !ok {
+			closeOpened()
+			return exitNoListen
+		}
+		opened = append(opened, textLn)
+	}
+	if o.httpAddr != "" {
+		if httpLn, ok = listen("HTTP", "--http-addr", o.httpAddr); !ok {
+			closeOpened()
+			return exitNoListen
+		}
+		opened = append(opened, httpLn)
 	}
 
 	root := services.New(services.Config{Logger: log})
+	// One set of metrics for every front end, served by the HTTP API.
+	met := metrics.New(metrics.Config{Tree: root.Registry(), Events: root.Events(), Logger: log.With("service", "metrics")})
+	defer met.Close()
+	var serving atomic.Bool
 	srv := resp.New(resp.Config{
 		Registry:           root.Registry(),
 		Events:             root.Events(),
@@ -260,17 +316,56 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		MaxArgs:            o.maxArgs,
 		IdleTimeout:        idle(o.idleTimeout),
 		EnableDebugCommand: o.enableDebug,
+		Observer:           met,
 	})
-	// After the registry: a listener that fails is restarted alone.
-	listener := root.Add(srv)
+	// The front ends come after the registry: one that fails is restarted
+	// alone, without touching the buckets.
+	frontEnds := []suture.ServiceToken{root.Add(srv)}
+	if textLn != nil {
+		frontEnds = append(frontEnds, root.Add(text.New(text.Config{
+			Listener:     textLn,
+			Registry:     root.Registry(),
+			Password:     password,
+			MaxLineBytes: o.maxLineBytes,
+			IdleTimeout:  idle(o.idleTimeout),
+			Observer:     met,
+			Logger:       log.With("service", "text"),
+		})))
+	}
+	if httpLn != nil {
+		frontEnds = append(frontEnds, root.Add(httpapi.New(httpapi.Config{
+			Listener:     httpLn,
+			Registry:     root.Registry(),
+			Events:       root.Events(),
+			Metrics:      met,
+			Password:     password,
+			MaxBodyBytes: o.maxBodyBytes,
+			Ready: func() error {
+				if !serving.Load() {
+					return errors.New("kv is starting or stopping")
+				}
+				return nil
+			},
+			Logger: log.With("service", "http"),
+		})))
+	}
 
 	treeCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := root.ServeBackground(treeCtx)
-	log.Info("kv started", "version", version, "resp", ln.Addr().String(), "mode", "in-memory",
+	serving.Store(true)
+	log.Info("kv started", "version", version, "resp", ln.Addr().String(),
+		"text", addrOf(textLn), "http", addrOf(httpLn), "mode", "in-memory",
 		"auth", password != "", "debug_command", o.enableDebug)
 	if ready != nil {
-		ready(ln.Addr())
+		l := listening{resp: ln.Addr()}
+		if textLn != nil {
+			l.text = textLn.Addr()
+		}
+		if httpLn != nil {
+			l.http = httpLn.Addr()
+		}
+		ready(l)
 	}
 
 	select {
@@ -279,13 +374,16 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		log.Error("kv: the supervision tree stopped on its own", "err", err)
 		return exitFailed
 	}
+	serving.Store(false)
 	log.Info("kv stopping: no new clients; finishing the commands in flight")
 	begin := time.Now()
-	// suture stops a supervisor's children all at once, so the listener is
-	// removed first: the commands in flight finish against live buckets,
-	// and only then does the tree stop them.
-	if err := root.RemoveAndWait(listener, o.shutdownTimeout); err != nil {
-		log.Error("kv: the listener did not stop in time", "err", err)
+	// suture stops a supervisor's children all at once, so the front ends
+	// are removed first: the commands in flight finish against live
+	// buckets, and only then does the tree stop them.
+	for _, tok := range frontEnds {
+		if err := root.RemoveAndWait(tok, o.shutdownTimeout); err != nil {
+			log.Error("kv: a front end did not stop in time", "err", err)
+		}
 	}
 	cancel()
 	timer := time.NewTimer(o.shutdownTimeout)
@@ -302,6 +400,14 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	}
 	log.Info("kv stopped", "took", time.Since(begin).Round(time.Millisecond))
 	return exitOK
+}
+
+// addrOf is a listener's address for the logs, "off" when there is none.
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return "off"
+	}
+	return ln.Addr().String()
 }
 
 // idle maps the flag's 0 (never) to the server's "disabled".

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +37,8 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		"--resp-addr", "KV_RESP_ADDR", `default "127.0.0.1:6380"`, "--log-format", "KV_LOG_FORMAT",
 		"--log-level", "--in-memory", "--password-file", "KV_PASSWORD", "--max-clients", "KV_MAX_CLIENTS",
 		"--max-request-bytes", "--max-bulk-len", "--max-args", "--idle-timeout", "--shutdown-timeout",
-		"--enable-debug-command", "--version",
+		"--enable-debug-command", "--version", "--text-addr", "KV_TEXT_ADDR", "--http-addr", "KV_HTTP_ADDR",
+		"--text-max-line-bytes", "--http-max-body-bytes",
 	} {
 		assert.Contains(t, out.String(), want)
 	}
@@ -82,7 +84,11 @@ func TestStartupErrors(t *testing.T) {
 		{"bad log format", []string{"--log-format", "xml"}, nil, exitUsage, "text or json"},
 		{"bad level", []string{"--log-level", "loud"}, nil, exitUsage, "--log-level"},
 		{"not in memory", []string{"--in-memory=false"}, nil, exitRefused, "durable"},
-		{"public without password", []string{"--resp-addr", "0.0.0.0:0"}, nil, exitRefused, "refusing to listen on 0.0.0.0:0 without a password"},
+		{"public without password", []string{"--resp-addr", "0.0.0.0:0"}, nil, exitRefused, "refusing to listen on 0.0.0.0:0 (--resp-addr) without a password"},
+		{"public line protocol without password", []string{"--resp-addr", "127.0.0.1:0", "--text-addr", "0.0.0.0:0"}, nil, exitRefused, "(--text-addr) without a password"},
+		{"public HTTP without password", []string{"--resp-addr", "127.0.0.1:0", "--http-addr", ":0"}, nil, exitRefused, "(--http-addr) without a password"},
+		{"HTTP port in use", []string{"--resp-addr", "127.0.0.1:0", "--http-addr", busy.Addr().String()}, nil, exitNoListen, "cannot listen for HTTP"},
+		{"bad line limit", []string{"--text-max-line-bytes", "0"}, nil, exitUsage, "limits must be positive"},
 		{"all interfaces without password", []string{"--resp-addr", ":0"}, nil, exitRefused, "refusing"},
 		{"missing password file", []string{"--password-file", "/nonexistent/pw"}, nil, exitRefused, "password file"},
 		{"port in use", []string{"--resp-addr", busy.Addr().String()}, nil, exitNoListen, "cannot listen"},
@@ -98,22 +104,29 @@ func TestStartupErrors(t *testing.T) {
 // serveInProcess runs the daemon's serve in this process on a free port.
 func serveInProcess(t *testing.T, args ...string) (addr string, stop func() int) {
 	t.Helper()
+	l, stop := serveAll(t, args...)
+	return l.resp.String(), stop
+}
+
+// serveAll runs the daemon's serve in this process and returns where each
+// front end listens.
+func serveAll(t *testing.T, args ...string) (l listening, stop func() int) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	o, _, done := parse(append([]string{"--resp-addr", "127.0.0.1:0"}, args...), nil, &out, &errOut)
 	require.False(t, done, errOut.String())
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan net.Addr, 1)
+	ready := make(chan listening, 1)
 	code := make(chan int, 1)
 	go func() {
-		code <- serve(ctx, o, slog.New(slog.DiscardHandler), io.Discard, func(a net.Addr) { ready <- a })
+		code <- serve(ctx, o, slog.New(slog.DiscardHandler), io.Discard, func(l listening) { ready <- l })
 	}()
 	select {
-	case a := <-ready:
-		addr = a.String()
+	case l = <-ready:
 	case c := <-code:
 		t.Fatalf("serve exited with %d", c)
 	}
-	return addr, func() int { cancel(); return <-code }
+	return l, func() int { cancel(); return <-code }
 }
 
 func TestDaemonInProcess(t *testing.T) {
@@ -291,4 +304,54 @@ func TestStopLetsInFlightCommandsSeeTheirBuckets(t *testing.T) {
 	}
 	assert.Equal(t, exitOK, <-code)
 	t.Logf("%d replies after the stop began", replies)
+}
+
+// TestThreeFrontEndsOneTree runs the daemon with every front end and shows
+// they share one tree and one set of metrics.
+func TestThreeFrontEndsOneTree(t *testing.T) {
+	l, stop := serveAll(t, "--text-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: l.resp.String()})
+	defer rc.Close()
+	require.NoError(t, rc.HSet(ctx, "shopping", "eggs", "3").Err())
+
+	// The guide's line protocol sees what the Redis client wrote.
+	nc, err := net.Dial("tcp", l.text.String())
+	require.NoError(t, err)
+	defer nc.Close()
+	_, err = nc.Write([]byte("GET shopping eggs\r\nPUT shopping milk 1\r\n"))
+	require.NoError(t, err)
+	rd := bufio.NewReader(nc)
+	for _, want := range []string{"3\r\n", "OK\r\n", "OK\r\n"} {
+		line, err := rd.ReadString('\n')
+		require.NoError(t, err)
+		assert.Equal(t, want, line)
+	}
+	assert.Equal(t, "1", rc.HGet(ctx, "shopping", "milk").Val())
+
+	base := "http://" + l.http.String()
+	get := func(path string) (int, string) {
+		res, err := http.Get(base + path)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return res.StatusCode, string(body)
+	}
+	code, body := get("/v1/buckets/shopping/keys/milk")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "1", body)
+	code, _ = get("/readyz")
+	assert.Equal(t, http.StatusOK, code)
+	code, body = get("/metrics")
+	assert.Equal(t, http.StatusOK, code)
+	for _, want := range []string{
+		`kv_commands_total{command="hset",protocol="resp",result="ok"} 1`,
+		`kv_commands_total{command="get",protocol="text",result="ok"} 1`,
+		`kv_commands_total{command="get_key",protocol="http",result="ok"} 1`,
+		`kv_buckets 1`,
+	} {
+		assert.Contains(t, body, want)
+	}
+	assert.Equal(t, exitOK, stop())
 }
