@@ -199,7 +199,7 @@ func TestDaemonBinary(t *testing.T) {
 	}
 	assert.Equal(t, []string{"created a", "created b", "exited a"},
 		[]string{got[0].Event + " " + got[0].Bucket, got[1].Event + " " + got[1].Bucket, got[2].Event + " " + got[2].Bucket})
-	assert.Equal(t, resp.ReasonCrash, got[2].Reason)
+	assert.Equal(t, resp.ReasonPanic, got[2].Reason)
 	assert.Equal(t, int64(0), rc.Exists(ctx, "a").Val())
 	assert.Equal(t, "2", rc.HGet(ctx, "b", "f").Val())
 	info := rc.Info(ctx, "server").Val()

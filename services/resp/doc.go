@@ -42,7 +42,7 @@
 // bucket), as a JSON [EventMessage]:
 //
 //	{"event":"created","bucket":"cart","id":7,"seq":12}
-//	{"event":"exited","bucket":"cart","id":7,"seq":15,"reason":"crash","error":"bucket: panic: ..."}
+//	{"event":"exited","bucket":"cart","id":7,"seq":15,"reason":"panic","error":"bucket: panic: ..."}
 //
 // A subscriber has its own subscription to the event manager, with a
 // bounded mailbox (Config.SubscriberMailbox, 1024 events). Publishing never

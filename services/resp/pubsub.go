@@ -27,7 +27,7 @@ const (
 // Exit reasons in an [EventMessage].
 const (
 	ReasonNormal   = "normal"   // deleted (DEL, UNLINK, FLUSHALL, RENAME's source)
-	ReasonCrash    = "crash"    // a panic in the bucket (DEBUG CRASH-BUCKET, a faulty update)
+	ReasonPanic    = "panic"    // a panic in the bucket (DEBUG CRASH-BUCKET, a faulty update)
 	ReasonShutdown = "shutdown" // stopped with the server
 	ReasonError    = "error"    // stopped with an error
 )
@@ -56,7 +56,7 @@ func messageOf(ev events.Event) (channel string, msg []byte) {
 		case e.Reason == nil:
 			m.Reason = ReasonNormal
 		case errors.As(e.Reason, &perr):
-			m.Reason = ReasonCrash
+			m.Reason = ReasonPanic
 		case errors.Is(e.Reason, context.Canceled), errors.Is(e.Reason, context.DeadlineExceeded):
 			m.Reason = ReasonShutdown
 		default:

@@ -78,7 +78,7 @@ func TestPubSubLifecycleEvents(t *testing.T) {
 	_, m = next(t, ps)
 	assert.Equal(t, "exited", m.Event)
 	assert.Equal(t, "cart", m.Bucket)
-	assert.Equal(t, ReasonCrash, m.Reason)
+	assert.Equal(t, ReasonPanic, m.Reason)
 	assert.Contains(t, m.Error, "DEBUG CRASH-BUCKET cart")
 	assert.Equal(t, int64(0), other.Exists(ctx, "cart").Val())
 	assert.Equal(t, "v", other.HGet(ctx, "other", "k").Val())
