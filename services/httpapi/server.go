@@ -8,11 +8,11 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
+	"github.com/kvproject/kv/internal/relisten"
 	"github.com/kvproject/kv/services/metrics"
 )
 
@@ -179,11 +179,7 @@ type Server struct {
 	// metricsHandler serves /metrics from metrics' registry.
 	metricsHandler http.Handler
 	handler        http.Handler // mux behind authentication and JSON errors
-	addr           atomic.Pointer[net.Addr]
-
-	listenMu sync.Mutex
-	pending  net.Listener // Config.Listener until the first Serve takes it
-	lastAddr string       // where the next Serve listens
+	listen         *relisten.Point
 
 	// testHookSSE, when set, runs before each event is written to a
 	// stream (tests use it to stall a stream).
@@ -202,11 +198,7 @@ func New(cfg Config) *Server {
 		metrics:   cfg.Metrics,
 		mux:       http.NewServeMux(),
 		byPattern: make(map[string]http.Handler),
-		pending:   cfg.Listener,
-		lastAddr:  cfg.Addr,
-	}
-	if cfg.Listener != nil {
-		s.lastAddr = cfg.Listener.Addr().String()
+		listen:    relisten.New(cfg.Listener, cfg.Addr),
 	}
 	if s.metrics == nil {
 		s.metrics = metrics.New(metrics.Config{
@@ -240,29 +232,16 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
 // Addr returns the address of the listener being served, or nil when none
 // is.
-func (s *Server) Addr() net.Addr {
-	if a := s.addr.Load(); a != nil {
-		return *a
-	}
-	return nil
-}
+func (s *Server) Addr() net.Addr { return s.listen.Addr() }
 
 // Serve listens (on Config.Listener the first time, else on Config.Addr
 // or the address of the previous listener) and serves until ctx ends, then
 // shuts down gracefully (see ServeListener). A failure to listen, or of
 // the listener, is returned for suture to retry.
 func (s *Server) Serve(ctx context.Context) error {
-	s.listenMu.Lock()
-	ln := s.pending
-	s.pending = nil
-	addr := s.lastAddr
-	s.listenMu.Unlock()
-	if ln == nil {
-		var lc net.ListenConfig
-		var err error
-		if ln, err = lc.Listen(ctx, "tcp", addr); err != nil {
-			return fmt.Errorf("httpapi: listen on %s: %w", addr, err)
-		}
+	ln, err := s.listen.Listen(ctx)
+	if err != nil {
+		return fmt.Errorf("httpapi: %w", err)
 	}
 	return s.ServeListener(ctx, ln)
 }
@@ -274,13 +253,8 @@ func (s *Server) Serve(ctx context.Context) error {
 // ctx's error. A server that fails otherwise returns the wrapped error. It
 // takes ownership of ln.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
-	addr := ln.Addr()
-	s.addr.Store(&addr)
-	defer s.addr.Store(nil)
-	s.listenMu.Lock()
-	s.lastAddr = addr.String()
-	s.listenMu.Unlock()
-	log := s.cfg.Logger.With("addr", addr.String())
+	defer s.listen.Serving(ln)()
+	log := s.cfg.Logger.With("addr", ln.Addr().String())
 
 	var handlers handlerGroup
 	stopping := make(chan struct{})

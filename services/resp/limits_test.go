@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -134,9 +135,17 @@ func TestFailedListenerIsRestartedWithoutTouchingBuckets(t *testing.T) {
 	// Serve returns (its clients are closed with it); suture restarts it,
 	// and it listens again on the same address.
 	require.Eventually(t, func() bool {
-		ts.srv.listenMu.Lock()
-		defer ts.srv.listenMu.Unlock()
-		return ts.srv.ln != nil && ts.srv.ln != net.Listener(fl)
+		nc, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		if _, err := nc.Write([]byte("PING\r\n")); err != nil {
+			return false
+		}
+		reply := make([]byte, 7)
+		_, err = io.ReadFull(nc, reply)
+		return err == nil && string(reply) == "+PONG\r\n"
 	}, 10*time.Second, time.Millisecond)
 	assert.Equal(t, ts.addr, ts.srv.Addr().String())
 	fresh := ts.client(t)

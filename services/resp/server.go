@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
+	"github.com/kvproject/kv/internal/relisten"
 )
 
 // Protocol is the protocol name given to an [Observer].
@@ -159,10 +160,7 @@ type Server struct {
 	pwHash   [sha256.Size]byte
 	started  time.Time
 	nextID   atomic.Int64
-	listenMu sync.Mutex
-	ln       net.Listener  // the current listener, nil while not serving
-	lastAddr string        // where a restarted Serve listens again
-	pending  net.Listener  // Config.Listener until the first Serve takes it
+	listen   *relisten.Point
 	ready    chan struct{} // closed once the first listener is up
 	readyOne sync.Once
 
@@ -186,16 +184,15 @@ func New(cfg Config) *Server {
 	}
 	cfg.setDefaults()
 	s := &Server{
-		cfg:      cfg,
-		reg:      cfg.Registry,
-		ev:       cfg.Events,
-		log:      cfg.Logger,
-		obs:      cfg.Observer,
-		started:  time.Now(),
-		lastAddr: cfg.Addr,
-		pending:  cfg.Listener,
-		ready:    make(chan struct{}),
-		conns:    make(map[*conn]struct{}),
+		cfg:     cfg,
+		reg:     cfg.Registry,
+		ev:      cfg.Events,
+		log:     cfg.Logger,
+		obs:     cfg.Observer,
+		started: time.Now(),
+		listen:  relisten.New(cfg.Listener, cfg.Addr),
+		ready:   make(chan struct{}),
+		conns:   make(map[*conn]struct{}),
 	}
 	if cfg.Password != "" {
 		s.pwHash = sha256.Sum256([]byte(cfg.Password))
@@ -212,14 +209,7 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Addr returns the address the server listens on, or nil while it is not
 // listening.
-func (s *Server) Addr() net.Addr {
-	s.listenMu.Lock()
-	defer s.listenMu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
-}
+func (s *Server) Addr() net.Addr { return s.listen.Addr() }
 
 // Serve listens (on Config.Listener the first time, else on Config.Addr or
 // the address of the previous listener) and serves clients until ctx ends.
@@ -228,18 +218,9 @@ func (s *Server) Addr() net.Addr {
 // error when it cannot listen, or when the listener fails, so that suture
 // restarts it.
 func (s *Server) Serve(ctx context.Context) error {
-	s.listenMu.Lock()
-	ln := s.pending
-	s.pending = nil
-	addr := s.lastAddr
-	s.listenMu.Unlock()
-	if ln == nil {
-		var err error
-		var lc net.ListenConfig
-		ln, err = lc.Listen(ctx, "tcp", addr)
-		if err != nil {
-			return fmt.Errorf("resp: listen on %s: %w", addr, err)
-		}
+	ln, err := s.listen.Listen(ctx)
+	if err != nil {
+		return fmt.Errorf("resp: %w", err)
 	}
 	return s.ServeListener(ctx, ln)
 }
@@ -247,10 +228,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // ServeListener serves clients accepted from ln until ctx ends or ln fails,
 // as Serve does; it closes ln. Tests serve a listener on 127.0.0.1:0.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
-	s.listenMu.Lock()
-	s.ln = ln
-	s.lastAddr = ln.Addr().String()
-	s.listenMu.Unlock()
+	notServing := s.listen.Serving(ln)
 	s.readyOne.Do(func() { close(s.ready) })
 	s.log.Info("resp: listening", "addr", ln.Addr().String())
 
@@ -272,9 +250,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		s.accept(ctx, nc)
 	}
 	ln.Close()
-	s.listenMu.Lock()
-	s.ln = nil
-	s.listenMu.Unlock()
+	notServing()
 	s.shutdown()
 	if acceptErr != nil {
 		return acceptErr

@@ -8,12 +8,12 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/thejerf/suture/v4"
 
 	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/internal/relisten"
 )
 
 // Defaults of the Config fields left zero.
@@ -116,21 +116,14 @@ func (cfg Config) check() error {
 // [New]. Suture may run its Serve again after a failure; each run has its
 // own listener and connections.
 type Server struct {
-	cfg  Config
-	addr atomic.Pointer[net.Addr]
-
-	listenMu sync.Mutex
-	pending  net.Listener // Config.Listener until the first Serve takes it
-	lastAddr string       // where the next Serve listens
+	cfg    Config
+	listen *relisten.Point
 }
 
 // New returns a server for cfg. It does not listen until served.
 func New(cfg Config) *Server {
-	s := &Server{cfg: cfg.withDefaults(), pending: cfg.Listener}
-	s.lastAddr = s.cfg.Addr
-	if cfg.Listener != nil {
-		s.lastAddr = cfg.Listener.Addr().String()
-	}
+	s := &Server{cfg: cfg.withDefaults()}
+	s.listen = relisten.New(cfg.Listener, s.cfg.Addr)
 	return s
 }
 
@@ -139,12 +132,7 @@ func (s *Server) String() string { return "kv text server" }
 
 // Addr returns the address of the listener being served, or nil when none
 // is.
-func (s *Server) Addr() net.Addr {
-	if a := s.addr.Load(); a != nil {
-		return *a
-	}
-	return nil
-}
+func (s *Server) Addr() net.Addr { return s.listen.Addr() }
 
 // Serve listens (on Config.Listener the first time, else on Config.Addr
 // or the address of the previous listener) and serves until ctx ends; then
@@ -153,23 +141,13 @@ func (s *Server) Addr() net.Addr {
 // with an error wrapping suture.ErrDoNotRestart; a failure to listen, or of
 // the listener, is returned for suture to retry.
 func (s *Server) Serve(ctx context.Context) error {
-	s.listenMu.Lock()
-	ln := s.pending
-	s.pending = nil
-	addr := s.lastAddr
-	s.listenMu.Unlock()
 	if err := s.cfg.check(); err != nil {
-		if ln != nil {
-			ln.Close()
-		}
+		s.listen.Close()
 		return fmt.Errorf("%w: %w", err, suture.ErrDoNotRestart)
 	}
-	if ln == nil {
-		var lc net.ListenConfig
-		var err error
-		if ln, err = lc.Listen(ctx, "tcp", addr); err != nil {
-			return fmt.Errorf("text: listen on %s: %w", addr, err)
-		}
+	ln, err := s.listen.Listen(ctx)
+	if err != nil {
+		return fmt.Errorf("text: %w", err)
 	}
 	return s.ServeListener(ctx, ln)
 }
@@ -183,13 +161,8 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return fmt.Errorf("%w: %w", err, suture.ErrDoNotRestart)
 	}
-	addr := ln.Addr()
-	s.addr.Store(&addr)
-	defer s.addr.Store(nil)
-	s.listenMu.Lock()
-	s.lastAddr = addr.String()
-	s.listenMu.Unlock()
-	log := s.cfg.Logger.With("addr", addr.String())
+	defer s.listen.Serving(ln)()
+	log := s.cfg.Logger.With("addr", ln.Addr().String())
 	log.Info("text server listening")
 
 	r := &run{srv: s, log: log, conns: make(map[net.Conn]struct{})}
