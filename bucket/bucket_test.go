@@ -3,6 +3,7 @@ package bucket
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sort"
 	"sync"
@@ -285,4 +286,21 @@ func TestGoexitInsideUpdateReleasesTheBucket(t *testing.T) {
 	}()
 	<-done
 	require.NoError(t, b.Put("k", []byte("after")))
+}
+
+func TestEndKind(t *testing.T) {
+	cases := []struct {
+		reason error
+		want   string
+	}{
+		{nil, EndNormal},
+		{errors.New("stopped"), EndError},
+		{&PanicError{Value: "x"}, EndPanic},
+		{&crashError{bucket: "b", panic: &PanicError{Value: "x"}}, EndPanic},
+		{context.Canceled, EndShutdown},
+		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), EndShutdown},
+	}
+	for _, tc := range cases {
+		assert.Equal(t, tc.want, EndKind(tc.reason), "%v", tc.reason)
+	}
 }

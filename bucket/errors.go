@@ -1,6 +1,7 @@
 package bucket
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -33,4 +34,29 @@ type PanicError struct {
 // Error implements error.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("bucket: panic: %v", e.Value)
+}
+
+// The kinds of a bucket's end, as [EndKind] names them.
+const (
+	EndNormal   = "normal"   // stopped with a nil reason (a delete)
+	EndError    = "error"    // stopped with an error
+	EndPanic    = "panic"    // crashed: a *PanicError
+	EndShutdown = "shutdown" // cancelled with its supervisor: a context's error
+)
+
+// EndKind names the kind of a bucket's end reason ([Bucket.Err], the
+// Reason of an events.Exited): EndNormal, EndError, EndPanic or
+// EndShutdown. Logs, metrics and the front ends' event messages use it.
+func EndKind(reason error) string {
+	var perr *PanicError
+	switch {
+	case reason == nil:
+		return EndNormal
+	case errors.As(reason, &perr):
+		return EndPanic
+	case errors.Is(reason, context.Canceled), errors.Is(reason, context.DeadlineExceeded):
+		return EndShutdown
+	default:
+		return EndError
+	}
 }

@@ -1,8 +1,6 @@
 package metrics
 
 import (
-	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -31,10 +29,10 @@ const OtherCommand = "other"
 // Reasons a bucket ends, as [EndReason] names them: the values of the reason
 // label of kv_bucket_ends_total, and of the SSE stream's reason field.
 const (
-	ReasonNormal   = "normal"   // stopped normally (a delete)
-	ReasonError    = "error"    // stopped with an error
-	ReasonPanic    = "panic"    // crashed: a *bucket.PanicError
-	ReasonShutdown = "shutdown" // cancelled with the tree
+	ReasonNormal   = bucket.EndNormal   // stopped normally (a delete)
+	ReasonError    = bucket.EndError    // stopped with an error
+	ReasonPanic    = bucket.EndPanic    // crashed: a *bucket.PanicError
+	ReasonShutdown = bucket.EndShutdown // cancelled with the tree
 )
 
 // defaultMaxCommands is Config.MaxCommands when it is zero.
@@ -272,16 +270,4 @@ func (m *Metrics) onEvent(ev events.Event) {
 // EndReason names why a bucket ended, from an events.Exited Reason: "normal"
 // for nil, "panic" for a *bucket.PanicError, "shutdown" for a context's
 // error, "error" for anything else.
-func EndReason(err error) string {
-	var perr *bucket.PanicError
-	switch {
-	case err == nil:
-		return ReasonNormal
-	case errors.As(err, &perr):
-		return ReasonPanic
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return ReasonShutdown
-	default:
-		return ReasonError
-	}
-}
+func EndReason(err error) string { return bucket.EndKind(err) }

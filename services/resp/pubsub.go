@@ -3,7 +3,6 @@ package resp
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"slices"
 	"sync/atomic"
 
@@ -26,10 +25,10 @@ const (
 
 // Exit reasons in an [EventMessage].
 const (
-	ReasonNormal   = "normal"   // deleted (DEL, UNLINK, FLUSHALL, RENAME's source)
-	ReasonPanic    = "panic"    // a panic in the bucket (DEBUG CRASH-BUCKET, a faulty update)
-	ReasonShutdown = "shutdown" // stopped with the server
-	ReasonError    = "error"    // stopped with an error
+	ReasonNormal   = bucket.EndNormal   // deleted (DEL, UNLINK, FLUSHALL, RENAME's source)
+	ReasonPanic    = bucket.EndPanic    // a panic in the bucket (DEBUG CRASH-BUCKET, a faulty update)
+	ReasonShutdown = bucket.EndShutdown // stopped with the server
+	ReasonError    = bucket.EndError    // stopped with an error
 )
 
 // EventMessage is the JSON form of a lifecycle event on the pub/sub
@@ -51,17 +50,7 @@ func messageOf(ev events.Event) (channel string, msg []byte) {
 		channel, m.Event = ChannelCreated, "created"
 	case events.Exited:
 		channel, m.Event = ChannelExited, "exited"
-		var perr *bucket.PanicError
-		switch {
-		case e.Reason == nil:
-			m.Reason = ReasonNormal
-		case errors.As(e.Reason, &perr):
-			m.Reason = ReasonPanic
-		case errors.Is(e.Reason, context.Canceled), errors.Is(e.Reason, context.DeadlineExceeded):
-			m.Reason = ReasonShutdown
-		default:
-			m.Reason = ReasonError
-		}
+		m.Reason = bucket.EndKind(e.Reason)
 		if e.Reason != nil {
 			m.Error = e.Reason.Error()
 		}
