@@ -31,6 +31,8 @@ type Registry interface {
 	Forgotten(b *bucket.Bucket) <-chan struct{}
 	Names() []string
 	Len() int
+	Rename(ctx context.Context, from, to string) error
+	FlushAll(ctx context.Context) error
 }
 
 // Events is what the server needs of kv's event manager; *events.Manager is
