@@ -107,6 +107,9 @@ type Config struct {
 	SubscriberMailbox int
 	// EnableDebugCommand turns on DEBUG CRASH-BUCKET.
 	EnableDebugCommand bool
+	// Backups, when set, serves SAVE, BGSAVE and LASTSAVE; nil refuses
+	// SAVE and BGSAVE, and LASTSAVE answers 0.
+	Backups Backups
 }
 
 func (c *Config) setDefaults() {
@@ -178,6 +181,9 @@ type Server struct {
 	rejected      atomic.Int64
 	totalCommands atomic.Int64 // commands of closed connections; live ones are summed at INFO
 	kicked        atomic.Int64 // subscribers disconnected for being slow
+
+	saving atomic.Bool    // a SAVE or BGSAVE is running
+	bg     sync.WaitGroup // BGSAVE goroutines
 }
 
 // New returns a server for cfg, with every command registered. It panics
@@ -278,6 +284,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	s.ln = nil
 	s.listenMu.Unlock()
 	s.shutdown()
+	s.bg.Wait()
 	if acceptErr != nil {
 		return acceptErr
 	}
