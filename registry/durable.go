@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/internal/store"
@@ -123,6 +124,9 @@ func (r *Registry) lookupStored(name string) (*bucket.Bucket, bool) {
 	if CheckName(name) != nil {
 		return nil, false
 	}
+	// Callers may pass a name that aliases a buffer they reuse (the RESP
+	// server does): the tables and the bucket keep a copy.
+	name = strings.Clone(name)
 	b, ok, err := r.load(context.Background(), name, false)
 	if err != nil {
 		if !errors.Is(err, ErrStopped) {
