@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,26 +185,37 @@ func TestLockedDataDirectory(t *testing.T) {
 func TestDaemonDurableRestartAndCheckpoint(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	ctx := context.Background()
-	addr, stop := serveInProcess(t, "--in-memory=false", "--data-dir", dir, "--fsync", "always", "--enable-debug-command")
-	rc := redis.NewClient(&redis.Options{Addr: addr})
+	l, stop := serveAll(t, "--in-memory=false", "--data-dir", dir, "--fsync", "always", "--enable-debug-command", "--http-addr", "127.0.0.1:0")
+	rc := redis.NewClient(&redis.Options{Addr: l.resp.String()})
 	require.NoError(t, rc.HSet(ctx, "cart", "apples", "3", "pears", "4").Err())
 	require.NoError(t, rc.HSet(ctx, "user", "name", "ada").Err())
 	require.NoError(t, rc.Do(ctx, "DEBUG", "CRASH-BUCKET", "cart").Err())
 	assert.Equal(t, map[string]string{"apples": "3", "pears": "4"}, rc.HGetAll(ctx, "cart").Val(), "a crashed bucket comes back whole")
 	require.NoError(t, rc.Save(ctx).Err())
 	assert.NotZero(t, rc.LastSave(ctx).Val())
+	res, err := http.Post("http://"+l.http.String()+"/v1/save", "", nil)
+	require.NoError(t, err)
+	var saved struct {
+		Dir      string `json:"dir"`
+		LastSave int64  `json:"last_save"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&saved))
+	require.NoError(t, res.Body.Close())
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Equal(t, filepath.Join(dir, "checkpoints"), filepath.Dir(saved.Dir))
+	assert.Equal(t, rc.LastSave(ctx).Val(), saved.LastSave)
 	require.NoError(t, rc.Close())
 	require.Equal(t, exitOK, stop())
 
 	cps, err := filepath.Glob(filepath.Join(dir, "checkpoints", "*"))
 	require.NoError(t, err)
-	require.Len(t, cps, 1)
+	require.Len(t, cps, 2, "SAVE and POST /v1/save")
 	var out, errOut bytes.Buffer
 	require.Equal(t, exitOK, run([]string{"check", cps[0]}, nil, &out, &errOut), errOut.String())
 	assert.Contains(t, out.String(), "2 buckets, 3 keys")
 
-	for _, d := range []string{dir, cps[0]} {
-		addr, stop = serveInProcess(t, "--in-memory=false", "--data-dir", d)
+	for _, d := range []string{dir, cps[0], cps[1]} {
+		addr, stop := serveInProcess(t, "--in-memory=false", "--data-dir", d)
 		rc = redis.NewClient(&redis.Options{Addr: addr})
 		assert.Equal(t, []string{"cart", "user"}, rc.Keys(ctx, "*").Val())
 		assert.Equal(t, map[string]string{"apples": "3", "pears": "4"}, rc.HGetAll(ctx, "cart").Val())

@@ -391,6 +391,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 				}
 				return nil
 			},
+			Save:   httpSave(backups),
 			Logger: log.With("service", "http"),
 		})))
 	}
@@ -556,4 +557,15 @@ func fsyncOf(o options) string {
 		return "none"
 	}
 	return o.fsync
+}
+
+// httpSave is POST /v1/save on backups; nil when kv runs in memory.
+func httpSave(b resp.Backups) func() (string, time.Time, error) {
+	if b == nil {
+		return nil
+	}
+	return func() (string, time.Time, error) {
+		dir, err := b.Save()
+		return dir, b.LastSave(), err
+	}
 }
