@@ -10,15 +10,18 @@ import (
 // with a Store records every write in it before the write is acknowledged;
 // one without keeps its pairs in memory only.
 type Store interface {
-	// ApplyNoWait writes ops to bucket atomically and returns a Waiter for
-	// their durability. On an error nothing was written.
-	ApplyNoWait(bucket string, ops ...store.Op) (store.Waiter, error)
+	// ApplyPairsNoWait writes ops to bucket, which the store records as
+	// existing, atomically, and returns a Waiter for their durability. On
+	// an error nothing was written.
+	ApplyPairsNoWait(bucket string, ops ...store.Op) (store.Waiter, error)
 }
 
 // Restore returns a live bucket holding data (the map becomes the bucket's;
 // nil means empty) whose writes are recorded in st before they are
 // acknowledged. st nil gives an in-memory bucket, as New does. The registry
-// uses it to bring a stored bucket back into memory.
+// uses it to bring a stored bucket back into memory. The bucket must be
+// recorded in st (store.CreateBucket, or found by store.Load) and stay
+// recorded while the bucket is live: its writes do not record it again.
 func Restore(name string, id uint64, data map[string][]byte, st Store) *Bucket {
 	b := New(name, id)
 	if len(data) > 0 {
@@ -31,7 +34,7 @@ func Restore(name string, id uint64, data map[string][]byte, st Store) *Bucket {
 // record writes ops to the store; the caller holds the write lock and has a
 // store. On an error the caller must not change its memory.
 func (b *Bucket) record(ops ...store.Op) (store.Waiter, error) {
-	w, err := b.store.ApplyNoWait(b.name, ops...)
+	w, err := b.store.ApplyPairsNoWait(b.name, ops...)
 	if err != nil {
 		return store.Waiter{}, fmt.Errorf("bucket %s: %w", b.name, err)
 	}

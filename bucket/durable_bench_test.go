@@ -17,6 +17,9 @@ func BenchmarkPutDurable(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer st.Close()
+			if err := st.CreateBucket("bench"); err != nil {
+				b.Fatal(err)
+			}
 			bk := Restore("bench", 1, nil, st)
 			value := []byte("value")
 			b.SetParallelism(25) // 50 writers on 2 cores, as redis-benchmark -c 50

@@ -12,11 +12,13 @@ import (
 	"github.com/kvproject/kv/internal/store"
 )
 
+// openStore opens a store in which bucket "b" is recorded.
 func openStore(t *testing.T, faults *store.Faults) *store.Store {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, st.Close()) })
+	require.NoError(t, st.CreateBucket("b"))
 	return st
 }
 
