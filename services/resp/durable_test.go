@@ -180,6 +180,7 @@ func TestDurableStartFromBGSAVE(t *testing.T) {
 	ds := startDurable(t, t.TempDir(), store.Options{})
 	rc := ds.client(t)
 	assert.Equal(t, int64(0), rc.LastSave(ctx).Val())
+	assert.Equal(t, map[string]string{"appendonly": "yes"}, rc.ConfigGet(ctx, "appendonly").Val())
 	want := map[string]map[string]string{}
 	for i := range 20 {
 		name := "b" + strconv.Itoa(i)

@@ -107,8 +107,9 @@ type Config struct {
 	SubscriberMailbox int
 	// EnableDebugCommand turns on DEBUG CRASH-BUCKET.
 	EnableDebugCommand bool
-	// Backups, when set, serves SAVE, BGSAVE and LASTSAVE; nil refuses
-	// SAVE and BGSAVE, and LASTSAVE answers 0.
+	// Backups, when set, serves SAVE, BGSAVE and LASTSAVE, and CONFIG GET
+	// appendonly answers yes; nil refuses SAVE and BGSAVE, and LASTSAVE
+	// answers 0.
 	Backups Backups
 }
 

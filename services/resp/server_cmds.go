@@ -458,8 +458,12 @@ func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
 	if a := s.Addr(); a != nil {
 		_, port, _ = net.SplitHostPort(a.String())
 	}
+	appendonly := "no"
+	if s.cfg.Backups != nil { // a durable store under the buckets
+		appendonly = "yes"
+	}
 	params := [][2]string{
-		{"appendonly", "no"},
+		{"appendonly", appendonly},
 		{"databases", "1"},
 		{"maxclients", strconv.Itoa(s.cfg.MaxClients)},
 		{"port", port},
