@@ -2,6 +2,8 @@ package bucket
 
 import (
 	"errors"
+	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -122,4 +124,70 @@ func TestRestoreWithoutStore(t *testing.T) {
 	require.NoError(t, b.Put("b", []byte("2")))
 	n, _ := b.Len()
 	assert.Equal(t, 2, n)
+}
+
+// Concurrent writes of every kind (grouped Puts and Sets, Deletes and
+// Updates written directly) reach the store in memory's order: when the
+// bucket ends, after the writers or in their midst, the store holds
+// exactly what memory held.
+func TestDurableBucketStoreMatchesMemory(t *testing.T) {
+	for _, midst := range []bool{false, true} {
+		t.Run(strconv.FormatBool(midst), func(t *testing.T) { testStoreMatchesMemory(t, midst) })
+	}
+}
+
+func testStoreMatchesMemory(t *testing.T, midst bool) {
+	st := openStore(t, nil)
+	b := Restore("b", 1, nil, st)
+	var wg sync.WaitGroup
+	var taken map[string][]byte
+	var once sync.Once
+	take := func() {
+		once.Do(func() {
+			var err error
+			taken, err = b.Take(nil)
+			assert.NoError(t, err)
+		})
+	}
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				key := "k" + strconv.Itoa((g*7+i)%20)
+				val := []byte(strconv.Itoa(g*1000 + i))
+				var err error
+				switch i % 4 {
+				case 0:
+					err = b.Put(key, val)
+				case 1:
+					_, err = b.Set(key, val)
+				case 2:
+					_, err = b.Delete(key)
+					if errors.Is(err, ErrNotFound) {
+						err = nil
+					}
+				case 3:
+					err = b.Update(func(tx *Tx) error {
+						if err := tx.Put(key, val); err != nil {
+							return err
+						}
+						return tx.Put(key+"u", val)
+					})
+				}
+				if errors.Is(err, ErrEnded) && midst {
+					return
+				}
+				if !assert.NoError(t, err) {
+					return
+				}
+				if midst && g == 0 && i == 150 {
+					take()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	take()
+	assert.Equal(t, taken, loadT(t, st, "b"))
 }
