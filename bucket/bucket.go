@@ -25,9 +25,6 @@ type Bucket struct {
 	reason error
 	done   chan struct{} // closed when the bucket ends
 	store  Store         // nil: in memory only
-	// pending is the group commit collecting Put and Set writes (durable
-	// buckets only); every other write and every end flushes it first.
-	pending *group
 }
 
 // New returns an empty, live bucket. id identifies this instance of name; the
@@ -214,9 +211,7 @@ func (b *Bucket) Update(fn func(*Tx) error) error {
 			}
 			var rerr error
 			if w, rerr = b.record(ops...); rerr != nil {
-				if !b.ended { // else its data is gone already
-					tx.rollback()
-				}
+				tx.rollback()
 				tx.err = rerr
 			} else {
 				recorded = true
@@ -260,14 +255,6 @@ func (b *Bucket) Err() error {
 func (b *Bucket) endLocked(reason error) bool {
 	if b.ended {
 		return false
-	}
-	if b.store != nil {
-		// The pending writes reach the store before the bucket ends, so
-		// that whatever follows its end (a drop, a move) comes after them.
-		b.flushLocked()
-		if b.ended { // the store refused them
-			return false
-		}
 	}
 	b.ended = true
 	b.reason = reason

@@ -26,22 +26,16 @@
 //
 // # Durable buckets
 //
-// A bucket made by [Restore] with a [Store] records every write in the
-// store before it acknowledges it. Delete and Update write to the store
-// under the write lock before they change memory (a write the store refuses
-// changes nothing and returns the error). Put and Set change memory under
-// the lock and join a group commit: the writes that arrive while one group
-// is being written go to the store as the next batch, written by the
-// group's first writer once it retakes the lock. Every other write and every
-// end of the bucket write the pending group first, so the store sees the
-// writes in memory's order, and whatever follows an end (a drop, a move)
-// comes after them. The lock is released before waiting for the disk, so
-// concurrent writers share one sync. A write that fails once it is in
-// memory (the store refused its group, or its sync failed) ends the bucket
-// with that error, which the write returns: the bucket's next use (the
-// registry's load) brings back what the store holds, which does not hold
-// the failed write. Reads never touch the store. A bucket made by [New] (or
-// Restore with a nil Store) never touches a store.
+// A bucket made by [Restore] with a [Store] records each write in the store
+// under its write lock before changing its memory (Put, Set, Delete, and an
+// Update as one batch of the keys it wrote), releases the lock, and waits
+// for the write to be durable before it returns, so that concurrent writers
+// share one sync. A write the store refuses changes nothing and returns the
+// error; a write that fails after it was applied in memory (its sync
+// failed) ends the bucket with that error, and the error is returned: the
+// bucket's next use (the registry's load) brings back what the store holds,
+// which does not hold the failed write. Reads never touch the store. A
+// bucket made by [New] (or Restore with a nil Store) never touches a store.
 //
 // # Supervision
 //

@@ -31,85 +31,14 @@ func Restore(name string, id uint64, data map[string][]byte, st Store) *Bucket {
 	return b
 }
 
-// group is a group commit: the writes of Put and Set that arrived while
-// the previous group was being written, recorded in the store as one batch.
-// Its first writer (the leader) has it written and waits for it; the others
-// wait for done.
-type group struct {
-	ops  []store.Op
-	w    store.Waiter // set, under the bucket's lock, by whoever flushed it
-	err  error        // the store refused it, or (once done) it failed
-	done chan struct{}
-}
-
 // record writes ops to the store; the caller holds the write lock and has a
-// store. The pending group, if any, is written first, so that the store
-// sees the writes in the order memory did. On an error the caller must not
-// change its memory (and the bucket may have ended: check b.ended).
+// store. On an error the caller must not change its memory.
 func (b *Bucket) record(ops ...store.Op) (store.Waiter, error) {
-	b.flushLocked()
-	if b.ended {
-		return store.Waiter{}, fmt.Errorf("bucket %s: %w", b.name, ErrEnded)
-	}
 	w, err := b.store.ApplyPairsNoWait(b.name, ops...)
 	if err != nil {
 		return store.Waiter{}, fmt.Errorf("bucket %s: %w", b.name, err)
 	}
 	return w, nil
-}
-
-// join adds op, already applied in memory, to the pending group (starting
-// one if there is none); the caller holds the write lock. It reports
-// whether the caller leads the group.
-func (b *Bucket) join(op store.Op) (g *group, leader bool) {
-	g = b.pending
-	if g == nil {
-		g = &group{done: make(chan struct{})}
-		b.pending = g
-		leader = true
-	}
-	g.ops = append(g.ops, op)
-	return g, leader
-}
-
-// flushLocked writes the pending group to the store; the caller holds the
-// write lock. If the store refuses it, its writes, already in memory, are
-// not in the store: the bucket ends with the error.
-func (b *Bucket) flushLocked() {
-	g := b.pending
-	if g == nil {
-		return
-	}
-	b.pending = nil
-	g.w, g.err = b.store.ApplyPairsNoWait(b.name, g.ops...)
-	if g.err != nil {
-		g.err = fmt.Errorf("bucket %s: %w", b.name, g.err)
-		b.endLocked(g.err)
-	}
-}
-
-// commit waits for the group g to be durable and returns its error; the
-// caller does not hold the lock. The leader writes the group (unless an end
-// of the bucket or another write did it first) and waits for the store;
-// the others wait for the leader.
-func (b *Bucket) commit(g *group, leader bool) error {
-	if !leader {
-		<-g.done
-		return g.err
-	}
-	b.mu.Lock()
-	if b.pending == g {
-		b.flushLocked()
-	}
-	b.mu.Unlock()
-	if g.err == nil {
-		if err := g.w.Wait(); err != nil {
-			g.err = fmt.Errorf("bucket %s: %w", b.name, err)
-			b.Stop(g.err)
-		}
-	}
-	close(g.done)
-	return g.err
 }
 
 // settle waits for a recorded write to be durable, outside the lock. If it

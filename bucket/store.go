@@ -33,9 +33,6 @@ func (b *Bucket) Set(key string, value []byte) (added bool, err error) {
 func (b *Bucket) Take(reason error) (map[string][]byte, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.store != nil {
-		b.flushLocked() // the store must hold what is taken
-	}
 	if b.ended {
 		return nil, ErrEnded
 	}
@@ -47,10 +44,9 @@ func (b *Bucket) Take(reason error) (map[string][]byte, error) {
 	return data, nil
 }
 
-// setDurable is Set for a durable bucket: the write is applied in memory
-// under the lock and joins the pending group commit; the lock is released
-// before the group is written and synced, so that concurrent writers share
-// one write to the store and one sync.
+// setDurable is Set for a durable bucket: the write reaches the store under
+// the lock, then memory; the lock is released before waiting for the disk,
+// so that concurrent writers share one sync.
 func (b *Bucket) setDurable(key string, value []byte) (added bool, err error) {
 	v := clone(value) // outside the lock
 	b.mu.Lock()
@@ -58,14 +54,18 @@ func (b *Bucket) setDurable(key string, value []byte) (added bool, err error) {
 		b.mu.Unlock()
 		return false, ErrEnded
 	}
+	w, err := b.record(store.Put(key, v))
+	if err != nil {
+		b.mu.Unlock()
+		return false, err
+	}
 	if b.data == nil {
 		b.data = make(map[string][]byte)
 	}
 	_, existed := b.data[key]
 	b.data[key] = v
-	g, leader := b.join(store.Put(key, v))
 	b.mu.Unlock()
-	if err := b.commit(g, leader); err != nil {
+	if err := b.settle(w); err != nil {
 		return false, err
 	}
 	return !existed, nil
