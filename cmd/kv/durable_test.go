@@ -224,3 +224,32 @@ func TestDaemonDurableRestartAndCheckpoint(t *testing.T) {
 		require.Equal(t, exitOK, stop())
 	}
 }
+
+// A data directory damaged beyond repair stops the start with exit code 6
+// and a message that names the damaged file.
+func TestDamagedDataDirectory(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	require.NoError(t, err)
+	require.NoError(t, st.Apply("b", store.Put("k", []byte("v"))))
+	require.NoError(t, st.Close())
+	manifests, err := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, manifests)
+	m := manifests[len(manifests)-1]
+	raw, err := os.ReadFile(m)
+	require.NoError(t, err)
+	for i := len(raw) / 3; i < len(raw)/3+16 && i < len(raw); i++ {
+		raw[i] ^= 0x5a
+	}
+	require.NoError(t, os.WriteFile(m, raw, 0o644))
+
+	var out, errOut bytes.Buffer
+	assert.Equal(t, exitStorage, run([]string{"--resp-addr", "127.0.0.1:0", "--data-dir", dir}, nil, &out, &errOut))
+	assert.Contains(t, errOut.String(), filepath.Base(m))
+	assert.Contains(t, errOut.String(), "kv check")
+	out.Reset()
+	errOut.Reset()
+	assert.Equal(t, exitStorage, run([]string{"check", dir}, nil, &out, &errOut))
+	assert.Contains(t, errOut.String(), filepath.Base(m))
+}
