@@ -120,21 +120,18 @@ func (r *Registry) load(ctx context.Context, name string, create bool) (*bucket.
 }
 
 // lookupStored is Lookup's miss with a store: it loads a stored bucket.
-func (r *Registry) lookupStored(name string) (*bucket.Bucket, bool) {
+func (r *Registry) lookupStored(name string) (*bucket.Bucket, bool, error) {
 	if CheckName(name) != nil {
-		return nil, false
+		return nil, false, nil
 	}
 	// Callers may pass a name that aliases a buffer they reuse (the RESP
 	// server does): the tables and the bucket keep a copy.
 	name = strings.Clone(name)
 	b, ok, err := r.load(context.Background(), name, false)
-	if err != nil {
-		if !errors.Is(err, ErrStopped) {
-			r.log.Error("registry: lookup could not load a stored bucket", "bucket", name, "err", err)
-		}
-		return nil, false
+	if errors.Is(err, ErrStopped) {
+		return nil, false, nil
 	}
-	return b, ok
+	return b, ok, err
 }
 
 // register records a new bucket holding pairs under name, publishes its

@@ -185,6 +185,23 @@ func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 	if ok || r.store == nil {
 		return b, ok
 	}
+	b, ok, err := r.lookupStored(name)
+	if err != nil {
+		r.log.Error("registry: lookup could not load a stored bucket", "bucket", name, "err", err)
+	}
+	return b, ok
+}
+
+// LookupErr is Lookup that also reports why a stored bucket could not be
+// loaded (the store cannot be read, for example while it recovers from a
+// failed write): then the bucket is not known to be absent.
+func (r *Registry) LookupErr(name string) (*bucket.Bucket, bool, error) {
+	r.mu.RLock()
+	b, ok := r.names[name]
+	r.mu.RUnlock()
+	if ok || r.store == nil {
+		return b, ok, nil
+	}
 	return r.lookupStored(name)
 }
 

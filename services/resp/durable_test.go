@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -152,6 +153,8 @@ func TestDurableFailedWriteIsReportedAndNotVisible(t *testing.T) {
 			ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
 			rc := ds.client(t)
 			require.NoError(t, rc.HSet(ctx, "b", "before", "1").Err())
+			require.NoError(t, rc.HSet(ctx, "cold", "f", "v").Err())
+			require.NoError(t, rc.Do(ctx, "DEBUG", "CRASH-BUCKET", "cold").Err()) // stored, not loaded
 
 			tc.inject(faults)
 			err := rc.HSet(ctx, "b", "during", "2").Err()
@@ -160,12 +163,16 @@ func TestDurableFailedWriteIsReportedAndNotVisible(t *testing.T) {
 			err = rc.HSet(ctx, "other", "during", "2").Err()
 			require.Error(t, err, "a new bucket cannot be written either")
 			assert.NotEqual(t, "2", rc.HGet(ctx, "b", "during").Val(), "the failed write is not visible")
+			err = rc.HGet(ctx, "cold", "f").Err()
+			require.Error(t, err, "a bucket the store cannot load now is not reported absent")
+			assert.NotEqual(t, redis.Nil, err)
 
 			faults.Clear()
 			require.Eventually(t, func() bool {
 				return rc.HSet(ctx, "b", "after", "3").Err() == nil
 			}, 10*time.Second, time.Millisecond)
 			assert.Equal(t, map[string]string{"before": "1", "after": "3"}, rc.HGetAll(ctx, "b").Val())
+			assert.Equal(t, "v", rc.HGet(ctx, "cold", "f").Val())
 			ds.stop()
 
 			ds = startDurable(t, dir, store.Options{})

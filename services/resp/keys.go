@@ -155,7 +155,11 @@ func (s *Server) keys(_ context.Context, c *conn, args [][]byte) {
 func (s *Server) exists(_ context.Context, c *conn, args [][]byte) {
 	var n int64
 	for _, k := range args[1:] {
-		if s.live(k) != nil {
+		b, ok := s.live(c, k)
+		if !ok {
+			return
+		}
+		if b != nil {
 			n++
 		}
 	}
@@ -179,7 +183,11 @@ func (s *Server) del(ctx context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) typ(_ context.Context, c *conn, args [][]byte) {
-	if s.live(args[1]) != nil {
+	b, ok := s.live(c, args[1])
+	if !ok {
+		return
+	}
+	if b != nil {
 		c.simple("hash")
 	} else {
 		c.simple("none")
@@ -209,7 +217,9 @@ func (s *Server) flushall(ctx context.Context, c *conn, args [][]byte) {
 // moment a reader may find neither; with a store, the move is one write.
 func (s *Server) rename(ctx context.Context, c *conn, args [][]byte) {
 	if string(args[1]) == string(args[2]) {
-		if s.live(args[1]) == nil {
+		if b, ok := s.live(c, args[1]); !ok {
+			return
+		} else if b == nil {
 			c.err("ERR no such key")
 		} else {
 			c.ok()

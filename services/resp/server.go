@@ -27,6 +27,7 @@ const DefaultAddr = "127.0.0.1:6380"
 type Registry interface {
 	Create(ctx context.Context, name string) (*bucket.Bucket, error)
 	Lookup(name string) (*bucket.Bucket, bool)
+	LookupErr(name string) (*bucket.Bucket, bool, error)
 	Delete(ctx context.Context, name string) error
 	Forgotten(b *bucket.Bucket) <-chan struct{}
 	Names() []string
