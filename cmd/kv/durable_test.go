@@ -189,6 +189,11 @@ func TestLockedDataDirectory(t *testing.T) {
 	assert.Less(t, time.Since(begin), 5*time.Second)
 	assert.Contains(t, errOut.String(), "is in use by another kv")
 	assert.Contains(t, errOut.String(), "--data-dir")
+	out.Reset()
+	errOut.Reset()
+	assert.Equal(t, exitLocked, run([]string{"check", dir}, nil, &out, &errOut))
+	assert.Empty(t, out.String())
+	assert.Contains(t, errOut.String(), "in use")
 }
 
 // The daemon keeps its data across a restart, writes checkpoints under the

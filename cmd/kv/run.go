@@ -525,6 +525,10 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	rep, err := store.Check(args[0])
+	if errors.Is(err, store.ErrLocked) {
+		fmt.Fprintf(stderr, "kv check: %v\n", err)
+		return exitLocked
+	}
 	fmt.Fprintf(stdout, "%s: %d buckets, %d keys, %d bytes", rep.Dir, rep.Buckets, rep.Keys, rep.Bytes)
 	if !rep.LastSave.IsZero() {
 		fmt.Fprintf(stdout, ", last checkpoint %s", rep.LastSave.UTC().Format(time.RFC3339))
@@ -535,9 +539,6 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "kv check: %v\n", err)
-		if errors.Is(err, store.ErrLocked) {
-			return exitLocked
-		}
 		return exitStorage
 	}
 	fmt.Fprintln(stdout, "ok")
