@@ -247,8 +247,20 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 }
 
 // Names returns the names of the live buckets, in no particular order; with
-// a store, those of the stored buckets too, loaded or not.
+// a store, those of the stored buckets too, loaded or not. If the store
+// cannot be read, it logs why and returns the live buckets only.
 func (r *Registry) Names() []string {
+	names, err := r.NamesErr()
+	if err != nil {
+		r.log.Error("registry: cannot list the stored buckets", "err", err)
+	}
+	return names
+}
+
+// NamesErr is Names that reports an error when the stored buckets cannot
+// be listed (the store cannot be read, for example while it recovers from
+// a failed write); the names returned then are the live buckets' only.
+func (r *Registry) NamesErr() ([]string, error) {
 	r.mu.RLock()
 	names := make([]string, 0, len(r.names))
 	for n := range r.names {
@@ -256,7 +268,7 @@ func (r *Registry) Names() []string {
 	}
 	r.mu.RUnlock()
 	if r.store == nil {
-		return names
+		return names, nil
 	}
 	seen := make(map[string]struct{}, len(names))
 	for _, n := range names {
@@ -270,20 +282,28 @@ func (r *Registry) Names() []string {
 		return nil
 	})
 	if err != nil {
-		r.log.Error("registry: cannot list the stored buckets", "err", err)
+		return names, fmt.Errorf("registry: list stored buckets: %w", err)
 	}
-	return names
+	return names, nil
 }
 
 // Len returns the number of live buckets; with a store, of the live and
-// stored buckets.
+// stored buckets (if the store cannot be read, of the live ones).
 func (r *Registry) Len() int {
+	n, _ := r.LenErr()
+	return n
+}
+
+// LenErr is Len that reports an error when the stored buckets cannot be
+// counted (the count returned is then that of the live ones).
+func (r *Registry) LenErr() (int, error) {
 	if r.store != nil {
-		return len(r.Names())
+		names, err := r.NamesErr()
+		return len(names), err
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return len(r.names)
+	return len(r.names), nil
 }
 
 // monitor is the termination hook given to the bucket supervisor: the

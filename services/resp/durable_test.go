@@ -166,6 +166,8 @@ func TestDurableFailedWriteIsReportedAndNotVisible(t *testing.T) {
 			err = rc.HGet(ctx, "cold", "f").Err()
 			require.Error(t, err, "a bucket the store cannot load now is not reported absent")
 			assert.NotEqual(t, redis.Nil, err)
+			assert.Error(t, rc.Keys(ctx, "*").Err(), "nor left out of KEYS")
+			assert.Error(t, rc.DBSize(ctx).Err(), "nor of DBSIZE")
 
 			faults.Clear()
 			require.Eventually(t, func() bool {

@@ -121,7 +121,12 @@ func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
 	if !ok {
 		return
 	}
-	page, next := scanPage(s.reg.Names(), cursor, opts.count)
+	names, err := s.reg.NamesErr()
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
+	page, next := scanPage(names, cursor, opts.count)
 	keep := page[:0]
 	for _, k := range page {
 		if (opts.match == "" || globMatch(opts.match, k)) && (opts.typ == "" || equalFold([]byte(opts.typ), "hash")) {
@@ -138,7 +143,11 @@ func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
 
 func (s *Server) keys(_ context.Context, c *conn, args [][]byte) {
 	pattern := str(args[1])
-	names := s.reg.Names()
+	names, err := s.reg.NamesErr()
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
 	keep := names[:0]
 	for _, n := range names {
 		if globMatch(pattern, n) {
@@ -195,7 +204,12 @@ func (s *Server) typ(_ context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) dbsize(_ context.Context, c *conn, _ [][]byte) {
-	c.integer(int64(s.reg.Len()))
+	n, err := s.reg.LenErr()
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
+	c.integer(int64(n))
 }
 
 func (s *Server) flushall(ctx context.Context, c *conn, args [][]byte) {

@@ -31,7 +31,9 @@ type Registry interface {
 	Delete(ctx context.Context, name string) error
 	Forgotten(b *bucket.Bucket) <-chan struct{}
 	Names() []string
+	NamesErr() ([]string, error)
 	Len() int
+	LenErr() (int, error)
 	Rename(ctx context.Context, from, to string) error
 	FlushAll(ctx context.Context) error
 }
