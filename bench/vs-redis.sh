@@ -2,14 +2,20 @@
 # vs-redis.sh: kv against Redis with redis-benchmark, side by side on loopback.
 #
 # Installs redis-server and redis-tools if missing (apt-get), builds kv,
-# starts Redis (no persistence) and kv on their own ports, runs
+# starts Redis and kv on their own ports, runs
 #   redis-benchmark -c 50 -n 200000 -r 100000 HSET h f:__rand_int__ v
 #   redis-benchmark -c 50 -n 200000 -r 100000 HGET h f:__rand_int__
 # against each, once without pipelining and once with -P 16, prints the
 # requests per second and the ratio kv/Redis, and stops what it started.
 #
+# MODE=memory (the default): Redis without persistence against kv
+# --in-memory, HSET and HGET. MODE=durable: HSET only, in two pairs, each
+# on fresh data directories: Redis appendonly yes, appendfsync everysec
+# against kv --fsync everysec, then Redis appendfsync always against kv
+# --fsync always. MODE=all: both.
+#
 # Usage: bench/vs-redis.sh            (from anywhere in the repository)
-# Environment: REDIS_PORT (default 16379), KV_PORT (default 16380),
+# Environment: MODE (memory), REDIS_PORT (default 16379), KV_PORT (default 16380),
 #   CLIENTS (50), REQUESTS (200000), KEYSPACE (100000), PIPELINE (16),
 #   ROUNDS (3): each figure is the median of ROUNDS runs, Redis and kv
 #   taking turns, so that a noisy neighbour hurts both alike;
@@ -26,6 +32,12 @@ REQUESTS=${REQUESTS:-200000}
 KEYSPACE=${KEYSPACE:-100000}
 PIPELINE=${PIPELINE:-16}
 ROUNDS=${ROUNDS:-3}
+MODE=${MODE:-memory}
+case "$MODE" in memory | durable | all) ;; *)
+	echo "MODE must be memory, durable or all, not $MODE" >&2
+	exit 2
+	;;
+esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -64,18 +76,6 @@ wait_port() { # port name
 echo "building kv..." >&2
 (cd "$root" && go build -o "$work/kv" ./cmd/kv)
 
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-	--daemonize no --dir "$work" --logfile "$work/redis.log" &
-pids+=($!)
-if [ -n "${KV_GOMAXPROCS:-}" ]; then
-	export GOMAXPROCS=$KV_GOMAXPROCS
-fi
-"$work/kv" --resp-addr "127.0.0.1:$KV_PORT" --log-level warn 2>"$work/kv.log" &
-unset GOMAXPROCS
-pids+=($!)
-wait_port "$REDIS_PORT" redis-server
-wait_port "$KV_PORT" kv
-
 rps() { # port pipeline command...
 	local port=$1 pipe=$2
 	shift 2
@@ -85,20 +85,62 @@ rps() { # port pipeline command...
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-printf '%-28s %14s %14s %8s\n' "benchmark" "Redis req/s" "kv req/s" "kv/Redis"
-for pipe in 1 "$PIPELINE"; do
-	for cmd in "HSET h f:__rand_int__ v" "HGET h f:__rand_int__"; do
-		rs=() ks=()
-		for _ in $(seq 1 "$ROUNDS"); do
-			# shellcheck disable=SC2086
-			rs+=("$(rps "$REDIS_PORT" "$pipe" $cmd)")
-			# shellcheck disable=SC2086
-			ks+=("$(rps "$KV_PORT" "$pipe" $cmd)")
+# pair title: runs the commands in cmds against Redis started with the
+# arguments in redis_extra and kv started with those in kv_extra, each on
+# a fresh directory, and stops both.
+pair() {
+	local title=$1
+	rm -rf "$work/redis-data" "$work/kv-data"
+	mkdir -p "$work/redis-data"
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no --dir "$work/redis-data" \
+		--logfile "$work/redis.log" "${redis_extra[@]}" &
+	local rpid=$!
+	pids+=("$rpid")
+	if [ -n "${KV_GOMAXPROCS:-}" ]; then
+		export GOMAXPROCS=$KV_GOMAXPROCS
+	fi
+	"$work/kv" --resp-addr "127.0.0.1:$KV_PORT" --log-level warn "${kv_extra[@]}" 2>>"$work/kv.log" &
+	local kpid=$!
+	unset GOMAXPROCS
+	pids+=("$kpid")
+	wait_port "$REDIS_PORT" redis-server
+	wait_port "$KV_PORT" kv
+
+	echo "$title"
+	printf '%-28s %14s %14s %8s\n' "benchmark" "Redis req/s" "kv req/s" "kv/Redis"
+	for pipe in 1 "$PIPELINE"; do
+		for cmd in "${cmds[@]}"; do
+			rs=() ks=()
+			for _ in $(seq 1 "$ROUNDS"); do
+				# shellcheck disable=SC2086
+				rs+=("$(rps "$REDIS_PORT" "$pipe" $cmd)")
+				# shellcheck disable=SC2086
+				ks+=("$(rps "$KV_PORT" "$pipe" $cmd)")
+			done
+			r=$(printf '%s\n' "${rs[@]}" | median)
+			k=$(printf '%s\n' "${ks[@]}" | median)
+			ratio=$(awk -v k="$k" -v r="$r" 'BEGIN { if (r > 0) printf "%.2fx", k / r; else print "n/a" }')
+			printf '%-28s %14s %14s %8s\n' "${cmd%% *} -P $pipe" "$r" "$k" "$ratio"
 		done
-		r=$(printf '%s\n' "${rs[@]}" | median)
-		k=$(printf '%s\n' "${ks[@]}" | median)
-		ratio=$(awk -v k="$k" -v r="$r" 'BEGIN { if (r > 0) printf "%.2fx", k / r; else print "n/a" }')
-		printf '%-28s %14s %14s %8s\n' "${cmd%% *} -P $pipe" "$r" "$k" "$ratio"
 	done
-done
-echo "(median of $ROUNDS; redis-benchmark -c $CLIENTS -n $REQUESTS -r $KEYSPACE; $(redis-server --version | cut -d' ' -f3); kv $("$work/kv" --version | cut -d' ' -f2) with GOMAXPROCS=${KV_GOMAXPROCS:-default}; $(nproc) cores)"
+	kill "$rpid" "$kpid" 2>/dev/null || true
+	wait "$rpid" "$kpid" 2>/dev/null || true
+	echo
+}
+
+if [ "$MODE" = memory ] || [ "$MODE" = all ]; then
+	redis_extra=(--save '' --appendonly no)
+	kv_extra=(--in-memory)
+	cmds=("HSET h f:__rand_int__ v" "HGET h f:__rand_int__")
+	pair "in memory: Redis without persistence, kv --in-memory"
+fi
+if [ "$MODE" = durable ] || [ "$MODE" = all ]; then
+	cmds=("HSET h f:__rand_int__ v")
+	redis_extra=(--save '' --appendonly yes --appendfsync everysec)
+	kv_extra=(--data-dir "$work/kv-data" --fsync everysec)
+	pair "durable, everysec: Redis appendonly yes appendfsync everysec, kv --fsync everysec"
+	redis_extra=(--save '' --appendonly yes --appendfsync always)
+	kv_extra=(--data-dir "$work/kv-data" --fsync always)
+	pair "durable, always: Redis appendonly yes appendfsync always, kv --fsync always"
+fi
+echo "(MODE=$MODE; median of $ROUNDS; redis-benchmark -c $CLIENTS -n $REQUESTS -r $KEYSPACE; $(redis-server --version | cut -d' ' -f3); kv $("$work/kv" --version | cut -d' ' -f2) with GOMAXPROCS=${KV_GOMAXPROCS:-default}; $(nproc) cores)"

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"runtime/debug"
 	"sync"
+
+	"github.com/kvproject/kv/internal/store"
 )
 
 // ErrTxClosed is returned by a Tx used after its View or Update returned.
@@ -22,6 +24,7 @@ type Bucket struct {
 	ended  bool
 	reason error
 	done   chan struct{} // closed when the bucket ends
+	store  Store         // nil: in memory only
 }
 
 // New returns an empty, live bucket. id identifies this instance of name; the
@@ -70,8 +73,14 @@ func (b *Bucket) AppendValue(dst []byte, key string) ([]byte, error) {
 	return append(dst, v...), nil
 }
 
-// Put stores a copy of value under key, replacing any value there.
+// Put stores a copy of value under key, replacing any value there. A
+// durable bucket returns once the write is durable; on an error the write
+// was not made.
 func (b *Bucket) Put(key string, value []byte) error {
+	if b.store != nil {
+		_, err := b.setDurable(key, value)
+		return err
+	}
 	v := clone(value) // outside the lock
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -88,6 +97,9 @@ func (b *Bucket) Put(key string, value []byte) error {
 // Delete removes key and returns the value it had, or ErrNotFound when there
 // was none.
 func (b *Bucket) Delete(key string) ([]byte, error) {
+	if b.store != nil {
+		return b.deleteDurable(key)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ended {
@@ -99,6 +111,30 @@ func (b *Bucket) Delete(key string) ([]byte, error) {
 	}
 	delete(b.data, key)
 	return v, nil // the stored slice was never handed out: the caller may own it
+}
+
+func (b *Bucket) deleteDurable(key string) ([]byte, error) {
+	b.mu.Lock()
+	if b.ended {
+		b.mu.Unlock()
+		return nil, ErrEnded
+	}
+	v, ok := b.data[key]
+	if !ok {
+		b.mu.Unlock()
+		return nil, ErrNotFound
+	}
+	w, err := b.record(store.Delete(key))
+	if err != nil {
+		b.mu.Unlock()
+		return nil, err
+	}
+	delete(b.data, key)
+	b.mu.Unlock()
+	if err := b.settle(w); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // Len returns the number of keys.
@@ -156,11 +192,30 @@ func (b *Bucket) Update(fn func(*Tx) error) error {
 		return ErrEnded
 	}
 	tx := &Tx{b: b, writable: true}
+	var w store.Waiter
+	recorded := false
 	perr, err := tx.run(fn, func() {
 		// Still under the write lock: undo, and end the bucket on a panic,
 		// before anyone else can see the half-done writes.
 		if !tx.ok || tx.err != nil {
 			tx.rollback()
+		} else if b.store != nil && len(tx.undo) > 0 {
+			// One batch with the final state of every key written.
+			ops := make([]store.Op, 0, len(tx.undo))
+			for _, u := range tx.undo {
+				if v, ok := b.data[u.key]; ok {
+					ops = append(ops, store.Put(u.key, v))
+				} else {
+					ops = append(ops, store.Delete(u.key))
+				}
+			}
+			var rerr error
+			if w, rerr = b.record(ops...); rerr != nil {
+				tx.rollback()
+				tx.err = rerr
+			} else {
+				recorded = true
+			}
 		}
 		if tx.perr != nil {
 			b.endLocked(tx.perr)
@@ -169,6 +224,9 @@ func (b *Bucket) Update(fn func(*Tx) error) error {
 	})
 	if perr != nil {
 		return &crashError{bucket: b.name, panic: perr}
+	}
+	if recorded {
+		return b.settle(w)
 	}
 	return err
 }

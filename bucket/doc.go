@@ -20,8 +20,22 @@
 // an error), crashed (a panic in an Update function, reported as a
 // *[PanicError] with the stack), or cancelled with the tree. From then on
 // every operation returns [ErrEnded], never a silent success: a write is never
-// lost without its caller being told. A bucket's data dies with it, as the
-// Agent's state dies with its process.
+// lost without its caller being told. An in-memory bucket's data dies with
+// it, as the Agent's state dies with its process; a durable bucket's data
+// stays in its store.
+//
+// # Durable buckets
+//
+// A bucket made by [Restore] with a [Store] records each write in the store
+// under its write lock before changing its memory (Put, Set, Delete, and an
+// Update as one batch of the keys it wrote), releases the lock, and waits
+// for the write to be durable before it returns, so that concurrent writers
+// share one sync. A write the store refuses changes nothing and returns the
+// error; a write that fails after it was applied in memory (its sync
+// failed) ends the bucket with that error, and the error is returned: the
+// bucket's next use (the registry's load) brings back what the store holds,
+// which does not hold the failed write. Reads never touch the store. A
+// bucket made by [New] (or Restore with a nil Store) never touches a store.
 //
 // # Supervision
 //

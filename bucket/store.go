@@ -1,5 +1,7 @@
 package bucket
 
+import "github.com/kvproject/kv/internal/store"
+
 // This file holds two operations the Redis front end needs and that the
 // rest of the API cannot express without a race: a Put that says whether
 // the key is new (HSET's reply), and ending a bucket while taking its pairs
@@ -8,6 +10,9 @@ package bucket
 // Set stores a copy of value under key, like Put, and reports whether key
 // was absent before. It returns ErrEnded on an ended bucket.
 func (b *Bucket) Set(key string, value []byte) (added bool, err error) {
+	if b.store != nil {
+		return b.setDurable(key, value)
+	}
 	v := clone(value) // outside the lock
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -37,4 +42,31 @@ func (b *Bucket) Take(reason error) (map[string][]byte, error) {
 		data = make(map[string][]byte)
 	}
 	return data, nil
+}
+
+// setDurable is Set for a durable bucket: the write reaches the store under
+// the lock, then memory; the lock is released before waiting for the disk,
+// so that concurrent writers share one sync.
+func (b *Bucket) setDurable(key string, value []byte) (added bool, err error) {
+	v := clone(value) // outside the lock
+	b.mu.Lock()
+	if b.ended {
+		b.mu.Unlock()
+		return false, ErrEnded
+	}
+	w, err := b.record(store.Put(key, v))
+	if err != nil {
+		b.mu.Unlock()
+		return false, err
+	}
+	if b.data == nil {
+		b.data = make(map[string][]byte)
+	}
+	_, existed := b.data[key]
+	b.data[key] = v
+	b.mu.Unlock()
+	if err := b.settle(w); err != nil {
+		return false, err
+	}
+	return !existed, nil
 }

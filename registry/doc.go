@@ -26,6 +26,20 @@
 // it was down, and, to "monitor existing entries" again, also looks for any
 // bucket that ended while the crashed loop held its notice.
 //
+// # Durable buckets
+//
+// With [Config].Store, every bucket's data is kept in a durable store and
+// buckets are loaded lazily: start-up reads nothing; the first
+// [Registry.Lookup] or [Registry.Create] of a stored name loads it on the
+// caller's goroutine (never the loop's), builds the bucket with its pairs
+// and starts it; concurrent first uses of a name share one load. A bucket
+// that ends for any reason but [Registry.Delete] (a crash, a failed write)
+// keeps its data, and its next use brings it back whole. Delete drops the
+// data, [Registry.FlushAll] empties the store, [Registry.Rename] moves a
+// bucket's pairs in one atomic write. [Registry.Names] and [Registry.Len]
+// count stored buckets whether they are loaded or not. Lookup of a live
+// bucket stays a read-locked map hit.
+//
 // # Names
 //
 // A bucket name is any non-empty string of bytes up to [MaxNameLen] bytes.

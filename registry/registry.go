@@ -46,6 +46,10 @@ type Config struct {
 	Buckets Starter      // the bucket supervisor
 	Events  Publisher    // the event manager
 	Logger  *slog.Logger // nil discards the registry's logs
+	// Store, when not nil, keeps every bucket's data durably, and the
+	// registry loads stored buckets at their first use; nil keeps buckets
+	// in memory only.
+	Store Store
 	// StopTimeout bounds how long a stopping registry waits for the end
 	// notices of the buckets stopped with it; 0 means 10 seconds.
 	StopTimeout time.Duration
@@ -58,6 +62,8 @@ type Registry struct {
 	events  Publisher
 	log     *slog.Logger
 	stopFor time.Duration
+	store   Store        // nil: in memory only
+	flushMu sync.RWMutex // write-locked by FlushAll, read-locked by loads
 
 	mu      sync.RWMutex // guards everything below
 	nextID  uint64
@@ -65,6 +71,7 @@ type Registry struct {
 	names   map[string]*bucket.Bucket
 	refs    map[uint64]string        // bucket ID -> name
 	waiters map[uint64]chan struct{} // bucket ID -> closed once forgotten
+	claims  map[string]chan struct{} // name -> closed when its load, delete or rename is done
 
 	box     *mailbox
 	runs    atomic.Uint64 // how many times Serve has started
@@ -85,6 +92,8 @@ func New(cfg Config) *Registry {
 		names:   make(map[string]*bucket.Bucket),
 		refs:    make(map[uint64]string),
 		waiters: make(map[uint64]chan struct{}),
+		claims:  make(map[string]chan struct{}),
+		store:   cfg.Store,
 		box:     newMailbox(),
 	}
 	if r.log == nil {
@@ -129,6 +138,10 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("registry: create %q: %w", name, err)
 	}
+	if r.store != nil {
+		b, _, err := r.load(ctx, name, true)
+		return b, err
+	}
 
 	r.mu.Lock()
 	if r.closed {
@@ -144,7 +157,11 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 	r.names[name] = b
 	r.refs[b.ID()] = name
 	r.mu.Unlock()
+	return b, r.start(name, b)
+}
 
+// start announces and starts b, just recorded under name.
+func (r *Registry) start(name string, b *bucket.Bucket) error {
 	// From here a concurrent Create of the same name returns b, which may
 	// not be running yet: it is usable, and its end is reported either way.
 	// Published before the bucket runs, so that its Exited, which the loop
@@ -153,14 +170,43 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 	if err := r.buckets.Start(b, r.monitor); err != nil {
 		b.Stop(err)
 		r.monitor(b, err) // it never ran: report its end ourselves
-		return nil, fmt.Errorf("registry: create %q: %w", name, err)
+		return fmt.Errorf("registry: create %q: %w", name, err)
 	}
-	return b, nil
+	return nil
 }
 
 // Lookup returns the live bucket named name. It never waits for the
-// registry's loop.
+// registry's loop. With a store, a miss loads the bucket if it is stored
+// (on the caller's goroutine).
 func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
+	r.mu.RLock()
+	b, ok := r.names[name]
+	r.mu.RUnlock()
+	if ok || r.store == nil {
+		return b, ok
+	}
+	b, ok, err := r.lookupStored(name)
+	if err != nil {
+		r.log.Error("registry: lookup could not load a stored bucket", "bucket", name, "err", err)
+	}
+	return b, ok
+}
+
+// LookupErr is Lookup that also reports why a stored bucket could not be
+// loaded (the store cannot be read, for example while it recovers from a
+// failed write): then the bucket is not known to be absent.
+func (r *Registry) LookupErr(name string) (*bucket.Bucket, bool, error) {
+	r.mu.RLock()
+	b, ok := r.names[name]
+	r.mu.RUnlock()
+	if ok || r.store == nil {
+		return b, ok, nil
+	}
+	return r.lookupStored(name)
+}
+
+// lookupLive returns the bucket named name if it is in memory.
+func (r *Registry) lookupLive(name string) (*bucket.Bucket, bool) {
 	r.mu.RLock()
 	b, ok := r.names[name]
 	r.mu.RUnlock()
@@ -172,6 +218,9 @@ func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 // ErrNotFound if there is no such bucket, or if the bucket was already
 // ending for another reason (then it still waits for it to be forgotten).
 func (r *Registry) Delete(ctx context.Context, name string) error {
+	if r.store != nil {
+		return r.deleteStored(ctx, name)
+	}
 	r.mu.Lock()
 	b, ok := r.names[name]
 	if !ok {
@@ -197,22 +246,64 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// Names returns the names of the live buckets, in no particular order.
+// Names returns the names of the live buckets, in no particular order; with
+// a store, those of the stored buckets too, loaded or not. If the store
+// cannot be read, it logs why and returns the live buckets only.
 func (r *Registry) Names() []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	names := make([]string, 0, len(r.names))
-	for n := range r.names {
-		names = append(names, n)
+	names, err := r.NamesErr()
+	if err != nil {
+		r.log.Error("registry: cannot list the stored buckets", "err", err)
 	}
 	return names
 }
 
-// Len returns the number of live buckets.
+// NamesErr is Names that reports an error when the stored buckets cannot
+// be listed (the store cannot be read, for example while it recovers from
+// a failed write); the names returned then are the live buckets' only.
+func (r *Registry) NamesErr() ([]string, error) {
+	r.mu.RLock()
+	names := make([]string, 0, len(r.names))
+	for n := range r.names {
+		names = append(names, n)
+	}
+	r.mu.RUnlock()
+	if r.store == nil {
+		return names, nil
+	}
+	seen := make(map[string]struct{}, len(names))
+	for _, n := range names {
+		seen[n] = struct{}{}
+	}
+	err := r.store.Buckets(func(n string) error {
+		if _, ok := seen[n]; !ok {
+			seen[n] = struct{}{}
+			names = append(names, n)
+		}
+		return nil
+	})
+	if err != nil {
+		return names, fmt.Errorf("registry: list stored buckets: %w", err)
+	}
+	return names, nil
+}
+
+// Len returns the number of live buckets; with a store, of the live and
+// stored buckets (if the store cannot be read, of the live ones).
 func (r *Registry) Len() int {
+	n, _ := r.LenErr()
+	return n
+}
+
+// LenErr is Len that reports an error when the stored buckets cannot be
+// counted (the count returned is then that of the live ones).
+func (r *Registry) LenErr() (int, error) {
+	if r.store != nil {
+		names, err := r.NamesErr()
+		return len(names), err
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return len(r.names)
+	return len(r.names), nil
 }
 
 // monitor is the termination hook given to the bucket supervisor: the

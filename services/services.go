@@ -20,6 +20,10 @@ type Config struct {
 	// StopTimeout bounds each stage of a stop: the buckets ending, the
 	// registry publishing their Exited. 0 means 10 seconds.
 	StopTimeout time.Duration
+	// Store, when not nil, keeps every bucket durably (the daemon passes
+	// its opened data directory); the tree does not close it. Nil keeps
+	// buckets in memory only.
+	Store registry.Store
 }
 
 // Root is a kv tree. It is a *suture.Supervisor (embedded), so it can be
@@ -56,6 +60,7 @@ func New(cfg Config) *Root {
 		Events:      ev,
 		Logger:      log.With("service", "registry"),
 		StopTimeout: timeout,
+		Store:       cfg.Store,
 	})
 
 	sup := suture.New("kv", suture.Spec{

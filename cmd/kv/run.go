@@ -10,7 +10,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/thejerf/suture/v4"
 
+	"github.com/kvproject/kv/internal/store"
 	"github.com/kvproject/kv/services"
 	"github.com/kvproject/kv/services/httpapi"
 	"github.com/kvproject/kv/services/metrics"
@@ -35,7 +38,12 @@ const (
 	exitUsage    = 2 // bad flags or variables
 	exitRefused  = 3 // a configuration kv refuses to run with
 	exitNoListen = 4 // the listener could not be opened
+	exitLocked   = 5 // the data directory is used by another kv
+	exitStorage  = 6 // the data directory cannot be opened or is damaged
 )
+
+// defaultDataDir is where kv keeps its data unless told otherwise.
+const defaultDataDir = "./kv-data"
 
 // options is the daemon's configuration, filled from flags, then KV_*
 // variables, then defaults.
@@ -50,6 +58,8 @@ type options struct {
 	logFormat       string
 	logLevel        string
 	inMemory        bool
+	dataDir         string
+	fsync           string
 	maxClients      int
 	maxRequestBytes int
 	maxBulkLen      int
@@ -77,7 +87,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.passwordFile, "password-file", "", "`file` holding the password (one line)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format` on stderr: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
-	fs.BoolVar(&o.inMemory, "in-memory", true, "keep data in memory only (the only mode until durability lands)")
+	fs.BoolVar(&o.inMemory, "in-memory", false, "keep data in memory only: nothing is written to disk and a restart or a bucket's crash loses its data")
+	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir, "`directory` of the durable store (created if needed; locked while kv runs)")
+	fs.StringVar(&o.fsync, "fsync", "everysec", "when writes reach the disk, as Redis's appendfsync: `policy` always (before the reply), everysec (within a second) or no (when the OS likes)")
 	fs.IntVar(&o.maxClients, "max-clients", 10000, "most clients connected at once")
 	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 64<<20, "most `bytes` of one request in transit; past it the client is disconnected")
 	fs.IntVar(&o.maxBulkLen, "max-bulk-len", 16<<20, "longest argument in `bytes`; a longer one gets an error reply")
@@ -104,7 +116,8 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 		fmt.Fprintf(w, "%s\n      %s\n      env %s, default %q\n", line, help, envName(f.Name), f.DefValue)
 	})
 	fmt.Fprintf(w, "  --version\n      print the version and exit\n")
-	fmt.Fprintf(w, "\nExit codes: 0 clean stop, 1 failure, 2 usage, 3 refused configuration, 4 cannot listen.\n")
+	fmt.Fprintf(w, "  kv check DIR\n      verify a data directory offline and exit\n")
+	fmt.Fprintf(w, "\nExit codes: 0 clean stop, 1 failure, 2 usage, 3 refused configuration, 4 cannot listen,\n5 data directory in use, 6 data directory unreadable or damaged.\n")
 }
 
 // parse fills o from args, then env, then defaults. It returns done when
@@ -160,9 +173,13 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		fmt.Fprintf(stderr, "kv: --log-level must be debug, info, warn or error, not %q\n", o.logLevel)
 		return o, exitUsage, true
 	}
-	if !o.inMemory {
-		fmt.Fprintf(stderr, "kv: --in-memory=false needs durable storage, which this version does not have yet\n")
-		return o, exitRefused, true
+	if _, err := store.ParseFsync(o.fsync); err != nil {
+		fmt.Fprintf(stderr, "kv: --fsync must be always, everysec or no, not %q\n", o.fsync)
+		return o, exitUsage, true
+	}
+	if !o.inMemory && o.dataDir == "" {
+		fmt.Fprintf(stderr, "kv: --data-dir is empty (give a directory, or --in-memory)\n")
+		return o, exitUsage, true
 	}
 	if o.maxClients < 1 || o.maxRequestBytes < 1 || o.maxLineBytes < 1 || o.maxBodyBytes < 1 || o.maxBulkLen < 1 || o.maxArgs < 1 || o.idleTimeout < 0 || o.shutdownTimeout <= 0 {
 		fmt.Fprintf(stderr, "kv: limits must be positive (--idle-timeout may be 0 to disable it)\n")
@@ -199,6 +216,9 @@ func isLoopback(addr string) bool {
 // SIGTERM, stops cleanly and returns the exit code. A second signal exits
 // at once.
 func run(args, env []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "check" {
+		return check(args[1:], stdout, stderr)
+	}
 	o, code, done := parse(args, env, stdout, stderr)
 	if done {
 		return code
@@ -298,7 +318,31 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		opened = append(opened, httpLn)
 	}
 
-	root := services.New(services.Config{Logger: log})
+	// The store is opened after the listeners (a busy port creates no
+	// data directory) and before the tree; it is closed after the tree has
+	// stopped.
+	var st *store.Store
+	mode := "in-memory"
+	if !o.inMemory {
+		var code int
+		if st, code = openStore(o, log, stderr); st == nil {
+			closeOpened()
+			return code
+		}
+		defer func() {
+			if err := st.Close(); err != nil {
+				log.Error("kv: closing the data directory", "err", err)
+			}
+		}()
+		mode = "durable"
+	}
+	cfg := services.Config{Logger: log}
+	var backups resp.Backups
+	if st != nil {
+		cfg.Store = st
+		backups = checkpoints{st: st}
+	}
+	root := services.New(cfg)
 	// One set of metrics for every front end, served by the HTTP API.
 	met := metrics.New(metrics.Config{Tree: root.Registry(), Events: root.Events(), Logger: log.With("service", "metrics")})
 	defer met.Close()
@@ -317,6 +361,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		IdleTimeout:        idle(o.idleTimeout),
 		EnableDebugCommand: o.enableDebug,
 		Observer:           met,
+		Backups:            backups,
 	})
 	// The front ends come after the registry: one that fails is restarted
 	// alone, without touching the buckets.
@@ -346,6 +391,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 				}
 				return nil
 			},
+			Save:   httpSave(backups),
 			Logger: log.With("service", "http"),
 		})))
 	}
@@ -355,7 +401,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	errc := root.ServeBackground(treeCtx)
 	serving.Store(true)
 	log.Info("kv started", "version", version, "resp", ln.Addr().String(),
-		"text", addrOf(textLn), "http", addrOf(httpLn), "mode", "in-memory",
+		"text", addrOf(textLn), "http", addrOf(httpLn), "mode", mode, "data_dir", dataDirOf(o), "fsync", fsyncOf(o),
 		"auth", password != "", "debug_command", o.enableDebug)
 	if ready != nil {
 		l := listening{resp: ln.Addr()}
@@ -416,4 +462,111 @@ func idle(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// openStore opens the data directory and counts what it holds (the
+// recovery, logged). It returns nil and the exit code on failure.
+func openStore(o options, log *slog.Logger, stderr io.Writer) (*store.Store, int) {
+	policy, _ := store.ParseFsync(o.fsync) // checked by parse
+	begin := time.Now()
+	st, err := store.Open(o.dataDir, store.Options{Fsync: policy, Logger: log.With("service", "store")})
+	if err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			fmt.Fprintf(stderr, "kv: the data directory %s is in use by another kv (%v)\n"+
+				"Stop that kv, or give this one another --data-dir.\n", o.dataDir, err)
+			return nil, exitLocked
+		}
+		fmt.Fprintf(stderr, "kv: cannot open the data directory %s: %v\n"+
+			"(run kv check %s for details; restore a checkpoint from %s if it is damaged)\n",
+			o.dataDir, err, o.dataDir, filepath.Join(o.dataDir, "checkpoints"))
+		return nil, exitStorage
+	}
+	stats, err := st.Stats()
+	if err != nil {
+		_ = st.Close()
+		fmt.Fprintf(stderr, "kv: cannot read the data directory %s: %v\n(run kv check %s for details)\n", o.dataDir, err, o.dataDir)
+		return nil, exitStorage
+	}
+	log.Info("kv: data directory recovered", "dir", st.Dir(), "fsync", policy.String(),
+		"buckets", stats.Buckets, "keys", stats.Keys, "bytes", stats.Bytes,
+		"took", time.Since(begin).Round(time.Millisecond))
+	return st, exitOK
+}
+
+// checkpoints serves SAVE, BGSAVE and LASTSAVE: each checkpoint is a new
+// directory under <data-dir>/checkpoints, named after the time, from which
+// kv can start (--data-dir).
+type checkpoints struct{ st *store.Store }
+
+// Save writes a checkpoint and returns its directory.
+func (c checkpoints) Save() (string, error) {
+	base := filepath.Join(c.st.Dir(), "checkpoints")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", fmt.Errorf("kv: checkpoint: %w", err)
+	}
+	now := time.Now()
+	dir := filepath.Join(base, strconv.FormatInt(now.Unix(), 10))
+	if _, err := os.Stat(dir); err == nil { // two in one second
+		dir = filepath.Join(base, strconv.FormatInt(now.UnixNano(), 10))
+	}
+	if err := c.st.Checkpoint(dir); err != nil {
+		return "", fmt.Errorf("kv: checkpoint: %w", err)
+	}
+	return dir, nil
+}
+
+// LastSave returns the time of the last checkpoint.
+func (c checkpoints) LastSave() time.Time { return c.st.LastSave() }
+
+// check is `kv check DIR`: it verifies a data directory offline.
+func check(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintf(stderr, "Usage: kv check DIR (verifies a data directory kv is not running on)\n")
+		return exitUsage
+	}
+	rep, err := store.Check(args[0])
+	if errors.Is(err, store.ErrLocked) {
+		fmt.Fprintf(stderr, "kv check: %v\n", err)
+		return exitLocked
+	}
+	fmt.Fprintf(stdout, "%s: %d buckets, %d keys, %d bytes", rep.Dir, rep.Buckets, rep.Keys, rep.Bytes)
+	if !rep.LastSave.IsZero() {
+		fmt.Fprintf(stdout, ", last checkpoint %s", rep.LastSave.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintln(stdout)
+	for _, p := range rep.Problems {
+		fmt.Fprintf(stdout, "problem: %s\n", p)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kv check: %v\n", err)
+		return exitStorage
+	}
+	fmt.Fprintln(stdout, "ok")
+	return exitOK
+}
+
+// dataDirOf and fsyncOf describe the storage for the start-up log line.
+func dataDirOf(o options) string {
+	if o.inMemory {
+		return "none"
+	}
+	return o.dataDir
+}
+
+func fsyncOf(o options) string {
+	if o.inMemory {
+		return "none"
+	}
+	return o.fsync
+}
+
+// httpSave is POST /v1/save on backups; nil when kv runs in memory.
+func httpSave(b resp.Backups) func() (string, time.Time, error) {
+	if b == nil {
+		return nil
+	}
+	return func() (string, time.Time, error) {
+		dir, err := b.Save()
+		return dir, b.LastSave(), err
+	}
 }

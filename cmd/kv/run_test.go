@@ -38,7 +38,8 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		"--log-level", "--in-memory", "--password-file", "KV_PASSWORD", "--max-clients", "KV_MAX_CLIENTS",
 		"--max-request-bytes", "--max-bulk-len", "--max-args", "--idle-timeout", "--shutdown-timeout",
 		"--enable-debug-command", "--version", "--text-addr", "KV_TEXT_ADDR", "--http-addr", "KV_HTTP_ADDR",
-		"--text-max-line-bytes", "--http-max-body-bytes",
+		"--text-max-line-bytes", "--http-max-body-bytes", "--data-dir", "KV_DATA_DIR", `default "./kv-data"`,
+		"--fsync", `default "everysec"`, "kv check DIR",
 	} {
 		assert.Contains(t, out.String(), want)
 	}
@@ -83,7 +84,8 @@ func TestStartupErrors(t *testing.T) {
 		{"bad variable", nil, []string{"KV_IDLE_TIMEOUT=soon"}, exitUsage, "KV_IDLE_TIMEOUT"},
 		{"bad log format", []string{"--log-format", "xml"}, nil, exitUsage, "text or json"},
 		{"bad level", []string{"--log-level", "loud"}, nil, exitUsage, "--log-level"},
-		{"not in memory", []string{"--in-memory=false"}, nil, exitRefused, "durable"},
+		{"bad fsync", []string{"--fsync", "sometimes"}, nil, exitUsage, "--fsync must be always, everysec or no"},
+		{"check without a directory", []string{"check"}, nil, exitUsage, "Usage: kv check DIR"},
 		{"public without password", []string{"--resp-addr", "0.0.0.0:0"}, nil, exitRefused, "refusing to listen on 0.0.0.0:0 (--resp-addr) without a password"},
 		{"public line protocol without password", []string{"--resp-addr", "127.0.0.1:0", "--text-addr", "0.0.0.0:0"}, nil, exitRefused, "(--text-addr) without a password"},
 		{"public HTTP without password", []string{"--resp-addr", "127.0.0.1:0", "--http-addr", ":0"}, nil, exitRefused, "(--http-addr) without a password"},
@@ -113,7 +115,7 @@ func serveInProcess(t *testing.T, args ...string) (addr string, stop func() int)
 func serveAll(t *testing.T, args ...string) (l listening, stop func() int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	o, _, done := parse(append([]string{"--resp-addr", "127.0.0.1:0"}, args...), nil, &out, &errOut)
+	o, _, done := parse(append([]string{"--resp-addr", "127.0.0.1:0", "--in-memory"}, args...), nil, &out, &errOut)
 	require.False(t, done, errOut.String())
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan listening, 1)
@@ -157,7 +159,7 @@ func TestDaemonBinary(t *testing.T) {
 	build.Stderr = os.Stderr
 	require.NoError(t, build.Run())
 
-	cmd := exec.Command(bin, "--resp-addr", "127.0.0.1:0", "--log-format", "json")
+	cmd := exec.Command(bin, "--resp-addr", "127.0.0.1:0", "--log-format", "json", "--in-memory")
 	cmd.Env = append(os.Environ(), "KV_ENABLE_DEBUG_COMMAND=true")
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
@@ -227,7 +229,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	build.Stderr = os.Stderr
 	require.NoError(t, build.Run())
 
-	cmd := exec.Command(bin, "--resp-addr", "127.0.0.1:0", "--log-format", "json", "--shutdown-timeout", "60s")
+	cmd := exec.Command(bin, "--resp-addr", "127.0.0.1:0", "--log-format", "json", "--shutdown-timeout", "60s", "--in-memory")
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

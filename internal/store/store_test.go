@@ -281,3 +281,29 @@ func TestMove(t *testing.T) {
 		"fro": {"a": []byte("kept")},
 	}, loadAll(t, s))
 }
+
+// ApplyPairsNoWait writes pairs to a recorded bucket without its marker:
+// they load as any others; to a bucket that is not recorded they are not
+// found, and Check reports them.
+func TestApplyPairsNoWait(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Fsync: FsyncAlways})
+	require.NoError(t, s.CreateBucket("b"))
+	w, err := s.ApplyPairsNoWait("b", Put("k", []byte("v")), Put("gone", []byte("x")), Delete("gone"))
+	require.NoError(t, err)
+	require.NoError(t, w.Wait())
+	w, err = s.ApplyPairsNoWait("unrecorded", Put("k", []byte("v")))
+	require.NoError(t, err)
+	require.NoError(t, w.Wait())
+	pairs, found, err := s.Load("b")
+	require.NoError(t, err)
+	assert.True(t, found)
+	assert.Equal(t, map[string][]byte{"k": []byte("v")}, pairs)
+	found, err = s.Has("unrecorded")
+	require.NoError(t, err)
+	assert.False(t, found)
+	require.NoError(t, s.Close())
+	rep, err := Check(dir)
+	require.Error(t, err)
+	assert.Equal(t, 1, rep.ProblemCount)
+}

@@ -12,6 +12,7 @@
 //	GET    /v1/buckets/{bucket}/keys/{key} the value's raw bytes, or 404
 //	PUT    /v1/buckets/{bucket}/keys/{key} store the raw body: 204
 //	DELETE /v1/buckets/{bucket}/keys/{key} remove: 204, or 404
+//	POST   /v1/save                        a checkpoint, as SAVE: {"dir", "last_save"}, or 503 in memory
 //	GET    /v1/events                      Server-Sent Events
 //	GET    /v1/openapi.json                the OpenAPI 3.1 document of all of these
 //	GET    /metrics                        Prometheus exposition

@@ -248,3 +248,17 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	s.metricsHandler.ServeHTTP(w, r)
 }
+
+// save writes a checkpoint, as SAVE does, with Config.Save.
+func (s *Server) save(w http.ResponseWriter, _ *http.Request) {
+	if s.cfg.Save == nil {
+		writeError(w, http.StatusServiceUnavailable, "no_storage", "kv runs in memory only: there is nothing to save")
+		return
+	}
+	dir, at, err := s.cfg.Save()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "save_failed", err.Error())
+		return
+	}
+	writeJSON(w, map[string]any{"dir": dir, "last_save": at.Unix()})
+}

@@ -23,6 +23,7 @@ func routes() []route {
 		{"GET", "/v1/buckets/{bucket}/keys/{key}", "get_key", (*Server).getKey},
 		{"PUT", "/v1/buckets/{bucket}/keys/{key}", "put_key", (*Server).putKey},
 		{"DELETE", "/v1/buckets/{bucket}/keys/{key}", "delete_key", (*Server).deleteKey},
+		{"POST", "/v1/save", "save", (*Server).save},
 		{"GET", "/v1/events", "", (*Server).streamEvents},
 		{"GET", "/v1/openapi.json", "", (*Server).openAPI},
 		{"GET", "/metrics", "", (*Server).serveMetrics},

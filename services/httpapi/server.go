@@ -77,6 +77,10 @@ type Config struct {
 	// Ready answers /readyz: nil means ready; an error means not ready
 	// (503), and says why. A nil Ready is always ready.
 	Ready func() error
+	// Save serves POST /v1/save: it writes a checkpoint of the data
+	// directory and returns its directory and time. Nil (kv in memory
+	// only) answers 503.
+	Save func() (dir string, at time.Time, err error)
 	// Password, when not empty, is required on every request but /healthz
 	// as "Authorization: Bearer <password>".
 	Password string

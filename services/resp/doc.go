@@ -15,7 +15,9 @@
 // HELLO 3 gets NOPROTO, on which go-redis v9 falls back to RESP2), AUTH,
 // CLIENT ID|GETNAME|SETNAME|SETINFO|INFO|LIST, COMMAND [COUNT|DOCS|INFO|
 // LIST], INFO [server|clients|memory|stats|keyspace], CONFIG GET (a few
-// read-only values), DBSIZE, FLUSHALL, FLUSHDB, RESET, DEBUG CRASH-BUCKET.
+// read-only values), DBSIZE, FLUSHALL, FLUSHDB, RESET, DEBUG CRASH-BUCKET,
+// SAVE, BGSAVE and LASTSAVE (with Config.Backups: checkpoints of the
+// durable store).
 // Keys: EXISTS, DEL, UNLINK, TYPE, KEYS, SCAN, RENAME. Hashes: HSET, HMSET,
 // HSETNX, HGET, HMGET, HDEL, HEXISTS, HLEN, HSTRLEN, HKEYS, HVALS, HGETALL,
 // HINCRBY, HINCRBYFLOAT, HSCAN, HRANDFIELD. Events: SUBSCRIBE, PSUBSCRIBE,
@@ -25,7 +27,8 @@
 //
 // Departures from Redis: a hash that loses its last field stays, empty,
 // until DEL (kv's buckets are created and deleted explicitly, as the
-// guide's CREATE does); RENAME is not atomic across the two names; SCAN's
+// guide's CREATE does); in memory, RENAME is not atomic across the two
+// names (with a durable store it is one write on disk); SCAN's
 // COUNT and TYPE are honoured but each step costs O(keys).
 //
 // Writes that touch several fields (HSET with several pairs, HSETNX,
@@ -33,6 +36,11 @@
 // atomic. HSET on a missing key creates the bucket (registry Create). A
 // bucket may end between Lookup and use: a read then treats it as absent,
 // a write waits until the registry has forgotten it and creates it anew.
+//
+// With a durable store under the registry, a write is answered once the
+// store holds it under its fsync policy; a write the store fails is
+// answered with an error reply ("ERR bucket <name>: store: write
+// failed: ...") and is not kept.
 //
 // # Lifecycle events
 //

@@ -21,13 +21,19 @@ var (
 )
 
 // live returns the live bucket named name, or nil: a bucket that ends
-// between Lookup and use reads as absent.
-func (s *Server) live(name []byte) *bucket.Bucket {
-	b, ok := s.reg.Lookup(str(name))
-	if !ok {
-		return nil
+// between Lookup and use reads as absent. ok is false when the bucket may
+// exist but could not be loaded from the store; live has then written the
+// error reply.
+func (s *Server) live(c *conn, name []byte) (b *bucket.Bucket, ok bool) {
+	b, found, err := s.reg.LookupErr(str(name))
+	if err != nil {
+		c.writeErr(err)
+		return nil, false
 	}
-	return b
+	if !found {
+		return nil, true
+	}
+	return b, true
 }
 
 // maxWriteAttempts bounds how often a write follows a name to a new bucket
@@ -163,7 +169,10 @@ func (s *Server) hsetnx(ctx context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) hget(_ context.Context, c *conn, args [][]byte) {
-	b := s.live(args[1])
+	b, ok := s.live(c, args[1])
+	if !ok {
+		return
+	}
 	if b == nil {
 		c.null()
 		return
@@ -179,8 +188,11 @@ func (s *Server) hget(_ context.Context, c *conn, args [][]byte) {
 
 func (s *Server) hmget(_ context.Context, c *conn, args [][]byte) {
 	fields := args[2:]
+	b, ok := s.live(c, args[1])
+	if !ok {
+		return
+	}
 	c.array(len(fields))
-	b := s.live(args[1])
 	if b != nil {
 		mark := len(c.out)
 		err := b.View(func(tx *bucket.Tx) error {
@@ -205,7 +217,10 @@ func (s *Server) hmget(_ context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) hdel(ctx context.Context, c *conn, args [][]byte) {
-	b := s.live(args[1])
+	b, ok := s.live(c, args[1])
+	if !ok {
+		return
+	}
 	if b == nil {
 		c.integer(0)
 		return
@@ -228,7 +243,11 @@ func (s *Server) hdel(ctx context.Context, c *conn, args [][]byte) {
 
 func (s *Server) hexists(_ context.Context, c *conn, args [][]byte) {
 	var has bool
-	if b := s.live(args[1]); b != nil {
+	b, ok := s.live(c, args[1])
+	if !ok {
+		return
+	}
+	if b != nil {
 		_ = b.View(func(tx *bucket.Tx) error {
 			has = tx.Has(str(args[2]))
 			return nil
@@ -243,7 +262,11 @@ func (s *Server) hexists(_ context.Context, c *conn, args [][]byte) {
 
 func (s *Server) hlen(_ context.Context, c *conn, args [][]byte) {
 	var n int
-	if b := s.live(args[1]); b != nil {
+	b, ok := s.live(c, args[1])
+	if !ok {
+		return
+	}
+	if b != nil {
 		n, _ = b.Len()
 	}
 	c.integer(int64(n))
@@ -251,7 +274,11 @@ func (s *Server) hlen(_ context.Context, c *conn, args [][]byte) {
 
 func (s *Server) hstrlen(_ context.Context, c *conn, args [][]byte) {
 	var n int
-	if b := s.live(args[1]); b != nil {
+	b, ok := s.live(c, args[1])
+	if !ok {
+		return
+	}
+	if b != nil {
 		v, err := b.AppendValue(c.scratch[:0], str(args[2]))
 		if err == nil {
 			n = len(v)
@@ -261,11 +288,12 @@ func (s *Server) hstrlen(_ context.Context, c *conn, args [][]byte) {
 	c.integer(int64(n))
 }
 
-// pairs returns a snapshot of the bucket named name (nil when absent).
-func (s *Server) pairs(name []byte) (keys []string, values [][]byte) {
-	b := s.live(name)
-	if b == nil {
-		return nil, nil
+// pairs returns a snapshot of the bucket named name (nil when absent). ok
+// is false when it has written an error reply instead.
+func (s *Server) pairs(c *conn, name []byte) (keys []string, values [][]byte, ok bool) {
+	b, ok := s.live(c, name)
+	if !ok || b == nil {
+		return nil, nil, ok
 	}
 	_ = b.View(func(tx *bucket.Tx) error {
 		keys = make([]string, 0, tx.Len())
@@ -276,12 +304,16 @@ func (s *Server) pairs(name []byte) (keys []string, values [][]byte) {
 			return nil
 		})
 	})
-	return keys, values
+	return keys, values, true
 }
 
 func (s *Server) hkeys(_ context.Context, c *conn, args [][]byte) {
 	var keys []string
-	if b := s.live(args[1]); b != nil {
+	b, ok := s.live(c, args[1])
+	if !ok {
+		return
+	}
+	if b != nil {
 		keys, _ = b.Keys()
 	}
 	c.array(len(keys))
@@ -291,7 +323,10 @@ func (s *Server) hkeys(_ context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) hvals(_ context.Context, c *conn, args [][]byte) {
-	_, values := s.pairs(args[1])
+	_, values, ok := s.pairs(c, args[1])
+	if !ok {
+		return
+	}
 	c.array(len(values))
 	for _, v := range values {
 		c.bulk(v)
@@ -299,7 +334,10 @@ func (s *Server) hvals(_ context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) hgetall(_ context.Context, c *conn, args [][]byte) {
-	keys, values := s.pairs(args[1])
+	keys, values, ok := s.pairs(c, args[1])
+	if !ok {
+		return
+	}
 	c.array(2 * len(keys))
 	for i, k := range keys {
 		c.bulkString(k)
@@ -407,7 +445,10 @@ func (s *Server) hrandfield(_ context.Context, c *conn, args [][]byte) {
 		}
 	}
 	withValues := len(args) == 4
-	keys, values := s.pairs(args[1])
+	keys, values, ok := s.pairs(c, args[1])
+	if !ok {
+		return
+	}
 	if !withCount {
 		if len(keys) == 0 {
 			c.null()
@@ -454,7 +495,10 @@ func (s *Server) hscan(_ context.Context, c *conn, args [][]byte) {
 	if !ok {
 		return
 	}
-	keys, values := s.pairs(args[1])
+	keys, values, ok := s.pairs(c, args[1])
+	if !ok {
+		return
+	}
 	byKey := make(map[string][]byte, len(keys))
 	for i, k := range keys {
 		byKey[k] = values[i]

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/registry"
 )
 
@@ -122,7 +121,12 @@ func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
 	if !ok {
 		return
 	}
-	page, next := scanPage(s.reg.Names(), cursor, opts.count)
+	names, err := s.reg.NamesErr()
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
+	page, next := scanPage(names, cursor, opts.count)
 	keep := page[:0]
 	for _, k := range page {
 		if (opts.match == "" || globMatch(opts.match, k)) && (opts.typ == "" || equalFold([]byte(opts.typ), "hash")) {
@@ -139,7 +143,11 @@ func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
 
 func (s *Server) keys(_ context.Context, c *conn, args [][]byte) {
 	pattern := str(args[1])
-	names := s.reg.Names()
+	names, err := s.reg.NamesErr()
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
 	keep := names[:0]
 	for _, n := range names {
 		if globMatch(pattern, n) {
@@ -156,7 +164,11 @@ func (s *Server) keys(_ context.Context, c *conn, args [][]byte) {
 func (s *Server) exists(_ context.Context, c *conn, args [][]byte) {
 	var n int64
 	for _, k := range args[1:] {
-		if s.live(k) != nil {
+		b, ok := s.live(c, k)
+		if !ok {
+			return
+		}
+		if b != nil {
 			n++
 		}
 	}
@@ -180,7 +192,11 @@ func (s *Server) del(ctx context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) typ(_ context.Context, c *conn, args [][]byte) {
-	if s.live(args[1]) != nil {
+	b, ok := s.live(c, args[1])
+	if !ok {
+		return
+	}
+	if b != nil {
 		c.simple("hash")
 	} else {
 		c.simple("none")
@@ -188,7 +204,12 @@ func (s *Server) typ(_ context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) dbsize(_ context.Context, c *conn, _ [][]byte) {
-	c.integer(int64(s.reg.Len()))
+	n, err := s.reg.LenErr()
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
+	c.integer(int64(n))
 }
 
 func (s *Server) flushall(ctx context.Context, c *conn, args [][]byte) {
@@ -196,61 +217,36 @@ func (s *Server) flushall(ctx context.Context, c *conn, args [][]byte) {
 		c.syntaxErr()
 		return
 	}
-	for _, name := range s.reg.Names() {
-		err := s.reg.Delete(ctx, name)
-		if err != nil && !errors.Is(err, registry.ErrNotFound) {
-			c.writeErr(err)
-			return
-		}
+	if err := s.reg.FlushAll(ctx); err != nil {
+		c.writeErr(err)
+		return
 	}
 	c.ok()
 }
 
-// rename moves the pairs of src to dst. src is ended and its pairs taken in
-// one step, so that no write to src is acknowledged and then lost; dst, if
-// it exists, is deleted first, as Redis overwrites it. It is not atomic
-// across the two names: for a moment a reader may find neither.
+// rename moves the pairs of src to dst (the registry's Rename): src is
+// ended and its pairs taken in one step, so that no write to src is
+// acknowledged and then lost; dst, if it exists, is replaced, as Redis
+// overwrites it. In memory it is not atomic across the two names: for a
+// moment a reader may find neither; with a store, the move is one write.
 func (s *Server) rename(ctx context.Context, c *conn, args [][]byte) {
-	src := s.live(args[1])
-	if src == nil {
-		c.err("ERR no such key")
-		return
-	}
 	if string(args[1]) == string(args[2]) {
-		c.ok()
-		return
-	}
-	if err := registry.CheckName(string(args[2])); err != nil {
-		c.writeErr(err)
-		return
-	}
-	data, err := src.Take(nil)
-	if err != nil {
-		c.err("ERR no such key")
-		return
-	}
-	select { // EXISTS src is 0 from the reply on
-	case <-s.reg.Forgotten(src):
-	case <-ctx.Done():
-		c.writeErr(ctx.Err())
-		return
-	}
-	dst := string(args[2])
-	if err := s.reg.Delete(ctx, dst); err != nil && !errors.Is(err, registry.ErrNotFound) {
-		c.writeErr(err)
-		return
-	}
-	err = s.update(ctx, args[2], func(tx *bucket.Tx) error {
-		for k, v := range data {
-			if err := tx.Put(k, v); err != nil {
-				return err
-			}
+		if b, ok := s.live(c, args[1]); !ok {
+			return
+		} else if b == nil {
+			c.err("ERR no such key")
+		} else {
+			c.ok()
 		}
-		return nil
-	})
-	if err != nil {
-		c.writeErr(err)
 		return
 	}
-	c.ok()
+	err := s.reg.Rename(ctx, string(args[1]), string(args[2]))
+	switch {
+	case err == nil:
+		c.ok()
+	case errors.Is(err, registry.ErrNotFound):
+		c.err("ERR no such key")
+	default:
+		c.writeErr(err)
+	}
 }

@@ -28,10 +28,15 @@ const DefaultAddr = "127.0.0.1:6380"
 type Registry interface {
 	Create(ctx context.Context, name string) (*bucket.Bucket, error)
 	Lookup(name string) (*bucket.Bucket, bool)
+	LookupErr(name string) (*bucket.Bucket, bool, error)
 	Delete(ctx context.Context, name string) error
 	Forgotten(b *bucket.Bucket) <-chan struct{}
 	Names() []string
+	NamesErr() ([]string, error)
 	Len() int
+	LenErr() (int, error)
+	Rename(ctx context.Context, from, to string) error
+	FlushAll(ctx context.Context) error
 }
 
 // Events is what the server needs of kv's event manager; *events.Manager is
@@ -106,6 +111,10 @@ type Config struct {
 	SubscriberMailbox int
 	// EnableDebugCommand turns on DEBUG CRASH-BUCKET.
 	EnableDebugCommand bool
+	// Backups, when set, serves SAVE, BGSAVE and LASTSAVE, and CONFIG GET
+	// appendonly answers yes; nil refuses SAVE and BGSAVE, and LASTSAVE
+	// answers 0.
+	Backups Backups
 }
 
 func (c *Config) setDefaults() {
@@ -174,6 +183,9 @@ type Server struct {
 	rejected      atomic.Int64
 	totalCommands atomic.Int64 // commands of closed connections; live ones are summed at INFO
 	kicked        atomic.Int64 // subscribers disconnected for being slow
+
+	saving atomic.Bool    // a SAVE or BGSAVE is running
+	bg     sync.WaitGroup // BGSAVE goroutines
 }
 
 // New returns a server for cfg, with every command registered. It panics
@@ -252,6 +264,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	ln.Close()
 	notServing()
 	s.shutdown()
+	s.bg.Wait()
 	if acceptErr != nil {
 		return acceptErr
 	}

@@ -458,8 +458,12 @@ func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
 	if a := s.Addr(); a != nil {
 		_, port, _ = net.SplitHostPort(a.String())
 	}
+	appendonly := "no"
+	if s.cfg.Backups != nil { // a durable store under the buckets
+		appendonly = "yes"
+	}
 	params := [][2]string{
-		{"appendonly", "no"},
+		{"appendonly", appendonly},
 		{"databases", "1"},
 		{"maxclients", strconv.Itoa(s.cfg.MaxClients)},
 		{"port", port},
@@ -500,7 +504,10 @@ func (s *Server) debug(ctx context.Context, c *conn, args [][]byte) {
 		c.wrongArgs("debug|crash-bucket")
 		return
 	}
-	b := s.live(args[2])
+	b, ok := s.live(c, args[2])
+	if !ok {
+		return
+	}
 	if b == nil {
 		c.err("ERR no such key")
 		return
@@ -536,7 +543,11 @@ func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 // for a missing key and a write is refused.
 func (s *Server) wrongType(empty func(*conn)) handlerFunc {
 	return func(_ context.Context, c *conn, args [][]byte) {
-		if s.live(args[1]) != nil {
+		b, ok := s.live(c, args[1])
+		if !ok {
+			return
+		}
+		if b != nil {
 			c.err("WRONGTYPE Operation against a key holding the wrong kind of value")
 			return
 		}

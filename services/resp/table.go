@@ -24,6 +24,9 @@ func (s *Server) commandTable() mux {
 	add("dbsize", 1, 0, 0, 0, 0, "server", "Returns the number of keys (buckets).", s.dbsize)
 	add("flushall", -1, flagWrite, 0, 0, 0, "server", "Deletes every bucket.", s.flushall)
 	add("flushdb", -1, flagWrite, 0, 0, 0, "server", "Deletes every bucket.", s.flushall)
+	add("save", 1, flagAdmin, 0, 0, 0, "server", "Writes a checkpoint of the data directory.", s.save)
+	add("bgsave", -1, flagAdmin, 0, 0, 0, "server", "Writes a checkpoint of the data directory in the background.", s.bgsave)
+	add("lastsave", 1, 0, 0, 0, 0, "server", "Returns the Unix time of the last checkpoint.", s.lastsave)
 	add("debug", -2, flagAdmin, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
 	// Keys: each key is a bucket.
 	add("exists", -2, 0, 1, -1, 1, "generic", "Counts the keys that exist.", s.exists)

@@ -1,0 +1,59 @@
+package bucket
+
+import (
+	"fmt"
+
+	"github.com/kvproject/kv/internal/store"
+)
+
+// Store is the durable store under a bucket; *store.Store is one. A bucket
+// with a Store records every write in it before the write is acknowledged;
+// one without keeps its pairs in memory only.
+type Store interface {
+	// ApplyPairsNoWait writes ops to bucket, which the store records as
+	// existing, atomically, and returns a Waiter for their durability. On
+	// an error nothing was written.
+	ApplyPairsNoWait(bucket string, ops ...store.Op) (store.Waiter, error)
+}
+
+// Restore returns a live bucket holding data (the map becomes the bucket's;
+// nil means empty) whose writes are recorded in st before they are
+// acknowledged. st nil gives an in-memory bucket, as New does. The registry
+// uses it to bring a stored bucket back into memory. The bucket must be
+// recorded in st (store.CreateBucket, or found by store.Load) and stay
+// recorded while the bucket is live: its writes do not record it again.
+func Restore(name string, id uint64, data map[string][]byte, st Store) *Bucket {
+	b := New(name, id)
+	if len(data) > 0 {
+		b.data = data
+	}
+	b.store = st
+	return b
+}
+
+// record writes ops to the store; the caller holds the write lock and has a
+// store. On an error the caller must not change its memory.
+func (b *Bucket) record(ops ...store.Op) (store.Waiter, error) {
+	w, err := b.store.ApplyPairsNoWait(b.name, ops...)
+	if err != nil {
+		return store.Waiter{}, fmt.Errorf("bucket %s: %w", b.name, err)
+	}
+	return w, nil
+}
+
+// settle waits for a recorded write to be durable, outside the lock. If it
+// is not, the write is lost: memory, which already holds it, no longer
+// agrees with the store, so the bucket ends with the error (its next use
+// brings it back from the store, which does not hold the write), and the
+// error is returned.
+func (b *Bucket) settle(w store.Waiter) error {
+	if err := w.Wait(); err != nil {
+		err = fmt.Errorf("bucket %s: %w", b.name, err)
+		b.Stop(err)
+		return err
+	}
+	return nil
+}
+
+// Durable reports whether the bucket records its writes in a store.
+func (b *Bucket) Durable() bool { return b.store != nil }

@@ -1,0 +1,193 @@
+package bucket
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/internal/store"
+)
+
+// openStore opens a store in which bucket "b" is recorded.
+func openStore(t *testing.T, faults *store.Faults) *store.Store {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, st.Close()) })
+	require.NoError(t, st.CreateBucket("b"))
+	return st
+}
+
+func loadT(t *testing.T, st *store.Store, name string) map[string][]byte {
+	t.Helper()
+	var pairs map[string][]byte
+	require.Eventually(t, func() bool { // the store's reads wait for its recovery
+		var err error
+		pairs, _, err = st.Load(name)
+		return err == nil
+	}, 10*time.Second, time.Millisecond)
+	return pairs
+}
+
+// Every kind of write of a durable bucket reaches the store.
+func TestDurableBucketRecordsEveryWrite(t *testing.T) {
+	st := openStore(t, nil)
+	b := Restore("b", 1, map[string][]byte{"old": []byte("0")}, st)
+	require.NoError(t, b.Put("p", []byte("1")))
+	added, err := b.Set("s", []byte("2"))
+	require.NoError(t, err)
+	assert.True(t, added)
+	_, err = b.Delete("old")
+	require.NoError(t, err)
+	_, err = b.Delete("missing")
+	assert.ErrorIs(t, err, ErrNotFound)
+	require.NoError(t, b.Update(func(tx *Tx) error {
+		require.NoError(t, tx.Put("u", []byte("3")))
+		require.NoError(t, tx.Put("u", []byte("4")))
+		_, err := tx.Delete("p")
+		return err
+	}))
+	aborted := errors.New("abort")
+	assert.ErrorIs(t, b.Update(func(tx *Tx) error {
+		require.NoError(t, tx.Put("never", []byte("x")))
+		return aborted
+	}), aborted)
+	want := map[string][]byte{"s": []byte("2"), "u": []byte("4")}
+	assert.Equal(t, want, loadT(t, st, "b"))
+	assert.NoError(t, b.View(func(tx *Tx) error {
+		assert.Equal(t, 2, tx.Len())
+		return nil
+	}))
+}
+
+// A write that fails below the store is reported, is not visible in memory
+// (the bucket ends when the failure is found after the write was applied,
+// and its data in the store does not hold the write), and writes succeed
+// again once the fault clears.
+func TestDurableBucketFailedWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inject func(*store.Faults)
+	}{
+		{"failed sync", func(f *store.Faults) { f.FailSyncs(syscall.EIO) }},
+		{"full disk", func(f *store.Faults) { f.FailWrites(syscall.ENOSPC) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			faults := &store.Faults{}
+			st := openStore(t, faults)
+			b := Restore("b", 1, nil, st)
+			require.NoError(t, b.Put("k", []byte("old")))
+
+			tc.inject(faults)
+			err := b.Put("k", []byte("new"))
+			require.ErrorIs(t, err, store.ErrWriteFailed)
+			if v, gerr := b.Get("k"); gerr == nil {
+				assert.Equal(t, "old", string(v), "a failed write is not visible")
+			} else {
+				assert.ErrorIs(t, gerr, ErrEnded, "or the bucket ended, to be reloaded")
+			}
+			// An Update fails too, and is rolled back.
+			if uerr := b.Update(func(tx *Tx) error { return tx.Put("u", []byte("1")) }); !errors.Is(uerr, ErrEnded) {
+				require.ErrorIs(t, uerr, store.ErrWriteFailed)
+				ok, _ := b.Len()
+				assert.Equal(t, 1, ok)
+			}
+
+			faults.Clear()
+			b = Restore("b", 2, loadT(t, st, "b"), st) // what the registry does
+			v, err := b.Get("k")
+			require.NoError(t, err)
+			assert.Equal(t, "old", string(v))
+			require.Eventually(t, func() bool { return b.Put("after", []byte("1")) == nil || b.Err() != nil }, 10*time.Second, time.Millisecond)
+			if b.Err() != nil { // a write raced the recovery: reload once more
+				b = Restore("b", 3, loadT(t, st, "b"), st)
+				require.NoError(t, b.Put("after", []byte("1")))
+			}
+			assert.Equal(t, map[string][]byte{"k": []byte("old"), "after": []byte("1")}, loadT(t, st, "b"))
+		})
+	}
+}
+
+// A bucket without a store is exactly an in-memory bucket.
+func TestRestoreWithoutStore(t *testing.T) {
+	b := Restore("m", 1, map[string][]byte{"a": []byte("1")}, nil)
+	assert.False(t, b.Durable())
+	v, err := b.Get("a")
+	require.NoError(t, err)
+	assert.Equal(t, "1", string(v))
+	require.NoError(t, b.Put("b", []byte("2")))
+	n, _ := b.Len()
+	assert.Equal(t, 2, n)
+}
+
+// Concurrent writes of every kind (grouped Puts and Sets, Deletes and
+// Updates written directly) reach the store in memory's order: when the
+// bucket ends, after the writers or in their midst, the store holds
+// exactly what memory held.
+func TestDurableBucketStoreMatchesMemory(t *testing.T) {
+	for _, midst := range []bool{false, true} {
+		t.Run(strconv.FormatBool(midst), func(t *testing.T) { testStoreMatchesMemory(t, midst) })
+	}
+}
+
+func testStoreMatchesMemory(t *testing.T, midst bool) {
+	st := openStore(t, nil)
+	b := Restore("b", 1, nil, st)
+	var wg sync.WaitGroup
+	var taken map[string][]byte
+	var once sync.Once
+	take := func() {
+		once.Do(func() {
+			var err error
+			taken, err = b.Take(nil)
+			assert.NoError(t, err)
+		})
+	}
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				key := "k" + strconv.Itoa((g*7+i)%20)
+				val := []byte(strconv.Itoa(g*1000 + i))
+				var err error
+				switch i % 4 {
+				case 0:
+					err = b.Put(key, val)
+				case 1:
+					_, err = b.Set(key, val)
+				case 2:
+					_, err = b.Delete(key)
+					if errors.Is(err, ErrNotFound) {
+						err = nil
+					}
+				case 3:
+					err = b.Update(func(tx *Tx) error {
+						if err := tx.Put(key, val); err != nil {
+							return err
+						}
+						return tx.Put(key+"u", val)
+					})
+				}
+				if errors.Is(err, ErrEnded) && midst {
+					return
+				}
+				if !assert.NoError(t, err) {
+					return
+				}
+				if midst && g == 0 && i == 150 {
+					take()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	take()
+	assert.Equal(t, taken, loadT(t, st, "b"))
+}

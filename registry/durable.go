@@ -1,0 +1,344 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/internal/store"
+)
+
+// Store is the durable store under the buckets; *store.Store is one. With a
+// Store the registry loads buckets lazily: a stored bucket comes into
+// memory (and gets a goroutine) at its first use, on the caller's
+// goroutine, and a bucket that ended for any reason but a Delete keeps its
+// data, which its next use brings back.
+type Store interface {
+	bucket.Store
+	// Has reports whether bucket name is stored.
+	Has(name string) (bool, error)
+	// Load returns the pairs of bucket name and whether it is stored.
+	Load(name string) (pairs map[string][]byte, found bool, err error)
+	// CreateBucket records an empty bucket, durably.
+	CreateBucket(name string) error
+	// DropBucket deletes a bucket and its pairs, durably.
+	DropBucket(name string) error
+	// DropAll deletes every bucket, durably.
+	DropAll() error
+	// Buckets calls fn with each stored bucket's name.
+	Buckets(fn func(name string) error) error
+	// Move replaces bucket to with pairs and deletes from, atomically.
+	Move(from, to string, pairs map[string][]byte) (store.Waiter, error)
+}
+
+// Durable reports whether the registry's buckets are recorded in a store.
+func (r *Registry) Durable() bool { return r.store != nil }
+
+// claim reserves names for the caller: while a name is claimed, no other
+// caller loads, creates, deletes or renames it. Claims of several names are
+// taken at once, so that two callers cannot deadlock.
+func (r *Registry) claim(ctx context.Context, names ...string) error {
+	for {
+		r.mu.Lock()
+		var busy chan struct{}
+		for _, n := range names {
+			if c := r.claims[n]; c != nil {
+				busy = c
+				break
+			}
+		}
+		if busy == nil {
+			c := make(chan struct{})
+			for _, n := range names {
+				r.claims[n] = c
+			}
+			r.mu.Unlock()
+			return nil
+		}
+		r.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// unclaim releases names claimed together.
+func (r *Registry) unclaim(names ...string) {
+	r.mu.Lock()
+	c := r.claims[names[0]]
+	for _, n := range names {
+		delete(r.claims, n)
+	}
+	r.mu.Unlock()
+	close(c)
+}
+
+// load returns the bucket named name, bringing it into memory from the
+// store if it is stored there, or (when create is true) creating it, empty,
+// in the store and in memory. Concurrent loads of one name share one read
+// of the store. It reports found false, with no error, for a name neither
+// live nor stored when create is false.
+func (r *Registry) load(ctx context.Context, name string, create bool) (*bucket.Bucket, bool, error) {
+	if err := r.claim(ctx, name); err != nil {
+		return nil, false, fmt.Errorf("registry: load %q: %w", name, err)
+	}
+	defer r.unclaim(name)
+	// Under the claim, only this caller can add name to the tables.
+	r.mu.RLock()
+	b, ok := r.names[name]
+	closed := r.closed
+	r.mu.RUnlock()
+	if ok {
+		return b, true, nil
+	}
+	if closed {
+		return nil, false, ErrStopped
+	}
+	r.flushMu.RLock()
+	defer r.flushMu.RUnlock()
+	pairs, found, err := r.store.Load(name)
+	if err != nil {
+		return nil, false, fmt.Errorf("registry: load %q: %w", name, err)
+	}
+	if !found {
+		if !create {
+			return nil, false, nil
+		}
+		if err := r.store.CreateBucket(name); err != nil {
+			return nil, false, fmt.Errorf("registry: create %q: %w", name, err)
+		}
+	}
+	b, err = r.register(name, pairs)
+	if err != nil {
+		return nil, false, err
+	}
+	return b, true, nil
+}
+
+// lookupStored is Lookup's miss with a store: it loads a stored bucket.
+func (r *Registry) lookupStored(name string) (*bucket.Bucket, bool, error) {
+	if CheckName(name) != nil {
+		return nil, false, nil
+	}
+	// Callers may pass a name that aliases a buffer they reuse (the RESP
+	// server does): the tables and the bucket keep a copy.
+	name = strings.Clone(name)
+	b, ok, err := r.load(context.Background(), name, false)
+	if errors.Is(err, ErrStopped) {
+		return nil, false, nil
+	}
+	return b, ok, err
+}
+
+// register records a new bucket holding pairs under name, publishes its
+// Created and starts it.
+func (r *Registry) register(name string, pairs map[string][]byte) (*bucket.Bucket, error) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, ErrStopped
+	}
+	r.nextID++
+	b := bucket.Restore(name, r.nextID, pairs, r.store)
+	r.names[name] = b
+	r.refs[b.ID()] = name
+	r.mu.Unlock()
+	return b, r.start(name, b)
+}
+
+// deleteStored is Delete with a store: the bucket is stopped if it is live
+// and its data is dropped, whether it was live, ended (a crash) or only
+// stored.
+func (r *Registry) deleteStored(ctx context.Context, name string) error {
+	if err := r.claim(ctx, name); err != nil {
+		return fmt.Errorf("registry: delete %q: %w", name, err)
+	}
+	defer r.unclaim(name)
+	b, live := r.lookupLive(name) // no load: the name is claimed
+	found := live
+	if !live {
+		var err error
+		if found, err = r.store.Has(name); err != nil {
+			return fmt.Errorf("registry: delete %q: %w", name, err)
+		}
+	}
+	if !found {
+		return fmt.Errorf("registry: delete %q: %w", name, ErrNotFound)
+	}
+	if live {
+		gone := r.Forgotten(b)
+		b.Stop(nil)
+		select {
+		case <-gone:
+		case <-ctx.Done():
+			return fmt.Errorf("registry: delete %q: %w", name, ctx.Err())
+		}
+	}
+	if err := r.store.DropBucket(name); err != nil {
+		return fmt.Errorf("registry: delete %q: %w", name, err)
+	}
+	return nil
+}
+
+// FlushAll deletes every bucket (FLUSHALL): it stops every live bucket and,
+// with a store, empties it. It returns once the registry has forgotten
+// them.
+func (r *Registry) FlushAll(ctx context.Context) error {
+	if r.store == nil {
+		for _, name := range r.Names() {
+			if err := r.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		return nil
+	}
+	// No load runs meanwhile: every bucket is either stopped here or
+	// loaded after the store is empty.
+	r.flushMu.Lock()
+	r.mu.RLock()
+	live := make([]*bucket.Bucket, 0, len(r.names))
+	for _, b := range r.names {
+		live = append(live, b)
+	}
+	r.mu.RUnlock()
+	gone := make([]<-chan struct{}, len(live))
+	for i, b := range live {
+		gone[i] = r.Forgotten(b)
+		b.Stop(nil)
+	}
+	err := r.store.DropAll()
+	r.flushMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("registry: flush: %w", err)
+	}
+	for _, g := range gone {
+		select {
+		case <-g:
+		case <-ctx.Done():
+			return fmt.Errorf("registry: flush: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Rename moves the pairs of bucket from to bucket to, replacing to (Redis's
+// RENAME). from ends, and its pairs are taken in the same step, so that no
+// write to it is acknowledged and then lost; with a store the move is one
+// atomic write. It returns an error wrapping ErrNotFound when from does not
+// exist.
+func (r *Registry) Rename(ctx context.Context, from, to string) error {
+	if err := CheckName(to); err != nil {
+		return err
+	}
+	if r.store == nil {
+		return r.renameInMemory(ctx, from, to)
+	}
+	if err := r.claim(ctx, from, to); err != nil {
+		return fmt.Errorf("registry: rename %q: %w", from, err)
+	}
+	defer r.unclaim(from, to)
+	r.flushMu.RLock()
+	defer r.flushMu.RUnlock()
+	src, live := r.lookupLive(from)
+	var data map[string][]byte
+	if live {
+		var err error
+		if data, err = src.Take(nil); err != nil {
+			live = false // it ended (a crash): its data is in the store
+		}
+	}
+	if !live {
+		pairs, found, err := r.store.Load(from)
+		if err != nil {
+			return fmt.Errorf("registry: rename %q: %w", from, err)
+		}
+		if !found {
+			return fmt.Errorf("registry: rename %q: %w", from, ErrNotFound)
+		}
+		data = pairs
+	}
+	if src != nil {
+		if err := r.waitForgotten(ctx, src); err != nil {
+			return fmt.Errorf("registry: rename %q: %w", from, err)
+		}
+	}
+	if dst, ok := r.lookupLive(to); ok {
+		dst.Stop(nil)
+		if err := r.waitForgotten(ctx, dst); err != nil {
+			return fmt.Errorf("registry: rename %q: %w", from, err)
+		}
+	}
+	// On an error here, both buckets are still as they were in the store,
+	// and their next use brings them back.
+	w, err := r.store.Move(from, to, data)
+	if err == nil {
+		err = w.Wait()
+	}
+	if err != nil {
+		return fmt.Errorf("registry: rename %q: %w", from, err)
+	}
+	_, err = r.register(to, data)
+	return err
+}
+
+func (r *Registry) waitForgotten(ctx context.Context, b *bucket.Bucket) error {
+	select {
+	case <-r.Forgotten(b):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// maxRenameAttempts bounds how often an in-memory rename follows the
+// destination name to a new bucket after the one it found had ended.
+const maxRenameAttempts = 8
+
+func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
+	src, ok := r.Lookup(from)
+	if !ok {
+		return fmt.Errorf("registry: rename %q: %w", from, ErrNotFound)
+	}
+	if from == to {
+		return nil
+	}
+	data, err := src.Take(nil)
+	if err != nil {
+		return fmt.Errorf("registry: rename %q: %w", from, ErrNotFound)
+	}
+	if err := r.waitForgotten(ctx, src); err != nil {
+		return fmt.Errorf("registry: rename %q: %w", from, err)
+	}
+	if err := r.Delete(ctx, to); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	var prev *bucket.Bucket
+	for range maxRenameAttempts {
+		if prev != nil {
+			if err := r.waitForgotten(ctx, prev); err != nil {
+				return fmt.Errorf("registry: rename %q: %w", from, err)
+			}
+		}
+		b, err := r.Create(ctx, to)
+		if err != nil {
+			return err
+		}
+		err = b.Update(func(tx *bucket.Tx) error {
+			for k, v := range data {
+				if err := tx.Put(k, v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if !errors.Is(err, bucket.ErrEnded) {
+			return err
+		}
+		prev = b
+	}
+	return bucket.ErrEnded
+}

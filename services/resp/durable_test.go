@@ -1,0 +1,227 @@
+package resp
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/internal/store"
+	"github.com/kvproject/kv/services"
+)
+
+// testBackups writes checkpoints of st into fresh directories of the test
+// and remembers the last one.
+type testBackups struct {
+	t  testing.TB
+	st *store.Store
+
+	mu   sync.Mutex
+	last string
+}
+
+func (b *testBackups) Save() (string, error) {
+	dir := filepath.Join(b.t.TempDir(), "checkpoint")
+	if err := b.st.Checkpoint(dir); err != nil {
+		return "", err
+	}
+	b.mu.Lock()
+	b.last = dir
+	b.mu.Unlock()
+	return dir, nil
+}
+
+func (b *testBackups) LastSave() time.Time { return b.st.LastSave() }
+
+func (b *testBackups) lastDir() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.last
+}
+
+// durableServer is a tree on a store in dir, with its RESP listener; stop
+// stops the tree and closes the store (also done at the test's end).
+type durableServer struct {
+	*testServer
+	st      *store.Store
+	backups *testBackups
+	stop    func()
+}
+
+func startDurable(t testing.TB, dir string, opts store.Options) *durableServer {
+	t.Helper()
+	st, err := store.Open(dir, opts)
+	require.NoError(t, err)
+	root := services.New(services.Config{StopTimeout: 5 * time.Second, Store: st})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	backups := &testBackups{t: t, st: st}
+	srv := New(Config{
+		Registry: root.Registry(), Events: root.Events(), Listener: ln,
+		EnableDebugCommand: true, Backups: backups,
+	})
+	root.Add(srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	<-srv.Ready()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		<-errc
+		require.NoError(t, st.Close())
+	}
+	t.Cleanup(stop)
+	return &durableServer{testServer: &testServer{root: root, srv: srv, addr: srv.Addr().String()}, st: st, backups: backups, stop: stop}
+}
+
+func TestDurableDataSurvivesARestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways})
+	rc := ds.client(t)
+	require.NoError(t, rc.HSet(ctx, "cart", "apples", "3", "pears", "5").Err())
+	require.NoError(t, rc.HSet(ctx, "gone", "x", "1").Err())
+	require.NoError(t, rc.HSet(ctx, "old", "k", "v").Err())
+	require.NoError(t, rc.HIncrBy(ctx, "cart", "apples", 2).Err())
+	require.NoError(t, rc.HDel(ctx, "cart", "pears").Err())
+	require.NoError(t, rc.Del(ctx, "gone").Err())
+	require.NoError(t, rc.Rename(ctx, "old", "new").Err())
+	ds.stop()
+
+	ds = startDurable(t, dir, store.Options{Fsync: store.FsyncAlways})
+	rc = ds.client(t)
+	assert.Equal(t, int64(2), rc.DBSize(ctx).Val(), "stored buckets count before they are loaded")
+	assert.Equal(t, []string{"cart", "new"}, rc.Keys(ctx, "*").Val())
+	assert.Zero(t, ds.root.Buckets().Running(), "no bucket is loaded before its first use")
+	assert.Equal(t, map[string]string{"apples": "5"}, rc.HGetAll(ctx, "cart").Val())
+	assert.Equal(t, map[string]string{"k": "v"}, rc.HGetAll(ctx, "new").Val())
+	assert.Equal(t, int64(0), rc.Exists(ctx, "gone", "old").Val())
+	assert.Equal(t, 2, ds.root.Buckets().Running())
+
+	require.NoError(t, rc.FlushAll(ctx).Err())
+	assert.Equal(t, int64(0), rc.DBSize(ctx).Val())
+	ds.stop()
+	ds = startDurable(t, dir, store.Options{})
+	assert.Equal(t, int64(0), ds.client(t).DBSize(ctx).Val(), "FLUSHALL empties the store")
+}
+
+// A bucket that crashes keeps its data: its next use loads it from disk.
+func TestDurableBucketCrashLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	ds := startDurable(t, t.TempDir(), store.Options{})
+	rc := ds.client(t)
+	want := map[string]string{}
+	for i := range 100 {
+		k, v := "f"+strconv.Itoa(i), "v"+strconv.Itoa(i)
+		require.NoError(t, rc.HSet(ctx, "b", k, v).Err())
+		want[k] = v
+	}
+	require.NoError(t, rc.Do(ctx, "DEBUG", "CRASH-BUCKET", "b").Err())
+	assert.Equal(t, 0, ds.root.Buckets().Running(), "the crashed bucket is gone from memory")
+	assert.Equal(t, []string{"b"}, rc.Keys(ctx, "*").Val(), "but not from the keyspace")
+	assert.Equal(t, want, rc.HGetAll(ctx, "b").Val())
+	require.NoError(t, rc.HSet(ctx, "b", "after", "1").Err())
+	assert.Equal(t, "1", rc.HGet(ctx, "b", "after").Val())
+}
+
+// A write that fails below the store is reported to its client, is not
+// visible, and writes succeed again once the fault clears.
+func TestDurableFailedWriteIsReportedAndNotVisible(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inject func(*store.Faults)
+	}{
+		{"failed sync", func(f *store.Faults) { f.FailSyncs(syscall.EIO) }},
+		{"full disk", func(f *store.Faults) { f.FailWrites(syscall.ENOSPC) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			faults := &store.Faults{}
+			ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+			rc := ds.client(t)
+			require.NoError(t, rc.HSet(ctx, "b", "before", "1").Err())
+			require.NoError(t, rc.HSet(ctx, "cold", "f", "v").Err())
+			require.NoError(t, rc.Do(ctx, "DEBUG", "CRASH-BUCKET", "cold").Err()) // stored, not loaded
+
+			tc.inject(faults)
+			err := rc.HSet(ctx, "b", "during", "2").Err()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "write failed")
+			err = rc.HSet(ctx, "other", "during", "2").Err()
+			require.Error(t, err, "a new bucket cannot be written either")
+			assert.NotEqual(t, "2", rc.HGet(ctx, "b", "during").Val(), "the failed write is not visible")
+			err = rc.HGet(ctx, "cold", "f").Err()
+			require.Error(t, err, "a bucket the store cannot load now is not reported absent")
+			assert.NotEqual(t, redis.Nil, err)
+			assert.Error(t, rc.Keys(ctx, "*").Err(), "nor left out of KEYS")
+			assert.Error(t, rc.DBSize(ctx).Err(), "nor of DBSIZE")
+
+			faults.Clear()
+			require.Eventually(t, func() bool {
+				return rc.HSet(ctx, "b", "after", "3").Err() == nil
+			}, 10*time.Second, time.Millisecond)
+			assert.Equal(t, map[string]string{"before": "1", "after": "3"}, rc.HGetAll(ctx, "b").Val())
+			assert.Equal(t, "v", rc.HGet(ctx, "cold", "f").Val())
+			ds.stop()
+
+			ds = startDurable(t, dir, store.Options{})
+			assert.Equal(t, map[string]string{"before": "1", "after": "3"}, ds.client(t).HGetAll(ctx, "b").Val())
+		})
+	}
+}
+
+// BGSAVE writes a checkpoint kv can start from, with the same data.
+func TestDurableStartFromBGSAVE(t *testing.T) {
+	ctx := context.Background()
+	ds := startDurable(t, t.TempDir(), store.Options{})
+	rc := ds.client(t)
+	assert.Equal(t, int64(0), rc.LastSave(ctx).Val())
+	assert.Equal(t, map[string]string{"appendonly": "yes"}, rc.ConfigGet(ctx, "appendonly").Val())
+	want := map[string]map[string]string{}
+	for i := range 20 {
+		name := "b" + strconv.Itoa(i)
+		want[name] = map[string]string{}
+		for j := range 10 {
+			require.NoError(t, rc.HSet(ctx, name, "f"+strconv.Itoa(j), strconv.Itoa(i*j)).Err())
+			want[name]["f"+strconv.Itoa(j)] = strconv.Itoa(i * j)
+		}
+	}
+	require.NoError(t, rc.Do(ctx, "SAVE").Err())
+	saved := rc.LastSave(ctx).Val()
+	assert.NotZero(t, saved)
+
+	first := ds.backups.lastDir()
+	require.Equal(t, "Background saving started", rc.BgSave(ctx).Val())
+	ds.stop() // waits for the BGSAVE
+	dir := ds.backups.lastDir()
+	require.NotEqual(t, first, dir)
+
+	cp := startDurable(t, dir, store.Options{})
+	crc := cp.client(t)
+	got := map[string]map[string]string{}
+	for _, name := range crc.Keys(ctx, "*").Val() {
+		got[name] = crc.HGetAll(ctx, name).Val()
+	}
+	assert.Equal(t, want, got)
+}
+
+func TestSaveInMemory(t *testing.T) {
+	ctx := context.Background()
+	rc := start(t, Config{}).client(t)
+	assert.ErrorContains(t, rc.Save(ctx).Err(), "durable storage")
+	assert.ErrorContains(t, rc.BgSave(ctx).Err(), "durable storage")
+	assert.Equal(t, int64(0), rc.LastSave(ctx).Val())
+}

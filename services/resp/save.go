@@ -1,0 +1,77 @@
+package resp
+
+import (
+	"context"
+	"time"
+)
+
+// Backups is what SAVE, BGSAVE and LASTSAVE need: the daemon's durable
+// store. Without one those commands are refused.
+type Backups interface {
+	// Save writes a consistent checkpoint of every acknowledged write and
+	// returns where.
+	Save() (dir string, err error)
+	// LastSave returns the time of the last successful Save, or the zero
+	// time if there was none.
+	LastSave() time.Time
+}
+
+// save serves SAVE: a checkpoint, written before the reply.
+func (s *Server) save(_ context.Context, c *conn, _ [][]byte) {
+	if s.cfg.Backups == nil {
+		c.err("ERR SAVE needs durable storage: kv runs in memory only")
+		return
+	}
+	if !s.saving.CompareAndSwap(false, true) {
+		c.err("ERR Background save already in progress")
+		return
+	}
+	defer s.saving.Store(false)
+	dir, err := s.cfg.Backups.Save()
+	if err != nil {
+		s.log.Error("resp: SAVE failed", "err", err)
+		c.err("ERR " + err.Error())
+		return
+	}
+	s.log.Info("resp: SAVE", "dir", dir, "client", c.addr)
+	c.ok()
+}
+
+// bgsave serves BGSAVE: the checkpoint is written after the reply, on a
+// goroutine the server waits for when it stops.
+func (s *Server) bgsave(_ context.Context, c *conn, _ [][]byte) {
+	if s.cfg.Backups == nil {
+		c.err("ERR BGSAVE needs durable storage: kv runs in memory only")
+		return
+	}
+	if !s.saving.CompareAndSwap(false, true) {
+		c.err("ERR Background save already in progress")
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer s.saving.Store(false)
+		dir, err := s.cfg.Backups.Save()
+		if err != nil {
+			s.log.Error("resp: BGSAVE failed", "err", err)
+			return
+		}
+		s.log.Info("resp: BGSAVE done", "dir", dir)
+	}()
+	c.simple("Background saving started")
+}
+
+// lastsave serves LASTSAVE: the Unix time of the last checkpoint, 0 if none.
+func (s *Server) lastsave(_ context.Context, c *conn, _ [][]byte) {
+	if s.cfg.Backups == nil {
+		c.integer(0)
+		return
+	}
+	t := s.cfg.Backups.LastSave()
+	if t.IsZero() {
+		c.integer(0)
+		return
+	}
+	c.integer(t.Unix())
+}
