@@ -301,3 +301,28 @@ func TestHandlerWithRecorder(t *testing.T) {
 func TestNewNeedsRegistryAndEvents(t *testing.T) {
 	require.Panics(t, func() { New(Config{}) })
 }
+
+// The empty key is a key like any other: /v1/buckets/{bucket}/keys/ names it.
+func TestEmptyKey(t *testing.T) {
+	a := start(t, Config{})
+	for _, name := range []string{"b", "/"} {
+		require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath(name), nil).status)
+		b, ok := a.root.Registry().Lookup(name)
+		require.True(t, ok)
+
+		expectError(t, a.do("GET", keyPath(name, ""), nil), http.StatusNotFound, "key_not_found")
+		require.Equal(t, http.StatusNoContent, a.do("PUT", keyPath(name, ""), strings.NewReader("empty")).status)
+		v, err := b.Get("")
+		require.NoError(t, err)
+		assert.Equal(t, "empty", string(v))
+		r := a.do("GET", keyPath(name, ""), nil)
+		require.Equal(t, http.StatusOK, r.status)
+		assert.Equal(t, "empty", r.body)
+		require.Equal(t, http.StatusNoContent, a.do("DELETE", keyPath(name, ""), nil).status)
+		_, err = b.Get("")
+		assert.Error(t, err)
+		expectError(t, a.do("DELETE", keyPath(name, ""), nil), http.StatusNotFound, "key_not_found")
+	}
+	// Without the trailing slash there is still no such route.
+	expectError(t, a.do("GET", "/v1/buckets/b/keys", nil), http.StatusNotFound, "not_found")
+}

@@ -26,12 +26,14 @@
 //
 // Bucket names and keys may hold any bytes: percent-encode each path
 // segment fully ("/" as %2F, and "." as %2E, since literal "." and ".."
-// segments are cleaned away by the mux with a redirect). An empty key cannot
-// be addressed. A segment that is exactly %2F (a name or key "/") unescapes
-// to "/", which ServeMux's matcher takes for a trailing slash, so the
-// package routes such paths itself, to the same handlers. Values travel as raw bytes. In JSON, names and keys appear
-// twice, as a string (exact when valid UTF-8) and as standard base64
-// (always exact); values appear as base64.
+// segments are cleaned away by the mux with a redirect). The empty key is
+// addressed with its segment left empty: /v1/buckets/{bucket}/keys/. A
+// segment that is exactly %2F (a name or key "/") unescapes to "/", which
+// ServeMux's matcher takes for a trailing slash; the package routes such
+// paths, and the empty key's, itself, to the same handlers. Values travel
+// as raw bytes. In JSON, names and keys appear twice, as a string (exact
+// when valid UTF-8) and as standard base64 (always exact); values appear as
+// base64.
 //
 // Bucket pages are in byte order; next_cursor (raw URL-safe base64 of the
 // page's last name) asks for the names after it, so a cursor stays valid

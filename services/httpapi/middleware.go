@@ -72,8 +72,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 // fallback serves the bucket routes for the paths ServeMux cannot route: a
 // segment that is exactly "%2F" (a bucket or key named "/") unescapes to
 // "/", which ServeMux's matcher takes for a trailing slash and so matches
-// no pattern. fallback splits the escaped path itself, for these paths
-// only, and reports whether it served the request.
+// no pattern; and the empty key, /v1/buckets/{bucket}/keys/ (a {key}
+// wildcard never matches an empty segment). fallback splits the escaped
+// path itself, for these paths only, and reports whether it served the
+// request.
 func (s *Server) fallback(w http.ResponseWriter, r *http.Request) bool {
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/buckets/")
 	if !ok {
@@ -92,12 +94,13 @@ func (s *Server) fallback(w http.ResponseWriter, r *http.Request) bool {
 	values := make([]string, 0, 2)
 	for i := 0; i < len(segs); i += 2 {
 		v, err := url.PathUnescape(segs[i])
-		if err != nil || v == "" {
+		if err != nil || v == "" && i == 0 {
 			return false
 		}
 		values = append(values, v)
 	}
-	if !slices.Contains(values, "/") {
+	emptyKey := len(values) == 2 && values[1] == ""
+	if !slices.Contains(values, "/") && !emptyKey {
 		return false // the mux's answer stands
 	}
 	method := r.Method
