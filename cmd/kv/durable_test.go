@@ -66,13 +66,7 @@ func startBinary(t *testing.T, bin string, args ...string) (addr string, cmd *ex
 // risks up to a second of writes only to a power cut or an OS crash, which
 // this test cannot cause).
 func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "kv")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := buildKV(t)
 	for _, policy := range []string{"always", "everysec"} {
 		t.Run(policy, func(t *testing.T) { kill9Rounds(t, bin, policy) })
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,7 +29,46 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if kvBinary.dir != "" {
+		os.RemoveAll(kvBinary.dir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// kvBinary is the daemon, built once for every test that runs it as a
+// separate process.
+var kvBinary struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// buildKV returns the path of the kv binary, building it on first use; in
+// -short mode it skips the test instead.
+func buildKV(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	kvBinary.once.Do(func() {
+		if kvBinary.dir, kvBinary.err = os.MkdirTemp("", "kv-test-"); kvBinary.err != nil {
+			return
+		}
+		kvBinary.path = filepath.Join(kvBinary.dir, "kv")
+		build := exec.Command("go", "build", "-o", kvBinary.path, ".")
+		build.Stderr = os.Stderr
+		kvBinary.err = build.Run()
+	})
+	require.NoError(t, kvBinary.err, "building kv")
+	return kvBinary.path
 }
 
 func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
@@ -151,13 +192,7 @@ func TestDaemonInProcess(t *testing.T) {
 // TestDaemonBinary builds kv, runs it, drives it with go-redis (events of
 // a crashed bucket included) and stops it with SIGTERM.
 func TestDaemonBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "kv")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := buildKV(t)
 
 	cmd := exec.Command(bin, "--resp-addr", "127.0.0.1:0", "--log-format", "json", "--in-memory")
 	cmd.Env = append(os.Environ(), "KV_ENABLE_DEBUG_COMMAND=true")
@@ -221,13 +256,7 @@ func TestDaemonBinary(t *testing.T) {
 // TestSecondSignalExitsAtOnce stops kv while a client that does not read
 // holds up the clean stop, then signals again: kv exits at once, with 1.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "kv")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
+	bin := buildKV(t)
 
 	cmd := exec.Command(bin, "--resp-addr", "127.0.0.1:0", "--log-format", "json", "--shutdown-timeout", "60s", "--in-memory")
 	stderr, err := cmd.StderrPipe()
