@@ -28,6 +28,7 @@ type command struct {
 	step  int // between keys
 	group string
 	doc   string
+	args  []arg // its syntax, for COMMAND DOCS
 	fn    handlerFunc
 }
 

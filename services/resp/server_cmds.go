@@ -297,7 +297,11 @@ func (s *Server) commandCmd(_ context.Context, c *conn, args [][]byte) {
 		for _, n := range names {
 			cmd := s.cmds[n]
 			c.bulkString(n)
-			c.array(8)
+			if len(cmd.args) > 0 {
+				c.array(10)
+			} else {
+				c.array(8)
+			}
 			c.bulkString("summary")
 			c.bulkString(cmd.doc)
 			c.bulkString("since")
@@ -306,6 +310,10 @@ func (s *Server) commandCmd(_ context.Context, c *conn, args [][]byte) {
 			c.bulkString(cmd.group)
 			c.bulkString("complexity")
 			c.bulkString("O(1)")
+			if len(cmd.args) > 0 {
+				c.bulkString("arguments")
+				c.docArgs(cmd.args)
+			}
 		}
 	default:
 		c.err("ERR unknown subcommand '" + clip(args[1]) + "'. Try COMMAND HELP.")

@@ -78,5 +78,16 @@ func (s *Server) commandTable() mux {
 		}
 		add(t.name, t.arity, flags, 1, 1, 1, "generic", "Not a hash command: WRONGTYPE on an existing key.", s.wrongType(t.empty))
 	}
+	for name, syn := range syntax {
+		cmd, ok := m[name]
+		if !ok {
+			panic("resp: syntax for an unknown command " + name)
+		}
+		args, err := parseSyntax(syn)
+		if err != nil {
+			panic(err)
+		}
+		cmd.args = args
+	}
 	return m
 }
