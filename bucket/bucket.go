@@ -78,8 +78,11 @@ func (b *Bucket) AppendValue(dst []byte, key string) ([]byte, error) {
 // was not made.
 func (b *Bucket) Put(key string, value []byte) error {
 	if b.store != nil {
-		_, err := b.setDurable(key, value)
-		return err
+		_, p, err := b.setDurable(key, value)
+		if err != nil {
+			return err
+		}
+		return p.Wait()
 	}
 	v := clone(value) // outside the lock
 	b.mu.Lock()
@@ -186,14 +189,25 @@ func (b *Bucket) View(fn func(*Tx) error) error {
 // returns an error that wraps the *PanicError. fn must not call b's own
 // methods (the write lock is held).
 func (b *Bucket) Update(fn func(*Tx) error) error {
+	p, err := b.UpdateNoWait(fn)
+	if err != nil {
+		return err
+	}
+	return p.Wait()
+}
+
+// UpdateNoWait is Update that returns as soon as fn's writes are made in
+// memory and recorded in the store, with a Pending for their durability, as
+// [Bucket.SetNoWait] does. On an error (fn's, a panic's or the store's)
+// nothing was written and the Pending is zero.
+func (b *Bucket) UpdateNoWait(fn func(*Tx) error) (Pending, error) {
 	b.mu.Lock()
 	if b.ended {
 		b.mu.Unlock()
-		return ErrEnded
+		return Pending{}, ErrEnded
 	}
 	tx := &Tx{b: b, writable: true}
-	var w store.Waiter
-	recorded := false
+	var p Pending
 	perr, err := tx.run(fn, func() {
 		// Still under the write lock: undo, and end the bucket on a panic,
 		// before anyone else can see the half-done writes.
@@ -209,12 +223,11 @@ func (b *Bucket) Update(fn func(*Tx) error) error {
 					ops = append(ops, store.Delete(u.key))
 				}
 			}
-			var rerr error
-			if w, rerr = b.record(ops...); rerr != nil {
+			if w, rerr := b.record(ops...); rerr != nil {
 				tx.rollback()
 				tx.err = rerr
 			} else {
-				recorded = true
+				p = Pending{b: b, w: w}
 			}
 		}
 		if tx.perr != nil {
@@ -223,12 +236,9 @@ func (b *Bucket) Update(fn func(*Tx) error) error {
 		b.mu.Unlock()
 	})
 	if perr != nil {
-		return &crashError{bucket: b.name, panic: perr}
+		return Pending{}, &crashError{bucket: b.name, panic: perr}
 	}
-	if recorded {
-		return b.settle(w)
-	}
-	return err
+	return p, err
 }
 
 // Stop ends the bucket with reason: nil for a normal stop, or an error. It

@@ -55,5 +55,33 @@ func (b *Bucket) settle(w store.Waiter) error {
 	return nil
 }
 
+// Pending is a write that a bucket has made in memory and recorded in its
+// store, and that may not be durable yet: [Bucket.SetNoWait] and
+// [Bucket.UpdateNoWait] return one so that a caller with several writes
+// under way (a network connection running a pipeline of commands) waits
+// for their durability once, together, before it answers them, rather than
+// once per write. The zero Pending, which an in-memory bucket returns, has
+// nothing to wait for.
+type Pending struct {
+	b *Bucket
+	w store.Waiter
+}
+
+// IsZero reports whether p has nothing to wait for: the write was made in
+// an in-memory bucket.
+func (p Pending) IsZero() bool { return p.b == nil }
+
+// Wait returns once the write is as durable as the store's policy asks. An
+// error means the write is lost: the bucket has ended with it (its next use
+// brings it back from the store, without the write), and the caller must
+// report the write as failed. Call Wait exactly once for each Pending that
+// came with a nil error, outside any bucket's transaction.
+func (p Pending) Wait() error {
+	if p.b == nil {
+		return nil
+	}
+	return p.b.settle(p.w)
+}
+
 // Durable reports whether the bucket records its writes in a store.
 func (b *Bucket) Durable() bool { return b.store != nil }

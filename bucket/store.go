@@ -11,7 +11,11 @@ import "github.com/kvproject/kv/internal/store"
 // was absent before. It returns ErrEnded on an ended bucket.
 func (b *Bucket) Set(key string, value []byte) (added bool, err error) {
 	if b.store != nil {
-		return b.setDurable(key, value)
+		added, p, err := b.setDurable(key, value)
+		if err != nil {
+			return false, err
+		}
+		return added, p.Wait()
 	}
 	v := clone(value) // outside the lock
 	b.mu.Lock()
@@ -44,20 +48,34 @@ func (b *Bucket) Take(reason error) (map[string][]byte, error) {
 	return data, nil
 }
 
-// setDurable is Set for a durable bucket: the write reaches the store under
-// the lock, then memory; the lock is released before waiting for the disk,
-// so that concurrent writers share one sync.
-func (b *Bucket) setDurable(key string, value []byte) (added bool, err error) {
+// SetNoWait is Set that returns as soon as the write is made in memory and
+// recorded in the store, with a Pending for its durability: the caller must
+// call its Wait, and treat the write as failed if Wait fails, before it
+// acknowledges the write to anyone. Readers may see the write before it is
+// durable, as they may with Set. For an in-memory bucket it is Set, with a
+// zero Pending.
+func (b *Bucket) SetNoWait(key string, value []byte) (added bool, p Pending, err error) {
+	if b.store != nil {
+		return b.setDurable(key, value)
+	}
+	added, err = b.Set(key, value)
+	return added, Pending{}, err
+}
+
+// setDurable is SetNoWait for a durable bucket: the write reaches the store
+// under the lock, then memory; the lock is released before anyone waits for
+// the disk, so that concurrent writers share one sync.
+func (b *Bucket) setDurable(key string, value []byte) (added bool, p Pending, err error) {
 	v := clone(value) // outside the lock
 	b.mu.Lock()
 	if b.ended {
 		b.mu.Unlock()
-		return false, ErrEnded
+		return false, Pending{}, ErrEnded
 	}
 	w, err := b.record(store.Put(key, v))
 	if err != nil {
 		b.mu.Unlock()
-		return false, err
+		return false, Pending{}, err
 	}
 	if b.data == nil {
 		b.data = make(map[string][]byte)
@@ -65,8 +83,5 @@ func (b *Bucket) setDurable(key string, value []byte) (added bool, err error) {
 	_, existed := b.data[key]
 	b.data[key] = v
 	b.mu.Unlock()
-	if err := b.settle(w); err != nil {
-		return false, err
-	}
-	return !existed, nil
+	return !existed, Pending{b: b, w: w}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kvproject/kv/bucket"
 	"github.com/tidwall/redcon"
 )
 
@@ -17,6 +18,7 @@ const (
 	flushAt        = 64 << 10 // replies are written out once this many are waiting
 	maxInline      = 64 << 10 // longest inline (telnet) command, as Redis
 	maxKeptArgs    = 4096     // a larger argument vector is released after use
+	maxPending     = 1024     // replies are written out once this many writes await the disk
 )
 
 // conn is one client. Its goroutine reads, runs and replies; while the
@@ -34,6 +36,7 @@ type conn struct {
 	start, end int
 	args       [][]byte
 	out        []byte // replies waiting to be written
+	pending    []pendingReply
 	scratch    []byte
 	failed     bool // the reply being written is an error
 	quit       bool // close once the replies are written
@@ -130,7 +133,7 @@ func (c *conn) serve(ctx context.Context) {
 				c.flush()
 				return
 			}
-			if len(c.out) >= flushAt && !c.flush() {
+			if (len(c.out) >= flushAt || len(c.pending) >= maxPending) && !c.flush() {
 				return
 			}
 		}
@@ -221,8 +224,10 @@ func (c *conn) flush() bool {
 	return ok
 }
 
-// flushLocked is flush with c.wmu held.
+// flushLocked is flush with c.wmu held; only the connection's goroutine
+// calls it.
 func (c *conn) flushLocked() bool {
+	c.settle()
 	if len(c.out) == 0 {
 		return true
 	}
@@ -234,6 +239,57 @@ func (c *conn) flushLocked() bool {
 		c.out = c.out[:0]
 	}
 	return err == nil
+}
+
+// pendingReply is the reply, in out[start:end], to a write that may not be
+// durable yet: it is sent only once the write is, and becomes an error reply
+// if the write fails. A pipeline of writes thus waits for the disk once, not
+// once per write, while every reply still follows its write's durability.
+type pendingReply struct {
+	p          bucket.Pending
+	start, end int
+	err        error
+}
+
+// awaiting marks the reply written into c.out since start as the answer to
+// the write p: it must not leave before p is durable.
+func (c *conn) awaiting(p bucket.Pending, start int) {
+	if p.IsZero() {
+		return
+	}
+	c.pending = append(c.pending, pendingReply{p: p, start: start, end: len(c.out)})
+}
+
+// settle waits for every pending write to be durable, and replaces the
+// reply of each one that failed with its error. Only the connection's
+// goroutine calls it, before its replies are written.
+func (c *conn) settle() {
+	if len(c.pending) == 0 {
+		return
+	}
+	failed := false
+	for i := range c.pending {
+		if err := c.pending[i].p.Wait(); err != nil {
+			c.pending[i].err = err
+			failed = true
+		}
+	}
+	if failed {
+		replies := c.out
+		c.out = make([]byte, 0, len(replies))
+		last := 0
+		for _, pr := range c.pending {
+			if pr.err == nil {
+				continue
+			}
+			c.out = append(c.out, replies[last:pr.start]...)
+			c.writeErr(pr.err)
+			last = pr.end
+		}
+		c.out = append(c.out, replies[last:]...)
+	}
+	clear(c.pending)
+	c.pending = c.pending[:0]
 }
 
 // writeDeadline pushes the write deadline back when it is due; c.wmu is
@@ -249,6 +305,7 @@ func (c *conn) writeDeadline() {
 // close ends the client: the socket first (which unblocks an event write
 // in progress), then its subscription.
 func (c *conn) close() {
+	c.settle() // every pending write is waited for, answered or not
 	_ = c.nc.Close()
 	if c.ps != nil {
 		c.ps.stop()

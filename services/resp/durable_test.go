@@ -183,6 +183,66 @@ func TestDurableFailedWriteIsReportedAndNotVisible(t *testing.T) {
 	}
 }
 
+// A pipeline of writes waits for the disk once, before its replies leave;
+// each reply still answers its own write: a write whose sync fails gets an
+// error in its place among the other replies, and is not visible.
+func TestDurablePipelineRepliesFollowEachWrite(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	faults := &store.Faults{}
+	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	rc := ds.client(t)
+
+	cmds, err := rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, "p", "a", "1")
+		p.HIncrBy(ctx, "p", "n", 5)
+		p.HSetNX(ctx, "p", "a", "2")
+		p.HMSet(ctx, "p", "b", "2", "c", "3")
+		p.HDel(ctx, "p", "c")
+		p.HIncrByFloat(ctx, "p", "x", 1.5)
+		p.HGetAll(ctx, "p")
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), cmds[0].(*redis.IntCmd).Val())
+	assert.Equal(t, int64(5), cmds[1].(*redis.IntCmd).Val())
+	assert.False(t, cmds[2].(*redis.BoolCmd).Val())
+	assert.True(t, cmds[3].(*redis.BoolCmd).Val())
+	assert.Equal(t, int64(1), cmds[4].(*redis.IntCmd).Val())
+	assert.Equal(t, 1.5, cmds[5].(*redis.FloatCmd).Val())
+	want := map[string]string{"a": "1", "n": "5", "b": "2", "x": "1.5"}
+	assert.Equal(t, want, cmds[6].(*redis.MapStringStringCmd).Val())
+
+	// The first write after the fault is made and recorded, and its sync
+	// fails; the store then refuses writes at once. Both replies are
+	// errors, each in its own place.
+	faults.FailSyncs(syscall.EIO)
+	cmds, _ = rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, "p", "a", "changed")
+		p.Ping(ctx)
+		p.HSet(ctx, "q", "f", "v")
+		p.Echo(ctx, "last")
+		return nil
+	})
+	require.Len(t, cmds, 4)
+	require.Error(t, cmds[0].Err())
+	assert.Contains(t, cmds[0].Err().Error(), "write failed")
+	assert.Equal(t, "PONG", cmds[1].(*redis.StatusCmd).Val())
+	require.Error(t, cmds[2].Err())
+	assert.Equal(t, "last", cmds[3].(*redis.StringCmd).Val())
+
+	faults.Clear()
+	require.Eventually(t, func() bool {
+		return rc.HSet(ctx, "p", "after", "1").Err() == nil
+	}, 10*time.Second, time.Millisecond)
+	want["after"] = "1"
+	assert.Equal(t, want, rc.HGetAll(ctx, "p").Val(), "the failed write is not visible")
+	ds.stop()
+
+	ds = startDurable(t, dir, store.Options{})
+	assert.Equal(t, want, ds.client(t).HGetAll(ctx, "p").Val())
+}
+
 // BGSAVE writes a checkpoint kv can start from, with the same data.
 func TestDurableStartFromBGSAVE(t *testing.T) {
 	ctx := context.Background()

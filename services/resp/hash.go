@@ -59,19 +59,22 @@ func (s *Server) writable(ctx context.Context, name []byte, prev *bucket.Bucket)
 
 // update runs fn in the bucket named name, creating the bucket if needed,
 // and follows the name to a new bucket when the one it found ends first.
-func (s *Server) update(ctx context.Context, name []byte, fn func(*bucket.Tx) error) error {
+// The write may not be durable yet: the caller hands the Pending to
+// c.reply with the command's reply.
+func (s *Server) update(ctx context.Context, name []byte, fn func(*bucket.Tx) error) (bucket.Pending, error) {
 	var prev *bucket.Bucket
 	for range maxWriteAttempts {
 		b, err := s.writable(ctx, name, prev)
 		if err != nil {
-			return err
+			return bucket.Pending{}, err
 		}
-		if err = b.Update(fn); !isEnded(err) {
-			return err
+		p, err := b.UpdateNoWait(fn)
+		if !isEnded(err) {
+			return p, err
 		}
 		prev = b
 	}
-	return bucket.ErrEnded
+	return bucket.Pending{}, bucket.ErrEnded
 }
 
 // writeErr turns an error from the data path into a reply.
@@ -97,42 +100,44 @@ func (s *Server) hset(ctx context.Context, c *conn, args [][]byte) {
 		c.wrongArgs(s.lookup(args[0]).name)
 		return
 	}
-	added, err := s.setPairs(ctx, args[1], args[2:])
+	added, p, err := s.setPairs(ctx, args[1], args[2:])
 	if err != nil {
 		c.writeErr(err)
 		return
 	}
+	start := len(c.out)
 	if equalFold(args[0], "hmset") {
 		c.ok()
-		return
+	} else {
+		c.integer(int64(added))
 	}
-	c.integer(int64(added))
+	c.awaiting(p, start)
 }
 
 // setPairs stores field/value pairs in the bucket named name, atomically,
 // and returns how many fields are new. One pair, the hot path, takes the
 // bucket's lock once and allocates only the stored copies.
-func (s *Server) setPairs(ctx context.Context, name []byte, pairs [][]byte) (int, error) {
+func (s *Server) setPairs(ctx context.Context, name []byte, pairs [][]byte) (int, bucket.Pending, error) {
 	if len(pairs) == 2 {
 		var prev *bucket.Bucket
 		for range maxWriteAttempts {
 			b, err := s.writable(ctx, name, prev)
 			if err != nil {
-				return 0, err
+				return 0, bucket.Pending{}, err
 			}
-			added, err := b.Set(string(pairs[0]), pairs[1])
+			added, p, err := b.SetNoWait(string(pairs[0]), pairs[1])
 			if !isEnded(err) {
 				if added {
-					return 1, err
+					return 1, p, err
 				}
-				return 0, err
+				return 0, p, err
 			}
 			prev = b
 		}
-		return 0, bucket.ErrEnded
+		return 0, bucket.Pending{}, bucket.ErrEnded
 	}
 	var added int
-	err := s.update(ctx, name, func(tx *bucket.Tx) error {
+	p, err := s.update(ctx, name, func(tx *bucket.Tx) error {
 		added = 0
 		for i := 0; i+1 < len(pairs); i += 2 {
 			if !tx.Has(str(pairs[i])) {
@@ -144,12 +149,12 @@ func (s *Server) setPairs(ctx context.Context, name []byte, pairs [][]byte) (int
 		}
 		return nil
 	})
-	return added, err
+	return added, p, err
 }
 
 func (s *Server) hsetnx(ctx context.Context, c *conn, args [][]byte) {
 	var set bool
-	err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
+	p, err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
 		set = false
 		if tx.Has(str(args[2])) {
 			return nil
@@ -161,11 +166,13 @@ func (s *Server) hsetnx(ctx context.Context, c *conn, args [][]byte) {
 		c.writeErr(err)
 		return
 	}
+	start := len(c.out)
 	if set {
 		c.integer(1)
 	} else {
 		c.integer(0)
 	}
+	c.awaiting(p, start)
 }
 
 func (s *Server) hget(_ context.Context, c *conn, args [][]byte) {
@@ -226,7 +233,7 @@ func (s *Server) hdel(ctx context.Context, c *conn, args [][]byte) {
 		return
 	}
 	var n int
-	err := b.Update(func(tx *bucket.Tx) error {
+	p, err := b.UpdateNoWait(func(tx *bucket.Tx) error {
 		n = 0
 		for _, f := range args[2:] {
 			if _, err := tx.Delete(str(f)); err == nil {
@@ -235,10 +242,16 @@ func (s *Server) hdel(ctx context.Context, c *conn, args [][]byte) {
 		}
 		return nil
 	})
-	if err != nil { // ended: nothing was there to delete
-		n = 0
+	switch {
+	case isEnded(err): // nothing was there to delete
+		c.integer(0)
+	case err != nil:
+		c.writeErr(err)
+	default:
+		start := len(c.out)
+		c.integer(int64(n))
+		c.awaiting(p, start)
 	}
-	c.integer(int64(n))
 }
 
 func (s *Server) hexists(_ context.Context, c *conn, args [][]byte) {
@@ -374,7 +387,7 @@ func (s *Server) hincrby(ctx context.Context, c *conn, args [][]byte) {
 		return
 	}
 	var result int64
-	err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
+	p, err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
 		var cur int64
 		if v, err := tx.Get(str(args[2])); err == nil {
 			n, ok := parseInt(v)
@@ -393,7 +406,9 @@ func (s *Server) hincrby(ctx context.Context, c *conn, args [][]byte) {
 		c.writeErr(err)
 		return
 	}
+	start := len(c.out)
 	c.integer(result)
+	c.awaiting(p, start)
 }
 
 func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
@@ -403,7 +418,7 @@ func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
 		return
 	}
 	var out []byte
-	err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
+	p, err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
 		var cur float64
 		if v, err := tx.Get(str(args[2])); err == nil {
 			f, ok := parseFloat(v)
@@ -423,7 +438,9 @@ func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
 		c.writeErr(err)
 		return
 	}
+	start := len(c.out)
 	c.bulk(out)
+	c.awaiting(p, start)
 }
 
 func (s *Server) hrandfield(_ context.Context, c *conn, args [][]byte) {
