@@ -113,7 +113,7 @@ func (s *Store) applyNoWait(bucket string, marker bool, ops []Op) (Waiter, error
 			_ = b.Set(key, op.Value, nil)
 		}
 	}
-	return s.commit(b, "write to bucket "+quote(bucket), db)
+	return s.commit(b, db, "write to bucket", bucket)
 }
 
 // writable returns the engine to write to: after a fault, once recovery
@@ -188,7 +188,7 @@ func (s *Store) Move(from, to string, pairs map[string][]byte) (Waiter, error) {
 		key = appendPairKey(key[:0], to, k)
 		_ = b.Set(key, v, nil)
 	}
-	return s.commit(b, what, db)
+	return s.commit(b, db, what, "")
 }
 
 // write builds a batch with fill, commits it and waits.
@@ -199,7 +199,7 @@ func (s *Store) write(what string, fill func(*pebble.Batch)) error {
 	}
 	b := db.NewBatch()
 	fill(b)
-	w, err := s.commit(b, what, db)
+	w, err := s.commit(b, db, what, "")
 	if err != nil {
 		return err
 	}
@@ -208,22 +208,29 @@ func (s *Store) write(what string, fill func(*pebble.Batch)) error {
 
 func quote(name string) string { return fmt.Sprintf("%q", name) }
 
-// commit commits b, built on db, under the store's policy. what names the
-// write in errors.
-func (s *Store) commit(b *pebble.Batch, what string, db *pebble.DB) (Waiter, error) {
+// commit commits b, built on db, under the store's policy. what, followed
+// by bucket quoted unless it is empty, names the write in errors (and is
+// put together only for an error: the hot path formats nothing).
+func (s *Store) commit(b *pebble.Batch, db *pebble.DB, what, bucket string) (Waiter, error) {
+	name := func() string {
+		if bucket == "" {
+			return what
+		}
+		return what + " " + quote(bucket)
+	}
 	discard := func() { _ = b.Close() }
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	switch {
 	case s.closed:
 		discard()
-		return Waiter{}, fmt.Errorf("store: %s: %w", what, ErrClosed)
+		return Waiter{}, fmt.Errorf("store: %s: %w", name(), ErrClosed)
 	case s.fault.Load() != nil:
 		discard()
-		return Waiter{}, fmt.Errorf("store: %s: %w", what, s.fault.Load().error())
+		return Waiter{}, fmt.Errorf("store: %s: %w", name(), s.fault.Load().error())
 	case s.db != db:
 		discard()
-		return Waiter{}, fmt.Errorf("store: %s: %w", what, errRetry)
+		return Waiter{}, fmt.Errorf("store: %s: %w", name(), errRetry)
 	}
 
 	var repr []byte
@@ -246,11 +253,11 @@ func (s *Store) commit(b *pebble.Batch, what string, db *pebble.DB) (Waiter, err
 		if fi := s.fault.Load(); fi != nil {
 			err = fi.error()
 		}
-		return Waiter{}, fmt.Errorf("store: %s: %w", what, err)
+		return Waiter{}, fmt.Errorf("store: %s: %w", name(), err)
 	}
 	if err != nil {
 		discard()
-		return Waiter{}, fmt.Errorf("store: %s: %w: %w", what, ErrWriteFailed, err)
+		return Waiter{}, fmt.Errorf("store: %s: %w: %w", name(), ErrWriteFailed, err)
 	}
 	s.waiters.Add(1)
 	return Waiter{s: s, b: b, repr: repr}, nil

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/kvproject/kv/internal/store"
 )
 
 // TestProfileWithRedisBenchmark runs redis-benchmark against an in-process
@@ -14,18 +16,35 @@ import (
 //	go tool pprof -top resp.test cpu.out
 //
 // KV_PROFILE is the pipeline depth (-P). Without it the test is skipped.
+// KV_PROFILE_FSYNC (always, everysec or no) profiles HSET on a durable
+// server with that policy instead. KV_PROFILE_REQUESTS sets -n (200000).
 func TestProfileWithRedisBenchmark(t *testing.T) {
 	pipeline := os.Getenv("KV_PROFILE")
 	if pipeline == "" {
 		t.Skip("set KV_PROFILE to the pipeline depth to run redis-benchmark")
 	}
-	ts := start(t, Config{})
-	_, port, err := net.SplitHostPort(ts.addr)
+	cmds := [][]string{{"HSET", "h", "f:__rand_int__", "v"}, {"HGET", "h", "f:__rand_int__"}}
+	var addr string
+	if fsync := os.Getenv("KV_PROFILE_FSYNC"); fsync != "" {
+		policy, err := store.ParseFsync(fsync)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = startDurable(t, t.TempDir(), store.Options{Fsync: policy}).addr
+		cmds = cmds[:1]
+	} else {
+		addr = start(t, Config{}).addr
+	}
+	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range [][]string{{"HSET", "h", "f:__rand_int__", "v"}, {"HGET", "h", "f:__rand_int__"}} {
-		args := append([]string{"-p", port, "-c", "50", "-n", "200000", "-r", "100000", "-P", pipeline, "-q"}, cmd...)
+	requests := os.Getenv("KV_PROFILE_REQUESTS")
+	if requests == "" {
+		requests = "200000"
+	}
+	for _, cmd := range cmds {
+		args := append([]string{"-p", port, "-c", "50", "-n", requests, "-r", "100000", "-P", pipeline, "-q"}, cmd...)
 		out, err := exec.Command("redis-benchmark", args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("redis-benchmark: %v\n%s", err, out)
