@@ -61,7 +61,8 @@ func startBinary(t *testing.T, bin string, args ...string) (addr string, cmd *ex
 // HSET; kv is killed with SIGKILL at a random moment (after a random number
 // of acknowledged writes); after a restart every acknowledged write is
 // there with its value, and nothing is there that was never written.
-// Three rounds on one data directory, with --fsync always, and again with
+// Half the writers send one HSET at a time, half pipelines of eight (whose
+// replies kv sends once the whole pipeline is durable). Three rounds on one data directory, with --fsync always, and again with
 // everysec: a kill of the process loses nothing under either (everysec
 // risks up to a second of writes only to a power cut or an OS crash, which
 // this test cannot cause).
@@ -131,13 +132,32 @@ func kill9Rounds(t *testing.T, bin, policy string) {
 				// which outlives Close by up to a second.
 				rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 4})
 				defer rc.Close()
-				for seq := 0; ; seq++ {
-					w := write{fmt.Sprintf("w%d", i%4), fmt.Sprintf("r%d-c%d-%d", round, i, seq)}
-					v := fmt.Sprintf("v%d", rand.Int64())
+				batch := 1
+				if i%2 == 1 {
+					batch = 8
+				}
+				for seq := 0; ; seq += batch {
+					ws := make([]write, batch)
+					vs := make([]string, batch)
+					pipe := rc.Pipeline()
+					cmds := make([]*redis.IntCmd, batch)
 					mu.Lock()
-					attempted[w] = v
+					for j := range batch {
+						ws[j] = write{fmt.Sprintf("w%d", (i+j)%4), fmt.Sprintf("r%d-c%d-%d", round, i, seq+j)}
+						vs[j] = fmt.Sprintf("v%d", rand.Int64())
+						attempted[ws[j]] = vs[j]
+						cmds[j] = pipe.HSet(ctx, ws[j].bucket, ws[j].field, vs[j])
+					}
 					mu.Unlock()
-					if err := rc.HSet(ctx, w.bucket, w.field, v).Err(); err != nil {
+					_, err := pipe.Exec(ctx)
+					mu.Lock()
+					for j, c := range cmds {
+						if c.Err() == nil { // answered: acknowledged
+							acked[ws[j]] = vs[j]
+						}
+					}
+					mu.Unlock()
+					if err != nil {
 						select {
 						case <-killed:
 							return
@@ -146,10 +166,7 @@ func kill9Rounds(t *testing.T, bin, policy string) {
 						t.Errorf("write before the kill failed: %v", err)
 						return
 					}
-					mu.Lock()
-					acked[w] = v
-					mu.Unlock()
-					if count.Add(1) == killAt {
+					if n := count.Add(int64(batch)); n >= killAt && n-int64(batch) < killAt {
 						kill()
 					}
 				}
