@@ -29,7 +29,8 @@
 // # Durable buckets
 //
 // With [Config].Store, every bucket's data is kept in a durable store and
-// buckets are loaded lazily: start-up reads nothing; the first
+// buckets are loaded lazily: start-up reads only the names of the stored
+// buckets, which [New] keeps in memory; the first
 // [Registry.Lookup] or [Registry.Create] of a stored name loads it on the
 // caller's goroutine (never the loop's), builds the bucket with its pairs
 // and starts it; concurrent first uses of a name share one load. A bucket
@@ -37,8 +38,9 @@
 // keeps its data, and its next use brings it back whole. Delete drops the
 // data, [Registry.FlushAll] empties the store, [Registry.Rename] moves a
 // bucket's pairs in one atomic write. [Registry.Names] and [Registry.Len]
-// count stored buckets whether they are loaded or not. Lookup of a live
-// bucket stays a read-locked map hit.
+// count stored buckets whether they are loaded or not, from the names in
+// memory, as does a Lookup of a name that is not stored: none of them reads
+// the store. Lookup of a live bucket stays a read-locked map hit.
 //
 // # Names
 //

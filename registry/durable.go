@@ -146,6 +146,9 @@ func (r *Registry) register(name string, pairs map[string][]byte) (*bucket.Bucke
 	b := bucket.Restore(name, r.nextID, pairs, r.store)
 	r.names[name] = b
 	r.refs[b.ID()] = name
+	if r.stored != nil {
+		r.stored[name] = struct{}{} // the caller has just stored or loaded it
+	}
 	r.mu.Unlock()
 	return b, r.start(name, b)
 }
@@ -162,7 +165,7 @@ func (r *Registry) deleteStored(ctx context.Context, name string) error {
 	found := live
 	if !live {
 		var err error
-		if found, err = r.store.Has(name); err != nil {
+		if found, err = r.has(name); err != nil {
 			return fmt.Errorf("registry: delete %q: %w", name, err)
 		}
 	}
@@ -181,7 +184,29 @@ func (r *Registry) deleteStored(ctx context.Context, name string) error {
 	if err := r.store.DropBucket(name); err != nil {
 		return fmt.Errorf("registry: delete %q: %w", name, err)
 	}
+	r.unindex(name)
 	return nil
+}
+
+// has reports whether bucket name is stored: from the index of stored
+// names, or the store when there is none. The caller has claimed name.
+func (r *Registry) has(name string) (bool, error) {
+	r.mu.RLock()
+	indexed := r.stored != nil
+	_, found := r.stored[name]
+	r.mu.RUnlock()
+	if indexed {
+		return found, nil
+	}
+	return r.store.Has(name)
+}
+
+// unindex removes name, just dropped from the store, from the index of
+// stored names. The caller has claimed name.
+func (r *Registry) unindex(name string) {
+	r.mu.Lock()
+	delete(r.stored, name)
+	r.mu.Unlock()
 }
 
 // FlushAll deletes every bucket (FLUSHALL): it stops every live bucket and,
@@ -211,6 +236,13 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 		b.Stop(nil)
 	}
 	err := r.store.DropAll()
+	if err == nil {
+		// Before flushMu is released: a bucket created after the flush
+		// is indexed after this.
+		r.mu.Lock()
+		clear(r.stored)
+		r.mu.Unlock()
+	}
 	r.flushMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("registry: flush: %w", err)
@@ -281,7 +313,8 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 	if err != nil {
 		return fmt.Errorf("registry: rename %q: %w", from, err)
 	}
-	_, err = r.register(to, data)
+	r.unindex(from)
+	_, err = r.register(to, data) // indexes to (again, if from is to)
 	return err
 }
 

@@ -3,10 +3,13 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,15 +20,32 @@ import (
 	"github.com/kvproject/kv/internal/store"
 )
 
-// countingStore counts the loads of a store.
+// countingStore counts the reads of a store; failList makes the next
+// Buckets call fail.
 type countingStore struct {
 	*store.Store
-	loads atomic.Int64
+	loads    atomic.Int64
+	reads    atomic.Int64 // Has, Load and Buckets
+	failList atomic.Bool
 }
 
 func (s *countingStore) Load(name string) (map[string][]byte, bool, error) {
 	s.loads.Add(1)
+	s.reads.Add(1)
 	return s.Store.Load(name)
+}
+
+func (s *countingStore) Has(name string) (bool, error) {
+	s.reads.Add(1)
+	return s.Store.Has(name)
+}
+
+func (s *countingStore) Buckets(fn func(string) error) error {
+	s.reads.Add(1)
+	if s.failList.CompareAndSwap(true, false) {
+		return errors.New("injected: cannot list")
+	}
+	return s.Store.Buckets(fn)
 }
 
 func newDurableTree(t *testing.T, st Store) (*Registry, *bucket.Supervisor, func()) {
@@ -165,4 +185,135 @@ func TestDurableFlushAll(t *testing.T) {
 	assert.Equal(t, 0, sup.Running())
 	_, ok := reg.Lookup("stored")
 	assert.False(t, ok)
+}
+
+// The registry knows the names of the stored buckets in memory: a lookup of
+// a name that was never stored, Names, Len and a Delete of an unknown name
+// read nothing from the store, and the index follows every create, delete,
+// rename and flush, as a registry started afresh on the same store sees it.
+func TestStoredNamesIndex(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st := openStoreT(t, dir)
+	reg, _, stop := newDurableTree(t, st)
+
+	for _, name := range []string{"a", "b", "c", "d"} {
+		b, err := reg.Create(ctx, name)
+		require.NoError(t, err)
+		require.NoError(t, b.Put("k", []byte(name)))
+	}
+	b, _ := reg.Lookup("b")
+	b.Stop(errors.New("crash")) // ended, still stored
+	require.Eventually(t, func() bool { _, live := reg.lookupLive("b"); return !live }, 5*time.Second, time.Millisecond)
+	require.NoError(t, reg.Delete(ctx, "c"))
+	require.NoError(t, reg.Rename(ctx, "d", "e"))
+	require.NoError(t, reg.Rename(ctx, "a", "a"))
+
+	reads := st.reads.Load()
+	for range 100 {
+		_, ok := reg.Lookup("never-stored")
+		require.False(t, ok)
+		_, ok, err := reg.LookupErr("c")
+		require.NoError(t, err)
+		require.False(t, ok)
+	}
+	assert.ElementsMatch(t, []string{"a", "b", "e"}, reg.Names())
+	assert.Equal(t, 3, reg.Len())
+	assert.ErrorIs(t, reg.Delete(ctx, "never-stored"), ErrNotFound)
+	assert.Equal(t, reads, st.reads.Load(), "no read of the store")
+
+	got, ok := reg.Lookup("b") // stored, not live: loaded from the store
+	require.True(t, ok)
+	v, err := got.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "b", string(v))
+	assert.Greater(t, st.reads.Load(), reads)
+
+	stored := func() []string {
+		var names []string
+		require.NoError(t, st.Store.Buckets(func(n string) error { names = append(names, n); return nil }))
+		return names
+	}
+	assert.ElementsMatch(t, stored(), reg.Names(), "the index is the store's list")
+
+	require.NoError(t, reg.FlushAll(ctx))
+	assert.Empty(t, reg.Names())
+	_, err = reg.Create(ctx, "after")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"after"}, reg.Names())
+	assert.ElementsMatch(t, stored(), reg.Names())
+	stop()
+
+	reg2, _, _ := newDurableTree(t, st)
+	assert.ElementsMatch(t, []string{"after"}, reg2.Names())
+}
+
+// If the store cannot be listed when the registry starts, it has no index
+// and reads the store for misses, Names and Len, which stay right.
+func TestStoredNamesWithoutIndex(t *testing.T) {
+	ctx := context.Background()
+	st := openStoreT(t, t.TempDir())
+	require.NoError(t, st.CreateBucket("old"))
+	st.failList.Store(true)
+	reg, _, _ := newDurableTree(t, st)
+	require.Nil(t, reg.stored)
+
+	_, err := reg.Create(ctx, "new")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"old", "new"}, reg.Names())
+	assert.Equal(t, 2, reg.Len())
+	_, ok := reg.Lookup("missing")
+	assert.False(t, ok)
+	require.NoError(t, reg.Delete(ctx, "old"))
+	assert.ErrorIs(t, reg.Delete(ctx, "old"), ErrNotFound)
+	assert.ElementsMatch(t, []string{"new"}, reg.Names())
+}
+
+// Creates, deletes, renames, crashes and lookups of overlapping names from
+// many goroutines leave the index of stored names equal to the store's own
+// list.
+func TestStoredNamesIndexUnderConcurrency(t *testing.T) {
+	ctx := context.Background()
+	st := openStoreT(t, t.TempDir())
+	reg, _, _ := newDurableTree(t, st)
+	duration := time.Second
+	if testing.Short() {
+		duration = 200 * time.Millisecond
+	}
+	deadline := time.Now().Add(duration)
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			name := func() string { return fmt.Sprintf("n%d", r.IntN(16)) }
+			for time.Now().Before(deadline) {
+				switch op := r.IntN(10); {
+				case op < 3:
+					if b, err := reg.Create(ctx, name()); err == nil {
+						_ = b.Put("k", []byte("v"))
+					}
+				case op < 5:
+					if err := reg.Delete(ctx, name()); err != nil {
+						require.ErrorIs(t, err, ErrNotFound)
+					}
+				case op < 6:
+					if err := reg.Rename(ctx, name(), name()); err != nil && !errors.Is(err, ErrNotFound) {
+						require.NoError(t, err)
+					}
+				case op < 7:
+					if b, ok := reg.Lookup(name()); ok {
+						b.Stop(errors.New("crash"))
+					}
+				default:
+					reg.Lookup(name())
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var stored []string
+	require.NoError(t, st.Store.Buckets(func(n string) error { stored = append(stored, n); return nil }))
+	assert.ElementsMatch(t, stored, reg.Names())
+	assert.Equal(t, len(stored), reg.Len())
+	t.Logf("%d stored buckets at the end", len(stored))
 }

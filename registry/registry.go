@@ -72,6 +72,11 @@ type Registry struct {
 	refs    map[uint64]string        // bucket ID -> name
 	waiters map[uint64]chan struct{} // bucket ID -> closed once forgotten
 	claims  map[string]chan struct{} // name -> closed when its load, delete or rename is done
+	// stored holds the name of every stored bucket, loaded or not (with a
+	// store; nil without one, or if New could not list the store), so that
+	// a miss, Names and Len never read the store: reads never touch the
+	// disk, except to bring a stored bucket into memory.
+	stored map[string]struct{}
 
 	box     *mailbox
 	runs    atomic.Uint64 // how many times Serve has started
@@ -101,6 +106,17 @@ func New(cfg Config) *Registry {
 	}
 	if r.stopFor <= 0 {
 		r.stopFor = 10 * time.Second
+	}
+	if r.store != nil {
+		r.stored = make(map[string]struct{})
+		err := r.store.Buckets(func(name string) error {
+			r.stored[name] = struct{}{}
+			return nil
+		})
+		if err != nil {
+			r.stored = nil
+			r.log.Error("registry: cannot list the stored buckets; misses, Names and Len will read the store", "err", err)
+		}
 	}
 	// Held from the start, not from Serve: a tree stopped before the
 	// registry's goroutine ran must still deliver the Exited of the buckets
@@ -179,10 +195,8 @@ func (r *Registry) start(name string, b *bucket.Bucket) error {
 // registry's loop. With a store, a miss loads the bucket if it is stored
 // (on the caller's goroutine).
 func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
-	r.mu.RLock()
-	b, ok := r.names[name]
-	r.mu.RUnlock()
-	if ok || r.store == nil {
+	b, ok, maybeStored := r.lookupMemory(name)
+	if ok || !maybeStored {
 		return b, ok
 	}
 	b, ok, err := r.lookupStored(name)
@@ -196,13 +210,27 @@ func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 // loaded (the store cannot be read, for example while it recovers from a
 // failed write): then the bucket is not known to be absent.
 func (r *Registry) LookupErr(name string) (*bucket.Bucket, bool, error) {
-	r.mu.RLock()
-	b, ok := r.names[name]
-	r.mu.RUnlock()
-	if ok || r.store == nil {
+	b, ok, maybeStored := r.lookupMemory(name)
+	if ok || !maybeStored {
 		return b, ok, nil
 	}
 	return r.lookupStored(name)
+}
+
+// lookupMemory returns the live bucket named name, if there is one, and
+// otherwise whether a bucket of that name may be stored: false without a
+// store, or when the index of stored names says it is not.
+func (r *Registry) lookupMemory(name string) (b *bucket.Bucket, ok, maybeStored bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if b, ok = r.names[name]; ok || r.store == nil {
+		return b, ok, false
+	}
+	if r.stored == nil {
+		return nil, false, true
+	}
+	_, maybeStored = r.stored[name]
+	return nil, false, maybeStored
 }
 
 // lookupLive returns the bucket named name if it is in memory.
@@ -262,6 +290,14 @@ func (r *Registry) Names() []string {
 // a failed write); the names returned then are the live buckets' only.
 func (r *Registry) NamesErr() ([]string, error) {
 	r.mu.RLock()
+	if r.stored != nil { // every live bucket is stored too
+		names := make([]string, 0, len(r.stored))
+		for n := range r.stored {
+			names = append(names, n)
+		}
+		r.mu.RUnlock()
+		return names, nil
+	}
 	names := make([]string, 0, len(r.names))
 	for n := range r.names {
 		names = append(names, n)
@@ -297,13 +333,18 @@ func (r *Registry) Len() int {
 // LenErr is Len that reports an error when the stored buckets cannot be
 // counted (the count returned is then that of the live ones).
 func (r *Registry) LenErr() (int, error) {
-	if r.store != nil {
-		names, err := r.NamesErr()
-		return len(names), err
-	}
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.names), nil
+	switch {
+	case r.store == nil:
+		defer r.mu.RUnlock()
+		return len(r.names), nil
+	case r.stored != nil:
+		defer r.mu.RUnlock()
+		return len(r.stored), nil
+	}
+	r.mu.RUnlock()
+	names, err := r.NamesErr()
+	return len(names), err
 }
 
 // monitor is the termination hook given to the bucket supervisor: the
