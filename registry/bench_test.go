@@ -57,3 +57,39 @@ func parallel(b *testing.B, op func(i int)) {
 		}
 	})
 }
+
+// BenchmarkScanStep measures one SCAN step (COUNT 10) over 100,000 live
+// buckets: Scan on the registry's ordered index against its baseline, a
+// step cut from all the names at each call (ScanPage over Names, what SCAN
+// did before the index), in the same run.
+func BenchmarkScanStep(b *testing.B) {
+	const n, count = 100000, 10
+	tr := newTree(b)
+	for i := range n {
+		if _, err := tr.reg.Create(ctx, fmt.Sprintf("bucket:%06d", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	walk := func(b *testing.B, step func(cursor uint64) uint64) {
+		b.ReportAllocs()
+		cursor := uint64(0)
+		for b.Loop() {
+			cursor = step(cursor) // wraps to 0 at the end of an iteration
+		}
+	}
+	b.Run("ordered-index", func(b *testing.B) {
+		walk(b, func(cursor uint64) uint64 {
+			_, next, err := tr.reg.Scan(cursor, count)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return next
+		})
+	})
+	b.Run("sort-per-step", func(b *testing.B) {
+		walk(b, func(cursor uint64) uint64 {
+			_, next := ScanPage(tr.reg.Names(), cursor, count)
+			return next
+		})
+	})
+}

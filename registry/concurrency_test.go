@@ -123,6 +123,13 @@ func TestConcurrentCreateLookupWriteDelete(t *testing.T) {
 	require.Positive(t, deletes.Load())
 	assert.Zero(t, stale.Load(), "a Lookup returned a bucket after its Exited was observed")
 
+	// Scan walks the live names, each once.
+	scanned := scanAll(t, tr.reg, 3)
+	assert.Len(t, scanned, tr.reg.Len())
+	for _, n := range tr.reg.Names() {
+		assert.Equal(t, 1, scanned[n], n)
+	}
+
 	// Every acknowledged write to a bucket that is still live is there.
 	live := map[uint64]*bucket.Bucket{}
 	for _, n := range tr.reg.Names() {

@@ -146,8 +146,9 @@ func (r *Registry) register(name string, pairs map[string][]byte) (*bucket.Bucke
 	b := bucket.Restore(name, r.nextID, pairs, r.store)
 	r.names[name] = b
 	r.refs[b.ID()] = name
-	if r.stored != nil {
-		r.stored[name] = struct{}{} // the caller has just stored or loaded it
+	if r.stored != nil { // the caller has just stored or loaded it
+		r.stored[name] = struct{}{}
+		r.order.ReplaceOrInsert(scanItem{ScanHash(name), name})
 	}
 	r.mu.Unlock()
 	return b, r.start(name, b)
@@ -205,7 +206,10 @@ func (r *Registry) has(name string) (bool, error) {
 // stored names. The caller has claimed name.
 func (r *Registry) unindex(name string) {
 	r.mu.Lock()
-	delete(r.stored, name)
+	if r.stored != nil {
+		delete(r.stored, name)
+		r.order.Delete(scanItem{ScanHash(name), name})
+	}
 	r.mu.Unlock()
 }
 
@@ -240,7 +244,10 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 		// Before flushMu is released: a bucket created after the flush
 		// is indexed after this.
 		r.mu.Lock()
-		clear(r.stored)
+		if r.stored != nil {
+			clear(r.stored)
+			r.order.Clear(false)
+		}
 		r.mu.Unlock()
 	}
 	r.flushMu.Unlock()

@@ -315,5 +315,10 @@ func TestStoredNamesIndexUnderConcurrency(t *testing.T) {
 	require.NoError(t, st.Store.Buckets(func(n string) error { stored = append(stored, n); return nil }))
 	assert.ElementsMatch(t, stored, reg.Names())
 	assert.Equal(t, len(stored), reg.Len())
+	seen := scanAll(t, reg, 3)
+	assert.Len(t, seen, len(stored), "Scan walks the stored names")
+	for _, n := range stored {
+		assert.Equal(t, 1, seen[n], n)
+	}
 	t.Logf("%d stored buckets at the end", len(stored))
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/btree"
+
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
 )
@@ -77,6 +79,9 @@ type Registry struct {
 	// a miss, Names and Len never read the store: reads never touch the
 	// disk, except to bring a stored bucket into memory.
 	stored map[string]struct{}
+	// order holds the names Scan walks, in scan order: the live buckets'
+	// without a store, the stored buckets' with one (nil when stored is).
+	order *btree.BTreeG[scanItem]
 
 	box     *mailbox
 	runs    atomic.Uint64 // how many times Serve has started
@@ -107,14 +112,16 @@ func New(cfg Config) *Registry {
 	if r.stopFor <= 0 {
 		r.stopFor = 10 * time.Second
 	}
+	r.order = newOrder()
 	if r.store != nil {
 		r.stored = make(map[string]struct{})
 		err := r.store.Buckets(func(name string) error {
 			r.stored[name] = struct{}{}
+			r.order.ReplaceOrInsert(scanItem{ScanHash(name), name})
 			return nil
 		})
 		if err != nil {
-			r.stored = nil
+			r.stored, r.order = nil, nil
 			r.log.Error("registry: cannot list the stored buckets; misses, Names and Len will read the store", "err", err)
 		}
 	}
@@ -172,6 +179,7 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 	b := bucket.New(name, r.nextID)
 	r.names[name] = b
 	r.refs[b.ID()] = name
+	r.order.ReplaceOrInsert(scanItem{ScanHash(name), name})
 	r.mu.Unlock()
 	return b, r.start(name, b)
 }
@@ -415,6 +423,9 @@ func (r *Registry) forget(b *bucket.Bucket, reason error) {
 	delete(r.refs, id)
 	if r.names[name] == b {
 		delete(r.names, name)
+		if r.store == nil { // with a store, order follows the stored names
+			r.order.Delete(scanItem{ScanHash(name), name})
+		}
 	}
 	gone := r.waiters[id]
 	delete(r.waiters, id)

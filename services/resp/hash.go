@@ -520,7 +520,7 @@ func (s *Server) hscan(_ context.Context, c *conn, args [][]byte) {
 	for i, k := range keys {
 		byKey[k] = values[i]
 	}
-	page, next := scanPage(keys, cursor, opts.count)
+	page, next := registry.ScanPage(keys, cursor, opts.count)
 	n := 0
 	for _, k := range page {
 		if opts.match == "" || globMatch(opts.match, k) {

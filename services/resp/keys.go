@@ -1,7 +1,6 @@
 package resp
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -10,60 +9,13 @@ import (
 	"github.com/kvproject/kv/registry"
 )
 
-// Scan cursors. A cursor is the position in an order fixed by the keys
-// themselves: the 64-bit FNV-1a hash of each key, then the key. SCAN
-// returns the next keys at or after the cursor in that order and, as next
-// cursor, one past the hash of the last key returned (keys that share a
-// hash are returned together). No state is kept between calls, and keys
-// that come and go do not move the others, so a key present for the whole
-// iteration is returned exactly once, as Redis promises (at least once).
-
-// cursorOf is the FNV-1a hash of key.
-func cursorOf(key string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := range len(key) {
-		h ^= uint64(key[i])
-		h *= 1099511628211
-	}
-	return h
-}
+// SCAN and HSCAN cursors are positions in the registry's scan order (see
+// registry.Scan): a key present for the whole iteration is returned
+// exactly once.
 
 func parseCursor(b []byte) (uint64, bool) {
 	n, err := strconv.ParseUint(str(b), 10, 64)
 	return n, err == nil
-}
-
-// scanPage returns the keys of one SCAN step from cursor, in cursor order,
-// and the next cursor (0 once the iteration is over).
-func scanPage(keys []string, cursor uint64, count int) (page []string, next uint64) {
-	type entry struct {
-		h uint64
-		k string
-	}
-	var rest []entry
-	for _, k := range keys {
-		if h := cursorOf(k); h >= cursor {
-			rest = append(rest, entry{h, k})
-		}
-	}
-	slices.SortFunc(rest, func(a, b entry) int {
-		if c := cmp.Compare(a.h, b.h); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.k, b.k)
-	})
-	n := min(count, len(rest))
-	for n < len(rest) && n > 0 && rest[n].h == rest[n-1].h {
-		n++ // never split keys that share a hash
-	}
-	page = make([]string, n)
-	for i := range n {
-		page[i] = rest[i].k
-	}
-	if n == len(rest) || n == 0 {
-		return page, 0
-	}
-	return page, rest[n-1].h + 1 // cannot wrap: a larger hash follows
 }
 
 type scanOpts struct {
@@ -121,12 +73,11 @@ func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
 	if !ok {
 		return
 	}
-	names, err := s.reg.NamesErr()
+	page, next, err := s.reg.Scan(cursor, opts.count)
 	if err != nil {
 		c.writeErr(err)
 		return
 	}
-	page, next := scanPage(names, cursor, opts.count)
 	keep := page[:0]
 	for _, k := range page {
 		if (opts.match == "" || globMatch(opts.match, k)) && (opts.typ == "" || equalFold([]byte(opts.typ), "hash")) {

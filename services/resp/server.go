@@ -35,6 +35,7 @@ type Registry interface {
 	NamesErr() ([]string, error)
 	Len() int
 	LenErr() (int, error)
+	Scan(cursor uint64, count int) (names []string, next uint64, err error)
 	Rename(ctx context.Context, from, to string) error
 	FlushAll(ctx context.Context) error
 }
