@@ -331,6 +331,19 @@ func (r *Registry) NamesErr() ([]string, error) {
 	return names, nil
 }
 
+// Live returns the buckets in memory, in no particular order. With a
+// store, the stored buckets that have not been loaded are not among them
+// (Names has them): Live loads nothing.
+func (r *Registry) Live() []*bucket.Bucket {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	live := make([]*bucket.Bucket, 0, len(r.names))
+	for _, b := range r.names {
+		live = append(live, b)
+	}
+	return live
+}
+
 // Len returns the number of live buckets; with a store, of the live and
 // stored buckets (if the store cannot be read, of the live ones).
 func (r *Registry) Len() int {

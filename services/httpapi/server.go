@@ -44,6 +44,8 @@ type Registry interface {
 	Lookup(name string) (*bucket.Bucket, bool)
 	Delete(ctx context.Context, name string) error
 	Names() []string
+	Len() int               // for /metrics
+	Live() []*bucket.Bucket // for /metrics
 }
 
 // EventSource is what the API needs of kv's event manager; *events.Manager

@@ -24,8 +24,9 @@
 //
 // Read from the tree when scraped ([Config.Tree], [Config.Events]):
 //
-//	kv_buckets                        gauge, live buckets
-//	kv_keys                           gauge, keys over all live buckets
+//	kv_buckets                        gauge, buckets (with a store, stored ones too)
+//	kv_buckets_in_memory              gauge, buckets in memory (live)
+//	kv_keys                           gauge, keys over the buckets in memory
 //	kv_events_published_total         counter, events.Stats.Published
 //	kv_events_dropped_total           counter, events.Stats.Dropped
 //	kv_event_subscribers              gauge, events.Stats.Subscribers

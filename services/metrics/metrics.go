@@ -45,8 +45,10 @@ const exitedMailbox = 4096
 // Tree is what the collectors read from kv's registry when scraped;
 // *registry.Registry is one.
 type Tree interface {
-	Names() []string
-	Lookup(name string) (*bucket.Bucket, bool)
+	// Len counts the buckets: live, and with a store, stored.
+	Len() int
+	// Live returns the buckets in memory, without loading any.
+	Live() []*bucket.Bucket
 }
 
 // EventSource is what the collectors read from kv's event manager;

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/internal/store"
 	"github.com/kvproject/kv/services"
 )
 
@@ -179,10 +180,13 @@ func TestTreeSeries(t *testing.T) {
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.endsByWhy[ReasonNormal]))
 
 	want := `
-# HELP kv_buckets Live buckets.
+# HELP kv_buckets Buckets: the live ones and, with a durable store, the stored ones not loaded yet.
 # TYPE kv_buckets gauge
 kv_buckets 2
-# HELP kv_keys Keys over all live buckets.
+# HELP kv_buckets_in_memory Buckets in memory (live); with a durable store, stored buckets are loaded at their first use.
+# TYPE kv_buckets_in_memory gauge
+kv_buckets_in_memory 2
+# HELP kv_keys Keys over the buckets in memory.
 # TYPE kv_keys gauge
 kv_keys 3
 # HELP kv_events_published_total Lifecycle events published by the event manager.
@@ -196,7 +200,7 @@ kv_events_dropped_total 0
 kv_event_subscribers 1
 `
 	require.NoError(t, testutil.GatherAndCompare(m.Prometheus(), strings.NewReader(want),
-		"kv_buckets", "kv_keys", "kv_events_published_total", "kv_events_dropped_total", "kv_event_subscribers"))
+		"kv_buckets", "kv_buckets_in_memory", "kv_keys", "kv_events_published_total", "kv_events_dropped_total", "kv_event_subscribers"))
 
 	// The exposition over HTTP carries the same series and the runtime's.
 	rec := httptest.NewRecorder()
@@ -212,6 +216,44 @@ kv_event_subscribers 1
 	// Stopping the tree counts the survivors' ends and ends the subscription.
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.endsByWhy[ReasonShutdown]))
 	m.Close() // harmless after the manager closed it
+}
+
+// With a durable store, a scrape counts the stored buckets without loading
+// any: kv_buckets has them all, kv_buckets_in_memory and kv_keys only those
+// in memory.
+func TestTreeSeriesLoadNothing(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{Fsync: store.FsyncNo})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, st.Close()) }()
+	for i := range 20 {
+		name := fmt.Sprintf("b%d", i)
+		require.NoError(t, st.Apply(name, store.Put("k", []byte("v")), store.Put("k2", []byte("v"))))
+	}
+	root := services.New(services.Config{Store: st})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	defer func() { cancel(); <-errc }()
+	m := New(Config{Tree: root.Registry(), Events: root.Events()})
+
+	gauges := func() string {
+		t.Helper()
+		mfs, err := m.Prometheus().Gather()
+		require.NoError(t, err)
+		var out []string
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "kv_buckets", "kv_buckets_in_memory", "kv_keys":
+				out = append(out, fmt.Sprintf("%s=%v", mf.GetName(), mf.GetMetric()[0].GetGauge().GetValue()))
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	assert.Equal(t, "kv_buckets=20 kv_buckets_in_memory=0 kv_keys=0", gauges())
+	assert.Empty(t, root.Registry().Live(), "the scrape loaded no bucket")
+	_, ok := root.Registry().Lookup("b3") // loaded at its first use
+	require.True(t, ok)
+	assert.Equal(t, "kv_buckets=20 kv_buckets_in_memory=1 kv_keys=2", gauges())
 }
 
 func TestCloseEndsSubscription(t *testing.T) {

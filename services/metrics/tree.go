@@ -7,7 +7,7 @@ type treeCollector struct {
 	tree   Tree
 	events EventSource
 
-	bucketsDesc, keysDesc                                    *prometheus.Desc
+	bucketsDesc, inMemoryDesc, keysDesc                      *prometheus.Desc
 	publishedDesc, droppedDesc, subscribersDesc, removedDesc *prometheus.Desc
 }
 
@@ -16,9 +16,11 @@ func newTreeCollector(tree Tree, ev EventSource) *treeCollector {
 		tree:   tree,
 		events: ev,
 		bucketsDesc: prometheus.NewDesc("kv_buckets",
-			"Live buckets.", nil, nil),
+			"Buckets: the live ones and, with a durable store, the stored ones not loaded yet.", nil, nil),
+		inMemoryDesc: prometheus.NewDesc("kv_buckets_in_memory",
+			"Buckets in memory (live); with a durable store, stored buckets are loaded at their first use.", nil, nil),
 		keysDesc: prometheus.NewDesc("kv_keys",
-			"Keys over all live buckets.", nil, nil),
+			"Keys over the buckets in memory.", nil, nil),
 		publishedDesc: prometheus.NewDesc("kv_events_published_total",
 			"Lifecycle events published by the event manager.", nil, nil),
 		droppedDesc: prometheus.NewDesc("kv_events_dropped_total",
@@ -34,6 +36,7 @@ func newTreeCollector(tree Tree, ev EventSource) *treeCollector {
 func (c *treeCollector) Describe(ch chan<- *prometheus.Desc) {
 	if c.tree != nil {
 		ch <- c.bucketsDesc
+		ch <- c.inMemoryDesc
 		ch <- c.keysDesc
 	}
 	if c.events != nil {
@@ -44,20 +47,20 @@ func (c *treeCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect implements prometheus.Collector. Counting keys visits every live
-// bucket (one read lock each), so a scrape costs O(buckets).
+// Collect implements prometheus.Collector. Counting keys visits every
+// bucket in memory (one read lock each), so a scrape costs O(live buckets);
+// it loads no stored bucket.
 func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.tree != nil {
-		names := c.tree.Names()
+		live := c.tree.Live()
 		keys := 0
-		for _, name := range names {
-			if b, ok := c.tree.Lookup(name); ok {
-				if n, err := b.Len(); err == nil { // an ended bucket holds nothing
-					keys += n
-				}
+		for _, b := range live {
+			if n, err := b.Len(); err == nil { // an ended bucket holds nothing
+				keys += n
 			}
 		}
-		ch <- prometheus.MustNewConstMetric(c.bucketsDesc, prometheus.GaugeValue, float64(len(names)))
+		ch <- prometheus.MustNewConstMetric(c.bucketsDesc, prometheus.GaugeValue, float64(c.tree.Len()))
+		ch <- prometheus.MustNewConstMetric(c.inMemoryDesc, prometheus.GaugeValue, float64(len(live)))
 		ch <- prometheus.MustNewConstMetric(c.keysDesc, prometheus.GaugeValue, float64(keys))
 	}
 	if c.events != nil {
