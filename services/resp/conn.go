@@ -249,6 +249,11 @@ type pendingReply struct {
 	p          bucket.Pending
 	start, end int
 	err        error
+	// The command, observed once its write has settled (with an
+	// observer): its latency includes the wait for the disk, and it
+	// counts as failed if the write fails.
+	cmd   string
+	begin time.Time
 }
 
 // awaiting marks the reply written into c.out since start as the answer to
@@ -269,9 +274,13 @@ func (c *conn) settle() {
 	}
 	failed := false
 	for i := range c.pending {
-		if err := c.pending[i].p.Wait(); err != nil {
-			c.pending[i].err = err
+		pr := &c.pending[i]
+		if err := pr.p.Wait(); err != nil {
+			pr.err = err
 			failed = true
+		}
+		if pr.cmd != "" && c.s.obs != nil {
+			c.s.obs.ObserveCommand(Protocol, pr.cmd, time.Since(pr.begin), pr.err != nil)
 		}
 	}
 	if failed {
@@ -323,10 +332,16 @@ func (c *conn) exec(ctx context.Context, args [][]byte) {
 	}
 	begin := time.Now()
 	c.failed = false
+	pending := len(c.pending)
 	c.run(ctx, cmd, args)
 	name := "unknown"
 	if cmd != nil {
 		name = cmd.name
+	}
+	if len(c.pending) > pending { // its reply waits for the disk: observed by settle
+		pr := &c.pending[len(c.pending)-1]
+		pr.cmd, pr.begin = name, begin
+		return
 	}
 	c.s.obs.ObserveCommand(Protocol, name, time.Since(begin), c.failed)
 }

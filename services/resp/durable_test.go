@@ -56,7 +56,7 @@ type durableServer struct {
 	stop    func()
 }
 
-func startDurable(t testing.TB, dir string, opts store.Options) *durableServer {
+func startDurable(t testing.TB, dir string, opts store.Options, configure ...func(*Config)) *durableServer {
 	t.Helper()
 	st, err := store.Open(dir, opts)
 	require.NoError(t, err)
@@ -64,10 +64,14 @@ func startDurable(t testing.TB, dir string, opts store.Options) *durableServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	backups := &testBackups{t: t, st: st}
-	srv := New(Config{
+	cfg := Config{
 		Registry: root.Registry(), Events: root.Events(), Listener: ln,
 		EnableDebugCommand: true, Backups: backups,
-	})
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	srv := New(cfg)
 	root.Add(srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := root.ServeBackground(ctx)
@@ -193,7 +197,9 @@ func TestDurablePipelineRepliesFollowEachWrite(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	faults := &store.Faults{}
-	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	obs := &recordingObserver{failed: map[string]bool{}}
+	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond},
+		func(c *Config) { c.Observer = obs })
 	rc := ds.client(t)
 
 	cmds, err := rc.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -233,6 +239,18 @@ func TestDurablePipelineRepliesFollowEachWrite(t *testing.T) {
 	assert.Equal(t, "PONG", cmds[1].(*redis.StatusCmd).Val())
 	require.Error(t, cmds[2].Err())
 	assert.Equal(t, "last", cmds[3].(*redis.StringCmd).Val())
+	observed, failed, _ := obs.snapshot()
+	assert.Subset(t, observed, []string{"hset", "hincrby", "hsetnx", "hmset", "hdel", "hincrbyfloat", "ping", "echo"},
+		"every command is observed once, a write once it has settled")
+	hsets := 0
+	for _, c := range observed {
+		if c == "hset" {
+			hsets++
+		}
+	}
+	assert.Equal(t, 3, hsets, "each HSET observed once")
+	assert.True(t, failed["hset"], "the write whose sync failed counts as failed")
+	assert.False(t, failed["hincrby"])
 
 	faults.Clear()
 	require.Eventually(t, func() bool {
