@@ -100,9 +100,19 @@ func (r *Registry) load(ctx context.Context, name string, create bool) (*bucket.
 	}
 	r.flushMu.RLock()
 	defer r.flushMu.RUnlock()
-	pairs, found, err := r.store.Load(name)
-	if err != nil {
-		return nil, false, fmt.Errorf("registry: load %q: %w", name, err)
+	var (
+		pairs map[string][]byte
+		found bool
+	)
+	r.mu.RLock()
+	_, maybeStored := r.stored[name]
+	maybeStored = maybeStored || r.stored == nil
+	r.mu.RUnlock()
+	if maybeStored { // else known absent: a create reads nothing
+		var err error
+		if pairs, found, err = r.store.Load(name); err != nil {
+			return nil, false, fmt.Errorf("registry: load %q: %w", name, err)
+		}
 	}
 	if !found {
 		if !create {
@@ -112,7 +122,7 @@ func (r *Registry) load(ctx context.Context, name string, create bool) (*bucket.
 			return nil, false, fmt.Errorf("registry: create %q: %w", name, err)
 		}
 	}
-	b, err = r.register(name, pairs)
+	b, err := r.register(name, pairs)
 	if err != nil {
 		return nil, false, err
 	}

@@ -217,8 +217,10 @@ func TestStoredNamesIndex(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, ok)
 	}
-	assert.ElementsMatch(t, []string{"a", "b", "e"}, reg.Names())
-	assert.Equal(t, 3, reg.Len())
+	_, err := reg.Create(ctx, "fresh") // known absent: created without a read
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"a", "b", "e", "fresh"}, reg.Names())
+	assert.Equal(t, 4, reg.Len())
 	assert.ErrorIs(t, reg.Delete(ctx, "never-stored"), ErrNotFound)
 	assert.Equal(t, reads, st.reads.Load(), "no read of the store")
 
