@@ -104,11 +104,7 @@ func (r *Registry) load(ctx context.Context, name string, create bool) (*bucket.
 		pairs map[string][]byte
 		found bool
 	)
-	r.mu.RLock()
-	_, maybeStored := r.stored[name]
-	maybeStored = maybeStored || r.stored == nil
-	r.mu.RUnlock()
-	if maybeStored { // else known absent: a create reads nothing
+	if r.maybeStored(name) { // else known absent: a create reads nothing
 		var err error
 		if pairs, found, err = r.store.Load(name); err != nil {
 			return nil, false, fmt.Errorf("registry: load %q: %w", name, err)

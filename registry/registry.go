@@ -203,8 +203,10 @@ func (r *Registry) start(name string, b *bucket.Bucket) error {
 // registry's loop. With a store, a miss loads the bucket if it is stored
 // (on the caller's goroutine).
 func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
-	b, ok, maybeStored := r.lookupMemory(name)
-	if ok || !maybeStored {
+	r.mu.RLock()
+	b, ok := r.names[name]
+	r.mu.RUnlock()
+	if ok || r.store == nil || !r.maybeStored(name) {
 		return b, ok
 	}
 	b, ok, err := r.lookupStored(name)
@@ -218,27 +220,25 @@ func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 // loaded (the store cannot be read, for example while it recovers from a
 // failed write): then the bucket is not known to be absent.
 func (r *Registry) LookupErr(name string) (*bucket.Bucket, bool, error) {
-	b, ok, maybeStored := r.lookupMemory(name)
-	if ok || !maybeStored {
+	r.mu.RLock()
+	b, ok := r.names[name]
+	r.mu.RUnlock()
+	if ok || r.store == nil || !r.maybeStored(name) {
 		return b, ok, nil
 	}
 	return r.lookupStored(name)
 }
 
-// lookupMemory returns the live bucket named name, if there is one, and
-// otherwise whether a bucket of that name may be stored: false without a
-// store, or when the index of stored names says it is not.
-func (r *Registry) lookupMemory(name string) (b *bucket.Bucket, ok, maybeStored bool) {
+// maybeStored reports whether a bucket named name may be in the store:
+// false only when the index of stored names says it is not.
+func (r *Registry) maybeStored(name string) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if b, ok = r.names[name]; ok || r.store == nil {
-		return b, ok, false
-	}
 	if r.stored == nil {
-		return nil, false, true
+		return true
 	}
-	_, maybeStored = r.stored[name]
-	return nil, false, maybeStored
+	_, ok := r.stored[name]
+	return ok
 }
 
 // lookupLive returns the bucket named name if it is in memory.
