@@ -227,7 +227,7 @@ func (b *Bucket) UpdateNoWait(fn func(*Tx) error) (Pending, error) {
 				tx.rollback()
 				tx.err = rerr
 			} else {
-				p = Pending{b: b, w: w}
+				p = Pending{&pendingWrite{b: b, w: w}}
 			}
 		}
 		if tx.perr != nil {

@@ -63,13 +63,18 @@ func (b *Bucket) settle(w store.Waiter) error {
 // once per write. The zero Pending, which an in-memory bucket returns, has
 // nothing to wait for.
 type Pending struct {
+	w *pendingWrite // nil: nothing to wait for (one word, so that the hot
+	// in-memory path returns it in a register)
+}
+
+type pendingWrite struct {
 	b *Bucket
 	w store.Waiter
 }
 
 // IsZero reports whether p has nothing to wait for: the write was made in
 // an in-memory bucket.
-func (p Pending) IsZero() bool { return p.b == nil }
+func (p Pending) IsZero() bool { return p.w == nil }
 
 // Wait returns once the write is as durable as the store's policy asks. An
 // error means the write is lost: the bucket has ended with it (its next use
@@ -77,10 +82,10 @@ func (p Pending) IsZero() bool { return p.b == nil }
 // report the write as failed. Call Wait exactly once for each Pending that
 // came with a nil error, outside any bucket's transaction.
 func (p Pending) Wait() error {
-	if p.b == nil {
+	if p.w == nil {
 		return nil
 	}
-	return p.b.settle(p.w)
+	return p.w.b.settle(p.w.w)
 }
 
 // Durable reports whether the bucket records its writes in a store.

@@ -83,5 +83,5 @@ func (b *Bucket) setDurable(key string, value []byte) (added bool, p Pending, er
 	_, existed := b.data[key]
 	b.data[key] = v
 	b.mu.Unlock()
-	return !existed, Pending{b: b, w: w}, nil
+	return !existed, Pending{&pendingWrite{b: b, w: w}}, nil
 }
