@@ -5,8 +5,10 @@
 // no other strategy) holding, in this order, the event manager, the bucket
 // supervisor and the registry. A program serves the root on its own; a host
 // adds it to its own suture tree. Network front ends are added to the root
-// after the registry, so that a listener that fails is restarted without
-// touching the buckets.
+// ([Root.Add]) after the registry, so that a listener that fails is
+// restarted without touching the buckets; when the root stops, it stops
+// them first, then the registry and the buckets, so that commands in
+// flight finish against live buckets.
 //
 // Every root is independent: two can run side by side in one process.
 package services

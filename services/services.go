@@ -1,7 +1,10 @@
 package services
 
 import (
+	"context"
+	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/thejerf/suture/v4"
@@ -28,8 +31,9 @@ type Config struct {
 
 // Root is a kv tree. It is a *suture.Supervisor (embedded), so it can be
 // served on its own or added to a host's tree, and more services (network
-// listeners) can be added to it; they start after the registry. Like any
-// suture supervisor it is single-use: build a new Root for every start.
+// front ends) can be added to it with [Root.Add]; they start after the
+// registry and stop before it. Like any suture supervisor it is single-use:
+// build a new Root for every start.
 type Root struct {
 	*suture.Supervisor
 
@@ -37,6 +41,11 @@ type Root struct {
 	buckets  *bucket.Supervisor
 	registry *registry.Registry
 	children []suture.Service
+	log      *slog.Logger
+	timeout  time.Duration
+
+	mu    sync.Mutex
+	added []suture.ServiceToken // by Add: stopped before kv's own children
 }
 
 // New builds a fresh tree.
@@ -71,7 +80,7 @@ func New(cfg Config) *Root {
 			log.Warn("supervisor: "+e.String(), "service", "kv")
 		},
 	})
-	root := &Root{Supervisor: sup, events: ev, buckets: buckets, registry: reg}
+	root := &Root{Supervisor: sup, events: ev, buckets: buckets, registry: reg, log: log, timeout: timeout}
 	// The seed's order: the event manager, the bucket supervisor, then the
 	// registry that uses both.
 	root.children = []suture.Service{ev, buckets, reg}
@@ -79,6 +88,73 @@ func New(cfg Config) *Root {
 		sup.Add(c)
 	}
 	return root
+}
+
+// Add adds svc to the root, after kv's own children, and returns its token
+// (for Remove or RemoveAndWait). When the root stops, the services added
+// with Add are stopped first, all at once, and waited for (each up to
+// Config.StopTimeout), and only then the registry, the buckets and the
+// event manager: a front end's commands in flight finish against live
+// buckets. (A suture supervisor alone stops all its children at once.)
+// Services added through the embedded Supervisor's own Add stop with kv's
+// children instead.
+func (r *Root) Add(svc suture.Service) suture.ServiceToken {
+	tok := r.Supervisor.Add(svc)
+	r.mu.Lock()
+	r.added = append(r.added, tok)
+	r.mu.Unlock()
+	return tok
+}
+
+// Serve runs the tree until ctx ends, then stops it in two stages: the
+// services added with Add, then kv's own children. It returns what the
+// embedded supervisor's Serve returns. A host tree that adds the root
+// calls it.
+func (r *Root) Serve(ctx context.Context) error {
+	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- r.Supervisor.Serve(inner) }()
+	select {
+	case err := <-errc: // ended on its own
+		return err
+	case <-ctx.Done():
+	}
+	r.stopAdded()
+	cancel()
+	err := <-errc
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = ctx.Err() // as if the host's context had stopped it
+	}
+	return err
+}
+
+// ServeBackground serves the root in a goroutine, as suture's
+// ServeBackground does, through [Root.Serve], and returns the channel that
+// gets Serve's result.
+func (r *Root) ServeBackground(ctx context.Context) <-chan error {
+	errc := make(chan error, 1)
+	go func() { errc <- r.Serve(ctx) }()
+	return errc
+}
+
+// stopAdded removes every service added with Add, all at once, and waits
+// for them.
+func (r *Root) stopAdded() {
+	r.mu.Lock()
+	added := r.added
+	r.added = nil
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, tok := range added {
+		wg.Go(func() {
+			// A service the host removed already is no error.
+			if err := r.Supervisor.RemoveAndWait(tok, r.timeout); err != nil {
+				r.log.Error("a service added to the root did not stop in time", "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // Children returns kv's own children of the root, in the order they were

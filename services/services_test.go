@@ -2,6 +2,7 @@ package services_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -159,4 +160,62 @@ func (l *flakyListener) Serve(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	return ctx.Err()
+}
+
+// finisher stands for a front end with a command in flight when the tree
+// stops: once its context ends it waits a moment (the end of the command),
+// then writes to a bucket, and reports how that went.
+type finisher struct {
+	root    *services.Root
+	started chan struct{}
+	wrote   chan error
+}
+
+func (f *finisher) Serve(ctx context.Context) error {
+	close(f.started)
+	<-ctx.Done()
+	b, ok := f.root.Registry().Lookup("inflight")
+	if !ok {
+		f.wrote <- assert.AnError
+		return ctx.Err()
+	}
+	// The command takes a while; the bucket must not end meanwhile (it
+	// would, had it been told to stop at the same time as this service).
+	select {
+	case <-b.Done():
+		f.wrote <- fmt.Errorf("the bucket ended under a command in flight: %w", b.Err())
+	case <-time.After(50 * time.Millisecond):
+		f.wrote <- b.Put("last", []byte("write"))
+	}
+	return ctx.Err()
+}
+
+// Services added with Root.Add stop before the registry and the buckets,
+// whether the root is served on its own or inside a host's tree: the
+// command a front end is finishing still finds its bucket live.
+func TestAddedServicesStopBeforeTheCore(t *testing.T) {
+	for _, hosted := range []bool{false, true} {
+		t.Run(map[bool]string{false: "alone", true: "in a host tree"}[hosted], func(t *testing.T) {
+			root := services.New(services.Config{})
+			f := &finisher{root: root, started: make(chan struct{}), wrote: make(chan error, 1)}
+			root.Add(f)
+			ctx, cancel := context.WithCancel(context.Background())
+			var errc <-chan error
+			if hosted {
+				host := suture.New("host", suture.Spec{EventHook: func(suture.Event) {}})
+				host.Add(root)
+				errc = host.ServeBackground(ctx)
+			} else {
+				errc = root.ServeBackground(ctx)
+			}
+			_, err := root.Registry().Create(ctx, "inflight")
+			require.NoError(t, err)
+			<-f.started
+			cancel()
+			require.NoError(t, <-f.wrote, "the in-flight write met a stopped bucket")
+			err = <-errc
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.Zero(t, root.Buckets().Running(), "every bucket stopped after it")
+		})
+	}
 }

@@ -18,8 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/thejerf/suture/v4"
-
 	"github.com/kvproject/kv/internal/store"
 	"github.com/kvproject/kv/services"
 	"github.com/kvproject/kv/services/httpapi"
@@ -364,10 +362,10 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		Backups:            backups,
 	})
 	// The front ends come after the registry: one that fails is restarted
-	// alone, without touching the buckets.
-	frontEnds := []suture.ServiceToken{root.Add(srv)}
+	// alone, without touching the buckets; at the stop they go first.
+	root.Add(srv)
 	if textLn != nil {
-		frontEnds = append(frontEnds, root.Add(text.New(text.Config{
+		root.Add(text.New(text.Config{
 			Listener:     textLn,
 			Registry:     root.Registry(),
 			Password:     password,
@@ -375,10 +373,10 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			IdleTimeout:  idle(o.idleTimeout),
 			Observer:     met,
 			Logger:       log.With("service", "text"),
-		})))
+		}))
 	}
 	if httpLn != nil {
-		frontEnds = append(frontEnds, root.Add(httpapi.New(httpapi.Config{
+		root.Add(httpapi.New(httpapi.Config{
 			Listener:     httpLn,
 			Registry:     root.Registry(),
 			Events:       root.Events(),
@@ -393,7 +391,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			},
 			Save:   httpSave(backups),
 			Logger: log.With("service", "http"),
-		})))
+		}))
 	}
 
 	treeCtx, cancel := context.WithCancel(context.Background())
@@ -423,14 +421,9 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	serving.Store(false)
 	log.Info("kv stopping: no new clients; finishing the commands in flight")
 	begin := time.Now()
-	// suture stops a supervisor's children all at once, so the front ends
-	// are removed first: the commands in flight finish against live
-	// buckets, and only then does the tree stop them.
-	for _, tok := range frontEnds {
-		if err := root.RemoveAndWait(tok, o.shutdownTimeout); err != nil {
-			log.Error("kv: a front end did not stop in time", "err", err)
-		}
-	}
+	// The root stops the front ends (added with root.Add) first: the
+	// commands in flight finish against live buckets, and only then does
+	// it stop the registry and the buckets.
 	cancel()
 	timer := time.NewTimer(o.shutdownTimeout)
 	defer timer.Stop()
