@@ -334,7 +334,9 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		}()
 		mode = "durable"
 	}
-	cfg := services.Config{Logger: log}
+	// The root stops in three stages (front ends, buckets, registry), each
+	// bounded by StopTimeout: together they fit in --shutdown-timeout.
+	cfg := services.Config{Logger: log, StopTimeout: max(o.shutdownTimeout/4, time.Second)}
 	var backups resp.Backups
 	if st != nil {
 		cfg.Store = st
