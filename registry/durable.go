@@ -340,10 +340,6 @@ func (r *Registry) waitForgotten(ctx context.Context, b *bucket.Bucket) error {
 	}
 }
 
-// maxRenameAttempts bounds how often an in-memory rename follows the
-// destination name to a new bucket after the one it found had ended.
-const maxRenameAttempts = 8
-
 func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 	src, ok := r.Lookup(from)
 	if !ok {
@@ -356,35 +352,41 @@ func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 	if err != nil {
 		return fmt.Errorf("registry: rename %q: %w", from, ErrNotFound)
 	}
+	// One step swaps the names: to names a new bucket that already holds
+	// the pairs, and from names nothing (unless a writer has already made
+	// a new bucket of that name, once src was forgotten). No reader sees to
+	// missing or half filled, and no writer's bucket of that name can be
+	// merged into: a bucket created as to before this step is replaced.
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrStopped
+	}
+	r.nextID++
+	b := bucket.Restore(to, r.nextID, data, nil)
+	old := r.names[to]
+	r.names[to] = b
+	r.refs[b.ID()] = to
+	r.order.ReplaceOrInsert(scanItem{ScanHash(to), to})
+	if r.names[from] == src {
+		delete(r.names, from)
+		r.order.Delete(scanItem{ScanHash(from), from})
+	}
+	r.mu.Unlock()
+	if err := r.start(to, b); err != nil {
+		return err
+	}
+	// The replaced bucket ends normally; its end and src's reach the loop,
+	// which publishes their Exited without touching the names they no
+	// longer hold.
+	if old != nil {
+		old.Stop(nil)
+		if err := r.waitForgotten(ctx, old); err != nil {
+			return fmt.Errorf("registry: rename %q: %w", from, err)
+		}
+	}
 	if err := r.waitForgotten(ctx, src); err != nil {
 		return fmt.Errorf("registry: rename %q: %w", from, err)
 	}
-	if err := r.Delete(ctx, to); err != nil && !errors.Is(err, ErrNotFound) {
-		return err
-	}
-	var prev *bucket.Bucket
-	for range maxRenameAttempts {
-		if prev != nil {
-			if err := r.waitForgotten(ctx, prev); err != nil {
-				return fmt.Errorf("registry: rename %q: %w", from, err)
-			}
-		}
-		b, err := r.Create(ctx, to)
-		if err != nil {
-			return err
-		}
-		err = b.Update(func(tx *bucket.Tx) error {
-			for k, v := range data {
-				if err := tx.Put(k, v); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if !errors.Is(err, bucket.ErrEnded) {
-			return err
-		}
-		prev = b
-	}
-	return bucket.ErrEnded
+	return nil
 }

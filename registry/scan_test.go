@@ -137,3 +137,78 @@ func TestScanWithoutIndex(t *testing.T) {
 	seen := scanAll(t, r, 4)
 	assert.Len(t, seen, 50)
 }
+
+// RENAME in memory swaps the names in one step: while buckets are renamed
+// onto an existing name, a reader of that name never finds it missing or
+// empty, and Scan and Names follow.
+func TestRenameInMemoryIsOneStep(t *testing.T) {
+	r := newTree(t).reg
+	put := func(name string, n int) {
+		b, err := r.Create(ctx, name)
+		require.NoError(t, err)
+		for i := range n {
+			require.NoError(t, b.Put(fmt.Sprintf("k%d", i), []byte(name)))
+		}
+	}
+	put("y", 5)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var reads int
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b, ok := r.Lookup("y")
+			if !assert.True(t, ok, "y went missing during a rename") {
+				return
+			}
+			if n, err := b.Len(); err == nil && !assert.Positive(t, n, "y was seen empty") {
+				return
+			}
+			reads++
+		}
+	})
+	for i := range 200 {
+		put("x", 1+i%4)
+		require.NoError(t, r.Rename(ctx, "x", "y"))
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d reads of y", reads)
+	assert.Equal(t, []string{"y"}, r.Names())
+	assert.Len(t, scanAll(t, r, 1), 1)
+	y, _ := r.Lookup("y")
+	n, err := y.Len()
+	require.NoError(t, err)
+	assert.Equal(t, 4, n, "y holds what the last x held")
+}
+
+// A bucket created under the target name while a rename is under way does
+// not break it: the renamed pairs arrive whole.
+func TestRenameReplacesATargetCreatedMeanwhile(t *testing.T) {
+	r := newTree(t).reg
+	for range 100 {
+		src, err := r.Create(ctx, "src")
+		require.NoError(t, err)
+		require.NoError(t, src.Put("from", []byte("src")))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if b, err := r.Create(ctx, "dst"); err == nil {
+				_ = b.Put("stray", []byte("x")) // may land before or after the rename
+			}
+		}()
+		require.NoError(t, r.Rename(ctx, "src", "dst"))
+		<-done
+		dst, ok := r.Lookup("dst")
+		require.True(t, ok)
+		v, err := dst.Get("from")
+		require.NoError(t, err, "the renamed pairs are whole")
+		assert.Equal(t, "src", string(v))
+		require.NoError(t, r.Delete(ctx, "dst"))
+	}
+}
