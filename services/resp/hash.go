@@ -20,20 +20,36 @@ var (
 	errNaN            = errors.New("ERR increment would produce NaN or Infinity")
 )
 
-// live returns the live bucket named name, or nil: a bucket that ends
-// between Lookup and use reads as absent. ok is false when the bucket may
-// exist but could not be loaded from the store; live has then written the
-// error reply.
-func (s *Server) live(c *conn, name []byte) (b *bucket.Bucket, ok bool) {
-	b, found, err := s.reg.LookupErr(str(name))
-	if err != nil {
-		c.writeErr(err)
-		return nil, false
+// live returns the live bucket named name, or nil. A bucket found ended
+// (a crash, a rename, a delete) but not yet forgotten by the registry is
+// followed: live waits until it is forgotten and looks the name up again,
+// so that a read meets what the name means now (a stored bucket's data
+// loaded back, a renamed bucket) rather than a gap. A bucket that ends
+// between live and its use still reads as absent. ok is false when the
+// bucket may exist but could not be loaded from the store; live has then
+// written the error reply.
+func (s *Server) live(ctx context.Context, c *conn, name []byte) (b *bucket.Bucket, ok bool) {
+	for range maxWriteAttempts {
+		b, found, err := s.reg.LookupErr(str(name))
+		if err != nil {
+			c.writeErr(err)
+			return nil, false
+		}
+		if !found {
+			return nil, true
+		}
+		select {
+		case <-b.Done(): // ended: follow the name
+		default:
+			return b, true
+		}
+		select {
+		case <-s.reg.Forgotten(b):
+		case <-ctx.Done():
+			return nil, true
+		}
 	}
-	if !found {
-		return nil, true
-	}
-	return b, true
+	return nil, true
 }
 
 // maxWriteAttempts bounds how often a write follows a name to a new bucket
@@ -175,8 +191,8 @@ func (s *Server) hsetnx(ctx context.Context, c *conn, args [][]byte) {
 	c.awaiting(p, start)
 }
 
-func (s *Server) hget(_ context.Context, c *conn, args [][]byte) {
-	b, ok := s.live(c, args[1])
+func (s *Server) hget(ctx context.Context, c *conn, args [][]byte) {
+	b, ok := s.live(ctx, c, args[1])
 	if !ok {
 		return
 	}
@@ -193,9 +209,9 @@ func (s *Server) hget(_ context.Context, c *conn, args [][]byte) {
 	c.bulk(v)
 }
 
-func (s *Server) hmget(_ context.Context, c *conn, args [][]byte) {
+func (s *Server) hmget(ctx context.Context, c *conn, args [][]byte) {
 	fields := args[2:]
-	b, ok := s.live(c, args[1])
+	b, ok := s.live(ctx, c, args[1])
 	if !ok {
 		return
 	}
@@ -224,7 +240,7 @@ func (s *Server) hmget(_ context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) hdel(ctx context.Context, c *conn, args [][]byte) {
-	b, ok := s.live(c, args[1])
+	b, ok := s.live(ctx, c, args[1])
 	if !ok {
 		return
 	}
@@ -254,9 +270,9 @@ func (s *Server) hdel(ctx context.Context, c *conn, args [][]byte) {
 	}
 }
 
-func (s *Server) hexists(_ context.Context, c *conn, args [][]byte) {
+func (s *Server) hexists(ctx context.Context, c *conn, args [][]byte) {
 	var has bool
-	b, ok := s.live(c, args[1])
+	b, ok := s.live(ctx, c, args[1])
 	if !ok {
 		return
 	}
@@ -273,9 +289,9 @@ func (s *Server) hexists(_ context.Context, c *conn, args [][]byte) {
 	}
 }
 
-func (s *Server) hlen(_ context.Context, c *conn, args [][]byte) {
+func (s *Server) hlen(ctx context.Context, c *conn, args [][]byte) {
 	var n int
-	b, ok := s.live(c, args[1])
+	b, ok := s.live(ctx, c, args[1])
 	if !ok {
 		return
 	}
@@ -285,9 +301,9 @@ func (s *Server) hlen(_ context.Context, c *conn, args [][]byte) {
 	c.integer(int64(n))
 }
 
-func (s *Server) hstrlen(_ context.Context, c *conn, args [][]byte) {
+func (s *Server) hstrlen(ctx context.Context, c *conn, args [][]byte) {
 	var n int
-	b, ok := s.live(c, args[1])
+	b, ok := s.live(ctx, c, args[1])
 	if !ok {
 		return
 	}
@@ -303,8 +319,8 @@ func (s *Server) hstrlen(_ context.Context, c *conn, args [][]byte) {
 
 // pairs returns a snapshot of the bucket named name (nil when absent). ok
 // is false when it has written an error reply instead.
-func (s *Server) pairs(c *conn, name []byte) (keys []string, values [][]byte, ok bool) {
-	b, ok := s.live(c, name)
+func (s *Server) pairs(ctx context.Context, c *conn, name []byte) (keys []string, values [][]byte, ok bool) {
+	b, ok := s.live(ctx, c, name)
 	if !ok || b == nil {
 		return nil, nil, ok
 	}
@@ -320,9 +336,9 @@ func (s *Server) pairs(c *conn, name []byte) (keys []string, values [][]byte, ok
 	return keys, values, true
 }
 
-func (s *Server) hkeys(_ context.Context, c *conn, args [][]byte) {
+func (s *Server) hkeys(ctx context.Context, c *conn, args [][]byte) {
 	var keys []string
-	b, ok := s.live(c, args[1])
+	b, ok := s.live(ctx, c, args[1])
 	if !ok {
 		return
 	}
@@ -335,8 +351,8 @@ func (s *Server) hkeys(_ context.Context, c *conn, args [][]byte) {
 	}
 }
 
-func (s *Server) hvals(_ context.Context, c *conn, args [][]byte) {
-	_, values, ok := s.pairs(c, args[1])
+func (s *Server) hvals(ctx context.Context, c *conn, args [][]byte) {
+	_, values, ok := s.pairs(ctx, c, args[1])
 	if !ok {
 		return
 	}
@@ -346,8 +362,8 @@ func (s *Server) hvals(_ context.Context, c *conn, args [][]byte) {
 	}
 }
 
-func (s *Server) hgetall(_ context.Context, c *conn, args [][]byte) {
-	keys, values, ok := s.pairs(c, args[1])
+func (s *Server) hgetall(ctx context.Context, c *conn, args [][]byte) {
+	keys, values, ok := s.pairs(ctx, c, args[1])
 	if !ok {
 		return
 	}
@@ -443,7 +459,7 @@ func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
 	c.awaiting(p, start)
 }
 
-func (s *Server) hrandfield(_ context.Context, c *conn, args [][]byte) {
+func (s *Server) hrandfield(ctx context.Context, c *conn, args [][]byte) {
 	if len(args) > 4 || (len(args) == 4 && !equalFold(args[3], "withvalues")) {
 		c.syntaxErr()
 		return
@@ -462,7 +478,7 @@ func (s *Server) hrandfield(_ context.Context, c *conn, args [][]byte) {
 		}
 	}
 	withValues := len(args) == 4
-	keys, values, ok := s.pairs(c, args[1])
+	keys, values, ok := s.pairs(ctx, c, args[1])
 	if !ok {
 		return
 	}
@@ -502,7 +518,7 @@ func (s *Server) hrandfield(_ context.Context, c *conn, args [][]byte) {
 	}
 }
 
-func (s *Server) hscan(_ context.Context, c *conn, args [][]byte) {
+func (s *Server) hscan(ctx context.Context, c *conn, args [][]byte) {
 	cursor, ok := parseCursor(args[2])
 	if !ok {
 		c.err("ERR invalid cursor")
@@ -512,7 +528,7 @@ func (s *Server) hscan(_ context.Context, c *conn, args [][]byte) {
 	if !ok {
 		return
 	}
-	keys, values, ok := s.pairs(c, args[1])
+	keys, values, ok := s.pairs(ctx, c, args[1])
 	if !ok {
 		return
 	}

@@ -112,10 +112,10 @@ func (s *Server) keys(_ context.Context, c *conn, args [][]byte) {
 	}
 }
 
-func (s *Server) exists(_ context.Context, c *conn, args [][]byte) {
+func (s *Server) exists(ctx context.Context, c *conn, args [][]byte) {
 	var n int64
 	for _, k := range args[1:] {
-		b, ok := s.live(c, k)
+		b, ok := s.live(ctx, c, k)
 		if !ok {
 			return
 		}
@@ -142,8 +142,8 @@ func (s *Server) del(ctx context.Context, c *conn, args [][]byte) {
 	c.integer(n)
 }
 
-func (s *Server) typ(_ context.Context, c *conn, args [][]byte) {
-	b, ok := s.live(c, args[1])
+func (s *Server) typ(ctx context.Context, c *conn, args [][]byte) {
+	b, ok := s.live(ctx, c, args[1])
 	if !ok {
 		return
 	}
@@ -182,7 +182,7 @@ func (s *Server) flushall(ctx context.Context, c *conn, args [][]byte) {
 // moment a reader may find neither; with a store, the move is one write.
 func (s *Server) rename(ctx context.Context, c *conn, args [][]byte) {
 	if string(args[1]) == string(args[2]) {
-		if b, ok := s.live(c, args[1]); !ok {
+		if b, ok := s.live(ctx, c, args[1]); !ok {
 			return
 		} else if b == nil {
 			c.err("ERR no such key")

@@ -512,7 +512,7 @@ func (s *Server) debug(ctx context.Context, c *conn, args [][]byte) {
 		c.wrongArgs("debug|crash-bucket")
 		return
 	}
-	b, ok := s.live(c, args[2])
+	b, ok := s.live(ctx, c, args[2])
 	if !ok {
 		return
 	}
@@ -550,8 +550,8 @@ func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 // it is Redis's WRONGTYPE; on a missing key, a read answers as Redis does
 // for a missing key and a write is refused.
 func (s *Server) wrongType(empty func(*conn)) handlerFunc {
-	return func(_ context.Context, c *conn, args [][]byte) {
-		b, ok := s.live(c, args[1])
+	return func(ctx context.Context, c *conn, args [][]byte) {
+		b, ok := s.live(ctx, c, args[1])
 		if !ok {
 			return
 		}
