@@ -27,20 +27,27 @@
 //
 // Departures from Redis: a hash that loses its last field stays, empty,
 // until DEL (kv's buckets are created and deleted explicitly, as the
-// guide's CREATE does); in memory, RENAME is not atomic across the two
-// names (with a durable store it is one write on disk); SCAN's
-// COUNT and TYPE are honoured but each step costs O(keys).
+// guide's CREATE does); RENAME switches the destination in one step, but
+// the source reads as absent an instant before the destination shows its
+// pairs (with a durable store the move is one write on disk). SCAN's COUNT
+// and TYPE are honoured; a SCAN step costs O(log buckets + COUNT) (the
+// registry's ordered index), an HSCAN step O(fields).
 //
 // Writes that touch several fields (HSET with several pairs, HSETNX,
 // HINCRBY, HINCRBYFLOAT, HDEL) run in one bucket.Update, so they are
 // atomic. HSET on a missing key creates the bucket (registry Create). A
-// bucket may end between Lookup and use: a read then treats it as absent,
-// a write waits until the registry has forgotten it and creates it anew.
+// bucket found ended but not yet forgotten is followed: a read or a write
+// waits until the registry has forgotten it and looks the name up again
+// (a write creates the bucket anew if there is none); a bucket that ends
+// between the lookup and the use reads as absent.
 //
 // With a durable store under the registry, a write is answered once the
 // store holds it under its fsync policy; a write the store fails is
 // answered with an error reply ("ERR bucket <name>: store: write
-// failed: ...") and is not kept.
+// failed: ...") and is not kept. The durable writes of a pipeline are
+// answered together: the connection runs them all, waits once for the
+// disk, and only then sends their replies, each in its place (an error
+// reply for a write that failed).
 //
 // # Lifecycle events
 //
