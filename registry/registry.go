@@ -229,6 +229,38 @@ func (r *Registry) LookupErr(name string) (*bucket.Bucket, bool, error) {
 	return r.lookupStored(name)
 }
 
+// maxFollows bounds how often LookupCurrent follows a name past a bucket
+// it found ended.
+const maxFollows = 8
+
+// LookupCurrent is LookupErr for a caller about to use the bucket. A bucket
+// found ended (a crash, a rename, a delete under way) but not yet forgotten
+// is followed: LookupCurrent waits, bounded by ctx, until the registry has
+// forgotten it and looks the name up again, so that the caller meets what
+// the name means now (with a store, the same data loaded back after a
+// crash; a renamed bucket; or nothing) rather than a bucket that reads as
+// empty. A bucket that ends after LookupCurrent returns is the caller's
+// to handle (bucket.ErrEnded).
+func (r *Registry) LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error) {
+	for range maxFollows {
+		b, ok, err := r.LookupErr(name)
+		if err != nil || !ok {
+			return nil, false, err
+		}
+		select {
+		case <-b.Done(): // ended: follow the name
+		default:
+			return b, true, nil
+		}
+		select {
+		case <-r.Forgotten(b):
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("registry: lookup %q: %w", name, ctx.Err())
+		}
+	}
+	return nil, false, nil // ended over and over: reads as absent
+}
+
 // maybeStored reports whether a bucket named name may be in the store:
 // false only when the index of stored names says it is not.
 func (r *Registry) maybeStored(name string) bool {

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -9,6 +11,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/thejerf/suture/v4"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
 )
 
 // scanAll runs a whole Scan iteration with pages of count names and
@@ -210,5 +216,65 @@ func TestRenameReplacesATargetCreatedMeanwhile(t *testing.T) {
 		require.NoError(t, err, "the renamed pairs are whole")
 		assert.Equal(t, "src", string(v))
 		require.NoError(t, r.Delete(ctx, "dst"))
+	}
+}
+
+// LookupCurrent follows a bucket it finds ended to what its name means once
+// the registry has forgotten it: nothing after a crash in memory, the same
+// data loaded back with a store. Here the registry's loop starts late, so
+// the ended bucket stays unforgotten until then.
+func TestLookupCurrentFollowsAnEndedBucket(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			ev := events.New(events.Options{})
+			sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+			cfg := Config{Buckets: sup, Events: ev}
+			if durable {
+				cfg.Store = openStoreT(t, t.TempDir())
+			}
+			reg := New(cfg)
+			root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
+			root.Add(ev)
+			root.Add(sup)
+			rootCtx, cancel := context.WithCancel(context.Background())
+			errc := root.ServeBackground(rootCtx)
+			defer func() { cancel(); <-errc }()
+
+			b, err := reg.Create(ctx, "k")
+			require.NoError(t, err)
+			require.NoError(t, b.Put("f", []byte("v")))
+			b.Stop(errors.New("crash"))
+			got, ok := reg.Lookup("k")
+			require.True(t, ok)
+			require.Same(t, b, got, "ended, and not forgotten: the registry's loop is not running")
+
+			short, stop := context.WithTimeout(ctx, 10*time.Millisecond)
+			defer stop()
+			_, _, err = reg.LookupCurrent(short, "k")
+			require.ErrorIs(t, err, context.DeadlineExceeded, "it waits for the registry, within ctx")
+
+			type result struct {
+				b   *bucket.Bucket
+				ok  bool
+				err error
+			}
+			res := make(chan result, 1)
+			go func() {
+				b, ok, err := reg.LookupCurrent(ctx, "k")
+				res <- result{b, ok, err}
+			}()
+			root.Add(reg) // the loop starts and forgets the ended bucket
+			r := <-res
+			require.NoError(t, r.err)
+			if !durable {
+				assert.False(t, r.ok, "in memory, a crash loses the bucket")
+				return
+			}
+			require.True(t, r.ok)
+			assert.NotSame(t, b, r.b)
+			v, err := r.b.Get("f")
+			require.NoError(t, err)
+			assert.Equal(t, "v", string(v), "loaded back from the store")
+		})
 	}
 }

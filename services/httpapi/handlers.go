@@ -121,9 +121,8 @@ func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
 // consistent view.
 func (s *Server) getBucket(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("bucket")
-	b, ok := s.cfg.Registry.Lookup(name)
+	b, ok := s.lookup(w, r, name)
 	if !ok {
-		bucketNotFound(w)
 		return
 	}
 	dump := bucketDump{bucketRef: newBucketRef(name), Pairs: []pair{}}
@@ -148,9 +147,8 @@ func (s *Server) getBucket(w http.ResponseWriter, r *http.Request) {
 
 // getKey replies with the value's raw bytes.
 func (s *Server) getKey(w http.ResponseWriter, r *http.Request) {
-	b, ok := s.cfg.Registry.Lookup(r.PathValue("bucket"))
+	b, ok := s.lookup(w, r, r.PathValue("bucket"))
 	if !ok {
-		bucketNotFound(w)
 		return
 	}
 	v, err := b.Get(r.PathValue("key"))
@@ -165,9 +163,8 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request) {
 
 // putKey stores the request body, raw, as the value: 204.
 func (s *Server) putKey(w http.ResponseWriter, r *http.Request) {
-	b, ok := s.cfg.Registry.Lookup(r.PathValue("bucket"))
+	b, ok := s.lookup(w, r, r.PathValue("bucket"))
 	if !ok {
-		bucketNotFound(w)
 		return
 	}
 	if r.ContentLength > s.cfg.MaxBodyBytes {
@@ -193,9 +190,8 @@ func (s *Server) putKey(w http.ResponseWriter, r *http.Request) {
 
 // deleteKey removes the key: 204, or 404 when it was absent.
 func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) {
-	b, ok := s.cfg.Registry.Lookup(r.PathValue("bucket"))
+	b, ok := s.lookup(w, r, r.PathValue("bucket"))
 	if !ok {
-		bucketNotFound(w)
 		return
 	}
 	if _, err := b.Delete(r.PathValue("key")); err != nil {
@@ -203,6 +199,23 @@ func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// lookup returns the bucket named name through the registry's
+// LookupCurrent, which follows a bucket that has just ended to what the
+// name means now. When there is none it writes the 404 (or, if the bucket
+// could not be loaded from the store, a 503) and reports false.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, name string) (*bucket.Bucket, bool) {
+	b, ok, err := s.cfg.Registry.LookupCurrent(r.Context(), name)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return nil, false
+	case !ok:
+		bucketNotFound(w)
+		return nil, false
+	}
+	return b, true
 }
 
 // bucketError turns a bucket operation's error into a reply: an ended

@@ -41,7 +41,9 @@ const protocol = metrics.ProtocolHTTP
 // one.
 type Registry interface {
 	Create(ctx context.Context, name string) (*bucket.Bucket, error)
-	Lookup(name string) (*bucket.Bucket, bool)
+	// LookupCurrent finds the live bucket named name, following one that
+	// has just ended to what the name means now.
+	LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error)
 	Delete(ctx context.Context, name string) error
 	Names() []string
 	Len() int               // for /metrics

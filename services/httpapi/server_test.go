@@ -41,21 +41,21 @@ func TestServeOnAddr(t *testing.T) {
 	require.Error(t, err, "the stream ended with the server")
 }
 
-// lookupSignal is a registry that reports each Lookup of name.
+// lookupSignal is a registry that reports each lookup of name.
 type lookupSignal struct {
 	Registry
 	name string
 	ch   chan struct{}
 }
 
-func (l lookupSignal) Lookup(name string) (*bucket.Bucket, bool) {
+func (l lookupSignal) LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error) {
 	if name == l.name {
 		select {
 		case l.ch <- struct{}{}:
 		default:
 		}
 	}
-	return l.Registry.Lookup(name)
+	return l.Registry.LookupCurrent(ctx, name)
 }
 
 func TestGracefulStop(t *testing.T) {

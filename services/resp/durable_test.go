@@ -2,12 +2,10 @@ package resp
 
 import (
 	"context"
-	"errors"
 	"net"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/internal/store"
 	"github.com/kvproject/kv/services"
 )
@@ -308,57 +305,4 @@ func TestSaveInMemory(t *testing.T) {
 	assert.ErrorContains(t, rc.Save(ctx).Err(), "durable storage")
 	assert.ErrorContains(t, rc.BgSave(ctx).Err(), "durable storage")
 	assert.Equal(t, int64(0), rc.LastSave(ctx).Val())
-}
-
-// staleRegistry, once armed, answers the next lookup of one name with a
-// bucket that has ended and that the registry has not forgotten yet (the
-// moment right after a crash), and releases it when forget is closed.
-type staleRegistry struct {
-	Registry
-	name   string
-	stale  *bucket.Bucket
-	forget chan struct{}
-	armed  atomic.Bool
-	served atomic.Bool
-}
-
-func (r *staleRegistry) LookupErr(name string) (*bucket.Bucket, bool, error) {
-	if name == r.name && r.armed.CompareAndSwap(true, false) {
-		r.served.Store(true)
-		return r.stale, true, nil
-	}
-	return r.Registry.LookupErr(name)
-}
-
-func (r *staleRegistry) Forgotten(b *bucket.Bucket) <-chan struct{} {
-	if b == r.stale {
-		return r.forget
-	}
-	return r.Registry.Forgotten(b)
-}
-
-// A read that finds its bucket ended but not yet forgotten (it crashed an
-// instant before) waits for the registry and reads what the name means
-// then: the data, loaded back from the store, not an absent hash.
-func TestDurableReadFollowsACrashedBucket(t *testing.T) {
-	ctx := context.Background()
-	stale := bucket.New("k", 1<<62)
-	stale.Stop(errors.New("crashed"))
-	reg := &staleRegistry{name: "k", stale: stale, forget: make(chan struct{})}
-	ds := startDurable(t, t.TempDir(), store.Options{}, func(c *Config) {
-		reg.Registry = c.Registry
-		c.Registry = reg
-	})
-	rc := ds.client(t)
-	require.NoError(t, rc.HSet(ctx, "k", "f", "v").Err()) // a write: not through live
-	require.NoError(t, rc.Do(ctx, "DEBUG", "CRASH-BUCKET", "k").Err())
-
-	reg.armed.Store(true)
-	got := make(chan *redis.StringCmd, 1)
-	go func() { got <- rc.HGet(ctx, "k", "f") }()
-	require.Eventually(t, reg.served.Load, 5*time.Second, time.Millisecond, "the read found the ended bucket")
-	close(reg.forget) // the registry forgets it
-	cmd := <-got
-	require.NoError(t, cmd.Err())
-	assert.Equal(t, "v", cmd.Val())
 }

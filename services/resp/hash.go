@@ -20,36 +20,22 @@ var (
 	errNaN            = errors.New("ERR increment would produce NaN or Infinity")
 )
 
-// live returns the live bucket named name, or nil. A bucket found ended
-// (a crash, a rename, a delete) but not yet forgotten by the registry is
-// followed: live waits until it is forgotten and looks the name up again,
-// so that a read meets what the name means now (a stored bucket's data
-// loaded back, a renamed bucket) rather than a gap. A bucket that ends
-// between live and its use still reads as absent. ok is false when the
-// bucket may exist but could not be loaded from the store; live has then
-// written the error reply.
+// live returns the live bucket named name, or nil, through the registry's
+// LookupCurrent: a bucket found ended but not yet forgotten is followed to
+// what the name means now. A bucket that ends between live and its use
+// reads as absent. ok is false when live has written an error reply (the
+// bucket may exist but could not be loaded from the store, or the server
+// is stopping).
 func (s *Server) live(ctx context.Context, c *conn, name []byte) (b *bucket.Bucket, ok bool) {
-	for range maxWriteAttempts {
-		b, found, err := s.reg.LookupErr(str(name))
-		if err != nil {
-			c.writeErr(err)
-			return nil, false
-		}
-		if !found {
-			return nil, true
-		}
-		select {
-		case <-b.Done(): // ended: follow the name
-		default:
-			return b, true
-		}
-		select {
-		case <-s.reg.Forgotten(b):
-		case <-ctx.Done():
-			return nil, true
-		}
+	b, found, err := s.reg.LookupCurrent(ctx, str(name))
+	if err != nil {
+		c.writeErr(err)
+		return nil, false
 	}
-	return nil, true
+	if !found {
+		return nil, true
+	}
+	return b, true
 }
 
 // maxWriteAttempts bounds how often a write follows a name to a new bucket

@@ -29,6 +29,7 @@ type Registry interface {
 	Create(ctx context.Context, name string) (*bucket.Bucket, error)
 	Lookup(name string) (*bucket.Bucket, bool)
 	LookupErr(name string) (*bucket.Bucket, bool, error)
+	LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error)
 	Delete(ctx context.Context, name string) error
 	Forgotten(b *bucket.Bucket) <-chan struct{}
 	Names() []string

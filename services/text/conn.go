@@ -200,8 +200,11 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 		return replyOK, false, false
 
 	case Get:
-		b, ok := reg.Lookup(cmd.Bucket)
-		if !ok {
+		b, ok, err := reg.LookupCurrent(ctx, cmd.Bucket)
+		switch {
+		case err != nil:
+			return replyError, true, false
+		case !ok:
 			return replyNotFound, true, false
 		}
 		v, err := b.AppendValue(c.value[:0], cmd.Key)
@@ -221,8 +224,11 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 		return replyOK, false, false
 
 	case Put:
-		b, ok := reg.Lookup(cmd.Bucket)
-		if !ok {
+		b, ok, err := reg.LookupCurrent(ctx, cmd.Bucket)
+		switch {
+		case err != nil:
+			return replyError, true, false
+		case !ok:
 			return replyNotFound, true, false
 		}
 		if err := b.Put(cmd.Key, []byte(cmd.Value)); err != nil {
@@ -234,11 +240,14 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 		return replyOK, false, false
 
 	case Delete:
-		b, ok := reg.Lookup(cmd.Bucket)
-		if !ok {
+		b, ok, err := reg.LookupCurrent(ctx, cmd.Bucket)
+		switch {
+		case err != nil:
+			return replyError, true, false
+		case !ok:
 			return replyNotFound, true, false
 		}
-		_, err := b.Delete(cmd.Key)
+		_, err = b.Delete(cmd.Key)
 		switch {
 		case err == nil, errors.Is(err, bucket.ErrNotFound):
 			return replyOK, false, false

@@ -32,7 +32,9 @@ const protocol = "text"
 // one.
 type Registry interface {
 	Create(ctx context.Context, name string) (*bucket.Bucket, error)
-	Lookup(name string) (*bucket.Bucket, bool)
+	// LookupCurrent finds the live bucket named name, following one that
+	// has just ended to what the name means now.
+	LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error)
 }
 
 // Observer receives the server's metrics; *metrics.Metrics is one.

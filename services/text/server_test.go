@@ -327,15 +327,15 @@ func TestManyConnections(t *testing.T) {
 	require.Equal(t, n, n2)
 }
 
-// panicky is a registry whose Lookup of "boom" panics: a stand-in for a
+// panicky is a registry whose lookup of "boom" panics: a stand-in for a
 // bug that crashes one connection's goroutine.
 type panicky struct{ Registry }
 
-func (p panicky) Lookup(name string) (*bucket.Bucket, bool) {
+func (p panicky) LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error) {
 	if name == "boom" {
 		panic("lookup exploded")
 	}
-	return p.Registry.Lookup(name)
+	return p.Registry.LookupCurrent(ctx, name)
 }
 
 type fakeRegistry struct{ Registry }
