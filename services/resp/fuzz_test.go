@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvproject/kv/internal/store"
 	"github.com/kvproject/kv/services"
 )
 
@@ -70,6 +71,18 @@ func FuzzCommand(f *testing.F) {
 // FuzzSocket sends arbitrary bytes to a real listener: the server must
 // answer or close, never hang or crash, and keep serving other clients.
 func FuzzSocket(f *testing.F) {
+	fuzzSocket(f, start(f, Config{EnableDebugCommand: true, IdleTimeout: 10 * time.Second}).addr)
+}
+
+// FuzzSocketDurable is FuzzSocket against a server on a durable store,
+// where a pipeline's writes are answered together once the store has them.
+func FuzzSocketDurable(f *testing.F) {
+	ds := startDurable(f, f.TempDir(), store.Options{Fsync: store.FsyncNo},
+		func(c *Config) { c.IdleTimeout = 10 * time.Second })
+	fuzzSocket(f, ds.addr)
+}
+
+func fuzzSocket(f *testing.F, addr string) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(strings.ReplaceAll(s, "\x00", " ") + "\r\n"))
 	}
@@ -80,9 +93,8 @@ func FuzzSocket(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	ts := start(f, Config{EnableDebugCommand: true, IdleTimeout: 10 * time.Second})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		nc, err := net.Dial("tcp", ts.addr)
+		nc, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +108,7 @@ func FuzzSocket(f *testing.F) {
 			t.Fatalf("the server neither answered nor closed: %v", err)
 		}
 		// Another client is served as usual.
-		other, err := net.Dial("tcp", ts.addr)
+		other, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
