@@ -2,6 +2,7 @@ package registry
 
 import (
 	"cmp"
+	"container/heap"
 	"slices"
 
 	"github.com/google/btree"
@@ -75,33 +76,97 @@ func (r *Registry) Scan(cursor uint64, count int) (names []string, next uint64, 
 }
 
 // ScanPage is one Scan step over an explicit set of keys, in the same
-// order: the keys from cursor on (at least count, unless fewer remain;
-// keys that share a hash are returned together) and the next cursor, 0 once
-// the iteration is over. It sorts the keys it could return: O(n log n).
+// order: the keys from cursor on (count of them, unless fewer remain, and
+// every key that shares a hash with one of them) and the next cursor, 0
+// once the iteration is over. It costs O(n log count) (see ScanSelector).
 func ScanPage(keys []string, cursor uint64, count int) (page []string, next uint64) {
-	count = max(count, 1)
-	var rest []scanItem
+	sel := NewScanSelector(cursor, count)
 	for _, k := range keys {
-		if h := ScanHash(k); h >= cursor {
-			rest = append(rest, scanItem{h, k})
+		sel.Offer(k)
+	}
+	return sel.Page()
+}
+
+// ScanSelector cuts one Scan step's page from keys offered one at a time,
+// keeping only the page: O(log count) per key and O(count) memory, so that
+// a step over a large set (HSCAN over a big hash) neither copies nor sorts
+// it. The zero value is not usable; make one with NewScanSelector.
+type ScanSelector struct {
+	cursor  uint64
+	count   int
+	groups  scanHeap              // the smallest hashes >= cursor seen, largest on top
+	byHash  map[uint64]*scanGroup // the same groups, by hash
+	offered int                   // keys >= cursor offered
+	kept    int                   // keys in groups
+}
+
+// scanGroup is the keys that share one hash.
+type scanGroup struct {
+	h    uint64
+	keys []string
+}
+
+// scanHeap is a max-heap of groups by hash.
+type scanHeap []*scanGroup
+
+func (h scanHeap) Len() int           { return len(h) }
+func (h scanHeap) Less(i, j int) bool { return h[i].h > h[j].h }
+func (h scanHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *scanHeap) Push(x any)        { *h = append(*h, x.(*scanGroup)) }
+func (h *scanHeap) Pop() any {
+	old := *h
+	g := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return g
+}
+
+// NewScanSelector returns a selector for the step from cursor with COUNT
+// count (below 1 means 1).
+func NewScanSelector(cursor uint64, count int) *ScanSelector {
+	count = max(count, 1)
+	return &ScanSelector{cursor: cursor, count: count, byHash: make(map[uint64]*scanGroup, min(count, 1024))}
+}
+
+// Offer considers key for the page. The caller keeps key valid until Page
+// returns (a string is, unless built on a reused buffer).
+func (s *ScanSelector) Offer(key string) {
+	h := ScanHash(key)
+	if h < s.cursor {
+		return
+	}
+	s.offered++
+	if g := s.byHash[h]; g != nil {
+		g.keys = append(g.keys, key)
+		s.kept++
+		return
+	}
+	if len(s.groups) == s.count {
+		if h > s.groups[0].h {
+			return // past the page
 		}
+		top := heap.Pop(&s.groups).(*scanGroup)
+		delete(s.byHash, top.h)
+		s.kept -= len(top.keys)
 	}
-	slices.SortFunc(rest, func(a, b scanItem) int {
-		if c := cmp.Compare(a.h, b.h); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.name, b.name)
-	})
-	n := min(count, len(rest))
-	for n < len(rest) && rest[n].h == rest[n-1].h {
-		n++ // never split keys that share a hash
+	g := &scanGroup{h: h, keys: []string{key}}
+	heap.Push(&s.groups, g)
+	s.byHash[h] = g
+	s.kept++
+}
+
+// Page returns the page, in scan order, and the next cursor (0 once no key
+// past the page was offered).
+func (s *ScanSelector) Page() (page []string, next uint64) {
+	groups := slices.Clone([]*scanGroup(s.groups))
+	slices.SortFunc(groups, func(a, b *scanGroup) int { return cmp.Compare(a.h, b.h) })
+	page = make([]string, 0, s.kept)
+	for _, g := range groups {
+		slices.Sort(g.keys)
+		page = append(page, g.keys...)
 	}
-	page = make([]string, n)
-	for i := range n {
-		page[i] = rest[i].name
-	}
-	if n == len(rest) {
+	if s.offered == s.kept || len(groups) == 0 {
 		return page, 0
 	}
-	return page, rest[n-1].h + 1 // cannot wrap: a larger hash follows
+	return page, groups[len(groups)-1].h + 1 // cannot wrap: a larger hash was offered
 }

@@ -1,10 +1,12 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -276,5 +278,63 @@ func TestLookupCurrentFollowsAnEndedBucket(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, "v", string(v), "loaded back from the store")
 		})
+	}
+}
+
+// ScanPage, which keeps only the page, cuts the same pages as sorting every
+// key would, and a whole iteration returns each key once.
+func TestScanPageMatchesSorting(t *testing.T) {
+	sortedPage := func(keys []string, cursor uint64, count int) ([]string, uint64) {
+		var rest []scanItem
+		for _, k := range keys {
+			if h := ScanHash(k); h >= cursor {
+				rest = append(rest, scanItem{h, k})
+			}
+		}
+		slices.SortFunc(rest, func(a, b scanItem) int {
+			if a.h != b.h {
+				return cmp.Compare(a.h, b.h)
+			}
+			return cmp.Compare(a.name, b.name)
+		})
+		n := min(count, len(rest))
+		for n < len(rest) && n > 0 && rest[n].h == rest[n-1].h {
+			n++
+		}
+		page := []string{}
+		for _, it := range rest[:n] {
+			page = append(page, it.name)
+		}
+		if n == len(rest) {
+			return page, 0
+		}
+		return page, rest[n-1].h + 1
+	}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for _, size := range []int{0, 1, 5, 100, 1000} {
+		keys := make([]string, size)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("field:%d", rnd.IntN(1<<30))
+		}
+		for _, count := range []int{1, 3, 10, 2000} {
+			seen := map[string]int{}
+			cursor := uint64(0)
+			for {
+				page, next := ScanPage(keys, cursor, count)
+				wantPage, wantNext := sortedPage(keys, cursor, count)
+				require.Equal(t, wantPage, append([]string{}, page...), "size %d count %d cursor %d", size, count, cursor)
+				require.Equal(t, wantNext, next)
+				for _, k := range page {
+					seen[k]++
+				}
+				if next == 0 {
+					break
+				}
+				cursor = next
+			}
+			for _, k := range keys {
+				require.Equal(t, 1, seen[k], k)
+			}
+		}
 	}
 }

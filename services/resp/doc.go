@@ -31,7 +31,8 @@
 // the source reads as absent an instant before the destination shows its
 // pairs (with a durable store the move is one write on disk). SCAN's COUNT
 // and TYPE are honoured; a SCAN step costs O(log buckets + COUNT) (the
-// registry's ordered index), an HSCAN step O(fields).
+// registry's ordered index), an HSCAN step O(fields × log COUNT) without
+// copying the hash.
 //
 // Writes that touch several fields (HSET with several pairs, HSETNX,
 // HINCRBY, HINCRBYFLOAT, HDEL) run in one bucket.Update, so they are

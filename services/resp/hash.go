@@ -514,35 +514,51 @@ func (s *Server) hscan(ctx context.Context, c *conn, args [][]byte) {
 	if !ok {
 		return
 	}
-	keys, values, ok := s.pairs(ctx, c, args[1])
+	b, ok := s.live(ctx, c, args[1])
 	if !ok {
 		return
 	}
-	byKey := make(map[string][]byte, len(keys))
-	for i, k := range keys {
-		byKey[k] = values[i]
-	}
-	page, next := registry.ScanPage(keys, cursor, opts.count)
-	n := 0
-	for _, k := range page {
-		if opts.match == "" || globMatch(opts.match, k) {
-			n++
-		}
+	// One pass over the hash keeps only the page (no copy of the hash, no
+	// sort of it), then the page's values, from the same view.
+	var (
+		page   []string
+		values [][]byte
+		next   uint64
+	)
+	if b != nil {
+		_ = b.View(func(tx *bucket.Tx) error {
+			sel := registry.NewScanSelector(cursor, opts.count)
+			_ = tx.ForEach(func(k string, _ []byte) error {
+				sel.Offer(k)
+				return nil
+			})
+			page, next = sel.Page()
+			kept := page[:0]
+			for _, k := range page {
+				if opts.match != "" && !globMatch(opts.match, k) {
+					continue
+				}
+				kept = append(kept, k)
+				if !opts.noValues {
+					v, _ := tx.Get(k)
+					values = append(values, v)
+				}
+			}
+			page = kept
+			return nil
+		})
 	}
 	c.array(2)
 	c.bulkString(strconv.FormatUint(next, 10))
 	if opts.noValues {
-		c.array(n)
+		c.array(len(page))
 	} else {
-		c.array(2 * n)
+		c.array(2 * len(page))
 	}
-	for _, k := range page {
-		if opts.match != "" && !globMatch(opts.match, k) {
-			continue
-		}
+	for i, k := range page {
 		c.bulkString(k)
 		if !opts.noValues {
-			c.bulk(byKey[k])
+			c.bulk(values[i])
 		}
 	}
 }
