@@ -247,6 +247,58 @@ func TestScanIsStable(t *testing.T) {
 	assert.EqualError(t, rc.Do(ctx, "SCAN", "0", "COUNT", "0").Err(), "ERR syntax error")
 }
 
+// HSCAN walks a large hash in small steps: every field once, with its
+// value, while other fields come and go; MATCH filters the page and
+// NOVALUES leaves the values out.
+func TestHScanIsStable(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	want := map[string]string{}
+	for i := range 500 {
+		f, v := fmt.Sprintf("f%d", i), fmt.Sprintf("v%d", i)
+		want[f] = v
+		require.NoError(t, rc.HSet(ctx, "big", f, v).Err())
+	}
+	seen := map[string]int{}
+	var cursor uint64
+	for step := 0; ; step++ {
+		fields, next, err := rc.HScan(ctx, "big", cursor, "", 7).Result()
+		require.NoError(t, err)
+		require.Zero(t, len(fields)%2)
+		for i := 0; i < len(fields); i += 2 {
+			if v, ok := want[fields[i]]; ok {
+				assert.Equal(t, v, fields[i+1], fields[i])
+			}
+			seen[fields[i]]++
+		}
+		require.NoError(t, rc.HSet(ctx, "big", fmt.Sprintf("churn%d", step), "x").Err())
+		if step > 2 {
+			require.NoError(t, rc.HDel(ctx, "big", fmt.Sprintf("churn%d", step-2)).Err())
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	for f := range want {
+		assert.Equal(t, 1, seen[f], f)
+	}
+	var matched []string
+	for cursor = 0; ; {
+		names, next, err := rc.HScanNoValues(ctx, "big", cursor, "f1?", 3).Result()
+		require.NoError(t, err)
+		matched = append(matched, names...)
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	assert.ElementsMatch(t, []string{"f10", "f11", "f12", "f13", "f14", "f15", "f16", "f17", "f18", "f19"}, matched)
+	fields, next, err := rc.HScan(ctx, "missing", 0, "", 10).Result()
+	require.NoError(t, err)
+	assert.Empty(t, fields)
+	assert.Zero(t, next)
+}
+
 func TestErrorWords(t *testing.T) {
 	ts := start(t, Config{})
 	rc := ts.client(t)
