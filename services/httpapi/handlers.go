@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"container/heap"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -69,23 +70,53 @@ func (s *Server) listBuckets(w http.ResponseWriter, r *http.Request) {
 		}
 		after, hasCursor = string(b), true
 	}
-	names := s.cfg.Registry.Names()
-	slices.Sort(names)
-	if hasCursor {
-		i, found := slices.BinarySearch(names, after)
-		if found {
-			i++
-		}
-		names = names[i:]
-	}
-	page := bucketPage{Buckets: make([]bucketRef, 0, min(limit, len(names)))}
-	for _, n := range names[:min(limit, len(names))] {
+	names, more := firstNames(s.cfg.Registry.Names(), after, hasCursor, limit)
+	page := bucketPage{Buckets: make([]bucketRef, 0, len(names))}
+	for _, n := range names {
 		page.Buckets = append(page.Buckets, newBucketRef(n))
 	}
-	if len(names) > limit {
-		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(names[limit-1]))
+	if more {
+		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(names[len(names)-1]))
 	}
 	writeJSON(w, page)
+}
+
+// firstNames returns, in byte order, the limit smallest names after after
+// (all names when hasAfter is false), and whether more follow. It keeps
+// only the page, in a heap: O(n log limit), rather than sorting every name
+// for every page.
+func firstNames(names []string, after string, hasAfter bool, limit int) (page []string, more bool) {
+	h := &maxStrings{}
+	for _, n := range names {
+		switch {
+		case hasAfter && n <= after:
+		case h.Len() < limit:
+			heap.Push(h, n)
+		case n < (*h)[0]:
+			(*h)[0] = n
+			heap.Fix(h, 0)
+			more = true
+		default:
+			more = true
+		}
+	}
+	page = *h
+	slices.Sort(page)
+	return page, more
+}
+
+// maxStrings is a max-heap of strings.
+type maxStrings []string
+
+func (h maxStrings) Len() int           { return len(h) }
+func (h maxStrings) Less(i, j int) bool { return h[i] > h[j] }
+func (h maxStrings) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *maxStrings) Push(x any)        { *h = append(*h, x.(string)) }
+func (h *maxStrings) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // createBucket creates the bucket, or finds it: 204 either way.

@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -152,4 +156,37 @@ func TestNegativeSettingsMeanDefaults(t *testing.T) {
 	assert.Equal(t, DefaultSSEHeartbeat, cfg.SSEHeartbeat)
 	assert.Equal(t, time.Duration(-1), cfg.ReadTimeout, "http.Server reads it as no timeout")
 	assert.Equal(t, DefaultReadHeaderTimeout, cfg.ReadHeaderTimeout)
+}
+
+// firstNames cuts the same pages as sorting every name would, and paging
+// through with the last name as cursor returns every name once.
+func TestFirstNamesMatchesSorting(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(5, 6))
+	for _, size := range []int{0, 1, 7, 300} {
+		set := map[string]bool{}
+		for len(set) < size {
+			set[fmt.Sprintf("b%d", rnd.IntN(100000))] = true
+		}
+		names := make([]string, 0, size)
+		for n := range set {
+			names = append(names, n)
+		}
+		sorted := append([]string{}, slices.Sorted(maps.Keys(set))...)
+		for _, limit := range []int{1, 3, 100, 1000} {
+			var got []string
+			after, hasAfter := "", false
+			for {
+				page, more := firstNames(slices.Clone(names), after, hasAfter, limit)
+				i := len(got)
+				require.Equal(t, append([]string{}, sorted[i:min(i+limit, len(sorted))]...), append([]string{}, page...))
+				require.Equal(t, i+limit < len(sorted), more)
+				got = append(got, page...)
+				if !more {
+					break
+				}
+				after, hasAfter = page[len(page)-1], true
+			}
+			require.Equal(t, sorted, append([]string{}, got...))
+		}
+	}
 }
