@@ -373,20 +373,25 @@ func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 		r.order.Delete(scanItem{ScanHash(from), from})
 	}
 	r.mu.Unlock()
+	// The replaced bucket ends normally, and its Exited is published before
+	// the new bucket's Created, so that the events of the name to stay in
+	// order. Until then the new bucket is usable but not yet running; a
+	// Delete meanwhile waits for it to start and end. The ends reach the
+	// loop, which publishes their Exited without touching the names they
+	// no longer hold.
+	var waitErr error
+	if old != nil {
+		old.Stop(nil)
+		waitErr = r.waitForgotten(ctx, old)
+	}
 	if err := r.start(to, b); err != nil {
 		return err
 	}
-	// The replaced bucket ends normally; its end and src's reach the loop,
-	// which publishes their Exited without touching the names they no
-	// longer hold.
-	if old != nil {
-		old.Stop(nil)
-		if err := r.waitForgotten(ctx, old); err != nil {
-			return fmt.Errorf("registry: rename %q: %w", from, err)
-		}
+	if waitErr == nil {
+		waitErr = r.waitForgotten(ctx, src)
 	}
-	if err := r.waitForgotten(ctx, src); err != nil {
-		return fmt.Errorf("registry: rename %q: %w", from, err)
+	if waitErr != nil {
+		return fmt.Errorf("registry: rename %q: %w", from, waitErr)
 	}
 	return nil
 }

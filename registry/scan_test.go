@@ -338,3 +338,43 @@ func TestScanPageMatchesSorting(t *testing.T) {
 		}
 	}
 }
+
+// The events of a rename's destination stay in order: the replaced
+// bucket's Exited comes before the new bucket's Created.
+func TestRenameEventsInOrder(t *testing.T) {
+	tr := newTree(t)
+	r := tr.reg
+	old, err := r.Create(ctx, "dst")
+	require.NoError(t, err)
+	src, err := r.Create(ctx, "src")
+	require.NoError(t, err)
+	require.NoError(t, src.Put("k", []byte("v")))
+	require.NoError(t, r.Rename(ctx, "src", "dst"))
+	now, ok := r.Lookup("dst")
+	require.True(t, ok)
+	require.Eventually(t, func() bool {
+		tr.rec.mu.Lock()
+		defer tr.rec.mu.Unlock()
+		return len(tr.rec.exited[old.ID()]) == 1 && tr.rec.created[now.ID()] == 1
+	}, waitFor, tick)
+	tr.rec.mu.Lock()
+	defer tr.rec.mu.Unlock()
+	var dst []string
+	for _, ev := range tr.rec.all {
+		switch e := ev.(type) {
+		case events.Created:
+			if e.Bucket == "dst" {
+				dst = append(dst, fmt.Sprintf("created %d", e.ID))
+			}
+		case events.Exited:
+			if e.Bucket == "dst" {
+				dst = append(dst, fmt.Sprintf("exited %d", e.ID))
+			}
+		}
+	}
+	assert.Equal(t, []string{
+		fmt.Sprintf("created %d", old.ID()),
+		fmt.Sprintf("exited %d", old.ID()),
+		fmt.Sprintf("created %d", now.ID()),
+	}, dst)
+}
