@@ -45,7 +45,8 @@ type Store struct {
 	unsynced   []unsyncedBatch
 	dirty      atomic.Bool // a write since the last background sync
 
-	waiters sync.WaitGroup // Waiters not yet waited for
+	waiters     sync.WaitGroup // Waiters not yet waited for (Close waits for them)
+	outstanding atomic.Int64   // how many: recovery goes on only at zero
 	stop    chan struct{}
 	stopped chan struct{} // closed when the syncer has returned
 }

@@ -38,15 +38,21 @@ type Waiter struct {
 // loses nothing), with the fsync to come (within a second for
 // FsyncEverySec). Call it exactly once for each Waiter (Close waits for
 // them all), outside any lock the caller holds, so that concurrent writers
-// share one sync. An error (wrapping ErrWriteFailed) means the write was not
-// acknowledged and will not be in the store once it has recovered: the
-// caller, which has already applied it in memory, should reload that bucket
-// from the store (see [Store.Load]) or end it, so that memory and disk agree.
+// share one sync. A caller may hold several Waiters while it goes on
+// writing; after a failed write the store reopens only once every Waiter
+// of the failed engine has been called, and fails writes until then. An
+// error (wrapping ErrWriteFailed) means the write was not acknowledged and
+// will not be in the store once it has recovered: the caller, which has
+// already applied it in memory, should reload that bucket from the store
+// (see [Store.Load]) or end it, so that memory and disk agree.
 func (w Waiter) Wait() error {
 	if w.b == nil {
 		return nil
 	}
-	defer w.s.waiters.Done()
+	defer func() {
+		w.s.outstanding.Add(-1)
+		w.s.waiters.Done()
+	}()
 	if err := w.b.SyncWait(); err != nil {
 		return fmt.Errorf("%w: write-ahead log in %s: %w", ErrWriteFailed, w.s.dir, err)
 	}
@@ -260,6 +266,7 @@ func (s *Store) commit(b *pebble.Batch, db *pebble.DB, what, bucket string) (Wai
 		return Waiter{}, fmt.Errorf("store: %s: %w: %w", name(), ErrWriteFailed, err)
 	}
 	s.waiters.Add(1)
+	s.outstanding.Add(1)
 	return Waiter{s: s, b: b, repr: repr}, nil
 }
 
@@ -306,8 +313,14 @@ func (s *Store) recover() error {
 	}
 	// Closing the engine ended every pending WAL write; once the Waiters
 	// have seen how theirs ended, the list of acknowledged writes to replay
-	// is complete.
-	s.waiters.Wait()
+	// is complete. Their owners call them, and an owner may hold several
+	// while it goes on writing (a connection running a pipeline answers
+	// its writes together), or be this caller: waiting here could wait for
+	// ever. So until every Waiter has been called, writes fail (the engine
+	// is closed) and a later attempt goes on from here.
+	if n := s.outstanding.Load(); n > 0 {
+		return fmt.Errorf("%w (recovery waits for %d writes in flight to be answered)", fi.error(), n)
+	}
 	if s.opts.Fsync != FsyncNo {
 		cut, err := s.fs.cutUnsynced()
 		if err != nil {

@@ -306,3 +306,46 @@ func TestSaveInMemory(t *testing.T) {
 	assert.ErrorContains(t, rc.BgSave(ctx).Err(), "durable storage")
 	assert.Equal(t, int64(0), rc.LastSave(ctx).Val())
 }
+
+// A connection holds the Pending of each write of its pipeline until the
+// pipeline's replies go out, and may write again meanwhile. When a sync has
+// failed, the store's recovery must not wait for those Pendings on the
+// writer's goroutine: the next write fails at once, and writes work again
+// once the held Pending has been answered.
+func TestDurableRecoveryDoesNotWaitForAHeldPending(t *testing.T) {
+	ctx := context.Background()
+	faults := &store.Faults{}
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	a, err := ds.root.Registry().Create(ctx, "a")
+	require.NoError(t, err)
+	b, err := ds.root.Registry().Create(ctx, "b")
+	require.NoError(t, err)
+
+	faults.FailSyncs(syscall.EIO)
+	_, held, err := a.SetNoWait("f", []byte("1")) // recorded; its sync fails
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return ds.st.Err() != nil }, 5*time.Second, time.Millisecond)
+	faults.Clear()
+
+	done := make(chan error, 1)
+	go func() {
+		_, p, err := b.SetNoWait("f", []byte("1"))
+		if err == nil {
+			err = p.Wait()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.Error(t, err, "the store has not recovered yet")
+	case <-time.After(10 * time.Second):
+		_ = held.Wait() // unblocks the recovery, so that the test can stop
+		<-done
+		t.Fatal("a write hung in the store's recovery, waiting for a Pending its own connection holds")
+	}
+	require.Error(t, held.Wait(), "the held write's sync failed")
+
+	rc := ds.client(t)
+	require.Eventually(t, func() bool { return rc.HSet(ctx, "c", "f", "v").Err() == nil }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, "v", rc.HGet(ctx, "c", "f").Val())
+}
