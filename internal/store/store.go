@@ -47,8 +47,8 @@ type Store struct {
 
 	waiters     sync.WaitGroup // Waiters not yet waited for (Close waits for them)
 	outstanding atomic.Int64   // how many: recovery goes on only at zero
-	stop    chan struct{}
-	stopped chan struct{} // closed when the syncer has returned
+	stop        chan struct{}
+	stopped     chan struct{} // closed when the syncer has returned
 }
 
 type faultInfo struct {

@@ -112,7 +112,8 @@ func TestDurableDataSurvivesARestart(t *testing.T) {
 	assert.Equal(t, map[string]string{"apples": "5"}, rc.HGetAll(ctx, "cart").Val())
 	assert.Equal(t, map[string]string{"k": "v"}, rc.HGetAll(ctx, "new").Val())
 	assert.Equal(t, int64(0), rc.Exists(ctx, "gone", "old").Val())
-	assert.Equal(t, 2, ds.root.Buckets().Running())
+	// Each loaded bucket's goroutine starts as suture gets to it.
+	require.Eventually(t, func() bool { return ds.root.Buckets().Running() == 2 }, 5*time.Second, time.Millisecond)
 
 	require.NoError(t, rc.FlushAll(ctx).Err())
 	assert.Equal(t, int64(0), rc.DBSize(ctx).Val())
