@@ -20,9 +20,16 @@ type Config struct {
 	// host tree replaces the root's event hook with its own, as suture does
 	// on Add). Nil discards them.
 	Logger *slog.Logger
-	// StopTimeout bounds each stage of a stop: the buckets ending, the
-	// registry publishing their Exited. 0 means 10 seconds.
+	// StopTimeout bounds each stage of the stop of kv's own children: the
+	// buckets ending, the registry publishing their Exited. 0 means 10
+	// seconds.
 	StopTimeout time.Duration
+	// FrontEndStopTimeout bounds the first stage of a stop: waiting for the
+	// services added with Root.Add (the front ends) to finish their work in
+	// flight. 0 means StopTimeout. A whole stop takes up to
+	// FrontEndStopTimeout + 2 × StopTimeout + 1 s; a host tree that adds
+	// the root should allow that in its suture.Spec.Timeout.
+	FrontEndStopTimeout time.Duration
 	// Store, when not nil, keeps every bucket durably (the daemon passes
 	// its opened data directory); the tree does not close it. Nil keeps
 	// buckets in memory only.
@@ -42,7 +49,8 @@ type Root struct {
 	registry *registry.Registry
 	children []suture.Service
 	log      *slog.Logger
-	timeout  time.Duration
+
+	frontEndTimeout time.Duration
 
 	mu    sync.Mutex
 	added []suture.ServiceToken // by Add: stopped before kv's own children
@@ -80,7 +88,11 @@ func New(cfg Config) *Root {
 			log.Warn("supervisor: "+e.String(), "service", "kv")
 		},
 	})
-	root := &Root{Supervisor: sup, events: ev, buckets: buckets, registry: reg, log: log, timeout: timeout}
+	frontEnd := cfg.FrontEndStopTimeout
+	if frontEnd <= 0 {
+		frontEnd = timeout
+	}
+	root := &Root{Supervisor: sup, events: ev, buckets: buckets, registry: reg, log: log, frontEndTimeout: frontEnd}
 	// The seed's order: the event manager, the bucket supervisor, then the
 	// registry that uses both.
 	root.children = []suture.Service{ev, buckets, reg}
@@ -93,8 +105,8 @@ func New(cfg Config) *Root {
 // Add adds svc to the root, after kv's own children, and returns its token
 // (for Remove or RemoveAndWait). When the root stops, the services added
 // with Add are stopped first, all at once, and waited for (each up to
-// Config.StopTimeout), and only then the registry, the buckets and the
-// event manager: a front end's commands in flight finish against live
+// Config.FrontEndStopTimeout), and only then the registry, the buckets and
+// the event manager: a front end's commands in flight finish against live
 // buckets. (A suture supervisor alone stops all its children at once.)
 // Services added through the embedded Supervisor's own Add stop with kv's
 // children instead.
@@ -112,30 +124,37 @@ func (r *Root) Add(svc suture.Service) suture.ServiceToken {
 // calls it.
 func (r *Root) Serve(ctx context.Context) error {
 	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
+	return r.stopInStages(ctx, cancel, r.Supervisor.ServeBackground(inner))
+}
+
+// ServeBackground serves the root in a goroutine, as Serve does, and
+// returns the channel that gets Serve's result. As suture's, it returns
+// once the supervisor runs: Add, Remove and RemoveAndWait work at once.
+func (r *Root) ServeBackground(ctx context.Context) <-chan error {
+	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	running := r.Supervisor.ServeBackground(inner)
 	errc := make(chan error, 1)
-	go func() { errc <- r.Supervisor.Serve(inner) }()
+	go func() { errc <- r.stopInStages(ctx, cancel, running) }()
+	return errc
+}
+
+// stopInStages waits for ctx to end, or for the embedded supervisor (run
+// on inner, which cancel ends) to end on its own; on ctx's end it stops the
+// services added with Add, then the rest.
+func (r *Root) stopInStages(ctx context.Context, cancel context.CancelFunc, running <-chan error) error {
+	defer cancel()
 	select {
-	case err := <-errc: // ended on its own
+	case err := <-running: // ended on its own
 		return err
 	case <-ctx.Done():
 	}
 	r.stopAdded()
 	cancel()
-	err := <-errc
+	err := <-running
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = ctx.Err() // as if the host's context had stopped it
 	}
 	return err
-}
-
-// ServeBackground serves the root in a goroutine, as suture's
-// ServeBackground does, through [Root.Serve], and returns the channel that
-// gets Serve's result.
-func (r *Root) ServeBackground(ctx context.Context) <-chan error {
-	errc := make(chan error, 1)
-	go func() { errc <- r.Serve(ctx) }()
-	return errc
 }
 
 // stopAdded removes every service added with Add, all at once, and waits
@@ -149,7 +168,7 @@ func (r *Root) stopAdded() {
 	for _, tok := range added {
 		wg.Go(func() {
 			// A service the host removed already is no error.
-			if err := r.Supervisor.RemoveAndWait(tok, r.timeout); err != nil {
+			if err := r.Supervisor.RemoveAndWait(tok, r.frontEndTimeout); err != nil {
 				r.log.Error("a service added to the root did not stop in time", "err", err)
 			}
 		})

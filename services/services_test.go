@@ -219,3 +219,17 @@ func TestAddedServicesStopBeforeTheCore(t *testing.T) {
 		})
 	}
 }
+
+// As suture's, Root.ServeBackground returns once the tree runs: a service
+// added before can be removed at once.
+func TestServeBackgroundReturnsRunning(t *testing.T) {
+	for range 20 {
+		root := services.New(services.Config{StopTimeout: time.Second})
+		tok := root.Add(&flakyListener{served: make(chan int, 1)})
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := root.ServeBackground(ctx)
+		require.NoError(t, root.RemoveAndWait(tok, 5*time.Second))
+		cancel()
+		assert.ErrorIs(t, <-errc, context.Canceled)
+	}
+}

@@ -334,9 +334,12 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		}()
 		mode = "durable"
 	}
-	// The root stops in three stages (front ends, buckets, registry), each
-	// bounded by StopTimeout: together they fit in --shutdown-timeout.
-	cfg := services.Config{Logger: log, StopTimeout: max(o.shutdownTimeout/4, time.Second)}
+	// A stop fits in --shutdown-timeout: half of it for the front ends to
+	// finish the commands in flight (their own shutdown bounds are set
+	// inside that), then the buckets and the registry.
+	frontEndStop := o.shutdownTimeout / 2
+	clientsStop := frontEndStop * 4 / 5
+	cfg := services.Config{Logger: log, FrontEndStopTimeout: frontEndStop, StopTimeout: max(o.shutdownTimeout/8, time.Second)}
 	var backups resp.Backups
 	if st != nil {
 		cfg.Store = st
@@ -362,6 +365,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		EnableDebugCommand: o.enableDebug,
 		Observer:           met,
 		Backups:            backups,
+		ShutdownTimeout:    clientsStop,
 	})
 	// The front ends come after the registry: one that fails is restarted
 	// alone, without touching the buckets; at the stop they go first.
@@ -379,12 +383,13 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	}
 	if httpLn != nil {
 		root.Add(httpapi.New(httpapi.Config{
-			Listener:     httpLn,
-			Registry:     root.Registry(),
-			Events:       root.Events(),
-			Metrics:      met,
-			Password:     password,
-			MaxBodyBytes: o.maxBodyBytes,
+			Listener:        httpLn,
+			Registry:        root.Registry(),
+			Events:          root.Events(),
+			Metrics:         met,
+			Password:        password,
+			MaxBodyBytes:    o.maxBodyBytes,
+			ShutdownTimeout: clientsStop,
 			Ready: func() error {
 				if !serving.Load() {
 					return errors.New("kv is starting or stopping")
