@@ -143,3 +143,38 @@ func TestCloseWhileFailing(t *testing.T) {
 		})
 	}
 }
+
+// A store closed after a failed sync, once the disk works again, recovers
+// before it closes: the write reported as failed (FsyncAlways) does not
+// come back at the next start, and an acknowledged one (FsyncEverySec,
+// whose background fsync failed) is there.
+func TestCloseAfterFailedSyncRecoversFirst(t *testing.T) {
+	for _, tc := range []struct {
+		policy Fsync
+		acked  bool // the write made while syncs fail is acknowledged
+	}{{FsyncAlways, false}, {FsyncEverySec, true}} {
+		t.Run(tc.policy.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			faults := &Faults{}
+			s := openT(t, dir, Options{Fsync: tc.policy, Faults: faults, syncEvery: 5 * time.Millisecond})
+			require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+			faults.FailSyncs(syscall.EIO)
+			err := s.Apply("b", Put("k2", []byte("v2")))
+			want := map[string][]byte{"k": []byte("v")}
+			if tc.acked {
+				require.NoError(t, err)
+				want["k2"] = []byte("v2")
+				require.Eventually(t, func() bool { return s.Err() != nil }, 5*time.Second, time.Millisecond)
+			} else {
+				require.ErrorIs(t, err, ErrWriteFailed)
+			}
+			faults.Clear()
+			require.NoError(t, s.Close())
+			s = openT(t, dir, Options{})
+			defer s.Close()
+			p, _, err := s.Load("b")
+			require.NoError(t, err)
+			assert.Equal(t, want, p)
+		})
+	}
+}

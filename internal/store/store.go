@@ -201,6 +201,18 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error
+	if fi := s.fault.Load(); fi != nil {
+		// The WAL may end with writes whose sync failed, which their
+		// callers were told had failed: closing without cutting them would
+		// bring them back at the next start. The Waiters are all called,
+		// so the recovery can run to its end (cut, reopen, replay the
+		// acknowledged writes) before the clean close below.
+		if rerr := s.reopen(fi); rerr != nil {
+			s.log.Error("store: closing without having recovered from a failed write; writes reported as failed may come back at the next start",
+				"dir", s.dir, "err", rerr)
+			err = rerr
+		}
+	}
 	if s.db != nil {
 		// A clean stop loses nothing, whatever the policy: closing the
 		// engine closes the WAL, which syncs it.

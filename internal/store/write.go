@@ -298,6 +298,12 @@ func (s *Store) recover() error {
 	case fi == nil:
 		return nil // recovered meanwhile
 	}
+	return s.reopen(fi)
+}
+
+// reopen is recover's work, with s.mu held: it makes the store writable
+// again after the fault fi, or returns why it cannot yet.
+func (s *Store) reopen(fi *faultInfo) error {
 	// Reopening replays the WAL and flushes it to a table; on a disk that
 	// is still full pebble retries that flush for ever, inside Open. So
 	// first check that the space has returned: write and sync as much as
