@@ -3,8 +3,10 @@ package services
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/thejerf/suture/v4"
@@ -52,9 +54,15 @@ type Root struct {
 
 	frontEndTimeout time.Duration
 
-	mu    sync.Mutex
-	added []suture.ServiceToken // by Add: stopped before kv's own children
+	mu     sync.Mutex
+	added  []suture.ServiceToken // by Add: stopped before kv's own children
+	served atomic.Bool
 }
+
+// errServedTwice is what a second Serve of a Root returns: like any suture
+// supervisor, a root is single-use (its children are gone once it has
+// stopped); ErrDoNotRestart tells a host tree not to try again.
+var errServedTwice = fmt.Errorf("services: a Root serves once; build a new one with New: %w", suture.ErrDoNotRestart)
 
 // New builds a fresh tree.
 func New(cfg Config) *Root {
@@ -123,6 +131,9 @@ func (r *Root) Add(svc suture.Service) suture.ServiceToken {
 // embedded supervisor's Serve returns. A host tree that adds the root
 // calls it.
 func (r *Root) Serve(ctx context.Context) error {
+	if !r.served.CompareAndSwap(false, true) {
+		return errServedTwice
+	}
 	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	return r.stopInStages(ctx, cancel, r.Supervisor.ServeBackground(inner))
 }
@@ -131,6 +142,11 @@ func (r *Root) Serve(ctx context.Context) error {
 // returns the channel that gets Serve's result. As suture's, it returns
 // once the supervisor runs: Add, Remove and RemoveAndWait work at once.
 func (r *Root) ServeBackground(ctx context.Context) <-chan error {
+	if !r.served.CompareAndSwap(false, true) {
+		errc := make(chan error, 1)
+		errc <- errServedTwice
+		return errc
+	}
 	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	running := r.Supervisor.ServeBackground(inner)
 	errc := make(chan error, 1)

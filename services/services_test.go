@@ -233,3 +233,17 @@ func TestServeBackgroundReturnsRunning(t *testing.T) {
 		assert.ErrorIs(t, <-errc, context.Canceled)
 	}
 }
+
+// A root serves once: a second Serve (a host restarting it) returns an
+// error that tells suture not to restart it, instead of running an empty
+// tree.
+func TestRootServesOnce(t *testing.T) {
+	root := services.New(services.Config{StopTimeout: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	cancel()
+	<-errc
+	err := root.Serve(context.Background())
+	require.ErrorIs(t, err, suture.ErrDoNotRestart)
+	require.ErrorIs(t, <-root.ServeBackground(context.Background()), suture.ErrDoNotRestart)
+}

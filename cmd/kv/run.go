@@ -334,12 +334,15 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		}()
 		mode = "durable"
 	}
-	// A stop fits in --shutdown-timeout: half of it for the front ends to
-	// finish the commands in flight (their own shutdown bounds are set
-	// inside that), then the buckets and the registry.
+	// A stop fits in --shutdown-timeout (the root takes up to
+	// FrontEndStopTimeout + 2 x StopTimeout + 1 s): half of it for the
+	// front ends to finish the commands in flight (their own shutdown
+	// bounds are set inside that), the rest for the buckets and the
+	// registry.
 	frontEndStop := o.shutdownTimeout / 2
 	clientsStop := frontEndStop * 4 / 5
-	cfg := services.Config{Logger: log, FrontEndStopTimeout: frontEndStop, StopTimeout: max(o.shutdownTimeout/8, time.Second)}
+	coreStop := max((o.shutdownTimeout-frontEndStop-time.Second)/2, 250*time.Millisecond)
+	cfg := services.Config{Logger: log, FrontEndStopTimeout: frontEndStop, StopTimeout: coreStop}
 	var backups resp.Backups
 	if st != nil {
 		cfg.Store = st

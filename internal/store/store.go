@@ -201,16 +201,31 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error
-	if fi := s.fault.Load(); fi != nil {
-		// The WAL may end with writes whose sync failed, which their
-		// callers were told had failed: closing without cutting them would
-		// bring them back at the next start. The Waiters are all called,
-		// so the recovery can run to its end (cut, reopen, replay the
-		// acknowledged writes) before the clean close below.
-		if rerr := s.reopen(fi); rerr != nil {
-			s.log.Error("store: closing without having recovered from a failed write; writes reported as failed may come back at the next start",
-				"dir", s.dir, "err", rerr)
-			err = rerr
+	if s.fault.Load() != nil {
+		// Closing after a failed write, recovered or not: the engine is
+		// not reopened here (on a disk that fails again, pebble's Open
+		// retries for ever). The WAL's unsynced tail holds, under
+		// FsyncAlways, only writes that were reported as failed: it is
+		// cut (truncating needs no free space), or they would come back
+		// at the next start. Under FsyncEverySec it holds acknowledged
+		// writes (they reached the OS; a sync failed): it is kept, and
+		// the next start replays it.
+		if s.db != nil {
+			if cerr := s.closeDB(); cerr != nil {
+				s.log.Warn("store: closing the failed engine", "err", cerr)
+			}
+		}
+		if s.opts.Fsync == FsyncAlways {
+			cut, cerr := s.fs.cutUnsynced()
+			if cerr != nil {
+				s.log.Error("store: could not cut the writes that failed from the write-ahead log; they may come back at the next start",
+					"dir", s.dir, "err", cerr)
+				err = errors.Join(err, cerr)
+			}
+			for file, n := range cut {
+				s.log.Warn("store: cut the unsynced tail of the write-ahead log (writes that were reported as failed)",
+					"file", file, "bytes", n)
+			}
 		}
 	}
 	if s.db != nil {
