@@ -199,7 +199,7 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 		}
 		return replyOK, false, false
 
-	case Get:
+	case Get, Put, Delete:
 		b, ok, err := reg.LookupCurrent(ctx, cmd.Bucket)
 		switch {
 		case err != nil:
@@ -207,13 +207,23 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 		case !ok:
 			return replyNotFound, true, false
 		}
+		return c.inBucket(b, cmd)
+	}
+	return replyUnknown, true, false
+}
+
+// inBucket runs GET, PUT or DELETE on b, the bucket cmd names. A bucket
+// that ends meanwhile was deleted: NOT FOUND.
+func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, closeAfter bool) {
+	switch cmd.Verb {
+	case Get:
 		v, err := b.AppendValue(c.value[:0], cmd.Key)
 		c.value = v[:0]
 		switch {
 		case errors.Is(err, bucket.ErrNotFound):
 			v = v[:0] // the guide prints nil as an empty line
 		case errors.Is(err, bucket.ErrEnded):
-			return replyNotFound, true, false // deleted meanwhile
+			return replyNotFound, true, false
 		case err != nil:
 			return replyError, true, false
 		case bytes.ContainsAny(v, "\r\n"):
@@ -224,13 +234,6 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 		return replyOK, false, false
 
 	case Put:
-		b, ok, err := reg.LookupCurrent(ctx, cmd.Bucket)
-		switch {
-		case err != nil:
-			return replyError, true, false
-		case !ok:
-			return replyNotFound, true, false
-		}
 		if err := b.Put(cmd.Key, []byte(cmd.Value)); err != nil {
 			if errors.Is(err, bucket.ErrEnded) {
 				return replyNotFound, true, false
@@ -239,15 +242,8 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 		}
 		return replyOK, false, false
 
-	case Delete:
-		b, ok, err := reg.LookupCurrent(ctx, cmd.Bucket)
-		switch {
-		case err != nil:
-			return replyError, true, false
-		case !ok:
-			return replyNotFound, true, false
-		}
-		_, err = b.Delete(cmd.Key)
+	default: // Delete
+		_, err := b.Delete(cmd.Key)
 		switch {
 		case err == nil, errors.Is(err, bucket.ErrNotFound):
 			return replyOK, false, false
@@ -256,7 +252,6 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 		}
 		return replyError, true, false
 	}
-	return replyUnknown, true, false
 }
 
 // passwordsMatch compares in constant time, whatever the lengths.
