@@ -86,19 +86,11 @@ func TestEventStreamEndsWhenTheTreeStops(t *testing.T) {
 
 func TestEventStreamEndsWhenTheServerStops(t *testing.T) {
 	root := tree(t)
-	srv := New(Config{Registry: root.Registry(), Events: root.Events()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeListener(ctx, ln) }()
-	client := &http.Client{Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	a := &api{t: t, root: root, srv: srv, base: "http://" + ln.Addr().String(), client: client}
+	a, cancel, done := serveUntil(t, root, Config{})
 	s := a.events()
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled) // did not wait for the stream to end on its own
-	_, _, err = s.next()
+	_, _, err := s.next()
 	require.Error(t, err)
 	require.Equal(t, 1, root.Events().Stats().Subscribers) // the server's Metrics' own
 }

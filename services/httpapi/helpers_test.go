@@ -35,6 +35,7 @@ type api struct {
 	t      *testing.T
 	root   *services.Root
 	srv    *Server
+	addr   string // host:port
 	base   string
 	client *http.Client
 	token  string // sent as the bearer token when not empty
@@ -44,6 +45,20 @@ type api struct {
 // root's) on 127.0.0.1:0 until the end of the test, when it must stop
 // cleanly. prepare, if given, runs on the server before it serves.
 func serve(t *testing.T, root *services.Root, cfg Config, prepare ...func(*Server)) *api {
+	t.Helper()
+	a, cancel, done := serveUntil(t, root, cfg, prepare...)
+	t.Cleanup(func() {
+		a.client.CloseIdleConnections()
+		cancel()
+		assert.ErrorIs(t, <-done, context.Canceled)
+	})
+	return a
+}
+
+// serveUntil is serve for a test that stops the server itself: cancel ends
+// its context, and done gets what ServeListener returned. The server is
+// stopped at the end of the test in any case.
+func serveUntil(t *testing.T, root *services.Root, cfg Config, prepare ...func(*Server)) (a *api, cancel context.CancelFunc, done <-chan error) {
 	t.Helper()
 	if cfg.Registry == nil {
 		cfg.Registry = root.Registry()
@@ -58,15 +73,15 @@ func serve(t *testing.T, root *services.Root, cfg Config, prepare ...func(*Serve
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeListener(ctx, ln) }()
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeListener(ctx, ln) }()
 	client := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(func() {
 		client.CloseIdleConnections()
 		cancel()
-		assert.ErrorIs(t, <-done, context.Canceled)
 	})
-	return &api{t: t, root: root, srv: srv, base: "http://" + ln.Addr().String(), client: client}
+	addr := ln.Addr().String()
+	return &api{t: t, root: root, srv: srv, addr: addr, base: "http://" + addr, client: client}, cancel, served
 }
 
 // start serves a new tree and an API with cfg on it.

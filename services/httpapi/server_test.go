@@ -67,19 +67,11 @@ func TestGracefulStop(t *testing.T) {
 	_, err := root.Registry().Create(context.Background(), "b")
 	require.NoError(t, err)
 	looked := make(chan struct{}, 1)
-	srv := New(Config{Registry: lookupSignal{root.Registry(), "b", looked}, Events: root.Events()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeListener(ctx, ln) }()
-	client := &http.Client{Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	a := &api{t: t, root: root, srv: srv, base: "http://" + ln.Addr().String(), client: client}
+	a, cancel, done := serveUntil(t, root, Config{Registry: lookupSignal{root.Registry(), "b", looked}})
 	s := a.events()
 
 	// A PUT whose body is half sent: its handler is running.
-	nc, err := net.Dial("tcp", ln.Addr().String())
+	nc, err := net.Dial("tcp", a.addr)
 	require.NoError(t, err)
 	defer nc.Close()
 	_, err = io.WriteString(nc, "PUT /v1/buckets/b/keys/k HTTP/1.1\r\nHost: kv\r\nContent-Length: 10\r\n\r\n12345")
