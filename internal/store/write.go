@@ -304,19 +304,6 @@ func (s *Store) recover() error {
 // reopen is recover's work, with s.mu held: it makes the store writable
 // again after the fault fi, or returns why it cannot yet.
 func (s *Store) reopen(fi *faultInfo) error {
-	if n := s.outstanding.Load(); n > 0 && s.db == nil {
-		// Closed by an earlier attempt, which found Waiters not yet
-		// called; they still are not (see below).
-		return fmt.Errorf("%w (recovery waits for %d writes in flight to be answered)", fi.error(), n)
-	}
-	// Reopening replays the WAL and flushes it to a table; on a disk that
-	// is still full pebble retries that flush for ever, inside Open. So
-	// first check that the space has returned: write and sync as much as
-	// the flush will need.
-	if err := s.fs.probe(s.dir); err != nil {
-		return fmt.Errorf("%w (still failing: %v)", fi.error(), err)
-	}
-	s.log.Info("store: trying to recover from a failed write", "dir", s.dir, "failed", fi.err)
 	if s.db != nil {
 		if err := s.closeDB(); err != nil {
 			s.log.Warn("store: closing the failed engine", "err", err)
@@ -332,6 +319,14 @@ func (s *Store) reopen(fi *faultInfo) error {
 	if n := s.outstanding.Load(); n > 0 {
 		return fmt.Errorf("%w (recovery waits for %d writes in flight to be answered)", fi.error(), n)
 	}
+	// Reopening replays the WAL and flushes it to a table; on a disk that
+	// is still full pebble retries that flush for ever, inside Open. So
+	// first check that the space has returned: write and sync as much as
+	// the flush will need.
+	if err := s.fs.probe(s.dir); err != nil {
+		return fmt.Errorf("%w (still failing: %v)", fi.error(), err)
+	}
+	s.log.Info("store: trying to recover from a failed write", "dir", s.dir, "failed", fi.err)
 	if s.opts.Fsync != FsyncNo {
 		cut, err := s.fs.cutUnsynced()
 		if err != nil {
