@@ -78,11 +78,8 @@ func (b *Bucket) AppendValue(dst []byte, key string) ([]byte, error) {
 // was not made.
 func (b *Bucket) Put(key string, value []byte) error {
 	if b.store != nil {
-		_, p, err := b.setDurable(key, value)
-		if err != nil {
-			return err
-		}
-		return p.Wait()
+		_, err := b.Set(key, value)
+		return err
 	}
 	v := clone(value) // outside the lock
 	b.mu.Lock()
