@@ -25,6 +25,11 @@ type Bucket struct {
 	reason error
 	done   chan struct{} // closed when the bucket ends
 	store  Store         // nil: in memory only
+
+	// The keys in scan order for Tx.Scan (nil: none kept), written under
+	// the write lock, or under the read lock with scanMu.
+	scan   *scanIndex
+	scanMu sync.Mutex
 }
 
 // New returns an empty, live bucket. id identifies this instance of name; the
@@ -90,6 +95,7 @@ func (b *Bucket) Put(key string, value []byte) error {
 	if b.data == nil {
 		b.data = make(map[string][]byte)
 	}
+	b.addingKey(key)
 	b.data[key] = v
 	return nil
 }
@@ -266,6 +272,7 @@ func (b *Bucket) endLocked(reason error) bool {
 	b.ended = true
 	b.reason = reason
 	b.data = nil
+	b.scan = nil
 	close(b.done)
 	return true
 }
@@ -389,6 +396,9 @@ func (tx *Tx) Put(key string, value []byte) error {
 	if tx.b.data == nil {
 		tx.b.data = make(map[string][]byte)
 	}
+	if !existed {
+		tx.b.keyAdded(key)
+	}
 	tx.b.data[key] = clone(value)
 	return nil
 }
@@ -422,6 +432,7 @@ func (tx *Tx) rollback() {
 	for i := len(tx.undo) - 1; i >= 0; i-- {
 		u := tx.undo[i]
 		if u.existed {
+			tx.b.addingKey(u.key) // a deleted key comes back
 			tx.b.data[u.key] = u.old
 		} else {
 			delete(tx.b.data, u.key)

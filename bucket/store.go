@@ -27,6 +27,9 @@ func (b *Bucket) Set(key string, value []byte) (added bool, err error) {
 		b.data = make(map[string][]byte)
 	}
 	_, existed := b.data[key]
+	if !existed {
+		b.keyAdded(key)
+	}
 	b.data[key] = v
 	return !existed, nil
 }
@@ -81,6 +84,9 @@ func (b *Bucket) setDurable(key string, value []byte) (added bool, p Pending, er
 		b.data = make(map[string][]byte)
 	}
 	_, existed := b.data[key]
+	if !existed {
+		b.keyAdded(key)
+	}
 	b.data[key] = v
 	b.mu.Unlock()
 	return !existed, Pending{&pendingWrite{b: b, w: w}}, nil

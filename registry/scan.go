@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"github.com/google/btree"
+
+	"github.com/kvproject/kv/internal/scanorder"
 )
 
 // Scan order. Scan walks the names in an order fixed by the names
@@ -15,14 +17,8 @@ import (
 // returned exactly once (Redis's SCAN promises at least once).
 
 // ScanHash is a name's position in the scan order: its 64-bit FNV-1a hash.
-func ScanHash(name string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := range len(name) {
-		h ^= uint64(name[i])
-		h *= 1099511628211
-	}
-	return h
-}
+// HSCAN walks a bucket's keys in the same order (see [bucket.Tx.Scan]).
+func ScanHash(name string) uint64 { return scanorder.Hash(name) }
 
 // scanItem is a name with its ScanHash, as the ordered index keeps it.
 type scanItem struct {
@@ -89,7 +85,7 @@ func ScanPage(keys []string, cursor uint64, count int) (page []string, next uint
 
 // ScanSelector cuts one Scan step's page from keys offered one at a time,
 // keeping only the page: O(log count) per key and O(count) memory, so that
-// a step over a large set (HSCAN over a big hash) neither copies nor sorts
+// a step over a large set (SCAN without the registry's index) neither copies nor sorts
 // it. The zero value is not usable; make one with NewScanSelector.
 type ScanSelector struct {
 	cursor  uint64

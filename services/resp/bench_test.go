@@ -57,8 +57,13 @@ func BenchmarkDispatch(b *testing.B) {
 }
 
 // BenchmarkHScanStep measures one HSCAN step (COUNT 10) over a hash of
-// 100,000 fields against its baseline in the same run: what HSCAN did
-// before, copying every pair and sorting every key at each step.
+// 100,000 fields: with the bucket's scan index kept between steps (no
+// field added), and with a field added and another deleted before each
+// step (the index takes the new keys in, and is rebuilt now and then),
+// against two baselines in the same run: what
+// HSCAN did before the index (one pass over the hash keeping only the page,
+// registry.ScanSelector) and before that (copying every pair and sorting
+// every key at each step).
 func BenchmarkHScanStep(b *testing.B) {
 	s, ctx := commandLayer(b, Config{})
 	c := newConn(s, discardConn{})
@@ -67,20 +72,60 @@ func BenchmarkHScanStep(b *testing.B) {
 		c.exec(ctx, [][]byte{[]byte("HSET"), []byte("big"), []byte("field:" + strconv.Itoa(i)), []byte("value")})
 	}
 	c.out = c.out[:0]
-	b.Run("selector", func(b *testing.B) {
+	bk, _ := s.reg.Lookup("big")
+	hscan := func(b *testing.B, before func(i int)) {
 		b.ReportAllocs()
 		args := [][]byte{[]byte("HSCAN"), []byte("big"), nil, []byte("COUNT"), []byte("10")}
 		cursor := uint64(0)
+		i := 0
 		for b.Loop() {
+			before(i)
+			i++
 			args[2] = strconv.AppendUint(args[2][:0], cursor, 10)
 			c.out = c.out[:0]
 			c.exec(ctx, args)
 			cursor = hscanNext(b, c.out)
 		}
+	}
+	b.Run("index", func(b *testing.B) { hscan(b, func(int) {}) })
+	b.Run("index-churn", func(b *testing.B) {
+		last := -1
+		hscan(b, func(i int) {
+			last = i
+			if err := bk.Put("added:"+strconv.Itoa(i), []byte("v")); err != nil {
+				b.Fatal(err)
+			}
+			if i > 0 {
+				if _, err := bk.Delete("added:" + strconv.Itoa(i-1)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		if last >= 0 {
+			_, _ = bk.Delete("added:" + strconv.Itoa(last))
+		}
+	})
+	b.Run("selector", func(b *testing.B) {
+		b.ReportAllocs()
+		cursor := uint64(0)
+		for b.Loop() {
+			_ = bk.View(func(tx *bucket.Tx) error {
+				sel := registry.NewScanSelector(cursor, 10)
+				_ = tx.ForEach(func(k string, _ []byte) error {
+					sel.Offer(k)
+					return nil
+				})
+				var page []string
+				page, cursor = sel.Page()
+				for _, k := range page {
+					_, _ = tx.Get(k)
+				}
+				return nil
+			})
+		}
 	})
 	b.Run("copy-and-sort", func(b *testing.B) {
 		b.ReportAllocs()
-		bk, _ := s.reg.Lookup("big")
 		cursor := uint64(0)
 		for b.Loop() {
 			type item struct {

@@ -1,0 +1,16 @@
+// Package scanorder is the order in which kv's cursors walk a set of names:
+// SCAN over the buckets (package registry) and HSCAN over a bucket's keys
+// (package bucket). A name's place is its [Hash], then the name itself; a
+// cursor is a hash, so no state is kept between the steps of an iteration,
+// and names that come and go do not move the others.
+package scanorder
+
+// Hash is a name's position in the scan order: its 64-bit FNV-1a hash.
+func Hash(name string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := range len(name) {
+		h ^= uint64(name[i])
+		h *= 1099511628211
+	}
+	return h
+}
