@@ -40,10 +40,13 @@ func compareEntries(a, b scanEntry) int {
 // keyAdded records key, which a write is adding to the bucket, in the scan
 // index: a later Scan must see it. The caller holds the write lock.
 func (b *Bucket) keyAdded(key string) {
-	idx := b.scan
-	if idx == nil {
-		return
+	if b.scan != nil { // inlined: a bucket without an index pays one test
+		b.indexKey(key)
 	}
+}
+
+func (b *Bucket) indexKey(key string) {
+	idx := b.scan
 	if len(idx.added) >= max(scanIndexMin, len(idx.built)/8) {
 		b.scan = nil // cheaper to rebuild than to merge
 		return
