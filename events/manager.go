@@ -41,8 +41,10 @@ type Options struct {
 	// Logger receives the manager's reports (a subscriber removed after a
 	// panic, a publish that failed). Nil discards them.
 	Logger *slog.Logger
-	// HoldTimeout bounds how long a stopping manager waits for its holds
-	// (see Hold); 0 means 10 seconds.
+	// HoldTimeout bounds how long a stopping manager waits: for its holds
+	// (see Hold), then for its subscriptions to deliver what was pending
+	// (a handler that never returns is left running, and logged); 0 means
+	// 10 seconds.
 	HoldTimeout time.Duration
 }
 
@@ -102,8 +104,9 @@ func New(opts Options) *Manager {
 func (m *Manager) String() string { return "kv event manager" }
 
 // Serve runs the manager until ctx ends, then waits for every hold to be
-// released (up to HoldTimeout), closes every subscription and returns once their goroutines have
-// delivered what was pending and ended.
+// released, closes every subscription and returns once their goroutines
+// have delivered what was pending and ended: both waits within
+// HoldTimeout.
 func (m *Manager) Serve(ctx context.Context) error {
 	<-ctx.Done()
 
@@ -114,13 +117,15 @@ func (m *Manager) Serve(ctx context.Context) error {
 	}
 	idle := m.idle
 	m.holdMu.Unlock()
-	timeout := time.NewTimer(m.holdTimeout)
+	// One budget for both waits: a context's Done, unlike a timer's
+	// channel, can be received from twice.
+	stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.holdTimeout)
+	defer cancel()
 	select {
 	case <-idle:
-	case <-timeout.C:
+	case <-stop.Done():
 		m.log.Error("events: publishers still held the manager when it stopped", "waited", m.holdTimeout)
 	}
-	timeout.Stop()
 
 	m.mu.Lock()
 	m.stopped = true
@@ -131,8 +136,14 @@ func (m *Manager) Serve(ctx context.Context) error {
 		close(s.mailbox) // no fan-out runs: we hold the write lock
 	}
 	m.mu.Unlock()
-	for _, s := range subs {
-		<-s.done
+	for i, s := range subs {
+		select {
+		case <-s.done:
+		case <-stop.Done():
+			m.log.Error("events: subscribers still delivering when the manager stopped; left running",
+				"subscribers", len(subs)-i, "waited", m.holdTimeout)
+			return ctx.Err()
+		}
 	}
 	return ctx.Err()
 }

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -260,4 +261,38 @@ func TestStopGivesUpOnAForgottenHold(t *testing.T) {
 	stop()       // returns after HoldTimeout
 	<-sub.Done()
 	assert.ErrorIs(t, sub.Err(), ErrStopped)
+}
+
+// A handler that never returns does not hold the stop past HoldTimeout,
+// after a hold that used part of it or none of it.
+func TestStopGivesUpOnAStuckHandler(t *testing.T) {
+	for _, held := range []bool{false, true} {
+		t.Run(fmt.Sprintf("held=%v", held), func(t *testing.T) {
+			m := New(Options{HoldTimeout: 50 * time.Millisecond})
+			ctx, cancel := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- m.Serve(ctx) }()
+			release := make(chan struct{})
+			handling := make(chan struct{})
+			sub, err := m.Subscribe(SubscribeOptions{Name: "stuck"}, func(Event) {
+				close(handling)
+				<-release
+			})
+			require.NoError(t, err)
+			m.Publish(Created{Bucket: "x", ID: 1})
+			<-handling
+			if held {
+				_ = m.Hold() // never released: the whole budget goes to it
+			}
+			cancel()
+			select {
+			case err := <-served:
+				assert.ErrorIs(t, err, context.Canceled)
+			case <-time.After(10 * time.Second):
+				t.Fatal("Serve waits for a handler that never returns")
+			}
+			close(release) // let the handler, left running, end
+			<-sub.Done()
+		})
+	}
 }
