@@ -151,7 +151,7 @@ func (r *Registry) register(name string, pairs map[string][]byte) (*bucket.Bucke
 	r.nextID++
 	b := bucket.Restore(name, r.nextID, pairs, r.store)
 	r.names[name] = b
-	r.refs[b.ID()] = name
+	r.refs[b.ID()] = ref{b: b}
 	if r.stored != nil { // the caller has just stored or loaded it
 		r.stored[name] = struct{}{}
 		r.order.ReplaceOrInsert(scanItem{ScanHash(name), name})
@@ -366,32 +366,37 @@ func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 	b := bucket.Restore(to, r.nextID, data, nil)
 	old := r.names[to]
 	r.names[to] = b
-	r.refs[b.ID()] = to
+	r.refs[b.ID()] = ref{b: b}
 	r.order.ReplaceOrInsert(scanItem{ScanHash(to), to})
 	if r.names[from] == src {
 		delete(r.names, from)
 		r.order.Delete(scanItem{ScanHash(from), from})
 	}
 	r.mu.Unlock()
-	// The replaced bucket ends normally, and its Exited is published before
-	// the new bucket's Created, so that the events of the name to stay in
-	// order. Until then the new bucket is usable but not yet running; a
-	// Delete meanwhile waits for it to start and end. The ends reach the
-	// loop, which publishes their Exited without touching the names they
-	// no longer hold.
-	var waitErr error
+	// The names have switched: the rename has happened, and Rename reports
+	// success whatever ctx says from here on. The waits below only keep
+	// the events in order, bounded by StopTimeout rather than by ctx: the
+	// replaced bucket ends normally, and its Exited is published before the
+	// new bucket's Created, so that the events of the name to stay in
+	// order; the source's Exited is published before Rename returns. Until
+	// then the new bucket is usable but not yet running; a Delete meanwhile
+	// waits for it to start and end. The ends reach the loop, which
+	// publishes their Exited without touching the names they no longer
+	// hold.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.stopFor)
+	defer cancel()
 	if old != nil {
 		old.Stop(nil)
-		waitErr = r.waitForgotten(ctx, old)
+		if err := r.waitForgotten(wctx, old); err != nil {
+			r.log.Warn("registry: rename: the replaced bucket's end was not reported in time; the new bucket's Created may come first",
+				"bucket", to, "err", err)
+		}
 	}
 	if err := r.start(to, b); err != nil {
 		return err
 	}
-	if waitErr == nil {
-		waitErr = r.waitForgotten(ctx, src)
-	}
-	if waitErr != nil {
-		return fmt.Errorf("registry: rename %q: %w", from, waitErr)
+	if err := r.waitForgotten(wctx, src); err != nil {
+		r.log.Warn("registry: rename: the source's end was not reported in time", "bucket", from, "err", err)
 	}
 	return nil
 }

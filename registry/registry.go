@@ -71,7 +71,7 @@ type Registry struct {
 	nextID  uint64
 	closed  bool // no more Create
 	names   map[string]*bucket.Bucket
-	refs    map[uint64]string        // bucket ID -> name
+	refs    map[uint64]ref           // bucket ID -> the bucket, until forgotten
 	waiters map[uint64]chan struct{} // bucket ID -> closed once forgotten
 	claims  map[string]chan struct{} // name -> closed when its load, delete or rename is done
 	// stored holds the name of every stored bucket, loaded or not (with a
@@ -100,7 +100,7 @@ func New(cfg Config) *Registry {
 		log:     cfg.Logger,
 		stopFor: cfg.StopTimeout,
 		names:   make(map[string]*bucket.Bucket),
-		refs:    make(map[uint64]string),
+		refs:    make(map[uint64]ref),
 		waiters: make(map[uint64]chan struct{}),
 		claims:  make(map[string]chan struct{}),
 		store:   cfg.Store,
@@ -178,10 +178,18 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 	r.nextID++
 	b := bucket.New(name, r.nextID)
 	r.names[name] = b
-	r.refs[b.ID()] = name
+	r.refs[b.ID()] = ref{b: b}
 	r.order.ReplaceOrInsert(scanItem{ScanHash(name), name})
 	r.mu.Unlock()
 	return b, r.start(name, b)
+}
+
+// ref is what refs keeps of a bucket until it is forgotten: the bucket
+// (its name is the one it was registered under, even once a rename has
+// taken that name away from it), and whether its Created is published.
+type ref struct {
+	b         *bucket.Bucket
+	announced bool
 }
 
 // start announces and starts b, just recorded under name.
@@ -191,6 +199,12 @@ func (r *Registry) start(name string, b *bucket.Bucket) error {
 	// Published before the bucket runs, so that its Exited, which the loop
 	// publishes, cannot come first.
 	r.events.Publish(events.Created{Bucket: name, ID: b.ID()})
+	r.mu.Lock()
+	if rf, ok := r.refs[b.ID()]; ok {
+		rf.announced = true
+		r.refs[b.ID()] = rf
+	}
+	r.mu.Unlock()
 	if err := r.buckets.Start(b, r.monitor); err != nil {
 		b.Stop(err)
 		r.monitor(b, err) // it never ran: report its end ourselves
@@ -427,14 +441,20 @@ func (r *Registry) Serve(ctx context.Context) error {
 }
 
 // remonitor finds the buckets that ended while a crashed loop held their
-// notices, and sends those notices again.
+// notices, and sends those notices again: every bucket not yet forgotten,
+// including those whose name a rename has taken away. A bucket whose
+// Created is not published yet is left alone: it has not been started, so
+// its end is still to be reported, after its Created.
 func (r *Registry) remonitor() {
 	r.mu.RLock()
 	var ended []*bucket.Bucket
-	for _, b := range r.names {
+	for _, rf := range r.refs {
+		if !rf.announced {
+			continue
+		}
 		select {
-		case <-b.Done():
-			ended = append(ended, b)
+		case <-rf.b.Done():
+			ended = append(ended, rf.b)
 		default:
 		}
 	}
@@ -460,11 +480,11 @@ func (r *Registry) handle(batch []notice) {
 func (r *Registry) forget(b *bucket.Bucket, reason error) {
 	id := b.ID()
 	r.mu.Lock()
-	name, ok := r.refs[id]
-	if !ok {
+	if _, ok := r.refs[id]; !ok {
 		r.mu.Unlock()
 		return
 	}
+	name := b.Name()
 	delete(r.refs, id)
 	if r.names[name] == b {
 		delete(r.names, name)

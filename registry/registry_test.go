@@ -118,6 +118,7 @@ func TestAcceptance4_CreatedAfterVisibleExitedAfterGone(t *testing.T) {
 	assert.NotEqual(t, b.ID(), b2.ID())
 	c2 := <-got
 	assert.Equal(t, b2.ID(), c2.ev.BucketID())
+	tr.rec.waitExit(t, b.ID()) // the recorder, another subscriber, may lag
 	assert.Len(t, tr.rec.exitsOf(b.ID()), 1)
 }
 
@@ -228,7 +229,7 @@ func TestRestartedRegistryFindsBucketsThatEndedWhileItWasDown(t *testing.T) {
 	orphan := bucket.New("orphan", 1<<40)
 	tr.reg.mu.Lock()
 	tr.reg.names["orphan"] = orphan
-	tr.reg.refs[orphan.ID()] = "orphan"
+	tr.reg.refs[orphan.ID()] = ref{b: orphan, announced: true}
 	tr.reg.mu.Unlock()
 	orphan.Stop(errors.New("ended while the registry was down"))
 

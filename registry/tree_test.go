@@ -34,9 +34,23 @@ type tree struct {
 
 func newTree(t testing.TB) *tree {
 	t.Helper()
+	return newTreeWith(t, nil, nil)
+}
+
+// newTreeWith is newTree whose registry publishes through wrap(manager)
+// (nil: the manager itself) and logs to log (nil: nowhere).
+func newTreeWith(t testing.TB, wrap func(*events.Manager) Publisher, log *slog.Logger) *tree {
+	t.Helper()
 	ev := events.New(events.Options{})
 	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
-	reg := New(Config{Buckets: sup, Events: ev, Logger: slog.New(slog.DiscardHandler)})
+	var pub Publisher = ev
+	if wrap != nil {
+		pub = wrap(ev)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := New(Config{Buckets: sup, Events: pub, Logger: log, StopTimeout: 2 * time.Second})
 	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
 	root.Add(ev)
 	root.Add(sup)
