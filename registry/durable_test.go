@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -323,4 +324,51 @@ func TestStoredNamesIndexUnderConcurrency(t *testing.T) {
 		assert.Equal(t, 1, seen[n], n)
 	}
 	t.Logf("%d stored buckets at the end", len(stored))
+}
+
+// A write is committed (the engine shows it) but its disk write hangs; its
+// bucket crashes (another caller's function panics) and the name is used
+// again, which loads the bucket back from the store; then the write fails.
+// The writer is told so, and the reloaded bucket must not serve the write:
+// memory and disk agree.
+func TestReloadedBucketNeverServesAWriteThatFailed(t *testing.T) {
+	faults := &store.Faults{}
+	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	reg, _, _ := newDurableTree(t, st)
+
+	b1, err := reg.Create(ctx, "d")
+	require.NoError(t, err)
+	require.NoError(t, b1.Put("kept", []byte("1")))
+
+	resume := faults.Stall()
+	faults.FailWrites(syscall.ENOSPC)
+	putErr := make(chan error, 1)
+	go func() { putErr <- b1.Put("failed", []byte("2")) }()
+	require.Eventually(t, func() bool { _, err := b1.Get("failed"); return err == nil }, waitFor, tick)
+
+	require.Error(t, b1.Update(func(*bucket.Tx) error { panic("another caller's function") }))
+	<-reg.Forgotten(b1)
+	// Load the bucket while the write hangs: the load must wait for the
+	// write's fate (the delay only lets an old load answer too early).
+	time.AfterFunc(20*time.Millisecond, resume)
+	if b, _, err := reg.LookupErr("d"); err == nil {
+		_, err := b.Get("failed")
+		assert.ErrorIs(t, err, bucket.ErrNotFound, "a bucket loaded while the write was in flight")
+	}
+	require.ErrorIs(t, <-putErr, store.ErrWriteFailed, "the writer is told its write failed")
+
+	faults.Clear()
+	var b2 *bucket.Bucket
+	require.Eventually(t, func() bool {
+		b, ok, err := reg.LookupErr("d")
+		b2 = b
+		return ok && err == nil
+	}, waitFor, tick)
+	_, err = b2.Get("failed")
+	assert.ErrorIs(t, err, bucket.ErrNotFound)
+	v, err := b2.Get("kept")
+	require.NoError(t, err)
+	assert.Equal(t, "1", string(v))
 }

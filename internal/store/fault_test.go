@@ -204,3 +204,39 @@ func TestCloseWhileSyncsStillFail(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[string][]byte{"k": []byte("v")}, p, "the failed write does not come back")
 }
+
+// The engine shows a write to readers before it is on disk. A Load made
+// while such a write may still fail waits for its fate, and never returns
+// it if it fails (a bucket rebuilt from that Load would serve a write whose
+// writer was told it failed), under each policy.
+func TestLoadNeverReturnsAWriteThatThenFails(t *testing.T) {
+	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec, FsyncNo} {
+		t.Run(policy.String(), func(t *testing.T) {
+			faults := &Faults{}
+			s := openT(t, t.TempDir(), Options{Fsync: policy, Faults: faults, RetryInterval: time.Millisecond})
+			defer func() { assert.NoError(t, s.Close()) }()
+			require.NoError(t, s.Apply("b", Put("kept", []byte("1"))))
+
+			resume := faults.Stall()
+			faults.FailWrites(fmt.Errorf("injected: %w", syscall.ENOSPC))
+			w, err := s.ApplyPairsNoWait("b", Put("failed", []byte("2")))
+			require.NoError(t, err, "committed: its write to the log is stalled")
+
+			// Load while the write hangs: it must wait for the write's
+			// fate (the delay only lets an old Load answer too early).
+			time.AfterFunc(20*time.Millisecond, resume)
+			pairs, _, err := s.Load("b")
+			if err == nil {
+				assert.NotContains(t, pairs, "failed")
+			}
+			require.ErrorIs(t, w.Wait(), ErrWriteFailed)
+
+			faults.Clear()
+			require.Eventually(t, func() bool {
+				pairs, _, err = s.Load("b")
+				return err == nil
+			}, 10*time.Second, time.Millisecond)
+			assert.Equal(t, map[string][]byte{"kept": []byte("1")}, pairs)
+		})
+	}
+}

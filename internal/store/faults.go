@@ -19,6 +19,41 @@ type Faults struct {
 	mu       sync.Mutex
 	writeErr error
 	syncErr  error
+	stalled  chan struct{} // not nil: writes and syncs wait until it is closed
+}
+
+// Stall makes every later file write and sync wait (a hung disk) until
+// resume is called; then they fail or succeed as the injected errors say
+// at that moment. Calling resume more than once has no further effect.
+func (f *Faults) Stall() (resume func()) {
+	c := make(chan struct{})
+	f.mu.Lock()
+	f.stalled = c
+	f.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			if f.stalled == c {
+				f.stalled = nil
+			}
+			f.mu.Unlock()
+			close(c)
+		})
+	}
+}
+
+// wait returns once no stall holds writes.
+func (f *Faults) wait() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	c := f.stalled
+	f.mu.Unlock()
+	if c != nil {
+		<-c
+	}
 }
 
 // FailWrites makes every later file write, and the creation of new files,
@@ -106,6 +141,7 @@ func (fs *faultFS) fail(file string, err error) error {
 
 // check returns the error a new write must fail with, if any.
 func (fs *faultFS) check(sync bool) error {
+	fs.inj.wait()
 	if fs.fenced.Load() {
 		return errFenced
 	}

@@ -245,6 +245,9 @@ func (s *Store) commit(b *pebble.Batch, db *pebble.DB, what, bucket string) (Wai
 		repr = slices.Clone(b.Repr())
 	}
 	fatals := s.fatals.Load()
+	// Counted before the engine shows the write to readers, so that settle
+	// sees it.
+	s.outstanding.Add(1)
 	var err error
 	// Every policy requests a WAL sync and returns before it. Under
 	// FsyncAlways the Waiter waits for the fsync; under the others the
@@ -259,15 +262,32 @@ func (s *Store) commit(b *pebble.Batch, db *pebble.DB, what, bucket string) (Wai
 		if fi := s.fault.Load(); fi != nil {
 			err = fi.error()
 		}
+		s.outstanding.Add(-1)
 		return Waiter{}, fmt.Errorf("store: %s: %w", name(), err)
 	}
 	if err != nil {
+		s.outstanding.Add(-1)
 		discard()
 		return Waiter{}, fmt.Errorf("store: %s: %w: %w", name(), ErrWriteFailed, err)
 	}
 	s.waiters.Add(1)
-	s.outstanding.Add(1)
 	return Waiter{s: s, b: b, repr: repr}, nil
+}
+
+// settle returns once every write committed so far has met its fate under
+// the policy: durable, or failed. The engine shows a write to readers as
+// soon as it is committed, before it is on disk; a read that rebuilds a
+// bucket (Load) settles first, so that it cannot pick up a write whose
+// writer is then told that it failed (memory would hold what the disk does
+// not). It costs one empty commit, waited for like a write, only while
+// some Waiter has not been waited for; nothing, most of the time.
+func (s *Store) settle() error {
+	if s.outstanding.Load() == 0 {
+		return nil
+	}
+	return s.write("wait for the writes in flight", func(b *pebble.Batch) {
+		_ = b.LogData(nil, nil)
+	})
 }
 
 // errRetry is wrapped by writes that raced with a recovery of the store.
