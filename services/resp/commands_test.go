@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -303,7 +304,7 @@ func TestErrorWords(t *testing.T) {
 	ts := start(t, Config{})
 	rc := ts.client(t)
 	ctx := context.Background()
-	require.NoError(t, rc.HSet(ctx, "h", "f", "v").Err())
+	require.NoError(t, rc.HSet(ctx, "h", "f", "v", "zeros", "007", "infinite", "inf").Err())
 	for _, tc := range []struct {
 		args []any
 		want string
@@ -319,10 +320,117 @@ func TestErrorWords(t *testing.T) {
 		{[]any{"AUTH", "pw"}, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"},
 		{[]any{"DEBUG", "CRASH-BUCKET", "h"}, "ERR DEBUG command not allowed. Start kv with --enable-debug-command to allow it."},
 		{[]any{"HRANDFIELD", "h", "1", "x"}, "ERR syntax error"},
+		{[]any{"HRANDFIELD", "h", "-9223372036854775808"}, "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"},
+		{[]any{"HRANDFIELD", "h", "-1048577"}, "ERR value is out of range, a negative count must be at least -1048576"},
+		{[]any{"HINCRBY", "h", "n", "007"}, "ERR value is not an integer or out of range"},
+		{[]any{"HINCRBY", "h", "n", "-0"}, "ERR value is not an integer or out of range"},
+		{[]any{"HINCRBY", "h", "n", "+1"}, "ERR value is not an integer or out of range"},
+		{[]any{"HINCRBY", "h", "zeros", "1"}, "ERR hash value is not an integer"},
+		{[]any{"SELECT", "00"}, "ERR value is not an integer or out of range"},
+		{[]any{"HINCRBYFLOAT", "h", "n", "1_0"}, "ERR value is not a valid float"},
+		{[]any{"HINCRBYFLOAT", "h", "n", "nan"}, "ERR value is not a valid float"},
+		{[]any{"HINCRBYFLOAT", "h", "n", "inf"}, "ERR value is NaN or Infinity"},
+		{[]any{"HINCRBYFLOAT", "h", "infinite", "1"}, "ERR increment would produce NaN or Infinity"},
+		{[]any{"COMMAND", "COUNT", "x"}, "ERR wrong number of arguments for 'command|count' command"},
+		{[]any{"COMMAND", "LIST", "FILTERBY", "x"}, "ERR syntax error"},
+		{[]any{"AUTH", "someone", "pw"}, "WRONGPASS invalid username-password pair or user is disabled."},
 	} {
 		assert.EqualError(t, rc.Do(ctx, tc.args...).Err(), tc.want, "%v", tc.args)
 	}
 	assert.ErrorIs(t, rc.Do(ctx, "GET", "missing").Err(), redis.Nil)
+}
+
+// Numbers, counts and commands that Redis answers without an error.
+func TestAnswersAsRedis(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []any
+		want any
+	}{
+		{[]any{"HINCRBYFLOAT", "f", "hex", "0x10"}, "16"},
+		{[]any{"HINCRBYFLOAT", "f", "hex", "-0x1p-1"}, "15.5"},
+		{[]any{"HINCRBYFLOAT", "f", "e", "1e3"}, "1000"},
+		{[]any{"HINCRBY", "f", "i", "-9223372036854775808"}, int64(math.MinInt64)},
+		{[]any{"SELECT", "0"}, "OK"},
+		{[]any{"AUTH", "default", "anything"}, "OK"}, // no password: the default user takes any
+		{[]any{"HRANDFIELD", "missing", "-1048577"}, []any{}},
+	} {
+		got, err := rc.Do(ctx, tc.args...).Result()
+		require.NoError(t, err, "%v", tc.args)
+		assert.Equal(t, tc.want, got, "%v", tc.args)
+	}
+	hello, err := rc.Do(ctx, "HELLO", "2", "AUTH", "default", "x").Result()
+	require.NoError(t, err)
+	assert.NotEmpty(t, hello)
+
+	require.NoError(t, rc.HSet(ctx, "small", "a", "1", "b", "2").Err())
+	all, err := rc.Do(ctx, "HRANDFIELD", "small", "3000000000").StringSlice()
+	require.NoError(t, err, "a count past the hash's size returns the whole hash")
+	assert.ElementsMatch(t, []string{"a", "b"}, all)
+	some, err := rc.Do(ctx, "HRANDFIELD", "small", "-5").StringSlice()
+	require.NoError(t, err)
+	assert.Len(t, some, 5, "a negative count repeats fields")
+
+	every, err := rc.Do(ctx, "COMMAND", "LIST").StringSlice()
+	require.NoError(t, err)
+	hashes, err := rc.Do(ctx, "COMMAND", "LIST", "FILTERBY", "PATTERN", "h*").StringSlice()
+	require.NoError(t, err)
+	require.NotEmpty(t, hashes)
+	assert.Less(t, len(hashes), len(every))
+	for _, n := range hashes {
+		assert.True(t, strings.HasPrefix(n, "h"), n)
+	}
+	byCategory, err := rc.Do(ctx, "COMMAND", "LIST", "FILTERBY", "ACLCAT", "@hash").StringSlice()
+	require.NoError(t, err)
+	assert.Contains(t, byCategory, "hget")
+	assert.NotContains(t, byCategory, "ping")
+	modules, err := rc.Do(ctx, "COMMAND", "LIST", "FILTERBY", "MODULE", "x").StringSlice()
+	require.NoError(t, err)
+	assert.Empty(t, modules)
+	info, err := rc.Do(ctx, "COMMAND", "INFO").Slice()
+	require.NoError(t, err)
+	assert.Len(t, info, len(every), "COMMAND INFO alone describes every command")
+}
+
+// HKEYS, HVALS, HGETALL and HSCAN list an unchanged hash's fields in one
+// order, call after call, small hashes and large ones alike (a client may
+// pair HKEYS with HVALS).
+func TestHashReadsAgreeOnOrder(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	for _, n := range []int{2, 20, 300} {
+		name := fmt.Sprintf("h%d", n)
+		for i := range n {
+			require.NoError(t, rc.HSet(ctx, name, fmt.Sprintf("field:%d", i), fmt.Sprintf("value:%d", i)).Err())
+		}
+		var firstKeys, firstVals []string
+		for range 5 {
+			keys, err := rc.HKeys(ctx, name).Result()
+			require.NoError(t, err)
+			vals, err := rc.HVals(ctx, name).Result()
+			require.NoError(t, err)
+			pairs, err := rc.Do(ctx, "HGETALL", name).StringSlice()
+			require.NoError(t, err)
+			scanned, _, err := rc.HScan(ctx, name, 0, "", int64(n)).Result()
+			require.NoError(t, err)
+			require.Len(t, keys, n)
+			require.Len(t, pairs, 2*n)
+			for i := range keys {
+				assert.Equal(t, keys[i], pairs[2*i], "HKEYS and HGETALL")
+				assert.Equal(t, vals[i], pairs[2*i+1], "HVALS and HGETALL")
+				assert.Equal(t, strings.Replace(keys[i], "field", "value", 1), vals[i], "pairs match")
+			}
+			assert.Equal(t, pairs, scanned, "HSCAN")
+			if firstKeys == nil {
+				firstKeys, firstVals = keys, vals
+			}
+			assert.Equal(t, firstKeys, keys, "HKEYS call after call")
+			assert.Equal(t, firstVals, vals, "HVALS call after call")
+		}
+	}
 }
 
 func TestAuth(t *testing.T) {
@@ -349,6 +457,21 @@ func TestAuth(t *testing.T) {
 	hello, err := ts.client(t).Do(ctx, "HELLO", "2", "AUTH", "default", "s3cret").Slice()
 	require.NoError(t, err)
 	assert.Equal(t, "kv", hello[1])
+
+	// As Redis: the arity is checked before the login, and HELLO 3 asks
+	// for the login first (kv answers NOPROTO only once logged in).
+	r = ts.raw(t)
+	r.send("HGET\r\n")
+	assert.Equal(t, "-ERR wrong number of arguments for 'hget' command", r.line())
+	r.send("HELLO 3\r\n")
+	assert.Equal(t, "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time", r.line())
+	r.send("HELLO 3 AUTH default s3cret\r\n")
+	assert.Equal(t, "-NOPROTO sorry, this protocol version is not supported", r.line())
+	r.send("HGET a b\r\n")
+	assert.Equal(t, "$1", r.line(), "HELLO 3 AUTH logged in")
+	assert.Equal(t, "c", r.line())
+	r.send("HELLO 4\r\n")
+	assert.Equal(t, "-NOPROTO sorry, this protocol version is not supported", r.line())
 }
 
 func TestPipelining(t *testing.T) {

@@ -353,14 +353,14 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 	case cmd == nil:
 		c.unknownCommand(args)
 		return
+	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
+		c.wrongArgs(cmd.name) // before the login, as Redis does
+		return
 	case !c.authed && cmd.flags&flagNoAuth == 0:
 		c.err("NOAUTH Authentication required.")
 		return
 	case c.ps != nil && cmd.flags&flagPubSub == 0:
 		c.err("ERR Can't execute '" + cmd.name + "': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
-		return
-	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
-		c.wrongArgs(cmd.name)
 		return
 	case len(args) > c.s.cfg.MaxArgs:
 		c.err("ERR Protocol error: too many arguments (the limit is " + strconv.Itoa(c.s.cfg.MaxArgs) + ")")

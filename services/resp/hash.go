@@ -1,11 +1,13 @@
 package resp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/registry"
@@ -303,33 +305,33 @@ func (s *Server) hstrlen(ctx context.Context, c *conn, args [][]byte) {
 	c.integer(int64(n))
 }
 
-// pairs returns a snapshot of the bucket named name (nil when absent). ok
-// is false when it has written an error reply instead.
-func (s *Server) pairs(ctx context.Context, c *conn, name []byte) (keys []string, values [][]byte, ok bool) {
+// pairs returns a snapshot of the bucket named name (nil when absent), in
+// the cursor order of HSCAN: HKEYS, HVALS and HGETALL list a hash's fields
+// in one order, which only the fields added or deleted change (Go's maps
+// have none: each pass over one starts at random). ok is false when it has
+// written an error reply instead. With withValues false, values is nil.
+func (s *Server) pairs(ctx context.Context, c *conn, name []byte, withValues bool) (keys []string, values [][]byte, ok bool) {
 	b, ok := s.live(ctx, c, name)
 	if !ok || b == nil {
 		return nil, nil, ok
 	}
 	_ = b.View(func(tx *bucket.Tx) error {
-		keys = make([]string, 0, tx.Len())
-		values = make([][]byte, 0, tx.Len())
-		return tx.ForEach(func(k string, v []byte) error {
-			keys = append(keys, k)
-			values = append(values, v)
-			return nil
-		})
+		keys, _, _ = tx.Scan(0, math.MaxInt)
+		if withValues {
+			values = make([][]byte, len(keys))
+			for i, k := range keys {
+				values[i], _ = tx.Get(k)
+			}
+		}
+		return nil
 	})
 	return keys, values, true
 }
 
 func (s *Server) hkeys(ctx context.Context, c *conn, args [][]byte) {
-	var keys []string
-	b, ok := s.live(ctx, c, args[1])
+	keys, _, ok := s.pairs(ctx, c, args[1], false)
 	if !ok {
 		return
-	}
-	if b != nil {
-		keys, _ = b.Keys()
 	}
 	c.array(len(keys))
 	for _, k := range keys {
@@ -338,7 +340,7 @@ func (s *Server) hkeys(ctx context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) hvals(ctx context.Context, c *conn, args [][]byte) {
-	_, values, ok := s.pairs(ctx, c, args[1])
+	_, values, ok := s.pairs(ctx, c, args[1], true)
 	if !ok {
 		return
 	}
@@ -349,7 +351,7 @@ func (s *Server) hvals(ctx context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) hgetall(ctx context.Context, c *conn, args [][]byte) {
-	keys, values, ok := s.pairs(ctx, c, args[1])
+	keys, values, ok := s.pairs(ctx, c, args[1], true)
 	if !ok {
 		return
 	}
@@ -360,22 +362,38 @@ func (s *Server) hgetall(ctx context.Context, c *conn, args [][]byte) {
 	}
 }
 
-// parseInt parses a Redis integer argument: decimal, an optional '-', no
-// '+', no spaces.
+// parseInt parses a Redis integer, as Redis's string2ll does: a 64-bit
+// decimal written the one way it prints, so no '+', no leading zeros, no
+// "-0", no spaces.
 func parseInt(b []byte) (int64, bool) {
-	if len(b) == 0 || b[0] == '+' {
+	n, err := strconv.ParseInt(str(b), 10, 64)
+	if err != nil {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(str(b), 10, 64)
-	return n, err == nil
+	var buf [20]byte
+	if string(strconv.AppendInt(buf[:0], n, 10)) != str(b) {
+		return 0, false
+	}
+	return n, true
 }
 
-// parseFloat parses a Redis float argument; NaN is refused.
+// maxFloatLen is the longest float Redis reads (MAX_LONG_DOUBLE_CHARS).
+const maxFloatLen = 5 * 1024
+
+// parseFloat parses a Redis float as Redis's string2ld does (strtold, in
+// 64 bits): decimal or hexadecimal ("0x1A", "0x1p-2"), "inf" and
+// "infinity" in any case, with a sign; no spaces, no underscores (which Go
+// alone accepts), no NaN, nothing out of range.
 func parseFloat(b []byte) (float64, bool) {
-	if len(b) == 0 || b[0] == ' ' || b[len(b)-1] == ' ' {
+	if len(b) == 0 || len(b) >= maxFloatLen || bytes.IndexByte(b, '_') >= 0 {
 		return 0, false
 	}
-	f, err := strconv.ParseFloat(str(b), 64)
+	s := str(b)
+	if digits := strings.TrimLeft(s, "+-"); len(s)-len(digits) <= 1 && len(digits) > 2 &&
+		digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X') && !strings.ContainsAny(digits, "pP") {
+		s += "p0" // strtold reads a hexadecimal float without an exponent; Go does not
+	}
+	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(f) {
 		return 0, false
 	}
@@ -415,8 +433,12 @@ func (s *Server) hincrby(ctx context.Context, c *conn, args [][]byte) {
 
 func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
 	incr, ok := parseFloat(args[3])
-	if !ok || math.IsInf(incr, 0) {
+	switch {
+	case !ok:
 		c.err("ERR value is not a valid float")
+		return
+	case math.IsInf(incr, 0):
+		c.err("ERR value is NaN or Infinity")
 		return
 	}
 	var out []byte
@@ -424,7 +446,7 @@ func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
 		var cur float64
 		if v, err := tx.Get(str(args[2])); err == nil {
 			f, ok := parseFloat(v)
-			if !ok || math.IsInf(f, 0) {
+			if !ok {
 				return errHashNotFloat
 			}
 			cur = f
@@ -445,6 +467,10 @@ func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
 	c.awaiting(p, start)
 }
 
+// maxRandomRepeats bounds the fields HRANDFIELD returns for a negative
+// count (with repeats).
+const maxRandomRepeats = 1 << 20
+
 func (s *Server) hrandfield(ctx context.Context, c *conn, args [][]byte) {
 	if len(args) > 4 || (len(args) == 4 && !equalFold(args[3], "withvalues")) {
 		c.syntaxErr()
@@ -458,14 +484,21 @@ func (s *Server) hrandfield(ctx context.Context, c *conn, args [][]byte) {
 			c.notInteger()
 			return
 		}
-		if count < -(1<<31) || count > 1<<31 {
-			c.err("ERR value is out of range")
+		if count == math.MinInt64 { // Redis's range is symmetric
+			c.err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807")
 			return
 		}
 	}
 	withValues := len(args) == 4
-	keys, values, ok := s.pairs(ctx, c, args[1])
+	keys, values, ok := s.pairs(ctx, c, args[1], withValues)
 	if !ok {
+		return
+	}
+	if count < -maxRandomRepeats && len(keys) > 0 {
+		// A negative count asks for that many fields, repeats allowed,
+		// however small the hash: one short command could make the
+		// server build a reply of any size.
+		c.err("ERR value is out of range, a negative count must be at least -" + strconv.Itoa(maxRandomRepeats))
 		return
 	}
 	if !withCount {
