@@ -2,10 +2,12 @@ package resp
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/internal/store"
 	"github.com/kvproject/kv/services"
 )
@@ -349,4 +352,98 @@ func TestDurableRecoveryDoesNotWaitForAHeldPending(t *testing.T) {
 	rc := ds.client(t)
 	require.Eventually(t, func() bool { return rc.HSet(ctx, "c", "f", "v").Err() == nil }, 10*time.Second, time.Millisecond)
 	assert.Equal(t, "v", rc.HGet(ctx, "c", "f").Val())
+}
+
+// endOnce returns a testHookLive that ends, with end, the first bucket
+// named name that a command looks up (once armed), as a crash or a RENAME
+// would between the lookup and the read.
+func endOnce(name string, end func(*bucket.Bucket)) (hook func(*bucket.Bucket), arm func()) {
+	var armed atomic.Bool
+	return func(b *bucket.Bucket) {
+			if b.Name() == name && armed.CompareAndSwap(true, false) {
+				end(b)
+			}
+		}, func() {
+			armed.Store(true)
+		}
+}
+
+// A command whose bucket ends between its lookup and its use follows the
+// name: with a store, to the same pairs loaded back after a crash; in
+// memory, to the pairs a RENAME put there. It never answers as if the key
+// were missing or empty.
+func TestCommandsFollowABucketThatEndsUnderThem(t *testing.T) {
+	reads := []struct {
+		args []any
+		want any
+	}{
+		{[]any{"HGET", "h", "a"}, "1"},
+		{[]any{"HMGET", "h", "a", "b", "nope"}, []any{"1", "22", nil}},
+		{[]any{"HEXISTS", "h", "b"}, int64(1)},
+		{[]any{"HLEN", "h"}, int64(2)},
+		{[]any{"HSTRLEN", "h", "b"}, int64(2)},
+		{[]any{"HKEYS", "h"}, nil}, // compared as sets below
+		{[]any{"HVALS", "h"}, nil},
+		{[]any{"HGETALL", "h"}, nil},
+		{[]any{"HRANDFIELD", "h", "10"}, nil},
+		{[]any{"HSCAN", "h", "0", "COUNT", "10"}, nil},
+	}
+	sets := map[string][]string{
+		"HKEYS": {"a", "b"}, "HVALS": {"1", "22"}, "HGETALL": {"1", "22", "a", "b"}, "HRANDFIELD": {"a", "b"},
+	}
+	check := func(t *testing.T, rc *redis.Client, arm func()) {
+		ctx := context.Background()
+		for _, r := range reads {
+			arm()
+			got, err := rc.Do(ctx, r.args...).Result()
+			require.NoError(t, err, "%v", r.args)
+			name := r.args[0].(string)
+			switch {
+			case name == "HSCAN":
+				page := got.([]any)
+				assert.Equal(t, "0", page[0])
+				assert.ElementsMatch(t, []any{"a", "1", "b", "22"}, page[1], "%v", r.args)
+			case sets[name] != nil:
+				var strs []string
+				for _, v := range got.([]any) {
+					strs = append(strs, v.(string))
+				}
+				assert.ElementsMatch(t, sets[name], strs, "%v", r.args)
+			default:
+				assert.Equal(t, r.want, got, "%v", r.args)
+			}
+		}
+		arm()
+		n, err := rc.HDel(ctx, "h", "a").Result()
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), n, "HDEL deletes from the bucket the name leads to")
+		v, err := rc.HGetAll(ctx, "h").Result()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]string{"b": "22"}, v)
+	}
+
+	t.Run("durable, crashed", func(t *testing.T) {
+		hook, arm := endOnce("h", func(b *bucket.Bucket) { b.Stop(errors.New("crashed under the command")) })
+		ds := startDurable(t, t.TempDir(), store.Options{}, func(c *Config) { c.testHookLive = hook })
+		rc := ds.client(t)
+		require.NoError(t, rc.HSet(context.Background(), "h", "a", "1", "b", "22").Err())
+		check(t, rc, arm)
+	})
+	t.Run("memory, renamed onto", func(t *testing.T) {
+		var reg Registry
+		hook, arm := endOnce("h", func(*bucket.Bucket) {
+			// Another client's RENAME src h, with src holding what h held.
+			require.NoError(t, reg.Rename(context.Background(), "src", "h"))
+		})
+		ts := start(t, Config{testHookLive: hook})
+		reg = ts.srv.reg
+		rc := ts.client(t)
+		ctx := context.Background()
+		refill := func() {
+			require.NoError(t, rc.HSet(ctx, "src", "a", "1", "b", "22").Err())
+			arm()
+		}
+		require.NoError(t, rc.HSet(ctx, "h", "a", "old", "b", "old").Err())
+		check(t, rc, refill)
+	})
 }

@@ -24,10 +24,10 @@ var (
 
 // live returns the live bucket named name, or nil, through the registry's
 // LookupCurrent: a bucket found ended but not yet forgotten is followed to
-// what the name means now. A bucket that ends between live and its use
-// reads as absent. ok is false when live has written an error reply (the
-// bucket may exist but could not be loaded from the store, or the server
-// is stopping).
+// what the name means now. A bucket can still end between live and its
+// use: callers that meet bucket.ErrEnded call live again (see endedFirst).
+// ok is false when live has written an error reply (the bucket may exist
+// but could not be loaded from the store, or the server is stopping).
 func (s *Server) live(ctx context.Context, c *conn, name []byte) (b *bucket.Bucket, ok bool) {
 	b, found, err := s.reg.LookupCurrent(ctx, str(name))
 	if err != nil {
@@ -37,12 +37,43 @@ func (s *Server) live(ctx context.Context, c *conn, name []byte) (b *bucket.Buck
 	if !found {
 		return nil, true
 	}
+	if s.cfg.testHookLive != nil {
+		s.cfg.testHookLive(b)
+	}
 	return b, true
 }
 
-// maxWriteAttempts bounds how often a write follows a name to a new bucket
+// maxAttempts bounds how often a command follows a name to a new bucket
 // after the one it found had ended.
-const maxWriteAttempts = 8
+const maxAttempts = 8
+
+// endedFirst reports whether err says only that the bucket had ended before
+// the operation began (a RENAME onto its name replaced it, it crashed, or
+// it was deleted): the command looks the name up again and retries, so
+// that it meets what the name means now (the renamed pairs; with a store,
+// the same pairs loaded back) rather than reading an absent key. A panic
+// in the operation's own function is not such an end: retrying it would
+// crash the next bucket too.
+func endedFirst(err error) bool {
+	return errors.Is(err, bucket.ErrEnded) && !errors.As(err, new(*bucket.PanicError))
+}
+
+// view runs fn in a read transaction of the live bucket named name,
+// following the name past a bucket that ends first (see endedFirst), and
+// reports whether there was one; ok is false when an error reply was
+// written instead.
+func (s *Server) view(ctx context.Context, c *conn, name []byte, fn func(*bucket.Tx) error) (found, ok bool) {
+	for range maxAttempts {
+		b, ok := s.live(ctx, c, name)
+		if !ok || b == nil {
+			return false, ok
+		}
+		if err := b.View(fn); !endedFirst(err) {
+			return true, true
+		}
+	}
+	return false, true // ended over and over: reads as absent
+}
 
 // writable returns the live bucket named name, creating it if there is
 // none. prev, when not nil, is a bucket of that name that was found ended:
@@ -67,13 +98,13 @@ func (s *Server) writable(ctx context.Context, name []byte, prev *bucket.Bucket)
 // c.reply with the command's reply.
 func (s *Server) update(ctx context.Context, name []byte, fn func(*bucket.Tx) error) (bucket.Pending, error) {
 	var prev *bucket.Bucket
-	for range maxWriteAttempts {
+	for range maxAttempts {
 		b, err := s.writable(ctx, name, prev)
 		if err != nil {
 			return bucket.Pending{}, err
 		}
 		p, err := b.UpdateNoWait(fn)
-		if !isEnded(err) {
+		if !endedFirst(err) {
 			return p, err
 		}
 		prev = b
@@ -124,13 +155,13 @@ func (s *Server) hset(ctx context.Context, c *conn, args [][]byte) {
 func (s *Server) setPairs(ctx context.Context, name []byte, pairs [][]byte) (int, bucket.Pending, error) {
 	if len(pairs) == 2 {
 		var prev *bucket.Bucket
-		for range maxWriteAttempts {
+		for range maxAttempts {
 			b, err := s.writable(ctx, name, prev)
 			if err != nil {
 				return 0, bucket.Pending{}, err
 			}
 			added, p, err := b.SetNoWait(string(pairs[0]), pairs[1])
-			if !isEnded(err) {
+			if !endedFirst(err) {
 				if added {
 					return 1, p, err
 				}
@@ -180,64 +211,53 @@ func (s *Server) hsetnx(ctx context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) hget(ctx context.Context, c *conn, args [][]byte) {
-	b, ok := s.live(ctx, c, args[1])
-	if !ok {
-		return
+	for range maxAttempts {
+		b, ok := s.live(ctx, c, args[1])
+		if !ok {
+			return
+		}
+		if b == nil {
+			break
+		}
+		v, err := b.AppendValue(c.scratch[:0], str(args[2]))
+		if err == nil {
+			c.scratch = v
+			c.bulk(v)
+			return
+		}
+		if !endedFirst(err) { // no such field
+			break
+		}
 	}
-	if b == nil {
-		c.null()
-		return
-	}
-	v, err := b.AppendValue(c.scratch[:0], str(args[2]))
-	if err != nil {
-		c.null()
-		return
-	}
-	c.scratch = v
-	c.bulk(v)
+	c.null()
 }
 
 func (s *Server) hmget(ctx context.Context, c *conn, args [][]byte) {
 	fields := args[2:]
-	b, ok := s.live(ctx, c, args[1])
-	if !ok {
+	found, ok := s.view(ctx, c, args[1], func(tx *bucket.Tx) error {
+		c.array(len(fields))
+		for _, f := range fields {
+			v, err := tx.Get(str(f))
+			if err != nil {
+				c.null()
+			} else {
+				c.bulk(v)
+			}
+		}
+		return nil
+	})
+	if !ok || found {
 		return
 	}
 	c.array(len(fields))
-	if b != nil {
-		mark := len(c.out)
-		err := b.View(func(tx *bucket.Tx) error {
-			for _, f := range fields {
-				v, err := tx.Get(str(f))
-				if err != nil {
-					c.null()
-				} else {
-					c.bulk(v)
-				}
-			}
-			return nil
-		})
-		if err == nil {
-			return
-		}
-		c.out = c.out[:mark]
-	}
 	for range fields {
 		c.null()
 	}
 }
 
 func (s *Server) hdel(ctx context.Context, c *conn, args [][]byte) {
-	b, ok := s.live(ctx, c, args[1])
-	if !ok {
-		return
-	}
-	if b == nil {
-		c.integer(0)
-		return
-	}
 	var n int
-	p, err := b.UpdateNoWait(func(tx *bucket.Tx) error {
+	del := func(tx *bucket.Tx) error {
 		n = 0
 		for _, f := range args[2:] {
 			if _, err := tx.Delete(str(f)); err == nil {
@@ -245,30 +265,39 @@ func (s *Server) hdel(ctx context.Context, c *conn, args [][]byte) {
 			}
 		}
 		return nil
-	})
-	switch {
-	case isEnded(err): // nothing was there to delete
-		c.integer(0)
-	case err != nil:
-		c.writeErr(err)
-	default:
-		start := len(c.out)
-		c.integer(int64(n))
-		c.awaiting(p, start)
 	}
+	for range maxAttempts {
+		b, ok := s.live(ctx, c, args[1])
+		if !ok {
+			return
+		}
+		if b == nil {
+			break
+		}
+		p, err := b.UpdateNoWait(del)
+		switch {
+		case endedFirst(err):
+			continue // follow the name
+		case err != nil:
+			c.writeErr(err)
+		default:
+			start := len(c.out)
+			c.integer(int64(n))
+			c.awaiting(p, start)
+		}
+		return
+	}
+	c.integer(0)
 }
 
 func (s *Server) hexists(ctx context.Context, c *conn, args [][]byte) {
 	var has bool
-	b, ok := s.live(ctx, c, args[1])
+	_, ok := s.view(ctx, c, args[1], func(tx *bucket.Tx) error {
+		has = tx.Has(str(args[2]))
+		return nil
+	})
 	if !ok {
 		return
-	}
-	if b != nil {
-		_ = b.View(func(tx *bucket.Tx) error {
-			has = tx.Has(str(args[2]))
-			return nil
-		})
 	}
 	if has {
 		c.integer(1)
@@ -279,30 +308,26 @@ func (s *Server) hexists(ctx context.Context, c *conn, args [][]byte) {
 
 func (s *Server) hlen(ctx context.Context, c *conn, args [][]byte) {
 	var n int
-	b, ok := s.live(ctx, c, args[1])
-	if !ok {
-		return
+	_, ok := s.view(ctx, c, args[1], func(tx *bucket.Tx) error {
+		n = tx.Len()
+		return nil
+	})
+	if ok {
+		c.integer(int64(n))
 	}
-	if b != nil {
-		n, _ = b.Len()
-	}
-	c.integer(int64(n))
 }
 
 func (s *Server) hstrlen(ctx context.Context, c *conn, args [][]byte) {
 	var n int
-	b, ok := s.live(ctx, c, args[1])
-	if !ok {
-		return
-	}
-	if b != nil {
-		v, err := b.AppendValue(c.scratch[:0], str(args[2]))
-		if err == nil {
+	_, ok := s.view(ctx, c, args[1], func(tx *bucket.Tx) error {
+		if v, err := tx.Get(str(args[2])); err == nil {
 			n = len(v)
-			c.scratch = v
 		}
+		return nil
+	})
+	if ok {
+		c.integer(int64(n))
 	}
-	c.integer(int64(n))
 }
 
 // pairs returns a snapshot of the bucket named name (nil when absent), in
@@ -311,11 +336,7 @@ func (s *Server) hstrlen(ctx context.Context, c *conn, args [][]byte) {
 // have none: each pass over one starts at random). ok is false when it has
 // written an error reply instead. With withValues false, values is nil.
 func (s *Server) pairs(ctx context.Context, c *conn, name []byte, withValues bool) (keys []string, values [][]byte, ok bool) {
-	b, ok := s.live(ctx, c, name)
-	if !ok || b == nil {
-		return nil, nil, ok
-	}
-	_ = b.View(func(tx *bucket.Tx) error {
+	_, ok = s.view(ctx, c, name, func(tx *bucket.Tx) error {
 		keys, _, _ = tx.Scan(0, math.MaxInt)
 		if withValues {
 			values = make([][]byte, len(keys))
@@ -325,7 +346,7 @@ func (s *Server) pairs(ctx context.Context, c *conn, name []byte, withValues boo
 		}
 		return nil
 	})
-	return keys, values, true
+	return keys, values, ok
 }
 
 func (s *Server) hkeys(ctx context.Context, c *conn, args [][]byte) {
@@ -547,10 +568,6 @@ func (s *Server) hscan(ctx context.Context, c *conn, args [][]byte) {
 	if !ok {
 		return
 	}
-	b, ok := s.live(ctx, c, args[1])
-	if !ok {
-		return
-	}
 	// The page, then its values, from one view. A step costs O(log n +
 	// COUNT) while no field is added to the hash (see bucket.Tx.Scan).
 	var (
@@ -558,23 +575,24 @@ func (s *Server) hscan(ctx context.Context, c *conn, args [][]byte) {
 		values [][]byte
 		next   uint64
 	)
-	if b != nil {
-		_ = b.View(func(tx *bucket.Tx) error {
-			page, next, _ = tx.Scan(cursor, opts.count)
-			kept := page[:0]
-			for _, k := range page {
-				if opts.match != "" && !globMatch(opts.match, k) {
-					continue
-				}
-				kept = append(kept, k)
-				if !opts.noValues {
-					v, _ := tx.Get(k)
-					values = append(values, v)
-				}
+	_, ok = s.view(ctx, c, args[1], func(tx *bucket.Tx) error {
+		page, next, _ = tx.Scan(cursor, opts.count)
+		kept := page[:0]
+		for _, k := range page {
+			if opts.match != "" && !globMatch(opts.match, k) {
+				continue
 			}
-			page = kept
-			return nil
-		})
+			kept = append(kept, k)
+			if !opts.noValues {
+				v, _ := tx.Get(k)
+				values = append(values, v)
+			}
+		}
+		page = kept
+		return nil
+	})
+	if !ok {
+		return
 	}
 	c.array(2)
 	c.bulkString(strconv.FormatUint(next, 10))

@@ -3,7 +3,6 @@ package resp
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -117,6 +116,10 @@ type Config struct {
 	// appendonly answers yes; nil refuses SAVE and BGSAVE, and LASTSAVE
 	// answers 0.
 	Backups Backups
+
+	// testHookLive, when set, runs with each bucket a command has looked
+	// up, before the command uses it (tests end the bucket there).
+	testHookLive func(*bucket.Bucket)
 }
 
 func (c *Config) setDefaults() {
@@ -343,6 +346,3 @@ func (s *Server) clients() []*conn {
 	}
 	return cs
 }
-
-// isEnded reports whether err says the bucket had ended.
-func isEnded(err error) bool { return errors.Is(err, bucket.ErrEnded) }
