@@ -210,6 +210,16 @@ func (r *Registry) has(name string) (bool, error) {
 
 // unindex removes name, just dropped from the store, from the index of
 // stored names. The caller has claimed name.
+// index records name as stored, as register does.
+func (r *Registry) index(name string) {
+	r.mu.Lock()
+	if r.stored != nil {
+		r.stored[name] = struct{}{}
+		r.order.ReplaceOrInsert(scanItem{ScanHash(name), name})
+	}
+	r.mu.Unlock()
+}
+
 func (r *Registry) unindex(name string) {
 	r.mu.Lock()
 	if r.stored != nil {
@@ -326,9 +336,13 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 	if err != nil {
 		return fmt.Errorf("registry: rename %q: %w", from, err)
 	}
+	// Moved: the rename has happened, on disk, whatever follows.
 	r.unindex(from)
-	_, err = r.register(to, data) // indexes to (again, if from is to)
-	return err
+	r.index(to)
+	if _, err := r.register(to, data); err != nil && !errors.Is(err, ErrStopped) {
+		return err
+	}
+	return nil // a registry stopping meanwhile: to is loaded at its next use
 }
 
 func (r *Registry) waitForgotten(ctx context.Context, b *bucket.Bucket) error {

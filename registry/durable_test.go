@@ -372,3 +372,26 @@ func TestReloadedBucketNeverServesAWriteThatFailed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "1", string(v))
 }
+
+// A durable rename is done once its move is on disk: a registry that stops
+// meanwhile (it starts no bucket any more) does not turn it into an error,
+// and the stored names know the destination.
+func TestDurableRenameDoneWhileTheRegistryStops(t *testing.T) {
+	st := openStoreT(t, t.TempDir())
+	reg, _, _ := newDurableTree(t, st)
+	a, err := reg.Create(ctx, "a")
+	require.NoError(t, err)
+	require.NoError(t, a.Put("k", []byte("v")))
+	reg.mu.Lock()
+	reg.closed = true // as drain does when the tree stops
+	reg.mu.Unlock()
+
+	require.NoError(t, reg.Rename(ctx, "a", "b"))
+	names, err := reg.NamesErr()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b"}, names)
+	pairs, found, err := st.Load("b")
+	require.NoError(t, err)
+	require.True(t, found)
+	assert.Equal(t, map[string][]byte{"k": []byte("v")}, pairs)
+}
