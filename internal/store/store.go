@@ -39,11 +39,15 @@ type Store struct {
 	lastSave    atomic.Int64           // Unix ns of the last checkpoint, 0 if none
 	corruptFile atomic.Pointer[string] // the last file pebble found damaged
 
-	// For FsyncEverySec: the batches acknowledged since the last successful
-	// background sync, replayed if a failure cuts them from the WAL.
+	// For FsyncEverySec: the batches acknowledged and not yet covered by a
+	// successful sync, replayed if a failure cuts them from the WAL. Every
+	// batch whose sequence number is below syncedSeq is durable, and never
+	// joins the list (its Waiter may be called long after its sync).
 	unsyncedMu sync.Mutex
 	unsynced   []unsyncedBatch
+	syncedSeq  uint64      // guarded by unsyncedMu
 	dirty      atomic.Bool // a write since the last background sync
+	syncMu     sync.Mutex  // one syncNow at a time (the loop, checkpoints)
 
 	waiters     sync.WaitGroup // Waiters not yet waited for (Close waits for them)
 	outstanding atomic.Int64   // how many: recovery goes on only at zero
@@ -316,6 +320,8 @@ func (s *Store) syncLoop() {
 // (under FsyncAlways, a synced empty commit), after which the FsyncEverySec
 // writes acknowledged before it are forgotten.
 func (s *Store) syncNow() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
@@ -330,14 +336,22 @@ func (s *Store) syncNow() error {
 		}
 		return nil
 	}
-	s.unsyncedMu.Lock()
-	n := len(s.unsynced) // written before the fsync below: it covers them
-	s.unsyncedMu.Unlock()
+	// An empty commit marks how far the fsync below reaches: once it is
+	// written, so is every batch committed before it (the WAL is written in
+	// commit order), and those are the batches below its sequence number.
+	mark := s.db.NewBatch()
+	defer mark.Close()
+	_ = mark.LogData(nil, nil)
+	if err := s.db.Apply(mark, pebble.Sync); err != nil { // written, fsync deferred
+		return fmt.Errorf("store: sync %s: %w", s.dir, err)
+	}
+	covered := uint64(mark.SeqNum())
 	if err := s.fs.syncWALs(); err != nil {
 		return fmt.Errorf("store: sync %s: %w", s.dir, err)
 	}
 	s.unsyncedMu.Lock()
-	s.unsynced = slices.Delete(s.unsynced, 0, n)
+	s.syncedSeq = max(s.syncedSeq, covered)
+	s.unsynced = slices.DeleteFunc(s.unsynced, func(u unsyncedBatch) bool { return u.seq < covered })
 	s.unsyncedMu.Unlock()
 	return nil
 }

@@ -60,9 +60,11 @@ func (w Waiter) Wait() error {
 		// Kept for a replay until the background fsync covers it.
 		u := unsyncedBatch{seq: uint64(w.b.SeqNum()), repr: w.repr}
 		w.s.unsyncedMu.Lock()
-		w.s.unsynced = append(w.s.unsynced, u)
+		if u.seq >= w.s.syncedSeq { // else a sync has covered it already
+			w.s.unsynced = append(w.s.unsynced, u)
+			w.s.dirty.Store(true)
+		}
 		w.s.unsyncedMu.Unlock()
-		w.s.dirty.Store(true)
 	}
 	_ = w.b.Close()
 	return nil
