@@ -207,6 +207,33 @@ func TestLockedDataDirectory(t *testing.T) {
 	assert.Contains(t, errOut.String(), "in use")
 }
 
+// kv check sums up a store, sound or damaged, and nothing else: a missing
+// or empty directory gets an error and no summary; --help is the usage.
+func TestCheckOutput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		out  string
+		err  string
+	}{
+		{"help", []string{"check", "--help"}, exitOK, "Usage: kv check DIR", ""},
+		{"missing directory", []string{"check", filepath.Join(t.TempDir(), "nope")}, exitStorage, "", "no such file"},
+		{"empty directory", []string{"check", t.TempDir()}, exitStorage, "", "not a kv data directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			assert.Equal(t, tc.code, run(tc.args, nil, &out, &errOut))
+			if tc.out == "" {
+				assert.Empty(t, out.String())
+			} else {
+				assert.Contains(t, out.String(), tc.out)
+			}
+			assert.Contains(t, errOut.String(), tc.err)
+		})
+	}
+}
+
 // The daemon keeps its data across a restart, writes checkpoints under the
 // data directory with SAVE and BGSAVE (LASTSAVE reports them), kv check
 // verifies them, and kv starts from one with the same data.

@@ -523,15 +523,26 @@ func (c checkpoints) LastSave() time.Time { return c.st.LastSave() }
 
 // check is `kv check DIR`: it verifies a data directory offline.
 func check(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 1 {
-		fmt.Fprintf(stderr, "Usage: kv check DIR (verifies a data directory kv is not running on)\n")
+	const usage = "Usage: kv check DIR (verifies a data directory kv is not running on)\n"
+	switch {
+	case len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help"):
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case len(args) != 1:
+		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
 	rep, err := store.Check(args[0])
-	if errors.Is(err, store.ErrLocked) {
+	switch {
+	case errors.Is(err, store.ErrLocked):
 		fmt.Fprintf(stderr, "kv check: %v\n", err)
 		return exitLocked
+	case err != nil && !errors.Is(err, store.ErrCorrupt):
+		// Not a store, or not readable: there is nothing to sum up.
+		fmt.Fprintf(stderr, "kv check: %v\n", err)
+		return exitStorage
 	}
+	// A store, sound or damaged: what was read of it.
 	fmt.Fprintf(stdout, "%s: %d buckets, %d keys, %d bytes", rep.Dir, rep.Buckets, rep.Keys, rep.Bytes)
 	if !rep.LastSave.IsZero() {
 		fmt.Fprintf(stdout, ", last checkpoint %s", rep.LastSave.UTC().Format(time.RFC3339))

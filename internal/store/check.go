@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -39,9 +40,14 @@ func Check(dir string) (Report, error) {
 	if !fi.IsDir() {
 		return rep, fmt.Errorf("store: check %s: not a directory", dir)
 	}
-	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	// Nothing is written to a directory that holds no store (not even the
+	// lock file): pebble keeps a MANIFEST in every store.
+	if manifests, err := filepath.Glob(filepath.Join(dir, "MANIFEST-*")); err == nil && len(manifests) == 0 {
+		return rep, fmt.Errorf("store: check %s: not a kv data directory (no MANIFEST file)", dir)
+	}
+	lock, err := lockDir(dir, "stop the daemon using it, or check a checkpoint")
 	if err != nil {
-		return rep, fmt.Errorf("%w: check %s: stop the daemon using it, or check a checkpoint: %v", ErrLocked, dir, err)
+		return rep, fmt.Errorf("store: check: %w", err)
 	}
 	defer lock.Close()
 	var damaged string

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -78,4 +79,35 @@ func TestCheck(t *testing.T) {
 
 	_, err = Check(filepath.Join(dir, "missing"))
 	require.Error(t, err)
+}
+
+// Check writes nothing to a directory that holds no store, not even the
+// lock file, and says what it is not.
+func TestCheckLeavesANonStoreAlone(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Check(dir)
+	require.ErrorContains(t, err, "not a kv data directory")
+	assert.NotErrorIs(t, err, ErrLocked)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+}
+
+// A lock file that cannot be opened (here a directory stands in its way;
+// a read-only directory does the same for a user without root) is not
+// another holder: the error says what failed, without ErrLocked.
+func TestLockFileThatCannotBeOpened(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	require.NoError(t, s.Close())
+	require.NoError(t, os.Remove(filepath.Join(dir, "LOCK")))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "LOCK"), 0o755))
+
+	_, err := Open(dir, Options{})
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrLocked)
+	assert.ErrorContains(t, err, "LOCK")
+	_, err = Check(dir)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrLocked)
 }

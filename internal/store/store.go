@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -84,10 +85,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{dir: abs, opts: opts, log: opts.Logger}
 	s.fs = newFaultFS(vfs.Default, opts.Faults, s.onFault, opts.Fsync != FsyncAlways)
 
-	s.lock, err = pebble.LockDirectory(abs, vfs.Default)
+	s.lock, err = lockDir(abs, "another kv (or another store in this process) holds it")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: another kv (or another store in this process) holds %s: %v",
-			ErrLocked, abs, filepath.Join(abs, "LOCK"), err)
+		return nil, err
 	}
 	start := time.Now()
 	if err := s.reportTornTail(); err != nil {
@@ -163,6 +163,22 @@ func (s *Store) pebbleOptions(readOnly bool) *pebble.Options {
 		},
 	}
 	return o
+}
+
+// lockDir locks the data directory dir. An error wraps ErrLocked, saying
+// held, only when another holder has the lock; one that opening the lock
+// file met (a read-only directory, a permission) says so instead.
+func lockDir(dir, held string) (*pebble.Lock, error) {
+	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	if err == nil {
+		return lock, nil
+	}
+	path := filepath.Join(dir, "LOCK")
+	var pe *fs.PathError
+	if errors.As(err, &pe) { // opening the file, before any locking
+		return nil, fmt.Errorf("store: lock %s: %w", path, err)
+	}
+	return nil, fmt.Errorf("%w: %s: %s: %v", ErrLocked, dir, held, err)
 }
 
 // openError turns pebble's open error into one that says what to do.
