@@ -50,6 +50,9 @@ func Check(dir string) (Report, error) {
 		return rep, fmt.Errorf("store: check: %w", err)
 	}
 	defer lock.Close()
+	if _, err := inspectNewestWAL(dir); err != nil { // damage pebble would cut silently
+		return rep, err
+	}
 	var damaged string
 	db, err := pebble.Open(dir, &pebble.Options{
 		FS: vfs.Default, Lock: lock, ReadOnly: true, ErrorIfNotExists: true,

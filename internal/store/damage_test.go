@@ -144,3 +144,107 @@ func TestCorruptTableIsReportedNamingIt(t *testing.T) {
 	assert.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), name)
 }
+
+// Damage in the middle of the newest WAL, with whole writes after it, is
+// not a torn tail: pebble would cut every write after it, silently. Open
+// and Check refuse, naming the file and the offset, and say how to keep
+// the writes before the damage; doing so opens the store with them.
+func TestDamageInTheMiddleOfTheWALStopsTheStart(t *testing.T) {
+	for _, writes := range []int{20, 300} {
+		t.Run(fmt.Sprint(writes, " writes"), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openT(t, dir, Options{Fsync: FsyncAlways})
+			defer s.Close()
+			for i := range writes {
+				require.NoError(t, s.Apply("b", Put(fmt.Sprint("k", i), []byte(strings.Repeat("v", 100)))))
+			}
+			crashed := copyDir(t, dir)
+			wals := filesLike(t, crashed, "*.log")
+			last := wals[len(wals)-1]
+			b, err := os.ReadFile(last)
+			require.NoError(t, err)
+			mid := len(b) / 2
+			for i := mid; i < mid+4; i++ {
+				b[i] ^= 0x5a
+			}
+			require.NoError(t, os.WriteFile(last, b, 0o644))
+
+			_, err = Open(crashed, Options{})
+			require.ErrorIs(t, err, ErrCorrupt)
+			assert.ErrorContains(t, err, last)
+			assert.ErrorContains(t, err, "truncate -s")
+			_, err = Check(crashed)
+			require.ErrorIs(t, err, ErrCorrupt)
+
+			// The way out the message gives: cut the file at the damage.
+			var cut int64
+			_, err = fmt.Sscanf(err.Error()[strings.Index(err.Error(), "truncate -s ")+len("truncate -s "):], "%d", &cut)
+			require.NoError(t, err)
+			require.NoError(t, os.Truncate(last, cut))
+			s2 := openT(t, crashed, Options{})
+			pairs, _, err := s2.Load("b")
+			require.NoError(t, err)
+			assert.NotEmpty(t, pairs)
+			assert.Less(t, len(pairs), writes)
+			for i := range len(pairs) {
+				assert.Contains(t, pairs, fmt.Sprint("k", i), "the writes before the damage, in order")
+			}
+			require.NoError(t, s2.Close())
+		})
+	}
+}
+
+// A write that spans several blocks and is cut in its last chunk is a torn
+// tail, though whole chunks of it follow the point where reading stops.
+func TestTornWriteOverSeveralBlocks(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Fsync: FsyncAlways})
+	defer s.Close()
+	require.NoError(t, s.Apply("b", Put("small", []byte("v"))))
+	require.NoError(t, s.Apply("b", Put("big", []byte(strings.Repeat("x", 100<<10)))))
+	crashed := copyDir(t, dir)
+	wals := filesLike(t, crashed, "*.log")
+	last := wals[len(wals)-1]
+	fi, err := os.Stat(last)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(last, fi.Size()-100))
+
+	logs := &logBuffer{}
+	s2 := openT(t, crashed, Options{Logger: logs.logger()})
+	defer s2.Close()
+	pairs, _, err := s2.Load("b")
+	require.NoError(t, err)
+	assert.Equal(t, map[string][]byte{"small": []byte("v")}, pairs)
+	assert.Contains(t, logs.String(), "torn write")
+}
+
+// After a process kill, the newest WAL may be a recycled file: past the
+// last write lies an older log's content. That is a clean end, not a torn
+// write.
+func TestRecycledWALEndIsClean(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Fsync: FsyncNo})
+	defer s.Close()
+	value := []byte(strings.Repeat("r", 1000))
+	for i := range 20000 { // several memtables: WALs are recycled
+		require.NoError(t, s.Apply("b", Put(fmt.Sprint("k", i%5000), value)))
+	}
+	require.NoError(t, s.db.Flush())
+	for i := range 10 {
+		require.NoError(t, s.Apply("b", Put(fmt.Sprint("last", i), value)))
+	}
+	crashed := copyDir(t, dir)
+	wals := filesLike(t, crashed, "*.log")
+	last := wals[len(wals)-1]
+	data, err := os.ReadFile(last)
+	require.NoError(t, err)
+	require.Greater(t, len(data), 100<<10, "the newest WAL is a recycled, longer file")
+
+	logs := &logBuffer{}
+	s2 := openT(t, crashed, Options{Logger: logs.logger()})
+	defer s2.Close()
+	pairs, _, err := s2.Load("b")
+	require.NoError(t, err)
+	assert.Contains(t, pairs, "last9")
+	assert.NotContains(t, logs.String(), "torn write")
+}
