@@ -123,12 +123,13 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, done bool) {
 	fs := newFlagSet(&o, stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() { fmt.Fprintln(stderr, "Run kv --help for the flags.") }
+	fs.Usage = func() {} // the flag package calls it for --help too: see below
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(fs, stdout)
 			return o, exitOK, true
 		}
+		fmt.Fprintln(stderr, "Run kv --help for the flags.")
 		return o, exitUsage, true
 	}
 	if fs.NArg() > 0 {

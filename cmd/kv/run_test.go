@@ -84,6 +84,7 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 	} {
 		assert.Contains(t, out.String(), want)
 	}
+	assert.Empty(t, errOut.String(), "help goes to stdout, and only there")
 	out.Reset()
 	require.Equal(t, exitOK, run([]string{"--version"}, nil, &out, &errOut))
 	assert.Contains(t, out.String(), "kv "+version)
@@ -121,6 +122,7 @@ func TestStartupErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown flag", []string{"--nope"}, nil, exitUsage, "not defined"},
+		{"unknown flag's hint", []string{"--nope"}, nil, exitUsage, "Run kv --help for the flags."},
 		{"stray argument", []string{"serve"}, nil, exitUsage, "unexpected argument"},
 		{"bad variable", nil, []string{"KV_IDLE_TIMEOUT=soon"}, exitUsage, "KV_IDLE_TIMEOUT"},
 		{"bad log format", []string{"--log-format", "xml"}, nil, exitUsage, "text or json"},
