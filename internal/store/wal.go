@@ -75,9 +75,9 @@ func inspectNewestWAL(dir string) (*tornTail, error) {
 			logNum := uint32(last.Num)
 			from := int64(0) // where reading stopped: the end of the last whole write
 			if records > 0 {
-				from = recordEnd(data, min(lastStart.Physical, int64(len(data))), logNum)
+				from = writeEnd(data, min(lastStart.Physical, int64(len(data))), logNum)
 			}
-			if at, n := laterChunks(data, skipTorn(data, from, logNum), logNum); n > 0 {
+			if at, n := laterChunks(data, max(writeEnd(data, from, logNum), from+1), logNum); n > 0 {
 				return nil, fmt.Errorf("%w: write-ahead log %s is damaged at byte %d, and %d bytes of later writes follow from byte %d: "+
 					"not a torn tail, so the writes after the damage would be lost. Restore a checkpoint, or accept losing them: "+
 					"truncate -s %d %s (keeps the %d writes before the damage)",
@@ -133,9 +133,11 @@ func walChunkAt(data []byte, pos int64, logNum uint32) int {
 	return size
 }
 
-// recordEnd returns where the next write may start after the whole write
-// whose first chunk is at start.
-func recordEnd(data []byte, start int64, logNum uint32) int64 {
+// writeEnd walks the chunks of the write whose first chunk is at start,
+// and returns where they end: after its full or last chunk, or where a
+// chunk of it is missing or broken (a torn write over several blocks may
+// be cut after its first chunks).
+func writeEnd(data []byte, start int64, logNum uint32) int64 {
 	pos := start
 	for pos < int64(len(data)) {
 		n := walChunkAt(data[pos:], pos, logNum)
@@ -158,25 +160,6 @@ func nextChunkPos(pos int64) int64 {
 		return pos + left
 	}
 	return pos
-}
-
-// skipTorn returns where to look for writes after the unreadable one at
-// from: past the whole chunks of that write (a write over several blocks
-// may be cut after its first chunks) and past from itself.
-func skipTorn(data []byte, from int64, logNum uint32) int64 {
-	pos := from
-	for pos < int64(len(data)) {
-		n := walChunkAt(data[pos:], pos, logNum)
-		if n == 0 {
-			break
-		}
-		enc := data[pos+6]
-		pos = nextChunkPos(pos + int64(n))
-		if enc != 6 && enc != 7 && enc != 10 && enc != 11 { // not a first or middle chunk
-			break
-		}
-	}
-	return max(pos, from+1)
 }
 
 // cleanEnd reports whether the log simply ends at from: the writer never
