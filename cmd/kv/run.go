@@ -256,7 +256,7 @@ type listening struct{ resp, text, http net.Addr }
 
 // serve runs the tree and its front ends until ctx ends. ready, when not
 // nil, is called with their addresses once they are serving.
-func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, ready func(listening)) int {
+func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, ready func(listening)) (code int) {
 	password := o.password
 	if o.passwordFile != "" {
 		raw, err := os.ReadFile(o.passwordFile)
@@ -323,14 +323,17 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	var st *store.Store
 	mode := "in-memory"
 	if !o.inMemory {
-		var code int
-		if st, code = openStore(o, log, stderr); st == nil {
+		var failed int
+		if st, failed = openStore(o, log, stderr); st == nil {
 			closeOpened()
-			return code
+			return failed
 		}
 		defer func() {
 			if err := st.Close(); err != nil {
 				log.Error("kv: closing the data directory", "err", err)
+				if code == exitOK {
+					code = exitFailed // writes may be missing: say so
+				}
 			}
 		}()
 		mode = "durable"

@@ -203,8 +203,10 @@ func (s *Store) Dir() string { return s.dir }
 func (s *Store) Fsync() Fsync { return s.opts.Fsync }
 
 // Close stops the background sync, syncs and closes the store and releases
-// the directory. It waits for every Waiter to be waited for. Later calls
-// return ErrClosed.
+// the directory. It waits for every Waiter to be waited for. Closing while
+// writes still fail (no write has recovered the store since a failure)
+// returns an error wrapping ErrWriteFailed, though what was acknowledged
+// is kept as the policy says. Later calls return ErrClosed.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -221,7 +223,8 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error
-	if s.fault.Load() != nil {
+	if fi := s.fault.Load(); fi != nil {
+		err = fmt.Errorf("store: closed while writes still fail: %w", fi.error())
 		// Closing after a failed write, recovered or not: the engine is
 		// not reopened here (on a disk that fails again, pebble's Open
 		// retries for ever). The WAL's unsynced tail holds, under
