@@ -50,7 +50,8 @@ func Check(dir string) (Report, error) {
 		return rep, fmt.Errorf("store: check: %w", err)
 	}
 	defer lock.Close()
-	if _, err := inspectNewestWAL(dir); err != nil { // damage pebble would cut silently
+	walEnd, err := inspectNewestWAL(dir) // damage pebble would cut silently
+	if err != nil {
 		return rep, err
 	}
 	var damaged string
@@ -74,6 +75,10 @@ func Check(dir string) (Report, error) {
 		if len(rep.Problems) < 100 {
 			rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
 		}
+	}
+	if walEnd != nil && walEnd.later > 0 {
+		problem("write-ahead log %s is unreadable at byte %d, and %d bytes of later writes follow (dropped at the next start; possible damage)",
+			walEnd.path, walEnd.cut, walEnd.later)
 	}
 	it, err := db.NewIter(nil)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/wal"
@@ -15,89 +17,115 @@ import (
 // reportTornTail reads the newest WAL before pebble replays it. Pebble
 // replays it up to its first unreadable write and drops the rest, as it
 // must for a torn tail (a crash cut the write under way, which no
-// FsyncAlways caller was told had succeeded). But pebble cannot tell that
-// from damage in the middle of the file (disk rot, a stray write), which
-// it would silently cut too, with every write after it. So:
-//   - the log ends at a whole write, followed by nothing, zeros or an older
-//     log's content (a recycled file): a clean end, nothing to say;
-//   - an unreadable write with no whole write of this log after it: a torn
-//     tail, recovered up to the last whole write, and logged;
-//   - whole writes of this log after the unreadable one: damage, and Open
-//     fails with an error wrapping ErrCorrupt that names the file, the
-//     offset and what truncating it there would lose.
+// FsyncAlways caller was told had succeeded); but it drops damage in the
+// middle of the file (disk rot, a stray write) the same way, with every
+// write after it. So, where reading stops:
+//   - nothing of this log follows (zeros, or an older log's content in a
+//     recycled file): a clean end, nothing to say;
+//   - a write of this log follows that the log itself says was synced
+//     before (pebble's sync chunks record the synced offset): damage, and
+//     Open fails with an error wrapping ErrCorrupt that names the file;
+//   - whole writes of this log follow, with no such proof (a power cut can
+//     leave a hole in the unsynced tail when the disk writes pages out of
+//     order): the start goes on, with an error line that says how many
+//     bytes are dropped, and a copy of the file is kept under damaged/;
+//   - otherwise a torn tail: recovered up to the last whole write, logged.
 func (s *Store) reportTornTail() error {
-	t, err := inspectNewestWAL(s.dir)
-	if err != nil || t == nil {
+	end, err := inspectNewestWAL(s.dir)
+	if err != nil || end == nil {
 		return err
 	}
-	s.log.Warn("store: the write-ahead log ends with a torn write (a crash cut it); recovering every whole write before it",
-		"file", t.path, "whole writes", t.records, "cut at", t.end, "file size", t.size, "reason", t.reason)
+	if end.later == 0 {
+		s.log.Warn("store: the write-ahead log ends with a torn write (a crash cut it); recovering every whole write before it",
+			"file", end.path, "whole writes", end.records, "cut at", end.cut, "file size", end.size)
+		return nil
+	}
+	kept, cerr := keepCopy(s.dir, end.path)
+	s.log.Error("store: the write-ahead log is unreadable before its end; the writes after that point are dropped (possible damage; after a power cut, the unsynced tail)",
+		"file", end.path, "whole writes kept", end.records, "unreadable at", end.cut,
+		"dropped bytes of later writes", end.later, "copy", kept, "copy error", cerr)
 	return nil
 }
 
-// tornTail describes the end of a WAL cut by a crash.
-type tornTail struct {
-	path      string
-	records   int   // whole writes before the cut
-	end, size int64 // where the last whole write ends; the file's size
-	reason    error
+// keepCopy copies file into dir/damaged/ and returns the copy's path.
+func keepCopy(dir, file string) (string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	to := filepath.Join(dir, "damaged", fmt.Sprintf("%s.%d", filepath.Base(file), time.Now().Unix()))
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return "", err
+	}
+	return to, os.WriteFile(to, data, 0o644)
+}
+
+// walEnd describes where reading the newest WAL stops short of its end.
+type walEnd struct {
+	path    string
+	records int   // whole writes before the cut
+	cut     int64 // where the unreadable part starts
+	size    int64
+	later   int // bytes in whole chunks of this log after the cut (0: a torn tail)
 }
 
 // inspectNewestWAL classifies the end of the newest WAL in dir, as
-// reportTornTail says: nil for a clean end, a tornTail, or an error
-// wrapping ErrCorrupt for damage before the end.
-func inspectNewestWAL(dir string) (*tornTail, error) {
+// reportTornTail says: nil for a clean end, a walEnd, or an error wrapping
+// ErrCorrupt for proven damage.
+func inspectNewestWAL(dir string) (*walEnd, error) {
 	logs, err := wal.Scan(wal.Dir{FS: vfs.Default, Dirname: dir})
 	if err != nil || len(logs) == 0 {
 		return nil, nil // pebble's Open reports what is wrong, if anything
 	}
 	last := logs[len(logs)-1]
 	_, path := last.SegmentLocation(0)
-	r := last.OpenForRead()
+	if clean, err := readsToTheEnd(last); err != nil || clean {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: read %s: %w", path, err)
+	}
+	logNum := uint32(last.Num)
+	records, cut := walkWAL(data, logNum)
+	if cleanEnd(data[cut:], logNum) {
+		return nil, nil
+	}
+	later, synced := laterChunks(data, cut+1, logNum)
+	if synced > cut {
+		return nil, fmt.Errorf("%w: write-ahead log %s is damaged at byte %d: a later write in it says the log was synced up to byte %d, "+
+			"so writes that were acknowledged would be lost. Restore a checkpoint, or accept losing every write after the damage: "+
+			"truncate -s %d %s (keeps the %d writes before it)",
+			ErrCorrupt, path, cut, synced, cut, path, records)
+	}
+	return &walEnd{path: path, records: records, cut: cut, size: int64(len(data)), later: later}, nil
+}
+
+// readsToTheEnd reports whether pebble's own reader reads the log to its
+// end without an error.
+func readsToTheEnd(l wal.LogicalLog) (bool, error) {
+	r := l.OpenForRead()
 	defer r.Close()
-	var (
-		records   int
-		lastStart wal.Offset // where the last whole record starts
-	)
 	for {
-		rec, off, err := r.NextRecord()
+		rec, _, err := r.NextRecord()
 		if err == nil {
 			_, err = io.Copy(io.Discard, rec)
 		}
-		if errors.Is(err, io.EOF) {
-			return nil, nil
+		switch {
+		case errors.Is(err, io.EOF):
+			return true, nil
+		case err != nil:
+			return false, nil
 		}
-		if err != nil {
-			data, rerr := os.ReadFile(path)
-			if rerr != nil {
-				return nil, fmt.Errorf("store: read %s: %w", path, rerr)
-			}
-			logNum := uint32(last.Num)
-			from := int64(0) // where reading stopped: the end of the last whole write
-			if records > 0 {
-				from = writeEnd(data, min(lastStart.Physical, int64(len(data))), logNum)
-			}
-			if at, n := laterChunks(data, max(writeEnd(data, from, logNum), from+1), logNum); n > 0 {
-				return nil, fmt.Errorf("%w: write-ahead log %s is damaged at byte %d, and %d bytes of later writes follow from byte %d: "+
-					"not a torn tail, so the writes after the damage would be lost. Restore a checkpoint, or accept losing them: "+
-					"truncate -s %d %s (keeps the %d writes before the damage)",
-					ErrCorrupt, path, from, n, at, from, path, records)
-			}
-			if cleanEnd(data, from, logNum) {
-				return nil, nil
-			}
-			return &tornTail{path: path, records: records, end: from, size: int64(len(data)), reason: err}, nil
-		}
-		records++
-		lastStart = off
 	}
 }
 
-// Pebble's WAL chunks (its record package): a header, then the payload.
-// The header is a masked CRC-32C of everything after the length (4 bytes),
-// the payload's length (2), an encoding (1), then for the recyclable and
-// sync encodings the log's number (4) and for the sync ones an offset (8).
-// Chunks never cross a 32 KiB block.
+// Pebble's WAL chunks (its record package): a header, then the payload,
+// within one 32 KiB block. The header is a masked CRC-32C of everything
+// after the length (4 bytes), the payload's length (2), an encoding (1),
+// then the log's number (4) and, for the sync encodings, the offset the
+// log was synced up to when the chunk was written (8). A writer pads a
+// block's end that its header does not fit in with zeros.
 const (
 	walBlockSize        = 32 << 10
 	walRecyclableHeader = 11
@@ -106,96 +134,125 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// walChunkAt returns the size of the chunk of log logNum that starts at
-// data[0], at file offset pos, or 0 if there is no valid one there.
-func walChunkAt(data []byte, pos int64, logNum uint32) int {
-	if len(data) < walRecyclableHeader {
-		return 0
+// walChunk is one chunk found valid at a position.
+type walChunk struct {
+	size   int    // header and payload
+	logNum uint32 // the log it belongs to
+	full   bool   // the whole of a write
+	first  bool   // the first chunk of a write in several
+	last   bool   // the last chunk of a write in several
+	synced uint64 // for a sync chunk: the synced offset; else 0
+}
+
+// chunkAt parses the chunk at data[pos:], or reports false if there is no
+// valid one (of a kind kv's pebble writes) there.
+func chunkAt(data []byte, pos int64) (walChunk, bool) {
+	rest := data[pos:]
+	if len(rest) < walRecyclableHeader {
+		return walChunk{}, false
 	}
-	header := 0
-	switch enc := data[6]; {
+	var c walChunk
+	header := walRecyclableHeader
+	enc := rest[6]
+	switch {
 	case enc >= 5 && enc <= 8: // recyclable full, first, middle, last
-		header = walRecyclableHeader
 	case enc >= 9 && enc <= 12: // the same, with the synced offset
 		header = walSyncHeader
+		enc -= 4
 	default:
-		return 0
+		return walChunk{}, false
 	}
-	size := header + int(binary.LittleEndian.Uint16(data[4:6]))
-	if size > len(data) || binary.LittleEndian.Uint32(data[7:11]) != logNum ||
-		pos/walBlockSize != (pos+int64(size)-1)/walBlockSize {
-		return 0
+	if len(rest) < header {
+		return walChunk{}, false
 	}
-	c := crc32.Checksum(data[6:size], castagnoli)
-	if binary.LittleEndian.Uint32(data[0:4]) != (c>>15|c<<17)+0xa282ead8 {
-		return 0
+	c.size = header + int(binary.LittleEndian.Uint16(rest[4:6]))
+	if c.size > len(rest) || pos/walBlockSize != (pos+int64(c.size)-1)/walBlockSize {
+		return walChunk{}, false
 	}
-	return size
+	sum := crc32.Checksum(rest[6:c.size], castagnoli)
+	if binary.LittleEndian.Uint32(rest[0:4]) != (sum>>15|sum<<17)+0xa282ead8 {
+		return walChunk{}, false
+	}
+	c.logNum = binary.LittleEndian.Uint32(rest[7:11])
+	c.full, c.first, c.last = enc == 5, enc == 6, enc == 8
+	if header == walSyncHeader {
+		c.synced = binary.LittleEndian.Uint64(rest[11:19])
+	}
+	return c, true
 }
 
-// writeEnd walks the chunks of the write whose first chunk is at start,
-// and returns where they end: after its full or last chunk, or where a
-// chunk of it is missing or broken (a torn write over several blocks may
-// be cut after its first chunks).
-func writeEnd(data []byte, start int64, logNum uint32) int64 {
-	pos := start
+// walkWAL reads the chunks of log logNum from the start of data as pebble
+// does, and returns how many whole writes it read and where the first
+// thing it cannot read starts (after the last whole write, and after the
+// whole chunks of a write cut short).
+func walkWAL(data []byte, logNum uint32) (records int, cut int64) {
+	var pos, end int64 // end: after the last whole write
+	header := int64(walRecyclableHeader)
+	inWrite := false
 	for pos < int64(len(data)) {
-		n := walChunkAt(data[pos:], pos, logNum)
-		if n == 0 {
+		if left := walBlockSize - pos%walBlockSize; left < header || (left < walSyncHeader && zeros(data[pos:min(pos+left, int64(len(data)))])) {
+			pos += left // the writer's padding
+			continue
+		}
+		c, ok := chunkAt(data, pos)
+		if !ok || c.logNum != logNum {
 			break
 		}
-		enc := data[pos+6]
-		pos = nextChunkPos(pos + int64(n))
-		if enc == 5 || enc == 8 || enc == 9 || enc == 12 { // a full or last chunk
-			break
+		if c.synced > 0 || data[pos+6] >= 9 {
+			header = walSyncHeader
+		}
+		pos += int64(c.size)
+		switch {
+		case c.full || (c.last && inWrite):
+			records++
+			end, inWrite = pos, false
+		case c.first:
+			inWrite = true
+		case !inWrite: // a middle or last chunk with no first: unreadable
+			return records, end
 		}
 	}
-	return pos
-}
-
-// nextChunkPos is where the chunk after one that ends at pos starts: the
-// writer pads a block's end that no header fits in.
-func nextChunkPos(pos int64) int64 {
-	if left := walBlockSize - pos%walBlockSize; left < walRecyclableHeader {
-		return pos + left
+	if inWrite {
+		return records, pos // a write cut short: its whole chunks are read
 	}
-	return pos
+	return records, max(end, pos)
 }
 
-// cleanEnd reports whether the log simply ends at from: the writer never
-// began a write there. A torn write leaves the start of a chunk of this
-// log at the cut; a clean end leaves zeros (unwritten space) or whatever
-// an older log left in a recycled file.
-func cleanEnd(data []byte, from int64, logNum uint32) bool {
-	rest := data[from:]
+func zeros(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanEnd reports whether the log simply ends where reading stopped (rest
+// starts there): the writer never began a write of this log there. A torn
+// write leaves the start of a chunk of this log at the cut; a clean end
+// leaves nothing, zeros, or whatever an older log left in a recycled file.
+func cleanEnd(rest []byte, logNum uint32) bool {
 	if len(rest) < walRecyclableHeader {
-		for _, b := range rest {
-			if b != 0 {
-				return false
-			}
-		}
-		return true
+		return zeros(rest)
 	}
 	if enc := rest[6]; enc < 5 || enc > 12 {
-		return true // no chunk of the kind this log writes starts here
+		return true // no chunk header of the kinds this log writes
 	}
 	return binary.LittleEndian.Uint32(rest[7:11]) != logNum
 }
 
 // laterChunks looks in data, from offset from on, for valid chunks of log
-// logNum, and returns where the first starts and how many bytes they hold.
-func laterChunks(data []byte, from int64, logNum uint32) (first int64, bytes int) {
-	first = -1
+// logNum, and returns how many bytes they hold and the largest synced
+// offset any of them records.
+func laterChunks(data []byte, from int64, logNum uint32) (bytes int, synced int64) {
 	for pos := from; pos+walRecyclableHeader <= int64(len(data)); {
-		if n := walChunkAt(data[pos:], pos, logNum); n > 0 {
-			if first < 0 {
-				first = pos
-			}
-			bytes += n
-			pos += int64(n)
+		if c, ok := chunkAt(data, pos); ok && c.logNum == logNum {
+			bytes += c.size
+			synced = max(synced, int64(c.synced))
+			pos += int64(c.size)
 			continue
 		}
 		pos++
 	}
-	return first, bytes
+	return bytes, synced
 }
