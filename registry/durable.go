@@ -208,8 +208,6 @@ func (r *Registry) has(name string) (bool, error) {
 	return r.store.Has(name)
 }
 
-// unindex removes name, just dropped from the store, from the index of
-// stored names. The caller has claimed name.
 // index records name as stored, as register does.
 func (r *Registry) index(name string) {
 	r.mu.Lock()
@@ -220,6 +218,8 @@ func (r *Registry) index(name string) {
 	r.mu.Unlock()
 }
 
+// unindex removes name, just dropped from the store, from the index of
+// stored names. The caller has claimed name.
 func (r *Registry) unindex(name string) {
 	r.mu.Lock()
 	if r.stored != nil {
@@ -339,10 +339,12 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 	// Moved: the rename has happened, on disk, whatever follows.
 	r.unindex(from)
 	r.index(to)
-	if _, err := r.register(to, data); err != nil && !errors.Is(err, ErrStopped) {
-		return err
+	if _, err := r.register(to, data); err != nil {
+		// The tree is stopping (the registry, or the bucket supervisor
+		// before it): the move stands, and to is loaded at its next use.
+		r.log.Warn("registry: rename done on disk; the destination was not started", "bucket", to, "err", err)
 	}
-	return nil // a registry stopping meanwhile: to is loaded at its next use
+	return nil
 }
 
 func (r *Registry) waitForgotten(ctx context.Context, b *bucket.Bucket) error {

@@ -395,3 +395,34 @@ func TestDurableRenameDoneWhileTheRegistryStops(t *testing.T) {
 	require.True(t, found)
 	assert.Equal(t, map[string][]byte{"k": []byte("v")}, pairs)
 }
+
+// The same when the bucket supervisor has stopped first (suture stops a
+// tree's children at once): the destination cannot start, and the rename,
+// done on disk, still succeeds.
+func TestDurableRenameDoneWhileTheBucketSupervisorStops(t *testing.T) {
+	st := openStoreT(t, t.TempDir())
+	ev := events.New(events.Options{})
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	reg := New(Config{Buckets: sup, Events: ev, Logger: slog.New(slog.DiscardHandler), Store: st, StopTimeout: time.Second})
+	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
+	root.Add(ev)
+	root.Add(reg)
+	rootCtx, stopRoot := context.WithCancel(context.Background())
+	rootDone := root.ServeBackground(rootCtx)
+	supCtx, stopSup := context.WithCancel(context.Background())
+	supDone := make(chan struct{})
+	go func() { defer close(supDone); _ = sup.Serve(supCtx) }()
+	t.Cleanup(func() { stopRoot(); <-rootDone })
+
+	a, err := reg.Create(ctx, "a")
+	require.NoError(t, err)
+	require.NoError(t, a.Put("k", []byte("v")))
+	stopSup()
+	<-supDone
+
+	require.NoError(t, reg.Rename(ctx, "a", "b"))
+	pairs, found, err := st.Load("b")
+	require.NoError(t, err)
+	require.True(t, found, "the move is on disk")
+	assert.Equal(t, map[string][]byte{"k": []byte("v")}, pairs)
+}

@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -42,7 +42,7 @@ func Check(dir string) (Report, error) {
 	}
 	// Nothing is written to a directory that holds no store (not even the
 	// lock file): pebble keeps a MANIFEST in every store.
-	if manifests, err := filepath.Glob(filepath.Join(dir, "MANIFEST-*")); err == nil && len(manifests) == 0 {
+	if !hasManifest(dir) {
 		return rep, fmt.Errorf("store: check %s: not a kv data directory (no MANIFEST file)", dir)
 	}
 	lock, err := lockDir(dir, "stop the daemon using it, or check a checkpoint")
@@ -144,4 +144,19 @@ func (quietLogger) Infof(string, ...any)  {}
 func (quietLogger) Errorf(string, ...any) {}
 func (quietLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+
+// hasManifest reports whether dir holds a pebble MANIFEST file (or cannot
+// be listed: then pebble's own open says why).
+func hasManifest(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return true
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "MANIFEST-") {
+			return true
+		}
+	}
+	return false
 }

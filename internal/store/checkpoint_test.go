@@ -111,3 +111,15 @@ func TestLockFileThatCannotBeOpened(t *testing.T) {
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrLocked)
 }
+
+// A data directory whose path holds glob characters is checked as any
+// other.
+func TestCheckPathWithGlobCharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "kv[1]*?")
+	s := openT(t, dir, Options{})
+	require.NoError(t, s.Apply("a", Put("k", []byte("v"))))
+	require.NoError(t, s.Close())
+	rep, err := Check(dir)
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Keys)
+}

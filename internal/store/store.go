@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -175,7 +177,9 @@ func lockDir(dir, held string) (*pebble.Lock, error) {
 	}
 	path := filepath.Join(dir, "LOCK")
 	var pe *fs.PathError
-	if errors.As(err, &pe) { // opening the file, before any locking
+	heldElsewhere := errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) || // fcntl's two answers
+		strings.Contains(err.Error(), "held by current process") // pebble's own table
+	if errors.As(err, &pe) || !heldElsewhere { // opening the file, or no lock support (ENOLCK)
 		return nil, fmt.Errorf("store: lock %s: %w", path, err)
 	}
 	return nil, fmt.Errorf("%w: %s: %s: %v", ErrLocked, dir, held, err)
