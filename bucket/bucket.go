@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kvproject/kv/internal/store"
 )
@@ -26,9 +27,10 @@ type Bucket struct {
 	done   chan struct{} // closed when the bucket ends
 	store  Store         // nil: in memory only
 
-	// The keys in scan order for Tx.Scan (nil: none kept), written under
-	// the write lock, or under the read lock with scanMu.
-	scan   *scanIndex
+	// The keys in scan order for Tx.Scan (nil: none kept). Writers change
+	// it under the write lock; readers, under the read lock, only replace
+	// it (with scanMu: one builds at a time) and never change one in place.
+	scan   atomic.Pointer[scanIndex]
 	scanMu sync.Mutex
 }
 
@@ -272,7 +274,7 @@ func (b *Bucket) endLocked(reason error) bool {
 	b.ended = true
 	b.reason = reason
 	b.data = nil
-	b.scan = nil
+	b.scan.Store(nil)
 	close(b.done)
 	return true
 }

@@ -9,16 +9,22 @@ import (
 )
 
 // scanIndexMin is the number of keys from which a bucket keeps its keys in
-// scan order between Scans (below it, each Scan sorts them anew: a few
-// microseconds).
-const scanIndexMin = 128
+// scan order between Scans (below it, each Scan sorts them anew: well
+// under a microsecond). HKEYS, HVALS and HGETALL list a hash in this order
+// too, so most hashes that are read whole keep one.
+const scanIndexMin = 8
+
+// maxAdded bounds the keys an index takes in after it is built: a Scan
+// that finds keys added since sorts them into a new index (readers may
+// hold the old one), a copy that must stay small.
+const maxAdded = 1024
 
 // scanIndex is a bucket's keys in scan order, kept between Scans: the keys
 // as they were when it was built, sorted, and the keys added since, sorted
 // by the next Scan. Deleted keys stay until a rebuild (a Scan skips them);
 // the bucket drops the index once the added keys reach an eighth of the
-// others, and a Scan rebuilds it once it holds more than twice as many keys
-// as the bucket.
+// others (at most maxAdded), and a Scan rebuilds it once it holds more than
+// twice as many keys as the bucket.
 type scanIndex struct {
 	built  []scanEntry
 	added  []scanEntry
@@ -40,15 +46,16 @@ func compareEntries(a, b scanEntry) int {
 // keyAdded records key, which a write is adding to the bucket, in the scan
 // index: a later Scan must see it. The caller holds the write lock.
 func (b *Bucket) keyAdded(key string) {
-	if b.scan != nil { // inlined: a bucket without an index pays one test
-		b.indexKey(key)
+	if idx := b.scan.Load(); idx != nil { // inlined: a bucket without an index pays one load
+		b.indexKey(idx, key)
 	}
 }
 
-func (b *Bucket) indexKey(key string) {
-	idx := b.scan
-	if len(idx.added) >= max(scanIndexMin, len(idx.built)/8) {
-		b.scan = nil // cheaper to rebuild than to merge
+// indexKey adds key to idx, the bucket's index. The write lock keeps every
+// reader away: the one time an index changes in place.
+func (b *Bucket) indexKey(idx *scanIndex, key string) {
+	if len(idx.added) >= min(max(scanIndexMin, len(idx.built)/8), maxAdded) {
+		b.scan.Store(nil) // cheaper to rebuild than to merge
 		return
 	}
 	idx.added = append(idx.added, scanEntry{scanorder.Hash(key), key})
@@ -56,7 +63,7 @@ func (b *Bucket) indexKey(key string) {
 
 // addingKey is keyAdded before a write of key, which may be new.
 func (b *Bucket) addingKey(key string) {
-	if b.scan != nil {
+	if b.scan.Load() != nil {
 		if _, ok := b.data[key]; !ok {
 			b.keyAdded(key)
 		}
@@ -72,21 +79,17 @@ func (b *Bucket) addingKey(key string) {
 // added or deleted meanwhile may or may not be. count below 1 means 1.
 //
 // A step costs O(log n + count) once the bucket has sorted its keys: the
-// first step does, O(n), and a bucket of 128 keys or more keeps them
-// sorted (24 bytes a key), taking in the keys added since, until they
-// reach an eighth of the others.
+// first step does, O(n), and a bucket of 8 keys or more keeps them sorted
+// (24 bytes a key), taking in the keys added since, until they reach an
+// eighth of the others or 1,024. Readers share a sorted index without a
+// lock; one that finds keys added since sorts them into a new one.
 func (tx *Tx) Scan(cursor uint64, count int) (keys []string, next uint64, err error) {
 	if tx.closed {
 		return nil, 0, ErrTxClosed
 	}
 	count = max(count, 1)
+	built, added := tx.b.scanEntries(tx.writable)
 	b := tx.b
-	if !tx.writable {
-		// Readers share the read lock: one at a time may sort.
-		b.scanMu.Lock()
-		defer b.scanMu.Unlock()
-	}
-	built, added := b.scanEntries()
 	i := sort.Search(len(built), func(i int) bool { return built[i].h >= cursor })
 	j := sort.Search(len(added), func(j int) bool { return added[j].h >= cursor })
 	var prev scanEntry
@@ -115,23 +118,44 @@ func (tx *Tx) Scan(cursor uint64, count int) (keys []string, next uint64, err er
 }
 
 // scanEntries returns the keys in scan order, in two sorted parts: from the
-// bucket's index, built or brought up to date now, or for a small bucket
-// sorted now and not kept. The caller holds the write lock, or the read
-// lock and scanMu.
-func (b *Bucket) scanEntries() (built, added []scanEntry) {
-	idx := b.scan
-	if idx == nil || len(idx.built)+len(idx.added) > 2*len(b.data) {
-		idx = &scanIndex{built: sortedKeys(b.data)}
-		b.scan = nil
-		if len(idx.built) >= scanIndexMin {
-			b.scan = idx
+// bucket's index, used as it is when it is up to date (readers then share
+// it without a lock), or built anew: when there is none, when it holds
+// more than twice as many keys as the bucket (most were deleted since), or
+// to sort the keys added since. A small bucket's keys are sorted for the
+// call and not kept. The caller holds the write lock (writable) or the
+// read lock.
+func (b *Bucket) scanEntries(writable bool) (built, added []scanEntry) {
+	if idx := b.scan.Load(); idx.ready(len(b.data)) {
+		return idx.built, idx.added
+	}
+	if !writable {
+		b.scanMu.Lock() // readers share the read lock: one builds at a time
+		defer b.scanMu.Unlock()
+		if idx := b.scan.Load(); idx.ready(len(b.data)) {
+			return idx.built, idx.added
 		}
 	}
-	if idx.sorted < len(idx.added) {
-		slices.SortFunc(idx.added, compareEntries)
-		idx.sorted = len(idx.added)
+	idx := b.scan.Load()
+	switch {
+	case idx == nil || len(idx.built)+len(idx.added) > 2*len(b.data):
+		idx = &scanIndex{built: sortedKeys(b.data)}
+	default: // sort what was added since, into a new index: readers may hold the old one
+		added := slices.Clone(idx.added)
+		slices.SortFunc(added, compareEntries)
+		idx = &scanIndex{built: idx.built, added: added}
+	}
+	idx.sorted = len(idx.added)
+	if len(idx.built)+len(idx.added) >= scanIndexMin {
+		b.scan.Store(idx)
+	} else {
+		b.scan.Store(nil)
 	}
 	return idx.built, idx.added
+}
+
+// ready reports whether idx can serve a Scan of a bucket of n keys as it is.
+func (idx *scanIndex) ready(n int) bool {
+	return idx != nil && idx.sorted == len(idx.added) && len(idx.built)+len(idx.added) <= 2*n
 }
 
 // sortedKeys returns the keys of data in scan order.

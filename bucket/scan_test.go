@@ -211,51 +211,58 @@ func TestScanWhileKeysComeAndGo(t *testing.T) {
 }
 
 // The index is kept between steps; an overwrite leaves it alone, a new key
-// joins it, many new keys drop it, many deleted keys make the next Scan
-// rebuild it, and a small or ended bucket keeps none.
+// joins it (and the next Scan sorts it into a new index, leaving the one
+// readers may hold untouched), many new keys drop it, many deleted keys
+// make the next Scan rebuild it, and a small or ended bucket keeps none.
 func TestScanIndexLifecycle(t *testing.T) {
 	b, keys := bucketWith(t, 1000)
-	assert.Nil(t, b.scan, "no index before the first Scan")
+	assert.Nil(t, b.scan.Load(), "no index before the first Scan")
 	scanStep(t, b, 0, 10)
-	idx := b.scan
+	idx := b.scan.Load()
 	require.NotNil(t, idx)
 	assert.Len(t, idx.built, 1000)
 	scanStep(t, b, 0, 10)
-	assert.Same(t, idx, b.scan, "kept between steps")
+	assert.Same(t, idx, b.scan.Load(), "kept between steps")
 
 	require.NoError(t, b.Put(keys[0], []byte("overwritten")))
 	_, err := b.Set(keys[1], []byte("overwritten"))
 	require.NoError(t, err)
-	assert.Same(t, idx, b.scan)
+	assert.Same(t, idx, b.scan.Load())
 	assert.Empty(t, idx.added, "an overwrite adds no key")
 
 	require.NoError(t, b.Put("new", []byte("v")))
-	assert.Same(t, idx, b.scan)
+	assert.Same(t, idx, b.scan.Load())
 	assert.Equal(t, []scanEntry{{scanorder.Hash("new"), "new"}}, idx.added)
+	scanStep(t, b, 0, 10)
+	sorted := b.scan.Load()
+	assert.NotSame(t, idx, sorted, "the added keys are sorted into a new index")
+	assert.Same(t, &idx.built[0], &sorted.built[0], "which shares the built part")
+	scanStep(t, b, 0, 10)
+	assert.Same(t, sorted, b.scan.Load())
 
-	for i := range scanIndexMin { // 1000/8 < scanIndexMin: the limit is scanIndexMin
+	for i := range 1000 / 8 { // the limit: an eighth of the built keys
 		require.NoError(t, b.Put("more:"+strconv.Itoa(i), []byte("v")))
 	}
-	assert.Nil(t, b.scan, "dropped once the added keys reach the limit")
+	assert.Nil(t, b.scan.Load(), "dropped once the added keys reach the limit")
 
 	scanStep(t, b, 0, 10)
-	idx = b.scan
+	idx = b.scan.Load()
 	require.NotNil(t, idx)
 	for _, k := range keys[:900] {
 		_, err := b.Delete(k)
 		require.NoError(t, err)
 	}
 	scanStep(t, b, 0, 10)
-	require.NotNil(t, b.scan)
-	assert.NotSame(t, idx, b.scan, "rebuilt once it holds more than twice the bucket's keys")
-	assert.Len(t, b.scan.built, 100+1+scanIndexMin)
+	require.NotNil(t, b.scan.Load())
+	assert.NotSame(t, idx, b.scan.Load(), "rebuilt once it holds more than twice the bucket's keys")
+	assert.Len(t, b.scan.Load().built, 100+1+1000/8)
 
 	small, _ := bucketWith(t, scanIndexMin-1)
 	scanStep(t, small, 0, 10)
-	assert.Nil(t, small.scan, "a small bucket sorts at each step")
+	assert.Nil(t, small.scan.Load(), "a small bucket sorts at each step")
 
 	b.Stop(nil)
-	assert.Nil(t, b.scan, "an ended bucket lets its index go")
+	assert.Nil(t, b.scan.Load(), "an ended bucket lets its index go")
 }
 
 // A rolled-back Update brings back the keys it deleted, in the index too,

@@ -3,6 +3,7 @@ package resp
 import (
 	"bytes"
 	"cmp"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -163,4 +164,61 @@ func hscanNext(b *testing.B, reply []byte) uint64 {
 		b.Fatalf("bad HSCAN cursor in %q", reply)
 	}
 	return n
+}
+
+// BenchmarkWholeHashReads measures HGETALL and HKEYS, which list a hash in
+// cursor order (its sorted scan index), on hashes of 10 and 100 fields,
+// serial and parallel, against their baseline in the same run: one pass
+// over the map in Go's random order, as they did before they had an order.
+func BenchmarkWholeHashReads(b *testing.B) {
+	s, ctx := commandLayer(b, Config{})
+	for _, n := range []int{10, 100} {
+		c := newConn(s, discardConn{})
+		key := []byte("h" + strconv.Itoa(n))
+		for i := range n {
+			c.exec(ctx, [][]byte{[]byte("HSET"), key, []byte("field:" + strconv.Itoa(i)), []byte("value")})
+		}
+		bk, _ := s.reg.Lookup(string(key))
+		for _, cmd := range []string{"HGETALL", "HKEYS"} {
+			b.Run(fmt.Sprintf("%s/%d/ordered", cmd, n), func(b *testing.B) {
+				b.ReportAllocs()
+				args := [][]byte{[]byte(cmd), key}
+				b.RunParallel(func(pb *testing.PB) {
+					c := newConn(s, discardConn{})
+					for pb.Next() {
+						c.out = c.out[:0]
+						c.exec(ctx, args)
+					}
+				})
+			})
+			b.Run(fmt.Sprintf("%s/%d/map-order", cmd, n), func(b *testing.B) {
+				b.ReportAllocs()
+				withValues := cmd == "HGETALL"
+				b.RunParallel(func(pb *testing.PB) {
+					c := newConn(s, discardConn{})
+					for pb.Next() {
+						c.out = c.out[:0]
+						var keys []string
+						var values [][]byte
+						_ = bk.View(func(tx *bucket.Tx) error {
+							return tx.ForEach(func(k string, v []byte) error {
+								keys = append(keys, k)
+								if withValues {
+									values = append(values, v)
+								}
+								return nil
+							})
+						})
+						c.array(len(keys) + len(values))
+						for i, k := range keys {
+							c.bulkString(k)
+							if withValues {
+								c.bulk(values[i])
+							}
+						}
+					}
+				})
+			})
+		}
+	}
 }

@@ -335,6 +335,22 @@ func (s *Server) hstrlen(ctx context.Context, c *conn, args [][]byte) {
 // in one order, which only the fields added or deleted change (Go's maps
 // have none: each pass over one starts at random). ok is false when it has
 // written an error reply instead. With withValues false, values is nil.
+// anyOrderPairs is pairs in no particular order (one pass over the map):
+// for HRANDFIELD, which picks at random anyway.
+func (s *Server) anyOrderPairs(ctx context.Context, c *conn, name []byte, withValues bool) (keys []string, values [][]byte, ok bool) {
+	_, ok = s.view(ctx, c, name, func(tx *bucket.Tx) error {
+		keys = make([]string, 0, tx.Len())
+		return tx.ForEach(func(k string, v []byte) error {
+			keys = append(keys, k)
+			if withValues {
+				values = append(values, v)
+			}
+			return nil
+		})
+	})
+	return keys, values, ok
+}
+
 func (s *Server) pairs(ctx context.Context, c *conn, name []byte, withValues bool) (keys []string, values [][]byte, ok bool) {
 	_, ok = s.view(ctx, c, name, func(tx *bucket.Tx) error {
 		keys, _, _ = tx.Scan(0, math.MaxInt)
@@ -511,7 +527,7 @@ func (s *Server) hrandfield(ctx context.Context, c *conn, args [][]byte) {
 		}
 	}
 	withValues := len(args) == 4
-	keys, values, ok := s.pairs(ctx, c, args[1], withValues)
+	keys, values, ok := s.anyOrderPairs(ctx, c, args[1], withValues)
 	if !ok {
 		return
 	}
