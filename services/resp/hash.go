@@ -307,27 +307,39 @@ func (s *Server) hexists(ctx context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) hlen(ctx context.Context, c *conn, args [][]byte) {
-	var n int
-	_, ok := s.view(ctx, c, args[1], func(tx *bucket.Tx) error {
-		n = tx.Len()
-		return nil
-	})
-	if ok {
-		c.integer(int64(n))
+	for range maxAttempts {
+		b, ok := s.live(ctx, c, args[1])
+		if !ok {
+			return
+		}
+		if b == nil {
+			break
+		}
+		if n, err := b.Len(); !endedFirst(err) {
+			c.integer(int64(n))
+			return
+		}
 	}
+	c.integer(0)
 }
 
 func (s *Server) hstrlen(ctx context.Context, c *conn, args [][]byte) {
-	var n int
-	_, ok := s.view(ctx, c, args[1], func(tx *bucket.Tx) error {
-		if v, err := tx.Get(str(args[2])); err == nil {
-			n = len(v)
+	for range maxAttempts {
+		b, ok := s.live(ctx, c, args[1])
+		if !ok {
+			return
 		}
-		return nil
-	})
-	if ok {
-		c.integer(int64(n))
+		if b == nil {
+			break
+		}
+		v, err := b.AppendValue(c.scratch[:0], str(args[2]))
+		if !endedFirst(err) {
+			c.scratch = v
+			c.integer(int64(len(v))) // 0 for a missing field
+			return
+		}
 	}
+	c.integer(0)
 }
 
 // pairs returns a snapshot of the bucket named name (nil when absent), in
