@@ -58,21 +58,28 @@ func endedFirst(err error) bool {
 	return errors.Is(err, bucket.ErrEnded) && !errors.As(err, new(*bucket.PanicError))
 }
 
-// view runs fn in a read transaction of the live bucket named name,
-// following the name past a bucket that ends first (see endedFirst), and
-// reports whether there was one; ok is false when an error reply was
-// written instead.
-func (s *Server) view(ctx context.Context, c *conn, name []byte, fn func(*bucket.Tx) error) (found, ok bool) {
+// follow calls op with the live bucket named name, and again with the
+// bucket the name leads to then when op finds that its bucket had ended
+// before it began (see endedFirst), and reports whether op ran on a
+// bucket: false when there is none (or it ended over and over). ok is
+// false when an error reply was written instead. op does not escape: a
+// closure costs no allocation.
+func (s *Server) follow(ctx context.Context, c *conn, name []byte, op func(*bucket.Bucket) error) (found, ok bool) {
 	for range maxAttempts {
 		b, ok := s.live(ctx, c, name)
 		if !ok || b == nil {
 			return false, ok
 		}
-		if err := b.View(fn); !endedFirst(err) {
+		if err := op(b); !endedFirst(err) {
 			return true, true
 		}
 	}
 	return false, true // ended over and over: reads as absent
+}
+
+// view is follow for a read transaction of the bucket.
+func (s *Server) view(ctx context.Context, c *conn, name []byte, fn func(*bucket.Tx) error) (found, ok bool) {
+	return s.follow(ctx, c, name, func(b *bucket.Bucket) error { return b.View(fn) })
 }
 
 // writable returns the live bucket named name, creating it if there is
@@ -210,6 +217,8 @@ func (s *Server) hsetnx(ctx context.Context, c *conn, args [][]byte) {
 	c.awaiting(p, start)
 }
 
+// hget is the hot read: follow inlined (a closure's indirect call costs a
+// third of the command here).
 func (s *Server) hget(ctx context.Context, c *conn, args [][]byte) {
 	for range maxAttempts {
 		b, ok := s.live(ctx, c, args[1])
@@ -266,28 +275,25 @@ func (s *Server) hdel(ctx context.Context, c *conn, args [][]byte) {
 		}
 		return nil
 	}
-	for range maxAttempts {
-		b, ok := s.live(ctx, c, args[1])
-		if !ok {
-			return
-		}
-		if b == nil {
-			break
-		}
-		p, err := b.UpdateNoWait(del)
-		switch {
-		case endedFirst(err):
-			continue // follow the name
-		case err != nil:
-			c.writeErr(err)
-		default:
-			start := len(c.out)
-			c.integer(int64(n))
-			c.awaiting(p, start)
-		}
-		return
+	var (
+		p   bucket.Pending
+		err error
+	)
+	found, ok := s.follow(ctx, c, args[1], func(b *bucket.Bucket) error {
+		p, err = b.UpdateNoWait(del)
+		return err
+	})
+	switch {
+	case !ok:
+	case !found:
+		c.integer(0)
+	case err != nil:
+		c.writeErr(err)
+	default:
+		start := len(c.out)
+		c.integer(int64(n))
+		c.awaiting(p, start)
 	}
-	c.integer(0)
 }
 
 func (s *Server) hexists(ctx context.Context, c *conn, args [][]byte) {
@@ -307,39 +313,33 @@ func (s *Server) hexists(ctx context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) hlen(ctx context.Context, c *conn, args [][]byte) {
-	for range maxAttempts {
-		b, ok := s.live(ctx, c, args[1])
-		if !ok {
-			return
+	var n int
+	found, ok := s.follow(ctx, c, args[1], func(b *bucket.Bucket) (err error) {
+		n, err = b.Len()
+		return err
+	})
+	if ok {
+		if !found {
+			n = 0
 		}
-		if b == nil {
-			break
-		}
-		if n, err := b.Len(); !endedFirst(err) {
-			c.integer(int64(n))
-			return
-		}
+		c.integer(int64(n))
 	}
-	c.integer(0)
 }
 
 func (s *Server) hstrlen(ctx context.Context, c *conn, args [][]byte) {
-	for range maxAttempts {
-		b, ok := s.live(ctx, c, args[1])
-		if !ok {
-			return
-		}
-		if b == nil {
-			break
-		}
-		v, err := b.AppendValue(c.scratch[:0], str(args[2]))
-		if !endedFirst(err) {
-			c.scratch = v
-			c.integer(int64(len(v))) // 0 for a missing field
-			return
-		}
+	var v []byte
+	found, ok := s.follow(ctx, c, args[1], func(b *bucket.Bucket) (err error) {
+		v, err = b.AppendValue(c.scratch[:0], str(args[2]))
+		return err
+	})
+	switch {
+	case !ok:
+	case !found:
+		c.integer(0)
+	default:
+		c.scratch = v
+		c.integer(int64(len(v))) // 0 for a missing field
 	}
-	c.integer(0)
 }
 
 // pairs returns a snapshot of the bucket named name (nil when absent), in
