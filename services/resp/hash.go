@@ -443,10 +443,29 @@ func parseFloat(b []byte) (float64, bool) {
 		s += "p0" // strtold reads a hexadecimal float without an exponent; Go does not
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) {
+	if err != nil || math.IsNaN(f) || (f == 0 && underflows(s)) {
 		return 0, false
 	}
 	return f, true
+}
+
+// underflows reports whether s, which reads as 0, writes a number other
+// than 0 (1e-5000): strtold says ERANGE, and Redis refuses it.
+func underflows(s string) bool {
+	digits := strings.TrimLeft(s, "+-")
+	hex := len(digits) > 1 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')
+	if hex {
+		digits = digits[2:]
+	}
+	for _, r := range digits {
+		switch {
+		case (r == 'e' || r == 'E') && !hex, r == 'p' || r == 'P':
+			return false // the exponent: no significant digit before it
+		case r >= '1' && r <= '9', hex && (r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F'):
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) hincrby(ctx context.Context, c *conn, args [][]byte) {

@@ -91,3 +91,31 @@ func equalFold(b []byte, w string) bool {
 	}
 	return true
 }
+
+// aclCategories returns the command's ACL categories as Redis names them
+// (COMMAND INFO lists them; COMMAND LIST FILTERBY ACLCAT filters by them):
+// its data type or area, then @read or @write for a command on data, and
+// @admin and @dangerous for an administrative one.
+func (c *command) aclCategories() []string {
+	var cats []string
+	switch c.group {
+	case "hash":
+		cats = append(cats, "@hash")
+	case "generic":
+		cats = append(cats, "@keyspace")
+	case "connection":
+		cats = append(cats, "@connection")
+	case "pubsub":
+		cats = append(cats, "@pubsub")
+	}
+	switch {
+	case c.flags&flagWrite != 0:
+		cats = append(cats, "@write")
+	case c.group == "hash" || c.group == "generic":
+		cats = append(cats, "@read")
+	}
+	if c.flags&flagAdmin != 0 {
+		cats = append(cats, "@admin", "@dangerous")
+	}
+	return cats
+}

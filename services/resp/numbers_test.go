@@ -72,6 +72,13 @@ func TestParseFloat(t *testing.T) {
 		{"0x_10", 0, false},
 		{"0x", 0, false},
 		{"1e400", 0, false},
+		{"1e-5000", 0, false}, // underflows: strtold's ERANGE
+		{"0x1p-5000", 0, false},
+		{"0x0ep-5000", 0, false}, // e is a hexadecimal digit here
+		{"0e5", 0, true},
+		{"-0.000", 0, true},
+		{"0x0p9", 0, true},
+		{"1e-320", 1e-320, true},
 		{"", 0, false},
 		{" 1", 0, false},
 		{"1 ", 0, false},

@@ -286,8 +286,8 @@ func (s *Server) commandCmd(ctx context.Context, c *conn, args [][]byte) {
 		case len(args) == 5 && equalFold(args[2], "filterby") && equalFold(args[3], "pattern"):
 			names = slices.DeleteFunc(names, func(n string) bool { return !globMatch(string(args[4]), n) })
 		case len(args) == 5 && equalFold(args[2], "filterby") && equalFold(args[3], "aclcat"):
-			cat := strings.TrimPrefix(strings.ToLower(string(args[4])), "@")
-			names = slices.DeleteFunc(names, func(n string) bool { return s.cmds[n].group != cat })
+			cat := "@" + strings.TrimPrefix(strings.ToLower(string(args[4])), "@")
+			names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(s.cmds[n].aclCategories(), cat) })
 		case len(args) == 5 && equalFold(args[2], "filterby") && equalFold(args[3], "module"):
 			names = nil // kv has no modules
 		default:
@@ -385,8 +385,11 @@ func (c *conn) commandInfo(cmd *command) {
 	c.integer(int64(cmd.first))
 	c.integer(int64(cmd.last))
 	c.integer(int64(cmd.step))
-	c.array(1)
-	c.simple("@" + cmd.group)
+	cats := cmd.aclCategories()
+	c.array(len(cats))
+	for _, cat := range cats {
+		c.simple(cat)
+	}
 	c.array(0) // tips
 	c.array(0) // key specs
 	c.array(0) // subcommands
