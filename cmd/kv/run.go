@@ -329,7 +329,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			return failed
 		}
 		defer func() {
-			if err := st.Close(); err != nil {
+			if err := closeWithin(st.Close, o.shutdownTimeout); err != nil {
 				log.Error("kv: closing the data directory", "err", err)
 				if code == exitOK {
 					code = exitFailed // writes may be missing: say so
@@ -453,6 +453,23 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	}
 	log.Info("kv stopped", "took", time.Since(begin).Round(time.Millisecond))
 	return exitOK
+}
+
+// closeWithin runs close and waits for it at most d. A store stuck on a
+// failing disk must not keep the process from exiting: what was
+// acknowledged is on disk or in the OS already, and the next start
+// recovers it from the log, as after a crash.
+func closeWithin(close func() error, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("did not close within %v; leaving it to the next start's recovery", d)
+	}
 }
 
 // addrOf is a listener's address for the logs, "off" when there is none.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -387,4 +388,17 @@ func TestThreeFrontEndsOneTree(t *testing.T) {
 		assert.Contains(t, body, want)
 	}
 	assert.Equal(t, exitOK, stop())
+}
+
+// Closing the data directory is bounded: a close that never returns (a
+// store stuck on a failing disk) gives an error after the bound, and one
+// that returns gives its own answer.
+func TestCloseWithin(t *testing.T) {
+	stuck := make(chan struct{})
+	defer close(stuck)
+	err := closeWithin(func() error { <-stuck; return nil }, 20*time.Millisecond)
+	require.ErrorContains(t, err, "did not close within")
+	failed := errors.New("failed")
+	assert.ErrorIs(t, closeWithin(func() error { return failed }, time.Minute), failed)
+	assert.NoError(t, closeWithin(func() error { return nil }, time.Minute))
 }
