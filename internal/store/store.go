@@ -92,13 +92,22 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	start := time.Now()
-	if err := s.reportTornTail(); err != nil {
+	end, err := s.reportTornTail()
+	if err != nil {
 		s.releaseLock()
 		return nil, err
 	}
 	s.db, err = pebble.Open(abs, s.pebbleOptions(false))
 	if err != nil {
 		s.releaseLock()
+		if end != nil && pebble.IsCorruptionError(err) {
+			// Pebble proved the WAL damaged (a later write says the log
+			// was synced past the unreadable one): name the file and
+			// the way out.
+			return nil, fmt.Errorf("%w (write-ahead log %s is unreadable at byte %d, with %d bytes of later writes: "+
+				"restore a checkpoint, or keep the %d writes before the damage with: truncate -s %d %s; a copy of the file is in %s)",
+				openError(abs, err), end.path, end.cut, end.later, end.records, end.cut, end.path, filepath.Join(abs, "damaged"))
+		}
 		return nil, openError(abs, err)
 	}
 	if err := s.loadMeta(); err != nil {

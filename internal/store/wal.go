@@ -19,32 +19,35 @@ import (
 // must for a torn tail (a crash cut the write under way, which no
 // FsyncAlways caller was told had succeeded); but it drops damage in the
 // middle of the file (disk rot, a stray write) the same way, with every
-// write after it. So, where reading stops:
+// write after it, silently. So, where reading stops:
 //   - nothing of this log follows (zeros, or an older log's content in a
 //     recycled file): a clean end, nothing to say;
-//   - a write of this log follows that the log itself says was synced
-//     before (pebble's sync chunks record the synced offset): damage, and
-//     Open fails with an error wrapping ErrCorrupt that names the file;
-//   - whole writes of this log follow, with no such proof (a power cut can
-//     leave a hole in the unsynced tail when the disk writes pages out of
-//     order): the start goes on, with an error line that says how many
-//     bytes are dropped, and a copy of the file is kept under damaged/;
+//   - whole writes of this log follow in a later block: the start goes on
+//     (a power cut can leave such a hole in an unsynced tail, when the
+//     disk writes pages out of order; the log cannot prove otherwise, as
+//     its synced offsets are not to be trusted under everysec, whose
+//     syncs kv defers), with an error line that says how many bytes are
+//     dropped, and a copy of the file under damaged/ to recover them from;
 //   - otherwise a torn tail: recovered up to the last whole write, logged.
-func (s *Store) reportTornTail() error {
+//
+// Later writes are looked for only where a chunk must start (each block's
+// start, then chunk after chunk): never inside a write's payload, where a
+// client's value could mimic one.
+func (s *Store) reportTornTail() (*walEnd, error) {
 	end, err := inspectNewestWAL(s.dir)
 	if err != nil || end == nil {
-		return err
+		return nil, err
 	}
 	if end.later == 0 {
 		s.log.Warn("store: the write-ahead log ends with a torn write (a crash cut it); recovering every whole write before it",
 			"file", end.path, "whole writes", end.records, "cut at", end.cut, "file size", end.size)
-		return nil
+		return end, nil
 	}
 	kept, cerr := keepCopy(s.dir, end.path)
 	s.log.Error("store: the write-ahead log is unreadable before its end; the writes after that point are dropped (possible damage; after a power cut, the unsynced tail)",
 		"file", end.path, "whole writes kept", end.records, "unreadable at", end.cut,
 		"dropped bytes of later writes", end.later, "copy", kept, "copy error", cerr)
-	return nil
+	return end, nil
 }
 
 // keepCopy copies file into dir/damaged/ and returns the copy's path.
@@ -61,6 +64,7 @@ func keepCopy(dir, file string) (string, error) {
 }
 
 // walEnd describes where reading the newest WAL stops short of its end.
+// later > 0 is possible damage; Check reports it.
 type walEnd struct {
 	path    string
 	records int   // whole writes before the cut
@@ -70,8 +74,7 @@ type walEnd struct {
 }
 
 // inspectNewestWAL classifies the end of the newest WAL in dir, as
-// reportTornTail says: nil for a clean end, a walEnd, or an error wrapping
-// ErrCorrupt for proven damage.
+// reportTornTail says: nil for a clean end, or a walEnd.
 func inspectNewestWAL(dir string) (*walEnd, error) {
 	logs, err := wal.Scan(wal.Dir{FS: vfs.Default, Dirname: dir})
 	if err != nil || len(logs) == 0 {
@@ -91,13 +94,7 @@ func inspectNewestWAL(dir string) (*walEnd, error) {
 	if cleanEnd(data[cut:], logNum) {
 		return nil, nil
 	}
-	later, synced := laterChunks(data, cut+1, logNum)
-	if synced > cut {
-		return nil, fmt.Errorf("%w: write-ahead log %s is damaged at byte %d: a later write in it says the log was synced up to byte %d, "+
-			"so writes that were acknowledged would be lost. Restore a checkpoint, or accept losing every write after the damage: "+
-			"truncate -s %d %s (keeps the %d writes before it)",
-			ErrCorrupt, path, cut, synced, cut, path, records)
-	}
+	later := laterChunks(data, cut, logNum)
 	return &walEnd{path: path, records: records, cut: cut, size: int64(len(data)), later: later}, nil
 }
 
@@ -125,7 +122,8 @@ func readsToTheEnd(l wal.LogicalLog) (bool, error) {
 // after the length (4 bytes), the payload's length (2), an encoding (1),
 // then the log's number (4) and, for the sync encodings, the offset the
 // log was synced up to when the chunk was written (8). A writer pads a
-// block's end that its header does not fit in with zeros.
+// block's end that its header does not fit in with zeros, so every block
+// starts with a chunk.
 const (
 	walBlockSize        = 32 << 10
 	walRecyclableHeader = 11
@@ -141,7 +139,7 @@ type walChunk struct {
 	full   bool   // the whole of a write
 	first  bool   // the first chunk of a write in several
 	last   bool   // the last chunk of a write in several
-	synced uint64 // for a sync chunk: the synced offset; else 0
+	sync   bool   // written with the synced offset (a 19-byte header)
 }
 
 // chunkAt parses the chunk at data[pos:], or reports false if there is no
@@ -174,10 +172,7 @@ func chunkAt(data []byte, pos int64) (walChunk, bool) {
 		return walChunk{}, false
 	}
 	c.logNum = binary.LittleEndian.Uint32(rest[7:11])
-	c.full, c.first, c.last = enc == 5, enc == 6, enc == 8
-	if header == walSyncHeader {
-		c.synced = binary.LittleEndian.Uint64(rest[11:19])
-	}
+	c.full, c.first, c.last, c.sync = enc == 5, enc == 6, enc == 8, header == walSyncHeader
 	return c, true
 }
 
@@ -198,7 +193,7 @@ func walkWAL(data []byte, logNum uint32) (records int, cut int64) {
 		if !ok || c.logNum != logNum {
 			break
 		}
-		if c.synced > 0 || data[pos+6] >= 9 {
+		if c.sync {
 			header = walSyncHeader
 		}
 		pos += int64(c.size)
@@ -241,18 +236,20 @@ func cleanEnd(rest []byte, logNum uint32) bool {
 	return binary.LittleEndian.Uint32(rest[7:11]) != logNum
 }
 
-// laterChunks looks in data, from offset from on, for valid chunks of log
-// logNum, and returns how many bytes they hold and the largest synced
-// offset any of them records.
-func laterChunks(data []byte, from int64, logNum uint32) (bytes int, synced int64) {
-	for pos := from; pos+walRecyclableHeader <= int64(len(data)); {
-		if c, ok := chunkAt(data, pos); ok && c.logNum == logNum {
+// laterChunks returns how many bytes the valid chunks of log logNum hold
+// in the blocks after the one holding cut, read as pebble reads them: from
+// each block's start, chunk after chunk, until one is not valid.
+func laterChunks(data []byte, cut int64, logNum uint32) (bytes int) {
+	for block := (cut/walBlockSize + 1) * walBlockSize; block < int64(len(data)); block += walBlockSize {
+		end := min(block+walBlockSize, int64(len(data)))
+		for pos := block; pos < end; {
+			c, ok := chunkAt(data[:end], pos)
+			if !ok || c.logNum != logNum {
+				break
+			}
 			bytes += c.size
-			synced = max(synced, int64(c.synced))
 			pos += int64(c.size)
-			continue
 		}
-		pos++
 	}
-	return bytes, synced
+	return bytes
 }
