@@ -394,6 +394,23 @@ func TestAnswersAsRedis(t *testing.T) {
 	hget, err := rc.Do(ctx, "COMMAND", "INFO", "hget").Slice()
 	require.NoError(t, err)
 	assert.Equal(t, []any{"@hash", "@read"}, hget[0].([]any)[6], "hget's ACL categories, as Redis has them (less @fast)")
+	for _, tc := range []struct {
+		cmd  string
+		want []any
+	}{
+		{"flushall", []any{"@keyspace", "@write", "@dangerous"}},
+		{"dbsize", []any{"@keyspace", "@read"}},
+		{"keys", []any{"@keyspace", "@read", "@dangerous"}},
+		{"hset", []any{"@hash", "@write"}},
+		{"ping", []any{"@connection"}},
+	} {
+		info, err := rc.Do(ctx, "COMMAND", "INFO", tc.cmd).Slice()
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, info[0].([]any)[6], tc.cmd)
+	}
+	dangerous, err := rc.Do(ctx, "COMMAND", "LIST", "FILTERBY", "ACLCAT", "dangerous").StringSlice()
+	require.NoError(t, err)
+	assert.Subset(t, dangerous, []string{"flushall", "flushdb", "keys", "debug"})
 	modules, err := rc.Do(ctx, "COMMAND", "LIST", "FILTERBY", "MODULE", "x").StringSlice()
 	require.NoError(t, err)
 	assert.Empty(t, modules)

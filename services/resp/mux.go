@@ -98,24 +98,28 @@ func equalFold(b []byte, w string) bool {
 // @admin and @dangerous for an administrative one.
 func (c *command) aclCategories() []string {
 	var cats []string
-	switch c.group {
-	case "hash":
-		cats = append(cats, "@hash")
-	case "generic":
-		cats = append(cats, "@keyspace")
-	case "connection":
+	onData := false
+	switch {
+	case c.group == "hash":
+		cats, onData = append(cats, "@hash"), true
+	case c.group == "generic", c.name == "dbsize", c.name == "flushall", c.name == "flushdb":
+		cats, onData = append(cats, "@keyspace"), true
+	case c.group == "connection":
 		cats = append(cats, "@connection")
-	case "pubsub":
+	case c.group == "pubsub":
 		cats = append(cats, "@pubsub")
 	}
 	switch {
 	case c.flags&flagWrite != 0:
 		cats = append(cats, "@write")
-	case c.group == "hash" || c.group == "generic":
+	case onData:
 		cats = append(cats, "@read")
 	}
-	if c.flags&flagAdmin != 0 {
+	switch {
+	case c.flags&flagAdmin != 0:
 		cats = append(cats, "@admin", "@dangerous")
+	case c.name == "keys", c.name == "flushall", c.name == "flushdb":
+		cats = append(cats, "@dangerous") // they touch every key
 	}
 	return cats
 }
