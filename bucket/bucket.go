@@ -80,6 +80,21 @@ func (b *Bucket) AppendValue(dst []byte, key string) ([]byte, error) {
 	return append(dst, v...), nil
 }
 
+// ValueLen returns the length of the value stored under key, ErrNotFound
+// when there is none, or ErrEnded. It copies nothing.
+func (b *Bucket) ValueLen(key string) (int, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.ended {
+		return 0, ErrEnded
+	}
+	v, ok := b.data[key]
+	if !ok {
+		return 0, ErrNotFound
+	}
+	return len(v), nil
+}
+
 // Put stores a copy of value under key, replacing any value there. A
 // durable bucket returns once the write is durable; on an error the write
 // was not made.

@@ -304,3 +304,16 @@ func TestEndKind(t *testing.T) {
 		assert.Equal(t, tc.want, EndKind(tc.reason), "%v", tc.reason)
 	}
 }
+
+func TestValueLen(t *testing.T) {
+	b := New("b", 1)
+	require.NoError(t, b.Put("k", []byte("four")))
+	n, err := b.ValueLen("k")
+	require.NoError(t, err)
+	assert.Equal(t, 4, n)
+	_, err = b.ValueLen("missing")
+	assert.ErrorIs(t, err, ErrNotFound)
+	b.Stop(nil)
+	_, err = b.ValueLen("k")
+	assert.ErrorIs(t, err, ErrEnded)
+}

@@ -340,9 +340,11 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 	r.unindex(from)
 	r.index(to)
 	if _, err := r.register(to, data); err != nil {
-		// The tree is stopping (the registry, or the bucket supervisor
-		// before it): the move stands, and to is loaded at its next use.
-		r.log.Warn("registry: rename done on disk; the destination was not started", "bucket", to, "err", err)
+		// Most likely the tree is stopping (the registry, or the bucket
+		// supervisor before it). Whatever the cause, the move stands, and
+		// to is loaded at its next use.
+		r.log.Warn("registry: rename done on disk; the destination could not be started, and will load at its next use",
+			"bucket", to, "err", err)
 	}
 	return nil
 }

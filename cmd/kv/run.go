@@ -257,6 +257,7 @@ type listening struct{ resp, text, http net.Addr }
 // serve runs the tree and its front ends until ctx ends. ready, when not
 // nil, is called with their addresses once they are serving.
 func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, ready func(listening)) (code int) {
+	var stopBegan time.Time // when the stop began: the data directory's close gets what is left
 	password := o.password
 	if o.passwordFile != "" {
 		raw, err := os.ReadFile(o.passwordFile)
@@ -329,7 +330,12 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			return failed
 		}
 		defer func() {
-			if err := closeWithin(st.Close, o.shutdownTimeout); err != nil {
+			// What is left of the stop's budget, and at least a second.
+			budget := o.shutdownTimeout
+			if !stopBegan.IsZero() {
+				budget = max(o.shutdownTimeout-time.Since(stopBegan), time.Second)
+			}
+			if err := closeWithin(st.Close, budget); err != nil {
 				log.Error("kv: closing the data directory", "err", err)
 				if code == exitOK {
 					code = exitFailed // writes may be missing: say so
@@ -435,6 +441,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	serving.Store(false)
 	log.Info("kv stopping: no new clients; finishing the commands in flight")
 	begin := time.Now()
+	stopBegan = begin
 	// The root stops the front ends (added with root.Add) first: the
 	// commands in flight finish against live buckets, and only then does
 	// it stop the registry and the buckets.

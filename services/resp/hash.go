@@ -327,18 +327,16 @@ func (s *Server) hlen(ctx context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) hstrlen(ctx context.Context, c *conn, args [][]byte) {
-	var v []byte
+	var n int
 	found, ok := s.follow(ctx, c, args[1], func(b *bucket.Bucket) (err error) {
-		v, err = b.AppendValue(c.scratch[:0], str(args[2]))
+		n, err = b.ValueLen(str(args[2]))
 		return err
 	})
-	switch {
-	case !ok:
-	case !found:
-		c.integer(0)
-	default:
-		c.scratch = v
-		c.integer(int64(len(v))) // 0 for a missing field
+	if ok {
+		if !found {
+			n = 0
+		}
+		c.integer(int64(n)) // 0 for a missing field: ValueLen's 0
 	}
 }
 
