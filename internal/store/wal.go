@@ -82,8 +82,8 @@ func inspectNewestWAL(dir string) (*walEnd, error) {
 	}
 	last := logs[len(logs)-1]
 	_, path := last.SegmentLocation(0)
-	if clean, err := readsToTheEnd(last); err != nil || clean {
-		return nil, err
+	if readsToTheEnd(last) {
+		return nil, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -100,7 +100,7 @@ func inspectNewestWAL(dir string) (*walEnd, error) {
 
 // readsToTheEnd reports whether pebble's own reader reads the log to its
 // end without an error.
-func readsToTheEnd(l wal.LogicalLog) (bool, error) {
+func readsToTheEnd(l wal.LogicalLog) bool {
 	r := l.OpenForRead()
 	defer r.Close()
 	for {
@@ -108,11 +108,8 @@ func readsToTheEnd(l wal.LogicalLog) (bool, error) {
 		if err == nil {
 			_, err = io.Copy(io.Discard, rec)
 		}
-		switch {
-		case errors.Is(err, io.EOF):
-			return true, nil
-		case err != nil:
-			return false, nil
+		if err != nil {
+			return errors.Is(err, io.EOF)
 		}
 	}
 }
@@ -207,10 +204,9 @@ func walkWAL(data []byte, logNum uint32) (records int, cut int64) {
 			return records, end
 		}
 	}
-	if inWrite {
-		return records, pos // a write cut short: its whole chunks are read
-	}
-	return records, max(end, pos)
+	// pos is where reading stopped: after the last whole write, or after
+	// the whole chunks of a write cut short.
+	return records, pos
 }
 
 func zeros(b []byte) bool {
