@@ -152,10 +152,7 @@ func (r *Registry) register(name string, pairs map[string][]byte) (*bucket.Bucke
 	b := bucket.Restore(name, r.nextID, pairs, r.store)
 	r.names[name] = b
 	r.refs[b.ID()] = ref{b: b}
-	if r.stored != nil { // the caller has just stored or loaded it
-		r.stored[name] = struct{}{}
-		r.order.ReplaceOrInsert(scanItem{ScanHash(name), name})
-	}
+	r.indexLocked(name) // the caller has just stored or loaded it
 	r.mu.Unlock()
 	return b, r.start(name, b)
 }
@@ -211,11 +208,16 @@ func (r *Registry) has(name string) (bool, error) {
 // index records name as stored, as register does.
 func (r *Registry) index(name string) {
 	r.mu.Lock()
+	r.indexLocked(name)
+	r.mu.Unlock()
+}
+
+// indexLocked is index for a caller that holds r.mu.
+func (r *Registry) indexLocked(name string) {
 	if r.stored != nil {
 		r.stored[name] = struct{}{}
 		r.order.ReplaceOrInsert(scanItem{ScanHash(name), name})
 	}
-	r.mu.Unlock()
 }
 
 // unindex removes name, just dropped from the store, from the index of
@@ -338,8 +340,8 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 	}
 	// Moved: the rename has happened, on disk, whatever follows.
 	r.unindex(from)
-	r.index(to)
-	if _, err := r.register(to, data); err != nil {
+	if _, err := r.register(to, data); err != nil { // register indexes to
+		r.index(to) // which it may have refused to do
 		// Most likely the tree is stopping (the registry, or the bucket
 		// supervisor before it). Whatever the cause, the move stands, and
 		// to is loaded at its next use.

@@ -116,8 +116,7 @@ func New(cfg Config) *Registry {
 	if r.store != nil {
 		r.stored = make(map[string]struct{})
 		err := r.store.Buckets(func(name string) error {
-			r.stored[name] = struct{}{}
-			r.order.ReplaceOrInsert(scanItem{ScanHash(name), name})
+			r.indexLocked(name) // not yet shared: no lock needed
 			return nil
 		})
 		if err != nil {
