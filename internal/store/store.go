@@ -362,20 +362,19 @@ func (s *Store) syncNow() error {
 	if fi := s.fault.Load(); fi != nil {
 		return fi.error()
 	}
-	if s.opts.Fsync == FsyncAlways {
-		if err := s.db.LogData(nil, pebble.Sync); err != nil {
-			return fmt.Errorf("store: sync %s: %w", s.dir, err)
-		}
-		return nil
-	}
-	// An empty commit marks how far the fsync below reaches: once it is
-	// written, so is every batch committed before it (the WAL is written in
-	// commit order), and those are the batches below its sequence number.
+	// An empty commit marks how far the sync reaches: once it is written,
+	// so is every batch committed before it (the WAL is written in commit
+	// order), and those are the batches below its sequence number. Under
+	// FsyncAlways the commit itself is fsynced, and that is all; under the
+	// others the fsync is deferred, and done below.
 	mark := s.db.NewBatch()
 	defer mark.Close()
 	_ = mark.LogData(nil, nil)
-	if err := s.db.Apply(mark, pebble.Sync); err != nil { // written, fsync deferred
+	if err := s.db.Apply(mark, pebble.Sync); err != nil {
 		return fmt.Errorf("store: sync %s: %w", s.dir, err)
+	}
+	if s.opts.Fsync == FsyncAlways {
+		return nil
 	}
 	covered := uint64(mark.SeqNum())
 	if err := s.fs.syncWALs(); err != nil {
