@@ -1,7 +1,6 @@
 package bucket
 
 import (
-	"cmp"
 	"slices"
 	"sort"
 
@@ -26,21 +25,9 @@ const maxAdded = 1024
 // others (at most maxAdded), and a Scan rebuilds it once it holds more than
 // twice as many keys as the bucket.
 type scanIndex struct {
-	built  []scanEntry
-	added  []scanEntry
+	built  []scanorder.Item
+	added  []scanorder.Item
 	sorted int // added[:sorted] is sorted
-}
-
-type scanEntry struct {
-	h   uint64
-	key string
-}
-
-func compareEntries(a, b scanEntry) int {
-	if c := cmp.Compare(a.h, b.h); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.key, b.key)
 }
 
 // keyAdded records key, which a write is adding to the bucket, in the scan
@@ -58,7 +45,7 @@ func (b *Bucket) indexKey(idx *scanIndex, key string) {
 		b.scan.Store(nil) // cheaper to rebuild than to merge
 		return
 	}
-	idx.added = append(idx.added, scanEntry{scanorder.Hash(key), key})
+	idx.added = append(idx.added, scanorder.Of(key))
 }
 
 // addingKey is keyAdded before a write of key, which may be new.
@@ -90,28 +77,28 @@ func (tx *Tx) Scan(cursor uint64, count int) (keys []string, next uint64, err er
 	count = max(count, 1)
 	built, added := tx.b.scanEntries(tx.writable)
 	b := tx.b
-	i := sort.Search(len(built), func(i int) bool { return built[i].h >= cursor })
-	j := sort.Search(len(added), func(j int) bool { return added[j].h >= cursor })
-	var prev scanEntry
+	i := sort.Search(len(built), func(i int) bool { return built[i].Hash >= cursor })
+	j := sort.Search(len(added), func(j int) bool { return added[j].Hash >= cursor })
+	var prev scanorder.Item
 	for first := true; i < len(built) || j < len(added); first = false {
-		var e scanEntry
-		if j == len(added) || (i < len(built) && compareEntries(built[i], added[j]) <= 0) {
+		var e scanorder.Item
+		if j == len(added) || (i < len(built) && scanorder.Compare(built[i], added[j]) <= 0) {
 			e = built[i]
 			i++
 		} else {
 			e = added[j]
 			j++
 		}
-		if !first && compareEntries(e, prev) == 0 {
+		if !first && scanorder.Compare(e, prev) == 0 {
 			continue // deleted, then added again
 		}
 		prev = e
-		if len(keys) >= count && e.h != next-1 {
+		if len(keys) >= count && e.Hash != next-1 {
 			return keys, next, nil
 		}
-		next = e.h + 1
-		if _, ok := b.data[e.key]; ok { // else deleted since it was indexed
-			keys = append(keys, e.key)
+		next = e.Hash + 1
+		if _, ok := b.data[e.Name]; ok { // else deleted since it was indexed
+			keys = append(keys, e.Name)
 		}
 	}
 	return keys, 0, nil
@@ -124,7 +111,7 @@ func (tx *Tx) Scan(cursor uint64, count int) (keys []string, next uint64, err er
 // to sort the keys added since. A small bucket's keys are sorted for the
 // call and not kept. The caller holds the write lock (writable) or the
 // read lock.
-func (b *Bucket) scanEntries(writable bool) (built, added []scanEntry) {
+func (b *Bucket) scanEntries(writable bool) (built, added []scanorder.Item) {
 	if idx := b.scan.Load(); idx.ready(len(b.data)) {
 		return idx.built, idx.added
 	}
@@ -141,7 +128,7 @@ func (b *Bucket) scanEntries(writable bool) (built, added []scanEntry) {
 		idx = &scanIndex{built: sortedKeys(b.data)}
 	default: // sort what was added since, into a new index: readers may hold the old one
 		added := slices.Clone(idx.added)
-		slices.SortFunc(added, compareEntries)
+		slices.SortFunc(added, scanorder.Compare)
 		idx = &scanIndex{built: idx.built, added: added}
 	}
 	idx.sorted = len(idx.added)
@@ -159,10 +146,10 @@ func (idx *scanIndex) ready(n int) bool {
 }
 
 // sortedKeys returns the keys of data in scan order.
-func sortedKeys(data map[string][]byte) []scanEntry {
-	entries := make([]scanEntry, 0, len(data))
+func sortedKeys(data map[string][]byte) []scanorder.Item {
+	entries := make([]scanorder.Item, 0, len(data))
 	for k := range data {
-		entries = append(entries, scanEntry{scanorder.Hash(k), k})
+		entries = append(entries, scanorder.Of(k))
 	}
 	return sortEntries(entries)
 }
@@ -172,9 +159,9 @@ func sortedKeys(data map[string][]byte) []scanEntry {
 // pass, over hashes and positions (no pointers to move), then the rare
 // entries that share a hash by key: several times faster than a comparison
 // sort at 100,000 keys.
-func sortEntries(entries []scanEntry) []scanEntry {
+func sortEntries(entries []scanorder.Item) []scanorder.Item {
 	if len(entries) < 256 {
-		slices.SortFunc(entries, compareEntries)
+		slices.SortFunc(entries, scanorder.Compare)
 		return entries
 	}
 	type pos struct {
@@ -183,7 +170,7 @@ func sortEntries(entries []scanEntry) []scanEntry {
 	}
 	src, dst := make([]pos, len(entries)), make([]pos, len(entries))
 	for i, e := range entries {
-		src[i] = pos{e.h, uint32(i)}
+		src[i] = pos{e.Hash, uint32(i)}
 	}
 	for shift := 0; shift < 64; shift += 8 {
 		var counts [256]int
@@ -205,17 +192,17 @@ func sortEntries(entries []scanEntry) []scanEntry {
 		}
 		src, dst = dst, src
 	}
-	sorted := make([]scanEntry, len(entries))
+	sorted := make([]scanorder.Item, len(entries))
 	for i, p := range src {
 		sorted[i] = entries[p.i]
 	}
 	for i := 0; i < len(sorted); {
 		j := i + 1
-		for j < len(sorted) && sorted[j].h == sorted[i].h {
+		for j < len(sorted) && sorted[j].Hash == sorted[i].Hash {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortFunc(sorted[i:j], compareEntries)
+			slices.SortFunc(sorted[i:j], scanorder.Compare)
 		}
 		i = j
 	}

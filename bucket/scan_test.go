@@ -53,14 +53,14 @@ func scanAll(t testing.TB, b *Bucket, count int, between func(step int)) [][]str
 // wantPage is the reference for one step over entries, sorted in scan
 // order: the first count from cursor on, then those that share the last
 // one's hash.
-func wantPage(entries []scanEntry, cursor uint64, count int) ([]string, uint64) {
+func wantPage(entries []scanorder.Item, cursor uint64, count int) ([]string, uint64) {
 	var page []string
-	start, _ := slices.BinarySearchFunc(entries, cursor, func(e scanEntry, c uint64) int { return cmp.Compare(e.h, c) })
+	start, _ := slices.BinarySearchFunc(entries, cursor, func(e scanorder.Item, c uint64) int { return cmp.Compare(e.Hash, c) })
 	for i := start; i < len(entries); i++ {
-		if len(page) >= count && entries[i].h != entries[i-1].h {
-			return page, entries[i-1].h + 1
+		if len(page) >= count && entries[i].Hash != entries[i-1].Hash {
+			return page, entries[i-1].Hash + 1
 		}
-		page = append(page, entries[i].key)
+		page = append(page, entries[i].Name)
 	}
 	return page, 0
 }
@@ -91,11 +91,11 @@ func TestScanPagesMatchTheReference(t *testing.T) {
 		for _, count := range []int{0, 1, 7, 100, 10000} {
 			t.Run(fmt.Sprintf("keys=%d/count=%d", n, count), func(t *testing.T) {
 				b, keys := bucketWith(t, n)
-				sorted := make([]scanEntry, 0, n)
+				sorted := make([]scanorder.Item, 0, n)
 				for _, k := range keys {
-					sorted = append(sorted, scanEntry{scanorder.Hash(k), k})
+					sorted = append(sorted, scanorder.Of(k))
 				}
-				slices.SortFunc(sorted, compareEntries)
+				slices.SortFunc(sorted, scanorder.Compare)
 				cursor := uint64(0)
 				var seen []string
 				for {
@@ -131,12 +131,12 @@ func TestSortEntriesMatchesComparisonSort(t *testing.T) {
 	} {
 		for _, n := range []int{0, 1, 255, 256, 3000} {
 			t.Run(fmt.Sprintf("%s/%d", tc.name, n), func(t *testing.T) {
-				entries := make([]scanEntry, n)
+				entries := make([]scanorder.Item, n)
 				for i := range entries {
-					entries[i] = scanEntry{tc.hash(), strconv.Itoa(rng.IntN(1 << 30))}
+					entries[i] = scanorder.Item{Hash: tc.hash(), Name: strconv.Itoa(rng.IntN(1 << 30))}
 				}
 				want := slices.Clone(entries)
-				slices.SortFunc(want, compareEntries)
+				slices.SortFunc(want, scanorder.Compare)
 				assert.Equal(t, want, sortEntries(entries))
 			})
 		}
@@ -232,7 +232,7 @@ func TestScanIndexLifecycle(t *testing.T) {
 
 	require.NoError(t, b.Put("new", []byte("v")))
 	assert.Same(t, idx, b.scan.Load())
-	assert.Equal(t, []scanEntry{{scanorder.Hash("new"), "new"}}, idx.added)
+	assert.Equal(t, []scanorder.Item{scanorder.Of("new")}, idx.added)
 	scanStep(t, b, 0, 10)
 	sorted := b.scan.Load()
 	assert.NotSame(t, idx, sorted, "the added keys are sorted into a new index")

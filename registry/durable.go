@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/internal/scanorder"
 	"github.com/kvproject/kv/internal/store"
 )
 
@@ -216,7 +217,7 @@ func (r *Registry) index(name string) {
 func (r *Registry) indexLocked(name string) {
 	if r.stored != nil {
 		r.stored[name] = struct{}{}
-		r.order.ReplaceOrInsert(scanItem{ScanHash(name), name})
+		r.order.ReplaceOrInsert(scanorder.Of(name))
 	}
 }
 
@@ -226,7 +227,7 @@ func (r *Registry) unindex(name string) {
 	r.mu.Lock()
 	if r.stored != nil {
 		delete(r.stored, name)
-		r.order.Delete(scanItem{ScanHash(name), name})
+		r.order.Delete(scanorder.Of(name))
 	}
 	r.mu.Unlock()
 }
@@ -387,10 +388,10 @@ func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 	old := r.names[to]
 	r.names[to] = b
 	r.refs[b.ID()] = ref{b: b}
-	r.order.ReplaceOrInsert(scanItem{ScanHash(to), to})
+	r.order.ReplaceOrInsert(scanorder.Of(to))
 	if r.names[from] == src {
 		delete(r.names, from)
-		r.order.Delete(scanItem{ScanHash(from), from})
+		r.order.Delete(scanorder.Of(from))
 	}
 	r.mu.Unlock()
 	// The names have switched: the rename has happened, and Rename reports

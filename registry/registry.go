@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
+	"github.com/kvproject/kv/internal/scanorder"
 )
 
 // MaxNameLen is the longest bucket name, in bytes.
@@ -81,7 +82,7 @@ type Registry struct {
 	stored map[string]struct{}
 	// order holds the names Scan walks, in scan order: the live buckets'
 	// without a store, the stored buckets' with one (nil when stored is).
-	order *btree.BTreeG[scanItem]
+	order *btree.BTreeG[scanorder.Item]
 
 	box     *mailbox
 	runs    atomic.Uint64 // how many times Serve has started
@@ -178,7 +179,7 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 	b := bucket.New(name, r.nextID)
 	r.names[name] = b
 	r.refs[b.ID()] = ref{b: b}
-	r.order.ReplaceOrInsert(scanItem{ScanHash(name), name})
+	r.order.ReplaceOrInsert(scanorder.Of(name))
 	r.mu.Unlock()
 	return b, r.start(name, b)
 }
@@ -488,7 +489,7 @@ func (r *Registry) forget(b *bucket.Bucket, reason error) {
 	if r.names[name] == b {
 		delete(r.names, name)
 		if r.store == nil { // with a store, order follows the stored names
-			r.order.Delete(scanItem{ScanHash(name), name})
+			r.order.Delete(scanorder.Of(name))
 		}
 	}
 	gone := r.waiters[id]

@@ -20,21 +20,10 @@ import (
 // HSCAN walks a bucket's keys in the same order (see [bucket.Tx.Scan]).
 func ScanHash(name string) uint64 { return scanorder.Hash(name) }
 
-// scanItem is a name with its ScanHash, as the ordered index keeps it.
-type scanItem struct {
-	h    uint64
-	name string
-}
-
-func scanLess(a, b scanItem) bool {
-	if a.h != b.h {
-		return a.h < b.h
-	}
-	return a.name < b.name
-}
-
 // newOrder returns an empty ordered index of names.
-func newOrder() *btree.BTreeG[scanItem] { return btree.NewG(32, scanLess) }
+func newOrder() *btree.BTreeG[scanorder.Item] {
+	return btree.NewG(32, func(a, b scanorder.Item) bool { return scanorder.Compare(a, b) < 0 })
+}
 
 // Scan returns the names of the buckets from cursor on in the scan order,
 // at least count of them unless fewer remain (more only when names share a
@@ -56,13 +45,13 @@ func (r *Registry) Scan(cursor uint64, count int) (names []string, next uint64, 
 	}
 	defer r.mu.RUnlock()
 	more := false
-	r.order.AscendGreaterOrEqual(scanItem{h: cursor}, func(it scanItem) bool {
-		if len(names) >= count && it.h != next-1 {
+	r.order.AscendGreaterOrEqual(scanorder.Item{Hash: cursor}, func(it scanorder.Item) bool {
+		if len(names) >= count && it.Hash != next-1 {
 			more = true
 			return false
 		}
-		names = append(names, it.name)
-		next = it.h + 1
+		names = append(names, it.Name)
+		next = it.Hash + 1
 		return true
 	})
 	if !more {

@@ -285,13 +285,17 @@ func TestLookupCurrentFollowsAnEndedBucket(t *testing.T) {
 // key would, and a whole iteration returns each key once.
 func TestScanPageMatchesSorting(t *testing.T) {
 	sortedPage := func(keys []string, cursor uint64, count int) ([]string, uint64) {
-		var rest []scanItem
+		type item struct { // the reference keeps its own order
+			h    uint64
+			name string
+		}
+		var rest []item
 		for _, k := range keys {
 			if h := ScanHash(k); h >= cursor {
-				rest = append(rest, scanItem{h, k})
+				rest = append(rest, item{h, k})
 			}
 		}
-		slices.SortFunc(rest, func(a, b scanItem) int {
+		slices.SortFunc(rest, func(a, b item) int {
 			if a.h != b.h {
 				return cmp.Compare(a.h, b.h)
 			}
