@@ -55,7 +55,14 @@
 //
 // When a write or sync of the store's files fails (a full disk), the store
 // fences itself: nothing more reaches the disk and every write fails with an
-// error wrapping [ErrWriteFailed]. The daemon's reads (from memory) go on;
+// error wrapping [ErrWriteFailed]. Pebble is not told: it treats a failed
+// WAL write as fatal (it panics at the next WAL rotation) and stalls its
+// writers on a memtable it cannot flush. So the file system below it
+// diverts its writes into memory until the store closes it to recover, and
+// the store decides which commits failed from the WAL records it saw
+// written (and, for FsyncAlways, fsynced) before the fault. While fenced,
+// a compaction waits until the engine closes, then fails. The daemon's
+// reads (from memory) go on;
 // the store's own reads fail until it has recovered, since its engine may
 // still hold the writes that failed. A later write or read (or the
 // everysec background loop), at most once per Options.RetryInterval, tries

@@ -249,3 +249,78 @@ func laterChunks(data []byte, cut int64, logNum uint32) (bytes int) {
 	}
 	return bytes
 }
+
+// walRecords follows the records of one WAL through the writes of pebble's
+// WAL writer, which writes whole chunks, and the zeros that pad a block's
+// end. It keeps the recordKey of the last whole record written.
+type walRecords struct {
+	pos  int64  // where the next write goes
+	cur  uint64 // the key of the record whose chunks are being written
+	in   bool   // a record's first chunk was written, not its last
+	last uint64 // the key of the last whole record
+	lost bool   // a write it could not follow: last no longer moves
+}
+
+// recordKey orders a WAL's records: a batch of count changes from sequence
+// number seq has key 2*(seq+count), and a batch with no changes (a mark:
+// it takes the sequence number of the batch after it, and comes before it
+// in the log) has 2*seq+1. A commit is durable when the last durable
+// record's key is at least its own.
+func recordKey(seq uint64, count uint32) uint64 {
+	if count == 0 {
+		return 2*seq + 1
+	}
+	return 2 * (seq + uint64(count))
+}
+
+// feed follows the write p.
+func (r *walRecords) feed(p []byte) {
+	for len(p) > 0 && !r.lost {
+		left := walBlockSize - r.pos%walBlockSize
+		if left < walRecyclableHeader || p[0] == 0 && len(p) > 6 && p[6] == 0 {
+			skip := min(left, int64(len(p))) // padding
+			r.pos += skip
+			p = p[skip:]
+			continue
+		}
+		if len(p) < walRecyclableHeader {
+			r.lost = true
+			return
+		}
+		header := walRecyclableHeader
+		enc := p[6]
+		switch {
+		case enc >= 5 && enc <= 8:
+		case enc >= 9 && enc <= 12:
+			header = walSyncHeader
+			enc -= 4
+		default:
+			r.lost = true
+			return
+		}
+		size := header + int(binary.LittleEndian.Uint16(p[4:6]))
+		if size > len(p) {
+			r.lost = true
+			return
+		}
+		payload := p[header:size]
+		switch enc {
+		case 5: // a whole record
+			if len(payload) >= 12 { // else the end-of-log trailer
+				r.last = recordKey(binary.LittleEndian.Uint64(payload), binary.LittleEndian.Uint32(payload[8:12]))
+			}
+			r.in = false
+		case 6: // first
+			if len(payload) >= 12 {
+				r.cur, r.in = recordKey(binary.LittleEndian.Uint64(payload), binary.LittleEndian.Uint32(payload[8:12])), true
+			}
+		case 8: // last
+			if r.in {
+				r.last = r.cur
+			}
+			r.in = false
+		}
+		r.pos += int64(size)
+		p = p[size:]
+	}
+}

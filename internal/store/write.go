@@ -30,6 +30,8 @@ func Delete(key string) Op { return Op{Key: key, Delete: true} }
 type Waiter struct {
 	s    *Store
 	b    *pebble.Batch // nil for the zero Waiter
+	seq  uint64        // the batch's first sequence number
+	key  uint64        // its recordKey in the WAL
 	repr []byte        // FsyncEverySec: the batch's bytes, for a replay
 }
 
@@ -56,9 +58,15 @@ func (w Waiter) Wait() error {
 	if err := w.b.SyncWait(); err != nil {
 		return fmt.Errorf("%w: write-ahead log in %s: %w", ErrWriteFailed, w.s.dir, err)
 	}
+	if w.s.fs.fenced.Load() && w.key > w.s.fs.goodKey() {
+		// Pebble wrote it into the fence's memory, not to the disk (or not
+		// durably, for FsyncAlways): the store, not pebble, knows.
+		_ = w.b.Close()
+		return fmt.Errorf("write-ahead log in %s: %w", w.s.dir, w.s.fault.Load().error())
+	}
 	if w.s.opts.Fsync == FsyncEverySec {
 		// Kept for a replay until the background fsync covers it.
-		u := unsyncedBatch{seq: uint64(w.b.SeqNum()), repr: w.repr}
+		u := unsyncedBatch{seq: w.seq, repr: w.repr}
 		w.s.unsyncedMu.Lock()
 		if u.seq >= w.s.syncedSeq { // else a sync has covered it already
 			w.s.unsynced = append(w.s.unsynced, u)
@@ -227,8 +235,17 @@ func (s *Store) commit(b *pebble.Batch, db *pebble.DB, what, bucket string) (Wai
 		return what + " " + quote(bucket)
 	}
 	discard := func() { _ = b.Close() }
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	// Pebble clears a large batch once committed (it joins the memtables
+	// as it is), and its sequence number with it. A large batch is
+	// committed alone, after an empty mark that takes the same number.
+	large := len(b.Repr())+64*int(b.Count()) >= largeBatch
+	if large {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	} else {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+	}
 	switch {
 	case s.closed:
 		discard()
@@ -250,6 +267,19 @@ func (s *Store) commit(b *pebble.Batch, db *pebble.DB, what, bucket string) (Wai
 	// Counted before the engine shows the write to readers, so that settle
 	// sees it.
 	s.outstanding.Add(1)
+	count := b.Count()
+	var seq uint64
+	if large {
+		mark := db.NewBatch()
+		_ = mark.LogData(nil, nil)
+		if err := db.Apply(mark, pebble.NoSync); err != nil {
+			s.outstanding.Add(-1)
+			discard()
+			return Waiter{}, fmt.Errorf("store: %s: %w: %w", name(), ErrWriteFailed, err)
+		}
+		seq = uint64(mark.SeqNum())
+		_ = mark.Close()
+	}
 	var err error
 	// Every policy requests a WAL sync and returns before it. Under
 	// FsyncAlways the Waiter waits for the fsync; under the others the
@@ -272,8 +302,11 @@ func (s *Store) commit(b *pebble.Batch, db *pebble.DB, what, bucket string) (Wai
 		discard()
 		return Waiter{}, fmt.Errorf("store: %s: %w: %w", name(), ErrWriteFailed, err)
 	}
+	if !large {
+		seq = uint64(b.SeqNum())
+	}
 	s.waiters.Add(1)
-	return Waiter{s: s, b: b, repr: repr}, nil
+	return Waiter{s: s, b: b, seq: seq, key: recordKey(seq, count), repr: repr}, nil
 }
 
 // settle returns once every write committed so far has met its fate under
@@ -364,7 +397,7 @@ func (s *Store) reopen(fi *faultInfo) error {
 	s.fs.reset()
 	db, err := pebble.Open(s.dir, s.pebbleOptions(false))
 	if err != nil {
-		s.fs.fenced.Store(true)
+		s.fs.fenceAgain()
 		return fmt.Errorf("%w (reopen: %v)", fi.error(), err)
 	}
 	s.db = db
