@@ -1,11 +1,13 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,11 +30,15 @@ type countingStore struct {
 	loads    atomic.Int64
 	reads    atomic.Int64 // Has, Load and Buckets
 	failList atomic.Bool
+	failLoad atomic.Bool // every Load fails while set
 }
 
 func (s *countingStore) Load(name string) (map[string][]byte, bool, error) {
 	s.loads.Add(1)
 	s.reads.Add(1)
+	if s.failLoad.Load() {
+		return nil, false, fmt.Errorf("injected: %w", store.ErrWriteFailed)
+	}
 	return s.Store.Load(name)
 }
 
@@ -425,4 +431,50 @@ func TestDurableRenameDoneWhileTheBucketSupervisorStops(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, found, "the move is on disk")
 	assert.Equal(t, map[string][]byte{"k": []byte("v")}, pairs)
+}
+
+// While the store cannot load a bucket, every Lookup of it fails; the log
+// gets one line a second, which counts the lines held back, not one line a
+// lookup.
+func TestLookupFailuresLogOncePerSecond(t *testing.T) {
+	st := openStoreT(t, t.TempDir())
+	require.NoError(t, st.Apply("a", store.Put("k", []byte("v"))))
+	var logs syncBuffer
+	ev := events.New(events.Options{})
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	reg := New(Config{Buckets: sup, Events: ev, Store: st,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	t.Cleanup(reg.release)
+	clock := time.Unix(1e9, 0)
+	reg.loadLog.now = func() time.Time { return clock }
+
+	st.failLoad.Store(true)
+	for range 50 {
+		_, ok := reg.Lookup("a")
+		require.False(t, ok)
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "could not load"))
+	clock = clock.Add(time.Second)
+	_, ok := reg.Lookup("a")
+	require.False(t, ok)
+	assert.Equal(t, 2, strings.Count(logs.String(), "could not load"))
+	assert.Contains(t, logs.String(), `"lines held back"=49`)
+}
+
+// syncBuffer is a bytes.Buffer for a logger that several goroutines use.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -67,6 +67,7 @@ type Registry struct {
 	stopFor time.Duration
 	store   Store        // nil: in memory only
 	flushMu sync.RWMutex // write-locked by FlushAll, read-locked by loads
+	loadLog *logLimit    // Lookup's failures to load
 
 	mu      sync.RWMutex // guards everything below
 	nextID  uint64
@@ -105,6 +106,7 @@ func New(cfg Config) *Registry {
 		waiters: make(map[uint64]chan struct{}),
 		claims:  make(map[string]chan struct{}),
 		store:   cfg.Store,
+		loadLog: newLogLimit(time.Second),
 		box:     newMailbox(),
 	}
 	if r.log == nil {
@@ -225,7 +227,10 @@ func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 	}
 	b, ok, err := r.lookupStored(name)
 	if err != nil {
-		r.log.Error("registry: lookup could not load a stored bucket", "bucket", name, "err", err)
+		if ok, dropped := r.loadLog.allow(); ok {
+			r.log.Error("registry: lookup could not load a stored bucket (at most one line a second)",
+				"bucket", name, "err", err, "lines held back", dropped)
+		}
 	}
 	return b, ok
 }
