@@ -326,3 +326,62 @@ func TestEmptyKey(t *testing.T) {
 	// Without the trailing slash there is still no such route.
 	expectError(t, a.do("GET", "/v1/buckets/b/keys", nil), http.StatusNotFound, "not_found")
 }
+
+// GET /v1/buckets/{bucket} pages its pairs with limit and cursor, as the
+// bucket listing pages names; without either it returns every pair.
+func TestGetBucketPages(t *testing.T) {
+	a := start(t, Config{})
+	ctx := context.Background()
+	b, err := a.root.Registry().Create(ctx, "h")
+	require.NoError(t, err)
+	var all []string
+	for i := range 250 {
+		k := fmt.Sprintf("k%03d", i)
+		all = append(all, k)
+		require.NoError(t, b.Put(k, []byte(k)))
+	}
+	page := func(query string) ([]string, string) {
+		t.Helper()
+		r := a.do("GET", bucketPath("h")+query, nil)
+		require.Equal(t, http.StatusOK, r.status, r.body)
+		m := r.json(t)
+		var keys []string
+		for _, p := range m["pairs"].([]any) {
+			p := p.(map[string]any)
+			v, err := base64.StdEncoding.DecodeString(p["value_base64"].(string))
+			require.NoError(t, err)
+			require.Equal(t, p["key"], string(v))
+			keys = append(keys, p["key"].(string))
+		}
+		cursor, _ := m["next_cursor"].(string)
+		return keys, cursor
+	}
+
+	keys, cursor := page("")
+	require.Equal(t, all, keys, "no limit and no cursor: every pair")
+	require.Empty(t, cursor)
+
+	var walked []string
+	keys, cursor = page("?limit=60")
+	walked = append(walked, keys...)
+	require.NoError(t, b.Put("k0595", []byte("k0595"))) // after the cursor: seen
+	require.NoError(t, b.Put("a", []byte("a")))         // before it: not
+	_, err = b.Delete("k061")
+	require.NoError(t, err)
+	for cursor != "" {
+		keys, cursor = page("?limit=60&cursor=" + cursor)
+		require.LessOrEqual(t, len(keys), 60)
+		walked = append(walked, keys...)
+	}
+	want := slices.Concat(all[:60], []string{"k0595"}, all[60:61], all[62:])
+	require.Equal(t, want, walked)
+
+	keys, cursor = page("?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("k100")))
+	require.Equal(t, all[101:201], keys, "a cursor alone: the default page of 100")
+	require.NotEmpty(t, cursor)
+
+	for _, q := range []string{"?limit=0", "?limit=x"} {
+		expectError(t, a.do("GET", bucketPath("h")+q, nil), http.StatusBadRequest, "bad_limit")
+	}
+	expectError(t, a.do("GET", bucketPath("h")+"?cursor=%25%25", nil), http.StatusBadRequest, "bad_cursor")
+}

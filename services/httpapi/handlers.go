@@ -44,6 +44,8 @@ type pair struct {
 type bucketDump struct {
 	bucketRef
 	Pairs []pair `json:"pairs"`
+	// NextCursor, when present, is the cursor parameter of the next page.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // listBuckets replies with a page of bucket names in byte order: those
@@ -51,26 +53,15 @@ type bucketDump struct {
 // previous page), at most limit of them. A cursor stays valid whatever is
 // created or deleted meanwhile.
 func (s *Server) listBuckets(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	pg, ok := readPaging(w, r)
+	if !ok {
+		return
+	}
 	limit := DefaultPageLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "bad_limit", "limit must be a positive integer")
-			return
-		}
-		limit = min(n, MaxPageLimit)
+	if pg.limit > 0 {
+		limit = pg.limit
 	}
-	after, hasCursor := "", false
-	if v := q.Get("cursor"); v != "" {
-		b, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad_cursor", "cursor is not one this API gave")
-			return
-		}
-		after, hasCursor = string(b), true
-	}
-	names, more := firstNames(s.cfg.Registry.Names(), after, hasCursor, limit)
+	names, more := firstNames(s.cfg.Registry.Names(), pg.after, pg.hasCursor, limit)
 	page := bucketPage{Buckets: make([]bucketRef, 0, len(names))}
 	for _, n := range names {
 		page.Buckets = append(page.Buckets, newBucketRef(n))
@@ -79,6 +70,36 @@ func (s *Server) listBuckets(w http.ResponseWriter, r *http.Request) {
 		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(names[len(names)-1]))
 	}
 	writeJSON(w, page)
+}
+
+// paging is a request's limit and cursor parameters.
+type paging struct {
+	limit     int // 0 when not given; else 1 to MaxPageLimit
+	after     string
+	hasCursor bool
+}
+
+// readPaging reads the limit and cursor parameters, or answers 400.
+func readPaging(w http.ResponseWriter, r *http.Request) (paging, bool) {
+	q := r.URL.Query()
+	var pg paging
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "bad_limit", "limit must be a positive integer")
+			return pg, false
+		}
+		pg.limit = min(n, MaxPageLimit)
+	}
+	if v := q.Get("cursor"); v != "" {
+		b, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_cursor", "cursor is not one this API gave")
+			return pg, false
+		}
+		pg.after, pg.hasCursor = string(b), true
+	}
+	return pg, true
 }
 
 // firstNames returns, in byte order, the limit smallest names after after
@@ -148,25 +169,53 @@ func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// getBucket replies with every pair of the bucket, sorted by key, from one
-// consistent view.
+// getBucket replies with the pairs of the bucket, sorted by key, from one
+// consistent view: all of them, or with limit or cursor a page of them
+// (the keys after the cursor, the raw URL-safe base64 of the last key of
+// the previous page; each page is consistent, not the whole walk).
 func (s *Server) getBucket(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("bucket")
+	pg, ok := readPaging(w, r)
+	if !ok {
+		return
+	}
 	b, ok := s.lookup(w, r, name)
 	if !ok {
 		return
 	}
+	if pg.hasCursor && pg.limit == 0 {
+		pg.limit = DefaultPageLimit
+	}
 	dump := bucketDump{bucketRef: newBucketRef(name), Pairs: []pair{}}
+	add := func(k string, v []byte) {
+		dump.Pairs = append(dump.Pairs, pair{
+			Key:         k,
+			KeyBase64:   base64.StdEncoding.EncodeToString([]byte(k)),
+			ValueBase64: base64.StdEncoding.EncodeToString(v),
+		})
+	}
 	err := b.View(func(tx *bucket.Tx) error {
-		dump.Pairs = make([]pair, 0, tx.Len())
-		return tx.ForEach(func(k string, v []byte) error {
-			dump.Pairs = append(dump.Pairs, pair{
-				Key:         k,
-				KeyBase64:   base64.StdEncoding.EncodeToString([]byte(k)),
-				ValueBase64: base64.StdEncoding.EncodeToString(v),
+		if pg.limit == 0 {
+			dump.Pairs = make([]pair, 0, tx.Len())
+			return tx.ForEach(func(k string, v []byte) error {
+				add(k, v)
+				return nil
 			})
+		}
+		keys := make([]string, 0, tx.Len())
+		_ = tx.ForEach(func(k string, _ []byte) error {
+			keys = append(keys, k)
 			return nil
 		})
+		page, more := firstNames(keys, pg.after, pg.hasCursor, pg.limit)
+		for _, k := range page {
+			v, _ := tx.Get(k)
+			add(k, v)
+		}
+		if more {
+			dump.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1]))
+		}
+		return nil
 	})
 	if err != nil {
 		s.bucketError(w, err)
