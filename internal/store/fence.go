@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -83,9 +84,11 @@ func isCompaction(c vfs.DiskWriteCategory) bool {
 	return c == "pebble-compaction" || c == "pebble-blob-file-rewrite"
 }
 
-// inDir reports whether name is in the data directory.
+// inDir reports whether name is the data directory or one of the engine's
+// files, all of which are at its top level. A checkpoint (in a directory
+// under it, or elsewhere) is not: while fenced, its writes fail.
 func (fs *faultFS) inDir(name string) bool {
-	return name == fs.dir || strings.HasPrefix(name, fs.dir+string(os.PathSeparator))
+	return name == fs.dir || filepath.Dir(name) == fs.dir
 }
 
 // fail records err, met on file, as the fault and fences the data

@@ -261,3 +261,30 @@ func TestFencedEngineGoesOn(t *testing.T) {
 		})
 	}
 }
+
+// A checkpoint that the disk's failure interrupts fails: its files are not
+// the engine's, and the fence keeps none of them in memory.
+func TestCheckpointDuringFault(t *testing.T) {
+	dir := t.TempDir()
+	faults := &Faults{}
+	s := openT(t, dir, Options{Fsync: FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	defer s.Close()
+	require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+
+	resume := faults.Stall()
+	target := filepath.Join(dir, "checkpoints", "1")
+	done := make(chan error, 1)
+	go func() { done <- s.Checkpoint(target) }()
+	// The checkpoint's first write (flushing the WAL) waits on the stall;
+	// the disk then fails it.
+	faults.FailWrites(fmt.Errorf("injected: %w", syscall.ENOSPC))
+	resume()
+	err := <-done
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "written, but", "the checkpoint itself failed")
+	if _, serr := os.Stat(target); serr == nil {
+		_, oerr := Open(target, Options{})
+		assert.Error(t, oerr, "no usable checkpoint is left behind: %v", err)
+	}
+	assert.True(t, s.LastSave().IsZero())
+}
