@@ -631,6 +631,12 @@ func (f *faultFile) Write(p []byte) (int, error) {
 	if err := f.fs.injected(false); err != nil {
 		return f.failed(p, off, 0, err)
 	}
+	if f.wal != nil && f.fs.deferWALSync {
+		f.fs.mu.Lock()
+		synced := f.wal.synced
+		f.fs.mu.Unlock()
+		p = capSyncedOffsets(p, off, uint64(synced))
+	}
 	n, err := f.File.Write(p)
 	if err != nil {
 		return f.failed(p, off, n, err)

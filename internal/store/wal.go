@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -24,10 +25,11 @@ import (
 //     recycled file): a clean end, nothing to say;
 //   - whole writes of this log follow in a later block: the start goes on
 //     (a power cut can leave such a hole in an unsynced tail, when the
-//     disk writes pages out of order; the log cannot prove otherwise, as
-//     its synced offsets are not to be trusted under everysec, whose
-//     syncs kv defers), with an error line that says how many bytes are
-//     dropped, and a copy of the file under damaged/ to recover them from;
+//     disk writes pages out of order), with an error line that says how
+//     many bytes are dropped, and a copy of the file under damaged/ to
+//     recover them from; unless a later chunk says the log was synced
+//     past the hole (see capSyncedOffsets: kv keeps those claims true),
+//     when pebble refuses to open: that is damage, not a power cut;
 //   - otherwise a torn tail: recovered up to the last whole write, logged.
 //
 // Later writes are looked for only where a chunk must start (each block's
@@ -275,35 +277,11 @@ func recordKey(seq uint64, count uint32) uint64 {
 
 // feed follows the write p.
 func (r *walRecords) feed(p []byte) {
-	for len(p) > 0 && !r.lost {
-		left := walBlockSize - r.pos%walBlockSize
-		if left < walRecyclableHeader || p[0] == 0 && len(p) > 6 && p[6] == 0 {
-			skip := min(left, int64(len(p))) // padding
-			r.pos += skip
-			p = p[skip:]
-			continue
-		}
-		if len(p) < walRecyclableHeader {
-			r.lost = true
-			return
-		}
-		header := walRecyclableHeader
-		enc := p[6]
-		switch {
-		case enc >= 5 && enc <= 8:
-		case enc >= 9 && enc <= 12:
-			header = walSyncHeader
-			enc -= 4
-		default:
-			r.lost = true
-			return
-		}
-		size := header + int(binary.LittleEndian.Uint16(p[4:6]))
-		if size > len(p) {
-			r.lost = true
-			return
-		}
-		payload := p[header:size]
+	if r.lost {
+		return
+	}
+	r.lost = !eachChunk(p, r.pos, func(_ int, c []byte, enc byte, header int) {
+		payload := c[header:]
 		switch enc {
 		case 5: // a whole record
 			if len(payload) >= 12 { // else the end-of-log trailer
@@ -320,7 +298,64 @@ func (r *walRecords) feed(p []byte) {
 			}
 			r.in = false
 		}
-		r.pos += int64(size)
-		p = p[size:]
+	})
+	r.pos += int64(len(p))
+}
+
+// eachChunk calls fn with each chunk in p (at p[at:]), a write of whole
+// chunks, and of the zeros that pad a block's end, at offset pos of a WAL,
+// with its encoding (the sync encodings 9 to 12 as 5 to 8) and header
+// size. It reports false if p is not such a write.
+func eachChunk(p []byte, pos int64, fn func(at int, chunk []byte, enc byte, header int)) bool {
+	for at := 0; at < len(p); {
+		rest := p[at:]
+		left := walBlockSize - (pos+int64(at))%walBlockSize
+		if left < walRecyclableHeader || rest[0] == 0 && len(rest) > 6 && rest[6] == 0 {
+			at += int(min(left, int64(len(rest)))) // padding
+			continue
+		}
+		if len(rest) < walRecyclableHeader {
+			return false
+		}
+		header := walRecyclableHeader
+		enc := rest[6]
+		switch {
+		case enc >= 5 && enc <= 8:
+		case enc >= 9 && enc <= 12:
+			header = walSyncHeader
+			enc -= 4
+		default:
+			return false
+		}
+		size := header + int(binary.LittleEndian.Uint16(rest[4:6]))
+		if size > len(rest) || int64(size) > left {
+			return false
+		}
+		fn(at, rest[:size], enc, header)
+		at += size
 	}
+	return true
+}
+
+// capSyncedOffsets returns p, a write at offset pos of a WAL, with the
+// synced offset that each sync chunk claims cut to synced (on a copy, if
+// that changes anything). Pebble writes in each chunk how far it believes
+// the log is synced, and on replay refuses a log whose unreadable part a
+// later chunk claims was synced; under FsyncEverySec and FsyncNo kv defers
+// the fsync that pebble believes done, so it writes the truth instead.
+func capSyncedOffsets(p []byte, pos int64, synced uint64) []byte {
+	out := p
+	eachChunk(p, pos, func(at int, c []byte, _ byte, header int) {
+		if header != walSyncHeader || binary.LittleEndian.Uint64(c[11:19]) <= synced {
+			return
+		}
+		if len(out) > 0 && &out[0] == &p[0] {
+			out = slices.Clone(p)
+		}
+		c = out[at : at+len(c)]
+		binary.LittleEndian.PutUint64(c[11:19], synced)
+		sum := crc32.Checksum(c[6:], castagnoli)
+		binary.LittleEndian.PutUint32(c[0:4], (sum>>15|sum<<17)+0xa282ead8)
+	})
+	return out
 }
