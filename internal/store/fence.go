@@ -50,8 +50,9 @@ type faultFS struct {
 	onFault      func(file string, err error)
 	deferWALSync bool
 
-	fenced atomic.Bool   // fence != nil, read without the lock
-	good   atomic.Uint64 // recordKey of the last durable WAL record
+	fenced  atomic.Bool   // fence != nil, read without the lock
+	good    atomic.Uint64 // recordKey of the last durable WAL record
+	closing atomic.Bool   // the engine is closing: a fence starts released
 
 	mu    sync.Mutex
 	fence *fence               // nil until a fault
@@ -119,14 +120,18 @@ func (fs *faultFS) fenceLocked() {
 	mem := vfs.NewMem()
 	_ = mem.MkdirAll(fs.dir, 0o755)
 	fs.fence = &fence{mem: mem, hidden: make(map[string]bool), release: make(chan struct{})}
+	if fs.closing.Load() {
+		close(fs.fence.release)
+	}
 	fs.fenced.Store(true)
 }
 
 // unblock makes the compactions waiting on the fence fail, and later ones
-// fail at once: the engine is closing.
+// fail at once (a fence raised later too): the engine is closing.
 func (fs *faultFS) unblock() {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
+	fs.closing.Store(true)
 	if f := fs.fence; f != nil {
 		select {
 		case <-f.release:
@@ -136,13 +141,16 @@ func (fs *faultFS) unblock() {
 	}
 }
 
-// reset lifts the fence and drops what it kept in memory. The engine that
-// wrote there must be closed.
+// reset lifts the fence and drops what it kept in memory, for a new
+// engine. The engine that wrote there must be closed, and every commit of
+// it answered (the durable record starts again from nothing).
 func (fs *faultFS) reset() {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	fs.fence = nil
 	fs.fenced.Store(false)
+	fs.closing.Store(false)
+	fs.good.Store(0)
 }
 
 // goodKey returns the recordKey of the last WAL record that is as durable
@@ -462,9 +470,9 @@ func (fs *faultFS) MkdirAll(dir string, perm os.FileMode) error {
 	return fs.FS.MkdirAll(dir, perm)
 }
 
-// OpenDir implements vfs.FS. Syncing a directory on the disk writes
-// nothing new, so while fenced the disk's directories are still opened;
-// one that exists only in memory is opened there.
+// OpenDir implements vfs.FS. A directory on the disk is opened there
+// (fenced or not: opening writes nothing), and its syncs go through the
+// fence; one that exists only in memory is opened there.
 func (fs *faultFS) OpenDir(name string) (vfs.File, error) {
 	d, err := fs.FS.OpenDir(name)
 	if err != nil {
@@ -473,9 +481,49 @@ func (fs *faultFS) OpenDir(name string) (vfs.File, error) {
 			defer fs.mu.Unlock()
 			return f.mem.OpenDir(name)
 		}
+		return nil, err
 	}
-	return d, err
+	return &faultDir{File: d, fs: fs, name: name}, nil
 }
+
+// faultDir is a directory on the disk, opened through faultFS: a failed
+// sync of the data directory is a fault that pebble is not told of (it
+// panics when the sync of the WAL's directory fails as it creates a WAL),
+// and while the store is fenced nothing is synced. Another directory (a
+// checkpoint's) reports its failures.
+type faultDir struct {
+	vfs.File
+	fs   *faultFS
+	name string
+}
+
+func (d *faultDir) sync(do func() error) error {
+	ours := d.name == d.fs.dir
+	if d.fs.fenced.Load() {
+		if ours {
+			return nil
+		}
+		return fmt.Errorf("sync %s: %w", d.name, errFenced)
+	}
+	err := d.fs.injected(true)
+	if err == nil {
+		err = do()
+	}
+	if err != nil {
+		err = fmt.Errorf("sync %s: %w", d.name, err)
+		d.fs.fail(d.name, err)
+		if ours {
+			return nil
+		}
+	}
+	return err
+}
+
+// Sync implements vfs.File.
+func (d *faultDir) Sync() error { return d.sync(d.File.Sync) }
+
+// SyncData implements vfs.File.
+func (d *faultDir) SyncData() error { return d.sync(d.File.SyncData) }
 
 // Unwrap implements vfs.FS.
 func (fs *faultFS) Unwrap() vfs.FS { return fs.FS }
@@ -604,15 +652,20 @@ func (f *faultFile) diverted() (vfs.File, error) {
 // failed records err, met writing p at off (n bytes of it reached the
 // disk), as the fault, takes back those n bytes, and writes p to the
 // file's copy in memory, or returns the error for a compaction's output.
-func (f *faultFile) failed(p []byte, off int64, n int, err error) (int, error) {
+// seq says whether p came through Write (the copy's own position is then
+// off, and must move past p) or WriteAt.
+func (f *faultFile) failed(p []byte, off int64, n int, seq bool, err error) (int, error) {
 	err = fmt.Errorf("write %s: %w", f.name, err)
 	f.fs.fail(f.name, err)
-	if n > 0 {
+	if n > 0 && seq {
 		_ = os.Truncate(f.name, off) // truncating needs no space
 	}
 	m, derr := f.diverted()
 	if derr != nil {
 		return 0, err
+	}
+	if seq {
+		return m.Write(p)
 	}
 	return m.WriteAt(p, off)
 }
@@ -629,7 +682,7 @@ func (f *faultFile) Write(p []byte) (int, error) {
 	}
 	off := f.size
 	if err := f.fs.injected(false); err != nil {
-		return f.failed(p, off, 0, err)
+		return f.failed(p, off, 0, true, err)
 	}
 	if f.wal != nil && f.fs.deferWALSync {
 		f.fs.mu.Lock()
@@ -639,7 +692,7 @@ func (f *faultFile) Write(p []byte) (int, error) {
 	}
 	n, err := f.File.Write(p)
 	if err != nil {
-		return f.failed(p, off, n, err)
+		return f.failed(p, off, n, true, err)
 	}
 	f.size += int64(n)
 	if f.wal != nil {
@@ -666,11 +719,11 @@ func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 		return m.WriteAt(p, off)
 	}
 	if err := f.fs.injected(false); err != nil {
-		return f.failed(p, off, 0, err)
+		return f.failed(p, off, 0, false, err)
 	}
 	n, err := f.File.WriteAt(p, off)
 	if err != nil {
-		return f.failed(p, off, n, err)
+		return f.failed(p, off, n, false, err)
 	}
 	f.size = max(f.size, off+int64(n))
 	return n, nil

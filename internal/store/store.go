@@ -51,6 +51,7 @@ type Store struct {
 	syncedSeq  uint64      // guarded by unsyncedMu
 	dirty      atomic.Bool // a write since the last background sync
 	syncMu     sync.Mutex  // one syncNow at a time (the loop, checkpoints)
+	cutTail    bool        // under mu: a recovery cut the WAL and has not reopened since
 
 	waiters     sync.WaitGroup // Waiters not yet waited for (Close waits for them)
 	outstanding atomic.Int64   // how many: recovery goes on only at zero
@@ -79,13 +80,18 @@ type unsyncedBatch struct {
 // whole write and logged. Damage that recovery may not repair makes Open fail
 // with an error naming the damaged file.
 func Open(dir string, opts Options) (*Store, error) {
+	return open(dir, opts, vfs.Default)
+}
+
+// open is Open on the file system disk (tests fail some of its calls).
+func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 	opts.setDefaults()
 	abs, err := canonicalDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{dir: abs, opts: opts, log: opts.Logger}
-	s.fs = newFaultFS(vfs.Default, abs, opts.Faults, s.onFault, opts.Fsync != FsyncAlways)
+	s.fs = newFaultFS(disk, abs, opts.Faults, s.onFault, opts.Fsync != FsyncAlways)
 
 	s.lock, err = lockDir(abs, "another kv (or another store in this process) holds it")
 	if err != nil {
@@ -167,8 +173,15 @@ func (s *Store) pebbleOptions(readOnly bool) *pebble.Options {
 		// with 64 MiB, HSET with -P 16 under everysec spent 40% of the
 		// daemon's CPU there and ran at 0.65x the speed it has with 4 MiB
 		// (2 MiB and 8 MiB were no better).
-		MemTableSize:       memTableSize,
-		FormatMajorVersion: pebble.FormatNewest,
+		MemTableSize: memTableSize,
+		// Pebble stops writes at 12 L0 sublevels by default, until
+		// compactions catch up. While the store is fenced, compactions
+		// wait for the recovery, and writes in flight at the fault go on
+		// flushing into memory: a stop would hold the commit pipeline,
+		// and Close with it, for ever. kv reads the engine only to load
+		// buckets, so it can afford the deeper L0 that a burst leaves.
+		L0StopWritesThreshold: 1000,
+		FormatMajorVersion:    pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {
 				s.log.Error("store: background error", "dir", s.dir, "err", err)
@@ -259,6 +272,17 @@ func (s *Store) Close() error {
 				s.log.Warn("store: closing the failed engine", "err", cerr)
 			}
 		}
+		s.unsyncedMu.Lock()
+		lost := len(s.unsynced)
+		s.unsynced = nil
+		s.unsyncedMu.Unlock()
+		if s.cutTail && lost > 0 {
+			// A recovery cut them from the WAL to replay them, then could
+			// not reopen: memory held the only copy.
+			s.log.Error("store: acknowledged writes since the last fsync are lost: the disk failed, a recovery cut them from the write-ahead log to replay them, and could not reopen",
+				"dir", s.dir, "writes", lost)
+			err = errors.Join(err, fmt.Errorf("store: %d acknowledged writes since the last fsync could not be written back", lost))
+		}
 		if s.opts.Fsync == FsyncAlways {
 			cut, cerr := s.fs.cutUnsynced()
 			if cerr != nil {
@@ -280,6 +304,10 @@ func (s *Store) Close() error {
 		s.unsyncedMu.Unlock()
 		if cerr := s.closeDB(); cerr != nil {
 			err = errors.Join(err, cerr)
+		}
+		if fi := s.fault.Load(); fi != nil {
+			// The WAL's last fsync, at its close, failed.
+			err = errors.Join(err, fmt.Errorf("store: close: %w", fi.error()))
 		}
 	}
 	s.releaseLock()
@@ -312,6 +340,14 @@ func (s *Store) onFault(file string, err error) {
 		s.log.Error("store: a write to disk failed; writes fail until it recovers, reads go on",
 			"dir", s.dir, "file", file, "err", err)
 	}
+}
+
+// faultErr returns the error of the recorded fault, or a generic one.
+func (s *Store) faultErr() error {
+	if fi := s.fault.Load(); fi != nil {
+		return fi.error()
+	}
+	return fmt.Errorf("%w: the disk failed", ErrWriteFailed)
 }
 
 // Err returns nil while the store can write, or the error that makes its

@@ -256,11 +256,12 @@ func laterChunks(data []byte, cut int64, logNum uint32) (bytes int) {
 // WAL writer, which writes whole chunks, and the zeros that pad a block's
 // end. It keeps the recordKey of the last whole record written.
 type walRecords struct {
-	pos  int64  // where the next write goes
-	cur  uint64 // the key of the record whose chunks are being written
-	in   bool   // a record's first chunk was written, not its last
-	last uint64 // the key of the last whole record
-	lost bool   // a write it could not follow: last no longer moves
+	pos  int64    // where the next write goes
+	head [12]byte // the batch header of the record being written in chunks
+	got  int      // how much of head its chunks so far held
+	in   bool     // a record's first chunk was written, not its last
+	last uint64   // the key of the last whole record
+	lost bool     // a write it could not follow: last no longer moves
 }
 
 // recordKey orders a WAL's records: a batch of count changes from sequence
@@ -288,13 +289,16 @@ func (r *walRecords) feed(p []byte) {
 				r.last = recordKey(binary.LittleEndian.Uint64(payload), binary.LittleEndian.Uint32(payload[8:12]))
 			}
 			r.in = false
-		case 6: // first
-			if len(payload) >= 12 {
-				r.cur, r.in = recordKey(binary.LittleEndian.Uint64(payload), binary.LittleEndian.Uint32(payload[8:12])), true
+		case 6: // first: its header may be cut across chunks, at a block's end
+			r.in, r.got = true, copy(r.head[:], payload)
+		case 7: // middle
+			if r.in && r.got < len(r.head) {
+				r.got += copy(r.head[r.got:], payload)
 			}
 		case 8: // last
-			if r.in {
-				r.last = r.cur
+			if r.in && r.got+len(payload) >= len(r.head) {
+				r.got += copy(r.head[r.got:], payload)
+				r.last = recordKey(binary.LittleEndian.Uint64(r.head[:8]), binary.LittleEndian.Uint32(r.head[8:12]))
 			}
 			r.in = false
 		}

@@ -62,7 +62,7 @@ func (w Waiter) Wait() error {
 		// Pebble wrote it into the fence's memory, not to the disk (or not
 		// durably, for FsyncAlways): the store, not pebble, knows.
 		_ = w.b.Close()
-		return fmt.Errorf("write-ahead log in %s: %w", w.s.dir, w.s.fault.Load().error())
+		return fmt.Errorf("write-ahead log in %s: %w", w.s.dir, w.s.faultErr())
 	}
 	if w.s.opts.Fsync == FsyncEverySec {
 		// Kept for a replay until the background fsync covers it.
@@ -238,7 +238,7 @@ func (s *Store) commit(b *pebble.Batch, db *pebble.DB, what, bucket string) (Wai
 	// Pebble clears a large batch once committed (it joins the memtables
 	// as it is), and its sequence number with it. A large batch is
 	// committed alone, after an empty mark that takes the same number.
-	large := len(b.Repr())+64*int(b.Count()) >= largeBatch
+	large := len(b.Repr())+256*int(b.Count()) >= largeBatch
 	if large {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -391,6 +391,7 @@ func (s *Store) reopen(fi *faultInfo) error {
 			s.log.Warn("store: cut the unsynced tail of the write-ahead log (writes that were not acknowledged, or are replayed below)",
 				"file", file, "bytes", n)
 		}
+		s.cutTail = s.cutTail || len(cut) > 0
 	} else {
 		s.fs.forgetWALs() // fsync=no syncs nothing: nothing to cut by
 	}
@@ -419,10 +420,17 @@ func (s *Store) reopen(fi *faultInfo) error {
 	if err := db.LogData(nil, pebble.Sync); err != nil || s.fs.fenced.Load() {
 		return fmt.Errorf("%w (sync after reopen: %v)", fi.error(), err)
 	}
+	// Cleared before the last look at the fence: a fault from here on
+	// records itself (onFault finds no fault), one before is seen below.
+	s.fault.Store(nil)
+	if s.fs.fenced.Load() {
+		s.fault.CompareAndSwap(nil, fi)
+		return fmt.Errorf("%w (sync after reopen: the disk failed again)", fi.error())
+	}
 	s.unsyncedMu.Lock()
 	s.unsynced = nil
 	s.unsyncedMu.Unlock()
-	s.fault.Store(nil)
+	s.cutTail = false
 	s.log.Info("store: recovered; writes work again", "dir", s.dir, "replayed writes", len(replay),
 		"failing since", fi.at)
 	return nil
