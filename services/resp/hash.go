@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -427,31 +428,109 @@ func parseInt(b []byte) (int64, bool) {
 // maxFloatLen is the longest float Redis reads (MAX_LONG_DOUBLE_CHARS).
 const maxFloatLen = 5 * 1024
 
-// parseFloat parses a Redis float as Redis's string2ld does (strtold, in
-// 64 bits): decimal or hexadecimal ("0x1A", "0x1p-2"), "inf" and
+// HINCRBYFLOAT computes as Redis does, in the x87 80-bit long double of its
+// usual builds (x86-64 Linux): a 64-bit significand, round to nearest
+// even, finite while |x| < 2^16384, and 0 at or below 2^-16446 (math/big's
+// exponent is wider: parseFloat checks these bounds; denormals keep all
+// 64 bits here, where a long double loses some).
+const (
+	ldPrec   = 64
+	ldMaxExp = 16384  // x = m * 2^e with 0.5 <= |m| < 1: finite while e <= ldMaxExp
+	ldMinExp = -16445 // half the smallest denormal 2^-16445 is 0.5 * 2^ldMinExp
+)
+
+// parseFloat parses a Redis float as Redis's string2ld does (strtold, in a
+// long double): decimal or hexadecimal ("0x1A", "0x1p-2"), "inf" and
 // "infinity" in any case, with a sign; no spaces, no underscores (which Go
 // alone accepts), no NaN, nothing out of range.
-func parseFloat(b []byte) (float64, bool) {
+func parseFloat(b []byte) (*big.Float, bool) {
 	if len(b) == 0 || len(b) >= maxFloatLen || bytes.IndexByte(b, '_') >= 0 {
-		return 0, false
+		return nil, false
 	}
 	s := str(b)
 	if digits := strings.TrimLeft(s, "+-"); len(s)-len(digits) <= 1 && len(digits) > 2 &&
 		digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X') && !strings.ContainsAny(digits, "pP") {
 		s += "p0" // strtold reads a hexadecimal float without an exponent; Go does not
 	}
+	// strconv checks the syntax; big reads the value in 64 bits.
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) || (f == 0 && underflows(s)) {
-		return 0, false
+	switch {
+	case err != nil && !errors.Is(err, strconv.ErrRange), math.IsNaN(f):
+		return nil, false
+	case math.IsInf(f, 0) && err == nil: // "inf", "infinity"
+		return new(big.Float).SetInf(f < 0), true
 	}
-	return f, true
+	x, _, err := new(big.Float).SetPrec(ldPrec).Parse(s, 0)
+	if err != nil {
+		return nil, false
+	}
+	if x.Sign() == 0 {
+		return x, !underflows(s)
+	}
+	if e := x.MantExp(nil); e > ldMaxExp+1 || e < ldMinExp-1 {
+		return nil, false // far out of range (and not worth reading exactly)
+	}
+	if !hexFloat(s) {
+		// Parse rounds a decimal's digits, then scales them by a power
+		// of ten it rounds too: its last bit can be wrong. A fraction
+		// of integers is exact, and SetRat rounds it once, as strtold
+		// does.
+		if r, ok := new(big.Rat).SetString(s); ok {
+			x.SetRat(r)
+		}
+	}
+	if x.MantExp(nil) > ldMaxExp || new(big.Float).Abs(x).Cmp(ldZeroBound) <= 0 {
+		return nil, false // strtold's ERANGE: HUGE_VALL, or 0
+	}
+	return x, true
+}
+
+// hexFloat reports whether s, a float parseFloat has checked, is written
+// in hexadecimal.
+func hexFloat(s string) bool {
+	digits := strings.TrimLeft(s, "+-")
+	return len(digits) > 1 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')
+}
+
+// ldZeroBound is half the smallest long double denormal: a number no
+// larger rounds to 0 (read with 64 bits first: a number just above it
+// with more digits may round down to it; strtold would round it up).
+var ldZeroBound = new(big.Float).SetMantExp(big.NewFloat(0.5), ldMinExp)
+
+// addLongDouble returns a + b as a long double, or false if that is not
+// finite.
+func addLongDouble(a, b *big.Float) (*big.Float, bool) {
+	if a.IsInf() || b.IsInf() {
+		return nil, false
+	}
+	z := new(big.Float).SetPrec(ldPrec).Add(a, b)
+	if z.Sign() != 0 && z.MantExp(nil) > ldMaxExp {
+		return nil, false
+	}
+	return z, true
+}
+
+// appendLongDouble appends x as Redis prints a HINCRBYFLOAT result
+// (ld2string's LD_STR_HUMAN): "%.17Lf", then without the trailing zeros of
+// the fraction, nor its point, and "-0" as "0".
+func appendLongDouble(dst []byte, x *big.Float) []byte {
+	start := len(dst)
+	dst = x.Append(dst, 'f', 17)
+	if bytes.IndexByte(dst[start:], '.') >= 0 {
+		dst = bytes.TrimRight(dst, "0")
+		dst = bytes.TrimSuffix(dst, []byte("."))
+	}
+	if string(dst[start:]) == "-0" {
+		dst = append(dst[:start], '0')
+	}
+	return dst
 }
 
 // underflows reports whether s, which reads as 0, writes a number other
 // than 0 (1e-5000): strtold says ERANGE, and Redis refuses it.
 func underflows(s string) bool {
 	digits := strings.TrimLeft(s, "+-")
-	hex := len(digits) > 1 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')
+	hex := hexFloat(s)
 	if hex {
 		digits = digits[2:]
 	}
@@ -503,13 +582,13 @@ func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
 	case !ok:
 		c.err("ERR value is not a valid float")
 		return
-	case math.IsInf(incr, 0):
+	case incr.IsInf():
 		c.err("ERR value is NaN or Infinity")
 		return
 	}
 	var out []byte
 	p, err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
-		var cur float64
+		cur := new(big.Float)
 		if v, err := tx.Get(str(args[2])); err == nil {
 			f, ok := parseFloat(v)
 			if !ok {
@@ -517,11 +596,11 @@ func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
 			}
 			cur = f
 		}
-		r := cur + incr
-		if math.IsNaN(r) || math.IsInf(r, 0) {
+		r, ok := addLongDouble(cur, incr)
+		if !ok {
 			return errNaN
 		}
-		out = strconv.AppendFloat(nil, r, 'f', -1, 64)
+		out = appendLongDouble(nil, r)
 		return tx.Put(string(args[2]), out)
 	})
 	if err != nil {
