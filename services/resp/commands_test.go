@@ -403,6 +403,11 @@ func TestAnswersAsRedis(t *testing.T) {
 		{"keys", []any{"@keyspace", "@read", "@dangerous"}},
 		{"hset", []any{"@hash", "@write"}},
 		{"ping", []any{"@connection"}},
+		// Types kv does not have, as Redis files them (less @fast, @slow).
+		{"get", []any{"@string", "@read"}},
+		{"lpush", []any{"@list", "@write"}},
+		{"smembers", []any{"@set", "@read"}},
+		{"zadd", []any{"@sortedset", "@write"}},
 	} {
 		info, err := rc.Do(ctx, "COMMAND", "INFO", tc.cmd).Slice()
 		require.NoError(t, err)

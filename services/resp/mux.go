@@ -100,8 +100,10 @@ func (c *command) aclCategories() []string {
 	var cats []string
 	onData := false
 	switch {
-	case c.group == "hash":
-		cats, onData = append(cats, "@hash"), true
+	case c.group == "hash", c.group == "string", c.group == "list", c.group == "set":
+		cats, onData = append(cats, "@"+c.group), true
+	case c.group == "sorted-set":
+		cats, onData = append(cats, "@sortedset"), true
 	case c.group == "generic", c.name == "dbsize", c.name == "flushall", c.name == "flushdb":
 		cats, onData = append(cats, "@keyspace"), true
 	case c.group == "connection":

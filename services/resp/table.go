@@ -65,18 +65,21 @@ func (s *Server) commandTable() mux {
 	for _, t := range []struct {
 		name  string
 		arity int
+		group string // Redis's: COMMAND DOCS and the ACL categories show it
 		empty func(*conn)
 	}{
-		{"get", 2, nothing}, {"strlen", 2, zero}, {"llen", 2, zero}, {"lrange", 4, none},
-		{"scard", 2, zero}, {"smembers", 2, none}, {"zcard", 2, zero}, {"zrange", -4, none},
-		{"set", -3, nil}, {"incr", 2, nil}, {"append", 3, nil}, {"lpush", -3, nil},
-		{"rpush", -3, nil}, {"sadd", -3, nil}, {"zadd", -4, nil},
+		{"get", 2, "string", nothing}, {"strlen", 2, "string", zero}, {"llen", 2, "list", zero},
+		{"lrange", 4, "list", none}, {"scard", 2, "set", zero}, {"smembers", 2, "set", none},
+		{"zcard", 2, "sorted-set", zero}, {"zrange", -4, "sorted-set", none},
+		{"set", -3, "string", nil}, {"incr", 2, "string", nil}, {"append", 3, "string", nil},
+		{"lpush", -3, "list", nil}, {"rpush", -3, "list", nil}, {"sadd", -3, "set", nil},
+		{"zadd", -4, "sorted-set", nil},
 	} {
 		flags := 0
 		if t.empty == nil {
 			flags = flagWrite
 		}
-		add(t.name, t.arity, flags, 1, 1, 1, "generic", "Not a hash command: WRONGTYPE on an existing key.", s.wrongType(t.empty))
+		add(t.name, t.arity, flags, 1, 1, 1, t.group, "Not a hash command: WRONGTYPE on an existing key.", s.wrongType(t.empty))
 	}
 	for name, syn := range syntax {
 		cmd, ok := m[name]
