@@ -95,12 +95,20 @@ func (fs *faultFS) inDir(name string) bool {
 // fail records err, met on file, as the fault and fences the data
 // directory, unless it is fenced already. The store hears of the fault
 // before anything is diverted, so that a commit that pebble reports as
-// written after the fault finds it.
+// written after the fault finds it. A failure on a file that is not the
+// engine's (a checkpoint's) is not a fault: the caller reports it, and the
+// store goes on; file is "" for pebble's own fatal errors.
 func (fs *faultFS) fail(file string, err error) {
+	if file != "" && !fs.inDir(file) {
+		return
+	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if fs.fence != nil {
 		return
+	}
+	if file == "" {
+		file = "pebble"
 	}
 	fs.onFault(file, err)
 	fs.fenceLocked()
@@ -294,28 +302,32 @@ func (fs *faultFS) reuseFenced(f *fence, oldname, newname string, c vfs.DiskWrit
 
 // Rename implements vfs.FS.
 func (fs *faultFS) Rename(oldname, newname string) error {
-	if f := fs.fenceOf(); f != nil {
-		return fs.moveFenced(f, oldname, newname, true)
-	}
-	if err := fs.injected(false); err != nil {
-		err = fmt.Errorf("rename %s: %w", oldname, err)
-		fs.fail(newname, err)
-		return fs.moveFenced(fs.fenceOf(), oldname, newname, true)
-	}
-	return fs.FS.Rename(oldname, newname)
+	return fs.move(oldname, newname, true, "rename", fs.FS.Rename)
 }
 
 // Link implements vfs.FS.
 func (fs *faultFS) Link(oldname, newname string) error {
+	return fs.move(oldname, newname, false, "link", fs.FS.Link)
+}
+
+// move renames oldname to newname, or links it (remove false), with disk;
+// in memory once the store is fenced, and from the moment that disk fails.
+func (fs *faultFS) move(oldname, newname string, remove bool, op string, disk func(string, string) error) error {
 	if f := fs.fenceOf(); f != nil {
-		return fs.moveFenced(f, oldname, newname, false)
+		return fs.moveFenced(f, oldname, newname, remove)
 	}
-	if err := fs.injected(false); err != nil {
-		err = fmt.Errorf("link %s: %w", oldname, err)
-		fs.fail(newname, err)
-		return fs.moveFenced(fs.fenceOf(), oldname, newname, false)
+	err := fs.injected(false)
+	if err == nil {
+		if err = disk(oldname, newname); err == nil {
+			return nil
+		}
 	}
-	return fs.FS.Link(oldname, newname)
+	err = fmt.Errorf("%s %s: %w", op, oldname, err)
+	fs.fail(newname, err)
+	if !fs.inDir(oldname) || !fs.inDir(newname) {
+		return err
+	}
+	return fs.moveFenced(fs.fenceOf(), oldname, newname, remove)
 }
 
 // moveFenced renames (or, with remove false, links) oldname to newname in
@@ -657,6 +669,9 @@ func (f *faultFile) diverted() (vfs.File, error) {
 func (f *faultFile) failed(p []byte, off int64, n int, seq bool, err error) (int, error) {
 	err = fmt.Errorf("write %s: %w", f.name, err)
 	f.fs.fail(f.name, err)
+	if f.compaction || !f.fs.inDir(f.name) {
+		return n, err // the compaction, or the checkpoint, fails
+	}
 	if n > 0 && seq {
 		_ = os.Truncate(f.name, off) // truncating needs no space
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -113,11 +114,7 @@ func TestFaultUnderLoad(t *testing.T) {
 					}
 					assert.Len(t, pairs, len(acked))
 				}
-				check(s)
-				require.NoError(t, s.Close())
-				s = openT(t, dir, Options{Fsync: policy})
-				defer s.Close()
-				check(s)
+				checkAcrossRestart(t, s, dir, policy, check)
 			})
 		}
 	}
@@ -154,11 +151,7 @@ func TestLargeWriteSurvivesRecovery(t *testing.T) {
 		assert.Equal(t, map[string]int{"small": 1, "big": len(big), "after": 1},
 			map[string]int{"small": len(pairs["small"]), "big": len(pairs["big"]), "after": len(pairs["after"])})
 	}
-	check(s)
-	require.NoError(t, s.Close())
-	s = openT(t, dir, Options{Fsync: FsyncEverySec})
-	defer s.Close()
-	check(s)
+	checkAcrossRestart(t, s, dir, FsyncEverySec, check)
 }
 
 // walRecords reads back, from the WAL files pebble wrote, the last record
@@ -259,11 +252,9 @@ func TestFencedEngineGoesOn(t *testing.T) {
 			require.Eventually(t, func() bool { return s.Apply("b", Put("after", []byte("3"))) == nil },
 				10*time.Second, time.Millisecond, "recovery closes the engine and reopens it")
 			want := map[string]map[string][]byte{"b": {"before": []byte("1"), "after": []byte("3")}}
-			assert.Equal(t, want, loadAll(t, s), "nothing written after the fault reached the disk")
-			require.NoError(t, s.Close())
-			s = openT(t, dir, Options{Fsync: policy})
-			defer s.Close()
-			assert.Equal(t, want, loadAll(t, s))
+			checkAcrossRestart(t, s, dir, policy, func(s *Store) {
+				assert.Equal(t, want, loadAll(t, s), "nothing written after the fault reached the disk")
+			})
 		})
 	}
 }
@@ -494,4 +485,32 @@ func TestManySmallChangesAreALargeBatch(t *testing.T) {
 			assert.Equal(t, recordKey(w.seq, 12001), w.key, "12,000 pairs and the bucket's marker")
 		})
 	}
+}
+
+// fullUnder is a disk that is full under one directory (another file
+// system, mounted there).
+type fullUnder struct {
+	vfs.FS
+	dir string
+}
+
+func (fs fullUnder) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	if strings.HasPrefix(name, fs.dir) {
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
+	}
+	return fs.FS.Create(name, c)
+}
+
+// A checkpoint that cannot be written (its target fails, the engine's
+// files do not) fails alone: the store goes on writing (a review found
+// that any failure of a file outside the engine fenced the store).
+func TestFailedCheckpointTargetIsNotAFault(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	s, err := open(dir, Options{Fsync: FsyncAlways}, fullUnder{vfs.Default, elsewhere})
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+	require.ErrorIs(t, s.Checkpoint(filepath.Join(elsewhere, "cp")), syscall.ENOSPC)
+	require.NoError(t, s.Err(), "the store's own files are fine")
+	require.NoError(t, s.Apply("b", Put("after", []byte("2"))))
 }

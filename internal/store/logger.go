@@ -21,5 +21,5 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.s.fatals.Add(1)
 	l.s.log.Error("pebble: fatal: " + msg)
-	l.s.fs.fail("pebble", fmt.Errorf("pebble: %s", msg))
+	l.s.fs.fail("", fmt.Errorf("pebble: %s", msg))
 }

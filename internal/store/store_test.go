@@ -53,6 +53,17 @@ func openT(t testing.TB, dir string, opts Options) *Store {
 	return s
 }
 
+// checkAcrossRestart runs check on s, closes s, and runs check again on
+// the store reopened from dir under policy.
+func checkAcrossRestart(t *testing.T, s *Store, dir string, policy Fsync, check func(*Store)) {
+	t.Helper()
+	check(s)
+	require.NoError(t, s.Close())
+	s = openT(t, dir, Options{Fsync: policy})
+	defer func() { require.NoError(t, s.Close()) }()
+	check(s)
+}
+
 // loadAll returns everything in s as bucket -> pairs.
 func loadAll(t testing.TB, s *Store) map[string]map[string][]byte {
 	t.Helper()
