@@ -80,7 +80,7 @@
 // hard-link the engine's files when the target is on the same file system.
 // Damage in a table is found by the read that meets it ([Store.LoadAll] at
 // start-up, or [Check]), not by Open, which reads only the MANIFEST and the
-// WAL. If the disk fills again between the recovery's probe and its reopen,
-// the reopen blocks (pebble retries the flush of the replayed WAL inside
-// Open) until space returns.
+// WAL. If the disk fails again while a recovery reopens the engine, the
+// fence goes up inside pebble's Open, and a later attempt closes that
+// engine and tries again.
 package store

@@ -149,6 +149,14 @@ func (fs *faultFS) unblock() {
 	}
 }
 
+// setClosing says whether the engine is closing (or opening): while it
+// is, a fence raised starts released, and compactions fail at once.
+func (fs *faultFS) setClosing(closing bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.closing.Store(closing)
+}
+
 // reset lifts the fence and drops what it kept in memory, for a new
 // engine. The engine that wrote there must be closed, and every commit of
 // it answered (the durable record starts again from nothing).

@@ -396,7 +396,12 @@ func (s *Store) reopen(fi *faultInfo) error {
 		s.fs.forgetWALs() // fsync=no syncs nothing: nothing to cut by
 	}
 	s.fs.reset()
+	// Pebble's Open waits for the compactions it starts: should the disk
+	// fail again while it opens, a compaction must fail at once rather
+	// than wait on the fence for a Close that would never come.
+	s.fs.setClosing(true)
 	db, err := pebble.Open(s.dir, s.pebbleOptions(false))
+	s.fs.setClosing(false)
 	if err != nil {
 		s.fs.fenceAgain()
 		return fmt.Errorf("%w (reopen: %v)", fi.error(), err)
@@ -409,16 +414,30 @@ func (s *Store) reopen(fi *faultInfo) error {
 	slices.SortFunc(replay, func(a, b unsyncedBatch) int { return cmp.Compare(a.seq, b.seq) })
 	for _, u := range replay {
 		b := db.NewBatch()
-		if err := b.SetRepr(u.repr); err != nil {
+		// The batch takes the slice, and pebble's pool reuses it once
+		// the batch is closed; the list keeps its own bytes for another
+		// attempt, should this one fail.
+		if err := b.SetRepr(slices.Clone(u.repr)); err != nil {
 			return fmt.Errorf("%w (replay: %v)", fi.error(), err)
 		}
+		fatals := s.fatals.Load()
 		if err := db.Apply(b, pebble.NoSync); err != nil {
 			return fmt.Errorf("%w (replay: %v)", fi.error(), err)
+		}
+		if s.fatals.Load() != fatals || s.fs.fenced.Load() {
+			return fmt.Errorf("%w (replay: the engine failed)", fi.error())
 		}
 		_ = b.Close()
 	}
 	if err := db.LogData(nil, pebble.Sync); err != nil || s.fs.fenced.Load() {
 		return fmt.Errorf("%w (sync after reopen: %v)", fi.error(), err)
+	}
+	if s.opts.Fsync == FsyncEverySec {
+		// The replayed writes leave the list below: first make them
+		// durable (under everysec the WAL's sync above only wrote them).
+		if err := s.fs.syncWALs(); err != nil {
+			return fmt.Errorf("%w (sync after reopen: %v)", fi.error(), err)
+		}
 	}
 	// Cleared before the last look at the fence: a fault from here on
 	// records itself (onFault finds no fault), one before is seen below.
