@@ -448,42 +448,68 @@ func parseFloat(b []byte) (*big.Float, bool) {
 		return nil, false
 	}
 	s := str(b)
-	if digits := strings.TrimLeft(s, "+-"); len(s)-len(digits) <= 1 && len(digits) > 2 &&
-		digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X') && !strings.ContainsAny(digits, "pP") {
+	hex := hexFloat(s)
+	if hex && !strings.ContainsAny(s, "pP") {
 		s += "p0" // strtold reads a hexadecimal float without an exponent; Go does not
 	}
-	// strconv checks the syntax; big reads the value in 64 bits.
+	// strconv checks the syntax; big reads the value exactly.
 	f, err := strconv.ParseFloat(s, 64)
 	switch {
 	case err != nil && !errors.Is(err, strconv.ErrRange), math.IsNaN(f):
 		return nil, false
 	case math.IsInf(f, 0) && err == nil: // "inf", "infinity"
 		return new(big.Float).SetInf(f < 0), true
+	case f == 0 && !underflows(s): // zero, whatever its exponent ("0e99999999999999999999")
+		zero := new(big.Float)
+		if s[0] == '-' {
+			zero.Neg(zero)
+		}
+		return zero, true
 	}
+	// A first, rounded reading tells the numbers far out of range from
+	// the rest, which are worth reading exactly (10^-99999 is not).
 	x, _, err := new(big.Float).SetPrec(ldPrec).Parse(s, 0)
-	if err != nil {
-		return nil, false
-	}
-	if x.Sign() == 0 {
-		return x, !underflows(s)
+	if err != nil || x.Sign() == 0 {
+		return nil, false // an exponent past int64, or an underflow
 	}
 	if e := x.MantExp(nil); e > ldMaxExp+1 || e < ldMinExp-1 {
-		return nil, false // far out of range (and not worth reading exactly)
+		return nil, false
 	}
-	if !hexFloat(s) {
-		// Parse rounds a decimal's digits, then scales them by a power
-		// of ten it rounds too: its last bit can be wrong. A fraction
-		// of integers is exact, and SetRat rounds it once, as strtold
-		// does.
-		if r, ok := new(big.Rat).SetString(s); ok {
-			x.SetRat(r)
+	// Exactly, then rounded once, as strtold does: a decimal is a
+	// fraction of integers (big.Float.Parse rounds its digits, then the
+	// power of ten: its last bit can be wrong); a hexadecimal float is
+	// exact in 4 bits a digit.
+	var exact *big.Float
+	if hex {
+		if exact, _, err = new(big.Float).SetPrec(uint(4*len(s) + 64)).Parse(s, 0); err != nil {
+			return nil, false
 		}
+	} else {
+		r, ok := new(big.Rat).SetString(s)
+		if !ok {
+			return nil, false
+		}
+		if new(big.Rat).Abs(r).Cmp(ldZeroBound) <= 0 {
+			return nil, false // rounds to 0: strtold's ERANGE
+		}
+		exact = new(big.Float).SetPrec(ldPrec).SetRat(r)
 	}
-	if x.MantExp(nil) > ldMaxExp || new(big.Float).Abs(x).Cmp(ldZeroBound) <= 0 {
-		return nil, false // strtold's ERANGE: HUGE_VALL, or 0
+	if hex && new(big.Float).Abs(exact).Cmp(ldZeroBoundFloat) <= 0 {
+		return nil, false
+	}
+	x.Set(exact) // x's precision: rounds to 64 bits
+	if x.MantExp(nil) > ldMaxExp {
+		return nil, false // strtold's ERANGE: HUGE_VALL
 	}
 	return x, true
 }
+
+// ldZeroBound is half the smallest long double denormal, 2^-16446: a
+// number no larger rounds to 0.
+var (
+	ldZeroBound      = new(big.Rat).SetFrac(big.NewInt(1), new(big.Int).Lsh(big.NewInt(1), -ldMinExp+1))
+	ldZeroBoundFloat = new(big.Float).SetMantExp(big.NewFloat(0.5), ldMinExp)
+)
 
 // hexFloat reports whether s, a float parseFloat has checked, is written
 // in hexadecimal.
@@ -491,11 +517,6 @@ func hexFloat(s string) bool {
 	digits := strings.TrimLeft(s, "+-")
 	return len(digits) > 1 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')
 }
-
-// ldZeroBound is half the smallest long double denormal: a number no
-// larger rounds to 0 (read with 64 bits first: a number just above it
-// with more digits may round down to it; strtold would round it up).
-var ldZeroBound = new(big.Float).SetMantExp(big.NewFloat(0.5), ldMinExp)
 
 // addLongDouble returns a + b as a long double, or false if that is not
 // finite.
@@ -514,6 +535,11 @@ func addLongDouble(a, b *big.Float) (*big.Float, bool) {
 // (ld2string's LD_STR_HUMAN): "%.17Lf", then without the trailing zeros of
 // the fraction, nor its point, and "-0" as "0".
 func appendLongDouble(dst []byte, x *big.Float) []byte {
+	if x.Sign() != 0 && x.MantExp(nil) <= -58 {
+		// Below 2^-58 (about 3.5e-18), "%.17Lf" prints 0: say so without
+		// writing the thousands of digits of a tiny number first.
+		return append(dst, '0')
+	}
 	start := len(dst)
 	dst = x.Append(dst, 'f', 17)
 	if bytes.IndexByte(dst[start:], '.') >= 0 {

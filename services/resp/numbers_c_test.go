@@ -29,9 +29,9 @@ static int string2ld(const char *s, long double *dp) {
     memcpy(buf, s, slen); buf[slen] = '\0';
     errno = 0; char *eptr;
     long double value = strtold(buf, &eptr);
-    if (isspace(buf[0]) || eptr[0] != '\0' ||
+    if (isspace(buf[0]) || eptr[0] != '\0' || (size_t)(eptr - buf) != slen ||
         (errno == ERANGE && (value == HUGE_VALL || value == -HUGE_VALL || fpclassify(value) == FP_ZERO)) ||
-        isnan(value)) return 0;
+        errno == EINVAL || isnan(value)) return 0;
     *dp = value; return 1;
 }
 int main(void) {
@@ -144,7 +144,10 @@ func randomFloat(r *rand.Rand) string {
 	case 5:
 		return strconv.FormatFloat(r.NormFloat64()*1e10, 'g', -1, 64)
 	case 6:
-		return []string{"inf", "-inf", "nan", "0", "-0", "1_0", ".", "1e", "0x", "0x1.8", "5.", ".5", "+1", "infinity", " 1", "0x1p-16446"}[r.IntN(16)]
+		return []string{"inf", "-inf", "nan", "0", "-0", "1_0", ".", "1e", "0x", "0x1.8", "5.", ".5", "+1", "infinity", " 1",
+			"0x1p-16446", "0x1.0000000000000000001p-16446", "0e99999999999999999999", "-0.0e-99999999999999999999",
+			"0x0p99999999999999999999", "1.82259976594123730126420296680970990819952540784678167186050e-4951",
+			"1.82259976594123730126420296680970990819952540784678167186048e-4951", "1e-4900"}[r.IntN(23)]
 	default:
 		return strconv.FormatFloat(r.Float64()*1e300, 'e', 25, 64)
 	}
