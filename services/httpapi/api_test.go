@@ -187,6 +187,8 @@ func TestListPagination(t *testing.T) {
 
 	names, _ = page("?limit=100000") // cut to the maximum
 	require.Len(t, names, 24)
+	names, _ = page("?limit=99999999999999999999") // past int64 too
+	require.Len(t, names, 24)
 
 	for _, q := range []string{"?limit=0", "?limit=-1", "?limit=x"} {
 		expectError(t, a.do("GET", "/v1/buckets"+q, nil), http.StatusBadRequest, "bad_limit")
@@ -327,8 +329,9 @@ func TestEmptyKey(t *testing.T) {
 	expectError(t, a.do("GET", "/v1/buckets/b/keys", nil), http.StatusNotFound, "not_found")
 }
 
-// GET /v1/buckets/{bucket} pages its pairs with limit and cursor, as the
-// bucket listing pages names; without either it returns every pair.
+// GET /v1/buckets/{bucket} pages its pairs with limit and cursor, in the
+// order HSCAN walks, each page O(log n + limit); without either it returns
+// every pair, sorted by key.
 func TestGetBucketPages(t *testing.T) {
 	a := start(t, Config{})
 	ctx := context.Background()
@@ -340,6 +343,9 @@ func TestGetBucketPages(t *testing.T) {
 		all = append(all, k)
 		require.NoError(t, b.Put(k, []byte(k)))
 	}
+	all = append(all, "") // the empty field: its page must not end the walk
+	require.NoError(t, b.Put("", []byte("")))
+	slices.Sort(all)
 	page := func(query string) ([]string, string) {
 		t.Helper()
 		r := a.do("GET", bucketPath("h")+query, nil)
@@ -358,30 +364,60 @@ func TestGetBucketPages(t *testing.T) {
 	}
 
 	keys, cursor := page("")
-	require.Equal(t, all, keys, "no limit and no cursor: every pair")
+	require.Equal(t, all, keys, "no limit and no cursor: every pair, sorted")
 	require.Empty(t, cursor)
 
+	for _, limit := range []int{1, 7, 60, 1000} {
+		var walked []string
+		cursor := "0"
+		for {
+			keys, next := page(fmt.Sprintf("?limit=%d&cursor=%s", limit, cursor))
+			require.LessOrEqual(t, len(keys), limit)
+			walked = append(walked, keys...)
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		assert.ElementsMatch(t, all, walked, "limit %d: every key exactly once", limit)
+	}
+
+	// Writes between pages: a key there for the whole walk comes once.
 	var walked []string
-	keys, cursor = page("?limit=60")
+	keys, cursor = page("?limit=50")
 	walked = append(walked, keys...)
-	require.NoError(t, b.Put("k0595", []byte("k0595"))) // after the cursor: seen
-	require.NoError(t, b.Put("a", []byte("a")))         // before it: not
-	_, err = b.Delete("k061")
+	require.NoError(t, b.Put("new", []byte("new")))
+	_, err = b.Delete("k100")
 	require.NoError(t, err)
 	for cursor != "" {
-		keys, cursor = page("?limit=60&cursor=" + cursor)
-		require.LessOrEqual(t, len(keys), 60)
+		keys, cursor = page("?limit=50&cursor=" + cursor)
 		walked = append(walked, keys...)
 	}
-	want := slices.Concat(all[:60], []string{"k0595"}, all[60:61], all[62:])
-	require.Equal(t, want, walked)
+	for _, k := range all {
+		if k != "k100" {
+			assert.Equal(t, 1, countOf(walked, k), "key %q", k)
+		}
+	}
 
-	keys, cursor = page("?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("k100")))
-	require.Equal(t, all[101:201], keys, "a cursor alone: the default page of 100")
-	require.NotEmpty(t, cursor)
+	keys, next := page("?cursor=0")
+	assert.Len(t, keys, DefaultPageLimit, "a cursor alone: the default page")
+	assert.NotEmpty(t, next)
+	keys, _ = page("?limit=99999999999999999999")
+	assert.Len(t, keys, len(all), "a limit past the maximum is cut to it (1000: all 251 keys)")
 
-	for _, q := range []string{"?limit=0", "?limit=x"} {
+	for _, q := range []string{"?limit=0", "?limit=x", "?limit=-1"} {
 		expectError(t, a.do("GET", bucketPath("h")+q, nil), http.StatusBadRequest, "bad_limit")
 	}
-	expectError(t, a.do("GET", bucketPath("h")+"?cursor=%25%25", nil), http.StatusBadRequest, "bad_cursor")
+	for _, q := range []string{"?cursor=x", "?cursor=-1"} {
+		expectError(t, a.do("GET", bucketPath("h")+q, nil), http.StatusBadRequest, "bad_cursor")
+	}
+}
+
+func countOf(s []string, v string) (n int) {
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
 }

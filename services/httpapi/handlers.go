@@ -53,15 +53,23 @@ type bucketDump struct {
 // previous page), at most limit of them. A cursor stays valid whatever is
 // created or deleted meanwhile.
 func (s *Server) listBuckets(w http.ResponseWriter, r *http.Request) {
-	pg, ok := readPaging(w, r)
+	limit, ok := readLimit(w, r)
 	if !ok {
 		return
 	}
-	limit := DefaultPageLimit
-	if pg.limit > 0 {
-		limit = pg.limit
+	if limit == 0 {
+		limit = DefaultPageLimit
 	}
-	names, more := firstNames(s.cfg.Registry.Names(), pg.after, pg.hasCursor, limit)
+	after, hasCursor := "", false
+	if v := r.URL.Query().Get("cursor"); v != "" {
+		b, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_cursor", "cursor is not one this API gave")
+			return
+		}
+		after, hasCursor = string(b), true
+	}
+	names, more := firstNames(s.cfg.Registry.Names(), after, hasCursor, limit)
 	page := bucketPage{Buckets: make([]bucketRef, 0, len(names))}
 	for _, n := range names {
 		page.Buckets = append(page.Buckets, newBucketRef(n))
@@ -72,34 +80,23 @@ func (s *Server) listBuckets(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, page)
 }
 
-// paging is a request's limit and cursor parameters.
-type paging struct {
-	limit     int // 0 when not given; else 1 to MaxPageLimit
-	after     string
-	hasCursor bool
-}
-
-// readPaging reads the limit and cursor parameters, or answers 400.
-func readPaging(w http.ResponseWriter, r *http.Request) (paging, bool) {
-	q := r.URL.Query()
-	var pg paging
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "bad_limit", "limit must be a positive integer")
-			return pg, false
-		}
-		pg.limit = min(n, MaxPageLimit)
+// readLimit reads the limit parameter: 0 when absent, else 1 to
+// MaxPageLimit (a larger number, however large, is cut to it). It answers
+// 400 to anything else.
+func readLimit(w http.ResponseWriter, r *http.Request) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 0, true
 	}
-	if v := q.Get("cursor"); v != "" {
-		b, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad_cursor", "cursor is not one this API gave")
-			return pg, false
-		}
-		pg.after, pg.hasCursor = string(b), true
+	n, err := strconv.Atoi(v)
+	switch {
+	case errors.Is(err, strconv.ErrRange) && v[0] != '-':
+		n = MaxPageLimit
+	case err != nil || n < 1:
+		writeError(w, http.StatusBadRequest, "bad_limit", "limit must be a positive integer")
+		return 0, false
 	}
-	return pg, true
+	return min(n, MaxPageLimit), true
 }
 
 // firstNames returns, in byte order, the limit smallest names after after
@@ -169,22 +166,34 @@ func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// getBucket replies with the pairs of the bucket, sorted by key, from one
-// consistent view: all of them, or with limit or cursor a page of them
-// (the keys after the cursor, the raw URL-safe base64 of the last key of
-// the previous page; each page is consistent, not the whole walk).
+// getBucket replies with every pair of the bucket, sorted by key, from one
+// consistent view; or, with limit or cursor, with a page of them in the
+// order HSCAN walks (the keys' hash): a page costs O(log n + limit), not a
+// walk of the whole bucket. The cursor is HSCAN's, in decimal; a key
+// present for the whole walk comes exactly once, each page is one
+// consistent view.
 func (s *Server) getBucket(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("bucket")
-	pg, ok := readPaging(w, r)
+	limit, ok := readLimit(w, r)
 	if !ok {
 		return
+	}
+	var cursor uint64
+	paged := limit > 0
+	if v := r.URL.Query().Get("cursor"); v != "" {
+		c, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_cursor", "cursor is not one this API gave")
+			return
+		}
+		cursor, paged = c, true
+	}
+	if paged && limit == 0 {
+		limit = DefaultPageLimit
 	}
 	b, ok := s.lookup(w, r, name)
 	if !ok {
 		return
-	}
-	if pg.hasCursor && pg.limit == 0 {
-		pg.limit = DefaultPageLimit
 	}
 	dump := bucketDump{bucketRef: newBucketRef(name), Pairs: []pair{}}
 	add := func(k string, v []byte) {
@@ -195,25 +204,23 @@ func (s *Server) getBucket(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	err := b.View(func(tx *bucket.Tx) error {
-		if pg.limit == 0 {
+		if !paged {
 			dump.Pairs = make([]pair, 0, tx.Len())
 			return tx.ForEach(func(k string, v []byte) error {
 				add(k, v)
 				return nil
 			})
 		}
-		keys := make([]string, 0, tx.Len())
-		_ = tx.ForEach(func(k string, _ []byte) error {
-			keys = append(keys, k)
-			return nil
-		})
-		page, more := firstNames(keys, pg.after, pg.hasCursor, pg.limit)
-		for _, k := range page {
+		keys, next, err := tx.Scan(cursor, limit)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
 			v, _ := tx.Get(k)
 			add(k, v)
 		}
-		if more {
-			dump.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1]))
+		if next != 0 {
+			dump.NextCursor = strconv.FormatUint(next, 10)
 		}
 		return nil
 	})
@@ -221,7 +228,9 @@ func (s *Server) getBucket(w http.ResponseWriter, r *http.Request) {
 		s.bucketError(w, err)
 		return
 	}
-	slices.SortFunc(dump.Pairs, func(a, b pair) int { return strings.Compare(a.Key, b.Key) })
+	if !paged {
+		slices.SortFunc(dump.Pairs, func(a, b pair) int { return strings.Compare(a.Key, b.Key) })
+	}
 	writeJSON(w, dump)
 }
 
