@@ -481,7 +481,7 @@ func parseFloat(b []byte) (*big.Float, bool) {
 	// exact in 4 bits a digit.
 	var exact *big.Float
 	if hex {
-		if exact, _, err = new(big.Float).SetPrec(uint(4*len(s) + 64)).Parse(s, 0); err != nil {
+		if exact, _, err = new(big.Float).SetPrec(uint(4*len(s)+64)).Parse(s, 0); err != nil {
 			return nil, false
 		}
 	} else {
