@@ -19,13 +19,7 @@ func (s *Store) Checkpoint(dir string) error {
 	if err != nil {
 		return fmt.Errorf("store: checkpoint %s: %w", dir, err)
 	}
-	db, done, err := s.reader()
-	if err != nil {
-		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
-	}
-	err = db.Checkpoint(abs, pebble.WithFlushedWAL())
-	done()
-	if err != nil {
+	if err := s.checkpoint(abs); err != nil {
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
 	now := time.Now()
@@ -42,6 +36,29 @@ func (s *Store) Checkpoint(dir string) error {
 	s.lastSave.Store(now.UnixNano())
 	s.log.Info("store: checkpoint written", "dir", abs)
 	return nil
+}
+
+// checkpoint has pebble write the checkpoint. Pebble panics when a
+// directory fsync of the checkpoint fails (it cannot tell which marker
+// the directory holds); that is the checkpoint's failure, not the
+// store's: it becomes an error, and pebble's own deferred cleanup (the
+// partial checkpoint removed) has run as the panic unwound.
+func (s *Store) checkpoint(abs string) (err error) {
+	db, done, err := s.reader()
+	if err != nil {
+		return err
+	}
+	defer done()
+	defer func() {
+		switch r := recover().(type) {
+		case nil:
+		case error:
+			err = fmt.Errorf("pebble: %w", r)
+		default:
+			err = fmt.Errorf("pebble: %v", r)
+		}
+	}()
+	return db.Checkpoint(abs, pebble.WithFlushedWAL())
 }
 
 // LastSave returns the time of the last successful Checkpoint of this data

@@ -342,7 +342,11 @@ func (fs *faultFS) move(oldname, newname string, remove bool, op string, disk fu
 // memory, copying oldname in from the disk if it is there.
 func (fs *faultFS) moveFenced(f *fence, oldname, newname string, remove bool) error {
 	if !fs.inDir(oldname) || !fs.inDir(newname) {
-		return fmt.Errorf("rename %s: %w", oldname, errFenced)
+		op := "link"
+		if remove {
+			op = "rename"
+		}
+		return fmt.Errorf("%s %s: %w", op, oldname, errFenced)
 	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -480,9 +484,14 @@ func (fs *faultFS) List(dir string) ([]string, error) {
 	return names, err
 }
 
-// MkdirAll implements vfs.FS.
+// MkdirAll implements vfs.FS. While fenced, only the data directory
+// itself (pebble's Open makes it) is made, in memory; any other (a
+// checkpoint's) fails.
 func (fs *faultFS) MkdirAll(dir string, perm os.FileMode) error {
-	if f := fs.fenceOf(); f != nil && fs.inDir(dir) {
+	if f := fs.fenceOf(); f != nil {
+		if dir != fs.dir {
+			return fmt.Errorf("mkdir %s: %w", dir, errFenced)
+		}
 		fs.mu.Lock()
 		defer fs.mu.Unlock()
 		return f.mem.MkdirAll(dir, perm)
@@ -529,14 +538,14 @@ func (d *faultDir) sync(do func() error) error {
 	if err == nil {
 		err = do()
 	}
-	if err != nil {
-		err = fmt.Errorf("sync %s: %w", d.name, err)
-		d.fs.fail(d.name, err)
-		if ours {
-			return nil
-		}
+	if err != nil && ours {
+		d.fs.fail(d.name, fmt.Errorf("sync %s: %w", d.name, err))
+		return nil
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", d.name, err) // a checkpoint's: it fails
+	}
+	return nil
 }
 
 // Sync implements vfs.File.
@@ -564,7 +573,7 @@ func (fs *faultFS) cutUnsynced() (cut map[string]int64, err error) {
 				return cut, fmt.Errorf("store: stat %s: %w", name, serr)
 			}
 			if fi.Size() > ws.synced {
-				if terr := os.Truncate(name, ws.synced); terr != nil {
+				if terr := truncateSynced(name, ws.synced); terr != nil {
 					return cut, fmt.Errorf("store: cut unsynced tail of %s: %w", name, terr)
 				}
 				cut[name] = fi.Size() - ws.synced
@@ -573,6 +582,21 @@ func (fs *faultFS) cutUnsynced() (cut map[string]int64, err error) {
 	}
 	clear(fs.wals)
 	return cut, nil
+}
+
+// truncateSynced cuts name to size and fsyncs the cut: what it cut were
+// writes reported as failed (or to be replayed), which a power cut must
+// not bring back.
+func truncateSynced(name string, size int64) error {
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 // probe checks that dir takes writes again: it writes and syncs a file as
@@ -878,8 +902,8 @@ func (f *faultFile) Close() error {
 		}
 	}
 	err := f.File.Close()
-	if err != nil && f.fs.fenced.Load() {
-		return nil
+	if err != nil && f.fs.fenced.Load() && f.fs.inDir(f.name) && !f.compaction {
+		return nil // the engine's file, after the fault: the store knows
 	}
 	return err
 }

@@ -514,3 +514,57 @@ func TestFailedCheckpointTargetIsNotAFault(t *testing.T) {
 	require.NoError(t, s.Err(), "the store's own files are fine")
 	require.NoError(t, s.Apply("b", Put("after", []byte("2"))))
 }
+
+// failDirSyncOf fails the fsync of one directory.
+type failDirSyncOf struct {
+	vfs.FS
+	dir string
+}
+
+type failSyncDir struct{ vfs.File }
+
+func (d failSyncDir) Sync() error { return fmt.Errorf("injected: %w", syscall.EIO) }
+
+func (fs failDirSyncOf) OpenDir(name string) (vfs.File, error) {
+	f, err := fs.FS.OpenDir(name)
+	if err != nil || name != fs.dir {
+		return f, err
+	}
+	return failSyncDir{f}, nil
+}
+
+// kv's daemon checkpoints into <data-dir>/checkpoints/<ts>, and pebble
+// syncs <data-dir>/checkpoints: a failure there is the checkpoint's, not
+// the engine's (a review found it fenced the store).
+func TestCheckpointParentDirSyncIsNotAFault(t *testing.T) {
+	dir := t.TempDir()
+	dir, _ = filepath.EvalSymlinks(dir)
+	base := filepath.Join(dir, "checkpoints")
+	require.NoError(t, os.MkdirAll(base, 0o755))
+	s, err := open(dir, Options{Fsync: FsyncAlways}, failDirSyncOf{vfs.Default, base})
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+	require.ErrorIs(t, s.Checkpoint(filepath.Join(base, "1")), syscall.EIO)
+	require.NoError(t, s.Err(), "the store's own files are fine")
+	require.NoError(t, s.Apply("b", Put("after", []byte("2"))))
+}
+
+// Pebble panics when a checkpoint's directory fsync fails (its marker
+// code cannot tell what the directory holds). Checkpoint reports it as
+// its error, releases the store, and the store goes on (a review found
+// the panic killed the daemon, BGSAVE running it on a goroutine).
+func TestCheckpointDirSyncFailureIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	dir, _ = filepath.EvalSymlinks(dir)
+	base := filepath.Join(dir, "checkpoints")
+	require.NoError(t, os.MkdirAll(base, 0o755))
+	cp := filepath.Join(base, "1")
+	s, err := open(dir, Options{Fsync: FsyncAlways}, failDirSyncOf{vfs.Default, cp})
+	require.NoError(t, err)
+	require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+	require.ErrorIs(t, s.Checkpoint(cp), syscall.EIO)
+	require.NoError(t, s.Err())
+	require.NoError(t, s.Apply("b", Put("after", []byte("2"))))
+	require.NoError(t, s.Close(), "the checkpoint released the store")
+}

@@ -9,7 +9,12 @@ package store
 //
 //	KV_STRESS=1 [KV_STRESS_POLICY=always|everysec|both] [KV_STRESS_DURATION=10m]
 //	[KV_STRESS_ITERS=n] [KV_STRESS_SEED=s] [KV_STRESS_HANG=60s] [KV_STRESS_LOG=1]
+//	[KV_STRESS_SEL=1] [KV_STRESS_CKPT=1]
 //	go test -race -count=1 -run TestStressFence -v -timeout 0 ./internal/store
+//
+// KV_STRESS_SEL adds faults of one kind of I/O at a time (creating tables,
+// directory fsyncs, MANIFEST writes, renames, table fsyncs: see selFS);
+// KV_STRESS_CKPT runs checkpoints alongside, in the daemon's layout.
 //
 // A seed fixes every random choice (operations, sizes, fault schedule, the
 // store's options), not the interleaving of goroutines: a failure that
@@ -23,6 +28,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -33,6 +39,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/goleak"
 )
 
@@ -309,6 +316,7 @@ type stressHarness struct {
 	dir       string
 	hang      time.Duration
 	faultsInj *Faults
+	sel       atomic.Int32
 	logs      *logBuffer
 	opts      Options
 
@@ -430,14 +438,14 @@ func (h *stressHarness) run() {
 	defer func() { close(wdStop); <-wdDone }()
 
 	var err error
-	h.s, err = Open(h.dir, h.opts)
+	h.s, err = open(h.dir, h.opts, selFS{vfs.Default, &h.sel})
 	if err != nil {
 		t.Fatalf("seed %d: open: %v", h.seed, err)
 	}
 	epochs := 1 + h.rng.IntN(2)
 	for e := range epochs {
 		if e > 0 {
-			h.s, err = Open(h.dir, h.opts)
+			h.s, err = open(h.dir, h.opts, selFS{vfs.Default, &h.sel})
 			if err != nil {
 				t.Fatalf("seed %d: reopen with faults (epoch %d): %v", h.seed, e, err)
 			}
@@ -503,11 +511,26 @@ func (h *stressHarness) round(name string) bool {
 	fstop := make(chan struct{})
 	fdone := make(chan struct{})
 	go h.faulter(h.rng.Uint64(), fstop, fdone)
+	if os.Getenv("KV_STRESS_CKPT") != "" {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				d := filepath.Join(h.dir, "checkpoints", fmt.Sprintf("%s-%d", strings.ReplaceAll(name, " ", "_"), i))
+				_ = timed(&stressSlot{}, "checkpoint", func() error { return h.s.Checkpoint(d) })
+				_ = os.RemoveAll(d)
+			}
+		})
+	}
 
 	time.Sleep(time.Duration(300+h.rng.IntN(1700)) * time.Millisecond)
 	close(fstop)
 	<-fdone
 	h.faultsInj.Clear()
+	h.sel.Store(selNone)
 	h.clearSince.Store(time.Now().UnixNano())
 
 	// Wait until a write succeeds, writers still running.
@@ -582,7 +605,7 @@ func (h *stressHarness) faulter(seed uint64, stop, done chan struct{}) {
 	}
 	pause := func(max int) { waitFor(time.Duration(rng.IntN(max+1))*time.Millisecond, func() bool { return false }) }
 	on := func() { h.clearSince.Store(0); h.faults.Add(1) }
-	off := func() { f.Clear(); h.clearSince.Store(time.Now().UnixNano()) }
+	off := func() { f.Clear(); h.sel.Store(selNone); h.clearSince.Store(time.Now().UnixNano()) }
 	for !stopped() {
 		// A clear spell: until some writes succeed (a recovery), or a while.
 		acked := h.acked.Load()
@@ -635,6 +658,12 @@ func (h *stressHarness) faulter(seed uint64, stop, done chan struct{}) {
 				}
 				pause(5)
 			}
+			off()
+		case a < 88 && os.Getenv("KV_STRESS_SEL") != "": // one kind of I/O fails
+			on()
+			h.sel.Store(int32(1 + rng.IntN(selModes-1)))
+			waitFor(time.Duration(1+rng.IntN(200))*time.Millisecond, func() bool { return h.s.Err() != nil })
+			pause(30)
 			off()
 		case a < 92: // a fault right as a recovery may be running
 			on()

@@ -325,6 +325,26 @@ func (s *Store) settle() error {
 	})
 }
 
+// replayOne applies repr, an acknowledged batch a recovery replays, with
+// b, which it closes.
+func (s *Store) replayOne(db *pebble.DB, b *pebble.Batch, repr []byte) error {
+	defer b.Close()
+	// The batch takes the slice, and pebble's pool reuses it once the
+	// batch is closed; the list keeps its own bytes for another attempt,
+	// should this one fail.
+	if err := b.SetRepr(slices.Clone(repr)); err != nil {
+		return err
+	}
+	fatals := s.fatals.Load()
+	if err := db.Apply(b, pebble.NoSync); err != nil {
+		return err
+	}
+	if s.fatals.Load() != fatals || s.fs.fenced.Load() {
+		return errors.New("the engine failed")
+	}
+	return nil
+}
+
 // errRetry is wrapped by writes that raced with a recovery of the store.
 var errRetry = fmt.Errorf("%w: the store reopened during the write; retry", ErrWriteFailed)
 
@@ -413,21 +433,9 @@ func (s *Store) reopen(fi *faultInfo) error {
 	s.unsyncedMu.Unlock()
 	slices.SortFunc(replay, func(a, b unsyncedBatch) int { return cmp.Compare(a.seq, b.seq) })
 	for _, u := range replay {
-		b := db.NewBatch()
-		// The batch takes the slice, and pebble's pool reuses it once
-		// the batch is closed; the list keeps its own bytes for another
-		// attempt, should this one fail.
-		if err := b.SetRepr(slices.Clone(u.repr)); err != nil {
+		if err := s.replayOne(db, db.NewBatch(), u.repr); err != nil {
 			return fmt.Errorf("%w (replay: %v)", fi.error(), err)
 		}
-		fatals := s.fatals.Load()
-		if err := db.Apply(b, pebble.NoSync); err != nil {
-			return fmt.Errorf("%w (replay: %v)", fi.error(), err)
-		}
-		if s.fatals.Load() != fatals || s.fs.fenced.Load() {
-			return fmt.Errorf("%w (replay: the engine failed)", fi.error())
-		}
-		_ = b.Close()
 	}
 	if err := db.LogData(nil, pebble.Sync); err != nil || s.fs.fenced.Load() {
 		return fmt.Errorf("%w (sync after reopen: %v)", fi.error(), err)
