@@ -501,20 +501,6 @@ func (fs fullUnder) Create(name string, c vfs.DiskWriteCategory) (vfs.File, erro
 	return fs.FS.Create(name, c)
 }
 
-// A checkpoint that cannot be written (its target fails, the engine's
-// files do not) fails alone: the store goes on writing (a review found
-// that any failure of a file outside the engine fenced the store).
-func TestFailedCheckpointTargetIsNotAFault(t *testing.T) {
-	dir, elsewhere := t.TempDir(), t.TempDir()
-	s, err := open(dir, Options{Fsync: FsyncAlways}, fullUnder{vfs.Default, elsewhere})
-	require.NoError(t, err)
-	defer s.Close()
-	require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
-	require.ErrorIs(t, s.Checkpoint(filepath.Join(elsewhere, "cp")), syscall.ENOSPC)
-	require.NoError(t, s.Err(), "the store's own files are fine")
-	require.NoError(t, s.Apply("b", Put("after", []byte("2"))))
-}
-
 // failDirSyncOf fails the fsync of one directory.
 type failDirSyncOf struct {
 	vfs.FS
@@ -533,38 +519,37 @@ func (fs failDirSyncOf) OpenDir(name string) (vfs.File, error) {
 	return failSyncDir{f}, nil
 }
 
-// kv's daemon checkpoints into <data-dir>/checkpoints/<ts>, and pebble
-// syncs <data-dir>/checkpoints: a failure there is the checkpoint's, not
-// the engine's (a review found it fenced the store).
-func TestCheckpointParentDirSyncIsNotAFault(t *testing.T) {
-	dir := t.TempDir()
-	dir, _ = filepath.EvalSymlinks(dir)
-	base := filepath.Join(dir, "checkpoints")
-	require.NoError(t, os.MkdirAll(base, 0o755))
-	s, err := open(dir, Options{Fsync: FsyncAlways}, failDirSyncOf{vfs.Default, base})
-	require.NoError(t, err)
-	defer s.Close()
-	require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
-	require.ErrorIs(t, s.Checkpoint(filepath.Join(base, "1")), syscall.EIO)
-	require.NoError(t, s.Err(), "the store's own files are fine")
-	require.NoError(t, s.Apply("b", Put("after", []byte("2"))))
-}
-
-// Pebble panics when a checkpoint's directory fsync fails (its marker
-// code cannot tell what the directory holds). Checkpoint reports it as
-// its error, releases the store, and the store goes on (a review found
-// the panic killed the daemon, BGSAVE running it on a goroutine).
-func TestCheckpointDirSyncFailureIsAnError(t *testing.T) {
-	dir := t.TempDir()
-	dir, _ = filepath.EvalSymlinks(dir)
-	base := filepath.Join(dir, "checkpoints")
-	require.NoError(t, os.MkdirAll(base, 0o755))
-	cp := filepath.Join(base, "1")
-	s, err := open(dir, Options{Fsync: FsyncAlways}, failDirSyncOf{vfs.Default, cp})
-	require.NoError(t, err)
-	require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
-	require.ErrorIs(t, s.Checkpoint(cp), syscall.EIO)
-	require.NoError(t, s.Err())
-	require.NoError(t, s.Apply("b", Put("after", []byte("2"))))
-	require.NoError(t, s.Close(), "the checkpoint released the store")
+// A checkpoint that fails on its own files fails alone: its target full,
+// the fsync of <data-dir>/checkpoints (where kv's daemon puts them) or of
+// its own directory failing, the store goes on writing. A review found
+// that the first two fenced the store, and that Pebble panics on the last
+// (its marker code cannot tell what the directory holds), which killed
+// the daemon (BGSAVE runs it on a goroutine) and left the store's read
+// lock held.
+func TestCheckpointFailureIsNotAFault(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		disk func(dir, target string) vfs.FS
+		want error
+	}{
+		{"target full", func(_, target string) vfs.FS { return fullUnder{vfs.Default, target} }, syscall.ENOSPC},
+		{"fsync of checkpoints/", func(_, target string) vfs.FS {
+			return failDirSyncOf{vfs.Default, filepath.Dir(target)}
+		}, syscall.EIO},
+		{"fsync of the checkpoint", func(_, target string) vfs.FS { return failDirSyncOf{vfs.Default, target} }, syscall.EIO},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, err := filepath.EvalSymlinks(t.TempDir())
+			require.NoError(t, err)
+			target := filepath.Join(dir, "checkpoints", "1")
+			require.NoError(t, os.MkdirAll(filepath.Dir(target), 0o755))
+			s, err := open(dir, Options{Fsync: FsyncAlways}, tc.disk(dir, target))
+			require.NoError(t, err)
+			require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+			require.ErrorIs(t, s.Checkpoint(target), tc.want)
+			require.NoError(t, s.Err(), "the store's own files are fine")
+			require.NoError(t, s.Apply("b", Put("after", []byte("2"))))
+			require.NoError(t, s.Close(), "the checkpoint released the store")
+		})
+	}
 }
