@@ -50,13 +50,13 @@ type faultFS struct {
 	onFault      func(file string, err error)
 	deferWALSync bool
 
-	fenced  atomic.Bool   // fence != nil, read without the lock
-	good    atomic.Uint64 // recordKey of the last durable WAL record
-	closing atomic.Bool   // the engine is closing: a fence starts released
+	fenced atomic.Bool   // fence != nil, read without the lock
+	good   atomic.Uint64 // recordKey of the last durable WAL record
 
-	mu    sync.Mutex
-	fence *fence               // nil until a fault
-	wals  map[string]*walState // by path, WALs on disk
+	mu      sync.Mutex
+	fence   *fence               // nil until a fault
+	closing bool                 // the engine closes (or opens): a fence starts released
+	wals    map[string]*walState // by path, WALs on disk
 }
 
 // fence is where pebble's writes go once the store is fenced.
@@ -128,33 +128,27 @@ func (fs *faultFS) fenceLocked() {
 	mem := vfs.NewMem()
 	_ = mem.MkdirAll(fs.dir, 0o755)
 	fs.fence = &fence{mem: mem, hidden: make(map[string]bool), release: make(chan struct{})}
-	if fs.closing.Load() {
+	if fs.closing {
 		close(fs.fence.release)
 	}
 	fs.fenced.Store(true)
 }
 
-// unblock makes the compactions waiting on the fence fail, and later ones
-// fail at once (a fence raised later too): the engine is closing.
-func (fs *faultFS) unblock() {
+// setClosing says whether the engine is closing (or opening, when it
+// waits for the compactions it starts): while it is, compactions fail at
+// once, those waiting on the fence included, and a fence raised starts
+// released.
+func (fs *faultFS) setClosing(closing bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	fs.closing.Store(true)
-	if f := fs.fence; f != nil {
+	fs.closing = closing
+	if f := fs.fence; f != nil && closing {
 		select {
 		case <-f.release:
 		default:
 			close(f.release)
 		}
 	}
-}
-
-// setClosing says whether the engine is closing (or opening): while it
-// is, a fence raised starts released, and compactions fail at once.
-func (fs *faultFS) setClosing(closing bool) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	fs.closing.Store(closing)
 }
 
 // reset lifts the fence and drops what it kept in memory, for a new
@@ -165,7 +159,7 @@ func (fs *faultFS) reset() {
 	defer fs.mu.Unlock()
 	fs.fence = nil
 	fs.fenced.Store(false)
-	fs.closing.Store(false)
+	fs.closing = false
 	fs.good.Store(0)
 }
 
@@ -322,7 +316,7 @@ func (fs *faultFS) Link(oldname, newname string) error {
 // in memory once the store is fenced, and from the moment that disk fails.
 func (fs *faultFS) move(oldname, newname string, remove bool, op string, disk func(string, string) error) error {
 	if f := fs.fenceOf(); f != nil {
-		return fs.moveFenced(f, oldname, newname, remove)
+		return fs.moveFenced(f, oldname, newname, remove, op)
 	}
 	err := fs.injected(false)
 	if err == nil {
@@ -335,17 +329,13 @@ func (fs *faultFS) move(oldname, newname string, remove bool, op string, disk fu
 	if !fs.inDir(oldname) || !fs.inDir(newname) {
 		return err
 	}
-	return fs.moveFenced(fs.fenceOf(), oldname, newname, remove)
+	return fs.moveFenced(fs.fenceOf(), oldname, newname, remove, op)
 }
 
-// moveFenced renames (or, with remove false, links) oldname to newname in
-// memory, copying oldname in from the disk if it is there.
-func (fs *faultFS) moveFenced(f *fence, oldname, newname string, remove bool) error {
+// moveFenced is move's op in memory: it copies oldname in from the disk
+// if it is there.
+func (fs *faultFS) moveFenced(f *fence, oldname, newname string, remove bool, op string) error {
 	if !fs.inDir(oldname) || !fs.inDir(newname) {
-		op := "link"
-		if remove {
-			op = "rename"
-		}
 		return fmt.Errorf("%s %s: %w", op, oldname, errFenced)
 	}
 	fs.mu.Lock()
@@ -661,6 +651,10 @@ type faultFile struct {
 	closed bool
 }
 
+// divertible reports whether the file's writes go to memory once the
+// store is fenced: one of the engine's files, not a compaction's output.
+func (f *faultFile) divertible() bool { return !f.compaction && f.fs.inDir(f.name) }
+
 // diverted returns where the file's writes go while the store is fenced:
 // nil, nil while it is not; the file's copy in memory; or errFenced for a
 // compaction's output. It is called with f.mu held.
@@ -672,7 +666,7 @@ func (f *faultFile) diverted() (vfs.File, error) {
 	if fence == nil {
 		return nil, nil
 	}
-	if f.compaction || !f.fs.inDir(f.name) {
+	if !f.divertible() {
 		return nil, fmt.Errorf("write %s: %w", f.name, errFenced)
 	}
 	data, err := os.ReadFile(f.name)
@@ -701,7 +695,7 @@ func (f *faultFile) diverted() (vfs.File, error) {
 func (f *faultFile) failed(p []byte, off int64, n int, seq bool, err error) (int, error) {
 	err = fmt.Errorf("write %s: %w", f.name, err)
 	f.fs.fail(f.name, err)
-	if f.compaction || !f.fs.inDir(f.name) {
+	if !f.divertible() {
 		return n, err // the compaction, or the checkpoint, fails
 	}
 	if n > 0 && seq {
@@ -776,38 +770,24 @@ func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// Read implements vfs.File.
-func (f *faultFile) Read(p []byte) (int, error) {
+// current returns the file reads go to: its copy in memory once diverted.
+func (f *faultFile) current() vfs.File {
 	f.mu.Lock()
-	m := f.mem
-	f.mu.Unlock()
-	if m != nil {
-		return m.Read(p)
+	defer f.mu.Unlock()
+	if f.mem != nil {
+		return f.mem
 	}
-	return f.File.Read(p)
+	return f.File
 }
+
+// Read implements vfs.File.
+func (f *faultFile) Read(p []byte) (int, error) { return f.current().Read(p) }
 
 // ReadAt implements vfs.File.
-func (f *faultFile) ReadAt(p []byte, off int64) (int, error) {
-	f.mu.Lock()
-	m := f.mem
-	f.mu.Unlock()
-	if m != nil {
-		return m.ReadAt(p, off)
-	}
-	return f.File.ReadAt(p, off)
-}
+func (f *faultFile) ReadAt(p []byte, off int64) (int, error) { return f.current().ReadAt(p, off) }
 
 // Stat implements vfs.File.
-func (f *faultFile) Stat() (vfs.FileInfo, error) {
-	f.mu.Lock()
-	m := f.mem
-	f.mu.Unlock()
-	if m != nil {
-		return m.Stat()
-	}
-	return f.File.Stat()
-}
+func (f *faultFile) Stat() (vfs.FileInfo, error) { return f.current().Stat() }
 
 // Preallocate implements vfs.File: nothing while fenced.
 func (f *faultFile) Preallocate(off, n int64) error {
@@ -824,7 +804,7 @@ func (f *faultFile) sync(do func() error) error {
 	if f.fs.fenced.Load() {
 		// Nothing reaches the disk, and pebble is not told: the store
 		// knows which commits failed. A compaction's output fails.
-		if f.compaction || !f.fs.inDir(f.name) {
+		if !f.divertible() {
 			return fmt.Errorf("sync %s: %w", f.name, errFenced)
 		}
 		return nil
@@ -837,7 +817,7 @@ func (f *faultFile) sync(do func() error) error {
 		return nil
 	}
 	err := f.realSync(do)
-	if err != nil && !f.compaction && f.fs.inDir(f.name) {
+	if err != nil && f.divertible() {
 		return nil // fenced now; see above
 	}
 	return err
@@ -902,7 +882,7 @@ func (f *faultFile) Close() error {
 		}
 	}
 	err := f.File.Close()
-	if err != nil && f.fs.fenced.Load() && f.fs.inDir(f.name) && !f.compaction {
+	if err != nil && f.fs.fenced.Load() && f.divertible() {
 		return nil // the engine's file, after the fault: the store knows
 	}
 	return err

@@ -158,8 +158,9 @@ func canonicalDir(dir string) (string, error) {
 // half of it or more as a memtable of its own (a large batch).
 const memTableSize = 4 << 20
 
-// largeBatch is a batch size (its bytes, plus 64 for each change: a
-// memtable's overhead is less) from which pebble may treat it as large.
+// largeBatch is a batch size (its bytes, plus 256 for each change: a
+// memtable's overhead is less, about 200) from which pebble may treat it
+// as large.
 const largeBatch = memTableSize / 4
 
 func (s *Store) pebbleOptions(readOnly bool) *pebble.Options {
@@ -320,7 +321,7 @@ func (s *Store) Close() error {
 func (s *Store) closeDB() (err error) {
 	db := s.db
 	s.db = nil
-	s.fs.unblock() // compactions waiting on the fence fail, so that Close can wait for them
+	s.fs.setClosing(true) // compactions waiting on the fence fail, so that Close can wait for them
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("store: close %s: panic: %v", s.dir, r)

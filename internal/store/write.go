@@ -325,9 +325,9 @@ func (s *Store) settle() error {
 	})
 }
 
-// replayOne applies repr, an acknowledged batch a recovery replays, with
-// b, which it closes.
-func (s *Store) replayOne(db *pebble.DB, b *pebble.Batch, repr []byte) error {
+// replayOne applies repr, an acknowledged batch a recovery replays.
+func (s *Store) replayOne(db *pebble.DB, repr []byte) error {
+	b := db.NewBatch()
 	defer b.Close()
 	// The batch takes the slice, and pebble's pool reuses it once the
 	// batch is closed; the list keeps its own bytes for another attempt,
@@ -433,7 +433,7 @@ func (s *Store) reopen(fi *faultInfo) error {
 	s.unsyncedMu.Unlock()
 	slices.SortFunc(replay, func(a, b unsyncedBatch) int { return cmp.Compare(a.seq, b.seq) })
 	for _, u := range replay {
-		if err := s.replayOne(db, db.NewBatch(), u.repr); err != nil {
+		if err := s.replayOne(db, u.repr); err != nil {
 			return fmt.Errorf("%w (replay: %v)", fi.error(), err)
 		}
 	}
