@@ -141,38 +141,54 @@ type walChunk struct {
 	sync   bool   // written with the synced offset (a 19-byte header)
 }
 
-// chunkAt parses the chunk at data[pos:], or reports false if there is no
-// valid one (of a kind kv's pebble writes) there.
-func chunkAt(data []byte, pos int64) (walChunk, bool) {
-	rest := data[pos:]
+// chunkFrame reads the header of the chunk that rest starts with: its
+// encoding (the sync encodings 9 to 12 as 5 to 8), its header's size and
+// its whole size; false if rest does not start with a header of a kind
+// kv's pebble writes, or holds less than the whole chunk.
+func chunkFrame(rest []byte) (enc byte, header, size int, ok bool) {
 	if len(rest) < walRecyclableHeader {
-		return walChunk{}, false
+		return 0, 0, 0, false
 	}
-	var c walChunk
-	header := walRecyclableHeader
-	enc := rest[6]
+	header, enc = walRecyclableHeader, rest[6]
 	switch {
 	case enc >= 5 && enc <= 8: // recyclable full, first, middle, last
 	case enc >= 9 && enc <= 12: // the same, with the synced offset
 		header = walSyncHeader
 		enc -= 4
 	default:
-		return walChunk{}, false
+		return 0, 0, 0, false
 	}
 	if len(rest) < header {
+		return 0, 0, 0, false
+	}
+	size = header + int(binary.LittleEndian.Uint16(rest[4:6]))
+	return enc, header, size, size <= len(rest)
+}
+
+// chunkSum is the checksum a chunk's header holds: a masked CRC-32C of
+// everything after its length.
+func chunkSum(chunk []byte) uint32 {
+	sum := crc32.Checksum(chunk[6:], castagnoli)
+	return (sum>>15 | sum<<17) + 0xa282ead8
+}
+
+// chunkAt parses the chunk at data[pos:], or reports false if there is no
+// valid one (of a kind kv's pebble writes) there.
+func chunkAt(data []byte, pos int64) (walChunk, bool) {
+	rest := data[pos:]
+	enc, header, size, ok := chunkFrame(rest)
+	if !ok || pos/walBlockSize != (pos+int64(size)-1)/walBlockSize ||
+		binary.LittleEndian.Uint32(rest[0:4]) != chunkSum(rest[:size]) {
 		return walChunk{}, false
 	}
-	c.size = header + int(binary.LittleEndian.Uint16(rest[4:6]))
-	if c.size > len(rest) || pos/walBlockSize != (pos+int64(c.size)-1)/walBlockSize {
-		return walChunk{}, false
-	}
-	sum := crc32.Checksum(rest[6:c.size], castagnoli)
-	if binary.LittleEndian.Uint32(rest[0:4]) != (sum>>15|sum<<17)+0xa282ead8 {
-		return walChunk{}, false
-	}
-	c.logNum = binary.LittleEndian.Uint32(rest[7:11])
-	c.full, c.first, c.last, c.sync = enc == 5, enc == 6, enc == 8, header == walSyncHeader
-	return c, true
+	return walChunk{
+		size:   size,
+		logNum: binary.LittleEndian.Uint32(rest[7:11]),
+		full:   enc == 5,
+		first:  enc == 6,
+		last:   enc == 8,
+		sync:   header == walSyncHeader,
+	}, true
 }
 
 // walkWAL reads the chunks of log logNum from the start of data as pebble
@@ -318,21 +334,8 @@ func eachChunk(p []byte, pos int64, fn func(at int, chunk []byte, enc byte, head
 			at += int(min(left, int64(len(rest)))) // padding
 			continue
 		}
-		if len(rest) < walRecyclableHeader {
-			return false
-		}
-		header := walRecyclableHeader
-		enc := rest[6]
-		switch {
-		case enc >= 5 && enc <= 8:
-		case enc >= 9 && enc <= 12:
-			header = walSyncHeader
-			enc -= 4
-		default:
-			return false
-		}
-		size := header + int(binary.LittleEndian.Uint16(rest[4:6]))
-		if size > len(rest) || int64(size) > left {
+		enc, header, size, ok := chunkFrame(rest)
+		if !ok || int64(size) > left {
 			return false
 		}
 		fn(at, rest[:size], enc, header)
@@ -358,8 +361,7 @@ func capSyncedOffsets(p []byte, pos int64, synced uint64) []byte {
 		}
 		c = out[at : at+len(c)]
 		binary.LittleEndian.PutUint64(c[11:19], synced)
-		sum := crc32.Checksum(c[6:], castagnoli)
-		binary.LittleEndian.PutUint32(c[0:4], (sum>>15|sum<<17)+0xa282ead8)
+		binary.LittleEndian.PutUint32(c[0:4], chunkSum(c))
 	})
 	return out
 }

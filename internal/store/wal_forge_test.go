@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,8 +22,7 @@ func fakeSyncChunk(logNum uint32, synced uint64) []byte {
 	binary.LittleEndian.PutUint32(c[7:11], logNum)
 	binary.LittleEndian.PutUint64(c[11:19], synced)
 	copy(c[19:], payload)
-	sum := crc32.Checksum(c[6:], crc32.MakeTable(crc32.Castagnoli))
-	binary.LittleEndian.PutUint32(c[0:4], (sum>>15|sum<<17)+0xa282ead8)
+	binary.LittleEndian.PutUint32(c[0:4], chunkSum(c))
 	return c
 }
 
