@@ -182,11 +182,7 @@ func TestDamageInTheMiddleOfTheWAL(t *testing.T) {
 	for _, reopened := range []bool{false, true} {
 		t.Run(fmt.Sprint("sync chunks ", reopened), func(t *testing.T) {
 			dir := t.TempDir()
-			s := openT(t, dir, Options{Fsync: FsyncAlways})
-			if reopened {
-				require.NoError(t, s.Close())
-				s = openT(t, dir, Options{Fsync: FsyncAlways})
-			}
+			s := openWAL(t, dir, Options{Fsync: FsyncAlways}, reopened)
 			defer s.Close()
 			const writes = 300
 			for i := range writes {

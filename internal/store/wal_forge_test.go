@@ -76,10 +76,7 @@ func TestHoleInTheUnsyncedTailDoesNotStopTheStart(t *testing.T) {
 
 func holeInTheUnsyncedTail(t *testing.T, policy Fsync, writes int) {
 	dir := t.TempDir()
-	opts := Options{Fsync: policy, syncEvery: time.Hour}
-	s := openT(t, dir, opts)
-	require.NoError(t, s.Close())
-	s = openT(t, dir, opts) // sync chunks from now on
+	s := openWAL(t, dir, Options{Fsync: policy, syncEvery: time.Hour}, true)
 	defer s.Close()
 	for i := range writes {
 		require.NoError(t, s.Apply("b", Put(fmt.Sprint("k", i), []byte(strings.Repeat("v", 300)))))

@@ -11,6 +11,39 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// openWAL opens the store in dir with opts; with syncChunks it closes and
+// reopens it first: a reopened store's WAL uses pebble's sync chunks
+// (19-byte headers), a new store's does not.
+func openWAL(t *testing.T, dir string, opts Options, syncChunks bool) *Store {
+	t.Helper()
+	s := openT(t, dir, opts)
+	if syncChunks {
+		require.NoError(t, s.Close())
+		s = openT(t, dir, opts)
+	}
+	return s
+}
+
+// padFirstBlock writes to s, whose data directory is dir, until pad bytes
+// of the WAL's first block are left: a small write, one of 1,000 bytes that
+// tells a write's overhead, then one of the size that leaves pad bytes
+// ("t", of "y"s), whose size it returns.
+func padFirstBlock(t *testing.T, s *Store, dir string, pad int) int {
+	t.Helper()
+	require.NoError(t, s.Apply("b", Put("a", []byte("v"))))
+	_, p0 := walSize(t, dir)
+	require.NoError(t, s.Apply("b", Put("t", []byte(strings.Repeat("x", 1000)))))
+	_, p1 := walSize(t, dir)
+	overhead := p1 - p0 - 1000
+	v := int(walBlockSize - int64(pad) - p1 - overhead)
+	if v >= 16384 {
+		v-- // one more byte of length
+	}
+	require.Greater(t, v, 200)
+	require.NoError(t, s.Apply("b", Put("t", []byte(strings.Repeat("y", v)))))
+	return v
+}
+
 func walSize(t *testing.T, dir string) (string, int64) {
 	wals := filesLike(t, dir, "*.log")
 	last := wals[len(wals)-1]
@@ -34,23 +67,9 @@ func TestTornTailAfterBlockPadding(t *testing.T) {
 		pad := c.pad
 		t.Run(fmt.Sprint("pad ", pad, " reopened ", c.reopen), func(t *testing.T) {
 			dir := t.TempDir()
-			s := openT(t, dir, Options{Fsync: FsyncAlways})
-			if c.reopen { // the WAL then uses pebble's sync chunks (19-byte headers)
-				require.NoError(t, s.Close())
-				s = openT(t, dir, Options{Fsync: FsyncAlways})
-			}
+			s := openWAL(t, dir, Options{Fsync: FsyncAlways}, c.reopen)
 			defer s.Close()
-			require.NoError(t, s.Apply("b", Put("a", []byte("v"))))
-			_, p0 := walSize(t, dir)
-			require.NoError(t, s.Apply("b", Put("t", []byte(strings.Repeat("x", 1000)))))
-			_, p1 := walSize(t, dir)
-			overhead := p1 - p0 - 1000
-			v := int(32768 - int64(pad) - p1 - overhead)
-			if v >= 16384 {
-				v-- // one more byte of length
-			}
-			require.Greater(t, v, 200)
-			require.NoError(t, s.Apply("b", Put("t", []byte(strings.Repeat("y", v)))))
+			padFirstBlock(t, s, dir, pad)
 			_, p2 := walSize(t, dir)
 			require.Equal(t, int64(32768), p2, "the block is padded")
 			require.NoError(t, s.Apply("b", Put("k1", []byte("first of block 1"))))
@@ -76,20 +95,9 @@ func TestTornTailAfterBlockPadding(t *testing.T) {
 // below 11): the last whole write is not the first of its block.
 func TestTornBigWriteAfterSyncChunkPadding(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Options{Fsync: FsyncAlways})
-	require.NoError(t, s.Close())
-	s = openT(t, dir, Options{Fsync: FsyncAlways})
+	s := openWAL(t, dir, Options{Fsync: FsyncAlways}, true)
 	defer s.Close()
-	require.NoError(t, s.Apply("b", Put("a", []byte("v"))))
-	_, p0 := walSize(t, dir)
-	require.NoError(t, s.Apply("b", Put("t", []byte(strings.Repeat("x", 1000)))))
-	_, p1 := walSize(t, dir)
-	overhead := p1 - p0 - 1000
-	v := int(32768 - 15 - p1 - overhead)
-	if v >= 16384 {
-		v--
-	}
-	require.NoError(t, s.Apply("b", Put("t", []byte(strings.Repeat("y", v)))))
+	v := padFirstBlock(t, s, dir, 15)
 	_, p2 := walSize(t, dir)
 	require.Equal(t, int64(32768), p2)
 	require.NoError(t, s.Apply("b", Put("big", []byte(strings.Repeat("z", 100<<10)))))
@@ -113,15 +121,7 @@ func TestRecycledEndAfterBlockPadding(t *testing.T) {
 			dir := t.TempDir()
 			s := openT(t, dir, Options{Fsync: FsyncAlways})
 			defer s.Close()
-			require.NoError(t, s.Apply("b", Put("a", []byte("v"))))
-			_, p0 := walSize(t, dir)
-			require.NoError(t, s.Apply("b", Put("t", []byte(strings.Repeat("x", 1000)))))
-			_, p1 := walSize(t, dir)
-			v := int(32768 - int64(pad) - p1 - (p1 - p0 - 1000))
-			if v >= 16384 {
-				v--
-			}
-			require.NoError(t, s.Apply("b", Put("t", []byte(strings.Repeat("y", v)))))
+			padFirstBlock(t, s, dir, pad)
 			_, p3 := walSize(t, dir)
 			if p3%32768 != 0 && 32768-p3%32768 < 19 {
 				p3 += 32768 - p3%32768
@@ -153,11 +153,7 @@ func TestEveryCutOfTheWALIsATornTail(t *testing.T) {
 	for _, reopened := range []bool{false, true} {
 		t.Run(fmt.Sprint("sync chunks ", reopened), func(t *testing.T) {
 			dir := t.TempDir()
-			s := openT(t, dir, Options{Fsync: FsyncAlways})
-			if reopened {
-				require.NoError(t, s.Close())
-				s = openT(t, dir, Options{Fsync: FsyncAlways})
-			}
+			s := openWAL(t, dir, Options{Fsync: FsyncAlways}, reopened)
 			defer s.Close()
 			rng := rand.New(rand.NewPCG(7, 8))
 			const writes = 120
