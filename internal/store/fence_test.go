@@ -410,20 +410,21 @@ func TestCloseReportsItsFailedSync(t *testing.T) {
 	require.ErrorIs(t, s.Close(), ErrWriteFailed)
 }
 
-// failingDirs makes the fsync of every directory fail while fail is set:
-// a disk whose fsyncs fail fails those of directories too.
+// failingDirs makes the fsync of a directory fail (EIO) while fail says
+// so of it: a disk whose fsyncs fail fails those of directories too.
 type failingDirs struct {
 	vfs.FS
-	fail *atomic.Bool
+	fail func(dir string) bool
 }
 
 type failingDir struct {
 	vfs.File
-	fail *atomic.Bool
+	name string
+	fail func(dir string) bool
 }
 
 func (d failingDir) Sync() error {
-	if d.fail.Load() {
+	if d.fail(d.name) {
 		return fmt.Errorf("injected: directory fsync: %w", syscall.EIO)
 	}
 	return d.File.Sync()
@@ -434,7 +435,7 @@ func (fs failingDirs) OpenDir(name string) (vfs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return failingDir{f, fs.fail}, nil
+	return failingDir{f, name, fs.fail}, nil
 }
 
 // A failed fsync of the data directory is a fault like any other: pebble,
@@ -445,7 +446,7 @@ func TestDirectorySyncFailureIsAFault(t *testing.T) {
 	faults := &Faults{}
 	var fail atomic.Bool
 	s, err := open(dir, Options{Fsync: FsyncEverySec, Faults: faults, RetryInterval: time.Millisecond},
-		failingDirs{vfs.Default, &fail})
+		failingDirs{vfs.Default, func(string) bool { return fail.Load() }})
 	require.NoError(t, err)
 	require.NoError(t, s.Apply("b", Put("before", []byte("1"))))
 
@@ -501,24 +502,6 @@ func (fs fullUnder) Create(name string, c vfs.DiskWriteCategory) (vfs.File, erro
 	return fs.FS.Create(name, c)
 }
 
-// failDirSyncOf fails the fsync of one directory.
-type failDirSyncOf struct {
-	vfs.FS
-	dir string
-}
-
-type failSyncDir struct{ vfs.File }
-
-func (d failSyncDir) Sync() error { return fmt.Errorf("injected: %w", syscall.EIO) }
-
-func (fs failDirSyncOf) OpenDir(name string) (vfs.File, error) {
-	f, err := fs.FS.OpenDir(name)
-	if err != nil || name != fs.dir {
-		return f, err
-	}
-	return failSyncDir{f}, nil
-}
-
 // A checkpoint that fails on its own files fails alone: its target full,
 // the fsync of <data-dir>/checkpoints (where kv's daemon puts them) or of
 // its own directory failing, the store goes on writing. A review found
@@ -529,21 +512,23 @@ func (fs failDirSyncOf) OpenDir(name string) (vfs.File, error) {
 func TestCheckpointFailureIsNotAFault(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		disk func(dir, target string) vfs.FS
+		disk func(target string) vfs.FS
 		want error
 	}{
-		{"target full", func(_, target string) vfs.FS { return fullUnder{vfs.Default, target} }, syscall.ENOSPC},
-		{"fsync of checkpoints/", func(_, target string) vfs.FS {
-			return failDirSyncOf{vfs.Default, filepath.Dir(target)}
+		{"target full", func(target string) vfs.FS { return fullUnder{vfs.Default, target} }, syscall.ENOSPC},
+		{"fsync of checkpoints/", func(target string) vfs.FS {
+			return failingDirs{vfs.Default, func(d string) bool { return d == filepath.Dir(target) }}
 		}, syscall.EIO},
-		{"fsync of the checkpoint", func(_, target string) vfs.FS { return failDirSyncOf{vfs.Default, target} }, syscall.EIO},
+		{"fsync of the checkpoint", func(target string) vfs.FS {
+			return failingDirs{vfs.Default, func(d string) bool { return d == target }}
+		}, syscall.EIO},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, err := filepath.EvalSymlinks(t.TempDir())
 			require.NoError(t, err)
 			target := filepath.Join(dir, "checkpoints", "1")
 			require.NoError(t, os.MkdirAll(filepath.Dir(target), 0o755))
-			s, err := open(dir, Options{Fsync: FsyncAlways}, tc.disk(dir, target))
+			s, err := open(dir, Options{Fsync: FsyncAlways}, tc.disk(target))
 			require.NoError(t, err)
 			require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
 			require.ErrorIs(t, s.Checkpoint(target), tc.want)
