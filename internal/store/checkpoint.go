@@ -23,7 +23,7 @@ func (s *Store) Checkpoint(dir string) error {
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
 	now := time.Now()
-	if err := s.write("record the last save", func(b *pebble.Batch) {
+	if err := s.write("record the last save", "", len(keyLastSave)+8+perChange, func(b *pebble.Batch) {
 		_ = b.Set(keyLastSave, binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano())), nil)
 	}); err != nil {
 		return fmt.Errorf("store: checkpoint %s written, but: %w", abs, err)

@@ -45,6 +45,18 @@
 // [Store.ApplyNoWait], releases the lock and then calls [Waiter.Wait], so
 // that it does not hold the lock during the sync.
 //
+// Writes are committed in groups: ApplyNoWait adds the write to the open
+// group, and the first of its writers to call Wait commits that group, as
+// one batch and one WAL record, after every group before it, while the
+// next group fills with the writes that arrive meanwhile. Pebble's commit
+// costs about as much as a small batch's inserts into its memtable, so
+// under load (many connections, pipelines) this is what makes a durable
+// write cheap: HSET with redis-benchmark -P 16 ran 1.5x faster than with
+// a commit per write. Groups commit in the order their writers joined, so
+// the engine sees each bucket's writes in the order its lock gave them. A
+// group that a write would take past largeBatch is closed; a large write
+// is a group of its own.
+//
 // # Damage and failures
 //
 // After a crash, Open recovers the WAL up to the last whole write and logs

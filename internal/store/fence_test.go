@@ -170,8 +170,8 @@ func TestWALRecordsFollowsPebble(t *testing.T) {
 		w, err := s.ApplyNoWait("b", Put(fmt.Sprint(i), bytes.Repeat([]byte{'v'}, size)))
 		require.NoError(t, err)
 		require.NoError(t, w.Wait())
-		require.Greater(t, w.key, last, "keys grow")
-		last = w.key
+		require.Greater(t, w.g.key, last, "keys grow")
+		last = w.g.key
 		if i%10 == 0 {
 			require.NoError(t, s.settle())
 		}
@@ -482,8 +482,8 @@ func TestManySmallChangesAreALargeBatch(t *testing.T) {
 			w, err := s.ApplyNoWait("b", ops...)
 			require.NoError(t, err)
 			require.NoError(t, w.Wait())
-			assert.Greater(t, w.seq, uint64(1), "the batch's real sequence number")
-			assert.Equal(t, recordKey(w.seq, 12001), w.key, "12,000 pairs and the bucket's marker")
+			assert.Greater(t, w.g.seq, uint64(1), "the batch's real sequence number")
+			assert.Equal(t, recordKey(w.g.seq, 12001), w.g.key, "12,000 pairs and the bucket's marker")
 		})
 	}
 }

@@ -53,6 +53,15 @@ type Store struct {
 	syncMu     sync.Mutex  // one syncNow at a time (the loop, checkpoints)
 	cutTail    bool        // under mu: a recovery cut the WAL and has not reopened since
 
+	// Writes waiting to be committed, in groups (see group): queueMu
+	// guards the queue, from head to tail, and open, the group new writes
+	// join (nil: the next write starts one). commitMu is held by the
+	// waiter that commits the groups at the head, one at a time.
+	queueMu    sync.Mutex
+	head, tail *group
+	open       *group
+	commitMu   sync.Mutex
+
 	waiters     sync.WaitGroup // Waiters not yet waited for (Close waits for them)
 	outstanding atomic.Int64   // how many: recovery goes on only at zero
 	stop        chan struct{}

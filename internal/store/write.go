@@ -28,11 +28,10 @@ func Delete(key string) Op { return Op{Key: key, Delete: true} }
 // disk; [Waiter.Wait] waits until it is as durable as the policy asks. The
 // zero Waiter waits for nothing.
 type Waiter struct {
-	s    *Store
-	b    *pebble.Batch // nil for the zero Waiter
-	seq  uint64        // the batch's first sequence number
-	key  uint64        // its recordKey in the WAL
-	repr []byte        // FsyncEverySec: the batch's bytes, for a replay
+	s      *Store
+	g      *group // nil for the zero Waiter
+	what   string // with bucket, quoted unless empty, names the write in an error
+	bucket string
 }
 
 // Wait returns once the write is durable under the store's policy: fsynced
@@ -40,41 +39,25 @@ type Waiter struct {
 // loses nothing), with the fsync to come (within a second for
 // FsyncEverySec). Call it exactly once for each Waiter (Close waits for
 // them all), outside any lock the caller holds, so that concurrent writers
-// share one sync. A caller may hold several Waiters while it goes on
-// writing; after a failed write the store reopens only once every Waiter
-// of the failed engine has been called, and fails writes until then. An
-// error (wrapping ErrWriteFailed) means the write was not acknowledged and
-// will not be in the store once it has recovered: the caller, which has
-// already applied it in memory, should reload that bucket from the store
-// (see [Store.Load]) or end it, so that memory and disk agree.
+// share one commit and one sync. A caller may hold several Waiters while
+// it goes on writing; after a failed write the store reopens only once
+// every Waiter of the failed engine has been called, and fails writes
+// until then. An error (wrapping ErrWriteFailed) means the write was not
+// acknowledged and will not be in the store once it has recovered: the
+// caller, which has already applied it in memory, should reload that
+// bucket from the store (see [Store.Load]) or end it, so that memory and
+// disk agree.
 func (w Waiter) Wait() error {
-	if w.b == nil {
+	if w.g == nil {
 		return nil
 	}
 	defer func() {
 		w.s.outstanding.Add(-1)
 		w.s.waiters.Done()
 	}()
-	if err := w.b.SyncWait(); err != nil {
-		return fmt.Errorf("%w: write-ahead log in %s: %w", ErrWriteFailed, w.s.dir, err)
+	if err := w.s.await(w.g); err != nil {
+		return fmt.Errorf("store: %s: %w", describe(w.what, w.bucket), err)
 	}
-	if w.s.fs.fenced.Load() && w.key > w.s.fs.goodKey() {
-		// Pebble wrote it into the fence's memory, not to the disk (or not
-		// durably, for FsyncAlways): the store, not pebble, knows.
-		_ = w.b.Close()
-		return fmt.Errorf("write-ahead log in %s: %w", w.s.dir, w.s.faultErr())
-	}
-	if w.s.opts.Fsync == FsyncEverySec {
-		// Kept for a replay until the background fsync covers it.
-		u := unsyncedBatch{seq: w.seq, repr: w.repr}
-		w.s.unsyncedMu.Lock()
-		if u.seq >= w.s.syncedSeq { // else a sync has covered it already
-			w.s.unsynced = append(w.s.unsynced, u)
-			w.s.dirty.Store(true)
-		}
-		w.s.unsyncedMu.Unlock()
-	}
-	_ = w.b.Close()
 	return nil
 }
 
@@ -90,11 +73,12 @@ func (s *Store) Apply(bucket string, ops ...Op) error {
 }
 
 // ApplyNoWait writes ops to bucket atomically, as Apply does, but returns as
-// soon as the write is in the log, with a Waiter for its durability. A
+// soon as the write has its place in the commit order, with a Waiter that
+// commits it (with the writes around it) and waits for its durability. A
 // bucket holds its write lock across ApplyNoWait and its in-memory change,
 // releases it, then calls Wait: writers of one bucket are ordered by the
-// lock, and concurrent writers share syncs. On an error nothing was written
-// and the caller must not apply the change in memory.
+// lock, and concurrent writers share commits and syncs. On an error nothing
+// was written and the caller must not apply the change in memory.
 func (s *Store) ApplyNoWait(bucket string, ops ...Op) (Waiter, error) {
 	return s.applyNoWait(bucket, true, ops)
 }
@@ -112,53 +96,34 @@ func (s *Store) ApplyPairsNoWait(bucket string, ops ...Op) (Waiter, error) {
 }
 
 func (s *Store) applyNoWait(bucket string, marker bool, ops []Op) (Waiter, error) {
-	db, err := s.writable()
-	if err != nil {
-		return Waiter{}, fmt.Errorf("store: write to bucket %s: %w", quote(bucket), err)
-	}
-	b := db.NewBatch()
-	key := make([]byte, 0, 64)
+	size := 0
 	if marker {
-		_ = b.Set(markerKey(bucket), nil, nil)
+		size += len(bucket) + perChange
 	}
 	for _, op := range ops {
-		key = appendPairKey(key[:0], bucket, op.Key)
-		if op.Delete {
-			_ = b.Delete(key, nil)
-		} else {
-			_ = b.Set(key, op.Value, nil)
-		}
+		size += len(bucket) + len(op.Key) + len(op.Value) + perChange
 	}
-	return s.commit(b, db, "write to bucket", bucket)
-}
-
-// writable returns the engine to write to: after a fault, once recovery
-// (tried at most once per RetryInterval) has reopened it.
-func (s *Store) writable() (*pebble.DB, error) {
-	if s.fault.Load() != nil {
-		if err := s.recover(); err != nil {
-			return nil, err
+	return s.enqueue("write to bucket", bucket, size, func(b *pebble.Batch) {
+		key := make([]byte, 0, 64)
+		if marker {
+			_ = b.Set(markerKey(bucket), nil, nil)
 		}
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	switch {
-	case s.closed:
-		return nil, ErrClosed
-	case s.db == nil:
-		if fi := s.fault.Load(); fi != nil {
-			return nil, fi.error()
+		for _, op := range ops {
+			key = appendPairKey(key[:0], bucket, op.Key)
+			if op.Delete {
+				_ = b.Delete(key, nil)
+			} else {
+				_ = b.Set(key, op.Value, nil)
+			}
 		}
-		return nil, ErrClosed
-	}
-	return s.db, nil
+	})
 }
 
 // CreateBucket records bucket as existing, with no pairs (an empty bucket
 // survives a restart), and returns once that is durable under the policy.
 // Creating an existing bucket changes nothing.
 func (s *Store) CreateBucket(name string) error {
-	return s.write("create bucket "+quote(name), func(b *pebble.Batch) {
+	return s.write("create bucket", name, len(name)+perChange, func(b *pebble.Batch) {
 		_ = b.Set(markerKey(name), nil, nil)
 	})
 }
@@ -167,7 +132,7 @@ func (s *Store) CreateBucket(name string) error {
 // durable under the policy. Dropping a bucket that does not exist is not an
 // error.
 func (s *Store) DropBucket(name string) error {
-	return s.write("drop bucket "+quote(name), func(b *pebble.Batch) {
+	return s.write("drop bucket", name, 3*len(name)+2*perChange, func(b *pebble.Batch) {
 		_ = b.Delete(markerKey(name), nil)
 		p := pairPrefix(name)
 		_ = b.DeleteRange(p, prefixEnd(p), nil)
@@ -177,7 +142,7 @@ func (s *Store) DropBucket(name string) error {
 // DropAll deletes every bucket and pair (FLUSHALL), and returns once that is
 // durable under the policy. The time of the last checkpoint is kept.
 func (s *Store) DropAll() error {
-	return s.write("drop all", func(b *pebble.Batch) {
+	return s.write("drop all", "", perChange, func(b *pebble.Batch) {
 		_ = b.DeleteRange([]byte{tagBucket}, []byte{tagEnd}, nil)
 	})
 }
@@ -187,35 +152,29 @@ func (s *Store) DropAll() error {
 // memory). It returns a Waiter, as ApplyNoWait does; on an error nothing
 // was written.
 func (s *Store) Move(from, to string, pairs map[string][]byte) (Waiter, error) {
-	what := "move bucket " + quote(from) + " to " + quote(to)
-	db, err := s.writable()
-	if err != nil {
-		return Waiter{}, fmt.Errorf("store: %s: %w", what, err)
-	}
-	b := db.NewBatch()
-	for _, name := range []string{from, to} {
-		_ = b.Delete(markerKey(name), nil)
-		p := pairPrefix(name)
-		_ = b.DeleteRange(p, prefixEnd(p), nil)
-	}
-	_ = b.Set(markerKey(to), nil, nil)
-	key := make([]byte, 0, 64)
+	size := 3*(len(from)+len(to)) + 5*perChange
 	for k, v := range pairs {
-		key = appendPairKey(key[:0], to, k)
-		_ = b.Set(key, v, nil)
+		size += len(to) + len(k) + len(v) + perChange
 	}
-	return s.commit(b, db, what, "")
+	what := "move bucket " + quote(from) + " to"
+	return s.enqueue(what, to, size, func(b *pebble.Batch) {
+		for _, name := range []string{from, to} {
+			_ = b.Delete(markerKey(name), nil)
+			p := pairPrefix(name)
+			_ = b.DeleteRange(p, prefixEnd(p), nil)
+		}
+		_ = b.Set(markerKey(to), nil, nil)
+		key := make([]byte, 0, 64)
+		for k, v := range pairs {
+			key = appendPairKey(key[:0], to, k)
+			_ = b.Set(key, v, nil)
+		}
+	})
 }
 
-// write builds a batch with fill, commits it and waits.
-func (s *Store) write(what string, fill func(*pebble.Batch)) error {
-	db, err := s.writable()
-	if err != nil {
-		return fmt.Errorf("store: %s: %w", what, err)
-	}
-	b := db.NewBatch()
-	fill(b)
-	w, err := s.commit(b, db, what, "")
+// write makes the write fill, of about size bytes, and waits for it.
+func (s *Store) write(what, bucket string, size int, fill func(*pebble.Batch)) error {
+	w, err := s.enqueue(what, bucket, size, fill)
 	if err != nil {
 		return err
 	}
@@ -224,21 +183,151 @@ func (s *Store) write(what string, fill func(*pebble.Batch)) error {
 
 func quote(name string) string { return fmt.Sprintf("%q", name) }
 
-// commit commits b, built on db, under the store's policy. what, followed
-// by bucket quoted unless it is empty, names the write in errors (and is
-// put together only for an error: the hot path formats nothing).
-func (s *Store) commit(b *pebble.Batch, db *pebble.DB, what, bucket string) (Waiter, error) {
-	name := func() string {
-		if bucket == "" {
-			return what
-		}
-		return what + " " + quote(bucket)
+// describe names a write in an error: what, followed by bucket quoted
+// unless it is empty (put together only for an error: the hot path
+// formats nothing).
+func describe(what, bucket string) string {
+	if bucket == "" {
+		return what
 	}
-	discard := func() { _ = b.Close() }
+	return what + " " + quote(bucket)
+}
+
+// perChange is what one change costs in a batch's size, on top of its key
+// and value: its encoding, and a memtable entry (see largeBatch).
+const perChange = 16 + 256
+
+// A group is writes committed together, as one batch: writers of small
+// batches join the open group, and the first of them to wait commits it,
+// with every group queued before it, while the next group fills. One
+// commit and one WAL record for many writes is what makes a pipelined
+// durable write cheap: pebble's commit costs about as much as the memtable
+// inserts of a whole small batch.
+//
+// Writers are ordered as they join (a bucket joins under its write lock,
+// before it changes its memory), and groups commit in that order, so the
+// engine sees every bucket's writes in its memory's order.
+type group struct {
+	db   *pebble.DB
+	b    *pebble.Batch
+	size int    // len(b.Repr()) + perChange for each change
+	next *group // the queue, in joining order
+
+	committed bool // under commitMu: taken by a committer
+	done      chan struct{}
+
+	// Set by the committer, and read by waiters once done is closed.
+	err  error
+	seq  uint64 // the batch's first sequence number
+	key  uint64 // its recordKey in the WAL
+	repr []byte // FsyncEverySec: the batch's bytes, for a replay
+}
+
+// enqueue adds the write fill, of about size bytes, to the open group, or
+// to a new one (a group reaches at most largeBatch; a larger write commits
+// alone), and returns its Waiter. It fails only when the store is closed or
+// fenced: the write then was not made, and the caller must not apply it in
+// memory. what and bucket name the write in errors.
+func (s *Store) enqueue(what, bucket string, size int, fill func(*pebble.Batch)) (Waiter, error) {
+	if s.fault.Load() != nil {
+		if err := s.recover(); err != nil {
+			return Waiter{}, fmt.Errorf("store: %s: %w", describe(what, bucket), err)
+		}
+	}
+	// Held while the Waiter is counted, so that Close, which sets closed
+	// under the write lock and then waits for the Waiters, sees it.
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	switch {
+	case s.closed:
+		return Waiter{}, fmt.Errorf("store: %s: %w", describe(what, bucket), ErrClosed)
+	case s.db == nil || s.fault.Load() != nil:
+		err := ErrClosed
+		if fi := s.fault.Load(); fi != nil {
+			err = fi.error()
+		}
+		return Waiter{}, fmt.Errorf("store: %s: %w", describe(what, bucket), err)
+	}
+	s.queueMu.Lock()
+	g := s.open
+	if g == nil || g.db != s.db || g.size+size >= largeBatch {
+		g = &group{db: s.db, b: s.db.NewBatch(), done: make(chan struct{})}
+		if s.tail == nil {
+			s.head = g
+		} else {
+			s.tail.next = g
+		}
+		s.tail, s.open = g, g
+	}
+	fill(g.b)
+	g.size = len(g.b.Repr()) + perChange*int(g.b.Count())
+	if g.size >= largeBatch {
+		s.open = nil // full, or a large write alone
+	}
+	s.outstanding.Add(1)
+	s.waiters.Add(1)
+	s.queueMu.Unlock()
+	return Waiter{s: s, g: g, what: what, bucket: bucket}, nil
+}
+
+// await returns once g has been committed and is durable under the policy,
+// or has failed. If no one is committing g, the caller commits it, after
+// every group queued before it.
+func (s *Store) await(g *group) error {
+	select {
+	case <-g.done:
+		return g.err
+	default:
+	}
+	s.commitMu.Lock()
+	if g.committed {
+		s.commitMu.Unlock()
+		<-g.done
+		return g.err
+	}
+	s.queueMu.Lock()
+	first := s.head
+	s.head = g.next
+	if s.head == nil {
+		s.tail = nil
+	}
+	if s.open == g {
+		s.open = nil
+	}
+	s.queueMu.Unlock()
+	// The groups from first to g left the queue: nothing joins them now,
+	// and their next links, set before g was taken, stay as they are.
+	for h := first; ; h = h.next {
+		s.commitGroup(h)
+		h.committed = true
+		if h == g {
+			break
+		}
+	}
+	s.commitMu.Unlock()
+	// Waited for outside commitMu, so that the next groups commit while
+	// these sync, and share the syncs.
+	for h := first; ; h = h.next {
+		s.settleGroup(h)
+		if h == g {
+			break
+		}
+	}
+	return g.err
+}
+
+// commitGroup commits g's batch under the store's policy, and records the
+// outcome in g. Called with commitMu held, for each group in turn.
+func (s *Store) commitGroup(g *group) {
+	b, db := g.b, g.db
+	fail := func(err error) {
+		_ = b.Close()
+		g.err = err
+	}
 	// Pebble clears a large batch once committed (it joins the memtables
 	// as it is), and its sequence number with it. A large batch is
 	// committed alone, after an empty mark that takes the same number.
-	large := len(b.Repr())+256*int(b.Count()) >= largeBatch
+	large := g.size >= largeBatch
 	if large {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -246,46 +335,37 @@ func (s *Store) commit(b *pebble.Batch, db *pebble.DB, what, bucket string) (Wai
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 	}
+	// Not s.closed: a write that joined before Close began is committed
+	// (Close waits for its Waiter, and closes the engine after).
 	switch {
-	case s.closed:
-		discard()
-		return Waiter{}, fmt.Errorf("store: %s: %w", name(), ErrClosed)
 	case s.fault.Load() != nil:
-		discard()
-		return Waiter{}, fmt.Errorf("store: %s: %w", name(), s.fault.Load().error())
+		fail(s.fault.Load().error())
+		return
 	case s.db != db:
-		discard()
-		return Waiter{}, fmt.Errorf("store: %s: %w", name(), errRetry)
+		fail(errRetry)
+		return
 	}
-
-	var repr []byte
 	if s.opts.Fsync == FsyncEverySec {
 		// Copied now: pebble clears the data of a large batch it commits.
-		repr = slices.Clone(b.Repr())
+		g.repr = slices.Clone(b.Repr())
 	}
 	fatals := s.fatals.Load()
-	// Counted before the engine shows the write to readers, so that settle
-	// sees it.
-	s.outstanding.Add(1)
 	count := b.Count()
-	var seq uint64
 	if large {
 		mark := db.NewBatch()
 		_ = mark.LogData(nil, nil)
 		if err := db.Apply(mark, pebble.NoSync); err != nil {
-			s.outstanding.Add(-1)
-			discard()
-			return Waiter{}, fmt.Errorf("store: %s: %w: %w", name(), ErrWriteFailed, err)
+			fail(fmt.Errorf("%w: %w", ErrWriteFailed, err))
+			return
 		}
-		seq = uint64(mark.SeqNum())
+		g.seq = uint64(mark.SeqNum())
 		_ = mark.Close()
 	}
-	var err error
 	// Every policy requests a WAL sync and returns before it. Under
-	// FsyncAlways the Waiter waits for the fsync; under the others the
-	// file system below defers the fsync, and the Waiter waits only for the
-	// write to reach the OS.
-	err = db.ApplyNoSyncWait(b, pebble.Sync)
+	// FsyncAlways the waiter waits for the fsync; under the others the
+	// file system below defers the fsync, and the waiter waits only for
+	// the write to reach the OS.
+	err := db.ApplyNoSyncWait(b, pebble.Sync)
 	if err == nil && s.fatals.Load() != fatals {
 		// Pebble hit a fatal error during this commit; it may not have
 		// applied the batch, and its sync would never complete. The batch
@@ -294,19 +374,49 @@ func (s *Store) commit(b *pebble.Batch, db *pebble.DB, what, bucket string) (Wai
 		if fi := s.fault.Load(); fi != nil {
 			err = fi.error()
 		}
-		s.outstanding.Add(-1)
-		return Waiter{}, fmt.Errorf("store: %s: %w", name(), err)
+		g.err = err
+		g.b = nil
+		return
 	}
 	if err != nil {
-		s.outstanding.Add(-1)
-		discard()
-		return Waiter{}, fmt.Errorf("store: %s: %w: %w", name(), ErrWriteFailed, err)
+		fail(fmt.Errorf("%w: %w", ErrWriteFailed, err))
+		return
 	}
 	if !large {
-		seq = uint64(b.SeqNum())
+		g.seq = uint64(b.SeqNum())
 	}
-	s.waiters.Add(1)
-	return Waiter{s: s, b: b, seq: seq, key: recordKey(seq, count), repr: repr}, nil
+	g.key = recordKey(g.seq, count)
+}
+
+// settleGroup waits for a committed group to be durable under the policy,
+// records how it ended, and tells its waiters.
+func (s *Store) settleGroup(g *group) {
+	defer close(g.done)
+	if g.err != nil {
+		return
+	}
+	if err := g.b.SyncWait(); err != nil {
+		g.err = fmt.Errorf("%w: write-ahead log in %s: %w", ErrWriteFailed, s.dir, err)
+		return
+	}
+	if s.fs.fenced.Load() && g.key > s.fs.goodKey() {
+		// Pebble wrote it into the fence's memory, not to the disk (or not
+		// durably, for FsyncAlways): the store, not pebble, knows.
+		_ = g.b.Close()
+		g.err = fmt.Errorf("write-ahead log in %s: %w", s.dir, s.faultErr())
+		return
+	}
+	if s.opts.Fsync == FsyncEverySec {
+		// Kept for a replay until the background fsync covers it.
+		u := unsyncedBatch{seq: g.seq, repr: g.repr}
+		s.unsyncedMu.Lock()
+		if u.seq >= s.syncedSeq { // else a sync has covered it already
+			s.unsynced = append(s.unsynced, u)
+			s.dirty.Store(true)
+		}
+		s.unsyncedMu.Unlock()
+	}
+	_ = g.b.Close()
 }
 
 // settle returns once every write committed so far has met its fate under
@@ -320,7 +430,7 @@ func (s *Store) settle() error {
 	if s.outstanding.Load() == 0 {
 		return nil
 	}
-	return s.write("wait for the writes in flight", func(b *pebble.Batch) {
+	return s.write("wait for the writes in flight", "", perChange, func(b *pebble.Batch) {
 		_ = b.LogData(nil, nil)
 	})
 }

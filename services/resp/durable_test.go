@@ -325,10 +325,17 @@ func TestDurableRecoveryDoesNotWaitForAHeldPending(t *testing.T) {
 	b, err := ds.root.Registry().Create(ctx, "b")
 	require.NoError(t, err)
 
-	faults.FailSyncs(syscall.EIO)
-	_, held, err := a.SetNoWait("f", []byte("1")) // recorded; its sync fails
+	c, err := ds.root.Registry().Create(ctx, "c")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return ds.st.Err() != nil }, 5*time.Second, time.Millisecond)
+
+	faults.FailSyncs(syscall.EIO)
+	_, held, err := a.SetNoWait("f", []byte("1")) // recorded, and held
+	require.NoError(t, err)
+	// Another writer commits the group the held write joined: its sync fails.
+	_, p, err := c.SetNoWait("f", []byte("1"))
+	require.NoError(t, err)
+	require.Error(t, p.Wait())
+	require.Error(t, ds.st.Err())
 	faults.Clear()
 
 	done := make(chan error, 1)
@@ -350,8 +357,8 @@ func TestDurableRecoveryDoesNotWaitForAHeldPending(t *testing.T) {
 	require.Error(t, held.Wait(), "the held write's sync failed")
 
 	rc := ds.client(t)
-	require.Eventually(t, func() bool { return rc.HSet(ctx, "c", "f", "v").Err() == nil }, 10*time.Second, time.Millisecond)
-	assert.Equal(t, "v", rc.HGet(ctx, "c", "f").Val())
+	require.Eventually(t, func() bool { return rc.HSet(ctx, "d", "f", "v").Err() == nil }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, "v", rc.HGet(ctx, "d", "f").Val())
 }
 
 // endOnce returns a testHookLive that ends, with end, the first bucket

@@ -1,0 +1,156 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Writes made before anyone waits share one group: one commit and one WAL
+// record for all of them.
+func TestWritesJoinOneGroup(t *testing.T) {
+	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec, FsyncNo} {
+		t.Run(policy.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openT(t, dir, Options{Fsync: policy})
+			require.NoError(t, s.CreateBucket("b"))
+			var ws []Waiter
+			for i := range 10 {
+				w, err := s.ApplyPairsNoWait("b", Put(fmt.Sprint(i), []byte{byte('a' + i)}))
+				require.NoError(t, err)
+				ws = append(ws, w)
+			}
+			for _, w := range ws {
+				require.Same(t, ws[0].g, w.g, "one group")
+			}
+			for i := len(ws) - 1; i >= 0; i-- {
+				require.NoError(t, ws[i].Wait())
+			}
+			g := ws[0].g
+			assert.Equal(t, recordKey(g.seq, 10), g.key, "one WAL record of ten changes")
+			if policy == FsyncAlways {
+				assert.Equal(t, g.key, s.fs.goodKey(), "the group's record is the last one synced")
+			}
+			checkAcrossRestart(t, s, dir, policy, func(s *Store) {
+				pairs, found, err := s.Load("b")
+				require.NoError(t, err)
+				require.True(t, found)
+				assert.Len(t, pairs, 10)
+				assert.Equal(t, []byte("j"), pairs["9"])
+			})
+		})
+	}
+}
+
+// Groups commit in the order their writers joined, whoever waits first: a
+// later write to a key wins, with a large write (which commits alone) in
+// between, and a drop that follows a write not yet waited for removes it.
+func TestGroupsCommitInJoiningOrder(t *testing.T) {
+	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec} {
+		t.Run(policy.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openT(t, dir, Options{Fsync: policy})
+			big := bytes.Repeat([]byte("2"), largeBatch)
+			w1, err := s.ApplyNoWait("b", Put("k", []byte("1")))
+			require.NoError(t, err)
+			w2, err := s.ApplyNoWait("b", Put("k", big))
+			require.NoError(t, err)
+			w3, err := s.ApplyNoWait("b", Put("k", []byte("3")))
+			require.NoError(t, err)
+			require.NotSame(t, w1.g, w2.g, "a large write is a group of its own")
+			require.NotSame(t, w2.g, w3.g, "and the writes after it start another")
+
+			w4, err := s.ApplyNoWait("gone", Put("k", []byte("x")))
+			require.NoError(t, err)
+			require.NoError(t, s.DropBucket("gone"), "commits the groups before its own")
+			for _, w := range []Waiter{w4, w3, w2, w1} {
+				require.NoError(t, w.Wait())
+			}
+			checkAcrossRestart(t, s, dir, policy, func(s *Store) {
+				pairs, _, err := s.Load("b")
+				require.NoError(t, err)
+				assert.Equal(t, []byte("3"), pairs["k"], "the last write wins")
+				_, found, err := s.Load("gone")
+				require.NoError(t, err)
+				assert.False(t, found, "the drop came after the write")
+			})
+		})
+	}
+}
+
+// A write that joined a group before Close began is committed and
+// acknowledged: Close waits for its Waiter, then closes the engine.
+func TestCloseCommitsWritesThatJoined(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Fsync: FsyncAlways})
+	w, err := s.ApplyNoWait("b", Put("k", []byte("v")))
+	require.NoError(t, err)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	require.Eventually(t, func() bool {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return s.closed
+	}, 5*time.Second, time.Millisecond)
+	_, err = s.ApplyNoWait("b", Put("late", []byte("v")))
+	require.ErrorIs(t, err, ErrClosed, "a write after Close began")
+	require.NoError(t, w.Wait(), "the write that joined before")
+	require.NoError(t, <-closed)
+
+	s = openT(t, dir, Options{Fsync: FsyncAlways})
+	defer func() { require.NoError(t, s.Close()) }()
+	pairs, _, err := s.Load("b")
+	require.NoError(t, err)
+	assert.Equal(t, map[string][]byte{"k": []byte("v")}, pairs)
+}
+
+// Writers of many buckets, each ordered by its own lock as a bucket's
+// writes are, wait for their writes outside it: every acknowledged value is
+// the one the store keeps, and the writes shared commits.
+func TestConcurrentWritersShareCommits(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Fsync: FsyncAlways})
+	const writers, buckets, rounds = 16, 4, 200
+	var locks [buckets]sync.Mutex
+	var last [buckets][writers]int // under locks[b]: the last value written
+	groups := make(chan *group, writers*rounds)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range rounds {
+				b := (w + i) % buckets
+				locks[b].Lock()
+				wt, err := s.ApplyNoWait(fmt.Sprint(b), Put(fmt.Sprint(w), []byte(fmt.Sprint(i))))
+				if err == nil {
+					last[b][w] = i
+				}
+				locks[b].Unlock()
+				if !assert.NoError(t, err) || !assert.NoError(t, wt.Wait()) {
+					return
+				}
+				groups <- wt.g
+			}
+		})
+	}
+	wg.Wait()
+	close(groups)
+	distinct := make(map[*group]bool)
+	for g := range groups {
+		distinct[g] = true
+	}
+	t.Logf("%d writes in %d commits", writers*rounds, len(distinct))
+	checkAcrossRestart(t, s, dir, FsyncAlways, func(s *Store) {
+		for b := range buckets {
+			pairs, _, err := s.Load(fmt.Sprint(b))
+			require.NoError(t, err)
+			for w := range writers { // each wrote to each bucket
+				assert.Equal(t, fmt.Sprint(last[b][w]), string(pairs[fmt.Sprint(w)]), "bucket %d, writer %d", b, w)
+			}
+		}
+	})
+}
