@@ -248,7 +248,18 @@ func (s *Store) enqueue(what, bucket string, size int, fill func(*pebble.Batch))
 		}
 		return Waiter{}, fmt.Errorf("store: %s: %w", describe(what, bucket), err)
 	}
+	g := s.join(size, fill)
+	s.outstanding.Add(1)
+	s.waiters.Add(1)
+	return Waiter{s: s, g: g, what: what, bucket: bucket}, nil
+}
+
+// join adds the write fill, of about size bytes, to the open group or a
+// new one, and returns its group. Called with s.mu held for reading and the
+// engine open.
+func (s *Store) join(size int, fill func(*pebble.Batch)) *group {
 	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
 	g := s.open
 	if g == nil || g.db != s.db || g.size+size >= largeBatch {
 		g = &group{db: s.db, b: s.db.NewBatch(), done: make(chan struct{})}
@@ -264,10 +275,7 @@ func (s *Store) enqueue(what, bucket string, size int, fill func(*pebble.Batch))
 	if g.size >= largeBatch {
 		s.open = nil // full, or a large write alone
 	}
-	s.outstanding.Add(1)
-	s.waiters.Add(1)
-	s.queueMu.Unlock()
-	return Waiter{s: s, g: g, what: what, bucket: bucket}, nil
+	return g
 }
 
 // await returns once g has been committed and is durable under the policy,
@@ -279,11 +287,30 @@ func (s *Store) await(g *group) error {
 		return g.err
 	default:
 	}
-	s.commitMu.Lock()
-	if g.committed {
-		s.commitMu.Unlock()
+	first := s.commitThrough(g)
+	if first == nil { // another waiter is committing g
 		<-g.done
 		return g.err
+	}
+	// Waited for outside commitMu, so that the next groups commit while
+	// these sync, and share the syncs.
+	for h := first; ; h = h.next {
+		s.settleGroup(h)
+		if h == g {
+			break
+		}
+	}
+	return g.err
+}
+
+// commitThrough commits, in order, every queued group up to and including
+// g, and returns the first of them; or nil if g was taken by another
+// committer.
+func (s *Store) commitThrough(g *group) *group {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if g.committed {
+		return nil
 	}
 	s.queueMu.Lock()
 	first := s.head
@@ -301,19 +328,9 @@ func (s *Store) await(g *group) error {
 		s.commitGroup(h)
 		h.committed = true
 		if h == g {
-			break
+			return first
 		}
 	}
-	s.commitMu.Unlock()
-	// Waited for outside commitMu, so that the next groups commit while
-	// these sync, and share the syncs.
-	for h := first; ; h = h.next {
-		s.settleGroup(h)
-		if h == g {
-			break
-		}
-	}
-	return g.err
 }
 
 // commitGroup commits g's batch under the store's policy, and records the
