@@ -19,6 +19,13 @@ func (s *Store) Checkpoint(dir string) error {
 	if err != nil {
 		return fmt.Errorf("store: checkpoint %s: %w", dir, err)
 	}
+	// Writes made before the call and not yet committed (their Waiters
+	// not yet called: a pipeline's, answered after this call) are
+	// committed first, so that the checkpoint holds every write made
+	// before it, in the commit order.
+	if err := s.settle(); err != nil {
+		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
+	}
 	if err := s.checkpoint(abs); err != nil {
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
