@@ -132,12 +132,20 @@ func (s *Store) CreateBucket(name string) error {
 // durable under the policy. Dropping a bucket that does not exist is not an
 // error.
 func (s *Store) DropBucket(name string) error {
-	return s.write("drop bucket", name, 3*len(name)+2*perChange, func(b *pebble.Batch) {
-		_ = b.Delete(markerKey(name), nil)
-		p := pairPrefix(name)
-		_ = b.DeleteRange(p, prefixEnd(p), nil)
+	return s.write("drop bucket", name, dropSize(name), func(b *pebble.Batch) {
+		dropInto(b, name)
 	})
 }
+
+// dropInto adds to b the deletion of bucket name: its marker and its pairs.
+func dropInto(b *pebble.Batch, name string) {
+	_ = b.Delete(markerKey(name), nil)
+	p := pairPrefix(name)
+	_ = b.DeleteRange(p, prefixEnd(p), nil)
+}
+
+// dropSize is the size of what dropInto adds, as enqueue counts it.
+func dropSize(name string) int { return 3*len(name) + 2*perChange }
 
 // DropAll deletes every bucket and pair (FLUSHALL), and returns once that is
 // durable under the policy. The time of the last checkpoint is kept.
@@ -152,17 +160,14 @@ func (s *Store) DropAll() error {
 // memory). It returns a Waiter, as ApplyNoWait does; on an error nothing
 // was written.
 func (s *Store) Move(from, to string, pairs map[string][]byte) (Waiter, error) {
-	size := 3*(len(from)+len(to)) + 5*perChange
+	size := dropSize(from) + dropSize(to) + perChange
 	for k, v := range pairs {
 		size += len(to) + len(k) + len(v) + perChange
 	}
 	what := "move bucket " + quote(from) + " to"
 	return s.enqueue(what, to, size, func(b *pebble.Batch) {
-		for _, name := range []string{from, to} {
-			_ = b.Delete(markerKey(name), nil)
-			p := pairPrefix(name)
-			_ = b.DeleteRange(p, prefixEnd(p), nil)
-		}
+		dropInto(b, from)
+		dropInto(b, to)
 		_ = b.Set(markerKey(to), nil, nil)
 		key := make([]byte, 0, 64)
 		for k, v := range pairs {
@@ -354,11 +359,11 @@ func (s *Store) commitGroup(g *group) {
 	}
 	// Not s.closed: a write that joined before Close began is committed
 	// (Close waits for its Waiter, and closes the engine after).
-	switch {
-	case s.fault.Load() != nil:
-		fail(s.fault.Load().error())
+	if fi := s.fault.Load(); fi != nil {
+		fail(fi.error())
 		return
-	case s.db != db:
+	}
+	if s.db != db {
 		fail(errRetry)
 		return
 	}
@@ -436,13 +441,15 @@ func (s *Store) settleGroup(g *group) {
 	_ = g.b.Close()
 }
 
-// settle returns once every write committed so far has met its fate under
-// the policy: durable, or failed. The engine shows a write to readers as
-// soon as it is committed, before it is on disk; a read that rebuilds a
-// bucket (Load) settles first, so that it cannot pick up a write whose
-// writer is then told that it failed (memory would hold what the disk does
-// not). It costs one empty commit, waited for like a write, only while
-// some Waiter has not been waited for; nothing, most of the time.
+// settle returns once every write made so far has been committed and has
+// met its fate under the policy: durable, or failed. The engine shows a
+// write to readers as soon as it is committed, before it is on disk, and
+// not at all while it waits in a group for its Waiter; a read that
+// rebuilds a bucket (Load) settles first, so that it cannot pick up a write
+// whose writer is then told that it failed (memory would hold what the
+// disk does not), nor miss one made before it, and so does a checkpoint.
+// It costs one empty commit, waited for like a write, only while some
+// Waiter has not been waited for; nothing, most of the time.
 func (s *Store) settle() error {
 	if s.outstanding.Load() == 0 {
 		return nil
