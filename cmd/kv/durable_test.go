@@ -29,7 +29,17 @@ import (
 // the process; its logs are drained until it exits (exited is closed then).
 func startBinary(t *testing.T, bin string, args ...string) (addr string, cmd *exec.Cmd, exited chan struct{}) {
 	t.Helper()
-	cmd = exec.Command(bin, append([]string{"--resp-addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	return startCommand(t, exec.Command(bin, append(binaryArgs(), args...)...))
+}
+
+// binaryArgs are the arguments startBinary gives kv before the test's own.
+func binaryArgs() []string { return []string{"--resp-addr", "127.0.0.1:0", "--log-format", "json"} }
+
+// startCommand is startBinary for a command the caller has made (another
+// environment, kv run through another program); kv's arguments must
+// start with binaryArgs.
+func startCommand(t *testing.T, cmd *exec.Cmd) (addr string, _ *exec.Cmd, exited chan struct{}) {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -401,4 +402,69 @@ func TestCloseWithin(t *testing.T) {
 	failed := errors.New("failed")
 	assert.ErrorIs(t, closeWithin(func() error { return failed }, time.Minute), failed)
 	assert.NoError(t, closeWithin(func() error { return nil }, time.Minute))
+}
+
+func TestDurableProcs(t *testing.T) {
+	tests := []struct {
+		name    string
+		durable bool
+		env     []string
+		procs   int
+		want    int
+	}{
+		{"durable on one core", true, []string{"HOME=/root"}, 1, 2},
+		{"durable on two cores", true, nil, 2, 0},
+		{"durable on many cores", true, nil, 64, 0},
+		{"in memory on one core", false, nil, 1, 0},
+		{"the user's GOMAXPROCS stands", true, []string{"GOMAXPROCS=1"}, 1, 0},
+		{"a variable that only starts like it", true, []string{"GOMAXPROCSX=1"}, 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, durableProcs(tt.durable, tt.env, tt.procs))
+		})
+	}
+}
+
+// The daemon, run on one core (taskset), where Go chooses GOMAXPROCS=1:
+// with the durable store it raises GOMAXPROCS to 2, unless the user set
+// GOMAXPROCS; in memory it keeps Go's choice. INFO reports it.
+func TestDaemonDurableProcsOnOneCore(t *testing.T) {
+	bin := buildKV(t)
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		t.Skip("needs taskset (util-linux)")
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			env = append(env, kv)
+		}
+	}
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"durable", env, []string{"--data-dir", t.TempDir()}, "2"},
+		{"durable with the user's GOMAXPROCS", append(slices.Clone(env), "GOMAXPROCS=1"), []string{"--data-dir", t.TempDir()}, "1"},
+		{"in memory", env, []string{"--in-memory"}, "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(taskset, append(append([]string{"-c", "0", bin}, binaryArgs()...), tt.args...)...)
+			cmd.Env = tt.env
+			addr, cmd, exited := startCommand(t, cmd)
+			defer func() {
+				require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+				<-exited
+			}()
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			defer c.Close()
+			info, err := c.Info(context.Background(), "server").Result()
+			require.NoError(t, err)
+			assert.Contains(t, info, "go_maxprocs:"+tt.want+"\r\n")
+		})
+	}
 }

@@ -428,6 +428,7 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		"os:"+runtime.GOOS+" "+runtime.GOARCH,
 		"arch_bits:"+strconv.Itoa(strconv.IntSize),
 		"go_version:"+runtime.Version(),
+		"go_maxprocs:"+strconv.Itoa(runtime.GOMAXPROCS(0)),
 		"process_id:"+strconv.Itoa(os.Getpid()),
 		"tcp_port:"+port,
 		"uptime_in_seconds:"+strconv.Itoa(int(uptime.Seconds())),
