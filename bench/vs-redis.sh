@@ -19,10 +19,15 @@
 #   CLIENTS (50), REQUESTS (200000), KEYSPACE (100000), PIPELINE (16),
 #   ROUNDS (3): each figure is the median of ROUNDS runs, Redis and kv
 #   taking turns, so that a noisy neighbour hurts both alike;
-#   KV_GOMAXPROCS (unset: Go's default, every core): the GOMAXPROCS of kv.
-#   On a 2-core machine redis-benchmark needs a core of its own, and kv
-#   with GOMAXPROCS=1 (one core, as single-threaded Redis) competes less
-#   with it; report which setting you used.
+#   PIN (0): with PIN=1, redis-benchmark runs on CPU 0 (taskset) and both
+#   servers on the other CPUs, so that the load generator and the server
+#   under test never compete for a core, as when clients run on other
+#   machines. Unpinned, on a 2-core machine, redis-benchmark needs a whole
+#   core and shares both with the server: single-threaded Redis leaves it
+#   one, Go's scheduler (GOMAXPROCS=2) does not. Pinned on one core, kv
+#   gets GOMAXPROCS=1 from Go, raised to 2 by kv itself when durable;
+#   KV_GOMAXPROCS (unset: Go's choice): the GOMAXPROCS of kv. Report
+#   which settings you used.
 set -euo pipefail
 
 REDIS_PORT=${REDIS_PORT:-16379}
@@ -33,6 +38,7 @@ KEYSPACE=${KEYSPACE:-100000}
 PIPELINE=${PIPELINE:-16}
 ROUNDS=${ROUNDS:-3}
 MODE=${MODE:-memory}
+PIN=${PIN:-0}
 case "$MODE" in memory | durable | all) ;; *)
 	echo "MODE must be memory, durable or all, not $MODE" >&2
 	exit 2
@@ -76,10 +82,23 @@ wait_port() { # port name
 echo "building kv..." >&2
 (cd "$root" && go build -o "$work/kv" ./cmd/kv)
 
+# With PIN=1, redis-benchmark runs on CPU 0 and both servers on the others
+# (taskset), so that the client and the server under test never share a
+# core; otherwise the kernel places all three where it likes.
+client=() server=()
+if [ "$PIN" = 1 ]; then
+	if ! command -v taskset >/dev/null || [ "$(nproc)" -lt 2 ]; then
+		echo "PIN=1 needs taskset and at least 2 cores" >&2
+		exit 2
+	fi
+	client=(taskset -c 0)
+	server=(taskset -c "1-$(($(nproc) - 1))")
+fi
+
 rps() { # port pipeline command...
 	local port=$1 pipe=$2
 	shift 2
-	redis-benchmark -p "$port" -c "$CLIENTS" -n "$REQUESTS" -r "$KEYSPACE" -P "$pipe" -q "$@" 2>/dev/null |
+	"${client[@]}" redis-benchmark -p "$port" -c "$CLIENTS" -n "$REQUESTS" -r "$KEYSPACE" -P "$pipe" -q "$@" 2>/dev/null |
 		tr '\r' '\n' | grep -Eo '[0-9.]+ requests per second' | tail -1 | cut -d' ' -f1
 }
 
@@ -92,14 +111,14 @@ pair() {
 	local title=$1
 	rm -rf "$work/redis-data" "$work/kv-data"
 	mkdir -p "$work/redis-data"
-	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no --dir "$work/redis-data" \
+	"${server[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no --dir "$work/redis-data" \
 		--logfile "$work/redis.log" "${redis_extra[@]}" &
 	local rpid=$!
 	pids+=("$rpid")
 	if [ -n "${KV_GOMAXPROCS:-}" ]; then
 		export GOMAXPROCS=$KV_GOMAXPROCS
 	fi
-	"$work/kv" --resp-addr "127.0.0.1:$KV_PORT" --log-level warn "${kv_extra[@]}" 2>>"$work/kv.log" &
+	"${server[@]}" "$work/kv" --resp-addr "127.0.0.1:$KV_PORT" --log-level warn "${kv_extra[@]}" 2>>"$work/kv.log" &
 	local kpid=$!
 	unset GOMAXPROCS
 	pids+=("$kpid")
@@ -143,4 +162,4 @@ if [ "$MODE" = durable ] || [ "$MODE" = all ]; then
 	kv_extra=(--data-dir "$work/kv-data" --fsync always)
 	pair "durable, always: Redis appendonly yes appendfsync always, kv --fsync always"
 fi
-echo "(MODE=$MODE; median of $ROUNDS; redis-benchmark -c $CLIENTS -n $REQUESTS -r $KEYSPACE; $(redis-server --version | cut -d' ' -f3); kv $("$work/kv" --version | cut -d' ' -f2) with GOMAXPROCS=${KV_GOMAXPROCS:-default}; $(nproc) cores)"
+echo "(MODE=$MODE; median of $ROUNDS; redis-benchmark -c $CLIENTS -n $REQUESTS -r $KEYSPACE; $(redis-server --version | cut -d' ' -f3); kv $("$work/kv" --version | cut -d' ' -f2) with GOMAXPROCS=${KV_GOMAXPROCS:-default}; $(nproc) cores; PIN=$PIN)"
