@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -180,4 +181,48 @@ func TestCheckpointHoldsAWriteMadeBeforeIt(t *testing.T) {
 			assert.Equal(t, "v", string(pairs["k"]), "the write made before the checkpoint")
 		})
 	}
+}
+
+// The first writer of a group to wait yields before it commits, so that a
+// writer that is ready to run joins the group and shares its commit. With
+// one P, the writer readied just before the leader's Wait runs at that
+// yield; without it, the leader would commit a group of one.
+func TestLeaderLetsReadyWritersJoin(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := openT(t, t.TempDir(), Options{Fsync: FsyncNo})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.NoError(t, s.CreateBucket("b"))
+	const tries = 20
+	shared := 0
+	for i := range tries {
+		start := make(chan struct{})
+		joined := make(chan *group, 1)
+		waited := make(chan error, 1)
+		go func() {
+			<-start
+			w, err := s.ApplyPairsNoWait("b", Put("follower", []byte{byte(i)}))
+			if err != nil {
+				joined <- nil
+				waited <- err
+				return
+			}
+			joined <- w.g
+			waited <- w.Wait()
+		}()
+		w, err := s.ApplyPairsNoWait("b", Put("leader", []byte{byte(i)}))
+		require.NoError(t, err)
+		close(start) // the follower is ready to run; with one P, not running
+		require.NoError(t, w.Wait())
+		g := <-joined
+		require.NoError(t, <-waited)
+		if g == w.g {
+			shared++
+		}
+	}
+	// The runtime may preempt a goroutine anywhere, so a few tries may
+	// miss; without the yield, none shares.
+	assert.GreaterOrEqual(t, shared, tries/2, "writes that shared the leader's commit, of %d", tries)
+	pairs, _, err := s.Load("b")
+	require.NoError(t, err)
+	assert.Equal(t, map[string][]byte{"leader": {tries - 1}, "follower": {tries - 1}}, pairs)
 }
