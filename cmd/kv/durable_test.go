@@ -205,14 +205,14 @@ func TestLockedDataDirectory(t *testing.T) {
 	defer st.Close()
 	var out, errOut bytes.Buffer
 	begin := time.Now()
-	code := run([]string{"--resp-addr", "127.0.0.1:0", "--data-dir", dir}, nil, &out, &errOut)
+	code := run([]string{"--resp-addr", "127.0.0.1:0", "--data-dir", dir}, nil, &out, &errOut, nil)
 	assert.Equal(t, exitLocked, code)
 	assert.Less(t, time.Since(begin), 5*time.Second)
 	assert.Contains(t, errOut.String(), "is in use by another kv")
 	assert.Contains(t, errOut.String(), "--data-dir")
 	out.Reset()
 	errOut.Reset()
-	assert.Equal(t, exitLocked, run([]string{"check", dir}, nil, &out, &errOut))
+	assert.Equal(t, exitLocked, run([]string{"check", dir}, nil, &out, &errOut, nil))
 	assert.Empty(t, out.String())
 	assert.Contains(t, errOut.String(), "in use")
 }
@@ -233,7 +233,7 @@ func TestCheckOutput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			assert.Equal(t, tc.code, run(tc.args, nil, &out, &errOut))
+			assert.Equal(t, tc.code, run(tc.args, nil, &out, &errOut, nil))
 			if tc.out == "" {
 				assert.Empty(t, out.String())
 			} else {
@@ -276,7 +276,7 @@ func TestDaemonDurableRestartAndCheckpoint(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, cps, 2, "SAVE and POST /v1/save")
 	var out, errOut bytes.Buffer
-	require.Equal(t, exitOK, run([]string{"check", cps[0]}, nil, &out, &errOut), errOut.String())
+	require.Equal(t, exitOK, run([]string{"check", cps[0]}, nil, &out, &errOut, nil), errOut.String())
 	assert.Contains(t, out.String(), "2 buckets, 3 keys")
 
 	for _, d := range []string{dir, cps[0], cps[1]} {
@@ -310,11 +310,11 @@ func TestDamagedDataDirectory(t *testing.T) {
 	require.NoError(t, os.WriteFile(m, raw, 0o644))
 
 	var out, errOut bytes.Buffer
-	assert.Equal(t, exitStorage, run([]string{"--resp-addr", "127.0.0.1:0", "--data-dir", dir}, nil, &out, &errOut))
+	assert.Equal(t, exitStorage, run([]string{"--resp-addr", "127.0.0.1:0", "--data-dir", dir}, nil, &out, &errOut, nil))
 	assert.Contains(t, errOut.String(), filepath.Base(m))
 	assert.Contains(t, errOut.String(), "kv check")
 	out.Reset()
 	errOut.Reset()
-	assert.Equal(t, exitStorage, run([]string{"check", dir}, nil, &out, &errOut))
+	assert.Equal(t, exitStorage, run([]string{"check", dir}, nil, &out, &errOut, nil))
 	assert.Contains(t, errOut.String(), filepath.Base(m))
 }

@@ -21,8 +21,11 @@
 // the disk, as Redis's appendfsync; --in-memory keeps nothing on disk.
 package main
 
-import "os"
+import (
+	"os"
+	"runtime"
+)
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr, runtime.GOMAXPROCS))
 }

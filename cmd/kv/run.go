@@ -222,15 +222,21 @@ const minDurableProcs = 2
 
 // durableProcs returns the GOMAXPROCS the daemon sets, or 0 to keep Go's
 // choice (procs): minDurableProcs when the store is durable and Go chose
-// fewer (one core, or a container limited to one CPU), unless the user
-// set GOMAXPROCS in env, whose choice stands.
+// fewer, unless env sets GOMAXPROCS to a value the runtime takes (as it
+// does: the first GOMAXPROCS entry, a positive integer), whose choice
+// stands. Go chooses 1 on a machine, or under a CPU affinity (taskset, a
+// cpuset), of one CPU; not under a CPU quota below 2, which it rounds up
+// to 2.
 func durableProcs(durable bool, env []string, procs int) int {
 	if !durable || procs >= minDurableProcs {
 		return 0
 	}
 	for _, kv := range env {
-		if strings.HasPrefix(kv, "GOMAXPROCS=") {
-			return 0
+		if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok {
+			if n, err := strconv.ParseInt(v, 10, 32); err == nil && n > 0 {
+				return 0
+			}
+			break
 		}
 	}
 	return minDurableProcs
@@ -238,8 +244,12 @@ func durableProcs(durable bool, env []string, procs int) int {
 
 // run is the daemon: it parses its configuration, serves until SIGINT or
 // SIGTERM, stops cleanly and returns the exit code. A second signal exits
-// at once.
-func run(args, env []string, stdout, stderr io.Writer) int {
+// at once. setProcs, when not nil, is runtime.GOMAXPROCS: run raises the
+// process's GOMAXPROCS with it for the durable store (see durableProcs);
+// tests, which run the daemon inside the test binary, pass nil. Raised
+// once at start: an explicit GOMAXPROCS also ends Go's own updates of it
+// when the CPUs kv may use change.
+func run(args, env []string, stdout, stderr io.Writer, setProcs func(int) int) int {
 	if len(args) > 0 && args[0] == "check" {
 		return check(args[1:], stdout, stderr)
 	}
@@ -248,9 +258,12 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(o, stderr)
-	if n := durableProcs(!o.inMemory, env, runtime.GOMAXPROCS(0)); n > 0 {
-		log.Info("raising GOMAXPROCS for the durable store: a write's fsync would hold the only P",
-			"gomaxprocs", n, "was", runtime.GOMAXPROCS(n))
+	if setProcs != nil {
+		if n := durableProcs(!o.inMemory, env, setProcs(0)); n > 0 {
+			was := setProcs(n)
+			log.Info("raised GOMAXPROCS for the durable store: a write's fsync would hold the only P",
+				"gomaxprocs", n, "was", was)
+		}
 	}
 	// One channel hears every signal from the start, so that a second
 	// signal is never missed, however soon it follows the first.

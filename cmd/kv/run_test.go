@@ -75,7 +75,7 @@ func buildKV(t *testing.T) string {
 
 func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 	var out, errOut bytes.Buffer
-	require.Equal(t, exitOK, run([]string{"--help"}, nil, &out, &errOut))
+	require.Equal(t, exitOK, run([]string{"--help"}, nil, &out, &errOut, nil))
 	for _, want := range []string{
 		"--resp-addr", "KV_RESP_ADDR", `default "127.0.0.1:6380"`, "--log-format", "KV_LOG_FORMAT",
 		"--log-level", "--in-memory", "--password-file", "KV_PASSWORD", "--max-clients", "KV_MAX_CLIENTS",
@@ -88,7 +88,7 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 	}
 	assert.Empty(t, errOut.String(), "help goes to stdout, and only there")
 	out.Reset()
-	require.Equal(t, exitOK, run([]string{"--version"}, nil, &out, &errOut))
+	require.Equal(t, exitOK, run([]string{"--version"}, nil, &out, &errOut, nil))
 	assert.Contains(t, out.String(), "kv "+version)
 }
 
@@ -142,7 +142,7 @@ func TestStartupErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			assert.Equal(t, tc.code, run(tc.args, tc.env, &out, &errOut))
+			assert.Equal(t, tc.code, run(tc.args, tc.env, &out, &errOut, nil))
 			assert.Contains(t, errOut.String(), tc.want)
 		})
 	}
@@ -405,25 +405,73 @@ func TestCloseWithin(t *testing.T) {
 }
 
 func TestDurableProcs(t *testing.T) {
-	tests := []struct {
+	type test struct {
 		name    string
 		durable bool
 		env     []string
 		procs   int
 		want    int
-	}{
+	}
+	tests := []test{
 		{"durable on one core", true, []string{"HOME=/root"}, 1, 2},
 		{"durable on two cores", true, nil, 2, 0},
 		{"durable on many cores", true, nil, 64, 0},
 		{"in memory on one core", false, nil, 1, 0},
 		{"the user's GOMAXPROCS stands", true, []string{"GOMAXPROCS=1"}, 1, 0},
+		{"the first GOMAXPROCS counts, as for the runtime", true, []string{"GOMAXPROCS=1", "GOMAXPROCS=x"}, 1, 0},
 		{"a variable that only starts like it", true, []string{"GOMAXPROCSX=1"}, 1, 2},
+	}
+	// Values the runtime ignores (it keeps its own choice) are no choice.
+	for _, v := range []string{"", "0", "-1", "abc", " 2", "99999999999"} {
+		tests = append(tests, test{"ignored GOMAXPROCS=" + v, true, []string{"GOMAXPROCS=" + v}, 1, 2})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			assert.Equal(t, tt.want, durableProcs(tt.durable, tt.env, tt.procs))
 		})
 	}
+}
+
+// run raises GOMAXPROCS through setProcs, before it opens anything, only
+// for the durable store; it leaves the test binary's own alone.
+func TestRunRaisesProcsThroughSetProcs(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	tests := []struct {
+		name string
+		args []string
+		want []int // the calls to setProcs
+	}{
+		{"durable", []string{"--data-dir", t.TempDir()}, []int{0, 2}},
+		{"in memory", []string{"--in-memory"}, []int{0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls []int
+			setProcs := func(n int) int { calls = append(calls, n); return 1 }
+			var out, errOut bytes.Buffer
+			args := append([]string{"--resp-addr", busy.Addr().String()}, tt.args...)
+			assert.Equal(t, exitNoListen, run(args, nil, &out, &errOut, setProcs), errOut.String())
+			assert.Equal(t, tt.want, calls)
+		})
+	}
+}
+
+// firstCPU returns the first CPU this process may run on.
+func firstCPU(t *testing.T) string {
+	t.Helper()
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("no CPU list: %v", err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if list, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.FieldsFunc(strings.TrimSpace(list), func(r rune) bool { return r == ',' || r == '-' })[0]
+		}
+	}
+	t.Skip("no Cpus_allowed_list in /proc/self/status")
+	return ""
 }
 
 // The daemon, run on one core (taskset), where Go chooses GOMAXPROCS=1:
@@ -441,6 +489,7 @@ func TestDaemonDurableProcsOnOneCore(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
+	cpu := firstCPU(t)
 	tests := []struct {
 		name string
 		env  []string
@@ -449,11 +498,12 @@ func TestDaemonDurableProcsOnOneCore(t *testing.T) {
 	}{
 		{"durable", env, []string{"--data-dir", t.TempDir()}, "2"},
 		{"durable with the user's GOMAXPROCS", append(slices.Clone(env), "GOMAXPROCS=1"), []string{"--data-dir", t.TempDir()}, "1"},
+		{"durable with a GOMAXPROCS the runtime ignores", append(slices.Clone(env), "GOMAXPROCS="), []string{"--data-dir", t.TempDir()}, "2"},
 		{"in memory", env, []string{"--in-memory"}, "1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(taskset, append(append([]string{"-c", "0", bin}, binaryArgs()...), tt.args...)...)
+			cmd := exec.Command(taskset, append(append([]string{"-c", cpu, bin}, binaryArgs()...), tt.args...)...)
 			cmd.Env = tt.env
 			addr, cmd, exited := startCommand(t, cmd)
 			defer func() {
