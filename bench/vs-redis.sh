@@ -19,10 +19,11 @@
 #   CLIENTS (50), REQUESTS (200000), KEYSPACE (100000), PIPELINE (16),
 #   ROUNDS (3): each figure is the median of ROUNDS runs, Redis and kv
 #   taking turns, so that a noisy neighbour hurts both alike;
-#   PIN (0): with PIN=1, redis-benchmark runs on CPU 0 (taskset) and both
-#   servers on the other CPUs, so that the load generator and the server
-#   under test never compete for a core, as when clients run on other
-#   machines. Unpinned, on a 2-core machine, redis-benchmark needs a whole
+#   PIN (0): with PIN=1, redis-benchmark runs on the first CPU this shell
+#   may use (taskset) and both servers on the others, so that the load
+#   generator and the server under test do not share a CPU, as when
+#   clients run on other machines (on a VM, two vCPUs may still be two
+#   threads of one physical core). Unpinned, on a 2-core machine, redis-benchmark needs a whole
 #   core and shares both with the server: single-threaded Redis leaves it
 #   one, Go's scheduler (GOMAXPROCS=2) does not. Pinned on one core, kv
 #   gets GOMAXPROCS=1 from Go, raised to 2 by kv itself when durable;
@@ -50,10 +51,10 @@ work=$(mktemp -d)
 pids=()
 
 cleanup() {
-	for pid in "${pids[@]}"; do
+	for pid in ${pids[@]+"${pids[@]}"}; do
 		kill "$pid" 2>/dev/null || true
 	done
-	for pid in "${pids[@]}"; do
+	for pid in ${pids[@]+"${pids[@]}"}; do
 		wait "$pid" 2>/dev/null || true
 	done
 	rm -rf "$work"
@@ -87,18 +88,21 @@ echo "building kv..." >&2
 # core; otherwise the kernel places all three where it likes.
 client=() server=()
 if [ "$PIN" = 1 ]; then
-	if ! command -v taskset >/dev/null || [ "$(nproc)" -lt 2 ]; then
-		echo "PIN=1 needs taskset and at least 2 cores" >&2
+	# The CPUs this shell may use (a cpuset may not start at 0), one a line.
+	cpus=$(awk '/^Cpus_allowed_list:/ { print $2 }' /proc/self/status | tr ',' '\n' |
+		awk -F- '{ for (c = $1; c <= ($2 == "" ? $1 : $2); c++) print c }')
+	if ! command -v taskset >/dev/null || [ "$(echo "$cpus" | wc -l)" -lt 2 ]; then
+		echo "PIN=1 needs taskset and at least 2 CPUs" >&2
 		exit 2
 	fi
-	client=(taskset -c 0)
-	server=(taskset -c "1-$(($(nproc) - 1))")
+	client=(taskset -c "$(echo "$cpus" | head -1)")
+	server=(taskset -c "$(echo "$cpus" | tail -n +2 | paste -sd,)")
 fi
 
 rps() { # port pipeline command...
 	local port=$1 pipe=$2
 	shift 2
-	"${client[@]}" redis-benchmark -p "$port" -c "$CLIENTS" -n "$REQUESTS" -r "$KEYSPACE" -P "$pipe" -q "$@" 2>/dev/null |
+	${client[@]+"${client[@]}"} redis-benchmark -p "$port" -c "$CLIENTS" -n "$REQUESTS" -r "$KEYSPACE" -P "$pipe" -q "$@" 2>/dev/null |
 		tr '\r' '\n' | grep -Eo '[0-9.]+ requests per second' | tail -1 | cut -d' ' -f1
 }
 
@@ -111,21 +115,21 @@ pair() {
 	local title=$1
 	rm -rf "$work/redis-data" "$work/kv-data"
 	mkdir -p "$work/redis-data"
-	"${server[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no --dir "$work/redis-data" \
+	${server[@]+"${server[@]}"} redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no --dir "$work/redis-data" \
 		--logfile "$work/redis.log" "${redis_extra[@]}" &
 	local rpid=$!
 	pids+=("$rpid")
 	if [ -n "${KV_GOMAXPROCS:-}" ]; then
 		export GOMAXPROCS=$KV_GOMAXPROCS
 	fi
-	"${server[@]}" "$work/kv" --resp-addr "127.0.0.1:$KV_PORT" --log-level warn "${kv_extra[@]}" 2>>"$work/kv.log" &
+	${server[@]+"${server[@]}"} "$work/kv" --resp-addr "127.0.0.1:$KV_PORT" --log-level warn "${kv_extra[@]}" 2>>"$work/kv.log" &
 	local kpid=$!
 	unset GOMAXPROCS
 	pids+=("$kpid")
 	wait_port "$REDIS_PORT" redis-server
 	wait_port "$KV_PORT" kv
 
-	echo "$title"
+	echo "$title (kv $(redis-cli -p "$KV_PORT" INFO server | tr -d '\r' | grep '^go_maxprocs:'))"
 	printf '%-28s %14s %14s %8s\n' "benchmark" "Redis req/s" "kv req/s" "kv/Redis"
 	for pipe in 1 "$PIPELINE"; do
 		for cmd in "${cmds[@]}"; do
