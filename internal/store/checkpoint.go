@@ -51,7 +51,7 @@ func (s *Store) Checkpoint(dir string) error {
 // store's: it becomes an error, and pebble's own deferred cleanup (the
 // partial checkpoint removed) has run as the panic unwound.
 func (s *Store) checkpoint(abs string) (err error) {
-	db, done, err := s.reader()
+	db, done, err := s.folded()
 	if err != nil {
 		return err
 	}

@@ -109,6 +109,7 @@ func flushedStore(t *testing.T) string {
 	for i := range 200 {
 		require.NoError(t, s.Apply(fmt.Sprint("b", i%5), Put(fmt.Sprint("k", i), []byte(strings.Repeat("x", 200)))))
 	}
+	require.NoError(t, s.fold()) // the pairs, not only the log, in the table
 	require.NoError(t, s.db.Flush())
 	require.NoError(t, s.Close())
 	return dir

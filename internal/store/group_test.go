@@ -34,7 +34,7 @@ func TestWritesJoinOneGroup(t *testing.T) {
 				require.NoError(t, ws[i].Wait())
 			}
 			g := ws[0].g
-			assert.Equal(t, recordKey(g.seq, 10), g.key, "one WAL record of ten changes")
+			assert.Equal(t, recordKey(g.seq, 1), g.key, "one WAL record: one log record for ten changes")
 			if policy == FsyncAlways {
 				assert.Equal(t, g.key, s.fs.goodKey(), "the group's record is the last one synced")
 			}

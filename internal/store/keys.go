@@ -10,6 +10,9 @@ import (
 //	0x00 "lastsave"                  meta: the time of the last checkpoint (8 bytes, Unix ns, big-endian)
 //	0x01 uvarint(len(name)) name     bucket marker (empty value): the bucket exists
 //	0x02 uvarint(len(name)) name key a pair of bucket name (value: the value)
+//	0x04 number (8 bytes, big-endian)  a log record: a committed group of
+//	                                   writes, not yet folded into the keys above
+//	                                   (value: the group's pebble batch)
 //
 // The length prefix makes the encoded name prefix-free: no bucket's prefix is
 // a prefix of another's, whatever bytes the names hold, so a bucket's pairs
@@ -20,10 +23,24 @@ const (
 	tagMeta   byte = 0x00
 	tagBucket byte = 0x01
 	tagPair   byte = 0x02
-	tagEnd    byte = 0x03 // first byte after every key kv writes
+	tagEnd    byte = 0x03 // first byte after every bucket key (markers and pairs)
+	tagLog    byte = 0x04
 )
 
 var keyLastSave = []byte("\x00lastsave")
+
+// logKey returns the key of log record n.
+func logKey(n uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{tagLog}, n)
+}
+
+// decodeLogKey returns the number of a log record's key.
+func decodeLogKey(k []byte) (uint64, error) {
+	if len(k) != 9 || k[0] != tagLog {
+		return 0, fmt.Errorf("not a log record key")
+	}
+	return binary.BigEndian.Uint64(k[1:]), nil
+}
 
 // appendName appends uvarint(len(name)) and name to dst.
 func appendName(dst []byte, name string) []byte {

@@ -41,7 +41,7 @@ func (s *Store) reader() (*pebble.DB, func(), error) {
 // (that of the length-prefixed names: not sorted by name), until fn returns
 // an error, which Buckets returns. It reads only the bucket markers.
 func (s *Store) Buckets(fn func(name string) error) error {
-	db, done, err := s.reader()
+	db, done, err := s.folded()
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func (s *Store) Buckets(fn func(name string) error) error {
 
 // Has reports whether bucket name is stored.
 func (s *Store) Has(name string) (bool, error) {
-	db, done, err := s.reader()
+	db, done, err := s.folded()
 	if err != nil {
 		return false, err
 	}
@@ -93,7 +93,7 @@ func (s *Store) Load(name string) (pairs map[string][]byte, found bool, err erro
 	if err != nil || !found {
 		return nil, found, err
 	}
-	db, done, err := s.reader()
+	db, done, err := s.folded()
 	if err != nil {
 		return nil, false, err
 	}
@@ -125,7 +125,7 @@ func (s *Store) LoadAll(fn func(name string, pairs map[string][]byte) error) err
 	}); err != nil {
 		return err
 	}
-	db, done, err := s.reader()
+	db, done, err := s.folded()
 	if err != nil {
 		return err
 	}
@@ -294,7 +294,7 @@ func (s *Store) Stats() (Stats, error) {
 // (the key and its value's length), in the store's order, without copying
 // values: for counts and tools. key is valid only during the call.
 func (s *Store) ScanKeys(fn func(bucket string, key []byte, valueLen int)) error {
-	db, done, err := s.reader()
+	db, done, err := s.folded()
 	if err != nil {
 		return err
 	}

@@ -61,6 +61,15 @@ type Store struct {
 	head, tail *group
 	open       *group
 	commitMu   sync.Mutex
+	logNext    uint64 // under commitMu: the number of the next log record
+
+	// The log's folding (see fold.go): logPending counts the bytes of the
+	// records committed since the last fold began; foldMu is held by the
+	// fold under way; foldKick wakes the folder.
+	logPending  atomic.Int64
+	foldMu      sync.Mutex
+	foldKick    chan struct{}
+	foldStopped chan struct{} // closed when the folder has returned
 
 	waiters     sync.WaitGroup // Waiters not yet waited for (Close waits for them)
 	outstanding atomic.Int64   // how many: recovery goes on only at zero
@@ -125,6 +134,13 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 		}
 		return nil, openError(abs, err)
 	}
+	// The records a crash left in the log are folded before anything
+	// reads the bucket keys (loadMeta included).
+	if err := s.foldDB(s.db); err != nil {
+		_ = s.db.Close()
+		s.releaseLock()
+		return nil, fmt.Errorf("store: open %s: %w", abs, err)
+	}
 	if err := s.loadMeta(); err != nil {
 		_ = s.db.Close()
 		s.releaseLock()
@@ -134,6 +150,9 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 
 	s.stop = make(chan struct{})
 	s.stopped = make(chan struct{})
+	s.foldKick = make(chan struct{}, 1)
+	s.foldStopped = make(chan struct{})
+	go s.foldLoop()
 	if opts.Fsync == FsyncEverySec {
 		go s.syncLoop()
 	} else {
@@ -262,10 +281,18 @@ func (s *Store) Close() error {
 
 	close(s.stop)
 	<-s.stopped
+	<-s.foldStopped
 	s.waiters.Wait()
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.db != nil && s.fault.Load() == nil {
+		// Folded now, so that the next Open, and kv check, find the
+		// bucket keys whole; should it fail, the next Open folds.
+		if err := s.foldDB(s.db); err != nil {
+			s.log.Warn("store: folding the log at close", "dir", s.dir, "err", err)
+		}
+	}
 	var err error
 	if fi := s.fault.Load(); fi != nil {
 		err = fmt.Errorf("store: closed while writes still fail: %w", fi.error())

@@ -353,7 +353,15 @@ func (s *Store) commitThrough(g *group) *group {
 // commitGroup commits g's batch under the store's policy, and records the
 // outcome in g. Called with commitMu held, for each group in turn.
 func (s *Store) commitGroup(g *group) {
-	b, db := g.b, g.db
+	db := g.db
+	// The group is committed as one log record (see fold.go), numbered in
+	// commit order.
+	b := db.NewBatch()
+	_ = b.Set(logKey(s.logNext), g.b.Repr(), nil)
+	s.logNext++
+	_ = g.b.Close()
+	g.b = b
+	recLen := len(b.Repr())
 	fail := func(err error) {
 		_ = b.Close()
 		g.err = err
@@ -361,7 +369,7 @@ func (s *Store) commitGroup(g *group) {
 	// Pebble clears a large batch once committed (it joins the memtables
 	// as it is), and its sequence number with it. A large batch is
 	// committed alone, after an empty mark that takes the same number.
-	large := g.size >= largeBatch
+	large := recLen+perChange >= largeBatch
 	if large {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -420,6 +428,7 @@ func (s *Store) commitGroup(g *group) {
 		g.seq = uint64(b.SeqNum())
 	}
 	g.key = recordKey(g.seq, count)
+	s.logged(recLen)
 }
 
 // settleGroup waits for a committed group to be durable under the policy,
@@ -583,6 +592,9 @@ func (s *Store) reopen(fi *faultInfo) error {
 			return fmt.Errorf("%w (replay: %v)", fi.error(), err)
 		}
 	}
+	// The engine may hold log records again (replayed, or left by a fold
+	// the recovery cut): the next read folds first.
+	s.logPending.Add(1)
 	if err := db.LogData(nil, pebble.Sync); err != nil || s.fs.fenced.Load() {
 		return fmt.Errorf("%w (sync after reopen: %v)", fi.error(), err)
 	}

@@ -1,0 +1,199 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/batchrepr"
+)
+
+// The log. A group of writes (see group) is committed as one log record:
+// one key, logKey(n) with n counting up in commit order, whose value is the
+// group's batch. The engine then inserts one key into its memtable for the
+// whole group, where inserting the group's own keys (one per field, each at
+// its own place in the memtable's skiplist) cost a quarter of the daemon's
+// CPU under a pipelined write load.
+//
+// The records are folded into the bucket keys later, in their order: by
+// the folder goroutine once foldEvery bytes of them have been committed,
+// by every read of the bucket keys first (so that a read sees every
+// committed write), at Open (after a crash) and at Close. A fold is one
+// atomic batch: the records' changes, keeping of each key only its last
+// change between two range deletions (a dropped bucket), and the deletion
+// of the records. It is acknowledged to no one: should it fail or be lost
+// in a crash, the records stay, and the next fold applies them.
+
+// foldEvery is how many bytes of log records make the folder fold.
+const foldEvery = 8 << 20
+
+// foldLoop folds the log whenever commits have added foldEvery bytes to
+// it, until the store stops.
+func (s *Store) foldLoop() {
+	defer close(s.foldStopped)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.foldKick:
+			if s.fault.Load() != nil {
+				continue // a write or a read recovers the store; the next kick folds
+			}
+			if err := s.fold(); err != nil && s.fault.Load() == nil && !errors.Is(err, ErrClosed) {
+				s.log.Warn("store: folding the log", "dir", s.dir, "err", err)
+			}
+		}
+	}
+}
+
+// logged records that a record of n bytes was committed, and wakes the
+// folder when the log has grown by foldEvery.
+func (s *Store) logged(n int) {
+	if s.logPending.Add(int64(n)) >= foldEvery {
+		select {
+		case s.foldKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// folded returns the engine for a read of the bucket keys, as reader does,
+// once the log's committed records are folded into them.
+func (s *Store) folded() (*pebble.DB, func(), error) {
+	db, done, err := s.reader()
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.logPending.Load() != 0 {
+		if err := s.foldDB(db); err != nil {
+			done()
+			return nil, nil, err
+		}
+	}
+	return db, done, nil
+}
+
+// fold folds the log's committed records into the bucket keys.
+func (s *Store) fold() error {
+	db, done, err := s.reader()
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.foldDB(db)
+}
+
+// foldDB folds the committed records of db's log into its bucket keys.
+// The caller holds s.mu (for reading, at least), so that db stays open.
+func (s *Store) foldDB(db *pebble.DB) error {
+	s.foldMu.Lock()
+	defer s.foldMu.Unlock()
+	pending := s.logPending.Load()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLog}, UpperBound: []byte{tagLog + 1}})
+	if err != nil {
+		return fmt.Errorf("store: fold the log: %w", err)
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	var f folding
+	var last []byte
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := f.add(b, slices.Clone(it.Value())); err != nil {
+			_ = it.Close()
+			return fmt.Errorf("%w: log record %x: %v", ErrCorrupt, it.Key(), err)
+		}
+		last = append(last[:0], it.Key()...)
+	}
+	if err := s.readError("fold the log", it.Close()); err != nil {
+		return err
+	}
+	if last == nil {
+		s.logPending.Add(-pending)
+		return nil
+	}
+	f.flush(b)
+	n, err := decodeLogKey(last)
+	if err != nil {
+		return fmt.Errorf("%w: log record key %x: %v", ErrCorrupt, last, err)
+	}
+	_ = b.DeleteRange([]byte{tagLog}, logKey(n+1), nil)
+	fatals := s.fatals.Load()
+	if err := db.Apply(b, pebble.NoSync); err != nil {
+		return fmt.Errorf("%w: fold the log: %w", ErrWriteFailed, err)
+	}
+	if s.fatals.Load() != fatals {
+		return fmt.Errorf("%w: fold the log: the storage engine failed", ErrWriteFailed)
+	}
+	s.logPending.Add(-pending)
+	return nil
+}
+
+// folding is a fold's changes since its last range deletion: the last
+// change of each key.
+type folding struct {
+	last map[string]change
+}
+
+type change struct {
+	value []byte
+	del   bool
+}
+
+// add adds the changes of record, a group's batch, in order, to b (nil:
+// only check that record is a batch kv writes). Their keys and values stay
+// in record, which the caller does not reuse.
+func (f *folding) add(b *pebble.Batch, record []byte) error {
+	if _, ok := batchrepr.ReadHeader(record); !ok {
+		return errors.New("not a batch")
+	}
+	r := batchrepr.Read(record)
+	for {
+		kind, key, value, ok, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		switch kind {
+		case pebble.InternalKeyKindSet:
+			f.put(key, change{value: value})
+		case pebble.InternalKeyKindDelete:
+			f.put(key, change{del: true})
+		case pebble.InternalKeyKindRangeDelete:
+			// The changes before it are written before it, so that it
+			// deletes them, and the ones after it stay.
+			f.flush(b)
+			if b != nil {
+				_ = b.DeleteRange(key, value, nil)
+			}
+		case pebble.InternalKeyKindLogData:
+		default:
+			return fmt.Errorf("unexpected change of kind %v", kind)
+		}
+	}
+}
+
+func (f *folding) put(key []byte, c change) {
+	if f.last == nil {
+		f.last = make(map[string]change)
+	}
+	f.last[string(key)] = c
+}
+
+// flush writes the changes gathered since the last range deletion to b.
+func (f *folding) flush(b *pebble.Batch) {
+	if b == nil {
+		clear(f.last)
+		return
+	}
+	for k, c := range f.last {
+		if c.del {
+			_ = b.Delete([]byte(k), nil)
+		} else {
+			_ = b.Set([]byte(k), c.value, nil)
+		}
+	}
+	clear(f.last)
+}
