@@ -615,7 +615,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	// A store, sound or damaged: what was read of it.
 	fmt.Fprintf(stdout, "%s: %d buckets, %d keys, %d bytes", rep.Dir, rep.Buckets, rep.Keys, rep.Bytes)
 	if rep.LogRecords > 0 {
-		fmt.Fprintf(stdout, " (and %d logged groups of writes, folded in at the next start)", rep.LogRecords)
+		fmt.Fprintf(stdout, " (%d logged groups of writes included, folded in at the next start)", rep.LogRecords)
 	}
 	if !rep.LastSave.IsZero() {
 		fmt.Fprintf(stdout, ", last checkpoint %s", rep.LastSave.UTC().Format(time.RFC3339))

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/batchrepr"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -20,9 +22,9 @@ type Report struct {
 	Keys     int       // pairs
 	Bytes    int64     // bytes of keys and values
 	LastSave time.Time // the last checkpoint; zero if none
-	// LogRecords counts the committed groups of writes that a crash left
-	// in the log, not yet folded into the bucket keys (and not in the
-	// counts above): the next start folds them.
+	// LogRecords counts the committed groups of writes left in the log,
+	// not yet folded into the bucket keys: the counts above include them,
+	// as the next start, which folds them, will find them.
 	LogRecords int
 	// Problems lists what is wrong with the key layout (at most 100
 	// entries; ProblemCount has the total).
@@ -85,32 +87,49 @@ func Check(dir string) (Report, error) {
 		problem("write-ahead log %s is unreadable at byte %d, and %d bytes of later writes follow (dropped at the next start; possible damage)",
 			walEnd.path, walEnd.cut, walEnd.later)
 	}
-	it, err := db.NewIter(nil)
+	// The log's records first (they sort last): what they change is
+	// counted as the next start will fold it.
+	var view logView
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLog}, UpperBound: []byte{tagLog + 1}})
 	if err != nil {
 		return rep, fmt.Errorf("store: check %s: %w", dir, err)
 	}
-	var lastMarker []byte // encoded name of the last bucket marker seen
-	marked := make(map[string]bool)
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
+		if _, err := decodeLogKey(k); err != nil {
+			problem("bad log record key %q: %v", k, err)
+			continue
+		}
+		if err := view.add(slices.Clone(it.Value())); err != nil {
+			problem("bad log record %x: %v", k, err)
+			continue
+		}
+		rep.LogRecords++
+	}
+	if err := it.Close(); err != nil {
+		return rep, readError("check "+dir, err, damaged)
+	}
+
+	var lastMarker []byte // encoded name of the last bucket marker seen
+	marked := make(map[string]bool)
+	visit := func(k, v []byte) {
 		switch {
 		case len(k) == 0:
 			problem("empty key")
 		case k[0] == tagMeta:
 			if !bytes.Equal(k, keyLastSave) {
 				problem("unknown meta key %q", k)
-				continue
+				return
 			}
-			v := it.Value()
 			if len(v) != 8 {
 				problem("last save time has %d bytes, not 8", len(v))
-				continue
+				return
 			}
 			rep.LastSave = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
 		case k[0] == tagBucket:
 			if _, err := decodeMarker(k); err != nil {
 				problem("bad bucket marker %q: %v", k, err)
-				continue
+				return
 			}
 			rep.Buckets++
 			lastMarker = append(lastMarker[:0], k[1:]...)
@@ -119,32 +138,50 @@ func Check(dir string) (Report, error) {
 			_, key, err := decodePair(k)
 			if err != nil {
 				problem("bad pair key %q: %v", k, err)
-				continue
+				return
 			}
 			rep.Keys++
-			rep.Bytes += int64(len(key) + len(it.Value()))
+			rep.Bytes += int64(len(key) + len(v))
 			if enc := k[1 : len(k)-len(key)]; !marked[string(enc)] {
 				name, _, _ := decodeName(enc)
 				problem("pair %q of bucket %q, which has no marker", key, name)
 				marked[string(enc)] = true // report each bucket once
 			}
-		case k[0] == tagLog:
-			if _, err := decodeLogKey(k); err != nil {
-				problem("bad log record key %q: %v", k, err)
-				continue
-			}
-			var f folding
-			if err := f.add(nil, slices.Clone(it.Value())); err != nil {
-				problem("bad log record %x: %v", k, err)
-				continue
-			}
-			rep.LogRecords++
 		default:
 			problem("key %q has unknown tag 0x%02x", k, k[0])
 		}
 	}
+	// Then every other key, merged in order with the keys the log adds.
+	added := view.added()
+	it, err = db.NewIter(nil)
+	if err != nil {
+		return rep, fmt.Errorf("store: check %s: %w", dir, err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) > 0 && k[0] == tagLog {
+			continue
+		}
+		for len(added) > 0 && bytes.Compare(added[0], k) < 0 {
+			visit(added[0], view.points[string(added[0])].value)
+			added = added[1:]
+		}
+		if len(added) > 0 && bytes.Equal(added[0], k) {
+			added = added[1:] // decided below, by the log
+		}
+		if v, present, decided := view.final(k); decided {
+			if present {
+				visit(k, v)
+			}
+			continue
+		}
+		visit(k, it.Value())
+	}
 	if err := it.Close(); err != nil {
 		return rep, readError("check "+dir, err, damaged)
+	}
+	for _, k := range added {
+		visit(k, view.points[string(k)].value)
 	}
 	if rep.ProblemCount > 0 {
 		return rep, fmt.Errorf("%w: check %s: %d problems, first: %s", ErrCorrupt, dir, rep.ProblemCount, rep.Problems[0])
@@ -175,4 +212,103 @@ func hasManifest(dir string) bool {
 		}
 	}
 	return false
+}
+
+// logView is what the log's records change, as a fold would apply it: the
+// last put or delete of each key they touch, and their range deletions,
+// each with its place in the log's order.
+type logView struct {
+	points map[string]logChange
+	ranges []logRange
+	n      int // changes so far
+}
+
+type logChange struct {
+	at    int
+	value []byte
+	del   bool
+}
+
+type logRange struct {
+	at         int
+	start, end []byte
+}
+
+// add adds the changes of record, a log record's value, after checking
+// that it is a batch of the changes kv makes: puts and deletes of a pair,
+// a marker or a meta key, and range deletions. The view keeps slices of
+// record, which the caller does not reuse.
+func (v *logView) add(record []byte) error {
+	if _, ok := batchrepr.ReadHeader(record); !ok {
+		return errors.New("not a batch")
+	}
+	if v.points == nil {
+		v.points = make(map[string]logChange)
+	}
+	r := batchrepr.Read(record)
+	for {
+		kind, key, value, ok, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		v.n++
+		switch kind {
+		case pebble.InternalKeyKindSet, pebble.InternalKeyKindDelete:
+			var err error
+			switch {
+			case len(key) == 0:
+				err = errors.New("empty key")
+			case key[0] == tagMeta:
+				if !bytes.Equal(key, keyLastSave) {
+					err = errors.New("unknown meta key")
+				}
+			case key[0] == tagBucket:
+				_, err = decodeMarker(key)
+			case key[0] == tagPair:
+				_, _, err = decodePair(key)
+			default:
+				err = fmt.Errorf("unknown tag 0x%02x", key[0])
+			}
+			if err != nil {
+				return fmt.Errorf("change of key %q: %v", key, err)
+			}
+			v.points[string(key)] = logChange{at: v.n, value: value, del: kind == pebble.InternalKeyKindDelete}
+		case pebble.InternalKeyKindRangeDelete:
+			v.ranges = append(v.ranges, logRange{at: v.n, start: key, end: value})
+		case pebble.InternalKeyKindLogData:
+		default:
+			return fmt.Errorf("unexpected change of kind %v", kind)
+		}
+	}
+}
+
+// final reports how the log leaves key k: decided false if it leaves k as
+// stored; else whether k is present, and its value.
+func (v *logView) final(k []byte) (value []byte, present, decided bool) {
+	covered := -1 // the last range deletion that covers k
+	for _, r := range v.ranges {
+		if r.at > covered && bytes.Compare(k, r.start) >= 0 && bytes.Compare(k, r.end) < 0 {
+			covered = r.at
+		}
+	}
+	if c, ok := v.points[string(k)]; ok && c.at > covered {
+		return c.value, !c.del, true
+	}
+	return nil, false, covered >= 0
+}
+
+// added returns, sorted, the keys the log leaves present with a value of
+// its own.
+func (v *logView) added() [][]byte {
+	var keys [][]byte
+	for k := range v.points {
+		if _, present, _ := v.final([]byte(k)); present {
+			keys = append(keys, []byte(k))
+		}
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	return keys
 }

@@ -26,8 +26,8 @@
 // writes, below) is one log record, whose value is the group's pebble
 // batch, and the records are folded into the bucket keys later, in order,
 // keeping of each key its last change: in the background once 8 MiB of
-// records have accumulated, by every read of the bucket keys first, at
-// Open (what a crash left) and at Close. One memtable insert per group,
+// records have accumulated, by every read of the bucket keys first, and at
+// Open (what a crash or a stop left). One memtable insert per group,
 // at the end of the log, costs the engine far less than one per field at
 // its place among the others.
 //

@@ -19,11 +19,15 @@ import (
 // The records are folded into the bucket keys later, in their order: by
 // the folder goroutine once foldEvery bytes of them have been committed,
 // by every read of the bucket keys first (so that a read sees every
-// committed write), at Open (after a crash) and at Close. A fold is one
+// committed write), and at Open (what a crash, or a stop, left). A fold is
+// one
 // atomic batch: the records' changes, keeping of each key only its last
 // change between two range deletions (a dropped bucket), and the deletion
 // of the records. It is acknowledged to no one: should it fail or be lost
-// in a crash, the records stay, and the next fold applies them.
+// (a recovery cuts the WAL's unsynced tail), the records stay, and the next
+// fold applies them. So that such records always fold before the ones
+// committed after them, the numbers go on from the last one Open found:
+// they never start again below a record that may come back.
 
 // foldEvery is how many bytes of log records make the folder fold.
 const foldEvery = 8 << 20
@@ -66,7 +70,7 @@ func (s *Store) folded() (*pebble.DB, func(), error) {
 		return nil, nil, err
 	}
 	if s.logPending.Load() != 0 {
-		if err := s.foldDB(db); err != nil {
+		if _, err := s.foldDB(db); err != nil {
 			done()
 			return nil, nil, err
 		}
@@ -81,18 +85,20 @@ func (s *Store) fold() error {
 		return err
 	}
 	defer done()
-	return s.foldDB(db)
+	_, err = s.foldDB(db)
+	return err
 }
 
-// foldDB folds the committed records of db's log into its bucket keys.
-// The caller holds s.mu (for reading, at least), so that db stays open.
-func (s *Store) foldDB(db *pebble.DB) error {
+// foldDB folds the committed records of db's log into its bucket keys,
+// and returns the number after the last record it folded (0 if none). The
+// caller holds s.mu (for reading, at least), so that db stays open.
+func (s *Store) foldDB(db *pebble.DB) (next uint64, err error) {
 	s.foldMu.Lock()
 	defer s.foldMu.Unlock()
 	pending := s.logPending.Load()
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLog}, UpperBound: []byte{tagLog + 1}})
 	if err != nil {
-		return fmt.Errorf("store: fold the log: %w", err)
+		return 0, fmt.Errorf("store: fold the log: %w", err)
 	}
 	b := db.NewBatch()
 	defer b.Close()
@@ -101,32 +107,32 @@ func (s *Store) foldDB(db *pebble.DB) error {
 	for ok := it.First(); ok; ok = it.Next() {
 		if err := f.add(b, slices.Clone(it.Value())); err != nil {
 			_ = it.Close()
-			return fmt.Errorf("%w: log record %x: %v", ErrCorrupt, it.Key(), err)
+			return 0, fmt.Errorf("%w: log record %x: %v", ErrCorrupt, it.Key(), err)
 		}
 		last = append(last[:0], it.Key()...)
 	}
 	if err := s.readError("fold the log", it.Close()); err != nil {
-		return err
+		return 0, err
 	}
 	if last == nil {
 		s.logPending.Add(-pending)
-		return nil
+		return 0, nil
 	}
 	f.flush(b)
 	n, err := decodeLogKey(last)
 	if err != nil {
-		return fmt.Errorf("%w: log record key %x: %v", ErrCorrupt, last, err)
+		return 0, fmt.Errorf("%w: log record key %x: %v", ErrCorrupt, last, err)
 	}
 	_ = b.DeleteRange([]byte{tagLog}, logKey(n+1), nil)
 	fatals := s.fatals.Load()
 	if err := db.Apply(b, pebble.NoSync); err != nil {
-		return fmt.Errorf("%w: fold the log: %w", ErrWriteFailed, err)
+		return 0, fmt.Errorf("%w: fold the log: %w", ErrWriteFailed, err)
 	}
 	if s.fatals.Load() != fatals {
-		return fmt.Errorf("%w: fold the log: the storage engine failed", ErrWriteFailed)
+		return 0, fmt.Errorf("%w: fold the log: the storage engine failed", ErrWriteFailed)
 	}
 	s.logPending.Add(-pending)
-	return nil
+	return n + 1, nil
 }
 
 // folding is a fold's changes since its last range deletion: the last
@@ -140,9 +146,8 @@ type change struct {
 	del   bool
 }
 
-// add adds the changes of record, a group's batch, in order, to b (nil:
-// only check that record is a batch kv writes). Their keys and values stay
-// in record, which the caller does not reuse.
+// add adds the changes of record, a group's batch, in order, to b. Their
+// keys and values stay in record, which the caller does not reuse.
 func (f *folding) add(b *pebble.Batch, record []byte) error {
 	if _, ok := batchrepr.ReadHeader(record); !ok {
 		return errors.New("not a batch")
@@ -165,9 +170,7 @@ func (f *folding) add(b *pebble.Batch, record []byte) error {
 			// The changes before it are written before it, so that it
 			// deletes them, and the ones after it stay.
 			f.flush(b)
-			if b != nil {
-				_ = b.DeleteRange(key, value, nil)
-			}
+			_ = b.DeleteRange(key, value, nil)
 		case pebble.InternalKeyKindLogData:
 		default:
 			return fmt.Errorf("unexpected change of kind %v", kind)
@@ -184,10 +187,6 @@ func (f *folding) put(key []byte, c change) {
 
 // flush writes the changes gathered since the last range deletion to b.
 func (f *folding) flush(b *pebble.Batch) {
-	if b == nil {
-		clear(f.last)
-		return
-	}
 	for k, c := range f.last {
 		if c.del {
 			_ = b.Delete([]byte(k), nil)

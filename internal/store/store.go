@@ -134,9 +134,10 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 		}
 		return nil, openError(abs, err)
 	}
-	// The records a crash left in the log are folded before anything
-	// reads the bucket keys (loadMeta included).
-	if err := s.foldDB(s.db); err != nil {
+	// The records left in the log are folded before anything reads the
+	// bucket keys (loadMeta included), and new records are numbered after
+	// them (see fold.go).
+	if s.logNext, err = s.foldDB(s.db); err != nil {
 		_ = s.db.Close()
 		s.releaseLock()
 		return nil, fmt.Errorf("store: open %s: %w", abs, err)
@@ -286,13 +287,6 @@ func (s *Store) Close() error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.db != nil && s.fault.Load() == nil {
-		// Folded now, so that the next Open, and kv check, find the
-		// bucket keys whole; should it fail, the next Open folds.
-		if err := s.foldDB(s.db); err != nil {
-			s.log.Warn("store: folding the log at close", "dir", s.dir, "err", err)
-		}
-	}
 	var err error
 	if fi := s.fault.Load(); fi != nil {
 		err = fmt.Errorf("store: closed while writes still fail: %w", fi.error())
