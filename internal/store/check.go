@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/batchrepr"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -239,21 +238,10 @@ type logRange struct {
 // a marker or a meta key, and range deletions. The view keeps slices of
 // record, which the caller does not reuse.
 func (v *logView) add(record []byte) error {
-	if _, ok := batchrepr.ReadHeader(record); !ok {
-		return errors.New("not a batch")
-	}
 	if v.points == nil {
 		v.points = make(map[string]logChange)
 	}
-	r := batchrepr.Read(record)
-	for {
-		kind, key, value, ok, err := r.Next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return nil
-		}
+	return eachChange(record, func(kind pebble.InternalKeyKind, key, value []byte) error {
 		v.n++
 		switch kind {
 		case pebble.InternalKeyKindSet, pebble.InternalKeyKindDelete:
@@ -282,7 +270,8 @@ func (v *logView) add(record []byte) error {
 		default:
 			return fmt.Errorf("unexpected change of kind %v", kind)
 		}
-	}
+		return nil
+	})
 }
 
 // final reports how the log leaves key k: decided false if it leaves k as

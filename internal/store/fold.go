@@ -149,18 +149,7 @@ type change struct {
 // add adds the changes of record, a group's batch, in order, to b. Their
 // keys and values stay in record, which the caller does not reuse.
 func (f *folding) add(b *pebble.Batch, record []byte) error {
-	if _, ok := batchrepr.ReadHeader(record); !ok {
-		return errors.New("not a batch")
-	}
-	r := batchrepr.Read(record)
-	for {
-		kind, key, value, ok, err := r.Next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return nil
-		}
+	return eachChange(record, func(kind pebble.InternalKeyKind, key, value []byte) error {
 		switch kind {
 		case pebble.InternalKeyKindSet:
 			f.put(key, change{value: value})
@@ -174,6 +163,28 @@ func (f *folding) add(b *pebble.Batch, record []byte) error {
 		case pebble.InternalKeyKindLogData:
 		default:
 			return fmt.Errorf("unexpected change of kind %v", kind)
+		}
+		return nil
+	})
+}
+
+// eachChange calls fn with each change of record, a log record's value (a
+// group's batch), in order, until fn returns an error.
+func eachChange(record []byte, fn func(kind pebble.InternalKeyKind, key, value []byte) error) error {
+	if _, ok := batchrepr.ReadHeader(record); !ok {
+		return errors.New("not a batch")
+	}
+	r := batchrepr.Read(record)
+	for {
+		kind, key, value, ok, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		if err := fn(kind, key, value); err != nil {
+			return err
 		}
 	}
 }
