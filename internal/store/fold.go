@@ -19,11 +19,10 @@ import (
 // The records are folded into the bucket keys later, in their order: by
 // the folder goroutine once foldEvery bytes of them have been committed,
 // by every read of the bucket keys first (so that a read sees every
-// committed write), and at Open (what a crash, or a stop, left). A fold is
-// one
-// atomic batch: the records' changes, keeping of each key only its last
-// change between two range deletions (a dropped bucket), and the deletion
-// of the records. It is acknowledged to no one: should it fail or be lost
+// committed write), and at Open (what a crash, or a stop, left). A fold
+// is one atomic batch: the records' changes, keeping of each key only its
+// last change between two range deletions (a dropped bucket), and the
+// deletion of the records. It is acknowledged to no one: should it fail or be lost
 // (a recovery cuts the WAL's unsynced tail), the records stay, and the next
 // fold applies them. So that such records always fold before the ones
 // committed after them, the numbers go on from the last one Open found:
