@@ -25,7 +25,7 @@
 // Writes reach the bucket keys through the log: each commit (a group of
 // writes, below) is one log record, whose value is the group's pebble
 // batch, and the records are folded into the bucket keys later, in order,
-// keeping of each key its last change: in the background once 16 MiB of
+// keeping of each key its last change: in the background once 8 MiB of
 // records have accumulated, by every read of the bucket keys first, and at
 // Open (what a crash or a stop left). One memtable insert per group,
 // at the end of the log, costs the engine far less than one per field at
