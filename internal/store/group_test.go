@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,4 +226,49 @@ func TestLeaderLetsReadyWritersJoin(t *testing.T) {
 	pairs, _, err := s.Load("b")
 	require.NoError(t, err)
 	assert.Equal(t, map[string][]byte{"leader": {tries - 1}, "follower": {tries - 1}}, pairs)
+}
+
+// A panic inside a commit fails the writes of the groups it takes, with no
+// waiter left waiting, and fences the store as the engine's fatal errors
+// do: once the panics stop, a write reopens the engine and succeeds, and
+// none of the failed writes is in the store.
+func TestCommitPanicFailsItsGroups(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{Fsync: FsyncEverySec, RetryInterval: time.Millisecond})
+	defer func() {
+		if !t.Failed() { // else Close may wait for ever for a hung waiter
+			require.NoError(t, s.Close())
+		}
+	}()
+	require.NoError(t, s.Apply("b", Put("before", []byte("1"))))
+	var panics atomic.Bool
+	panics.Store(true)
+	s.testCommitHook = func() {
+		if panics.Load() {
+			panic("injected")
+		}
+	}
+	w1, err := s.ApplyNoWait("b", Put("k1", []byte("1")))
+	require.NoError(t, err)
+	w2, err := s.ApplyNoWait("b", Put("k2", bytes.Repeat([]byte("2"), largeBatch)))
+	require.NoError(t, err)
+	require.NotSame(t, w1.g, w2.g, "two groups")
+	// The second write's waiter commits both groups; the panic comes at
+	// the first, whose waiter must hear of it.
+	require.ErrorIs(t, w2.Wait(), ErrWriteFailed)
+	first := make(chan error, 1)
+	go func() { first <- w1.Wait() }()
+	select {
+	case err := <-first:
+		require.ErrorIs(t, err, ErrWriteFailed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter of a group the panicking commit took hangs")
+	}
+	require.ErrorIs(t, s.Err(), ErrWriteFailed, "the store is fenced")
+
+	panics.Store(false)
+	require.Eventually(t, func() bool { return s.Apply("b", Put("after", []byte("3"))) == nil },
+		10*time.Second, time.Millisecond)
+	pairs, _, err := s.Load("b")
+	require.NoError(t, err)
+	assert.Equal(t, map[string][]byte{"before": []byte("1"), "after": []byte("3")}, pairs)
 }

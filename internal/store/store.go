@@ -71,6 +71,8 @@ type Store struct {
 	foldKick    chan struct{}
 	foldStopped chan struct{} // closed when the folder has returned
 
+	testCommitHook func() // tests: called before each group's commit
+
 	waiters     sync.WaitGroup // Waiters not yet waited for (Close waits for them)
 	outstanding atomic.Int64   // how many: recovery goes on only at zero
 	stop        chan struct{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -323,14 +324,14 @@ func (s *Store) await(g *group) error {
 // commitThrough commits, in order, every queued group up to and including
 // g, and returns the first of them; or nil if g was taken by another
 // committer.
-func (s *Store) commitThrough(g *group) *group {
+func (s *Store) commitThrough(g *group) (first *group) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	if g.committed {
 		return nil
 	}
 	s.queueMu.Lock()
-	first := s.head
+	first = s.head
 	s.head = g.next
 	if s.head == nil {
 		s.tail = nil
@@ -341,7 +342,32 @@ func (s *Store) commitThrough(g *group) *group {
 	s.queueMu.Unlock()
 	// The groups from first to g left the queue: nothing joins them now,
 	// and their next links, set before g was taken, stay as they are.
-	for h := first; ; h = h.next {
+	h := first
+	defer func() {
+		if r := recover(); r != nil {
+			// The engine panicked inside a commit. The store fences itself,
+			// as for the engine's fatal errors (the next write or read
+			// reopens it), and this group and the ones after it fail:
+			// their waiters, this caller included, are told so rather
+			// than left waiting for a commit that will never come.
+			err := fmt.Errorf("%w: the storage engine panicked during a commit: %v", ErrWriteFailed, r)
+			s.log.Error("store: "+err.Error(), "stack", string(debug.Stack()))
+			s.fatals.Add(1)
+			s.fs.fail("", err)
+			for ; ; h = h.next {
+				if !h.committed {
+					h.err, h.b, h.committed = err, nil, true
+				}
+				if h == g {
+					break
+				}
+			}
+		}
+	}()
+	for ; ; h = h.next {
+		if s.testCommitHook != nil {
+			s.testCommitHook()
+		}
 		s.commitGroup(h)
 		h.committed = true
 		if h == g {
