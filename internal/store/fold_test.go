@@ -65,15 +65,7 @@ func TestLogFoldsInOrder(t *testing.T) {
 		"empty": {},
 		"moved": {"k3": []byte("3b"), "k4": []byte("4"), "k5": []byte("5")},
 	}
-	loadAll := func(s *Store) map[string]map[string][]byte {
-		got := make(map[string]map[string][]byte)
-		require.NoError(t, s.LoadAll(func(name string, pairs map[string][]byte) error {
-			got[name] = pairs
-			return nil
-		}))
-		return got
-	}
-	assert.Equal(t, want, loadAll(s))
+	assert.Equal(t, want, loadAll(t, s))
 	assert.Zero(t, logRecords(t, s), "the read folded the log")
 
 	// A crash leaves records in the log; Open folds them.
@@ -90,7 +82,7 @@ func TestLogFoldsInOrder(t *testing.T) {
 
 	s = openT(t, dir, Options{Fsync: FsyncEverySec})
 	assert.Zero(t, logRecords(t, s), "Open folded the log")
-	assert.Equal(t, map[string]map[string][]byte{"moved": {"k4": []byte("4"), "k5": []byte("5")}}, loadAll(s))
+	assert.Equal(t, map[string]map[string][]byte{"moved": {"k4": []byte("4"), "k5": []byte("5")}}, loadAll(t, s))
 	require.NoError(t, s.Close())
 	rep, err = Check(dir)
 	require.NoError(t, err)
