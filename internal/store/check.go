@@ -112,33 +112,23 @@ func Check(dir string) (Report, error) {
 	var lastMarker []byte // encoded name of the last bucket marker seen
 	marked := make(map[string]bool)
 	visit := func(k, v []byte) {
-		switch {
-		case len(k) == 0:
-			problem("empty key")
-		case k[0] == tagMeta:
-			if !bytes.Equal(k, keyLastSave) {
-				problem("unknown meta key %q", k)
-				return
-			}
+		if err := checkKey(k); err != nil {
+			problem("%v", err)
+			return
+		}
+		switch k[0] {
+		case tagMeta:
 			if len(v) != 8 {
 				problem("last save time has %d bytes, not 8", len(v))
 				return
 			}
 			rep.LastSave = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
-		case k[0] == tagBucket:
-			if _, err := decodeMarker(k); err != nil {
-				problem("bad bucket marker %q: %v", k, err)
-				return
-			}
+		case tagBucket:
 			rep.Buckets++
 			lastMarker = append(lastMarker[:0], k[1:]...)
 			marked[string(lastMarker)] = true
-		case k[0] == tagPair:
-			_, key, err := decodePair(k)
-			if err != nil {
-				problem("bad pair key %q: %v", k, err)
-				return
-			}
+		case tagPair:
+			_, key, _ := decodePair(k) // checked by checkKey
 			rep.Keys++
 			rep.Bytes += int64(len(key) + len(v))
 			if enc := k[1 : len(k)-len(key)]; !marked[string(enc)] {
@@ -146,8 +136,6 @@ func Check(dir string) (Report, error) {
 				problem("pair %q of bucket %q, which has no marker", key, name)
 				marked[string(enc)] = true // report each bucket once
 			}
-		default:
-			problem("key %q has unknown tag 0x%02x", k, k[0])
 		}
 	}
 	// Then every other key, merged in order with the keys the log adds.
@@ -213,6 +201,30 @@ func hasManifest(dir string) bool {
 	return false
 }
 
+// checkKey checks that k is a key kv writes outside the log: the meta key,
+// a bucket marker or a pair.
+func checkKey(k []byte) error {
+	switch {
+	case len(k) == 0:
+		return errors.New("empty key")
+	case k[0] == tagMeta:
+		if !bytes.Equal(k, keyLastSave) {
+			return fmt.Errorf("unknown meta key %q", k)
+		}
+	case k[0] == tagBucket:
+		if _, err := decodeMarker(k); err != nil {
+			return fmt.Errorf("bad bucket marker %q: %v", k, err)
+		}
+	case k[0] == tagPair:
+		if _, _, err := decodePair(k); err != nil {
+			return fmt.Errorf("bad pair key %q: %v", k, err)
+		}
+	default:
+		return fmt.Errorf("key %q has unknown tag 0x%02x", k, k[0])
+	}
+	return nil
+}
+
 // logView is what the log's records change, as a fold would apply it: the
 // last put or delete of each key they touch, and their range deletions,
 // each with its place in the log's order.
@@ -245,23 +257,8 @@ func (v *logView) add(record []byte) error {
 		v.n++
 		switch kind {
 		case pebble.InternalKeyKindSet, pebble.InternalKeyKindDelete:
-			var err error
-			switch {
-			case len(key) == 0:
-				err = errors.New("empty key")
-			case key[0] == tagMeta:
-				if !bytes.Equal(key, keyLastSave) {
-					err = errors.New("unknown meta key")
-				}
-			case key[0] == tagBucket:
-				_, err = decodeMarker(key)
-			case key[0] == tagPair:
-				_, _, err = decodePair(key)
-			default:
-				err = fmt.Errorf("unknown tag 0x%02x", key[0])
-			}
-			if err != nil {
-				return fmt.Errorf("change of key %q: %v", key, err)
+			if err := checkKey(key); err != nil {
+				return fmt.Errorf("a change: %v", err)
 			}
 			v.points[string(key)] = logChange{at: v.n, value: value, del: kind == pebble.InternalKeyKindDelete}
 		case pebble.InternalKeyKindRangeDelete:

@@ -174,3 +174,21 @@ func TestCheckCountsTheLog(t *testing.T) {
 	assert.Equal(t, Report{Dir: dir, Buckets: 3, Keys: 3, Bytes: 5 + 3 + 2, LogRecords: 5}, rep,
 		"a: k3 only; b: x replaced, y deleted; c added")
 }
+
+// kv check reports a log record that holds a change kv never makes, as it
+// reports such a key outside the log.
+func TestCheckReportsABadLogRecord(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Fsync: FsyncNo})
+	require.NoError(t, s.Apply("a", Put("k", []byte("v"))))
+	bad := s.db.NewBatch()
+	require.NoError(t, bad.Set([]byte("\x09stray"), []byte("x"), nil))
+	require.NoError(t, s.db.Set(logKey(1<<40), bad.Repr(), pebble.Sync))
+	require.NoError(t, bad.Close())
+	crashClose(t, s)
+	rep, err := Check(dir)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Len(t, rep.Problems, 1)
+	assert.Contains(t, rep.Problems[0], `key "\tstray" has unknown tag 0x09`)
+	assert.Equal(t, 1, rep.LogRecords, "the sound record")
+}
