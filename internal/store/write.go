@@ -299,10 +299,11 @@ func (s *Store) await(g *group) error {
 	// connections whose requests arrived with its own (one network poll
 	// readies them together) then join its group, and share its commit and
 	// its WAL write, rather than each committing a group of one in turn.
-	// With no one else ready, the yield costs a trip through the scheduler. Measured in-process (redis-benchmark HSET
-	// -c 50 against kv on one core, the client on the other), unpipelined:
-	// 63-69k to 89-91k req/s under everysec, 39-43k to 49-50k under always;
-	// with -P 16: 281-324k to 347-378k (everysec), 269-280k to 288-293k
+	// With no one else ready, the yield costs a trip through the
+	// scheduler. Measured in-process (redis-benchmark HSET -c 50 against
+	// kv on one core, the client on the other), unpipelined: 63-69k to
+	// 89-91k req/s under everysec, 39-43k to 49-50k under always; with
+	// -P 16: 281-324k to 347-378k (everysec), 269-280k to 288-293k
 	// (always).
 	runtime.Gosched()
 	first := s.commitThrough(g)
