@@ -201,7 +201,9 @@ func describe(what, bucket string) string {
 }
 
 // perChange is what one change costs in a batch's size, on top of its key
-// and value: its encoding, and a memtable entry (see largeBatch).
+// and value: its encoding, and the memtable entry it becomes (once folded,
+// for a group's changes; at once, for the log record itself). A group
+// closes before its changes, counted so, reach largeBatch.
 const perChange = 16 + 256
 
 // A group is writes committed together, as one batch: writers of small
