@@ -40,9 +40,13 @@ type conn struct {
 	pending    []pendingReply
 	scratch    []byte
 	failed     bool // the reply being written is an error
-	quit       bool // close once the replies are written
-	authed     bool
-	ps         *subscriber // non-nil while subscribed
+	// When the previous command of the current run ended, on the
+	// connection's clock (see since); 0: no command has run since the
+	// last read or write, so the next one reads the clock to start.
+	lastEnd time.Duration
+	quit    bool // close once the replies are written
+	authed  bool
+	ps      *subscriber // non-nil while subscribed
 
 	infoMu  sync.Mutex // guards name, lib, lastCmd: CLIENT and INFO read them
 	name    string
@@ -173,6 +177,7 @@ func (c *conn) serve(ctx context.Context) {
 		if s.stopping.Load() {
 			return
 		}
+		c.lastEnd = 0 // nor the wait for its request
 		n, err := c.nc.Read(c.buf[c.end:])
 		c.end += n
 		if err != nil && n == 0 {
@@ -238,6 +243,7 @@ func (c *conn) flush() bool {
 // flushLocked is flush with c.wmu held; only the connection's goroutine
 // calls it.
 func (c *conn) flushLocked() bool {
+	c.lastEnd = 0 // the next command's latency does not include this write
 	c.settle()
 	if len(c.out) == 0 {
 		return true
@@ -264,7 +270,7 @@ type pendingReply struct {
 	// observer): its latency includes the wait for the disk, and it
 	// counts as failed if the write fails.
 	cmd   string
-	begin time.Time
+	begin time.Duration // on the connection's clock
 }
 
 // awaiting marks the reply written into c.out since start as the answer to
@@ -291,7 +297,7 @@ func (c *conn) settle() {
 			failed = true
 		}
 		if pr.cmd != "" && c.s.obs != nil {
-			c.s.obs.ObserveCommand(Protocol, pr.cmd, time.Since(pr.begin), pr.err != nil)
+			c.s.obs.ObserveCommand(Protocol, pr.cmd, c.since()-pr.begin, pr.err != nil)
 		}
 	}
 	if failed {
@@ -333,7 +339,16 @@ func (c *conn) close() {
 	}
 }
 
-// exec runs one command and accounts for it.
+// since returns the time since the connection was made, on the monotonic
+// clock: one clock read, where time.Now takes two.
+func (c *conn) since() time.Duration { return time.Since(c.created) }
+
+// exec runs one command and accounts for it. Commands that run one after
+// the other, with no read or write of the socket between them (a
+// pipeline), share clock reads: each one's latency runs from the end of
+// the one before (so it includes parsing it) to its own end. That is one
+// clock read per command rather than three, which under a pipeline
+// took 5% of the server's time.
 func (c *conn) exec(ctx context.Context, args [][]byte) {
 	c.commands.Add(1)
 	cmd := c.s.lookup(args[0])
@@ -341,7 +356,10 @@ func (c *conn) exec(ctx context.Context, args [][]byte) {
 		c.run(ctx, cmd, args)
 		return
 	}
-	begin := time.Now()
+	begin := c.lastEnd
+	if begin == 0 {
+		begin = c.since()
+	}
 	c.failed = false
 	pending := len(c.pending)
 	c.run(ctx, cmd, args)
@@ -352,9 +370,12 @@ func (c *conn) exec(ctx context.Context, args [][]byte) {
 	if len(c.pending) > pending { // its reply waits for the disk: observed by settle
 		pr := &c.pending[len(c.pending)-1]
 		pr.cmd, pr.begin = name, begin
+		c.lastEnd = c.since()
 		return
 	}
-	c.s.obs.ObserveCommand(Protocol, name, time.Since(begin), c.failed)
+	end := c.since()
+	c.lastEnd = end
+	c.s.obs.ObserveCommand(Protocol, name, end-begin, c.failed)
 }
 
 // run checks a command's arity, the client's authentication and state,

@@ -12,6 +12,7 @@ import (
 type recordingObserver struct {
 	mu       sync.Mutex
 	commands []string
+	elapsed  []time.Duration
 	failed   map[string]bool
 	clients  int
 }
@@ -23,6 +24,7 @@ func (o *recordingObserver) ObserveCommand(protocol, command string, elapsed tim
 		panic("bad observation")
 	}
 	o.commands = append(o.commands, command)
+	o.elapsed = append(o.elapsed, elapsed)
 	if failed {
 		o.failed[command] = true
 	}
@@ -61,4 +63,26 @@ func TestObserver(t *testing.T) {
 
 	require.NoError(t, r.nc.Close())
 	require.Eventually(t, func() bool { _, _, n := obs.snapshot(); return n == 0 }, 10*time.Second, time.Millisecond)
+}
+
+// A command's latency runs from its start (or the end of the command
+// before it in a pipeline) to its end: never over the wait for the client.
+func TestObserverLatencyExcludesTheWaitForRequests(t *testing.T) {
+	obs := &recordingObserver{failed: map[string]bool{}}
+	ts := start(t, Config{Observer: obs})
+	r := ts.raw(t)
+	const idle = 300 * time.Millisecond
+	r.send("PING\r\n")
+	assert.Equal(t, "+PONG", r.line())
+	time.Sleep(idle) // the client thinks: not the server's time
+	r.send("PING\r\nPING\r\n")
+	assert.Equal(t, "+PONG", r.line())
+	assert.Equal(t, "+PONG", r.line())
+
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	require.Len(t, obs.elapsed, 3)
+	for i, d := range obs.elapsed {
+		assert.Less(t, d, idle, "command %d", i)
+	}
 }
