@@ -150,3 +150,35 @@ func BenchmarkOpenAndCount(b *testing.B) {
 		require.Equal(b, buckets, st.Buckets)
 	}
 }
+
+// BenchmarkFold measures a fold of the log (see fold.go): 2,000 records,
+// each a group of 16 puts to random fields among 100,000 of one bucket,
+// as a pipelined HSET load leaves them.
+func BenchmarkFold(b *testing.B) {
+	const records, perRecord, fields = 2000, 16, 100_000
+	s := openT(b, b.TempDir(), Options{Fsync: FsyncNo})
+	defer s.Close()
+	require.NoError(b, s.CreateBucket("h"))
+	value := []byte("v")
+	rng := uint64(1)
+	waiters := make([]Waiter, perRecord)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		for range records {
+			for j := range waiters {
+				rng = rng*6364136223846793005 + 1442695040888963407
+				field := fmt.Sprintf("f:%012d", (rng>>33)%fields)
+				w, err := s.ApplyPairsNoWait("h", Put(field, value))
+				require.NoError(b, err)
+				waiters[j] = w
+			}
+			for _, w := range waiters {
+				require.NoError(b, w.Wait())
+			}
+		}
+		b.StartTimer()
+		require.NoError(b, s.fold())
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*records*perRecord), "ns/change")
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/batchrepr"
@@ -196,20 +197,25 @@ func eachChange(record []byte, fn func(kind pebble.InternalKeyKind, key, value [
 	}
 }
 
+// put records c as key's last change. key is in a record that the fold
+// keeps unchanged until it ends (see add): the map's key shares its bytes
+// rather than copying them, which saves an allocation per change.
 func (f *folding) put(key []byte, c change) {
 	if f.last == nil {
 		f.last = make(map[string]change)
 	}
-	f.last[string(key)] = c
+	f.last[unsafe.String(unsafe.SliceData(key), len(key))] = c
 }
 
-// flush writes the changes gathered since the last range deletion to b.
+// flush writes the changes gathered since the last range deletion to b
+// (which copies them).
 func (f *folding) flush(b *pebble.Batch) {
 	for k, c := range f.last {
+		key := unsafe.Slice(unsafe.StringData(k), len(k))
 		if c.del {
-			_ = b.Delete([]byte(k), nil)
+			_ = b.Delete(key, nil)
 		} else {
-			_ = b.Set([]byte(k), c.value, nil)
+			_ = b.Set(key, c.value, nil)
 		}
 	}
 	clear(f.last)
