@@ -263,9 +263,6 @@ func (v *logView) add(record []byte) error {
 			v.points[string(key)] = logChange{at: v.n, value: value, del: kind == pebble.InternalKeyKindDelete}
 		case pebble.InternalKeyKindRangeDelete:
 			v.ranges = append(v.ranges, logRange{at: v.n, start: key, end: value})
-		case pebble.InternalKeyKindLogData:
-		default:
-			return fmt.Errorf("unexpected change of kind %v", kind)
 		}
 		return nil
 	})

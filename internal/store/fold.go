@@ -1,8 +1,10 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"unsafe"
 
@@ -168,33 +170,75 @@ func (f *folding) add(b *pebble.Batch, record []byte) error {
 			// deletes them, and the ones after it stay.
 			f.flush(b)
 			_ = b.DeleteRange(key, value, nil)
-		case pebble.InternalKeyKindLogData:
-		default:
-			return fmt.Errorf("unexpected change of kind %v", kind)
 		}
 		return nil
 	})
 }
 
 // eachChange calls fn with each change of record, a log record's value (a
-// group's batch), in order, until fn returns an error.
+// group's batch, in pebble's batch format), in order, until fn returns an
+// error. The changes are the kinds kv writes: puts, deletes, range
+// deletions and log data. It decodes the record itself, checking each
+// length against what is left and the number of changes against the
+// header's count, where pebble's batchrepr.Reader trusts the lengths (it
+// indexes, or reads, past the end of a truncated batch): a damaged record
+// is an error, never a panic or a misread. fn may have been called for the
+// changes before the damage; the callers then discard what they gathered.
 func eachChange(record []byte, fn func(kind pebble.InternalKeyKind, key, value []byte) error) error {
-	if _, ok := batchrepr.ReadHeader(record); !ok {
-		return errors.New("not a batch")
+	h, ok := batchrepr.ReadHeader(record)
+	if !ok {
+		return errors.New("not a batch: shorter than a batch's header")
 	}
-	r := batchrepr.Read(record)
-	for {
-		kind, key, value, ok, err := r.Next()
-		if err != nil {
-			return err
+	rest := record[batchrepr.HeaderLen:]
+	var n uint32 // changes that count: all but log data, as pebble counts them
+	for i := 1; len(rest) > 0; i++ {
+		kind := pebble.InternalKeyKind(rest[0])
+		withValue := false
+		switch kind {
+		case pebble.InternalKeyKindSet, pebble.InternalKeyKindRangeDelete:
+			withValue = true
+		case pebble.InternalKeyKindDelete, pebble.InternalKeyKindLogData:
+		default:
+			return fmt.Errorf("change %d: unexpected kind %v", i, kind)
 		}
-		if !ok {
-			return nil
+		key, left, err := lengthPrefixed(rest[1:])
+		if err != nil {
+			return fmt.Errorf("change %d (%v): key: %w", i, kind, err)
+		}
+		var value []byte
+		if withValue {
+			if value, left, err = lengthPrefixed(left); err != nil {
+				return fmt.Errorf("change %d (%v): value: %w", i, kind, err)
+			}
+		}
+		rest = left
+		if kind != pebble.InternalKeyKindLogData {
+			n++
 		}
 		if err := fn(kind, key, value); err != nil {
 			return err
 		}
 	}
+	if n != h.Count {
+		return fmt.Errorf("%d changes where the batch's header says %d", n, h.Count)
+	}
+	return nil
+}
+
+// lengthPrefixed splits b into the string its varint length prefix
+// announces and what follows it.
+func lengthPrefixed(b []byte) (s, rest []byte, err error) {
+	l, k := binary.Uvarint(b)
+	switch {
+	case k == 0:
+		return nil, nil, errors.New("the record ends before its length")
+	case k < 0 || l > math.MaxUint32:
+		return nil, nil, errors.New("a length out of range")
+	case l > uint64(len(b)-k):
+		return nil, nil, fmt.Errorf("a length of %d bytes where %d are left", l, len(b)-k)
+	}
+	b = b[k:]
+	return b[:l:l], b[l:], nil
 }
 
 // put records c as key's last change. key is in a record that the fold
