@@ -2,6 +2,7 @@ package bucket
 
 import (
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -187,3 +188,27 @@ func BenchmarkGet(b *testing.B)         { benchmarkGet(b, false) }
 func BenchmarkGetParallel(b *testing.B) { benchmarkGet(b, true) }
 func BenchmarkPut(b *testing.B)         { benchmarkPut(b, false) }
 func BenchmarkPutParallel(b *testing.B) { benchmarkPut(b, true) }
+
+// BenchmarkAddWhileScanning adds keys to a large bucket that is being
+// scanned (an HSCAN step after every 100 additions): the cost of keeping
+// its keys in scan order, per added key.
+func BenchmarkAddWhileScanning(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			bk, _ := bucketWith(b, n)
+			scanStep(b, bk, 0, 10)
+			v := []byte("v")
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := bk.Put("added:"+strconv.Itoa(i), v); err != nil {
+					b.Fatal(err)
+				}
+				i++
+				if i%100 == 0 {
+					scanStep(b, bk, 0, 10)
+				}
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package bucket
 
 import (
+	"math"
 	"slices"
 	"sort"
 
@@ -13,17 +14,23 @@ import (
 // too, so most hashes that are read whole keep one.
 const scanIndexMin = 8
 
-// maxAdded bounds the keys an index takes in after it is built: a Scan
-// that finds keys added since sorts them into a new index (readers may
-// hold the old one), a copy that must stay small.
-const maxAdded = 1024
+// mergeAt returns how many keys an index of built keys holds apart, sorted,
+// before a Scan merges them into the built ones. Each Scan that finds keys
+// added since copies those apart into a new index (readers may hold the
+// old one), and a merge copies every key: four times the square root of
+// the built keys (at least 1,024) keeps both small, whether Scans come
+// after every addition or after hundreds.
+func mergeAt(built int) int { return max(1024, 4*int(math.Sqrt(float64(built)))) }
 
 // scanIndex is a bucket's keys in scan order, kept between Scans: the keys
-// as they were when it was built, sorted, and the keys added since, sorted
-// by the next Scan. Deleted keys stay until a rebuild (a Scan skips them);
-// the bucket drops the index once the added keys reach an eighth of the
-// others (at most maxAdded), and a Scan rebuilds it once it holds more than
-// twice as many keys as the bucket.
+// as they were when it was built (or last merged), sorted, and the keys
+// added since, sorted up to the last Scan. Deleted keys stay until a
+// rebuild (a Scan skips them). A Scan sorts the keys added since into the
+// ones apart, and merges those into the built ones once they reach
+// mergeAt; the bucket drops the index once more keys were added than
+// were built (a rebuild, at the next Scan, then costs less than taking
+// them in), and a Scan rebuilds it once it holds more than twice as many
+// keys as the bucket.
 type scanIndex struct {
 	built  []scanorder.Item
 	added  []scanorder.Item
@@ -41,8 +48,8 @@ func (b *Bucket) keyAdded(key string) {
 // indexKey adds key to idx, the bucket's index. The write lock keeps every
 // reader away: the one time an index changes in place.
 func (b *Bucket) indexKey(idx *scanIndex, key string) {
-	if len(idx.added) >= min(max(scanIndexMin, len(idx.built)/8), maxAdded) {
-		b.scan.Store(nil) // cheaper to rebuild than to merge
+	if len(idx.added) >= max(scanIndexMin, len(idx.built)) {
+		b.scan.Store(nil) // cheaper to rebuild than to take them in
 		return
 	}
 	idx.added = append(idx.added, scanorder.Of(key))
@@ -67,9 +74,9 @@ func (b *Bucket) addingKey(key string) {
 //
 // A step costs O(log n + count) once the bucket has sorted its keys: the
 // first step does, O(n), and a bucket of 8 keys or more keeps them sorted
-// (24 bytes a key), taking in the keys added since, until they reach an
-// eighth of the others or 1,024. Readers share a sorted index without a
-// lock; one that finds keys added since sorts them into a new one.
+// (24 bytes a key), taking in the keys added since (see scanIndex).
+// Readers share a sorted index without a lock; one that finds keys added
+// since sorts them into a new one.
 func (tx *Tx) Scan(cursor uint64, count int) (keys []string, next uint64, err error) {
 	if tx.closed {
 		return nil, 0, ErrTxClosed
@@ -127,9 +134,13 @@ func (b *Bucket) scanEntries(writable bool) (built, added []scanorder.Item) {
 	case idx == nil || len(idx.built)+len(idx.added) > 2*len(b.data):
 		idx = &scanIndex{built: sortedKeys(b.data)}
 	default: // sort what was added since, into a new index: readers may hold the old one
-		added := slices.Clone(idx.added)
-		slices.SortFunc(added, scanorder.Compare)
-		idx = &scanIndex{built: idx.built, added: added}
+		fresh := sortEntries(slices.Clone(idx.added[idx.sorted:]))
+		added := mergeEntries(idx.added[:idx.sorted], fresh)
+		if len(added) >= mergeAt(len(idx.built)) {
+			idx = &scanIndex{built: mergeEntries(idx.built, added)}
+		} else {
+			idx = &scanIndex{built: idx.built, added: added}
+		}
 	}
 	idx.sorted = len(idx.added)
 	if len(idx.built)+len(idx.added) >= scanIndexMin {
@@ -143,6 +154,23 @@ func (b *Bucket) scanEntries(writable bool) (built, added []scanorder.Item) {
 // ready reports whether idx can serve a Scan of a bucket of n keys as it is.
 func (idx *scanIndex) ready(n int) bool {
 	return idx != nil && idx.sorted == len(idx.added) && len(idx.built)+len(idx.added) <= 2*n
+}
+
+// mergeEntries returns the entries of a and b, both in scan order, in scan
+// order, in a new slice. An entry in both (a key deleted, then added
+// again) is kept twice: a Scan skips the second.
+func mergeEntries(a, b []scanorder.Item) []scanorder.Item {
+	n := len(a) + len(b)
+	out := make([]scanorder.Item, 0, n+n/4+8) // room for the keys added next
+	for len(a) > 0 && len(b) > 0 {
+		if scanorder.Compare(b[0], a[0]) < 0 {
+			out, b = append(out, b[0]), b[1:]
+		} else {
+			out, a = append(out, a[0]), a[1:]
+		}
+	}
+	out = append(out, a...)
+	return append(out, b...)
 }
 
 // sortedKeys returns the keys of data in scan order.

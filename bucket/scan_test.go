@@ -149,9 +149,10 @@ func TestSortEntriesMatchesComparisonSort(t *testing.T) {
 // every key once, the added ones included.
 func TestScanWhileKeysComeAndGo(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		store bool
-	}{{"memory", false}, {"durable", true}} {
+		name    string
+		store   bool
+		perStep int // changes between two steps
+	}{{"memory", false, 5}, {"durable", true, 5}, {"merging the added keys", false, 40}} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, stable := bucketWith(t, 2000)
 			if tc.store {
@@ -178,7 +179,7 @@ func TestScanWhileKeysComeAndGo(t *testing.T) {
 					break
 				}
 				cursor = next
-				for range 5 { // add, delete, add again
+				for range tc.perStep { // add, delete, add again
 					k := "churn:" + strconv.Itoa(rng.IntN(600))
 					if churn[k] {
 						_, err := b.Delete(k)
@@ -206,6 +207,11 @@ func TestScanWhileKeysComeAndGo(t *testing.T) {
 				}
 			}
 			assert.Equal(t, sortedCopy(want), sortedCopy(slices.Concat(scanAll(t, b, 10, nil)...)))
+			if tc.perStep > 5 {
+				idx := b.scan.Load()
+				require.NotNil(t, idx)
+				assert.Greater(t, len(idx.built), len(stable), "added keys were merged into the built ones")
+			}
 		})
 	}
 }
@@ -240,11 +246,33 @@ func TestScanIndexLifecycle(t *testing.T) {
 	scanStep(t, b, 0, 10)
 	assert.Same(t, sorted, b.scan.Load())
 
-	for i := range 1000 / 8 { // the limit: an eighth of the built keys
+	for i := range 1000 / 8 {
 		require.NoError(t, b.Put("more:"+strconv.Itoa(i), []byte("v")))
 	}
-	assert.Nil(t, b.scan.Load(), "dropped once the added keys reach the limit")
+	assert.Same(t, sorted, b.scan.Load(), "kept while fewer keys are added than were built")
+	scanStep(t, b, 0, 10)
+	apart := b.scan.Load()
+	assert.Same(t, &idx.built[0], &apart.built[0], "the added keys are sorted apart")
+	assert.Len(t, apart.added, 1+1000/8)
+	assert.True(t, slices.IsSortedFunc(apart.added, scanorder.Compare))
 
+	for i := 1000 / 8; i < mergeAt(1000); i++ {
+		require.NoError(t, b.Put("more:"+strconv.Itoa(i), []byte("v")))
+	}
+	scanStep(t, b, 0, 10)
+	merged := b.scan.Load()
+	assert.Len(t, merged.built, 1000+1+mergeAt(1000), "merged into the built keys once mergeAt are apart")
+	assert.Empty(t, merged.added)
+	assert.True(t, slices.IsSortedFunc(merged.built, scanorder.Compare))
+
+	for i := range len(merged.built) {
+		require.NoError(t, b.Put("again:"+strconv.Itoa(i), []byte("v")))
+	}
+	assert.True(t, merged == b.scan.Load(), "kept with as many added as built")
+	require.NoError(t, b.Put("again:last", []byte("v")))
+	assert.True(t, b.scan.Load() == nil, "dropped once more keys were added than built")
+
+	b, keys = bucketWith(t, 1000)
 	scanStep(t, b, 0, 10)
 	idx = b.scan.Load()
 	require.NotNil(t, idx)
@@ -255,7 +283,7 @@ func TestScanIndexLifecycle(t *testing.T) {
 	scanStep(t, b, 0, 10)
 	require.NotNil(t, b.scan.Load())
 	assert.NotSame(t, idx, b.scan.Load(), "rebuilt once it holds more than twice the bucket's keys")
-	assert.Len(t, b.scan.Load().built, 100+1+1000/8)
+	assert.Len(t, b.scan.Load().built, 100)
 
 	small, _ := bucketWith(t, scanIndexMin-1)
 	scanStep(t, small, 0, 10)
