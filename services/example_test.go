@@ -3,6 +3,7 @@ package services_test
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/thejerf/suture/v4"
 
@@ -96,4 +97,53 @@ func Example_update() {
 	v, _ := b.Get("visits")
 	fmt.Printf("visits=%s\n", v)
 	// Output: visits=3
+}
+
+// A host keeps its buckets on disk: the data outlives the tree, and comes
+// back in the next one built on the same directory.
+func Example_durable() {
+	dir, err := os.MkdirTemp("", "kv-example-")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+
+	run := func(use func(ctx context.Context, kv *services.Root) error) error {
+		data, err := services.OpenDataDir(dir, services.DataDirOptions{Fsync: services.FsyncAlways})
+		if err != nil {
+			return err
+		}
+		defer data.Close() // after the tree has stopped: deferred first, runs last
+		kv := services.New(services.Config{Store: data.Store()})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := kv.ServeBackground(ctx)
+		defer func() { cancel(); <-done }()
+		return use(ctx, kv)
+	}
+
+	err = run(func(ctx context.Context, kv *services.Root) error {
+		shopping, err := kv.Registry().Create(ctx, "shopping")
+		if err != nil {
+			return err
+		}
+		return shopping.Put("milk", []byte("3")) // on disk once Put returns
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = run(func(ctx context.Context, kv *services.Root) error {
+		shopping, err := kv.Registry().Create(ctx, "shopping") // loaded from disk
+		if err != nil {
+			return err
+		}
+		milk, err := shopping.Get("milk")
+		fmt.Printf("after a restart: milk=%s err=%v\n", milk, err)
+		return nil
+	})
+	if err != nil {
+		fmt.Println(err)
+	}
+	// Output: after a restart: milk=3 err=<nil>
 }

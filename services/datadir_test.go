@@ -1,0 +1,98 @@
+package services_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/services"
+)
+
+// serveOn runs a tree on data for the duration of use.
+func serveOn(t *testing.T, data *services.DataDir, use func(ctx context.Context, kv *services.Root)) {
+	t.Helper()
+	kv := services.New(services.Config{Store: data.Store()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := kv.ServeBackground(ctx)
+	defer func() {
+		cancel()
+		require.NoError(t, ignoreCanceled(<-done))
+	}()
+	use(ctx, kv)
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func TestFsyncPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		f    services.Fsync
+		name string
+	}{
+		{services.FsyncEverySec, "everysec"},
+		{services.FsyncAlways, "always"},
+		{services.FsyncNo, "no"},
+		{services.Fsync(7), "Fsync(7)"},
+	} {
+		assert.Equal(t, tc.name, tc.f.String())
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	_, err := services.OpenDataDir(dir, services.DataDirOptions{Fsync: 7})
+	require.ErrorContains(t, err, "unknown fsync policy 7")
+	assert.NoDirExists(t, dir, "nothing is created for a bad policy")
+}
+
+// A host's buckets outlive its tree, a second opener is refused while the
+// directory is held, and a checkpoint opens as a data directory of its own.
+func TestDataDirKeepsBucketsAcrossTrees(t *testing.T) {
+	dir := t.TempDir()
+	data, err := services.OpenDataDir(dir, services.DataDirOptions{Fsync: services.FsyncAlways})
+	require.NoError(t, err)
+	assert.Equal(t, dir, data.Dir())
+
+	_, err = services.OpenDataDir(dir, services.DataDirOptions{})
+	require.ErrorIs(t, err, services.ErrDataDirInUse)
+
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+		b, err := kv.Registry().Create(ctx, "kept")
+		require.NoError(t, err)
+		require.NoError(t, b.Put("k", []byte("v1")))
+		_, err = kv.Registry().Create(ctx, "empty")
+		require.NoError(t, err)
+	})
+	checkpoint := filepath.Join(t.TempDir(), "checkpoint")
+	require.NoError(t, data.Checkpoint(checkpoint))
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+		names, err := kv.Registry().NamesErr()
+		require.NoError(t, err)
+		assert.ElementsMatch(t, []string{"kept", "empty"}, names, "stored buckets are listed before they load")
+		b, err := kv.Registry().Create(ctx, "kept")
+		require.NoError(t, err)
+		v, err := b.Get("k")
+		require.NoError(t, err)
+		assert.Equal(t, "v1", string(v))
+		require.NoError(t, b.Put("k", []byte("v2")))
+	})
+	require.NoError(t, data.Close())
+
+	for _, tc := range []struct{ dir, want string }{{dir, "v2"}, {checkpoint, "v1"}} {
+		data, err := services.OpenDataDir(tc.dir, services.DataDirOptions{})
+		require.NoError(t, err)
+		serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+			b, err := kv.Registry().Create(ctx, "kept")
+			require.NoError(t, err)
+			v, err := b.Get("k")
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, string(v), tc.dir)
+		})
+		require.NoError(t, data.Close())
+	}
+}
