@@ -3,6 +3,7 @@ package services_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -95,4 +96,32 @@ func TestDataDirKeepsBucketsAcrossTrees(t *testing.T) {
 		})
 		require.NoError(t, data.Close())
 	}
+}
+
+// Damage that recovery cannot repair stops the open, naming the file.
+func TestDataDirDamaged(t *testing.T) {
+	dir := t.TempDir()
+	data, err := services.OpenDataDir(dir, services.DataDirOptions{})
+	require.NoError(t, err)
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+		b, err := kv.Registry().Create(ctx, "b")
+		require.NoError(t, err)
+		require.NoError(t, b.Put("k", []byte("v")))
+	})
+	require.NoError(t, data.Close())
+
+	manifests, err := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, manifests)
+	m := manifests[len(manifests)-1]
+	raw, err := os.ReadFile(m)
+	require.NoError(t, err)
+	for i := range raw {
+		raw[i] ^= 0x5a
+	}
+	require.NoError(t, os.WriteFile(m, raw, 0o644))
+
+	_, err = services.OpenDataDir(dir, services.DataDirOptions{})
+	require.ErrorIs(t, err, services.ErrDataDirDamaged)
+	assert.Contains(t, err.Error(), filepath.Base(m))
 }
