@@ -250,6 +250,19 @@ type logRange struct {
 // a marker or a meta key, and range deletions. The view keeps slices of
 // record, which the caller does not reuse.
 func (v *logView) add(record []byte) error {
+	// Checked whole first: a damaged record adds none of its changes, as
+	// the fold would apply none of them.
+	err := eachChange(record, func(kind pebble.InternalKeyKind, key, _ []byte) error {
+		if kind == pebble.InternalKeyKindSet || kind == pebble.InternalKeyKindDelete {
+			if err := checkKey(key); err != nil {
+				return fmt.Errorf("a change: %v", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	if v.points == nil {
 		v.points = make(map[string]logChange)
 	}
@@ -257,9 +270,6 @@ func (v *logView) add(record []byte) error {
 		v.n++
 		switch kind {
 		case pebble.InternalKeyKindSet, pebble.InternalKeyKindDelete:
-			if err := checkKey(key); err != nil {
-				return fmt.Errorf("a change: %v", err)
-			}
 			v.points[string(key)] = logChange{at: v.n, value: value, del: kind == pebble.InternalKeyKindDelete}
 		case pebble.InternalKeyKindRangeDelete:
 			v.ranges = append(v.ranges, logRange{at: v.n, start: key, end: value})

@@ -186,6 +186,7 @@ func TestCheckReportsABadLogRecord(t *testing.T) {
 	s := openT(t, dir, Options{Fsync: FsyncNo})
 	require.NoError(t, s.Apply("a", Put("k", []byte("v"))))
 	bad := s.db.NewBatch()
+	require.NoError(t, bad.Set(appendPairKey(nil, "a", "k2"), []byte("x"), nil))
 	require.NoError(t, bad.Set([]byte("\x09stray"), []byte("x"), nil))
 	require.NoError(t, s.db.Set(logKey(1<<40), bad.Repr(), pebble.Sync))
 	require.NoError(t, bad.Close())
@@ -195,6 +196,7 @@ func TestCheckReportsABadLogRecord(t *testing.T) {
 	require.Len(t, rep.Problems, 1)
 	assert.Contains(t, rep.Problems[0], `key "\tstray" has unknown tag 0x09`)
 	assert.Equal(t, 1, rep.LogRecords, "the sound record")
+	assert.Equal(t, 1, rep.Keys, "nothing of the damaged record, not even its sound first change")
 }
 
 // aChange is one change as eachChange reports it.
