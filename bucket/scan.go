@@ -18,9 +18,12 @@ const scanIndexMin = 8
 // before a Scan merges them into the built ones. Each Scan that finds keys
 // added since copies those apart into a new index (readers may hold the
 // old one), and a merge copies every key: four times the square root of
-// the built keys (at least 1,024) keeps both small, whether Scans come
-// after every addition or after hundreds.
-func mergeAt(built int) int { return max(1024, 4*int(math.Sqrt(float64(built)))) }
+// the built keys (at least 1,024, at most the built keys themselves, so
+// that a small index merges before it is dropped) keeps both small,
+// whether Scans come after every addition or after hundreds.
+func mergeAt(built int) int {
+	return min(built, max(1024, 4*int(math.Sqrt(float64(built)))))
+}
 
 // scanIndex is a bucket's keys in scan order, kept between Scans: the keys
 // as they were when it was built (or last merged), sorted, and the keys
@@ -135,11 +138,13 @@ func (b *Bucket) scanEntries(writable bool) (built, added []scanorder.Item) {
 		idx = &scanIndex{built: sortedKeys(b.data)}
 	default: // sort what was added since, into a new index: readers may hold the old one
 		fresh := sortEntries(slices.Clone(idx.added[idx.sorted:]))
-		added := mergeEntries(idx.added[:idx.sorted], fresh)
-		if len(added) >= mergeAt(len(idx.built)) {
-			idx = &scanIndex{built: mergeEntries(idx.built, added)}
-		} else {
-			idx = &scanIndex{built: idx.built, added: added}
+		n := idx.sorted + len(fresh)
+		if n >= mergeAt(len(idx.built)) {
+			added := mergeEntries(idx.added[:idx.sorted], fresh, n)
+			// Of the exact size: nothing is appended to the built keys.
+			idx = &scanIndex{built: mergeEntries(idx.built, added, len(idx.built)+n)}
+		} else { // with room for the keys added next
+			idx = &scanIndex{built: idx.built, added: mergeEntries(idx.added[:idx.sorted], fresh, n+n/4+8)}
 		}
 	}
 	idx.sorted = len(idx.added)
@@ -157,11 +162,11 @@ func (idx *scanIndex) ready(n int) bool {
 }
 
 // mergeEntries returns the entries of a and b, both in scan order, in scan
-// order, in a new slice. An entry in both (a key deleted, then added
-// again) is kept twice: a Scan skips the second.
-func mergeEntries(a, b []scanorder.Item) []scanorder.Item {
-	n := len(a) + len(b)
-	out := make([]scanorder.Item, 0, n+n/4+8) // room for the keys added next
+// order, in a new slice of capacity size (at least len(a)+len(b)). An
+// entry in both (a key deleted, then added again) is kept twice: a Scan
+// skips the second.
+func mergeEntries(a, b []scanorder.Item, size int) []scanorder.Item {
+	out := make([]scanorder.Item, 0, max(size, len(a)+len(b)))
 	for len(a) > 0 && len(b) > 0 {
 		if scanorder.Compare(b[0], a[0]) < 0 {
 			out, b = append(out, b[0]), b[1:]

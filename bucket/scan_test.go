@@ -221,12 +221,13 @@ func TestScanWhileKeysComeAndGo(t *testing.T) {
 // readers may hold untouched), many new keys drop it, many deleted keys
 // make the next Scan rebuild it, and a small or ended bucket keeps none.
 func TestScanIndexLifecycle(t *testing.T) {
-	b, keys := bucketWith(t, 1000)
+	const n = 2000 // mergeAt(n) < n: the added keys merge before they could drop the index
+	b, keys := bucketWith(t, n)
 	assert.Nil(t, b.scan.Load(), "no index before the first Scan")
 	scanStep(t, b, 0, 10)
 	idx := b.scan.Load()
 	require.NotNil(t, idx)
-	assert.Len(t, idx.built, 1000)
+	assert.Len(t, idx.built, n)
 	scanStep(t, b, 0, 10)
 	assert.Same(t, idx, b.scan.Load(), "kept between steps")
 
@@ -246,22 +247,24 @@ func TestScanIndexLifecycle(t *testing.T) {
 	scanStep(t, b, 0, 10)
 	assert.Same(t, sorted, b.scan.Load())
 
-	for i := range 1000 / 8 {
+	for i := range n / 8 {
 		require.NoError(t, b.Put("more:"+strconv.Itoa(i), []byte("v")))
 	}
 	assert.Same(t, sorted, b.scan.Load(), "kept while fewer keys are added than were built")
 	scanStep(t, b, 0, 10)
 	apart := b.scan.Load()
 	assert.Same(t, &idx.built[0], &apart.built[0], "the added keys are sorted apart")
-	assert.Len(t, apart.added, 1+1000/8)
+	assert.Len(t, apart.added, 1+n/8)
 	assert.True(t, slices.IsSortedFunc(apart.added, scanorder.Compare))
 
-	for i := 1000 / 8; i < mergeAt(1000); i++ {
+	for i := n / 8; i < mergeAt(n); i++ {
 		require.NoError(t, b.Put("more:"+strconv.Itoa(i), []byte("v")))
 	}
 	scanStep(t, b, 0, 10)
 	merged := b.scan.Load()
-	assert.Len(t, merged.built, 1000+1+mergeAt(1000), "merged into the built keys once mergeAt are apart")
+	assert.Len(t, merged.built, n+1+mergeAt(n), "merged into the built keys once mergeAt are apart")
+	assert.NotSame(t, &apart.built[0], &merged.built[0], "into new built keys")
+	assert.Equal(t, len(merged.built), cap(merged.built), "of the exact size: nothing is appended to them")
 	assert.Empty(t, merged.added)
 	assert.True(t, slices.IsSortedFunc(merged.built, scanorder.Compare))
 
