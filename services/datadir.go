@@ -3,9 +3,11 @@ package services
 import (
 	"fmt"
 	"log/slog"
+	"sync/atomic"
+
+	"github.com/thejerf/suture/v4"
 
 	"github.com/kvproject/kv/internal/store"
-	"github.com/kvproject/kv/registry"
 )
 
 // Fsync is when a [DataDir]'s writes reach the disk, with the meanings of
@@ -33,6 +35,22 @@ func (f Fsync) String() string {
 	return fmt.Sprintf("Fsync(%d)", int(f))
 }
 
+// ParseFsync parses always, everysec or no, as the daemon's --fsync flag
+// spells them.
+func ParseFsync(s string) (Fsync, error) {
+	p, err := store.ParseFsync(s)
+	if err != nil {
+		return 0, fmt.Errorf("services: unknown fsync policy %q (want always, everysec or no)", s)
+	}
+	switch p {
+	case store.FsyncAlways:
+		return FsyncAlways, nil
+	case store.FsyncNo:
+		return FsyncNo, nil
+	}
+	return FsyncEverySec, nil
+}
+
 func (f Fsync) policy() (store.Fsync, error) {
 	switch f {
 	case FsyncEverySec:
@@ -54,22 +72,36 @@ type DataDirOptions struct {
 	Logger *slog.Logger
 }
 
-// ErrDataDirInUse is returned, wrapped, by OpenDataDir when another
-// process (or another DataDir of this one) holds the directory.
-var ErrDataDirInUse = store.ErrLocked
-
-// ErrDataDirDamaged is returned, wrapped and naming the file, when stored
-// data cannot be read back whole: never a silent loss.
-var ErrDataDirDamaged = store.ErrCorrupt
+var (
+	// ErrDataDirInUse is returned, wrapped, by OpenDataDir when another
+	// process (or another DataDir of this one) holds the directory, and by
+	// a Root's Serve when another tree serves on its DataDir.
+	ErrDataDirInUse = store.ErrLocked
+	// ErrDataDirDamaged is returned, wrapped and naming the file, when
+	// stored data cannot be read back whole: never a silent loss.
+	ErrDataDirDamaged = store.ErrCorrupt
+	// ErrDataDirClosed is returned, wrapped, by a write to a bucket whose
+	// DataDir is closed, and by a second Close.
+	ErrDataDirClosed = store.ErrClosed
+	// ErrWriteFailed is returned, wrapped with its cause, by a write that
+	// did not become durable (a full disk, an I/O error): it was not
+	// acknowledged, and its bucket ends, to come back from the disk, which
+	// does not hold the write, at its next use. Writes resume once the
+	// disk does.
+	ErrWriteFailed = store.ErrWriteFailed
+)
 
 // DataDir is kv's durable store in a directory, what the daemon's
 // --data-dir opens: every bucket of a tree built on it is kept on disk,
 // across a bucket's crash, a restart of the tree or of the process, and a
-// power cut within the fsync policy. Pass [DataDir.Store] as
-// [Config.Store] to the trees that use it, one at a time, and Close it
-// once they have stopped. Buckets come back from it lazily, on first use.
+// power cut within the fsync policy. Give it to the trees that use it as
+// [Config.DataDir]; one at a time serves on it (a second one's Serve
+// fails with ErrDataDirInUse, as two trees would each keep their own copy
+// of a bucket in memory). Close it once they have stopped. Buckets come
+// back from it lazily, at their first use.
 type DataDir struct {
-	st *store.Store
+	st    *store.Store
+	inUse atomic.Bool // a tree serves on it
 }
 
 // OpenDataDir opens the store in dir, creating it if needed, and recovers
@@ -87,11 +119,16 @@ func OpenDataDir(dir string, opts DataDirOptions) (*DataDir, error) {
 	return &DataDir{st: st}, nil
 }
 
-// Store returns the store, for [Config.Store].
-func (d *DataDir) Store() registry.Store { return d.st }
-
-// Dir returns the directory.
+// Dir returns the directory's absolute path, with symbolic links resolved.
 func (d *DataDir) Dir() string { return d.st.Dir() }
+
+// claim takes d for a tree that starts to serve; release gives it back.
+func (d *DataDir) claim() (release func(), err error) {
+	if !d.inUse.CompareAndSwap(false, true) {
+		return nil, fmt.Errorf("services: another tree serves on %s: %w (%w)", d.Dir(), ErrDataDirInUse, suture.ErrDoNotRestart)
+	}
+	return func() { d.inUse.Store(false) }, nil
+}
 
 // Checkpoint writes a consistent copy of the store into dir, which must
 // not exist: a directory OpenDataDir can open, as the daemon's SAVE does.
@@ -103,7 +140,10 @@ func (d *DataDir) Checkpoint(dir string) error {
 }
 
 // Close waits for the writes in flight, makes them durable and releases
-// the directory. Close it after the trees that use it have stopped.
+// the directory. Close it after the trees that use it have stopped: it
+// waits for every write made through them to be waited for, including
+// each bucket.Pending (from SetNoWait or UpdateNoWait), which its caller
+// must Wait. A second Close returns an error wrapping ErrDataDirClosed.
 func (d *DataDir) Close() error {
 	if err := d.st.Close(); err != nil {
 		return fmt.Errorf("services: close data directory: %w", err)

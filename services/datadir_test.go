@@ -9,14 +9,17 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/thejerf/suture/v4"
 
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/internal/store"
 	"github.com/kvproject/kv/services"
 )
 
 // serveOn runs a tree on data for the duration of use.
 func serveOn(t *testing.T, data *services.DataDir, use func(ctx context.Context, kv *services.Root)) {
 	t.Helper()
-	kv := services.New(services.Config{Store: data.Store()})
+	kv := services.New(services.Config{DataDir: data})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := kv.ServeBackground(ctx)
 	defer func() {
@@ -45,8 +48,16 @@ func TestFsyncPolicies(t *testing.T) {
 	} {
 		assert.Equal(t, tc.name, tc.f.String())
 	}
+	for _, name := range []string{"always", "everysec", "no"} {
+		f, err := services.ParseFsync(name)
+		require.NoError(t, err)
+		assert.Equal(t, name, f.String())
+	}
+	_, err := services.ParseFsync("sometimes")
+	require.ErrorContains(t, err, `unknown fsync policy "sometimes"`)
+
 	dir := filepath.Join(t.TempDir(), "data")
-	_, err := services.OpenDataDir(dir, services.DataDirOptions{Fsync: 7})
+	_, err = services.OpenDataDir(dir, services.DataDirOptions{Fsync: 7})
 	require.ErrorContains(t, err, "unknown fsync policy 7")
 	assert.NoDirExists(t, dir, "nothing is created for a bad policy")
 }
@@ -57,7 +68,9 @@ func TestDataDirKeepsBucketsAcrossTrees(t *testing.T) {
 	dir := t.TempDir()
 	data, err := services.OpenDataDir(dir, services.DataDirOptions{Fsync: services.FsyncAlways})
 	require.NoError(t, err)
-	assert.Equal(t, dir, data.Dir())
+	real, err := filepath.EvalSymlinks(dir)
+	require.NoError(t, err)
+	assert.Equal(t, real, data.Dir())
 
 	_, err = services.OpenDataDir(dir, services.DataDirOptions{})
 	require.ErrorIs(t, err, services.ErrDataDirInUse)
@@ -124,4 +137,62 @@ func TestDataDirDamaged(t *testing.T) {
 	_, err = services.OpenDataDir(dir, services.DataDirOptions{})
 	require.ErrorIs(t, err, services.ErrDataDirDamaged)
 	assert.Contains(t, err.Error(), filepath.Base(m))
+}
+
+// One tree at a time serves on a DataDir: two would each keep their own
+// copy of a bucket in memory. The next may start once the first has
+// stopped. Writes after Close fail with ErrDataDirClosed, as does a
+// second Close.
+func TestDataDirServesOneTreeAtATime(t *testing.T) {
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
+	require.NoError(t, err)
+	first := services.New(services.Config{DataDir: data})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := first.ServeBackground(ctx)
+
+	bounded, stop := context.WithTimeout(context.Background(), waitFor) // were it to serve
+	defer stop()
+	err = services.New(services.Config{DataDir: data}).Serve(bounded)
+	require.ErrorIs(t, err, services.ErrDataDirInUse)
+	require.ErrorIs(t, err, suture.ErrDoNotRestart, "a host tree does not retry it")
+	err = <-services.New(services.Config{DataDir: data}).ServeBackground(bounded)
+	require.ErrorIs(t, err, services.ErrDataDirInUse)
+
+	b, err := first.Registry().Create(ctx, "b")
+	require.NoError(t, err)
+	cancel()
+	require.NoError(t, ignoreCanceled(<-done))
+
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+		b, err := kv.Registry().Create(ctx, "b")
+		require.NoError(t, err)
+		require.NoError(t, b.Put("k", []byte("v")))
+	})
+	require.NoError(t, data.Close())
+	require.ErrorIs(t, data.Close(), services.ErrDataDirClosed)
+	require.ErrorIs(t, b.Put("k", []byte("v")), bucket.ErrEnded, "the first tree's bucket ended with it")
+
+	other, err := store.Open(t.TempDir(), store.Options{})
+	require.NoError(t, err)
+	defer other.Close()
+	assert.PanicsWithValue(t, "services: Config.DataDir and Config.Store are both set", func() {
+		services.New(services.Config{DataDir: data, Store: other})
+	})
+}
+
+// A DataDir closed under a running tree fails its writes, with
+// ErrDataDirClosed; reads go on from memory.
+func TestDataDirClosedUnderATree(t *testing.T) {
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
+	require.NoError(t, err)
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+		b, err := kv.Registry().Create(ctx, "b")
+		require.NoError(t, err)
+		require.NoError(t, b.Put("k", []byte("v")))
+		require.NoError(t, data.Close())
+		require.ErrorIs(t, b.Put("k", []byte("w")), services.ErrDataDirClosed)
+		v, err := b.Get("k")
+		require.NoError(t, err)
+		assert.Equal(t, "v", string(v))
+	})
 }

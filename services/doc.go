@@ -10,10 +10,10 @@
 // them first, then the registry and the buckets, so that commands in
 // flight finish against live buckets.
 //
-// Buckets live in memory unless [Config.Store] is set: [OpenDataDir]
+// Buckets live in memory unless [Config.DataDir] is set: [OpenDataDir]
 // opens a durable store in a directory (the daemon's --data-dir), which
 // keeps every bucket on disk under an fsync policy and gives it back to
-// the next tree built on it.
+// the next tree built on it; one tree at a time serves on it.
 //
 // Every root is independent: two can run side by side in one process.
 package services

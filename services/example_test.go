@@ -2,6 +2,7 @@ package services_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -109,17 +110,20 @@ func Example_durable() {
 	}
 	defer os.RemoveAll(dir)
 
-	run := func(use func(ctx context.Context, kv *services.Root) error) error {
+	run := func(use func(ctx context.Context, kv *services.Root) error) (err error) {
 		data, err := services.OpenDataDir(dir, services.DataDirOptions{Fsync: services.FsyncAlways})
 		if err != nil {
 			return err
 		}
-		defer data.Close() // after the tree has stopped: deferred first, runs last
-		kv := services.New(services.Config{Store: data.Store()})
+		kv := services.New(services.Config{DataDir: data})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := kv.ServeBackground(ctx)
-		defer func() { cancel(); <-done }()
-		return use(ctx, kv)
+		err = use(ctx, kv)
+		cancel()
+		if stopped := <-done; !errors.Is(stopped, context.Canceled) {
+			err = errors.Join(err, stopped)
+		}
+		return errors.Join(err, data.Close()) // once the tree has stopped
 	}
 
 	err = run(func(ctx context.Context, kv *services.Root) error {

@@ -32,9 +32,13 @@ type Config struct {
 	// FrontEndStopTimeout + 2 × StopTimeout + 1 s; a host tree that adds
 	// the root should allow that in its suture.Spec.Timeout.
 	FrontEndStopTimeout time.Duration
-	// Store, when not nil, keeps every bucket durably (the daemon passes
-	// its opened data directory); the tree does not close it. Nil keeps
-	// buckets in memory only.
+	// DataDir, when not nil, keeps every bucket on disk (see
+	// OpenDataDir); the tree does not close it. Nil keeps buckets in memory
+	// only, unless Store is set.
+	DataDir *DataDir
+	// Store is DataDir's store as the registry uses it, for the daemon,
+	// which opens its data directory itself (it needs the store's
+	// checkpoints and statistics). Set DataDir or Store, not both.
 	Store registry.Store
 }
 
@@ -53,6 +57,7 @@ type Root struct {
 	log      *slog.Logger
 
 	frontEndTimeout time.Duration
+	data            *DataDir // nil: none, or the daemon's Config.Store
 
 	mu     sync.Mutex
 	added  []suture.ServiceToken // by Add: stopped before kv's own children
@@ -80,12 +85,19 @@ func New(cfg Config) *Root {
 		Logger:  log.With("service", "buckets"),
 		Timeout: timeout,
 	})
+	st := cfg.Store
+	if cfg.DataDir != nil {
+		if st != nil {
+			panic("services: Config.DataDir and Config.Store are both set")
+		}
+		st = cfg.DataDir.st
+	}
 	reg := registry.New(registry.Config{
 		Buckets:     buckets,
 		Events:      ev,
 		Logger:      log.With("service", "registry"),
 		StopTimeout: timeout,
-		Store:       cfg.Store,
+		Store:       st,
 	})
 
 	sup := suture.New("kv", suture.Spec{
@@ -100,7 +112,7 @@ func New(cfg Config) *Root {
 	if frontEnd <= 0 {
 		frontEnd = timeout
 	}
-	root := &Root{Supervisor: sup, events: ev, buckets: buckets, registry: reg, log: log, frontEndTimeout: frontEnd}
+	root := &Root{Supervisor: sup, events: ev, buckets: buckets, registry: reg, log: log, frontEndTimeout: frontEnd, data: cfg.DataDir}
 	// The seed's order: the event manager, the bucket supervisor, then the
 	// registry that uses both.
 	root.children = []suture.Service{ev, buckets, reg}
@@ -134,6 +146,11 @@ func (r *Root) Serve(ctx context.Context) error {
 	if !r.served.CompareAndSwap(false, true) {
 		return errServedTwice
 	}
+	release, err := r.claim()
+	if err != nil {
+		return err
+	}
+	defer release()
 	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	return r.stopInStages(ctx, cancel, r.Supervisor.ServeBackground(inner))
 }
@@ -142,16 +159,32 @@ func (r *Root) Serve(ctx context.Context) error {
 // returns the channel that gets Serve's result. As suture's, it returns
 // once the supervisor runs: Add, Remove and RemoveAndWait work at once.
 func (r *Root) ServeBackground(ctx context.Context) <-chan error {
+	errc := make(chan error, 1)
 	if !r.served.CompareAndSwap(false, true) {
-		errc := make(chan error, 1)
 		errc <- errServedTwice
+		return errc
+	}
+	release, err := r.claim()
+	if err != nil {
+		errc <- err
 		return errc
 	}
 	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	running := r.Supervisor.ServeBackground(inner)
-	errc := make(chan error, 1)
-	go func() { errc <- r.stopInStages(ctx, cancel, running) }()
+	go func() {
+		err := r.stopInStages(ctx, cancel, running)
+		release() // before the result: a tree that waits for it may start on the DataDir
+		errc <- err
+	}()
 	return errc
+}
+
+// claim takes the root's DataDir, if it has one, for as long as it serves.
+func (r *Root) claim() (release func(), err error) {
+	if r.data == nil {
+		return func() {}, nil
+	}
+	return r.data.claim()
 }
 
 // stopInStages waits for ctx to end, or for the embedded supervisor (run
