@@ -29,6 +29,15 @@ func serveOn(t *testing.T, data *services.DataDir, use func(ctx context.Context,
 	use(ctx, kv)
 }
 
+// putKV creates bucket b and puts k=v in it.
+func putKV(ctx context.Context, t *testing.T, kv *services.Root) *bucket.Bucket {
+	t.Helper()
+	b, err := kv.Registry().Create(ctx, "b")
+	require.NoError(t, err)
+	require.NoError(t, b.Put("k", []byte("v")))
+	return b
+}
+
 func ignoreCanceled(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -116,11 +125,7 @@ func TestDataDirDamaged(t *testing.T) {
 	dir := t.TempDir()
 	data, err := services.OpenDataDir(dir, services.DataDirOptions{})
 	require.NoError(t, err)
-	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
-		b, err := kv.Registry().Create(ctx, "b")
-		require.NoError(t, err)
-		require.NoError(t, b.Put("k", []byte("v")))
-	})
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) { putKV(ctx, t, kv) })
 	require.NoError(t, data.Close())
 
 	manifests, err := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
@@ -186,9 +191,7 @@ func TestDataDirClosedUnderATree(t *testing.T) {
 	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
 	require.NoError(t, err)
 	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
-		b, err := kv.Registry().Create(ctx, "b")
-		require.NoError(t, err)
-		require.NoError(t, b.Put("k", []byte("v")))
+		b := putKV(ctx, t, kv)
 		require.NoError(t, data.Close())
 		require.ErrorIs(t, b.Put("k", []byte("w")), services.ErrDataDirClosed)
 		v, err := b.Get("k")
