@@ -2,11 +2,13 @@ package store
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -139,6 +141,7 @@ func Check(dir string) (Report, error) {
 		}
 	}
 	// Then every other key, merged in order with the keys the log adds.
+	view.done()
 	added := view.added()
 	it, err = db.NewIter(nil)
 	if err != nil {
@@ -232,6 +235,7 @@ type logView struct {
 	points map[string]logChange
 	ranges []logRange
 	n      int // changes so far
+	cover  coverIndex
 }
 
 type logChange struct {
@@ -280,17 +284,79 @@ func (v *logView) add(record []byte) error {
 
 // final reports how the log leaves key k: decided false if it leaves k as
 // stored; else whether k is present, and its value.
+// Call done once every record is added.
 func (v *logView) final(k []byte) (value []byte, present, decided bool) {
-	covered := -1 // the last range deletion that covers k
-	for _, r := range v.ranges {
-		if r.at > covered && bytes.Compare(k, r.start) >= 0 && bytes.Compare(k, r.end) < 0 {
-			covered = r.at
-		}
-	}
+	covered := v.cover.last(k) // the last range deletion that covers k
 	if c, ok := v.points[string(k)]; ok && c.at > covered {
 		return c.value, !c.del, true
 	}
 	return nil, false, covered >= 0
+}
+
+// done indexes the range deletions, once every record is added, for final.
+func (v *logView) done() { v.cover = newCoverIndex(v.ranges) }
+
+// coverIndex tells which range deletion, of many, last covers a key, in
+// O(log ranges) where a scan of them all made a check quadratic: a log
+// after thousands of dropped buckets, against millions of keys.
+type coverIndex struct {
+	bounds [][]byte // every range's start and end, sorted, distinct
+	at     []int    // at[i]: the last deletion covering [bounds[i], bounds[i+1]), or -1
+}
+
+func newCoverIndex(ranges []logRange) coverIndex {
+	var live []logRange
+	var bounds [][]byte
+	for _, r := range ranges {
+		if bytes.Compare(r.start, r.end) < 0 { // an empty range covers nothing
+			live = append(live, r)
+			bounds = append(bounds, r.start, r.end)
+		}
+	}
+	slices.SortFunc(bounds, bytes.Compare)
+	bounds = slices.CompactFunc(bounds, bytes.Equal)
+	slices.SortFunc(live, func(a, b logRange) int { return bytes.Compare(a.start, b.start) })
+	// A sweep over the bounds: the ranges begun so far, latest first; one
+	// that has ended leaves when it comes to the top.
+	open := &latestFirst{}
+	at := make([]int, len(bounds))
+	for i, b := range bounds {
+		for len(live) > 0 && bytes.Equal(live[0].start, b) {
+			heap.Push(open, live[0])
+			live = live[1:]
+		}
+		for open.Len() > 0 && bytes.Compare((*open)[0].end, b) <= 0 {
+			heap.Pop(open)
+		}
+		at[i] = -1
+		if open.Len() > 0 {
+			at[i] = (*open)[0].at
+		}
+	}
+	return coverIndex{bounds: bounds, at: at}
+}
+
+// last returns the last range deletion that covers k, or -1.
+func (c coverIndex) last(k []byte) int {
+	i := sort.Search(len(c.bounds), func(i int) bool { return bytes.Compare(c.bounds[i], k) > 0 }) - 1
+	if i < 0 {
+		return -1
+	}
+	return c.at[i]
+}
+
+// latestFirst is a heap of range deletions, the latest on top.
+type latestFirst []logRange
+
+func (h latestFirst) Len() int           { return len(h) }
+func (h latestFirst) Less(i, j int) bool { return h[i].at > h[j].at }
+func (h latestFirst) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *latestFirst) Push(x any)        { *h = append(*h, x.(logRange)) }
+func (h *latestFirst) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // added returns, sorted, the keys the log leaves present with a value of

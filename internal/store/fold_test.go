@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"syscall"
 	"testing"
@@ -311,4 +312,35 @@ func FuzzEachChange(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, got, again)
 	})
+}
+
+// The cover index answers as a scan of every range deletion would: the
+// last one that covers the key, over random, overlapping, nested, empty
+// and repeated ranges.
+func TestCoverIndexMatchesAScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	word := func() []byte {
+		b := make([]byte, rng.IntN(3))
+		for i := range b {
+			b[i] = "abc"[rng.IntN(3)]
+		}
+		return b
+	}
+	for round := range 300 {
+		ranges := make([]logRange, rng.IntN(12))
+		for i := range ranges {
+			ranges[i] = logRange{at: rng.IntN(40), start: word(), end: word()}
+		}
+		idx := newCoverIndex(ranges)
+		for range 50 {
+			k := word()
+			want := -1
+			for _, r := range ranges {
+				if r.at > want && bytes.Compare(k, r.start) >= 0 && bytes.Compare(k, r.end) < 0 {
+					want = r.at
+				}
+			}
+			require.Equal(t, want, idx.last(k), "round %d, key %q, ranges %v", round, k, ranges)
+		}
+	}
 }
