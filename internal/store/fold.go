@@ -90,13 +90,12 @@ func (s *Store) folded() (*pebble.DB, func(), error) {
 
 // fold folds the log's committed records into the bucket keys.
 func (s *Store) fold() error {
-	db, done, err := s.reader()
+	_, done, err := s.folded()
 	if err != nil {
 		return err
 	}
-	defer done()
-	_, err = s.foldDB(db)
-	return err
+	done()
+	return nil
 }
 
 // foldDB folds the committed records of db's log into its bucket keys,
