@@ -38,17 +38,12 @@ func (f Fsync) String() string {
 // ParseFsync parses always, everysec or no, as the daemon's --fsync flag
 // spells them.
 func ParseFsync(s string) (Fsync, error) {
-	p, err := store.ParseFsync(s)
-	if err != nil {
-		return 0, fmt.Errorf("services: unknown fsync policy %q (want always, everysec or no)", s)
+	for _, f := range []Fsync{FsyncEverySec, FsyncAlways, FsyncNo} {
+		if f.String() == s {
+			return f, nil
+		}
 	}
-	switch p {
-	case store.FsyncAlways:
-		return FsyncAlways, nil
-	case store.FsyncNo:
-		return FsyncNo, nil
-	}
-	return FsyncEverySec, nil
+	return 0, fmt.Errorf("services: unknown fsync policy %q (want always, everysec or no)", s)
 }
 
 func (f Fsync) policy() (store.Fsync, error) {
