@@ -65,6 +65,7 @@ type options struct {
 	idleTimeout     time.Duration
 	shutdownTimeout time.Duration
 	enableDebug     bool
+	goroutines      bool
 }
 
 // envName is the variable of a flag: --resp-addr is KV_RESP_ADDR.
@@ -94,6 +95,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Minute, "close clients idle this long (0: never; subscribers are exempt)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on a clean stop after SIGINT/SIGTERM")
+	fs.BoolVar(&o.goroutines, "resp-goroutine-per-client", false, "serve each Redis protocol client on a goroutine of its own rather than on the event loop (Linux; elsewhere always)")
 	fs.BoolVar(&o.enableDebug, "enable-debug-command", false, "allow DEBUG CRASH-BUCKET <key> (for demonstrations and tests)")
 	return fs
 }
@@ -418,6 +420,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		MaxArgs:            o.maxArgs,
 		IdleTimeout:        idle(o.idleTimeout),
 		EnableDebugCommand: o.enableDebug,
+		GoroutinePerClient: o.goroutines,
 		Observer:           met,
 		Backups:            backups,
 		ShutdownTimeout:    clientsStop,

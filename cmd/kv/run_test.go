@@ -82,7 +82,7 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		"--max-request-bytes", "--max-bulk-len", "--max-args", "--idle-timeout", "--shutdown-timeout",
 		"--enable-debug-command", "--version", "--text-addr", "KV_TEXT_ADDR", "--http-addr", "KV_HTTP_ADDR",
 		"--text-max-line-bytes", "--http-max-body-bytes", "--data-dir", "KV_DATA_DIR", `default "./kv-data"`,
-		"--fsync", `default "everysec"`, "kv check DIR",
+		"--fsync", `default "everysec"`, "kv check DIR", "--resp-goroutine-per-client", "KV_RESP_GOROUTINE_PER_CLIENT",
 	} {
 		assert.Contains(t, out.String(), want)
 	}

@@ -33,7 +33,7 @@ func BenchmarkDispatch(b *testing.B) {
 			fields[i] = []byte("f:" + strconv.Itoa(i))
 		}
 		for _, f := range fields {
-			c.exec(ctx, [][]byte{[]byte("HSET"), []byte("h"), f, []byte("v")})
+			c.do(ctx, [][]byte{[]byte("HSET"), []byte("h"), f, []byte("v")})
 		}
 		run := func(name string, args func(i int) [][]byte) {
 			b.Run(obs.name+name, func(b *testing.B) {
@@ -41,7 +41,7 @@ func BenchmarkDispatch(b *testing.B) {
 				i := 0
 				for b.Loop() {
 					c.out = c.out[:0]
-					c.exec(ctx, args(i))
+					c.do(ctx, args(i))
 					i++
 				}
 			})
@@ -70,7 +70,7 @@ func BenchmarkHScanStep(b *testing.B) {
 	c := newConn(s, discardConn{})
 	const n = 100000
 	for i := range n {
-		c.exec(ctx, [][]byte{[]byte("HSET"), []byte("big"), []byte("field:" + strconv.Itoa(i)), []byte("value")})
+		c.do(ctx, [][]byte{[]byte("HSET"), []byte("big"), []byte("field:" + strconv.Itoa(i)), []byte("value")})
 	}
 	c.out = c.out[:0]
 	bk, _ := s.reg.Lookup("big")
@@ -84,7 +84,7 @@ func BenchmarkHScanStep(b *testing.B) {
 			i++
 			args[2] = strconv.AppendUint(args[2][:0], cursor, 10)
 			c.out = c.out[:0]
-			c.exec(ctx, args)
+			c.do(ctx, args)
 			cursor = hscanNext(b, c.out)
 		}
 	}
@@ -176,7 +176,7 @@ func BenchmarkWholeHashReads(b *testing.B) {
 		c := newConn(s, discardConn{})
 		key := []byte("h" + strconv.Itoa(n))
 		for i := range n {
-			c.exec(ctx, [][]byte{[]byte("HSET"), key, []byte("field:" + strconv.Itoa(i)), []byte("value")})
+			c.do(ctx, [][]byte{[]byte("HSET"), key, []byte("field:" + strconv.Itoa(i)), []byte("value")})
 		}
 		bk, _ := s.reg.Lookup(string(key))
 		for _, cmd := range []string{"HGETALL", "HKEYS"} {
@@ -187,7 +187,7 @@ func BenchmarkWholeHashReads(b *testing.B) {
 					c := newConn(s, discardConn{})
 					for pb.Next() {
 						c.out = c.out[:0]
-						c.exec(ctx, args)
+						c.do(ctx, args)
 					}
 				})
 			})

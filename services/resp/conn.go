@@ -22,15 +22,27 @@ const (
 	maxPending     = 1024     // replies are written out once this many writes await the disk
 )
 
-// conn is one client. Its goroutine reads, runs and replies; while the
-// client is subscribed, the event subscription's goroutine writes to it
-// too, under wmu.
+// conn is one client. The event loop (Linux) or the client's own
+// goroutine reads, runs and replies; while the client is subscribed, the
+// event subscription's goroutine writes to it too, under wmu.
 type conn struct {
-	s       *Server
+	s *Server
+	// nc is the client's connection while it has a goroutine of its own;
+	// nil while the event loop serves it. Set under s.mu.
 	nc      net.Conn
 	id      int64
 	addr    string
+	laddr   string
 	created time.Time
+
+	// Owned by the event loop while it serves the client (lp != nil).
+	lp         *loop
+	fd         int       // the socket
+	blocked    bool      // replies wait for the socket to take them (EPOLLOUT)
+	closing    bool      // close once the replies are written
+	lastRead   time.Time // for the idle timeout
+	blockedAt  time.Time // for the write timeout
+	readyEvent uint32    // the events of the current wake-up
 
 	// Owned by the connection's goroutine.
 	buf        []byte // read buffer: buf[start:end] is not parsed yet
@@ -73,6 +85,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 		nc:      nc,
 		id:      s.nextID.Add(1),
 		addr:    nc.RemoteAddr().String(),
+		laddr:   nc.LocalAddr().String(),
+		fd:      -1,
 		created: time.Now(),
 		buf:     make([]byte, initialReadBuf),
 		authed:  s.cfg.Password == "",
@@ -83,7 +97,9 @@ func newConn(s *Server, nc net.Conn) *conn {
 // sees the server stopping. A connection running a command finishes it,
 // writes its replies and then stops.
 func (c *conn) interrupt() {
-	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	if c.nc != nil { // else the event loop stops it
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
 }
 
 // parseCommand is redcon.ReadNextCommand made safe: redcon panics on some
@@ -109,38 +125,73 @@ const (
 	errUnexpectedDollar  = protocolError("Protocol error: expected '*', got '$'")
 )
 
-// serve runs the client until it leaves, breaks the protocol, idles out or
-// the server stops.
+// step is what a client's buffered commands leave to do.
+type step int
+
+const (
+	stepRead    step = iota // read more (or, in the loop, write a blocked reply first)
+	stepClose               // write the replies, then close (QUIT, a protocol error)
+	stepGone                // the client is gone: a write failed
+	stepHandoff             // the event loop hands the client to a goroutine of its own
+)
+
+// runBuffered runs the complete commands in the read buffer. Under the
+// event loop, it stops at a command that must run on a goroutine of its
+// own (flagOwnGoroutine: the command stays in the buffer), and at replies
+// too large to write without blocking.
+func (c *conn) runBuffered(ctx context.Context) step {
+	for c.start < c.end {
+		complete, args, kind, left, err := parseCommand(c.buf[c.start:c.end], c.args)
+		if err != nil {
+			c.protocolErr(err)
+			return stepClose
+		}
+		if !complete {
+			break
+		}
+		c.args = args
+		if kind == redcon.Tile38 {
+			c.protocolErr(errUnexpectedDollar)
+			return stepClose
+		}
+		if len(args) == 0 {
+			c.start = c.end - len(left)
+			continue
+		}
+		cmd := c.s.lookup(args[0])
+		if c.lp != nil && cmd != nil && cmd.flags&flagOwnGoroutine != 0 {
+			return stepHandoff
+		}
+		c.start = c.end - len(left)
+		c.exec(ctx, cmd, args)
+		switch {
+		case c.quit:
+			return stepClose
+		case c.lp != nil:
+			if (len(c.out) >= flushAt || len(c.pending) >= maxPending) && !c.lp.write(c) {
+				return stepRead // the rest waits until the client reads
+			}
+		case len(c.out) >= flushAt || len(c.pending) >= maxPending:
+			if !c.flush() {
+				return stepGone
+			}
+		}
+	}
+	return stepRead
+}
+
+// serve runs the client on its goroutine until it leaves, breaks the
+// protocol, idles out or the server stops.
 func (c *conn) serve(ctx context.Context) {
 	defer c.close()
 	s := c.s
 	for {
-		for c.start < c.end {
-			complete, args, kind, left, err := parseCommand(c.buf[c.start:c.end], c.args)
-			if err != nil {
-				c.fatal(err)
-				return
-			}
-			if !complete {
-				break
-			}
-			c.args = args
-			c.start = c.end - len(left)
-			if kind == redcon.Tile38 {
-				c.fatal(errUnexpectedDollar)
-				return
-			}
-			if len(args) == 0 {
-				continue
-			}
-			c.exec(ctx, args)
-			if c.quit {
-				c.flush()
-				return
-			}
-			if (len(c.out) >= flushAt || len(c.pending) >= maxPending) && !c.flush() {
-				return
-			}
+		switch c.runBuffered(ctx) {
+		case stepClose:
+			c.flush()
+			return
+		case stepGone:
+			return
 		}
 		if len(c.out) > 0 {
 			// Let the other clients that the same network poll woke run
@@ -159,6 +210,7 @@ func (c *conn) serve(ctx context.Context) {
 			c.args = nil
 		}
 		if !c.makeRoom() {
+			c.flush()
 			return
 		}
 
@@ -188,7 +240,8 @@ func (c *conn) serve(ctx context.Context) {
 
 // makeRoom prepares the read buffer for the next read: it compacts or
 // grows it, releases a large one once drained, and enforces the request
-// size limits. It reports false when the client must be disconnected.
+// size limits. It reports false when the client must be disconnected
+// (once the error reply it wrote is sent).
 func (c *conn) makeRoom() bool {
 	pending := c.end - c.start
 	if pending == 0 {
@@ -199,11 +252,11 @@ func (c *conn) makeRoom() bool {
 		return true
 	}
 	if c.buf[c.start] != '*' && pending >= maxInline {
-		c.fatal(errTooBigInline)
+		c.protocolErr(errTooBigInline)
 		return false
 	}
 	if pending >= c.s.cfg.MaxRequestBytes {
-		c.fatal(errTooLarge)
+		c.protocolErr(errTooLarge)
 		return false
 	}
 	if c.end < len(c.buf) {
@@ -222,10 +275,10 @@ func (c *conn) makeRoom() bool {
 	return true
 }
 
-// fatal answers a protocol error and marks the client for closing.
-func (c *conn) fatal(err error) {
+// protocolErr answers a protocol error; the client is closed once it is
+// written.
+func (c *conn) protocolErr(err error) {
 	c.out = redcon.AppendError(c.out, "ERR "+err.Error())
-	c.flush()
 }
 
 // flush writes the waiting replies; it reports false when the client is
@@ -349,9 +402,8 @@ func (c *conn) since() time.Duration { return time.Since(c.created) }
 // the one before (so it includes parsing it) to its own end. That is one
 // clock read per command rather than three, which under a pipeline
 // took 5% of the server's time.
-func (c *conn) exec(ctx context.Context, args [][]byte) {
+func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 	c.commands.Add(1)
-	cmd := c.s.lookup(args[0])
 	if c.s.obs == nil {
 		c.run(ctx, cmd, args)
 		return

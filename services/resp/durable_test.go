@@ -69,7 +69,7 @@ func startDurable(t testing.TB, dir string, opts store.Options, configure ...fun
 	backups := &testBackups{t: t, st: st}
 	cfg := Config{
 		Registry: root.Registry(), Events: root.Events(), Listener: ln,
-		EnableDebugCommand: true, Backups: backups,
+		EnableDebugCommand: true, Backups: backups, GoroutinePerClient: goroutinePerClient,
 	}
 	for _, f := range configure {
 		f(&cfg)

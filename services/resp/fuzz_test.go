@@ -62,8 +62,8 @@ func FuzzCommand(f *testing.F) {
 			return
 		}
 		c := newConn(s, discardConn{})
-		c.exec(ctx, args)
-		c.exec(ctx, [][]byte{[]byte("HGET"), []byte("h"), []byte("f")}) // still sane after
+		c.do(ctx, args)
+		c.do(ctx, [][]byte{[]byte("HGET"), []byte("h"), []byte("f")}) // still sane after
 		c.close()
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,11 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
+
+// goroutinePerClient, set by KV_TEST_GOROUTINE_PER_CLIENT=1 (.ci/run sets
+// it for a second run of this package), makes the tests' servers serve
+// every client on a goroutine of its own, as on systems other than Linux.
+var goroutinePerClient = os.Getenv("KV_TEST_GOROUTINE_PER_CLIENT") == "1"
 
 // testServer is a kv tree with its RESP listener on a free loopback port.
 type testServer struct {
@@ -35,6 +41,7 @@ func start(t testing.TB, cfg Config) *testServer {
 	require.NoError(t, err)
 	cfg.Registry = root.Registry()
 	cfg.Events = root.Events()
+	cfg.GoroutinePerClient = cfg.GoroutinePerClient || goroutinePerClient
 	if cfg.Listener == nil {
 		cfg.Listener = ln
 	} else {
@@ -107,4 +114,9 @@ func (r *raw) closed() bool {
 			return true
 		}
 	}
+}
+
+// do looks a command up and runs it on c, as the connection's loop does.
+func (c *conn) do(ctx context.Context, args [][]byte) {
+	c.exec(ctx, c.s.lookup(args[0]), args)
 }

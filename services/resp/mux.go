@@ -16,6 +16,10 @@ const (
 	flagNoAuth             // allowed before AUTH
 	flagPubSub             // allowed while subscribed
 	flagAdmin              // server administration
+	// flagOwnGoroutine: the command makes the client need a goroutine of
+	// its own (a subscription writes to it from another goroutine; SAVE
+	// waits for the disk): the event loop hands the client over first.
+	flagOwnGoroutine
 )
 
 // command is one entry of the command table, which also feeds COMMAND.

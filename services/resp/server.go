@@ -110,6 +110,12 @@ type Config struct {
 	// client. A subscriber that falls further behind is disconnected. 0
 	// means 1024.
 	SubscriberMailbox int
+	// GoroutinePerClient serves every client on a goroutine of its own,
+	// as on systems other than Linux. On Linux, by default, one event loop
+	// serves the clients (see the package documentation), and hands a
+	// client to a goroutine of its own only when it subscribes, runs SAVE
+	// or writes to a durable store.
+	GoroutinePerClient bool
 	// EnableDebugCommand turns on DEBUG CRASH-BUCKET.
 	EnableDebugCommand bool
 	// Backups, when set, serves SAVE, BGSAVE and LASTSAVE, and CONFIG GET
@@ -189,6 +195,8 @@ type Server struct {
 	totalCommands atomic.Int64 // commands of closed connections; live ones are summed at INFO
 	kicked        atomic.Int64 // subscribers disconnected for being slow
 
+	loop atomic.Pointer[loop] // the event loop of the listener serving, if any
+
 	saving atomic.Bool    // a SAVE or BGSAVE is running
 	bg     sync.WaitGroup // BGSAVE goroutines
 }
@@ -251,6 +259,16 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 
 	s.stopping.Store(false)
 
+	var lp *loop
+	if !s.cfg.GoroutinePerClient {
+		var err error
+		if lp, err = startLoop(ctx, s); err != nil {
+			s.log.Warn("resp: no event loop; serving each client on a goroutine of its own", "err", err)
+		}
+	}
+	s.loop.Store(lp)
+	defer s.loop.Store(nil)
+
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 
@@ -264,11 +282,11 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 			}
 			break
 		}
-		s.accept(ctx, nc)
+		s.accept(ctx, nc, lp)
 	}
 	ln.Close()
 	notServing()
-	s.shutdown()
+	s.shutdown(lp)
 	s.bg.Wait()
 	if acceptErr != nil {
 		return acceptErr
@@ -276,8 +294,9 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	return ctx.Err()
 }
 
-// accept starts a client, or refuses it when the server is full.
-func (s *Server) accept(ctx context.Context, nc net.Conn) {
+// accept starts a client, on the event loop lp if there is one, or
+// refuses it when the server is full.
+func (s *Server) accept(ctx context.Context, nc net.Conn, lp *loop) {
 	s.totalConns.Add(1)
 	s.mu.Lock()
 	if len(s.conns) >= s.cfg.MaxClients {
@@ -291,31 +310,47 @@ func (s *Server) accept(ctx context.Context, nc net.Conn) {
 	c := newConn(s, nc)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	s.mu.Unlock()
 	if s.obs != nil {
 		s.obs.ObserveClients(Protocol, 1)
 	}
-	go func() {
-		defer s.wg.Done()
-		c.serve(ctx)
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.totalCommands.Add(c.commands.Load())
-		if s.obs != nil {
-			s.obs.ObserveClients(Protocol, -1)
-		}
-	}()
+	looped := lp != nil && lp.add(c)
+	s.mu.Unlock()
+	if !looped {
+		go s.serveConn(ctx, c)
+	}
+}
+
+// serveConn runs the client c on its goroutine until it ends.
+func (s *Server) serveConn(ctx context.Context, c *conn) {
+	c.serve(ctx)
+	s.ended(c)
+}
+
+// ended forgets the client c, which has ended.
+func (s *Server) ended(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.totalCommands.Add(c.commands.Load())
+	if s.obs != nil {
+		s.obs.ObserveClients(Protocol, -1)
+	}
+	s.wg.Done()
 }
 
 // shutdown lets every client finish what it sent, then closes them all.
-func (s *Server) shutdown() {
+func (s *Server) shutdown(lp *loop) {
 	s.stopping.Store(true)
 	s.mu.Lock()
 	for c := range s.conns {
 		c.interrupt()
 	}
 	s.mu.Unlock()
+	if lp != nil {
+		// The loop has run every command it read: it writes what it can
+		// of their replies, closes its clients and returns.
+		lp.stop()
+	}
 
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -329,7 +364,9 @@ func (s *Server) shutdown() {
 	s.mu.Lock()
 	n := len(s.conns)
 	for c := range s.conns {
-		_ = c.nc.Close()
+		if c.nc != nil {
+			_ = c.nc.Close()
+		}
 	}
 	s.mu.Unlock()
 	s.log.Warn("resp: clients did not finish in time; closed them", "clients", n, "waited", s.cfg.ShutdownTimeout)

@@ -259,7 +259,7 @@ func (c *conn) describe() string {
 	defer c.infoMu.Unlock()
 	sub, psub := c.channels.Load(), c.patterns.Load()
 	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d db=0 sub=%d psub=%d lib-name=%s lib-ver=%s\n",
-		c.id, c.addr, c.nc.LocalAddr(), c.name, int(time.Since(c.created).Seconds()), sub, psub, c.libName, c.libVer)
+		c.id, c.addr, c.laddr, c.name, int(time.Since(c.created).Seconds()), sub, psub, c.libName, c.libVer)
 }
 
 func (s *Server) commandCmd(ctx context.Context, c *conn, args [][]byte) {
@@ -429,6 +429,7 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		"arch_bits:"+strconv.Itoa(strconv.IntSize),
 		"go_version:"+runtime.Version(),
 		"go_maxprocs:"+strconv.Itoa(runtime.GOMAXPROCS(0)),
+		"multiplexing_api:"+s.multiplexing(),
 		"process_id:"+strconv.Itoa(os.Getpid()),
 		"tcp_port:"+port,
 		"uptime_in_seconds:"+strconv.Itoa(int(uptime.Seconds())),
@@ -447,6 +448,7 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		"connected_clients:"+strconv.Itoa(len(conns)),
 		"maxclients:"+strconv.Itoa(s.cfg.MaxClients),
 		"pubsub_clients:"+strconv.Itoa(subs),
+		"event_loop_clients:"+strconv.Itoa(s.loop.Load().clients()),
 		"blocked_clients:0",
 	)
 	if all || want["memory"] {

@@ -24,7 +24,7 @@ func (s *Server) commandTable() mux {
 	add("dbsize", 1, 0, 0, 0, 0, "server", "Returns the number of keys (buckets).", s.dbsize)
 	add("flushall", -1, flagWrite, 0, 0, 0, "server", "Deletes every bucket.", s.flushall)
 	add("flushdb", -1, flagWrite, 0, 0, 0, "server", "Deletes every bucket.", s.flushall)
-	add("save", 1, flagAdmin, 0, 0, 0, "server", "Writes a checkpoint of the data directory.", s.save)
+	add("save", 1, flagAdmin|flagOwnGoroutine, 0, 0, 0, "server", "Writes a checkpoint of the data directory.", s.save)
 	add("bgsave", -1, flagAdmin, 0, 0, 0, "server", "Writes a checkpoint of the data directory in the background.", s.bgsave)
 	add("lastsave", 1, 0, 0, 0, 0, "server", "Returns the Unix time of the last checkpoint.", s.lastsave)
 	add("debug", -2, flagAdmin, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
@@ -54,8 +54,8 @@ func (s *Server) commandTable() mux {
 	add("hscan", -3, 0, 1, 1, 1, "hash", "Iterates over fields and values.", s.hscan)
 	add("hrandfield", -2, 0, 1, 1, 1, "hash", "Returns random fields.", s.hrandfield)
 	// Lifecycle events.
-	add("subscribe", -2, flagPubSub, 0, 0, 0, "pubsub", "Listens to channels (kv:created, kv:exited, kv:bucket:<key>).", s.subscribe)
-	add("psubscribe", -2, flagPubSub, 0, 0, 0, "pubsub", "Listens to channels that match patterns.", s.subscribe)
+	add("subscribe", -2, flagPubSub|flagOwnGoroutine, 0, 0, 0, "pubsub", "Listens to channels (kv:created, kv:exited, kv:bucket:<key>).", s.subscribe)
+	add("psubscribe", -2, flagPubSub|flagOwnGoroutine, 0, 0, 0, "pubsub", "Listens to channels that match patterns.", s.subscribe)
 	add("unsubscribe", -1, flagPubSub, 0, 0, 0, "pubsub", "Stops listening to channels.", s.unsubscribe)
 	add("punsubscribe", -1, flagPubSub, 0, 0, 0, "pubsub", "Stops listening to patterns.", s.unsubscribe)
 	// Types kv does not have: WRONGTYPE on a key, as Redis answers.

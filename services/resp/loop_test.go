@@ -1,0 +1,195 @@
+package resp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/internal/store"
+)
+
+// Both ways of serving clients, for the tests that must hold for each.
+var servingModes = []struct {
+	name               string
+	goroutinePerClient bool
+}{{"event loop", false}, {"goroutine per client", true}}
+
+// loopClients is how many clients ts's event loop serves.
+func loopClients(ts *testServer) int { return ts.srv.loop.Load().clients() }
+
+// wantLoopClients waits until ts's event loop serves n clients, where
+// there is an event loop (Linux, and not KV_TEST_GOROUTINE_PER_CLIENT).
+func wantLoopClients(t *testing.T, ts *testServer, n int) {
+	t.Helper()
+	if ts.srv.loop.Load() == nil {
+		return
+	}
+	require.Eventually(t, func() bool { return loopClients(ts) == n }, 10*time.Second, time.Millisecond,
+		"the event loop serves %d clients, not %d", loopClients(ts), n)
+}
+
+func TestEventLoopServesClientsOnLinux(t *testing.T) {
+	if runtime.GOOS != "linux" || goroutinePerClient {
+		t.Skip("the event loop is Linux's, and on")
+	}
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	require.NoError(t, rc.Ping(context.Background()).Err())
+	wantLoopClients(t, ts, 1)
+	info, err := rc.Info(context.Background(), "server", "clients").Result()
+	require.NoError(t, err)
+	assert.Contains(t, info, "multiplexing_api:epoll\r\n")
+	assert.Contains(t, info, "event_loop_clients:1\r\n")
+
+	gs := start(t, Config{GoroutinePerClient: true})
+	info, err = gs.client(t).Info(context.Background(), "server", "clients").Result()
+	require.NoError(t, err)
+	assert.Contains(t, info, "multiplexing_api:goroutines\r\n")
+	assert.Contains(t, info, "event_loop_clients:0\r\n")
+}
+
+// A client that subscribes in the middle of a pipeline leaves the event
+// loop for a goroutine of its own: every reply comes in order, and the
+// events reach it.
+func TestSubscribeInAPipelineHandsTheClientOff(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
+			r := ts.raw(t)
+			r.send("HSET h f v\r\n")
+			assert.Equal(t, ":1", r.line())
+			wantLoopClients(t, ts, 1)
+
+			r.send("HGET h f\r\nSUBSCRIBE kv:created\r\nPING\r\n")
+			assert.Equal(t, "$1", r.line())
+			assert.Equal(t, "v", r.line())
+			for _, want := range []string{"*3", "$9", "subscribe", "$10", "kv:created", ":1"} {
+				assert.Equal(t, want, r.line())
+			}
+			for _, want := range []string{"*2", "$4", "pong", "$0", ""} {
+				assert.Equal(t, want, r.line())
+			}
+			wantLoopClients(t, ts, 0)
+
+			require.NoError(t, ts.client(t).HSet(context.Background(), "new", "f", "v").Err())
+			for _, want := range []string{"*3", "$7", "message", "$10", "kv:created"} {
+				assert.Equal(t, want, r.line())
+			}
+			r.line() // the message's length
+			assert.Contains(t, r.line(), `"bucket":"new"`)
+		})
+	}
+}
+
+// Replies larger than the socket can take at once reach a client that
+// reads them, in order, while it pipelines.
+func TestLargePipelineRepliesArriveInOrder(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
+			value := strings.Repeat("x", 1000)
+			require.NoError(t, ts.client(t).HSet(context.Background(), "h", "f", value).Err())
+			r := ts.raw(t)
+			const n = 5000 // 5 MB of replies, in one write of requests
+			var req strings.Builder
+			for i := range n {
+				fmt.Fprintf(&req, "HGET h f\r\nECHO %d\r\n", i)
+			}
+			go func() { _, _ = r.nc.Write([]byte(req.String())) }()
+			for i := range n {
+				require.Equal(t, "$1000", r.line())
+				require.Equal(t, value, r.line())
+				require.Equal(t, fmt.Sprintf("$%d", len(fmt.Sprint(i))), r.line())
+				require.Equal(t, fmt.Sprint(i), r.line())
+			}
+		})
+	}
+}
+
+// A client that sends requests but does not read the replies is closed
+// after WriteTimeout, and no other client waits for it meanwhile.
+func TestClientThatDoesNotReadIsClosedAndBlocksNoOne(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, WriteTimeout: 300 * time.Millisecond})
+			ctx := context.Background()
+			rc := ts.client(t)
+			require.NoError(t, rc.HSet(ctx, "big", "f", strings.Repeat("x", 1<<20)).Err())
+
+			stuck := ts.raw(t)
+			stuck.send(strings.Repeat("HGET big f\r\n", 64)) // 64 MiB of replies, never read
+			// The others are served meanwhile.
+			for i := range 20 {
+				require.NoError(t, rc.HSet(ctx, "h", fmt.Sprint(i), i).Err())
+			}
+			// Closed once WriteTimeout has passed (reading the replies
+			// would unblock it: the count of clients says it).
+			require.Eventually(t, func() bool { return len(ts.srv.clients()) == 1 }, 10*time.Second, 5*time.Millisecond)
+			require.True(t, stuck.closed())
+			n, err := rc.HLen(ctx, "h").Result()
+			require.NoError(t, err)
+			assert.EqualValues(t, 20, n)
+			assert.EqualValues(t, 1<<20, rc.HStrLen(ctx, "big", "f").Val())
+		})
+	}
+}
+
+// Writes to a durable store are answered on the event loop, once they
+// are durable, in pipeline order.
+func TestDurableWritesAreAnsweredOnTheLoop(t *testing.T) {
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways})
+	r := ds.raw(t)
+	r.send("PING\r\n")
+	assert.Equal(t, "+PONG", r.line())
+	wantLoopClients(t, ds.testServer, 1)
+	r.send("HSET h a 1\r\nHGET h a\r\nHSET h b 2\r\nHLEN h\r\n")
+	for _, want := range []string{":1", "$1", "1", ":1", ":2"} {
+		assert.Equal(t, want, r.line())
+	}
+	wantLoopClients(t, ds.testServer, 1)
+}
+
+// Stopping the server with clients on the event loop, one of them in the
+// middle of a request and one blocked on its replies, closes them all.
+func TestStopClosesTheEventLoopsClients(t *testing.T) {
+	tree := start(t, Config{}) // for its registry and events
+	require.NoError(t, tree.client(t).HSet(context.Background(), "big", "f", strings.Repeat("x", 1<<20)).Err())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := New(Config{Registry: tree.root.Registry(), Events: tree.root.Events(), GoroutinePerClient: goroutinePerClient})
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeListener(ctx, ln) }()
+	ts := &testServer{root: tree.root, srv: srv, addr: ln.Addr().String()}
+
+	half := ts.raw(t)
+	half.send("*2\r\n$4\r\nECHO\r\n$5\r\nhel")
+	stuck := ts.raw(t)
+	stuck.send(strings.Repeat("HGET big f\r\n", 32))
+	idle := ts.raw(t)
+	idle.send("PING\r\n")
+	assert.Equal(t, "+PONG", idle.line())
+	wantLoopClients(t, ts, 3)
+
+	stop()
+	select {
+	case err := <-served:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not stop")
+	}
+	for _, r := range []*raw{half, idle} {
+		require.NoError(t, r.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+		_, err := io.Copy(io.Discard, r.rd)
+		require.NoError(t, err, "closed by the server")
+	}
+	assert.True(t, stuck.closed())
+}
