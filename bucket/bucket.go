@@ -154,7 +154,7 @@ func (b *Bucket) deleteDurable(key string) ([]byte, error) {
 	}
 	delete(b.data, key)
 	b.mu.Unlock()
-	if err := b.settle(w); err != nil {
+	if err := b.settle(w, false); err != nil {
 		return nil, err
 	}
 	return v, nil

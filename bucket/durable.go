@@ -46,8 +46,14 @@ func (b *Bucket) record(ops ...store.Op) (store.Waiter, error) {
 // agrees with the store, so the bucket ends with the error (its next use
 // brings it back from the store, which does not hold the write), and the
 // error is returned.
-func (b *Bucket) settle(w store.Waiter) error {
-	if err := w.Wait(); err != nil {
+func (b *Bucket) settle(w store.Waiter, gathered bool) error {
+	var err error
+	if gathered {
+		err = w.WaitGathered()
+	} else {
+		err = w.Wait()
+	}
+	if err != nil {
 		err = fmt.Errorf("bucket %s: %w", b.name, err)
 		b.Stop(err)
 		return err
@@ -85,7 +91,18 @@ func (p Pending) Wait() error {
 	if p.w == nil {
 		return nil
 	}
-	return p.w.b.settle(p.w.w)
+	return p.w.b.settle(p.w.w, false)
+}
+
+// WaitGathered is Wait for a caller that has made, before it waits, every
+// write that should share this one's commit with the store (an event loop
+// that has run the commands of all its ready clients): it commits at once
+// (see store.Waiter.WaitGathered). The same rules as Wait's apply.
+func (p Pending) WaitGathered() error {
+	if p.w == nil {
+		return nil
+	}
+	return p.w.b.settle(p.w.w, true)
 }
 
 // Durable reports whether the bucket records its writes in a store.

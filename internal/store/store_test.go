@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -317,4 +319,43 @@ func TestApplyPairsNoWait(t *testing.T) {
 	rep, err := Check(dir)
 	require.Error(t, err)
 	assert.Equal(t, 1, rep.ProblemCount)
+}
+
+// WaitGathered, as an event loop calls it once it has made every write of
+// a wake-up: the first call commits them all as one group, each is durable
+// under the policy, and a failed sync is reported to each.
+func TestWaitGathered(t *testing.T) {
+	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec, FsyncNo} {
+		t.Run(policy.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			faults := &Faults{}
+			s := openT(t, dir, Options{Fsync: policy, Faults: faults, RetryInterval: time.Hour})
+			before := s.logNext
+			var ws []Waiter
+			for i := range 50 {
+				w, err := s.ApplyNoWait("b", Put(fmt.Sprint("k", i), []byte("v")))
+				require.NoError(t, err)
+				ws = append(ws, w)
+			}
+			for _, w := range ws {
+				require.NoError(t, w.WaitGathered())
+			}
+			assert.Equal(t, before+1, s.logNext, "one group, one commit")
+			if policy == FsyncAlways {
+				faults.FailSyncs(syscall.EIO)
+				w, err := s.ApplyNoWait("b", Put("lost", []byte("v")))
+				require.NoError(t, err)
+				require.ErrorIs(t, w.WaitGathered(), ErrWriteFailed)
+				faults.Clear()
+				_ = s.Close()
+			} else {
+				require.NoError(t, s.Close())
+			}
+			s = openT(t, dir, Options{})
+			defer s.Close()
+			pairs, _, err := s.Load("b")
+			require.NoError(t, err)
+			assert.Len(t, pairs, 50)
+		})
+	}
 }

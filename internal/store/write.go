@@ -49,7 +49,18 @@ type Waiter struct {
 // caller, which has already applied it in memory, should reload that
 // bucket from the store (see [Store.Load]) or end it, so that memory and
 // disk agree.
-func (w Waiter) Wait() error {
+func (w Waiter) Wait() error { return w.wait(true) }
+
+// WaitGathered is Wait for a caller that has made, before it waits, every
+// write that should share this one's commit (an event loop that has run
+// the commands of every ready client): it commits at once, where Wait
+// first lets the goroutines ready to run join the group. From an event
+// loop, that yield cost a trip through the scheduler and a thread
+// wake-up for each commit: under --fsync everysec, redis-benchmark -c 50
+// without pipelining ran at 76k-85k req/s with it, 85k-87k without.
+func (w Waiter) WaitGathered() error { return w.wait(false) }
+
+func (w Waiter) wait(yield bool) error {
 	if w.g == nil {
 		return nil
 	}
@@ -57,7 +68,7 @@ func (w Waiter) Wait() error {
 		w.s.outstanding.Add(-1)
 		w.s.waiters.Done()
 	}()
-	if err := w.s.await(w.g); err != nil {
+	if err := w.s.await(w.g, yield); err != nil {
 		return fmt.Errorf("store: %s: %w", describe(w.what, w.bucket), err)
 	}
 	return nil
@@ -290,7 +301,7 @@ func (s *Store) join(size int, fill func(*pebble.Batch)) *group {
 // await returns once g has been committed and is durable under the policy,
 // or has failed. If no one is committing g, the caller commits it, after
 // every group queued before it.
-func (s *Store) await(g *group) error {
+func (s *Store) await(g *group, yield bool) error {
 	select {
 	case <-g.done:
 		return g.err
@@ -307,7 +318,9 @@ func (s *Store) await(g *group) error {
 	// 89-91k req/s under everysec, 39-43k to 49-50k under always; with
 	// -P 16: 281-324k to 347-378k (everysec), 269-280k to 288-293k
 	// (always).
-	runtime.Gosched()
+	if yield {
+		runtime.Gosched()
+	}
 	first := s.commitThrough(g)
 	if first == nil { // another waiter is committing g
 		<-g.done

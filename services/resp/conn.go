@@ -40,7 +40,7 @@ type conn struct {
 	fd         int       // the socket
 	blocked    bool      // replies wait for the socket to take them (EPOLLOUT)
 	closing    bool      // close once the replies are written
-	lastRead   time.Time // for the idle timeout
+	lastActive time.Time // last read, or last blocked reply taken: for the idle timeout
 	blockedAt  time.Time // for the write timeout
 	readyEvent uint32    // the events of the current wake-up
 
@@ -345,7 +345,13 @@ func (c *conn) settle() {
 	failed := false
 	for i := range c.pending {
 		pr := &c.pending[i]
-		if err := pr.p.Wait(); err != nil {
+		var err error
+		if c.lp != nil {
+			err = pr.p.WaitGathered() // the loop has run every ready client's commands
+		} else {
+			err = pr.p.Wait()
+		}
+		if err != nil {
 			pr.err = err
 			failed = true
 		}

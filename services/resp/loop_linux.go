@@ -50,8 +50,9 @@ type loop struct {
 	stopped bool            // no more clients: add refuses them
 	done    chan struct{}   // closed when run returns
 
-	ready  []*conn // the clients of the current wake-up
-	locked bool    // the loop's goroutine is locked to its thread
+	ready    []*conn // the clients of the current wake-up
+	locked   bool    // the loop's goroutine is locked to its thread
+	draining bool    // stop was called: no more requests are read
 }
 
 // maxEvents is how many ready sockets one epoll_wait returns at most.
@@ -108,7 +109,7 @@ func (l *loop) add(c *conn) bool {
 	}
 	_ = c.nc.Close()
 	c.nc, c.lp, c.fd = nil, l, fd
-	c.lastRead = time.Now()
+	c.lastActive = time.Now()
 	l.conns[int32(fd)] = c
 	return true
 }
@@ -132,14 +133,24 @@ func (s *Server) multiplexing() string {
 	return "goroutines"
 }
 
-// stop makes the loop close its clients and return, and waits for it.
+// stop makes the loop stop: it takes no more clients, reads no more
+// requests, lets each client that is blocked on its replies take them and
+// finish the commands it had sent, up to ShutdownTimeout, closes every
+// client and returns. stop does not wait for it: wait does.
 func (l *loop) stop() {
 	l.mu.Lock()
 	l.stopped = true
 	l.mu.Unlock()
 	one := [8]byte{0: 1} // added to the eventfd's counter: any non-zero value wakes the loop
 	_, _ = unix.Write(l.wake, one[:])
+}
+
+// wait waits for the loop to return after stop, and releases its
+// descriptors.
+func (l *loop) wait() {
 	<-l.done
+	unix.Close(l.wake)
+	unix.Close(l.epfd)
 }
 
 // run is the loop's goroutine.
@@ -157,25 +168,30 @@ func (l *loop) run() {
 		}
 	}()
 	defer close(l.done)
-	defer unix.Close(l.epfd)
-	defer unix.Close(l.wake)
 	events := make([]unix.EpollEvent, maxEvents)
 	tick := l.tick()
 	nextExpiry := time.Now().Add(tick)
+	var deadline time.Time // while draining: when the last clients are closed
 	for {
-		n, err := unix.EpollWait(l.epfd, events, int(tick/time.Millisecond))
+		timeout := tick
+		if l.draining {
+			timeout = min(tick, max(time.Until(deadline), 0))
+		}
+		n, err := unix.EpollWait(l.epfd, events, int(timeout/time.Millisecond))
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			l.s.log.Error("resp: epoll_wait failed; closing the event loop's clients", "err", err)
 			l.closeAll()
 			return
 		}
 		now := time.Now()
-		stopping := false
 		l.ready = l.ready[:0]
 		l.mu.Lock()
 		for _, ev := range events[:max(n, 0)] {
 			if ev.Fd == int32(l.wake) {
-				stopping = true
+				if !l.draining {
+					l.draining = true
+					deadline = now.Add(l.s.cfg.ShutdownTimeout)
+				}
 				continue
 			}
 			if c := l.conns[ev.Fd]; c != nil {
@@ -195,9 +211,14 @@ func (l *loop) run() {
 			}
 		}
 		clear(l.ready)
-		if stopping {
-			l.closeAll()
-			return
+		if l.draining {
+			// Every client that is not blocked on its replies has run all
+			// it sent, and is closed; the others go on, up to the
+			// deadline.
+			if l.drain() == 0 || !now.Before(deadline) {
+				l.closeAll()
+				return
+			}
 		}
 		if now.After(nextExpiry) {
 			l.expire(now)
@@ -230,11 +251,14 @@ func (l *loop) serve(c *conn, now time.Time) {
 		// The replies are out: run what the client had sent meanwhile
 		// (its socket is read again at the next wake-up).
 	} else {
+		if l.draining {
+			return // no more requests: drain closes it
+		}
 		n, err := unix.Read(c.fd, c.buf[c.end:])
 		switch {
 		case n > 0:
 			c.end += n
-			c.lastRead = now
+			c.lastActive = now
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 			return
 		default: // the client closed, or the socket failed
@@ -320,18 +344,23 @@ func (l *loop) write(c *conn) bool {
 		c.out = nil
 	}
 	if c.blocked {
+		// Taking its replies is activity: the idle clock restarts.
 		c.blocked = false
-		l.watch(c, unix.EPOLLIN)
+		c.lastActive = time.Now()
+		return l.watch(c, unix.EPOLLIN)
 	}
 	return true
 }
 
-// watch sets the events the loop waits for on c's socket.
-func (l *loop) watch(c *conn, events uint32) {
+// watch sets the events the loop waits for on c's socket; it reports
+// false if it could not, and has closed the client.
+func (l *loop) watch(c *conn, events uint32) bool {
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: events, Fd: int32(c.fd)}); err != nil {
 		l.s.log.Error("resp: epoll_ctl failed; closing the client", "client", c.addr, "err", err)
 		l.drop(c)
+		return false
 	}
+	return true
 }
 
 // forget takes c's socket out of the loop.
@@ -366,6 +395,7 @@ func (l *loop) handoff(c *conn) {
 	f.Close()
 	if err != nil {
 		l.s.log.Error("resp: could not give a client a goroutine of its own; closing it", "client", c.addr, "err", err)
+		c.settle() // its pending writes are waited for, answered or not
 		c.fd = -1
 		l.s.ended(c)
 		return
@@ -383,7 +413,7 @@ func (l *loop) expire(now time.Time) {
 	var late []*conn
 	l.mu.Lock()
 	for _, c := range l.conns {
-		if c.blocked && now.Sub(c.blockedAt) > wt || !c.blocked && idle > 0 && now.Sub(c.lastRead) > idle {
+		if c.blocked && now.Sub(c.blockedAt) > wt || !c.blocked && idle > 0 && now.Sub(c.lastActive) > idle {
 			late = append(late, c)
 		}
 	}
@@ -393,17 +423,35 @@ func (l *loop) expire(now time.Time) {
 	}
 }
 
+// drain closes the clients that are not blocked on their replies, and
+// returns how many are left.
+func (l *loop) drain() int {
+	for _, c := range l.clientList() {
+		if !c.blocked {
+			l.drop(c)
+		}
+	}
+	return l.clients()
+}
+
+// clientList returns the loop's clients.
+func (l *loop) clientList() []*conn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cs := make([]*conn, 0, len(l.conns))
+	for _, c := range l.conns {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
 // closeAll closes every client of the loop, once it has written what it
 // can of their replies without blocking.
 func (l *loop) closeAll() {
 	l.mu.Lock()
 	l.stopped = true
-	cs := make([]*conn, 0, len(l.conns))
-	for _, c := range l.conns {
-		cs = append(cs, c)
-	}
 	l.mu.Unlock()
-	for _, c := range cs {
+	for _, c := range l.clientList() {
 		if len(c.out) > 0 && c.lp == l {
 			l.write(c)
 		}

@@ -13,6 +13,7 @@ func startLoop(context.Context, *Server) (*loop, error) { return nil, nil }
 func (*loop) add(*conn) bool   { return false }
 func (*loop) clients() int     { return 0 }
 func (*loop) stop()            {}
+func (*loop) wait()            {}
 func (*loop) write(*conn) bool { return true }
 
 // multiplexing names how the server waits for its clients, for INFO.

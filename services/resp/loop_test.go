@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -131,9 +132,17 @@ func TestClientThatDoesNotReadIsClosedAndBlocksNoOne(t *testing.T) {
 				require.NoError(t, rc.HSet(ctx, "h", fmt.Sprint(i), i).Err())
 			}
 			// Closed once WriteTimeout has passed (reading the replies
-			// would unblock it: the count of clients says it).
-			require.Eventually(t, func() bool { return len(ts.srv.clients()) == 1 }, 10*time.Second, 5*time.Millisecond)
-			require.True(t, stuck.closed())
+			// would unblock it: the server's list of clients says it).
+			addr := stuck.nc.LocalAddr().String()
+			require.Eventually(t, func() bool {
+				for _, c := range ts.srv.clients() {
+					if c.addr == addr {
+						return false
+					}
+				}
+				return true
+			}, 10*time.Second, 5*time.Millisecond)
+			stuck.requireClosedForWrites()
 			n, err := rc.HLen(ctx, "h").Result()
 			require.NoError(t, err)
 			assert.EqualValues(t, 20, n)
@@ -164,7 +173,8 @@ func TestStopClosesTheEventLoopsClients(t *testing.T) {
 	require.NoError(t, tree.client(t).HSet(context.Background(), "big", "f", strings.Repeat("x", 1<<20)).Err())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := New(Config{Registry: tree.root.Registry(), Events: tree.root.Events(), GoroutinePerClient: goroutinePerClient})
+	srv := New(Config{Registry: tree.root.Registry(), Events: tree.root.Events(), GoroutinePerClient: goroutinePerClient,
+		ShutdownTimeout: 300 * time.Millisecond})
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeListener(ctx, ln) }()
@@ -191,5 +201,75 @@ func TestStopClosesTheEventLoopsClients(t *testing.T) {
 		_, err := io.Copy(io.Discard, r.rd)
 		require.NoError(t, err, "closed by the server")
 	}
-	assert.True(t, stuck.closed())
+	stuck.requireClosedForWrites()
+}
+
+// A client that takes longer than IdleTimeout to read long replies is not
+// idle: the idle clock restarts once it has taken them.
+func TestIdleCountsFromTheLastReplyTaken(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			idle := 300 * time.Millisecond
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, IdleTimeout: idle, WriteTimeout: 10 * time.Second})
+			value := strings.Repeat("x", 1<<20)
+			require.NoError(t, ts.client(t).HSet(context.Background(), "big", "f", value).Err())
+			r := ts.raw(t)
+			r.send(strings.Repeat("HGET big f\r\n", 16))
+			<-time.After(2 * idle) // the scenario: replies waiting longer than IdleTimeout
+			for range 16 {
+				require.Equal(t, "$1048576", r.line())
+				require.Equal(t, value, r.line())
+			}
+			r.send("PING\r\n")
+			assert.Equal(t, "+PONG", r.line())
+		})
+	}
+}
+
+// Stopping the server lets a client blocked on long replies take them all,
+// and runs the commands it had sent after them.
+func TestStopLetsABlockedClientFinish(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			tree := start(t, Config{})
+			value := strings.Repeat("x", 1<<20)
+			require.NoError(t, tree.client(t).HSet(context.Background(), "big", "f", value).Err())
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			srv := New(Config{Registry: tree.root.Registry(), Events: tree.root.Events(), GoroutinePerClient: mode.goroutinePerClient})
+			ctx, stop := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- srv.ServeListener(ctx, ln) }()
+			r := (&testServer{root: tree.root, srv: srv, addr: ln.Addr().String()}).raw(t)
+			r.send(strings.Repeat("HGET big f\r\n", 16) + "HSET big after v\r\n")
+			require.Equal(t, "$1048576", r.line())
+			stop() // while the server waits for the client to take the rest
+			require.Equal(t, value, r.line())
+			for i := range 15 {
+				require.Equal(t, "$1048576", r.line(), "reply %d", i+2)
+				require.Equal(t, value, r.line())
+			}
+			assert.Equal(t, ":1", r.line(), "HSET after the long replies")
+			assert.True(t, r.closed())
+			require.ErrorIs(t, <-served, context.Canceled)
+			v, err := tree.client(t).HGet(context.Background(), "big", "after").Result()
+			require.NoError(t, err)
+			assert.Equal(t, "v", v)
+		})
+	}
+}
+
+// requireClosedForWrites waits until writing to r fails because the server
+// closed the connection (a reset, not a timeout). For a client that does
+// not read: reading would tell later or never, since the kernel may drop a
+// closed socket that still holds replies for a client whose window is
+// shut, without a FIN.
+func (r *raw) requireClosedForWrites() {
+	r.t.Helper()
+	require.NoError(r.t, r.nc.SetWriteDeadline(time.Now().Add(10*time.Second)))
+	require.Eventually(r.t, func() bool {
+		_, err := r.nc.Write([]byte("PING\r\n"))
+		var ne net.Error
+		return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	}, 10*time.Second, 10*time.Millisecond, "the server closed the connection")
 }

@@ -113,8 +113,7 @@ type Config struct {
 	// GoroutinePerClient serves every client on a goroutine of its own,
 	// as on systems other than Linux. On Linux, by default, one event loop
 	// serves the clients (see the package documentation), and hands a
-	// client to a goroutine of its own only when it subscribes, runs SAVE
-	// or writes to a durable store.
+	// client to a goroutine of its own when it subscribes or runs SAVE.
 	GoroutinePerClient bool
 	// EnableDebugCommand turns on DEBUG CRASH-BUCKET.
 	EnableDebugCommand bool
@@ -347,9 +346,8 @@ func (s *Server) shutdown(lp *loop) {
 	}
 	s.mu.Unlock()
 	if lp != nil {
-		// The loop has run every command it read: it writes what it can
-		// of their replies, closes its clients and returns.
-		lp.stop()
+		lp.stop() // its clients count in s.wg; it closes them by ShutdownTimeout
+		defer lp.wait()
 	}
 
 	done := make(chan struct{})
