@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -476,7 +477,8 @@ func firstCPU(t *testing.T) string {
 
 // The daemon, run on one core (taskset), where Go chooses GOMAXPROCS=1:
 // with the durable store it raises GOMAXPROCS to 2, unless the user set
-// GOMAXPROCS; in memory it keeps Go's choice. INFO reports it.
+// GOMAXPROCS; in memory it keeps Go's choice, and with one P serves a
+// goroutine per client rather than the event loop. INFO reports both.
 func TestDaemonDurableProcsOnOneCore(t *testing.T) {
 	bin := buildKV(t)
 	taskset, err := exec.LookPath("taskset")
@@ -495,11 +497,14 @@ func TestDaemonDurableProcsOnOneCore(t *testing.T) {
 		env  []string
 		args []string
 		want string
+		mux  string // how the Redis protocol server waits for its clients
 	}{
-		{"durable", env, []string{"--data-dir", t.TempDir()}, "2"},
-		{"durable with the user's GOMAXPROCS", append(slices.Clone(env), "GOMAXPROCS=1"), []string{"--data-dir", t.TempDir()}, "1"},
-		{"durable with a GOMAXPROCS the runtime ignores", append(slices.Clone(env), "GOMAXPROCS="), []string{"--data-dir", t.TempDir()}, "2"},
-		{"in memory", env, []string{"--in-memory"}, "1"},
+		{"durable", env, []string{"--data-dir", t.TempDir()}, "2", "epoll"},
+		{"durable with the user's GOMAXPROCS", append(slices.Clone(env), "GOMAXPROCS=1"), []string{"--data-dir", t.TempDir()}, "1", "epoll"},
+		{"durable with a GOMAXPROCS the runtime ignores", append(slices.Clone(env), "GOMAXPROCS="), []string{"--data-dir", t.TempDir()}, "2", "epoll"},
+		{"in memory", env, []string{"--in-memory"}, "1", "goroutines"},
+		{"in memory with two Ps", append(slices.Clone(env), "GOMAXPROCS=2"), []string{"--in-memory"}, "2", "epoll"},
+		{"in memory, goroutines asked for", append(slices.Clone(env), "GOMAXPROCS=2"), []string{"--in-memory", "--resp-goroutine-per-client"}, "2", "goroutines"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -515,6 +520,9 @@ func TestDaemonDurableProcsOnOneCore(t *testing.T) {
 			info, err := c.Info(context.Background(), "server").Result()
 			require.NoError(t, err)
 			assert.Contains(t, info, "go_maxprocs:"+tt.want+"\r\n")
+			if runtime.GOOS == "linux" {
+				assert.Contains(t, info, "multiplexing_api:"+tt.mux+"\r\n")
+			}
 		})
 	}
 }
