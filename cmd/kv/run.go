@@ -251,8 +251,10 @@ func durableProcs(durable bool, env []string, procs int) int {
 // thread on the clients' core; with one P there is none to wake, and
 // there, pinned to one core (bench/vs-redis.sh PIN=1), a goroutine per
 // client served 1.02-1.13x of Redis's unpipelined requests where the loop
-// served 0.88-0.90x (0.97x with two Ps). The durable store runs with two
-// Ps (see durableProcs), where the loop served more in every figure.
+// served 0.88-0.90x (0.97x with two Ps). The durable store keeps the loop,
+// which served more there in every figure; kv gives it two Ps (see
+// durableProcs) unless the user's GOMAXPROCS says otherwise. Decided once,
+// at start, as GOMAXPROCS is.
 func goroutinePerClient(o options, procs int) bool {
 	return o.goroutines || o.inMemory && procs == 1
 }
