@@ -167,14 +167,14 @@ func (c *conn) runBuffered(ctx context.Context) step {
 		switch {
 		case c.quit:
 			return stepClose
+		case len(c.out) < flushAt && len(c.pending) < maxPending:
+			// more to run before the replies go out
 		case c.lp != nil:
-			if (len(c.out) >= flushAt || len(c.pending) >= maxPending) && !c.lp.write(c) {
+			if !c.lp.write(c) {
 				return stepRead // the rest waits until the client reads
 			}
-		case len(c.out) >= flushAt || len(c.pending) >= maxPending:
-			if !c.flush() {
-				return stepGone
-			}
+		case !c.flush():
+			return stepGone
 		}
 	}
 	return stepRead
