@@ -50,9 +50,8 @@ type loop struct {
 	stopped bool            // no more clients: add refuses them
 	done    chan struct{}   // closed when run returns
 
-	ready    []*conn // the clients of the current wake-up
-	locked   bool    // the loop's goroutine is locked to its thread
-	draining bool    // stop was called: no more requests are read
+	locked   bool // the loop's goroutine is locked to its thread
+	draining bool // stop was called: no more requests are read
 }
 
 const (
@@ -172,6 +171,7 @@ func (l *loop) run() {
 	}()
 	defer close(l.done)
 	events := make([]unix.EpollEvent, maxEvents)
+	var ready []*conn // the clients of the current wake-up
 	tick := l.tick()
 	nextExpiry := time.Now().Add(tick)
 	var deadline time.Time           // while draining: when the last clients are closed
@@ -207,7 +207,7 @@ func (l *loop) run() {
 			}
 			window, wakeups = now, 0
 		}
-		l.ready = l.ready[:0]
+		ready = ready[:0]
 		l.mu.Lock()
 		for _, ev := range events[:max(n, 0)] {
 			if ev.Fd == int32(l.wake) {
@@ -221,21 +221,21 @@ func (l *loop) run() {
 			}
 			if c := l.conns[ev.Fd]; c != nil {
 				c.readyEvent = ev.Events
-				l.ready = append(l.ready, c)
+				ready = append(ready, c)
 			}
 		}
 		l.mu.Unlock()
-		for _, c := range l.ready {
+		for _, c := range ready {
 			l.serve(c, now)
 		}
 		// The replies of every client of this wake-up leave together,
 		// after all of them have run.
-		for _, c := range l.ready {
+		for _, c := range ready {
 			if c.lp == l && !c.blocked {
-				l.finish(c, now)
+				l.finish(c)
 			}
 		}
-		clear(l.ready)
+		clear(ready)
 		if l.draining {
 			// Every client that is not blocked on its replies has run all
 			// it sent, and is closed; the others go on, up to the
@@ -304,7 +304,7 @@ func (l *loop) serve(c *conn, now time.Time) {
 
 // finish writes the client's replies, and closes it if it must be closed;
 // it makes room for the client's next request.
-func (l *loop) finish(c *conn, now time.Time) {
+func (l *loop) finish(c *conn) {
 	if len(c.out) > 0 && !l.write(c) {
 		return
 	}

@@ -2,7 +2,6 @@ package resp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -257,19 +256,4 @@ func TestStopLetsABlockedClientFinish(t *testing.T) {
 			assert.Equal(t, "v", v)
 		})
 	}
-}
-
-// requireClosedForWrites waits until writing to r fails because the server
-// closed the connection (a reset, not a timeout). For a client that does
-// not read: reading would tell later or never, since the kernel may drop a
-// closed socket that still holds replies for a client whose window is
-// shut, without a FIN.
-func (r *raw) requireClosedForWrites() {
-	r.t.Helper()
-	require.NoError(r.t, r.nc.SetWriteDeadline(time.Now().Add(10*time.Second)))
-	require.Eventually(r.t, func() bool {
-		_, err := r.nc.Write([]byte("PING\r\n"))
-		var ne net.Error
-		return err != nil && !(errors.As(err, &ne) && ne.Timeout())
-	}, 10*time.Second, 10*time.Millisecond, "the server closed the connection")
 }
