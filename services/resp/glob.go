@@ -1,12 +1,26 @@
 package resp
 
+// maxStars is how many groups of '*' a pattern may pass: Redis's
+// stringmatchlen gives up (no match) past 1,000 levels of recursion, one
+// per group.
+const maxStars = 1000
+
 // globMatch reports whether s matches the Redis glob pattern p: * (any
 // run), ? (any byte), [abc], [^abc], [a-z] and \ to escape. It is Redis's
 // stringmatchlen, iterative where Redis recurses on '*', with the same
-// results.
+// results, quirks included (FuzzGlobMatch holds it to them): an empty s
+// matches only an empty p (callers treat a lone "*" as no pattern, as
+// Redis's do); in a class, a '-' makes a range of the bytes around it even
+// when the second one is ']', and the class then goes on; and a pattern
+// matches nothing once it passes more than maxStars groups of '*' that
+// are not at its end (Redis's limit on its recursion).
 func globMatch(p, s string) bool {
-	// star remembers the last '*' to backtrack to.
-	starP, starS := -1, -1
+	if s == "" {
+		return p == ""
+	}
+	// starP and starS remember the last '*' to backtrack to; stars
+	// counts the groups of '*' passed, and starN was stars there.
+	starP, starS, starN, stars := -1, -1, 0, 0
 	pi, si := 0, 0
 	for si < len(s) {
 		if pi < len(p) {
@@ -18,7 +32,10 @@ func globMatch(p, s string) bool {
 				if pi == len(p) {
 					return true
 				}
-				starP, starS = pi, si
+				if stars++; stars > maxStars {
+					return false
+				}
+				starP, starS, starN = pi, si, stars
 				continue
 			case '?':
 				pi++
@@ -56,7 +73,7 @@ func globMatch(p, s string) bool {
 			return false
 		}
 		starS++
-		pi, si = starP, starS
+		pi, si, stars = starP, starS, starN
 	}
 	for pi < len(p) && p[pi] == '*' {
 		pi++
@@ -82,7 +99,7 @@ func matchClass(p string, ch byte) (n int, ok bool) {
 			if p[i] == ch {
 				match = true
 			}
-		case i+2 < len(p) && p[i+1] == '-' && p[i+2] != ']':
+		case i+2 < len(p) && p[i+1] == '-':
 			lo, hi := p[i], p[i+2]
 			if lo > hi {
 				lo, hi = hi, lo

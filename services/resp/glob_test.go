@@ -1,0 +1,180 @@
+package resp
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// redisMatch is a reference for globMatch, written from the behaviour of
+// Redis's stringmatchlen (util.c): recursive on '*', with its early exit
+// once the rest of the pattern has failed from every position, and its
+// limit on nesting.
+func redisMatch(p, s string) bool {
+	skip := false
+	return redisMatchFrom(p, s, &skip, 0)
+}
+
+func redisMatchFrom(p, s string, skip *bool, nesting int) bool {
+	if nesting > 1000 {
+		return false
+	}
+	// at reads the pattern as C does: past its end is a NUL.
+	at := func(i int) byte {
+		if i < len(p) {
+			return p[i]
+		}
+		return 0
+	}
+	for len(p) > 0 && len(s) > 0 {
+		switch p[0] {
+		case '*':
+			for len(p) > 1 && p[1] == '*' {
+				p = p[1:]
+			}
+			if len(p) == 1 {
+				return true
+			}
+			for len(s) > 0 {
+				if redisMatchFrom(p[1:], s, skip, nesting+1) {
+					return true
+				}
+				if *skip {
+					return false
+				}
+				s = s[1:]
+			}
+			*skip = true
+			return false
+		case '?':
+			s = s[1:]
+		case '[':
+			p = p[1:]
+			not := at(0) == '^'
+			if not {
+				p = p[1:]
+			}
+			match := false
+			for {
+				if at(0) == '\\' && len(p) >= 2 {
+					p = p[1:]
+					if p[0] == s[0] {
+						match = true
+					}
+				} else if at(0) == ']' {
+					break
+				} else if len(p) == 0 {
+					// Unterminated: Redis steps back onto the last byte,
+					// which the step below takes.
+					p = " "
+					break
+				} else if len(p) >= 3 && p[1] == '-' {
+					lo, hi := p[0], p[2]
+					if lo > hi {
+						lo, hi = hi, lo
+					}
+					if lo <= s[0] && s[0] <= hi {
+						match = true
+					}
+					p = p[2:]
+				} else if p[0] == s[0] {
+					match = true
+				}
+				p = p[1:]
+			}
+			if not {
+				match = !match
+			}
+			if !match {
+				return false
+			}
+			s = s[1:]
+		case '\\':
+			if len(p) >= 2 {
+				p = p[1:]
+			}
+			fallthrough
+		default:
+			if p[0] != s[0] {
+				return false
+			}
+			s = s[1:]
+		}
+		p = p[1:]
+		if len(s) == 0 {
+			for len(p) > 0 && p[0] == '*' {
+				p = p[1:]
+			}
+			break
+		}
+	}
+	return len(p) == 0 && len(s) == 0
+}
+
+func TestGlobMatch(t *testing.T) {
+	for _, tc := range []struct {
+		p, s string
+		want bool
+	}{
+		{"*", "", false}, // Redis: an empty string matches only an empty pattern
+		{"**", "", false},
+		{"*", "anything", true},
+		{"", "", true},
+		{"", "a", false},
+		{"a", "", false},
+		{"h?llo", "hello", true},
+		{"h?llo", "hllo", false},
+		{"h*llo", "hllo", true},
+		{"h*llo", "heeeello", true},
+		{"h[ae]llo", "hallo", true},
+		{"h[ae]llo", "hillo", false},
+		{"h[^e]llo", "hallo", true},
+		{"h[^e]llo", "hello", false},
+		{"h[a-b]llo", "hbllo", true},
+		{"h[b-a]llo", "hallo", true}, // a reversed range is swapped
+		{"h[a-b]llo", "hcllo", false},
+		{`h\*llo`, "h*llo", true},
+		{`h\*llo`, "hello", false},
+		{`[\]]`, "]", true},
+		{`a\`, `a\`, true},  // a trailing backslash is itself
+		{"[abc", "b", true}, // an unterminated class runs to the end
+		{"[]", "]", false},  // an empty class matches nothing
+		{"[", "[", false},
+		{"[a-]x", "]", true}, // Redis: a range a-], and the class goes on
+		{"[a-]x", "x", true},
+		{"[a-]x", "-", false},
+		{"*a*b*c", "xaxbxc", true},
+		{"*a*b*c", "xaxbxcx", false},
+		{"a*", "a", true},
+		{"a**", "a", true},
+		{"a*?", "a", false},
+		{strings.Repeat("*a", 30) + "b", strings.Repeat("a", 40), false},
+		{strings.Repeat("*a", 1000), strings.Repeat("a", 1000), true},
+		{strings.Repeat("*a", 1001), strings.Repeat("a", 1001), false}, // past Redis's 1,000 levels
+		{strings.Repeat("*a", 1001) + "*", strings.Repeat("a", 1001), false},
+		{strings.Repeat("a*", 1001), strings.Repeat("a", 1001), true}, // the last group is free
+	} {
+		assert.Equal(t, tc.want, redisMatch(tc.p, tc.s), "reference: %q against %q", tc.p, tc.s)
+		assert.Equal(t, tc.want, globMatch(tc.p, tc.s), "%q against %q", tc.p, tc.s)
+	}
+}
+
+// FuzzGlobMatch checks globMatch (KEYS, SCAN MATCH, PSUBSCRIBE) against
+// the reference, Redis's behaviour, on any pattern and name.
+func FuzzGlobMatch(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"h*llo", "hello"}, {"h[^a-c]llo", "hdllo"}, {`\[*\]`, "[x]"}, {"[a-]x", "x"},
+		{"*?*?[ab", "xyb"}, {"[\\", "\\"}, {"**a*", "ba"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, p, s string) {
+		if len(p) > 64 || len(s) > 64 {
+			return // the reference recurses on each '*'
+		}
+		if want, got := redisMatch(p, s), globMatch(p, s); got != want {
+			t.Fatalf("%q against %q: %v, Redis says %v", p, s, got, want)
+		}
+	})
+}
