@@ -78,17 +78,31 @@ func prefixEnd(p []byte) []byte {
 }
 
 // decodeName reads uvarint(len) name from b (after the tag) and returns the
-// name and the rest of b.
+// name and the rest of b. The length must be in its shortest encoding, as
+// appendName writes it: a longer one would give one name a second prefix,
+// whose pairs no read of the bucket would find.
 func decodeName(b []byte) (name, rest []byte, err error) {
 	n, w := binary.Uvarint(b)
 	if w <= 0 {
 		return nil, nil, fmt.Errorf("bad name length")
+	}
+	if w != uvarintLen(n) {
+		return nil, nil, fmt.Errorf("name length %d in %d bytes, not the %d kv writes", n, w, uvarintLen(n))
 	}
 	b = b[w:]
 	if n > uint64(len(b)) {
 		return nil, nil, fmt.Errorf("name length %d longer than the %d bytes left", n, len(b))
 	}
 	return b[:n], b[n:], nil
+}
+
+// uvarintLen is the length of the shortest uvarint encoding of x.
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
 }
 
 // decodeMarker returns the bucket name of a marker key.
