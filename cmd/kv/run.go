@@ -213,6 +213,13 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// boundToLoopback reports whether ln listens on a loopback address: what
+// a name resolved to, where isLoopback judges the name.
+func boundToLoopback(ln net.Listener) bool {
+	a, ok := ln.Addr().(*net.TCPAddr)
+	return ok && a.IP.IsLoopback()
+}
+
 // minDurableProcs is the fewest Ps (GOMAXPROCS) the durable store runs
 // well with. A fsync is a blocking system call: the goroutine that makes
 // it keeps its P until the runtime's monitor takes it back, which takes
@@ -330,25 +337,34 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			return exitRefused
 		}
 	}
+	refuse := func(flagName, addr string) int {
+		fmt.Fprintf(stderr, "kv: refusing to listen on %s (%s) without a password: anyone who can reach it could read and delete every bucket.\n"+
+			"Set --password-file, KV_PASSWORD or --password, or listen on loopback (for example %s 127.0.0.1:0).\n", addr, flagName, flagName)
+		return exitRefused
+	}
 	addrs := []struct{ flag, addr string }{{"--resp-addr", o.respAddr}, {"--text-addr", o.textAddr}, {"--http-addr", o.httpAddr}}
 	for _, a := range addrs {
 		if a.addr != "" && !isLoopback(a.addr) && password == "" {
-			fmt.Fprintf(stderr, "kv: refusing to listen on %s (%s) without a password: anyone who can reach it could read and delete every bucket.\n"+
-				"Set --password-file, KV_PASSWORD or --password, or listen on loopback (for example %s 127.0.0.1:0).\n", a.addr, a.flag, a.flag)
-			return exitRefused
+			return refuse(a.flag, a.addr)
 		}
 	}
 
 	// Every listener is opened before the tree starts, so that a busy
 	// port is a clear startup error.
 	var lc net.ListenConfig
-	listen := func(what, flagName, addr string) (net.Listener, bool) {
+	listen := func(what, flagName, addr string) (net.Listener, int) {
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			fmt.Fprintf(stderr, "kv: cannot listen for %s on %s: %v\n(is another program using it? choose another with %s)\n", what, addr, err, flagName)
-			return nil, false
+			return nil, exitNoListen
 		}
-		return ln, true
+		// A name such as localhost passed the check above; what it
+		// resolved to must be loopback too.
+		if password == "" && !boundToLoopback(ln) {
+			ln.Close()
+			return nil, refuse(flagName, fmt.Sprintf("%s (%s)", addr, ln.Addr()))
+		}
+		return ln, exitOK
 	}
 	var opened []net.Listener
 	closeOpened := func() {
@@ -356,23 +372,23 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			ln.Close()
 		}
 	}
-	ln, ok := listen("the Redis protocol", "--resp-addr", o.respAddr)
-	if !ok {
-		return exitNoListen
+	ln, failed := listen("the Redis protocol", "--resp-addr", o.respAddr)
+	if ln == nil {
+		return failed
 	}
 	opened = append(opened, ln)
 	var textLn, httpLn net.Listener
 	if o.textAddr != "" {
-		if textLn, ok = listen("the line protocol", "--text-addr", o.textAddr); !ok {
+		if textLn, failed = listen("the line protocol", "--text-addr", o.textAddr); textLn == nil {
 			closeOpened()
-			return exitNoListen
+			return failed
 		}
 		opened = append(opened, textLn)
 	}
 	if o.httpAddr != "" {
-		if httpLn, ok = listen("HTTP", "--http-addr", o.httpAddr); !ok {
+		if httpLn, failed = listen("HTTP", "--http-addr", o.httpAddr); httpLn == nil {
 			closeOpened()
-			return exitNoListen
+			return failed
 		}
 		opened = append(opened, httpLn)
 	}
@@ -383,7 +399,6 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	var st *store.Store
 	mode := "in-memory"
 	if !o.inMemory {
-		var failed int
 		if st, failed = openStore(o, log, stderr); st == nil {
 			closeOpened()
 			return failed

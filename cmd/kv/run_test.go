@@ -526,3 +526,22 @@ func TestDaemonDurableProcsOnOneCore(t *testing.T) {
 		})
 	}
 }
+
+// Where a listener is bound decides, not only the name it was given:
+// localhost must have resolved to loopback.
+func TestBoundToLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:0", true},
+		{"localhost:0", true},
+		{"0.0.0.0:0", false},
+		{":0", false},
+	} {
+		ln, err := net.Listen("tcp", tc.addr)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, boundToLoopback(ln), "%s bound to %s", tc.addr, ln.Addr())
+		ln.Close()
+	}
+}
