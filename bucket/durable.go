@@ -45,18 +45,17 @@ func (b *Bucket) record(ops ...store.Op) (store.Waiter, error) {
 // is not, the write is lost: memory, which already holds it, no longer
 // agrees with the store, so the bucket ends with the error (its next use
 // brings it back from the store, which does not hold the write), and the
-// error is returned.
+// error is returned. It ends before the store may recover from the
+// failure: a writer that read the lost write from memory could otherwise
+// make it durable through a write of its own (an HINCRBY after a failed
+// one), once the store took writes again.
 func (b *Bucket) settle(w store.Waiter, gathered bool) error {
-	var err error
-	if gathered {
-		err = w.WaitGathered()
-	} else {
-		err = w.Wait()
-	}
-	if err != nil {
-		err = fmt.Errorf("bucket %s: %w", b.name, err)
-		b.Stop(err)
-		return err
+	var lost error
+	if err := w.WaitOrUndo(gathered, func(err error) {
+		lost = fmt.Errorf("bucket %s: %w", b.name, err)
+		b.Stop(lost)
+	}); err != nil {
+		return lost
 	}
 	return nil
 }

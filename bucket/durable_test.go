@@ -114,6 +114,63 @@ func TestDurableBucketFailedWrite(t *testing.T) {
 	}
 }
 
+// A write that failed does not reach the disk through a later one: a
+// writer that read it from memory (an increment after a failed increment)
+// must not make it durable once the store takes writes again. The bucket
+// ends before the store may recover, so the disk holds exactly the
+// acknowledged increments.
+func TestFailedWriteDoesNotReachTheDiskThroughTheNextOne(t *testing.T) {
+	incr := func(tx *Tx) error {
+		n := 0
+		if v, err := tx.Get("c"); err == nil {
+			n, _ = strconv.Atoi(string(v))
+		}
+		return tx.Put("c", []byte(strconv.Itoa(n+1)))
+	}
+	for round := range 20 {
+		faults := &store.Faults{}
+		// Every write may try a recovery: the second client's retries
+		// probe the store as often as they can.
+		st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Nanosecond})
+		require.NoError(t, err)
+		t.Cleanup(func() { assert.NoError(t, st.Close()) })
+		require.NoError(t, st.CreateBucket("b"))
+		require.NoError(t, st.CreateBucket("other"))
+		b := Restore("b", 1, nil, st)
+		require.NoError(t, b.Put("c", []byte("0")))
+
+		lost, err := b.UpdateNoWait(incr) // c is 1 in memory; its write waits in the open group
+		require.NoError(t, err)
+		faults.FailSyncs(syscall.EIO)
+		// Another write commits the group: it fails, and so will lost.
+		require.ErrorIs(t, st.Apply("other", store.Put("x", []byte("1"))), store.ErrWriteFailed)
+		faults.Clear()
+
+		// A second client retries an increment until it is answered.
+		tried := make(chan struct{})
+		answered := make(chan error, 1)
+		go func() {
+			for i := 0; ; i++ {
+				err := b.Update(incr)
+				if i == 0 {
+					close(tried) // refused: the store waits for lost to be answered
+				}
+				if err == nil || errors.Is(err, ErrEnded) {
+					answered <- err
+					return
+				}
+			}
+		}()
+		<-tried
+		require.ErrorIs(t, lost.Wait(), store.ErrWriteFailed)
+		want := "0"
+		if err := <-answered; err == nil {
+			want = "1"
+		}
+		assert.Equal(t, want, string(loadT(t, st, "b")["c"]), "round %d: what is on disk is the acknowledged increments", round)
+	}
+}
+
 // A bucket without a store is exactly an in-memory bucket.
 func TestRestoreWithoutStore(t *testing.T) {
 	b := Restore("m", 1, map[string][]byte{"a": []byte("1")}, nil)

@@ -49,7 +49,7 @@ type Waiter struct {
 // caller, which has already applied it in memory, should reload that
 // bucket from the store (see [Store.Load]) or end it, so that memory and
 // disk agree.
-func (w Waiter) Wait() error { return w.wait(true) }
+func (w Waiter) Wait() error { return w.wait(true, nil) }
 
 // WaitGathered is Wait for a caller that has made, before it waits, every
 // write that should share this one's commit (an event loop that has run
@@ -58,9 +58,21 @@ func (w Waiter) Wait() error { return w.wait(true) }
 // loop, that yield cost a trip through the scheduler and a thread
 // wake-up for each commit: under --fsync everysec, redis-benchmark -c 50
 // without pipelining ran at 76k-85k req/s with it, 85k-87k without.
-func (w Waiter) WaitGathered() error { return w.wait(false) }
+func (w Waiter) WaitGathered() error { return w.wait(false, nil) }
 
-func (w Waiter) wait(yield bool) error {
+// WaitOrUndo is Wait, or WaitGathered when gathered is set, for a caller
+// whose memory already holds the write and that others may read: on a
+// failure it calls undo with the error before the write stops counting as
+// in flight. The store cannot recover from the failure, and so takes no
+// new write, until undo returns: undo must make sure that nothing built
+// on the lost write can be written after it (a bucket ends itself, under
+// its lock, so that no writer reads the lost write from its memory and
+// makes it durable after all). undo must not wait for another write.
+func (w Waiter) WaitOrUndo(gathered bool, undo func(error)) error {
+	return w.wait(!gathered, undo)
+}
+
+func (w Waiter) wait(yield bool, undo func(error)) error {
 	if w.g == nil {
 		return nil
 	}
@@ -69,7 +81,11 @@ func (w Waiter) wait(yield bool) error {
 		w.s.waiters.Done()
 	}()
 	if err := w.s.await(w.g, yield); err != nil {
-		return fmt.Errorf("store: %s: %w", describe(w.what, w.bucket), err)
+		err = fmt.Errorf("store: %s: %w", describe(w.what, w.bucket), err)
+		if undo != nil {
+			undo(err)
+		}
+		return err
 	}
 	return nil
 }
