@@ -117,15 +117,7 @@ func New(cfg Config) *Registry {
 	}
 	r.order = newOrder()
 	if r.store != nil {
-		r.stored = make(map[string]struct{})
-		err := r.store.Buckets(func(name string) error {
-			r.indexLocked(name) // not yet shared: no lock needed
-			return nil
-		})
-		if err != nil {
-			r.stored, r.order = nil, nil
-			r.log.Error("registry: cannot list the stored buckets; misses, Names and Len will read the store", "err", err)
-		}
+		r.indexStore()
 	}
 	// Held from the start, not from Serve: a tree stopped before the
 	// registry's goroutine ran must still deliver the Exited of the buckets
@@ -442,6 +434,34 @@ func (r *Registry) Serve(ctx context.Context) error {
 		case <-ctx.Done():
 			return r.drain(ctx)
 		}
+	}
+}
+
+// Reindex lists the stored buckets again, for the index that lets misses,
+// Names, Len and Scan answer without reading the store. New lists them; a
+// host that lets another tree change the store after New (one tree at a
+// time serving on a data directory, as services.DataDir allows) calls
+// Reindex before this registry serves. Operations running meanwhile are
+// consistent with it: they update the index under the same lock, after
+// the store.
+func (r *Registry) Reindex() {
+	if r.store != nil {
+		r.indexStore()
+	}
+}
+
+// indexStore lists the stored buckets into stored and order; on an error
+// it leaves both nil, and misses, Names, Len and Scan read the store.
+func (r *Registry) indexStore() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stored, r.order = make(map[string]struct{}), newOrder()
+	if err := r.store.Buckets(func(name string) error {
+		r.indexLocked(name)
+		return nil
+	}); err != nil {
+		r.stored, r.order = nil, nil
+		r.log.Error("registry: cannot list the stored buckets; misses, Names and Len will read the store", "err", err)
 	}
 }
 

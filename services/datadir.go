@@ -95,8 +95,9 @@ var (
 // of a bucket in memory). Close it once they have stopped. Buckets come
 // back from it lazily, at their first use.
 type DataDir struct {
-	st    *store.Store
-	inUse atomic.Bool // a tree serves on it
+	st     *store.Store
+	inUse  atomic.Bool   // a tree serves on it
+	claims atomic.Uint64 // how many times a tree has started to serve on it
 }
 
 // OpenDataDir opens the store in dir, creating it if needed, and recovers
@@ -117,12 +118,13 @@ func OpenDataDir(dir string, opts DataDirOptions) (*DataDir, error) {
 // Dir returns the directory's absolute path, with symbolic links resolved.
 func (d *DataDir) Dir() string { return d.st.Dir() }
 
-// claim takes d for a tree that starts to serve; release gives it back.
-func (d *DataDir) claim() (release func(), err error) {
+// claim takes d for a tree that starts to serve, and returns its claim's
+// number (1 for the first); release gives it back.
+func (d *DataDir) claim() (n uint64, release func(), err error) {
 	if !d.inUse.CompareAndSwap(false, true) {
-		return nil, fmt.Errorf("services: another tree serves on %s: %w (%w)", d.Dir(), ErrDataDirInUse, suture.ErrDoNotRestart)
+		return 0, nil, fmt.Errorf("services: another tree serves on %s: %w (%w)", d.Dir(), ErrDataDirInUse, suture.ErrDoNotRestart)
 	}
-	return func() { d.inUse.Store(false) }, nil
+	return d.claims.Add(1), func() { d.inUse.Store(false) }, nil
 }
 
 // Checkpoint writes a consistent copy of the store into dir, which must

@@ -199,3 +199,61 @@ func TestDataDirClosedUnderATree(t *testing.T) {
 		assert.Equal(t, "v", string(v))
 	})
 }
+
+// A tree built before another tree served on the same DataDir sees what
+// that tree stored: its registry lists the store when it starts to serve,
+// not when it is built.
+func TestTreeBuiltEarlySeesWhatAnEarlierTreeStored(t *testing.T) {
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{Fsync: services.FsyncAlways})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, data.Close()) }()
+	second := services.New(services.Config{DataDir: data}) // built now, served after the first
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) { putKV(ctx, t, kv) })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := second.ServeBackground(ctx)
+	reg := second.Registry()
+	names, err := reg.NamesErr()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b"}, names)
+	b, ok := reg.Lookup("b")
+	require.True(t, ok, "the stored bucket is found")
+	v, err := b.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v))
+	require.NoError(t, reg.Delete(ctx, "b"), "and deleted, with its data")
+	nb, err := reg.Create(ctx, "b")
+	require.NoError(t, err)
+	require.NoError(t, nb.Put("z", []byte("1")))
+	cancel()
+	require.NoError(t, ignoreCanceled(<-done))
+
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+		b, ok := kv.Registry().Lookup("b")
+		require.True(t, ok)
+		keys, err := b.Keys()
+		require.NoError(t, err)
+		assert.Equal(t, []string{"z"}, keys, "the deleted bucket's data is gone from the disk")
+	})
+}
+
+// So does a tree built while another serves on the DataDir.
+func TestTreeBuiltWhileAnotherServesSeesWhatItStored(t *testing.T) {
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{Fsync: services.FsyncAlways})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, data.Close()) }()
+	var next *services.Root
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+		next = services.New(services.Config{DataDir: data})
+		putKV(ctx, t, kv)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := next.ServeBackground(ctx)
+	defer func() {
+		cancel()
+		require.NoError(t, ignoreCanceled(<-done))
+	}()
+	names, err := next.Registry().NamesErr()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b"}, names)
+}

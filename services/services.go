@@ -58,6 +58,10 @@ type Root struct {
 
 	frontEndTimeout time.Duration
 	data            *DataDir // nil: none, or the daemon's Config.Store
+	// What New saw of data before the registry listed it: how many trees
+	// had claimed it, and whether one was serving on it.
+	dataClaims uint64
+	dataBusy   bool
 
 	mu     sync.Mutex
 	added  []suture.ServiceToken // by Add: stopped before kv's own children
@@ -86,11 +90,18 @@ func New(cfg Config) *Root {
 		Timeout: timeout,
 	})
 	st := cfg.Store
+	var dataClaims uint64
+	var dataBusy bool
 	if cfg.DataDir != nil {
 		if st != nil {
 			panic("services: Config.DataDir and Config.Store are both set")
 		}
 		st = cfg.DataDir.st
+		// In this order: a tree that claims it after the first load
+		// makes the count differ at this root's claim; one that claimed
+		// it before is still serving (busy), or is done.
+		dataClaims = cfg.DataDir.claims.Load()
+		dataBusy = cfg.DataDir.inUse.Load()
 	}
 	reg := registry.New(registry.Config{
 		Buckets:     buckets,
@@ -112,7 +123,8 @@ func New(cfg Config) *Root {
 	if frontEnd <= 0 {
 		frontEnd = timeout
 	}
-	root := &Root{Supervisor: sup, events: ev, buckets: buckets, registry: reg, log: log, frontEndTimeout: frontEnd, data: cfg.DataDir}
+	root := &Root{Supervisor: sup, events: ev, buckets: buckets, registry: reg, log: log, frontEndTimeout: frontEnd,
+		data: cfg.DataDir, dataClaims: dataClaims, dataBusy: dataBusy}
 	// The seed's order: the event manager, the bucket supervisor, then the
 	// registry that uses both.
 	root.children = []suture.Service{ev, buckets, reg}
@@ -180,11 +192,20 @@ func (r *Root) ServeBackground(ctx context.Context) <-chan error {
 }
 
 // claim takes the root's DataDir, if it has one, for as long as it serves.
+// If another tree has served on it since New listed it, the registry lists
+// it again: that tree may have created, deleted or renamed buckets.
 func (r *Root) claim() (release func(), err error) {
 	if r.data == nil {
 		return func() {}, nil
 	}
-	return r.data.claim()
+	n, release, err := r.data.claim()
+	if err != nil {
+		return nil, err
+	}
+	if r.dataBusy || n != r.dataClaims+1 {
+		r.registry.Reindex()
+	}
+	return release, nil
 }
 
 // stopInStages waits for ctx to end, or for the embedded supervisor (run
