@@ -20,6 +20,11 @@ const (
 	maxInline      = 64 << 10 // longest inline (telnet) command, as Redis
 	maxKeptArgs    = 4096     // a larger argument vector is released after use
 	maxPending     = 1024     // replies are written out once this many writes await the disk
+	// The longest request of a client that has not authenticated (when a
+	// password is set): AUTH and HELLO need far less, and a stranger must
+	// not make the server buffer MaxRequestBytes. Redis allows 10
+	// arguments of 16 KiB before AUTH.
+	maxUnauthRequest = 10 * (16<<10 + 32)
 )
 
 // conn is one client. The event loop (Linux) or the client's own
@@ -102,16 +107,32 @@ func (c *conn) interrupt() {
 	}
 }
 
-// parseCommand is redcon.ReadNextCommand made safe: redcon panics on some
-// malformed bulk lengths, which must cost the client its connection, not
-// the server.
-func parseCommand(b []byte, argsbuf [][]byte) (complete bool, args [][]byte, kind redcon.Kind, left []byte, perr error) {
+// parseCommand is redcon.ReadNextCommand made safe and made Redis's: redcon
+// panics on some malformed bulk lengths, which must cost the client its
+// connection, not the server; and it reads a request that starts with '$'
+// as Tile38's protocol (waiting for a space that may never come), where
+// Redis reads every request that does not start with '*' as an inline
+// command.
+func parseCommand(b []byte, argsbuf [][]byte) (complete bool, args [][]byte, left []byte, perr error) {
+	dollar := len(b) > 0 && b[0] == '$'
+	if dollar {
+		// Out of the way while redcon's inline reader runs; the command's
+		// first word starts at b[0], and gets its '$' back below.
+		b[0] = 'x'
+	}
 	defer func() {
+		if dollar {
+			b[0] = '$'
+		}
 		if r := recover(); r != nil {
 			complete, args, left, perr = false, argsbuf[:0], b, errInvalidBulkLength
 		}
 	}()
-	return redcon.ReadNextCommand(b, argsbuf)
+	complete, args, _, left, perr = redcon.ReadNextCommand(b, argsbuf)
+	if dollar && complete && len(args) > 0 {
+		args[0][0] = '$' // a copy of the word, or b itself
+	}
+	return complete, args, left, perr
 }
 
 type protocolError string
@@ -122,7 +143,7 @@ const (
 	errInvalidBulkLength = protocolError("Protocol error: invalid bulk length")
 	errTooLarge          = protocolError("Protocol error: request too large")
 	errTooBigInline      = protocolError("Protocol error: too big inline request")
-	errUnexpectedDollar  = protocolError("Protocol error: expected '*', got '$'")
+	errUnauthTooLarge    = protocolError("Protocol error: unauthenticated request too large")
 )
 
 // step is what a client's buffered commands leave to do.
@@ -141,7 +162,7 @@ const (
 // too large to write without blocking.
 func (c *conn) runBuffered(ctx context.Context) step {
 	for c.start < c.end {
-		complete, args, kind, left, err := parseCommand(c.buf[c.start:c.end], c.args)
+		complete, args, left, err := parseCommand(c.buf[c.start:c.end], c.args)
 		if err != nil {
 			c.protocolErr(err)
 			return stepClose
@@ -150,10 +171,6 @@ func (c *conn) runBuffered(ctx context.Context) step {
 			break
 		}
 		c.args = args
-		if kind == redcon.Tile38 {
-			c.protocolErr(errUnexpectedDollar)
-			return stepClose
-		}
 		if len(args) == 0 {
 			c.start = c.end - len(left)
 			continue
@@ -257,6 +274,10 @@ func (c *conn) makeRoom() bool {
 	}
 	if pending >= c.s.cfg.MaxRequestBytes {
 		c.protocolErr(errTooLarge)
+		return false
+	}
+	if !c.authed && pending >= maxUnauthRequest {
+		c.protocolErr(errUnauthTooLarge)
 		return false
 	}
 	if c.end < len(c.buf) {

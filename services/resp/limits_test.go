@@ -199,3 +199,42 @@ func TestStopFinishesInFlightCommands(t *testing.T) {
 	assert.LessOrEqual(t, replies, 5000)
 	require.ErrorIs(t, <-served, context.Canceled)
 }
+
+// Before AUTH, a request may be only so large: a stranger must not make
+// the server buffer MaxRequestBytes. Once authenticated, the same request
+// is bound by MaxRequestBytes alone.
+func TestUnauthenticatedRequestsAreSmall(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, Password: "secret"})
+			r := ts.raw(t)
+			head := "*2\r\n$4\r\nECHO\r\n$50000000\r\n"
+			r.send(head + strings.Repeat("y", maxUnauthRequest-len(head)))
+			assert.Equal(t, "-ERR Protocol error: unauthenticated request too large", r.line())
+			assert.True(t, r.closed())
+
+			a := ts.raw(t)
+			a.send("AUTH secret\r\n")
+			assert.Equal(t, "+OK", a.line())
+			v := strings.Repeat("v", 2*maxUnauthRequest)
+			a.send(fmt.Sprintf("*2\r\n$4\r\nECHO\r\n$%d\r\n%s\r\n", len(v), v))
+			assert.Equal(t, fmt.Sprintf("$%d", len(v)), a.line())
+			assert.Equal(t, v, a.line())
+		})
+	}
+}
+
+// Redis reads every request that does not start with '*' as an inline
+// command, one that starts with '$' too (redcon reads it as Tile38's).
+func TestDollarLineIsAnInlineCommand(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			r := start(t, Config{GoroutinePerClient: mode.goroutinePerClient}).raw(t)
+			r.send("$5\r\nhullo\r\n$ECHO x\r\nPING\r\n")
+			assert.Equal(t, "-ERR unknown command '$5', with args beginning with: ", r.line())
+			assert.Equal(t, "-ERR unknown command 'hullo', with args beginning with: ", r.line())
+			assert.Equal(t, "-ERR unknown command '$ECHO', with args beginning with: 'x' ", r.line())
+			assert.Equal(t, "+PONG", r.line())
+		})
+	}
+}
