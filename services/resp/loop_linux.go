@@ -427,7 +427,14 @@ func (l *loop) handoff(c *conn) {
 	}
 	l.s.mu.Lock()
 	c.nc, c.fd = nc, -1
+	late := l.s.closedAll
 	l.s.mu.Unlock()
+	if late {
+		// Shutdown's time is up and it has closed every client's
+		// connection: it waits for this one to end, which it now does
+		// at its first read or write, not after WriteTimeout.
+		_ = nc.Close()
+	}
 	go l.s.serveConn(l.ctx, c)
 }
 

@@ -183,10 +183,11 @@ type Server struct {
 	ready    chan struct{} // closed once the first listener is up
 	readyOne sync.Once
 
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	stopping atomic.Bool
-	wg       sync.WaitGroup // one per connection goroutine
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
+	closedAll bool // under mu: shutdown has closed every connection
+	stopping  atomic.Bool
+	wg        sync.WaitGroup // one per connection goroutine
 
 	// counters for INFO
 	totalConns    atomic.Int64
@@ -257,6 +258,9 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	s.log.Info("resp: listening", "addr", ln.Addr().String())
 
 	s.stopping.Store(false)
+	s.mu.Lock()
+	s.closedAll = false
+	s.mu.Unlock()
 
 	var lp *loop
 	if !s.cfg.GoroutinePerClient {
@@ -366,6 +370,7 @@ func (s *Server) shutdown(lp *loop) {
 			_ = c.nc.Close()
 		}
 	}
+	s.closedAll = true // and a client the loop hands off later (see handoff)
 	s.mu.Unlock()
 	s.log.Warn("resp: clients did not finish in time; closed them", "clients", n, "waited", s.cfg.ShutdownTimeout)
 	<-done
