@@ -48,6 +48,7 @@ type conn struct {
 	lastActive time.Time // last read, or last blocked reply taken: for the idle timeout
 	blockedAt  time.Time // for the write timeout
 	readyEvent uint32    // the events of the current wake-up
+	outOff     int       // out[:outOff] is written (while blocked)
 
 	// Owned by the connection's goroutine.
 	buf        []byte // read buffer: buf[start:end] is not parsed yet

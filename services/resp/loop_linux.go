@@ -345,10 +345,13 @@ func (l *loop) write(c *conn) bool {
 		l.locked = false
 	}
 	c.settle()
-	for len(c.out) > 0 {
-		n, err := unix.Write(c.fd, c.out)
+	// From outOff on: a reply that leaves in pieces is not moved in
+	// memory at each one (copying what is left of a reply of n bytes at
+	// each of n/k pieces made its cost grow as n squared).
+	for c.outOff < len(c.out) {
+		n, err := unix.Write(c.fd, c.out[c.outOff:])
 		if n > 0 {
-			c.out = c.out[:copy(c.out, c.out[n:])]
+			c.outOff += n
 			continue
 		}
 		if errors.Is(err, unix.EINTR) {
@@ -365,6 +368,7 @@ func (l *loop) write(c *conn) bool {
 		l.drop(c)
 		return false
 	}
+	c.out, c.outOff = c.out[:0], 0
 	if cap(c.out) > 4*flushAt {
 		c.out = nil
 	}
