@@ -237,6 +237,11 @@ func (r *Registry) unindex(name string) {
 // them.
 func (r *Registry) FlushAll(ctx context.Context) error {
 	if r.store == nil {
+		// No rename runs meanwhile: one could move a bucket that the
+		// flush has not reached yet to a name it has passed, and its
+		// pairs would outlive the flush.
+		r.flushMu.Lock()
+		defer r.flushMu.Unlock()
 		for _, name := range r.Names() {
 			if err := r.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
 				return err
@@ -362,6 +367,15 @@ func (r *Registry) waitForgotten(ctx context.Context, b *bucket.Bucket) error {
 }
 
 func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
+	// Until the names have switched: a FlushAll runs wholly before or
+	// after (see FlushAll).
+	r.flushMu.RLock()
+	switched := false
+	defer func() {
+		if !switched {
+			r.flushMu.RUnlock()
+		}
+	}()
 	src, ok := r.Lookup(from)
 	if !ok {
 		return fmt.Errorf("registry: rename %q: %w", from, ErrNotFound)
@@ -394,6 +408,8 @@ func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 		r.order.Delete(scanorder.Of(from))
 	}
 	r.mu.Unlock()
+	switched = true
+	r.flushMu.RUnlock()
 	// The names have switched: the rename has happened, and Rename reports
 	// success whatever ctx says from here on. The waits below only keep
 	// the events in order, bounded by StopTimeout rather than by ctx: the

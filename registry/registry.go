@@ -66,7 +66,7 @@ type Registry struct {
 	log     *slog.Logger
 	stopFor time.Duration
 	store   Store        // nil: in memory only
-	flushMu sync.RWMutex // write-locked by FlushAll, read-locked by loads
+	flushMu sync.RWMutex // write-locked by FlushAll, read-locked by loads and renames
 	loadLog *logLimit    // Lookup's failures to load
 
 	mu      sync.RWMutex // guards everything below

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -359,4 +361,54 @@ func TestConcurrentCreateOfOneNameMakesOneBucket(t *testing.T) {
 	tr.rec.waitExit(t, first.ID())
 	assert.Equal(t, 1, tr.rec.createdCount(first.ID()))
 	assert.Len(t, tr.rec.events(), 2)
+}
+
+// In memory, FLUSHALL and RENAME do not interleave: a rename that moves a
+// bucket the flush has not reached yet to a name it has passed would keep
+// pre-flush pairs alive after FlushAll returned. The flush is held midway
+// (its loop at a deletion's Exited) while a rename of a bucket it has not
+// deleted yet tries to run.
+func TestFlushAllInMemoryIsNotOutlivedByARename(t *testing.T) {
+	for attempt := range 20 {
+		g := newGate(func(ev events.Event) bool {
+			ex, ok := ev.(events.Exited)
+			return ok && ex.Bucket != "a"
+		})
+		tr := newTreeWith(t, g.wrap, nil)
+		a, err := tr.reg.Create(ctx, "a")
+		require.NoError(t, err)
+		require.NoError(t, a.Put("k", []byte("before flush")))
+		for i := range 8 {
+			_, err := tr.reg.Create(ctx, fmt.Sprintf("other%d", i))
+			require.NoError(t, err)
+		}
+		flushed := make(chan error, 1)
+		go func() { flushed <- tr.reg.FlushAll(ctx) }()
+		<-g.held // the flush is deleting another bucket
+		renamed := make(chan error, 1)
+		if _, ok := tr.reg.Lookup("a"); ok {
+			go func() { renamed <- tr.reg.Rename(ctx, "a", "b") }()
+			// Give the rename its chance to run now (it must not): a
+			// bounded wait, for a rename that waits for the flush never
+			// shows.
+			for deadline := time.Now().Add(50 * time.Millisecond); time.Now().Before(deadline); runtime.Gosched() {
+				if _, ok := tr.reg.Lookup("b"); ok {
+					break
+				}
+			}
+		} else {
+			renamed <- ErrNotFound // the flush deleted a first: nothing to race
+		}
+		close(g.open)
+		require.NoError(t, <-flushed)
+		rerr := <-renamed
+		if b, ok := tr.reg.Lookup("b"); ok {
+			v, _ := b.Get("k")
+			assert.NotEqual(t, "before flush", string(v), "attempt %d: the flush returned, and b holds a's pre-flush pair", attempt)
+		}
+		if rerr != nil {
+			require.ErrorIs(t, rerr, ErrNotFound)
+		}
+		tr.stop()
+	}
 }
