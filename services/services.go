@@ -64,7 +64,7 @@ type Root struct {
 	dataBusy   bool
 
 	mu     sync.Mutex
-	added  []suture.ServiceToken // by Add: stopped before kv's own children
+	added  []added // by Add: stopped before kv's own children
 	served atomic.Bool
 }
 
@@ -143,11 +143,73 @@ func New(cfg Config) *Root {
 // Services added through the embedded Supervisor's own Add stop with kv's
 // children instead.
 func (r *Root) Add(svc suture.Service) suture.ServiceToken {
-	tok := r.Supervisor.Add(svc)
+	a := &addedService{Service: svc}
+	tok := r.Supervisor.Add(a)
 	r.mu.Lock()
-	r.added = append(r.added, tok)
+	r.added = append(r.added, added{tok, a})
 	r.mu.Unlock()
 	return tok
+}
+
+// added is a service added with Root.Add, as the root stops it.
+type added struct {
+	tok suture.ServiceToken
+	svc *addedService
+}
+
+// addedService runs a service added with Root.Add, and tells the root when
+// it has stopped: suture's RemoveAndWait, given a timeout, leaves a
+// goroutine blocked for ever if the service stops after it (it sends the
+// news on a channel no one reads any more).
+type addedService struct {
+	suture.Service
+	mu      sync.Mutex
+	running int           // Serve calls under way
+	removed bool          // the root stops it: no new Serve call runs it
+	idle    chan struct{} // closed once removed and no call is under way
+}
+
+// Serve runs the service, unless the root has removed it.
+func (a *addedService) Serve(ctx context.Context) error {
+	a.mu.Lock()
+	if a.removed {
+		a.mu.Unlock()
+		return suture.ErrDoNotRestart
+	}
+	a.running++
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		if a.running--; a.running == 0 && a.idle != nil {
+			close(a.idle)
+			a.idle = nil
+		}
+		a.mu.Unlock()
+	}()
+	return a.Service.Serve(ctx)
+}
+
+// String names the service by its own String, or else by its type.
+func (a *addedService) String() string {
+	if s, ok := a.Service.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprintf("%T", a.Service)
+}
+
+// remove marks the service removed and returns a channel closed once no
+// Serve call runs it any more.
+func (a *addedService) remove() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.removed = true
+	idle := make(chan struct{})
+	if a.running == 0 {
+		close(idle)
+	} else {
+		a.idle = idle
+	}
+	return idle
 }
 
 // Serve runs the tree until ctx ends, then stops it in two stages: the
@@ -235,11 +297,17 @@ func (r *Root) stopAdded() {
 	r.added = nil
 	r.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, tok := range added {
+	for _, a := range added {
 		wg.Go(func() {
+			stopped := a.svc.remove()
 			// A service the host removed already is no error.
-			if err := r.Supervisor.RemoveAndWait(tok, r.frontEndTimeout); err != nil {
-				r.log.Error("a service added to the root did not stop in time", "err", err)
+			_ = r.Supervisor.Remove(a.tok)
+			t := time.NewTimer(r.frontEndTimeout)
+			defer t.Stop()
+			select {
+			case <-stopped:
+			case <-t.C:
+				r.log.Error("a service added to the root did not stop in time", "service", a.svc.String(), "waited", r.frontEndTimeout)
 			}
 		})
 	}

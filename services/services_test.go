@@ -247,3 +247,32 @@ func TestRootServesOnce(t *testing.T) {
 	require.ErrorIs(t, err, suture.ErrDoNotRestart)
 	require.ErrorIs(t, <-root.ServeBackground(context.Background()), suture.ErrDoNotRestart)
 }
+
+// A service added with Add that stops only after FrontEndStopTimeout leaves
+// nothing running once it has: the root stops without it, and no goroutine
+// waits for its news afterwards (suture's RemoveAndWait, given a timeout,
+// left one blocked for ever).
+func TestLateStoppingServiceLeavesNothingBehind(t *testing.T) {
+	root := services.New(services.Config{StopTimeout: 200 * time.Millisecond, FrontEndStopTimeout: 20 * time.Millisecond})
+	late := &lateStopper{started: make(chan struct{}), finish: make(chan struct{}), ended: make(chan struct{})}
+	root.Add(late)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	<-late.started
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled) // without waiting for late
+	close(late.finish)
+	<-late.ended
+	require.NoError(t, goleak.Find())
+}
+
+// lateStopper stops only when finish is closed.
+type lateStopper struct{ started, finish, ended chan struct{} }
+
+func (s *lateStopper) Serve(ctx context.Context) error {
+	close(s.started)
+	<-ctx.Done()
+	<-s.finish
+	close(s.ended)
+	return ctx.Err()
+}
