@@ -65,6 +65,11 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 		Name:    "http event stream " + r.RemoteAddr,
 	}, func(ev events.Event) {
 		select {
+		case <-overflow:
+			return // one was lost: the stream ends before the gap
+		default:
+		}
+		select {
 		case queue <- ev:
 		default: // never wait: the publisher and the other subscribers must not
 			overflowOnce.Do(func() { close(overflow) })
@@ -118,12 +123,27 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 			for {
 				select {
 				case ev := <-queue:
-					if err := s.writeEvent(send, ev, &last, sub); err != nil {
+					err := s.writeEvent(send, ev, &last, sub)
+					if errors.Is(err, errSlowClient) {
+						s.cutStream(send, last, r)
 						return
 					}
+					if err != nil {
+						return
+					}
+					continue
 				default:
-					return
 				}
+				// All written; if one was lost, the client must hear it.
+				select {
+				case <-overflow:
+					s.cutStream(send, last, r)
+				default:
+					if sub.Dropped() > 0 {
+						s.cutStream(send, last, r)
+					}
+				}
+				return
 			}
 		case ev := <-queue:
 			err := s.writeEvent(send, ev, &last, sub)

@@ -187,3 +187,91 @@ func TestStalledReaderIsCutByWriteTimeout(t *testing.T) {
 	}
 	assert.Zero(t, root.Events().Stats().Dropped, "cut for its write, not for a full queue")
 }
+
+// A stream that lost an event writes none after it: the events before the
+// gap, then the overflow notice, whose last_seq is the last one written.
+// The stream stalls once, then, while it catches up, more are published.
+func TestStreamWritesNoEventPastALostOne(t *testing.T) {
+	root := tree(t)
+	reg := root.Registry()
+	ctx := context.Background()
+	for trial := range 30 {
+		release := make(chan struct{})
+		calls := 0
+		a := serve(t, root, Config{SSEBuffer: 1}, func(s *Server) {
+			s.testHookSSE = func() { // on the stream's goroutine only
+				calls++
+				switch calls {
+				case 1:
+					<-release
+				case 2:
+					_, err := reg.Create(ctx, fmt.Sprintf("t%d-late", trial))
+					require.NoError(t, err)
+				}
+			}
+		})
+		s := a.events()
+		for i := range 4 { // a queue of 1 overflows
+			_, err := reg.Create(ctx, fmt.Sprintf("t%d-early%d", trial, i))
+			require.NoError(t, err)
+		}
+		close(release)
+		var ids []uint64
+		var overflow sseEvent
+		for {
+			ev, _, err := s.next()
+			if err == io.EOF {
+				break
+			}
+			require.NoError(t, err)
+			if ev.event == "overflow" {
+				overflow = ev
+				continue
+			}
+			id, err := strconv.ParseUint(ev.id, 10, 64)
+			require.NoError(t, err)
+			ids = append(ids, id)
+		}
+		require.Equal(t, "overflow", overflow.event)
+		for i := 1; i < len(ids); i++ {
+			require.Equal(t, ids[i-1]+1, ids[i], "trial %d: event %d written after event %d was lost (ids %v)", trial, ids[i], ids[i-1]+1, ids)
+		}
+		if len(ids) > 0 {
+			assert.EqualValues(t, ids[len(ids)-1], overflow.data["last_seq"])
+		}
+	}
+}
+
+// A stream that lost events and then sees the tree stop ends with the
+// overflow notice, not a plain end: its client must hear of the gap.
+func TestStreamThatLostEventsSaysSoWhenTheTreeStops(t *testing.T) {
+	for trial := range 10 {
+		root := services.New(services.Config{})
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := root.ServeBackground(ctx)
+		release := make(chan struct{})
+		var once sync.Once
+		a := serve(t, root, Config{SSEBuffer: 1}, func(s *Server) {
+			s.testHookSSE = func() { once.Do(func() { <-release }) }
+		})
+		s := a.events()
+		for i := range 4 {
+			_, err := root.Registry().Create(ctx, fmt.Sprintf("b%d", i))
+			require.NoError(t, err)
+		}
+		cancel()
+		<-errc
+		close(release)
+		var got []string
+		for {
+			ev, _, err := s.next()
+			if err == io.EOF {
+				break
+			}
+			require.NoError(t, err)
+			got = append(got, ev.event)
+		}
+		require.NotEmpty(t, got)
+		require.Equal(t, "overflow", got[len(got)-1], "trial %d: %v", trial, got)
+	}
+}

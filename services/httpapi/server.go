@@ -303,23 +303,30 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	go func() { served <- hs.Serve(newLimitListener(ln, s.cfg.MaxConns)) }()
 	log.Info("http api listening")
 
+	var failed error
 	select {
-	case err := <-served: // failed on its own
-		handlers.closeAndWait()
-		log.Error("http api failed", "error", err)
-		return fmt.Errorf("httpapi: serve: %w", err)
+	case failed = <-served: // failed on its own: its requests stop as at a stop
+		log.Error("http api failed; stopping its requests", "error", failed)
 	case <-ctx.Done():
 	}
+	// Shutdown ends the event streams at once (through stopping), lets
+	// other requests finish, and closes idle connections; it is needed
+	// after a failure too, or an open stream would hold closeAndWait.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("http api: graceful stop timed out; closing connections", "error", err)
 		hs.Close()
 	}
-	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error("http api: serve", "error", err)
+	if failed == nil {
+		if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http api: serve", "error", err)
+		}
 	}
 	handlers.closeAndWait()
+	if failed != nil {
+		return fmt.Errorf("httpapi: serve: %w", failed)
+	}
 	log.Info("http api stopped")
 	return ctx.Err()
 }

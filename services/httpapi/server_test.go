@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,13 +97,18 @@ func TestGracefulStop(t *testing.T) {
 	require.Equal(t, "1234567890", string(v))
 }
 
-// breakingListener fails its Accept once broken is closed.
+// breakingListener accepts open connections, then fails its Accept once
+// broken is closed.
 type breakingListener struct {
 	net.Listener
+	open   atomic.Int32
 	broken chan struct{}
 }
 
 func (l *breakingListener) Accept() (net.Conn, error) {
+	if l.open.Add(-1) >= 0 {
+		return l.Listener.Accept()
+	}
 	<-l.broken
 	return nil, errors.New("listener broke")
 }
@@ -179,6 +185,39 @@ func TestFirstNamesMatchesSorting(t *testing.T) {
 				after, hasAfter = page[len(page)-1], true
 			}
 			require.Equal(t, sorted, append([]string{}, got...))
+		}
+	}
+}
+
+// A server whose listener fails stops its requests as at a stop, and
+// returns: an open event stream does not hold it (suture can then restart
+// it).
+func TestListenerFailureEndsOpenStreams(t *testing.T) {
+	root := tree(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	bl := &breakingListener{Listener: ln, broken: make(chan struct{})}
+	bl.open.Store(1) // the event stream's
+	srv := New(Config{Listener: bl, Registry: root.Registry(), Events: root.Events()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	a := &api{t: t, root: root, srv: srv, base: "http://" + ln.Addr().String(), client: client}
+	s := a.events()
+	close(bl.broken)
+	select {
+	case err := <-served:
+		require.ErrorContains(t, err, "listener broke")
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve did not return after its listener failed: an open event stream holds it")
+	}
+	for { // the stream ended
+		if _, _, err := s.next(); err != nil {
+			break
 		}
 	}
 }
