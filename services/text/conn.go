@@ -105,7 +105,7 @@ func (c *conn) serve(ctx context.Context) error {
 		default:
 			closeAfter = c.handle(ctx, line)
 		}
-		if closeAfter || c.r.Buffered() == 0 {
+		if closeAfter || !c.lineBuffered() {
 			if err := c.w.Flush(); err != nil {
 				return fmt.Errorf("text: write reply: %w", err)
 			}
@@ -114,6 +114,14 @@ func (c *conn) serve(ctx context.Context) error {
 			return errors.New("text: closed after a failed AUTH")
 		}
 	}
+}
+
+// lineBuffered reports whether the next line is already buffered whole:
+// then its reply can leave with this one. A partial line does not count:
+// its client may be waiting for this reply before it sends the rest.
+func (c *conn) lineBuffered() bool {
+	b, _ := c.r.Peek(c.r.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
 // readLine returns the next line without its "\n" (a "\r" before it is

@@ -505,3 +505,25 @@ func TestServeTakesListenerThenListensAgain(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, <-second, context.Canceled)
 }
+
+// A reply leaves before the server waits for more: a partial next line
+// does not hold it (its client may wait for the reply before it sends the
+// rest).
+func TestReplyIsNotHeldBehindAPartialLine(t *testing.T) {
+	f := start(t, Config{})
+	nc, err := net.Dial("tcp", f.addr)
+	require.NoError(t, err)
+	defer nc.Close()
+	_, err = nc.Write([]byte("CREATE shopping\r\nGET shop"))
+	require.NoError(t, err)
+	require.NoError(t, nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+	rd := bufio.NewReader(nc)
+	line, err := rd.ReadString('\n')
+	require.NoError(t, err, "no reply to CREATE while the next line is incomplete")
+	require.Equal(t, "OK\r\n", line)
+	_, err = nc.Write([]byte("ping milk\r\n"))
+	require.NoError(t, err)
+	line, err = rd.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "\r\n", line) // GET shopping milk: no value
+}
