@@ -342,6 +342,12 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			"Set --password-file, KV_PASSWORD or --password, or listen on loopback (for example %s 127.0.0.1:0).\n", addr, flagName, flagName)
 		return exitRefused
 	}
+	if o.textAddr != "" {
+		if err := text.CheckPassword(password); err != nil {
+			fmt.Fprintf(stderr, "kv: cannot serve --text-addr %s: %v.\nChoose a password without white space, or leave --text-addr empty.\n", o.textAddr, err)
+			return exitRefused
+		}
+	}
 	addrs := []struct{ flag, addr string }{{"--resp-addr", o.respAddr}, {"--text-addr", o.textAddr}, {"--http-addr", o.httpAddr}}
 	for _, a := range addrs {
 		if a.addr != "" && !isLoopback(a.addr) && password == "" {

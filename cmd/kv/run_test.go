@@ -139,6 +139,7 @@ func TestStartupErrors(t *testing.T) {
 		{"bad line limit", []string{"--text-max-line-bytes", "0"}, nil, exitUsage, "limits must be positive"},
 		{"all interfaces without password", []string{"--resp-addr", ":0"}, nil, exitRefused, "refusing"},
 		{"missing password file", []string{"--password-file", "/nonexistent/pw"}, nil, exitRefused, "password file"},
+		{"password the line protocol cannot carry", []string{"--resp-addr", "127.0.0.1:0", "--text-addr", "127.0.0.1:0", "--password", "two words"}, nil, exitRefused, "cannot serve --text-addr 127.0.0.1:0"},
 		{"port in use", []string{"--resp-addr", busy.Addr().String()}, nil, exitNoListen, "cannot listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -108,8 +108,14 @@ func (cfg Config) check() error {
 	if cfg.Registry == nil {
 		return errors.New("text: Config.Registry is nil")
 	}
-	if strings.ContainsFunc(cfg.Password, isSpace) {
-		return errors.New("text: the password contains white space, which AUTH cannot carry")
+	return CheckPassword(cfg.Password)
+}
+
+// CheckPassword returns an error if password cannot be given with the line
+// protocol's AUTH: if it contains white space, which ends a token.
+func CheckPassword(password string) error {
+	if strings.ContainsFunc(password, isSpace) {
+		return errors.New("text: the password contains white space, which the line protocol's AUTH cannot carry")
 	}
 	return nil
 }
@@ -145,6 +151,7 @@ func (s *Server) Addr() net.Addr { return s.listen.Addr() }
 func (s *Server) Serve(ctx context.Context) error {
 	if err := s.cfg.check(); err != nil {
 		s.listen.Close()
+		s.cfg.Logger.Error("text: cannot serve; not restarting", "err", err)
 		return fmt.Errorf("%w: %w", err, suture.ErrDoNotRestart)
 	}
 	ln, err := s.listen.Listen(ctx)
