@@ -14,7 +14,8 @@
 // The guide moved lookups out of the GenServer into an ETS table. Here
 // [Registry.Lookup] reads the names table under a read lock and never waits
 // for the loop; Create and the loop take the write lock only to change an
-// entry.
+// entry. (With a store, a miss on a stored name that a RENAME is replacing
+// waits for the rename, which waits for the loop: see Lookup.)
 //
 // # Surviving a crash
 //

@@ -209,7 +209,10 @@ func (r *Registry) start(name string, b *bucket.Bucket) error {
 
 // Lookup returns the live bucket named name. It never waits for the
 // registry's loop. With a store, a miss loads the bucket if it is stored
-// (on the caller's goroutine).
+// (on the caller's goroutine), after any load, delete or rename of that
+// name under way: a RENAME onto a stored bucket that is not in memory
+// holds the name until the source's end is reported, so a Lookup of it
+// waits for the rename, and with it for the loop.
 func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 	r.mu.RLock()
 	b, ok := r.names[name]
