@@ -100,11 +100,13 @@ func matchClass(p string, ch byte) (n int, ok bool) {
 				match = true
 			}
 		case i+2 < len(p) && p[i+1] == '-':
-			lo, hi := p[i], p[i+2]
+			// Compared as C chars, signed where Redis runs (x86-64):
+			// bytes from 0x80 sort below 0x00.
+			lo, hi, c := int8(p[i]), int8(p[i+2]), int8(ch)
 			if lo > hi {
 				lo, hi = hi, lo
 			}
-			if lo <= ch && ch <= hi {
+			if lo <= c && c <= hi {
 				match = true
 			}
 			i += 2

@@ -70,11 +70,11 @@ func redisMatchFrom(p, s string, skip *bool, nesting int) bool {
 					p = " "
 					break
 				} else if len(p) >= 3 && p[1] == '-' {
-					lo, hi := p[0], p[2]
+					lo, hi, c := int8(p[0]), int8(p[2]), int8(s[0]) // C's signed chars, as on x86-64
 					if lo > hi {
 						lo, hi = hi, lo
 					}
-					if lo <= s[0] && s[0] <= hi {
+					if lo <= c && c <= hi {
 						match = true
 					}
 					p = p[2:]
@@ -144,6 +144,9 @@ func TestGlobMatch(t *testing.T) {
 		{"[a-]x", "]", true}, // Redis: a range a-], and the class goes on
 		{"[a-]x", "x", true},
 		{"[a-]x", "-", false},
+		{"[a-\xe9]", "b", false}, // Redis on x86-64: a range of signed chars, 0xe9 below 'a'
+		{"[a-\xe9]", "\xf0", true},
+		{"[\x00-\xff]", "\x80", false}, // 0 down to -1: nothing above 0x7f
 		{"*a*b*c", "xaxbxc", true},
 		{"*a*b*c", "xaxbxcx", false},
 		{"a*", "a", true},
