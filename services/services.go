@@ -142,6 +142,13 @@ func New(cfg Config) *Root {
 // buckets. (A suture supervisor alone stops all its children at once.)
 // Services added through the embedded Supervisor's own Add stop with kv's
 // children instead.
+//
+// suture runs svc inside a wrapper that tells the root when svc has
+// stopped (suture's RemoveAndWait leaves a goroutine behind when a
+// service stops after its timeout). Services lists svc itself, and a
+// supervisor added so gets the root's event hook as usual, but in
+// suture's events about svc, Event.Service is the wrapper; the events'
+// names are svc's own.
 func (r *Root) Add(svc suture.Service) suture.ServiceToken {
 	a := &addedService{Service: svc}
 	tok := r.Supervisor.Add(a)
@@ -187,6 +194,28 @@ func (a *addedService) Serve(ctx context.Context) error {
 		a.mu.Unlock()
 	}()
 	return a.Service.Serve(ctx)
+}
+
+// GetSupervisor returns the service's supervisor, if it is or holds one
+// (suture.HasSupervisor), so that suture gives it the root's event hook
+// as it would the service itself.
+func (a *addedService) GetSupervisor() *suture.Supervisor {
+	if hs, ok := a.Service.(suture.HasSupervisor); ok {
+		return hs.GetSupervisor()
+	}
+	return nil
+}
+
+// Services returns the root's services, as the embedded Supervisor's
+// Services does, with those added by Add as the host gave them.
+func (r *Root) Services() []suture.Service {
+	svcs := r.Supervisor.Services()
+	for i, svc := range svcs {
+		if a, ok := svc.(*addedService); ok {
+			svcs[i] = a.Service
+		}
+	}
+	return svcs
 }
 
 // String names the service by its own String, or else by its type.

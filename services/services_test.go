@@ -2,8 +2,10 @@ package services_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,5 +276,64 @@ func (s *lateStopper) Serve(ctx context.Context) error {
 	<-ctx.Done()
 	<-s.finish
 	close(s.ended)
+	return ctx.Err()
+}
+
+// What Add wraps stays the host's: Services lists it, suture's events
+// name it, and a supervisor added so gets the host's event hook.
+func TestAddedServicesStayTheHosts(t *testing.T) {
+	terminated := make(chan suture.EventServiceTerminate, 16)
+	host := suture.New("host", suture.Spec{EventHook: func(e suture.Event) {
+		if ev, ok := e.(suture.EventServiceTerminate); ok {
+			select {
+			case terminated <- ev:
+			default:
+			}
+		}
+	}})
+	root := services.New(services.Config{StopTimeout: time.Second})
+	host.Add(root)
+	plain := &failsOnce{name: "plain"}
+	root.Add(plain)
+	child := suture.New("child", suture.Spec{})
+	root.Add(child)
+	inner := &failsOnce{name: "inner"}
+	child.Add(inner)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := host.ServeBackground(ctx)
+	defer func() {
+		cancel()
+		<-errc
+	}()
+
+	names := map[string]string{} // service name -> the supervisor that reported it
+	require.Eventually(t, func() bool {
+		for {
+			select {
+			case ev := <-terminated:
+				names[ev.ServiceName] = ev.SupervisorName
+			default:
+				return len(names) == 2
+			}
+		}
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, map[string]string{"plain": "kv", "inner": "child"}, names, "each failure reached the host's hook, under its own name")
+	assert.Contains(t, root.Services(), suture.Service(plain))
+	assert.Contains(t, root.Services(), suture.Service(child))
+}
+
+// failsOnce fails its first run, then runs until stopped.
+type failsOnce struct {
+	name string
+	runs atomic.Int32
+}
+
+func (f *failsOnce) String() string { return f.name }
+
+func (f *failsOnce) Serve(ctx context.Context) error {
+	if f.runs.Add(1) == 1 {
+		return errors.New("fails once")
+	}
+	<-ctx.Done()
 	return ctx.Err()
 }
