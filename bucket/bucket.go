@@ -24,6 +24,7 @@ type Bucket struct {
 	data   map[string][]byte // nil until the first write, and again once ended
 	ended  bool
 	reason error
+	lost   error         // the first write that failed after it was applied (see Lost)
 	done   chan struct{} // closed when the bucket ends
 	store  Store         // nil: in memory only
 

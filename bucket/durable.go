@@ -53,11 +53,35 @@ func (b *Bucket) settle(w store.Waiter, gathered bool) error {
 	var lost error
 	if err := w.WaitOrUndo(gathered, func(err error) {
 		lost = fmt.Errorf("bucket %s: %w", b.name, err)
-		b.Stop(lost)
+		b.loseWrite(lost)
 	}); err != nil {
 		return lost
 	}
 	return nil
+}
+
+// loseWrite ends the bucket with err, a write of it that failed after it
+// was applied in memory, and records err even if the bucket has ended
+// already: a RENAME may have taken its pairs (see Lost).
+func (b *Bucket) loseWrite(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.lost == nil {
+		b.lost = err
+	}
+	b.endLocked(err)
+}
+
+// Lost returns the first of the bucket's writes that failed after it had
+// been applied in memory (the bucket ended with it), or nil. A caller that
+// takes a durable bucket's pairs from memory to store them elsewhere (a
+// RENAME, with Take) checks it once the writes made before have met their
+// fate (store.Store.Settle): pairs that hold a lost write must not be
+// stored.
+func (b *Bucket) Lost() error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.lost
 }
 
 // Pending is a write that a bucket has made in memory and recorded in its

@@ -32,6 +32,8 @@ type Store interface {
 	Buckets(fn func(name string) error) error
 	// Move replaces bucket to with pairs and deletes from, atomically.
 	Move(from, to string, pairs map[string][]byte) (store.Waiter, error)
+	// Settle returns once every write made so far has met its fate.
+	Settle() error
 }
 
 // Durable reports whether the registry's buckets are recorded in a store.
@@ -312,6 +314,17 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 		var err error
 		if data, err = src.Take(nil); err != nil {
 			live = false // it ended (a crash): its data is in the store
+		} else {
+			// The pairs may hold writes still on their way to the disk:
+			// once they have met their fate, none of them may have failed
+			// (its writer was told so; its value must not be stored
+			// under to).
+			if err := r.store.Settle(); err != nil {
+				return fmt.Errorf("registry: rename %q: %w", from, err)
+			}
+			if err := src.Lost(); err != nil {
+				return fmt.Errorf("registry: rename %q: %w", from, err)
+			}
 		}
 	}
 	if !live {

@@ -478,3 +478,65 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// settleHookStore runs beforeSettle (once) before each Settle.
+type settleHookStore struct {
+	*countingStore
+	beforeSettle func()
+}
+
+func (s *settleHookStore) Settle() error {
+	if s.beforeSettle != nil {
+		s.beforeSettle()
+	}
+	return s.countingStore.Settle()
+}
+
+// A RENAME does not store a write that failed: the pairs it takes from
+// memory may hold a write still on its way to the disk. Whether that
+// write's failure is still unanswered when the rename looks (the store
+// refuses to settle) or already answered and the store recovered (the
+// bucket records the lost write), the rename fails and the disk keeps
+// what was acknowledged.
+func TestDurableRenameDoesNotStoreAFailedWrite(t *testing.T) {
+	for _, answeredFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("answered first %v", answeredFirst), func(t *testing.T) {
+			faults := &store.Faults{}
+			st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Nanosecond})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			hs := &settleHookStore{countingStore: &countingStore{Store: st}}
+			reg, _, _ := newDurableTree(t, hs)
+
+			src, err := reg.Create(ctx, "src")
+			require.NoError(t, err)
+			require.NoError(t, src.Put("k", []byte("acked")))
+			_, lost, err := src.SetNoWait("k", []byte("lost"))
+			require.NoError(t, err)
+			faults.FailSyncs(syscall.EIO)
+			require.ErrorIs(t, st.Apply("other", store.Put("x", []byte("1"))), store.ErrWriteFailed) // lost's group fails
+			faults.Clear()
+			var once sync.Once
+			answer := func() {
+				once.Do(func() {
+					require.ErrorIs(t, lost.Wait(), store.ErrWriteFailed) // its writer is told
+					require.Eventually(t, func() bool { return st.Apply("other", store.Put("y", []byte("1"))) == nil }, waitFor, tick)
+				})
+			}
+			if answeredFirst {
+				hs.beforeSettle = answer // after the rename took the pairs
+			}
+			require.ErrorIs(t, reg.Rename(ctx, "src", "dst"), store.ErrWriteFailed)
+			answer()
+
+			require.NoError(t, st.Settle())
+			pairs, found, err := st.Load("src")
+			require.NoError(t, err)
+			require.True(t, found)
+			assert.Equal(t, "acked", string(pairs["k"]))
+			_, found, err = st.Load("dst")
+			require.NoError(t, err)
+			assert.False(t, found)
+		})
+	}
+}

@@ -530,6 +530,16 @@ func (s *Store) settleGroup(g *group) {
 // It costs one empty commit, waited for like a write, only while some
 // Waiter has not been waited for; nothing, most of the time.
 func (s *Store) settle() error {
+	return s.Settle()
+}
+
+// Settle returns once every write made so far has been committed and has
+// met its fate under the policy, as its Waiter reports it: durable, or
+// failed; and, for a failed one whose Waiter has been called, once its
+// WaitOrUndo's undo has returned. It fails if a write made before it
+// failed and its Waiter has not been called yet. It costs one empty
+// commit, and nothing while every Waiter has been called.
+func (s *Store) Settle() error {
 	if s.outstanding.Load() == 0 {
 		return nil
 	}
