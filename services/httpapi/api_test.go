@@ -257,14 +257,23 @@ func TestAuth(t *testing.T) {
 	expectError(t, a.do("GET", "/nowhere", nil), http.StatusNotFound, "not_found")
 	a.events() // the stream opens with the token
 
-	// The scheme is required: a bare password is not a bearer token.
-	req, err := http.NewRequest("GET", a.base+"/v1/buckets", nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "s3cret")
-	resp, err := a.client.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	// The scheme is required (a bare password is not a bearer token), in
+	// any case (scheme names are case-insensitive).
+	for header, want := range map[string]int{
+		"s3cret":         http.StatusUnauthorized,
+		"Basic s3cret":   http.StatusUnauthorized,
+		"bearer s3cret":  http.StatusOK,
+		"BEARER s3cret":  http.StatusOK,
+		"Bearer  s3cret": http.StatusUnauthorized, // the token is " s3cret"
+	} {
+		req, err := http.NewRequest("GET", a.base+"/v1/buckets", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", header)
+		resp, err := a.client.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, "Authorization: %s", header)
+	}
 }
 
 func TestHealthAndReadiness(t *testing.T) {
