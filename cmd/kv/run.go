@@ -165,6 +165,19 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		fmt.Fprintf(stderr, "kv: invalid environment variable %v\n", bad)
 		return o, exitUsage, true
 	}
+	if o.password != "" && o.passwordFile != "" {
+		// One source of the password: a flag wins over a variable, as
+		// everywhere; two of the same kind are a mistake.
+		switch {
+		case set["password"] && !set["password-file"]:
+			o.passwordFile = ""
+		case set["password-file"] && !set["password"]:
+			o.password = ""
+		default:
+			fmt.Fprintf(stderr, "kv: give the password once: --password (KV_PASSWORD) or --password-file (KV_PASSWORD_FILE), not both\n")
+			return o, exitUsage, true
+		}
+	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		fmt.Fprintf(stderr, "kv: --log-format must be text or json, not %q\n", o.logFormat)
 		return o, exitUsage, true

@@ -111,6 +111,26 @@ func TestParsePrecedence(t *testing.T) {
 	require.False(t, done)
 	assert.Equal(t, "127.0.0.1:7001", o.respAddr, "a flag wins over its variable")
 	assert.Equal(t, 7, o.maxClients)
+
+	// The password has one source: a flag wins over the other's variable.
+	o, _, done = parse([]string{"--password", "flag"}, []string{"KV_PASSWORD_FILE=/env/file"}, &out, &errOut)
+	require.False(t, done)
+	assert.Equal(t, "flag", o.password)
+	assert.Empty(t, o.passwordFile)
+	o, _, done = parse([]string{"--password-file", "/flag/file"}, []string{"KV_PASSWORD=env"}, &out, &errOut)
+	require.False(t, done)
+	assert.Empty(t, o.password)
+	assert.Equal(t, "/flag/file", o.passwordFile)
+	for _, tc := range []struct{ args, env []string }{
+		{[]string{"--password", "a", "--password-file", "/f"}, nil},
+		{nil, []string{"KV_PASSWORD=a", "KV_PASSWORD_FILE=/f"}},
+	} {
+		errOut.Reset()
+		_, code, done := parse(tc.args, tc.env, &out, &errOut)
+		require.True(t, done)
+		assert.Equal(t, exitUsage, code)
+		assert.Contains(t, errOut.String(), "give the password once")
+	}
 }
 
 func TestStartupErrors(t *testing.T) {
