@@ -11,11 +11,13 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/services"
 )
 
@@ -429,4 +431,47 @@ func countOf(s []string, v string) (n int) {
 		}
 	}
 	return n
+}
+
+// A request whose bucket ends between its lookup and its use (a crash)
+// follows the name to the bucket it leads to then: with a store, the same
+// pairs, loaded back. It does not answer 404 for a bucket that exists.
+func TestRequestFollowsABucketThatEndedUnderIt(t *testing.T) {
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{Fsync: services.FsyncAlways})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, data.Close()) })
+	root := services.New(services.Config{DataDir: data})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	t.Cleanup(func() { cancel(); <-errc })
+	b, err := root.Registry().Create(ctx, "b")
+	require.NoError(t, err)
+	require.NoError(t, b.Put("k", []byte("v")))
+
+	var crashes atomic.Int32 // how many of the next lookups find a bucket that then crashes
+	a := serve(t, root, Config{}, func(s *Server) {
+		s.testHookLookup = func(b *bucket.Bucket) {
+			if crashes.Add(-1) >= 0 {
+				b.Stop(errors.New("crashed under the request"))
+			}
+		}
+	})
+	for _, tc := range []struct {
+		method, path string
+		body         string
+		crashes      int32 // PUT looks up once more, before it reads the body
+		status       int
+	}{
+		{"GET", keyPath("b", "k"), "", 1, http.StatusOK},
+		{"PUT", keyPath("b", "k2"), "v2", 2, http.StatusNoContent},
+		{"GET", bucketPath("b"), "", 1, http.StatusOK},
+		{"DELETE", keyPath("b", "k2"), "", 1, http.StatusNoContent},
+	} {
+		crashes.Store(tc.crashes)
+		r := a.do(tc.method, tc.path, strings.NewReader(tc.body))
+		require.Equal(t, tc.status, r.status, "%s %s: %s", tc.method, tc.path, r.body)
+	}
+	r := a.do("GET", keyPath("b", "k"), nil)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, "v", string(r.body))
 }

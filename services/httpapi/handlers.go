@@ -191,11 +191,7 @@ func (s *Server) getBucket(w http.ResponseWriter, r *http.Request) {
 	if paged && limit == 0 {
 		limit = DefaultPageLimit
 	}
-	b, ok := s.lookup(w, r, name)
-	if !ok {
-		return
-	}
-	dump := bucketDump{bucketRef: newBucketRef(name), Pairs: []pair{}}
+	var dump bucketDump
 	add := func(k string, v []byte) {
 		dump.Pairs = append(dump.Pairs, pair{
 			Key:         k,
@@ -203,7 +199,8 @@ func (s *Server) getBucket(w http.ResponseWriter, r *http.Request) {
 			ValueBase64: base64.StdEncoding.EncodeToString(v),
 		})
 	}
-	err := b.View(func(tx *bucket.Tx) error {
+	view := func(tx *bucket.Tx) error {
+		dump = bucketDump{bucketRef: newBucketRef(name), Pairs: []pair{}}
 		if !paged {
 			dump.Pairs = make([]pair, 0, tx.Len())
 			return tx.ForEach(func(k string, v []byte) error {
@@ -223,7 +220,11 @@ func (s *Server) getBucket(w http.ResponseWriter, r *http.Request) {
 			dump.NextCursor = strconv.FormatUint(next, 10)
 		}
 		return nil
-	})
+	}
+	ok, err := s.follow(w, r, name, func(b *bucket.Bucket) error { return b.View(view) })
+	if !ok {
+		return
+	}
 	if err != nil {
 		s.bucketError(w, err)
 		return
@@ -236,11 +237,14 @@ func (s *Server) getBucket(w http.ResponseWriter, r *http.Request) {
 
 // getKey replies with the value's raw bytes.
 func (s *Server) getKey(w http.ResponseWriter, r *http.Request) {
-	b, ok := s.lookup(w, r, r.PathValue("bucket"))
+	var v []byte
+	ok, err := s.follow(w, r, r.PathValue("bucket"), func(b *bucket.Bucket) (err error) {
+		v, err = b.Get(r.PathValue("key"))
+		return err
+	})
 	if !ok {
 		return
 	}
-	v, err := b.Get(r.PathValue("key"))
 	if err != nil {
 		s.bucketError(w, err)
 		return
@@ -252,9 +256,8 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request) {
 
 // putKey stores the request body, raw, as the value: 204.
 func (s *Server) putKey(w http.ResponseWriter, r *http.Request) {
-	b, ok := s.lookup(w, r, r.PathValue("bucket"))
-	if !ok {
-		return
+	if _, ok := s.lookup(w, r, r.PathValue("bucket")); !ok {
+		return // a 404 before the body is read
 	}
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		bodyTooLarge(w, s.cfg.MaxBodyBytes)
@@ -270,7 +273,11 @@ func (s *Server) putKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_body", "reading the body: "+err.Error())
 		return
 	}
-	if err := b.Put(r.PathValue("key"), v); err != nil {
+	ok, err := s.follow(w, r, r.PathValue("bucket"), func(b *bucket.Bucket) error { return b.Put(r.PathValue("key"), v) })
+	if !ok {
+		return
+	}
+	if err != nil {
 		s.bucketError(w, err)
 		return
 	}
@@ -279,11 +286,14 @@ func (s *Server) putKey(w http.ResponseWriter, r *http.Request) {
 
 // deleteKey removes the key: 204, or 404 when it was absent.
 func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) {
-	b, ok := s.lookup(w, r, r.PathValue("bucket"))
+	ok, err := s.follow(w, r, r.PathValue("bucket"), func(b *bucket.Bucket) error {
+		_, err := b.Delete(r.PathValue("key"))
+		return err
+	})
 	if !ok {
 		return
 	}
-	if _, err := b.Delete(r.PathValue("key")); err != nil {
+	if err != nil {
 		s.bucketError(w, err)
 		return
 	}
@@ -304,7 +314,34 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request, name string) (*b
 		bucketNotFound(w)
 		return nil, false
 	}
+	if s.testHookLookup != nil {
+		s.testHookLookup(b)
+	}
 	return b, true
+}
+
+// maxAttempts bounds how often a request follows a name to a new bucket
+// after the one it found had ended.
+const maxAttempts = 8
+
+// follow runs op on the bucket named name, and again on the bucket the
+// name leads to then when op finds that its bucket had ended before op
+// began (it crashed, or a RENAME replaced it; with a store, the same pairs
+// come back at the next lookup), as the Redis front end does: a request
+// then meets what the name means now, not a 404. ok is false when a reply
+// was written instead (no such bucket, or it could not be loaded); err is
+// op's last error (ErrEnded if the bucket ended over and over: a 404).
+func (s *Server) follow(w http.ResponseWriter, r *http.Request, name string, op func(*bucket.Bucket) error) (ok bool, err error) {
+	for range maxAttempts {
+		b, ok := s.lookup(w, r, name)
+		if !ok {
+			return false, nil
+		}
+		if err = op(b); !errors.Is(err, bucket.ErrEnded) || errors.As(err, new(*bucket.PanicError)) {
+			return true, err // a panic in op's own function is not retried
+		}
+	}
+	return true, err
 }
 
 // bucketError turns a bucket operation's error into a reply: an ended

@@ -192,6 +192,9 @@ type Server struct {
 	// testHookSSE, when set, runs before each event is written to a
 	// stream (tests use it to stall a stream).
 	testHookSSE func()
+	// testHookLookup, when set, runs with each bucket a request has
+	// looked up, before it uses it.
+	testHookLookup func(*bucket.Bucket)
 }
 
 // New returns a server for cfg. It panics if cfg.Registry or cfg.Events is
