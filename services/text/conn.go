@@ -208,21 +208,36 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 		return replyOK, false, false
 
 	case Get, Put, Delete:
-		b, ok, err := reg.LookupCurrent(ctx, cmd.Bucket)
-		switch {
-		case err != nil:
-			return replyError, true, false
-		case !ok:
-			return replyNotFound, true, false
+		// A bucket that ends before the command runs on it (a crash; with
+		// a store its pairs come back) is looked up again: the command
+		// meets what the name means now, as with the Redis protocol.
+		for range maxAttempts {
+			b, ok, err := reg.LookupCurrent(ctx, cmd.Bucket)
+			switch {
+			case err != nil:
+				return replyError, true, false
+			case !ok:
+				return replyNotFound, true, false
+			}
+			if c.cfg.testHookLookup != nil {
+				c.cfg.testHookLookup(b)
+			}
+			if reply, failed, ended := c.inBucket(b, cmd); !ended {
+				return reply, failed, false
+			}
 		}
-		return c.inBucket(b, cmd)
+		return replyNotFound, true, false // ended over and over
 	}
 	return replyUnknown, true, false
 }
 
-// inBucket runs GET, PUT or DELETE on b, the bucket cmd names. A bucket
-// that ends meanwhile was deleted: NOT FOUND.
-func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, closeAfter bool) {
+// maxAttempts bounds how often a command follows a name to a new bucket
+// after the one it found had ended.
+const maxAttempts = 8
+
+// inBucket runs GET, PUT or DELETE on b, the bucket cmd names. ended
+// reports that b had ended before the command began: it did nothing.
+func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, ended bool) {
 	switch cmd.Verb {
 	case Get:
 		v, err := b.AppendValue(c.value[:0], cmd.Key)
@@ -231,7 +246,7 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, cl
 		case errors.Is(err, bucket.ErrNotFound):
 			v = v[:0] // the guide prints nil as an empty line
 		case errors.Is(err, bucket.ErrEnded):
-			return replyNotFound, true, false
+			return replyNotFound, true, true
 		case err != nil:
 			return replyError, true, false
 		case bytes.ContainsAny(v, "\r\n"):
@@ -244,7 +259,7 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, cl
 	case Put:
 		if err := b.Put(cmd.Key, []byte(cmd.Value)); err != nil {
 			if errors.Is(err, bucket.ErrEnded) {
-				return replyNotFound, true, false
+				return replyNotFound, true, true
 			}
 			return replyError, true, false
 		}
@@ -256,7 +271,7 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, cl
 		case err == nil, errors.Is(err, bucket.ErrNotFound):
 			return replyOK, false, false
 		case errors.Is(err, bucket.ErrEnded):
-			return replyNotFound, true, false
+			return replyNotFound, true, true
 		}
 		return replyError, true, false
 	}

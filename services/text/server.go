@@ -78,6 +78,10 @@ type Config struct {
 	Observer Observer
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
+
+	// testHookLookup, when set, runs with each bucket a command has looked
+	// up, before it uses it.
+	testHookLookup func(*bucket.Bucket)
 }
 
 // withDefaults returns cfg with its zero fields set to their defaults.

@@ -3,11 +3,13 @@ package text
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -526,4 +528,37 @@ func TestReplyIsNotHeldBehindAPartialLine(t *testing.T) {
 	line, err = rd.ReadString('\n')
 	require.NoError(t, err)
 	require.Equal(t, "\r\n", line) // GET shopping milk: no value
+}
+
+// A command whose bucket ends between its lookup and its use (a crash)
+// follows the name: with a store, to the same pairs, loaded back; it does
+// not answer NOT FOUND for a bucket that exists.
+func TestCommandFollowsABucketThatEndedUnderIt(t *testing.T) {
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{Fsync: services.FsyncAlways})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, data.Close()) })
+	root := services.New(services.Config{DataDir: data})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	t.Cleanup(func() { cancel(); <-errc })
+
+	var crashes atomic.Int32
+	f := serve(t, root, Config{testHookLookup: func(b *bucket.Bucket) {
+		if crashes.Add(-1) >= 0 {
+			b.Stop(errors.New("crashed under the command"))
+		}
+	}})
+	c := f.dial(t)
+	c.send("CREATE shopping\r\nPUT shopping milk 1\r\n")
+	c.expect("OK\r\nOK\r\n")
+	for _, step := range []struct{ send, reply string }{
+		{"GET shopping milk\r\n", "1\r\nOK\r\n"},
+		{"PUT shopping eggs 3\r\n", "OK\r\n"},
+		{"DELETE shopping milk\r\n", "OK\r\n"},
+		{"GET shopping eggs\r\n", "3\r\nOK\r\n"},
+	} {
+		crashes.Store(1)
+		c.send(step.send)
+		c.expect(step.reply)
+	}
 }
