@@ -27,6 +27,9 @@ type Bucket struct {
 	lost   error         // the first write that failed after it was applied (see Lost)
 	done   chan struct{} // closed when the bucket ends
 	store  Store         // nil: in memory only
+	// unrecorded: the store does not record the bucket yet; its first
+	// write will (see NewUnrecorded). Under the write lock.
+	unrecorded bool
 
 	// The keys in scan order for Tx.Scan (nil: none kept). Writers change
 	// it under the write lock; readers, under the read lock, only replace

@@ -14,6 +14,9 @@ type Store interface {
 	// existing, atomically, and returns a Waiter for their durability. On
 	// an error nothing was written.
 	ApplyPairsNoWait(bucket string, ops ...store.Op) (store.Waiter, error)
+	// ApplyNoWait is ApplyPairsNoWait that also records bucket as
+	// existing, in the same atomic write.
+	ApplyNoWait(bucket string, ops ...store.Op) (store.Waiter, error)
 }
 
 // Restore returns a live bucket holding data (the map becomes the bucket's;
@@ -31,13 +34,41 @@ func Restore(name string, id uint64, data map[string][]byte, st Store) *Bucket {
 	return b
 }
 
+// NewUnrecorded returns a new, empty bucket for st that st does not record
+// yet: its first write records it, in the same atomic write (a crash
+// leaves both or neither), where a bucket made with store.CreateBucket and
+// Restore is recorded first, on its own. The registry makes one for a
+// write to a missing bucket (HSET creates its hash with its field). Until
+// that write, or if it records nothing, st does not know the bucket: see
+// Recorded.
+func NewUnrecorded(name string, id uint64, st Store) *Bucket {
+	b := Restore(name, id, nil, st)
+	b.unrecorded = true
+	return b
+}
+
+// Recorded reports whether the bucket's store records it: false only for a
+// bucket made with NewUnrecorded that has not written yet.
+func (b *Bucket) Recorded() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return !b.unrecorded
+}
+
 // record writes ops to the store; the caller holds the write lock and has a
 // store. On an error the caller must not change its memory.
 func (b *Bucket) record(ops ...store.Op) (store.Waiter, error) {
-	w, err := b.store.ApplyPairsNoWait(b.name, ops...)
+	var w store.Waiter
+	var err error
+	if b.unrecorded {
+		w, err = b.store.ApplyNoWait(b.name, ops...)
+	} else {
+		w, err = b.store.ApplyPairsNoWait(b.name, ops...)
+	}
 	if err != nil {
 		return store.Waiter{}, fmt.Errorf("bucket %s: %w", b.name, err)
 	}
+	b.unrecorded = false
 	return w, nil
 }
 

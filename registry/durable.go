@@ -146,18 +146,80 @@ func (r *Registry) lookupStored(name string) (*bucket.Bucket, bool, error) {
 // register records a new bucket holding pairs under name, publishes its
 // Created and starts it.
 func (r *Registry) register(name string, pairs map[string][]byte) (*bucket.Bucket, error) {
+	b := bucket.Restore(name, r.newID(), pairs, r.store)
+	return b, r.registerBucket(name, b)
+}
+
+// newID returns a new bucket ID.
+func (r *Registry) newID() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.nextID++
+	return r.nextID
+}
+
+// registerBucket records b, new, under name, publishes its Created and
+// starts it. The caller has claimed name, and has stored or loaded b.
+func (r *Registry) registerBucket(name string, b *bucket.Bucket) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, ErrStopped
+		return ErrStopped
 	}
-	r.nextID++
-	b := bucket.Restore(name, r.nextID, pairs, r.store)
 	r.names[name] = b
 	r.refs[b.ID()] = ref{b: b}
-	r.indexLocked(name) // the caller has just stored or loaded it
+	r.indexLocked(name)
 	r.mu.Unlock()
-	return b, r.start(name, b)
+	return r.start(name, b)
+}
+
+// createStoredWith is CreateWith with a store.
+func (r *Registry) createStoredWith(ctx context.Context, name string, first func(*bucket.Tx) error) (*bucket.Bucket, bucket.Pending, error) {
+	if err := r.claim(ctx, name); err != nil {
+		return nil, bucket.Pending{}, fmt.Errorf("registry: create %q: %w", name, err)
+	}
+	defer r.unclaim(name)
+	// Under the claim, only this caller can add name to the tables.
+	r.mu.RLock()
+	b, ok := r.names[name]
+	r.mu.RUnlock()
+	if ok { // created or loaded meanwhile
+		p, err := b.UpdateNoWait(first)
+		return b, p, err
+	}
+	r.flushMu.RLock()
+	defer r.flushMu.RUnlock()
+	if r.maybeStored(name) {
+		pairs, found, err := r.store.Load(name)
+		if err != nil {
+			return nil, bucket.Pending{}, fmt.Errorf("registry: load %q: %w", name, err)
+		}
+		if found {
+			b, err := r.register(name, pairs)
+			if err != nil {
+				return nil, bucket.Pending{}, err
+			}
+			p, err := b.UpdateNoWait(first)
+			return b, p, err
+		}
+	}
+	// Not stored: first's write records the bucket, in one write with it,
+	// before anyone can find the bucket.
+	b = bucket.NewUnrecorded(name, r.newID(), r.store)
+	p, err := b.UpdateNoWait(first)
+	if err != nil {
+		return nil, bucket.Pending{}, err // nothing written: no bucket
+	}
+	if !b.Recorded() { // first wrote nothing: the bucket is recorded alone
+		if err := r.store.CreateBucket(name); err != nil {
+			return nil, bucket.Pending{}, fmt.Errorf("registry: create %q: %w", name, err)
+		}
+	}
+	if err := r.registerBucket(name, b); err != nil {
+		_ = p.Wait() // its write was made: it is waited for all the same (see store.Waiter)
+		return nil, bucket.Pending{}, err
+	}
+	return b, p, nil
 }
 
 // deleteStored is Delete with a store: the bucket is stopped if it is live

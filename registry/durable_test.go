@@ -540,3 +540,86 @@ func TestDurableRenameDoesNotStoreAFailedWrite(t *testing.T) {
 		})
 	}
 }
+
+// failFirstPairs fails the first write of pairs it is given (a full disk,
+// say), whichever way it is asked to record them.
+type failFirstPairs struct {
+	*countingStore
+	failed atomic.Bool
+}
+
+func (s *failFirstPairs) ApplyPairsNoWait(bucket string, ops ...store.Op) (store.Waiter, error) {
+	if s.failed.CompareAndSwap(false, true) {
+		return store.Waiter{}, fmt.Errorf("injected: %w", store.ErrWriteFailed)
+	}
+	return s.countingStore.ApplyPairsNoWait(bucket, ops...)
+}
+
+func (s *failFirstPairs) ApplyNoWait(bucket string, ops ...store.Op) (store.Waiter, error) {
+	if s.failed.CompareAndSwap(false, true) {
+		return store.Waiter{}, fmt.Errorf("injected: %w", store.ErrWriteFailed)
+	}
+	return s.countingStore.ApplyNoWait(bucket, ops...)
+}
+
+// CreateWith makes a bucket and its first write one: a write that fails
+// leaves no bucket, in memory or on disk (HSET on a missing hash makes it
+// with its field or not at all), and until the write is made no one finds
+// the bucket.
+func TestCreateWithIsOneWrite(t *testing.T) {
+	put := func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) }
+
+	t.Run("a failed first write leaves no bucket", func(t *testing.T) {
+		st := &failFirstPairs{countingStore: openStoreT(t, t.TempDir())}
+		reg, _, _ := newDurableTree(t, st)
+		_, _, err := reg.CreateWith(ctx, "new", put)
+		require.ErrorIs(t, err, store.ErrWriteFailed)
+		_, ok := reg.Lookup("new")
+		assert.False(t, ok)
+		found, err := st.Has("new")
+		require.NoError(t, err)
+		assert.False(t, found, "the bucket is not on disk without its write")
+
+		b, p, err := reg.CreateWith(ctx, "new", put) // the disk is back
+		require.NoError(t, err)
+		require.NoError(t, p.Wait())
+		pairs, found, err := st.Load("new")
+		require.NoError(t, err)
+		require.True(t, found)
+		assert.Equal(t, map[string][]byte{"k": []byte("v")}, pairs)
+		v, err := b.Get("k")
+		require.NoError(t, err)
+		assert.Equal(t, "v", string(v))
+	})
+
+	t.Run("no one finds the bucket before its first write", func(t *testing.T) {
+		reg, _, _ := newDurableTree(t, openStoreT(t, t.TempDir()))
+		entered, release := make(chan struct{}), make(chan struct{})
+		type result struct {
+			p   bucket.Pending
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			_, p, err := reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error {
+				close(entered)
+				<-release
+				return put(tx)
+			})
+			done <- result{p, err}
+		}()
+		<-entered
+		_, ok := reg.Lookup("new")
+		assert.False(t, ok, "found before its first write")
+		assert.NotContains(t, reg.Names(), "new")
+		close(release)
+		res := <-done
+		require.NoError(t, res.err)
+		require.NoError(t, res.p.Wait())
+		b, ok := reg.Lookup("new")
+		require.True(t, ok)
+		v, err := b.Get("k")
+		require.NoError(t, err)
+		assert.Equal(t, "v", string(v))
+	})
+}

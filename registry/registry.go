@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -176,6 +177,55 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 	r.order.ReplaceOrInsert(scanorder.Of(name))
 	r.mu.Unlock()
 	return b, r.start(name, b)
+}
+
+// CreateWith returns the live bucket named name with first run in it, as
+// bucket.UpdateNoWait runs it, and first's Pending. When there is no such
+// bucket it creates one whose first write is first, made before any other
+// caller can find the bucket: no reader sees it empty, and with a store
+// the bucket and that write are recorded in one write, so that a crash
+// leaves both or neither (HSET on a missing hash creates it with its
+// field, as in Redis). When first fails on a new bucket, the bucket is not
+// created. Create, by contrast, makes an empty bucket (the guide's CREATE).
+func (r *Registry) CreateWith(ctx context.Context, name string, first func(*bucket.Tx) error) (*bucket.Bucket, bucket.Pending, error) {
+	if err := CheckName(name); err != nil {
+		return nil, bucket.Pending{}, err
+	}
+	if b, ok := r.Lookup(name); ok {
+		p, err := b.UpdateNoWait(first)
+		return b, p, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, bucket.Pending{}, fmt.Errorf("registry: create %q: %w", name, err)
+	}
+	name = strings.Clone(name) // the tables and the bucket keep it
+	if r.store != nil {
+		return r.createStoredWith(ctx, name, first)
+	}
+	// In memory: first runs under the tables' lock, on a bucket no one
+	// can find yet (briefly: a bucket's first write is small).
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, bucket.Pending{}, ErrStopped
+	}
+	if b, ok := r.names[name]; ok { // created meanwhile
+		r.mu.Unlock()
+		p, err := b.UpdateNoWait(first)
+		return b, p, err
+	}
+	b := bucket.New(name, r.nextID+1)
+	p, err := b.UpdateNoWait(first)
+	if err != nil {
+		r.mu.Unlock()
+		return nil, bucket.Pending{}, err
+	}
+	r.nextID++
+	r.names[name] = b
+	r.refs[b.ID()] = ref{b: b}
+	r.order.ReplaceOrInsert(scanorder.Of(name))
+	r.mu.Unlock()
+	return b, p, r.start(name, b)
 }
 
 // ref is what refs keeps of a bucket until it is forgotten: the bucket

@@ -412,3 +412,31 @@ func TestFlushAllInMemoryIsNotOutlivedByARename(t *testing.T) {
 		tr.stop()
 	}
 }
+
+// In memory too, CreateWith makes the bucket with its first write or not
+// at all.
+func TestCreateWithInMemory(t *testing.T) {
+	tr := newTree(t)
+	failed := errors.New("refused")
+	_, _, err := tr.reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return failed })
+	require.ErrorIs(t, err, failed)
+	_, ok := tr.reg.Lookup("new")
+	assert.False(t, ok, "no bucket without its first write")
+
+	b, p, err := tr.reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
+	require.NoError(t, err)
+	require.True(t, p.IsZero())
+	got, ok := tr.reg.Lookup("new")
+	require.True(t, ok)
+	assert.Same(t, b, got)
+	v, err := got.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v))
+
+	// On a bucket that exists, first is an ordinary update.
+	_, _, err = tr.reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k2", []byte("v2")) })
+	require.NoError(t, err)
+	n, err := b.Len()
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+}

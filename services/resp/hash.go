@@ -83,35 +83,40 @@ func (s *Server) view(ctx context.Context, c *conn, name []byte, fn func(*bucket
 	return s.follow(ctx, c, name, func(b *bucket.Bucket) error { return b.View(fn) })
 }
 
-// writable returns the live bucket named name, creating it if there is
-// none. prev, when not nil, is a bucket of that name that was found ended:
-// writable first waits until the registry has forgotten it.
-func (s *Server) writable(ctx context.Context, name []byte, prev *bucket.Bucket) (*bucket.Bucket, error) {
-	if prev != nil {
-		select {
-		case <-s.reg.Forgotten(prev):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+// forgotten waits until the registry has forgotten prev, a bucket found
+// ended, if not nil: the name then leads to what it means now.
+func (s *Server) forgotten(ctx context.Context, prev *bucket.Bucket) error {
+	if prev == nil {
+		return nil
 	}
-	if b, ok := s.reg.Lookup(str(name)); ok {
-		return b, nil
+	select {
+	case <-s.reg.Forgotten(prev):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return s.reg.Create(ctx, string(name))
 }
 
-// update runs fn in the bucket named name, creating the bucket if needed,
-// and follows the name to a new bucket when the one it found ends first.
-// The write may not be durable yet: the caller hands the Pending to
-// c.reply with the command's reply.
+// update runs fn in the bucket named name, creating the bucket if needed
+// (with fn as its first write: see registry.CreateWith), and follows the
+// name to a new bucket when the one it found ends first. The write may
+// not be durable yet: the caller hands the Pending to c.reply with the
+// command's reply.
 func (s *Server) update(ctx context.Context, name []byte, fn func(*bucket.Tx) error) (bucket.Pending, error) {
 	var prev *bucket.Bucket
 	for range maxAttempts {
-		b, err := s.writable(ctx, name, prev)
-		if err != nil {
+		if err := s.forgotten(ctx, prev); err != nil {
 			return bucket.Pending{}, err
 		}
-		p, err := b.UpdateNoWait(fn)
+		var b *bucket.Bucket
+		var p bucket.Pending
+		var err error
+		if live, ok := s.reg.Lookup(str(name)); ok {
+			b = live
+			p, err = b.UpdateNoWait(fn)
+		} else {
+			b, p, err = s.reg.CreateWith(ctx, str(name), fn)
+		}
 		if !endedFirst(err) {
 			return p, err
 		}
@@ -163,10 +168,16 @@ func (s *Server) hset(ctx context.Context, c *conn, args [][]byte) {
 func (s *Server) setPairs(ctx context.Context, name []byte, pairs [][]byte) (int, bucket.Pending, error) {
 	if len(pairs) == 2 {
 		var prev *bucket.Bucket
-		for range maxAttempts {
-			b, err := s.writable(ctx, name, prev)
-			if err != nil {
+		for attempt := 0; ; attempt++ {
+			if attempt == maxAttempts {
+				return 0, bucket.Pending{}, bucket.ErrEnded
+			}
+			if err := s.forgotten(ctx, prev); err != nil {
 				return 0, bucket.Pending{}, err
+			}
+			b, ok := s.reg.Lookup(str(name))
+			if !ok {
+				break // a new bucket: made below, with its pair as its first write
 			}
 			added, p, err := b.SetNoWait(string(pairs[0]), pairs[1])
 			if !endedFirst(err) {
@@ -177,7 +188,6 @@ func (s *Server) setPairs(ctx context.Context, name []byte, pairs [][]byte) (int
 			}
 			prev = b
 		}
-		return 0, bucket.Pending{}, bucket.ErrEnded
 	}
 	var added int
 	p, err := s.update(ctx, name, func(tx *bucket.Tx) error {

@@ -26,6 +26,7 @@ const DefaultAddr = "127.0.0.1:6380"
 // one.
 type Registry interface {
 	Create(ctx context.Context, name string) (*bucket.Bucket, error)
+	CreateWith(ctx context.Context, name string, first func(*bucket.Tx) error) (*bucket.Bucket, bucket.Pending, error)
 	Lookup(name string) (*bucket.Bucket, bool)
 	LookupErr(name string) (*bucket.Bucket, bool, error)
 	LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error)
