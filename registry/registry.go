@@ -304,7 +304,9 @@ const maxFollows = 8
 // the name means now (with a store, the same data loaded back after a
 // crash; a renamed bucket; or nothing) rather than a bucket that reads as
 // empty. A bucket that ends after LookupCurrent returns is the caller's
-// to handle (bucket.ErrEnded).
+// to handle (bucket.ErrEnded). If the name leads to an ended bucket
+// maxFollows times in a row, it returns an error wrapping
+// bucket.ErrEnded: try again.
 func (r *Registry) LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error) {
 	for range maxFollows {
 		b, ok, err := r.LookupErr(name)
@@ -322,7 +324,10 @@ func (r *Registry) LookupCurrent(ctx context.Context, name string) (*bucket.Buck
 			return nil, false, fmt.Errorf("registry: lookup %q: %w", name, ctx.Err())
 		}
 	}
-	return nil, false, nil // ended over and over: reads as absent
+	// Ended over and over (a bucket that crashes at each load, or renames
+	// onto it without end): an error, not an absent bucket, which it is
+	// not.
+	return nil, false, fmt.Errorf("registry: lookup %q: it ended %d times in a row: %w", name, maxFollows, bucket.ErrEnded)
 }
 
 // maybeStored reports whether a bucket named name may be in the store:

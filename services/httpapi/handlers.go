@@ -329,8 +329,8 @@ const maxAttempts = 8
 // began (it crashed, or a RENAME replaced it; with a store, the same pairs
 // come back at the next lookup), as the Redis front end does: a request
 // then meets what the name means now, not a 404. ok is false when a reply
-// was written instead (no such bucket, or it could not be loaded); err is
-// op's last error (ErrEnded if the bucket ended over and over: a 404).
+// was written instead (no such bucket, it could not be loaded, or it ended
+// over and over: a 503); err is op's error.
 func (s *Server) follow(w http.ResponseWriter, r *http.Request, name string, op func(*bucket.Bucket) error) (ok bool, err error) {
 	for range maxAttempts {
 		b, ok := s.lookup(w, r, name)
@@ -341,7 +341,9 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, name string, op 
 			return true, err // a panic in op's own function is not retried
 		}
 	}
-	return true, err
+	// Ended over and over: the bucket is there, but busy ending.
+	writeError(w, http.StatusServiceUnavailable, "unavailable", "the bucket ended while the request ran, again and again; try again")
+	return false, nil
 }
 
 // bucketError turns a bucket operation's error into a reply: an ended

@@ -36,11 +36,14 @@
 //
 // Writes that touch several fields (HSET with several pairs, HSETNX,
 // HINCRBY, HINCRBYFLOAT, HDEL) run in one bucket.Update, so they are
-// atomic. HSET on a missing key creates the bucket (registry Create). A
-// bucket found ended but not yet forgotten is followed: a read or a write
-// waits until the registry has forgotten it and looks the name up again
-// (a write creates the bucket anew if there is none); a bucket that ends
-// between the lookup and the use reads as absent.
+// atomic. HSET on a missing key creates the bucket with its fields as its
+// first write (registry CreateWith: no one sees it empty, and a crash
+// keeps both or neither). A bucket found ended but not yet forgotten is
+// followed: a read or a write waits until the registry has forgotten it
+// and looks the name up again (a write creates the bucket anew if there is
+// none), and so does a command whose bucket ends between the lookup and
+// the use; a name that leads to an ended bucket 8 times in a row gets
+// "ERR the bucket ended while the command ran; try again".
 //
 // With a durable store under the registry, a write is answered once the
 // store holds it under its fsync policy; a write the store fails is

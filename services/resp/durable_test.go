@@ -485,3 +485,37 @@ func TestCommandsFollowABucketThatEndsUnderThem(t *testing.T) {
 		check(t, rc, refill)
 	})
 }
+
+// A read follows a durable bucket that crashed under it to the same pairs,
+// loaded back; one that ends again and again gets an error to try again,
+// never a reply that the hash is absent.
+func TestReadOfABucketThatKeepsEndingIsNotAbsent(t *testing.T) {
+	var crashes atomic.Int32 // how many of the next commands' buckets crash once looked up
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways}, func(c *Config) {
+		c.testHookLive = func(b *bucket.Bucket) {
+			if crashes.Add(-1) >= 0 {
+				b.Stop(errors.New("crashed under the command"))
+			}
+		}
+	})
+	ctx := context.Background()
+	rc := ds.client(t)
+	require.NoError(t, rc.HSet(ctx, "h", "a", "1").Err())
+
+	crashes.Store(3)
+	v, err := rc.HGet(ctx, "h", "a").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "1", v, "followed to the pairs loaded back")
+
+	crashes.Store(1000)
+	_, err = rc.HGet(ctx, "h", "a").Result()
+	require.ErrorContains(t, err, "ERR the bucket ended while the command ran; try again")
+	n, err := rc.Exists(ctx, "h").Result()
+	require.NoError(t, err) // EXISTS reads the names, and does not crash it
+	assert.Equal(t, int64(1), n)
+
+	crashes.Store(0)
+	v, err = rc.HGet(ctx, "h", "a").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "1", v)
+}

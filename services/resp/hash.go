@@ -62,9 +62,9 @@ func endedFirst(err error) bool {
 // follow calls op with the live bucket named name, and again with the
 // bucket the name leads to then when op finds that its bucket had ended
 // before it began (see endedFirst), and reports whether op ran on a
-// bucket: false when there is none (or it ended over and over). ok is
-// false when an error reply was written instead. op does not escape: a
-// closure costs no allocation.
+// bucket: false when there is none. ok is false when an error reply was
+// written instead (as when the bucket ended maxAttempts times in a row:
+// try again). op does not escape: a closure costs no allocation.
 func (s *Server) follow(ctx context.Context, c *conn, name []byte, op func(*bucket.Bucket) error) (found, ok bool) {
 	for range maxAttempts {
 		b, ok := s.live(ctx, c, name)
@@ -75,7 +75,8 @@ func (s *Server) follow(ctx context.Context, c *conn, name []byte, op func(*buck
 			return true, true
 		}
 	}
-	return false, true // ended over and over: reads as absent
+	c.writeErr(bucket.ErrEnded) // ended over and over: not absent, busy
+	return false, false
 }
 
 // view is follow for a read transaction of the bucket.
@@ -237,7 +238,8 @@ func (s *Server) hget(ctx context.Context, c *conn, args [][]byte) {
 			return
 		}
 		if b == nil {
-			break
+			c.null()
+			return
 		}
 		v, err := b.AppendValue(c.scratch[:0], str(args[2]))
 		if err == nil {
@@ -246,10 +248,11 @@ func (s *Server) hget(ctx context.Context, c *conn, args [][]byte) {
 			return
 		}
 		if !endedFirst(err) { // no such field
-			break
+			c.null()
+			return
 		}
 	}
-	c.null()
+	c.writeErr(bucket.ErrEnded) // ended over and over: not absent, busy
 }
 
 func (s *Server) hmget(ctx context.Context, c *conn, args [][]byte) {

@@ -226,7 +226,7 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 				return reply, failed, false
 			}
 		}
-		return replyNotFound, true, false // ended over and over
+		return replyError, true, false // ended over and over: there, but busy
 	}
 	return replyUnknown, true, false
 }
