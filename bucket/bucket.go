@@ -30,6 +30,7 @@ type Bucket struct {
 	// unrecorded: the store does not record the bucket yet; its first
 	// write will (see NewUnrecorded). Under the write lock.
 	unrecorded bool
+	recordLost func() // see NewUnrecorded
 
 	// The keys in scan order for Tx.Scan (nil: none kept). Writers change
 	// it under the write lock; readers, under the read lock, only replace
@@ -151,14 +152,14 @@ func (b *Bucket) deleteDurable(key string) ([]byte, error) {
 		b.mu.Unlock()
 		return nil, ErrNotFound
 	}
-	w, err := b.record(store.Delete(key))
+	pw, err := b.record(store.Delete(key))
 	if err != nil {
 		b.mu.Unlock()
 		return nil, err
 	}
 	delete(b.data, key)
 	b.mu.Unlock()
-	if err := b.settle(w, false); err != nil {
+	if err := b.settle(pw, false); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -247,11 +248,11 @@ func (b *Bucket) UpdateNoWait(fn func(*Tx) error) (Pending, error) {
 					ops = append(ops, store.Delete(u.key))
 				}
 			}
-			if w, rerr := b.record(ops...); rerr != nil {
+			if pw, rerr := b.record(ops...); rerr != nil {
 				tx.rollback()
 				tx.err = rerr
 			} else {
-				p = Pending{&pendingWrite{b: b, w: w}}
+				p = Pending{pw}
 			}
 		}
 		if tx.perr != nil {

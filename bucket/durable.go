@@ -40,10 +40,14 @@ func Restore(name string, id uint64, data map[string][]byte, st Store) *Bucket {
 // Restore is recorded first, on its own. The registry makes one for a
 // write to a missing bucket (HSET creates its hash with its field). Until
 // that write, or if it records nothing, st does not know the bucket: see
-// Recorded.
-func NewUnrecorded(name string, id uint64, st Store) *Bucket {
+// Recorded. lost, if not nil, runs if the write that records the bucket
+// fails, on the goroutine that waits for it, before the bucket ends and
+// before the store may recover (see store.Waiter.WaitOrUndo): st does not
+// know the bucket.
+func NewUnrecorded(name string, id uint64, st Store, lost func()) *Bucket {
 	b := Restore(name, id, nil, st)
 	b.unrecorded = true
+	b.recordLost = lost
 	return b
 }
 
@@ -55,21 +59,23 @@ func (b *Bucket) Recorded() bool {
 	return !b.unrecorded
 }
 
-// record writes ops to the store; the caller holds the write lock and has a
-// store. On an error the caller must not change its memory.
-func (b *Bucket) record(ops ...store.Op) (store.Waiter, error) {
+// record writes ops to the store, and returns the write as a pending one;
+// the caller holds the write lock and has a store. On an error the caller
+// must not change its memory.
+func (b *Bucket) record(ops ...store.Op) (*pendingWrite, error) {
 	var w store.Waiter
 	var err error
-	if b.unrecorded {
+	marker := b.unrecorded
+	if marker {
 		w, err = b.store.ApplyNoWait(b.name, ops...)
 	} else {
 		w, err = b.store.ApplyPairsNoWait(b.name, ops...)
 	}
 	if err != nil {
-		return store.Waiter{}, fmt.Errorf("bucket %s: %w", b.name, err)
+		return nil, fmt.Errorf("bucket %s: %w", b.name, err)
 	}
 	b.unrecorded = false
-	return w, nil
+	return &pendingWrite{b: b, w: w, marker: marker}, nil
 }
 
 // settle waits for a recorded write to be durable, outside the lock. If it
@@ -80,10 +86,13 @@ func (b *Bucket) record(ops ...store.Op) (store.Waiter, error) {
 // failure: a writer that read the lost write from memory could otherwise
 // make it durable through a write of its own (an HINCRBY after a failed
 // one), once the store took writes again.
-func (b *Bucket) settle(w store.Waiter, gathered bool) error {
+func (b *Bucket) settle(pw *pendingWrite, gathered bool) error {
 	var lost error
-	if err := w.WaitOrUndo(gathered, func(err error) {
+	if err := pw.w.WaitOrUndo(gathered, func(err error) {
 		lost = fmt.Errorf("bucket %s: %w", b.name, err)
+		if pw.marker && b.recordLost != nil {
+			b.recordLost()
+		}
 		b.loseWrite(lost)
 	}); err != nil {
 		return lost
@@ -128,8 +137,9 @@ type Pending struct {
 }
 
 type pendingWrite struct {
-	b *Bucket
-	w store.Waiter
+	b      *Bucket
+	w      store.Waiter
+	marker bool // the write records the bucket (see NewUnrecorded)
 }
 
 // IsZero reports whether p has nothing to wait for: the write was made in
@@ -145,7 +155,7 @@ func (p Pending) Wait() error {
 	if p.w == nil {
 		return nil
 	}
-	return p.w.b.settle(p.w.w, false)
+	return p.w.b.settle(p.w, false)
 }
 
 // WaitGathered is Wait for a caller that has made, before it waits, every
@@ -156,7 +166,7 @@ func (p Pending) WaitGathered() error {
 	if p.w == nil {
 		return nil
 	}
-	return p.w.b.settle(p.w.w, true)
+	return p.w.b.settle(p.w, true)
 }
 
 // Durable reports whether the bucket records its writes in a store.

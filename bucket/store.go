@@ -75,7 +75,7 @@ func (b *Bucket) setDurable(key string, value []byte) (added bool, p Pending, er
 		b.mu.Unlock()
 		return false, Pending{}, ErrEnded
 	}
-	w, err := b.record(store.Put(key, v))
+	pw, err := b.record(store.Put(key, v))
 	if err != nil {
 		b.mu.Unlock()
 		return false, Pending{}, err
@@ -89,5 +89,5 @@ func (b *Bucket) setDurable(key string, value []byte) (added bool, p Pending, er
 	}
 	b.data[key] = v
 	b.mu.Unlock()
-	return !existed, Pending{&pendingWrite{b: b, w: w}}, nil
+	return !existed, Pending{pw}, nil
 }

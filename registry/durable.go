@@ -158,8 +158,9 @@ func (r *Registry) newID() uint64 {
 	return r.nextID
 }
 
-// registerBucket records b, new, under name, publishes its Created and
-// starts it. The caller has claimed name, and has stored or loaded b.
+// registerBucket records b, new, under name and in the index of stored
+// names, publishes its Created and starts it. The caller has claimed name,
+// and has stored or loaded b, or made its first write, which records it.
 func (r *Registry) registerBucket(name string, b *bucket.Bucket) error {
 	r.mu.Lock()
 	if r.closed {
@@ -182,10 +183,14 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 	// Under the claim, only this caller can add name to the tables.
 	r.mu.RLock()
 	b, ok := r.names[name]
+	closed := r.closed
 	r.mu.RUnlock()
 	if ok { // created or loaded meanwhile
 		p, err := b.UpdateNoWait(first)
 		return b, p, err
+	}
+	if closed { // checked before anything is written, as load does
+		return nil, bucket.Pending{}, ErrStopped
 	}
 	r.flushMu.RLock()
 	defer r.flushMu.RUnlock()
@@ -204,22 +209,36 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 		}
 	}
 	// Not stored: first's write records the bucket, in one write with it,
-	// before anyone can find the bucket.
-	b = bucket.NewUnrecorded(name, r.newID(), r.store)
-	p, err := b.UpdateNoWait(first)
+	// before anyone can find the bucket. The name is in the index of
+	// stored names from the start (KEYS run after the HSET in a pipeline
+	// lists it), and leaves it if that write fails: nothing is stored then.
+	var nb *bucket.Bucket
+	nb = bucket.NewUnrecorded(name, r.newID(), r.store, func() {
+		r.mu.Lock()
+		if r.names[name] == nb && r.stored != nil {
+			delete(r.stored, name)
+			r.order.Delete(scanorder.Of(name))
+		}
+		r.mu.Unlock()
+	})
+	p, err := nb.UpdateNoWait(first)
 	if err != nil {
 		return nil, bucket.Pending{}, err // nothing written: no bucket
 	}
-	if !b.Recorded() { // first wrote nothing: the bucket is recorded alone
+	if !nb.Recorded() {
+		// first wrote nothing: an empty bucket, recorded on its own, as
+		// Create makes one.
 		if err := r.store.CreateBucket(name); err != nil {
 			return nil, bucket.Pending{}, fmt.Errorf("registry: create %q: %w", name, err)
 		}
+		b, err := r.register(name, nil)
+		return b, bucket.Pending{}, err
 	}
-	if err := r.registerBucket(name, b); err != nil {
+	if err := r.registerBucket(name, nb); err != nil {
 		_ = p.Wait() // its write was made: it is waited for all the same (see store.Waiter)
 		return nil, bucket.Pending{}, err
 	}
-	return b, p, nil
+	return nb, p, nil
 }
 
 // deleteStored is Delete with a store: the bucket is stopped if it is live

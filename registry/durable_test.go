@@ -623,3 +623,56 @@ func TestCreateWithIsOneWrite(t *testing.T) {
 		assert.Equal(t, "v", string(v))
 	})
 }
+
+// A first write that fails once CreateWith has returned (its durability)
+// leaves no trace: not on disk, and not in the index of stored names that
+// KEYS, DBSIZE, SCAN and DEL read.
+func TestFailedFirstWriteLeavesNoName(t *testing.T) {
+	faults := &store.Faults{}
+	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Nanosecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	reg, _, _ := newDurableTree(t, &countingStore{Store: st})
+
+	b, p, err := reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
+	require.NoError(t, err)
+	faults.FailSyncs(syscall.EIO)
+	require.ErrorIs(t, p.Wait(), store.ErrWriteFailed)
+	faults.Clear()
+	<-reg.Forgotten(b)
+	require.Eventually(t, func() bool { return st.Apply("probe", store.Put("y", []byte("1"))) == nil }, waitFor, tick)
+	require.NoError(t, st.DropBucket("probe"))
+
+	found, err := st.Has("new")
+	require.NoError(t, err)
+	require.False(t, found)
+	assert.NotContains(t, reg.Names(), "new")
+	assert.Equal(t, 0, reg.Len())
+	names, _, err := reg.Scan(0, 100)
+	require.NoError(t, err)
+	assert.NotContains(t, names, "new")
+	assert.ErrorIs(t, reg.Delete(ctx, "new"), ErrNotFound)
+
+	// A first write that succeeds makes the name stored and listed.
+	_, p, err = reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
+	require.NoError(t, err)
+	require.NoError(t, p.Wait())
+	assert.Contains(t, reg.Names(), "new")
+	require.NoError(t, reg.Delete(ctx, "new"))
+	assert.NotContains(t, reg.Names(), "new")
+}
+
+// A CreateWith refused because the registry has stopped stores nothing,
+// as Create does not.
+func TestCreateWithOnAStoppedRegistryStoresNothing(t *testing.T) {
+	st := openStoreT(t, t.TempDir())
+	reg, _, _ := newDurableTree(t, st)
+	reg.mu.Lock()
+	reg.closed = true // as drain does when the tree stops
+	reg.mu.Unlock()
+	_, _, err := reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
+	require.ErrorIs(t, err, ErrStopped)
+	found, err := st.Has("new")
+	require.NoError(t, err)
+	assert.False(t, found)
+}

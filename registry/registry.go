@@ -187,6 +187,9 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 // leaves both or neither (HSET on a missing hash creates it with its
 // field, as in Redis). When first fails on a new bucket, the bucket is not
 // created. Create, by contrast, makes an empty bucket (the guide's CREATE).
+// In memory, first may run twice: on the new bucket, then, if a
+// concurrent Create made the name meanwhile, on that one instead; it must
+// set whatever it reports afresh at each run.
 func (r *Registry) CreateWith(ctx context.Context, name string, first func(*bucket.Tx) error) (*bucket.Bucket, bucket.Pending, error) {
 	if err := CheckName(name); err != nil {
 		return nil, bucket.Pending{}, err
@@ -202,25 +205,24 @@ func (r *Registry) CreateWith(ctx context.Context, name string, first func(*buck
 	if r.store != nil {
 		return r.createStoredWith(ctx, name, first)
 	}
-	// In memory: first runs under the tables' lock, on a bucket no one
-	// can find yet (briefly: a bucket's first write is small).
+	// In memory: first runs on a bucket no one can find yet, outside the
+	// tables' lock (first may use the registry, and take its time). If a
+	// Create made the name meanwhile, first runs again, on that bucket.
+	b := bucket.New(name, r.newID())
+	p, err := b.UpdateNoWait(first)
+	if err != nil {
+		return nil, bucket.Pending{}, err
+	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return nil, bucket.Pending{}, ErrStopped
 	}
-	if b, ok := r.names[name]; ok { // created meanwhile
+	if old, ok := r.names[name]; ok { // created meanwhile
 		r.mu.Unlock()
-		p, err := b.UpdateNoWait(first)
-		return b, p, err
+		p, err := old.UpdateNoWait(first)
+		return old, p, err
 	}
-	b := bucket.New(name, r.nextID+1)
-	p, err := b.UpdateNoWait(first)
-	if err != nil {
-		r.mu.Unlock()
-		return nil, bucket.Pending{}, err
-	}
-	r.nextID++
 	r.names[name] = b
 	r.refs[b.ID()] = ref{b: b}
 	r.order.ReplaceOrInsert(scanorder.Of(name))

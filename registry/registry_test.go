@@ -440,3 +440,28 @@ func TestCreateWithInMemory(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
 }
+
+// In memory, CreateWith's first runs outside the registry's lock: it may
+// use the registry, and a first that never returns (runtime.Goexit, as
+// t.FailNow in a helper) leaves the registry usable.
+func TestCreateWithFirstRunsOutsideTheRegistrysLock(t *testing.T) {
+	tr := newTree(t)
+	_, _, err := tr.reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error {
+		if _, ok := tr.reg.Lookup("other"); ok { // e.g. to copy from another hash
+			return errors.New("unexpected")
+		}
+		return tx.Put("k", []byte("v"))
+	})
+	require.NoError(t, err)
+
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		_, _, _ = tr.reg.CreateWith(ctx, "gone", func(tx *bucket.Tx) error { runtime.Goexit(); return nil })
+	}()
+	<-exited
+	_, ok := tr.reg.Lookup("gone")
+	assert.False(t, ok)
+	_, err = tr.reg.Create(ctx, "after")
+	require.NoError(t, err)
+}

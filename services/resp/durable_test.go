@@ -519,3 +519,14 @@ func TestReadOfABucketThatKeepsEndingIsNotAbsent(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "1", v)
 }
+
+// A new key is listed at once, by a KEYS in the same pipeline as the HSET
+// that makes it, before that HSET's write is durable.
+func TestNewKeyIsListedInTheSamePipeline(t *testing.T) {
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways})
+	r := ds.raw(t)
+	r.send("HSET fresh f v\r\nKEYS *\r\nDBSIZE\r\nEXISTS fresh\r\n")
+	for _, want := range []string{":1", "*1", "$5", "fresh", ":1", ":1"} {
+		assert.Equal(t, want, r.line())
+	}
+}
