@@ -123,6 +123,9 @@ func (r *Registry) load(ctx context.Context, name string, create bool) (*bucket.
 	}
 	b, err := r.register(name, pairs)
 	if err != nil {
+		if !found { // created just now: a create reported failed leaves nothing
+			r.undoCreate(name)
+		}
 		return nil, false, err
 	}
 	return b, true, nil
@@ -212,10 +215,14 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 	// before anyone can find the bucket. The name is in the index of
 	// stored names from the start (KEYS run after the HSET in a pipeline
 	// lists it), and leaves it if that write fails: nothing is stored then.
+	// The name leaves the index if it still leads to this bucket, or to
+	// none (the bucket was forgotten first: another writer's failed write
+	// ended it, or a DEL): no other marker for it can have become durable
+	// since, for the store takes no write until this one is answered.
 	var nb *bucket.Bucket
 	nb = bucket.NewUnrecorded(name, r.newID(), r.store, func() {
 		r.mu.Lock()
-		if r.names[name] == nb && r.stored != nil {
+		if cur, ok := r.names[name]; (!ok || cur == nb) && r.stored != nil {
 			delete(r.stored, name)
 			r.order.Delete(scanorder.Of(name))
 		}
@@ -232,13 +239,32 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 			return nil, bucket.Pending{}, fmt.Errorf("registry: create %q: %w", name, err)
 		}
 		b, err := r.register(name, nil)
-		return b, bucket.Pending{}, err
+		if err != nil {
+			r.undoCreate(name)
+			return nil, bucket.Pending{}, err
+		}
+		return b, bucket.Pending{}, nil
 	}
 	if err := r.registerBucket(name, nb); err != nil {
-		_ = p.Wait() // its write was made: it is waited for all the same (see store.Waiter)
+		// Refused (the tree stops, or the bucket could not start): the
+		// caller reports the write failed, so it must not stay.
+		if p.Wait() == nil {
+			r.undoCreate(name)
+		}
 		return nil, bucket.Pending{}, err
 	}
 	return nb, p, nil
+}
+
+// undoCreate drops bucket name, just written to the store by a create
+// that then failed (the tree stopped meanwhile), so that a create reported
+// as failed leaves nothing on disk. The caller has claimed name.
+func (r *Registry) undoCreate(name string) {
+	if err := r.store.DropBucket(name); err != nil {
+		r.log.Error("registry: a create failed after its write, which could not be undone: the bucket stays on disk",
+			"bucket", name, "err", err)
+	}
+	r.unindex(name)
 }
 
 // deleteStored is Delete with a store: the bucket is stopped if it is live

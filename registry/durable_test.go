@@ -676,3 +676,65 @@ func TestCreateWithOnAStoppedRegistryStoresNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, found)
 }
+
+// A first write that fails after its bucket was forgotten (another
+// writer's failed write in the same commit ended it first) still takes
+// the name out of the index.
+func TestFailedFirstWriteAnsweredLastLeavesNoName(t *testing.T) {
+	faults := &store.Faults{}
+	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Nanosecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	reg, _, _ := newDurableTree(t, &countingStore{Store: st})
+
+	b, first, err := reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("a", []byte("1")) })
+	require.NoError(t, err)
+	second, err := b.UpdateNoWait(func(tx *bucket.Tx) error { return tx.Put("b", []byte("2")) })
+	require.NoError(t, err)
+	faults.FailSyncs(syscall.EIO)
+	require.ErrorIs(t, second.Wait(), store.ErrWriteFailed) // the bucket ends
+	<-reg.Forgotten(b)
+	require.ErrorIs(t, first.Wait(), store.ErrWriteFailed) // the marker is lost
+	faults.Clear()
+	require.Eventually(t, func() bool { return st.Apply("probe", store.Put("y", []byte("1"))) == nil }, waitFor, tick)
+	require.NoError(t, st.DropBucket("probe"))
+
+	found, err := st.Has("new")
+	require.NoError(t, err)
+	require.False(t, found)
+	assert.NotContains(t, reg.Names(), "new")
+	assert.Equal(t, 0, reg.Len())
+	assert.ErrorIs(t, reg.Delete(ctx, "new"), ErrNotFound)
+}
+
+// afterApplyStore runs onApply after each ApplyNoWait.
+type afterApplyStore struct {
+	*countingStore
+	onApply func()
+}
+
+func (s *afterApplyStore) ApplyNoWait(name string, ops ...store.Op) (store.Waiter, error) {
+	w, err := s.countingStore.ApplyNoWait(name, ops...)
+	if s.onApply != nil {
+		s.onApply()
+	}
+	return w, err
+}
+
+// A CreateWith whose registry stops between its write and its bucket's
+// registration reports ErrStopped, and leaves nothing on disk.
+func TestCreateWithStoppedAfterItsWriteLeavesNothing(t *testing.T) {
+	cs := openStoreT(t, t.TempDir())
+	as := &afterApplyStore{countingStore: cs}
+	reg, _, _ := newDurableTree(t, as)
+	as.onApply = func() {
+		reg.mu.Lock()
+		reg.closed = true // as drain does when the tree stops
+		reg.mu.Unlock()
+	}
+	_, _, err := reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
+	require.ErrorIs(t, err, ErrStopped)
+	pairs, found, err := cs.Load("new")
+	require.NoError(t, err)
+	assert.False(t, found, "a write reported failed stayed on disk: %q", pairs)
+}

@@ -189,7 +189,9 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 // created. Create, by contrast, makes an empty bucket (the guide's CREATE).
 // In memory, first may run twice: on the new bucket, then, if a
 // concurrent Create made the name meanwhile, on that one instead; it must
-// set whatever it reports afresh at each run.
+// set whatever it reports afresh at each run. first must not use the
+// registry: with a store it runs while the name is claimed (against
+// concurrent loads, deletes and renames of it) and FLUSHALL is held off.
 func (r *Registry) CreateWith(ctx context.Context, name string, first func(*bucket.Tx) error) (*bucket.Bucket, bucket.Pending, error) {
 	if err := CheckName(name); err != nil {
 		return nil, bucket.Pending{}, err
