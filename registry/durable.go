@@ -123,7 +123,11 @@ func (r *Registry) load(ctx context.Context, name string, create bool) (*bucket.
 	}
 	b, err := r.register(name, pairs)
 	if err != nil {
-		if !found { // created just now: a create reported failed leaves nothing
+		if !found && errors.Is(err, errRefused) {
+			// Created just now, and never shown to anyone: a create
+			// reported as failed leaves nothing. (A bucket that was
+			// recorded, then could not start, may hold others' writes: it
+			// stays, and loads at its next use.)
 			r.undoCreate(name)
 		}
 		return nil, false, err
@@ -164,11 +168,13 @@ func (r *Registry) newID() uint64 {
 // registerBucket records b, new, under name and in the index of stored
 // names, publishes its Created and starts it. The caller has claimed name,
 // and has stored or loaded b, or made its first write, which records it.
+// An error wrapping errRefused means that b was not recorded (the registry
+// has stopped); any other, that b was, and others may have used it.
 func (r *Registry) registerBucket(name string, b *bucket.Bucket) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return ErrStopped
+		return errRefused
 	}
 	r.names[name] = b
 	r.refs[b.ID()] = ref{b: b}
@@ -176,6 +182,10 @@ func (r *Registry) registerBucket(name string, b *bucket.Bucket) error {
 	r.mu.Unlock()
 	return r.start(name, b)
 }
+
+// errRefused is ErrStopped from registerBucket: the bucket was not
+// recorded, so no one can have used it.
+var errRefused = fmt.Errorf("%w (nothing recorded)", ErrStopped)
 
 // createStoredWith is CreateWith with a store.
 func (r *Registry) createStoredWith(ctx context.Context, name string, first func(*bucket.Tx) error) (*bucket.Bucket, bucket.Pending, error) {
@@ -240,15 +250,19 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 		}
 		b, err := r.register(name, nil)
 		if err != nil {
-			r.undoCreate(name)
+			if errors.Is(err, errRefused) {
+				r.undoCreate(name)
+			}
 			return nil, bucket.Pending{}, err
 		}
 		return b, bucket.Pending{}, nil
 	}
 	if err := r.registerBucket(name, nb); err != nil {
-		// Refused (the tree stops, or the bucket could not start): the
-		// caller reports the write failed, so it must not stay.
-		if p.Wait() == nil {
+		// Refused before anyone could use the bucket (the tree stops): the
+		// caller reports the write failed, so it must not stay. A bucket
+		// that was recorded but could not start may hold others' writes:
+		// it stays, and loads at its next use.
+		if p.Wait() == nil && errors.Is(err, errRefused) {
 			r.undoCreate(name)
 		}
 		return nil, bucket.Pending{}, err
@@ -263,6 +277,8 @@ func (r *Registry) undoCreate(name string) {
 	if err := r.store.DropBucket(name); err != nil {
 		r.log.Error("registry: a create failed after its write, which could not be undone: the bucket stays on disk",
 			"bucket", name, "err", err)
+		r.index(name) // still stored: listed, and found by a miss
+		return
 	}
 	r.unindex(name)
 }

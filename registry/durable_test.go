@@ -738,3 +738,127 @@ func TestCreateWithStoppedAfterItsWriteLeavesNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, found, "a write reported failed stayed on disk: %q", pairs)
 }
+
+// downStarter is a bucket supervisor that has just stopped (the tree is
+// stopping, the registry not yet): Start fails. before runs first, while
+// the bucket is already registered and findable.
+type downStarter struct{ before func(*bucket.Bucket) }
+
+func (s downStarter) Start(b *bucket.Bucket, _ func(*bucket.Bucket, error)) error {
+	if s.before != nil {
+		s.before(b)
+	}
+	return bucket.ErrSupervisorStopped
+}
+
+func newDownRegistry(t *testing.T, st Store, before func(*bucket.Bucket)) (*Registry, *recorder) {
+	t.Helper()
+	ev := events.New(events.Options{})
+	rec := newRecorder()
+	sub, err := ev.Subscribe(events.SubscribeOptions{}, rec.handle)
+	require.NoError(t, err)
+	reg := New(Config{Buckets: downStarter{before: before}, Events: ev, Store: st, Logger: slog.New(slog.DiscardHandler)})
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- reg.Serve(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done; sub.Close() })
+	return reg, rec
+}
+
+// A create whose bucket was recorded but could not start (the bucket
+// supervisor stopped first) reports the error, but does not drop the
+// bucket: another client may have found it and written to it meanwhile,
+// and been told its write was durable.
+func TestBucketThatCouldNotStartKeepsOthersWrites(t *testing.T) {
+	for _, viaCreateWith := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Create", true: "CreateWith"}[viaCreateWith], func(t *testing.T) {
+			cs := openStoreT(t, t.TempDir())
+			var reg *Registry
+			acked := make(chan error, 1)
+			reg, rec := newDownRegistry(t, cs, func(*bucket.Bucket) {
+				// Meanwhile another client's HSET finds the registered bucket
+				// (Lookup needs no claim) and is told its write is durable.
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					b, ok := reg.Lookup("new")
+					if !ok {
+						acked <- assert.AnError
+						return
+					}
+					_, err := b.Set("other", []byte("acked"))
+					acked <- err
+				}()
+				<-done
+			})
+			var err error
+			if viaCreateWith {
+				_, _, err = reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
+			} else {
+				_, err = reg.Create(ctx, "new")
+			}
+			require.ErrorIs(t, err, bucket.ErrSupervisorStopped)
+			require.NoError(t, <-acked)
+			rec.waitExit(t, 1)
+			assert.Equal(t, 1, rec.createdCount(1))
+			assert.Len(t, rec.exitsOf(1), 1)
+
+			pairs, found, err := cs.Load("new")
+			require.NoError(t, err)
+			assert.True(t, found, "an acknowledged write of another client was dropped")
+			assert.Equal(t, "acked", string(pairs["other"]))
+		})
+	}
+}
+
+// dropFailStore makes the disk fail just as DropBucket runs, and runs
+// beforeRegister after each ApplyNoWait.
+type dropFailStore struct {
+	*countingStore
+	faults         *store.Faults
+	beforeRegister func()
+}
+
+func (s *dropFailStore) ApplyNoWait(name string, ops ...store.Op) (store.Waiter, error) {
+	w, err := s.countingStore.ApplyNoWait(name, ops...)
+	if s.beforeRegister != nil {
+		s.beforeRegister()
+	}
+	return w, err
+}
+
+func (s *dropFailStore) DropBucket(name string) error {
+	s.faults.FailSyncs(syscall.EIO)
+	return s.countingStore.DropBucket(name)
+}
+
+// A create refused after its write, whose undo could not drop it (the
+// disk failed), leaves the name indexed: the bucket is still stored, and
+// KEYS and Lookup must say so.
+func TestUndoneCreateStaysIndexedIfItCouldNotBeDropped(t *testing.T) {
+	faults := &store.Faults{}
+	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Nanosecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	ds := &dropFailStore{countingStore: &countingStore{Store: st}, faults: faults}
+	var reg *Registry
+	reg, _ = newDownRegistry(t, ds, nil)
+	ds.beforeRegister = func() {
+		reg.mu.Lock()
+		reg.closed = true // the tree stops between the write and the registration
+		reg.mu.Unlock()
+	}
+
+	_, _, err = reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
+	require.ErrorIs(t, err, ErrStopped)
+	faults.Clear()
+	require.Eventually(t, func() bool { return st.Apply("probe", store.Put("y", []byte("1"))) == nil }, waitFor, tick)
+	require.NoError(t, st.DropBucket("probe"))
+
+	pairs, found, err := st.Load("new")
+	require.NoError(t, err)
+	require.True(t, found, "the undo could not drop it") // logged, as documented
+	assert.Equal(t, "v", string(pairs["k"]))
+	assert.Contains(t, reg.Names(), "new", "stored but not listed (KEYS/DBSIZE)")
+	assert.True(t, reg.maybeStored("new"), "stored, but a miss (Lookup, CreateWith) takes it for absent")
+}
