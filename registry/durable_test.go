@@ -707,10 +707,17 @@ func TestFailedFirstWriteAnsweredLastLeavesNoName(t *testing.T) {
 	assert.ErrorIs(t, reg.Delete(ctx, "new"), ErrNotFound)
 }
 
-// afterApplyStore runs onApply after each ApplyNoWait.
+// afterApplyStore runs onApply after each ApplyNoWait, and notes when a
+// DropBucket has returned.
 type afterApplyStore struct {
 	*countingStore
 	onApply func()
+	dropped atomic.Bool
+}
+
+func (s *afterApplyStore) DropBucket(name string) error {
+	defer s.dropped.Store(true)
+	return s.countingStore.DropBucket(name)
 }
 
 func (s *afterApplyStore) ApplyNoWait(name string, ops ...store.Op) (store.Waiter, error) {
@@ -861,4 +868,45 @@ func TestUndoneCreateStaysIndexedIfItCouldNotBeDropped(t *testing.T) {
 	assert.Equal(t, "v", string(pairs["k"]))
 	assert.Contains(t, reg.Names(), "new", "stored but not listed (KEYS/DBSIZE)")
 	assert.True(t, reg.maybeStored("new"), "stored, but a miss (Lookup, CreateWith) takes it for absent")
+}
+
+// The registry's stop waits for the loads, creates, deletes and renames
+// under way: once Serve has returned, another tree may serve on the store,
+// and nothing of this one's may write to it any more (a create that the
+// stop refused undoes its write, which could otherwise drop the next
+// tree's data).
+func TestStopWaitsForOperationsUnderWay(t *testing.T) {
+	cs := openStoreT(t, t.TempDir())
+	as := &afterApplyStore{countingStore: cs}
+	reg, _, stop := newDurableTree(t, as)
+	undone := make(chan bool, 1) // whether the create had undone its write when Serve returned
+	returned := make(chan struct{})
+	var once sync.Once
+	as.onApply = func() { // in CreateWith, after its write, holding the name
+		once.Do(func() {
+			go func() {
+				stop()
+				undone <- as.dropped.Load()
+				close(returned)
+			}()
+			require.Eventually(t, func() bool {
+				reg.mu.RLock()
+				defer reg.mu.RUnlock()
+				return reg.closed
+			}, waitFor, tick)
+			// A registry that did not wait would return now: give it the
+			// chance (a bounded wait, for a stop that waits never returns
+			// before this create ends).
+			select {
+			case <-returned:
+			case <-time.After(200 * time.Millisecond):
+			}
+		})
+	}
+	_, _, err := reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
+	require.ErrorIs(t, err, ErrStopped)
+	assert.True(t, <-undone, "the registry stopped before the refused create had undone its write")
+	has, err := cs.Has("new")
+	require.NoError(t, err)
+	assert.False(t, has)
 }

@@ -598,17 +598,29 @@ func (r *Registry) drain(ctx context.Context) error {
 	timeout := time.NewTimer(r.stopFor)
 	defer timeout.Stop()
 	for {
+		// Every bucket's end is reported, and every load, create, delete
+		// or rename under way (a claim) has finished: once Serve returns,
+		// another tree may serve on the store, and nothing of this one's
+		// may still write to it (a create that the stop refused undoes
+		// its write, for one).
 		r.mu.RLock()
 		left := len(r.refs)
+		var claim chan struct{}
+		for _, c := range r.claims {
+			claim = c
+			break
+		}
 		r.mu.RUnlock()
-		if left == 0 {
+		if left == 0 && claim == nil {
 			return ctx.Err()
 		}
 		select {
 		case <-r.box.ready:
 			r.handle(r.box.take())
+		case <-claim: // nil while none: never ready
 		case <-timeout.C:
-			r.log.Error("registry: buckets did not report their end in time", "left", left, "waited", r.stopFor)
+			r.log.Error("registry: buckets did not report their end in time, or operations on them did not finish",
+				"buckets", left, "operations", claim != nil, "waited", r.stopFor)
 			return ctx.Err()
 		}
 	}
