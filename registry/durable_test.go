@@ -628,10 +628,7 @@ func TestCreateWithIsOneWrite(t *testing.T) {
 // leaves no trace: not on disk, and not in the index of stored names that
 // KEYS, DBSIZE, SCAN and DEL read.
 func TestFailedFirstWriteLeavesNoName(t *testing.T) {
-	faults := &store.Faults{}
-	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Nanosecond})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
+	st, faults := openFaultyStore(t)
 	reg, _, _ := newDurableTree(t, &countingStore{Store: st})
 
 	b, p, err := reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
@@ -640,18 +637,9 @@ func TestFailedFirstWriteLeavesNoName(t *testing.T) {
 	require.ErrorIs(t, p.Wait(), store.ErrWriteFailed)
 	faults.Clear()
 	<-reg.Forgotten(b)
-	require.Eventually(t, func() bool { return st.Apply("probe", store.Put("y", []byte("1"))) == nil }, waitFor, tick)
-	require.NoError(t, st.DropBucket("probe"))
+	waitRecovered(t, st)
 
-	found, err := st.Has("new")
-	require.NoError(t, err)
-	require.False(t, found)
-	assert.NotContains(t, reg.Names(), "new")
-	assert.Equal(t, 0, reg.Len())
-	names, _, err := reg.Scan(0, 100)
-	require.NoError(t, err)
-	assert.NotContains(t, names, "new")
-	assert.ErrorIs(t, reg.Delete(ctx, "new"), ErrNotFound)
+	requireNoTraceOf(t, reg, st, "new")
 
 	// A first write that succeeds makes the name stored and listed.
 	_, p, err = reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
@@ -681,10 +669,7 @@ func TestCreateWithOnAStoppedRegistryStoresNothing(t *testing.T) {
 // writer's failed write in the same commit ended it first) still takes
 // the name out of the index.
 func TestFailedFirstWriteAnsweredLastLeavesNoName(t *testing.T) {
-	faults := &store.Faults{}
-	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Nanosecond})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
+	st, faults := openFaultyStore(t)
 	reg, _, _ := newDurableTree(t, &countingStore{Store: st})
 
 	b, first, err := reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("a", []byte("1")) })
@@ -696,15 +681,9 @@ func TestFailedFirstWriteAnsweredLastLeavesNoName(t *testing.T) {
 	<-reg.Forgotten(b)
 	require.ErrorIs(t, first.Wait(), store.ErrWriteFailed) // the marker is lost
 	faults.Clear()
-	require.Eventually(t, func() bool { return st.Apply("probe", store.Put("y", []byte("1"))) == nil }, waitFor, tick)
-	require.NoError(t, st.DropBucket("probe"))
+	waitRecovered(t, st)
 
-	found, err := st.Has("new")
-	require.NoError(t, err)
-	require.False(t, found)
-	assert.NotContains(t, reg.Names(), "new")
-	assert.Equal(t, 0, reg.Len())
-	assert.ErrorIs(t, reg.Delete(ctx, "new"), ErrNotFound)
+	requireNoTraceOf(t, reg, st, "new")
 }
 
 // afterApplyStore runs onApply after each ApplyNoWait, and notes when a
@@ -843,10 +822,7 @@ func (s *dropFailStore) DropBucket(name string) error {
 // disk failed), leaves the name indexed: the bucket is still stored, and
 // KEYS and Lookup must say so.
 func TestUndoneCreateStaysIndexedIfItCouldNotBeDropped(t *testing.T) {
-	faults := &store.Faults{}
-	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Nanosecond})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
+	st, faults := openFaultyStore(t)
 	ds := &dropFailStore{countingStore: &countingStore{Store: st}, faults: faults}
 	var reg *Registry
 	reg, _ = newDownRegistry(t, ds, nil)
@@ -856,11 +832,10 @@ func TestUndoneCreateStaysIndexedIfItCouldNotBeDropped(t *testing.T) {
 		reg.mu.Unlock()
 	}
 
-	_, _, err = reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
+	_, _, err := reg.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
 	require.ErrorIs(t, err, ErrStopped)
 	faults.Clear()
-	require.Eventually(t, func() bool { return st.Apply("probe", store.Put("y", []byte("1"))) == nil }, waitFor, tick)
-	require.NoError(t, st.DropBucket("probe"))
+	waitRecovered(t, st)
 
 	pairs, found, err := st.Load("new")
 	require.NoError(t, err)
@@ -909,4 +884,38 @@ func TestStopWaitsForOperationsUnderWay(t *testing.T) {
 	has, err := cs.Has("new")
 	require.NoError(t, err)
 	assert.False(t, has)
+}
+
+// openFaultyStore opens a store under FsyncAlways whose disk faults can
+// fail, and that tries to recover at every write.
+func openFaultyStore(t *testing.T) (*store.Store, *store.Faults) {
+	t.Helper()
+	faults := &store.Faults{}
+	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Nanosecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	return st, faults
+}
+
+// waitRecovered waits until st, whose faults have cleared, takes writes
+// again, and leaves no trace of its probe.
+func waitRecovered(t *testing.T, st *store.Store) {
+	t.Helper()
+	require.Eventually(t, func() bool { return st.Apply("probe", store.Put("y", []byte("1"))) == nil }, waitFor, tick)
+	require.NoError(t, st.DropBucket("probe"))
+}
+
+// requireNoTraceOf checks that bucket name, the only one, is neither
+// stored nor listed (KEYS, DBSIZE, SCAN), and that DEL finds nothing.
+func requireNoTraceOf(t *testing.T, reg *Registry, st *store.Store, name string) {
+	t.Helper()
+	found, err := st.Has(name)
+	require.NoError(t, err)
+	require.False(t, found, "stored")
+	assert.NotContains(t, reg.Names(), name)
+	assert.Equal(t, 0, reg.Len())
+	names, _, err := reg.Scan(0, 100)
+	require.NoError(t, err)
+	assert.NotContains(t, names, name)
+	assert.ErrorIs(t, reg.Delete(ctx, name), ErrNotFound)
 }
