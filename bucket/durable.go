@@ -148,7 +148,9 @@ func (p Pending) IsZero() bool { return p.w == nil }
 
 // Wait returns once the write is as durable as the store's policy asks. An
 // error means the write is lost: the bucket has ended with it (its next use
-// brings it back from the store, without the write), and the caller must
+// brings it back from the store, without the write; a bucket of
+// NewUnrecorded whose first write is lost was never stored, and its next
+// use finds none), and the caller must
 // report the write as failed. Call Wait exactly once for each Pending that
 // came with a nil error, outside any bucket's transaction.
 func (p Pending) Wait() error {

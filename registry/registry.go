@@ -55,7 +55,8 @@ type Config struct {
 	// in memory only.
 	Store Store
 	// StopTimeout bounds how long a stopping registry waits for the end
-	// notices of the buckets stopped with it; 0 means 10 seconds.
+	// notices of the buckets stopped with it, and for the operations under
+	// way on them; 0 means 10 seconds.
 	StopTimeout time.Duration
 }
 
@@ -261,8 +262,9 @@ func (r *Registry) start(name string, b *bucket.Bucket) error {
 	return nil
 }
 
-// Lookup returns the live bucket named name. It never waits for the
-// registry's loop. With a store, a miss loads the bucket if it is stored
+// Lookup returns the live bucket named name. It does not wait for the
+// registry's loop, but for one case below. With a store, a miss loads the
+// bucket if it is stored
 // (on the caller's goroutine), after any load, delete or rename of that
 // name under way: a RENAME onto a stored bucket that is not in memory
 // holds the name until the source's end is reported, so a Lookup of it
@@ -483,8 +485,10 @@ func (r *Registry) monitor(b *bucket.Bucket, reason error) {
 // run again carries on with the same tables and mailbox. When ctx ends, it
 // stops creating, waits (up to StopTimeout) for the end notices of every
 // live bucket, which the stopping bucket supervisor sends, publishes their
-// Exited, releases its hold on the event manager (taken by New) and
-// returns.
+// Exited, waits (within the same StopTimeout) for the loads, creates,
+// deletes and renames under way to finish, so that nothing of this
+// registry writes to the store once it returns, releases its hold on the
+// event manager (taken by New) and returns.
 func (r *Registry) Serve(ctx context.Context) error {
 	if r.runs.Add(1) > 1 {
 		r.remonitor()

@@ -23,8 +23,8 @@ type Config struct {
 	// on Add). Nil discards them.
 	Logger *slog.Logger
 	// StopTimeout bounds each stage of the stop of kv's own children: the
-	// buckets ending, the registry publishing their Exited. 0 means 10
-	// seconds.
+	// buckets ending, the registry publishing their Exited and waiting for
+	// its operations under way. 0 means 10 seconds.
 	StopTimeout time.Duration
 	// FrontEndStopTimeout bounds the first stage of a stop: waiting for the
 	// services added with Root.Add (the front ends) to finish their work in

@@ -31,8 +31,9 @@
 // the source reads as absent an instant before the destination shows its
 // pairs (with a durable store the move is one write on disk). SCAN's COUNT
 // and TYPE are honoured; a SCAN step costs O(log buckets + COUNT) (the
-// registry's ordered index), an HSCAN step O(fields × log COUNT) without
-// copying the hash.
+// registry's ordered index), an HSCAN step O(log fields + COUNT) once the
+// bucket has sorted its fields in cursor order (the first step sorts
+// them), without copying the hash.
 //
 // Writes that touch several fields (HSET with several pairs, HSETNX,
 // HINCRBY, HINCRBYFLOAT, HDEL) run in one bucket.Update, so they are
@@ -78,7 +79,9 @@
 // authenticates; the password is compared in constant time. Limits, with
 // their defaults: MaxClients 10000 (one more gets "ERR max number of
 // clients reached" and is closed); MaxRequestBytes 64 MiB of one
-// incomplete request and 64 KiB of an inline one (an error, then closed);
+// incomplete request, 64 KiB of an inline one, and about 160 KiB of one
+// from a client that has not authenticated while a password is set (an
+// error, then closed);
 // MaxBulkLen 16 MiB per argument and MaxArgs 1048576 per command (an error
 // reply, the connection stays); IdleTimeout 5 minutes (subscribers exempt);
 // WriteTimeout 30 seconds. Going past a limit never touches other clients
@@ -91,9 +94,9 @@
 // closes it; clients still busy after ShutdownTimeout (5 s) are closed.
 // Note that suture stops the children of a supervisor all at once: if the
 // tree is cancelled as a whole, the buckets end while the listener is still
-// finishing, and those last commands find their buckets gone. To stop
-// cleanly, remove the listener first (Supervisor.RemoveAndWait with its
-// token), then stop the tree, as cmd/kv does.
+// finishing, and those last commands find their buckets gone. Add the
+// server with services.Root's Add, as cmd/kv does: the root stops it, and
+// waits for it, before the registry and the buckets.
 //
 // A listener that fails makes Serve return an error; suture restarts it,
 // and it listens again on the same address, without touching any bucket.

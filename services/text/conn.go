@@ -77,8 +77,9 @@ func (r *run) serveConn(ctx context.Context, nc net.Conn) {
 }
 
 // serve reads and answers lines until the connection ends, and returns why.
-// Replies are flushed when no further request is already buffered, so a
-// pipelining client gets them in batches.
+// Replies are flushed unless a whole next line is already buffered, so a
+// pipelining client gets them in batches, and one that waits for a reply
+// before it finishes its next line gets it.
 func (c *conn) serve(ctx context.Context) error {
 	for {
 		if c.cfg.IdleTimeout > 0 {
