@@ -23,7 +23,7 @@ func (s *Store) Checkpoint(dir string) error {
 	// not yet called: a pipeline's, answered after this call) are
 	// committed first, so that the checkpoint holds every write made
 	// before it, in the commit order.
-	if err := s.settle(); err != nil {
+	if err := s.Settle(); err != nil {
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
 	if err := s.checkpoint(abs); err != nil {

@@ -173,7 +173,7 @@ func TestWALRecordsFollowsPebble(t *testing.T) {
 		require.Greater(t, w.g.key, last, "keys grow")
 		last = w.g.key
 		if i%10 == 0 {
-			require.NoError(t, s.settle())
+			require.NoError(t, s.Settle())
 		}
 	}
 	assert.Equal(t, last, s.fs.goodKey(), "the durable record is the last commit")

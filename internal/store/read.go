@@ -84,9 +84,9 @@ func (s *Store) Has(name string) (bool, error) {
 
 // Load returns the pairs of bucket name, and whether the bucket is stored.
 // The map and its values are the caller's. It never returns a write that
-// may still fail (see settle).
+// may still fail (see Settle).
 func (s *Store) Load(name string) (pairs map[string][]byte, found bool, err error) {
-	if err := s.settle(); err != nil {
+	if err := s.Settle(); err != nil {
 		return nil, false, fmt.Errorf("store: load bucket %s: %w", quote(name), err)
 	}
 	found, err = s.Has(name)

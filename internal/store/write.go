@@ -520,25 +520,18 @@ func (s *Store) settleGroup(g *group) {
 	_ = g.b.Close()
 }
 
-// settle returns once every write made so far has been committed and has
-// met its fate under the policy: durable, or failed. The engine shows a
-// write to readers as soon as it is committed, before it is on disk, and
-// not at all while it waits in a group for its Waiter; a read that
-// rebuilds a bucket (Load) settles first, so that it cannot pick up a write
-// whose writer is then told that it failed (memory would hold what the
-// disk does not), nor miss one made before it, and so does a checkpoint.
-// It costs one empty commit, waited for like a write, only while some
-// Waiter has not been waited for; nothing, most of the time.
-func (s *Store) settle() error {
-	return s.Settle()
-}
-
 // Settle returns once every write made so far has been committed and has
 // met its fate under the policy, as its Waiter reports it: durable, or
 // failed; and, for a failed one whose Waiter has been called, once its
 // WaitOrUndo's undo has returned. It fails if a write made before it
-// failed and its Waiter has not been called yet. It costs one empty
-// commit, and nothing while every Waiter has been called.
+// failed and its Waiter has not been called yet. The engine shows a write
+// to readers as soon as it is committed, before it is on disk, and not at
+// all while it waits in a group for its Waiter; a read that rebuilds a
+// bucket (Load) settles first, so that it cannot pick up a write whose
+// writer is then told that it failed (memory would hold what the disk does
+// not), nor miss one made before it, and so does a checkpoint. It costs
+// one empty commit, waited for like a write, only while some Waiter has
+// not been waited for; nothing, most of the time.
 func (s *Store) Settle() error {
 	if s.outstanding.Load() == 0 {
 		return nil
