@@ -113,26 +113,39 @@ func (r *Registry) load(ctx context.Context, name string, create bool) (*bucket.
 			return nil, false, fmt.Errorf("registry: load %q: %w", name, err)
 		}
 	}
-	if !found {
-		if !create {
-			return nil, false, nil
-		}
-		if err := r.store.CreateBucket(name); err != nil {
-			return nil, false, fmt.Errorf("registry: create %q: %w", name, err)
-		}
+	var err error
+	switch {
+	case found:
+		b, err = r.register(name, pairs)
+	case create:
+		b, err = r.createEmpty(name)
+	default:
+		return nil, false, nil
 	}
-	b, err := r.register(name, pairs)
 	if err != nil {
-		if !found && errors.Is(err, errRefused) {
-			// Created just now, and never shown to anyone: a create
-			// reported as failed leaves nothing. (A bucket that was
-			// recorded, then could not start, may hold others' writes: it
-			// stays, and loads at its next use.)
-			r.undoCreate(name)
-		}
 		return nil, false, err
 	}
 	return b, true, nil
+}
+
+// createEmpty records bucket name, empty, in the store, and registers it.
+// The caller has claimed name, and found it not stored.
+func (r *Registry) createEmpty(name string) (*bucket.Bucket, error) {
+	if err := r.store.CreateBucket(name); err != nil {
+		return nil, fmt.Errorf("registry: create %q: %w", name, err)
+	}
+	b, err := r.register(name, nil)
+	if err != nil {
+		if errors.Is(err, errRefused) {
+			// Never shown to anyone: a create reported as failed leaves
+			// nothing. (A bucket that was recorded, then could not start,
+			// may hold others' writes: it stays, and loads at its next
+			// use.)
+			r.undoCreate(name)
+		}
+		return nil, err
+	}
+	return b, nil
 }
 
 // lookupStored is Lookup's miss with a store: it loads a stored bucket.
@@ -176,9 +189,7 @@ func (r *Registry) registerBucket(name string, b *bucket.Bucket) error {
 		r.mu.Unlock()
 		return errRefused
 	}
-	r.names[name] = b
-	r.refs[b.ID()] = ref{b: b}
-	r.indexLocked(name)
+	r.addLocked(name, b)
 	r.mu.Unlock()
 	return r.start(name, b)
 }
@@ -223,18 +234,17 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 	}
 	// Not stored: first's write records the bucket, in one write with it,
 	// before anyone can find the bucket. The name is in the index of
-	// stored names from the start (KEYS run after the HSET in a pipeline
-	// lists it), and leaves it if that write fails: nothing is stored then.
-	// The name leaves the index if it still leads to this bucket, or to
-	// none (the bucket was forgotten first: another writer's failed write
-	// ended it, or a DEL): no other marker for it can have become durable
-	// since, for the store takes no write until this one is answered.
+	// stored names from the start (a KEYS pipelined after the HSET lists
+	// it), and leaves it if that write fails, when it still leads to this
+	// bucket or to none (the bucket was forgotten first: another writer's
+	// failed write ended it, or a DEL): no other marker for it can have
+	// become durable since, for the store takes no write until this one is
+	// answered.
 	var nb *bucket.Bucket
 	nb = bucket.NewUnrecorded(name, r.newID(), r.store, func() {
 		r.mu.Lock()
-		if cur, ok := r.names[name]; (!ok || cur == nb) && r.stored != nil {
-			delete(r.stored, name)
-			r.order.Delete(scanorder.Of(name))
+		if cur, ok := r.names[name]; !ok || cur == nb {
+			r.unindexLocked(name)
 		}
 		r.mu.Unlock()
 	})
@@ -245,17 +255,8 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 	if !nb.Recorded() {
 		// first wrote nothing: an empty bucket, recorded on its own, as
 		// Create makes one.
-		if err := r.store.CreateBucket(name); err != nil {
-			return nil, bucket.Pending{}, fmt.Errorf("registry: create %q: %w", name, err)
-		}
-		b, err := r.register(name, nil)
-		if err != nil {
-			if errors.Is(err, errRefused) {
-				r.undoCreate(name)
-			}
-			return nil, bucket.Pending{}, err
-		}
-		return b, bucket.Pending{}, nil
+		b, err := r.createEmpty(name)
+		return b, bucket.Pending{}, err
 	}
 	if err := r.registerBucket(name, nb); err != nil {
 		// Refused before anyone could use the bucket (the tree stops): the
@@ -350,11 +351,16 @@ func (r *Registry) indexLocked(name string) {
 // stored names. The caller has claimed name.
 func (r *Registry) unindex(name string) {
 	r.mu.Lock()
+	r.unindexLocked(name)
+	r.mu.Unlock()
+}
+
+// unindexLocked is unindex for a caller that holds r.mu.
+func (r *Registry) unindexLocked(name string) {
 	if r.stored != nil {
 		delete(r.stored, name)
 		r.order.Delete(scanorder.Of(name))
 	}
-	r.mu.Unlock()
 }
 
 // FlushAll deletes every bucket (FLUSHALL): it stops every live bucket and,
@@ -536,9 +542,7 @@ func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 	r.nextID++
 	b := bucket.Restore(to, r.nextID, data, nil)
 	old := r.names[to]
-	r.names[to] = b
-	r.refs[b.ID()] = ref{b: b}
-	r.order.ReplaceOrInsert(scanorder.Of(to))
+	r.addLocked(to, b)
 	if r.names[from] == src {
 		delete(r.names, from)
 		r.order.Delete(scanorder.Of(from))

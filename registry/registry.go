@@ -173,9 +173,7 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 	}
 	r.nextID++
 	b := bucket.New(name, r.nextID)
-	r.names[name] = b
-	r.refs[b.ID()] = ref{b: b}
-	r.order.ReplaceOrInsert(scanorder.Of(name))
+	r.addLocked(name, b)
 	r.mu.Unlock()
 	return b, r.start(name, b)
 }
@@ -226,9 +224,7 @@ func (r *Registry) CreateWith(ctx context.Context, name string, first func(*buck
 		p, err := old.UpdateNoWait(first)
 		return old, p, err
 	}
-	r.names[name] = b
-	r.refs[b.ID()] = ref{b: b}
-	r.order.ReplaceOrInsert(scanorder.Of(name))
+	r.addLocked(name, b)
 	r.mu.Unlock()
 	return b, p, r.start(name, b)
 }
@@ -239,6 +235,19 @@ func (r *Registry) CreateWith(ctx context.Context, name string, first func(*buck
 type ref struct {
 	b         *bucket.Bucket
 	announced bool
+}
+
+// addLocked records b, new, under name: in the tables, and in the scan
+// order (with a store, in the index of stored names, which the caller has
+// made sure holds it). The caller holds r.mu.
+func (r *Registry) addLocked(name string, b *bucket.Bucket) {
+	r.names[name] = b
+	r.refs[b.ID()] = ref{b: b}
+	if r.store == nil {
+		r.order.ReplaceOrInsert(scanorder.Of(name))
+	} else {
+		r.indexLocked(name)
+	}
 }
 
 // start announces and starts b, just recorded under name.
@@ -264,11 +273,11 @@ func (r *Registry) start(name string, b *bucket.Bucket) error {
 
 // Lookup returns the live bucket named name. It does not wait for the
 // registry's loop, but for one case below. With a store, a miss loads the
-// bucket if it is stored
-// (on the caller's goroutine), after any load, delete or rename of that
-// name under way: a RENAME onto a stored bucket that is not in memory
-// holds the name until the source's end is reported, so a Lookup of it
-// waits for the rename, and with it for the loop.
+// bucket if it is stored (on the caller's goroutine), after any load,
+// delete or rename of that name under way: a RENAME onto a stored bucket
+// that is not in memory holds the name until the source's end is
+// reported, so a Lookup of it waits for the rename, and with it for the
+// loop.
 func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 	r.mu.RLock()
 	b, ok := r.names[name]
