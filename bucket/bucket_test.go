@@ -317,3 +317,18 @@ func TestValueLen(t *testing.T) {
 	_, err = b.ValueLen("k")
 	assert.ErrorIs(t, err, ErrEnded)
 }
+
+func TestEndedBefore(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{ErrNotFound, false},
+		{ErrEnded, true},
+		{fmt.Errorf("lookup: %w", ErrEnded), true},
+		{fmt.Errorf("%w: %w", ErrEnded, &PanicError{Value: "boom"}), false}, // the operation's own panic
+	} {
+		assert.Equal(t, tc.want, EndedBefore(tc.err), "%v", tc.err)
+	}
+}

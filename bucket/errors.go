@@ -24,6 +24,16 @@ var (
 	ErrSupervisorStopped = errors.New("bucket: supervisor is not running")
 )
 
+// EndedBefore reports whether err says only that the bucket had ended
+// before the operation began, which then did nothing (a crash or a RENAME
+// replaced it; with a store, its next lookup brings the pairs back), and
+// not that the operation's own function panicked: a caller may look the
+// name up again and retry, where retrying a panic would crash the next
+// bucket too.
+func EndedBefore(err error) bool {
+	return errors.Is(err, ErrEnded) && !errors.As(err, new(*PanicError))
+}
+
 // PanicError is the end reason of a bucket that crashed: a panic inside a
 // caller's Update function, or inside the bucket's own goroutine.
 type PanicError struct {

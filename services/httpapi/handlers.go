@@ -337,8 +337,8 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, name string, op 
 		if !ok {
 			return false, nil
 		}
-		if err = op(b); !errors.Is(err, bucket.ErrEnded) || errors.As(err, new(*bucket.PanicError)) {
-			return true, err // a panic in op's own function is not retried
+		if err = op(b); !bucket.EndedBefore(err) {
+			return true, err
 		}
 	}
 	// Ended over and over: the bucket is there, but busy ending.

@@ -26,7 +26,7 @@ var (
 // live returns the live bucket named name, or nil, through the registry's
 // LookupCurrent: a bucket found ended but not yet forgotten is followed to
 // what the name means now. A bucket can still end between live and its
-// use: callers that meet bucket.ErrEnded call live again (see endedFirst).
+// use: callers that meet bucket.ErrEnded call live again (see bucket.EndedBefore).
 // ok is false when live has written an error reply (the bucket may exist
 // but could not be loaded from the store, or the server is stopping).
 func (s *Server) live(ctx context.Context, c *conn, name []byte) (b *bucket.Bucket, ok bool) {
@@ -48,20 +48,9 @@ func (s *Server) live(ctx context.Context, c *conn, name []byte) (b *bucket.Buck
 // after the one it found had ended.
 const maxAttempts = 8
 
-// endedFirst reports whether err says only that the bucket had ended before
-// the operation began (a RENAME onto its name replaced it, it crashed, or
-// it was deleted): the command looks the name up again and retries, so
-// that it meets what the name means now (the renamed pairs; with a store,
-// the same pairs loaded back) rather than reading an absent key. A panic
-// in the operation's own function is not such an end: retrying it would
-// crash the next bucket too.
-func endedFirst(err error) bool {
-	return errors.Is(err, bucket.ErrEnded) && !errors.As(err, new(*bucket.PanicError))
-}
-
 // follow calls op with the live bucket named name, and again with the
 // bucket the name leads to then when op finds that its bucket had ended
-// before it began (see endedFirst), and reports whether op ran on a
+// before it began (see bucket.EndedBefore), and reports whether op ran on a
 // bucket: false when there is none. ok is false when an error reply was
 // written instead (as when the bucket ended maxAttempts times in a row:
 // try again). op does not escape: a closure costs no allocation.
@@ -71,7 +60,7 @@ func (s *Server) follow(ctx context.Context, c *conn, name []byte, op func(*buck
 		if !ok || b == nil {
 			return false, ok
 		}
-		if err := op(b); !endedFirst(err) {
+		if err := op(b); !bucket.EndedBefore(err) {
 			return true, true
 		}
 	}
@@ -118,7 +107,7 @@ func (s *Server) update(ctx context.Context, name []byte, fn func(*bucket.Tx) er
 		} else {
 			b, p, err = s.reg.CreateWith(ctx, str(name), fn)
 		}
-		if !endedFirst(err) {
+		if !bucket.EndedBefore(err) {
 			return p, err
 		}
 		prev = b
@@ -181,7 +170,7 @@ func (s *Server) setPairs(ctx context.Context, name []byte, pairs [][]byte) (int
 				break // a new bucket: made below, with its pair as its first write
 			}
 			added, p, err := b.SetNoWait(string(pairs[0]), pairs[1])
-			if !endedFirst(err) {
+			if !bucket.EndedBefore(err) {
 				if added {
 					return 1, p, err
 				}
@@ -247,7 +236,7 @@ func (s *Server) hget(ctx context.Context, c *conn, args [][]byte) {
 			c.bulk(v)
 			return
 		}
-		if !endedFirst(err) { // no such field
+		if !bucket.EndedBefore(err) { // no such field
 			c.null()
 			return
 		}
