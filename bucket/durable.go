@@ -163,7 +163,7 @@ func (p Pending) Wait() error {
 // WaitGathered is Wait for a caller that has made, before it waits, every
 // write that should share this one's commit with the store (an event loop
 // that has run the commands of all its ready clients): it commits at once
-// (see store.Waiter.WaitGathered). The same rules as Wait's apply.
+// (see store.Waiter.WaitOrUndo). The same rules as Wait's apply.
 func (p Pending) WaitGathered() error {
 	if p.w == nil {
 		return nil

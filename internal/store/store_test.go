@@ -321,10 +321,10 @@ func TestApplyPairsNoWait(t *testing.T) {
 	assert.Equal(t, 1, rep.ProblemCount)
 }
 
-// WaitGathered, as an event loop calls it once it has made every write of
+// WaitOrUndo gathered, as an event loop calls it once it has made every write of
 // a wake-up: the first call commits them all as one group, each is durable
 // under the policy, and a failed sync is reported to each.
-func TestWaitGathered(t *testing.T) {
+func TestWaitOrUndoGathered(t *testing.T) {
 	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec, FsyncNo} {
 		t.Run(policy.String(), func(t *testing.T) {
 			dir := t.TempDir()
@@ -338,14 +338,14 @@ func TestWaitGathered(t *testing.T) {
 				ws = append(ws, w)
 			}
 			for _, w := range ws {
-				require.NoError(t, w.WaitGathered())
+				require.NoError(t, w.WaitOrUndo(true, nil))
 			}
 			assert.Equal(t, before+1, s.logNext, "one group, one commit")
 			if policy == FsyncAlways {
 				faults.FailSyncs(syscall.EIO)
 				w, err := s.ApplyNoWait("b", Put("lost", []byte("v")))
 				require.NoError(t, err)
-				require.ErrorIs(t, w.WaitGathered(), ErrWriteFailed)
+				require.ErrorIs(t, w.WaitOrUndo(true, nil), ErrWriteFailed)
 				faults.Clear()
 				_ = s.Close()
 			} else {

@@ -51,23 +51,21 @@ type Waiter struct {
 // disk agree.
 func (w Waiter) Wait() error { return w.wait(true, nil) }
 
-// WaitGathered is Wait for a caller that has made, before it waits, every
-// write that should share this one's commit (an event loop that has run
-// the commands of every ready client): it commits at once, where Wait
-// first lets the goroutines ready to run join the group. From an event
-// loop, that yield cost a trip through the scheduler and a thread
-// wake-up for each commit: under --fsync everysec, redis-benchmark -c 50
-// without pipelining ran at 76k-85k req/s with it, 85k-87k without.
-func (w Waiter) WaitGathered() error { return w.wait(false, nil) }
-
-// WaitOrUndo is Wait, or WaitGathered when gathered is set, for a caller
-// whose memory already holds the write and that others may read: on a
-// failure it calls undo with the error before the write stops counting as
-// in flight. The store cannot recover from the failure, and so takes no
-// new write, until undo returns: undo must make sure that nothing built
-// on the lost write can be written after it (a bucket ends itself, under
-// its lock, so that no writer reads the lost write from its memory and
-// makes it durable after all). undo must not wait for another write.
+// WaitOrUndo is Wait for a caller whose memory already holds the write
+// and that others may read. gathered says that the caller has made,
+// before it waits, every write that should share this one's commit (an
+// event loop that has run the commands of every ready client): it then
+// commits at once, where Wait first lets the goroutines ready to run join
+// the group. From an event loop, that yield cost a trip through the
+// scheduler and a thread wake-up for each commit: under --fsync everysec,
+// redis-benchmark -c 50 without pipelining ran at 76k-85k req/s with it,
+// 85k-87k without. On a failure it calls undo, if not nil, with the error
+// before the write stops counting as in flight. The store cannot recover
+// from the failure, and so takes no new write, until undo returns: undo
+// must make sure that nothing built on the lost write can be written
+// after it (a bucket ends itself, under its lock, so that no writer reads
+// the lost write from its memory and makes it durable after all). undo
+// must not wait for another write.
 func (w Waiter) WaitOrUndo(gathered bool, undo func(error)) error {
 	return w.wait(!gathered, undo)
 }
