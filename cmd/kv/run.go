@@ -479,13 +479,14 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	root.Add(srv)
 	if textLn != nil {
 		root.Add(text.New(text.Config{
-			Listener:     textLn,
-			Registry:     root.Registry(),
-			Password:     password,
-			MaxLineBytes: o.maxLineBytes,
-			IdleTimeout:  idle(o.idleTimeout),
-			Observer:     met,
-			Logger:       log.With("service", "text"),
+			Listener:        textLn,
+			Registry:        root.Registry(),
+			Password:        password,
+			MaxLineBytes:    o.maxLineBytes,
+			IdleTimeout:     idle(o.idleTimeout),
+			ShutdownTimeout: clientsStop,
+			Observer:        met,
+			Logger:          log.With("service", "text"),
 		}))
 	}
 	if httpLn != nil {

@@ -87,6 +87,10 @@ func (c *conn) serve(ctx context.Context) error {
 				return fmt.Errorf("text: set read deadline: %w", err)
 			}
 		}
+		if c.run.stopping.Load() {
+			// The lines already buffered run; the next read fails at once.
+			_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+		}
 		line, err := c.readLine()
 		if c.cfg.WriteTimeout > 0 {
 			if err := c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout)); err != nil {
@@ -112,7 +116,7 @@ func (c *conn) serve(ctx context.Context) error {
 			}
 		}
 		if closeAfter {
-			return errors.New("text: closed after a failed AUTH")
+			return errors.New("text: closed by the server")
 		}
 	}
 }
@@ -164,6 +168,18 @@ func (c *conn) readLine() ([]byte, error) {
 // handle answers one line into the write buffer; it reports whether the
 // connection must close once the reply is written.
 func (c *conn) handle(ctx context.Context, line []byte) (closeAfter bool) {
+	if looksLikeHTTP(line) {
+		// A web page can make a browser send an HTTP request here, its
+		// body lines then run as commands: Redis's defence against this
+		// cross-protocol scripting, closing at once, without a reply.
+		c.run.log.Warn("text server: an HTTP request line or header (POST, Host:) came in; "+
+			"possibly a web page attacking through a browser; closing",
+			"remote", c.nc.RemoteAddr().String())
+		if c.cfg.Observer != nil {
+			c.cfg.Observer.ObserveCommand(protocol, "http", 0, true)
+		}
+		return true
+	}
 	start := time.Now()
 	cmd, err := Parse(string(line))
 	name := cmd.Verb.metric()
@@ -276,6 +292,16 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, en
 		}
 		return replyError, true, false
 	}
+}
+
+// looksLikeHTTP reports whether line's first word is "POST" or "Host:",
+// in any case: a line of an HTTP request, never a command.
+func looksLikeHTTP(line []byte) bool {
+	first := bytes.TrimLeftFunc(line, unicode.IsSpace)
+	if i := bytes.IndexFunc(first, unicode.IsSpace); i >= 0 {
+		first = first[:i]
+	}
+	return bytes.EqualFold(first, []byte("POST")) || bytes.EqualFold(first, []byte("Host:"))
 }
 
 // passwordsMatch compares in constant time, whatever the lengths.

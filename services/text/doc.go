@@ -43,11 +43,17 @@
 // closed. The comparison takes the same time whatever the password. AUTH on
 // a server without a password gets ERROR.
 //
+// A line whose first word is "POST" or "Host:", in any case, closes the
+// connection without a reply: it belongs to an HTTP request, which a web
+// page can make a browser send to this port, with command lines in its
+// body (cross-protocol scripting; Redis closes such connections too).
+//
 // # Metrics
 //
 // With Config.Observer set (a *metrics.Metrics), each line is reported with
 // protocol "text" and command create, get, put, delete, auth, unknown (a
-// line that does not parse) or too_long; a reply other than OK or a value
+// line that does not parse), too_long or http (a line closed as above); a
+// reply other than OK or a value
 // (NOT FOUND, UNKNOWN COMMAND, ERROR) counts as failed. Connections are
 // reported as they open and close.
 //
@@ -56,5 +62,11 @@
 // Each connection runs on its own goroutine. A panic while serving one
 // (which would be a bug) is logged with its stack and closes that
 // connection alone. Stopping the server (its context ends) closes the
-// listener and every connection, and waits for their goroutines.
+// listener; each connection then reads no more, runs the command in flight
+// and the whole lines it had already read, writes their replies and
+// closes. Commands run on a context that the stop does not cancel, so that
+// they are carried out rather than failed, until Config.ShutdownTimeout (5
+// seconds): the connections still busy then are closed, and their
+// commands' context cancelled. The stop returns once every connection's
+// goroutine has.
 package text

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/thejerf/suture/v4"
@@ -23,6 +24,9 @@ const (
 	DefaultMaxConns     = 1024
 	DefaultIdleTimeout  = 5 * time.Minute
 	DefaultWriteTimeout = 30 * time.Second
+	// DefaultShutdownTimeout bounds how long a stop waits for the
+	// connections to finish the lines they had sent.
+	DefaultShutdownTimeout = 5 * time.Second
 )
 
 // protocol is this front end's protocol label in kv's metrics.
@@ -73,6 +77,11 @@ type Config struct {
 	// that long; 0 means DefaultWriteTimeout (30 seconds), negative means
 	// never.
 	WriteTimeout time.Duration
+	// ShutdownTimeout bounds how long a stop waits for each connection to
+	// finish the lines it had sent and to take their replies; the
+	// connections still busy then are closed, and their commands' contexts
+	// cancelled. 0 means DefaultShutdownTimeout (5 seconds).
+	ShutdownTimeout time.Duration
 	// Observer, when set, receives per-command and per-connection metrics
 	// (protocol "text").
 	Observer Observer
@@ -100,6 +109,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -166,9 +178,10 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // ServeListener serves connections accepted from ln until ctx ends or ln
-// fails, then closes ln and every connection, waits for their goroutines
-// and returns: ctx's error after a stop, or the wrapped accept error. It
-// takes ownership of ln. Tests use it with a listener on 127.0.0.1:0.
+// fails, then closes ln, stops every connection (see [run.stop]), waits
+// for their goroutines and returns: ctx's error after a stop, or the
+// wrapped accept error. It takes ownership of ln. Tests use it with a
+// listener on 127.0.0.1:0.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	if err := s.cfg.check(); err != nil {
 		ln.Close()
@@ -178,14 +191,18 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	log := s.cfg.Logger.With("addr", ln.Addr().String())
 	log.Info("text server listening")
 
-	r := &run{srv: s, log: log, conns: make(map[net.Conn]struct{})}
+	// Commands run on a context of their own, which outlives ctx until
+	// the stop gives up on them, so that the lines a client sent before
+	// the stop are carried out, and answered, rather than failed.
+	cmdCtx, cancelCmds := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCmds()
+	r := &run{srv: s, log: log, cmdCtx: cmdCtx, conns: make(map[net.Conn]struct{})}
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 
 	err := r.accept(ctx, ln)
 	ln.Close()
-	r.closeAll()
-	r.wg.Wait()
+	r.stop(cancelCmds)
 	if ctx.Err() != nil {
 		log.Info("text server stopped")
 		return ctx.Err()
@@ -196,13 +213,17 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 
 // run is one Serve: its connections and their goroutines.
 type run struct {
-	srv *Server
-	log *slog.Logger
-	wg  sync.WaitGroup
+	srv    *Server
+	log    *slog.Logger
+	cmdCtx context.Context // the context of the commands; see ServeListener
+	wg     sync.WaitGroup
+	// stopping is set once the run stops: a connection then reads no more
+	// from its socket, and ends once it has answered the lines it holds.
+	stopping atomic.Bool
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
-	closed bool
+	closed bool // no connection is tracked any more
 }
 
 func (r *run) accept(ctx context.Context, ln net.Listener) error {
@@ -231,7 +252,7 @@ func (r *run) accept(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("text: accept: %w", err)
 		}
 		backoff = 0
-		if !r.track(ctx, nc) {
+		if !r.track(nc) {
 			nc.Close()
 			continue
 		}
@@ -246,7 +267,7 @@ func isTemporary(err error) bool {
 
 // track registers nc and starts its goroutine; it reports false once the
 // run is closing.
-func (r *run) track(ctx context.Context, nc net.Conn) bool {
+func (r *run) track(nc net.Conn) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -258,7 +279,7 @@ func (r *run) track(ctx context.Context, nc net.Conn) bool {
 	if full {
 		go r.refuse(nc)
 	} else {
-		go r.serveConn(ctx, nc)
+		go r.serveConn(r.cmdCtx, nc)
 	}
 	return true
 }
@@ -271,14 +292,42 @@ func (r *run) untrack(nc net.Conn) {
 	r.wg.Done()
 }
 
-// closeAll closes every connection; their goroutines then end.
-func (r *run) closeAll() {
+// stop lets every connection answer the lines it has read, then end: a
+// connection reads no more from its socket, its command in flight and the
+// whole lines already buffered run (as the Redis protocol server lets a
+// client finish what it sent), and their replies are written. Those still
+// busy after ShutdownTimeout are closed and their commands' context
+// cancelled (cancel). stop returns once every connection's goroutine has.
+func (r *run) stop(cancel context.CancelFunc) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.closed = true
+	r.stopping.Store(true)
+	for nc := range r.conns {
+		// Wakes a connection waiting for a line. One that sets its idle
+		// deadline after this sees stopping, and sets this one again.
+		_ = nc.SetReadDeadline(time.Unix(1, 0))
+	}
+	r.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	t := time.NewTimer(r.srv.cfg.ShutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	cancel()
+	r.mu.Lock()
+	n := len(r.conns)
 	for nc := range r.conns {
 		nc.Close()
 	}
+	r.mu.Unlock()
+	r.log.Warn("text server: connections did not finish in time; closed them",
+		"connections", n, "waited", r.srv.cfg.ShutdownTimeout)
+	<-done
 }
 
 // refuse tells a connection past MaxConns why it is closed.

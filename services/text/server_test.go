@@ -562,3 +562,129 @@ func TestCommandFollowsABucketThatEndedUnderIt(t *testing.T) {
 		c.expect(step.reply)
 	}
 }
+
+// serveStoppable runs a server for cfg on root until stop is called; stop
+// returns ServeListener's error.
+func serveStoppable(t *testing.T, root *services.Root, cfg Config) (f *fixture, stop func() error) {
+	t.Helper()
+	cfg.Registry = root.Registry()
+	srv := New(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.ServeListener(ctx, ln) }()
+	t.Cleanup(cancel)
+	return &fixture{root: root, srv: srv, addr: ln.Addr().String()}, func() error { cancel(); return <-srvErr }
+}
+
+// A stop lets a client's command in flight, and the lines it had already
+// sent, finish and be answered, before the connection closes.
+func TestStopAnswersTheCommandsInFlight(t *testing.T) {
+	root := tree(t)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var block atomic.Bool
+	f, stop := serveStoppable(t, root, Config{testHookLookup: func(*bucket.Bucket) {
+		if block.CompareAndSwap(true, false) {
+			close(entered)
+			<-release
+		}
+	}})
+	c := f.dial(t)
+	c.roundTrip("CREATE b\r\n", "OK\r\n")
+	block.Store(true)
+	// One write: the three lines reach the server's buffer together.
+	c.send("PUT b k1 v\r\nCREATE c\r\nPUT b k2 v\r\n")
+	<-entered // k1 is in flight, the other two are buffered
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	require.Eventually(t, func() bool { // the listener is closed: the stop has begun
+		nc, err := net.Dial("tcp", f.addr)
+		if err == nil {
+			nc.Close()
+		}
+		return err != nil
+	}, 5*time.Second, time.Millisecond)
+	close(release)
+	require.ErrorIs(t, <-stopped, context.Canceled)
+
+	got, err := io.ReadAll(c.r)
+	require.NoError(t, err)
+	require.Equal(t, "OK\r\nOK\r\nOK\r\n", string(got), "each line sent before the stop is carried out and answered")
+	b, ok := root.Registry().Lookup("b")
+	require.True(t, ok)
+	for _, k := range []string{"k1", "k2"} {
+		v, err := b.Get(k)
+		require.NoError(t, err)
+		require.Equal(t, "v", string(v))
+	}
+	_, ok = root.Registry().Lookup("c")
+	require.True(t, ok)
+}
+
+// A command still running after ShutdownTimeout sees its context
+// cancelled and its connection closed: the stop is bounded.
+func TestStopGivesUpAfterShutdownTimeout(t *testing.T) {
+	root := tree(t)
+	entered := make(chan struct{})
+	var once sync.Once
+	reg := stuckRegistry{Registry: root.Registry(), entered: func() { once.Do(func() { close(entered) }) }}
+	srv := New(Config{Registry: reg, ShutdownTimeout: 50 * time.Millisecond})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.ServeListener(ctx, ln) }()
+	f := &fixture{root: root, srv: srv, addr: ln.Addr().String()}
+	c := f.dial(t)
+	c.send("CREATE b\r\n")
+	<-entered
+	cancel()
+	require.ErrorIs(t, <-srvErr, context.Canceled)
+	_, err = io.ReadAll(c.r) // closed, with or without its ERROR reply
+	require.NoError(t, err)
+}
+
+// stuckRegistry's Create waits for its context to end.
+type stuckRegistry struct {
+	Registry
+	entered func()
+}
+
+func (r stuckRegistry) Create(ctx context.Context, name string) (*bucket.Bucket, error) {
+	r.entered()
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A web page can make its visitor's browser send an HTTP request to the
+// line protocol's port (a "no-cors" POST with a text/plain body); the
+// connection is closed at its request line or Host header, so the body's
+// lines never run. Redis does the same.
+func TestHTTPRequestClosesTheConnection(t *testing.T) {
+	for _, first := range []string{
+		"POST / HTTP/1.1\r\n",
+		"post /x HTTP/1.0\r\n",
+		"GET / HTTP/1.1\r\nHost: 127.0.0.1:4040\r\n",
+		"  HOST:\t127.0.0.1\r\n",
+	} {
+		t.Run(strings.TrimSpace(first), func(t *testing.T) {
+			f := start(t, Config{})
+			c := f.dial(t)
+			c.send(first + "Content-Type: text/plain\r\n\r\nCREATE pwned\r\nPUT pwned k v\r\n")
+			require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+			got, err := io.ReadAll(c.r)
+			require.NoError(t, err)
+			require.NotContains(t, string(got), "OK")
+			_, created := f.root.Registry().Lookup("pwned")
+			require.False(t, created, "the request's body ran as commands")
+		})
+	}
+	// Words that only start like those are commands as usual.
+	f := start(t, Config{})
+	c := f.dial(t)
+	c.roundTrip("POSTS a b\r\n", "UNKNOWN COMMAND\r\n")
+	c.roundTrip("CREATE Host:\r\n", "OK\r\n")
+}
