@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"runtime"
@@ -136,6 +137,12 @@ func parseCommand(b []byte, argsbuf [][]byte) (complete bool, args [][]byte, lef
 	return complete, args, left, perr
 }
 
+// isHTTPWord reports whether a command's name is "POST" or "Host:", in
+// any case: the first word of an HTTP request line or header.
+func isHTTPWord(name []byte) bool {
+	return bytes.EqualFold(name, []byte("post")) || bytes.EqualFold(name, []byte("host:"))
+}
+
 type protocolError string
 
 func (e protocolError) Error() string { return string(e) }
@@ -177,6 +184,15 @@ func (c *conn) runBuffered(ctx context.Context) step {
 			continue
 		}
 		cmd := c.s.lookup(args[0])
+		if cmd == nil && isHTTPWord(args[0]) {
+			// A web page can make a browser send an HTTP request here,
+			// with commands in its body: Redis's defence against this
+			// cross-protocol scripting, closing without a reply.
+			c.s.log.Warn("resp: an HTTP request line or header (POST, Host:) came in; "+
+				"possibly a web page attacking through a browser; closing", "client", c.addr)
+			c.start = c.end
+			return stepClose
+		}
 		if c.lp != nil && cmd != nil && cmd.flags&flagOwnGoroutine != 0 {
 			return stepHandoff
 		}

@@ -85,7 +85,10 @@
 // MaxBulkLen 16 MiB per argument and MaxArgs 1048576 per command (an error
 // reply, the connection stays); IdleTimeout 5 minutes (subscribers exempt);
 // WriteTimeout 30 seconds. Going past a limit never touches other clients
-// or any data.
+// or any data. A command named POST or Host: (any case) closes the
+// connection without a reply, as with Redis: it is a line of an HTTP
+// request, which a web page can make a browser send to kv's port with
+// commands in its body.
 //
 // # Stopping
 //

@@ -238,3 +238,32 @@ func TestDollarLineIsAnInlineCommand(t *testing.T) {
 		})
 	}
 }
+
+// A web page can make its visitor's browser send an HTTP request to kv's
+// port ("no-cors" POST, text/plain body): its request line and headers are
+// inline commands, and the body's lines would run. As Redis does, a command
+// named POST or Host: closes the connection without a reply, before the
+// body is reached, with or without a password.
+func TestHTTPRequestClosesTheConnection(t *testing.T) {
+	for _, tc := range []struct{ name, req string }{
+		{"post", "POST / HTTP/1.1\r\nHost: 127.0.0.1:6380\r\n"},
+		{"post lower case", "post /x HTTP/1.0\r\n"},
+		{"get then host", "GET / HTTP/1.1\r\nhOsT: 127.0.0.1\r\n"},
+		{"multibulk", "*2\r\n$4\r\nPOST\r\n$1\r\n/\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := start(t, Config{})
+			r := ts.raw(t)
+			r.send(tc.req + "Content-Type: text/plain\r\n\r\nHSET pwned k v\r\n")
+			require.True(t, r.closed())
+			n, err := ts.client(t).Exists(context.Background(), "pwned").Result()
+			require.NoError(t, err)
+			require.Zero(t, n, "the request's body ran as commands")
+		})
+	}
+	// A name that only starts so is an unknown command, as usual.
+	ts := start(t, Config{})
+	r := ts.raw(t)
+	r.send("POSTS x\r\n")
+	require.Equal(t, "-ERR unknown command 'POSTS', with args beginning with: 'x' ", r.line())
+}
