@@ -89,11 +89,11 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.inMemory, "in-memory", false, "keep data in memory only: nothing is written to disk and a restart or a bucket's crash loses its data")
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir, "`directory` of the durable store (created if needed; locked while kv runs)")
 	fs.StringVar(&o.fsync, "fsync", "everysec", "when writes reach the disk, as Redis's appendfsync: `policy` always (before the reply), everysec (within a second) or no (when the OS likes)")
-	fs.IntVar(&o.maxClients, "max-clients", 10000, "most clients connected at once")
+	fs.IntVar(&o.maxClients, "max-clients", 10000, "most Redis-protocol clients connected at once")
 	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 64<<20, "most `bytes` of one request in transit; past it the client is disconnected")
 	fs.IntVar(&o.maxBulkLen, "max-bulk-len", 16<<20, "longest argument in `bytes`; a longer one gets an error reply")
 	fs.IntVar(&o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
-	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Minute, "close clients idle this long (0: never; subscribers are exempt)")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Minute, "close Redis-protocol and line-protocol clients idle this long (0: never; subscribers are exempt)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on a clean stop after SIGINT/SIGTERM")
 	fs.BoolVar(&o.goroutines, "resp-goroutine-per-client", false, "serve each Redis protocol client on a goroutine of its own rather than on the event loop (as kv does off Linux, and in memory with GOMAXPROCS=1)")
 	fs.BoolVar(&o.enableDebug, "enable-debug-command", false, "allow DEBUG CRASH-BUCKET <key> (for demonstrations and tests)")
@@ -358,6 +358,12 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	if o.textAddr != "" {
 		if err := text.CheckPassword(password); err != nil {
 			fmt.Fprintf(stderr, "kv: cannot serve --text-addr %s: %v.\nChoose a password without white space, or leave --text-addr empty.\n", o.textAddr, err)
+			return exitRefused
+		}
+	}
+	if o.httpAddr != "" {
+		if err := httpapi.CheckPassword(password); err != nil {
+			fmt.Fprintf(stderr, "kv: cannot serve --http-addr %s: %v.\nChoose another password, or leave --http-addr empty.\n", o.httpAddr, err)
 			return exitRefused
 		}
 	}

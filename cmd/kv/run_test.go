@@ -160,6 +160,7 @@ func TestStartupErrors(t *testing.T) {
 		{"all interfaces without password", []string{"--resp-addr", ":0"}, nil, exitRefused, "refusing"},
 		{"missing password file", []string{"--password-file", "/nonexistent/pw"}, nil, exitRefused, "password file"},
 		{"password the line protocol cannot carry", []string{"--resp-addr", "127.0.0.1:0", "--text-addr", "127.0.0.1:0", "--password", "two words"}, nil, exitRefused, "cannot serve --text-addr 127.0.0.1:0"},
+		{"password HTTP cannot carry", []string{"--resp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--password", "abc "}, nil, exitRefused, "cannot serve --http-addr 127.0.0.1:0"},
 		{"port in use", []string{"--resp-addr", busy.Addr().String()}, nil, exitNoListen, "cannot listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,18 +1,23 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -266,7 +271,9 @@ func TestAuth(t *testing.T) {
 		"Basic s3cret":   http.StatusUnauthorized,
 		"bearer s3cret":  http.StatusOK,
 		"BEARER s3cret":  http.StatusOK,
-		"Bearer  s3cret": http.StatusUnauthorized, // the token is " s3cret"
+		"Bearer  s3cret": http.StatusOK, // one or more spaces (RFC 9110)
+		"Bearer":         http.StatusUnauthorized,
+		"Bearer ":        http.StatusUnauthorized,
 	} {
 		req, err := http.NewRequest("GET", a.base+"/v1/buckets", nil)
 		require.NoError(t, err)
@@ -301,12 +308,16 @@ func TestHandlerWithRecorder(t *testing.T) {
 	assert.Equal(t, "kv http api", s.String())
 	assert.Nil(t, s.Addr())
 	rec := httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, httptest.NewRequest("PUT", "/v1/buckets/x%2Fy", nil))
+	req := httptest.NewRequest("PUT", "/v1/buckets/x%2Fy", nil)
+	req.Host = "localhost:8080" // not httptest's example.com: no password
+	s.Handler().ServeHTTP(rec, req)
 	require.Equal(t, http.StatusNoContent, rec.Code)
 	_, ok := root.Registry().Lookup("x/y")
 	require.True(t, ok)
 	rec = httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/openapi.json", nil))
+	req = httptest.NewRequest("GET", "/v1/openapi.json", nil)
+	req.Host = "127.0.0.1"
+	s.Handler().ServeHTTP(rec, req)
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Equal(t, openAPIDocument, rec.Body.Bytes())
 }
@@ -474,4 +485,128 @@ func TestRequestFollowsABucketThatEndedUnderIt(t *testing.T) {
 	r := a.do("GET", keyPath("b", "k"), nil)
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, "v", string(r.body))
+}
+
+// request sends method path with the headers, as a browser would, and
+// returns the status and the error code of the reply.
+func (a *api) request(method, path string, header map[string]string) (status int, code string) {
+	a.t.Helper()
+	req, err := http.NewRequest(method, a.base+path, nil)
+	require.NoError(a.t, err)
+	for k, v := range header {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := a.client.Do(req)
+	require.NoError(a.t, err)
+	defer resp.Body.Close()
+	var body errorBody
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body.Code
+}
+
+// A web page that rebinds its own name to 127.0.0.1 (DNS rebinding) makes
+// the browser send that name as Host: without a password, only requests
+// addressed to an IP address or to localhost are answered.
+func TestOnlyLocalHostsWithoutPassword(t *testing.T) {
+	a := start(t, Config{})
+	for host, want := range map[string]int{
+		"127.0.0.1":            http.StatusOK,
+		"127.0.0.1:8080":       http.StatusOK,
+		"[::1]:8080":           http.StatusOK,
+		"[::1]":                http.StatusOK,
+		"10.1.2.3:80":          http.StatusOK,
+		"localhost":            http.StatusOK,
+		"LocalHost:8080":       http.StatusOK,
+		"kv.localhost:8080":    http.StatusOK,
+		"localhost.:8080":      http.StatusOK,
+		"evil.example":         http.StatusForbidden,
+		"evil.example:8080":    http.StatusForbidden,
+		"localhost.evil.com":   http.StatusForbidden,
+		"127.0.0.1.nip.io:800": http.StatusForbidden,
+	} {
+		status, code := a.request("GET", "/v1/buckets", map[string]string{"Host": host})
+		require.Equal(t, want, status, "Host: %s", host)
+		if want == http.StatusForbidden {
+			require.Equal(t, "host_not_allowed", code)
+		}
+	}
+	status, _ := a.request("PUT", bucketPath("b"), map[string]string{"Host": "evil.example"})
+	require.Equal(t, http.StatusForbidden, status)
+	_, ok := a.root.Registry().Lookup("b")
+	require.False(t, ok)
+
+	// A password is what lets kv answer a name: the page does not know it.
+	p := start(t, Config{Password: "s3cret"})
+	p.token = "s3cret"
+	status, _ = p.request("PUT", bucketPath("b"), map[string]string{"Host": "kv.example:8080", "Authorization": "Bearer s3cret"})
+	require.Equal(t, http.StatusNoContent, status)
+}
+
+// A page may send a cross-origin PUT, POST or DELETE without asking first;
+// such requests are refused, by the Origin or Sec-Fetch-Site header a
+// browser adds, with or without a password. Reads and same-origin writes
+// go through.
+func TestCrossOriginWritesAreRefused(t *testing.T) {
+	for _, password := range []string{"", "s3cret"} {
+		a := start(t, Config{Password: password})
+		auth := map[string]string{}
+		if password != "" {
+			auth["Authorization"] = "Bearer " + password
+		}
+		with := func(h map[string]string) map[string]string {
+			out := map[string]string{}
+			maps.Copy(out, auth)
+			maps.Copy(out, h)
+			return out
+		}
+		for _, tc := range []struct {
+			method, path string
+			header       map[string]string
+			want         int
+		}{
+			{"PUT", bucketPath("b"), map[string]string{"Origin": "http://evil.example"}, http.StatusForbidden},
+			{"PUT", bucketPath("b"), map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+			{"POST", "/v1/save", map[string]string{"Origin": "null"}, http.StatusForbidden},
+			{"DELETE", bucketPath("b"), map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+			{"GET", "/v1/buckets", map[string]string{"Origin": "http://evil.example"}, http.StatusOK},
+			{"PUT", bucketPath("b"), map[string]string{"Sec-Fetch-Site": "same-origin"}, http.StatusNoContent},
+			{"PUT", bucketPath("c"), map[string]string{"Origin": "http://" + a.addr}, http.StatusNoContent},
+			{"PUT", bucketPath("d"), nil, http.StatusNoContent}, // curl, go-redis's peers: no browser headers
+		} {
+			status, code := a.request(tc.method, tc.path, with(tc.header))
+			require.Equal(t, tc.want, status, "password %q: %s %s %v", password, tc.method, tc.path, tc.header)
+			if tc.want == http.StatusForbidden {
+				require.Equal(t, "cross_origin", code)
+			}
+		}
+	}
+}
+
+// A client that fails to authenticate is answered 401 and its connection
+// closed: it cannot hold one of the MaxConns connections for the idle
+// timeout.
+func TestUnauthorizedClosesTheConnection(t *testing.T) {
+	a := start(t, Config{Password: "s3cret", MaxConns: 1})
+	for range 3 {
+		nc, err := net.Dial("tcp", a.addr)
+		require.NoError(t, err)
+		_, err = io.WriteString(nc, "GET /v1/buckets HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		require.NoError(t, err)
+		require.NoError(t, nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		require.True(t, resp.Close, "Connection: close")
+		_, err = io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		_, err = nc.Read(make([]byte, 1))
+		require.ErrorIs(t, err, io.EOF, "the server closed the connection")
+		nc.Close()
+	}
+	status, _ := a.request("GET", "/v1/buckets", map[string]string{"Authorization": "Bearer s3cret"})
+	require.Equal(t, http.StatusOK, status)
 }

@@ -19,8 +19,13 @@
 //	GET    /healthz                        alive: 200
 //	GET    /readyz                         Config.Ready: 200 or 503
 //
-// Every error reply has a JSON body {"error": "...", "code": "..."}, the
-// mux's own 404 and 405 included.
+// Every error reply kv writes has a JSON body {"error": "...", "code":
+// "..."}, the mux's own 404 and 405 included. A request that net/http
+// refuses before kv sees it (a malformed request line or percent-escape:
+// 400; headers over the limit: 431) gets net/http's plain-text reply. A
+// write the store refuses (a full or failing disk) gets 503 write_failed
+// and changes nothing; any route may answer 503 unavailable while the
+// server stops.
 //
 // # Names, keys and values
 //
@@ -73,7 +78,21 @@
 //
 // With Config.Password set, every request but GET /healthz needs
 // "Authorization: Bearer <password>", compared in constant time; others
-// get 401 with a WWW-Authenticate header.
+// get 401 with a WWW-Authenticate header, and their connection is closed.
+// A password with leading or trailing white space cannot be sent: net/http
+// trims header values.
+//
+// # Browsers
+//
+// A web page can make its visitors' browsers send requests to the API. Two
+// rules keep it out; both answer 403. Without a password, a request must be
+// addressed (its Host) to an IP address, localhost or a name under
+// .localhost: a page that rebinds its own DNS name to 127.0.0.1 sends that
+// name (code host_not_allowed); set a password to serve other names. With
+// or without one, a cross-origin request that changes something (POST, PUT,
+// DELETE) is refused, as net/http's CrossOriginProtection judges it from
+// the Sec-Fetch-Site or Origin header browsers add (code cross_origin).
+// Clients other than browsers send neither header and are not affected.
 //
 // # Metrics
 //

@@ -170,7 +170,7 @@ func TestStalledReaderIsCutByWriteTimeout(t *testing.T) {
 	require.NoError(t, err)
 	defer nc.Close()
 	require.NoError(t, nc.(*net.TCPConn).SetReadBuffer(4096))
-	_, err = io.WriteString(nc, "GET /v1/events HTTP/1.1\r\nHost: kv\r\n\r\n")
+	_, err = io.WriteString(nc, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 2 }, 5*time.Second, time.Millisecond)
 

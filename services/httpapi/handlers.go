@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/internal/store"
 	"github.com/kvproject/kv/registry"
 )
 
@@ -69,7 +70,14 @@ func (s *Server) listBuckets(w http.ResponseWriter, r *http.Request) {
 		}
 		after, hasCursor = string(b), true
 	}
-	names, more := firstNames(s.cfg.Registry.Names(), after, hasCursor, limit)
+	all, err := s.cfg.Registry.NamesErr()
+	if err != nil {
+		// Not a partial list passed off as the whole.
+		s.cfg.Logger.Error("http api: cannot list the buckets", "error", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the stored buckets cannot be listed; try again")
+		return
+	}
+	names, more := firstNames(all, after, hasCursor, limit)
 	page := bucketPage{Buckets: make([]bucketRef, 0, len(names))}
 	for _, n := range names {
 		page.Buckets = append(page.Buckets, newBucketRef(n))
@@ -160,7 +168,8 @@ func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
 			bucketNotFound(w)
 			return
 		}
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the bucket did not finish stopping")
+		s.cfg.Logger.Error("http api: delete failed", "bucket", r.PathValue("bucket"), "error", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the bucket could not be deleted: "+err.Error())
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -347,13 +356,19 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, name string, op 
 }
 
 // bucketError turns a bucket operation's error into a reply: an ended
-// bucket was deleted meanwhile (404), as is an absent key.
+// bucket was deleted meanwhile (404), as is an absent key; a write the
+// store refused is 503; anything else is 500.
 func (s *Server) bucketError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, bucket.ErrNotFound):
 		writeError(w, http.StatusNotFound, "key_not_found", "no such key")
 	case errors.Is(err, bucket.ErrEnded):
 		bucketNotFound(w)
+	case errors.Is(err, store.ErrWriteFailed):
+		// The disk refused it (full, failing): nothing was changed, and
+		// the same write may succeed later.
+		s.cfg.Logger.Warn("http api: write failed", "error", err)
+		writeError(w, http.StatusServiceUnavailable, "write_failed", "the write could not be stored, and was not made; try again later")
 	default:
 		s.cfg.Logger.Error("http api: bucket operation failed", "error", err)
 		writeError(w, http.StatusInternalServerError, "internal", "the operation failed")

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -48,6 +50,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		got := sha256.Sum256([]byte(token)) // hashing first: the same time whatever the length
 		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="kv"`)
+			// Closed after the reply: a client that cannot authenticate
+			// does not keep holding one of the MaxConns connections.
+			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
 			return
 		}
@@ -194,11 +199,70 @@ func (sw *statusWriter) Write(p []byte) (int, error) {
 func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
 
 // bearerToken returns the token of an Authorization header of the Bearer
-// scheme, whose name is case-insensitive (RFC 9110, section 11.1).
+// scheme, whose name is case-insensitive, after one or more spaces (RFC
+// 9110, section 11.4).
 func bearerToken(h string) (string, bool) {
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "", false
 	}
-	return token, true
+	return strings.TrimLeft(token, " "), true
+}
+
+// CheckPassword returns an error if password cannot be sent in an
+// Authorization header: HTTP trims white space at either end of a header
+// value, and a value cannot hold control characters.
+func CheckPassword(password string) error {
+	if strings.Trim(password, " \t") != password {
+		return errors.New("httpapi: the password starts or ends with white space, which HTTP trims from the Authorization header")
+	}
+	for _, c := range []byte(password) {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return errors.New("httpapi: the password holds a control character, which an HTTP header cannot carry")
+		}
+	}
+	return nil
+}
+
+// protect guards the API against web pages that make their visitors'
+// browsers call it. Without a password, a request must be addressed to an
+// IP address or to localhost: a page that rebinds its own DNS name to
+// 127.0.0.1 sends its name as Host, and would otherwise read and write
+// through the browser as if it were local. With or without one, a
+// cross-origin request that changes something (POST, PUT, DELETE; a page
+// can send those without asking first) is refused, by net/http's
+// CrossOriginProtection. Both get 403.
+func (s *Server) protect(next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusForbidden, "cross_origin", "cross-origin requests that change data are refused")
+	}))
+	next = cop.Handler(next)
+	if s.cfg.Password != "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !localHost(r.Host) {
+			writeError(w, http.StatusForbidden, "host_not_allowed",
+				"without a password, kv answers requests addressed to an IP address or localhost only")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// localHost reports whether host (a Host header: a name or an address,
+// perhaps with a port) is an IP address, localhost or a name under
+// .localhost (which resolvers must send to loopback, RFC 6761), or empty
+// (an HTTP/1.0 request without one: not a browser's).
+func localHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "" || net.ParseIP(host) != nil {
+		return true
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }

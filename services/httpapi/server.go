@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thejerf/suture/v4"
+
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
 	"github.com/kvproject/kv/internal/relisten"
@@ -45,7 +47,8 @@ type Registry interface {
 	// has just ended to what the name means now.
 	LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error)
 	Delete(ctx context.Context, name string) error
-	Names() []string
+	// NamesErr lists every bucket, stored ones included, or fails.
+	NamesErr() ([]string, error)
 	Len() int               // for /metrics
 	Live() []*bucket.Bucket // for /metrics
 }
@@ -86,7 +89,8 @@ type Config struct {
 	// only) answers 503.
 	Save func() (dir string, at time.Time, err error)
 	// Password, when not empty, is required on every request but /healthz
-	// as "Authorization: Bearer <password>".
+	// as "Authorization: Bearer <password>". One that a header cannot carry
+	// (see [CheckPassword]) makes Serve fail, not to be restarted.
 	Password string
 	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes
 	// (1 MiB). A longer body gets 413.
@@ -227,7 +231,7 @@ func New(cfg Config) *Server {
 		s.mux.Handle(rt.method+" "+rt.path, h)
 		s.byPattern[rt.method+" "+rt.path] = h
 	}
-	s.handler = s.authenticate(http.HandlerFunc(s.route))
+	s.handler = s.protect(s.authenticate(http.HandlerFunc(s.route)))
 	return s
 }
 
@@ -250,6 +254,11 @@ func (s *Server) Addr() net.Addr { return s.listen.Addr() }
 // shuts down gracefully (see ServeListener). A failure to listen, or of
 // the listener, is returned for suture to retry.
 func (s *Server) Serve(ctx context.Context) error {
+	if err := CheckPassword(s.cfg.Password); err != nil {
+		s.listen.Close()
+		s.cfg.Logger.Error("http api: cannot serve; not restarting", "err", err)
+		return fmt.Errorf("%w: %w", err, suture.ErrDoNotRestart)
+	}
 	ln, err := s.listen.Listen(ctx)
 	if err != nil {
 		return fmt.Errorf("httpapi: %w", err)
@@ -264,6 +273,10 @@ func (s *Server) Serve(ctx context.Context) error {
 // ctx's error. A server that fails otherwise returns the wrapped error. It
 // takes ownership of ln.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	if err := CheckPassword(s.cfg.Password); err != nil {
+		ln.Close()
+		return fmt.Errorf("%w: %w", err, suture.ErrDoNotRestart)
+	}
 	defer s.listen.Serving(ln)()
 	log := s.cfg.Logger.With("addr", ln.Addr().String())
 

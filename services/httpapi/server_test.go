@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/thejerf/suture/v4"
 
 	"github.com/kvproject/kv/bucket"
 )
@@ -75,7 +76,7 @@ func TestGracefulStop(t *testing.T) {
 	nc, err := net.Dial("tcp", a.addr)
 	require.NoError(t, err)
 	defer nc.Close()
-	_, err = io.WriteString(nc, "PUT /v1/buckets/b/keys/k HTTP/1.1\r\nHost: kv\r\nContent-Length: 10\r\n\r\n12345")
+	_, err = io.WriteString(nc, "PUT /v1/buckets/b/keys/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n12345")
 	require.NoError(t, err)
 	<-looked
 
@@ -220,4 +221,19 @@ func TestListenerFailureEndsOpenStreams(t *testing.T) {
 			break
 		}
 	}
+}
+
+func TestCheckPassword(t *testing.T) {
+	for pw, ok := range map[string]bool{
+		"s3cret": true, "two words": true, "tab\tinside": true, "\xff\xfe": true, "": true,
+		" lead": false, "trail ": false, "\ttab": false, "tab\t": false, "new\nline": false, "nul\x00": false, "del\x7f": false,
+	} {
+		err := CheckPassword(pw)
+		assert.Equal(t, ok, err == nil, "%q: %v", pw, err)
+	}
+	// Serve refuses one, for good.
+	root := tree(t)
+	s := New(Config{Registry: root.Registry(), Events: root.Events(), Password: "abc ", Addr: "127.0.0.1:0"})
+	err := s.Serve(context.Background())
+	require.ErrorIs(t, err, suture.ErrDoNotRestart)
 }

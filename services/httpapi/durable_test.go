@@ -1,0 +1,65 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/internal/store"
+	"github.com/kvproject/kv/services"
+)
+
+// A write the disk refuses (full, failing) gets 503 write_failed and
+// changes nothing; reads go on, and writes resume once the disk does.
+func TestWriteTheStoreRefusesIs503(t *testing.T) {
+	faults := &store.Faults{}
+	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	require.NoError(t, err)
+	root := services.New(services.Config{Store: st})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	t.Cleanup(func() { cancel(); <-errc; assert.NoError(t, st.Close()) })
+	a := serve(t, root, Config{})
+
+	key := bucketPath("b") + "/keys/k"
+	other := bucketPath("other") + "/keys/k"
+	for _, b := range []string{"b", "other"} {
+		require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath(b), nil).status)
+		require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath(b)+"/keys/k", strings.NewReader("1")).status)
+	}
+
+	faults.FailWrites(syscall.ENOSPC)
+	expectError(t, a.do("PUT", key, strings.NewReader("2")), http.StatusServiceUnavailable, "write_failed")
+	r := a.do("GET", other, nil)
+	require.Equal(t, http.StatusOK, r.status, "reads go on")
+	require.Equal(t, "1", r.body)
+
+	faults.Clear()
+	require.Eventually(t, func() bool {
+		return a.do("GET", key, nil).status == http.StatusOK
+	}, 10*time.Second, time.Millisecond)
+	require.Equal(t, "1", a.do("GET", key, nil).body, "the refused write changed nothing")
+	require.Equal(t, http.StatusNoContent, a.do("PUT", key, strings.NewReader("3")).status)
+	require.Equal(t, "3", a.do("GET", key, nil).body)
+}
+
+// namesFail is a registry whose stored buckets cannot be listed.
+type namesFail struct{ Registry }
+
+func (namesFail) NamesErr() ([]string, error) {
+	return []string{"live"}, errors.New("store: cannot read")
+}
+
+// A list the stored buckets are missing from is not passed off as whole.
+func TestListThatCannotBeWholeIs503(t *testing.T) {
+	root := tree(t)
+	a := serve(t, root, Config{Registry: namesFail{root.Registry()}})
+	expectError(t, a.do("GET", "/v1/buckets", nil), http.StatusServiceUnavailable, "unavailable")
+}
