@@ -291,3 +291,38 @@ func TestRecycledWALEndIsClean(t *testing.T) {
 	assert.Contains(t, pairs, "last9")
 	assert.NotContains(t, logs.String(), "torn write")
 }
+
+// A directory that holds a store's files but has lost the marker naming
+// its current MANIFEST (a backup tool that skips empty files, a partial
+// copy) is refused, naming what it found: pebble would otherwise create a
+// new, empty store over it and delete the old tables as obsolete.
+func TestOpenRefusesAStoreWithoutItsManifestMarker(t *testing.T) {
+	dir := flushedStore(t)
+	tables := filesLike(t, dir, "*.sst")
+	require.NotEmpty(t, tables)
+	markers := filesLike(t, dir, "marker.manifest.*")
+	require.Len(t, markers, 1)
+	require.NoError(t, os.Remove(markers[0]))
+	before := listDir(t, dir)
+
+	_, err := Open(dir, Options{})
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "no marker.manifest file")
+	assert.Contains(t, err.Error(), "MANIFEST-")
+	assert.Equal(t, before, listDir(t, dir), "nothing was created or deleted")
+
+	_, err = Check(dir)
+	require.Error(t, err, "check refuses it too")
+}
+
+// listDir returns the names in dir, sorted.
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}

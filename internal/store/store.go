@@ -123,9 +123,22 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 		s.releaseLock()
 		return nil, err
 	}
-	s.db, err = pebble.Open(abs, s.pebbleOptions(false))
+	popts := s.pebbleOptions(false)
+	// A directory that holds a store's files but no marker of its current
+	// MANIFEST (a backup that skipped empty files, a partial copy) is not
+	// an empty directory: pebble would create a new store over it, and
+	// delete the old one's tables as obsolete.
+	files := storeFiles(abs)
+	popts.ErrorIfNotExists = len(files) > 0
+	s.db, err = pebble.Open(abs, popts)
 	if err != nil {
 		s.releaseLock()
+		if errors.Is(err, pebble.ErrDBDoesNotExist) {
+			return nil, fmt.Errorf("%w: %s holds a store's files (%s) but no marker.manifest file naming its current MANIFEST, "+
+				"so kv cannot tell what they hold and will not create a new store over them: "+
+				"restore the directory from a backup or a checkpoint, or move it away to start empty",
+				ErrCorrupt, abs, strings.Join(files, ", "))
+		}
 		if end != nil && pebble.IsCorruptionError(err) {
 			// Pebble proved the WAL damaged (a later write says the log
 			// was synced past the unreadable one): name the file and
@@ -162,6 +175,28 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 		close(s.stopped)
 	}
 	return s, nil
+}
+
+// storeFiles returns the names of the store files in dir (at most 5):
+// MANIFESTs, tables, write-ahead logs and markers. Neither the lock file
+// nor kv's own subdirectories count.
+func storeFiles(dir string) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // pebble's Open says what is wrong
+	}
+	var names []string
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, "MANIFEST-") || strings.HasPrefix(n, "marker.") ||
+			strings.HasSuffix(n, ".sst") || strings.HasSuffix(n, ".log") {
+			names = append(names, n)
+			if len(names) == 5 {
+				break
+			}
+		}
+	}
+	return names
 }
 
 // canonicalDir creates dir if needed and returns its absolute path with
