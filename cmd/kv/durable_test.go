@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -317,4 +319,37 @@ func TestDamagedDataDirectory(t *testing.T) {
 	errOut.Reset()
 	assert.Equal(t, exitStorage, run([]string{"check", dir}, nil, &out, &errOut, nil))
 	assert.Contains(t, errOut.String(), filepath.Base(m))
+}
+
+// Saves made at once (SAVE, BGSAVE and POST /v1/save from several
+// clients) each get a checkpoint of their own, whole; what a kill left of
+// one is removed at the next start.
+func TestConcurrentSavesEachGetACheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, st.Close()) }()
+	leftover := filepath.Join(dir, "checkpoints", ".1700000000"+store.PartialSuffix)
+	require.NoError(t, os.MkdirAll(leftover, 0o755))
+	cps := newCheckpoints(st, slog.New(slog.DiscardHandler))
+	_, err = os.Stat(leftover)
+	require.ErrorIs(t, err, fs.ErrNotExist, "the incomplete checkpoint is removed")
+
+	saved := make([]string, 8)
+	var wg sync.WaitGroup
+	for i := range saved {
+		wg.Go(func() {
+			var err error
+			saved[i], err = cps.Save()
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, d := range saved {
+		require.False(t, seen[d], "two saves wrote into %s", d)
+		seen[d] = true
+		_, err := store.Check(d)
+		require.NoError(t, err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -455,7 +457,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	var backups resp.Backups
 	if st != nil {
 		cfg.Store = st
-		backups = checkpoints{st: st}
+		backups = newCheckpoints(st, log)
 	}
 	root := services.New(cfg)
 	// One set of metrics for every front end, served by the HTTP API.
@@ -625,30 +627,56 @@ func openStore(o options, log *slog.Logger, stderr io.Writer) (*store.Store, int
 	return st, exitOK
 }
 
-// checkpoints serves SAVE, BGSAVE and LASTSAVE: each checkpoint is a new
-// directory under <data-dir>/checkpoints, named after the time, from which
-// kv can start (--data-dir).
-type checkpoints struct{ st *store.Store }
+// checkpoints serves SAVE, BGSAVE, LASTSAVE and POST /v1/save: each
+// checkpoint is a new directory under <data-dir>/checkpoints, named after
+// the time in Unix seconds ("-2", "-3"... after it for more in one
+// second), from which kv can start (--data-dir).
+type checkpoints struct {
+	st  *store.Store
+	log *slog.Logger
+	mu  sync.Mutex // a name is chosen and taken by one Save at a time
+}
+
+// newCheckpoints serves checkpoints of st. It removes what checkpoints cut
+// off by a kill left in <data-dir>/checkpoints (see store.PartialSuffix):
+// nothing else writes there while kv holds the data directory.
+func newCheckpoints(st *store.Store, log *slog.Logger) *checkpoints {
+	base := filepath.Join(st.Dir(), "checkpoints")
+	ents, _ := os.ReadDir(base) // none yet: nothing to clean
+	for _, e := range ents {
+		if n := e.Name(); strings.HasPrefix(n, ".") && strings.HasSuffix(n, store.PartialSuffix) {
+			err := os.RemoveAll(filepath.Join(base, n))
+			log.Warn("kv: removed an incomplete checkpoint (kv stopped while writing it)", "dir", filepath.Join(base, n), "err", err)
+		}
+	}
+	return &checkpoints{st: st, log: log}
+}
 
 // Save writes a checkpoint and returns its directory.
-func (c checkpoints) Save() (string, error) {
+func (c *checkpoints) Save() (string, error) {
 	base := filepath.Join(c.st.Dir(), "checkpoints")
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", fmt.Errorf("kv: checkpoint: %w", err)
 	}
-	now := time.Now()
-	dir := filepath.Join(base, strconv.FormatInt(now.Unix(), 10))
-	if _, err := os.Stat(dir); err == nil { // two in one second
-		dir = filepath.Join(base, strconv.FormatInt(now.UnixNano(), 10))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	name := strconv.FormatInt(time.Now().Unix(), 10)
+	dir := filepath.Join(base, name)
+	for n := 2; ; n++ {
+		if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		dir = filepath.Join(base, name+"-"+strconv.Itoa(n))
 	}
 	if err := c.st.Checkpoint(dir); err != nil {
+		c.log.Error("kv: checkpoint failed", "dir", dir, "err", err)
 		return "", fmt.Errorf("kv: checkpoint: %w", err)
 	}
 	return dir, nil
 }
 
 // LastSave returns the time of the last checkpoint.
-func (c checkpoints) LastSave() time.Time { return c.st.LastSave() }
+func (c *checkpoints) LastSave() time.Time { return c.st.LastSave() }
 
 // check is `kv check DIR`: it verifies a data directory offline.
 func check(args []string, stdout, stderr io.Writer) int {

@@ -2,22 +2,42 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
+// PartialSuffix ends the name of the directory a [Store.Checkpoint] is
+// written into before it takes its own name: "." + base + PartialSuffix,
+// next to it. One left behind (the process was killed during the
+// checkpoint) is incomplete; it may be removed.
+const PartialSuffix = ".partial"
+
 // Checkpoint writes a consistent copy of the store into dir, which must not
 // exist yet: every write acknowledged before the call is in it. [Open] can
 // start from dir as from any data directory. Files are hard-linked when dir
 // is on the same file system, so a checkpoint is quick and small at first.
-// On success the store records the time (LastSave), durably.
+// The copy is written next to dir (see PartialSuffix) and renamed to dir
+// once complete and synced: dir never holds a partial checkpoint, whatever
+// stops this one. Checkpoints run one at a time. On success the store
+// records the time (LastSave), durably.
 func (s *Store) Checkpoint(dir string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return fmt.Errorf("store: checkpoint %s: %w", dir, err)
+	}
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	if _, err := os.Lstat(abs); !errors.Is(err, fs.ErrNotExist) {
+		if err == nil {
+			err = fs.ErrExist
+		}
+		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
 	// Writes made before the call and not yet committed (their Waiters
 	// not yet called: a pipeline's, answered after this call) are
@@ -26,7 +46,25 @@ func (s *Store) Checkpoint(dir string) error {
 	if err := s.Settle(); err != nil {
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
-	if err := s.checkpoint(abs); err != nil {
+	partial := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+PartialSuffix)
+	if err := os.RemoveAll(partial); err != nil { // a killed attempt's
+		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
+	}
+	err = s.checkpoint(partial)
+	if err == nil && s.testSaveHook != nil {
+		err = s.testSaveHook(partial)
+	}
+	if err != nil {
+		_ = os.RemoveAll(partial)
+		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
+	}
+	// Pebble has synced the files and the directory; the rename is
+	// synced in the parent.
+	if err := os.Rename(partial, abs); err != nil {
+		_ = os.RemoveAll(partial)
+		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
+	}
+	if err := syncDir(filepath.Dir(abs)); err != nil {
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
 	now := time.Now()
@@ -66,6 +104,16 @@ func (s *Store) checkpoint(abs string) (err error) {
 		}
 	}()
 	return db.Checkpoint(abs, pebble.WithFlushedWAL())
+}
+
+// syncDir makes the entries of dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // LastSave returns the time of the last successful Checkpoint of this data

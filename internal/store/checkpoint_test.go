@@ -1,8 +1,12 @@
 package store
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,4 +126,75 @@ func TestCheckPathWithGlobCharacters(t *testing.T) {
 	rep, err := Check(dir)
 	require.NoError(t, err)
 	assert.Equal(t, 1, rep.Keys)
+}
+
+// A checkpoint takes its name only once it is complete: until then, and
+// for good if it fails (or the process dies), the name does not exist, so
+// nothing can take a partial checkpoint for a whole one. A partial one a
+// killed attempt left behind is replaced.
+func TestCheckpointTakesItsNameWhenComplete(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	defer func() { assert.NoError(t, s.Close()) }()
+	require.NoError(t, s.Apply("a", Put("k", []byte("v"))))
+	base := t.TempDir()
+	cp := filepath.Join(base, "cp")
+	partial := filepath.Join(base, ".cp"+PartialSuffix)
+
+	// A killed attempt's leftovers.
+	require.NoError(t, os.MkdirAll(partial, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(partial, "MANIFEST-000001"), []byte("junk"), 0o644))
+
+	failed := errors.New("stopped before the rename")
+	var sawPartial bool
+	s.testSaveHook = func(p string) error {
+		_, err := os.Stat(cp)
+		require.ErrorIs(t, err, fs.ErrNotExist, "no checkpoint under its name before it is complete")
+		_, err = Check(p)
+		sawPartial = err == nil
+		return failed
+	}
+	require.ErrorIs(t, s.Checkpoint(cp), failed)
+	require.True(t, sawPartial, "the checkpoint was written, next to its name")
+	_, err := os.Stat(cp)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	_, err = os.Stat(partial)
+	require.ErrorIs(t, err, fs.ErrNotExist, "a failed checkpoint leaves nothing")
+	assert.True(t, s.LastSave().IsZero(), "a failed checkpoint is not a save")
+
+	s.testSaveHook = nil
+	require.NoError(t, s.Checkpoint(cp))
+	ents, err := os.ReadDir(base)
+	require.NoError(t, err)
+	require.Len(t, ents, 1, "the checkpoint, and nothing beside it")
+	_, err = Check(cp)
+	require.NoError(t, err)
+}
+
+// Checkpoints started together run one after another, each whole, each in
+// its own directory; one whose name is taken fails alone.
+func TestConcurrentCheckpoints(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	defer func() { assert.NoError(t, s.Close()) }()
+	require.NoError(t, s.Apply("a", Put("k", []byte("v"))))
+	base := t.TempDir()
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.Checkpoint(filepath.Join(base, fmt.Sprint(i%4))) })
+	}
+	wg.Wait()
+	var ok int
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		} else {
+			require.ErrorIs(t, err, fs.ErrExist)
+		}
+	}
+	require.Equal(t, 4, ok, "one per name")
+	for i := range 4 {
+		rep, err := Check(filepath.Join(base, fmt.Sprint(i)))
+		require.NoError(t, err)
+		require.Equal(t, 1, rep.Keys)
+	}
 }

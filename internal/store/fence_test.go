@@ -527,12 +527,14 @@ func TestCheckpointFailureIsNotAFault(t *testing.T) {
 		disk func(target string) vfs.FS
 		want error
 	}{
-		{"target full", func(target string) vfs.FS { return fullUnder{vfs.Default, target} }, syscall.ENOSPC},
+		// The checkpoint is written next to its target, then renamed.
+		{"target full", func(target string) vfs.FS { return fullUnder{vfs.Default, filepath.Dir(target)} }, syscall.ENOSPC},
 		{"fsync of checkpoints/", func(target string) vfs.FS {
 			return failingDirs{vfs.Default, func(d string) bool { return d == filepath.Dir(target) }}
 		}, syscall.EIO},
 		{"fsync of the checkpoint", func(target string) vfs.FS {
-			return failingDirs{vfs.Default, func(d string) bool { return d == target }}
+			partial := filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+PartialSuffix)
+			return failingDirs{vfs.Default, func(d string) bool { return d == partial }}
 		}, syscall.EIO},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -547,6 +549,9 @@ func TestCheckpointFailureIsNotAFault(t *testing.T) {
 			require.NoError(t, s.Err(), "the store's own files are fine")
 			require.NoError(t, s.Apply("b", Put("after", []byte("2"))))
 			require.NoError(t, s.Close(), "the checkpoint released the store")
+			ents, err := os.ReadDir(filepath.Dir(target))
+			require.NoError(t, err)
+			require.Empty(t, ents, "the failed checkpoint left nothing")
 		})
 	}
 }

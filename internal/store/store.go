@@ -40,6 +40,7 @@ type Store struct {
 	retries   atomic.Uint64 // recovery attempts (tests wait on it)
 
 	lastSave    atomic.Int64           // Unix ns of the last checkpoint, 0 if none
+	saveMu      sync.Mutex             // one Checkpoint at a time
 	corruptFile atomic.Pointer[string] // the last file pebble found damaged
 
 	// For FsyncEverySec: the batches acknowledged and not yet covered by a
@@ -71,7 +72,8 @@ type Store struct {
 	foldKick    chan struct{}
 	foldStopped chan struct{} // closed when the folder has returned
 
-	testCommitHook func() // tests: called before each group's commit
+	testCommitHook func()                     // tests: called before each group's commit
+	testSaveHook   func(partial string) error // tests: called once a checkpoint is written, before its rename
 
 	waiters     sync.WaitGroup // Waiters not yet waited for (Close waits for them)
 	outstanding atomic.Int64   // how many: recovery goes on only at zero
