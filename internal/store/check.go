@@ -34,7 +34,8 @@ type Report struct {
 }
 
 // Check verifies the data directory dir offline (for `kv check DIR`): it
-// opens it read-only (which fails, with ErrLocked, while a daemon holds it),
+// opens it read-only, writing nothing, not even a lock file (it fails,
+// with ErrLocked, while a daemon holds it),
 // checks the engine's own invariants and checksums by reading every table,
 // reads every record and validates the key layout, and counts what it
 // finds. It returns an error (wrapping ErrCorrupt when the data is damaged)
@@ -53,9 +54,9 @@ func Check(dir string) (Report, error) {
 	if !hasManifest(dir) {
 		return rep, fmt.Errorf("store: check %s: not a kv data directory (no MANIFEST file)", dir)
 	}
-	lock, err := lockDir(dir, "stop the daemon using it, or check a checkpoint")
+	lock, err := lockForCheck(dir)
 	if err != nil {
-		return rep, fmt.Errorf("store: check: %w", err)
+		return rep, err
 	}
 	defer lock.Close()
 	walEnd, err := inspectNewestWAL(dir) // damage pebble would cut silently
@@ -64,13 +65,16 @@ func Check(dir string) (Report, error) {
 	}
 	var damaged string
 	db, err := pebble.Open(dir, &pebble.Options{
-		FS: vfs.Default, Lock: lock, ReadOnly: true, ErrorIfNotExists: true,
+		FS: noLock{vfs.Default}, ReadOnly: true, ErrorIfNotExists: true,
 		Logger: quietLogger{},
 		EventListener: &pebble.EventListener{
 			DataCorruption: func(info pebble.DataCorruptionInfo) { damaged = info.Path },
 		},
 	})
 	if err != nil {
+		if walEnd != nil && walEnd.later > 0 && pebble.IsCorruptionError(err) {
+			return rep, walDamage(dir, err, walEnd)
+		}
 		return rep, openError(dir, err)
 	}
 	defer db.Close()

@@ -15,6 +15,7 @@ import (
 // The test binary re-executed with envChild set plays a child process:
 //
 //	lock <dir>                  try to Open dir, print "opened" or "error: ..."
+//	check <dir>                 Check dir, print "checked" or "error: ..."
 //	crash <dir> <policy> <round> write from several goroutines and print each
 //	                            acknowledged write, until killed
 const envChild = "KV_STORE_TEST_CHILD"
@@ -34,6 +35,13 @@ func runChild() bool {
 		}
 		fmt.Println("opened")
 		_ = s.Close()
+		os.Exit(0)
+	case "check":
+		if _, err := Check(args[1]); err != nil {
+			fmt.Printf("error: %v\n", err)
+			os.Exit(0)
+		}
+		fmt.Println("checked")
 		os.Exit(0)
 	case "crash":
 		policy, err := ParseFsync(args[2])

@@ -50,9 +50,19 @@ func TestSecondOpenInAnotherProcessFails(t *testing.T) {
 	assert.Contains(t, line, ErrLocked.Error())
 	assert.Contains(t, line, s.Dir(), "the error names the directory")
 
+	// Check's shared lock is refused too.
+	out, err = childCmd(t, "check", dir).Output()
+	require.NoError(t, err)
+	line = strings.TrimSpace(string(out))
+	assert.True(t, strings.HasPrefix(line, "error: "), "child said %q", line)
+	assert.Contains(t, line, ErrLocked.Error())
+
 	// Once released, another process may open it.
 	require.NoError(t, s.Close())
 	out, err = childCmd(t, "lock", dir).Output()
 	require.NoError(t, err)
 	assert.Equal(t, "opened", strings.TrimSpace(string(out)))
+	out, err = childCmd(t, "check", dir).Output()
+	require.NoError(t, err)
+	assert.Equal(t, "checked", strings.TrimSpace(string(out)))
 }

@@ -119,6 +119,7 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	markInUse(abs, true)
 	start := time.Now()
 	end, err := s.reportTornTail()
 	if err != nil {
@@ -142,14 +143,12 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 				ErrCorrupt, abs, strings.Join(files, ", "))
 		}
 		if end != nil && pebble.IsCorruptionError(err) {
-			// Pebble proved the WAL damaged (a later write says the log
-			// was synced past the unreadable one): name the file and
-			// the way out.
-			return nil, fmt.Errorf("%w (write-ahead log %s is unreadable at byte %d, with %d bytes of later writes: "+
-				"restore a checkpoint, or keep the %d writes before the damage with: truncate -s %d %s; a copy of the file is in %s)",
-				openError(abs, err), end.path, end.cut, end.later, end.records, end.cut, end.path, filepath.Join(abs, "damaged"))
+			return nil, walDamage(abs, err, end)
 		}
 		return nil, openError(abs, err)
+	}
+	if end != nil {
+		s.logTornTail(end)
 	}
 	// The records left in the log are folded before anything reads the
 	// bucket keys (loadMeta included), and new records are numbered after
@@ -177,6 +176,23 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 		close(s.stopped)
 	}
 	return s, nil
+}
+
+// walDamage is the error of an open that pebble refused, err, when end
+// says where the newest WAL of dir is unreadable: pebble proved the WAL
+// damaged (a later write says the log was synced past the unreadable
+// one). It names the file and the ways out.
+func walDamage(dir string, err error, end *walEnd) error {
+	copied := ""
+	switch {
+	case end.copyErr != nil:
+		copied = "; it could not be copied: " + end.copyErr.Error()
+	case end.copy != "":
+		copied = "; a copy of the file: " + end.copy
+	}
+	return fmt.Errorf("%w (write-ahead log %s is unreadable at byte %d, with %d bytes of later writes: "+
+		"restore a checkpoint, or keep the %d writes before the damage with: truncate -s %d %s%s)",
+		openError(dir, err), end.path, end.cut, end.later, end.records, end.cut, end.path, copied)
 }
 
 // storeFiles returns the names of the store files in dir (at most 5):
@@ -294,6 +310,7 @@ func openError(dir string, err error) error {
 
 func (s *Store) releaseLock() {
 	if s.lock != nil {
+		markInUse(s.dir, false)
 		_ = s.lock.Close()
 		s.lock = nil
 	}

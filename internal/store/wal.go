@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,26 +41,47 @@ func (s *Store) reportTornTail() (*walEnd, error) {
 	if err != nil || end == nil {
 		return nil, err
 	}
-	if end.later == 0 {
-		s.log.Warn("store: the write-ahead log ends with a torn write (a crash cut it); recovering every whole write before it",
-			"file", end.path, "whole writes", end.records, "cut at", end.cut, "file size", end.size)
-		return end, nil
+	if end.later > 0 {
+		// Copied before pebble opens the log, which it may then replace.
+		end.copy, end.copyErr = keepCopy(s.dir, end.path)
 	}
-	kept, cerr := keepCopy(s.dir, end.path)
-	s.log.Error("store: the write-ahead log is unreadable before its end; the writes after that point are dropped (possible damage; after a power cut, the unsynced tail)",
-		"file", end.path, "whole writes kept", end.records, "unreadable at", end.cut,
-		"dropped bytes of later writes", end.later, "copy", kept, "copy error", cerr)
 	return end, nil
 }
 
-// keepCopy copies file into dir/damaged/ and returns the copy's path.
+// logTornTail says, once the store has opened, what reportTornTail found
+// and the start dropped.
+func (s *Store) logTornTail(end *walEnd) {
+	if end.later == 0 {
+		s.log.Warn("store: the write-ahead log ends with a torn write (a crash cut it); recovered every whole write before it",
+			"file", end.path, "whole writes", end.records, "cut at", end.cut, "file size", end.size)
+		return
+	}
+	s.log.Error("store: the write-ahead log is unreadable before its end; the writes after that point were dropped (possible damage; after a power cut, the unsynced tail)",
+		"file", end.path, "whole writes kept", end.records, "unreadable at", end.cut,
+		"dropped bytes of later writes", end.later, "copy", end.copy, "copy error", end.copyErr)
+}
+
+// keepCopy copies file into dir/damaged/ and returns the copy's path. A
+// copy of the same bytes made before (by a start that was then refused,
+// and retried) is kept instead of a new one, so that a restart loop does
+// not fill the disk.
 func keepCopy(dir, file string) (string, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return "", err
 	}
-	to := filepath.Join(dir, "damaged", fmt.Sprintf("%s.%d", filepath.Base(file), time.Now().Unix()))
-	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+	damaged := filepath.Join(dir, "damaged")
+	earlier, _ := filepath.Glob(filepath.Join(damaged, filepath.Base(file)+".*"))
+	for _, c := range earlier {
+		if fi, err := os.Stat(c); err != nil || fi.Size() != int64(len(data)) {
+			continue
+		}
+		if same, err := os.ReadFile(c); err == nil && bytes.Equal(same, data) {
+			return c, nil
+		}
+	}
+	to := filepath.Join(damaged, fmt.Sprintf("%s.%d", filepath.Base(file), time.Now().UnixNano()))
+	if err := os.MkdirAll(damaged, 0o755); err != nil {
 		return "", err
 	}
 	return to, os.WriteFile(to, data, 0o644)
@@ -72,7 +94,9 @@ type walEnd struct {
 	records int   // whole writes before the cut
 	cut     int64 // where the unreadable part starts
 	size    int64
-	later   int // bytes in whole chunks of this log after the cut (0: a torn tail)
+	later   int    // bytes in whole chunks of this log after the cut (0: a torn tail)
+	copy    string // where the file was copied, when later > 0
+	copyErr error  // why it could not be
 }
 
 // inspectNewestWAL classifies the end of the newest WAL in dir, as

@@ -1,0 +1,70 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// inUse holds the data directories that this process's stores have
+// locked. Check reads a directory under a shared lock of its LOCK file,
+// which another process's store (holding it exclusively) refuses; but
+// fcntl locks belong to a process, not to a descriptor, so within one
+// process Check must learn it here, and must not touch the file: closing
+// any descriptor of it would drop the store's own lock.
+var inUse struct {
+	sync.Mutex
+	dirs map[string]int
+}
+
+// markInUse records that a store of this process holds dir (canonical), or
+// that it no longer does.
+func markInUse(dir string, held bool) {
+	inUse.Lock()
+	defer inUse.Unlock()
+	if inUse.dirs == nil {
+		inUse.dirs = make(map[string]int)
+	}
+	if held {
+		inUse.dirs[dir]++
+		return
+	}
+	if inUse.dirs[dir]--; inUse.dirs[dir] <= 0 {
+		delete(inUse.dirs, dir)
+	}
+}
+
+// lockForCheck takes a shared lock on dir for Check, which reads and
+// writes nothing: it fails, wrapping ErrLocked, while a store (of this
+// process or another) holds dir; it neither creates the LOCK file nor
+// needs write access (a checkpoint has no LOCK file; a backup may be on
+// read-only media). The returned Closer releases it.
+func lockForCheck(dir string) (io.Closer, error) {
+	canonical, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: check %s: %w", dir, err)
+	}
+	if canonical, err = filepath.Abs(canonical); err != nil {
+		return nil, fmt.Errorf("store: check %s: %w", dir, err)
+	}
+	inUse.Lock()
+	held := inUse.dirs[canonical] > 0
+	inUse.Unlock()
+	if held {
+		return nil, fmt.Errorf("%w: %s: a store in this process holds it; stop the daemon using it, or check a checkpoint", ErrLocked, dir)
+	}
+	return sharedLock(filepath.Join(canonical, "LOCK"))
+}
+
+// errHeld is sharedLock's report that another process holds the lock.
+var errHeld = errors.New("held by another process")
+
+// noLock is pebble's lock while Check holds its own (pebble's would create
+// and lock the file for writing).
+type noLock struct{ vfs.FS }
+
+func (noLock) Lock(string) (io.Closer, error) { return io.NopCloser(nil), nil }
