@@ -220,7 +220,8 @@ func TestLockedDataDirectory(t *testing.T) {
 }
 
 // kv check sums up a store, sound or damaged, and nothing else: a missing
-// or empty directory gets an error and no summary; --help is the usage.
+// or empty directory, or one too damaged to open, gets an error and no
+// summary; --help is the usage.
 func TestCheckOutput(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -232,6 +233,7 @@ func TestCheckOutput(t *testing.T) {
 		{"help", []string{"check", "--help"}, exitOK, "Usage: kv check DIR", ""},
 		{"missing directory", []string{"check", filepath.Join(t.TempDir(), "nope")}, exitStorage, "", "no such file"},
 		{"empty directory", []string{"check", t.TempDir()}, exitStorage, "", "not a kv data directory"},
+		{"damaged beyond opening", []string{"check", damagedManifest(t)}, exitStorage, "", "MANIFEST"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -352,4 +354,21 @@ func TestConcurrentSavesEachGetACheckpoint(t *testing.T) {
 		_, err := store.Check(d)
 		require.NoError(t, err)
 	}
+}
+
+// damagedManifest returns a store whose MANIFEST is garbled.
+func damagedManifest(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	require.NoError(t, err)
+	require.NoError(t, st.Apply("b", store.Put("k", []byte("v"))))
+	require.NoError(t, st.Close())
+	manifests, err := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, manifests)
+	for _, m := range manifests {
+		require.NoError(t, os.WriteFile(m, bytes.Repeat([]byte{0x5a}, 200), 0o644))
+	}
+	return dir
 }

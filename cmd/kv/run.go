@@ -694,8 +694,9 @@ func check(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, store.ErrLocked):
 		fmt.Fprintf(stderr, "kv check: %v\n", err)
 		return exitLocked
-	case err != nil && !errors.Is(err, store.ErrCorrupt):
-		// Not a store, or not readable: there is nothing to sum up.
+	case err != nil && (!errors.Is(err, store.ErrCorrupt) || !rep.Opened):
+		// Not a store, not readable, or too damaged to open: there is
+		// nothing to sum up.
 		fmt.Fprintf(stderr, "kv check: %v\n", err)
 		return exitStorage
 	}

@@ -18,7 +18,10 @@ import (
 
 // Report is what [Check] found in a data directory.
 type Report struct {
-	Dir      string
+	Dir string
+	// Opened reports that the engine opened the directory: the counts
+	// below say what was read of it. False when Check failed before.
+	Opened   bool
 	Buckets  int       // bucket markers
 	Keys     int       // pairs
 	Bytes    int64     // bytes of keys and values
@@ -78,6 +81,7 @@ func Check(dir string) (Report, error) {
 		return rep, openError(dir, err)
 	}
 	defer db.Close()
+	rep.Opened = true
 
 	if err := db.CheckLevels(nil); err != nil {
 		return rep, readError("check "+dir, err, damaged)
