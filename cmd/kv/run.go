@@ -152,6 +152,7 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fromEnv := map[string]bool{}
 	var bad error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || f.Name == "version" || bad != nil {
@@ -160,7 +161,12 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		if v, ok := vars[envName(f.Name)]; ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				bad = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+				if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+					bad = fmt.Errorf("%w (use true or false, 1 or 0)", bad)
+				}
+				return
 			}
+			fromEnv[f.Name] = true
 		}
 	})
 	if bad != nil {
@@ -192,6 +198,9 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 	if _, err := store.ParseFsync(o.fsync); err != nil {
 		fmt.Fprintf(stderr, "kv: --fsync must be always, everysec or no, not %q\n", o.fsync)
 		return o, exitUsage, true
+	}
+	if given := func(n string) bool { return set[n] || fromEnv[n] }; o.inMemory && (given("data-dir") || given("fsync")) {
+		fmt.Fprintf(stderr, "kv: warning: --in-memory writes nothing to disk; --data-dir and --fsync are ignored\n")
 	}
 	if !o.inMemory && o.dataDir == "" {
 		fmt.Fprintf(stderr, "kv: --data-dir is empty (give a directory, or --in-memory)\n")

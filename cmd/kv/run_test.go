@@ -131,6 +131,25 @@ func TestParsePrecedence(t *testing.T) {
 		assert.Equal(t, exitUsage, code)
 		assert.Contains(t, errOut.String(), "give the password once")
 	}
+
+	// --in-memory with a data directory or a policy says they are ignored.
+	for _, tc := range []struct{ args, env []string }{
+		{[]string{"--in-memory", "--data-dir", "/d"}, nil},
+		{[]string{"--in-memory"}, []string{"KV_FSYNC=always"}},
+		{nil, []string{"KV_IN_MEMORY=1", "KV_DATA_DIR=/d"}},
+	} {
+		errOut.Reset()
+		_, _, done := parse(tc.args, tc.env, &out, &errOut)
+		require.False(t, done)
+		assert.Contains(t, errOut.String(), "--data-dir and --fsync are ignored")
+	}
+	errOut.Reset()
+	_, _, _ = parse([]string{"--in-memory"}, nil, &out, &errOut)
+	assert.Empty(t, errOut.String())
+	// A boolean variable's error says what it takes.
+	_, code, _ := parse(nil, []string{"KV_IN_MEMORY=yes"}, &out, &errOut)
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut.String(), "use true or false")
 }
 
 func TestStartupErrors(t *testing.T) {
