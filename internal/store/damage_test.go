@@ -175,9 +175,10 @@ func TestCorruptTableIsReportedNamingIt(t *testing.T) {
 // pebble reads it as one and drops every write after it; kv cannot prove
 // which it is (a power cut can leave such a hole in an unsynced tail), so
 // the start goes on, with an error line, not a warning, and a copy of the
-// whole file under damaged/ to recover the dropped writes from. Once a
-// store has been reopened, pebble's sync chunks prove it under
-// FsyncAlways and pebble refuses: the error names the file and the
+// whole file under damaged/ to recover the dropped writes from. With
+// sync chunks in the log, which every log of a store Open makes has (it
+// reopens a new store once, past pebble's plain first log), they prove it
+// under FsyncAlways and pebble refuses: the error names the file and the
 // truncate that keeps the writes before the damage. Check reports both.
 func TestDamageInTheMiddleOfTheWAL(t *testing.T) {
 	for _, reopened := range []bool{false, true} {

@@ -165,7 +165,7 @@ func TestCheckCountsTheLog(t *testing.T) {
 	require.NoError(t, s.Close())
 	rep, err := Check(dir)
 	require.NoError(t, err)
-	assert.Equal(t, Report{Dir: dir, Buckets: 2, Keys: 3, Bytes: 3 + 4 + 2, LogRecords: 2}, rep, "all in the log")
+	assert.Equal(t, Report{Dir: dir, Opened: true, Buckets: 2, Keys: 3, Bytes: 3 + 4 + 2, LogRecords: 2}, rep, "all in the log")
 
 	s = openT(t, dir, Options{Fsync: FsyncNo}) // folds
 	require.NoError(t, s.DropBucket("a"))
@@ -176,7 +176,7 @@ func TestCheckCountsTheLog(t *testing.T) {
 	crashClose(t, s)
 	rep, err = Check(dir)
 	require.NoError(t, err)
-	assert.Equal(t, Report{Dir: dir, Buckets: 3, Keys: 3, Bytes: 5 + 3 + 2, LogRecords: 5}, rep,
+	assert.Equal(t, Report{Dir: dir, Opened: true, Buckets: 3, Keys: 3, Bytes: 5 + 3 + 2, LogRecords: 5}, rep,
 		"a: k3 only; b: x replaced, y deleted; c added")
 }
 

@@ -69,6 +69,9 @@ type Options struct {
 	RetryInterval time.Duration
 
 	syncEvery time.Duration // everysec's background sync period; 0 means 1 second
+	// plainFirstWAL (tests) keeps a new store's first WAL as pebble makes
+	// it, without sync chunks (see Open).
+	plainFirstWAL bool
 }
 
 func (o *Options) setDefaults() {

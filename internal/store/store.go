@@ -147,6 +147,22 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 		}
 		return nil, openError(abs, err)
 	}
+	if len(files) == 0 && !opts.plainFirstWAL {
+		// Pebble creates a new store's first WAL before it raises the
+		// store's format to the newest, so that log lacks the sync
+		// chunks that let a later start tell damage in the middle of the
+		// log (refused) from a torn, unsynced tail (cut): damage there
+		// would drop every write after it, fsynced ones included, with
+		// only a log line. One reopen starts a log that has them.
+		if err := s.db.Close(); err != nil {
+			s.releaseLock()
+			return nil, fmt.Errorf("store: open %s: %w", abs, err)
+		}
+		if s.db, err = pebble.Open(abs, popts); err != nil {
+			s.releaseLock()
+			return nil, openError(abs, err)
+		}
+	}
 	if end != nil {
 		s.logTornTail(end)
 	}
