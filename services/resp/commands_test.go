@@ -300,6 +300,55 @@ func TestHScanIsStable(t *testing.T) {
 	assert.Zero(t, next)
 }
 
+// MATCH "" is a pattern, which only an empty name matches, not the
+// absence of one; a lone "*" is none, and the last MATCH counts.
+func TestScanMatch(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.HSet(ctx, "small", "a", "1", "b", "2", "c", "3", "", "empty").Err())
+	require.NoError(t, rc.HSet(ctx, "other", "f", "v").Err())
+	all := []string{"", "empty", "a", "1", "b", "2", "c", "3"}
+	for _, tc := range []struct {
+		name string
+		args []any
+		want []string // HSCAN: pairs, sorted by field; SCAN: names, sorted
+	}{
+		{"hscan, no MATCH", []any{"HSCAN", "small", "0"}, all},
+		{"hscan, MATCH empty", []any{"HSCAN", "small", "0", "MATCH", ""}, []string{"", "empty"}},
+		{"hscan, MATCH star", []any{"HSCAN", "small", "0", "MATCH", "*"}, all},
+		{"hscan, MATCH ?", []any{"HSCAN", "small", "0", "MATCH", "?"}, all[2:]},
+		{"hscan, the last MATCH counts", []any{"HSCAN", "small", "0", "MATCH", "a", "MATCH", ""}, []string{"", "empty"}},
+		{"hscan, MATCH star last", []any{"HSCAN", "small", "0", "MATCH", "", "match", "*"}, all},
+		{"hscan NOVALUES, MATCH empty", []any{"HSCAN", "small", "0", "MATCH", "", "NOVALUES"}, []string{""}},
+		{"scan, no MATCH", []any{"SCAN", "0"}, []string{"other", "small"}},
+		{"scan, MATCH empty", []any{"SCAN", "0", "MATCH", ""}, []string{}},
+		{"scan, MATCH star", []any{"SCAN", "0", "MATCH", "*"}, []string{"other", "small"}},
+		{"scan, MATCH empty and TYPE", []any{"SCAN", "0", "MATCH", "", "TYPE", "hash"}, []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reply, err := rc.Do(ctx, tc.args...).Slice()
+			require.NoError(t, err)
+			require.Len(t, reply, 2)
+			assert.Equal(t, "0", reply[0], "one step covers a small hash and a few keys")
+			got := []string{}
+			for _, v := range reply[1].([]any) {
+				got = append(got, v.(string))
+			}
+			switch {
+			case tc.args[0] == "SCAN", slices.Contains(tc.args, "NOVALUES"):
+				slices.Sort(got)
+			default:
+				got = sortPairs(got)
+			}
+			if got == nil {
+				got = []string{}
+			}
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
 func TestErrorWords(t *testing.T) {
 	ts := start(t, Config{})
 	rc := ts.client(t)

@@ -731,7 +731,7 @@ func (s *Server) hscan(ctx context.Context, c *conn, args [][]byte) {
 		page, next, _ = tx.Scan(cursor, opts.count)
 		kept := page[:0]
 		for _, k := range page {
-			if opts.match != "" && !globMatch(opts.match, k) {
+			if !opts.matches(k) {
 				continue
 			}
 			kept = append(kept, k)

@@ -19,21 +19,32 @@ func parseCursor(b []byte) (uint64, bool) {
 }
 
 type scanOpts struct {
+	// match is the MATCH pattern; it filters only if useMatch is set,
+	// since "" is a pattern (it matches the empty string alone) and not
+	// the absence of one.
 	match    string
+	useMatch bool
 	count    int
 	typ      string
 	noValues bool
 }
 
+// matches reports whether s passes the MATCH pattern (any s without one).
+func (o *scanOpts) matches(s string) bool {
+	return !o.useMatch || globMatch(o.match, s)
+}
+
 // scanOptions parses [MATCH pattern] [COUNT n] [TYPE t] (SCAN) or
 // [NOVALUES] (HSCAN); it writes the error reply and reports false on a
-// mistake.
+// mistake. As in Redis, the last MATCH counts, and a lone "*" is no
+// pattern, while MATCH "" keeps only an empty name.
 func (c *conn) scanOptions(args [][]byte, hscan bool) (scanOpts, bool) {
 	o := scanOpts{count: 10}
 	for i := 0; i < len(args); i++ {
 		switch {
 		case equalFold(args[i], "match") && i+1 < len(args):
 			o.match = string(args[i+1])
+			o.useMatch = o.match != "*"
 			i++
 		case equalFold(args[i], "count") && i+1 < len(args):
 			n, ok := parseInt(args[i+1])
@@ -57,9 +68,6 @@ func (c *conn) scanOptions(args [][]byte, hscan bool) (scanOpts, bool) {
 			return o, false
 		}
 	}
-	if o.match == "*" {
-		o.match = ""
-	}
 	return o, true
 }
 
@@ -80,7 +88,7 @@ func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
 	}
 	keep := page[:0]
 	for _, k := range page {
-		if (opts.match == "" || globMatch(opts.match, k)) && (opts.typ == "" || equalFold([]byte(opts.typ), "hash")) {
+		if opts.matches(k) && (opts.typ == "" || equalFold([]byte(opts.typ), "hash")) {
 			keep = append(keep, k)
 		}
 	}
