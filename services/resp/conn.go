@@ -111,11 +111,17 @@ func (c *conn) interrupt() {
 
 // parseCommand is redcon.ReadNextCommand made safe and made Redis's: redcon
 // panics on some malformed bulk lengths, which must cost the client its
-// connection, not the server; and it reads a request that starts with '$'
+// connection, not the server; it reads a request that starts with '$'
 // as Tile38's protocol (waiting for a space that may never come), where
 // Redis reads every request that does not start with '*' as an inline
-// command.
+// command; and it refuses a negative multibulk count ("*-1\r\n"), which
+// Redis skips as an empty request (see negativeCount).
 func parseCommand(b []byte, argsbuf [][]byte) (complete bool, args [][]byte, left []byte, perr error) {
+	if n, err := negativeCount(b); err != nil {
+		return false, argsbuf[:0], b, err
+	} else if n > 0 {
+		return true, argsbuf[:0], b[n:], nil
+	}
 	dollar := len(b) > 0 && b[0] == '$'
 	if dollar {
 		// Out of the way while redcon's inline reader runs; the command's
@@ -137,6 +143,37 @@ func parseCommand(b []byte, argsbuf [][]byte) (complete bool, args [][]byte, lef
 	return complete, args, left, perr
 }
 
+// maxCountLine is the longest multibulk count line with a number Redis
+// reads: "*-9223372036854775808\r\n".
+const maxCountLine = 23
+
+// negativeCount reads a multibulk count line that starts with "*-". Redis
+// reads the count with string2ll and skips a line with a negative count
+// ("*-1\r\n", "*-5\r\n") as an empty request, where redcon refuses it; so a
+// whole line whose count is a negative number to string2ll ('-', a first
+// digit of 1 to 9, more digits, within int64) gives its length, to be
+// skipped. Any other whole line of up to maxCountLine bytes gives Redis's
+// error, "*-0\r\n" included (string2ll refuses "-0", where redcon reads a
+// count of 0). A line not whole yet, a longer one, or one that does not
+// start with "*-" gives 0 and nil: redcon reads it (it waits for the rest
+// of a line, and refuses a longer line's count unless it is all zeros).
+func negativeCount(b []byte) (int, error) {
+	if len(b) < 2 || b[0] != '*' || b[1] != '-' {
+		return 0, nil
+	}
+	nl := bytes.IndexByte(b[:min(len(b), maxCountLine)], '\n')
+	if nl < 0 {
+		return 0, nil
+	}
+	if b[nl-1] != '\r' {
+		return 0, errInvalidMultibulkLength
+	}
+	if n, ok := parseInt(b[1 : nl-1]); !ok || n >= 0 {
+		return 0, errInvalidMultibulkLength
+	}
+	return nl + 1, nil
+}
+
 // isHTTPWord reports whether a command's name is "POST" or "Host:", in
 // any case: the first word of an HTTP request line or header.
 func isHTTPWord(name []byte) bool {
@@ -149,9 +186,12 @@ func (e protocolError) Error() string { return string(e) }
 
 const (
 	errInvalidBulkLength = protocolError("Protocol error: invalid bulk length")
-	errTooLarge          = protocolError("Protocol error: request too large")
-	errTooBigInline      = protocolError("Protocol error: too big inline request")
-	errUnauthTooLarge    = protocolError("Protocol error: unauthenticated request too large")
+	// errInvalidMultibulkLength is redcon's error for a bad count, worded
+	// as Redis's.
+	errInvalidMultibulkLength = protocolError("Protocol error: invalid multibulk length")
+	errTooLarge               = protocolError("Protocol error: request too large")
+	errTooBigInline           = protocolError("Protocol error: too big inline request")
+	errUnauthTooLarge         = protocolError("Protocol error: unauthenticated request too large")
 )
 
 // step is what a client's buffered commands leave to do.

@@ -90,6 +90,7 @@ func fuzzSocket(f *testing.F, addr string) {
 		"*1\r\n$4\r\nPING\r\n", "*3\r\n$4\r\nHSET\r\n$1\r\nh\r\n$1\r\nf\r\n", "*-1\r\n", "*1\r\n$-100\r\n",
 		"*2\r\n$4\r\nECHO\r\n$99999999999999999999\r\n", "$5 hello\r\n", "\"unbalanced\r\n", "*1\r\n$4\r\nPI",
 		"*0\r\n*1\r\n$4\r\nPING\r\n", "SUBSCRIBE a\r\nHGET x y\r\nPING\r\nUNSUBSCRIBE\r\nPING\r\n",
+		"*-5\r\n*1\r\n$4\r\nPING\r\n", "*-0\r\nPING\r\n", "*-9223372036854775809\r\n",
 	} {
 		f.Add([]byte(s))
 	}

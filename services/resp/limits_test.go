@@ -239,6 +239,76 @@ func TestDollarLineIsAnInlineCommand(t *testing.T) {
 	}
 }
 
+// Redis skips a multibulk count line with a negative count as an empty
+// request, and the connection goes on; a count that is not a number to
+// Redis's string2ll ("-0" among them) is a protocol error, and the
+// connection closes.
+func TestNegativeMultibulkCount(t *testing.T) {
+	const invalid = "-ERR Protocol error: invalid multibulk length"
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
+			for _, tc := range []struct {
+				name, req string
+				want      []string
+				closed    bool
+			}{
+				{"-1", "*-1\r\nPING\r\n", []string{"+PONG"}, false},
+				{"-5 then a multibulk request", "*-5\r\n*1\r\n$4\r\nPING\r\n", []string{"+PONG"}, false},
+				{"min int64", "*-9223372036854775808\r\nPING\r\n", []string{"+PONG"}, false},
+				{"several, and a zero", "*-1\r\n*-20\r\n*0\r\nECHO x\r\n", []string{"$1", "x"}, false},
+				{"-0", "*-0\r\nPING\r\n", []string{invalid}, true},
+				{"-00", "*-00\r\nPING\r\n", []string{invalid}, true},
+				{"-01", "*-01\r\nPING\r\n", []string{invalid}, true},
+				{"below min int64", "*-9223372036854775809\r\nPING\r\n", []string{invalid}, true},
+				{"no digits", "*-\r\nPING\r\n", []string{invalid}, true},
+				{"not a number", "*-1x\r\nPING\r\n", []string{invalid}, true},
+				{"no \\r", "*-1\nPING\r\n", []string{invalid}, true},
+				{"after a command", "PING\r\n*-3\r\nPING\r\n", []string{"+PONG", "+PONG"}, false},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					r := ts.raw(t)
+					r.send(tc.req)
+					for _, w := range tc.want {
+						assert.Equal(t, w, r.line())
+					}
+					if tc.closed {
+						assert.True(t, r.closed())
+						return
+					}
+					r.send("PING\r\n")
+					assert.Equal(t, "+PONG", r.line(), "the connection stays open")
+				})
+			}
+		})
+	}
+}
+
+// parseCommand waits for the rest of a negative count line, as for any
+// other, and skips it once whole.
+func TestParseNegativeCount(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		complete bool
+		left     string
+		err      error
+	}{
+		{"*-", false, "*-", nil},
+		{"*-1", false, "*-1", nil},
+		{"*-1\r", false, "*-1\r", nil},
+		{"*-1\r\n", true, "", nil},
+		{"*-12\r\nPING\r\n", true, "PING\r\n", nil},
+		{"*-0\r\n", false, "*-0\r\n", errInvalidMultibulkLength},
+		{"*-" + strings.Repeat("1", 30), false, "*-" + strings.Repeat("1", 30), nil},
+	} {
+		complete, args, left, err := parseCommand([]byte(tc.in), nil)
+		assert.Equal(t, tc.complete, complete, "%q", tc.in)
+		assert.Empty(t, args, "%q", tc.in)
+		assert.Equal(t, tc.left, string(left), "%q", tc.in)
+		assert.Equal(t, tc.err, err, "%q", tc.in)
+	}
+}
+
 // A web page can make its visitor's browser send an HTTP request to kv's
 // port ("no-cors" POST, text/plain body): its request line and headers are
 // inline commands, and the body's lines would run. As Redis does, a command
