@@ -371,6 +371,20 @@ func TestErrorWords(t *testing.T) {
 		{[]any{"HRANDFIELD", "h", "1", "x"}, "ERR syntax error"},
 		{[]any{"HRANDFIELD", "h", "-9223372036854775808"}, "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"},
 		{[]any{"HRANDFIELD", "h", "-1048577"}, "ERR value is out of range, a negative count must be at least -1048576"},
+		// Redis reads the count before the word after it, and then bounds
+		// the count with WITHVALUES, all before it looks the key up.
+		{[]any{"HRANDFIELD", "h", "abc", "FOO"}, "ERR value is not an integer or out of range"},
+		{[]any{"HRANDFIELD", "h", "abc", "WITHVALUES", "x"}, "ERR value is not an integer or out of range"},
+		{[]any{"HRANDFIELD", "missing", "abc", "WITHVALUES"}, "ERR value is not an integer or out of range"},
+		{[]any{"HRANDFIELD", "h", "-9223372036854775808", "x"}, "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"},
+		{[]any{"HRANDFIELD", "h", "1", "WITHVALUES", "x"}, "ERR syntax error"},
+		{[]any{"HRANDFIELD", "h", "4611686018427387904", "x"}, "ERR syntax error"},
+		{[]any{"HRANDFIELD", "h", "4611686018427387904", "WITHVALUES"}, "ERR value is out of range"},
+		{[]any{"HRANDFIELD", "h", "9223372036854775807", "withvalues"}, "ERR value is out of range"},
+		{[]any{"HRANDFIELD", "h", "-4611686018427387904", "WITHVALUES"}, "ERR value is out of range"},
+		{[]any{"HRANDFIELD", "missing", "-4611686018427387904", "WITHVALUES"}, "ERR value is out of range"},
+		{[]any{"HRANDFIELD", "missing", "4611686018427387904", "WITHVALUES"}, "ERR value is out of range"},
+		{[]any{"HRANDFIELD", "h", "-4611686018427387903", "WITHVALUES"}, "ERR value is out of range, a negative count must be at least -1048576"},
 		{[]any{"HINCRBY", "h", "n", "007"}, "ERR value is not an integer or out of range"},
 		{[]any{"HINCRBY", "h", "n", "-0"}, "ERR value is not an integer or out of range"},
 		{[]any{"HINCRBY", "h", "n", "+1"}, "ERR value is not an integer or out of range"},
@@ -405,6 +419,9 @@ func TestAnswersAsRedis(t *testing.T) {
 		{[]any{"SELECT", "0"}, "OK"},
 		{[]any{"AUTH", "default", "anything"}, "OK"}, // no password: the default user takes any
 		{[]any{"HRANDFIELD", "missing", "-1048577"}, []any{}},
+		{[]any{"HRANDFIELD", "missing", "4611686018427387903", "WITHVALUES"}, []any{}},
+		{[]any{"HRANDFIELD", "missing", "-4611686018427387903", "WITHVALUES"}, []any{}},
+		{[]any{"HRANDFIELD", "missing", "9223372036854775807"}, []any{}},
 	} {
 		got, err := rc.Do(ctx, tc.args...).Result()
 		require.NoError(t, err, "%v", tc.args)
@@ -418,6 +435,9 @@ func TestAnswersAsRedis(t *testing.T) {
 	all, err := rc.Do(ctx, "HRANDFIELD", "small", "3000000000").StringSlice()
 	require.NoError(t, err, "a count past the hash's size returns the whole hash")
 	assert.ElementsMatch(t, []string{"a", "b"}, all)
+	all, err = rc.Do(ctx, "HRANDFIELD", "small", "4611686018427387903", "WITHVALUES").StringSlice()
+	require.NoError(t, err, "the largest count WITHVALUES takes")
+	assert.Equal(t, []string{"a", "1", "b", "2"}, sortPairs(all))
 	some, err := rc.Do(ctx, "HRANDFIELD", "small", "-5").StringSlice()
 	require.NoError(t, err)
 	assert.Len(t, some, 5, "a negative count repeats fields")

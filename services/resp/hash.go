@@ -640,15 +640,20 @@ func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
 	c.awaiting(p, start)
 }
 
-// maxRandomRepeats bounds the fields HRANDFIELD returns for a negative
-// count (with repeats).
-const maxRandomRepeats = 1 << 20
+const (
+	// maxRandomRepeats bounds the fields HRANDFIELD returns for a negative
+	// count (with repeats).
+	maxRandomRepeats = 1 << 20
+	// maxRandomWithValues bounds HRANDFIELD's count, either sign, with
+	// WITHVALUES: Redis's LONG_MAX/2, so that twice the count (the reply's
+	// length) cannot overflow.
+	maxRandomWithValues = math.MaxInt64 / 2
+)
 
+// hrandfield serves HRANDFIELD key [count [WITHVALUES]], checking its
+// arguments in Redis's order, before it looks the key up: the count, then
+// the word after it, then the count's range with WITHVALUES.
 func (s *Server) hrandfield(ctx context.Context, c *conn, args [][]byte) {
-	if len(args) > 4 || (len(args) == 4 && !equalFold(args[3], "withvalues")) {
-		c.syntaxErr()
-		return
-	}
 	withCount := len(args) >= 3
 	var count int64
 	if withCount {
@@ -662,7 +667,15 @@ func (s *Server) hrandfield(ctx context.Context, c *conn, args [][]byte) {
 			return
 		}
 	}
+	if len(args) > 4 || (len(args) == 4 && !equalFold(args[3], "withvalues")) {
+		c.syntaxErr()
+		return
+	}
 	withValues := len(args) == 4
+	if withValues && (count < -maxRandomWithValues || count > maxRandomWithValues) {
+		c.err("ERR value is out of range")
+		return
+	}
 	keys, values, ok := s.anyOrderPairs(ctx, c, args[1], withValues)
 	if !ok {
 		return
