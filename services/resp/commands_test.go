@@ -397,6 +397,11 @@ func TestErrorWords(t *testing.T) {
 		{[]any{"COMMAND", "COUNT", "x"}, "ERR wrong number of arguments for 'command|count' command"},
 		{[]any{"COMMAND", "LIST", "FILTERBY", "x"}, "ERR syntax error"},
 		{[]any{"AUTH", "someone", "pw"}, "WRONGPASS invalid username-password pair or user is disabled."},
+		{[]any{"CLIENT", "NO-EVICT", "maybe"}, "ERR syntax error"},
+		{[]any{"CLIENT", "NO-EVICT", ""}, "ERR syntax error"},
+		{[]any{"CLIENT", "no-evict", "onn"}, "ERR syntax error"},
+		{[]any{"CLIENT", "NO-TOUCH", "x"}, "ERR syntax error"},
+		{[]any{"CLIENT", "NO-EVICT", "on", "x"}, "ERR wrong number of arguments for 'client|no-evict' command"},
 	} {
 		assert.EqualError(t, rc.Do(ctx, tc.args...).Err(), tc.want, "%v", tc.args)
 	}
@@ -419,6 +424,10 @@ func TestAnswersAsRedis(t *testing.T) {
 		{[]any{"SELECT", "0"}, "OK"},
 		{[]any{"AUTH", "default", "anything"}, "OK"}, // no password: the default user takes any
 		{[]any{"HRANDFIELD", "missing", "-1048577"}, []any{}},
+		{[]any{"CLIENT", "NO-EVICT", "on"}, "OK"},
+		{[]any{"CLIENT", "NO-EVICT", "OFF"}, "OK"},
+		{[]any{"CLIENT", "no-touch", "On"}, "OK"},
+		{[]any{"CLIENT", "NO-TOUCH", "off"}, "OK"},
 		{[]any{"HRANDFIELD", "missing", "4611686018427387903", "WITHVALUES"}, []any{}},
 		{[]any{"HRANDFIELD", "missing", "-4611686018427387903", "WITHVALUES"}, []any{}},
 		{[]any{"HRANDFIELD", "missing", "9223372036854775807"}, []any{}},

@@ -235,6 +235,13 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 		}
 		c.bulkString(b.String())
 	case "no-evict", "no-touch":
+		// Nothing to do in kv (it evicts no client and keeps no access
+		// times), but the argument is checked as Redis checks it: ON or
+		// OFF, in any case.
+		if !equalFold(args[2], "on") && !equalFold(args[2], "off") {
+			c.syntaxErr()
+			return
+		}
 		c.ok()
 	case "help":
 		help := []string{
