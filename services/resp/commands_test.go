@@ -45,7 +45,7 @@ func TestConnectionCommands(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "server", hello[0])
 	assert.Equal(t, int64(2), hello[5])
-	assert.EqualError(t, rc.Do(ctx, "HELLO", "3").Err(), "NOPROTO sorry, this protocol version is not supported")
+	assert.EqualError(t, rc.Do(ctx, "HELLO", "3").Err(), "NOPROTO unsupported protocol version")
 
 	n, err := rc.Do(ctx, "COMMAND", "COUNT").Int()
 	require.NoError(t, err)
@@ -397,6 +397,13 @@ func TestErrorWords(t *testing.T) {
 		{[]any{"COMMAND", "COUNT", "x"}, "ERR wrong number of arguments for 'command|count' command"},
 		{[]any{"COMMAND", "LIST", "FILTERBY", "x"}, "ERR syntax error"},
 		{[]any{"AUTH", "someone", "pw"}, "WRONGPASS invalid username-password pair or user is disabled."},
+		{[]any{"HELLO", "0"}, "NOPROTO unsupported protocol version"},
+		{[]any{"HELLO", "1"}, "NOPROTO unsupported protocol version"},
+		{[]any{"HELLO", "4"}, "NOPROTO unsupported protocol version"},
+		{[]any{"HELLO", "-1"}, "NOPROTO unsupported protocol version"},
+		{[]any{"HELLO", "3"}, "NOPROTO unsupported protocol version"}, // kv speaks RESP2 only
+		{[]any{"HELLO", "9223372036854775807", "SETNAME", "a b"}, "NOPROTO unsupported protocol version"},
+		{[]any{"HELLO", "x"}, "ERR Protocol version is not an integer or out of range"},
 		{[]any{"CLIENT", "NO-EVICT", "maybe"}, "ERR syntax error"},
 		{[]any{"CLIENT", "NO-EVICT", ""}, "ERR syntax error"},
 		{[]any{"CLIENT", "no-evict", "onn"}, "ERR syntax error"},
@@ -574,12 +581,12 @@ func TestAuth(t *testing.T) {
 	r.send("HELLO 3\r\n")
 	assert.Equal(t, "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time", r.line())
 	r.send("HELLO 3 AUTH default s3cret\r\n")
-	assert.Equal(t, "-NOPROTO sorry, this protocol version is not supported", r.line())
+	assert.Equal(t, "-NOPROTO unsupported protocol version", r.line())
 	r.send("HGET a b\r\n")
 	assert.Equal(t, "$1", r.line(), "HELLO 3 AUTH logged in")
 	assert.Equal(t, "c", r.line())
 	r.send("HELLO 4\r\n")
-	assert.Equal(t, "-NOPROTO sorry, this protocol version is not supported", r.line())
+	assert.Equal(t, "-NOPROTO unsupported protocol version", r.line())
 }
 
 func TestPipelining(t *testing.T) {

@@ -97,6 +97,10 @@ func (s *Server) auth(_ context.Context, c *conn, args [][]byte) {
 	c.ok()
 }
 
+// errNoProto is Redis's answer to HELLO with a protocol version other than
+// 2 or 3; kv gives it to HELLO 3 as well.
+const errNoProto = "NOPROTO unsupported protocol version"
+
 func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 	resp3 := false
 	if len(args) >= 2 {
@@ -106,7 +110,7 @@ func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 			return
 		}
 		if v != 2 && v != 3 {
-			c.err("NOPROTO sorry, this protocol version is not supported")
+			c.err(errNoProto)
 			return
 		}
 		resp3 = v == 3
@@ -137,7 +141,7 @@ func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 	if resp3 {
 		// kv speaks RESP2 only; clients (go-redis v9 among them) fall back
 		// to RESP2 on this error. Redis checks the login first, as here.
-		c.err("NOPROTO sorry, this protocol version is not supported")
+		c.err(errNoProto)
 		return
 	}
 	if setName {
