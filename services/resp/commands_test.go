@@ -589,6 +589,51 @@ func TestAuth(t *testing.T) {
 	assert.Equal(t, "-NOPROTO unsupported protocol version", r.line())
 }
 
+// HELLO's options answer their errors in the order given, as Redis 7.0
+// reads them (a bad SETNAME before a wrong AUTH is the name's error, and
+// the other way round the password's), but none acts on an error: the
+// client is neither logged in nor named.
+func TestHelloOptionsOrder(t *testing.T) {
+	const (
+		badName   = "-ERR Client names cannot contain spaces, newlines or special characters."
+		wrongPass = "-WRONGPASS invalid username-password pair or user is disabled."
+		noAuth    = "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
+	)
+	ts := start(t, Config{Password: "s3cret"})
+	for _, tc := range []struct {
+		name, req, want string
+	}{
+		{"bad name, then a wrong login", `HELLO 2 SETNAME "a b" AUTH foo pw`, badName},
+		{"bad name, then a good login", `HELLO 2 SETNAME "a b" AUTH default s3cret`, badName},
+		{"good login, then a bad name", `HELLO 2 AUTH default s3cret SETNAME "a b"`, badName},
+		{"wrong login, then a bad name", `HELLO 2 AUTH foo pw SETNAME "a b"`, wrongPass},
+		{"bad name, not logged in", `HELLO 2 SETNAME "a b"`, badName},
+		{"good name, not logged in", `HELLO 2 SETNAME ok`, noAuth},
+		{"good name, then a wrong login", `HELLO 2 SETNAME ok AUTH default pw`, wrongPass},
+		{"good login, then a bad word", `HELLO 2 AUTH default s3cret BOGUS`, "-ERR Syntax error in HELLO option 'BOGUS'"},
+		{"RESP3, bad name", `HELLO 3 SETNAME "a b" AUTH default s3cret`, badName},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ts.raw(t)
+			r.send(tc.req + "\r\n")
+			assert.Equal(t, tc.want, r.line())
+			r.send("HGET a b\r\n")
+			assert.Equal(t, "-NOAUTH Authentication required.", r.line(), "not logged in")
+			r.send("AUTH s3cret\r\nCLIENT GETNAME\r\n")
+			assert.Equal(t, "+OK", r.line())
+			assert.Equal(t, "$-1", r.line(), "not named")
+		})
+	}
+
+	cn := ts.client(t, func(o *redis.Options) { o.Password = "s3cret" }).Conn() // one connection
+	defer cn.Close()
+	ctx := context.Background()
+	hello, err := cn.Do(ctx, "HELLO", "2", "SETNAME", "first", "AUTH", "default", "s3cret", "SETNAME", "second").Slice()
+	require.NoError(t, err)
+	assert.Equal(t, "kv", hello[1])
+	assert.Equal(t, "second", cn.Do(ctx, "CLIENT", "GETNAME").Val(), "the last SETNAME counts")
+}
+
 func TestPipelining(t *testing.T) {
 	ts := start(t, Config{})
 	rc := ts.client(t)

@@ -101,6 +101,16 @@ func (s *Server) auth(_ context.Context, c *conn, args [][]byte) {
 // 2 or 3; kv gives it to HELLO 3 as well.
 const errNoProto = "NOPROTO unsupported protocol version"
 
+// hello serves HELLO [protover [AUTH user pass] [SETNAME name]]. It
+// answers Redis 7.0's errors in Redis 7.0's order: the version, then each
+// option in the order given (a wrong password at its AUTH, a bad name at
+// its SETNAME, an unknown word), then the login, then (kv's own) the
+// refusal of RESP3. Unlike Redis 7.0, which logs in at AUTH and names the
+// client at SETNAME as it reads them, it acts on none until every option
+// has passed: an error in the options leaves the client neither logged in
+// nor renamed (a bad name after a good AUTH included), and the name is set
+// only once the client is logged in. HELLO 3 with a good AUTH logs in,
+// then gets NOPROTO.
 func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 	resp3 := false
 	if len(args) >= 2 {
@@ -116,7 +126,7 @@ func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 		resp3 = v == 3
 	}
 	var name []byte
-	setName := false
+	setName, login := false, false
 	for i := 2; i < len(args); i++ {
 		switch {
 		case equalFold(args[i], "auth") && i+2 < len(args):
@@ -124,15 +134,22 @@ func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 				c.err("WRONGPASS invalid username-password pair or user is disabled.")
 				return
 			}
-			c.authed = true
+			login = true
 			i += 2
 		case equalFold(args[i], "setname") && i+1 < len(args):
+			if !validClientName(args[i+1]) {
+				c.err("ERR Client names cannot contain spaces, newlines or special characters.")
+				return
+			}
 			name, setName = args[i+1], true
 			i++
 		default:
 			c.err("ERR Syntax error in HELLO option '" + clip(args[i]) + "'")
 			return
 		}
+	}
+	if login {
+		c.authed = true
 	}
 	if !c.authed {
 		c.err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
@@ -145,10 +162,6 @@ func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 		return
 	}
 	if setName {
-		if !validClientName(name) {
-			c.err("ERR Client names cannot contain spaces, newlines or special characters.")
-			return
-		}
 		c.infoMu.Lock()
 		c.name = string(name)
 		c.infoMu.Unlock()
