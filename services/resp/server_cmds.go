@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -49,11 +50,17 @@ func (s *Server) quit(_ context.Context, c *conn, _ [][]byte) {
 	c.quit = true
 }
 
+// selectDB serves SELECT index: kv has database 0 alone. As Redis, it
+// reads the index as a C int first, so that one outside 32 bits gets the
+// range error of Redis's getIntFromObjectOrReply, and any other but 0
+// "DB index is out of range".
 func (s *Server) selectDB(_ context.Context, c *conn, args [][]byte) {
 	n, ok := parseInt(args[1])
 	switch {
 	case !ok:
 		c.notInteger()
+	case n < math.MinInt32 || n > math.MaxInt32:
+		c.err("ERR value is out of range, value must between -2147483648 and 2147483647")
 	case n != 0:
 		c.err("ERR DB index is out of range")
 	default:
