@@ -339,7 +339,12 @@ func TestSaveInMemory(t *testing.T) {
 	rc := start(t, Config{}).client(t)
 	assert.ErrorContains(t, rc.Save(ctx).Err(), "durable storage")
 	assert.ErrorContains(t, rc.BgSave(ctx).Err(), "durable storage")
+	assert.ErrorContains(t, rc.Do(ctx, "BGSAVE", "schedule").Err(), "durable storage")
 	assert.Equal(t, int64(0), rc.LastSave(ctx).Val())
+	// BGSAVE takes SCHEDULE and nothing else, as Redis.
+	for _, args := range [][]any{{"BGSAVE", "now"}, {"BGSAVE", "SCHEDULE", "x"}} {
+		assert.EqualError(t, rc.Do(ctx, args...).Err(), "ERR syntax error", "%v", args)
+	}
 }
 
 // A connection holds the Pending of each write of its pipeline until the

@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -37,9 +38,15 @@ func (s *Server) save(_ context.Context, c *conn, _ [][]byte) {
 	c.ok()
 }
 
-// bgsave serves BGSAVE: the checkpoint is written after the reply, on a
-// goroutine the server waits for when it stops.
-func (s *Server) bgsave(_ context.Context, c *conn, _ [][]byte) {
+// bgsave serves BGSAVE [SCHEDULE]: the checkpoint is written after the
+// reply, on a goroutine the server waits for when it stops. SCHEDULE,
+// which asks Redis to save once another child process is done, changes
+// nothing here: kv has no such process.
+func (s *Server) bgsave(_ context.Context, c *conn, args [][]byte) {
+	if len(args) > 2 || len(args) == 2 && !strings.EqualFold(string(args[1]), "schedule") {
+		c.err("ERR syntax error")
+		return
+	}
 	if s.cfg.Backups == nil {
 		c.err("ERR BGSAVE needs durable storage: kv runs in memory only")
 		return
