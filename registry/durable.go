@@ -45,6 +45,10 @@ func (r *Registry) Durable() bool { return r.store != nil }
 func (r *Registry) claim(ctx context.Context, names ...string) error {
 	for {
 		r.mu.Lock()
+		if r.drained {
+			r.mu.Unlock()
+			return ErrStopped
+		}
 		var busy chan struct{}
 		for _, n := range names {
 			if c := r.claims[n]; c != nil {
@@ -384,6 +388,11 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	// loaded after the store is empty.
 	r.flushMu.Lock()
 	r.mu.RLock()
+	if r.drained {
+		r.mu.RUnlock()
+		r.flushMu.Unlock()
+		return fmt.Errorf("registry: flush: %w", ErrStopped)
+	}
 	live := make([]*bucket.Bucket, 0, len(r.names))
 	for _, b := range r.names {
 		live = append(live, b)

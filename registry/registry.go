@@ -28,7 +28,9 @@ var (
 	// name or one longer than MaxNameLen.
 	ErrInvalidName = errors.New("registry: invalid bucket name")
 
-	// ErrStopped is returned by Create once the registry has been stopped.
+	// ErrStopped is returned (wrapped) by Create once the registry has
+	// been stopped, and, with a store, by Delete, Rename and FlushAll once
+	// its Serve has returned: another tree may serve on the store then.
 	ErrStopped = errors.New("registry: stopped")
 )
 
@@ -74,6 +76,7 @@ type Registry struct {
 	mu      sync.RWMutex // guards everything below
 	nextID  uint64
 	closed  bool // no more Create
+	drained bool // Serve has returned: no more store operations
 	names   map[string]*bucket.Bucket
 	refs    map[uint64]ref           // bucket ID -> the bucket, until forgotten
 	waiters map[uint64]chan struct{} // bucket ID -> closed once forgotten
@@ -146,8 +149,34 @@ func (r *Registry) String() string { return "kv registry" }
 // Create returns the live bucket named name, creating and starting it if
 // there is none. It is synchronous: when it returns, Lookup finds the bucket.
 // Creating an existing name returns the existing bucket and publishes
-// nothing; a new bucket is announced with one events.Created.
+// nothing; a new bucket is announced with one events.Created. A bucket of
+// that name that has ended (a crash) but that the loop has not yet
+// forgotten is not returned: Create waits until it is forgotten (or ctx
+// ends), then creates the name again (with a store, the bucket comes back
+// from the disk); a name whose buckets end maxFollows times in a row gets
+// an error wrapping bucket.ErrEnded.
 func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, error) {
+	for range maxFollows {
+		b, err := r.create(ctx, name)
+		if err != nil || b == nil {
+			return b, err
+		}
+		select {
+		case <-b.Done(): // ended, not yet forgotten: follow the name
+		default:
+			return b, nil
+		}
+		select {
+		case <-r.Forgotten(b):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("registry: create %q: %w", name, ctx.Err())
+		}
+	}
+	return nil, fmt.Errorf("registry: create %q: it ended %d times in a row: %w", name, maxFollows, bucket.ErrEnded)
+}
+
+// create is one attempt of Create: the bucket it returns may have ended.
+func (r *Registry) create(ctx context.Context, name string) (*bucket.Bucket, error) {
 	if err := CheckName(name); err != nil {
 		return nil, err
 	}
@@ -271,7 +300,9 @@ func (r *Registry) start(name string, b *bucket.Bucket) error {
 	return nil
 }
 
-// Lookup returns the live bucket named name. It does not wait for the
+// Lookup returns the bucket named name: a live one, or one that has just
+// ended and that the loop has not yet forgotten (LookupCurrent follows the
+// name past such a bucket). It does not wait for the
 // registry's loop, but for one case below. With a store, a miss loads the
 // bucket if it is stored (on the caller's goroutine), after any load,
 // delete or rename of that name under way: a RENAME onto a stored bucket
@@ -625,7 +656,14 @@ func (r *Registry) drain(ctx context.Context) error {
 		}
 		r.mu.RUnlock()
 		if left == 0 && claim == nil {
-			return ctx.Err()
+			r.mu.Lock()
+			if len(r.claims) == 0 { // none taken since: refuse any from now on
+				r.drained = true
+				r.mu.Unlock()
+				return ctx.Err()
+			}
+			r.mu.Unlock()
+			continue
 		}
 		select {
 		case <-r.box.ready:
@@ -634,6 +672,9 @@ func (r *Registry) drain(ctx context.Context) error {
 		case <-timeout.C:
 			r.log.Error("registry: buckets did not report their end in time, or operations on them did not finish",
 				"buckets", left, "operations", claim != nil, "waited", r.stopFor)
+			r.mu.Lock()
+			r.drained = true // those under way go on; no new one starts
+			r.mu.Unlock()
 			return ctx.Err()
 		}
 	}

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -154,4 +155,36 @@ func (r *recorder) waitExit(t testing.TB, id uint64) events.Exited {
 	require.Eventually(t, func() bool { ex = r.exitsOf(id); return len(ex) > 0 }, waitFor, tick,
 		"no Exited for bucket %d", id)
 	return ex[0]
+}
+
+// Create right after a bucket crashed, before the registry's loop has
+// forgotten it, follows the name: it returns a live bucket (a new one in
+// memory; with a store, the crashed one's pairs back from the disk), never
+// the ended one with a nil error. Before the fix, 200 rounds out of 200
+// got the ended bucket.
+func TestCreateRightAfterACrashReturnsALiveBucket(t *testing.T) {
+	ctx := context.Background()
+	check := func(t *testing.T, reg *Registry, durable bool) {
+		for i := range 100 {
+			b, err := reg.Create(ctx, "a")
+			require.NoError(t, err)
+			require.NoError(t, b.Put("k", []byte(fmt.Sprint(i))))
+			_ = b.Update(func(*bucket.Tx) error { panic("boom") })
+			b2, err := reg.Create(ctx, "a")
+			require.NoError(t, err)
+			require.NotSame(t, b, b2)
+			v, err := b2.Get("k")
+			if durable {
+				require.NoError(t, err, "round %d", i)
+				require.Equal(t, fmt.Sprint(i), string(v))
+			} else {
+				require.ErrorIs(t, err, bucket.ErrNotFound, "round %d: a new bucket", i)
+			}
+		}
+	}
+	t.Run("memory", func(t *testing.T) { check(t, newTree(t).reg, false) })
+	t.Run("store", func(t *testing.T) {
+		reg, _, _ := newDurableTree(t, openStoreT(t, t.TempDir()))
+		check(t, reg, true)
+	})
 }

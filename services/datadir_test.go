@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/internal/store"
+	"github.com/kvproject/kv/registry"
 	"github.com/kvproject/kv/services"
 )
 
@@ -256,4 +257,43 @@ func TestTreeBuiltWhileAnotherServesSeesWhatItStored(t *testing.T) {
 	names, err := next.Registry().NamesErr()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"b"}, names)
+}
+
+// A registry whose tree has stopped writes nothing more to the store: a
+// host that kept it (in a handler, say) and deletes, flushes or renames
+// through it after the stop gets ErrStopped, and the next tree serving on
+// the data directory keeps its data. Before the fix each of these wrote:
+// the next tree's live bucket was dropped, wiped or moved on disk.
+func TestStoppedRegistryLeavesTheStoreAlone(t *testing.T) {
+	for name, op := range map[string]func(context.Context, *registry.Registry) error{
+		"delete":   func(ctx context.Context, r *registry.Registry) error { return r.Delete(ctx, "b") },
+		"flushall": func(ctx context.Context, r *registry.Registry) error { return r.FlushAll(ctx) },
+		"rename":   func(ctx context.Context, r *registry.Registry) error { return r.Rename(ctx, "b", "c") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
+			require.NoError(t, err)
+			defer func() { require.NoError(t, data.Close()) }()
+			var old *registry.Registry
+			serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+				putKV(ctx, t, kv)
+				old = kv.Registry()
+			})
+			serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+				b, ok := kv.Registry().Lookup("b")
+				require.True(t, ok)
+				require.ErrorIs(t, op(ctx, old), registry.ErrStopped)
+				require.NoError(t, b.Put("k2", []byte("v2")))
+			})
+			serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+				b, ok := kv.Registry().Lookup("b")
+				require.True(t, ok)
+				v, err := b.Get("k2")
+				require.NoError(t, err)
+				assert.Equal(t, "v2", string(v))
+				_, ok = kv.Registry().Lookup("c")
+				assert.False(t, ok)
+			})
+		})
+	}
 }
