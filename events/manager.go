@@ -175,10 +175,22 @@ func (m *Manager) Hold() (release func()) {
 
 // Publish gives ev to every subscriber, stamped with the next sequence
 // number. It never blocks and never panics: a full mailbox loses the event
-// (counted), and a nil event is ignored.
+// (counted), and a nil event (a nil *Created or *Exited too) is ignored,
+// without taking a sequence number.
 func (m *Manager) Publish(ev Event) {
-	if ev == nil {
+	switch e := ev.(type) {
+	case nil:
 		return
+	case *Created:
+		if e == nil {
+			return
+		}
+		ev = *e
+	case *Exited:
+		if e == nil {
+			return
+		}
+		ev = *e
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -285,9 +297,10 @@ type Subscription struct {
 	err       error // written before done is closed
 }
 
-// Close stops delivery: no event is given to the handler after Close returns,
-// except the one it may be handling. It does not wait for that handler to
-// return (so a handler may call it); wait on Done for that.
+// Close stops delivery. It does not wait for the handler (so a handler may
+// call it): the event being handed to the handler as Close runs may still
+// reach it after Close returns, and none after that. Wait on Done to know
+// that the handler will not be called again.
 func (s *Subscription) Close() {
 	s.closeOnce.Do(func() {
 		s.m.remove(s)

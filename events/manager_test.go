@@ -296,3 +296,25 @@ func TestStopGivesUpOnAStuckHandler(t *testing.T) {
 		})
 	}
 }
+
+// Nil events are ignored, typed nil pointers included, without taking a
+// sequence number (a gap in the numbers means a lost event); pointers to
+// events are published as the events.
+func TestNilEventsTakeNoSequenceNumber(t *testing.T) {
+	m := New(Options{})
+	serve(t, m)
+	var c collector
+	sub, err := m.Subscribe(SubscribeOptions{}, c.handle)
+	require.NoError(t, err)
+	defer sub.Close()
+	m.Publish(Created{Bucket: "a"})
+	m.Publish(nil)
+	m.Publish((*Created)(nil))
+	m.Publish((*Exited)(nil))
+	m.Publish(&Exited{Bucket: "a"})
+	require.Eventually(t, func() bool { return c.len() == 2 }, waitFor, tick)
+	evs := c.events()
+	assert.Equal(t, Created{Bucket: "a", Seq: 1}, evs[0])
+	assert.Equal(t, Exited{Bucket: "a", Seq: 2}, evs[1])
+	assert.Equal(t, uint64(2), m.Stats().Published)
+}
