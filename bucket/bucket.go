@@ -191,7 +191,9 @@ func (b *Bucket) Keys() ([]string, error) {
 
 // View runs fn with a read-only transaction: a consistent view of the bucket
 // while writers wait. fn must not call b's own methods (the read lock is
-// held). A panic in fn crashes the bucket, as in Update.
+// held), nor the registry's (a FlushAll, a Rename or a Delete may wait for
+// this lock while fn waits for them). A panic in fn crashes the bucket, as
+// in Update.
 func (b *Bucket) View(fn func(*Tx) error) error {
 	b.mu.RLock()
 	if b.ended {
@@ -212,7 +214,8 @@ func (b *Bucket) View(fn func(*Tx) error) error {
 // are undone, the bucket ends with a *PanicError as its reason (this bucket
 // only: the registry, the other buckets and the caller carry on), and Update
 // returns an error that wraps the *PanicError. fn must not call b's own
-// methods (the write lock is held).
+// methods (the write lock is held), nor the registry's (a FlushAll, a
+// Rename or a Delete may wait for this lock while fn waits for them).
 func (b *Bucket) Update(fn func(*Tx) error) error {
 	p, err := b.UpdateNoWait(fn)
 	if err != nil {

@@ -94,7 +94,8 @@ func (s *Supervisor) Running() int { return int(s.running.Load()) }
 // Stop, a crash, or the supervisor stopping. This is the supervisor's
 // termination hook, the Go form of Process.monitor and its :DOWN message.
 // onEnd must not block for long. Start returns ErrSupervisorStopped, without
-// starting b or calling onEnd, when the supervisor is not running.
+// starting b or calling onEnd, once the supervisor has stopped; before its
+// first Serve, b waits and starts with it.
 func (s *Supervisor) Start(b *Bucket, onEnd func(b *Bucket, reason error)) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

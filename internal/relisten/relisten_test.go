@@ -7,7 +7,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestFirstTheGivenListenerThenTheSameAddressAgain(t *testing.T) {
 	given, err := net.Listen("tcp", "127.0.0.1:0")

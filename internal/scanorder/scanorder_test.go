@@ -5,7 +5,10 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // Hash is FNV-1a, 64 bits: cursors handed out by one version of kv must
 // mean the same position in the next, so the function is fixed.
