@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -143,6 +144,10 @@ func New(cfg Config) *Root {
 // Services added through the embedded Supervisor's own Add stop with kv's
 // children instead.
 //
+// A service the root stops before suture ever ran it is closed, if it is
+// an io.Closer (kv's front ends are: they close the listener their Config
+// gave them).
+//
 // suture runs svc inside a wrapper that tells the root when svc has
 // stopped (suture's RemoveAndWait leaves a goroutine behind when a
 // service stops after its timeout). Services lists svc itself, and a
@@ -172,6 +177,7 @@ type addedService struct {
 	suture.Service
 	mu      sync.Mutex
 	running int           // Serve calls under way
+	ran     bool          // a Serve call has run it, or it was closed unserved
 	removed bool          // the root stops it: no new Serve call runs it
 	idle    chan struct{} // closed once removed and no call is under way
 }
@@ -184,6 +190,7 @@ func (a *addedService) Serve(ctx context.Context) error {
 		return suture.ErrDoNotRestart
 	}
 	a.running++
+	a.ran = true
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
@@ -239,6 +246,19 @@ func (a *addedService) remove() <-chan struct{} {
 		a.idle = idle
 	}
 	return idle
+}
+
+// closeUnserved closes a removed service that never ran, if it is an
+// io.Closer: a front end then closes the listener its host opened for it,
+// which its Serve would have closed.
+func (a *addedService) closeUnserved() {
+	a.mu.Lock()
+	unserved := a.removed && !a.ran
+	a.ran = true
+	a.mu.Unlock()
+	if c, ok := a.Service.(io.Closer); ok && unserved {
+		_ = c.Close()
+	}
 }
 
 // Serve runs the tree until ctx ends, then stops it in two stages: the
@@ -329,6 +349,7 @@ func (r *Root) stopAdded() {
 	for _, a := range added {
 		wg.Go(func() {
 			stopped := a.svc.remove()
+			a.svc.closeUnserved()
 			// A service the host removed already is no error.
 			_ = r.Supervisor.Remove(a.tok)
 			t := time.NewTimer(r.frontEndTimeout)

@@ -245,6 +245,11 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Metrics returns the collectors the server reports to and serves.
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
+// Close closes the listener given in Config.Listener if no Serve has
+// taken it: for a server that will not be served (its tree stopped before
+// it ran). A Serve under way is stopped by its context, not by Close.
+func (s *Server) Close() error { return s.listen.Close() }
+
 // Addr returns the address of the listener being served, or nil when none
 // is.
 func (s *Server) Addr() net.Addr { return s.listen.Addr() }

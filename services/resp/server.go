@@ -233,6 +233,11 @@ func (s *Server) String() string { return "kv resp listener" }
 // Ready is closed once the server has listened for the first time.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
+// Close closes the listener given in Config.Listener if no Serve has
+// taken it: for a server that will not be served (its tree stopped before
+// it ran). A Serve under way is stopped by its context, not by Close.
+func (s *Server) Close() error { return s.listen.Close() }
+
 // Addr returns the address the server listens on, or nil while it is not
 // listening.
 func (s *Server) Addr() net.Addr { return s.listen.Addr() }

@@ -154,6 +154,11 @@ func New(cfg Config) *Server {
 // String names the service in suture's logs.
 func (s *Server) String() string { return "kv text server" }
 
+// Close closes the listener given in Config.Listener if no Serve has
+// taken it: for a server that will not be served (its tree stopped before
+// it ran). A Serve under way is stopped by its context, not by Close.
+func (s *Server) Close() error { return s.listen.Close() }
+
 // Addr returns the address of the listener being served, or nil when none
 // is.
 func (s *Server) Addr() net.Addr { return s.listen.Addr() }
