@@ -34,7 +34,7 @@ type fixture struct {
 }
 
 // tree serves a new kv tree until the end of the test.
-func tree(t *testing.T) *services.Root {
+func tree(t testing.TB) *services.Root {
 	t.Helper()
 	root := services.New(services.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -44,14 +44,14 @@ func tree(t *testing.T) *services.Root {
 }
 
 // start serves a new tree and a server for cfg on it.
-func start(t *testing.T, cfg Config) *fixture {
+func start(t testing.TB, cfg Config) *fixture {
 	t.Helper()
 	return serve(t, tree(t), cfg)
 }
 
 // serve runs a server for cfg (Registry defaults to root's) on
 // 127.0.0.1:0 until the end of the test, when it must stop cleanly.
-func serve(t *testing.T, root *services.Root, cfg Config) *fixture {
+func serve(t testing.TB, root *services.Root, cfg Config) *fixture {
 	t.Helper()
 	if cfg.Registry == nil {
 		cfg.Registry = root.Registry()
