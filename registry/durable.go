@@ -387,9 +387,9 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	// No load runs meanwhile: every bucket is either stopped here or
 	// loaded after the store is empty.
 	r.flushMu.Lock()
-	r.mu.RLock()
+	r.mu.Lock()
 	if r.drained {
-		r.mu.RUnlock()
+		r.mu.Unlock()
 		r.flushMu.Unlock()
 		return fmt.Errorf("registry: flush: %w", ErrStopped)
 	}
@@ -397,7 +397,17 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	for _, b := range r.names {
 		live = append(live, b)
 	}
-	r.mu.RUnlock()
+	// Seen by drain with the drained check above, as a claim is: a stop
+	// waits for this flush to be done before Serve returns.
+	done := make(chan struct{})
+	r.flushing = done // flushMu: one FlushAll at a time
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.flushing = nil
+		r.mu.Unlock()
+		close(done)
+	}()
 	gone := make([]<-chan struct{}, len(live))
 	for i, b := range live {
 		gone[i] = r.Forgotten(b)

@@ -919,3 +919,51 @@ func requireNoTraceOf(t *testing.T, reg *Registry, st *store.Store, name string)
 	assert.NotContains(t, names, name)
 	assert.ErrorIs(t, reg.Delete(ctx, name), ErrNotFound)
 }
+
+// gatedDropAll is a store whose DropAll waits for release once entered.
+type gatedDropAll struct {
+	*countingStore
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *gatedDropAll) DropAll() error {
+	close(s.entered)
+	<-s.release
+	return s.countingStore.DropAll()
+}
+
+// A FlushAll under way when the tree stops holds the stop until it is done,
+// as a load, delete or rename does: once Serve returns, nothing of this
+// registry writes to the store, where the next tree may already serve.
+func TestStopWaitsForTheFlushUnderWay(t *testing.T) {
+	st := openStoreT(t, t.TempDir())
+	gate := &gatedDropAll{countingStore: st, entered: make(chan struct{}), release: make(chan struct{})}
+	reg, _, stop := newDurableTree(t, gate)
+	ctx := context.Background()
+	_, err := reg.Create(ctx, "b")
+	require.NoError(t, err)
+
+	flushed := make(chan error, 1)
+	go func() { flushed <- reg.FlushAll(ctx) }()
+	<-gate.entered
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	require.Eventually(t, func() bool { // the stop has begun: drain runs
+		reg.mu.RLock()
+		defer reg.mu.RUnlock()
+		return reg.closed
+	}, waitFor, time.Millisecond)
+	require.Never(t, func() bool {
+		select {
+		case <-stopped:
+			return true
+		default:
+			return false
+		}
+	}, 300*time.Millisecond, 5*time.Millisecond, "the stop waits for the flush")
+	close(gate.release)
+	require.NoError(t, <-flushed)
+	<-stopped
+	require.ErrorIs(t, reg.FlushAll(ctx), ErrStopped, "none after the stop")
+}

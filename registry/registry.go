@@ -73,14 +73,15 @@ type Registry struct {
 	flushMu sync.RWMutex // write-locked by FlushAll, read-locked by loads and renames
 	loadLog *logLimit    // Lookup's failures to load
 
-	mu      sync.RWMutex // guards everything below
-	nextID  uint64
-	closed  bool // no more Create
-	drained bool // Serve has returned: no more store operations
-	names   map[string]*bucket.Bucket
-	refs    map[uint64]ref           // bucket ID -> the bucket, until forgotten
-	waiters map[uint64]chan struct{} // bucket ID -> closed once forgotten
-	claims  map[string]chan struct{} // name -> closed when its load, delete or rename is done
+	mu       sync.RWMutex // guards everything below
+	nextID   uint64
+	closed   bool // no more Create
+	drained  bool // Serve has returned: no more store operations
+	names    map[string]*bucket.Bucket
+	refs     map[uint64]ref           // bucket ID -> the bucket, until forgotten
+	waiters  map[uint64]chan struct{} // bucket ID -> closed once forgotten
+	claims   map[string]chan struct{} // name -> closed when its load, delete or rename is done
+	flushing chan struct{}            // closed when the FlushAll under way is done (nil: none)
 	// stored holds the name of every stored bucket, loaded or not (with a
 	// store; nil without one, or if New could not list the store), so that
 	// a miss, Names and Len never read the store: reads never touch the
@@ -526,9 +527,10 @@ func (r *Registry) monitor(b *bucket.Bucket, reason error) {
 // stops creating, waits (up to StopTimeout) for the end notices of every
 // live bucket, which the stopping bucket supervisor sends, publishes their
 // Exited, waits (within the same StopTimeout) for the loads, creates,
-// deletes and renames under way to finish, so that nothing of this
-// registry writes to the store once it returns, releases its hold on the
-// event manager (taken by New) and returns.
+// deletes, renames and flushes under way to finish, so that nothing of
+// this registry writes to the store once it returns (after StopTimeout,
+// those still under way go on; none starts after), releases its hold on
+// the event manager (taken by New) and returns.
 func (r *Registry) Serve(ctx context.Context) error {
 	if r.runs.Add(1) > 1 {
 		r.remonitor()
@@ -654,10 +656,13 @@ func (r *Registry) drain(ctx context.Context) error {
 			claim = c
 			break
 		}
+		if claim == nil {
+			claim = r.flushing
+		}
 		r.mu.RUnlock()
 		if left == 0 && claim == nil {
 			r.mu.Lock()
-			if len(r.claims) == 0 { // none taken since: refuse any from now on
+			if len(r.claims) == 0 && r.flushing == nil { // none taken since: refuse any from now on
 				r.drained = true
 				r.mu.Unlock()
 				return ctx.Err()

@@ -271,6 +271,7 @@ func (r *Root) Serve(ctx context.Context) error {
 	}
 	release, err := r.claim()
 	if err != nil {
+		r.abandonAdded()
 		return err
 	}
 	defer release()
@@ -289,6 +290,7 @@ func (r *Root) ServeBackground(ctx context.Context) <-chan error {
 	}
 	release, err := r.claim()
 	if err != nil {
+		r.abandonAdded()
 		errc <- err
 		return errc
 	}
@@ -362,6 +364,20 @@ func (r *Root) stopAdded() {
 		})
 	}
 	wg.Wait()
+}
+
+// abandonAdded closes the services added with Add when the root refuses
+// to serve (its DataDir is in use), so that a front end closes the
+// listener its host opened for it: the root will never run them.
+func (r *Root) abandonAdded() {
+	r.mu.Lock()
+	added := r.added
+	r.added = nil
+	r.mu.Unlock()
+	for _, a := range added {
+		a.svc.remove()
+		a.svc.closeUnserved()
+	}
 }
 
 // Children returns kv's own children of the root, in the order they were

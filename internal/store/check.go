@@ -38,7 +38,8 @@ type Report struct {
 
 // Check verifies the data directory dir offline (for `kv check DIR`): it
 // opens it read-only, writing nothing, not even a lock file (it fails,
-// with ErrLocked, while a daemon holds it),
+// with ErrLocked, while a daemon holds it; a directory without a lock file,
+// a checkpoint, is not locked, so a daemon must not start on it meanwhile),
 // checks the engine's own invariants and checksums by reading every table,
 // reads every record and validates the key layout, and counts what it
 // finds. It returns an error (wrapping ErrCorrupt when the data is damaged)

@@ -18,7 +18,23 @@ import (
 // any descriptor of it would drop the store's own lock.
 var inUse struct {
 	sync.Mutex
-	dirs map[string]int
+	dirs   map[string]int
+	checks map[string]int // Checks reading the directory
+}
+
+// reserveForStore marks dir held by a store before its lock is taken; it
+// fails while a Check of this process reads dir.
+func reserveForStore(dir string) error {
+	inUse.Lock()
+	defer inUse.Unlock()
+	if inUse.checks[dir] > 0 {
+		return fmt.Errorf("%w: %s: kv check is reading it in this process", ErrLocked, dir)
+	}
+	if inUse.dirs == nil {
+		inUse.dirs = make(map[string]int)
+	}
+	inUse.dirs[dir]++
+	return nil
 }
 
 // markInUse records that a store of this process holds dir (canonical), or
@@ -53,12 +69,34 @@ func lockForCheck(dir string) (io.Closer, error) {
 	}
 	inUse.Lock()
 	held := inUse.dirs[canonical] > 0
+	if !held {
+		if inUse.checks == nil {
+			inUse.checks = make(map[string]int)
+		}
+		inUse.checks[canonical]++
+	}
 	inUse.Unlock()
 	if held {
 		return nil, fmt.Errorf("%w: %s: a store in this process holds it; stop the daemon using it, or check a checkpoint", ErrLocked, dir)
 	}
-	return sharedLock(filepath.Join(canonical, "LOCK"))
+	done := func() {
+		inUse.Lock()
+		if inUse.checks[canonical]--; inUse.checks[canonical] <= 0 {
+			delete(inUse.checks, canonical)
+		}
+		inUse.Unlock()
+	}
+	l, err := sharedLock(filepath.Join(canonical, "LOCK"))
+	if err != nil {
+		done()
+		return nil, err
+	}
+	return closerFunc(func() error { err := l.Close(); done(); return err }), nil
 }
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 // errHeld is sharedLock's report that another process holds the lock.
 var errHeld = errors.New("held by another process")

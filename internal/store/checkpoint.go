@@ -65,6 +65,8 @@ func (s *Store) Checkpoint(dir string) error {
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
 	if err := syncDir(filepath.Dir(abs)); err != nil {
+		// Its name may not survive a crash: not a checkpoint to rely on.
+		_ = os.RemoveAll(abs)
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
 	now := time.Now()

@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -319,7 +321,7 @@ func TestOpenRefusesAStoreWithoutItsManifestMarker(t *testing.T) {
 	_, err := Open(dir, Options{})
 	require.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), "no marker.manifest file")
-	assert.Contains(t, err.Error(), "MANIFEST-")
+	assert.Contains(t, err.Error(), ".sst")
 	assert.Equal(t, before, listDir(t, dir), "nothing was created or deleted")
 
 	_, err = Check(dir)
@@ -336,4 +338,38 @@ func listDir(t *testing.T, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// Files that are not the engine's data do not make a new directory a
+// damaged store: an operator's log file (kv --data-dir d 2>>d/kv.log), or
+// the MANIFEST of a first start that a full disk cut short before its
+// marker, which held no data. The next start creates the store.
+func TestNewDirectoryWithOtherFilesOpens(t *testing.T) {
+	t.Run("operator's log", func(t *testing.T) {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "kv.log"), []byte("kv: starting\n"), 0o644))
+		s, err := Open(dir, Options{})
+		require.NoError(t, err)
+		require.NoError(t, s.Close())
+	})
+	t.Run("creation cut short", func(t *testing.T) {
+		dir := t.TempDir()
+		_, err := open(dir, Options{}, failMarkers{vfs.Default})
+		require.Error(t, err, "the first start fails")
+		s, err := Open(dir, Options{})
+		require.NoError(t, err, "the disk has room again")
+		require.NoError(t, s.Apply("a", Put("k", []byte("v"))))
+		require.NoError(t, s.Close())
+	})
+}
+
+// failMarkers fails the creation of pebble's manifest marker, as a full
+// disk would.
+type failMarkers struct{ vfs.FS }
+
+func (d failMarkers) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	if strings.Contains(filepath.Base(name), "marker.manifest") {
+		return nil, &os.PathError{Op: "create", Path: name, Err: syscall.ENOSPC}
+	}
+	return d.FS.Create(name, c)
 }

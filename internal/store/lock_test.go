@@ -66,3 +66,26 @@ func TestSecondOpenInAnotherProcessFails(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "checked", strings.TrimSpace(string(out)))
 }
+
+// An Open while a Check of this process reads the directory is refused:
+// fcntl locks belong to the process, so the store's lock would not exclude
+// the Check, and the Check's closing its descriptor would drop the store's
+// lock, letting another process open the store too.
+func TestOpenDuringACheckIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	require.NoError(t, s.Apply("a", Put("k", []byte("v"))))
+	require.NoError(t, s.Close())
+
+	lock, err := lockForCheck(dir) // what Check holds while it reads dir
+	require.NoError(t, err)
+	_, err = Open(dir, Options{})
+	require.ErrorIs(t, err, ErrLocked)
+	require.NoError(t, lock.Close())
+
+	s = openT(t, dir, Options{}) // the Check is done
+	defer s.Close()
+	out, err := childCmd(t, "lock", dir).Output()
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(strings.TrimSpace(string(out)), "error: "), "the store keeps its lock: %s", out)
+}

@@ -115,11 +115,14 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 	s := &Store{dir: abs, opts: opts, log: opts.Logger}
 	s.fs = newFaultFS(disk, abs, opts.Faults, s.onFault, opts.Fsync != FsyncAlways)
 
-	s.lock, err = lockDir(abs, "another kv (or another store in this process) holds it")
-	if err != nil {
+	if err := reserveForStore(abs); err != nil {
 		return nil, err
 	}
-	markInUse(abs, true)
+	s.lock, err = lockDir(abs, "another kv (or another store in this process) holds it")
+	if err != nil {
+		markInUse(abs, false)
+		return nil, err
+	}
 	start := time.Now()
 	end, err := s.reportTornTail()
 	if err != nil {
@@ -211,9 +214,11 @@ func walDamage(dir string, err error, end *walEnd) error {
 		openError(dir, err), end.path, end.cut, end.later, end.records, end.cut, end.path, copied)
 }
 
-// storeFiles returns the names of the store files in dir (at most 5):
-// MANIFESTs, tables, write-ahead logs and markers. Neither the lock file
-// nor kv's own subdirectories count.
+// storeFiles returns the names of the engine's data files in dir (at most
+// 5): its tables and write-ahead logs, named by their number. Other files
+// do not count: the lock, kv's subdirectories, a log file of the
+// operator's, nor a MANIFEST alone (a creation cut short, by a full disk
+// or a kill, that held no data).
 func storeFiles(dir string) []string {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -222,8 +227,11 @@ func storeFiles(dir string) []string {
 	var names []string
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasPrefix(n, "MANIFEST-") || strings.HasPrefix(n, "marker.") ||
-			strings.HasSuffix(n, ".sst") || strings.HasSuffix(n, ".log") {
+		num, ok := strings.CutSuffix(n, ".sst")
+		if !ok {
+			num, ok = strings.CutSuffix(n, ".log")
+		}
+		if ok && num != "" && strings.Trim(num, "0123456789") == "" {
 			names = append(names, n)
 			if len(names) == 5 {
 				break
@@ -326,9 +334,9 @@ func openError(dir string, err error) error {
 
 func (s *Store) releaseLock() {
 	if s.lock != nil {
-		markInUse(s.dir, false)
 		_ = s.lock.Close()
 		s.lock = nil
+		markInUse(s.dir, false)
 	}
 }
 

@@ -610,6 +610,7 @@ func TestStopAnswersTheCommandsInFlight(t *testing.T) {
 	close(release)
 	require.ErrorIs(t, <-stopped, context.Canceled)
 
+	require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
 	got, err := io.ReadAll(c.r)
 	require.NoError(t, err)
 	require.Equal(t, "OK\r\nOK\r\nOK\r\n", string(got), "each line sent before the stop is carried out and answered")
@@ -643,6 +644,7 @@ func TestStopGivesUpAfterShutdownTimeout(t *testing.T) {
 	<-entered
 	cancel()
 	require.ErrorIs(t, <-srvErr, context.Canceled)
+	require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
 	_, err = io.ReadAll(c.r) // closed, with or without its ERROR reply
 	require.NoError(t, err)
 }
