@@ -523,6 +523,8 @@ func TestOnlyLocalHostsWithoutPassword(t *testing.T) {
 		"LocalHost:8080":       http.StatusOK,
 		"kv.localhost:8080":    http.StatusOK,
 		"localhost.:8080":      http.StatusOK,
+		"127.0.0.1.":           http.StatusOK,
+		"[fe80::1%eth0]:8080":  http.StatusOK,
 		"evil.example":         http.StatusForbidden,
 		"evil.example:8080":    http.StatusForbidden,
 		"localhost.evil.com":   http.StatusForbidden,

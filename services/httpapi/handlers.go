@@ -169,7 +169,7 @@ func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.cfg.Logger.Error("http api: delete failed", "bucket", r.PathValue("bucket"), "error", err)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the bucket could not be deleted: "+err.Error())
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the bucket could not be deleted now (see the server's log); try again")
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -260,9 +261,10 @@ func localHost(host string) bool {
 		host = h
 	}
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if host == "" || net.ParseIP(host) != nil {
-		return true
+	host = strings.TrimSuffix(host, ".") // a fully qualified name
+	if _, err := netip.ParseAddr(host); err == nil || host == "" {
+		return true // an address, an IPv6 zone included
 	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	host = strings.ToLower(host)
 	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
