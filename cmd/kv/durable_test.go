@@ -297,14 +297,7 @@ func TestDaemonDurableRestartAndCheckpoint(t *testing.T) {
 // A data directory damaged beyond repair stops the start with exit code 6
 // and a message that names the damaged file.
 func TestDamagedDataDirectory(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.Open(dir, store.Options{})
-	require.NoError(t, err)
-	require.NoError(t, st.Apply("b", store.Put("k", []byte("v"))))
-	require.NoError(t, st.Close())
-	manifests, err := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
-	require.NoError(t, err)
-	require.NotEmpty(t, manifests)
+	dir, manifests := storeWithOneKey(t)
 	m := manifests[len(manifests)-1]
 	raw, err := os.ReadFile(m)
 	require.NoError(t, err)
@@ -356,17 +349,25 @@ func TestConcurrentSavesEachGetACheckpoint(t *testing.T) {
 	}
 }
 
-// damagedManifest returns a store whose MANIFEST is garbled.
-func damagedManifest(t *testing.T) string {
+// storeWithOneKey returns a stopped store holding b{k: v}, and its
+// MANIFEST files.
+func storeWithOneKey(t *testing.T) (dir string, manifests []string) {
 	t.Helper()
-	dir := t.TempDir()
+	dir = t.TempDir()
 	st, err := store.Open(dir, store.Options{})
 	require.NoError(t, err)
 	require.NoError(t, st.Apply("b", store.Put("k", []byte("v"))))
 	require.NoError(t, st.Close())
-	manifests, err := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+	manifests, err = filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
 	require.NoError(t, err)
 	require.NotEmpty(t, manifests)
+	return dir, manifests
+}
+
+// damagedManifest returns a store whose MANIFEST is garbled.
+func damagedManifest(t *testing.T) string {
+	t.Helper()
+	dir, manifests := storeWithOneKey(t)
 	for _, m := range manifests {
 		require.NoError(t, os.WriteFile(m, bytes.Repeat([]byte{0x5a}, 200), 0o644))
 	}

@@ -53,20 +53,9 @@ func start(t testing.TB, cfg Config) *fixture {
 // 127.0.0.1:0 until the end of the test, when it must stop cleanly.
 func serve(t testing.TB, root *services.Root, cfg Config) *fixture {
 	t.Helper()
-	if cfg.Registry == nil {
-		cfg.Registry = root.Registry()
-	}
-	srv := New(cfg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.ServeListener(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		assert.ErrorIs(t, <-srvErr, context.Canceled)
-	})
-	return &fixture{root: root, srv: srv, addr: ln.Addr().String()}
+	f, stop := serveStoppable(t, root, cfg)
+	t.Cleanup(func() { assert.ErrorIs(t, stop(), context.Canceled) })
+	return f
 }
 
 // client is one raw TCP connection.
@@ -563,19 +552,28 @@ func TestCommandFollowsABucketThatEndedUnderIt(t *testing.T) {
 	}
 }
 
-// serveStoppable runs a server for cfg on root until stop is called; stop
+// serveStoppable runs a server for cfg (Registry defaults to root's) on
+// 127.0.0.1:0 until stop is called, at the latest when the test ends; stop
 // returns ServeListener's error.
-func serveStoppable(t *testing.T, root *services.Root, cfg Config) (f *fixture, stop func() error) {
+func serveStoppable(t testing.TB, root *services.Root, cfg Config) (f *fixture, stop func() error) {
 	t.Helper()
-	cfg.Registry = root.Registry()
+	if cfg.Registry == nil {
+		cfg.Registry = root.Registry()
+	}
 	srv := New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.ServeListener(ctx, ln) }()
-	t.Cleanup(cancel)
-	return &fixture{root: root, srv: srv, addr: ln.Addr().String()}, func() error { cancel(); return <-srvErr }
+	var once sync.Once
+	var result error
+	stop = func() error {
+		once.Do(func() { cancel(); result = <-srvErr })
+		return result
+	}
+	t.Cleanup(func() { _ = stop() })
+	return &fixture{root: root, srv: srv, addr: ln.Addr().String()}, stop
 }
 
 // A stop lets a client's command in flight, and the lines it had already
