@@ -400,11 +400,13 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	// Seen by drain with the drained check above, as a claim is: a stop
 	// waits for this flush to be done before Serve returns.
 	done := make(chan struct{})
-	r.flushing = done // flushMu: one FlushAll at a time
+	r.flushing = done // a later FlushAll may replace it once this one is past DropAll
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
-		r.flushing = nil
+		if r.flushing == done { // a later FlushAll may have set its own
+			r.flushing = nil
+		}
 		r.mu.Unlock()
 		close(done)
 	}()
@@ -431,6 +433,8 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	for _, g := range gone {
 		select {
 		case <-g:
+		case <-r.stopped: // the store is emptied; no loop forgets them any more
+			return fmt.Errorf("registry: flush: %w", ErrStopped)
 		case <-ctx.Done():
 			return fmt.Errorf("registry: flush: %w", ctx.Err())
 		}

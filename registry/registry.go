@@ -31,6 +31,8 @@ var (
 	// ErrStopped is returned (wrapped) by Create once the registry has
 	// been stopped, and, with a store, by Delete, Rename and FlushAll once
 	// its Serve has returned: another tree may serve on the store then.
+	// Create, LookupCurrent and FlushAll waiting for an ended bucket to be
+	// forgotten return it too once Serve has returned (no loop forgets it).
 	ErrStopped = errors.New("registry: stopped")
 )
 
@@ -91,9 +93,11 @@ type Registry struct {
 	// without a store, the stored buckets' with one (nil when stored is).
 	order *btree.BTreeG[scanorder.Item]
 
-	box     *mailbox
-	runs    atomic.Uint64 // how many times Serve has started
-	release func()        // releases the hold on the event manager
+	box      *mailbox
+	stopped  chan struct{} // closed once drained: nothing is forgotten any more
+	stopOnce sync.Once
+	runs     atomic.Uint64 // how many times Serve has started
+	release  func()        // releases the hold on the event manager
 }
 
 // New returns a registry that starts buckets with cfg.Buckets and publishes
@@ -114,6 +118,7 @@ func New(cfg Config) *Registry {
 		store:   cfg.Store,
 		loadLog: newLogLimit(time.Second),
 		box:     newMailbox(),
+		stopped: make(chan struct{}),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -153,7 +158,8 @@ func (r *Registry) String() string { return "kv registry" }
 // nothing; a new bucket is announced with one events.Created. A bucket of
 // that name that has ended (a crash) but that the loop has not yet
 // forgotten is not returned: Create waits until it is forgotten (or ctx
-// ends), then creates the name again (with a store, the bucket comes back
+// ends, or the registry's Serve returns: ErrStopped), then creates the
+// name again (with a store, the bucket comes back
 // from the disk); a name whose buckets end maxFollows times in a row gets
 // an error wrapping bucket.ErrEnded.
 func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, error) {
@@ -169,6 +175,8 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 		}
 		select {
 		case <-r.Forgotten(b):
+		case <-r.stopped:
+			return nil, fmt.Errorf("registry: create %q: %w", name, ErrStopped)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("registry: create %q: %w", name, ctx.Err())
 		}
@@ -367,6 +375,8 @@ func (r *Registry) LookupCurrent(ctx context.Context, name string) (*bucket.Buck
 		}
 		select {
 		case <-r.Forgotten(b):
+		case <-r.stopped:
+			return nil, false, fmt.Errorf("registry: lookup %q: %w", name, ErrStopped)
 		case <-ctx.Done():
 			return nil, false, fmt.Errorf("registry: lookup %q: %w", name, ctx.Err())
 		}
@@ -665,6 +675,7 @@ func (r *Registry) drain(ctx context.Context) error {
 			if len(r.claims) == 0 && r.flushing == nil { // none taken since: refuse any from now on
 				r.drained = true
 				r.mu.Unlock()
+				r.stopOnce.Do(func() { close(r.stopped) })
 				return ctx.Err()
 			}
 			r.mu.Unlock()
@@ -680,6 +691,7 @@ func (r *Registry) drain(ctx context.Context) error {
 			r.mu.Lock()
 			r.drained = true // those under way go on; no new one starts
 			r.mu.Unlock()
+			r.stopOnce.Do(func() { close(r.stopped) })
 			return ctx.Err()
 		}
 	}

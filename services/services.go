@@ -66,6 +66,7 @@ type Root struct {
 
 	mu     sync.Mutex
 	added  []added // by Add: stopped before kv's own children
+	ended  bool    // stopAdded or abandonAdded ran: a later Add is never served
 	served atomic.Bool
 }
 
@@ -146,7 +147,8 @@ func New(cfg Config) *Root {
 //
 // A service the root stops before suture ever ran it is closed, if it is
 // an io.Closer (kv's front ends are: they close the listener their Config
-// gave them).
+// gave them), and so is one added once the root has stopped, or was
+// refused its DataDir.
 //
 // suture runs svc inside a wrapper that tells the root when svc has
 // stopped (suture's RemoveAndWait leaves a goroutine behind when a
@@ -158,6 +160,12 @@ func (r *Root) Add(svc suture.Service) suture.ServiceToken {
 	a := &addedService{Service: svc}
 	tok := r.Supervisor.Add(a)
 	r.mu.Lock()
+	if r.ended {
+		r.mu.Unlock()
+		a.remove()
+		a.closeUnserved()
+		return tok
+	}
 	r.added = append(r.added, added{tok, a})
 	r.mu.Unlock()
 	return tok
@@ -346,6 +354,7 @@ func (r *Root) stopAdded() {
 	r.mu.Lock()
 	added := r.added
 	r.added = nil
+	r.ended = true
 	r.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, a := range added {
@@ -373,6 +382,7 @@ func (r *Root) abandonAdded() {
 	r.mu.Lock()
 	added := r.added
 	r.added = nil
+	r.ended = true
 	r.mu.Unlock()
 	for _, a := range added {
 		a.svc.remove()

@@ -60,11 +60,14 @@ func markInUse(dir string, held bool) {
 // needs write access (a checkpoint has no LOCK file; a backup may be on
 // read-only media). The returned Closer releases it.
 func lockForCheck(dir string) (io.Closer, error) {
-	canonical, err := filepath.EvalSymlinks(dir)
+	// As canonicalDir does: absolute first, then resolved, or a relative
+	// dir under a working directory reached through a link ($PWD) keeps
+	// the link in its name.
+	canonical, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("store: check %s: %w", dir, err)
 	}
-	if canonical, err = filepath.Abs(canonical); err != nil {
+	if canonical, err = filepath.EvalSymlinks(canonical); err != nil {
 		return nil, fmt.Errorf("store: check %s: %w", dir, err)
 	}
 	inUse.Lock()

@@ -231,7 +231,7 @@ func storeFiles(dir string) []string {
 		if !ok {
 			num, ok = strings.CutSuffix(n, ".log")
 		}
-		if ok && num != "" && strings.Trim(num, "0123456789") == "" {
+		if ok && len(num) >= 6 && strings.Trim(num, "0123456789") == "" { // pebble's: 000123
 			names = append(names, n)
 			if len(names) == 5 {
 				break

@@ -1,0 +1,183 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/thejerf/suture/v4"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
+)
+
+// A registry whose Serve has returned (its StopTimeout passed while a
+// bucket still ran) no longer forgets anything. A bucket of it that ends
+// afterwards stays under its name: Create then waits for a Forgotten that
+// never comes, until ctx ends (for ever with context.Background) instead
+// of answering ErrStopped.
+func TestCreateOnAStoppedRegistryDoesNotHang(t *testing.T) {
+	ev := events.New(events.Options{})
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	evCtx, evCancel := context.WithCancel(context.Background())
+	evDone := make(chan error, 1)
+	go func() { evDone <- ev.Serve(evCtx) }()
+	supCtx, supCancel := context.WithCancel(context.Background())
+	supDone := make(chan error, 1)
+	go func() { supDone <- sup.Serve(supCtx) }()
+	defer func() { supCancel(); <-supDone; evCancel(); <-evDone }()
+
+	reg := New(Config{Buckets: sup, Events: ev, StopTimeout: 50 * time.Millisecond})
+	regCtx, regCancel := context.WithCancel(context.Background())
+	regDone := make(chan error, 1)
+	go func() { regDone <- reg.Serve(regCtx) }()
+
+	b, err := reg.Create(context.Background(), "a")
+	require.NoError(t, err)
+	regCancel()
+	<-regDone // drain timed out: "a" is still running
+	b.Stop(errors.New("crash"))
+	<-b.Done()
+
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = reg.Create(cctx, "a")
+	require.ErrorIs(t, err, ErrStopped, "after %v", time.Since(start))
+	start = time.Now()
+	_, _, err = reg.LookupCurrent(cctx, "a")
+	require.ErrorIs(t, err, ErrStopped, "LookupCurrent, after %v", time.Since(start))
+}
+
+// delayedEnds reports a bucket's end to the registry only once gate is
+// closed (a bucket supervisor slow to report).
+type delayedEnds struct {
+	*bucket.Supervisor
+	gate chan struct{}
+}
+
+func (d delayedEnds) Start(b *bucket.Bucket, onEnd func(*bucket.Bucket, error)) error {
+	return d.Supervisor.Start(b, func(b *bucket.Bucket, reason error) {
+		go func() { <-d.gate; onEnd(b, reason) }()
+	})
+}
+
+// secondDropAllGated lets the first DropAll through and holds the second.
+type secondDropAllGated struct {
+	*countingStore
+	calls   atomic.Int64
+	first   chan struct{} // closed when the first DropAll is done
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *secondDropAllGated) DropAll() error {
+	if s.calls.Add(1) == 1 {
+		defer close(s.first)
+		return s.countingStore.DropAll()
+	}
+	close(s.entered)
+	<-s.release
+	return s.countingStore.DropAll()
+}
+
+// FlushAll releases flushMu before it waits for the buckets to be
+// forgotten, so two can overlap; the first to finish sets r.flushing to
+// nil while the second is still in DropAll, and a stop then returns
+// before that DropAll runs: the store is wiped after Serve returned.
+func TestStopWaitsForASecondOverlappingFlush(t *testing.T) {
+	st := &secondDropAllGated{countingStore: openStoreT(t, t.TempDir()),
+		first: make(chan struct{}), entered: make(chan struct{}), release: make(chan struct{})}
+	ev := events.New(events.Options{})
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	ends := delayedEnds{Supervisor: sup, gate: make(chan struct{})}
+	reg := New(Config{Buckets: ends, Events: ev, Store: st})
+	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
+	root.Add(ev)
+	root.Add(sup)
+	root.Add(reg)
+	rctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(rctx)
+	stopped := make(chan struct{})
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-errc; close(stopped) }) }
+	released := false
+	defer func() {
+		if !released {
+			close(st.release)
+		}
+		stop()
+	}()
+
+	ctx := context.Background()
+	_, err := reg.Create(ctx, "b")
+	require.NoError(t, err)
+	first := make(chan error, 1)
+	go func() { first <- reg.FlushAll(ctx) }() // waits for "b" to be forgotten
+	<-st.first
+	second := make(chan error, 1)
+	go func() { second <- reg.FlushAll(ctx) }()
+	<-st.entered // the second flush is in its DropAll
+	close(ends.gate)
+	require.NoError(t, <-first)
+
+	reg.mu.RLock()
+	flushing := reg.flushing
+	reg.mu.RUnlock()
+	assert.NotNil(t, flushing, "a flush is still under way")
+
+	go stop()
+	require.Never(t, func() bool {
+		select {
+		case <-stopped:
+			return true
+		default:
+			return false
+		}
+	}, 300*time.Millisecond, 5*time.Millisecond, "the stop waits for the second flush")
+	released = true
+	close(st.release)
+	<-second
+	<-stopped
+}
+
+// A FlushAll under way when drain gives up (StopTimeout) waits for
+// forgets that no loop will make: it blocks until ctx ends.
+func TestFlushAllAfterDrainGaveUpReturns(t *testing.T) {
+	ev := events.New(events.Options{})
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	ends := delayedEnds{Supervisor: sup, gate: make(chan struct{})}
+	bg := context.Background()
+	evCtx, evCancel := context.WithCancel(bg)
+	evDone := make(chan error, 1)
+	go func() { evDone <- ev.Serve(evCtx) }()
+	supCtx, supCancel := context.WithCancel(bg)
+	supDone := make(chan error, 1)
+	go func() { supDone <- sup.Serve(supCtx) }()
+	defer func() { supCancel(); <-supDone; evCancel(); <-evDone }()
+	reg := New(Config{Buckets: ends, Events: ev, StopTimeout: 50 * time.Millisecond, Store: openStoreT(t, t.TempDir())})
+	regCtx, regCancel := context.WithCancel(bg)
+	regDone := make(chan error, 1)
+	go func() { regDone <- reg.Serve(regCtx) }()
+
+	_, err := reg.Create(bg, "b")
+	require.NoError(t, err)
+	fctx, cancel := context.WithTimeout(bg, time.Minute)
+	defer cancel()
+	flushed := make(chan error, 1)
+	go func() { flushed <- reg.FlushAll(fctx) }()
+	require.Eventually(t, func() bool {
+		reg.mu.RLock()
+		defer reg.mu.RUnlock()
+		return reg.flushing != nil
+	}, waitFor, time.Millisecond)
+	regCancel()
+	<-regDone // gave up after StopTimeout
+	close(ends.gate)
+	require.ErrorIs(t, <-flushed, ErrStopped, "not its context's end: no loop forgets the buckets any more")
+}
