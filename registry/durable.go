@@ -310,10 +310,8 @@ func (r *Registry) deleteStored(ctx context.Context, name string) error {
 	if live {
 		gone := r.Forgotten(b)
 		b.Stop(nil)
-		select {
-		case <-gone:
-		case <-ctx.Done():
-			return fmt.Errorf("registry: delete %q: %w", name, ctx.Err())
+		if err := r.awaitForgotten(ctx, gone); err != nil {
+			return fmt.Errorf("registry: delete %q: %w", name, err)
 		}
 	}
 	if err := r.store.DropBucket(name); err != nil {
@@ -431,12 +429,8 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 		return fmt.Errorf("registry: flush: %w", err)
 	}
 	for _, g := range gone {
-		select {
-		case <-g:
-		case <-r.stopped: // the store is emptied; no loop forgets them any more
-			return fmt.Errorf("registry: flush: %w", ErrStopped)
-		case <-ctx.Done():
-			return fmt.Errorf("registry: flush: %w", ctx.Err())
+		if err := r.awaitForgotten(ctx, g); err != nil {
+			return fmt.Errorf("registry: flush: %w", err)
 		}
 	}
 	return nil
@@ -522,13 +516,9 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 	return nil
 }
 
+// waitForgotten waits until b is forgotten (see awaitForgotten).
 func (r *Registry) waitForgotten(ctx context.Context, b *bucket.Bucket) error {
-	select {
-	case <-r.Forgotten(b):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return r.awaitForgotten(ctx, r.Forgotten(b))
 }
 
 func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {

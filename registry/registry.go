@@ -173,12 +173,8 @@ func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, err
 		default:
 			return b, nil
 		}
-		select {
-		case <-r.Forgotten(b):
-		case <-r.stopped:
-			return nil, fmt.Errorf("registry: create %q: %w", name, ErrStopped)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("registry: create %q: %w", name, ctx.Err())
+		if err := r.awaitForgotten(ctx, r.Forgotten(b)); err != nil {
+			return nil, fmt.Errorf("registry: create %q: %w", name, err)
 		}
 	}
 	return nil, fmt.Errorf("registry: create %q: it ended %d times in a row: %w", name, maxFollows, bucket.ErrEnded)
@@ -373,12 +369,8 @@ func (r *Registry) LookupCurrent(ctx context.Context, name string) (*bucket.Buck
 		default:
 			return b, true, nil
 		}
-		select {
-		case <-r.Forgotten(b):
-		case <-r.stopped:
-			return nil, false, fmt.Errorf("registry: lookup %q: %w", name, ErrStopped)
-		case <-ctx.Done():
-			return nil, false, fmt.Errorf("registry: lookup %q: %w", name, ctx.Err())
+		if err := r.awaitForgotten(ctx, r.Forgotten(b)); err != nil {
+			return nil, false, fmt.Errorf("registry: lookup %q: %w", name, err)
 		}
 	}
 	// Ended over and over (a bucket that crashes at each load, or renames
@@ -429,10 +421,8 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	r.mu.Unlock()
 
 	stopped := b.Stop(nil)
-	select {
-	case <-gone:
-	case <-ctx.Done():
-		return fmt.Errorf("registry: delete %q: %w", name, ctx.Err())
+	if err := r.awaitForgotten(ctx, gone); err != nil {
+		return fmt.Errorf("registry: delete %q: %w", name, err)
 	}
 	if !stopped {
 		return fmt.Errorf("registry: delete %q: %w (it had already ended)", name, ErrNotFound)
@@ -642,6 +632,26 @@ func (r *Registry) forget(b *bucket.Bucket, reason error) {
 	r.events.Publish(events.Exited{Bucket: name, ID: id, Reason: reason})
 	if gone != nil {
 		close(gone)
+	}
+}
+
+// awaitForgotten waits until gone (a Forgotten channel) is closed, and
+// returns nil; or ctx's error; or ErrStopped once the registry's Serve has
+// returned without forgetting it (drain gave up: nothing forgets a bucket
+// any more). A forget that happened wins over the stop.
+func (r *Registry) awaitForgotten(ctx context.Context, gone <-chan struct{}) error {
+	select {
+	case <-gone:
+		return nil
+	case <-r.stopped:
+		select {
+		case <-gone:
+			return nil
+		default:
+			return ErrStopped
+		}
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

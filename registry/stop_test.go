@@ -181,3 +181,68 @@ func TestFlushAllAfterDrainGaveUpReturns(t *testing.T) {
 	close(ends.gate)
 	require.ErrorIs(t, <-flushed, ErrStopped, "not its context's end: no loop forgets the buckets any more")
 }
+
+// givingUpTree serves a registry (StopTimeout 50 ms, cfg's Buckets and
+// Store) on a running event manager and bucket supervisor; cancel stops
+// the registry alone, so that its drain gives up while buckets still run.
+func givingUpTree(t *testing.T, cfg func(sup *bucket.Supervisor) Config) (reg *Registry, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	ev := events.New(events.Options{})
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	bg := context.Background()
+	evCtx, evCancel := context.WithCancel(bg)
+	evDone := make(chan error, 1)
+	go func() { evDone <- ev.Serve(evCtx) }()
+	supCtx, supCancel := context.WithCancel(bg)
+	supDone := make(chan error, 1)
+	go func() { supDone <- sup.Serve(supCtx) }()
+	t.Cleanup(func() { supCancel(); <-supDone; evCancel(); <-evDone })
+	c := cfg(sup)
+	c.Events = ev
+	c.StopTimeout = 50 * time.Millisecond
+	reg = New(c)
+	regCtx, regCancel := context.WithCancel(bg)
+	regDone := make(chan error, 1)
+	go func() { regDone <- reg.Serve(regCtx) }()
+	return reg, regCancel, regDone
+}
+
+// Once drain gave up, a Delete (in memory: and so FlushAll) of a bucket
+// that ends afterwards answers ErrStopped rather than waiting for a forget
+// that no loop will make.
+func TestDeleteAfterDrainGaveUpReturns(t *testing.T) {
+	t.Run("memory flushall", func(t *testing.T) {
+		reg, cancel, done := givingUpTree(t, func(sup *bucket.Supervisor) Config { return Config{Buckets: sup} })
+		b, err := reg.Create(context.Background(), "a")
+		require.NoError(t, err)
+		cancel()
+		<-done // drain gave up: "a" still runs
+		b.Stop(errors.New("crash"))
+		<-b.Done()
+		ctx, c := context.WithTimeout(context.Background(), time.Minute)
+		defer c()
+		require.ErrorIs(t, reg.FlushAll(ctx), ErrStopped)
+	})
+	t.Run("store delete under way", func(t *testing.T) {
+		var ends delayedEnds
+		reg, cancel, done := givingUpTree(t, func(sup *bucket.Supervisor) Config {
+			ends = delayedEnds{Supervisor: sup, gate: make(chan struct{})}
+			return Config{Buckets: ends, Store: openStoreT(t, t.TempDir())}
+		})
+		_, err := reg.Create(context.Background(), "b")
+		require.NoError(t, err)
+		ctx, c := context.WithTimeout(context.Background(), time.Minute)
+		defer c()
+		deleted := make(chan error, 1)
+		go func() { deleted <- reg.Delete(ctx, "b") }()
+		require.Eventually(t, func() bool { // the Delete holds its claim
+			reg.mu.RLock()
+			defer reg.mu.RUnlock()
+			return len(reg.claims) > 0
+		}, waitFor, time.Millisecond)
+		cancel()
+		<-done // gave up after StopTimeout
+		close(ends.gate)
+		require.ErrorIs(t, <-deleted, ErrStopped)
+	})
+}
