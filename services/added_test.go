@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/thejerf/suture/v4"
 
 	"github.com/kvproject/kv/services"
 	"github.com/kvproject/kv/services/text"
@@ -35,4 +36,24 @@ func TestAddAfterARefusedServeClosesTheListener(t *testing.T) {
 	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(time.Second))
 	_, err = ln.Accept()
 	require.ErrorIs(t, err, net.ErrClosed, "the listener of a front end the refused root will never run")
+}
+
+// terminator ends the supervisor tree it runs in.
+type terminator struct{}
+
+func (terminator) Serve(context.Context) error { return suture.ErrTerminateSupervisorTree }
+
+// A root whose supervisor ends on its own (a child asked it to) will never
+// run a front end added afterwards: it is closed at once.
+func TestAddAfterTheRootEndedOnItsOwnClosesTheListener(t *testing.T) {
+	root := services.New(services.Config{})
+	root.Supervisor.Add(terminator{})
+	require.ErrorIs(t, <-root.ServeBackground(context.Background()), suture.ErrTerminateSupervisorTree)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	root.Add(text.New(text.Config{Listener: ln, Registry: root.Registry()}))
+	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second)) // fails once closed
+	_, err = ln.Accept()
+	require.ErrorIs(t, err, net.ErrClosed)
 }

@@ -336,6 +336,9 @@ func (r *Root) stopInStages(ctx context.Context, cancel context.CancelFunc, runn
 	defer cancel()
 	select {
 	case err := <-running: // ended on its own
+		// The added services that ran stopped with it; those that never
+		// ran, and any added from now on, are closed.
+		r.abandonAdded()
 		return err
 	case <-ctx.Done():
 	}
@@ -375,9 +378,10 @@ func (r *Root) stopAdded() {
 	wg.Wait()
 }
 
-// abandonAdded closes the services added with Add when the root refuses
-// to serve (its DataDir is in use), so that a front end closes the
-// listener its host opened for it: the root will never run them.
+// abandonAdded closes the services added with Add that never ran, when the
+// root will never run them: it refused to serve (its DataDir is in use),
+// or its supervisor ended on its own. A front end then closes the listener
+// its host opened for it.
 func (r *Root) abandonAdded() {
 	r.mu.Lock()
 	added := r.added
