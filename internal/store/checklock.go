@@ -19,7 +19,15 @@ import (
 var inUse struct {
 	sync.Mutex
 	dirs   map[string]int
-	checks map[string]int // Checks reading the directory
+	checks map[string]*checkLock // the Checks reading a directory
+}
+
+// checkLock is the shared lock that the Checks of one directory in this
+// process share: one descriptor, since closing any descriptor of the file
+// would drop the lock the others count on.
+type checkLock struct {
+	lock io.Closer
+	n    int // Checks holding it
 }
 
 // reserveForStore marks dir held by a store before its lock is taken; it
@@ -27,7 +35,7 @@ var inUse struct {
 func reserveForStore(dir string) error {
 	inUse.Lock()
 	defer inUse.Unlock()
-	if inUse.checks[dir] > 0 {
+	if inUse.checks[dir] != nil {
 		return fmt.Errorf("%w: %s: kv check is reading it in this process", ErrLocked, dir)
 	}
 	if inUse.dirs == nil {
@@ -71,30 +79,35 @@ func lockForCheck(dir string) (io.Closer, error) {
 		return nil, fmt.Errorf("store: check %s: %w", dir, err)
 	}
 	inUse.Lock()
-	held := inUse.dirs[canonical] > 0
-	if !held {
-		if inUse.checks == nil {
-			inUse.checks = make(map[string]int)
-		}
-		inUse.checks[canonical]++
-	}
-	inUse.Unlock()
-	if held {
+	defer inUse.Unlock()
+	if inUse.dirs[canonical] > 0 {
 		return nil, fmt.Errorf("%w: %s: a store in this process holds it; stop the daemon using it, or check a checkpoint", ErrLocked, dir)
 	}
-	done := func() {
-		inUse.Lock()
-		if inUse.checks[canonical]--; inUse.checks[canonical] <= 0 {
-			delete(inUse.checks, canonical)
+	c := inUse.checks[canonical]
+	if c == nil {
+		l, err := sharedLock(filepath.Join(canonical, "LOCK"))
+		if err != nil {
+			return nil, err
 		}
-		inUse.Unlock()
+		c = &checkLock{lock: l}
+		if inUse.checks == nil {
+			inUse.checks = make(map[string]*checkLock)
+		}
+		inUse.checks[canonical] = c
 	}
-	l, err := sharedLock(filepath.Join(canonical, "LOCK"))
-	if err != nil {
-		done()
-		return nil, err
-	}
-	return closerFunc(func() error { err := l.Close(); done(); return err }), nil
+	c.n++
+	var once sync.Once
+	return closerFunc(func() (err error) {
+		once.Do(func() {
+			inUse.Lock()
+			defer inUse.Unlock()
+			if c.n--; c.n == 0 {
+				delete(inUse.checks, canonical)
+				err = c.lock.Close()
+			}
+		})
+		return err
+	}), nil
 }
 
 type closerFunc func() error

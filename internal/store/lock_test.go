@@ -89,3 +89,27 @@ func TestOpenDuringACheckIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(strings.TrimSpace(string(out)), "error: "), "the store keeps its lock: %s", out)
 }
+
+// Two Checks of one directory in this process share one lock: when the
+// first ends, the second still excludes other processes (fcntl locks
+// belong to the process, so closing the first's own descriptor would have
+// dropped the second's lock).
+func TestTwoChecksShareTheirLock(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	require.NoError(t, s.Close())
+	first, err := lockForCheck(dir)
+	require.NoError(t, err)
+	second, err := lockForCheck(dir)
+	require.NoError(t, err)
+	require.NoError(t, first.Close())
+	require.NoError(t, first.Close(), "a second Close changes nothing")
+
+	out, err := childCmd(t, "lock", dir).Output()
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(strings.TrimSpace(string(out)), "error: "), "the second Check still holds the lock: %s", out)
+	require.NoError(t, second.Close())
+	out, err = childCmd(t, "lock", dir).Output()
+	require.NoError(t, err)
+	assert.Equal(t, "opened", strings.TrimSpace(string(out)))
+}
