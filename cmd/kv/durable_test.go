@@ -373,3 +373,45 @@ func damagedManifest(t *testing.T) string {
 	}
 	return dir
 }
+
+// The start-up clean-up removes only what a Save's checkpoint leaves
+// behind (".<unix seconds>[-N].partial"), never a directory of the user's.
+func TestCleanupKeepsOtherPartialDirectories(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, st.Close()) }()
+	base := filepath.Join(dir, "checkpoints")
+	for _, n := range []string{".before-upgrade.partial", ".partial", ".12x.partial", "1700000000.partial", ".1700000000-x.partial"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(base, n), 0o755))
+	}
+	for _, n := range []string{".1700000000.partial", ".1700000000-3.partial"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(base, n), 0o755))
+	}
+	newCheckpoints(st, slog.New(slog.DiscardHandler))
+	ents, err := os.ReadDir(base)
+	require.NoError(t, err)
+	var left []string
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	assert.ElementsMatch(t, []string{".before-upgrade.partial", ".partial", ".12x.partial", "1700000000.partial", ".1700000000-x.partial"}, left)
+}
+
+// A checkpoint's name is the first free one; an error other than "does
+// not exist" (a directory kv cannot search) fails the save rather than
+// trying names for ever.
+func TestFreeName(t *testing.T) {
+	taken := map[string]bool{"/c/17": true, "/c/17-2": true}
+	lstat := func(p string) (fs.FileInfo, error) {
+		if taken[p] {
+			return nil, nil
+		}
+		return nil, fs.ErrNotExist
+	}
+	dir, err := freeName("/c", "17", lstat)
+	require.NoError(t, err)
+	assert.Equal(t, "/c/17-3", dir)
+	_, err = freeName("/c", "17", func(string) (fs.FileInfo, error) { return nil, fs.ErrPermission })
+	require.ErrorIs(t, err, fs.ErrPermission)
+}

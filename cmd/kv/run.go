@@ -653,12 +653,51 @@ func newCheckpoints(st *store.Store, log *slog.Logger) *checkpoints {
 	base := filepath.Join(st.Dir(), "checkpoints")
 	ents, _ := os.ReadDir(base) // none yet: nothing to clean
 	for _, e := range ents {
-		if n := e.Name(); strings.HasPrefix(n, ".") && strings.HasSuffix(n, store.PartialSuffix) {
-			err := os.RemoveAll(filepath.Join(base, n))
-			log.Warn("kv: removed an incomplete checkpoint (kv stopped while writing it)", "dir", filepath.Join(base, n), "err", err)
+		if n := e.Name(); isPartialCheckpoint(n) {
+			if err := os.RemoveAll(filepath.Join(base, n)); err != nil {
+				log.Error("kv: cannot remove an incomplete checkpoint (kv stopped while writing it)", "dir", filepath.Join(base, n), "err", err)
+				continue
+			}
+			log.Warn("kv: removed an incomplete checkpoint (kv stopped while writing it)", "dir", filepath.Join(base, n))
 		}
 	}
 	return &checkpoints{st: st, log: log}
+}
+
+// isPartialCheckpoint reports whether name is one Save's Store.Checkpoint
+// writes into: "." + <unix seconds>[-N] + PartialSuffix.
+func isPartialCheckpoint(name string) bool {
+	mid, dot := strings.CutPrefix(name, ".")
+	mid, suf := strings.CutSuffix(mid, store.PartialSuffix)
+	if !dot || !suf {
+		return false
+	}
+	secs, n, two := strings.Cut(mid, "-")
+	if _, err := strconv.ParseUint(secs, 10, 63); err != nil {
+		return false
+	}
+	if two {
+		if _, err := strconv.ParseUint(n, 10, 31); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// freeName returns base/name, or base/name-2, -3... the first that lstat
+// says does not exist; another error of lstat's is returned.
+func freeName(base, name string, lstat func(string) (fs.FileInfo, error)) (string, error) {
+	dir := filepath.Join(base, name)
+	for n := 2; ; n++ {
+		_, err := lstat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return dir, nil
+		case err != nil:
+			return "", err
+		}
+		dir = filepath.Join(base, name+"-"+strconv.Itoa(n))
+	}
 }
 
 // Save writes a checkpoint and returns its directory.
@@ -669,13 +708,9 @@ func (c *checkpoints) Save() (string, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	name := strconv.FormatInt(time.Now().Unix(), 10)
-	dir := filepath.Join(base, name)
-	for n := 2; ; n++ {
-		if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		dir = filepath.Join(base, name+"-"+strconv.Itoa(n))
+	dir, err := freeName(base, strconv.FormatInt(time.Now().Unix(), 10), os.Lstat)
+	if err != nil {
+		return "", fmt.Errorf("kv: checkpoint: %w", err)
 	}
 	if err := c.st.Checkpoint(dir); err != nil {
 		c.log.Error("kv: checkpoint failed", "dir", dir, "err", err)

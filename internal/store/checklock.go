@@ -26,8 +26,9 @@ var inUse struct {
 // process share: one descriptor, since closing any descriptor of the file
 // would drop the lock the others count on.
 type checkLock struct {
-	lock io.Closer
-	n    int // Checks holding it
+	lock  io.Closer
+	n     int           // Checks holding it
+	ready chan struct{} // while one Check takes the lock; nil once taken
 }
 
 // reserveForStore marks dir held by a store before its lock is taken; it
@@ -80,21 +81,47 @@ func lockForCheck(dir string) (io.Closer, error) {
 	}
 	inUse.Lock()
 	defer inUse.Unlock()
-	if inUse.dirs[canonical] > 0 {
-		return nil, fmt.Errorf("%w: %s: a store in this process holds it; stop the daemon using it, or check a checkpoint", ErrLocked, dir)
-	}
-	c := inUse.checks[canonical]
-	if c == nil {
-		l, err := sharedLock(filepath.Join(canonical, "LOCK"))
-		if err != nil {
-			return nil, err
+	for {
+		if inUse.dirs[canonical] > 0 {
+			return nil, fmt.Errorf("%w: %s: a store in this process holds it; stop the daemon using it, or check a checkpoint", ErrLocked, dir)
 		}
-		c = &checkLock{lock: l}
-		if inUse.checks == nil {
-			inUse.checks = make(map[string]*checkLock)
+		c := inUse.checks[canonical]
+		if c == nil {
+			break
 		}
-		inUse.checks[canonical] = c
+		if c.ready == nil { // taken
+			return c.closer(canonical), nil
+		}
+		// Another Check takes the lock: wait for it outside the mutex.
+		ready := c.ready
+		inUse.Unlock()
+		<-ready
+		inUse.Lock()
 	}
+	// Reserve the directory (reserveForStore refuses it from now on), and
+	// open and lock the file outside the mutex: os.Open may block (a FIFO,
+	// a hung mount), and every store's Open and Close take the mutex.
+	c := &checkLock{ready: make(chan struct{})}
+	if inUse.checks == nil {
+		inUse.checks = make(map[string]*checkLock)
+	}
+	inUse.checks[canonical] = c
+	inUse.Unlock()
+	l, err := sharedLock(filepath.Join(canonical, "LOCK"))
+	inUse.Lock()
+	close(c.ready)
+	c.ready = nil
+	if err != nil {
+		delete(inUse.checks, canonical)
+		return nil, err
+	}
+	c.lock = l
+	return c.closer(canonical), nil
+}
+
+// closer counts one more Check holding c (inUse held) and returns its
+// Closer: the last to close closes the file.
+func (c *checkLock) closer(canonical string) io.Closer {
 	c.n++
 	var once sync.Once
 	return closerFunc(func() (err error) {
@@ -107,7 +134,7 @@ func lockForCheck(dir string) (io.Closer, error) {
 			}
 		})
 		return err
-	}), nil
+	})
 }
 
 type closerFunc func() error
