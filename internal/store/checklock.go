@@ -46,18 +46,11 @@ func reserveForStore(dir string) error {
 	return nil
 }
 
-// markInUse records that a store of this process holds dir (canonical), or
-// that it no longer does.
-func markInUse(dir string, held bool) {
+// releaseForStore records that a store of this process no longer holds
+// dir, as reserveForStore recorded it did (once its lock is closed).
+func releaseForStore(dir string) {
 	inUse.Lock()
 	defer inUse.Unlock()
-	if inUse.dirs == nil {
-		inUse.dirs = make(map[string]int)
-	}
-	if held {
-		inUse.dirs[dir]++
-		return
-	}
 	if inUse.dirs[dir]--; inUse.dirs[dir] <= 0 {
 		delete(inUse.dirs, dir)
 	}
@@ -69,14 +62,8 @@ func markInUse(dir string, held bool) {
 // needs write access (a checkpoint has no LOCK file; a backup may be on
 // read-only media). The returned Closer releases it.
 func lockForCheck(dir string) (io.Closer, error) {
-	// As canonicalDir does: absolute first, then resolved, or a relative
-	// dir under a working directory reached through a link ($PWD) keeps
-	// the link in its name.
-	canonical, err := filepath.Abs(dir)
+	canonical, err := resolveDir(dir) // the name a store of it has
 	if err != nil {
-		return nil, fmt.Errorf("store: check %s: %w", dir, err)
-	}
-	if canonical, err = filepath.EvalSymlinks(canonical); err != nil {
 		return nil, fmt.Errorf("store: check %s: %w", dir, err)
 	}
 	inUse.Lock()

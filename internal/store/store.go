@@ -120,7 +120,7 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 	}
 	s.lock, err = lockDir(abs, "another kv (or another store in this process) holds it")
 	if err != nil {
-		markInUse(abs, false)
+		releaseForStore(abs)
 		return nil, err
 	}
 	start := time.Now()
@@ -251,15 +251,23 @@ func canonicalDir(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("store: create data directory: %w", err)
 	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", fmt.Errorf("store: data directory %s: %w", dir, err)
-	}
-	abs, err = filepath.EvalSymlinks(abs)
+	abs, err := resolveDir(dir)
 	if err != nil {
 		return "", fmt.Errorf("store: data directory %s: %w", dir, err)
 	}
 	return abs, nil
+}
+
+// resolveDir returns the one name of the existing directory dir: absolute
+// first, then with symbolic links resolved (the other order would keep a
+// link that a relative dir's working directory was reached through). A
+// store and a Check of one directory find each other by it (see inUse).
+func resolveDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
 }
 
 // memTableSize is the engine's memtable size. Pebble commits a batch of
@@ -336,7 +344,7 @@ func (s *Store) releaseLock() {
 	if s.lock != nil {
 		_ = s.lock.Close()
 		s.lock = nil
-		markInUse(s.dir, false)
+		releaseForStore(s.dir)
 	}
 }
 
