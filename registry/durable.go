@@ -45,7 +45,7 @@ func (r *Registry) Durable() bool { return r.store != nil }
 func (r *Registry) claim(ctx context.Context, names ...string) error {
 	for {
 		r.mu.Lock()
-		if r.drained {
+		if r.drainedLocked() {
 			r.mu.Unlock()
 			return ErrStopped
 		}
@@ -386,7 +386,7 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	// loaded after the store is empty.
 	r.flushMu.Lock()
 	r.mu.Lock()
-	if r.drained {
+	if r.drainedLocked() {
 		r.mu.Unlock()
 		r.flushMu.Unlock()
 		return fmt.Errorf("registry: flush: %w", ErrStopped)
@@ -395,7 +395,7 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	for _, b := range r.names {
 		live = append(live, b)
 	}
-	// Seen by drain with the drained check above, as a claim is: a stop
+	// Seen by drain with the drainedLocked check above, as a claim is: a stop
 	// waits for this flush to be done before Serve returns.
 	done := make(chan struct{})
 	r.flushing = done // a later FlushAll may replace it once this one is past DropAll

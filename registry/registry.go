@@ -78,7 +78,6 @@ type Registry struct {
 	mu       sync.RWMutex // guards everything below
 	nextID   uint64
 	closed   bool // no more Create
-	drained  bool // Serve has returned: no more store operations
 	names    map[string]*bucket.Bucket
 	refs     map[uint64]ref           // bucket ID -> the bucket, until forgotten
 	waiters  map[uint64]chan struct{} // bucket ID -> closed once forgotten
@@ -93,11 +92,13 @@ type Registry struct {
 	// without a store, the stored buckets' with one (nil when stored is).
 	order *btree.BTreeG[scanorder.Item]
 
-	box      *mailbox
-	stopped  chan struct{} // closed once drained: nothing is forgotten any more
-	stopOnce sync.Once
-	runs     atomic.Uint64 // how many times Serve has started
-	release  func()        // releases the hold on the event manager
+	box *mailbox
+	// stopped is closed, under mu, once a stop's drain is over: Serve
+	// returns, no store operation starts any more (see drainedLocked),
+	// and nothing is forgotten any more.
+	stopped chan struct{}
+	runs    atomic.Uint64 // how many times Serve has started
+	release func()        // releases the hold on the event manager
 }
 
 // New returns a registry that starts buckets with cfg.Buckets and publishes
@@ -655,6 +656,24 @@ func (r *Registry) awaitForgotten(ctx context.Context, gone <-chan struct{}) err
 	}
 }
 
+// drainedLocked reports whether a stop's drain is over (see stopped).
+// The caller holds r.mu.
+func (r *Registry) drainedLocked() bool {
+	select {
+	case <-r.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
+// markDrainedLocked closes stopped, once. The caller holds r.mu.
+func (r *Registry) markDrainedLocked() {
+	if !r.drainedLocked() {
+		close(r.stopped)
+	}
+}
+
 func (r *Registry) drain(ctx context.Context) error {
 	defer r.release()
 	r.mu.Lock()
@@ -683,9 +702,8 @@ func (r *Registry) drain(ctx context.Context) error {
 		if left == 0 && claim == nil {
 			r.mu.Lock()
 			if len(r.claims) == 0 && r.flushing == nil { // none taken since: refuse any from now on
-				r.drained = true
+				r.markDrainedLocked()
 				r.mu.Unlock()
-				r.stopOnce.Do(func() { close(r.stopped) })
 				return ctx.Err()
 			}
 			r.mu.Unlock()
@@ -699,9 +717,8 @@ func (r *Registry) drain(ctx context.Context) error {
 			r.log.Error("registry: buckets did not report their end in time, or operations on them did not finish",
 				"buckets", left, "operations", claim != nil, "waited", r.stopFor)
 			r.mu.Lock()
-			r.drained = true // those under way go on; no new one starts
+			r.markDrainedLocked() // those under way go on; no new one starts
 			r.mu.Unlock()
-			r.stopOnce.Do(func() { close(r.stopped) })
 			return ctx.Err()
 		}
 	}
