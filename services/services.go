@@ -162,8 +162,7 @@ func (r *Root) Add(svc suture.Service) suture.ServiceToken {
 	r.mu.Lock()
 	if r.ended {
 		r.mu.Unlock()
-		a.remove()
-		a.closeUnserved()
+		a.abandon()
 		return tok
 	}
 	r.added = append(r.added, added{tok, a})
@@ -254,6 +253,13 @@ func (a *addedService) remove() <-chan struct{} {
 		a.idle = idle
 	}
 	return idle
+}
+
+// abandon removes a service the root will never run, and closes it (see
+// closeUnserved).
+func (a *addedService) abandon() {
+	a.remove()
+	a.closeUnserved()
 }
 
 // closeUnserved closes a removed service that never ran, if it is an
@@ -354,13 +360,8 @@ func (r *Root) stopInStages(ctx context.Context, cancel context.CancelFunc, runn
 // stopAdded removes every service added with Add, all at once, and waits
 // for them.
 func (r *Root) stopAdded() {
-	r.mu.Lock()
-	added := r.added
-	r.added = nil
-	r.ended = true
-	r.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, a := range added {
+	for _, a := range r.takeAdded() {
 		wg.Go(func() {
 			stopped := a.svc.remove()
 			a.svc.closeUnserved()
@@ -383,15 +384,20 @@ func (r *Root) stopAdded() {
 // or its supervisor ended on its own. A front end then closes the listener
 // its host opened for it.
 func (r *Root) abandonAdded() {
+	for _, a := range r.takeAdded() {
+		a.svc.abandon()
+	}
+}
+
+// takeAdded returns the services added with Add, and ends the list: a
+// service added from now on is abandoned at once (see Add).
+func (r *Root) takeAdded() []added {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	added := r.added
 	r.added = nil
 	r.ended = true
-	r.mu.Unlock()
-	for _, a := range added {
-		a.svc.remove()
-		a.svc.closeUnserved()
-	}
+	return added
 }
 
 // Children returns kv's own children of the root, in the order they were
