@@ -97,16 +97,24 @@ func (s *Server) auth(_ context.Context, c *conn, args [][]byte) {
 		user, pw = args[1], args[2]
 	}
 	if !s.checkPassword(user, pw) {
-		c.err("WRONGPASS invalid username-password pair or user is disabled.")
+		c.err(errWrongPass)
 		return
 	}
 	c.authed = true
 	c.ok()
 }
 
-// errNoProto is Redis's answer to HELLO with a protocol version other than
-// 2 or 3; kv gives it to HELLO 3 as well.
-const errNoProto = "NOPROTO unsupported protocol version"
+// Replies that two commands give alike, in Redis's words.
+const (
+	// errNoProto is Redis's answer to HELLO with a protocol version other
+	// than 2 or 3; kv gives it to HELLO 3 as well.
+	errNoProto = "NOPROTO unsupported protocol version"
+	// errWrongPass answers AUTH, and HELLO's AUTH, with a wrong password.
+	errWrongPass = "WRONGPASS invalid username-password pair or user is disabled."
+	// errBadClientName answers CLIENT SETNAME, and HELLO's SETNAME, with
+	// a name validClientName refuses.
+	errBadClientName = "ERR Client names cannot contain spaces, newlines or special characters."
+)
 
 // hello serves HELLO [protover [AUTH user pass] [SETNAME name]]. It
 // answers Redis 7.0's errors in Redis 7.0's order: the version, then each
@@ -138,14 +146,14 @@ func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 		switch {
 		case equalFold(args[i], "auth") && i+2 < len(args):
 			if !s.checkPassword(args[i+1], args[i+2]) {
-				c.err("WRONGPASS invalid username-password pair or user is disabled.")
+				c.err(errWrongPass)
 				return
 			}
 			login = true
 			i += 2
 		case equalFold(args[i], "setname") && i+1 < len(args):
 			if !validClientName(args[i+1]) {
-				c.err("ERR Client names cannot contain spaces, newlines or special characters.")
+				c.err(errBadClientName)
 				return
 			}
 			name, setName = args[i+1], true
@@ -225,7 +233,7 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 		}
 	case "setname":
 		if !validClientName(args[2]) {
-			c.err("ERR Client names cannot contain spaces, newlines or special characters.")
+			c.err(errBadClientName)
 			return
 		}
 		c.infoMu.Lock()
