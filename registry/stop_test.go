@@ -22,21 +22,7 @@ import (
 // never comes, until ctx ends (for ever with context.Background) instead
 // of answering ErrStopped.
 func TestCreateOnAStoppedRegistryDoesNotHang(t *testing.T) {
-	ev := events.New(events.Options{})
-	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
-	evCtx, evCancel := context.WithCancel(context.Background())
-	evDone := make(chan error, 1)
-	go func() { evDone <- ev.Serve(evCtx) }()
-	supCtx, supCancel := context.WithCancel(context.Background())
-	supDone := make(chan error, 1)
-	go func() { supDone <- sup.Serve(supCtx) }()
-	defer func() { supCancel(); <-supDone; evCancel(); <-evDone }()
-
-	reg := New(Config{Buckets: sup, Events: ev, StopTimeout: 50 * time.Millisecond})
-	regCtx, regCancel := context.WithCancel(context.Background())
-	regDone := make(chan error, 1)
-	go func() { regDone <- reg.Serve(regCtx) }()
-
+	reg, regCancel, regDone := givingUpTree(t, func(sup *bucket.Supervisor) Config { return Config{Buckets: sup} })
 	b, err := reg.Create(context.Background(), "a")
 	require.NoError(t, err)
 	regCancel()
@@ -149,22 +135,12 @@ func TestStopWaitsForASecondOverlappingFlush(t *testing.T) {
 // A FlushAll under way when drain gives up (StopTimeout) waits for
 // forgets that no loop will make: it blocks until ctx ends.
 func TestFlushAllAfterDrainGaveUpReturns(t *testing.T) {
-	ev := events.New(events.Options{})
-	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
-	ends := delayedEnds{Supervisor: sup, gate: make(chan struct{})}
+	var ends delayedEnds
+	reg, regCancel, regDone := givingUpTree(t, func(sup *bucket.Supervisor) Config {
+		ends = delayedEnds{Supervisor: sup, gate: make(chan struct{})}
+		return Config{Buckets: ends, Store: openStoreT(t, t.TempDir())}
+	})
 	bg := context.Background()
-	evCtx, evCancel := context.WithCancel(bg)
-	evDone := make(chan error, 1)
-	go func() { evDone <- ev.Serve(evCtx) }()
-	supCtx, supCancel := context.WithCancel(bg)
-	supDone := make(chan error, 1)
-	go func() { supDone <- sup.Serve(supCtx) }()
-	defer func() { supCancel(); <-supDone; evCancel(); <-evDone }()
-	reg := New(Config{Buckets: ends, Events: ev, StopTimeout: 50 * time.Millisecond, Store: openStoreT(t, t.TempDir())})
-	regCtx, regCancel := context.WithCancel(bg)
-	regDone := make(chan error, 1)
-	go func() { regDone <- reg.Serve(regCtx) }()
-
 	_, err := reg.Create(bg, "b")
 	require.NoError(t, err)
 	fctx, cancel := context.WithTimeout(bg, time.Minute)
