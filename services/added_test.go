@@ -18,14 +18,7 @@ import (
 // ServeBackground. When the root was refused its DataDir, a front end added
 // then is never run, nor closed: its listener stays open.
 func TestAddAfterARefusedServeClosesTheListener(t *testing.T) {
-	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, data.Close()) }()
-	first := services.New(services.Config{DataDir: data})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := first.ServeBackground(ctx)
-	defer func() { cancel(); <-done }()
-
+	data := busyDataDir(t)
 	second := services.New(services.Config{DataDir: data})
 	errc := second.ServeBackground(context.Background())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -33,9 +26,7 @@ func TestAddAfterARefusedServeClosesTheListener(t *testing.T) {
 	defer ln.Close()
 	second.Add(text.New(text.Config{Listener: ln, Registry: second.Registry()}))
 	require.ErrorIs(t, <-errc, services.ErrDataDirInUse)
-	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(time.Second))
-	_, err = ln.Accept()
-	require.ErrorIs(t, err, net.ErrClosed, "the listener of a front end the refused root will never run")
+	requireClosed(t, ln, "the listener of a front end the refused root will never run")
 }
 
 // terminator ends the supervisor tree it runs in.
@@ -53,7 +44,31 @@ func TestAddAfterTheRootEndedOnItsOwnClosesTheListener(t *testing.T) {
 	require.NoError(t, err)
 	defer ln.Close()
 	root.Add(text.New(text.Config{Listener: ln, Registry: root.Registry()}))
+	requireClosed(t, ln)
+}
+
+// busyDataDir returns a data directory that another root serves on until
+// the test ends.
+func busyDataDir(t *testing.T) *services.DataDir {
+	t.Helper()
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
+	require.NoError(t, err)
+	first := services.New(services.Config{DataDir: data})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := first.ServeBackground(ctx)
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		require.NoError(t, data.Close())
+	})
+	return data
+}
+
+// requireClosed fails unless ln has been closed (Accept says so, rather
+// than time out).
+func requireClosed(t *testing.T, ln net.Listener, msgAndArgs ...any) {
+	t.Helper()
 	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second)) // fails once closed
-	_, err = ln.Accept()
-	require.ErrorIs(t, err, net.ErrClosed)
+	_, err := ln.Accept()
+	require.ErrorIs(t, err, net.ErrClosed, msgAndArgs...)
 }

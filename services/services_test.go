@@ -366,9 +366,7 @@ func TestUnservedFrontEndClosesItsListener(t *testing.T) {
 				ctx, cancel := context.WithCancel(context.Background())
 				cancel()
 				_ = root.Serve(ctx)
-				_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second)) // fails once closed
-				_, err = ln.Accept()
-				require.ErrorIs(t, err, net.ErrClosed)
+				requireClosed(t, ln)
 			}
 		})
 	}
@@ -377,14 +375,7 @@ func TestUnservedFrontEndClosesItsListener(t *testing.T) {
 // A root refused its data directory (another root serves on it) will never
 // run its front ends: they close the listeners their host opened.
 func TestRefusedRootClosesItsFrontEndsListener(t *testing.T) {
-	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, data.Close()) }()
-	first := services.New(services.Config{DataDir: data})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := first.ServeBackground(ctx)
-	defer func() { cancel(); <-done }()
-
+	data := busyDataDir(t)
 	for _, serve := range []func(*services.Root) error{
 		func(r *services.Root) error { return r.Serve(context.Background()) },
 		func(r *services.Root) error { return <-r.ServeBackground(context.Background()) },
@@ -394,8 +385,6 @@ func TestRefusedRootClosesItsFrontEndsListener(t *testing.T) {
 		second := services.New(services.Config{DataDir: data})
 		second.Add(text.New(text.Config{Listener: ln, Registry: second.Registry()}))
 		require.ErrorIs(t, serve(second), services.ErrDataDirInUse)
-		_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second)) // fails once closed
-		_, err = ln.Accept()
-		require.ErrorIs(t, err, net.ErrClosed)
+		requireClosed(t, ln)
 	}
 }
