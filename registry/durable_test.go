@@ -920,14 +920,28 @@ func requireNoTraceOf(t *testing.T, reg *Registry, st *store.Store, name string)
 	assert.ErrorIs(t, reg.Delete(ctx, name), ErrNotFound)
 }
 
-// gatedDropAll is a store whose DropAll waits for release once entered.
+// gatedDropAll is a store whose DropAll waits for release once entered;
+// with passFirst, the first DropAll goes through (firstDone is closed once
+// it is done), and the second is the one that waits.
 type gatedDropAll struct {
 	*countingStore
-	entered chan struct{}
-	release chan struct{}
+	passFirst bool
+	calls     atomic.Int64
+	firstDone chan struct{}
+	entered   chan struct{}
+	release   chan struct{}
+}
+
+func newGatedDropAll(st *countingStore, passFirst bool) *gatedDropAll {
+	return &gatedDropAll{countingStore: st, passFirst: passFirst,
+		firstDone: make(chan struct{}), entered: make(chan struct{}), release: make(chan struct{})}
 }
 
 func (s *gatedDropAll) DropAll() error {
+	if s.passFirst && s.calls.Add(1) == 1 {
+		defer close(s.firstDone)
+		return s.countingStore.DropAll()
+	}
 	close(s.entered)
 	<-s.release
 	return s.countingStore.DropAll()
@@ -938,7 +952,7 @@ func (s *gatedDropAll) DropAll() error {
 // registry writes to the store, where the next tree may already serve.
 func TestStopWaitsForTheFlushUnderWay(t *testing.T) {
 	st := openStoreT(t, t.TempDir())
-	gate := &gatedDropAll{countingStore: st, entered: make(chan struct{}), release: make(chan struct{})}
+	gate := newGatedDropAll(st, false)
 	reg, _, stop := newDurableTree(t, gate)
 	ctx := context.Background()
 	_, err := reg.Create(ctx, "b")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,32 +52,12 @@ func (d delayedEnds) Start(b *bucket.Bucket, onEnd func(*bucket.Bucket, error)) 
 	})
 }
 
-// secondDropAllGated lets the first DropAll through and holds the second.
-type secondDropAllGated struct {
-	*countingStore
-	calls   atomic.Int64
-	first   chan struct{} // closed when the first DropAll is done
-	entered chan struct{}
-	release chan struct{}
-}
-
-func (s *secondDropAllGated) DropAll() error {
-	if s.calls.Add(1) == 1 {
-		defer close(s.first)
-		return s.countingStore.DropAll()
-	}
-	close(s.entered)
-	<-s.release
-	return s.countingStore.DropAll()
-}
-
 // FlushAll releases flushMu before it waits for the buckets to be
 // forgotten, so two can overlap; the first to finish sets r.flushing to
 // nil while the second is still in DropAll, and a stop then returns
 // before that DropAll runs: the store is wiped after Serve returned.
 func TestStopWaitsForASecondOverlappingFlush(t *testing.T) {
-	st := &secondDropAllGated{countingStore: openStoreT(t, t.TempDir()),
-		first: make(chan struct{}), entered: make(chan struct{}), release: make(chan struct{})}
+	st := newGatedDropAll(openStoreT(t, t.TempDir()), true)
 	ev := events.New(events.Options{})
 	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
 	ends := delayedEnds{Supervisor: sup, gate: make(chan struct{})}
@@ -105,7 +84,7 @@ func TestStopWaitsForASecondOverlappingFlush(t *testing.T) {
 	require.NoError(t, err)
 	first := make(chan error, 1)
 	go func() { first <- reg.FlushAll(ctx) }() // waits for "b" to be forgotten
-	<-st.first
+	<-st.firstDone
 	second := make(chan error, 1)
 	go func() { second <- reg.FlushAll(ctx) }()
 	<-st.entered // the second flush is in its DropAll
