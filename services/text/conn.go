@@ -168,7 +168,12 @@ func (c *conn) readLine() ([]byte, error) {
 // handle answers one line into the write buffer; it reports whether the
 // connection must close once the reply is written.
 func (c *conn) handle(ctx context.Context, line []byte) (closeAfter bool) {
-	if looksLikeHTTP(line) {
+	start := time.Now()
+	cmd, err := Parse(string(line))
+	// POST and Host: are no verbs: only a line that does not parse is
+	// looked at, as the Redis protocol server looks only at unknown
+	// command names.
+	if err != nil && looksLikeHTTP(line) {
 		// A web page can make a browser send an HTTP request here, its
 		// body lines then run as commands: Redis's defence against this
 		// cross-protocol scripting, closing at once, without a reply.
@@ -180,8 +185,6 @@ func (c *conn) handle(ctx context.Context, line []byte) (closeAfter bool) {
 		}
 		return true
 	}
-	start := time.Now()
-	cmd, err := Parse(string(line))
 	name := cmd.Verb.metric()
 	reply, failed := "", true
 	switch {
