@@ -61,6 +61,8 @@ type options struct {
 	dataDir         string
 	fsync           string
 	maxClients      int
+	textMaxClients  int
+	httpMaxConns    int
 	maxRequestBytes int
 	maxBulkLen      int
 	maxArgs         int
@@ -92,6 +94,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir, "`directory` of the durable store (created if needed; locked while kv runs)")
 	fs.StringVar(&o.fsync, "fsync", "everysec", "when writes reach the disk, as Redis's appendfsync: `policy` always (before the reply), everysec (within a second) or no (when the OS likes)")
 	fs.IntVar(&o.maxClients, "max-clients", 10000, "most Redis-protocol clients connected at once")
+	fs.IntVar(&o.textMaxClients, "text-max-clients", text.DefaultMaxConns, "most line-protocol clients connected at once; one more gets ERROR and is closed")
+	fs.IntVar(&o.httpMaxConns, "http-max-conns", httpapi.DefaultMaxConns, "most HTTP connections open at once; more wait to be accepted")
 	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 64<<20, "most `bytes` of one request in transit; past it the client is disconnected")
 	fs.IntVar(&o.maxBulkLen, "max-bulk-len", 16<<20, "longest argument in `bytes`; a longer one gets an error reply")
 	fs.IntVar(&o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
@@ -206,7 +210,7 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		fmt.Fprintf(stderr, "kv: --data-dir is empty (give a directory, or --in-memory)\n")
 		return o, exitUsage, true
 	}
-	if o.maxClients < 1 || o.maxRequestBytes < 1 || o.maxLineBytes < 1 || o.maxBodyBytes < 1 || o.maxBulkLen < 1 || o.maxArgs < 1 || o.idleTimeout < 0 || o.shutdownTimeout <= 0 {
+	if o.maxClients < 1 || o.textMaxClients < 1 || o.httpMaxConns < 1 || o.maxRequestBytes < 1 || o.maxLineBytes < 1 || o.maxBodyBytes < 1 || o.maxBulkLen < 1 || o.maxArgs < 1 || o.idleTimeout < 0 || o.shutdownTimeout <= 0 {
 		fmt.Fprintf(stderr, "kv: limits must be positive (--idle-timeout may be 0 to disable it)\n")
 		return o, exitUsage, true
 	}
@@ -500,6 +504,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			Registry:        root.Registry(),
 			Password:        password,
 			MaxLineBytes:    o.maxLineBytes,
+			MaxConns:        o.textMaxClients,
 			IdleTimeout:     idle(o.idleTimeout),
 			ShutdownTimeout: clientsStop,
 			Observer:        met,
@@ -514,6 +519,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			Metrics:         met,
 			Password:        password,
 			MaxBodyBytes:    o.maxBodyBytes,
+			MaxConns:        o.httpMaxConns,
 			ShutdownTimeout: clientsStop,
 			Ready: func() error {
 				if !serving.Load() {

@@ -82,7 +82,7 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		"--log-level", "--in-memory", "--password-file", "KV_PASSWORD", "--max-clients", "KV_MAX_CLIENTS",
 		"--max-request-bytes", "--max-bulk-len", "--max-args", "--idle-timeout", "--shutdown-timeout",
 		"--enable-debug-command", "--version", "--text-addr", "KV_TEXT_ADDR", "--http-addr", "KV_HTTP_ADDR",
-		"--text-max-line-bytes", "--http-max-body-bytes", "--data-dir", "KV_DATA_DIR", `default "./kv-data"`,
+		"--text-max-line-bytes", "--http-max-body-bytes", "--text-max-clients", "KV_HTTP_MAX_CONNS", "--data-dir", "KV_DATA_DIR", `default "./kv-data"`,
 		"--fsync", `default "everysec"`, "kv check DIR", "--resp-goroutine-per-client", "KV_RESP_GOROUTINE_PER_CLIENT",
 	} {
 		assert.Contains(t, out.String(), want)
@@ -176,6 +176,8 @@ func TestStartupErrors(t *testing.T) {
 		{"public HTTP without password", []string{"--resp-addr", "127.0.0.1:0", "--http-addr", ":0"}, nil, exitRefused, "(--http-addr) without a password"},
 		{"HTTP port in use", []string{"--resp-addr", "127.0.0.1:0", "--http-addr", busy.Addr().String()}, nil, exitNoListen, "cannot listen for HTTP"},
 		{"bad line limit", []string{"--text-max-line-bytes", "0"}, nil, exitUsage, "limits must be positive"},
+		{"bad line client cap", []string{"--text-max-clients", "0"}, nil, exitUsage, "limits must be positive"},
+		{"bad HTTP connection cap", []string{"--http-max-conns", "-1"}, nil, exitUsage, "limits must be positive"},
 		{"all interfaces without password", []string{"--resp-addr", ":0"}, nil, exitRefused, "refusing"},
 		{"missing password file", []string{"--password-file", "/nonexistent/pw"}, nil, exitRefused, "password file"},
 		{"password the line protocol cannot carry", []string{"--resp-addr", "127.0.0.1:0", "--text-addr", "127.0.0.1:0", "--password", "two words"}, nil, exitRefused, "cannot serve --text-addr 127.0.0.1:0"},
@@ -430,6 +432,67 @@ func TestThreeFrontEndsOneTree(t *testing.T) {
 	} {
 		assert.Contains(t, body, want)
 	}
+	assert.Equal(t, exitOK, stop())
+}
+
+// --text-max-clients and --http-max-conns reach the front ends: a line
+// client past the cap gets ERROR and is closed, an HTTP connection past it
+// waits until one closes.
+func TestFrontEndConnectionCaps(t *testing.T) {
+	l, stop := serveAll(t, "--text-addr", "127.0.0.1:0", "--text-max-clients", "1",
+		"--http-addr", "127.0.0.1:0", "--http-max-conns", "1")
+
+	lineClient := func() (net.Conn, *bufio.Reader) {
+		nc, err := net.Dial("tcp", l.text.String())
+		require.NoError(t, err)
+		return nc, bufio.NewReader(nc)
+	}
+	first, rd := lineClient()
+	_, err := first.Write([]byte("CREATE shopping\r\n"))
+	require.NoError(t, err)
+	line, err := rd.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "OK\r\n", line)
+	second, rd2 := lineClient()
+	require.NoError(t, second.SetReadDeadline(time.Now().Add(10*time.Second)))
+	line, err = rd2.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "ERROR\r\n", line)
+	_, err = rd2.ReadString('\n')
+	assert.ErrorIs(t, err, io.EOF, "the client past the cap is closed")
+	require.NoError(t, second.Close())
+	require.NoError(t, first.Close())
+	require.Eventually(t, func() bool {
+		nc, rd := lineClient()
+		defer nc.Close()
+		if _, err := nc.Write([]byte("CREATE shopping\r\n")); err != nil {
+			return false
+		}
+		line, err := rd.ReadString('\n')
+		return err == nil && line == "OK\r\n"
+	}, 5*time.Second, 10*time.Millisecond, "a slot frees once the first client leaves")
+
+	// One HTTP connection kept alive holds the only slot.
+	held, err := net.Dial("tcp", l.http.String())
+	require.NoError(t, err)
+	_, err = held.Write([]byte("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+	require.NoError(t, err)
+	res, err := http.ReadResponse(bufio.NewReader(held), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.NoError(t, res.Body.Close())
+	waiting := &http.Client{Timeout: 300 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+	_, err = waiting.Get("http://" + l.http.String() + "/healthz")
+	require.Error(t, err, "a second connection is not served while the first holds the only slot")
+	require.NoError(t, held.Close())
+	require.Eventually(t, func() bool {
+		res, err := waiting.Get("http://" + l.http.String() + "/healthz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}, 5*time.Second, 10*time.Millisecond, "a slot frees once the first connection closes")
 	assert.Equal(t, exitOK, stop())
 }
 
