@@ -228,6 +228,19 @@ func newLogger(o options, stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, hopts))
 }
 
+// stopBudgets splits --shutdown-timeout: a stop fits in it (the root takes
+// up to FrontEndStopTimeout + 2 x StopTimeout + 1 s): half of it for the
+// front ends to finish the commands in flight (frontEnd; clients, their own
+// bound on the clients, is inside it), the rest for the buckets and the
+// registry (core). Each is positive: the services read 0 as their default,
+// which a tiny timeout must not become.
+func stopBudgets(total time.Duration) (frontEnd, clients, core time.Duration) {
+	frontEnd = max(total/2, time.Nanosecond)
+	clients = max(frontEnd*4/5, time.Nanosecond)
+	core = max((total-frontEnd-time.Second)/2, 250*time.Millisecond)
+	return frontEnd, clients, core
+}
+
 // isLoopback reports whether addr's host only reaches this machine.
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
@@ -458,14 +471,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		}()
 		mode = "durable"
 	}
-	// A stop fits in --shutdown-timeout (the root takes up to
-	// FrontEndStopTimeout + 2 x StopTimeout + 1 s): half of it for the
-	// front ends to finish the commands in flight (their own shutdown
-	// bounds are set inside that), the rest for the buckets and the
-	// registry.
-	frontEndStop := o.shutdownTimeout / 2
-	clientsStop := frontEndStop * 4 / 5
-	coreStop := max((o.shutdownTimeout-frontEndStop-time.Second)/2, 250*time.Millisecond)
+	frontEndStop, clientsStop, coreStop := stopBudgets(o.shutdownTimeout)
 	cfg := services.Config{Logger: log, FrontEndStopTimeout: frontEndStop, StopTimeout: coreStop}
 	var backups resp.Backups
 	if st != nil {

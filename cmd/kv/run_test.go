@@ -496,6 +496,22 @@ func TestFrontEndConnectionCaps(t *testing.T) {
 	assert.Equal(t, exitOK, stop())
 }
 
+// Every part of the stop's budget is positive, and the front ends' parts
+// fit in it: a tiny --shutdown-timeout must not turn into the services'
+// defaults (5 s and more), which 0 would.
+func TestStopBudgets(t *testing.T) {
+	for _, total := range []time.Duration{time.Nanosecond, 2 * time.Nanosecond, time.Microsecond, 10 * time.Millisecond, time.Second, 15 * time.Second} {
+		frontEnd, clients, core := stopBudgets(total)
+		assert.Positive(t, frontEnd, total)
+		assert.Positive(t, clients, total)
+		assert.LessOrEqual(t, frontEnd, max(total, time.Nanosecond), total)
+		assert.LessOrEqual(t, clients, frontEnd, total)
+		assert.GreaterOrEqual(t, core, 250*time.Millisecond, total)
+	}
+	frontEnd, clients, core := stopBudgets(15 * time.Second)
+	assert.Equal(t, []time.Duration{7500 * time.Millisecond, 6 * time.Second, 3250 * time.Millisecond}, []time.Duration{frontEnd, clients, core})
+}
+
 // Closing the data directory is bounded: a close that never returns (a
 // store stuck on a failing disk) gives an error after the bound, and one
 // that returns gives its own answer.
