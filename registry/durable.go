@@ -43,6 +43,9 @@ func (r *Registry) Durable() bool { return r.store != nil }
 // caller loads, creates, deletes or renames it. Claims of several names are
 // taken at once, so that two callers cannot deadlock.
 func (r *Registry) claim(ctx context.Context, names ...string) error {
+	if err := r.admitted(); err != nil {
+		return err
+	}
 	for {
 		r.mu.Lock()
 		if r.drainedLocked() {
@@ -71,6 +74,14 @@ func (r *Registry) claim(ctx context.Context, names ...string) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// admitted asks Config.Admit whether the store may be used now.
+func (r *Registry) admitted() error {
+	if r.admit == nil {
+		return nil
+	}
+	return r.admit()
 }
 
 // unclaim releases names claimed together.
@@ -381,6 +392,9 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 			}
 		}
 		return nil
+	}
+	if err := r.admitted(); err != nil {
+		return fmt.Errorf("registry: flush: %w", err)
 	}
 	// No load runs meanwhile: every bucket is either stopped here or
 	// loaded after the store is empty.

@@ -58,6 +58,15 @@ type Config struct {
 	// registry loads stored buckets at their first use; nil keeps buckets
 	// in memory only.
 	Store Store
+	// Admit, when not nil (with a Store), is asked before each operation
+	// that brings a bucket from the store into memory or changes the store
+	// (a load, a create, a delete, a rename, a flush); an error refuses the
+	// operation, wrapped. A host that lets several registries share one
+	// store, one serving at a time, admits only the one serving (a
+	// services root admits while it holds its DataDir): another would
+	// keep its own copy of a bucket and write the store behind the back of
+	// the one serving.
+	Admit func() error
 	// StopTimeout bounds how long a stopping registry waits for the end
 	// notices of the buckets stopped with it, and for the operations under
 	// way on them; 0 means 10 seconds.
@@ -72,6 +81,7 @@ type Registry struct {
 	log     *slog.Logger
 	stopFor time.Duration
 	store   Store        // nil: in memory only
+	admit   func() error // nil: every store operation is admitted
 	flushMu sync.RWMutex // write-locked by FlushAll, read-locked by loads and renames
 	loadLog *logLimit    // Lookup's failures to load
 
@@ -117,6 +127,7 @@ func New(cfg Config) *Registry {
 		waiters: make(map[uint64]chan struct{}),
 		claims:  make(map[string]chan struct{}),
 		store:   cfg.Store,
+		admit:   cfg.Admit,
 		loadLog: newLogLimit(time.Second),
 		box:     newMailbox(),
 		stopped: make(chan struct{}),

@@ -1,6 +1,7 @@
 package services
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -72,6 +73,10 @@ var (
 	// process (or another DataDir of this one) holds the directory, and by
 	// a Root's Serve when another tree serves on its DataDir.
 	ErrDataDirInUse = store.ErrLocked
+	// ErrNotServing is returned, wrapped, by a registry operation that
+	// would load a bucket from a tree's DataDir or change it before the
+	// tree serves on it: until then another tree may serve on it.
+	ErrNotServing = errors.New("services: the tree does not serve on its data directory yet")
 	// ErrDataDirDamaged is returned, wrapped and naming the file, when
 	// stored data cannot be read back whole: never a silent loss.
 	ErrDataDirDamaged = store.ErrCorrupt

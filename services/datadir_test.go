@@ -297,3 +297,62 @@ func TestStoppedRegistryLeavesTheStoreAlone(t *testing.T) {
 		})
 	}
 }
+
+// A registry whose tree does not serve on its DataDir (not yet, or refused
+// it because another tree does) neither loads from the store nor writes to
+// it: every store operation gets ErrNotServing or ErrDataDirInUse, and the
+// tree serving keeps its data. Before the fix each of these went through:
+// a delete, flush or rename wiped or moved the serving tree's bucket on
+// disk, and a create or load made a second copy in memory.
+func TestRegistryOfATreeNotServingLeavesTheStoreAlone(t *testing.T) {
+	ops := map[string]func(context.Context, *registry.Registry) error{
+		"create": func(ctx context.Context, r *registry.Registry) error { _, err := r.Create(ctx, "new"); return err },
+		"create with": func(ctx context.Context, r *registry.Registry) error {
+			_, _, err := r.CreateWith(ctx, "new", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
+			return err
+		},
+		"lookup": func(ctx context.Context, r *registry.Registry) error {
+			b, ok, err := r.LookupErr("b")
+			if ok || b != nil {
+				return errors.New("found a stored bucket")
+			}
+			return err
+		},
+		"delete":   func(ctx context.Context, r *registry.Registry) error { return r.Delete(ctx, "b") },
+		"flushall": func(ctx context.Context, r *registry.Registry) error { return r.FlushAll(ctx) },
+		"rename":   func(ctx context.Context, r *registry.Registry) error { return r.Rename(ctx, "b", "c") },
+	}
+	for name, op := range ops {
+		t.Run(name, func(t *testing.T) {
+			data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
+			require.NoError(t, err)
+			defer func() { require.NoError(t, data.Close()) }()
+			serveOn(t, data, func(ctx context.Context, kv *services.Root) { putKV(ctx, t, kv) })
+
+			// Bounded: without the fix, an operation may wait for a loop
+			// that never runs.
+			bounded, stop := context.WithTimeout(context.Background(), waitFor)
+			defer stop()
+			early := services.New(services.Config{DataDir: data})
+			require.ErrorIs(t, op(bounded, early.Registry()), services.ErrNotServing, "before the tree serves")
+			serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+				refused := services.New(services.Config{DataDir: data})
+				require.ErrorIs(t, refused.Serve(ctx), services.ErrDataDirInUse)
+				require.ErrorIs(t, op(bounded, refused.Registry()), services.ErrDataDirInUse, "refused its data directory")
+				b, ok := kv.Registry().Lookup("b")
+				require.True(t, ok)
+				require.NoError(t, b.Put("k2", []byte("v2")))
+			})
+			serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+				b, ok := kv.Registry().Lookup("b")
+				require.True(t, ok)
+				for k, want := range map[string]string{"k": "v", "k2": "v2"} {
+					v, err := b.Get(k)
+					require.NoError(t, err)
+					assert.Equal(t, want, string(v))
+				}
+				assert.ElementsMatch(t, []string{"b"}, kv.Registry().Names())
+			})
+		})
+	}
+}

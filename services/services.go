@@ -63,6 +63,11 @@ type Root struct {
 	// had claimed it, and whether one was serving on it.
 	dataClaims uint64
 	dataBusy   bool
+	// dataState is dataWaiting until Serve claims data, then dataHeld (kept
+	// once the tree has stopped: its registry then refuses with
+	// ErrStopped) or dataRefused. The registry uses the store only while
+	// it is dataHeld.
+	dataState atomic.Int32
 
 	mu     sync.Mutex
 	added  []added // by Add: stopped before kv's own children
@@ -105,12 +110,19 @@ func New(cfg Config) *Root {
 		dataClaims = cfg.DataDir.claims.Load()
 		dataBusy = cfg.DataDir.inUse.Load()
 	}
+	root := &Root{events: ev, buckets: buckets, log: log,
+		data: cfg.DataDir, dataClaims: dataClaims, dataBusy: dataBusy}
+	var admit func() error
+	if cfg.DataDir != nil {
+		admit = root.admit
+	}
 	reg := registry.New(registry.Config{
 		Buckets:     buckets,
 		Events:      ev,
 		Logger:      log.With("service", "registry"),
 		StopTimeout: timeout,
 		Store:       st,
+		Admit:       admit,
 	})
 
 	sup := suture.New("kv", suture.Spec{
@@ -125,8 +137,7 @@ func New(cfg Config) *Root {
 	if frontEnd <= 0 {
 		frontEnd = timeout
 	}
-	root := &Root{Supervisor: sup, events: ev, buckets: buckets, registry: reg, log: log, frontEndTimeout: frontEnd,
-		data: cfg.DataDir, dataClaims: dataClaims, dataBusy: dataBusy}
+	root.Supervisor, root.registry, root.frontEndTimeout = sup, reg, frontEnd
 	// The seed's order: the event manager, the bucket supervisor, then the
 	// registry that uses both.
 	root.children = []suture.Service{ev, buckets, reg}
@@ -327,12 +338,33 @@ func (r *Root) claim() (release func(), err error) {
 	}
 	n, release, err := r.data.claim()
 	if err != nil {
+		r.dataState.Store(dataRefused)
 		return nil, err
 	}
 	if r.dataBusy || n != r.dataClaims+1 {
 		r.registry.Reindex()
 	}
+	r.dataState.Store(dataHeld)
 	return release, nil
+}
+
+// The states of Root.dataState.
+const (
+	dataWaiting = iota
+	dataHeld
+	dataRefused
+)
+
+// admit is the registry's Config.Admit for a root with a DataDir: the
+// registry may use the store only once the root holds it.
+func (r *Root) admit() error {
+	switch r.dataState.Load() {
+	case dataHeld:
+		return nil
+	case dataRefused:
+		return fmt.Errorf("services: another tree serves on %s: %w", r.data.Dir(), ErrDataDirInUse)
+	}
+	return fmt.Errorf("services: %s: %w", r.data.Dir(), ErrNotServing)
 }
 
 // stopInStages waits for ctx to end, or for the embedded supervisor (run
