@@ -257,3 +257,43 @@ func TestStopLetsABlockedClientFinish(t *testing.T) {
 		})
 	}
 }
+
+// The commands a client sent before the stop run as they would have run
+// before it: one that makes a key or deletes one included (they use their
+// context, which the stop must not cancel under them while the registry
+// and the buckets still serve).
+func TestStopLetsInFlightCommandsCreateAndDelete(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			tree := start(t, Config{})
+			ctx := context.Background()
+			rc := tree.client(t)
+			value := strings.Repeat("x", 1<<20)
+			require.NoError(t, rc.HSet(ctx, "big", "f", value).Err())
+			require.NoError(t, rc.HSet(ctx, "old", "f", "v").Err())
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			srv := New(Config{Registry: tree.root.Registry(), Events: tree.root.Events(), GoroutinePerClient: mode.goroutinePerClient})
+			sctx, stop := context.WithCancel(ctx)
+			served := make(chan error, 1)
+			go func() { served <- srv.ServeListener(sctx, ln) }()
+			r := (&testServer{root: tree.root, srv: srv, addr: ln.Addr().String()}).raw(t)
+			// Sent before the stop, held up behind replies the client has
+			// not read yet.
+			r.send(strings.Repeat("HGET big f\r\n", 16) + "HSET new f v\r\nDEL old\r\n")
+			require.Equal(t, "$1048576", r.line())
+			stop()
+			require.Equal(t, value, r.line())
+			for range 15 {
+				require.Equal(t, "$1048576", r.line())
+				require.Equal(t, value, r.line())
+			}
+			assert.Equal(t, ":1", r.line(), "HSET of a new key, sent before the stop")
+			assert.Equal(t, ":1", r.line(), "DEL, sent before the stop")
+			assert.True(t, r.closed())
+			require.ErrorIs(t, <-served, context.Canceled)
+			assert.Equal(t, "v", rc.HGet(ctx, "new", "f").Val())
+			assert.EqualValues(t, 0, rc.Exists(ctx, "old").Val())
+		})
+	}
+}

@@ -268,10 +268,18 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	s.closedAll = false
 	s.mu.Unlock()
 
+	// The commands run with a context of their own, which ctx's end does
+	// not cancel: the commands in flight at the stop finish as they would
+	// have before it (a write that makes a key, a DEL), against the buckets
+	// that still serve. It ends with shutdown's time, so that a command
+	// still waiting then gives up.
+	cmdCtx, cancelCmds := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCmds()
+
 	var lp *loop
 	if !s.cfg.GoroutinePerClient {
 		var err error
-		if lp, err = startLoop(ctx, s); err != nil {
+		if lp, err = startLoop(cmdCtx, s); err != nil {
 			s.log.Warn("resp: no event loop; serving each client on a goroutine of its own", "err", err)
 		}
 	}
@@ -291,11 +299,11 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 			}
 			break
 		}
-		s.accept(ctx, nc, lp)
+		s.accept(cmdCtx, nc, lp)
 	}
 	ln.Close()
 	notServing()
-	s.shutdown(lp)
+	s.shutdown(lp, cancelCmds)
 	s.bg.Wait()
 	if acceptErr != nil {
 		return acceptErr
@@ -347,8 +355,10 @@ func (s *Server) ended(c *conn) {
 	s.wg.Done()
 }
 
-// shutdown lets every client finish what it sent, then closes them all.
-func (s *Server) shutdown(lp *loop) {
+// shutdown lets every client finish what it sent, then closes them all;
+// once ShutdownTimeout has passed it calls cancelCmds too, which ends the
+// commands still waiting.
+func (s *Server) shutdown(lp *loop, cancelCmds context.CancelFunc) {
 	s.stopping.Store(true)
 	s.mu.Lock()
 	for c := range s.conns {
@@ -369,6 +379,7 @@ func (s *Server) shutdown(lp *loop) {
 		return
 	case <-t.C:
 	}
+	cancelCmds()
 	s.mu.Lock()
 	n := len(s.conns)
 	for c := range s.conns {
