@@ -3,6 +3,7 @@ package resp
 import (
 	"bytes"
 	"context"
+	"math"
 	"net"
 	"runtime"
 	"strconv"
@@ -66,6 +67,15 @@ type conn struct {
 	quit    bool // close once the replies are written
 	authed  bool
 	ps      *subscriber // non-nil while subscribed
+
+	// A multibulk request at buf[start:] not complete yet, and how far its
+	// arguments have been read (offsets from start): it is read on from
+	// there as the rest comes, not parsed again from its start at each
+	// read (see partialMore). partialCount 0: none. Owned by the
+	// connection's goroutine.
+	partialCount, partialArgs int
+	partialOff                int // where the next argument's "$" line starts
+	partialSeen               int // how much of that line has been looked at, without a '\n'
 
 	infoMu  sync.Mutex // guards name, lib, lastCmd: CLIENT and INFO read them
 	name    string
@@ -210,12 +220,16 @@ const (
 // too large to write without blocking.
 func (c *conn) runBuffered(ctx context.Context) step {
 	for c.start < c.end {
+		if c.partialCount > 0 && !c.partialMore() {
+			break // its arguments are not all here yet
+		}
 		complete, args, left, err := parseCommand(c.buf[c.start:c.end], c.args)
 		if err != nil {
 			c.protocolErr(err)
 			return stepClose
 		}
 		if !complete {
+			c.partialStart()
 			break
 		}
 		c.args = args
@@ -310,6 +324,72 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// partialStart notes how far the multibulk request at buf[start:], which
+// parseCommand found incomplete (without an error), has come, so that the
+// next reads go on from there (partialMore) rather than parse it again from
+// its start: a request of n arguments coming one at a time would otherwise
+// cost O(n²), on the event loop's time, which every client shares.
+func (c *conn) partialStart() {
+	b := c.buf[c.start:c.end]
+	if len(b) == 0 || b[0] != '*' {
+		return // an inline command: at most maxInline bytes
+	}
+	nl := bytes.IndexByte(b, '\n')
+	if nl < 2 || b[nl-1] != '\r' {
+		return // the count line is not whole yet
+	}
+	count, err := strconv.Atoi(str(b[1 : nl-1])) // as redcon reads it
+	if err != nil || count <= 0 {
+		return
+	}
+	c.partialCount, c.partialArgs, c.partialOff, c.partialSeen = count, 0, nl+1, 0
+	c.partialMore()
+}
+
+// partialMore reads on the arguments of the request at buf[start:] from
+// where the previous read stopped, as redcon's ReadNextCommand reads them;
+// it reports false while the request is still incomplete. It reports true
+// (and forgets the request) once its last argument is whole, or at
+// anything redcon would refuse or that it does not check itself: the
+// caller then parses the request from its start, once, which gives
+// redcon's arguments or error.
+func (c *conn) partialMore() bool {
+	b := c.buf[c.start:c.end]
+	for c.partialArgs < c.partialCount {
+		i := c.partialOff
+		if i == len(b) {
+			return false
+		}
+		if b[i] != '$' {
+			break // redcon's error
+		}
+		nl := bytes.IndexByte(b[i+1+c.partialSeen:], '\n')
+		if nl < 0 {
+			c.partialSeen = len(b) - (i + 1) // not looked at again
+			return false
+		}
+		nl += i + 1 + c.partialSeen
+		if b[nl-1] != '\r' {
+			break
+		}
+		n, err := strconv.Atoi(str(b[i+1 : nl-1]))
+		if err != nil || n < 0 || n > math.MaxInt32 {
+			break // redcon's error, or a length it mishandles: it tells
+		}
+		if len(b)-(nl+1) < n+2 {
+			c.partialSeen = nl - (i + 1) // the line is whole: only the data is missing
+			return false
+		}
+		if b[nl+1+n] != '\r' || b[nl+2+n] != '\n' {
+			break
+		}
+		c.partialArgs++
+		c.partialOff, c.partialSeen = nl+1+n+2, 0
+	}
+	c.partialCount = 0
+	return true
 }
 
 // makeRoom prepares the read buffer for the next read: it compacts or
