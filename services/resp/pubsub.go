@@ -69,8 +69,10 @@ func messageOf(ev events.Event) (channel string, msg []byte) {
 // A client that lets its mailbox overflow, or does not read for
 // WriteTimeout, is disconnected: it never misses an event silently.
 type subscriber struct {
-	c   *conn
-	sub *events.Subscription
+	c *conn
+	// Set once Subscribe returns, which may be after the subscription's
+	// goroutine has begun to deliver.
+	sub atomic.Pointer[events.Subscription]
 
 	// Guarded by c.wmu, which also orders the replies to (P)SUBSCRIBE
 	// before the first message they allow.
@@ -94,7 +96,7 @@ func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 			c.err("ERR server is shutting down")
 			return
 		}
-		p.sub = sub
+		p.sub.Store(sub)
 		c.ps = p
 	}
 	p := c.ps
@@ -192,7 +194,11 @@ func (p *subscriber) deliver(ev events.Event) {
 		return
 	}
 	seq := ev.Sequence()
-	if p.lastSeq != 0 && seq != p.lastSeq+1 {
+	// A gap says that events were lost before this one. Lost events that
+	// no other follows leave none: the mailbox's count of them tells, as
+	// soon as the next event of the full mailbox is delivered, rather
+	// than at the next event published (which may never come).
+	if p.lastSeq != 0 && seq != p.lastSeq+1 || p.dropped() {
 		p.kick("its mailbox overflowed")
 		return
 	}
@@ -231,6 +237,13 @@ func (p *subscriber) deliver(ev events.Event) {
 	}
 }
 
+// dropped reports whether the subscription has lost an event to its full
+// mailbox.
+func (p *subscriber) dropped() bool {
+	sub := p.sub.Load()
+	return sub != nil && sub.Dropped() > 0
+}
+
 // kick disconnects a subscriber that falls behind.
 func (p *subscriber) kick(why string) {
 	if p.kicked.Swap(true) {
@@ -243,8 +256,9 @@ func (p *subscriber) kick(why string) {
 
 // stop ends the subscription and waits for its goroutine.
 func (p *subscriber) stop() {
-	p.sub.Close()
-	<-p.sub.Done()
+	sub := p.sub.Load()
+	sub.Close()
+	<-sub.Done()
 	p.c.channels.Store(0)
 	p.c.patterns.Store(0)
 	p.c.subs.Store(0)

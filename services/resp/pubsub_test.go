@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,4 +155,29 @@ func TestSlowSubscriberIsDisconnected(t *testing.T) {
 	assert.True(t, slow.closed())
 	info := rc.Info(ctx, "stats").Val()
 	assert.Contains(t, info, "slow_subscribers_disconnected:1")
+}
+
+// A subscriber whose mailbox overflows is disconnected even when the
+// events it lost were the last ones published: it must not read on the
+// events before them and stay, unaware of its gap, until another event
+// comes (which may be never).
+func TestSubscriberThatLostTheLastEventsIsDisconnected(t *testing.T) {
+	ts := start(t, Config{SubscriberMailbox: 4, WriteTimeout: time.Minute})
+	ctx := context.Background()
+	rc := ts.client(t)
+	slow := ts.raw(t)
+	slow.send("PSUBSCRIBE *\r\n")
+	assert.Equal(t, "*3", slow.line())
+	// Not read for now: its socket fills up, its mailbox then, and the
+	// next event is lost. Nothing is published after that.
+	for i := 0; ts.root.Events().Stats().Dropped == 0; i++ {
+		require.Less(t, i, 100_000, "no event was lost")
+		name := fmt.Sprintf("b%d-%s", i, strings.Repeat("n", 4000))
+		require.NoError(t, rc.HSet(ctx, name, "f", "v").Err())
+		require.NoError(t, rc.Del(ctx, name).Err())
+	}
+	// It reads now: it gets the events before the lost one, and then its
+	// connection ends.
+	assert.True(t, slow.closed(), "the subscriber that lost an event is still connected")
+	assert.EqualValues(t, 1, ts.srv.kicked.Load())
 }
