@@ -67,6 +67,9 @@ func Check(dir string) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	if walEnd != nil && walEnd.syncedPast { // damage Open refuses, where pebble does not look
+		return rep, walDamage(dir, errSyncedPast, walEnd)
+	}
 	var damaged string
 	db, err := pebble.Open(dir, &pebble.Options{
 		FS: noLock{vfs.Default}, ReadOnly: true, ErrorIfNotExists: true,

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/wal"
 )
@@ -24,18 +25,24 @@ import (
 // write after it, silently. So, where reading stops:
 //   - nothing of this log follows (zeros, or an older log's content in a
 //     recycled file): a clean end, nothing to say;
-//   - whole writes of this log follow in a later block: the start goes on
-//     (a power cut can leave such a hole in an unsynced tail, when the
-//     disk writes pages out of order), with an error line that says how
-//     many bytes are dropped, and a copy of the file under damaged/ to
-//     recover them from; unless a later chunk says the log was synced
-//     past the hole (see capSyncedOffsets: kv keeps those claims true),
-//     when pebble refuses to open: that is damage, not a power cut;
+//   - whole writes of this log follow, in a later block or, after an
+//     unreadable chunk whose header frames it, in the same block: the
+//     start goes on (a power cut can leave such a hole in an unsynced
+//     tail, when the disk writes pages out of order), with an error line
+//     that says how many bytes are dropped, and a copy of the file under
+//     damaged/ to recover them from; unless a later chunk says the log was
+//     synced past the hole (see capSyncedOffsets: kv keeps those claims
+//     true), when pebble refuses to open (kv itself, for a chunk in the
+//     same block, where pebble does not look): that is damage, not a
+//     power cut;
 //   - otherwise a torn tail: recovered up to the last whole write, logged.
 //
 // Later writes are looked for only where a chunk must start (each block's
-// start, then chunk after chunk): never inside a write's payload, where a
-// client's value could mimic one.
+// start, then chunk after chunk, and after the unreadable chunk, where its
+// header's length says the next one starts): never inside a write's
+// payload, where a client's value could mimic one. (A header whose length
+// is itself damaged could lead the search into a payload; that takes
+// damage at that very place and a client's forged chunks behind it.)
 func (s *Store) reportTornTail() (*walEnd, error) {
 	end, err := inspectNewestWAL(s.dir)
 	if err != nil || end == nil {
@@ -45,8 +52,17 @@ func (s *Store) reportTornTail() (*walEnd, error) {
 		// Copied before pebble opens the log, which it may then replace.
 		end.copy, end.copyErr = keepCopy(s.dir, end.path)
 	}
+	if end.syncedPast {
+		return nil, walDamage(s.dir, errSyncedPast, end)
+	}
 	return end, nil
 }
+
+// errSyncedPast is the damage kv finds itself in the newest WAL's last
+// readable block (see walEnd.syncedPast), as pebble reports the same in a
+// later block.
+var errSyncedPast = fmt.Errorf("%w: a later write in the same block of the write-ahead log says the log was synced past the unreadable one",
+	pebble.ErrCorruption)
 
 // logTornTail says, once the store has opened, what reportTornTail found
 // and the start dropped.
@@ -94,9 +110,13 @@ type walEnd struct {
 	records int   // whole writes before the cut
 	cut     int64 // where the unreadable part starts
 	size    int64
-	later   int    // bytes in whole chunks of this log after the cut (0: a torn tail)
-	copy    string // where the file was copied, when later > 0
-	copyErr error  // why it could not be
+	later   int // bytes in whole chunks of this log after the cut (0: a torn tail)
+	// syncedPast: one of those chunks, in the cut's own block, says the log
+	// was synced past the cut. Pebble looks for that proof of damage only in
+	// the blocks after the one it stops in: kv refuses the start itself.
+	syncedPast bool
+	copy       string // where the file was copied, when later > 0
+	copyErr    error  // why it could not be
 }
 
 // inspectNewestWAL classifies the end of the newest WAL in dir, as
@@ -117,11 +137,14 @@ func inspectNewestWAL(dir string) (*walEnd, error) {
 	}
 	logNum := uint32(last.Num)
 	records, cut := walkWAL(data, logNum)
-	if cleanEnd(data[cut:], logNum) {
+	later, syncedPast := laterChunks(data, cut, logNum)
+	// Whole writes of this log after the cut make it no clean end, whatever
+	// the cut holds: damage to a chunk's kind or log number looks like the
+	// end of the log, but the log goes on.
+	if later == 0 && cleanEnd(data[cut:], logNum) {
 		return nil, nil
 	}
-	later := laterChunks(data, cut, logNum)
-	return &walEnd{path: path, records: records, cut: cut, size: int64(len(data)), later: later}, nil
+	return &walEnd{path: path, records: records, cut: cut, size: int64(len(data)), later: later, syncedPast: syncedPast}, nil
 }
 
 // readsToTheEnd reports whether pebble's own reader reads the log to its
@@ -275,21 +298,42 @@ func cleanEnd(rest []byte, logNum uint32) bool {
 }
 
 // laterChunks returns how many bytes the valid chunks of log logNum hold
-// in the blocks after the one holding cut, read as pebble reads them: from
-// each block's start, chunk after chunk, until one is not valid.
-func laterChunks(data []byte, cut int64, logNum uint32) (bytes int) {
-	for block := (cut/walBlockSize + 1) * walBlockSize; block < int64(len(data)); block += walBlockSize {
-		end := min(block+walBlockSize, int64(len(data)))
-		for pos := block; pos < end; {
+// after cut, read as pebble reads them: from each later block's start,
+// chunk after chunk, until one is not valid; and in cut's own block, from
+// the end of the chunk at cut, when its header frames a chunk that ends in
+// the block (damage to its payload leaves its length, which says where the
+// next chunk starts; a write cut short ends past the file or the block).
+// syncedPast reports whether one of the chunks in cut's block says the log
+// was synced past cut: the chunk there was written and synced whole, so it
+// is damaged, not torn.
+func laterChunks(data []byte, cut int64, logNum uint32) (bytes int, syncedPast bool) {
+	size := int64(len(data))
+	// scan counts the chunks from pos to end, which is a block's end or the
+	// file's.
+	scan := func(pos, end int64, sameBlock bool) {
+		for pos < end {
 			c, ok := chunkAt(data[:end], pos)
 			if !ok || c.logNum != logNum {
-				break
+				return
 			}
 			bytes += c.size
+			if sameBlock && c.sync && binary.LittleEndian.Uint64(data[pos+11:pos+19]) > uint64(cut) {
+				syncedPast = true
+			}
 			pos += int64(c.size)
 		}
 	}
-	return bytes
+	block := cut / walBlockSize * walBlockSize
+	if cut < size {
+		end := min(block+walBlockSize, size)
+		if _, _, n, ok := chunkFrame(data[cut:end]); ok {
+			scan(cut+int64(n), end, true)
+		}
+	}
+	for block += walBlockSize; block < size; block += walBlockSize {
+		scan(block, min(block+walBlockSize, size), false)
+	}
+	return bytes, syncedPast
 }
 
 // walRecords follows the records of one WAL through the writes of pebble's
