@@ -725,11 +725,11 @@ func (f *faultFile) Write(p []byte) (int, error) {
 	if err := f.fs.injected(false); err != nil {
 		return f.failed(p, off, 0, true, err)
 	}
-	if f.wal != nil && f.fs.deferWALSync {
+	if f.wal != nil {
 		f.fs.mu.Lock()
 		synced := f.wal.synced
 		f.fs.mu.Unlock()
-		p = capSyncedOffsets(p, off, uint64(synced))
+		p = trueSyncedOffsets(p, off, uint64(synced))
 	}
 	n, err := f.File.Write(p)
 	if err != nil {

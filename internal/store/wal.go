@@ -31,7 +31,7 @@ import (
 //     tail, when the disk writes pages out of order), with an error line
 //     that says how many bytes are dropped, and a copy of the file under
 //     damaged/ to recover them from; unless a later chunk says the log was
-//     synced past the hole (see capSyncedOffsets: kv keeps those claims
+//     synced past the hole (see trueSyncedOffsets: kv keeps those claims
 //     true), when pebble refuses to open (kv itself, for a chunk in the
 //     same block, where pebble does not look): that is damage, not a
 //     power cut;
@@ -412,16 +412,21 @@ func eachChunk(p []byte, pos int64, fn func(at int, chunk []byte, enc byte, head
 	return true
 }
 
-// capSyncedOffsets returns p, a write at offset pos of a WAL, with the
-// synced offset that each sync chunk claims cut to synced (on a copy, if
-// that changes anything). Pebble writes in each chunk how far it believes
-// the log is synced, and on replay refuses a log whose unreadable part a
-// later chunk claims was synced; under FsyncEverySec and FsyncNo kv defers
-// the fsync that pebble believes done, so it writes the truth instead.
-func capSyncedOffsets(p []byte, pos int64, synced uint64) []byte {
+// trueSyncedOffsets returns p, a write at offset pos of a WAL, with the
+// synced offset that each sync chunk claims set to synced, how far the log
+// is truly fsynced (on a copy, if that changes anything). Pebble writes in
+// each chunk how far it believes the log is synced, and on replay refuses a
+// log whose unreadable part a later chunk claims was synced. Under
+// FsyncEverySec and FsyncNo kv defers the fsync that pebble believes done,
+// so pebble's claim runs ahead of the truth. Under FsyncAlways it falls
+// behind: pebble's count of what it synced leaves out the blocks it writes
+// whole (only the current block's part is counted), so once writes fill
+// blocks its claims lag by most of the log, and damage to fsynced writes
+// passes for a hole in an unsynced tail.
+func trueSyncedOffsets(p []byte, pos int64, synced uint64) []byte {
 	out := p
 	eachChunk(p, pos, func(at int, c []byte, _ byte, header int) {
-		if header != walSyncHeader || binary.LittleEndian.Uint64(c[11:19]) <= synced {
+		if header != walSyncHeader || binary.LittleEndian.Uint64(c[11:19]) == synced {
 			return
 		}
 		if len(out) > 0 && &out[0] == &p[0] {

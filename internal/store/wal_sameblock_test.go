@@ -2,8 +2,10 @@ package store
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -187,4 +189,55 @@ func TestDamagedChunkHeaderIsNotACleanEnd(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	assert.Contains(t, logs.String(), "unreadable before its end")
+}
+
+// Under FsyncAlways every write is synced before the next one is written,
+// and the next one's chunks say so (kv writes there how far the log is
+// synced, where pebble's own count leaves out every block it wrote whole,
+// and fell far behind once writes span blocks): damage to the payload of any write but
+// the last is refused at the start, wherever the later writes lie (the same
+// block, where kv looks, or a later one, where pebble does), and Check
+// reports it.
+func TestDamageBeforeASyncedWriteIsAlwaysRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Fsync: FsyncAlways})
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 150 {
+		n := []int{1, 30, 300, 3000, 40000}[rng.IntN(5)]
+		require.NoError(t, s.Apply("b", Put(fmt.Sprintf("k%03d", i), []byte(strings.Repeat("v", n)))))
+	}
+	require.NoError(t, s.Apply("b", Put("last", []byte("v"))))
+	crashed := copyDir(t, dir)
+	require.NoError(t, s.Close())
+	wal, _ := walSize(t, crashed)
+	data, err := os.ReadFile(wal)
+	require.NoError(t, err)
+	chunks := walChunks(t, data, walNum(t, wal))
+	for range 25 {
+		i := rng.IntN(len(chunks) - 1) // not the last write's chunk
+		c, ok := chunkAt(data, chunks[i])
+		require.True(t, ok)
+		hdr := walRecyclableHeader
+		if c.sync {
+			hdr = walSyncHeader
+		}
+		if c.size == hdr {
+			continue // no payload to damage
+		}
+		at := chunks[i] + int64(hdr) + rng.Int64N(int64(c.size-hdr))
+		damaged := slices.Clone(data)
+		damaged[at] ^= 0x20
+		work := copyDir(t, crashed)
+		w, _ := walSize(t, work)
+		require.NoError(t, os.WriteFile(w, damaged, 0o644))
+		_, err := Check(work)
+		require.ErrorIs(t, err, ErrCorrupt, "check: damage at byte %d, in the chunk at %d", at, chunks[i])
+		logs := &logBuffer{}
+		s2, err := Open(work, Options{Logger: logs.logger()})
+		if err == nil {
+			require.NoError(t, s2.Close())
+		}
+		require.ErrorIs(t, err, ErrCorrupt, "open: damage at byte %d, in the chunk at %d (same block as the next: %v): %s",
+			at, chunks[i], chunks[i]/walBlockSize == chunks[i+1]/walBlockSize, logs)
+	}
 }
