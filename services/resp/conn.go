@@ -202,6 +202,9 @@ const (
 	errTooLarge               = protocolError("Protocol error: request too large")
 	errTooBigInline           = protocolError("Protocol error: too big inline request")
 	errUnauthTooLarge         = protocolError("Protocol error: unauthenticated request too large")
+	// Redis's words for a count or length line that goes on past 64 KiB.
+	errTooBigCount     = protocolError("Protocol error: too big mbulk count string")
+	errTooBigBulkCount = protocolError("Protocol error: too big bulk count string")
 )
 
 // step is what a client's buffered commands leave to do.
@@ -220,8 +223,15 @@ const (
 // too large to write without blocking.
 func (c *conn) runBuffered(ctx context.Context) step {
 	for c.start < c.end {
-		if c.partialCount > 0 && !c.partialMore() {
-			break // its arguments are not all here yet
+		if c.partialCount > 0 {
+			done, err := c.partialMore()
+			if err != nil {
+				c.protocolErr(err)
+				return stepClose
+			}
+			if !done {
+				break // its arguments are not all here yet
+			}
 		}
 		complete, args, left, err := parseCommand(c.buf[c.start:c.end], c.args)
 		if err != nil {
@@ -229,7 +239,10 @@ func (c *conn) runBuffered(ctx context.Context) step {
 			return stepClose
 		}
 		if !complete {
-			c.partialStart()
+			if err := c.partialStart(); err != nil {
+				c.protocolErr(err)
+				return stepClose
+			}
 			break
 		}
 		c.args = args
@@ -330,22 +343,29 @@ func (c *conn) serve(ctx context.Context) {
 // parseCommand found incomplete (without an error), has come, so that the
 // next reads go on from there (partialMore) rather than parse it again from
 // its start: a request of n arguments coming one at a time would otherwise
-// cost O(n²), on the event loop's time, which every client shares.
-func (c *conn) partialStart() {
+// cost O(n²), on the event loop's time, which every client shares. A
+// count line longer than maxInline without its end is an error, as in
+// Redis (the parse of each read would otherwise scan it again, up to
+// MaxRequestBytes).
+func (c *conn) partialStart() error {
 	b := c.buf[c.start:c.end]
 	if len(b) == 0 || b[0] != '*' {
-		return // an inline command: at most maxInline bytes
+		return nil // an inline command: at most maxInline bytes
 	}
 	nl := bytes.IndexByte(b, '\n')
+	if nl < 0 && len(b) > maxInline {
+		return errTooBigCount
+	}
 	if nl < 2 || b[nl-1] != '\r' {
-		return // the count line is not whole yet
+		return nil // the count line is not whole yet
 	}
 	count, err := strconv.Atoi(str(b[1 : nl-1])) // as redcon reads it
 	if err != nil || count <= 0 {
-		return
+		return nil
 	}
 	c.partialCount, c.partialArgs, c.partialOff, c.partialSeen = count, 0, nl+1, 0
-	c.partialMore()
+	_, err = c.partialMore()
+	return err
 }
 
 // partialMore reads on the arguments of the request at buf[start:] from
@@ -354,21 +374,26 @@ func (c *conn) partialStart() {
 // (and forgets the request) once its last argument is whole, or at
 // anything redcon would refuse or that it does not check itself: the
 // caller then parses the request from its start, once, which gives
-// redcon's arguments or error.
-func (c *conn) partialMore() bool {
+// redcon's arguments or error. A length line longer than maxInline
+// without its end is an error, as in Redis.
+func (c *conn) partialMore() (done bool, err error) {
 	b := c.buf[c.start:c.end]
 	for c.partialArgs < c.partialCount {
 		i := c.partialOff
 		if i == len(b) {
-			return false
+			return false, nil
 		}
 		if b[i] != '$' {
 			break // redcon's error
 		}
 		nl := bytes.IndexByte(b[i+1+c.partialSeen:], '\n')
 		if nl < 0 {
+			if len(b)-(i+1) > maxInline {
+				c.partialCount = 0
+				return true, errTooBigBulkCount
+			}
 			c.partialSeen = len(b) - (i + 1) // not looked at again
-			return false
+			return false, nil
 		}
 		nl += i + 1 + c.partialSeen
 		if b[nl-1] != '\r' {
@@ -380,7 +405,7 @@ func (c *conn) partialMore() bool {
 		}
 		if len(b)-(nl+1) < n+2 {
 			c.partialSeen = nl - (i + 1) // the line is whole: only the data is missing
-			return false
+			return false, nil
 		}
 		if b[nl+1+n] != '\r' || b[nl+2+n] != '\n' {
 			break
@@ -389,7 +414,7 @@ func (c *conn) partialMore() bool {
 		c.partialOff, c.partialSeen = nl+1+n+2, 0
 	}
 	c.partialCount = 0
-	return true
+	return true, nil
 }
 
 // makeRoom prepares the read buffer for the next read: it compacts or

@@ -79,7 +79,8 @@
 // authenticates; the password is compared in constant time. Limits, with
 // their defaults: MaxClients 10000 (one more gets "ERR max number of
 // clients reached" and is closed); MaxRequestBytes 64 MiB of one
-// incomplete request, 64 KiB of an inline one, and about 160 KiB of one
+// incomplete request, 64 KiB of an inline one or of a count or length
+// line (as Redis), and about 160 KiB of one
 // from a client that has not authenticated while a password is set (an
 // error, then closed);
 // MaxBulkLen 16 MiB per argument and MaxArgs 1048576 per command (an error

@@ -61,6 +61,19 @@ func TestRequestLimits(t *testing.T) {
 	assert.Equal(t, "-ERR Protocol error: too big inline request", inline.line())
 	assert.True(t, inline.closed())
 
+	// A count or a length line that never ends (Redis allows 64 KiB, as
+	// for an inline request): an error, then closed, without buffering up
+	// to MaxRequestBytes.
+	for _, tc := range []struct{ request, reply string }{
+		{"*" + strings.Repeat("1", 70_000), "-ERR Protocol error: too big mbulk count string"},
+		{"*2\r\n$4\r\nECHO\r\n$" + strings.Repeat("1", 70_000), "-ERR Protocol error: too big bulk count string"},
+	} {
+		endless := start(t, Config{}).raw(t)
+		endless.send(tc.request)
+		assert.Equal(t, tc.reply, endless.line())
+		assert.True(t, endless.closed())
+	}
+
 	// A malformed bulk length that makes redcon's parser panic.
 	bad := ts.raw(t)
 	bad.send("*1\r\n$-100\r\n")
