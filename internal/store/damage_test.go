@@ -241,11 +241,7 @@ func TestDamageInTheMiddleOfTheWAL(t *testing.T) {
 				assert.Contains(t, logs.String(), "unreadable before its end")
 				assert.Contains(t, logs.String(), filepath.Base(last))
 			}
-			copies := filesLike(t, filepath.Join(crashed, "damaged"), "*.log.*")
-			require.Len(t, copies, 1, "a copy of the WAL is kept")
-			kept, err := os.ReadFile(copies[0])
-			require.NoError(t, err)
-			assert.Equal(t, b, kept)
+			requireKeptCopy(t, crashed, b)
 		})
 	}
 }

@@ -42,6 +42,27 @@ func walNum(t *testing.T, path string) uint32 {
 	return uint32(n)
 }
 
+// crashedWAL returns the newest WAL of crashed, its bytes and the offsets
+// of its chunks.
+func crashedWAL(t *testing.T, crashed string) (wal string, data []byte, chunks []int64) {
+	t.Helper()
+	wal, _ = walSize(t, crashed)
+	data, err := os.ReadFile(wal)
+	require.NoError(t, err)
+	return wal, data, walChunks(t, data, walNum(t, wal))
+}
+
+// requireKeptCopy checks that the start kept one copy of the WAL, holding
+// want, under crashed/damaged.
+func requireKeptCopy(t *testing.T, crashed string, want []byte) {
+	t.Helper()
+	copies := filesLike(t, filepath.Join(crashed, "damaged"), "*.log.*")
+	require.Len(t, copies, 1, "a copy of the WAL is kept")
+	kept, err := os.ReadFile(copies[0])
+	require.NoError(t, err)
+	assert.Equal(t, want, kept)
+}
+
 // sameBlockStore writes writes small writes under policy (all in the WAL's
 // first block) and returns a crash copy of its directory, its newest WAL,
 // the WAL's bytes and the offsets of its chunks.
@@ -54,11 +75,8 @@ func sameBlockStore(t *testing.T, policy Fsync, writes int) (crashed, wal string
 	}
 	crashed = copyDir(t, dir)
 	require.NoError(t, s.Close())
-	wal, size := walSize(t, crashed)
-	require.Less(t, size, int64(walBlockSize), "every write in the first block")
-	data, err := os.ReadFile(wal)
-	require.NoError(t, err)
-	chunks = walChunks(t, data, walNum(t, wal))
+	wal, data, chunks = crashedWAL(t, crashed)
+	require.Less(t, len(data), walBlockSize, "every write in the first block")
 	require.GreaterOrEqual(t, len(chunks), writes)
 	return crashed, wal, data, chunks
 }
@@ -123,11 +141,7 @@ func TestDamageInTheLastBlockOfTheUnsyncedTail(t *testing.T) {
 	defer s.Close()
 	assert.Contains(t, logs.String(), "unreadable before its end")
 	assert.NotContains(t, logs.String(), "torn write")
-	copies := filesLike(t, filepath.Join(crashed, "damaged"), "*.log.*")
-	require.Len(t, copies, 1, "a copy of the WAL is kept")
-	kept, err := os.ReadFile(copies[0])
-	require.NoError(t, err)
-	assert.Equal(t, data, kept)
+	requireKeptCopy(t, crashed, data)
 }
 
 // A torn last write whose header reached the disk but not all of its
@@ -173,16 +187,13 @@ func TestDamagedChunkHeaderIsNotACleanEnd(t *testing.T) {
 	}
 	crashed := copyDir(t, dir)
 	require.NoError(t, s.Close())
-	wal, _ := walSize(t, crashed)
-	data, err := os.ReadFile(wal)
-	require.NoError(t, err)
-	chunks := walChunks(t, data, walNum(t, wal))
+	wal, data, chunks := crashedWAL(t, crashed)
 	require.Greater(t, chunks[len(chunks)-1], int64(2*walBlockSize))
 	bad := chunks[10]
 	data[bad+6] = 0x7f // no kind of chunk
 	require.NoError(t, os.WriteFile(wal, data, 0o644))
 
-	_, err = Check(crashed)
+	_, err := Check(crashed)
 	require.ErrorIs(t, err, ErrCorrupt, "check reports it")
 	logs := &logBuffer{}
 	s, err = Open(crashed, Options{Logger: logs.logger()})
@@ -209,10 +220,7 @@ func TestDamageBeforeASyncedWriteIsAlwaysRefused(t *testing.T) {
 	require.NoError(t, s.Apply("b", Put("last", []byte("v"))))
 	crashed := copyDir(t, dir)
 	require.NoError(t, s.Close())
-	wal, _ := walSize(t, crashed)
-	data, err := os.ReadFile(wal)
-	require.NoError(t, err)
-	chunks := walChunks(t, data, walNum(t, wal))
+	_, data, chunks := crashedWAL(t, crashed)
 	for range 25 {
 		i := rng.IntN(len(chunks) - 1) // not the last write's chunk
 		c, ok := chunkAt(data, chunks[i])
