@@ -261,7 +261,8 @@ func TestDaemonDurableRestartAndCheckpoint(t *testing.T) {
 	require.NoError(t, rc.Do(ctx, "DEBUG", "CRASH-BUCKET", "cart").Err())
 	assert.Equal(t, map[string]string{"apples": "3", "pears": "4"}, rc.HGetAll(ctx, "cart").Val(), "a crashed bucket comes back whole")
 	require.NoError(t, rc.Save(ctx).Err())
-	assert.NotZero(t, rc.LastSave(ctx).Val())
+	first := rc.LastSave(ctx).Val()
+	assert.NotZero(t, first)
 	res, err := http.Post("http://"+l.http.String()+"/v1/save", "", nil)
 	require.NoError(t, err)
 	var saved struct {
@@ -283,9 +284,11 @@ func TestDaemonDurableRestartAndCheckpoint(t *testing.T) {
 	require.Equal(t, exitOK, run([]string{"check", cps[0]}, nil, &out, &errOut, nil), errOut.String())
 	assert.Contains(t, out.String(), "2 buckets, 3 keys")
 
-	for _, d := range []string{dir, cps[0], cps[1]} {
+	// Each reports its own save as LASTSAVE.
+	for d, lastSave := range map[string]int64{dir: saved.LastSave, cps[0]: first, cps[1]: saved.LastSave} {
 		addr, stop := serveInProcess(t, "--in-memory=false", "--data-dir", d)
 		rc = redis.NewClient(&redis.Options{Addr: addr})
+		assert.Equal(t, lastSave, rc.LastSave(ctx).Val(), d)
 		assert.Equal(t, []string{"cart", "user"}, rc.Keys(ctx, "*").Val())
 		assert.Equal(t, map[string]string{"apples": "3", "pears": "4"}, rc.HGetAll(ctx, "cart").Val())
 		assert.Equal(t, "ada", rc.HGet(ctx, "user", "name").Val())

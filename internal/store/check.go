@@ -96,6 +96,11 @@ func Check(dir string) (Report, error) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
 		}
 	}
+	if t, ok, err := checkpointTime(dir); err != nil {
+		problem("%v", err)
+	} else if ok {
+		rep.LastSave = t
+	}
 	if walEnd != nil && walEnd.later > 0 {
 		problem("write-ahead log %s is unreadable at byte %d, and %d bytes of later writes follow (dropped at the next start; possible damage)",
 			walEnd.path, walEnd.cut, walEnd.later)
@@ -136,7 +141,9 @@ func Check(dir string) (Report, error) {
 				problem("last save time has %d bytes, not 8", len(v))
 				return
 			}
-			rep.LastSave = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+			if t := time.Unix(0, int64(binary.BigEndian.Uint64(v))); t.After(rep.LastSave) {
+				rep.LastSave = t
+			}
 		case tagBucket:
 			rep.Buckets++
 			lastMarker = append(lastMarker[:0], k[1:]...)

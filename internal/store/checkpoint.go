@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -51,6 +53,10 @@ func (s *Store) Checkpoint(dir string) error {
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
 	err = s.checkpoint(partial)
+	now := time.Now()
+	if err == nil {
+		err = writeCheckpointTime(partial, now)
+	}
 	if err == nil && s.testSaveHook != nil {
 		err = s.testSaveHook(partial)
 	}
@@ -69,7 +75,6 @@ func (s *Store) Checkpoint(dir string) error {
 		_ = os.RemoveAll(abs)
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
-	now := time.Now()
 	if err := s.write("record the last save", "", len(keyLastSave)+8+perChange, func(b *pebble.Batch) {
 		_ = b.Set(keyLastSave, binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano())), nil)
 	}); err != nil {
@@ -108,6 +113,53 @@ func (s *Store) checkpoint(abs string) (err error) {
 	return db.Checkpoint(abs, pebble.WithFlushedWAL())
 }
 
+// checkpointFile, in a checkpoint's directory, holds the checkpoint's time
+// (Unix nanoseconds, in decimal). The store records a save's time only
+// once the checkpoint is complete, so the copy itself holds the save
+// before it; a store opened on the checkpoint (or checked) reports this
+// time instead, when it is later.
+const checkpointFile = "KV-CHECKPOINT"
+
+// writeCheckpointTime writes t into dir's checkpointFile, durably.
+func writeCheckpointTime(dir string, t time.Time) error {
+	f, err := os.OpenFile(filepath.Join(dir, checkpointFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strconv.FormatInt(t.UnixNano(), 10) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("record the checkpoint's time: %w", err)
+	}
+	return nil
+}
+
+// checkpointTime returns the time recorded in dir's checkpointFile; ok is
+// false when dir holds none (it is not a checkpoint) or when it cannot be
+// read as one, which err then says.
+func checkpointTime(dir string) (t time.Time, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, checkpointFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || ns <= 0 {
+		return time.Time{}, false, fmt.Errorf("%s holds %.40q, not a time", checkpointFile, b)
+	}
+	return time.Unix(0, ns), true, nil
+}
+
 // syncDir makes the entries of dir durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -130,6 +182,12 @@ func (s *Store) LastSave() time.Time {
 
 // loadMeta reads the store's own records after Open.
 func (s *Store) loadMeta() error {
+	// A checkpoint's own time, when the store was started from one.
+	if t, ok, err := checkpointTime(s.dir); err != nil {
+		s.log.Warn("store: cannot read the time of the checkpoint this directory was copied from; LASTSAVE ignores it", "dir", s.dir, "err", err)
+	} else if ok {
+		s.lastSave.Store(t.UnixNano())
+	}
 	v, c, err := s.db.Get(keyLastSave)
 	if err == pebble.ErrNotFound {
 		return nil
@@ -141,6 +199,8 @@ func (s *Store) loadMeta() error {
 	if len(v) != 8 {
 		return fmt.Errorf("%w: last save time in %s has %d bytes, not 8", ErrCorrupt, s.dir, len(v))
 	}
-	s.lastSave.Store(int64(binary.BigEndian.Uint64(v)))
+	if ns := int64(binary.BigEndian.Uint64(v)); ns > s.lastSave.Load() {
+		s.lastSave.Store(ns)
+	}
 	return nil
 }

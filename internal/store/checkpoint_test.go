@@ -37,11 +37,14 @@ func TestCheckpointIsAStartableCopy(t *testing.T) {
 
 			c := openT(t, cp, Options{})
 			assert.Equal(t, want, loadAll(t, c))
+			assert.Equal(t, saved.UnixNano(), c.LastSave().UnixNano(), "a store started from the checkpoint reports it as its last save")
 			require.NoError(t, c.Close())
 			rep, err := Check(cp)
 			require.NoError(t, err)
 			assert.Equal(t, 2, rep.Buckets)
 			assert.Equal(t, 1, rep.Keys)
+			assert.Equal(t, saved.UnixNano(), rep.LastSave.UnixNano())
+			assert.Empty(t, rep.Problems)
 
 			// LASTSAVE survives a restart.
 			require.NoError(t, s.Close())
@@ -226,4 +229,38 @@ func TestConcurrentCheckpoints(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 1, rep.Keys)
 	}
+}
+
+// A store started from a checkpoint reports the checkpoint's time until it
+// saves again; a checkpoint time that cannot be read is reported by Check
+// and ignored by Open.
+func TestCheckpointTimeGivesWayToALaterSave(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	cp := filepath.Join(t.TempDir(), "cp")
+	require.NoError(t, s.Checkpoint(cp))
+	first := s.LastSave()
+	require.NoError(t, s.Close())
+
+	c := openT(t, cp, Options{})
+	assert.Equal(t, first.UnixNano(), c.LastSave().UnixNano())
+	require.NoError(t, c.Checkpoint(filepath.Join(t.TempDir(), "cp2")))
+	second := c.LastSave()
+	require.True(t, second.After(first))
+	require.NoError(t, c.Close())
+	c = openT(t, cp, Options{})
+	assert.Equal(t, second.UnixNano(), c.LastSave().UnixNano(), "the later save wins over the checkpoint's own time")
+	require.NoError(t, c.Close())
+
+	require.NoError(t, os.WriteFile(filepath.Join(cp, checkpointFile), []byte("soon\n"), 0o644))
+	rep, err := Check(cp)
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Equal(t, second.UnixNano(), rep.LastSave.UnixNano())
+	require.Len(t, rep.Problems, 1)
+	assert.Contains(t, rep.Problems[0], checkpointFile)
+	logs := &logBuffer{}
+	c, err = Open(cp, Options{Logger: logs.logger()})
+	require.NoError(t, err)
+	assert.Equal(t, second.UnixNano(), c.LastSave().UnixNano())
+	assert.Contains(t, logs.String(), "LASTSAVE ignores it")
+	require.NoError(t, c.Close())
 }
