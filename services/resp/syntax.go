@@ -24,7 +24,7 @@ var syntax = map[string]string{
 	"ping":         "[message]",
 	"echo":         "message",
 	"select":       "index",
-	"hello":        "[protover]",
+	"hello":        "[protover [AUTH username password] [SETNAME clientname]]",
 	"auth":         "[username] password",
 	"client":       "subcommand [arg...]",
 	"command":      "[subcommand [arg...]]",
@@ -55,12 +55,30 @@ var syntax = map[string]string{
 	"hgetall":      "key",
 	"hincrby":      "key field increment",
 	"hincrbyfloat": "key field increment",
-	"hscan":        "key cursor [MATCH pattern] [COUNT count]",
+	"hscan":        "key cursor [MATCH pattern] [COUNT count] [NOVALUES]",
 	"hrandfield":   "key [count [WITHVALUES]]",
 	"subscribe":    "channel...",
 	"psubscribe":   "pattern...",
 	"unsubscribe":  "[channel...]",
 	"punsubscribe": "[pattern...]",
+	// The other types' commands, which kv answers with WRONGTYPE or the
+	// empty answer, have Redis's syntax, shortened where Redis's has
+	// alternatives.
+	"get":      "key",
+	"strlen":   "key",
+	"llen":     "key",
+	"lrange":   "key start stop",
+	"scard":    "key",
+	"smembers": "key",
+	"zcard":    "key",
+	"zrange":   "key start stop [BYSCORE] [BYLEX] [REV] [LIMIT offset count] [WITHSCORES]",
+	"set":      "key value [option...]",
+	"incr":     "key",
+	"append":   "key value",
+	"lpush":    "key element...",
+	"rpush":    "key element...",
+	"sadd":     "key member...",
+	"zadd":     "key [NX] [XX] [GT] [LT] [CH] [INCR] (score member)...",
 }
 
 // parseSyntax reads a syntax string (see syntax) into arguments.

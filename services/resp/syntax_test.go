@@ -47,6 +47,13 @@ func TestEverySyntaxNamesACommand(t *testing.T) {
 		require.True(t, ok, name)
 		assert.NotEmpty(t, cmd.args, "%s: %q", name, syn)
 	}
+	// And every command that takes arguments has its syntax, for COMMAND
+	// DOCS and redis-cli's hints.
+	for name, cmd := range ts.srv.cmds {
+		if cmd.arity != 1 && name != "quit" {
+			assert.Contains(t, syntax, name, "COMMAND DOCS has no arguments for %s", name)
+		}
+	}
 }
 
 // redis-cli 7 builds its hints from COMMAND DOCS and aborts at start-up
@@ -59,10 +66,10 @@ func TestCommandDocsArgumentsAsRedisSendsThem(t *testing.T) {
 	require.NoError(t, nc.SetReadDeadline(time.Now().Add(10*time.Second)))
 	_, err = nc.Write([]byte("COMMAND DOCS hscan\r\n"))
 	require.NoError(t, err)
-	// The reply ends with its last argument, [COUNT count]: read up to it.
+	// The reply ends with its last argument, [NOVALUES]: read up to it.
 	rd := bufio.NewReader(nc)
 	var lines []string
-	for !strings.HasSuffix(strings.Join(lines, "|"), "$5|COUNT|$5|flags|*1|+optional") {
+	for !strings.HasSuffix(strings.Join(lines, "|"), "$8|NOVALUES|$5|flags|*1|+optional") {
 		line, err := rd.ReadString('\n')
 		require.NoError(t, err, "read so far: %q", lines)
 		lines = append(lines, strings.TrimSuffix(line, "\r\n"))
