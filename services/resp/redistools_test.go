@@ -1,0 +1,76 @@
+package resp
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// redisTool returns the path of a Redis command-line tool, or skips the
+// test when it is not installed; with KV_REQUIRE_REDIS_TOOLS=1 (as CI,
+// which installs them, sets it) a missing tool fails the test instead.
+func redisTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("KV_REQUIRE_REDIS_TOOLS") == "1" {
+			t.Fatalf("%s is not installed (apt-get install redis-tools)", name)
+		}
+		t.Skipf("%s is not installed", name)
+	}
+	return path
+}
+
+// Redis's own clients, redis-cli and redis-benchmark, work against kv as
+// the README says: commands and their replies, COMMAND DOCS, and a short
+// benchmark, pipelined and not, whose writes are all there.
+func TestRedisCLIAndBenchmark(t *testing.T) {
+	cli, bench := redisTool(t, "redis-cli"), redisTool(t, "redis-benchmark")
+	ts := start(t, Config{})
+	host, port, err := net.SplitHostPort(ts.addr)
+	require.NoError(t, err)
+	run := func(tool string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(tool, append([]string{"-h", host, "-p", port}, args...)...)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s %v: %s", tool, args, out)
+		return string(out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"PING"}, "PONG\n"},
+		{[]string{"HSET", "shopping", "milk", "3", "eggs", "12"}, "2\n"},
+		{[]string{"HINCRBY", "shopping", "eggs", "6"}, "18\n"},
+		{[]string{"HMGET", "shopping", "milk", "eggs"}, "3\n18\n"},
+		{[]string{"TYPE", "shopping"}, "hash\n"},
+		{[]string{"HGET", "shopping", "bread"}, "\n"},
+		{[]string{"GET", "shopping"}, "WRONGTYPE Operation against a key holding the wrong kind of value\n"},
+		{[]string{"--no-raw", "HLEN", "shopping"}, "(integer) 2\n"},
+	} {
+		// Trimmed: redis-cli follows an error with an empty line.
+		assert.Equal(t, strings.TrimSpace(tc.want), strings.TrimSpace(run(cli, tc.args...)), "%v", tc.args)
+	}
+	docs := run(cli, "COMMAND", "DOCS", "hset")
+	for _, want := range []string{"arguments", "field_value", "multiple"} {
+		assert.Contains(t, docs, want)
+	}
+
+	for _, pipeline := range []string{"1", "16"} {
+		key := "bench-p" + pipeline
+		out := run(bench, "-c", "5", "-n", "2000", "-r", "1000", "-P", pipeline, "-q", "HSET", key, "f:__rand_int__", "v")
+		assert.Contains(t, out, "requests per second", "-P %s", pipeline)
+		n, err := ts.client(t).HLen(context.Background(), key).Result()
+		require.NoError(t, err)
+		assert.Positive(t, n, "-P %s: the benchmark's writes are there", pipeline)
+		assert.LessOrEqual(t, n, int64(1000))
+	}
+	assert.False(t, strings.Contains(run(cli, "INFO", "clients"), "connected_clients:0"), "redis-cli itself is connected")
+}
