@@ -105,6 +105,15 @@ func TestAppendValue(t *testing.T) {
 	out, err = b.AppendValue([]byte("x"), "missing")
 	assert.ErrorIs(t, err, ErrNotFound)
 	assert.Equal(t, "x", string(out))
+
+	// Into a buffer with room, it allocates nothing.
+	dst := make([]byte, 0, 64)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := b.AppendValue(dst, "k"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs)
 }
 
 func TestKeysAndLen(t *testing.T) {

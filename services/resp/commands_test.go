@@ -36,6 +36,11 @@ func TestConnectionCommands(t *testing.T) {
 	list, err := rc.ClientList(ctx).Result()
 	require.NoError(t, err)
 	assert.Contains(t, list, "name=other")
+	mine, err := rc.Do(ctx, "CLIENT", "INFO").Text()
+	require.NoError(t, err)
+	assert.Contains(t, mine, fmt.Sprintf("id=%d ", id))
+	assert.Contains(t, mine, "name=other")
+	assert.Equal(t, 1, strings.Count(mine, "\n"), "CLIENT INFO is this client's line of CLIENT LIST")
 
 	require.NoError(t, rc.Do(ctx, "SELECT", "0").Err())
 	assert.EqualError(t, rc.Do(ctx, "SELECT", "1").Err(), "ERR DB index is out of range")
@@ -204,6 +209,18 @@ func TestKeyCommands(t *testing.T) {
 
 	require.NoError(t, rc.FlushAll(ctx).Err())
 	assert.Equal(t, int64(0), rc.DBSize(ctx).Val())
+	require.NoError(t, rc.HSet(ctx, "again", "f", "v").Err())
+	require.NoError(t, rc.FlushDB(ctx).Err(), "FLUSHDB is FLUSHALL: there is one database")
+	assert.Equal(t, int64(0), rc.DBSize(ctx).Val())
+
+	// Key names are 1 to 4,096 bytes.
+	require.NoError(t, rc.HSet(ctx, strings.Repeat("k", 4096), "f", "v").Err())
+	for _, bad := range []string{"", strings.Repeat("k", 4097)} {
+		err := rc.HSet(ctx, bad, "f", "v").Err()
+		require.Error(t, err, "%d bytes", len(bad))
+		assert.True(t, strings.HasPrefix(err.Error(), "ERR invalid key"), err.Error())
+	}
+	assert.Equal(t, int64(1), rc.DBSize(ctx).Val())
 }
 
 // TestScanIsStable checks SCAN's promise while buckets come and go: every
@@ -419,7 +436,12 @@ func TestErrorWords(t *testing.T) {
 	} {
 		assert.EqualError(t, rc.Do(ctx, tc.args...).Err(), tc.want, "%v", tc.args)
 	}
+	// The other types' read commands give the empty answer on a missing key.
 	assert.ErrorIs(t, rc.Do(ctx, "GET", "missing").Err(), redis.Nil)
+	assert.Equal(t, int64(0), rc.LLen(ctx, "missing").Val())
+	members, err := rc.SMembers(ctx, "missing").Result()
+	require.NoError(t, err)
+	assert.Empty(t, members)
 }
 
 // Numbers, counts and commands that Redis answers without an error.
