@@ -574,6 +574,7 @@ func (c *conn) writeDeadline() {
 // in progress), then its subscription.
 func (c *conn) close() {
 	c.settle() // every pending write is waited for, answered or not
+	discardUnread(c.nc)
 	_ = c.nc.Close()
 	if c.ps != nil {
 		c.ps.stop()

@@ -397,3 +397,22 @@ func TestRequestInPiecesIsNotParsedAgainAtEachPiece(t *testing.T) {
 	feed("NG\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n")
 	assert.Equal(t, "+PONG\r\n$2\r\nhi\r\n", string(c.out))
 }
+
+// A client closed by the server with more sent behind (a protocol error
+// followed by more commands) sees its connection end, not reset: the
+// server drops what it left unread before it closes (a socket closed with
+// unread data is reset, and a reset can cost the client the replies it
+// has not read yet).
+func TestClosedWithUnreadInputEndsCleanly(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
+			r := ts.raw(t)
+			r.send("*1\r\n$-100\r\n" + strings.Repeat("PING\r\n", 10_000))
+			assert.Equal(t, "-ERR Protocol error: invalid bulk length", r.line())
+			require.NoError(t, r.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+			_, err := io.Copy(io.Discard, r.rd)
+			require.NoError(t, err, "the connection ended with a reset")
+		})
+	}
+}

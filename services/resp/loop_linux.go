@@ -409,6 +409,7 @@ func (l *loop) drop(c *conn) {
 	c.settle() // every pending write is waited for, answered or not
 	fd := c.fd
 	l.forget(c)
+	discardReadable(fd)
 	unix.Close(fd)
 	c.fd = -1
 	l.s.ended(c)

@@ -1,0 +1,49 @@
+//go:build unix
+
+package resp
+
+import (
+	"net"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxDrainReads bounds discardReadable: at most this many reads of 4 KiB
+// (1 MiB in all) from a client that never stops sending.
+const maxDrainReads = 256
+
+// discardReadable reads and drops what is waiting in the socket fd,
+// which is non-blocking, without waiting for more. A socket closed with
+// unread data makes the kernel reset the connection rather than end it,
+// and the reset makes the client's kernel throw away the replies the
+// client has not read yet: the last replies of a client closed at a stop
+// or after QUIT or a protocol error, with more commands sent behind.
+func discardReadable(fd int) {
+	var buf [4096]byte
+	for range maxDrainReads {
+		if n, err := unix.Read(fd, buf[:]); n <= 0 || err != nil {
+			return
+		}
+	}
+}
+
+// discardUnread is discardReadable for a client on a goroutine of its
+// own, whose connection is in Go's poller.
+func discardUnread(nc net.Conn) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	// A stop set a read deadline in the past, which would refuse the read.
+	_ = nc.SetReadDeadline(time.Time{})
+	_ = raw.Read(func(fd uintptr) bool {
+		discardReadable(int(fd))
+		return true // done, whatever is left: never wait for more
+	})
+}
