@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -56,6 +57,10 @@ func TestScanStressConcurrentModel(t *testing.T) {
 }
 
 func stressRegistryScan(t *testing.T, r *Registry, n int) {
+	stressOps := int64(1500) // KV_STRESS=1: 4,000
+	if os.Getenv("KV_STRESS") != "" {
+		stressOps = 4000
+	}
 	stable := []string{"\x00", "\xff"}[:min(n, 2)]
 	for i := len(stable); i < n; i++ {
 		stable = append(stable, stressName("s", i))
@@ -136,7 +141,7 @@ func stressRegistryScan(t *testing.T, r *Registry, n int) {
 	var rwg sync.WaitGroup
 	for rd := range 3 {
 		rwg.Go(func() {
-			for iter := 0; iter < 8 || ops.Load() < 4000; iter++ {
+			for iter := 0; iter < 8 || ops.Load() < stressOps; iter++ {
 				count := counts[(iter+rd)%len(counts)]
 				seen := map[string]int{}
 				cursor := uint64(0)
