@@ -98,6 +98,13 @@ func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 		}
 		p.sub.Store(sub)
 		c.ps = p
+		// The subscription's goroutine may have delivered every event
+		// of a full mailbox before Store, when deliver could not see
+		// the subscription's count of lost events: a drop then would
+		// go unnoticed until another event came, if ever.
+		if sub.Dropped() > 0 {
+			p.kick("its mailbox overflowed")
+		}
 	}
 	p := c.ps
 	c.wmu.Lock()
