@@ -32,10 +32,15 @@ func echoArgs(s *Server) {
 // readInPieces feeds data to a new connection of s in pieces of the given
 // sizes (the rest in one, then as the read buffer takes it), as reads from
 // a socket would bring it, and returns everything the connection answered,
-// and whether it was closed for a protocol error.
-func readInPieces(t *testing.T, ctx context.Context, s *Server, data []byte, sizes []int) (string, bool) {
+// and whether it was closed for a protocol error. bufSize, when not 0, is
+// the size of the connection's read buffer to start with: a small one
+// makes it compact and grow under small requests.
+func readInPieces(t *testing.T, ctx context.Context, s *Server, data []byte, sizes []int, bufSize int) (string, bool) {
 	var out bytes.Buffer
 	c := newConn(s, recordConn{out: &out})
+	if bufSize > 0 {
+		c.buf = make([]byte, bufSize)
+	}
 	defer c.close()
 	for len(data) > 0 {
 		n := len(data)
@@ -64,10 +69,11 @@ func readInPieces(t *testing.T, ctx context.Context, s *Server, data []byte, siz
 
 // FuzzRequestInPieces checks that a request's parse does not depend on how
 // its bytes arrive: the replies and the outcome (closed or not) of data
-// read in one piece and in the pieces cuts gives are the same. The
+// read in one piece and in the pieces cuts gives, into a read buffer of
+// bs%64+1 bytes to start with (bs 0: the usual size), are the same. The
 // connection reads on an incomplete request from where it stopped (see
-// partialMore) rather than from its start; this holds it to the parse of
-// the whole request.
+// partialMore), across the buffer's compactions and growths, rather than
+// from its start; this holds it to the parse of the whole request.
 func FuzzRequestInPieces(f *testing.F) {
 	for _, seed := range []struct{ data, cuts string }{
 		{"*2\r\n$3\r\nrec\r\n$5\r\nhello\r\n", "\x01\x01\x01\x01\x01\x01\x01\x01\x01"},
@@ -84,11 +90,12 @@ func FuzzRequestInPieces(f *testing.F) {
 		{"*2\r\n$3\r\nrec\r\n$99999999999999999999\r\n", "\x13"},
 		{"*2\r\n$3\r\nPOST\r\n$1\r\nx\r\n", "\x04"},
 	} {
-		f.Add([]byte(seed.data), []byte(seed.cuts))
+		f.Add([]byte(seed.data), []byte(seed.cuts), uint8(0))
+		f.Add([]byte(seed.data), []byte(seed.cuts), uint8(3))
 	}
 	s, ctx := commandLayer(f, Config{})
 	echoArgs(s)
-	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+	f.Fuzz(func(t *testing.T, data, cuts []byte, bs uint8) {
 		if len(data) > 1<<14 {
 			return // larger requests meet the buffer's own limits, which differ by arrival
 		}
@@ -96,10 +103,14 @@ func FuzzRequestInPieces(f *testing.F) {
 		for i, b := range cuts {
 			sizes[i] = int(b)
 		}
-		whole, wholeClosed := readInPieces(t, ctx, s, bytes.Clone(data), nil)
-		pieces, piecesClosed := readInPieces(t, ctx, s, bytes.Clone(data), sizes)
-		require.Equal(t, whole, pieces, "replies, in one piece and in pieces %v", sizes)
-		require.Equal(t, wholeClosed, piecesClosed, "closed, in one piece and in pieces %v", sizes)
+		bufSize := 0
+		if bs > 0 {
+			bufSize = int(bs%64) + 1
+		}
+		whole, wholeClosed := readInPieces(t, ctx, s, bytes.Clone(data), nil, 0)
+		pieces, piecesClosed := readInPieces(t, ctx, s, bytes.Clone(data), sizes, bufSize)
+		require.Equal(t, whole, pieces, "replies, in one piece and in pieces %v, buffer %d", sizes, bufSize)
+		require.Equal(t, wholeClosed, piecesClosed, "closed, in one piece and in pieces %v, buffer %d", sizes, bufSize)
 	})
 }
 
