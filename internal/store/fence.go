@@ -202,7 +202,11 @@ func (fs *faultFS) fenceOf() *fence {
 
 func (fs *faultFS) wrap(name string, f vfs.File, c vfs.DiskWriteCategory) vfs.File {
 	ff := &faultFile{File: f, fs: fs, name: name, compaction: isCompaction(c)}
-	if isWAL(name) {
+	// Only the engine's own WALs: a checkpoint's copy of one (in another
+	// directory) is a plain file, fsynced when pebble asks, whose chunks
+	// keep the synced offsets they were written with, and whose records
+	// say nothing of what the store has made durable.
+	if isWAL(name) && fs.inDir(name) {
 		ws := &walState{open: ff}
 		fs.mu.Lock()
 		fs.wals[name] = ws
