@@ -63,9 +63,9 @@ type Config struct {
 	// (a load, a create, a delete, a rename, a flush); an error refuses the
 	// operation, wrapped. A host that lets several registries share one
 	// store, one serving at a time, admits only the one serving (a
-	// services root admits while it holds its DataDir): another would
-	// keep its own copy of a bucket and write the store behind the back of
-	// the one serving.
+	// services root admits while it holds its DataDir, which the first
+	// admission makes it take): another would keep its own copy of a
+	// bucket and write the store behind the back of the one serving.
 	Admit func() error
 	// StopTimeout bounds how long a stopping registry waits for the end
 	// notices of the buckets stopped with it, and for the operations under

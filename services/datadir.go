@@ -1,7 +1,6 @@
 package services
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -73,10 +72,6 @@ var (
 	// process (or another DataDir of this one) holds the directory, and by
 	// a Root's Serve when another tree serves on its DataDir.
 	ErrDataDirInUse = store.ErrLocked
-	// ErrNotServing is returned, wrapped, by a registry operation that
-	// would load a bucket from a tree's DataDir or change it before the
-	// tree serves on it: until then another tree may serve on it.
-	ErrNotServing = errors.New("services: the tree does not serve on its data directory yet")
 	// ErrDataDirDamaged is returned, wrapped and naming the file, when
 	// stored data cannot be read back whole: never a silent loss.
 	ErrDataDirDamaged = store.ErrCorrupt
@@ -95,9 +90,11 @@ var (
 // --data-dir opens: every bucket of a tree built on it is kept on disk,
 // across a bucket's crash, a restart of the tree or of the process, and a
 // power cut within the fsync policy. Give it to the trees that use it as
-// [Config.DataDir]; one at a time serves on it (a second one's Serve
-// fails with ErrDataDirInUse, as two trees would each keep their own copy
-// of a bucket in memory). Close it once they have stopped. Buckets come
+// [Config.DataDir]; one at a time holds it, from its Serve or its
+// registry's first use of the store, whichever comes first, until it
+// stops (another one's Serve, and its registry's store operations, fail
+// with ErrDataDirInUse, as two trees would each keep their own copy of a
+// bucket in memory). Close it once they have stopped. Buckets come
 // back from it lazily, at their first use.
 type DataDir struct {
 	st     *store.Store

@@ -1,10 +1,14 @@
 package services_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -298,13 +302,14 @@ func TestStoppedRegistryLeavesTheStoreAlone(t *testing.T) {
 	}
 }
 
-// A registry whose tree does not serve on its DataDir (not yet, or refused
-// it because another tree does) neither loads from the store nor writes to
-// it: every store operation gets ErrNotServing or ErrDataDirInUse, and the
-// tree serving keeps its data. Before the fix each of these went through:
-// a delete, flush or rename wiped or moved the serving tree's bucket on
-// disk, and a create or load made a second copy in memory.
-func TestRegistryOfATreeNotServingLeavesTheStoreAlone(t *testing.T) {
+// A registry whose tree is refused its DataDir, because another tree
+// serves on it, neither loads from the store nor writes to it, whether its
+// root's Serve was refused already or not yet called: every store
+// operation gets ErrDataDirInUse, and the tree serving keeps its data.
+// Before the fix each of these went through: a delete, flush or rename
+// wiped or moved the serving tree's bucket on disk, and a create or load
+// made a second copy in memory.
+func TestRegistryOfATreeRefusedItsDataDirLeavesTheStoreAlone(t *testing.T) {
 	ops := map[string]func(context.Context, *registry.Registry) error{
 		"create": func(ctx context.Context, r *registry.Registry) error { _, err := r.Create(ctx, "new"); return err },
 		"create with": func(ctx context.Context, r *registry.Registry) error {
@@ -333,12 +338,13 @@ func TestRegistryOfATreeNotServingLeavesTheStoreAlone(t *testing.T) {
 			// that never runs.
 			bounded, stop := context.WithTimeout(context.Background(), waitFor)
 			defer stop()
-			early := services.New(services.Config{DataDir: data})
-			require.ErrorIs(t, op(bounded, early.Registry()), services.ErrNotServing, "before the tree serves")
 			serveOn(t, data, func(ctx context.Context, kv *services.Root) {
 				refused := services.New(services.Config{DataDir: data})
 				require.ErrorIs(t, refused.Serve(ctx), services.ErrDataDirInUse)
 				require.ErrorIs(t, op(bounded, refused.Registry()), services.ErrDataDirInUse, "refused its data directory")
+				early := services.New(services.Config{DataDir: data})
+				require.ErrorIs(t, op(bounded, early.Registry()), services.ErrDataDirInUse, "not served yet, while another tree serves")
+				require.ErrorIs(t, early.Serve(ctx), services.ErrDataDirInUse)
 				b, ok := kv.Registry().Lookup("b")
 				require.True(t, ok)
 				require.NoError(t, b.Put("k2", []byte("v2")))
@@ -355,4 +361,91 @@ func TestRegistryOfATreeNotServingLeavesTheStoreAlone(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A tree whose registry uses the store before the tree serves (a host
+// adds the root to its own tree and uses it as soon as that runs, before
+// suture has called the root's Serve) holds the DataDir from then on:
+// another tree is refused it until this one has served and stopped.
+func TestRegistryUsedBeforeServeHoldsTheDataDir(t *testing.T) {
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, data.Close()) }()
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) { putKV(ctx, t, kv) })
+
+	ctx := context.Background()
+	early := services.New(services.Config{DataDir: data})
+	b, ok := early.Registry().Lookup("b")
+	require.True(t, ok, "a stored bucket, found before the tree serves")
+	v, err := b.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v))
+	other := services.New(services.Config{DataDir: data})
+	require.ErrorIs(t, other.Serve(ctx), services.ErrDataDirInUse, "the early tree holds it")
+
+	serving, stop := context.WithCancel(ctx)
+	done := early.ServeBackground(serving)
+	require.NoError(t, b.Put("k2", []byte("v2")))
+	stop()
+	require.NoError(t, ignoreCanceled(<-done))
+	_, err = early.Registry().Create(ctx, "late")
+	require.ErrorIs(t, err, registry.ErrStopped)
+
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+		b, ok := kv.Registry().Lookup("b")
+		require.True(t, ok)
+		v, err := b.Get("k2")
+		require.NoError(t, err)
+		assert.Equal(t, "v2", string(v))
+	})
+}
+
+// The README's embedding with a DataDir: the host adds the root to its
+// own tree, runs it, and uses the registry at once. suture calls the
+// root's Serve on a goroutine of its own, so the registry is used before
+// the root has claimed its DataDir; it works every time (a review found
+// it refused every time, once the registry asked for admission).
+func TestEmbeddedDurableTreeIsUsableOnceItsHostRuns(t *testing.T) {
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, data.Close()) }()
+	var logs syncBuffer
+	for i := range 20 {
+		host := suture.NewSimple("host")
+		kv := services.New(services.Config{DataDir: data, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))})
+		host.Add(kv)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := host.ServeBackground(ctx)
+		if i > 0 {
+			b, ok := kv.Registry().Lookup("shopping")
+			require.True(t, ok, "round %d: the stored bucket", i)
+			v, err := b.Get("milk")
+			require.NoError(t, err)
+			assert.Equal(t, fmt.Sprint(i-1), string(v))
+		}
+		b, err := kv.Registry().Create(ctx, "shopping")
+		require.NoError(t, err, "round %d", i)
+		require.NoError(t, b.Put("milk", []byte(fmt.Sprint(i))))
+		cancel()
+		<-done
+	}
+	require.Empty(t, logs.String(), "no error logged")
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

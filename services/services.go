@@ -63,11 +63,13 @@ type Root struct {
 	// had claimed it, and whether one was serving on it.
 	dataClaims uint64
 	dataBusy   bool
-	// dataState is dataWaiting until Serve claims data, then dataHeld (kept
-	// once the tree has stopped: its registry then refuses with
-	// ErrStopped) or dataRefused. The registry uses the store only while
-	// it is dataHeld.
-	dataState atomic.Int32
+	// The root's hold on data (see hold): taken once, at Serve or at the
+	// registry's first use of the store, whichever comes first.
+	holdMu      sync.Mutex
+	held        bool        // hold has run
+	holdRelease func()      // gives data back; nil if refused
+	holdErr     error       // why data was refused
+	released    atomic.Bool // the root has stopped and given data back
 
 	mu     sync.Mutex
 	added  []added // by Add: stopped before kv's own children
@@ -294,7 +296,7 @@ func (r *Root) Serve(ctx context.Context) error {
 	if !r.served.CompareAndSwap(false, true) {
 		return errServedTwice
 	}
-	release, err := r.claim()
+	release, err := r.hold()
 	if err != nil {
 		r.abandonAdded()
 		return err
@@ -313,7 +315,7 @@ func (r *Root) ServeBackground(ctx context.Context) <-chan error {
 		errc <- errServedTwice
 		return errc
 	}
-	release, err := r.claim()
+	release, err := r.hold()
 	if err != nil {
 		r.abandonAdded()
 		errc <- err
@@ -329,42 +331,50 @@ func (r *Root) ServeBackground(ctx context.Context) <-chan error {
 	return errc
 }
 
-// claim takes the root's DataDir, if it has one, for as long as it serves.
-// If another tree has served on it since New listed it, the registry lists
-// it again: that tree may have created, deleted or renamed buckets.
-func (r *Root) claim() (release func(), err error) {
+// hold takes the root's DataDir, if it has one, for as long as the root
+// serves, once: at its Serve, or at its registry's first use of the store
+// if that comes first (a host that adds the root to its own tree may use
+// the registry as soon as its tree runs, before suture has called the
+// root's Serve). It returns the same result every time. If another tree
+// has served on the DataDir since New listed it, the registry lists it
+// again: that tree may have created, deleted or renamed buckets.
+func (r *Root) hold() (release func(), err error) {
 	if r.data == nil {
 		return func() {}, nil
 	}
-	n, release, err := r.data.claim()
+	r.holdMu.Lock()
+	defer r.holdMu.Unlock()
+	if r.held {
+		return r.holdRelease, r.holdErr
+	}
+	r.held = true
+	n, giveBack, err := r.data.claim()
 	if err != nil {
-		r.dataState.Store(dataRefused)
+		r.holdErr = err
 		return nil, err
 	}
 	if r.dataBusy || n != r.dataClaims+1 {
 		r.registry.Reindex()
 	}
-	r.dataState.Store(dataHeld)
-	return release, nil
+	r.holdRelease = func() {
+		r.released.Store(true)
+		giveBack()
+	}
+	return r.holdRelease, nil
 }
 
-// The states of Root.dataState.
-const (
-	dataWaiting = iota
-	dataHeld
-	dataRefused
-)
-
 // admit is the registry's Config.Admit for a root with a DataDir: the
-// registry may use the store only once the root holds it.
+// registry uses the store only while the root holds it, which its first
+// use makes it take if Serve has not yet. A root refused it (another
+// tree serves on it) refuses every store operation.
 func (r *Root) admit() error {
-	switch r.dataState.Load() {
-	case dataHeld:
-		return nil
-	case dataRefused:
-		return fmt.Errorf("services: another tree serves on %s: %w", r.data.Dir(), ErrDataDirInUse)
+	if r.released.Load() {
+		// Stopped: its registry has drained and refuses with ErrStopped,
+		// unless suture never ran it (a panic it did not get over).
+		return fmt.Errorf("services: the tree has stopped serving on %s: %w", r.data.Dir(), registry.ErrStopped)
 	}
-	return fmt.Errorf("services: %s: %w", r.data.Dir(), ErrNotServing)
+	_, err := r.hold()
+	return err
 }
 
 // stopInStages waits for ctx to end, or for the embedded supervisor (run
