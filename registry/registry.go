@@ -66,6 +66,11 @@ type Config struct {
 	// services root admits while it holds its DataDir, which the first
 	// admission makes it take): another would keep its own copy of a
 	// bucket and write the store behind the back of the one serving.
+	// Another registry may change the store until this one is admitted,
+	// so New does not list the store then: until the host calls Reindex
+	// (once it admits this registry, before the first admitted operation
+	// runs), a miss tries a load, which asks Admit, and Names, Len and
+	// Scan read the store.
 	Admit func() error
 	// StopTimeout bounds how long a stopping registry waits for the end
 	// notices of the buckets stopped with it, and for the operations under
@@ -140,7 +145,11 @@ func New(cfg Config) *Registry {
 	}
 	r.order = newOrder()
 	if r.store != nil {
-		r.indexStore()
+		if r.admit == nil {
+			r.indexStore()
+		} else {
+			r.order = nil // no index until Reindex (see Config.Admit)
+		}
 	}
 	// Held from the start, not from Serve: a tree stopped before the
 	// registry's goroutine ran must still deliver the Exited of the buckets
@@ -558,12 +567,13 @@ func (r *Registry) Serve(ctx context.Context) error {
 }
 
 // Reindex lists the stored buckets again, for the index that lets misses,
-// Names, Len and Scan answer without reading the store. New lists them; a
-// host that lets another tree change the store after New (one tree at a
-// time serving on a data directory, as services.DataDir allows) calls
-// Reindex before this registry serves. Operations running meanwhile are
-// consistent with it: they update the index under the same lock, after
-// the store.
+// Names, Len and Scan answer without reading the store. New lists them,
+// unless Config.Admit is set: a host that lets another registry change the
+// store until this one is admitted (one tree at a time serving on a data
+// directory, as services.DataDir allows) calls Reindex once it admits this
+// one, before the first operation it admits runs. Operations running
+// meanwhile are consistent with it: they update the index under the same
+// lock, after the store.
 func (r *Registry) Reindex() {
 	if r.store != nil {
 		r.indexStore()

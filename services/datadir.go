@@ -97,9 +97,8 @@ var (
 // bucket in memory). Close it once they have stopped. Buckets come
 // back from it lazily, at their first use.
 type DataDir struct {
-	st     *store.Store
-	inUse  atomic.Bool   // a tree serves on it
-	claims atomic.Uint64 // how many times a tree has started to serve on it
+	st    *store.Store
+	inUse atomic.Bool // a tree holds it
 }
 
 // OpenDataDir opens the store in dir, creating it if needed, and recovers
@@ -120,13 +119,12 @@ func OpenDataDir(dir string, opts DataDirOptions) (*DataDir, error) {
 // Dir returns the directory's absolute path, with symbolic links resolved.
 func (d *DataDir) Dir() string { return d.st.Dir() }
 
-// claim takes d for a tree that starts to serve, and returns its claim's
-// number (1 for the first); release gives it back.
-func (d *DataDir) claim() (n uint64, release func(), err error) {
+// claim takes d for a tree that starts to hold it; release gives it back.
+func (d *DataDir) claim() (release func(), err error) {
 	if !d.inUse.CompareAndSwap(false, true) {
-		return 0, nil, fmt.Errorf("services: another tree serves on %s: %w (%w)", d.Dir(), ErrDataDirInUse, suture.ErrDoNotRestart)
+		return nil, fmt.Errorf("services: another tree serves on %s: %w (%w)", d.Dir(), ErrDataDirInUse, suture.ErrDoNotRestart)
 	}
-	return d.claims.Add(1), func() { d.inUse.Store(false) }, nil
+	return func() { d.inUse.Store(false) }, nil
 }
 
 // Checkpoint writes a consistent copy of the store into dir, which must

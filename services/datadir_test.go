@@ -449,3 +449,69 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// A tree built before another tree served on its DataDir, and used before
+// its own Serve (as a host that adds it to its tree does, before suture
+// has called the root's Serve), sees what that tree stored: its first
+// lookup or listing does not answer from the list of stored buckets taken
+// at New.
+func TestTreeBuiltEarlyAndUsedBeforeServeSeesWhatAnEarlierTreeStored(t *testing.T) {
+	for name, use := range map[string]func(t *testing.T, kv *services.Root){
+		"lookup": func(t *testing.T, kv *services.Root) {
+			b, ok := kv.Registry().Lookup("b")
+			require.True(t, ok, "the stored bucket is found")
+			v, err := b.Get("k")
+			require.NoError(t, err)
+			assert.Equal(t, "v", string(v))
+		},
+		"names": func(t *testing.T, kv *services.Root) {
+			names, err := kv.Registry().NamesErr()
+			require.NoError(t, err)
+			assert.Equal(t, []string{"b"}, names)
+		},
+		"len": func(t *testing.T, kv *services.Root) {
+			assert.Equal(t, 1, kv.Registry().Len())
+		},
+		"scan": func(t *testing.T, kv *services.Root) {
+			names, _, err := kv.Registry().Scan(0, 10)
+			require.NoError(t, err)
+			assert.Equal(t, []string{"b"}, names)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
+			require.NoError(t, err)
+			defer func() { assert.NoError(t, data.Close()) }()
+			early := services.New(services.Config{DataDir: data}) // built now, used after the first tree
+			ctx, cancel := context.WithCancel(context.Background())
+			defer func() { // served, so that it ends what it loaded
+				done := early.ServeBackground(ctx)
+				cancel()
+				require.NoError(t, ignoreCanceled(<-done))
+			}()
+			serveOn(t, data, func(ctx context.Context, kv *services.Root) { putKV(ctx, t, kv) })
+			use(t, early)
+		})
+	}
+}
+
+// The same through a host tree, as the README embeds kv: the root is used
+// as soon as its host runs.
+func TestEmbeddedTreeBuiltEarlySeesWhatAnEarlierTreeStored(t *testing.T) {
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, data.Close()) }()
+	for i := range 20 {
+		early := services.New(services.Config{DataDir: data})
+		serveOn(t, data, func(ctx context.Context, kv *services.Root) { putKV(ctx, t, kv) })
+		host := suture.NewSimple("host")
+		host.Add(early)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := host.ServeBackground(ctx)
+		_, ok := early.Registry().Lookup("b")
+		assert.True(t, ok, "round %d: the stored bucket is found", i)
+		require.NoError(t, early.Registry().FlushAll(ctx))
+		cancel()
+		<-done
+	}
+}

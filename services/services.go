@@ -59,10 +59,6 @@ type Root struct {
 
 	frontEndTimeout time.Duration
 	data            *DataDir // nil: none, or the daemon's Config.Store
-	// What New saw of data before the registry listed it: how many trees
-	// had claimed it, and whether one was serving on it.
-	dataClaims uint64
-	dataBusy   bool
 	// The root's hold on data (see hold): taken once, at Serve or at the
 	// registry's first use of the store, whichever comes first.
 	holdMu      sync.Mutex
@@ -99,21 +95,13 @@ func New(cfg Config) *Root {
 		Timeout: timeout,
 	})
 	st := cfg.Store
-	var dataClaims uint64
-	var dataBusy bool
 	if cfg.DataDir != nil {
 		if st != nil {
 			panic("services: Config.DataDir and Config.Store are both set")
 		}
 		st = cfg.DataDir.st
-		// In this order: a tree that claims it after the first load
-		// makes the count differ at this root's claim; one that claimed
-		// it before is still serving (busy), or is done.
-		dataClaims = cfg.DataDir.claims.Load()
-		dataBusy = cfg.DataDir.inUse.Load()
 	}
-	root := &Root{events: ev, buckets: buckets, log: log,
-		data: cfg.DataDir, dataClaims: dataClaims, dataBusy: dataBusy}
+	root := &Root{events: ev, buckets: buckets, log: log, data: cfg.DataDir}
 	var admit func() error
 	if cfg.DataDir != nil {
 		admit = root.admit
@@ -335,9 +323,10 @@ func (r *Root) ServeBackground(ctx context.Context) <-chan error {
 // serves, once: at its Serve, or at its registry's first use of the store
 // if that comes first (a host that adds the root to its own tree may use
 // the registry as soon as its tree runs, before suture has called the
-// root's Serve). It returns the same result every time. If another tree
-// has served on the DataDir since New listed it, the registry lists it
-// again: that tree may have created, deleted or renamed buckets.
+// root's Serve). It returns the same result every time. The registry lists
+// the stored buckets then, not at New (see registry.Config.Admit): until
+// the root holds the DataDir, another tree may create, delete or rename
+// buckets in it.
 func (r *Root) hold() (release func(), err error) {
 	if r.data == nil {
 		return func() {}, nil
@@ -348,14 +337,12 @@ func (r *Root) hold() (release func(), err error) {
 		return r.holdRelease, r.holdErr
 	}
 	r.held = true
-	n, giveBack, err := r.data.claim()
+	giveBack, err := r.data.claim()
 	if err != nil {
 		r.holdErr = err
 		return nil, err
 	}
-	if r.dataBusy || n != r.dataClaims+1 {
-		r.registry.Reindex()
-	}
+	r.registry.Reindex()
 	r.holdRelease = func() {
 		r.released.Store(true)
 		giveBack()
