@@ -582,7 +582,21 @@ func (r *Registry) Reindex() {
 
 // indexStore lists the stored buckets into stored and order; on an error
 // it leaves both nil, and misses, Names, Len and Scan read the store.
+//
+// It first waits for the writes in flight to meet their fate: the store
+// lists a bucket only once the write that records it is committed, and a
+// registry that shared the store before this one (see Config.Admit) may
+// have stopped with its last create still on its way (CreateWith's write,
+// which its caller waits for after the claim). Listed before, that bucket
+// would be missing from the index once its write succeeds.
 func (r *Registry) indexStore() {
+	if err := r.store.Settle(); err != nil {
+		r.mu.Lock()
+		r.stored, r.order = nil, nil
+		r.mu.Unlock()
+		r.log.Error("registry: cannot list the stored buckets (a write in flight failed); misses, Names and Len will read the store", "err", err)
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stored, r.order = make(map[string]struct{}), newOrder()

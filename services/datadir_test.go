@@ -515,3 +515,34 @@ func TestEmbeddedTreeBuiltEarlySeesWhatAnEarlierTreeStored(t *testing.T) {
 		<-done
 	}
 }
+
+// A tree that takes the DataDir while the previous tree's last create is
+// still on its way to the disk (CreateWith's write, which its caller waits
+// for after the tree has stopped) finds that bucket once the write is
+// durable. Before the fix the new tree's index, listed at its hold, left
+// it out: a lookup said it was absent, and a Create made an empty bucket
+// in memory over the stored pairs.
+func TestTreeFindsABucketWhoseCreateWasInFlightWhenItTookTheDataDir(t *testing.T) {
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, data.Close()) }()
+	var pending bucket.Pending
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+		_, p, err := kv.Registry().CreateWith(ctx, "x", func(tx *bucket.Tx) error { return tx.Put("k", []byte("v")) })
+		require.NoError(t, err)
+		pending = p // waited for once the tree has stopped
+	})
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+		require.NoError(t, pending.Wait())
+		b, ok := kv.Registry().Lookup("x")
+		require.True(t, ok, "the stored bucket is found")
+		v, err := b.Get("k")
+		require.NoError(t, err)
+		assert.Equal(t, "v", string(v))
+		b, err = kv.Registry().Create(ctx, "x")
+		require.NoError(t, err)
+		v, err = b.Get("k")
+		require.NoError(t, err)
+		assert.Equal(t, "v", string(v))
+	})
+}
