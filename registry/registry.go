@@ -590,20 +590,20 @@ func (r *Registry) Reindex() {
 // which its caller waits for after the claim). Listed before, that bucket
 // would be missing from the index once its write succeeds.
 func (r *Registry) indexStore() {
-	if err := r.store.Settle(); err != nil {
-		r.mu.Lock()
-		r.stored, r.order = nil, nil
-		r.mu.Unlock()
-		r.log.Error("registry: cannot list the stored buckets (a write in flight failed); misses, Names and Len will read the store", "err", err)
-		return
+	err := r.store.Settle() // outside mu: it waits for the disk
+	if err != nil {
+		err = fmt.Errorf("a write in flight failed: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.stored, r.order = make(map[string]struct{}), newOrder()
-	if err := r.store.Buckets(func(name string) error {
-		r.indexLocked(name)
-		return nil
-	}); err != nil {
+	if err == nil {
+		r.stored, r.order = make(map[string]struct{}), newOrder()
+		err = r.store.Buckets(func(name string) error {
+			r.indexLocked(name)
+			return nil
+		})
+	}
+	if err != nil {
 		r.stored, r.order = nil, nil
 		r.log.Error("registry: cannot list the stored buckets; misses, Names and Len will read the store", "err", err)
 	}
