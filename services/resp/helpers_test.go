@@ -103,8 +103,11 @@ func (r *raw) line() string {
 
 // closed reports whether the server closed the connection (reading until
 // EOF, skipping anything sent before).
-func (r *raw) closed() bool {
-	require.NoError(r.t, r.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+func (r *raw) closed() bool { return r.closedWithin(10 * time.Second) }
+
+// closedWithin is closed, waiting at most d for the end.
+func (r *raw) closedWithin(d time.Duration) bool {
+	require.NoError(r.t, r.nc.SetReadDeadline(time.Now().Add(d)))
 	for {
 		if _, err := r.rd.ReadByte(); err != nil {
 			var ne net.Error

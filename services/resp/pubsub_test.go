@@ -237,19 +237,6 @@ func TestSubscriberThatLostAnEventBeforeSubscribeReturnedIsDisconnected(t *testi
 	r := (&testServer{root: tree.root, srv: srv, addr: ln.Addr().String()}).raw(t)
 	r.send("PSUBSCRIBE *\r\n")
 	// Whether its reply came first or not, its connection ends.
-	assert.True(t, closedWithin(r, 2*time.Second), "the subscriber that lost an event is still connected")
+	assert.True(t, r.closedWithin(2*time.Second), "the subscriber that lost an event is still connected")
 	assert.EqualValues(t, 1, srv.kicked.Load())
-}
-
-func closedWithin(r *raw, d time.Duration) bool {
-	_ = r.nc.SetReadDeadline(time.Now().Add(d))
-	for {
-		if _, err := r.rd.ReadByte(); err != nil {
-			var ne net.Error
-			if errorsAs(err, &ne) && ne.Timeout() {
-				return false
-			}
-			return true
-		}
-	}
 }
