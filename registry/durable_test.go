@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
 	"github.com/kvproject/kv/internal/store"
+	"github.com/kvproject/kv/internal/testlog"
 )
 
 // countingStore counts the reads of a store; failList makes the next
@@ -439,7 +439,7 @@ func TestDurableRenameDoneWhileTheBucketSupervisorStops(t *testing.T) {
 func TestLookupFailuresLogOncePerSecond(t *testing.T) {
 	st := openStoreT(t, t.TempDir())
 	require.NoError(t, st.Apply("a", store.Put("k", []byte("v"))))
-	var logs syncBuffer
+	var logs testlog.Buffer
 	ev := events.New(events.Options{})
 	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
 	reg := New(Config{Buckets: sup, Events: ev, Store: st,
@@ -459,24 +459,6 @@ func TestLookupFailuresLogOncePerSecond(t *testing.T) {
 	require.False(t, ok)
 	assert.Equal(t, 2, strings.Count(logs.String(), "could not load"))
 	assert.Contains(t, logs.String(), `"lines held back"=49`)
-}
-
-// syncBuffer is a bytes.Buffer for a logger that several goroutines use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // settleHookStore runs beforeSettle (once) before each Settle.

@@ -1,14 +1,12 @@
 package services_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/internal/store"
+	"github.com/kvproject/kv/internal/testlog"
 	"github.com/kvproject/kv/registry"
 	"github.com/kvproject/kv/services"
 )
@@ -409,10 +408,10 @@ func TestEmbeddedDurableTreeIsUsableOnceItsHostRuns(t *testing.T) {
 	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, data.Close()) }()
-	var logs syncBuffer
+	var logs testlog.Buffer
 	for i := range 20 {
 		host := suture.NewSimple("host")
-		kv := services.New(services.Config{DataDir: data, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))})
+		kv := services.New(services.Config{DataDir: data, Logger: logs.Logger(slog.LevelError)})
 		host.Add(kv)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := host.ServeBackground(ctx)
@@ -430,24 +429,6 @@ func TestEmbeddedDurableTreeIsUsableOnceItsHostRuns(t *testing.T) {
 		<-done
 	}
 	require.Empty(t, logs.String(), "no error logged")
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // A tree built before another tree served on its DataDir, and used before

@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/kvproject/kv/internal/testlog"
 )
 
 func TestMain(m *testing.M) {
@@ -27,26 +29,9 @@ func TestMain(m *testing.M) {
 }
 
 // logBuffer collects log lines for tests to search.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type logBuffer struct{ testlog.Buffer }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
+func (l *logBuffer) logger() *slog.Logger { return l.Logger(slog.LevelInfo) }
 
 func openT(t testing.TB, dir string, opts Options) *Store {
 	t.Helper()
