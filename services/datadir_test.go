@@ -220,11 +220,7 @@ func TestTreeBuiltEarlySeesWhatAnEarlierTreeStored(t *testing.T) {
 	names, err := reg.NamesErr()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"b"}, names)
-	b, ok := reg.Lookup("b")
-	require.True(t, ok, "the stored bucket is found")
-	v, err := b.Get("k")
-	require.NoError(t, err)
-	assert.Equal(t, "v", string(v))
+	requireValue(t, reg, "b", "k", "v")
 	require.NoError(t, reg.Delete(ctx, "b"), "and deleted, with its data")
 	nb, err := reg.Create(ctx, "b")
 	require.NoError(t, err)
@@ -289,12 +285,8 @@ func TestStoppedRegistryLeavesTheStoreAlone(t *testing.T) {
 				require.NoError(t, b.Put("k2", []byte("v2")))
 			})
 			serveOn(t, data, func(ctx context.Context, kv *services.Root) {
-				b, ok := kv.Registry().Lookup("b")
-				require.True(t, ok)
-				v, err := b.Get("k2")
-				require.NoError(t, err)
-				assert.Equal(t, "v2", string(v))
-				_, ok = kv.Registry().Lookup("c")
+				requireValue(t, kv.Registry(), "b", "k2", "v2")
+				_, ok := kv.Registry().Lookup("c")
 				assert.False(t, ok)
 			})
 		})
@@ -349,12 +341,8 @@ func TestRegistryOfATreeRefusedItsDataDirLeavesTheStoreAlone(t *testing.T) {
 				require.NoError(t, b.Put("k2", []byte("v2")))
 			})
 			serveOn(t, data, func(ctx context.Context, kv *services.Root) {
-				b, ok := kv.Registry().Lookup("b")
-				require.True(t, ok)
 				for k, want := range map[string]string{"k": "v", "k2": "v2"} {
-					v, err := b.Get(k)
-					require.NoError(t, err)
-					assert.Equal(t, want, string(v))
+					requireValue(t, kv.Registry(), "b", k, want)
 				}
 				assert.ElementsMatch(t, []string{"b"}, kv.Registry().Names())
 			})
@@ -374,11 +362,7 @@ func TestRegistryUsedBeforeServeHoldsTheDataDir(t *testing.T) {
 
 	ctx := context.Background()
 	early := services.New(services.Config{DataDir: data})
-	b, ok := early.Registry().Lookup("b")
-	require.True(t, ok, "a stored bucket, found before the tree serves")
-	v, err := b.Get("k")
-	require.NoError(t, err)
-	assert.Equal(t, "v", string(v))
+	b := requireValue(t, early.Registry(), "b", "k", "v")
 	other := services.New(services.Config{DataDir: data})
 	require.ErrorIs(t, other.Serve(ctx), services.ErrDataDirInUse, "the early tree holds it")
 
@@ -391,11 +375,7 @@ func TestRegistryUsedBeforeServeHoldsTheDataDir(t *testing.T) {
 	require.ErrorIs(t, err, registry.ErrStopped)
 
 	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
-		b, ok := kv.Registry().Lookup("b")
-		require.True(t, ok)
-		v, err := b.Get("k2")
-		require.NoError(t, err)
-		assert.Equal(t, "v2", string(v))
+		requireValue(t, kv.Registry(), "b", "k2", "v2")
 	})
 }
 
@@ -439,11 +419,7 @@ func TestEmbeddedDurableTreeIsUsableOnceItsHostRuns(t *testing.T) {
 func TestTreeBuiltEarlyAndUsedBeforeServeSeesWhatAnEarlierTreeStored(t *testing.T) {
 	for name, use := range map[string]func(t *testing.T, kv *services.Root){
 		"lookup": func(t *testing.T, kv *services.Root) {
-			b, ok := kv.Registry().Lookup("b")
-			require.True(t, ok, "the stored bucket is found")
-			v, err := b.Get("k")
-			require.NoError(t, err)
-			assert.Equal(t, "v", string(v))
+			requireValue(t, kv.Registry(), "b", "k", "v")
 		},
 		"names": func(t *testing.T, kv *services.Root) {
 			names, err := kv.Registry().NamesErr()
@@ -526,4 +502,16 @@ func TestTreeFindsABucketWhoseCreateWasInFlightWhenItTookTheDataDir(t *testing.T
 		require.NoError(t, err)
 		assert.Equal(t, "v", string(v))
 	})
+}
+
+// requireValue checks that reg finds the bucket named name (loading it
+// from the store if need be) with want under key, and returns it.
+func requireValue(t *testing.T, reg *registry.Registry, name, key, want string) *bucket.Bucket {
+	t.Helper()
+	b, ok := reg.Lookup(name)
+	require.True(t, ok, "bucket %q is found", name)
+	v, err := b.Get(key)
+	require.NoError(t, err)
+	assert.Equal(t, want, string(v), "%q in bucket %q", key, name)
+	return b
 }
