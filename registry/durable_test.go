@@ -950,14 +950,7 @@ func TestStopWaitsForTheFlushUnderWay(t *testing.T) {
 		defer reg.mu.RUnlock()
 		return reg.closed
 	}, waitFor, time.Millisecond)
-	require.Never(t, func() bool {
-		select {
-		case <-stopped:
-			return true
-		default:
-			return false
-		}
-	}, 300*time.Millisecond, 5*time.Millisecond, "the stop waits for the flush")
+	require.Never(t, isClosed(stopped), 300*time.Millisecond, 5*time.Millisecond, "the stop waits for the flush")
 	close(gate.release)
 	require.NoError(t, <-flushed)
 	<-stopped

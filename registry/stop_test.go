@@ -97,14 +97,7 @@ func TestStopWaitsForASecondOverlappingFlush(t *testing.T) {
 	assert.NotNil(t, flushing, "a flush is still under way")
 
 	go stop()
-	require.Never(t, func() bool {
-		select {
-		case <-stopped:
-			return true
-		default:
-			return false
-		}
-	}, 300*time.Millisecond, 5*time.Millisecond, "the stop waits for the second flush")
+	require.Never(t, isClosed(stopped), 300*time.Millisecond, 5*time.Millisecond, "the stop waits for the second flush")
 	released = true
 	close(st.release)
 	<-second
@@ -200,4 +193,17 @@ func TestDeleteAfterDrainGaveUpReturns(t *testing.T) {
 		close(ends.gate)
 		require.ErrorIs(t, <-deleted, ErrStopped)
 	})
+}
+
+// isClosed returns a condition, for require.Eventually and Never, that
+// holds once ch is closed.
+func isClosed[T any](ch <-chan T) func() bool {
+	return func() bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
 }
