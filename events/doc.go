@@ -14,7 +14,8 @@
 // publish order, each stamped with the manager's sequence number, so a gap in
 // the numbers shows exactly what it lost. A subscriber whose handler panics is
 // removed, as gen_event removes a crashing handler; [Subscription.Err] reports
-// the panic and the manager logs it.
+// the panic and the manager logs it. So is one whose handler calls
+// runtime.Goexit (t.FailNow in a test's handler), with [ErrHandlerExited].
 //
 // # EventBus
 //

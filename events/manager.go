@@ -24,6 +24,11 @@ const DefaultMailbox = 1024
 // and reported by [Subscription.Err] for subscriptions the stop closed.
 var ErrStopped = errors.New("events: manager stopped")
 
+// ErrHandlerExited is reported by [Subscription.Err] when the subscriber's
+// handler called runtime.Goexit (t.FailNow does) and the subscriber was
+// removed: its goroutine is gone, so nothing could deliver to it any more.
+var ErrHandlerExited = errors.New("events: subscriber's handler called runtime.Goexit")
+
 // PanicError is what [Subscription.Err] reports when the subscriber's handler
 // panicked and the subscriber was removed.
 type PanicError struct {
@@ -53,7 +58,7 @@ type Stats struct {
 	Published   uint64 // events published
 	Dropped     uint64 // deliveries lost to full mailboxes, over all subscribers
 	Subscribers int    // live subscriptions
-	Removed     uint64 // subscribers removed because their handler panicked
+	Removed     uint64 // subscribers removed because their handler panicked (or called runtime.Goexit)
 }
 
 // Manager is the event manager service. Create one with [New]; the zero
@@ -315,7 +320,7 @@ func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 // Err says why the subscription ended, once Done is closed: nil after Close,
 // ErrStopped when the manager stopped, a *PanicError when the handler
-// panicked.
+// panicked, ErrHandlerExited when it called runtime.Goexit.
 func (s *Subscription) Err() error {
 	select {
 	case <-s.done:
@@ -330,7 +335,27 @@ func (s *Subscription) Err() error {
 func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 
 func (s *Subscription) run() {
-	defer close(s.done)
+	returned := false
+	defer func() {
+		if !returned {
+			// The handler called runtime.Goexit: this goroutine is ending,
+			// so the subscription must leave the fan-out, or its mailbox
+			// would fill and every later event count as dropped.
+			s.err = ErrHandlerExited
+			if s.m.remove(s) {
+				s.m.removed.Add(1)
+			}
+			s.m.log.Error("events: subscriber's handler called runtime.Goexit; removed", "subscriber", s.name)
+		}
+		close(s.done)
+	}()
+	s.loop()
+	returned = true
+}
+
+// loop delivers events until the subscription ends; it returns unless the
+// handler calls runtime.Goexit.
+func (s *Subscription) loop() {
 	for {
 		select {
 		case <-s.quit:

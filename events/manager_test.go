@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -317,4 +318,32 @@ func TestNilEventsTakeNoSequenceNumber(t *testing.T) {
 	assert.Equal(t, Created{Bucket: "a", Seq: 1}, evs[0])
 	assert.Equal(t, Exited{Bucket: "a", Seq: 2}, evs[1])
 	assert.Equal(t, uint64(2), m.Stats().Published)
+}
+
+// A handler that calls runtime.Goexit (require's t.FailNow does, in a
+// test's subscriber) ends the subscription's goroutine: the subscriber
+// must leave the fan-out, as a panicking one does, rather than stay
+// counted with a mailbox no one reads, every later event counted as lost.
+func TestGoexitInHandlerRemovesTheSubscriber(t *testing.T) {
+	m := New(Options{})
+	serve(t, m)
+	sub, err := m.Subscribe(SubscribeOptions{Mailbox: 4, Name: "exits"}, func(Event) { runtime.Goexit() })
+	require.NoError(t, err)
+	var c collector
+	good, err := m.Subscribe(SubscribeOptions{}, c.handle)
+	require.NoError(t, err)
+	defer good.Close()
+
+	m.Publish(Created{Bucket: "x", ID: 1})
+	<-sub.Done()
+	assert.ErrorIs(t, sub.Err(), ErrHandlerExited)
+	for i := 2; i <= 20; i++ {
+		m.Publish(Created{Bucket: "x", ID: uint64(i)})
+	}
+	require.Eventually(t, func() bool { return c.len() == 20 }, waitFor, tick)
+	st := m.Stats()
+	assert.Equal(t, 1, st.Subscribers, "only the good subscriber is left")
+	assert.Zero(t, st.Dropped, "nothing is lost by a subscriber that is gone")
+	assert.Zero(t, sub.Dropped())
+	assert.Equal(t, uint64(1), st.Removed)
 }
