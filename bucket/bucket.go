@@ -13,6 +13,10 @@ import (
 // ErrTxClosed is returned by a Tx used after its View or Update returned.
 var ErrTxClosed = errors.New("bucket: transaction has ended")
 
+// errNilFunc is returned by View, Update, UpdateNoWait and Tx.ForEach for a
+// nil function: a caller's mistake, which must not crash the bucket.
+var errNilFunc = errors.New("bucket: nil function")
+
 // Bucket is one bucket: a name, an instance ID and the pairs it owns. Create
 // one with [New]; start it with [Supervisor.Start]. All methods are safe for
 // concurrent use.
@@ -193,8 +197,11 @@ func (b *Bucket) Keys() ([]string, error) {
 // while writers wait. fn must not call b's own methods (the read lock is
 // held), nor the registry's (a FlushAll, a Rename or a Delete may wait for
 // this lock while fn waits for them). A panic in fn crashes the bucket, as
-// in Update.
+// in Update. A nil fn is refused with an error; the bucket carries on.
 func (b *Bucket) View(fn func(*Tx) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
 	b.mu.RLock()
 	if b.ended {
 		b.mu.RUnlock()
@@ -215,7 +222,8 @@ func (b *Bucket) View(fn func(*Tx) error) error {
 // only: the registry, the other buckets and the caller carry on), and Update
 // returns an error that wraps the *PanicError. fn must not call b's own
 // methods (the write lock is held), nor the registry's (a FlushAll, a
-// Rename or a Delete may wait for this lock while fn waits for them).
+// Rename or a Delete may wait for this lock while fn waits for them). A nil
+// fn is refused with an error; the bucket carries on.
 func (b *Bucket) Update(fn func(*Tx) error) error {
 	p, err := b.UpdateNoWait(fn)
 	if err != nil {
@@ -229,6 +237,9 @@ func (b *Bucket) Update(fn func(*Tx) error) error {
 // [Bucket.SetNoWait] does. On an error (fn's, a panic's or the store's)
 // nothing was written and the Pending is zero.
 func (b *Bucket) UpdateNoWait(fn func(*Tx) error) (Pending, error) {
+	if fn == nil {
+		return Pending{}, errNilFunc
+	}
 	b.mu.Lock()
 	if b.ended {
 		b.mu.Unlock()
@@ -398,10 +409,13 @@ func (tx *Tx) Len() int {
 
 // ForEach calls fn with each key and a copy of its value, in no particular
 // order, until fn returns an error, which ForEach returns. fn must not write
-// through tx.
+// through tx. A nil fn is refused with an error.
 func (tx *Tx) ForEach(fn func(key string, value []byte) error) error {
 	if tx.closed {
 		return ErrTxClosed
+	}
+	if fn == nil {
+		return errNilFunc
 	}
 	for k, v := range tx.b.data {
 		if err := fn(k, clone(v)); err != nil {

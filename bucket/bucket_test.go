@@ -341,3 +341,34 @@ func TestEndedBefore(t *testing.T) {
 		assert.Equal(t, tc.want, EndedBefore(tc.err), "%v", tc.err)
 	}
 }
+
+// A nil function is the caller's mistake, not a crash of the bucket: View,
+// Update, UpdateNoWait and Tx.ForEach refuse it with an error, and the
+// bucket and its pairs stay (a nil function used to be called, panic, and
+// end the bucket with a *PanicError, its pairs lost).
+func TestNilFunctionIsRefusedAndDoesNotCrashTheBucket(t *testing.T) {
+	b := New("nil", 1)
+	require.NoError(t, b.Put("k", []byte("v")))
+
+	err := b.Update(nil)
+	assert.ErrorIs(t, err, errNilFunc)
+	assert.NotErrorIs(t, err, ErrEnded)
+	err = b.View(nil)
+	assert.ErrorIs(t, err, errNilFunc)
+	p, err := b.UpdateNoWait(nil)
+	assert.ErrorIs(t, err, errNilFunc)
+	assert.True(t, p.IsZero())
+	require.NoError(t, b.View(func(tx *Tx) error {
+		assert.ErrorIs(t, tx.ForEach(nil), errNilFunc)
+		return nil
+	}))
+
+	select {
+	case <-b.Done():
+		t.Fatalf("the bucket ended: %v", b.Err())
+	default:
+	}
+	v, err := b.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v))
+}
