@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -442,7 +443,10 @@ func (tx *Tx) Put(key string, value []byte) error {
 	return nil
 }
 
-// Delete removes key and returns its value, or ErrNotFound.
+// Delete removes key and returns its value, or ErrNotFound. Like Get and
+// Has, it keeps no reference to key once the transaction has ended (a key
+// that a rollback puts back is a copy), so key may alias a buffer that the
+// caller reuses afterwards.
 func (tx *Tx) Delete(key string) ([]byte, error) {
 	if err := tx.writableErr(); err != nil {
 		return nil, err
@@ -466,13 +470,17 @@ func (tx *Tx) writableErr() error {
 	return nil
 }
 
-// rollback undoes the transaction's writes, newest first.
+// rollback undoes the transaction's writes, newest first. A key it puts
+// back is a copy: Get, Has and Delete may be given a key that aliases the
+// caller's buffer (the network front ends' zero-copy strings), and a map
+// assignment stores the key it is given, even over an equal one.
 func (tx *Tx) rollback() {
 	for i := len(tx.undo) - 1; i >= 0; i-- {
 		u := tx.undo[i]
 		if u.existed {
-			tx.b.addingKey(u.key) // a deleted key comes back
-			tx.b.data[u.key] = u.old
+			key := strings.Clone(u.key)
+			tx.b.addingKey(key) // a deleted key comes back
+			tx.b.data[key] = u.old
 		} else {
 			delete(tx.b.data, u.key)
 		}

@@ -2,11 +2,14 @@ package bucket
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -247,4 +250,48 @@ func testStoreMatchesMemory(t *testing.T, midst bool) {
 	wg.Wait()
 	take()
 	assert.Equal(t, taken, loadT(t, st, "b"))
+}
+
+// A write the store refuses is rolled back, and the keys it deleted come
+// back as copies: the front ends pass keys that alias their read buffers
+// (a zero-copy string), which they reuse once the call returns.
+func TestRolledBackDeleteKeepsNoAliasOfTheKey(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	require.NoError(t, err)
+	require.NoError(t, st.CreateBucket("b"))
+	data := map[string][]byte{"field": []byte("v")}
+	for i := range 9 { // enough for the bucket to keep a scan index
+		data["other"+strconv.Itoa(i)] = []byte("w")
+	}
+	want := slices.Collect(maps.Keys(data))
+	b := Restore("b", 1, data, st)
+	scan := func() (keys []string, next uint64) {
+		require.NoError(t, b.View(func(tx *Tx) error {
+			keys, next, err = tx.Scan(0, 10)
+			return err
+		}))
+		return keys, next
+	}
+	scan() // builds the scan index, which the rollback updates too
+	// Every later write is refused.
+	require.NoError(t, st.Close())
+
+	buf := []byte("field")
+	key := unsafe.String(&buf[0], len(buf))
+	err = b.Update(func(tx *Tx) error {
+		_, err := tx.Delete(key)
+		return err
+	})
+	require.ErrorIs(t, err, store.ErrClosed)
+	copy(buf, "xxxxx") // the front end reads its next request
+
+	v, err := b.Get("field")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(v))
+	keys, err := b.Keys()
+	require.NoError(t, err)
+	assert.ElementsMatch(t, want, keys)
+	got, next := scan()
+	assert.Zero(t, next)
+	assert.ElementsMatch(t, want, got)
 }
