@@ -190,6 +190,18 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 			return o, exitUsage, true
 		}
 	}
+	for _, a := range []struct {
+		flag, addr string
+		optional   bool // empty turns the listener off
+	}{{"resp-addr", o.respAddr, false}, {"text-addr", o.textAddr, true}, {"http-addr", o.httpAddr, true}} {
+		if a.addr == "" && a.optional {
+			continue
+		}
+		if err := checkAddr(a.addr); err != nil {
+			fmt.Fprintf(stderr, "kv: --%s (%s) %q: %v; give host:port, for example 127.0.0.1:%s\n", a.flag, envName(a.flag), a.addr, err, defaultPort(a.flag))
+			return o, exitUsage, true
+		}
+	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		fmt.Fprintf(stderr, "kv: --log-format must be text or json, not %q\n", o.logFormat)
 		return o, exitUsage, true
@@ -215,6 +227,36 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		return o, exitUsage, true
 	}
 	return o, exitOK, false
+}
+
+// checkAddr reports what makes addr something kv cannot listen on as
+// written: no port ("127.0.0.1", which the protected mode would otherwise
+// take for a non-loopback host), a port out of range or unknown, or no
+// address at all (Go would listen on every interface, on a random port).
+func checkAddr(addr string) error {
+	if addr == "" {
+		return errors.New("the address is empty (the Redis protocol listener cannot be turned off)")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return err
+	}
+	return nil
+}
+
+// defaultPort is the port of a listener's example address in errors.
+func defaultPort(flagName string) string {
+	switch flagName {
+	case "text-addr":
+		return "4040"
+	case "http-addr":
+		return "8080"
+	}
+	_, port, _ := net.SplitHostPort(resp.DefaultAddr)
+	return port
 }
 
 // newLogger builds the daemon's slog logger on stderr.

@@ -665,3 +665,63 @@ func TestBoundToLoopback(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// runBinaryToExit runs the built kv, which must exit on its own (a
+// configuration it refuses): it returns the exit code and what kv wrote to
+// stderr. A kv that starts serving instead is killed, and the test fails.
+func runBinaryToExit(t *testing.T, env []string, args ...string) (code int, stderr string) {
+	t.Helper()
+	cmd := exec.Command(buildKV(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	pipe, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	var all strings.Builder
+	started := ""
+	logs := bufio.NewScanner(pipe)
+	for logs.Scan() {
+		all.WriteString(logs.Text() + "\n")
+		if strings.Contains(logs.Text(), "kv started") {
+			started = logs.Text()
+			_ = cmd.Process.Kill()
+		}
+	}
+	err = cmd.Wait()
+	require.Empty(t, started, "kv started serving rather than refusing %q:\n%s", args, all.String())
+	var exitErr *exec.ExitError
+	if err != nil {
+		require.ErrorAs(t, err, &exitErr)
+		return exitErr.ExitCode(), all.String()
+	}
+	return exitOK, all.String()
+}
+
+// An address kv cannot listen on as written (no port, or no address at
+// all for the Redis protocol, which cannot be turned off) is a usage
+// error that names the flag: not a refusal to listen off loopback
+// without a password ("127.0.0.1" is loopback), nor a listener on every
+// interface at a random port (which Go makes of an empty address).
+func TestMalformedAddressIsAUsageError(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"loopback without a port", nil, []string{"--resp-addr", "127.0.0.1"}, "--resp-addr"},
+		{"a port alone", nil, []string{"--resp-addr", "6380"}, "--resp-addr"},
+		{"line protocol without a port", nil, []string{"--resp-addr", "127.0.0.1:0", "--text-addr", "localhost"}, "--text-addr"},
+		{"HTTP port out of range", nil, []string{"--resp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:99999"}, "--http-addr"},
+		{"with a password too", nil, []string{"--resp-addr", "127.0.0.1", "--password", "pw"}, "--resp-addr"},
+		{"empty Redis address", nil, []string{"--resp-addr", "", "--password", "pw"}, "--resp-addr"},
+		{"empty Redis variable", []string{"KV_RESP_ADDR=", "KV_PASSWORD=pw"}, nil, "KV_RESP_ADDR"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stderr := runBinaryToExit(t, tc.env, append([]string{"--in-memory"}, tc.args...)...)
+			assert.Equal(t, exitUsage, code, stderr)
+			assert.Contains(t, stderr, tc.want)
+			assert.NotContains(t, stderr, "refusing to listen", "a malformed address is not a non-loopback one")
+			assert.NotContains(t, stderr, "is another program using it", "nothing was listened on")
+		})
+	}
+}
