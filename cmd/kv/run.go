@@ -70,6 +70,9 @@ type options struct {
 	shutdownTimeout time.Duration
 	enableDebug     bool
 	goroutines      bool
+	// warnings are what parse found odd but not wrong: run logs them, in
+	// the format and at the level the flags asked for.
+	warnings []string
 }
 
 // envName is the variable of a flag: --resp-addr is KV_RESP_ADDR.
@@ -216,7 +219,7 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		return o, exitUsage, true
 	}
 	if given := func(n string) bool { return set[n] || fromEnv[n] }; o.inMemory && (given("data-dir") || given("fsync")) {
-		fmt.Fprintf(stderr, "kv: warning: --in-memory writes nothing to disk; --data-dir and --fsync are ignored\n")
+		o.warnings = append(o.warnings, "kv: --in-memory writes nothing to disk; --data-dir and --fsync are ignored")
 	}
 	if !o.inMemory && o.dataDir == "" {
 		fmt.Fprintf(stderr, "kv: --data-dir is empty (give a directory, or --in-memory)\n")
@@ -365,6 +368,9 @@ func run(args, env []string, stdout, stderr io.Writer, setProcs func(int) int) i
 		return code
 	}
 	log := newLogger(o, stderr)
+	for _, w := range o.warnings {
+		log.Warn(w)
+	}
 	if setProcs != nil {
 		if n := durableProcs(!o.inMemory, env, setProcs(0)); n > 0 {
 			was := setProcs(n)

@@ -132,20 +132,22 @@ func TestParsePrecedence(t *testing.T) {
 		assert.Contains(t, errOut.String(), "give the password once")
 	}
 
-	// --in-memory with a data directory or a policy says they are ignored.
+	// --in-memory with a data directory or a policy says they are ignored
+	// (run logs it: see TestStartupWarningIsALogRecord).
 	for _, tc := range []struct{ args, env []string }{
 		{[]string{"--in-memory", "--data-dir", "/d"}, nil},
 		{[]string{"--in-memory"}, []string{"KV_FSYNC=always"}},
 		{nil, []string{"KV_IN_MEMORY=1", "KV_DATA_DIR=/d"}},
 	} {
 		errOut.Reset()
-		_, _, done := parse(tc.args, tc.env, &out, &errOut)
+		o, _, done := parse(tc.args, tc.env, &out, &errOut)
 		require.False(t, done)
-		assert.Contains(t, errOut.String(), "--data-dir and --fsync are ignored")
+		require.Len(t, o.warnings, 1)
+		assert.Contains(t, o.warnings[0], "--data-dir and --fsync are ignored")
+		assert.Empty(t, errOut.String())
 	}
-	errOut.Reset()
-	_, _, _ = parse([]string{"--in-memory"}, nil, &out, &errOut)
-	assert.Empty(t, errOut.String())
+	o, _, _ = parse([]string{"--in-memory"}, nil, &out, &errOut)
+	assert.Empty(t, o.warnings)
 	// A boolean variable's error says what it takes.
 	_, code, _ := parse(nil, []string{"KV_IN_MEMORY=yes"}, &out, &errOut)
 	assert.Equal(t, exitUsage, code)
@@ -722,6 +724,51 @@ func TestMalformedAddressIsAUsageError(t *testing.T) {
 			assert.Contains(t, stderr, tc.want)
 			assert.NotContains(t, stderr, "refusing to listen", "a malformed address is not a non-loopback one")
 			assert.NotContains(t, stderr, "is another program using it", "nothing was listened on")
+		})
+	}
+}
+
+// With --log-format json every line kv writes to stderr while it runs is
+// a JSON record, its start-up warnings included (a log shipper reads each
+// line as one), and --log-level applies to them.
+func TestStartupWarningIsALogRecord(t *testing.T) {
+	bin := buildKV(t)
+	for _, tc := range []struct {
+		level string
+		warns bool
+	}{{"info", true}, {"error", false}} {
+		t.Run(tc.level, func(t *testing.T) {
+			free, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			addr := free.Addr().String()
+			require.NoError(t, free.Close())
+			var stderr bytes.Buffer
+			cmd := exec.Command(bin, "--resp-addr", addr, "--log-format", "json", "--log-level", tc.level, "--in-memory", "--data-dir", t.TempDir())
+			cmd.Stderr = &stderr
+			require.NoError(t, cmd.Start())
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			require.Eventually(t, func() bool {
+				nc, err := net.Dial("tcp", addr)
+				if err == nil {
+					nc.Close()
+				}
+				return err == nil
+			}, 10*time.Second, 10*time.Millisecond, "kv serves")
+			require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+			require.NoError(t, <-exited)
+			warned := false
+			for _, text := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+				if text == "" {
+					continue
+				}
+				var line map[string]any
+				require.NoError(t, json.Unmarshal([]byte(text), &line), "not a JSON record: %s", text)
+				if line["level"] == "WARN" && strings.Contains(fmt.Sprint(line["msg"]), "--data-dir and --fsync are ignored") {
+					warned = true
+				}
+			}
+			assert.Equal(t, tc.warns, warned, stderr.String())
 		})
 	}
 }
