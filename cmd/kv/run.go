@@ -225,9 +225,22 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		fmt.Fprintf(stderr, "kv: --data-dir is empty (give a directory, or --in-memory)\n")
 		return o, exitUsage, true
 	}
-	if o.maxClients < 1 || o.textMaxClients < 1 || o.httpMaxConns < 1 || o.maxRequestBytes < 1 || o.maxLineBytes < 1 || o.maxBodyBytes < 1 || o.maxBulkLen < 1 || o.maxArgs < 1 || o.idleTimeout < 0 || o.shutdownTimeout <= 0 {
-		fmt.Fprintf(stderr, "kv: limits must be positive (--idle-timeout may be 0 to disable it)\n")
-		return o, exitUsage, true
+	for _, l := range []struct {
+		flag string
+		bad  bool
+	}{
+		{"max-clients", o.maxClients < 1}, {"text-max-clients", o.textMaxClients < 1}, {"http-max-conns", o.httpMaxConns < 1},
+		{"max-request-bytes", o.maxRequestBytes < 1}, {"text-max-line-bytes", o.maxLineBytes < 1}, {"http-max-body-bytes", o.maxBodyBytes < 1},
+		{"max-bulk-len", o.maxBulkLen < 1}, {"max-args", o.maxArgs < 1}, {"idle-timeout", o.idleTimeout < 0}, {"shutdown-timeout", o.shutdownTimeout <= 0},
+	} {
+		if l.bad {
+			hint := ""
+			if l.flag == "idle-timeout" {
+				hint = " (0 disables it)"
+			}
+			fmt.Fprintf(stderr, "kv: limits must be positive: --%s (%s) is %s%s\n", l.flag, envName(l.flag), fs.Lookup(l.flag).Value, hint)
+			return o, exitUsage, true
+		}
 	}
 	return o, exitOK, false
 }

@@ -772,3 +772,24 @@ func TestStartupWarningIsALogRecord(t *testing.T) {
 		})
 	}
 }
+
+// A limit out of range says which one: among a dozen flags and variables,
+// "limits must be positive" leaves the operator guessing.
+func TestBadLimitNamesItsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{[]string{"KV_MAX_CLIENTS=0"}, nil, "--max-clients (KV_MAX_CLIENTS)"},
+		{nil, []string{"--shutdown-timeout", "0s"}, "--shutdown-timeout (KV_SHUTDOWN_TIMEOUT)"},
+		{[]string{"KV_IDLE_TIMEOUT=-1s"}, nil, "--idle-timeout (KV_IDLE_TIMEOUT)"},
+		{nil, []string{"--http-max-body-bytes", "-5"}, "--http-max-body-bytes (KV_HTTP_MAX_BODY_BYTES)"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			code, stderr := runBinaryToExit(t, tc.env, append([]string{"--in-memory", "--resp-addr", "127.0.0.1:0"}, tc.args...)...)
+			assert.Equal(t, exitUsage, code, stderr)
+			assert.Contains(t, stderr, tc.want)
+		})
+	}
+}
