@@ -265,13 +265,14 @@ func checkAddr(addr string) error {
 
 // defaultPort is the port of a listener's example address in errors.
 func defaultPort(flagName string) string {
+	addr := resp.DefaultAddr
 	switch flagName {
 	case "text-addr":
-		return "4040"
+		addr = text.DefaultAddr
 	case "http-addr":
-		return "8080"
+		addr = httpapi.DefaultAddr
 	}
-	_, port, _ := net.SplitHostPort(resp.DefaultAddr)
+	_, port, _ := net.SplitHostPort(addr)
 	return port
 }
 
