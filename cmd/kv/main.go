@@ -1,5 +1,6 @@
 // Command kv is the kv daemon: kv's supervision tree with its network
-// listeners, run until SIGINT or SIGTERM.
+// listeners, run until SIGINT or SIGTERM (SIGHUP is ignored, as Redis
+// ignores it).
 //
 //	go run ./cmd/kv                  # Redis protocol on 127.0.0.1:6380, data in ./kv-data
 //	kv --help                        # every flag, its variable and default

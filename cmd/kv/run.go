@@ -397,6 +397,9 @@ func run(args, env []string, stdout, stderr io.Writer, setProcs func(int) int) i
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	// As Redis does: a daemon started from a terminal outlives it (Go's
+	// default for SIGHUP is to exit at once, without a clean stop).
+	signal.Ignore(syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	finished := make(chan struct{})

@@ -793,3 +793,46 @@ func TestBadLimitNamesItsFlag(t *testing.T) {
 		})
 	}
 }
+
+// TestHangupIsIgnored: SIGHUP (the terminal that started kv closing) does
+// not stop the daemon, as it does not stop Redis; a later SIGTERM still
+// stops it cleanly, with 0.
+func TestHangupIsIgnored(t *testing.T) {
+	bin := buildKV(t)
+
+	cmd := exec.Command(bin, "--resp-addr", "127.0.0.1:0", "--log-format", "json", "--in-memory")
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill() }()
+	logs := bufio.NewScanner(stderr)
+	addr := ""
+	for addr == "" && logs.Scan() {
+		var line map[string]any
+		require.NoError(t, json.Unmarshal(logs.Bytes(), &line), logs.Text())
+		if line["msg"] == "kv started" {
+			addr = line["resp"].(string)
+		}
+	}
+	require.NotEmpty(t, addr)
+	exited := make(chan error, 1)
+	go func() {
+		_, _ = io.Copy(io.Discard, stderr)
+		exited <- cmd.Wait()
+	}()
+
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	require.NoError(t, rc.HSet(ctx, "h", "f", "1").Err())
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	// Had SIGHUP ended kv, the exit below would be by a signal, not 0,
+	// whichever of the two signals the process took first.
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "kv exits 0 after SIGHUP then SIGTERM")
+	case <-time.After(30 * time.Second):
+		t.Fatal("kv did not stop after SIGTERM")
+	}
+}
