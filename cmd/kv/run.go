@@ -442,6 +442,12 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			fmt.Fprintf(stderr, "kv: the password file %s is empty\n", o.passwordFile)
 			return exitRefused
 		}
+		if strings.ContainsAny(password, "\r\n") {
+			// The file is one line; a second is a mistake (a comment, two
+			// passwords), not part of the password.
+			fmt.Fprintf(stderr, "kv: the password file %s has more than one line; it holds the password alone\n", o.passwordFile)
+			return exitRefused
+		}
 	}
 	refuse := func(flagName, addr string) int {
 		fmt.Fprintf(stderr, "kv: refusing to listen on %s (%s) without a password: anyone who can reach it could read and delete every bucket.\n"+

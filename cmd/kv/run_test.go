@@ -158,6 +158,8 @@ func TestStartupErrors(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
+	twoLines := filepath.Join(t.TempDir(), "pw")
+	require.NoError(t, os.WriteFile(twoLines, []byte("secret\n# the old one: hunter2\n"), 0o600))
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -182,6 +184,8 @@ func TestStartupErrors(t *testing.T) {
 		{"bad HTTP connection cap", []string{"--http-max-conns", "-1"}, nil, exitUsage, "limits must be positive"},
 		{"all interfaces without password", []string{"--resp-addr", ":0"}, nil, exitRefused, "refusing"},
 		{"missing password file", []string{"--password-file", "/nonexistent/pw"}, nil, exitRefused, "password file"},
+		// On a busy port: a daemon that took the file would fail to listen, not run on.
+		{"password file of two lines", []string{"--password-file", twoLines, "--in-memory", "--resp-addr", busy.Addr().String()}, nil, exitRefused, "has more than one line"},
 		{"password the line protocol cannot carry", []string{"--resp-addr", "127.0.0.1:0", "--text-addr", "127.0.0.1:0", "--password", "two words"}, nil, exitRefused, "cannot serve --text-addr 127.0.0.1:0"},
 		{"password HTTP cannot carry", []string{"--resp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--password", "abc "}, nil, exitRefused, "cannot serve --http-addr 127.0.0.1:0"},
 		{"port in use", []string{"--resp-addr", busy.Addr().String()}, nil, exitNoListen, "cannot listen"},
