@@ -63,3 +63,28 @@ func TestListThatCannotBeWholeIs503(t *testing.T) {
 	a := serve(t, root, Config{Registry: namesFail{root.Registry()}})
 	expectError(t, a.do("GET", "/v1/buckets", nil), http.StatusServiceUnavailable, "unavailable")
 }
+
+// Creating and deleting a bucket are writes too: when the disk refuses
+// them they get 503 write_failed, as a key's write does, and change
+// nothing.
+func TestBucketWriteTheStoreRefusesIsWriteFailed(t *testing.T) {
+	faults := &store.Faults{}
+	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	require.NoError(t, err)
+	root := services.New(services.Config{Store: st})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	t.Cleanup(func() { cancel(); <-errc; assert.NoError(t, st.Close()) })
+	a := serve(t, root, Config{})
+	require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath("b"), nil).status)
+
+	faults.FailWrites(syscall.ENOSPC)
+	expectError(t, a.do("PUT", bucketPath("new"), nil), http.StatusServiceUnavailable, "write_failed")
+	expectError(t, a.do("DELETE", bucketPath("b"), nil), http.StatusServiceUnavailable, "write_failed")
+
+	faults.Clear()
+	require.Eventually(t, func() bool {
+		return a.do("GET", bucketPath("b"), nil).status == http.StatusOK
+	}, 10*time.Second, time.Millisecond, "the refused delete changed nothing")
+	expectError(t, a.do("GET", bucketPath("new"), nil), http.StatusNotFound, "bucket_not_found")
+}

@@ -145,13 +145,16 @@ func (h *maxStrings) Pop() any {
 	return x
 }
 
-// createBucket creates the bucket, or finds it: 204 either way.
+// createBucket creates the bucket, or finds it: 204 either way; 503
+// write_failed when the store refuses to record it.
 func (s *Server) createBucket(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("bucket")
 	if _, err := s.cfg.Registry.Create(r.Context(), name); err != nil {
 		switch {
 		case errors.Is(err, registry.ErrInvalidName):
 			writeError(w, http.StatusBadRequest, "invalid_name", err.Error())
+		case errors.Is(err, store.ErrWriteFailed):
+			s.writeFailed(w, err)
 		default:
 			s.cfg.Logger.Warn("http api: create failed", "bucket", name, "error", err)
 			writeError(w, http.StatusServiceUnavailable, "unavailable", "the registry cannot create buckets now")
@@ -161,11 +164,16 @@ func (s *Server) createBucket(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// deleteBucket stops the bucket normally: 204, or 404.
+// deleteBucket stops the bucket normally: 204, or 404; 503 write_failed
+// when the store refuses to drop it.
 func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
 	if err := s.cfg.Registry.Delete(r.Context(), r.PathValue("bucket")); err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			bucketNotFound(w)
+			return
+		}
+		if errors.Is(err, store.ErrWriteFailed) {
+			s.writeFailed(w, err)
 			return
 		}
 		s.cfg.Logger.Error("http api: delete failed", "bucket", r.PathValue("bucket"), "error", err)
@@ -365,14 +373,19 @@ func (s *Server) bucketError(w http.ResponseWriter, err error) {
 	case errors.Is(err, bucket.ErrEnded):
 		bucketNotFound(w)
 	case errors.Is(err, store.ErrWriteFailed):
-		// The disk refused it (full, failing): nothing was changed, and
-		// the same write may succeed later.
-		s.cfg.Logger.Warn("http api: write failed", "error", err)
-		writeError(w, http.StatusServiceUnavailable, "write_failed", "the write could not be stored, and was not made; try again later")
+		s.writeFailed(w, err)
 	default:
 		s.cfg.Logger.Error("http api: bucket operation failed", "error", err)
 		writeError(w, http.StatusInternalServerError, "internal", "the operation failed")
 	}
+}
+
+// writeFailed answers a write the store refused (a full or failing disk,
+// an error wrapping store.ErrWriteFailed): nothing was changed, and the
+// same write may succeed later.
+func (s *Server) writeFailed(w http.ResponseWriter, err error) {
+	s.cfg.Logger.Warn("http api: write failed", "error", err)
+	writeError(w, http.StatusServiceUnavailable, "write_failed", "the write could not be stored, and was not made; try again later")
 }
 
 func bucketNotFound(w http.ResponseWriter) {
