@@ -88,3 +88,47 @@ func TestBucketWriteTheStoreRefusesIsWriteFailed(t *testing.T) {
 	}, 10*time.Second, time.Millisecond, "the refused delete changed nothing")
 	expectError(t, a.do("GET", bucketPath("new"), nil), http.StatusNotFound, "bucket_not_found")
 }
+
+// A bucket the store cannot load now is 503 unavailable, with a message
+// of kv's own: the store's error (its files' paths, the system's error)
+// goes to the log, not to the client.
+func TestLoadFailureDoesNotShowTheStoresError(t *testing.T) {
+	faults := &store.Faults{}
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, st.Close()) })
+	// A first tree stores the bucket; the second has not loaded it.
+	first := services.New(services.Config{Store: st})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := first.ServeBackground(ctx)
+	b, err := first.Registry().Create(ctx, "stored")
+	require.NoError(t, err)
+	require.NoError(t, b.Put("k", []byte("v")))
+	cancel()
+	<-errc
+	root := services.New(services.Config{Store: st})
+	ctx, cancel = context.WithCancel(context.Background())
+	errc = root.ServeBackground(ctx)
+	t.Cleanup(func() { cancel(); <-errc })
+	a := serve(t, root, Config{})
+	require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath("other"), nil).status)
+
+	// A write fails: until the store has recovered from it, it cannot
+	// load a bucket.
+	faults.FailWrites(syscall.ENOSPC)
+	expectError(t, a.do("PUT", keyPath("other", "k"), strings.NewReader("1")), http.StatusServiceUnavailable, "write_failed")
+	for _, r := range []reply{
+		a.do("GET", keyPath("stored", "k"), nil),
+		a.do("PUT", keyPath("stored", "k"), strings.NewReader("2")),
+	} {
+		expectError(t, r, http.StatusServiceUnavailable, "unavailable")
+		assert.NotContains(t, r.body, dir)
+		assert.NotContains(t, r.body, "no space left")
+	}
+	faults.Clear()
+	require.Eventually(t, func() bool {
+		r := a.do("GET", keyPath("stored", "k"), nil)
+		return r.status == http.StatusOK && r.body == "v"
+	}, 10*time.Second, time.Millisecond)
+}

@@ -320,12 +320,15 @@ func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) {
 // lookup returns the bucket named name through the registry's
 // LookupCurrent, which follows a bucket that has just ended to what the
 // name means now. When there is none it writes the 404 (or, if the bucket
-// could not be loaded from the store, a 503) and reports false.
+// could not be loaded from the store, a 503) and reports false. The
+// error behind a 503 is logged, not sent: it holds the store's file
+// paths and system errors.
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request, name string) (*bucket.Bucket, bool) {
 	b, ok, err := s.cfg.Registry.LookupCurrent(r.Context(), name)
 	switch {
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		s.cfg.Logger.Warn("http api: lookup failed", "bucket", name, "error", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the bucket cannot be loaded now; try again")
 		return nil, false
 	case !ok:
 		bucketNotFound(w)
