@@ -61,7 +61,10 @@
 // written to, "event: overflow" with data {"last_seq": N}, the last
 // sequence number it was sent, and the stream ends. There is no replay
 // (Last-Event-ID is ignored); a client that reconnects sees from the id
-// lines what it missed. The stream ends when the server stops.
+// lines what it missed. The stream ends when the server stops: the write
+// under way, if any, and the end of the response get half a second
+// (SSEWriteTimeout if shorter), so that a client that does not read does
+// not hold the stop.
 //
 // # Limits and timeouts
 //

@@ -48,6 +48,13 @@ func newStreamEvent(ev events.Event) streamEvent {
 // errSlowClient ends the stream of a client that fell behind.
 var errSlowClient = errors.New("httpapi: event stream client too slow")
 
+// errStopping ends a stream when the server stops.
+var errStopping = errors.New("httpapi: the server is stopping")
+
+// stopGrace is how long, once the server stops, a stream's write under
+// way and the end of its response may take (SSEWriteTimeout if shorter).
+const stopGrace = 500 * time.Millisecond
+
 // streamEvents serves GET /v1/events as Server-Sent Events: one event per
 // bucket created or ended, "id:" its sequence number, "event:" created or
 // exited, "data:" its JSON. See the package documentation for the rule
@@ -90,13 +97,45 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
 
+	// A stop ends the stream at once: no write begins after it, and the
+	// write under way, then the end of the response, get stopGrace. A
+	// client that reads sees the stream end cleanly; one that does not
+	// is cut then, rather than holding the server's stop for
+	// SSEWriteTimeout or ShutdownTimeout. The lock keeps a write from
+	// setting its deadline past the stop's.
+	stopping := stoppingChan(r)
+	var deadlineMu sync.Mutex
+	stopped := false
+	leaving, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-stopping:
+			deadlineMu.Lock()
+			stopped = true
+			_ = rc.SetWriteDeadline(time.Now().Add(min(stopGrace, s.cfg.SSEWriteTimeout)))
+			deadlineMu.Unlock()
+		case <-leaving:
+		}
+	}()
+	// Joined before the handler returns: net/http may then use the
+	// connection for another request, whose deadlines are not the
+	// stream's to move.
+	defer func() { close(leaving); <-watched }()
+
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	send := func(write func(io.Writer) error) error {
+		deadlineMu.Lock()
+		if stopped {
+			deadlineMu.Unlock()
+			return errStopping
+		}
 		_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.SSEWriteTimeout))
+		deadlineMu.Unlock()
 		if err := write(w); err != nil {
 			return err
 		}
@@ -109,7 +148,6 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	heartbeat := time.NewTicker(s.cfg.SSEHeartbeat)
 	defer heartbeat.Stop()
 	var last uint64
-	stopping := stoppingChan(r)
 	for {
 		select {
 		case <-r.Context().Done():

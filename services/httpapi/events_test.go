@@ -275,3 +275,34 @@ func TestStreamThatLostEventsSaysSoWhenTheTreeStops(t *testing.T) {
 		require.Equal(t, "overflow", got[len(got)-1], "trial %d: %v", trial, got)
 	}
 }
+
+// A stop ends every event stream at once, a stalled one too: a write
+// waiting for a client that does not read does not hold the stop for
+// ShutdownTimeout (nor, past it, make it close every other connection).
+func TestStopDoesNotWaitForAStalledStream(t *testing.T) {
+	root := tree(t)
+	a, cancel, done := serveUntil(t, root, Config{SSEBuffer: 1 << 16, SSEWriteTimeout: time.Minute, ShutdownTimeout: 5 * time.Second})
+	nc, err := net.Dial("tcp", a.addr)
+	require.NoError(t, err)
+	defer nc.Close()
+	require.NoError(t, nc.(*net.TCPConn).SetReadBuffer(4096))
+	_, err = io.WriteString(nc, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 2 }, 5*time.Second, time.Millisecond)
+
+	// The client never reads: far more than the socket buffers hold.
+	ctx := context.Background()
+	reg := root.Registry()
+	name := strings.Repeat("n", 4000)
+	for range 2000 {
+		_, err := reg.Create(ctx, name)
+		require.NoError(t, err)
+		require.NoError(t, reg.Delete(ctx, name))
+	}
+	require.Equal(t, 2, root.Events().Stats().Subscribers, "the stream is still there, stalled")
+
+	begin := time.Now()
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	require.Less(t, time.Since(begin), 2*time.Second, "the stop waited for the stalled stream")
+}
