@@ -294,7 +294,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	assert.JSONEq(t, `{"status":"ok"}`, r.body)
 	r = a.do("GET", "/readyz", nil)
 	require.Equal(t, http.StatusServiceUnavailable, r.status)
-	assert.JSONEq(t, `{"status":"not ready","error":"registry not serving"}`, r.body)
+	assert.JSONEq(t, `{"status":"not ready","error":"registry not serving","code":"not_ready"}`, r.body)
 
 	b := serve(t, root, Config{}) // no Ready: ready
 	r = b.do("GET", "/readyz", nil)

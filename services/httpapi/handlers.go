@@ -410,7 +410,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if err := s.cfg.Ready(); err != nil {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusServiceUnavailable)
-		writeJSON(w, map[string]string{"status": "not ready", "error": err.Error()})
+		writeJSON(w, map[string]string{"status": "not ready", "error": err.Error(), "code": "not_ready"})
 		return
 	}
 	writeJSON(w, map[string]string{"status": "ready"})
