@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -459,6 +461,63 @@ func TestLookupFailuresLogOncePerSecond(t *testing.T) {
 	require.False(t, ok)
 	assert.Equal(t, 2, strings.Count(logs.String(), "could not load"))
 	assert.Contains(t, logs.String(), `"lines held back"=49`)
+}
+
+// A Lookup whose load fails logs the name it was given, which may alias a
+// buffer the caller reuses (the RESP server passes one over its read
+// buffer): the record must carry a copy, since a handler may keep a record
+// (Record.Clone shares its strings) and format it later, after the
+// caller's next request has overwritten those bytes.
+func TestLookupFailureLogKeepsACopyOfTheName(t *testing.T) {
+	st := openStoreT(t, t.TempDir())
+	require.NoError(t, st.Apply("a", store.Put("k", []byte("v"))))
+	h := &keepingHandler{}
+	ev := events.New(events.Options{})
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	reg := New(Config{Buckets: sup, Events: ev, Store: st, Logger: slog.New(h)})
+	t.Cleanup(reg.release)
+
+	st.failLoad.Store(true)
+	buf := []byte("a")
+	_, ok := reg.Lookup(unsafe.String(&buf[0], len(buf)))
+	require.False(t, ok)
+	buf[0] = 'z' // the caller's buffer, reused for its next request
+
+	records := h.kept()
+	require.Len(t, records, 1)
+	var logged string
+	records[0].Attrs(func(a slog.Attr) bool {
+		if a.Key == "bucket" {
+			logged = a.Value.String()
+		}
+		return true
+	})
+	assert.Equal(t, "a", logged, "the logged name changed with the caller's buffer")
+}
+
+// keepingHandler keeps every record, to be read later, as a handler that
+// formats or sends records on another goroutine does.
+type keepingHandler struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *keepingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *keepingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r.Clone())
+	return nil
+}
+
+func (h *keepingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *keepingHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *keepingHandler) kept() []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.records)
 }
 
 // settleHookStore runs beforeSettle (once) before each Settle.

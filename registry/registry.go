@@ -345,8 +345,11 @@ func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 	b, ok, err := r.lookupStored(name)
 	if err != nil {
 		if ok, dropped := r.loadLog.allow(); ok {
+			// A copy of the name: it may alias the caller's buffer (see
+			// lookupStored), and a handler may keep the record to format
+			// it later.
 			r.log.Error("registry: lookup could not load a stored bucket (at most one line a second)",
-				"bucket", name, "err", err, "lines held back", dropped)
+				"bucket", strings.Clone(name), "err", err, "lines held back", dropped)
 		}
 	}
 	return b, ok
