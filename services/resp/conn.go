@@ -90,6 +90,9 @@ type conn struct {
 	writeRenew time.Time
 
 	commands atomic.Int64
+	// When the client last sent something, on the connection's clock (see
+	// since), for CLIENT LIST's idle: what Redis counts from.
+	lastRead atomic.Int64
 	channels atomic.Int32 // SUBSCRIBE channels, for CLIENT LIST and INFO
 	patterns atomic.Int32 // PSUBSCRIBE patterns
 	subs     atomic.Int32 // channels + patterns
@@ -336,6 +339,7 @@ func (c *conn) serve(ctx context.Context) {
 		if err != nil && n == 0 {
 			return
 		}
+		c.lastRead.Store(int64(c.since()))
 	}
 }
 

@@ -284,6 +284,7 @@ func (l *loop) serve(c *conn, now time.Time) {
 		case n > 0:
 			c.end += n
 			c.lastActive = now
+			c.lastRead.Store(int64(now.Sub(c.created)))
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 			return
 		default: // the client closed, or the socket failed

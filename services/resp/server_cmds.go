@@ -292,13 +292,24 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 	}
 }
 
-// describe is the client's line in CLIENT LIST.
+// describe is the client's line in CLIENT LIST. It has Redis's fields, in
+// Redis's order, but for those kv has nothing to say about (fd, the
+// events, the last command, tracking); client libraries read some as
+// integers (redis-py's client_info fails without idle, multi or qbuf).
+// kv does not count the memory of a client's buffers: those fields are 0.
 func (c *conn) describe() string {
 	c.infoMu.Lock()
 	defer c.infoMu.Unlock()
 	sub, psub := c.channels.Load(), c.patterns.Load()
-	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d db=0 sub=%d psub=%d lib-name=%s lib-ver=%s\n",
-		c.id, c.addr, c.laddr, c.name, int(time.Since(c.created).Seconds()), sub, psub, c.libName, c.libVer)
+	since := c.since()
+	idle := since - time.Duration(c.lastRead.Load())
+	flags := "N"
+	if c.subs.Load() > 0 {
+		flags = "P"
+	}
+	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=0 multi=-1 "+
+		"qbuf=0 qbuf-free=0 argv-mem=0 obl=0 oll=0 omem=0 tot-mem=0 user=default resp=2 lib-name=%s lib-ver=%s\n",
+		c.id, c.addr, c.laddr, c.name, int(since.Seconds()), int(idle.Seconds()), flags, sub, psub, c.libName, c.libVer)
 }
 
 func (s *Server) commandCmd(ctx context.Context, c *conn, args [][]byte) {
