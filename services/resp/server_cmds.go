@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -261,8 +262,12 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 	case "info":
 		c.bulkString(c.describe())
 	case "list":
+		listed, ok := s.listedClients(c, args[2:])
+		if !ok {
+			return
+		}
 		var b strings.Builder
-		for _, o := range s.clients() {
+		for _, o := range listed {
 			b.WriteString(o.describe())
 		}
 		c.bulkString(b.String())
@@ -289,6 +294,51 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 		for _, h := range help {
 			c.simple(h)
 		}
+	}
+}
+
+// listedClients returns the clients CLIENT LIST [TYPE type | ID id...]
+// selects, as Redis does: every client, those of a type (a subscriber is
+// "pubsub", any other client "normal"; kv has no "master" or "replica"),
+// or those with the given ids, in their order. It writes Redis's error and
+// reports false for anything else.
+func (s *Server) listedClients(c *conn, args [][]byte) ([]*conn, bool) {
+	all := s.clients()
+	switch {
+	case len(args) == 0:
+		slices.SortFunc(all, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
+		return all, true
+	case len(args) == 2 && equalFold(args[0], "type"):
+		var pubsub bool
+		switch strings.ToLower(string(args[1])) {
+		case "normal":
+		case "pubsub":
+			pubsub = true
+		case "master", "replica", "slave":
+			return nil, true
+		default:
+			c.err("ERR Unknown client type '" + clip(args[1]) + "'")
+			return nil, false
+		}
+		kept := slices.DeleteFunc(all, func(o *conn) bool { return (o.subs.Load() > 0) != pubsub })
+		slices.SortFunc(kept, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
+		return kept, true
+	case len(args) >= 2 && equalFold(args[0], "id"):
+		var listed []*conn
+		for _, a := range args[1:] {
+			id, ok := parseInt(a)
+			if !ok {
+				c.err("ERR Invalid client ID")
+				return nil, false
+			}
+			if i := slices.IndexFunc(all, func(o *conn) bool { return o.id == id }); i >= 0 {
+				listed = append(listed, all[i])
+			}
+		}
+		return listed, true
+	default:
+		c.syntaxErr()
+		return nil, false
 	}
 }
 
