@@ -64,6 +64,7 @@ type options struct {
 	textMaxClients  int
 	httpMaxConns    int
 	maxRequestBytes int
+	maxReplyBytes   int
 	maxBulkLen      int
 	maxArgs         int
 	idleTimeout     time.Duration
@@ -100,6 +101,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.textMaxClients, "text-max-clients", text.DefaultMaxConns, "most line-protocol clients connected at once; one more gets ERROR and is closed")
 	fs.IntVar(&o.httpMaxConns, "http-max-conns", httpapi.DefaultMaxConns, "most HTTP connections open at once; more wait to be accepted")
 	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 64<<20, "most `bytes` of one request in transit; past it the client is disconnected")
+	fs.IntVar(&o.maxReplyBytes, "max-reply-bytes", 64<<20, "most `bytes` of replies kept for a Redis client that does not read them yet; past it, its requests wait")
 	fs.IntVar(&o.maxBulkLen, "max-bulk-len", 16<<20, "longest argument in `bytes`; a longer one gets an error reply")
 	fs.IntVar(&o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Minute, "close Redis-protocol and line-protocol clients idle this long (0: never; subscribers are exempt)")
@@ -230,7 +232,7 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		bad  bool
 	}{
 		{"max-clients", o.maxClients < 1}, {"text-max-clients", o.textMaxClients < 1}, {"http-max-conns", o.httpMaxConns < 1},
-		{"max-request-bytes", o.maxRequestBytes < 1}, {"text-max-line-bytes", o.maxLineBytes < 1}, {"http-max-body-bytes", o.maxBodyBytes < 1},
+		{"max-request-bytes", o.maxRequestBytes < 1}, {"max-reply-bytes", o.maxReplyBytes < 1}, {"text-max-line-bytes", o.maxLineBytes < 1}, {"http-max-body-bytes", o.maxBodyBytes < 1},
 		{"max-bulk-len", o.maxBulkLen < 1}, {"max-args", o.maxArgs < 1}, {"idle-timeout", o.idleTimeout < 0}, {"shutdown-timeout", o.shutdownTimeout <= 0},
 	} {
 		if l.bad {
@@ -563,6 +565,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		Version:            version,
 		MaxClients:         o.maxClients,
 		MaxRequestBytes:    o.maxRequestBytes,
+		MaxReplyBytes:      o.maxReplyBytes,
 		MaxBulkLen:         o.maxBulkLen,
 		MaxArgs:            o.maxArgs,
 		IdleTimeout:        idle(o.idleTimeout),

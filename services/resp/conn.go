@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kvproject/kv/bucket"
@@ -48,8 +49,9 @@ type conn struct {
 	blocked    bool      // replies wait for the socket to take them (EPOLLOUT)
 	closing    bool      // close once the replies are written
 	lastActive time.Time // last read, or last blocked reply taken: for the idle timeout
-	blockedAt  time.Time // for the write timeout
+	blockedAt  time.Time // while blocked, when the socket last took a reply: for the write timeout
 	readyEvent uint32    // the events of the current wake-up
+	watched    uint32    // the events the loop waits for on the socket
 	outOff     int       // out[:outOff] is written (while blocked)
 
 	// Owned by the connection's goroutine.
@@ -97,6 +99,7 @@ type conn struct {
 	patterns atomic.Int32 // PSUBSCRIBE patterns
 	subs     atomic.Int32 // channels + patterns
 	wmu      sync.Mutex   // serializes writes to nc
+	wq       writeQueue   // replies its socket could not take yet (a goroutine of its own)
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -264,6 +267,9 @@ func (c *conn) runBuffered(ctx context.Context) step {
 			return stepClose
 		}
 		if c.lp != nil && cmd != nil && cmd.flags&flagOwnGoroutine != 0 {
+			if c.blocked {
+				return stepRead // handed off once the replies before it are out
+			}
 			return stepHandoff
 		}
 		c.start = c.end - len(left)
@@ -271,10 +277,18 @@ func (c *conn) runBuffered(ctx context.Context) step {
 		switch {
 		case c.quit:
 			return stepClose
-		case len(c.out) < flushAt && len(c.pending) < maxPending:
+		case len(c.out)-c.outOff < flushAt && len(c.pending) < maxPending:
 			// more to run before the replies go out
 		case c.lp != nil:
-			if !c.lp.write(c) {
+			// While the client's socket is full (blocked), its commands
+			// run on and their replies wait with the others, up to
+			// MaxReplyBytes: a client library writes a whole pipeline
+			// before it reads a reply, and would otherwise wait for the
+			// server to read while the server waits for it to read.
+			if (!c.blocked || len(c.pending) >= maxPending) && !c.lp.write(c) && c.lp == nil {
+				return stepGone // dropped already
+			}
+			if c.blocked && len(c.out)-c.outOff >= c.s.cfg.MaxReplyBytes {
 				return stepRead // the rest waits until the client reads
 			}
 		case !c.flush():
@@ -325,10 +339,17 @@ func (c *conn) serve(ctx context.Context) {
 			_ = c.nc.SetReadDeadline(time.Time{})
 			c.readRenew = time.Time{}
 		case idle > 0:
-			if now := time.Now(); now.After(c.readRenew) {
+			c.wq.mu.Lock()
+			if c.wq.active {
+				// Its replies wait for it: the client is not idle. The
+				// writer sets the deadline once they are out.
+				_ = c.nc.SetReadDeadline(time.Time{})
+				c.readRenew = time.Time{}
+			} else if now := time.Now(); now.After(c.readRenew) {
 				_ = c.nc.SetReadDeadline(now.Add(idle + idle/8))
 				c.readRenew = now.Add(idle / 8)
 			}
+			c.wq.mu.Unlock()
 		}
 		if s.stopping.Load() {
 			return
@@ -488,14 +509,135 @@ func (c *conn) flushLocked() bool {
 	if len(c.out) == 0 {
 		return true
 	}
-	c.writeDeadline()
-	_, err := c.nc.Write(c.out)
+	var ok bool
+	if c.ps == nil {
+		ok = c.send()
+	} else {
+		// A subscriber's replies and events share the socket under wmu,
+		// in order: the write queue was emptied when it subscribed.
+		c.writeDeadline()
+		_, err := c.nc.Write(c.out)
+		ok = err == nil
+	}
 	if cap(c.out) > 4*flushAt {
 		c.out = nil
 	} else {
 		c.out = c.out[:0]
 	}
-	return err == nil
+	return ok
+}
+
+// writeQueue holds the replies of a client on a goroutine of its own that
+// its socket could not take: a writer goroutine writes them while the
+// client's goroutine reads and runs its next commands, and queues their
+// replies behind, up to MaxReplyBytes. Client libraries send a pipeline
+// whole before they read its replies: a client whose replies fill its
+// socket then waits for the server to read, and a server that stopped
+// reading until it could write would wait for the client for ever (up to
+// WriteTimeout). Redis reads on too, and keeps the replies.
+type writeQueue struct {
+	mu     sync.Mutex
+	buf    []byte          // replies the writer has not taken yet
+	active bool            // a writer goroutine runs
+	done   chan struct{}   // closed when the active writer ends
+	err    error           // the writer's write failed: the client is gone
+	raw    syscall.RawConn // the connection's, for writeNow (the client's goroutine's own)
+}
+
+// send writes c.out as far as the socket takes it now, and leaves the rest
+// to the writer goroutine; behind replies the writer has not written yet,
+// it queues c.out. It waits for the writer only when MaxReplyBytes of
+// replies wait. It reports false when the client is gone.
+func (c *conn) send() bool {
+	q := &c.wq
+	q.mu.Lock()
+	if q.active {
+		q.buf = append(q.buf, c.out...)
+		full, done := len(q.buf) >= c.s.cfg.MaxReplyBytes, q.done
+		q.mu.Unlock()
+		if full {
+			<-done // backpressure: nothing more is read until they are written
+		}
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.err == nil
+	}
+	err := q.err
+	q.mu.Unlock()
+	if err != nil {
+		return false
+	}
+	c.writeDeadline() // a raw write fails at once if the deadline has passed
+	n, err := writeNow(c.nc, &c.wq.raw, c.out)
+	if err != nil {
+		return false
+	}
+	if n == len(c.out) {
+		return true
+	}
+	q.mu.Lock()
+	q.buf = append(q.buf[:0], c.out[n:]...)
+	q.active, q.done = true, make(chan struct{})
+	q.mu.Unlock()
+	go c.writeQueued()
+	return true
+}
+
+// writeQueued is the writer goroutine: it writes the queued replies until
+// none are left, each write bounded by WriteTimeout (so a client that
+// takes its replies slowly, but takes them, is not cut off); on a failure
+// it closes the connection, which ends the client's goroutine.
+func (c *conn) writeQueued() {
+	q := &c.wq
+	var chunk []byte
+	for {
+		q.mu.Lock()
+		if len(q.buf) == 0 || q.err != nil {
+			q.active = false
+			if idle := c.s.cfg.IdleTimeout; idle > 0 && q.err == nil {
+				// The replies are out: the client's idle time counts from
+				// now (its goroutine waits without a deadline meanwhile);
+				// a stop's interrupt must not be overwritten unseen.
+				_ = c.nc.SetReadDeadline(time.Now().Add(idle + idle/8))
+				if c.s.stopping.Load() {
+					c.interrupt()
+				}
+			}
+			close(q.done)
+			q.mu.Unlock()
+			return
+		}
+		chunk, q.buf = q.buf, chunk[:0]
+		q.mu.Unlock()
+		for off := 0; off < len(chunk); {
+			end := min(len(chunk), off+flushAt)
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+			n, err := c.nc.Write(chunk[off:end])
+			off += n
+			if err != nil {
+				_ = c.nc.Close()
+				q.mu.Lock()
+				q.err = err
+				q.mu.Unlock()
+				break
+			}
+		}
+	}
+}
+
+// awaitWriter waits until the writer goroutine, if one runs, has written
+// every queued reply (or failed); it reports false if the client is gone.
+func (c *conn) awaitWriter() bool {
+	q := &c.wq
+	q.mu.Lock()
+	active, done := q.active, q.done
+	q.mu.Unlock()
+	if active {
+		<-done
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.err == nil
 }
 
 // pendingReply is the reply, in out[start:end], to a write that may not be
@@ -578,6 +720,7 @@ func (c *conn) writeDeadline() {
 // in progress), then its subscription.
 func (c *conn) close() {
 	c.settle() // every pending write is waited for, answered or not
+	c.awaitWriter()
 	discardUnread(c.nc)
 	_ = c.nc.Close()
 	if c.ps != nil {

@@ -47,3 +47,44 @@ func discardUnread(nc net.Conn) {
 		return true // done, whatever is left: never wait for more
 	})
 }
+
+// writeNow writes b to nc as far as its socket takes it now, without
+// waiting for room: it returns how much it wrote. An error means the
+// client is gone (or nc's write deadline has passed). *raw caches nc's
+// syscall.RawConn.
+func writeNow(nc net.Conn, raw *syscall.RawConn, b []byte) (int, error) {
+	if *raw == nil {
+		sc, ok := nc.(syscall.Conn)
+		if !ok {
+			return nc.Write(b)
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return 0, err
+		}
+		*raw = rc
+	}
+	n := 0
+	var werr error
+	err := (*raw).Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, err := unix.Write(int(fd), b[n:])
+			if m > 0 {
+				n += m
+				continue
+			}
+			if err == unix.EINTR {
+				continue
+			}
+			if err != unix.EAGAIN {
+				werr = err
+			}
+			break
+		}
+		return true // never wait for room
+	})
+	if err == nil {
+		err = werr
+	}
+	return n, err
+}

@@ -110,7 +110,7 @@ func (l *loop) add(c *conn) bool {
 		return false
 	}
 	_ = c.nc.Close()
-	c.nc, c.lp, c.fd = nil, l, fd
+	c.nc, c.lp, c.fd, c.watched = nil, l, fd, unix.EPOLLIN
 	c.lastActive = time.Now()
 	l.conns[int32(fd)] = c
 	return true
@@ -231,7 +231,7 @@ func (l *loop) run() {
 		// The replies of every client of this wake-up leave together,
 		// after all of them have run.
 		for _, c := range ready {
-			if c.lp == l && !c.blocked {
+			if c.lp == l {
 				l.finish(c)
 			}
 		}
@@ -263,16 +263,24 @@ func (l *loop) tick() time.Duration {
 	return max(t/8, time.Millisecond)
 }
 
-// serve reads what the client c sent and runs its commands.
+// serve reads what the client c sent and runs its commands. A client
+// whose replies wait for its socket (blocked) is read too, while it may
+// add to them (see events).
 func (l *loop) serve(c *conn, now time.Time) {
-	if c.blocked {
-		if c.readyEvent&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 || !l.write(c) {
-			return // still blocked, or gone
+	wasBlocked := c.blocked
+	if wasBlocked {
+		if c.readyEvent&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && !l.write(c) && c.lp != l {
+			return // gone
 		}
-		if c.closing {
+		if !c.blocked && c.closing {
 			l.drop(c)
 			return
 		}
+		if c.blocked && (c.readyEvent&unix.EPOLLIN == 0 || l.events(c)&unix.EPOLLIN == 0) {
+			return // nothing to read, or no room for more replies
+		}
+	}
+	if !c.blocked && wasBlocked {
 		// The replies are out: run what the client had sent meanwhile
 		// (its socket is read again at the next wake-up).
 	} else {
@@ -286,6 +294,12 @@ func (l *loop) serve(c *conn, now time.Time) {
 			c.lastActive = now
 			c.lastRead.Store(int64(now.Sub(c.created)))
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+			return
+		case n == 0 && err == nil && c.blocked:
+			// The client has sent all it will (a shutdown of its side,
+			// as nc does at the end of its input): its replies still go
+			// out, then it is closed.
+			c.closing = true
 			return
 		default: // the client closed, or the socket failed
 			l.drop(c)
@@ -304,27 +318,42 @@ func (l *loop) serve(c *conn, now time.Time) {
 }
 
 // finish writes the client's replies, and closes it if it must be closed;
-// it makes room for the client's next request.
+// it makes room for the client's next request (a blocked client's too:
+// it is read while its replies wait).
 func (l *loop) finish(c *conn) {
-	if len(c.out) > 0 && !l.write(c) {
-		return
-	}
-	if c.blocked {
-		return
+	if !c.blocked && len(c.out) > 0 && !l.write(c) && c.lp != l {
+		return // gone
 	}
 	if !c.closing {
 		if cap(c.args) > maxKeptArgs {
 			c.args = nil
 		}
-		if c.makeRoom() {
-			return
-		}
-		c.closing = true // a request past the limits: its error is in c.out
-		if !l.write(c) || c.blocked {
-			return
+		if !c.makeRoom() {
+			c.closing = true // a request past the limits: its error is in c.out
+			if !c.blocked && !l.write(c) && c.lp != l {
+				return // gone
+			}
 		}
 	}
-	l.drop(c)
+	if c.closing && !c.blocked {
+		l.drop(c)
+		return
+	}
+	l.watch(c, l.events(c))
+}
+
+// events is what the loop waits for on c's socket: a request, and while
+// its replies wait for the socket (blocked), room for them; and a blocked
+// client's requests too, unless it is to be closed, the loop drains, or
+// MaxReplyBytes of replies wait already.
+func (l *loop) events(c *conn) uint32 {
+	if !c.blocked {
+		return unix.EPOLLIN
+	}
+	if c.closing || l.draining || len(c.out)-c.outOff >= l.s.cfg.MaxReplyBytes {
+		return unix.EPOLLOUT
+	}
+	return unix.EPOLLOUT | unix.EPOLLIN
 }
 
 // write writes the client's replies without blocking, once the writes
@@ -349,20 +378,27 @@ func (l *loop) write(c *conn) bool {
 	// From outOff on: a reply that leaves in pieces is not moved in
 	// memory at each one (copying what is left of a reply of n bytes at
 	// each of n/k pieces made its cost grow as n squared).
+	took := false
 	for c.outOff < len(c.out) {
 		n, err := unix.Write(c.fd, c.out[c.outOff:])
 		if n > 0 {
 			c.outOff += n
+			took = true
 			continue
 		}
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if errors.Is(err, unix.EAGAIN) {
+			if !c.blocked || took {
+				// WriteTimeout counts from the last reply the socket
+				// took: a client that reads its replies as they come,
+				// slower than it sends, is not cut off.
+				c.blockedAt = time.Now()
+			}
 			if !c.blocked {
 				c.blocked = true
-				c.blockedAt = time.Now()
-				l.watch(c, unix.EPOLLOUT)
+				l.watch(c, l.events(c)) // on a failure, it drops c
 			}
 			return false
 		}
@@ -385,6 +421,10 @@ func (l *loop) write(c *conn) bool {
 // watch sets the events the loop waits for on c's socket; it reports
 // false if it could not, and has closed the client.
 func (l *loop) watch(c *conn, events uint32) bool {
+	if c.watched == events {
+		return true
+	}
+	c.watched = events
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: events, Fd: int32(c.fd)}); err != nil {
 		l.s.log.Error("resp: epoll_ctl failed; closing the client", "client", c.addr, "err", err)
 		l.drop(c)

@@ -35,9 +35,15 @@ func TestDrainWaitsWithoutSpinning(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeListener(ctx, ln) }()
 	stuck := (&testServer{root: tree.root, srv: srv, addr: ln.Addr().String()}).raw(t)
-	stuck.send(strings.Repeat("HGET big f\r\n", 32)) // 32 MiB of replies, never read
-	// Blocked: replies wait in the client's socket, and more behind them.
+	stuck.send(strings.Repeat("HGET big f\r\n", 32) + "HSET done f 1\r\n") // 32 MiB of replies, never read
+	// Blocked: replies wait in the client's socket, and more behind them;
+	// the loop has run every command (it runs a blocked client's on, up
+	// to MaxReplyBytes), and has nothing left to do but wait.
 	require.Eventually(t, func() bool { return unreadBytes(t, stuck.nc) > 0 }, 10*time.Second, time.Millisecond)
+	rc := tree.client(t)
+	require.Eventually(t, func() bool {
+		return rc.HExists(context.Background(), "done", "f").Val()
+	}, 10*time.Second, time.Millisecond)
 
 	before, began := cpuTime(t), time.Now()
 	stop()

@@ -87,6 +87,11 @@ type subscriber struct {
 func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 	pattern := equalFold(args[0], "psubscribe")
 	if c.ps == nil {
+		// The replies still queued for the socket leave first: from now
+		// on, events are written to it too, and the queue is not used.
+		if c.nc != nil && !c.awaitWriter() {
+			return // gone: the next read fails
+		}
 		p := &subscriber{c: c, channels: map[string]struct{}{}, patterns: map[string]struct{}{}}
 		sub, err := s.ev.Subscribe(events.SubscribeOptions{
 			Mailbox: s.cfg.SubscriberMailbox,

@@ -103,6 +103,14 @@ type Config struct {
 	// client that does not read for that long is disconnected. 0 means 30
 	// seconds.
 	WriteTimeout time.Duration
+	// MaxReplyBytes bounds the replies that may wait for one client while
+	// it does not read them. Client libraries send a pipeline whole before
+	// they read its replies (go-redis's Pipelined, redis-py's pipeline):
+	// while the client's socket is full the server goes on reading and
+	// running its commands, as Redis does, and keeps their replies, up to
+	// this many bytes; then it reads nothing more from the client until
+	// it reads. 0 means 64 MiB.
+	MaxReplyBytes int
 	// ShutdownTimeout bounds how long stopping waits for clients to finish
 	// the commands they sent before it forces their connections closed. 0
 	// means 5 seconds.
@@ -158,6 +166,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second
+	}
+	if c.MaxReplyBytes <= 0 {
+		c.MaxReplyBytes = 64 << 20
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 5 * time.Second

@@ -1,0 +1,133 @@
+package resp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestPipelineWrittenWholeBeforeItsRepliesAreRead checks a pipeline as
+// client libraries send it: go-redis's Pipelined (and redis-py's
+// pipeline().execute()) write every command, and only then read the
+// replies. When both the commands and the replies outgrow the sockets'
+// buffers, the server must go on reading while its replies wait, as Redis
+// does (it keeps running the commands and holds their replies):
+// otherwise the client waits to write, the server waits for the client to
+// read, and after WriteTimeout the server closes a client that did
+// nothing wrong. 24 MiB each way here; Redis answers it in about a second.
+func TestPipelineWrittenWholeBeforeItsRepliesAreRead(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, WriteTimeout: 2 * time.Second})
+			rc := ts.client(t, func(o *redis.Options) {
+				o.ReadTimeout, o.WriteTimeout = 20*time.Second, 20*time.Second
+			})
+			ctx := context.Background()
+			value := strings.Repeat("v", 4096)
+			require.NoError(t, rc.HSet(ctx, "h", "f", value).Err())
+			const n = 6000 // 6,000 x 4 KiB: 24 MiB of commands, 24 MiB of replies
+			cmds, err := rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i := range n {
+					p.HSet(ctx, "h", fmt.Sprint("g", i%10), value)
+					p.HGet(ctx, "h", "f")
+				}
+				return nil
+			})
+			require.NoError(t, err)
+			require.Len(t, cmds, 2*n)
+			for i := 1; i < len(cmds); i += 2 {
+				if !assert.Equal(t, value, cmds[i].(*redis.StringCmd).Val(), "reply %d", i) {
+					break
+				}
+			}
+		})
+	}
+}
+
+// TestRepliesWaitingForAClientAreBounded: while a client does not read,
+// the server runs its pipeline on only until MaxReplyBytes of replies
+// wait (and the sockets' buffers are full), then reads nothing more from
+// it; once the client reads, the rest runs, in order, and every reply
+// arrives.
+func TestRepliesWaitingForAClientAreBounded(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: 1 << 20})
+			rc := ts.client(t)
+			ctx := context.Background()
+			value := strings.Repeat("v", 64<<10)
+			require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
+
+			// 2,000 commands of 64 KiB replies (125 MiB), each followed by
+			// an increment that counts it: about 140 KB of requests, which
+			// the sockets take whole.
+			const n = 2000
+			pipe := ts.raw(t)
+			var req strings.Builder
+			for range n {
+				req.WriteString("HGET h big\r\nHINCRBY c ran 1\r\n")
+			}
+			pipe.send(req.String())
+			ran := func() int64 {
+				v, err := rc.HGet(ctx, "c", "ran").Int64()
+				if err == redis.Nil {
+					return 0
+				}
+				require.NoError(t, err)
+				return v
+			}
+			// Wait until the count stands still (for 200 ms): held back,
+			// with the replies of at most 1 MiB plus the sockets' buffers
+			// (a few MiB on loopback) waiting, of 125 MiB.
+			last, since := int64(-1), time.Now()
+			require.Eventually(t, func() bool {
+				if v := ran(); v != last {
+					last, since = v, time.Now()
+					return false
+				}
+				return last > 0 && time.Since(since) >= 200*time.Millisecond
+			}, 60*time.Second, 10*time.Millisecond)
+			assert.Less(t, last, int64(n/2), "commands run while their replies wait")
+
+			for i := range n {
+				require.Equal(t, fmt.Sprintf("$%d", len(value)), pipe.line(), "reply %d", i)
+				require.Equal(t, value, pipe.line())
+				require.Equal(t, fmt.Sprintf(":%d", i+1), pipe.line())
+			}
+			assert.Equal(t, int64(n), ran())
+		})
+	}
+}
+
+// TestPipelineThenEndOfInput: a client that sends a pipeline and then
+// shuts its side of the connection (as nc does at the end of its input)
+// gets every reply, even those that waited for its socket, and then the
+// end of the stream.
+func TestPipelineThenEndOfInput(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
+			rc := ts.client(t)
+			ctx := context.Background()
+			value := strings.Repeat("v", 64<<10)
+			require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
+
+			const n = 400 // 25 MiB of replies: more than the sockets hold
+			pipe := ts.raw(t)
+			pipe.send(strings.Repeat("HGET h big\r\n", n))
+			require.NoError(t, pipe.nc.(*net.TCPConn).CloseWrite())
+			for i := range n {
+				require.Equal(t, fmt.Sprintf("$%d", len(value)), pipe.line(), "reply %d", i)
+				require.Equal(t, value, pipe.line())
+			}
+			assert.True(t, pipe.closed(), "closed once its replies are out")
+		})
+	}
+}
