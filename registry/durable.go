@@ -378,8 +378,14 @@ func (r *Registry) unindexLocked(name string) {
 
 // FlushAll deletes every bucket (FLUSHALL): it stops every live bucket and,
 // with a store, empties it. It returns once the registry has forgotten
-// them.
+// them. A ctx that has ended before the call changes nothing (an error
+// wrapping ctx's error, as from Delete); one that ends while FlushAll waits
+// for the buckets to be forgotten makes it return ctx's error, the flush
+// done (with a store) or partly done (in memory, bucket by bucket).
 func (r *Registry) FlushAll(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("registry: flush: %w", err)
+	}
 	if r.store == nil {
 		// No rename runs meanwhile: one could move a bucket that the
 		// flush has not reached yet to a name it has passed, and its
@@ -454,10 +460,14 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 // RENAME). from ends, and its pairs are taken in the same step, so that no
 // write to it is acknowledged and then lost; with a store the move is one
 // atomic write. It returns an error wrapping ErrNotFound when from does not
-// exist.
+// exist. A ctx that has ended before the call changes nothing (an error
+// wrapping ctx's error, as from Create and Delete).
 func (r *Registry) Rename(ctx context.Context, from, to string) error {
 	if err := CheckName(to); err != nil {
 		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("registry: rename %q: %w", from, err)
 	}
 	if r.store == nil {
 		return r.renameInMemory(ctx, from, to)

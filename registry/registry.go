@@ -427,7 +427,15 @@ func (r *Registry) lookupLive(name string) (*bucket.Bucket, bool) {
 // has forgotten it and published its Exited. It returns an error wrapping
 // ErrNotFound if there is no such bucket, or if the bucket was already
 // ending for another reason (then it still waits for it to be forgotten).
+// A ctx that has ended before the call changes nothing: Delete returns an
+// error wrapping ctx's error, as Create does. ctx then bounds the wait for
+// the bucket to be forgotten: if it ends meanwhile, Delete returns its
+// error, the bucket stopped (in memory its pairs are gone; with a store
+// they stay, and its next use loads them back).
 func (r *Registry) Delete(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("registry: delete %q: %w", name, err)
+	}
 	if r.store != nil {
 		return r.deleteStored(ctx, name)
 	}

@@ -269,6 +269,39 @@ func TestDelete(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
+// A Delete, a FlushAll or a Rename whose context has already ended changes
+// nothing and says so, as a Create does. Before, each stopped the bucket
+// and returned the context's error: in memory its pairs were gone (a
+// Delete that failed had deleted); with a store its Exited was published
+// as by a delete, and its next use loaded it back (a FlushAll emptied the
+// store).
+func TestDeleteFlushAllAndRenameWithAnEndedContextChangeNothing(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "store"}[durable], func(t *testing.T) {
+			var reg *Registry
+			if durable {
+				reg, _, _ = newDurableTree(t, openStoreT(t, t.TempDir()))
+			} else {
+				reg = newTree(t).reg
+			}
+			bg := context.Background()
+			b, err := reg.Create(bg, "x")
+			require.NoError(t, err)
+			require.NoError(t, b.Put("k", []byte("v")))
+
+			done, cancel := context.WithCancel(bg)
+			cancel()
+			require.ErrorIs(t, reg.Delete(done, "x"), context.Canceled)
+			require.ErrorIs(t, reg.FlushAll(done), context.Canceled)
+			require.ErrorIs(t, reg.Rename(done, "x", "y"), context.Canceled)
+			v, err := b.Get("k")
+			require.NoError(t, err, "an error, yet the bucket was stopped")
+			assert.Equal(t, "v", string(v))
+			assert.Equal(t, []string{"x"}, reg.Names())
+		})
+	}
+}
+
 func TestNames(t *testing.T) {
 	tr := newTree(t)
 	cases := []struct {
