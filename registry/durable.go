@@ -164,6 +164,8 @@ func (r *Registry) createEmpty(name string) (*bucket.Bucket, error) {
 }
 
 // lookupStored is Lookup's miss with a store: it loads a stored bucket.
+// A registry that has stopped loads nothing, and says so (ErrStopped): the
+// bucket may be stored, and is not known to be absent.
 func (r *Registry) lookupStored(name string) (*bucket.Bucket, bool, error) {
 	if CheckName(name) != nil {
 		return nil, false, nil
@@ -171,11 +173,7 @@ func (r *Registry) lookupStored(name string) (*bucket.Bucket, bool, error) {
 	// Callers may pass a name that aliases a buffer they reuse (the RESP
 	// server does): the tables and the bucket keep a copy.
 	name = strings.Clone(name)
-	b, ok, err := r.load(context.Background(), name, false)
-	if errors.Is(err, ErrStopped) {
-		return nil, false, nil
-	}
-	return b, ok, err
+	return r.load(context.Background(), name, false)
 }
 
 // register records a new bucket holding pairs under name, publishes its

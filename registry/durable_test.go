@@ -1015,3 +1015,28 @@ func TestStopWaitsForTheFlushUnderWay(t *testing.T) {
 	<-stopped
 	require.ErrorIs(t, reg.FlushAll(ctx), ErrStopped, "none after the stop")
 }
+
+// A registry that has stopped no longer loads stored buckets: LookupErr and
+// LookupCurrent say so with ErrStopped, as Create does, rather than report
+// a stored bucket absent (with no error) while Names and Len still count
+// it. A name that is not stored is absent, as before.
+func TestLookupOfAStoredBucketOnceStoppedIsNotAbsent(t *testing.T) {
+	st := openStoreT(t, t.TempDir())
+	require.NoError(t, st.Apply("stored", store.Put("k", []byte("v"))))
+	reg, _, stop := newDurableTree(t, st)
+	stop()
+	require.Equal(t, []string{"stored"}, reg.Names())
+
+	_, ok, err := reg.LookupErr("stored")
+	assert.False(t, ok)
+	assert.ErrorIs(t, err, ErrStopped, "LookupErr")
+	_, ok, err = reg.LookupCurrent(context.Background(), "stored")
+	assert.False(t, ok)
+	assert.ErrorIs(t, err, ErrStopped, "LookupCurrent")
+	_, ok = reg.Lookup("stored")
+	assert.False(t, ok)
+
+	_, ok, err = reg.LookupErr("never stored")
+	assert.False(t, ok)
+	assert.NoError(t, err)
+}

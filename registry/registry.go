@@ -32,7 +32,10 @@ var (
 	// been stopped, and, with a store, by Delete, Rename and FlushAll once
 	// its Serve has returned: another tree may serve on the store then.
 	// Create, LookupCurrent and FlushAll waiting for an ended bucket to be
-	// forgotten return it too once Serve has returned (no loop forgets it).
+	// forgotten return it too once Serve has returned (no loop forgets it),
+	// and so do LookupErr and LookupCurrent, with a store, for a name that
+	// may be stored but is not in memory once the registry has been
+	// stopped (it loads nothing then).
 	ErrStopped = errors.New("registry: stopped")
 )
 
@@ -343,7 +346,7 @@ func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 		return b, ok
 	}
 	b, ok, err := r.lookupStored(name)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrStopped) { // stopped: nothing to report
 		if ok, dropped := r.loadLog.allow(); ok {
 			// A copy of the name: it may alias the caller's buffer (see
 			// lookupStored), and a handler may keep the record to format
@@ -357,7 +360,8 @@ func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 
 // LookupErr is Lookup that also reports why a stored bucket could not be
 // loaded (the store cannot be read, for example while it recovers from a
-// failed write): then the bucket is not known to be absent.
+// failed write; or the registry has stopped, ErrStopped): then the bucket
+// is not known to be absent.
 func (r *Registry) LookupErr(name string) (*bucket.Bucket, bool, error) {
 	r.mu.RLock()
 	b, ok := r.names[name]
