@@ -68,7 +68,8 @@ type conn struct {
 	lastEnd time.Duration
 	quit    bool // close once the replies are written
 	authed  bool
-	ps      *subscriber // non-nil while subscribed
+	ps      *subscriber  // non-nil while subscribed
+	multi   *transaction // non-nil between MULTI and EXEC or DISCARD
 
 	// A multibulk request at buf[start:] not complete yet, and how far its
 	// arguments have been read (offsets from start): it is read on from
@@ -266,7 +267,7 @@ func (c *conn) runBuffered(ctx context.Context) step {
 			c.start = c.end
 			return stepClose
 		}
-		if c.lp != nil && cmd != nil && cmd.flags&flagOwnGoroutine != 0 {
+		if c.lp != nil && cmd != nil && cmd.flags&flagOwnGoroutine != 0 && c.multi == nil {
 			if c.blocked {
 				return stepRead // handed off once the replies before it are out
 			}
@@ -770,6 +771,10 @@ func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 // run checks a command's arity, the client's authentication and state,
 // then calls its handler.
 func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
+	if c.multi != nil && (cmd == nil || cmd.flags&flagNotQueued == 0) {
+		c.queue(cmd, args)
+		return
+	}
 	switch {
 	case cmd == nil:
 		c.unknownCommand(args)

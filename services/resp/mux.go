@@ -20,6 +20,9 @@ const (
 	// its own (a subscription writes to it from another goroutine; SAVE
 	// waits for the disk): the event loop hands the client over first.
 	flagOwnGoroutine
+	// flagNotQueued: the command runs at once between MULTI and EXEC
+	// (EXEC, DISCARD, MULTI, QUIT, RESET), where the others are queued.
+	flagNotQueued
 )
 
 // command is one entry of the command table, which also feeds COMMAND.

@@ -677,6 +677,7 @@ func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 	c.name = ""
 	c.infoMu.Unlock()
 	c.authed = s.cfg.Password == ""
+	c.multi = nil
 	c.simple("RESET")
 }
 

@@ -12,12 +12,12 @@ func (s *Server) commandTable() mux {
 	// Connection and server.
 	add("ping", -1, flagPubSub, 0, 0, 0, "connection", "Returns the server's liveliness response.", s.ping)
 	add("echo", 2, 0, 0, 0, 0, "connection", "Returns the given string.", s.echo)
-	add("quit", -1, noAuth|flagPubSub, 0, 0, 0, "connection", "Closes the connection.", s.quit)
+	add("quit", -1, noAuth|flagPubSub|flagNotQueued, 0, 0, 0, "connection", "Closes the connection.", s.quit)
 	add("select", 2, 0, 0, 0, 0, "connection", "Changes the selected database (only 0 exists).", s.selectDB)
 	add("hello", -1, noAuth, 0, 0, 0, "connection", "Handshakes with the server (RESP2 only).", s.hello)
 	add("auth", -2, noAuth, 0, 0, 0, "connection", "Authenticates the connection.", s.auth)
 	add("client", -2, 0, 0, 0, 0, "connection", "CLIENT ID, GETNAME, SETNAME, SETINFO, INFO, LIST.", s.client)
-	add("reset", 1, noAuth|flagPubSub, 0, 0, 0, "connection", "Resets the connection.", s.reset)
+	add("reset", 1, noAuth|flagPubSub|flagNotQueued, 0, 0, 0, "connection", "Resets the connection.", s.reset)
 	add("command", -1, 0, 0, 0, 0, "server", "Returns information about commands (COMMAND, COUNT, DOCS, INFO, LIST).", s.commandCmd)
 	add("info", -1, 0, 0, 0, 0, "server", "Returns information and statistics about the server.", s.info)
 	add("config", -2, flagAdmin, 0, 0, 0, "server", "CONFIG GET of a few read-only parameters.", s.config)
@@ -28,6 +28,10 @@ func (s *Server) commandTable() mux {
 	add("bgsave", -1, flagAdmin, 0, 0, 0, "server", "Writes a checkpoint of the data directory in the background.", s.bgsave)
 	add("lastsave", 1, 0, 0, 0, 0, "server", "Returns the Unix time of the last checkpoint.", s.lastsave)
 	add("debug", -2, flagAdmin, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
+	// Transactions.
+	add("multi", 1, flagNotQueued, 0, 0, 0, "transactions", "Starts a transaction: the commands until EXEC are queued.", s.multi)
+	add("exec", 1, flagNotQueued, 0, 0, 0, "transactions", "Runs the queued commands, one after the other.", s.execTx)
+	add("discard", 1, flagNotQueued, 0, 0, 0, "transactions", "Drops the queued commands.", s.discard)
 	// Keys: each key is a bucket.
 	add("exists", -2, 0, 1, -1, 1, "generic", "Counts the keys that exist.", s.exists)
 	add("del", -2, flagWrite, 1, -1, 1, "generic", "Deletes keys.", s.del)

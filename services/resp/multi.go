@@ -1,0 +1,108 @@
+package resp
+
+import (
+	"context"
+	"strconv"
+)
+
+// transaction is a client's MULTI: the commands it queued for EXEC.
+type transaction struct {
+	cmds  []queuedCommand
+	bytes int  // of the queued arguments
+	dirty bool // a command was refused while queued: EXEC discards them all
+}
+
+// queuedCommand is one command of a transaction, its arguments copied out
+// of the read buffer.
+type queuedCommand struct {
+	cmd  *command
+	args [][]byte
+}
+
+// queue adds a command sent between MULTI and EXEC to the transaction, as
+// Redis does: "+QUEUED", or an error that makes EXEC discard the
+// transaction (EXECABORT) for a command Redis would refuse before running
+// it (unknown, wrong number of arguments, too large). A command that needs
+// a goroutine of its own (SUBSCRIBE, PSUBSCRIBE, SAVE) is refused too.
+// The arguments the transaction keeps, together, are bounded by
+// MaxRequestBytes.
+func (c *conn) queue(cmd *command, args [][]byte) {
+	t := c.multi
+	switch {
+	case cmd == nil:
+		c.unknownCommand(args)
+	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
+		c.wrongArgs(cmd.name)
+	case cmd.flags&flagOwnGoroutine != 0:
+		c.err("ERR Command not allowed inside a transaction")
+	case len(args) > c.s.cfg.MaxArgs:
+		c.err("ERR Protocol error: too many arguments (the limit is " + strconv.Itoa(c.s.cfg.MaxArgs) + ")")
+	default:
+		size := 0
+		for _, a := range args {
+			if len(a) > c.s.cfg.MaxBulkLen {
+				c.err("ERR Protocol error: argument longer than " + strconv.Itoa(c.s.cfg.MaxBulkLen) + " bytes")
+				t.dirty = true
+				return
+			}
+			size += len(a)
+		}
+		if t.bytes+size > c.s.cfg.MaxRequestBytes {
+			c.err("ERR transaction too large: its queued commands pass " + strconv.Itoa(c.s.cfg.MaxRequestBytes) + " bytes")
+			break
+		}
+		// One allocation for the arguments' bytes, one for their slices.
+		data := make([]byte, 0, size)
+		copies := make([][]byte, len(args))
+		for i, a := range args {
+			data = append(data, a...)
+			copies[i] = data[len(data)-len(a) : len(data) : len(data)]
+		}
+		t.bytes += size
+		t.cmds = append(t.cmds, queuedCommand{cmd: cmd, args: copies})
+		c.simple("QUEUED")
+		return
+	}
+	t.dirty = true
+}
+
+// multi starts a transaction (MULTI).
+func (s *Server) multi(_ context.Context, c *conn, _ [][]byte) {
+	if c.multi != nil {
+		c.err("ERR MULTI calls can not be nested")
+		return
+	}
+	c.multi = &transaction{}
+	c.simple("OK")
+}
+
+// execTx runs the queued commands one after the other and answers with
+// their replies (EXEC). A command that fails as it runs (WRONGTYPE, not an
+// integer) has its error among the replies, and the others run: there is
+// no rollback, as in Redis.
+func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
+	t := c.multi
+	if t == nil {
+		c.err("ERR EXEC without MULTI")
+		return
+	}
+	c.multi = nil
+	if t.dirty {
+		c.err("EXECABORT Transaction discarded because of previous errors.")
+		return
+	}
+	c.array(len(t.cmds))
+	for _, q := range t.cmds {
+		c.run(ctx, q.cmd, q.args)
+	}
+}
+
+// discard drops the queued commands (DISCARD).
+func (s *Server) discard(_ context.Context, c *conn, _ [][]byte) {
+	if c.multi == nil {
+		c.err("ERR DISCARD without MULTI")
+		return
+	}
+	c.multi = nil
+	c.simple("OK")
+}

@@ -1,0 +1,143 @@
+package resp
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/internal/store"
+)
+
+// MULTI queues, EXEC runs the queue in order and answers with every
+// reply (a command that fails as it runs has its error there, and the
+// others run), DISCARD drops it; misuse gets Redis's errors.
+func TestMultiExecDiscard(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
+			r := ts.raw(t)
+			exchange := func(cmd string, want ...string) {
+				t.Helper()
+				r.send(cmd + "\r\n")
+				for _, w := range want {
+					require.Equal(t, w, r.line(), cmd)
+				}
+			}
+			exchange("EXEC", "-ERR EXEC without MULTI")
+			exchange("DISCARD", "-ERR DISCARD without MULTI")
+
+			exchange("MULTI", "+OK")
+			exchange("MULTI", "-ERR MULTI calls can not be nested")
+			exchange("HSET h f 1 s text", "+QUEUED")
+			exchange("HINCRBY h f 41", "+QUEUED")
+			exchange("HINCRBY h s 1", "+QUEUED") // fails as it runs
+			exchange("HGET h f", "+QUEUED")
+			exchange("EXEC", "*4", ":2", ":42", "-ERR hash value is not an integer", "$2", "42")
+
+			exchange("MULTI", "+OK")
+			exchange("HSET h f 0", "+QUEUED")
+			exchange("DISCARD", "+OK")
+			exchange("HGET h f", "$2", "42")
+
+			// A command refused as it is queued discards the transaction.
+			exchange("MULTI", "+OK")
+			exchange("HSET h f 0", "+QUEUED")
+			exchange("HGET h", "-ERR wrong number of arguments for 'hget' command")
+			exchange("NOSUCH x", "-ERR unknown command 'NOSUCH', with args beginning with: 'x' ")
+			exchange("SUBSCRIBE kv:created", "-ERR Command not allowed inside a transaction")
+			exchange("EXEC", "-EXECABORT Transaction discarded because of previous errors.")
+			exchange("HGET h f", "$2", "42")
+
+			// RESET leaves the transaction; an empty one answers an empty array.
+			exchange("MULTI", "+OK")
+			exchange("HSET h f 0", "+QUEUED")
+			exchange("RESET", "+RESET")
+			exchange("EXEC", "-ERR EXEC without MULTI")
+			exchange("MULTI", "+OK")
+			exchange("EXEC", "*0")
+			exchange("HGET h f", "$2", "42")
+		})
+	}
+}
+
+// go-redis's TxPipelined and redis-py's default pipeline() send MULTI,
+// the commands and EXEC, and read the replies of the commands from EXEC's
+// array: before kv had MULTI, each command ran on its own, and the library
+// then reported the whole pipeline failed (a retry ran it twice).
+func TestTxPipelined(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
+			rc := ts.client(t)
+			ctx := context.Background()
+			var incr *redis.IntCmd
+			var get *redis.StringCmd
+			_, err := rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.HSet(ctx, "cart", "apples", 3)
+				incr = p.HIncrBy(ctx, "cart", "apples", 2)
+				get = p.HGet(ctx, "cart", "apples")
+				return nil
+			})
+			require.NoError(t, err)
+			assert.Equal(t, int64(5), incr.Val())
+			assert.Equal(t, "5", get.Val())
+
+			// A refused command: nothing runs, and the client is told.
+			_, err = rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.HIncrBy(ctx, "cart", "apples", 1)
+				p.Do(ctx, "HGET", "cart") // wrong arity
+				return nil
+			})
+			require.Error(t, err)
+			assert.True(t, strings.Contains(err.Error(), "EXECABORT") || strings.Contains(err.Error(), "wrong number of arguments"), err.Error())
+			assert.Equal(t, "5", rc.HGet(ctx, "cart", "apples").Val(), "nothing of a discarded transaction ran")
+			assert.Equal(t, "PONG", rc.Ping(ctx).Val(), "the connection carries on")
+		})
+	}
+}
+
+// EXEC's writes to a durable store are on disk when it answers, and a
+// write of the transaction that fails there has its error among EXEC's
+// replies, in its place, while the others stand.
+func TestDurableExec(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	faults := &store.Faults{}
+	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	rc := ds.client(t)
+	cmds, err := rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, "a", "f", "1")
+		p.HSet(ctx, "b", "f", "2")
+		p.HIncrBy(ctx, "a", "n", 5)
+		return nil
+	})
+	require.NoError(t, err)
+	require.Len(t, cmds, 3)
+	ds.stop()
+
+	ds = startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	rc = ds.client(t)
+	assert.Equal(t, map[string]string{"f": "1", "n": "5"}, rc.HGetAll(ctx, "a").Val())
+	assert.Equal(t, map[string]string{"f": "2"}, rc.HGetAll(ctx, "b").Val())
+
+	r := ds.raw(t)
+	r.send("MULTI\r\nHGET a f\r\n")
+	require.Equal(t, "+OK", r.line())
+	require.Equal(t, "+QUEUED", r.line())
+	faults.FailSyncs(syscall.EIO)
+	r.send("HSET a g 1\r\nEXEC\r\n")
+	require.Equal(t, "+QUEUED", r.line())
+	require.Equal(t, "*2", r.line())
+	require.Equal(t, "$1", r.line())
+	require.Equal(t, "1", r.line())
+	assert.Contains(t, r.line(), "write failed", "the failed write's reply is its error")
+	faults.Clear()
+	require.Eventually(t, func() bool { return rc.Ping(ctx).Err() == nil }, 10*time.Second, time.Millisecond)
+	assert.NotEqual(t, "1", rc.HGet(ctx, "a", "g").Val(), "the failed write is not visible")
+}
