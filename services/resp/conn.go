@@ -48,6 +48,7 @@ type conn struct {
 	fd         int       // the socket
 	blocked    bool      // replies wait for the socket to take them (EPOLLOUT)
 	closing    bool      // close once the replies are written
+	eof        bool      // the client shut its side while blocked: not read until its replies are out
 	lastActive time.Time // last read, or last blocked reply taken: for the idle timeout
 	blockedAt  time.Time // while blocked, when the socket last took a reply: for the write timeout
 	readyEvent uint32    // the events of the current wake-up

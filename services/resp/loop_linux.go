@@ -298,8 +298,11 @@ func (l *loop) serve(c *conn, now time.Time) {
 		case n == 0 && err == nil && c.blocked:
 			// The client has sent all it will (a shutdown of its side,
 			// as nc does at the end of its input): its replies still go
-			// out, then it is closed.
-			c.closing = true
+			// out, and the commands held back meanwhile (MaxReplyBytes,
+			// or one that needs a goroutine of its own) still run once
+			// they are; its socket is not read again until then, and
+			// then tells the end again, which closes it.
+			c.eof = true
 			return
 		default: // the client closed, or the socket failed
 			l.drop(c)
@@ -350,7 +353,7 @@ func (l *loop) events(c *conn) uint32 {
 	if !c.blocked {
 		return unix.EPOLLIN
 	}
-	if c.closing || l.draining || len(c.out)-c.outOff >= l.s.cfg.MaxReplyBytes {
+	if c.closing || c.eof || l.draining || len(c.out)-c.outOff >= l.s.cfg.MaxReplyBytes {
 		return unix.EPOLLOUT
 	}
 	return unix.EPOLLOUT | unix.EPOLLIN
