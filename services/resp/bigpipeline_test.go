@@ -159,3 +159,53 @@ func TestPipelineThenEndOfInputPastMaxReplyBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestPipelineWithSubscribeWhileRepliesWait: a command that needs a
+// goroutine of its own (SUBSCRIBE) reached while the client's replies
+// wait for its socket waits for them in the client's buffer; what the
+// client sends after it is not read meanwhile (it would pile up behind it,
+// past MaxRequestBytes), and every reply comes, in order.
+func TestPipelineWithSubscribeWhileRepliesWait(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxRequestBytes: 1 << 20})
+			rc := ts.client(t)
+			ctx := context.Background()
+			value := strings.Repeat("v", 64<<10)
+			require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
+
+			const n, pings = 200, 4096 // 12.5 MiB of replies, then 4 MiB of requests
+			payload := strings.Repeat("p", 1024)
+			pipe := ts.raw(t)
+			sent := make(chan error, 1)
+			go func() {
+				var req strings.Builder
+				for range n {
+					req.WriteString("HGET h big\r\n")
+				}
+				req.WriteString("SUBSCRIBE ch\r\n")
+				for range pings {
+					req.WriteString("PING " + payload + "\r\n")
+				}
+				_, err := pipe.nc.Write([]byte(req.String()))
+				sent <- err
+			}()
+			time.Sleep(500 * time.Millisecond) // the replies wait meanwhile
+			for i := range n {
+				require.Equal(t, fmt.Sprintf("$%d", len(value)), pipe.line(), "reply %d", i)
+				require.Equal(t, value, pipe.line())
+			}
+			for _, l := range []string{"*3", "$9", "subscribe", "$2", "ch", ":1"} {
+				require.Equal(t, l, pipe.line())
+			}
+			for i := range pings {
+				require.Equal(t, "*2", pipe.line(), "pong %d", i)
+				require.Equal(t, "$4", pipe.line())
+				require.Equal(t, "pong", pipe.line())
+				require.Equal(t, "$1024", pipe.line())
+				require.Equal(t, payload, pipe.line())
+			}
+			require.NoError(t, <-sent)
+		})
+	}
+}

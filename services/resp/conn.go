@@ -49,6 +49,7 @@ type conn struct {
 	blocked    bool      // replies wait for the socket to take them (EPOLLOUT)
 	closing    bool      // close once the replies are written
 	eof        bool      // the client shut its side while blocked: not read until its replies are out
+	held       bool      // blocked, a command that needs a goroutine of its own waits: not read meanwhile
 	lastActive time.Time // last read, or last blocked reply taken: for the idle timeout
 	blockedAt  time.Time // while blocked, when the socket last took a reply: for the write timeout
 	readyEvent uint32    // the events of the current wake-up
@@ -230,6 +231,7 @@ const (
 // own (flagOwnGoroutine: the command stays in the buffer), and at replies
 // too large to write without blocking.
 func (c *conn) runBuffered(ctx context.Context) step {
+	c.held = false
 	for c.start < c.end {
 		if c.partialCount > 0 {
 			done, err := c.partialMore()
@@ -270,7 +272,11 @@ func (c *conn) runBuffered(ctx context.Context) step {
 		}
 		if c.lp != nil && cmd != nil && cmd.flags&flagOwnGoroutine != 0 && c.multi == nil {
 			if c.blocked {
-				return stepRead // handed off once the replies before it are out
+				// Handed off once the replies before it are out; what the
+				// client sends meanwhile is not read (it would pile up
+				// behind it), as on a goroutine of its own.
+				c.held = true
+				return stepRead
 			}
 			return stepHandoff
 		}

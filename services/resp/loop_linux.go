@@ -347,13 +347,14 @@ func (l *loop) finish(c *conn) {
 
 // events is what the loop waits for on c's socket: a request, and while
 // its replies wait for the socket (blocked), room for them; and a blocked
-// client's requests too, unless it is to be closed, the loop drains, or
+// client's requests too, unless it is to be closed, has shut its side,
+// holds a command back for a goroutine of its own, the loop drains, or
 // MaxReplyBytes of replies wait already.
 func (l *loop) events(c *conn) uint32 {
 	if !c.blocked {
 		return unix.EPOLLIN
 	}
-	if c.closing || c.eof || l.draining || len(c.out)-c.outOff >= l.s.cfg.MaxReplyBytes {
+	if c.closing || c.eof || c.held || l.draining || len(c.out)-c.outOff >= l.s.cfg.MaxReplyBytes {
 		return unix.EPOLLOUT
 	}
 	return unix.EPOLLOUT | unix.EPOLLIN
