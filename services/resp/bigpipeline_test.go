@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +207,52 @@ func TestPipelineWithSubscribeWhileRepliesWait(t *testing.T) {
 				require.Equal(t, payload, pipe.line())
 			}
 			require.NoError(t, <-sent)
+		})
+	}
+}
+
+// TestRepliesTakenWhileMoreRunStayBounded: a client that sends on and
+// reads on, slower than its replies come, keeps the server's replies
+// waiting for it the whole time; the memory they take stays within
+// MaxReplyBytes (and the sockets' buffers), not all the replies since they
+// began to wait.
+func TestRepliesTakenWhileMoreRunStayBounded(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: 4 << 20})
+			rc := ts.client(t)
+			ctx := context.Background()
+			value := strings.Repeat("v", 64<<10)
+			require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
+
+			const n = 2000 // 125 MiB of replies
+			pipe := ts.raw(t)
+			sent := make(chan error, 1)
+			go func() {
+				for range n / 10 {
+					if _, err := pipe.nc.Write([]byte(strings.Repeat("HGET h big\r\n", 10))); err != nil {
+						sent <- err
+						return
+					}
+					time.Sleep(10 * time.Millisecond) // on while replies are read
+				}
+				sent <- nil
+			}()
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			base, peak := ms.HeapAlloc, ms.HeapAlloc
+			for i := range n {
+				if i%10 == 0 {
+					runtime.ReadMemStats(&ms)
+					peak = max(peak, ms.HeapAlloc)
+					time.Sleep(15 * time.Millisecond) // slower than the requests come
+				}
+				require.Equal(t, fmt.Sprintf("$%d", len(value)), pipe.line(), "reply %d", i)
+				require.Equal(t, value, pipe.line())
+			}
+			require.NoError(t, <-sent)
+			assert.Less(t, peak-base, uint64(64<<20), "the heap grew by %d MiB", (peak-base)>>20)
 		})
 	}
 }

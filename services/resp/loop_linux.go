@@ -400,6 +400,15 @@ func (l *loop) write(c *conn) bool {
 				// slower than it sends, is not cut off.
 				c.blockedAt = time.Now()
 			}
+			if c.outOff >= flushAt && c.outOff >= len(c.out)/2 {
+				// The replies written leave memory: the client's
+				// commands run on while these wait (see runBuffered), and
+				// a client that reads on, slower than it sends, would
+				// otherwise keep every reply since it blocked. Moved only
+				// once they are half of it, so each byte moves about once;
+				// no reply is pending here (settle ran).
+				c.out, c.outOff = c.out[:copy(c.out, c.out[c.outOff:])], 0
+			}
 			if !c.blocked {
 				c.blocked = true
 				l.watch(c, l.events(c)) // on a failure, it drops c
