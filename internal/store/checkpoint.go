@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/wal"
 )
 
 // PartialSuffix ends the name of the directory a [Store.Checkpoint] is
@@ -110,7 +112,55 @@ func (s *Store) checkpoint(abs string) (err error) {
 			err = fmt.Errorf("pebble: %v", r)
 		}
 	}()
-	return db.Checkpoint(abs, pebble.WithFlushedWAL())
+	if err := db.Checkpoint(abs, pebble.WithFlushedWAL()); err != nil {
+		return err
+	}
+	return endCopiedWAL(abs)
+}
+
+// endCopiedWAL cuts the newest WAL of the checkpoint in dir after its last
+// whole write. Pebble copies that log while the store goes on appending to
+// it, reading it to its end, and the file may be a recycled one, whose
+// bytes past the writes are an older log's: a copy that reads the block
+// the writer is filling, and the next block only after the writer has gone
+// on into it, holds the older log's bytes in the middle of the log and
+// whole writes after them. Such a log reads as damaged: Check reports it,
+// a start from the checkpoint logs possible damage and drops the writes
+// after the hole, or refuses to start when one of them says the log was
+// synced past it (under FsyncAlways, most often). Every write the
+// checkpoint must hold is before the hole (it was in the file before the
+// copy began); the writes after it were made during the copy, and the
+// checkpoint is as consistent without them: it ends where the hole begins.
+func endCopiedWAL(dir string) error {
+	logs, err := wal.Scan(wal.Dir{FS: vfs.Default, Dirname: dir})
+	if err != nil || len(logs) == 0 {
+		return err
+	}
+	last := logs[len(logs)-1]
+	_, path := last.SegmentLocation(0)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	_, _, end := walkWALEnd(data, uint32(last.Num))
+	if end == int64(len(data)) {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(end)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("end the copy of the write-ahead log: %w", err)
+	}
+	return nil
 }
 
 // checkpointFile, in a checkpoint's directory, holds the checkpoint's time

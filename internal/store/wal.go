@@ -243,7 +243,13 @@ func chunkAt(data []byte, pos int64) (walChunk, bool) {
 // thing it cannot read starts (after the last whole write, and after the
 // whole chunks of a write cut short).
 func walkWAL(data []byte, logNum uint32) (records int, cut int64) {
-	var pos, end int64 // end: after the last whole write
+	records, cut, _ = walkWALEnd(data, logNum)
+	return records, cut
+}
+
+// walkWALEnd is walkWAL that also returns where the last whole write ends.
+func walkWALEnd(data []byte, logNum uint32) (records int, cut, end int64) {
+	var pos int64 // end: after the last whole write
 	header := int64(walRecyclableHeader)
 	inWrite := false
 	for pos < int64(len(data)) {
@@ -266,12 +272,12 @@ func walkWAL(data []byte, logNum uint32) (records int, cut int64) {
 		case c.first:
 			inWrite = true
 		case !inWrite: // a middle or last chunk with no first: unreadable
-			return records, end
+			return records, end, end
 		}
 	}
 	// pos is where reading stopped: after the last whole write, or after
 	// the whole chunks of a write cut short.
-	return records, pos
+	return records, pos, end
 }
 
 func zeros(b []byte) bool {
