@@ -418,3 +418,39 @@ func TestFreeName(t *testing.T) {
 	_, err = freeName("/c", "17", func(string) (fs.FileInfo, error) { return nil, fs.ErrPermission })
 	require.ErrorIs(t, err, fs.ErrPermission)
 }
+
+// savedBetween is the daemon's checkpoints, where another client's save
+// runs as soon as one has ended, before its caller goes on: the scheduler
+// running a concurrent SAVE (or POST /v1/save) first, which takes the
+// lock the first save has just released.
+type savedBetween struct {
+	*checkpoints
+	t     *testing.T
+	other string
+}
+
+func (b *savedBetween) Save() (string, error) {
+	dir, err := b.checkpoints.Save()
+	if err == nil {
+		b.other, err = b.checkpoints.Save()
+		require.NoError(b.t, err)
+	}
+	return dir, err
+}
+
+// POST /v1/save answers with the time of its own checkpoint, whatever
+// other saves run at the same moment (the field is documented as "Unix
+// time of the checkpoint"). It read LASTSAVE after its save: a save that
+// ended in between gave its time, which is another checkpoint's.
+func TestHTTPSaveReportsItsOwnCheckpointsTime(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, st.Close()) }()
+	b := &savedBetween{checkpoints: newCheckpoints(st, slog.New(slog.DiscardHandler)), t: t}
+	dir, at, err := httpSave(b)()
+	require.NoError(t, err)
+	require.NotEqual(t, dir, b.other)
+	own, err := os.ReadFile(filepath.Join(dir, "KV-CHECKPOINT"))
+	require.NoError(t, err)
+	assert.Equal(t, strings.TrimSpace(string(own)), fmt.Sprint(at.UnixNano()), "the time of %s, not of %s", dir, b.other)
+}

@@ -865,13 +865,22 @@ func fsyncOf(o options) string {
 	return o.fsync
 }
 
-// httpSave is POST /v1/save on backups; nil when kv runs in memory.
+// httpSave is POST /v1/save on backups; nil when kv runs in memory. The
+// time it answers is the one its checkpoint holds: LASTSAVE, read after the
+// save, may already be another save's (one that ran in between).
 func httpSave(b resp.Backups) func() (string, time.Time, error) {
 	if b == nil {
 		return nil
 	}
 	return func() (string, time.Time, error) {
 		dir, err := b.Save()
-		return dir, b.LastSave(), err
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		at, err := store.CheckpointTime(dir)
+		if err != nil {
+			return "", time.Time{}, fmt.Errorf("kv: checkpoint %s written, but: %w", dir, err)
+		}
+		return dir, at, nil
 	}
 }

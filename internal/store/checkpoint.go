@@ -192,6 +192,21 @@ func writeCheckpointTime(dir string, t time.Time) error {
 	return nil
 }
 
+// CheckpointTime returns the time of the checkpoint written into dir by
+// Checkpoint: what LastSave returned once it was complete, and what a store
+// started from dir reports until it saves again. Read from dir, it is this
+// checkpoint's time even when other checkpoints have been written since.
+func CheckpointTime(dir string) (time.Time, error) {
+	t, ok, err := checkpointTime(dir)
+	if err == nil && !ok {
+		err = fmt.Errorf("%s has no %s file: not a checkpoint", dir, checkpointFile)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: checkpoint time: %w", err)
+	}
+	return t, nil
+}
+
 // checkpointTime returns the time recorded in dir's checkpointFile; ok is
 // false when dir holds none (it is not a checkpoint) or when it cannot be
 // read as one, which err then says.
