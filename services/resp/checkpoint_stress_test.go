@@ -69,14 +69,6 @@ func (st ckState) apply(op *ckOp) {
 	}
 }
 
-func (st ckState) clone() ckState {
-	c := ckState{}
-	for k, h := range st {
-		c[k] = maps.Clone(h)
-	}
-	return c
-}
-
 func (st ckState) equal(o ckState) bool {
 	if len(st) != len(o) {
 		return false
