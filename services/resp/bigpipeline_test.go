@@ -110,54 +110,37 @@ func TestRepliesWaitingForAClientAreBounded(t *testing.T) {
 // TestPipelineThenEndOfInput: a client that sends a pipeline and then
 // shuts its side of the connection (as nc does at the end of its input)
 // gets every reply, even those that waited for its socket, and then the
-// end of the stream.
+// end of the stream; past MaxReplyBytes too, where the commands held back
+// meanwhile still run once it reads, though it will send nothing more.
 func TestPipelineThenEndOfInput(t *testing.T) {
-	for _, mode := range servingModes {
-		t.Run(mode.name, func(t *testing.T) {
-			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
-			rc := ts.client(t)
-			ctx := context.Background()
-			value := strings.Repeat("v", 64<<10)
-			require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
+	for _, tc := range []struct {
+		name          string
+		maxReplyBytes int
+		pause         time.Duration // before each reply is read: replies wait while the end comes
+	}{
+		{"within MaxReplyBytes", 0, 0},
+		{"past MaxReplyBytes", 4 << 20, time.Millisecond},
+	} {
+		for _, mode := range servingModes {
+			t.Run(tc.name+"/"+mode.name, func(t *testing.T) {
+				ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: tc.maxReplyBytes})
+				rc := ts.client(t)
+				ctx := context.Background()
+				value := strings.Repeat("v", 64<<10)
+				require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
 
-			const n = 400 // 25 MiB of replies: more than the sockets hold
-			pipe := ts.raw(t)
-			pipe.send(strings.Repeat("HGET h big\r\n", n))
-			require.NoError(t, pipe.nc.(*net.TCPConn).CloseWrite())
-			for i := range n {
-				require.Equal(t, fmt.Sprintf("$%d", len(value)), pipe.line(), "reply %d", i)
-				require.Equal(t, value, pipe.line())
-			}
-			assert.True(t, pipe.closed(), "closed once its replies are out")
-		})
-	}
-}
-
-// TestPipelineThenEndOfInputPastMaxReplyBytes: a client that sends a
-// pipeline whose replies outgrow MaxReplyBytes, and then shuts its side,
-// gets every reply: the commands held back while MaxReplyBytes of replies
-// waited still run once it reads, though it will send nothing more.
-func TestPipelineThenEndOfInputPastMaxReplyBytes(t *testing.T) {
-	for _, mode := range servingModes {
-		t.Run(mode.name, func(t *testing.T) {
-			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: 4 << 20})
-			rc := ts.client(t)
-			ctx := context.Background()
-			value := strings.Repeat("v", 64<<10)
-			require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
-
-			const n = 400 // 25 MiB of replies: more than the sockets and MaxReplyBytes hold
-			pipe := ts.raw(t)
-			pipe.send(strings.Repeat("HGET h big\r\n", n))
-			require.NoError(t, pipe.nc.(*net.TCPConn).CloseWrite())
-			for i := range n {
-				// Slowly, so that replies wait while the end of input comes.
-				time.Sleep(time.Millisecond)
-				require.Equal(t, fmt.Sprintf("$%d", len(value)), pipe.line(), "reply %d", i)
-				require.Equal(t, value, pipe.line())
-			}
-			assert.True(t, pipe.closed(), "closed once its replies are out")
-		})
+				const n = 400 // 25 MiB of replies: more than the sockets hold
+				pipe := ts.raw(t)
+				pipe.send(strings.Repeat("HGET h big\r\n", n))
+				require.NoError(t, pipe.nc.(*net.TCPConn).CloseWrite())
+				for i := range n {
+					time.Sleep(tc.pause)
+					require.Equal(t, fmt.Sprintf("$%d", len(value)), pipe.line(), "reply %d", i)
+					require.Equal(t, value, pipe.line())
+				}
+				assert.True(t, pipe.closed(), "closed once its replies are out")
+			})
+		}
 	}
 }
 
