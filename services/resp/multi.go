@@ -3,12 +3,21 @@ package resp
 import (
 	"context"
 	"strconv"
+	"unsafe"
+)
+
+// Per queued command and per argument, the memory a transaction keeps
+// besides the arguments' bytes: the entry and the arguments' slices. An
+// empty argument costs its slice all the same.
+const (
+	queuedCommandSize = int(unsafe.Sizeof(queuedCommand{}))
+	queuedArgSize     = int(unsafe.Sizeof([]byte(nil)))
 )
 
 // transaction is a client's MULTI: the commands it queued for EXEC.
 type transaction struct {
 	cmds  []queuedCommand
-	bytes int  // of the queued arguments
+	bytes int  // kept for the queued commands: their arguments and slices
 	dirty bool // a command was refused while queued: EXEC discards them all
 }
 
@@ -24,8 +33,8 @@ type queuedCommand struct {
 // transaction (EXECABORT) for a command Redis would refuse before running
 // it (unknown, wrong number of arguments, too large). A command that needs
 // a goroutine of its own (SUBSCRIBE, PSUBSCRIBE, SAVE) is refused too.
-// The arguments the transaction keeps, together, are bounded by
-// MaxRequestBytes.
+// What the transaction keeps, the arguments with their slices, is bounded
+// by MaxRequestBytes.
 func (c *conn) queue(cmd *command, args [][]byte) {
 	t := c.multi
 	switch {
@@ -38,7 +47,7 @@ func (c *conn) queue(cmd *command, args [][]byte) {
 	case len(args) > c.s.cfg.MaxArgs:
 		c.err("ERR Protocol error: too many arguments (the limit is " + strconv.Itoa(c.s.cfg.MaxArgs) + ")")
 	default:
-		size := 0
+		size := 0 // the arguments' bytes
 		for _, a := range args {
 			if len(a) > c.s.cfg.MaxBulkLen {
 				c.err("ERR Protocol error: argument longer than " + strconv.Itoa(c.s.cfg.MaxBulkLen) + " bytes")
@@ -47,7 +56,8 @@ func (c *conn) queue(cmd *command, args [][]byte) {
 			}
 			size += len(a)
 		}
-		if t.bytes+size > c.s.cfg.MaxRequestBytes {
+		kept := size + queuedCommandSize + len(args)*queuedArgSize
+		if t.bytes+kept > c.s.cfg.MaxRequestBytes {
 			c.err("ERR transaction too large: its queued commands pass " + strconv.Itoa(c.s.cfg.MaxRequestBytes) + " bytes")
 			break
 		}
@@ -58,7 +68,7 @@ func (c *conn) queue(cmd *command, args [][]byte) {
 			data = append(data, a...)
 			copies[i] = data[len(data)-len(a) : len(data) : len(data)]
 		}
-		t.bytes += size
+		t.bytes += kept
 		t.cmds = append(t.cmds, queuedCommand{cmd: cmd, args: copies})
 		c.simple("QUEUED")
 		return
