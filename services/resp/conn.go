@@ -753,18 +753,35 @@ func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 		c.run(ctx, cmd, args)
 		return
 	}
+	c.runObserved(ctx, cmd, args)
+}
+
+// runObserved is run, with the command observed. A command queued by
+// MULTI is not: it is observed when EXEC runs it (a command refused as it
+// is queued is, as failed).
+func (c *conn) runObserved(ctx context.Context, cmd *command, args [][]byte) {
 	begin := c.lastEnd
 	if begin == 0 {
 		begin = c.since()
 	}
 	c.failed = false
 	pending := len(c.pending)
+	t, queued := c.multi, 0
+	if t != nil {
+		queued = len(t.cmds)
+	}
 	c.run(ctx, cmd, args)
+	if t != nil && c.multi == t && len(t.cmds) > queued {
+		c.lastEnd = c.since()
+		return
+	}
 	name := "unknown"
 	if cmd != nil {
 		name = cmd.name
 	}
-	if len(c.pending) > pending { // its reply waits for the disk: observed by settle
+	// Its reply waits for the disk: observed by settle (EXEC's commands
+	// have been, each on its own: EXEC is observed at once).
+	if len(c.pending) > pending && c.pending[len(c.pending)-1].cmd == "" {
 		pr := &c.pending[len(c.pending)-1]
 		pr.cmd, pr.begin = name, begin
 		c.lastEnd = c.since()

@@ -103,8 +103,13 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 	}
 	c.array(len(t.cmds))
 	for _, q := range t.cmds {
-		c.run(ctx, q.cmd, q.args)
+		if s.obs != nil {
+			c.runObserved(ctx, q.cmd, q.args)
+		} else {
+			c.run(ctx, q.cmd, q.args)
+		}
 	}
+	c.failed = false // EXEC ran, whatever its commands did
 }
 
 // discard drops the queued commands (DISCARD).
