@@ -805,6 +805,9 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 		return
 	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
 		c.wrongArgs(cmd.name) // before the login, as Redis does
+		if c.multi != nil {
+			c.multi.dirty = true // EXEC x, MULTI x, DISCARD x: as Redis, the transaction aborts
+		}
 		return
 	case !c.authed && cmd.flags&flagNoAuth == 0:
 		c.err("NOAUTH Authentication required.")

@@ -54,6 +54,14 @@ func TestMultiExecDiscard(t *testing.T) {
 			exchange("EXEC", "-EXECABORT Transaction discarded because of previous errors.")
 			exchange("HGET h f", "$2", "42")
 
+			// A transaction command with arguments is refused, and, as in
+			// Redis, aborts the transaction.
+			exchange("MULTI", "+OK")
+			exchange("HSET h f 0", "+QUEUED")
+			exchange("EXEC now", "-ERR wrong number of arguments for 'exec' command")
+			exchange("EXEC", "-EXECABORT Transaction discarded because of previous errors.")
+			exchange("HGET h f", "$2", "42")
+
 			// RESET leaves the transaction; an empty one answers an empty array.
 			exchange("MULTI", "+OK")
 			exchange("HSET h f 0", "+QUEUED")
