@@ -66,6 +66,10 @@ func TestConnectionCommands(t *testing.T) {
 	require.Len(t, info, 2)
 	assert.Equal(t, "hset", info[0].([]any)[0])
 	assert.Nil(t, info[1])
+	ri := ts.raw(t)
+	ri.send("COMMAND INFO nope\r\n")
+	assert.Equal(t, "*1", ri.line())
+	assert.Equal(t, "$-1", ri.line(), "Redis 7's nil for an unknown command, byte for byte")
 
 	require.NoError(t, rc.HSet(ctx, "k", "f", "v").Err())
 	text, err := rc.Info(ctx).Result()

@@ -408,7 +408,7 @@ func (s *Server) commandCmd(ctx context.Context, c *conn, args [][]byte) {
 			if cmd := s.lookup(a); cmd != nil {
 				c.commandInfo(cmd)
 			} else {
-				c.nullArray()
+				c.null() // as Redis 7: $-1, not *-1
 			}
 		}
 	case "docs":
