@@ -72,6 +72,9 @@ type conn struct {
 	authed  bool
 	ps      *subscriber  // non-nil while subscribed
 	multi   *transaction // non-nil between MULTI and EXEC or DISCARD
+	// For CLIENT LIST's multi: 1 + the commands queued while in a
+	// transaction, 0 out of one.
+	inMulti atomic.Int32
 
 	// A multibulk request at buf[start:] not complete yet, and how far its
 	// arguments have been read (offsets from start): it is read on from

@@ -70,6 +70,7 @@ func (c *conn) queue(cmd *command, args [][]byte) {
 		}
 		t.bytes += kept
 		t.cmds = append(t.cmds, queuedCommand{cmd: cmd, args: copies})
+		c.inMulti.Add(1)
 		c.simple("QUEUED")
 		return
 	}
@@ -83,6 +84,7 @@ func (s *Server) multi(_ context.Context, c *conn, _ [][]byte) {
 		return
 	}
 	c.multi = &transaction{}
+	c.inMulti.Store(1)
 	c.simple("OK")
 }
 
@@ -97,6 +99,7 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 		return
 	}
 	c.multi = nil
+	c.inMulti.Store(0)
 	if t.dirty {
 		c.err("EXECABORT Transaction discarded because of previous errors.")
 		return
@@ -119,5 +122,6 @@ func (s *Server) discard(_ context.Context, c *conn, _ [][]byte) {
 		return
 	}
 	c.multi = nil
+	c.inMulti.Store(0)
 	c.simple("OK")
 }

@@ -62,6 +62,23 @@ func TestMultiExecDiscard(t *testing.T) {
 			exchange("EXEC", "-EXECABORT Transaction discarded because of previous errors.")
 			exchange("HGET h f", "$2", "42")
 
+			// CLIENT LIST shows a client in a transaction, as Redis does.
+			exchange("CLIENT ID")
+			id := strings.TrimPrefix(r.line(), ":")
+			inList := func() map[string]string {
+				list, err := ts.client(t).ClientList(context.Background()).Result()
+				require.NoError(t, err)
+				return clientLines(t, list)[id]
+			}
+			assert.Equal(t, "-1", inList()["multi"])
+			exchange("MULTI", "+OK")
+			exchange("HSET h f 0", "+QUEUED")
+			exchange("HSET h f 1", "+QUEUED")
+			assert.Equal(t, "2", inList()["multi"])
+			assert.Equal(t, "x", inList()["flags"])
+			exchange("DISCARD", "+OK")
+			assert.Equal(t, "-1", inList()["multi"])
+
 			// RESET leaves the transaction; an empty one answers an empty array.
 			exchange("MULTI", "+OK")
 			exchange("HSET h f 0", "+QUEUED")

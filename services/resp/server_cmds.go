@@ -354,12 +354,16 @@ func (c *conn) describe() string {
 	since := c.since()
 	idle := since - time.Duration(c.lastRead.Load())
 	flags := "N"
-	if c.subs.Load() > 0 {
+	multi := c.inMulti.Load() - 1 // -1 out of a transaction, as Redis
+	switch {
+	case c.subs.Load() > 0:
 		flags = "P"
+	case multi >= 0:
+		flags = "x"
 	}
-	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=0 multi=-1 "+
+	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=0 multi=%d "+
 		"qbuf=0 qbuf-free=0 argv-mem=0 obl=0 oll=0 omem=0 tot-mem=0 user=default resp=2 lib-name=%s lib-ver=%s\n",
-		c.id, c.addr, c.laddr, c.name, int(since.Seconds()), int(idle.Seconds()), flags, sub, psub, c.libName, c.libVer)
+		c.id, c.addr, c.laddr, c.name, int(since.Seconds()), int(idle.Seconds()), flags, sub, psub, multi, c.libName, c.libVer)
 }
 
 func (s *Server) commandCmd(ctx context.Context, c *conn, args [][]byte) {
@@ -678,6 +682,7 @@ func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 	c.infoMu.Unlock()
 	c.authed = s.cfg.Password == ""
 	c.multi = nil
+	c.inMulti.Store(0)
 	c.simple("RESET")
 }
 
