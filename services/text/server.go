@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -335,11 +336,27 @@ func (r *run) stop(cancel context.CancelFunc) {
 	<-done
 }
 
-// refuse tells a connection past MaxConns why it is closed.
+// refuseDrain bounds what refuse reads and drops of what a refused
+// connection had sent: up to refuseDrainBytes, for up to refuseDrainFor.
+const (
+	refuseDrainBytes = 64 << 10
+	refuseDrainFor   = 100 * time.Millisecond
+)
+
+// refuse tells a connection past MaxConns why it is closed. It ends its
+// side first, and drops what the client had sent (within bounds): a
+// socket closed with unread data makes the kernel reset the connection,
+// and the reset may throw the ERROR away before the client reads it.
 func (r *run) refuse(nc net.Conn) {
 	defer r.untrack(nc)
 	r.log.Warn("text server: too many connections; refusing one",
 		"remote", nc.RemoteAddr().String(), "max", r.srv.cfg.MaxConns)
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
-	nc.Write([]byte(replyError))
+	if _, err := nc.Write([]byte(replyError)); err != nil {
+		return
+	}
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		nc.SetReadDeadline(time.Now().Add(refuseDrainFor))
+		io.CopyN(io.Discard, nc, refuseDrainBytes) // until the client's end, the bound or the deadline
+	}
 }

@@ -383,6 +383,25 @@ func TestMaxConns(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond)
 }
 
+// A connection refused at MaxConns that had already sent lines gets ERROR
+// and then the end of the stream, not a reset (which may throw the ERROR
+// away before the client reads it).
+func TestMaxConnsRefusalEndsCleanly(t *testing.T) {
+	f := start(t, Config{MaxConns: 1})
+	f.dial(t).roundTrip("CREATE b\r\n", "OK\r\n")
+	for range 20 {
+		nc, err := net.Dial("tcp", f.addr)
+		require.NoError(t, err)
+		_, err = io.WriteString(nc, strings.Repeat("GET b k\r\n", 100))
+		require.NoError(t, err)
+		require.NoError(t, nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+		got, err := io.ReadAll(nc)
+		nc.Close()
+		require.NoError(t, err, "the refused connection ends with a FIN, not a reset")
+		require.Equal(t, "ERROR\r\n", string(got))
+	}
+}
+
 func TestIdleTimeout(t *testing.T) {
 	f := start(t, Config{IdleTimeout: 50 * time.Millisecond})
 	c := f.dial(t)
