@@ -12,8 +12,8 @@
 //
 // Exit codes: 0 after a clean stop; 1 when the tree fails or does not stop
 // in time; 2 for a usage error (an unknown flag, a bad value); 3 for a
-// configuration kv refuses (a non-loopback address without a password, an
-// unreadable password file); 4 when the listener cannot be opened; 5 when
+// configuration kv refuses (a non-loopback address without a password, a
+// password file that is unreadable, empty or of more than one line); 4 when the listener cannot be opened; 5 when
 // the data directory is in use by another kv; 6 when the data directory
 // cannot be opened or is damaged (kv check DIR says where).
 //

@@ -249,7 +249,7 @@ func walkWAL(data []byte, logNum uint32) (records int, cut int64) {
 
 // walkWALEnd is walkWAL that also returns where the last whole write ends.
 func walkWALEnd(data []byte, logNum uint32) (records int, cut, end int64) {
-	var pos int64 // end: after the last whole write
+	var pos int64 // where reading has got to
 	header := int64(walRecyclableHeader)
 	inWrite := false
 	for pos < int64(len(data)) {

@@ -231,8 +231,9 @@ const (
 
 // runBuffered runs the complete commands in the read buffer. Under the
 // event loop, it stops at a command that must run on a goroutine of its
-// own (flagOwnGoroutine: the command stays in the buffer), and at replies
-// too large to write without blocking.
+// own (flagOwnGoroutine: the command stays in the buffer; while the
+// client's replies wait for its socket, it is held until they are out),
+// and, while the replies wait, once MaxReplyBytes of them do.
 func (c *conn) runBuffered(ctx context.Context) step {
 	c.held = false
 	for c.start < c.end {

@@ -21,8 +21,9 @@
 // Keys: EXISTS, DEL, UNLINK, TYPE, KEYS, SCAN, RENAME. Hashes: HSET, HMSET,
 // HSETNX, HGET, HMGET, HDEL, HEXISTS, HLEN, HSTRLEN, HKEYS, HVALS, HGETALL,
 // HINCRBY, HINCRBYFLOAT, HSCAN, HRANDFIELD. Events: SUBSCRIBE, PSUBSCRIBE,
-// UNSUBSCRIBE, PUNSUBSCRIBE. Read commands of other Redis types (GET, LLEN,
-// SMEMBERS...) answer WRONGTYPE on an existing key, as Redis does, and the
+// UNSUBSCRIBE, PUNSUBSCRIBE. Transactions: MULTI, EXEC, DISCARD (no WATCH,
+// which is an unknown command). Read commands of other Redis types (GET,
+// LLEN, SMEMBERS...) answer WRONGTYPE on an existing key, as Redis does, and the
 // empty answer on a missing one; their writes (SET, LPUSH...) are refused.
 //
 // Departures from Redis: a hash that loses its last field stays, empty,
@@ -34,6 +35,15 @@
 // registry's ordered index), an HSCAN step O(log fields + COUNT) once the
 // bucket has sorted its fields in cursor order (the first step sorts
 // them), without copying the hash.
+//
+// MULTI queues the commands that follow until EXEC runs them one after the
+// other, or DISCARD drops them, as in Redis: a command refused as it is
+// queued (unknown, wrong number of arguments, too large, or SUBSCRIBE,
+// PSUBSCRIBE and SAVE) makes EXEC answer EXECABORT, and a command that
+// fails as it runs has its error among EXEC's replies, without rollback.
+// Unlike Redis's, a transaction is not isolated: no other client of the
+// event loop runs a command between EXEC's, but clients on goroutines of
+// their own, the other front ends and an embedding host may.
 //
 // Writes that touch several fields (HSET with several pairs, HSETNX,
 // HINCRBY, HINCRBYFLOAT, HDEL) run in one bucket.Update, so they are
@@ -53,6 +63,14 @@
 // answered together: the connection runs them all, waits once for the
 // disk, and only then sends their replies, each in its place (an error
 // reply for a write that failed).
+//
+// # Event loop
+//
+// On Linux, unless Config.GoroutinePerClient is set, one goroutine waits
+// on epoll for every client, reads what each ready client sent, runs its
+// commands, and then writes the replies of all of them, as Redis's event
+// loop does. A client that subscribes or runs SAVE is first handed to a
+// goroutine of its own; elsewhere every client has one.
 //
 // # Lifecycle events
 //
@@ -85,11 +103,14 @@
 // error, then closed);
 // MaxBulkLen 16 MiB per argument and MaxArgs 1048576 per command (an error
 // reply, the connection stays); IdleTimeout 5 minutes (subscribers exempt);
-// WriteTimeout 30 seconds. Going past a limit never touches other clients
-// or any data. A command named POST or Host: (any case) closes the
-// connection without a reply, as with Redis: it is a line of an HTTP
-// request, which a web page can make a browser send to kv's port with
-// commands in its body.
+// WriteTimeout 30 seconds; MaxReplyBytes 64 MiB of replies kept for a
+// client that does not read them (client libraries send a whole pipeline
+// before they read: the server reads on and runs its commands meanwhile,
+// and past this bound reads nothing more from it until it reads). Going
+// past a limit never touches other clients or any data. A command named
+// POST or Host: (any case) closes the connection without a reply, as with
+// Redis: it is a line of an HTTP request, which a web page can make a
+// browser send to kv's port with commands in its body.
 //
 // # Stopping
 //

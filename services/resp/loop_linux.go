@@ -363,8 +363,10 @@ func (l *loop) events(c *conn) uint32 {
 // write writes the client's replies without blocking, once the writes
 // they answer are as durable as the store's policy asks; it reports
 // whether all of them are out. When the socket cannot take them all, the
-// client is blocked: the loop waits for the socket to be writable, up to
-// WriteTimeout, and reads nothing more from it meanwhile. A client whose
+// client is blocked: the loop waits for the socket to be writable, and
+// closes the client once the socket has taken nothing for WriteTimeout.
+// Meanwhile it goes on reading the client and running its commands (see
+// events), and keeps their replies, up to MaxReplyBytes. A client whose
 // socket failed is dropped.
 func (l *loop) write(c *conn) bool {
 	c.lastEnd = 0
