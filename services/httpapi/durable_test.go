@@ -19,14 +19,7 @@ import (
 // A write the disk refuses (full, failing) gets 503 write_failed and
 // changes nothing; reads go on, and writes resume once the disk does.
 func TestWriteTheStoreRefusesIs503(t *testing.T) {
-	faults := &store.Faults{}
-	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
-	require.NoError(t, err)
-	root := services.New(services.Config{Store: st})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := root.ServeBackground(ctx)
-	t.Cleanup(func() { cancel(); <-errc; assert.NoError(t, st.Close()) })
-	a := serve(t, root, Config{})
+	faults, a := serveFaultyTree(t)
 
 	key := bucketPath("b") + "/keys/k"
 	other := bucketPath("other") + "/keys/k"
@@ -68,14 +61,7 @@ func TestListThatCannotBeWholeIs503(t *testing.T) {
 // them they get 503 write_failed, as a key's write does, and change
 // nothing.
 func TestBucketWriteTheStoreRefusesIsWriteFailed(t *testing.T) {
-	faults := &store.Faults{}
-	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
-	require.NoError(t, err)
-	root := services.New(services.Config{Store: st})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := root.ServeBackground(ctx)
-	t.Cleanup(func() { cancel(); <-errc; assert.NoError(t, st.Close()) })
-	a := serve(t, root, Config{})
+	faults, a := serveFaultyTree(t)
 	require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath("b"), nil).status)
 
 	faults.FailWrites(syscall.ENOSPC)
@@ -131,4 +117,18 @@ func TestLoadFailureDoesNotShowTheStoresError(t *testing.T) {
 		r := a.do("GET", keyPath("stored", "k"), nil)
 		return r.status == http.StatusOK && r.body == "v"
 	}, 10*time.Second, time.Millisecond)
+}
+
+// serveFaultyTree serves the API on a durable tree whose store's disk
+// faults can inject failures into.
+func serveFaultyTree(t *testing.T) (*store.Faults, *api) {
+	t.Helper()
+	faults := &store.Faults{}
+	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	require.NoError(t, err)
+	root := services.New(services.Config{Store: st})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	t.Cleanup(func() { cancel(); <-errc; assert.NoError(t, st.Close()) })
+	return faults, serve(t, root, Config{})
 }

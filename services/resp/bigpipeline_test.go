@@ -60,11 +60,8 @@ func TestPipelineWrittenWholeBeforeItsRepliesAreRead(t *testing.T) {
 func TestRepliesWaitingForAClientAreBounded(t *testing.T) {
 	for _, mode := range servingModes {
 		t.Run(mode.name, func(t *testing.T) {
-			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: 1 << 20})
-			rc := ts.client(t)
+			ts, rc, value := startWithBigValue(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: 1 << 20})
 			ctx := context.Background()
-			value := strings.Repeat("v", 64<<10)
-			require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
 
 			// 2,000 commands of 64 KiB replies (125 MiB), each followed by
 			// an increment that counts it: about 140 KB of requests, which
@@ -123,11 +120,7 @@ func TestPipelineThenEndOfInput(t *testing.T) {
 	} {
 		for _, mode := range servingModes {
 			t.Run(tc.name+"/"+mode.name, func(t *testing.T) {
-				ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: tc.maxReplyBytes})
-				rc := ts.client(t)
-				ctx := context.Background()
-				value := strings.Repeat("v", 64<<10)
-				require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
+				ts, _, value := startWithBigValue(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: tc.maxReplyBytes})
 
 				const n = 400 // 25 MiB of replies: more than the sockets hold
 				pipe := ts.raw(t)
@@ -152,11 +145,7 @@ func TestPipelineThenEndOfInput(t *testing.T) {
 func TestPipelineWithSubscribeWhileRepliesWait(t *testing.T) {
 	for _, mode := range servingModes {
 		t.Run(mode.name, func(t *testing.T) {
-			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxRequestBytes: 1 << 20})
-			rc := ts.client(t)
-			ctx := context.Background()
-			value := strings.Repeat("v", 64<<10)
-			require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
+			ts, _, value := startWithBigValue(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxRequestBytes: 1 << 20})
 
 			const n, pings = 200, 4096 // 12.5 MiB of replies, then 4 MiB of requests
 			payload := strings.Repeat("p", 1024)
@@ -202,11 +191,7 @@ func TestPipelineWithSubscribeWhileRepliesWait(t *testing.T) {
 func TestRepliesTakenWhileMoreRunStayBounded(t *testing.T) {
 	for _, mode := range servingModes {
 		t.Run(mode.name, func(t *testing.T) {
-			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: 4 << 20})
-			rc := ts.client(t)
-			ctx := context.Background()
-			value := strings.Repeat("v", 64<<10)
-			require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
+			ts, _, value := startWithBigValue(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: 4 << 20})
 
 			const n = 2000 // 125 MiB of replies
 			pipe := ts.raw(t)
@@ -238,4 +223,15 @@ func TestRepliesTakenWhileMoreRunStayBounded(t *testing.T) {
 			assert.Less(t, peak-base, uint64(64<<20), "the heap grew by %d MiB", (peak-base)>>20)
 		})
 	}
+}
+
+// startWithBigValue starts a server with cfg and stores a 64 KiB value in
+// field big of hash h: the reply these tests make a client wait for.
+func startWithBigValue(t *testing.T, cfg Config) (*testServer, *redis.Client, string) {
+	t.Helper()
+	ts := start(t, cfg)
+	rc := ts.client(t)
+	value := strings.Repeat("v", 64<<10)
+	require.NoError(t, rc.HSet(context.Background(), "h", "big", value).Err())
+	return ts, rc, value
 }
