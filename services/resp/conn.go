@@ -753,6 +753,29 @@ func (c *conn) since() time.Duration { return time.Since(c.created) }
 // took 5% of the server's time.
 func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 	c.commands.Add(1)
+	switch {
+	case cmd != nil && cmd.flags&flagOwnGoroutine != 0:
+		// SUBSCRIBE, PSUBSCRIBE, SAVE: nothing of a transaction's to see
+		// half done, and SAVE waits for a checkpoint, which the other
+		// clients must not wait for.
+	case c.lp != nil:
+		// The event loop holds the read lock for the whole of a wake-up
+		// (see loop.run): one lock for all the commands it runs then.
+		if cmd != nil && cmd.flags&flagExclusive != 0 && c.multi != nil {
+			c.s.txMu.RUnlock()
+			c.s.txMu.Lock()
+			defer func() {
+				c.s.txMu.Unlock()
+				c.s.txMu.RLock()
+			}()
+		}
+	case cmd != nil && cmd.flags&flagExclusive != 0 && c.multi != nil:
+		c.s.txMu.Lock()
+		defer c.s.txMu.Unlock()
+	default:
+		c.s.txMu.RLock()
+		defer c.s.txMu.RUnlock()
+	}
 	if c.s.obs == nil {
 		c.run(ctx, cmd, args)
 		return

@@ -41,9 +41,9 @@
 // queued (unknown, wrong number of arguments, too large, or SUBSCRIBE,
 // PSUBSCRIBE and SAVE) makes EXEC answer EXECABORT, and a command that
 // fails as it runs has its error among EXEC's replies, without rollback.
-// Unlike Redis's, a transaction is not isolated: no other client of the
-// event loop runs a command between EXEC's, but clients on goroutines of
-// their own, the other front ends and an embedding host may.
+// As in Redis, no command of another client of the Server runs between
+// EXEC's: EXEC holds a lock alone that every other command shares; the
+// other front ends and an embedding host are not held back.
 //
 // Writes that touch several fields (HSET with several pairs, HSETNX,
 // HINCRBY, HINCRBYFLOAT, HDEL) run in one bucket.Update, so they are

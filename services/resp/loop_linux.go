@@ -225,6 +225,12 @@ func (l *loop) run() {
 			}
 		}
 		l.mu.Unlock()
+		// The commands of the wake-up run under the read lock of
+		// transactions (Server.txMu), taken once for all of them: an EXEC
+		// of a client on a goroutine of its own waits for the wake-up
+		// to end, and one of the loop's clients takes the write lock
+		// in its place (see conn.exec).
+		l.s.txMu.RLock()
 		for _, c := range ready {
 			l.serve(c, now)
 		}
@@ -235,6 +241,7 @@ func (l *loop) run() {
 				l.finish(c)
 			}
 		}
+		l.s.txMu.RUnlock()
 		clear(ready)
 		if l.draining {
 			// Every client that is not blocked on its replies has run all

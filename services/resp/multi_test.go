@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -165,4 +166,71 @@ func TestDurableExec(t *testing.T) {
 	faults.Clear()
 	require.Eventually(t, func() bool { return rc.Ping(ctx).Err() == nil }, 10*time.Second, time.Millisecond)
 	assert.NotEqual(t, "1", rc.HGet(ctx, "a", "g").Val(), "the failed write is not visible")
+}
+
+// No command of another client runs between a transaction's: a reader
+// sees a counter that transactions raise by 500 only at multiples of 500,
+// whichever goroutine or loop serves the two clients (a SAVE, refused in
+// memory, still moves its client off the event loop first).
+func TestExecIsIsolatedFromOtherClients(t *testing.T) {
+	for _, mode := range servingModes {
+		for _, tc := range []struct {
+			name                 string
+			writerOwn, readerOwn bool // moved to a goroutine of its own
+		}{{"as served", false, false}, {"reader on its own goroutine", false, true}, {"writer on its own goroutine", true, false}} {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				isolationRounds(t, mode.goroutinePerClient, tc.writerOwn, tc.readerOwn)
+			})
+		}
+	}
+}
+
+func isolationRounds(t *testing.T, goroutinePerClient, writerOwn, readerOwn bool) {
+	ts := start(t, Config{GoroutinePerClient: goroutinePerClient})
+	ctx := context.Background()
+	one := func(o *redis.Options) { o.PoolSize = 1 } // one connection: the one moved
+	writer, reader := ts.client(t, one), ts.client(t, one)
+	for _, moved := range []struct {
+		rc  *redis.Client
+		own bool
+	}{{writer, writerOwn}, {reader, readerOwn}} {
+		if moved.own {
+			require.Error(t, moved.rc.Do(ctx, "SAVE").Err(), "no backups in memory")
+		}
+	}
+	const step, rounds = 500, 20
+	done := make(chan error, 1)
+	go func() {
+		for range rounds {
+			_, err := writer.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				for range step {
+					p.HIncrBy(ctx, "c", "n", 1)
+				}
+				return nil
+			})
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	seen := 0
+	for {
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+			assert.Equal(t, strconv.Itoa(step*rounds), reader.HGet(ctx, "c", "n").Val())
+			t.Logf("%d reads between transactions", seen)
+			return
+		default:
+		}
+		v, err := reader.HGet(ctx, "c", "n").Int()
+		if err == redis.Nil {
+			continue
+		}
+		require.NoError(t, err)
+		require.Zero(t, v%step, "a read saw a transaction half done: %d", v)
+		seen++
+	}
 }

@@ -23,6 +23,9 @@ const (
 	// flagNotQueued: the command runs at once between MULTI and EXEC
 	// (EXEC, DISCARD, MULTI, QUIT, RESET), where the others are queued.
 	flagNotQueued
+	// flagExclusive: the command runs alone, with no other client's
+	// command between (EXEC: see Server.txMu).
+	flagExclusive
 )
 
 // command is one entry of the command table, which also feeds COMMAND.

@@ -195,6 +195,14 @@ type Server struct {
 	ready    chan struct{} // closed once the first listener is up
 	readyOne sync.Once
 
+	// txMu isolates transactions: EXEC runs its queued commands under the
+	// write lock, every other command runs under the read lock, so that no
+	// command of another Redis client runs between a transaction's (the
+	// event loop's clients are run one at a time anyway; a client on a
+	// goroutine of its own is not). Not held while a client waits for its
+	// socket or for the disk, only while a command runs.
+	txMu sync.RWMutex
+
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
 	closedAll bool // under mu: shutdown has closed every connection

@@ -30,7 +30,7 @@ func (s *Server) commandTable() mux {
 	add("debug", -2, flagAdmin, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
 	// Transactions.
 	add("multi", 1, flagNotQueued, 0, 0, 0, "transactions", "Starts a transaction: the commands until EXEC are queued.", s.multi)
-	add("exec", 1, flagNotQueued, 0, 0, 0, "transactions", "Runs the queued commands, one after the other.", s.execTx)
+	add("exec", 1, flagNotQueued|flagExclusive, 0, 0, 0, "transactions", "Runs the queued commands, one after the other.", s.execTx)
 	add("discard", 1, flagNotQueued, 0, 0, 0, "transactions", "Drops the queued commands.", s.discard)
 	// Keys: each key is a bucket.
 	add("exists", -2, 0, 1, -1, 1, "generic", "Counts the keys that exist.", s.exists)
