@@ -754,10 +754,14 @@ func (c *conn) since() time.Duration { return time.Since(c.created) }
 func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 	c.commands.Add(1)
 	switch {
-	case cmd != nil && cmd.flags&flagOwnGoroutine != 0:
+	case cmd != nil && cmd.flags&flagOwnGoroutine != 0, c.ps != nil:
 		// SUBSCRIBE, PSUBSCRIBE, SAVE: nothing of a transaction's to see
 		// half done, and SAVE waits for a checkpoint, which the other
-		// clients must not wait for.
+		// clients must not wait for. Nor does a subscriber's command (run
+		// lets it run only (P)UNSUBSCRIBE, PING, QUIT and RESET, which
+		// touch no key): UNSUBSCRIBE writes to its socket, and it and
+		// RESET wait for the subscription's goroutine, which writes to it
+		// too, each for up to WriteTimeout.
 	case c.lp != nil:
 		// The event loop holds the read lock for the whole of a wake-up
 		// (see loop.run): one lock for all the commands it runs then.

@@ -1,0 +1,84 @@
+package resp
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// A subscriber that does not read its socket, and sends UNSUBSCRIBE with
+// a reply too large for the socket, waits in that write for up to
+// WriteTimeout: it must not hold the transactions' lock meanwhile, or an
+// EXEC waits for it, and every other client behind the EXEC (Go's
+// RWMutex lets no reader in while a writer waits): the whole server
+// stalls for WriteTimeout.
+func TestSlowSubscriberDoesNotHoldTransactionsBack(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, WriteTimeout: 20 * time.Second})
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+				})
+				if err != nil {
+					return err
+				}
+				return serr
+			}}
+			nc, err := d.Dial("tcp", ts.addr)
+			require.NoError(t, err)
+			t.Cleanup(func() { nc.Close() })
+			rd := bufio.NewReaderSize(nc, 1<<20)
+			// 128 channels of 64 KiB: UNSUBSCRIBE's reply is 8 MiB, more
+			// than the sockets hold.
+			const chunk, chunks, nameLen = 16, 8, 64 << 10
+			for i := range chunks {
+				var b strings.Builder
+				fmt.Fprintf(&b, "*%d\r\n$9\r\nSUBSCRIBE\r\n", chunk+1)
+				for j := range chunk {
+					name := fmt.Sprintf("%04d", i*chunk+j) + strings.Repeat("x", nameLen-4)
+					fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(name), name)
+				}
+				_, err := nc.Write([]byte(b.String()))
+				require.NoError(t, err)
+				require.NoError(t, nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+				for range chunk * 6 { // *3, $9, subscribe, $n, name, :count
+					_, err := rd.ReadString('\n')
+					require.NoError(t, err)
+				}
+			}
+			_, err = nc.Write([]byte("UNSUBSCRIBE\r\n")) // and nothing read from now on
+			require.NoError(t, err)
+			time.Sleep(300 * time.Millisecond) // its write is stuck by now
+
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			quick := func(o *redis.Options) { o.ContextTimeoutEnabled = true }
+			writer, other := ts.client(t, quick), ts.client(t, quick)
+			require.NoError(t, writer.Ping(ctx).Err())
+			require.NoError(t, other.Ping(ctx).Err())
+			exec := make(chan error, 1)
+			go func() {
+				_, err := writer.TxPipelined(ctx, func(p redis.Pipeliner) error {
+					p.HIncrBy(ctx, "c", "n", 1)
+					return nil
+				})
+				exec <- err
+			}()
+			time.Sleep(100 * time.Millisecond) // EXEC waits for the lock, if it must
+			start := time.Now()
+			require.NoError(t, other.Ping(ctx).Err(), "another client is held back")
+			require.Less(t, time.Since(start), time.Second)
+			require.NoError(t, <-exec, "EXEC waits for the subscriber's socket")
+		})
+	}
+}
