@@ -753,6 +753,7 @@ func (c *conn) since() time.Duration { return time.Since(c.created) }
 // took 5% of the server's time.
 func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 	c.commands.Add(1)
+	exclusive := cmd != nil && cmd.flags&flagExclusive != 0 && c.multi != nil // EXEC of a transaction
 	switch {
 	case cmd != nil && cmd.flags&flagOwnGoroutine != 0, c.ps != nil:
 		// SUBSCRIBE, PSUBSCRIBE, SAVE: nothing of a transaction's to see
@@ -765,7 +766,7 @@ func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 	case c.lp != nil:
 		// The event loop holds the read lock for the whole of a wake-up
 		// (see loop.run): one lock for all the commands it runs then.
-		if cmd != nil && cmd.flags&flagExclusive != 0 && c.multi != nil {
+		if exclusive {
 			c.s.txMu.RUnlock()
 			c.s.txMu.Lock()
 			defer func() {
@@ -773,7 +774,7 @@ func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 				c.s.txMu.RLock()
 			}()
 		}
-	case cmd != nil && cmd.flags&flagExclusive != 0 && c.multi != nil:
+	case exclusive:
 		c.s.txMu.Lock()
 		defer c.s.txMu.Unlock()
 	default:
@@ -831,11 +832,7 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 		return
 	}
 	switch {
-	case cmd == nil:
-		c.unknownCommand(args)
-		return
-	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
-		c.wrongArgs(cmd.name) // before the login, as Redis does
+	case c.malformed(cmd, args): // before the login, as Redis does
 		if c.multi != nil {
 			c.multi.dirty = true // EXEC x, MULTI x, DISCARD x: as Redis, the transaction aborts
 		}
@@ -846,17 +843,40 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 	case c.ps != nil && cmd.flags&flagPubSub == 0:
 		c.err("ERR Can't execute '" + cmd.name + "': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
 		return
-	case len(args) > c.s.cfg.MaxArgs:
-		c.err("ERR Protocol error: too many arguments (the limit is " + strconv.Itoa(c.s.cfg.MaxArgs) + ")")
+	case c.oversized(args):
 		return
+	}
+	cmd.fn(ctx, c, args)
+}
+
+// malformed writes Redis's error and reports true for an unknown command
+// or a wrong number of arguments.
+func (c *conn) malformed(cmd *command, args [][]byte) bool {
+	switch {
+	case cmd == nil:
+		c.unknownCommand(args)
+	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
+		c.wrongArgs(cmd.name)
+	default:
+		return false
+	}
+	return true
+}
+
+// oversized writes the error and reports true for a command with more
+// than MaxArgs arguments, or one longer than MaxBulkLen.
+func (c *conn) oversized(args [][]byte) bool {
+	if len(args) > c.s.cfg.MaxArgs {
+		c.err("ERR Protocol error: too many arguments (the limit is " + strconv.Itoa(c.s.cfg.MaxArgs) + ")")
+		return true
 	}
 	for _, a := range args {
 		if len(a) > c.s.cfg.MaxBulkLen {
 			c.err("ERR Protocol error: argument longer than " + strconv.Itoa(c.s.cfg.MaxBulkLen) + " bytes")
-			return
+			return true
 		}
 	}
-	cmd.fn(ctx, c, args)
+	return false
 }
 
 func (c *conn) unknownCommand(args [][]byte) {

@@ -287,10 +287,9 @@ func (l *loop) serve(c *conn, now time.Time) {
 			return // nothing to read, or no room for more replies
 		}
 	}
-	if !c.blocked && wasBlocked {
-		// The replies are out: run what the client had sent meanwhile
-		// (its socket is read again at the next wake-up).
-	} else {
+	// A client whose replies have just gone out runs what it had sent
+	// meanwhile; its socket is read again at the next wake-up.
+	if c.blocked || !wasBlocked {
 		if l.draining {
 			return // no more requests: drain closes it
 		}

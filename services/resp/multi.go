@@ -38,22 +38,13 @@ type queuedCommand struct {
 func (c *conn) queue(cmd *command, args [][]byte) {
 	t := c.multi
 	switch {
-	case cmd == nil:
-		c.unknownCommand(args)
-	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
-		c.wrongArgs(cmd.name)
+	case c.malformed(cmd, args): // each of these writes its error
 	case cmd.flags&flagOwnGoroutine != 0:
 		c.err("ERR Command not allowed inside a transaction")
-	case len(args) > c.s.cfg.MaxArgs:
-		c.err("ERR Protocol error: too many arguments (the limit is " + strconv.Itoa(c.s.cfg.MaxArgs) + ")")
+	case c.oversized(args):
 	default:
 		size := 0 // the arguments' bytes
 		for _, a := range args {
-			if len(a) > c.s.cfg.MaxBulkLen {
-				c.err("ERR Protocol error: argument longer than " + strconv.Itoa(c.s.cfg.MaxBulkLen) + " bytes")
-				t.dirty = true
-				return
-			}
 			size += len(a)
 		}
 		kept := size + queuedCommandSize + len(args)*queuedArgSize
@@ -83,8 +74,7 @@ func (s *Server) multi(_ context.Context, c *conn, _ [][]byte) {
 		c.err("ERR MULTI calls can not be nested")
 		return
 	}
-	c.multi = &transaction{}
-	c.inMulti.Store(1)
+	c.setMulti(&transaction{})
 	c.simple("OK")
 }
 
@@ -98,8 +88,7 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 		c.err("ERR EXEC without MULTI")
 		return
 	}
-	c.multi = nil
-	c.inMulti.Store(0)
+	c.setMulti(nil)
 	if t.dirty {
 		c.err("EXECABORT Transaction discarded because of previous errors.")
 		return
@@ -121,7 +110,17 @@ func (s *Server) discard(_ context.Context, c *conn, _ [][]byte) {
 		c.err("ERR DISCARD without MULTI")
 		return
 	}
-	c.multi = nil
-	c.inMulti.Store(0)
+	c.setMulti(nil)
 	c.simple("OK")
+}
+
+// setMulti starts the transaction t, or ends the client's with nil, and
+// tells CLIENT LIST (inMulti), which other clients' goroutines read.
+func (c *conn) setMulti(t *transaction) {
+	c.multi = t
+	if t == nil {
+		c.inMulti.Store(0)
+	} else {
+		c.inMulti.Store(1 + int32(len(t.cmds)))
+	}
 }

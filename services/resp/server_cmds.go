@@ -304,9 +304,9 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 // reports false for anything else.
 func (s *Server) listedClients(c *conn, args [][]byte) ([]*conn, bool) {
 	all := s.clients()
+	slices.SortFunc(all, func(a, b *conn) int { return cmp.Compare(a.id, b.id) }) // Redis's order
 	switch {
 	case len(args) == 0:
-		slices.SortFunc(all, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
 		return all, true
 	case len(args) == 2 && equalFold(args[0], "type"):
 		var pubsub bool
@@ -320,9 +320,7 @@ func (s *Server) listedClients(c *conn, args [][]byte) ([]*conn, bool) {
 			c.err("ERR Unknown client type '" + clip(args[1]) + "'")
 			return nil, false
 		}
-		kept := slices.DeleteFunc(all, func(o *conn) bool { return (o.subs.Load() > 0) != pubsub })
-		slices.SortFunc(kept, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
-		return kept, true
+		return slices.DeleteFunc(all, func(o *conn) bool { return (o.subs.Load() > 0) != pubsub }), true
 	case len(args) >= 2 && equalFold(args[0], "id"):
 		var listed []*conn
 		for _, a := range args[1:] {
@@ -681,8 +679,7 @@ func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 	c.name = ""
 	c.infoMu.Unlock()
 	c.authed = s.cfg.Password == ""
-	c.multi = nil
-	c.inMulti.Store(0)
+	c.setMulti(nil)
 	c.simple("RESET")
 }
 
