@@ -101,6 +101,14 @@ func (r *raw) line() string {
 	return strings.TrimSuffix(l, "\r\n")
 }
 
+// expect reads one reply line for each of want, and requires them equal.
+func (r *raw) expect(want ...string) {
+	r.t.Helper()
+	for _, w := range want {
+		require.Equal(r.t, w, r.line())
+	}
+}
+
 // closed reports whether the server closed the connection (reading until
 // EOF, skipping anything sent before).
 func (r *raw) closed() bool { return r.closedWithin(10 * time.Second) }
