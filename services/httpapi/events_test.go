@@ -166,13 +166,7 @@ func TestStreamOutlivesServerTimeouts(t *testing.T) {
 func TestStalledReaderIsCutByWriteTimeout(t *testing.T) {
 	root := tree(t)
 	a := serve(t, root, Config{SSEBuffer: 1 << 16, SSEWriteTimeout: 50 * time.Millisecond})
-	nc, err := net.Dial("tcp", a.base[len("http://"):])
-	require.NoError(t, err)
-	defer nc.Close()
-	require.NoError(t, nc.(*net.TCPConn).SetReadBuffer(4096))
-	_, err = io.WriteString(nc, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 2 }, 5*time.Second, time.Millisecond)
+	openStalledStream(t, root, a.base[len("http://"):])
 
 	// The client never reads: once the socket buffers are full, a write
 	// blocks past SSEWriteTimeout and the stream is cut. Publishers go on.
@@ -282,13 +276,7 @@ func TestStreamThatLostEventsSaysSoWhenTheTreeStops(t *testing.T) {
 func TestStopDoesNotWaitForAStalledStream(t *testing.T) {
 	root := tree(t)
 	a, cancel, done := serveUntil(t, root, Config{SSEBuffer: 1 << 16, SSEWriteTimeout: time.Minute, ShutdownTimeout: 5 * time.Second})
-	nc, err := net.Dial("tcp", a.addr)
-	require.NoError(t, err)
-	defer nc.Close()
-	require.NoError(t, nc.(*net.TCPConn).SetReadBuffer(4096))
-	_, err = io.WriteString(nc, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 2 }, 5*time.Second, time.Millisecond)
+	openStalledStream(t, root, a.addr)
 
 	// The client never reads: far more than the socket buffers hold.
 	ctx := context.Background()
@@ -305,4 +293,19 @@ func TestStopDoesNotWaitForAStalledStream(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
 	require.Less(t, time.Since(begin), 2*time.Second, "the stop waited for the stalled stream")
+}
+
+// openStalledStream opens an event stream on addr with a small receive
+// buffer, over a raw connection that the test never reads (closed at the
+// test's end), and waits until the stream has subscribed (the tree's own
+// subscriber is the other one).
+func openStalledStream(t *testing.T, root *services.Root, addr string) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { nc.Close() })
+	require.NoError(t, nc.(*net.TCPConn).SetReadBuffer(4096))
+	_, err = io.WriteString(nc, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 2 }, 5*time.Second, time.Millisecond)
 }
