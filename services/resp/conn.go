@@ -565,14 +565,12 @@ func (c *conn) send() bool {
 	q.mu.Lock()
 	if q.active {
 		q.buf = append(q.buf, c.out...)
-		full, done := len(q.buf) >= c.s.cfg.MaxReplyBytes, q.done
+		full, err := len(q.buf) >= c.s.cfg.MaxReplyBytes, q.err
 		q.mu.Unlock()
 		if full {
-			<-done // backpressure: nothing more is read until they are written
+			return c.awaitWriter() // backpressure: nothing more is read until they are written
 		}
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		return q.err == nil
+		return err == nil
 	}
 	err := q.err
 	q.mu.Unlock()
