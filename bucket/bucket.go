@@ -36,6 +36,9 @@ type Bucket struct {
 	// write will (see NewUnrecorded). Under the write lock.
 	unrecorded bool
 	recordLost func() // see NewUnrecorded
+	// version counts the writes that changed the pairs (see Version).
+	// Under the write lock.
+	version uint64
 
 	// The keys in scan order for Tx.Scan (nil: none kept). Writers change
 	// it under the write lock; readers, under the read lock, only replace
@@ -124,6 +127,7 @@ func (b *Bucket) Put(key string, value []byte) error {
 	}
 	b.addingKey(key)
 	b.data[key] = v
+	b.version++
 	return nil
 }
 
@@ -143,6 +147,7 @@ func (b *Bucket) Delete(key string) ([]byte, error) {
 		return nil, ErrNotFound
 	}
 	delete(b.data, key)
+	b.version++
 	return v, nil // the stored slice was never handed out: the caller may own it
 }
 
@@ -163,6 +168,7 @@ func (b *Bucket) deleteDurable(key string) ([]byte, error) {
 		return nil, err
 	}
 	delete(b.data, key)
+	b.version++
 	b.mu.Unlock()
 	if err := b.settle(pw, false); err != nil {
 		return nil, err
@@ -253,7 +259,9 @@ func (b *Bucket) UpdateNoWait(fn func(*Tx) error) (Pending, error) {
 		// before anyone else can see the half-done writes.
 		if !tx.ok || tx.err != nil {
 			tx.rollback()
-		} else if b.store != nil && len(tx.undo) > 0 {
+		} else if len(tx.undo) > 0 && b.store == nil {
+			b.version++
+		} else if len(tx.undo) > 0 {
 			// One batch with the final state of every key written.
 			ops := make([]store.Op, 0, len(tx.undo))
 			for _, u := range tx.undo {
@@ -267,6 +275,7 @@ func (b *Bucket) UpdateNoWait(fn func(*Tx) error) (Pending, error) {
 				tx.rollback()
 				tx.err = rerr
 			} else {
+				b.version++
 				p = Pending{pw}
 			}
 		}
@@ -288,6 +297,22 @@ func (b *Bucket) Stop(reason error) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.endLocked(reason)
+}
+
+// Version returns a number that changes with every write that changes the
+// bucket's pairs (Put, Set, Delete of a present key, an Update that wrote
+// and returned nil) and with nothing else, or ErrEnded. A caller that saw
+// the same bucket live with the same version twice knows that no write
+// changed it in between: Redis's WATCH is built on it. A write counts as
+// soon as memory holds it, before it is durable; one that is then lost
+// ends the bucket.
+func (b *Bucket) Version() (uint64, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.ended {
+		return 0, ErrEnded
+	}
+	return b.version, nil
 }
 
 // Done is closed when the bucket has ended.

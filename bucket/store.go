@@ -31,6 +31,7 @@ func (b *Bucket) Set(key string, value []byte) (added bool, err error) {
 		b.keyAdded(key)
 	}
 	b.data[key] = v
+	b.version++
 	return !existed, nil
 }
 
@@ -88,6 +89,7 @@ func (b *Bucket) setDurable(key string, value []byte) (added bool, p Pending, er
 		b.keyAdded(key)
 	}
 	b.data[key] = v
+	b.version++
 	b.mu.Unlock()
 	return !existed, Pending{pw}, nil
 }
