@@ -72,6 +72,7 @@ type conn struct {
 	authed  bool
 	ps      *subscriber  // non-nil while subscribed
 	multi   *transaction // non-nil between MULTI and EXEC or DISCARD
+	watches *watchSet    // the keys WATCH watches (nil: none)
 	// For CLIENT LIST's multi: 1 + the commands queued while in a
 	// transaction, 0 out of one.
 	inMulti atomic.Int32

@@ -21,8 +21,8 @@
 // Keys: EXISTS, DEL, UNLINK, TYPE, KEYS, SCAN, RENAME. Hashes: HSET, HMSET,
 // HSETNX, HGET, HMGET, HDEL, HEXISTS, HLEN, HSTRLEN, HKEYS, HVALS, HGETALL,
 // HINCRBY, HINCRBYFLOAT, HSCAN, HRANDFIELD. Events: SUBSCRIBE, PSUBSCRIBE,
-// UNSUBSCRIBE, PUNSUBSCRIBE. Transactions: MULTI, EXEC, DISCARD (no WATCH,
-// which is an unknown command). Read commands of other Redis types (GET,
+// UNSUBSCRIBE, PUNSUBSCRIBE. Transactions: MULTI, EXEC, DISCARD, WATCH,
+// UNWATCH. Read commands of other Redis types (GET,
 // LLEN, SMEMBERS...) answer WRONGTYPE on an existing key, as Redis does, and the
 // empty answer on a missing one; their writes (SET, LPUSH...) are refused.
 //
@@ -43,7 +43,9 @@
 // fails as it runs has its error among EXEC's replies, without rollback.
 // As in Redis, no command of another client of the Server runs between
 // EXEC's: EXEC holds a lock alone that every other command shares; the
-// other front ends and an embedding host are not held back.
+// other front ends and an embedding host are not held back. WATCH makes
+// EXEC run nothing (a null array) if a watched key's bucket changed since,
+// whoever changed it: each bucket counts its writes (bucket.Version).
 //
 // Writes that touch several fields (HSET with several pairs, HSETNX,
 // HINCRBY, HINCRBYFLOAT, HDEL) run in one bucket.Update, so they are

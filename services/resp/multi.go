@@ -89,8 +89,14 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 		return
 	}
 	c.setMulti(nil)
-	if t.dirty {
+	changed := !t.dirty && s.watchedChanged(c)
+	c.watches = nil // whatever EXEC answers, as Redis does
+	switch {
+	case t.dirty:
 		c.err("EXECABORT Transaction discarded because of previous errors.")
+		return
+	case changed:
+		c.out = append(c.out, "*-1\r\n"...) // a watched key changed: nothing ran
 		return
 	}
 	c.array(len(t.cmds))
@@ -111,6 +117,7 @@ func (s *Server) discard(_ context.Context, c *conn, _ [][]byte) {
 		return
 	}
 	c.setMulti(nil)
+	c.watches = nil
 	c.simple("OK")
 }
 

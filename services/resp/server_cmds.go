@@ -680,6 +680,7 @@ func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 	c.infoMu.Unlock()
 	c.authed = s.cfg.Password == ""
 	c.setMulti(nil)
+	c.watches = nil
 	c.simple("RESET")
 }
 

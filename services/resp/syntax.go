@@ -41,6 +41,7 @@ var syntax = map[string]string{
 	"keys":         "pattern",
 	"scan":         "cursor [MATCH pattern] [COUNT count] [TYPE type]",
 	"rename":       "key newkey",
+	"watch":        "key...",
 	"hset":         "key (field value)...",
 	"hmset":        "key (field value)...",
 	"hsetnx":       "key field value",

@@ -32,6 +32,8 @@ func (s *Server) commandTable() mux {
 	add("multi", 1, flagNotQueued, 0, 0, 0, "transactions", "Starts a transaction: the commands until EXEC are queued.", s.multi)
 	add("exec", 1, flagNotQueued|flagExclusive, 0, 0, 0, "transactions", "Runs the queued commands, one after the other.", s.execTx)
 	add("discard", 1, flagNotQueued, 0, 0, 0, "transactions", "Drops the queued commands.", s.discard)
+	add("watch", -2, flagNotQueued, 1, -1, 1, "transactions", "Watches keys: EXEC fails if any changes before it.", s.watch)
+	add("unwatch", 1, 0, 0, 0, 0, "transactions", "Forgets the watched keys.", s.unwatch)
 	// Keys: each key is a bucket.
 	add("exists", -2, 0, 1, -1, 1, "generic", "Counts the keys that exist.", s.exists)
 	add("del", -2, flagWrite, 1, -1, 1, "generic", "Deletes keys.", s.del)
