@@ -549,28 +549,37 @@ func (c *conn) flushLocked() bool {
 // reading until it could write would wait for the client for ever (up to
 // WriteTimeout). Redis reads on too, and keeps the replies.
 type writeQueue struct {
-	mu     sync.Mutex
-	buf    []byte          // replies the writer has not taken yet
-	active bool            // a writer goroutine runs
-	done   chan struct{}   // closed when the active writer ends
-	err    error           // the writer's write failed: the client is gone
-	raw    syscall.RawConn // the connection's, for writeNow (the client's goroutine's own)
+	mu       sync.Mutex
+	buf      []byte          // replies the writer has not taken yet
+	inflight int             // replies the writer has taken and not written yet
+	active   bool            // a writer goroutine runs
+	done     chan struct{}   // closed when the active writer ends
+	err      error           // the writer's write failed: the client is gone
+	raw      syscall.RawConn // the connection's, for writeNow (the client's goroutine's own)
+	// room, while the client's goroutine waits for the queue to shrink
+	// below MaxReplyBytes, is closed by the writer once it has.
+	room chan struct{}
 }
 
 // send writes c.out as far as the socket takes it now, and leaves the rest
 // to the writer goroutine; behind replies the writer has not written yet,
-// it queues c.out. It waits for the writer only when MaxReplyBytes of
-// replies wait. It reports false when the client is gone.
+// it queues c.out. When MaxReplyBytes of replies wait, queued or being
+// written, it waits for the writer to bring them below that: nothing more
+// is read meanwhile. It reports false when the client is gone.
 func (c *conn) send() bool {
 	q := &c.wq
 	q.mu.Lock()
 	if q.active {
 		q.buf = append(q.buf, c.out...)
-		full, err := len(q.buf) >= c.s.cfg.MaxReplyBytes, q.err
-		q.mu.Unlock()
-		if full {
-			return c.awaitWriter() // backpressure: nothing more is read until they are written
+		for q.active && q.err == nil && len(q.buf)+q.inflight >= c.s.cfg.MaxReplyBytes {
+			room := make(chan struct{})
+			q.room = room
+			q.mu.Unlock()
+			<-room
+			q.mu.Lock()
 		}
+		err := q.err
+		q.mu.Unlock()
 		return err == nil
 	}
 	err := q.err
@@ -603,8 +612,10 @@ func (c *conn) writeQueued() {
 	var chunk []byte
 	for {
 		q.mu.Lock()
+		q.inflight = 0
 		if len(q.buf) == 0 || q.err != nil {
 			q.active = false
+			q.wake()
 			if idle := c.s.cfg.IdleTimeout; idle > 0 && q.err == nil {
 				// The replies are out: the client's idle time counts from
 				// now (its goroutine waits without a deadline meanwhile);
@@ -619,20 +630,36 @@ func (c *conn) writeQueued() {
 			return
 		}
 		chunk, q.buf = q.buf, chunk[:0]
+		q.inflight = len(chunk)
 		q.mu.Unlock()
 		for off := 0; off < len(chunk); {
 			end := min(len(chunk), off+flushAt)
 			_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
 			n, err := c.nc.Write(chunk[off:end])
 			off += n
+			q.mu.Lock()
+			q.inflight -= n
+			if err != nil {
+				q.err = err
+			}
+			if q.room != nil && (err != nil || len(q.buf)+q.inflight < c.s.cfg.MaxReplyBytes) {
+				q.wake()
+			}
+			q.mu.Unlock()
 			if err != nil {
 				_ = c.nc.Close()
-				q.mu.Lock()
-				q.err = err
-				q.mu.Unlock()
 				break
 			}
 		}
+	}
+}
+
+// wake lets the client's goroutine, if it waits in send, look at the
+// queue again. Called with q.mu held.
+func (q *writeQueue) wake() {
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
 	}
 }
 

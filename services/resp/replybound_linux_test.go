@@ -1,0 +1,86 @@
+//go:build linux
+
+package resp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// smallSendBuffers is a listener whose connections have small socket send
+// buffers: what a test sees the server keep for a client that does not
+// read is then the server's own, not the kernel's.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err == nil {
+		err = nc.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	}
+	return nc, err
+}
+
+// The replies a client that does not read makes the server keep are
+// MaxReplyBytes, counted whole: those queued and those a writer is
+// writing. Counting only the queued ones let a goroutine-served client
+// run on until twice as many waited.
+func TestRepliesWaitingAreBoundedByMaxReplyBytes(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			const limit = 2 << 20
+			ts, rc, value := startWithBigValue(t, Config{
+				GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: limit,
+				Listener: smallSendBuffers{ln},
+			})
+			ctx := context.Background()
+			d := net.Dialer{Control: func(_, _ string, raw syscall.RawConn) error {
+				var serr error
+				err := raw.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
+				})
+				if err != nil {
+					return err
+				}
+				return serr
+			}}
+			nc, err := d.Dial("tcp", ts.addr)
+			require.NoError(t, err)
+			t.Cleanup(func() { nc.Close() })
+			const n = 500 // 64 KiB replies: 31 MiB
+			_, err = nc.Write([]byte(strings.Repeat("HGET h big\r\nHINCRBY c ran 1\r\n", n)))
+			require.NoError(t, err)
+			ran := func() int64 {
+				v, err := rc.HGet(ctx, "c", "ran").Int64()
+				if err == redis.Nil {
+					return 0
+				}
+				require.NoError(t, err)
+				return v
+			}
+			last, since := int64(-1), time.Now()
+			require.Eventually(t, func() bool {
+				if v := ran(); v != last {
+					last, since = v, time.Now()
+					return false
+				}
+				return last > 0 && time.Since(since) >= 200*time.Millisecond
+			}, 60*time.Second, 10*time.Millisecond)
+			// The limit, the reply that passed it, and the sockets' few
+			// dozen KiB.
+			kept := last * int64(len(value)+len(fmt.Sprint(len(value)))+5)
+			t.Logf("%d commands ran, %d KiB of replies wait", last, kept>>10)
+			assert.LessOrEqual(t, kept, int64(limit+2*len(value)+256<<10), "replies waiting")
+		})
+	}
+}
