@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -857,22 +858,36 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 		c.queue(cmd, args)
 		return
 	}
+	mark := len(c.out)
 	switch {
 	case c.malformed(cmd, args): // before the login, as Redis does
 		if c.multi != nil {
-			c.multi.dirty = true // EXEC x, MULTI x, DISCARD x: as Redis, the transaction aborts
+			c.multi.dirty = true // MULTI x, DISCARD x: as Redis, the transaction aborts
 		}
-		return
 	case !c.authed && cmd.flags&flagNoAuth == 0:
 		c.err("NOAUTH Authentication required.")
-		return
 	case c.ps != nil && cmd.flags&flagPubSub == 0:
 		c.err("ERR Can't execute '" + cmd.name + "': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
-		return
 	case c.oversized(args):
+	default:
+		cmd.fn(ctx, c, args)
 		return
 	}
-	cmd.fn(ctx, c, args)
+	if cmd != nil && cmd.flags&flagExclusive != 0 {
+		c.abortExec(mark)
+	}
+}
+
+// abortExec turns the error written at c.out[mark:] for an EXEC refused
+// before it ran into Redis's (execCommandAbort): the transaction, if any,
+// is discarded there and then, and the reply is EXECABORT with the reason.
+// Without it the client would stay in MULTI, and its next commands would
+// be queued where Redis runs them.
+func (c *conn) abortExec(mark int) {
+	reason := strings.TrimPrefix(strings.TrimSuffix(string(c.out[mark+1:]), "\r\n"), "ERR ")
+	c.out = c.out[:mark]
+	c.setMulti(nil)
+	c.err("EXECABORT Transaction discarded because of: " + reason)
 }
 
 // malformed writes Redis's error and reports true for an unknown command

@@ -41,6 +41,8 @@
 // queued (unknown, wrong number of arguments, too large, or SUBSCRIBE,
 // PSUBSCRIBE and SAVE) makes EXEC answer EXECABORT, and a command that
 // fails as it runs has its error among EXEC's replies, without rollback.
+// An EXEC refused itself (with arguments, before AUTH) discards the
+// transaction at once with EXECABORT and the reason, as Redis 7 does.
 // As in Redis, no command of another client of the Server runs between
 // EXEC's: EXEC holds a lock alone that every other command shares; the
 // other front ends and an embedding host are not held back. WATCH makes

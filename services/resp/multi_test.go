@@ -59,7 +59,7 @@ func TestMultiExecDiscard(t *testing.T) {
 			// Redis, aborts the transaction.
 			exchange("MULTI", "+OK")
 			exchange("HSET h f 0", "+QUEUED")
-			exchange("EXEC now", "-ERR wrong number of arguments for 'exec' command")
+			exchange("DISCARD now", "-ERR wrong number of arguments for 'discard' command")
 			exchange("EXEC", "-EXECABORT Transaction discarded because of previous errors.")
 			exchange("HGET h f", "$2", "42")
 
@@ -90,6 +90,38 @@ func TestMultiExecDiscard(t *testing.T) {
 			exchange("HGET h f", "$2", "42")
 		})
 	}
+}
+
+// An EXEC that Redis refuses before running it (wrong number of
+// arguments, not authenticated) discards the transaction there and then,
+// with EXECABORT and the reason, as Redis 7 answers (rejectCommand calls
+// execCommandAbort): the commands sent next run, they are not queued for
+// an EXEC that will never come.
+func TestRejectedExecDiscardsTransaction(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, Password: "pw"})
+			r := ts.raw(t)
+			r.send("EXEC\r\n")
+			r.expect("-EXECABORT Transaction discarded because of: NOAUTH Authentication required.")
+			r.send("AUTH pw\r\nEXEC now\r\n")
+			r.expect("+OK", "-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command")
+
+			r.send("MULTI\r\nHSET h f 1\r\nEXEC now\r\n")
+			r.expect("+OK", "+QUEUED", "-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command")
+			r.send("HSET h f 2\r\nHGET h f\r\nEXEC\r\n")
+			r.expect(":1", "$1", "2", "-ERR EXEC without MULTI")
+			assert.Equal(t, "-1", clientLines(t, ts.client(t, func(o *redis.Options) { o.Password = "pw" }).
+				ClientList(context.Background()).Val())[clientID(t, r)]["multi"], "out of the transaction")
+		})
+	}
+}
+
+// clientID returns the id of r's client (CLIENT ID).
+func clientID(t *testing.T, r *raw) string {
+	t.Helper()
+	r.send("CLIENT ID\r\n")
+	return strings.TrimPrefix(r.line(), ":")
 }
 
 // go-redis's TxPipelined and redis-py's default pipeline() send MULTI,
