@@ -235,3 +235,40 @@ func startWithBigValue(t *testing.T, cfg Config) (*testServer, *redis.Client, st
 	require.NoError(t, rc.HSet(context.Background(), "h", "big", value).Err())
 	return ts, rc, value
 }
+
+// TestPipelineBacklogIsNotARequestTooLarge: a client that sends a long
+// pipeline of small commands whose replies are large, and reads them
+// while it sends, keeps the event loop at MaxReplyBytes: the loop runs
+// its commands only as their replies leave. The complete commands it has
+// read and not run yet are not one request too large (64 KiB for inline
+// commands, MaxRequestBytes for the others): the loop read on while they
+// waited, and then closed the client with "too big inline request" or
+// "request too large", where Redis (and a goroutine per client) answer
+// them all.
+func TestPipelineBacklogIsNotARequestTooLarge(t *testing.T) {
+	for _, inline := range []bool{true, false} {
+		for _, mode := range servingModes {
+			t.Run(fmt.Sprintf("inline=%v/%s", inline, mode.name), func(t *testing.T) {
+				ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: 16 << 10, MaxRequestBytes: 64 << 10})
+				value := strings.Repeat("v", 4<<10)
+				require.NoError(t, ts.client(t).HSet(context.Background(), "h", "f", value).Err())
+				cmd := "HGET h f\r\n"
+				if !inline {
+					cmd = "*3\r\n$4\r\nHGET\r\n$1\r\nh\r\n$1\r\nf\r\n"
+				}
+				const n = 20000 // 200 or 540 KB of commands, 80 MiB of replies
+				pipe := ts.raw(t)
+				sent := make(chan error, 1)
+				go func() {
+					_, err := pipe.nc.Write([]byte(strings.Repeat(cmd, n)))
+					sent <- err
+				}()
+				for i := range n {
+					require.Equal(t, fmt.Sprintf("$%d", len(value)), pipe.line(), "reply %d", i)
+					require.Equal(t, value, pipe.line())
+				}
+				require.NoError(t, <-sent)
+			})
+		}
+	}
+}

@@ -51,6 +51,7 @@ type conn struct {
 	closing    bool      // close once the replies are written
 	eof        bool      // the client shut its side while blocked: not read until its replies are out
 	held       bool      // blocked, a command that needs a goroutine of its own waits: not read meanwhile
+	backlog    bool      // blocked, complete commands wait in buf for MaxReplyBytes of replies to leave: not read meanwhile
 	lastActive time.Time // last read, or last blocked reply taken: for the idle timeout
 	blockedAt  time.Time // while blocked, when the socket last took a reply: for the write timeout
 	readyEvent uint32    // the events of the current wake-up
@@ -237,7 +238,7 @@ const (
 // client's replies wait for its socket, it is held until they are out),
 // and, while the replies wait, once MaxReplyBytes of them do.
 func (c *conn) runBuffered(ctx context.Context) step {
-	c.held = false
+	c.held, c.backlog = false, false
 	for c.start < c.end {
 		if c.partialCount > 0 {
 			done, err := c.partialMore()
@@ -303,7 +304,11 @@ func (c *conn) runBuffered(ctx context.Context) step {
 				return stepGone // dropped already
 			}
 			if c.blocked && len(c.out)-c.outOff >= c.s.cfg.MaxReplyBytes {
-				return stepRead // the rest waits until the client reads
+				// The rest waits until the client reads; nothing more
+				// is read meanwhile, or the commands read and not run
+				// would pile up behind them.
+				c.backlog = c.start < c.end
+				return stepRead
 			}
 		case !c.flush():
 			return stepGone
@@ -467,6 +472,12 @@ func (c *conn) makeRoom() bool {
 		if len(c.buf) > maxKeptReadBuf {
 			c.buf = make([]byte, initialReadBuf)
 		}
+		return true
+	}
+	if c.held || c.backlog {
+		// Complete commands wait in the buffer (the client is not read
+		// until they have run): they are not one request past the
+		// limits, and need no room.
 		return true
 	}
 	if c.buf[c.start] != '*' && pending >= maxInline {

@@ -283,13 +283,21 @@ func (l *loop) serve(c *conn, now time.Time) {
 			l.drop(c)
 			return
 		}
-		if c.blocked && (c.readyEvent&unix.EPOLLIN == 0 || l.events(c)&unix.EPOLLIN == 0) {
+		switch {
+		case c.blocked && c.backlog:
+			if len(c.out)-c.outOff >= l.s.cfg.MaxReplyBytes {
+				return // no room for more replies yet
+			}
+			// Room for more: the commands waiting run on, and the
+			// socket is not read before they have.
+		case c.blocked && (c.readyEvent&unix.EPOLLIN == 0 || l.events(c)&unix.EPOLLIN == 0):
 			return // nothing to read, or no room for more replies
 		}
 	}
 	// A client whose replies have just gone out runs what it had sent
-	// meanwhile; its socket is read again at the next wake-up.
-	if c.blocked || !wasBlocked {
+	// meanwhile; its socket is read again at the next wake-up. So does a
+	// blocked client with commands waiting (backlog).
+	if c.blocked && !c.backlog || !wasBlocked {
 		if l.draining {
 			return // no more requests: drain closes it
 		}
@@ -354,13 +362,14 @@ func (l *loop) finish(c *conn) {
 // events is what the loop waits for on c's socket: a request, and while
 // its replies wait for the socket (blocked), room for them; and a blocked
 // client's requests too, unless it is to be closed, has shut its side,
-// holds a command back for a goroutine of its own, the loop drains, or
+// holds a command back for a goroutine of its own or commands that wait
+// for MaxReplyBytes of replies to leave (backlog), the loop drains, or
 // MaxReplyBytes of replies wait already.
 func (l *loop) events(c *conn) uint32 {
 	if !c.blocked {
 		return unix.EPOLLIN
 	}
-	if c.closing || c.eof || c.held || l.draining || len(c.out)-c.outOff >= l.s.cfg.MaxReplyBytes {
+	if c.closing || c.eof || c.held || c.backlog || l.draining || len(c.out)-c.outOff >= l.s.cfg.MaxReplyBytes {
 		return unix.EPOLLOUT
 	}
 	return unix.EPOLLOUT | unix.EPOLLIN
