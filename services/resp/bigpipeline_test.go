@@ -272,3 +272,41 @@ func TestPipelineBacklogIsNotARequestTooLarge(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteQueueReleasedOnceWritten: on a goroutine of its own, the
+// replies a client's socket could not take wait in its write queue, up to
+// MaxReplyBytes; once they are written, a queue that grew large leaves
+// memory, as the reply buffer does. Kept, every client that once had a
+// long pipeline's replies wait held up to MaxReplyBytes for as long as it
+// stayed connected.
+func TestWriteQueueReleasedOnceWritten(t *testing.T) {
+	ts, _, value := startWithBigValue(t, Config{GoroutinePerClient: true})
+	const n = 200 // 12.5 MiB of replies: more than the sockets hold
+	pipe := ts.raw(t)
+	pipe.send(strings.Repeat("HGET h big\r\n", n))
+	var c *conn
+	require.Eventually(t, func() bool {
+		for _, o := range ts.srv.clients() {
+			o.wq.mu.Lock()
+			queued := len(o.wq.buf) > 0
+			o.wq.mu.Unlock()
+			if queued {
+				c = o
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond, "replies wait in the write queue")
+	for i := range n {
+		require.Equal(t, fmt.Sprintf("$%d", len(value)), pipe.line(), "reply %d", i)
+		require.Equal(t, value, pipe.line())
+	}
+	require.Eventually(t, func() bool {
+		c.wq.mu.Lock()
+		defer c.wq.mu.Unlock()
+		return !c.wq.active
+	}, 10*time.Second, time.Millisecond)
+	c.wq.mu.Lock()
+	defer c.wq.mu.Unlock()
+	assert.LessOrEqual(t, cap(c.wq.buf), 4*flushAt, "the write queue keeps %d bytes", cap(c.wq.buf))
+}

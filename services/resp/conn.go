@@ -628,6 +628,11 @@ func (c *conn) writeQueued() {
 		if len(q.buf) == 0 || q.err != nil {
 			q.active = false
 			q.wake()
+			if cap(q.buf) > 4*flushAt {
+				// As c.out: a queue that grew large is not kept for
+				// the rest of the client's life.
+				q.buf = nil
+			}
 			if idle := c.s.cfg.IdleTimeout; idle > 0 && q.err == nil {
 				// The replies are out: the client's idle time counts from
 				// now (its goroutine waits without a deadline meanwhile);
