@@ -896,13 +896,15 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 
 // abortExec turns the error written at c.out[mark:] for an EXEC refused
 // before it ran into Redis's (execCommandAbort): the transaction, if any,
-// is discarded there and then, and the reply is EXECABORT with the reason.
+// is discarded there and then, the watched keys forgotten, and the reply
+// is EXECABORT with the reason.
 // Without it the client would stay in MULTI, and its next commands would
 // be queued where Redis runs them.
 func (c *conn) abortExec(mark int) {
 	reason := strings.TrimPrefix(strings.TrimSuffix(string(c.out[mark+1:]), "\r\n"), "ERR ")
 	c.out = c.out[:mark]
 	c.setMulti(nil)
+	c.watches = nil // as Redis's discardTransaction
 	c.err("EXECABORT Transaction discarded because of: " + reason)
 }
 

@@ -145,6 +145,14 @@ func TestWatchRules(t *testing.T) {
 			r.expect("+OK", "-ERR wrong number of arguments for 'hget' command",
 				"-EXECABORT Transaction discarded because of previous errors.")
 
+			// An EXEC refused before it runs forgets them too.
+			r.send("WATCH k\r\n")
+			r.expect("+OK")
+			change()
+			r.send("EXEC x\r\nMULTI\r\nHGET k own\r\nEXEC\r\n")
+			r.expect("-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
+				"+OK", "+QUEUED", "*1", "$1", "1")
+
 			r.send("WATCH k\r\n")
 			r.expect("+OK")
 			change()
