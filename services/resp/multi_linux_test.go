@@ -14,6 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/internal/store"
 )
 
 // A subscriber that does not read its socket, and sends UNSUBSCRIBE with
@@ -78,4 +80,37 @@ func TestSlowSubscriberDoesNotHoldTransactionsBack(t *testing.T) {
 			require.NoError(t, other.Ping(ctx).Err(), "another client is held back")
 		})
 	}
+}
+
+// The event loop does not hold the transactions' lock while it waits for
+// the disk to answer its clients' writes: an EXEC of a client on a
+// goroutine of its own, which reads only, is not held back by a hung disk
+// (it waited for the disk before, and with it every client behind it).
+func TestLoopWaitingForTheDiskDoesNotHoldExecBack(t *testing.T) {
+	if goroutinePerClient {
+		t.Skip("no event loop")
+	}
+	ctx := context.Background()
+	faults := &store.Faults{}
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	rc := ds.client(t)
+	require.NoError(t, rc.HSet(ctx, "read", "f", "1").Err())
+	own := ds.raw(t)
+	own.send("SAVE\r\n") // moves the client to a goroutine of its own
+	own.expect("+OK")
+
+	resume := faults.Stall()
+	defer resume()
+	writer := ds.raw(t)
+	writer.send("HSET w f 1\r\n")       // the loop waits for the disk to answer it
+	require.Eventually(t, func() bool { // the write is in memory: the loop has run it
+		own.send("HEXISTS w f\r\n")
+		return own.line() == ":1"
+	}, 10*time.Second, time.Millisecond)
+
+	own.send("MULTI\r\nHGET read f\r\nEXEC\r\n")
+	own.expect("+OK", "+QUEUED", "*1", "$1", "1")
+
+	resume()
+	writer.expect(":1")
 }
