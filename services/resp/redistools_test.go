@@ -1,7 +1,9 @@
 package resp
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -73,4 +75,44 @@ func TestRedisCLIAndBenchmark(t *testing.T) {
 		assert.LessOrEqual(t, n, int64(1000))
 	}
 	assert.False(t, strings.Contains(run(cli, "INFO", "clients"), "connected_clients:0"), "redis-cli itself is connected")
+}
+
+// The README's WATCH session, in redis-cli: a key changed by another
+// client between WATCH and EXEC makes EXEC answer (nil).
+func TestRedisCLIWatch(t *testing.T) {
+	cli := redisTool(t, "redis-cli")
+	ts := start(t, Config{})
+	host, port, err := net.SplitHostPort(ts.addr)
+	require.NoError(t, err)
+	ctx := context.Background()
+	other := ts.client(t)
+	require.NoError(t, other.HSet(ctx, "stock", "apples", "3").Err())
+
+	cmd := exec.Command(cli, "-h", host, "-p", port, "--no-raw")
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	out := bufio.NewReader(stdout)
+	line := func() string {
+		t.Helper()
+		l, err := out.ReadString('\n')
+		require.NoError(t, err)
+		return strings.TrimSpace(l)
+	}
+	_, err = io.WriteString(stdin, "WATCH stock\nHGET stock apples\n")
+	require.NoError(t, err)
+	assert.Equal(t, "OK", line())
+	assert.Equal(t, `"3"`, line())
+	require.NoError(t, other.HIncrBy(ctx, "stock", "apples", -2).Err())
+	_, err = io.WriteString(stdin, "MULTI\nHSET stock apples 2\nEXEC\n")
+	require.NoError(t, err)
+	require.NoError(t, stdin.Close())
+	assert.Equal(t, "OK", line())
+	assert.Equal(t, "QUEUED", line())
+	assert.Equal(t, "(nil)", line())
+	require.NoError(t, cmd.Wait())
+	assert.Equal(t, "1", other.HGet(ctx, "stock", "apples").Val(), "the other client's write stands")
 }
