@@ -152,28 +152,41 @@ func (b *Bucket) Delete(key string) ([]byte, error) {
 }
 
 func (b *Bucket) deleteDurable(key string) ([]byte, error) {
-	b.mu.Lock()
-	if b.ended {
-		b.mu.Unlock()
-		return nil, ErrEnded
-	}
-	v, ok := b.data[key]
-	if !ok {
-		b.mu.Unlock()
-		return nil, ErrNotFound
-	}
-	pw, err := b.record(store.Delete(key))
+	v, p, err := b.DeleteNoWait(key)
 	if err != nil {
-		b.mu.Unlock()
 		return nil, err
 	}
-	delete(b.data, key)
-	b.version++
-	b.mu.Unlock()
-	if err := b.settle(pw, false); err != nil {
+	if err := p.Wait(); err != nil {
 		return nil, err
 	}
 	return v, nil
+}
+
+// DeleteNoWait is Delete that returns as soon as the removal is made in
+// memory and recorded in the store, with a Pending for its durability, as
+// [Bucket.SetNoWait] does (the same rules apply). For an in-memory bucket
+// it is Delete, with a zero Pending.
+func (b *Bucket) DeleteNoWait(key string) (old []byte, p Pending, err error) {
+	if b.store == nil {
+		old, err = b.Delete(key)
+		return old, Pending{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended {
+		return nil, Pending{}, ErrEnded
+	}
+	v, ok := b.data[key]
+	if !ok {
+		return nil, Pending{}, ErrNotFound
+	}
+	pw, err := b.record(store.Delete(key))
+	if err != nil {
+		return nil, Pending{}, err
+	}
+	delete(b.data, key)
+	b.version++
+	return v, Pending{pw}, nil
 }
 
 // Len returns the number of keys.

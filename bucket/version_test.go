@@ -44,6 +44,24 @@ func TestVersion(t *testing.T) {
 					return p.Wait()
 				}, true},
 				{"Delete", func() error { _, err := b.Delete("n"); return err }, true},
+				{"DeleteNoWait", func() error {
+					require.NoError(t, b.Put("d", []byte("1")))
+					before, err := b.Version()
+					require.NoError(t, err)
+					old, p, err := b.DeleteNoWait("d")
+					require.NoError(t, err)
+					assert.Equal(t, "1", string(old))
+					after, err := b.Version()
+					require.NoError(t, err)
+					assert.Equal(t, before+1, after)
+					require.NoError(t, p.Wait())
+					_, err = b.Get("d")
+					assert.ErrorIs(t, err, ErrNotFound)
+					_, p, err = b.DeleteNoWait("d")
+					assert.ErrorIs(t, err, ErrNotFound)
+					assert.True(t, p.IsZero())
+					return nil
+				}, true},
 				{"Delete of a missing key", func() error { _, err := b.Delete("n"); assert.ErrorIs(t, err, ErrNotFound); return nil }, false},
 				{"Get", func() error { _, err := b.Get("k"); return err }, false},
 				{"View", func() error { return b.View(func(tx *Tx) error { return nil }) }, false},
