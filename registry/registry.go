@@ -92,6 +92,7 @@ type Registry struct {
 	admit   func() error // nil: every store operation is admitted
 	flushMu sync.RWMutex // write-locked by FlushAll, read-locked by loads and renames
 	loadLog *logLimit    // Lookup's failures to load
+	txLock  sync.RWMutex // see TxLock
 
 	mu       sync.RWMutex // guards everything below
 	nextID   uint64
@@ -172,6 +173,23 @@ func CheckName(name string) error {
 	}
 	return nil
 }
+
+// TxLock returns the lock that isolates transactions across front ends:
+// a Redis EXEC holds it alone while it checks its watched keys and runs
+// its commands, and every front end (the Redis protocol, the line
+// protocol, HTTP) holds it shared while one of its commands reads or
+// changes buckets, so that nothing runs between a transaction's commands
+// and no watched key changes unseen. A host that embeds the tree and
+// wants its own operations isolated likewise holds it shared around them.
+// Hold it only while a command runs, never while waiting for the network,
+// and not while waiting for a write to be durable where that can be
+// avoided (write with bucket.SetNoWait, DeleteNoWait or UpdateNoWait under
+// it, and wait for the Pending after): an EXEC waits meanwhile, and with
+// Go's RWMutex everyone behind it. Never hold it twice on one goroutine (a
+// second RLock waits for an EXEC that waits for the first). A host that
+// writes without it is not held back by a transaction: a transaction then
+// may not see, or may overwrite, what the host wrote while it ran.
+func (r *Registry) TxLock() *sync.RWMutex { return &r.txLock }
 
 // String names the service in suture's logs.
 func (r *Registry) String() string { return "kv registry" }

@@ -106,4 +106,8 @@
 // counted through http.Server's ConnState. /metrics serves that Metrics'
 // private registry: share one Metrics between the front ends to see them
 // all there.
+//
+// Each request reads or changes buckets under the registry's TxLock,
+// shared (a write's wait for the disk comes after), so that it never lands
+// between the commands of a Redis transaction.
 package httpapi

@@ -149,7 +149,11 @@ func (h *maxStrings) Pop() any {
 // write_failed when the store refuses to record it.
 func (s *Server) createBucket(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("bucket")
-	if _, err := s.cfg.Registry.Create(r.Context(), name); err != nil {
+	tx := s.cfg.Registry.TxLock()
+	tx.RLock()
+	_, err := s.cfg.Registry.Create(r.Context(), name)
+	tx.RUnlock()
+	if err != nil {
 		switch {
 		case errors.Is(err, registry.ErrInvalidName):
 			writeError(w, http.StatusBadRequest, "invalid_name", err.Error())
@@ -167,7 +171,11 @@ func (s *Server) createBucket(w http.ResponseWriter, r *http.Request) {
 // deleteBucket stops the bucket normally: 204, or 404; 503 write_failed
 // when the store refuses to drop it.
 func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
-	if err := s.cfg.Registry.Delete(r.Context(), r.PathValue("bucket")); err != nil {
+	tx := s.cfg.Registry.TxLock()
+	tx.RLock()
+	err := s.cfg.Registry.Delete(r.Context(), r.PathValue("bucket"))
+	tx.RUnlock()
+	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			bucketNotFound(w)
 			return
@@ -290,9 +298,16 @@ func (s *Server) putKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_body", "reading the body: "+err.Error())
 		return
 	}
-	ok, err := s.follow(w, r, r.PathValue("bucket"), func(b *bucket.Bucket) error { return b.Put(r.PathValue("key"), v) })
+	var p bucket.Pending
+	ok, err := s.follow(w, r, r.PathValue("bucket"), func(b *bucket.Bucket) (err error) {
+		_, p, err = b.SetNoWait(r.PathValue("key"), v)
+		return err
+	})
 	if !ok {
 		return
+	}
+	if err == nil {
+		err = p.Wait() // after follow: not under the TxLock
 	}
 	if err != nil {
 		s.bucketError(w, err)
@@ -303,12 +318,16 @@ func (s *Server) putKey(w http.ResponseWriter, r *http.Request) {
 
 // deleteKey removes the key: 204, or 404 when it was absent.
 func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) {
-	ok, err := s.follow(w, r, r.PathValue("bucket"), func(b *bucket.Bucket) error {
-		_, err := b.Delete(r.PathValue("key"))
+	var p bucket.Pending
+	ok, err := s.follow(w, r, r.PathValue("bucket"), func(b *bucket.Bucket) (err error) {
+		_, p, err = b.DeleteNoWait(r.PathValue("key"))
 		return err
 	})
 	if !ok {
 		return
+	}
+	if err == nil {
+		err = p.Wait() // after follow: not under the TxLock
 	}
 	if err != nil {
 		s.bucketError(w, err)
@@ -350,14 +369,21 @@ const maxAttempts = 8
 // come back at the next lookup), as the Redis front end does: a request
 // then meets what the name means now, not a 404. ok is false when a reply
 // was written instead (no such bucket, it could not be loaded, or it ended
-// over and over: a 503); err is op's error.
+// over and over: a 503); err is op's error. op runs under the registry's
+// TxLock, shared, so that it does not land in the middle of a Redis
+// transaction: it must not wait for the disk (a write's Pending is waited
+// for after follow returns).
 func (s *Server) follow(w http.ResponseWriter, r *http.Request, name string, op func(*bucket.Bucket) error) (ok bool, err error) {
 	for range maxAttempts {
 		b, ok := s.lookup(w, r, name)
 		if !ok {
 			return false, nil
 		}
-		if err = op(b); !bucket.EndedBefore(err) {
+		tx := s.cfg.Registry.TxLock()
+		tx.RLock()
+		err = op(b)
+		tx.RUnlock()
+		if !bucket.EndedBefore(err) {
 			return true, err
 		}
 	}

@@ -51,6 +51,9 @@ type Registry interface {
 	NamesErr() ([]string, error)
 	Len() int               // for /metrics
 	Live() []*bucket.Bucket // for /metrics
+	// TxLock isolates the Redis protocol's transactions: a request holds
+	// it shared while it reads or changes buckets.
+	TxLock() *sync.RWMutex
 }
 
 // EventSource is what the API needs of kv's event manager; *events.Manager

@@ -810,19 +810,19 @@ func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 		// The event loop holds the read lock for the whole of a wake-up
 		// (see loop.run): one lock for all the commands it runs then.
 		if exclusive {
-			c.s.txMu.RUnlock()
-			c.s.txMu.Lock()
+			c.s.tx.RUnlock()
+			c.s.tx.Lock()
 			defer func() {
-				c.s.txMu.Unlock()
-				c.s.txMu.RLock()
+				c.s.tx.Unlock()
+				c.s.tx.RLock()
 			}()
 		}
 	case exclusive:
-		c.s.txMu.Lock()
-		defer c.s.txMu.Unlock()
+		c.s.tx.Lock()
+		defer c.s.tx.Unlock()
 	default:
-		c.s.txMu.RLock()
-		defer c.s.txMu.RUnlock()
+		c.s.tx.RLock()
+		defer c.s.tx.RUnlock()
 	}
 	if c.s.obs == nil {
 		c.run(ctx, cmd, args)

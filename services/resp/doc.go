@@ -43,11 +43,12 @@
 // fails as it runs has its error among EXEC's replies, without rollback.
 // An EXEC refused itself (with arguments, before AUTH) discards the
 // transaction at once with EXECABORT and the reason, as Redis 7 does.
-// As in Redis, no command of another client of the Server runs between
-// EXEC's: EXEC holds a lock alone that every other command shares; the
-// other front ends and an embedding host are not held back. WATCH makes
-// EXEC run nothing (a null array) if a watched key's bucket changed since,
-// whoever changed it: each bucket counts its writes (bucket.Version).
+// As in Redis, no command of another client runs between EXEC's: EXEC
+// holds the registry's TxLock alone, which every other command shares, as
+// the line protocol's and HTTP's do; an embedding host that writes
+// without it is not held back. WATCH makes EXEC run nothing (a null
+// array) if a watched key's bucket changed since, whoever changed it:
+// each bucket counts its writes (bucket.Version).
 //
 // Writes that touch several fields (HSET with several pairs, HSETNX,
 // HINCRBY, HINCRBYFLOAT, HDEL) run in one bucket.Update, so they are

@@ -226,7 +226,7 @@ func (l *loop) run() {
 		}
 		l.mu.Unlock()
 		// The commands of the wake-up run under the read lock of
-		// transactions (Server.txMu), taken once for all of them: an EXEC
+		// transactions (Server.tx), taken once for all of them: an EXEC
 		// of a client on a goroutine of its own waits for them to have
 		// run, and one of the loop's clients takes the write lock in its
 		// place (see conn.exec). It is released before the replies
@@ -234,11 +234,11 @@ func (l *loop) run() {
 		// does not hold an EXEC back, nor every client behind the EXEC.
 		// (A client whose replies pass flushAt while its commands run
 		// has them written then, under the lock.)
-		l.s.txMu.RLock()
+		l.s.tx.RLock()
 		for _, c := range ready {
 			l.serve(c, now)
 		}
-		l.s.txMu.RUnlock()
+		l.s.tx.RUnlock()
 		// The replies of every client of this wake-up leave together,
 		// after all of them have run.
 		for _, c := range ready {

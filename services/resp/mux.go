@@ -24,7 +24,7 @@ const (
 	// (EXEC, DISCARD, MULTI, QUIT, RESET), where the others are queued.
 	flagNotQueued
 	// flagExclusive: the command runs alone, with no other client's
-	// command between (EXEC: see Server.txMu).
+	// command between (EXEC: see Server.tx).
 	flagExclusive
 )
 

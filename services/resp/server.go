@@ -39,6 +39,9 @@ type Registry interface {
 	Scan(cursor uint64, count int) (names []string, next uint64, err error)
 	Rename(ctx context.Context, from, to string) error
 	FlushAll(ctx context.Context) error
+	// TxLock isolates transactions: EXEC holds it alone, every other
+	// command shared, as every front end on the registry does.
+	TxLock() *sync.RWMutex
 }
 
 // Events is what the server needs of kv's event manager; *events.Manager is
@@ -195,13 +198,15 @@ type Server struct {
 	ready    chan struct{} // closed once the first listener is up
 	readyOne sync.Once
 
-	// txMu isolates transactions: EXEC runs its queued commands under the
-	// write lock, every other command runs under the read lock, so that no
-	// command of another Redis client runs between a transaction's (the
-	// event loop's clients are run one at a time anyway; a client on a
-	// goroutine of its own is not). Not held while a client waits for its
-	// socket or for the disk, only while a command runs.
-	txMu sync.RWMutex
+	// tx, the registry's TxLock, isolates transactions: EXEC checks its
+	// watched keys and runs its queued commands under the write lock,
+	// every other command runs under the read lock, as the other front
+	// ends' do, so that no command of another client runs between a
+	// transaction's (the event loop's clients are run one at a time
+	// anyway; a client on a goroutine of its own, or of another front
+	// end, is not). Not held while a client waits for its socket or for
+	// the disk, only while a command runs.
+	tx *sync.RWMutex
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
@@ -238,6 +243,7 @@ func New(cfg Config) *Server {
 		listen:  relisten.New(cfg.Listener, cfg.Addr),
 		ready:   make(chan struct{}),
 		conns:   make(map[*conn]struct{}),
+		tx:      cfg.Registry.TxLock(),
 	}
 	if cfg.Password != "" {
 		s.pwHash = sha256.Sum256([]byte(cfg.Password))

@@ -75,7 +75,7 @@ func (s *Server) unwatch(_ context.Context, c *conn, _ [][]byte) {
 // what it was when watched: another bucket, or none, or the same one
 // ended or changed since. A key that cannot be looked up (the store
 // cannot be read) counts as changed. EXEC calls it with every other Redis
-// client's commands held off (Server.txMu).
+// client's commands held off (Server.tx, which the other front ends share).
 func (s *Server) watchedChanged(c *conn) bool {
 	if c.watches == nil {
 		return false

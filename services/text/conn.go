@@ -221,7 +221,11 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 		return replyOK, false, false
 
 	case Create:
-		if _, err := reg.Create(ctx, cmd.Bucket); err != nil {
+		tx := reg.TxLock()
+		tx.RLock()
+		_, err := reg.Create(ctx, cmd.Bucket)
+		tx.RUnlock()
+		if err != nil {
 			c.run.log.Debug("text server: create failed", "bucket", cmd.Bucket, "error", err)
 			return replyError, true, false
 		}
@@ -256,11 +260,17 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 const maxAttempts = 8
 
 // inBucket runs GET, PUT or DELETE on b, the bucket cmd names. ended
-// reports that b had ended before the command began: it did nothing.
+// reports that b had ended before the command began: it did nothing. The
+// command runs under the registry's TxLock, shared, so that it does not
+// land in the middle of a Redis transaction; a write's wait for the disk
+// comes after.
 func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, ended bool) {
+	tx := c.cfg.Registry.TxLock()
 	switch cmd.Verb {
 	case Get:
+		tx.RLock()
 		v, err := b.AppendValue(c.value[:0], cmd.Key)
+		tx.RUnlock()
 		c.value = v[:0]
 		switch {
 		case errors.Is(err, bucket.ErrNotFound):
@@ -277,16 +287,27 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, en
 		return replyOK, false, false
 
 	case Put:
-		if err := b.Put(cmd.Key, []byte(cmd.Value)); err != nil {
-			if errors.Is(err, bucket.ErrEnded) {
-				return replyNotFound, true, true
-			}
+		tx.RLock()
+		_, p, err := b.SetNoWait(cmd.Key, []byte(cmd.Value))
+		tx.RUnlock()
+		if errors.Is(err, bucket.ErrEnded) {
+			return replyNotFound, true, true
+		}
+		if err == nil {
+			err = p.Wait()
+		}
+		if err != nil {
 			return replyError, true, false
 		}
 		return replyOK, false, false
 
 	default: // Delete
-		_, err := b.Delete(cmd.Key)
+		tx.RLock()
+		_, p, err := b.DeleteNoWait(cmd.Key)
+		tx.RUnlock()
+		if err == nil {
+			err = p.Wait()
+		}
 		switch {
 		case err == nil, errors.Is(err, bucket.ErrNotFound):
 			return replyOK, false, false

@@ -69,4 +69,8 @@
 // seconds): the connections still busy then are closed, and their
 // commands' context cancelled. The stop returns once every connection's
 // goroutine has.
+//
+// Each command reads or changes its bucket under the registry's TxLock,
+// shared (a PUT's or DELETE's wait for the disk comes after), so that it
+// never lands between the commands of a Redis transaction.
 package text

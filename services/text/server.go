@@ -40,6 +40,9 @@ type Registry interface {
 	// LookupCurrent finds the live bucket named name, following one that
 	// has just ended to what the name means now.
 	LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error)
+	// TxLock isolates the Redis protocol's transactions: a command holds
+	// it shared while it reads or changes a bucket.
+	TxLock() *sync.RWMutex
 }
 
 // Observer receives the server's metrics; *metrics.Metrics is one.

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A Redis transaction is isolated from every front end, not only from
+// other Redis clients: while transactions set a field to 0 and raise it
+// to 199 one HINCRBY at a time, line-protocol and HTTP clients that read
+// it see only a transaction's end (199) or their own write ("x"), and
+// their writes of "x" never land between a transaction's commands (an
+// HINCRBY after one would fail: "hash value is not an integer").
+func TestTransactionsIsolatedAcrossFrontEnds(t *testing.T) {
+	l, stop := serveAll(t, "--text-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: l.resp.String()})
+	defer rc.Close()
+	const steps = 199
+	require.NoError(t, rc.HSet(ctx, "c", "n", steps).Err())
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	seen := func(who, v string) error {
+		if v != fmt.Sprint(steps) && v != "x" {
+			return fmt.Errorf("%s read %q: a transaction half done", who, v)
+		}
+		return nil
+	}
+	errs := make(chan error, 2)
+	wg.Add(2)
+	go func() { // the line protocol
+		defer wg.Done()
+		nc, err := net.Dial("tcp", l.text.String())
+		if err != nil {
+			errs <- err
+			return
+		}
+		defer nc.Close()
+		rd := bufio.NewReader(nc)
+		for {
+			select {
+			case <-done:
+				errs <- nil
+				return
+			default:
+			}
+			if _, err := io.WriteString(nc, "GET c n\r\nPUT c n x\r\n"); err != nil {
+				errs <- err
+				return
+			}
+			var lines [3]string
+			for i := range lines {
+				if lines[i], err = rd.ReadString('\n'); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if err := seen("line protocol", strings.TrimSpace(lines[0])); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	go func() { // HTTP
+		defer wg.Done()
+		url := "http://" + l.http.String() + "/v1/buckets/c/keys/n"
+		for {
+			select {
+			case <-done:
+				errs <- nil
+				return
+			default:
+			}
+			res, err := http.Get(url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			body, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			if err == nil {
+				err = seen("HTTP", string(body))
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+			req, err := http.NewRequest(http.MethodPut, url, strings.NewReader("x"))
+			if err != nil {
+				errs <- err
+				return
+			}
+			if res, err = http.DefaultClient.Do(req); err != nil {
+				errs <- err
+				return
+			}
+			res.Body.Close()
+		}
+	}()
+
+	for range 40 {
+		cmds, err := rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, "c", "n", 0)
+			for range steps {
+				p.HIncrBy(ctx, "c", "n", 1)
+			}
+			return nil
+		})
+		require.NoError(t, err, "a write of another front end landed inside the transaction")
+		require.Len(t, cmds, steps+1)
+	}
+	close(done)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err)
+	}
+	assert.Equal(t, exitOK, stop())
+}
