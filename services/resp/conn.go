@@ -916,6 +916,16 @@ func (c *conn) malformed(cmd *command, args [][]byte) bool {
 		c.unknownCommand(args)
 	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
 		c.wrongArgs(cmd.name)
+	case cmd.subs != nil && len(args) > 1:
+		sc, ok := cmd.subcommand(args[1])
+		switch {
+		case !ok:
+			c.err("ERR unknown subcommand '" + clip(args[1]) + "'. Try " + strings.ToUpper(cmd.name) + " HELP.")
+		case sc.arity > 0 && len(args) != sc.arity, sc.arity < 0 && len(args) < -sc.arity:
+			c.wrongArgs(cmd.name + "|" + sc.name)
+		default:
+			return false
+		}
 	default:
 		return false
 	}

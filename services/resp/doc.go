@@ -38,7 +38,8 @@
 //
 // MULTI queues the commands that follow until EXEC runs them one after the
 // other, or DISCARD drops them, as in Redis: a command refused as it is
-// queued (unknown, wrong number of arguments, too large, or SUBSCRIBE,
+// queued (unknown, wrong number of arguments, an unknown subcommand or
+// one with the wrong number of arguments, too large, or SUBSCRIBE,
 // PSUBSCRIBE and SAVE) makes EXEC answer EXECABORT, and a command that
 // fails as it runs has its error among EXEC's replies, without rollback.
 // An EXEC refused itself (with arguments, before AUTH) discards the

@@ -359,3 +359,32 @@ func TestDurableExecObserved(t *testing.T) {
 	require.Eventually(t, func() bool { return rc.HSet(context.Background(), "a", "h", "1").Err() == nil },
 		10*time.Second, time.Millisecond, "the store writes again")
 }
+
+// A subcommand is checked as Redis checks it, before it runs and as it is
+// queued: unknown, or with the wrong number of arguments, it is refused,
+// and in MULTI it makes EXEC discard the transaction (before, CLIENT ID x
+// was queued, and failed inside EXEC while the others ran).
+func TestSubcommandsCheckedAsQueued(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
+			r := ts.raw(t)
+			for _, tc := range []struct{ cmd, err string }{
+				{"CLIENT ID x", "-ERR wrong number of arguments for 'client|id' command"},
+				{"CLIENT NOPE", "-ERR unknown subcommand 'NOPE'. Try CLIENT HELP."},
+				{"COMMAND COUNT x", "-ERR wrong number of arguments for 'command|count' command"},
+				{"COMMAND NOPE", "-ERR unknown subcommand 'NOPE'. Try COMMAND HELP."},
+				{"CONFIG GET", "-ERR wrong number of arguments for 'config|get' command"},
+				{"CONFIG SET a", "-ERR wrong number of arguments for 'config|set' command"},
+				{"CONFIG NOPE", "-ERR unknown subcommand 'NOPE'. Try CONFIG HELP."},
+			} {
+				r.send(tc.cmd + "\r\n")
+				r.expect(tc.err)
+				r.send("MULTI\r\nHSET h f 1\r\n" + tc.cmd + "\r\nEXEC\r\n")
+				r.expect("+OK", "+QUEUED", tc.err, "-EXECABORT Transaction discarded because of previous errors.")
+			}
+			r.send("HEXISTS h f\r\nMULTI\r\nCLIENT GETNAME\r\nCONFIG GET databases\r\nEXEC\r\n")
+			r.expect(":0", "+OK", "+QUEUED", "+QUEUED", "*2", "$-1", "*2", "$9", "databases", "$1", "1")
+		})
+	}
+}

@@ -39,7 +39,28 @@ type command struct {
 	group string
 	doc   string
 	args  []arg // its syntax, for COMMAND DOCS
-	fn    handlerFunc
+	// subs, for a command with subcommands (CLIENT, COMMAND, CONFIG): each
+	// one's arity, counting the command's name, as Redis's table has it.
+	// An unknown subcommand, or one with the wrong number of arguments,
+	// is refused before the handler runs, and as it is queued in MULTI.
+	subs []subcommand
+	fn   handlerFunc
+}
+
+// subcommand is a subcommand's name (lower case) and arity.
+type subcommand struct {
+	name  string
+	arity int
+}
+
+// subcommand returns cmd's subcommand named name, in any case.
+func (cmd *command) subcommand(name []byte) (subcommand, bool) {
+	for _, sc := range cmd.subs {
+		if equalFold(name, sc.name) {
+			return sc, true
+		}
+	}
+	return subcommand{}, false
 }
 
 // mux is the command table, filled once by New; like redcon.ServeMux and

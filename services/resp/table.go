@@ -64,6 +64,12 @@ func (s *Server) commandTable() mux {
 	add("psubscribe", -2, flagPubSub|flagOwnGoroutine, 0, 0, 0, "pubsub", "Listens to channels that match patterns.", s.subscribe)
 	add("unsubscribe", -1, flagPubSub, 0, 0, 0, "pubsub", "Stops listening to channels.", s.unsubscribe)
 	add("punsubscribe", -1, flagPubSub, 0, 0, 0, "pubsub", "Stops listening to patterns.", s.unsubscribe)
+	// Subcommands, with Redis's arities (CONFIG's that kv does not serve
+	// are known, and refused as they run).
+	m["client"].subs = []subcommand{{"id", 2}, {"getname", 2}, {"setname", 3}, {"info", 2}, {"list", -2},
+		{"help", 2}, {"setinfo", 4}, {"no-evict", 3}, {"no-touch", 3}}
+	m["command"].subs = []subcommand{{"count", 2}, {"list", -2}, {"info", -2}, {"docs", -2}}
+	m["config"].subs = []subcommand{{"get", -3}, {"set", -4}, {"resetstat", 2}, {"rewrite", 2}, {"help", 2}}
 	// Types kv does not have: WRONGTYPE on a key, as Redis answers.
 	nothing := func(c *conn) { c.null() }
 	zero := func(c *conn) { c.integer(0) }
