@@ -88,7 +88,10 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 		c.err("ERR EXEC without MULTI")
 		return
 	}
-	c.setMulti(nil)
+	// Out of the transaction (its commands run, not queue), but CLIENT
+	// LIST shows it in one until EXEC ends, as Redis does.
+	c.multi = nil
+	defer c.inMulti.Store(0)
 	changed := !t.dirty && s.watchedChanged(c)
 	c.watches = nil // whatever EXEC answers, as Redis does
 	switch {

@@ -80,6 +80,19 @@ func TestMultiExecDiscard(t *testing.T) {
 			exchange("DISCARD", "+OK")
 			assert.Equal(t, "-1", inList()["multi"])
 
+			// Inside EXEC, the client is still in its transaction, as in
+			// Redis: CLIENT INFO run by EXEC says so.
+			exchange("MULTI", "+OK")
+			exchange("HSET h f 42", "+QUEUED")
+			exchange("CLIENT INFO", "+QUEUED")
+			exchange("EXEC", "*2", ":0")
+			require.Regexp(t, `^\$\d+$`, r.line())
+			info := r.line()
+			assert.Contains(t, info, " flags=x ")
+			assert.Contains(t, info, " multi=2 ")
+			r.line() // the bulk's end
+			assert.Equal(t, "-1", inList()["multi"])
+
 			// RESET leaves the transaction; an empty one answers an empty array.
 			exchange("MULTI", "+OK")
 			exchange("HSET h f 0", "+QUEUED")
