@@ -94,8 +94,12 @@
 // was written but never fsynced (FsyncAlways and FsyncEverySec), reopens
 // from the disk and replays the FsyncEverySec writes acknowledged since the
 // last good fsync. A write whose [Waiter.Wait] failed was never
-// acknowledged and is not in the store afterwards; every acknowledged write
-// is. [Options].Faults injects such failures in tests.
+// acknowledged and is not in the store once it has recovered; every
+// acknowledged write is. If the process dies before that recovery, a
+// failed write that reached the WAL (its fsync failed, not its write) may
+// be found there at the next start: as with any database whose fsync
+// failed, its outcome is unknown, never a lost acknowledged write.
+// [Options].Faults injects such failures in tests.
 //
 // # Caveats
 //
