@@ -51,7 +51,7 @@ var errLineTooLong = errors.New("text: line too long")
 // serveConn serves one connection until it closes, fails or the run stops.
 // A panic here ends this connection only.
 func (r *run) serveConn(ctx context.Context, nc net.Conn) {
-	defer r.untrack(nc)
+	defer r.untrack(nc, true)
 	cfg := &r.srv.cfg
 	if cfg.Observer != nil {
 		cfg.Observer.ObserveClients(protocol, 1)

@@ -230,8 +230,11 @@ type run struct {
 	// from its socket, and ends once it has answered the lines it holds.
 	stopping atomic.Bool
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // every connection, served or being refused
+	// served counts the connections being served: those that MaxConns
+	// bounds. A refused one, while it is drained, holds no slot.
+	served int
 	closed bool // no connection is tracked any more
 }
 
@@ -282,20 +285,25 @@ func (r *run) track(nc net.Conn) bool {
 	if r.closed {
 		return false
 	}
-	full := len(r.conns) >= r.srv.cfg.MaxConns
 	r.conns[nc] = struct{}{}
 	r.wg.Add(1)
-	if full {
+	if r.served >= r.srv.cfg.MaxConns {
 		go r.refuse(nc)
 	} else {
+		r.served++
 		go r.serveConn(r.cmdCtx, nc)
 	}
 	return true
 }
 
-func (r *run) untrack(nc net.Conn) {
+// untrack forgets nc, closes it and ends its goroutine's count; served
+// says whether it held one of the MaxConns slots.
+func (r *run) untrack(nc net.Conn, served bool) {
 	r.mu.Lock()
 	delete(r.conns, nc)
+	if served {
+		r.served--
+	}
 	r.mu.Unlock()
 	nc.Close()
 	r.wg.Done()
@@ -341,17 +349,16 @@ func (r *run) stop(cancel context.CancelFunc) {
 
 // refuseDrain bounds what refuse reads and drops of what a refused
 // connection had sent: up to refuseDrainBytes, for up to refuseDrainFor.
-const (
-	refuseDrainBytes = 64 << 10
-	refuseDrainFor   = 100 * time.Millisecond
-)
+const refuseDrainBytes = 64 << 10
+
+var refuseDrainFor = 100 * time.Millisecond // a variable for tests
 
 // refuse tells a connection past MaxConns why it is closed. It ends its
 // side first, and drops what the client had sent (within bounds): a
 // socket closed with unread data makes the kernel reset the connection,
 // and the reset may throw the ERROR away before the client reads it.
 func (r *run) refuse(nc net.Conn) {
-	defer r.untrack(nc)
+	defer r.untrack(nc, false)
 	r.log.Warn("text server: too many connections; refusing one",
 		"remote", nc.RemoteAddr().String(), "max", r.srv.cfg.MaxConns)
 	nc.SetWriteDeadline(time.Now().Add(time.Second))

@@ -402,6 +402,37 @@ func TestMaxConnsRefusalEndsCleanly(t *testing.T) {
 	}
 }
 
+// A refused connection is not a client: while the server still drains
+// what it had sent, it holds none of the MaxConns slots, so a client that
+// comes once a served one has left is served.
+func TestRefusedConnectionsHoldNoSlot(t *testing.T) {
+	was := refuseDrainFor
+	refuseDrainFor = time.Minute // the refused connection below stays in its drain
+	t.Cleanup(func() { refuseDrainFor = was })
+	root := tree(t)
+	m := metrics.New(metrics.Config{})
+	f := serve(t, root, Config{MaxConns: 1, Observer: m})
+	connected := func(n int) func() bool {
+		return func() bool {
+			return testutil.GatherAndCompare(m.Prometheus(), strings.NewReader(fmt.Sprintf(`
+# HELP kv_connected_clients Client connections open now, by protocol.
+# TYPE kv_connected_clients gauge
+kv_connected_clients{protocol="text"} %d
+`, n)), "kv_connected_clients") == nil
+		}
+	}
+
+	first := f.dial(t)
+	first.roundTrip("CREATE b\r\n", "OK\r\n")
+	refused := f.dial(t) // keeps its end open: the server drains it
+	refused.expect("ERROR\r\n")
+	require.NoError(t, first.nc.Close())
+	require.Eventually(t, connected(0), 5*time.Second, time.Millisecond)
+
+	// One slot, none in use: served, not refused.
+	f.dial(t).roundTrip("GET b k\r\n", "\r\nOK\r\n")
+}
+
 func TestIdleTimeout(t *testing.T) {
 	f := start(t, Config{IdleTimeout: 50 * time.Millisecond})
 	c := f.dial(t)
