@@ -64,7 +64,8 @@
 // lines what it missed. The stream ends when the server stops: the write
 // under way, if any, and the end of the response get half a second
 // (SSEWriteTimeout if shorter), so that a client that does not read does
-// not hold the stop.
+// not hold the stop. A host that serves [Server.Handler] on its own
+// http.Server ends the streams with that server's Shutdown.
 //
 // # Limits and timeouts
 //

@@ -104,6 +104,9 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	// SSEWriteTimeout or ShutdownTimeout. The lock keeps a write from
 	// setting its deadline past the stop's.
 	stopping := stoppingChan(r)
+	if stopping == nil { // Handler on a host's own http.Server
+		stopping = s.hostStopping(r)
+	}
 	var deadlineMu sync.Mutex
 	stopped := false
 	leaving, watched := make(chan struct{}), make(chan struct{})

@@ -309,3 +309,28 @@ func openStalledStream(t *testing.T, root *services.Root, addr string) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 2 }, 5*time.Second, time.Millisecond)
 }
+
+// A host that serves Handler on its own http.Server: its Shutdown ends the
+// event streams, as ServeListener's stop does, rather than waiting for
+// them until its deadline (or for ever, with none).
+func TestHostShutdownEndsEventStreams(t *testing.T) {
+	root := tree(t)
+	srv := New(Config{Registry: root.Registry(), Events: root.Events()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hs := &http.Server{Handler: srv.Handler()}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	t.Cleanup(func() { hs.Close() })
+	client := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	a := &api{t: t, root: root, srv: srv, addr: ln.Addr().String(), base: "http://" + ln.Addr().String(), client: client}
+	s := a.events()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, hs.Shutdown(ctx), "the host's Shutdown waited for the stream")
+	require.ErrorIs(t, <-served, http.ErrServerClosed)
+	_, _, err = s.next()
+	require.ErrorIs(t, err, io.EOF)
+}

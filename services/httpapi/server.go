@@ -176,10 +176,35 @@ func setPositive[T int | int64 | time.Duration](v *T, def T) {
 // server serving the request begins to shut down.
 type stoppingKey struct{}
 
-// stoppingChan returns the channel under stoppingKey, or nil (which never
-// fires) for a handler run outside ServeListener.
+// stoppingChan returns the channel under stoppingKey, or nil for a handler
+// run outside ServeListener (see Server.hostStopping).
 func stoppingChan(r *http.Request) <-chan struct{} {
 	ch, _ := r.Context().Value(stoppingKey{}).(chan struct{})
+	return ch
+}
+
+// hostStopping returns a channel closed when the http.Server running r
+// begins to shut down: for a host that serves Handler on its own server,
+// whose Shutdown, which cancels no request, would otherwise wait for every
+// event stream until its deadline. It returns nil (never closed) when r
+// carries no *http.Server. A stream that begins after its server's
+// Shutdown has begun is not ended by it.
+func (s *Server) hostStopping(r *http.Request) <-chan struct{} {
+	hs, ok := r.Context().Value(http.ServerContextKey).(*http.Server)
+	if !ok {
+		return nil
+	}
+	s.hostsMu.Lock()
+	defer s.hostsMu.Unlock()
+	if ch, ok := s.hosts[hs]; ok {
+		return ch
+	}
+	if s.hosts == nil {
+		s.hosts = make(map[*http.Server]chan struct{})
+	}
+	ch := make(chan struct{})
+	hs.RegisterOnShutdown(func() { close(ch) })
+	s.hosts[hs] = ch
 	return ch
 }
 
@@ -195,6 +220,12 @@ type Server struct {
 	metricsHandler http.Handler
 	handler        http.Handler // mux behind authentication and JSON errors
 	listen         *relisten.Point
+
+	// hosts holds, for each host http.Server that has run an event
+	// stream through Handler, the channel its Shutdown closes (see
+	// hostStopping).
+	hostsMu sync.Mutex
+	hosts   map[*http.Server]chan struct{}
 
 	// testHookSSE, when set, runs before each event is written to a
 	// stream (tests use it to stall a stream).
@@ -242,7 +273,8 @@ func New(cfg Config) *Server {
 func (s *Server) String() string { return "kv http api" }
 
 // Handler returns the API as an http.Handler (authentication included), for
-// tests and for hosts that run their own http.Server.
+// tests and for hosts that run their own http.Server. That server's
+// Shutdown ends the event streams, which would otherwise hold it.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Metrics returns the collectors the server reports to and serves.
