@@ -249,7 +249,8 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 
 // checkAddr reports what makes addr something kv cannot listen on as
 // written: no port ("127.0.0.1", which the protected mode would otherwise
-// take for a non-loopback host), a port out of range or unknown, or no
+// take for a non-loopback host; or "127.0.0.1:", which Go would listen on
+// at a random port), a port out of range or unknown, or no
 // address at all (Go would listen on every interface, on a random port).
 func checkAddr(addr string) error {
 	if addr == "" {
@@ -258,6 +259,11 @@ func checkAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
+	}
+	if port == "" {
+		// "127.0.0.1:" (a $PORT left unset): Go would read it as port 0
+		// and listen on a random port no client knows. ":0" says so.
+		return errors.New("the port is empty")
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil {
 		return err

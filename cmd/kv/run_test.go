@@ -700,6 +700,10 @@ func TestMalformedAddressIsAUsageError(t *testing.T) {
 		{"a port alone", nil, []string{"--resp-addr", "6380"}, "--resp-addr"},
 		{"line protocol without a port", nil, []string{"--resp-addr", "127.0.0.1:0", "--text-addr", "localhost"}, "--text-addr"},
 		{"HTTP port out of range", nil, []string{"--resp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:99999"}, "--http-addr"},
+		// An empty port (KV_RESP_ADDR=127.0.0.1:$PORT with PORT unset) is
+		// no port, not port 0: Go would pick a random one.
+		{"empty port", nil, []string{"--resp-addr", "127.0.0.1:"}, "--resp-addr"},
+		{"HTTP variable with an empty port", []string{"KV_HTTP_ADDR=127.0.0.1:"}, []string{"--resp-addr", "127.0.0.1:0"}, "KV_HTTP_ADDR"},
 		{"with a password too", nil, []string{"--resp-addr", "127.0.0.1", "--password", "pw"}, "--resp-addr"},
 		{"empty Redis address", nil, []string{"--resp-addr", "", "--password", "pw"}, "--resp-addr"},
 		{"empty Redis variable", []string{"KV_RESP_ADDR=", "KV_PASSWORD=pw"}, nil, "KV_RESP_ADDR"},
