@@ -61,7 +61,6 @@ func TestRepliesWaitingForAClientAreBounded(t *testing.T) {
 	for _, mode := range servingModes {
 		t.Run(mode.name, func(t *testing.T) {
 			ts, rc, value := startWithBigValue(t, Config{GoroutinePerClient: mode.goroutinePerClient, MaxReplyBytes: 1 << 20})
-			ctx := context.Background()
 
 			// 2,000 commands of 64 KiB replies (125 MiB), each followed by
 			// an increment that counts it: about 140 KB of requests, which
@@ -73,25 +72,10 @@ func TestRepliesWaitingForAClientAreBounded(t *testing.T) {
 				req.WriteString("HGET h big\r\nHINCRBY c ran 1\r\n")
 			}
 			pipe.send(req.String())
-			ran := func() int64 {
-				v, err := rc.HGet(ctx, "c", "ran").Int64()
-				if err == redis.Nil {
-					return 0
-				}
-				require.NoError(t, err)
-				return v
-			}
-			// Wait until the count stands still (for 200 ms): held back,
-			// with the replies of at most 1 MiB plus the sockets' buffers
-			// (a few MiB on loopback) waiting, of 125 MiB.
-			last, since := int64(-1), time.Now()
-			require.Eventually(t, func() bool {
-				if v := ran(); v != last {
-					last, since = v, time.Now()
-					return false
-				}
-				return last > 0 && time.Since(since) >= 200*time.Millisecond
-			}, 60*time.Second, 10*time.Millisecond)
+			// Wait until the count stands still: held back, with the
+			// replies of at most 1 MiB plus the sockets' buffers (a few
+			// MiB on loopback) waiting, of 125 MiB.
+			last := countWhenStill(t, rc, "c", "ran")
 			assert.Less(t, last, int64(n/2), "commands run while their replies wait")
 
 			for i := range n {
@@ -99,7 +83,7 @@ func TestRepliesWaitingForAClientAreBounded(t *testing.T) {
 				require.Equal(t, value, pipe.line())
 				require.Equal(t, fmt.Sprintf(":%d", i+1), pipe.line())
 			}
-			assert.Equal(t, int64(n), ran())
+			assert.Equal(t, int64(n), countWhenStill(t, rc, "c", "ran"))
 		})
 	}
 }
@@ -309,4 +293,28 @@ func TestWriteQueueReleasedOnceWritten(t *testing.T) {
 	c.wq.mu.Lock()
 	defer c.wq.mu.Unlock()
 	assert.LessOrEqual(t, cap(c.wq.buf), 4*flushAt, "the write queue keeps %d bytes", cap(c.wq.buf))
+}
+
+// countWhenStill waits until the integer in field of hash key (a count of
+// the commands a held-back client ran) has stood still, above 0, for 200
+// ms, and returns it.
+func countWhenStill(t *testing.T, rc *redis.Client, key, field string) int64 {
+	t.Helper()
+	ran := func() int64 {
+		v, err := rc.HGet(context.Background(), key, field).Int64()
+		if err == redis.Nil {
+			return 0
+		}
+		require.NoError(t, err)
+		return v
+	}
+	last, since := int64(-1), time.Now()
+	require.Eventually(t, func() bool {
+		if v := ran(); v != last {
+			last, since = v, time.Now()
+			return false
+		}
+		return last > 0 && time.Since(since) >= 200*time.Millisecond
+	}, 60*time.Second, 10*time.Millisecond)
+	return last
 }

@@ -6,9 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,19 +26,7 @@ func TestSlowSubscriberDoesNotHoldTransactionsBack(t *testing.T) {
 	for _, mode := range servingModes {
 		t.Run(mode.name, func(t *testing.T) {
 			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, WriteTimeout: time.Minute})
-			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-				var serr error
-				err := rc.Control(func(fd uintptr) {
-					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-				})
-				if err != nil {
-					return err
-				}
-				return serr
-			}}
-			nc, err := d.Dial("tcp", ts.addr)
-			require.NoError(t, err)
-			t.Cleanup(func() { nc.Close() })
+			nc := dialSmallReceiveBuffer(t, ts.addr, 4096)
 			rd := bufio.NewReaderSize(nc, 1<<20)
 			// 128 channels of 64 KiB: UNSUBSCRIBE's reply is 8 MiB, more
 			// than the sockets hold.
@@ -60,7 +46,7 @@ func TestSlowSubscriberDoesNotHoldTransactionsBack(t *testing.T) {
 					require.NoError(t, err)
 				}
 			}
-			_, err = nc.Write([]byte("UNSUBSCRIBE\r\n")) // and nothing read from now on
+			_, err := nc.Write([]byte("UNSUBSCRIBE\r\n")) // and nothing read from now on
 			require.NoError(t, err)
 			// Its reply is on its way, and stuck: the socket holds a few KiB
 			// of 8 MiB.
