@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"runtime/debug"
+	"sync"
 	"time"
 	"unicode"
 
@@ -221,10 +222,8 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 		return replyOK, false, false
 
 	case Create:
-		tx := reg.TxLock()
-		tx.RLock()
-		_, err := reg.Create(ctx, cmd.Bucket)
-		tx.RUnlock()
+		var err error
+		shared(reg.TxLock(), func() { _, err = reg.Create(ctx, cmd.Bucket) })
 		if err != nil {
 			c.run.log.Debug("text server: create failed", "bucket", cmd.Bucket, "error", err)
 			return replyError, true, false
@@ -268,9 +267,9 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, en
 	tx := c.cfg.Registry.TxLock()
 	switch cmd.Verb {
 	case Get:
-		tx.RLock()
-		v, err := b.AppendValue(c.value[:0], cmd.Key)
-		tx.RUnlock()
+		var v []byte
+		var err error
+		shared(tx, func() { v, err = b.AppendValue(c.value[:0], cmd.Key) })
 		c.value = v[:0]
 		switch {
 		case errors.Is(err, bucket.ErrNotFound):
@@ -287,9 +286,9 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, en
 		return replyOK, false, false
 
 	case Put:
-		tx.RLock()
-		_, p, err := b.SetNoWait(cmd.Key, []byte(cmd.Value))
-		tx.RUnlock()
+		var p bucket.Pending
+		var err error
+		shared(tx, func() { _, p, err = b.SetNoWait(cmd.Key, []byte(cmd.Value)) })
 		if errors.Is(err, bucket.ErrEnded) {
 			return replyNotFound, true, true
 		}
@@ -302,9 +301,9 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, en
 		return replyOK, false, false
 
 	default: // Delete
-		tx.RLock()
-		_, p, err := b.DeleteNoWait(cmd.Key)
-		tx.RUnlock()
+		var p bucket.Pending
+		var err error
+		shared(tx, func() { _, p, err = b.DeleteNoWait(cmd.Key) })
 		if err == nil {
 			err = p.Wait()
 		}
@@ -316,6 +315,17 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, en
 		}
 		return replyError, true, false
 	}
+}
+
+// shared runs fn under tx, the registry's TxLock, held shared. The lock is
+// released however fn ends: a panic, which serveConn recovers to end the
+// connection alone, must not leave it held, or the next Redis EXEC, which
+// takes it alone, would wait for ever, and every client of every front
+// end after it.
+func shared(tx *sync.RWMutex, fn func()) {
+	tx.RLock()
+	defer tx.RUnlock()
+	fn()
 }
 
 // looksLikeHTTP reports whether line's first word is "POST" or "Host:",

@@ -738,3 +738,35 @@ func TestHTTPRequestClosesTheConnection(t *testing.T) {
 	c.roundTrip("POSTS a b\r\n", "UNKNOWN COMMAND\r\n")
 	c.roundTrip("CREATE Host:\r\n", "OK\r\n")
 }
+
+// panickyCreate is a registry whose Create of "boom" panics: a stand-in
+// for a bug that crashes a command while it holds the registry's TxLock.
+type panickyCreate struct{ Registry }
+
+func (p panickyCreate) Create(ctx context.Context, name string) (*bucket.Bucket, error) {
+	if name == "boom" {
+		panic("create exploded")
+	}
+	return p.Registry.Create(ctx, name)
+}
+
+// A command that crashes under the TxLock ends its connection only: the
+// lock is released, so that a Redis EXEC, which takes it alone, does not
+// wait for ever for a connection that is gone (and every client of every
+// front end behind it).
+func TestCrashedCommandReleasesTxLock(t *testing.T) {
+	root := tree(t)
+	f := serve(t, root, Config{Registry: panickyCreate{root.Registry()}})
+	bad := f.dial(t)
+	bad.send("CREATE boom\r\n")
+	bad.expectClosed()
+	tx := root.Registry().TxLock()
+	require.Eventually(t, func() bool {
+		if !tx.TryLock() {
+			return false
+		}
+		tx.Unlock()
+		return true
+	}, 5*time.Second, 10*time.Millisecond, "the crashed command still holds the TxLock")
+	f.dial(t).roundTrip("CREATE b\r\n", "OK\r\n")
+}
