@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/internal/store"
@@ -149,10 +150,8 @@ func (h *maxStrings) Pop() any {
 // write_failed when the store refuses to record it.
 func (s *Server) createBucket(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("bucket")
-	tx := s.cfg.Registry.TxLock()
-	tx.RLock()
-	_, err := s.cfg.Registry.Create(r.Context(), name)
-	tx.RUnlock()
+	var err error
+	shared(s.cfg.Registry.TxLock(), func() { _, err = s.cfg.Registry.Create(r.Context(), name) })
 	if err != nil {
 		switch {
 		case errors.Is(err, registry.ErrInvalidName):
@@ -171,10 +170,8 @@ func (s *Server) createBucket(w http.ResponseWriter, r *http.Request) {
 // deleteBucket stops the bucket normally: 204, or 404; 503 write_failed
 // when the store refuses to drop it.
 func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
-	tx := s.cfg.Registry.TxLock()
-	tx.RLock()
-	err := s.cfg.Registry.Delete(r.Context(), r.PathValue("bucket"))
-	tx.RUnlock()
+	var err error
+	shared(s.cfg.Registry.TxLock(), func() { err = s.cfg.Registry.Delete(r.Context(), r.PathValue("bucket")) })
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			bucketNotFound(w)
@@ -379,10 +376,7 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, name string, op 
 		if !ok {
 			return false, nil
 		}
-		tx := s.cfg.Registry.TxLock()
-		tx.RLock()
-		err = op(b)
-		tx.RUnlock()
+		shared(s.cfg.Registry.TxLock(), func() { err = op(b) })
 		if !bucket.EndedBefore(err) {
 			return true, err
 		}
@@ -459,4 +453,15 @@ func (s *Server) save(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{"dir": dir, "last_save": at.Unix()})
+}
+
+// shared runs fn under tx, the registry's TxLock, held shared. The lock is
+// released however fn ends: a panic, which net/http recovers to end the
+// request alone, must not leave it held, or the next Redis EXEC, which
+// takes it alone, would wait for ever, and every client of every front
+// end after it.
+func shared(tx *sync.RWMutex, fn func()) {
+	tx.RLock()
+	defer tx.RUnlock()
+	fn()
 }

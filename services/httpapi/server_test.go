@@ -237,3 +237,37 @@ func TestCheckPassword(t *testing.T) {
 	err := s.Serve(context.Background())
 	require.ErrorIs(t, err, suture.ErrDoNotRestart)
 }
+
+// panickyCreate is a registry whose Create of "boom" panics: a stand-in
+// for a bug that crashes a request while it holds the registry's TxLock.
+type panickyCreate struct{ Registry }
+
+func (p panickyCreate) Create(ctx context.Context, name string) (*bucket.Bucket, error) {
+	if name == "boom" {
+		panic("create exploded")
+	}
+	return p.Registry.Create(ctx, name)
+}
+
+// A request that crashes under the TxLock (net/http recovers the panic)
+// releases the lock, so that a Redis EXEC, which takes it alone, does not
+// wait for ever (and every client of every front end behind it).
+func TestCrashedRequestReleasesTxLock(t *testing.T) {
+	root := tree(t)
+	a := serve(t, root, Config{Registry: panickyCreate{root.Registry()}})
+	req, err := http.NewRequest(http.MethodPut, a.base+bucketPath("boom"), nil)
+	require.NoError(t, err)
+	if res, err := a.client.Do(req); err == nil { // the connection is closed without a reply
+		res.Body.Close()
+		t.Fatalf("a reply to a crashed request: %s", res.Status)
+	}
+	tx := root.Registry().TxLock()
+	require.Eventually(t, func() bool {
+		if !tx.TryLock() {
+			return false
+		}
+		tx.Unlock()
+		return true
+	}, 5*time.Second, 10*time.Millisecond, "the crashed request still holds the TxLock")
+	assert.Equal(t, http.StatusNoContent, a.do(http.MethodPut, bucketPath("b"), nil).status)
+}
