@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"strings"
 	"sync"
@@ -93,6 +94,7 @@ type Registry struct {
 	flushMu sync.RWMutex // write-locked by FlushAll, read-locked by loads and renames
 	loadLog *logLimit    // Lookup's failures to load
 	txLock  sync.RWMutex // see TxLock
+	births  births       // see Births
 
 	mu       sync.RWMutex // guards everything below
 	nextID   uint64
@@ -141,6 +143,7 @@ func New(cfg Config) *Registry {
 		box:     newMailbox(),
 		stopped: make(chan struct{}),
 	}
+	r.births.seed = maphash.MakeSeed()
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -190,6 +193,36 @@ func CheckName(name string) error {
 // writes without it is not held back by a transaction: a transaction then
 // may not see, or may overwrite, what the host wrote while it ran.
 func (r *Registry) TxLock() *sync.RWMutex { return &r.txLock }
+
+// Births returns a number that changes whenever a bucket is recorded
+// under name: created, loaded from the store or renamed onto it. It is
+// kept per hash of names, so it may also change for another name (a false
+// alarm), never stay for this one. A caller that found name absent twice,
+// with the same Births read before each lookup, knows that no bucket had
+// that name in between: Redis's WATCH of a missing key is built on it,
+// where a bucket's Version serves for a present one.
+func (r *Registry) Births(name string) uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.births.of(name)
+}
+
+// births counts, per hash of names, the buckets recorded under them (see
+// Births). Under the registry's mu.
+type births struct {
+	seed  maphash.Seed
+	slots [birthSlots]uint64
+}
+
+// birthSlots is how many counts births keeps: 8 KiB, and a false alarm
+// for one name in 1,024.
+const birthSlots = 1024
+
+func (bs *births) add(name string) { bs.slots[maphash.String(bs.seed, name)%birthSlots]++ }
+
+func (bs *births) of(name string) uint64 {
+	return bs.slots[maphash.String(bs.seed, name)%birthSlots]
+}
 
 // String names the service in suture's logs.
 func (r *Registry) String() string { return "kv registry" }
@@ -317,6 +350,7 @@ type ref struct {
 // order (with a store, in the index of stored names, which the caller has
 // made sure holds it). The caller holds r.mu.
 func (r *Registry) addLocked(name string, b *bucket.Bucket) {
+	r.births.add(name)
 	r.names[name] = b
 	r.refs[b.ID()] = ref{b: b}
 	if r.store == nil {

@@ -42,6 +42,9 @@ type Registry interface {
 	// TxLock isolates transactions: EXEC holds it alone, every other
 	// command shared, as every front end on the registry does.
 	TxLock() *sync.RWMutex
+	// Births changes whenever a bucket is recorded under name (and
+	// sometimes for another name): WATCH of a missing key.
+	Births(name string) uint64
 }
 
 // Events is what the server needs of kv's event manager; *events.Manager is

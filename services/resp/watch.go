@@ -12,10 +12,12 @@ import (
 const watchedKeySize = 16 + 16
 
 // watchedKey is what a key was when the client watched it: the bucket
-// that held it (nil: none) and that bucket's version then.
+// that held it (nil: none) and that bucket's version then, or, for a
+// missing key, the registry's Births of its name, read before the lookup
+// (a bucket made and gone again before EXEC changes it).
 type watchedKey struct {
 	b       *bucket.Bucket
-	version uint64
+	version uint64 // b's Version, or the name's Births when b is nil
 }
 
 // watchSet is a client's WATCH: the keys EXEC checks before it runs a
@@ -49,11 +51,12 @@ func (s *Server) watch(ctx context.Context, c *conn, args [][]byte) {
 			c.err("ERR too many watched keys: their names pass " + strconv.Itoa(s.cfg.MaxRequestBytes) + " bytes")
 			return
 		}
+		births := s.reg.Births(str(name)) // before the lookup: see watchedKey
 		b, ok := s.live(ctx, c, name)
 		if !ok {
 			return // the keys before this one stay watched
 		}
-		k := watchedKey{b: b}
+		k := watchedKey{b: b, version: births}
 		if b != nil {
 			// An error means b ended just now: EXEC sees it ended,
 			// which fails it, as a key changed after WATCH does.
@@ -81,12 +84,16 @@ func (s *Server) watchedChanged(c *conn) bool {
 		return false
 	}
 	for name, k := range c.watches.keys {
+		births := s.reg.Births(name)
 		b, found, err := s.reg.LookupErr(name)
 		switch {
 		case err != nil, found != (k.b != nil), b != k.b:
 			return true
 		case b == nil:
-			continue // absent then and now
+			if births != k.version {
+				return true // absent then and now, but made meanwhile
+			}
+			continue // absent then and now, and not in between
 		}
 		if v, err := b.Version(); err != nil || v != k.version {
 			return true

@@ -26,6 +26,10 @@ func TestWatch(t *testing.T) {
 			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, EnableDebugCommand: true})
 			ctx := context.Background()
 			other := ts.client(t)
+			// A missing key's watch is told of the buckets made under
+			// names that share its count (one in 1,024): "else" must not
+			// be one of them, or "still absent" would abort.
+			elsewhere := unrelatedName(t, ts, "w")
 			for _, tc := range []struct {
 				name    string
 				setup   []string // run by another client before WATCH
@@ -43,7 +47,11 @@ func TestWatch(t *testing.T) {
 				{"DEL", []string{"HSET w f 1"}, func() { other.Del(ctx, "w") }, true},
 				{"DEL and HSET back", []string{"HSET w f 1"}, func() { other.Del(ctx, "w"); other.HSet(ctx, "w", "f", "1") }, true},
 				{"created", nil, func() { other.HSet(ctx, "w", "f", "1") }, true},
-				{"still absent", nil, func() { other.HSet(ctx, "else", "f", "1") }, false},
+				{"still absent", nil, func() { other.HSet(ctx, elsewhere, "f", "1") }, false},
+				// Absent at WATCH and at EXEC, but there in between: the
+				// watcher may have read it meanwhile, as Redis aborts.
+				{"created and deleted", nil, func() { other.HSet(ctx, "w", "f", "1"); other.Del(ctx, "w") }, true},
+				{"renamed onto and away", []string{"HSET src f 1"}, func() { other.Rename(ctx, "src", "w"); other.Rename(ctx, "w", "src") }, true},
 				{"RENAME away", []string{"HSET w f 1"}, func() { other.Rename(ctx, "w", "else") }, true},
 				{"RENAME onto", []string{"HSET w f 1", "HSET src f 2"}, func() { other.Rename(ctx, "src", "w") }, true},
 				{"FLUSHALL", []string{"HSET w f 1"}, func() { other.FlushAll(ctx) }, true},
@@ -80,6 +88,23 @@ func TestWatch(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// unrelatedName returns a name whose buckets do not change the registry's
+// Births of name: one whose creation leaves it as it was.
+func unrelatedName(t *testing.T, ts *testServer, name string) string {
+	t.Helper()
+	reg, ctx := ts.root.Registry(), context.Background()
+	for i := 0; ; i++ {
+		candidate := "else" + strconv.Itoa(i)
+		before := reg.Births(name)
+		_, err := reg.Create(ctx, candidate)
+		require.NoError(t, err)
+		require.NoError(t, reg.Delete(ctx, candidate))
+		if reg.Births(name) == before {
+			return candidate
+		}
 	}
 }
 
@@ -174,6 +199,9 @@ func TestWatchBound(t *testing.T) {
 			r.expect("+OK")
 			r.send("WATCH " + name + "4 " + name + "5\r\n")
 			r.expect("-ERR too many watched keys: their names pass 4096 bytes")
+			// name4 is there when watched: a missing one could share its
+			// count of births with name1 (see unrelatedName).
+			ts.client(t).HSet(context.Background(), name+"4", "f", "1")
 			r.send("UNWATCH\r\nWATCH " + name + "4\r\n")
 			r.expect("+OK", "+OK")
 			ts.client(t).HSet(context.Background(), name+"1", "f", "1") // no longer watched
