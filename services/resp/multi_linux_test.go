@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -99,4 +101,54 @@ func TestLoopWaitingForTheDiskDoesNotHoldExecBack(t *testing.T) {
 
 	resume()
 	writer.expect(":1")
+}
+
+// Nor while it waits for the disk to answer the writes of a client whose
+// replies wait for its socket (blocked): when the socket takes them
+// again, the loop waits for the disk before it writes them, and did so
+// under the lock, holding every EXEC, and every client of every front end
+// behind it, until the disk answered.
+func TestLoopWaitingForTheDiskForABlockedClientDoesNotHoldExecBack(t *testing.T) {
+	if goroutinePerClient {
+		t.Skip("no event loop")
+	}
+	ctx := context.Background()
+	faults := &store.Faults{}
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond},
+		func(c *Config) { c.Listener = smallSendBuffers{c.Listener} })
+	rc := ds.client(t)
+	value := strings.Repeat("v", 64<<10)
+	require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
+	require.NoError(t, rc.HSet(ctx, "read", "f", "1").Err())
+	own := ds.raw(t)
+	own.send("SAVE\r\n") // moves the client to a goroutine of its own
+	own.expect("+OK")
+
+	// 4 MiB of replies, more than the sockets hold: the client is blocked.
+	writer := dialSmallReceiveBuffer(t, ds.addr, 4096)
+	_, err := writer.Write([]byte(strings.Repeat("HGET h big\r\n", 64) + "HINCRBY c ran 1\r\n"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return rc.HGet(ctx, "c", "ran").Val() == "1" }, 10*time.Second, time.Millisecond)
+
+	resume := faults.Stall()
+	defer resume()
+	_, err = writer.Write([]byte("HSET w f 1\r\n")) // run, its reply waits behind the others
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		own.send("HEXISTS w f\r\n")
+		return own.line() == ":1"
+	}, 10*time.Second, time.Millisecond)
+	// The client reads: its socket takes replies again, and the loop waits
+	// for the disk before it writes them.
+	require.NoError(t, writer.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = io.ReadFull(writer, make([]byte, 16<<10))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		return strings.Contains(stacks, "resp.(*conn).settle") && strings.Contains(stacks, "resp.(*loop).run")
+	}, 10*time.Second, time.Millisecond, "the loop waits for the disk")
+
+	own.send("MULTI\r\nHGET read f\r\nEXEC\r\n")
+	own.expect("+OK", "+QUEUED", "*1", "$1", "1")
 }
