@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -127,5 +129,69 @@ func TestTransactionsIsolatedAcrossFrontEnds(t *testing.T) {
 	for err := range errs {
 		assert.NoError(t, err)
 	}
+	assert.Equal(t, exitOK, stop())
+}
+
+// HTTP's bucket list is isolated from transactions too: while
+// transactions create two buckets together and delete them together, a
+// list shows both or neither.
+func TestBucketListIsolatedFromTransactions(t *testing.T) {
+	l, stop := serveAll(t, "--http-addr", "127.0.0.1:0")
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: l.resp.String()})
+	defer rc.Close()
+	done := make(chan struct{})
+	listed := make(chan error, 1)
+	go func() {
+		url := "http://" + l.http.String() + "/v1/buckets"
+		lists := 0
+		for {
+			select {
+			case <-done:
+				if lists == 0 {
+					listed <- errors.New("no list ran")
+					return
+				}
+				listed <- nil
+				return
+			default:
+			}
+			res, err := http.Get(url)
+			if err != nil {
+				listed <- err
+				return
+			}
+			var page struct {
+				Buckets []struct{ Name string } `json:"buckets"`
+			}
+			err = json.NewDecoder(res.Body).Decode(&page)
+			res.Body.Close()
+			if err != nil {
+				listed <- err
+				return
+			}
+			lists++
+			if n := len(page.Buckets); n != 0 && n != 2 {
+				listed <- fmt.Errorf("a list saw %d of the 2 buckets a transaction creates and deletes together", n)
+				return
+			}
+		}
+	}()
+	for range 100 {
+		_, err := rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, "a", "f", 1)
+			p.HSet(ctx, "b", "f", 1)
+			return nil
+		})
+		require.NoError(t, err)
+		_, err = rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, "a")
+			p.Del(ctx, "b")
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	close(done)
+	require.NoError(t, <-listed)
 	assert.Equal(t, exitOK, stop())
 }

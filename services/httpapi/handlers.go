@@ -71,7 +71,9 @@ func (s *Server) listBuckets(w http.ResponseWriter, r *http.Request) {
 		}
 		after, hasCursor = string(b), true
 	}
-	all, err := s.cfg.Registry.NamesErr()
+	var all []string
+	var err error
+	shared(s.cfg.Registry.TxLock(), func() { all, err = s.cfg.Registry.NamesErr() })
 	if err != nil {
 		// Not a partial list passed off as the whole.
 		s.cfg.Logger.Error("http api: cannot list the buckets", "error", err)

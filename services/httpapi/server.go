@@ -203,7 +203,12 @@ func (s *Server) hostStopping(r *http.Request) <-chan struct{} {
 		s.hosts = make(map[*http.Server]chan struct{})
 	}
 	ch := make(chan struct{})
-	hs.RegisterOnShutdown(func() { close(ch) })
+	hs.RegisterOnShutdown(func() {
+		close(ch)
+		s.hostsMu.Lock()
+		delete(s.hosts, hs) // the server is done with: not kept for ever
+		s.hostsMu.Unlock()
+	})
 	s.hosts[hs] = ch
 	return ch
 }
