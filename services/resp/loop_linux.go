@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -244,7 +245,7 @@ func (l *loop) run() {
 		}
 		l.s.tx.RLock()
 		for _, c := range ready {
-			l.serve(c, now)
+			l.serveSurviving(c, now)
 		}
 		l.s.tx.RUnlock()
 		// The replies of every client of this wake-up leave together,
@@ -280,6 +281,21 @@ func (l *loop) tick() time.Duration {
 		t = idle
 	}
 	return max(t/8, time.Millisecond)
+}
+
+// serveSurviving is serve that recovers a panic of one of c's commands:
+// c is closed, logged with the stack, and the loop goes on with its other
+// clients (see Server.survive).
+func (l *loop) serveSurviving(c *conn, now time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.s.log.Error("resp: a command panicked; its client is closed", "client", c.addr, "panic", r, "stack", string(debug.Stack()))
+			if c.lp == l {
+				l.drop(c)
+			}
+		}
+	}()
+	l.serve(c, now)
 }
 
 // serve reads what the client c sent and runs its commands. A client

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -367,8 +368,21 @@ func (s *Server) accept(ctx context.Context, nc net.Conn, lp *loop) {
 
 // serveConn runs the client c on its goroutine until it ends.
 func (s *Server) serveConn(ctx context.Context, c *conn) {
+	defer s.ended(c)
+	defer s.survive(c) // after serve's own deferred close
 	c.serve(ctx)
-	s.ended(c)
+}
+
+// survive, deferred, recovers a panic of the client c's command: a bug in
+// a handler ends its client, logged with the stack, not the whole daemon
+// with every other client (as net/http recovers a handler's panic). What
+// the handler held with defer (the transactions' lock, a bucket's lock)
+// is released as the panic unwinds; a bucket whose own code panicked ends
+// on its own (bucket.Update).
+func (s *Server) survive(c *conn) {
+	if r := recover(); r != nil {
+		s.log.Error("resp: a command panicked; its client is closed", "client", c.addr, "panic", r, "stack", string(debug.Stack()))
+	}
 }
 
 // ended forgets the client c, which has ended.
