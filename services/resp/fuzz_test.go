@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -71,18 +72,23 @@ func FuzzCommand(f *testing.F) {
 // FuzzSocket sends arbitrary bytes to a real listener: the server must
 // answer or close, never hang or crash, and keep serving other clients.
 func FuzzSocket(f *testing.F) {
-	fuzzSocket(f, start(f, Config{EnableDebugCommand: true, IdleTimeout: 10 * time.Second}).addr)
+	logs := new(panics)
+	fuzzSocket(f, start(f, Config{EnableDebugCommand: true, IdleTimeout: 10 * time.Second, Logger: slog.New(logs)}).addr, logs)
 }
 
 // FuzzSocketDurable is FuzzSocket against a server on a durable store,
 // where a pipeline's writes are answered together once the store has them.
 func FuzzSocketDurable(f *testing.F) {
+	logs := new(panics)
 	ds := startDurable(f, f.TempDir(), store.Options{Fsync: store.FsyncNo},
-		func(c *Config) { c.IdleTimeout = 10 * time.Second })
-	fuzzSocket(f, ds.addr)
+		func(c *Config) { c.IdleTimeout, c.Logger = 10*time.Second, slog.New(logs) })
+	fuzzSocket(f, ds.addr, logs)
 }
 
-func fuzzSocket(f *testing.F, addr string) {
+// fuzzSocket fuzzes the server at addr, whose log goes to logs: a command
+// that panics closes only its client (see Server.survive), which the
+// exchange alone would not tell, so its log record fails the input.
+func fuzzSocket(f *testing.F, addr string, logs *panics) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(strings.ReplaceAll(s, "\x00", " ") + "\r\n"))
 	}
@@ -107,6 +113,9 @@ func fuzzSocket(f *testing.F, addr string) {
 		_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, err := io.Copy(io.Discard, nc); err != nil {
 			t.Fatalf("the server neither answered nor closed: %v", err)
+		}
+		if seen := logs.String(); seen != "" {
+			t.Fatalf("%s", seen)
 		}
 		// Another client is served as usual.
 		other, err := net.Dial("tcp", addr)

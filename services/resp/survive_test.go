@@ -1,9 +1,9 @@
 package resp
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
@@ -14,22 +14,37 @@ import (
 	"github.com/kvproject/kv/bucket"
 )
 
-// lockedBuffer is a bytes.Buffer for a logger that goroutines share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// panics is a log handler that keeps the records of commands that
+// panicked (see Server.survive), with their attributes, and drops the
+// rest.
+type panics struct {
+	mu   sync.Mutex
+	seen []string
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
+func (p *panics) Enabled(context.Context, slog.Level) bool { return true }
+func (p *panics) WithAttrs([]slog.Attr) slog.Handler       { return p }
+func (p *panics) WithGroup(string) slog.Handler            { return p }
+func (p *panics) Handle(_ context.Context, r slog.Record) error {
+	if !strings.Contains(r.Message, "a command panicked") {
+		return nil
+	}
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seen = append(p.seen, line)
+	return nil
 }
 
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// String returns the records kept, one a line.
+func (p *panics) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.seen, "\n")
 }
 
 // A command whose handler panics (a bug) ends its own client, logged with
@@ -39,10 +54,10 @@ func (l *lockedBuffer) String() string {
 func TestPanickingCommandEndsOnlyItsClient(t *testing.T) {
 	for _, mode := range servingModes {
 		t.Run(mode.name, func(t *testing.T) {
-			var logs lockedBuffer
+			logs := new(panics)
 			ts := start(t, Config{
 				GoroutinePerClient: mode.goroutinePerClient,
-				Logger:             slog.New(slog.NewTextHandler(&logs, nil)),
+				Logger:             slog.New(logs),
 				testHookLive: func(b *bucket.Bucket) {
 					if b.Name() == "boom" {
 						panic("handler bug")
