@@ -34,6 +34,22 @@ type Store interface {
 	Move(from, to string, pairs map[string][]byte) (store.Waiter, error)
 	// Settle returns once every write made so far has met its fate.
 	Settle() error
+	// Hold keeps the writes made until release in one atomic write (see
+	// store.Store.Hold).
+	Hold() (release func())
+}
+
+// HoldWrites keeps the store writes made from now until release in one
+// atomic write, so that a crash keeps all of them or none: EXEC holds
+// while it runs a transaction's commands, under TxLock. A delete, rename,
+// flush or load of a bucket meanwhile commits what came before it (see
+// store.Store.Hold). Without a store it does nothing. Call release exactly
+// once, and do not wait for a bucket's Pending in between.
+func (r *Registry) HoldWrites() (release func()) {
+	if r.store == nil {
+		return func() {}
+	}
+	return r.store.Hold()
 }
 
 // Durable reports whether the registry's buckets are recorded in a store.
@@ -276,6 +292,10 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 		// caller reports the write failed, so it must not stay. A bucket
 		// that was recorded but could not start may hold others' writes:
 		// it stays, and loads at its next use.
+		// The write may be in a group that a Hold keeps (an EXEC's, on
+		// this goroutine): Settle commits it, so that the Wait after
+		// does not wait for the Hold to end.
+		_ = r.store.Settle()
 		if p.Wait() == nil && errors.Is(err, errRefused) {
 			r.undoCreate(name)
 		}

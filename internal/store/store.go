@@ -61,6 +61,10 @@ type Store struct {
 	queueMu    sync.Mutex
 	head, tail *group
 	open       *group
+	// holds counts the Holds under way; heldGroups are the groups they
+	// keep (see Hold). Under queueMu.
+	holds      int
+	heldGroups []*group
 	commitMu   sync.Mutex
 	logNext    uint64 // under commitMu: the number of the next log record
 
@@ -72,8 +76,9 @@ type Store struct {
 	foldKick    chan struct{}
 	foldStopped chan struct{} // closed when the folder has returned
 
-	testCommitHook func()                     // tests: called before each group's commit
-	testSaveHook   func(partial string) error // tests: called once a checkpoint is written, before its rename
+	testCommitHook   func()                     // tests: called before each group's commit
+	testHoldWaitHook func()                     // tests: called when a WaitOrUndo waits for a Hold to end
+	testSaveHook     func(partial string) error // tests: called once a checkpoint is written, before its rename
 
 	waiters     sync.WaitGroup // Waiters not yet waited for (Close waits for them)
 	outstanding atomic.Int64   // how many: recovery goes on only at zero

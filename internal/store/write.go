@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -49,7 +50,7 @@ type Waiter struct {
 // caller, which has already applied it in memory, should reload that
 // bucket from the store (see [Store.Load]) or end it, so that memory and
 // disk agree.
-func (w Waiter) Wait() error { return w.wait(true, nil) }
+func (w Waiter) Wait() error { return w.wait(true, nil, false) }
 
 // WaitOrUndo is Wait for a caller whose memory already holds the write
 // and that others may read. gathered says that the caller has made,
@@ -65,12 +66,14 @@ func (w Waiter) Wait() error { return w.wait(true, nil) }
 // must make sure that nothing built on the lost write can be written
 // after it (a bucket ends itself, under its lock, so that no writer reads
 // the lost write from its memory and makes it durable after all). undo
-// must not wait for another write.
+// must not wait for another write. Unlike Wait, WaitOrUndo does not
+// commit a group that a Hold keeps: it waits for the Hold to end, so that
+// a client's wait does not split a transaction's writes.
 func (w Waiter) WaitOrUndo(gathered bool, undo func(error)) error {
-	return w.wait(!gathered, undo)
+	return w.wait(!gathered, undo, true)
 }
 
-func (w Waiter) wait(yield bool, undo func(error)) error {
+func (w Waiter) wait(yield bool, undo func(error), respectHold bool) error {
 	if w.g == nil {
 		return nil
 	}
@@ -78,7 +81,7 @@ func (w Waiter) wait(yield bool, undo func(error)) error {
 		w.s.outstanding.Add(-1)
 		w.s.waiters.Done()
 	}()
-	if err := w.s.await(w.g, yield); err != nil {
+	if err := w.s.await(w.g, yield, respectHold); err != nil {
 		err = fmt.Errorf("store: %s: %w", describe(w.what, w.bucket), err)
 		if undo != nil {
 			undo(err)
@@ -249,6 +252,10 @@ type group struct {
 
 	committed bool // under commitMu: taken by a committer
 	done      chan struct{}
+	// held: a Hold keeps the group open; unheld is closed when it no
+	// longer does. Under queueMu.
+	held   bool
+	unheld chan struct{}
 
 	// Set by the committer, and read by waiters once done is closed.
 	err  error
@@ -295,7 +302,7 @@ func (s *Store) join(size int, fill func(*pebble.Batch)) *group {
 	s.queueMu.Lock()
 	defer s.queueMu.Unlock()
 	g := s.open
-	if g == nil || g.db != s.db || g.size+size >= largeBatch {
+	if g == nil || g.db != s.db || s.holds == 0 && g.size+size >= largeBatch {
 		g = &group{db: s.db, b: s.db.NewBatch(), done: make(chan struct{})}
 		if s.tail == nil {
 			s.head = g
@@ -306,20 +313,85 @@ func (s *Store) join(size int, fill func(*pebble.Batch)) *group {
 	}
 	fill(g.b)
 	g.size = len(g.b.Repr()) + perChange*int(g.b.Count())
-	if g.size >= largeBatch {
+	switch {
+	case s.holds > 0:
+		// Kept whole, whatever its size, until the Holds end.
+		if !g.held {
+			g.held, g.unheld = true, make(chan struct{})
+			s.heldGroups = append(s.heldGroups, g)
+		}
+	case g.size >= largeBatch:
 		s.open = nil // full, or a large write alone
 	}
 	return g
 }
 
+// Hold keeps every write made from now until release in one group, one
+// atomic write to the engine, so that a crash keeps all of them or none
+// (a Redis transaction's: EXEC holds while its commands run). Meanwhile a
+// WaitOrUndo of a write in that group, a client's wait for its reply,
+// waits for the release rather than committing the group (which a later
+// write of the transaction could then not join); the store's own
+// synchronous operations (Wait: Apply, CreateBucket, DropBucket, DropAll,
+// Move; Settle, and with it Load and Checkpoint) commit it as usual, and
+// the writes after them form a new held group: a transaction that uses
+// them is atomic only between them. Holds may overlap; the groups are
+// released when the last one ends. Call release exactly once, soon (the
+// clients whose writes share the group wait for it), and never wait for a
+// write with WaitOrUndo between Hold and release on the same goroutine.
+func (s *Store) Hold() (release func()) {
+	s.queueMu.Lock()
+	s.holds++
+	s.queueMu.Unlock()
+	var once sync.Once
+	return func() { once.Do(s.unhold) }
+}
+
+// unhold ends one Hold, and with the last one releases the held groups.
+func (s *Store) unhold() {
+	s.queueMu.Lock()
+	defer s.queueMu.Unlock()
+	if s.holds--; s.holds > 0 {
+		return
+	}
+	for _, g := range s.heldGroups {
+		s.releaseLocked(g)
+		if s.open == g && g.size >= largeBatch {
+			s.open = nil // as join would have, had it not been held
+		}
+	}
+	s.heldGroups = s.heldGroups[:0]
+}
+
+// releaseLocked marks g no longer held and wakes its waiters; the caller
+// holds queueMu and removes g from heldGroups.
+func (s *Store) releaseLocked(g *group) {
+	if g.held {
+		g.held = false
+		close(g.unheld)
+	}
+}
+
 // await returns once g has been committed and is durable under the policy,
 // or has failed. If no one is committing g, the caller commits it, after
-// every group queued before it.
-func (s *Store) await(g *group, yield bool) error {
+// every group queued before it; with respectHold, not while a Hold keeps
+// g: it waits for the Hold to end first.
+func (s *Store) await(g *group, yield, respectHold bool) error {
 	select {
 	case <-g.done:
 		return g.err
 	default:
+	}
+	if respectHold {
+		s.queueMu.Lock()
+		held, unheld := g.held, g.unheld
+		s.queueMu.Unlock()
+		if held {
+			if s.testHoldWaitHook != nil {
+				s.testHoldWaitHook()
+			}
+			<-unheld
+		}
 	}
 	// A writer whose group is not yet committed lets the goroutines that
 	// are ready to run go first, before it tries to commit: the
@@ -368,6 +440,17 @@ func (s *Store) commitThrough(g *group) (first *group) {
 	}
 	if s.open == g {
 		s.open = nil
+	}
+	// A held group committed by a synchronous operation is held no more:
+	// its waiters go on, and the next write starts a new held group.
+	for h := first; ; h = h.next {
+		if h.held {
+			s.releaseLocked(h)
+			s.heldGroups = slices.DeleteFunc(s.heldGroups, func(x *group) bool { return x == h })
+		}
+		if h == g {
+			break
+		}
 	}
 	s.queueMu.Unlock()
 	// The groups from first to g left the queue: nothing joins them now,

@@ -102,6 +102,10 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 		c.out = append(c.out, "*-1\r\n"...) // a watched key changed: nothing ran
 		return
 	}
+	// The commands' writes reach the store as one write: a crash keeps
+	// all of them or none (unless a command deletes, renames, flushes or
+	// loads a bucket, which commits what came before it).
+	defer s.reg.HoldWrites()()
 	c.array(len(t.cmds))
 	for _, q := range t.cmds {
 		if s.obs != nil {

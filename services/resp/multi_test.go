@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/internal/store"
 )
 
@@ -400,4 +403,51 @@ func TestSubcommandsCheckedAsQueued(t *testing.T) {
 			r.expect(":0", "+OK", "+QUEUED", "+QUEUED", "*2", "$-1", "*2", "$9", "databases", "$1", "1")
 		})
 	}
+}
+
+// holdRecorder is a registry that counts the HoldWrites under way.
+type holdRecorder struct {
+	Registry
+	held atomic.Int32
+}
+
+func (h *holdRecorder) HoldWrites() (release func()) {
+	h.held.Add(1)
+	inner := h.Registry.HoldWrites()
+	return func() {
+		h.held.Add(-1)
+		inner()
+	}
+}
+
+// EXEC runs its commands under the registry's HoldWrites, so that their
+// writes reach the store as one atomic write (a crash keeps all or none;
+// the store's tests show the hold's effect), and releases it when they
+// have run; a command outside a transaction holds nothing.
+func TestExecHoldsItsWritesTogether(t *testing.T) {
+	rec := new(holdRecorder)
+	var seen []int32 // HoldWrites under way when a command looked "h" up
+	var mu sync.Mutex
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncEverySec}, func(c *Config) {
+		rec.Registry = c.Registry
+		c.Registry = rec
+		c.testHookLive = func(b *bucket.Bucket) {
+			if b.Name() == "h" {
+				mu.Lock()
+				seen = append(seen, rec.held.Load())
+				mu.Unlock()
+			}
+		}
+	})
+	r := ds.raw(t)
+	r.send("HSET h f 1\r\nHGET h f\r\n")
+	r.expect(":1", "$1", "1")
+	r.send("MULTI\r\nHSET h g 1\r\nHGET h g\r\nEXEC\r\n")
+	r.expect("+OK", "+QUEUED", "+QUEUED", "*2", ":1", "$1", "1")
+	r.send("HGET h g\r\n")
+	r.expect("$1", "1")
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []int32{0, 1, 0}, seen)
+	assert.Zero(t, rec.held.Load(), "released")
 }

@@ -46,6 +46,9 @@ type Registry interface {
 	// Births changes whenever a bucket is recorded under name (and
 	// sometimes for another name): WATCH of a missing key.
 	Births(name string) uint64
+	// HoldWrites keeps a transaction's writes in one atomic write to the
+	// store, until release.
+	HoldWrites() (release func())
 }
 
 // Events is what the server needs of kv's event manager; *events.Manager is

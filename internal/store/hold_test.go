@@ -1,0 +1,165 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// committedGroups returns how many log records (groups) s has committed.
+func committedGroups(s *Store) uint64 {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	return s.logNext
+}
+
+// A Hold keeps a transaction's writes in one group, one atomic write: a
+// client's wait for a write of the group (WaitOrUndo) waits for the
+// release rather than commit the group with only the writes made so far,
+// and the group takes writes past its usual size.
+func TestHoldKeepsWritesInOneGroup(t *testing.T) {
+	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec, FsyncNo} {
+		t.Run(policy.String(), func(t *testing.T) {
+			s := openT(t, t.TempDir(), Options{Fsync: policy})
+			defer func() { require.NoError(t, s.Close()) }()
+			for _, b := range []string{"a", "b", "c"} {
+				require.NoError(t, s.CreateBucket(b))
+			}
+			waiting := make(chan struct{})
+			var once sync.Once
+			s.testHoldWaitHook = func() { once.Do(func() { close(waiting) }) }
+			before := committedGroups(s)
+
+			release := s.Hold()
+			w1, err := s.ApplyPairsNoWait("a", Put("k", []byte("1")))
+			require.NoError(t, err)
+			first := make(chan error, 1)
+			go func() { first <- w1.WaitOrUndo(false, nil) }()
+			select {
+			case <-waiting:
+			case err := <-first:
+				t.Fatalf("the wait committed the held group: %v", err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("the wait neither waited for the hold nor returned")
+			}
+			// More than a group's usual size: still one group.
+			big := []byte(strings.Repeat("v", largeBatch))
+			w2, err := s.ApplyPairsNoWait("b", Put("k", big))
+			require.NoError(t, err)
+			w3, err := s.ApplyPairsNoWait("c", Put("k", []byte("3")))
+			require.NoError(t, err)
+			release()
+			release() // a second call changes nothing
+			require.NoError(t, <-first)
+			require.NoError(t, w2.WaitOrUndo(false, nil))
+			require.NoError(t, w3.WaitOrUndo(true, nil))
+			assert.Equal(t, before+1, committedGroups(s), "one group, one log record, for the three writes")
+
+			// Released: groups are made and closed as usual again.
+			w4, err := s.ApplyPairsNoWait("a", Put("k", big))
+			require.NoError(t, err)
+			w5, err := s.ApplyPairsNoWait("a", Put("k", []byte("5")))
+			require.NoError(t, err)
+			require.NoError(t, w4.Wait())
+			require.NoError(t, w5.Wait())
+			assert.Equal(t, before+3, committedGroups(s), "a large write alone, then the next")
+			for b, want := range map[string]string{"b": string(big), "c": "3", "a": "5"} {
+				pairs, _, err := s.Load(b)
+				require.NoError(t, err)
+				assert.Equal(t, want, string(pairs["k"]), b)
+			}
+		})
+	}
+}
+
+// The store's synchronous operations are not held: under a Hold, Settle
+// (and with it Load), Apply and DropBucket commit the held group and
+// return, on the holder's goroutine too; the writes after them form a new
+// held group, which the release lets go.
+func TestHoldDoesNotStopSynchronousOperations(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{Fsync: FsyncEverySec})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.NoError(t, s.CreateBucket("a"))
+	require.NoError(t, s.CreateBucket("gone"))
+	before := committedGroups(s)
+	release := s.Hold()
+	w1, err := s.ApplyPairsNoWait("a", Put("k", []byte("1")))
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		if err := s.Settle(); err != nil {
+			done <- err
+			return
+		}
+		if _, _, err := s.Load("a"); err != nil {
+			done <- err
+			return
+		}
+		if err := s.Apply("a", Put("sync", []byte("1"))); err != nil {
+			done <- err
+			return
+		}
+		done <- s.DropBucket("gone")
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a synchronous operation waited for the hold")
+	}
+	require.NoError(t, w1.WaitOrUndo(false, nil), "committed by Settle")
+	after := committedGroups(s)
+	assert.Greater(t, after, before)
+	w2, err := s.ApplyPairsNoWait("a", Put("k", []byte("2")))
+	require.NoError(t, err)
+	w3, err := s.ApplyPairsNoWait("a", Put("k2", []byte("3")))
+	require.NoError(t, err)
+	release()
+	require.NoError(t, w2.WaitOrUndo(false, nil))
+	require.NoError(t, w3.WaitOrUndo(false, nil))
+	assert.Equal(t, after+1, committedGroups(s), "the writes after the synchronous ones: one group")
+	pairs, _, err := s.Load("a")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k": "2", "k2": "3", "sync": "1"}, stringsOf(pairs))
+	found, err := s.Has("gone")
+	require.NoError(t, err)
+	assert.False(t, found)
+}
+
+func stringsOf(pairs map[string][]byte) map[string]string {
+	m := make(map[string]string, len(pairs))
+	for k, v := range pairs {
+		m[k] = string(v)
+	}
+	return m
+}
+
+// Holds may overlap: the held group is let go with the last release.
+func TestOverlappingHolds(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{Fsync: FsyncNo})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.NoError(t, s.CreateBucket("a"))
+	before := committedGroups(s)
+	r1, r2 := s.Hold(), s.Hold()
+	var ws []Waiter
+	for i := range 3 {
+		w, err := s.ApplyPairsNoWait("a", Put(fmt.Sprint(i), []byte("v")))
+		require.NoError(t, err)
+		ws = append(ws, w)
+	}
+	r1()
+	s.queueMu.Lock()
+	held := s.open != nil && s.open.held
+	s.queueMu.Unlock()
+	assert.True(t, held, "still held by the second Hold")
+	r2()
+	for _, w := range ws {
+		require.NoError(t, w.WaitOrUndo(false, nil))
+	}
+	assert.Equal(t, before+1, committedGroups(s))
+}
