@@ -46,8 +46,16 @@ func (s *Store) Checkpoint(dir string) error {
 	// Writes made before the call and not yet committed (their Waiters
 	// not yet called: a pipeline's, answered after this call) are
 	// committed first, so that the checkpoint holds every write made
-	// before it, in the commit order.
-	if err := s.Settle(); err != nil {
+	// before it, in the commit order; and not in the middle of a
+	// transaction's writes: after the Holds under way, before the next
+	// (see Hold).
+	if s.testCheckpointGateHook != nil {
+		s.testCheckpointGateHook()
+	}
+	s.holdMu.Lock()
+	err = s.Settle()
+	s.holdMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
 	partial := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+PartialSuffix)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -162,4 +163,37 @@ func TestOverlappingHolds(t *testing.T) {
 		require.NoError(t, w.WaitOrUndo(false, nil))
 	}
 	assert.Equal(t, before+1, committedGroups(s))
+}
+
+// A checkpoint holds a transaction whole or not at all: begun while a
+// Hold keeps a group, it waits for the release and then holds every write
+// of the group, where committing what it found would have cut the group
+// in two (the writes after the checkpoint began still count: they were
+// made under the Hold that began before it).
+func TestCheckpointWaitsForHolds(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, filepath.Join(dir, "data"), Options{Fsync: FsyncEverySec})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.NoError(t, s.CreateBucket("a"))
+	release := s.Hold()
+	w1, err := s.ApplyPairsNoWait("a", Put("first", []byte("1")))
+	require.NoError(t, err)
+	gate := make(chan struct{})
+	s.testCheckpointGateHook = func() { close(gate) }
+	done := make(chan error, 1)
+	cp := filepath.Join(dir, "cp")
+	go func() { done <- s.Checkpoint(cp) }()
+	<-gate // the checkpoint is about to commit what came before it
+	w2, err := s.ApplyPairsNoWait("a", Put("second", []byte("2")))
+	require.NoError(t, err)
+	release()
+	require.NoError(t, <-done)
+	require.NoError(t, w1.WaitOrUndo(false, nil))
+	require.NoError(t, w2.WaitOrUndo(false, nil))
+
+	c := openT(t, cp, Options{Fsync: FsyncEverySec})
+	defer func() { require.NoError(t, c.Close()) }()
+	pairs, _, err := c.Load("a")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"first": "1", "second": "2"}, stringsOf(pairs))
 }

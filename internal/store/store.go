@@ -65,8 +65,13 @@ type Store struct {
 	// keep (see Hold). Under queueMu.
 	holds      int
 	heldGroups []*group
-	commitMu   sync.Mutex
-	logNext    uint64 // under commitMu: the number of the next log record
+	// holdMu is read-locked by each Hold until its release, and
+	// write-locked by a checkpoint while it commits what was written
+	// before it: a checkpoint waits for the Holds under way to end, and
+	// holds new ones back meanwhile, so that it never cuts a held group.
+	holdMu   sync.RWMutex
+	commitMu sync.Mutex
+	logNext  uint64 // under commitMu: the number of the next log record
 
 	// The log's folding (see fold.go): logPending counts the bytes of the
 	// records committed since the last fold began; foldMu is held by the
@@ -76,9 +81,10 @@ type Store struct {
 	foldKick    chan struct{}
 	foldStopped chan struct{} // closed when the folder has returned
 
-	testCommitHook   func()                     // tests: called before each group's commit
-	testHoldWaitHook func()                     // tests: called when a WaitOrUndo waits for a Hold to end
-	testSaveHook     func(partial string) error // tests: called once a checkpoint is written, before its rename
+	testCommitHook         func()                     // tests: called before each group's commit
+	testCheckpointGateHook func()                     // tests: called before a checkpoint waits for the Holds
+	testHoldWaitHook       func()                     // tests: called when a WaitOrUndo waits for a Hold to end
+	testSaveHook           func(partial string) error // tests: called once a checkpoint is written, before its rename
 
 	waiters     sync.WaitGroup // Waiters not yet waited for (Close waits for them)
 	outstanding atomic.Int64   // how many: recovery goes on only at zero

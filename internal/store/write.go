@@ -333,18 +333,27 @@ func (s *Store) join(size int, fill func(*pebble.Batch)) *group {
 // waits for the release rather than committing the group (which a later
 // write of the transaction could then not join); the store's own
 // synchronous operations (Wait: Apply, CreateBucket, DropBucket, DropAll,
-// Move; Settle, and with it Load and Checkpoint) commit it as usual, and
-// the writes after them form a new held group: a transaction that uses
-// them is atomic only between them. Holds may overlap; the groups are
+// Move; Settle, and with it Load) commit it as usual, and the writes
+// after them form a new held group: a transaction that uses them is
+// atomic only between them. A Checkpoint waits for the Holds under way to
+// end, and holds new ones back until it has committed what was written
+// before it: it holds a transaction whole or not at all. Never call
+// Checkpoint between Hold and release on the same goroutine. Holds may overlap; the groups are
 // released when the last one ends. Call release exactly once, soon (the
 // clients whose writes share the group wait for it), and never wait for a
 // write with WaitOrUndo between Hold and release on the same goroutine.
 func (s *Store) Hold() (release func()) {
+	s.holdMu.RLock()
 	s.queueMu.Lock()
 	s.holds++
 	s.queueMu.Unlock()
 	var once sync.Once
-	return func() { once.Do(s.unhold) }
+	return func() {
+		once.Do(func() {
+			s.unhold()
+			s.holdMu.RUnlock()
+		})
+	}
 }
 
 // unhold ends one Hold, and with the last one releases the held groups.
