@@ -391,17 +391,6 @@ func (s *Store) await(g *group, yield, respectHold bool) error {
 		return g.err
 	default:
 	}
-	if respectHold {
-		s.queueMu.Lock()
-		held, unheld := g.held, g.unheld
-		s.queueMu.Unlock()
-		if held {
-			if s.testHoldWaitHook != nil {
-				s.testHoldWaitHook()
-			}
-			<-unheld
-		}
-	}
 	// A writer whose group is not yet committed lets the goroutines that
 	// are ready to run go first, before it tries to commit: the
 	// connections whose requests arrived with its own (one network poll
@@ -416,7 +405,22 @@ func (s *Store) await(g *group, yield, respectHold bool) error {
 	if yield {
 		runtime.Gosched()
 	}
-	first := s.commitThrough(g)
+	var first *group
+	for {
+		// Whether a Hold keeps g is decided where g is taken, under the
+		// queue's lock: a Hold that began after an earlier look (during
+		// the yield, say) has had its writes join g since, and committing
+		// g would split them from the transaction's next ones.
+		var unheld <-chan struct{}
+		first, unheld = s.commitThrough(g, respectHold)
+		if unheld == nil {
+			break
+		}
+		if s.testHoldWaitHook != nil {
+			s.testHoldWaitHook()
+		}
+		<-unheld
+	}
 	if first == nil { // another waiter is committing g
 		<-g.done
 		return g.err
@@ -434,14 +438,27 @@ func (s *Store) await(g *group, yield, respectHold bool) error {
 
 // commitThrough commits, in order, every queued group up to and including
 // g, and returns the first of them; or nil if g was taken by another
-// committer.
-func (s *Store) commitThrough(g *group) (first *group) {
+// committer. With respectHold it commits nothing while a Hold keeps one
+// of those groups, and returns the channel that is closed once it no
+// longer does.
+func (s *Store) commitThrough(g *group, respectHold bool) (first *group, unheld <-chan struct{}) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	if g.committed {
-		return nil
+		return nil, nil
 	}
 	s.queueMu.Lock()
+	if respectHold {
+		for h := s.head; ; h = h.next {
+			if h.held {
+				s.queueMu.Unlock()
+				return nil, h.unheld
+			}
+			if h == g {
+				break
+			}
+		}
+	}
 	first = s.head
 	s.head = g.next
 	if s.head == nil {
@@ -493,7 +510,7 @@ func (s *Store) commitThrough(g *group) (first *group) {
 		s.commitGroup(h)
 		h.committed = true
 		if h == g {
-			return first
+			return first, nil
 		}
 	}
 }
