@@ -87,8 +87,14 @@ func (b *Bucket) record(ops ...store.Op) (*pendingWrite, error) {
 // make it durable through a write of its own (an HINCRBY after a failed
 // one), once the store took writes again.
 func (b *Bucket) settle(pw *pendingWrite, gathered bool) error {
+	return b.settleWith(pw, func(undo func(error)) error { return pw.w.WaitOrUndo(gathered, undo) })
+}
+
+// settleWith is settle with the store's wait given: wait calls the
+// Waiter's WaitOrUndo or CommitOrUndo with undo.
+func (b *Bucket) settleWith(pw *pendingWrite, wait func(undo func(error)) error) error {
 	var lost error
-	if err := pw.w.WaitOrUndo(gathered, func(err error) {
+	if err := wait(func(err error) {
 		lost = fmt.Errorf("bucket %s: %w", b.name, err)
 		if pw.marker && b.recordLost != nil {
 			b.recordLost()
@@ -169,6 +175,17 @@ func (p Pending) WaitGathered() error {
 		return nil
 	}
 	return p.w.b.settle(p.w, true)
+}
+
+// Commit is Wait for a caller that may hold the store's writes itself
+// (an EXEC's goroutine, under registry.Registry.HoldWrites): it commits
+// the write's group even while the hold keeps it, rather than wait for a
+// release that only the caller can make. The same rules as Wait's apply.
+func (p Pending) Commit() error {
+	if p.w == nil {
+		return nil
+	}
+	return p.w.b.settleWith(p.w, p.w.w.CommitOrUndo)
 }
 
 // Durable reports whether the bucket records its writes in a store.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -101,4 +102,26 @@ func TestVersion(t *testing.T) {
 		assert.ErrorIs(t, err, ErrEnded)
 	}
 	loadT(t, st, "refused") // the store has recovered: it can close
+}
+
+// Commit waits for a write that the store holds (a transaction's, see
+// store.Store.Hold) without waiting for the hold to end: the holder's own
+// goroutine may call it.
+func TestPendingCommitUnderAHold(t *testing.T) {
+	st := openStore(t, nil)
+	b := Restore("b", 1, nil, st)
+	release := st.Hold()
+	defer release()
+	_, p, err := b.SetNoWait("k", []byte("v"))
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- p.Commit() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Commit waited for the hold")
+	}
+	assert.Equal(t, map[string][]byte{"k": []byte("v")}, loadT(t, st, "b"))
+	assert.NoError(t, Pending{}.Commit(), "nothing to wait for")
 }

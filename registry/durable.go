@@ -293,10 +293,8 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 		// that was recorded but could not start may hold others' writes:
 		// it stays, and loads at its next use.
 		// The write may be in a group that a Hold keeps (an EXEC's, on
-		// this goroutine): Settle commits it, so that the Wait after
-		// does not wait for the Hold to end.
-		_ = r.store.Settle()
-		if p.Wait() == nil && errors.Is(err, errRefused) {
+		// this goroutine): Commit does not wait for the Hold to end.
+		if p.Commit() == nil && errors.Is(err, errRefused) {
 			r.undoCreate(name)
 		}
 		return nil, bucket.Pending{}, err

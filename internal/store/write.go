@@ -73,6 +73,14 @@ func (w Waiter) WaitOrUndo(gathered bool, undo func(error)) error {
 	return w.wait(!gathered, undo, true)
 }
 
+// CommitOrUndo is WaitOrUndo for a caller that may hold the store's
+// writes itself (see Hold): it commits the write's group even while a
+// Hold keeps it, as Wait does, rather than wait for a release that only
+// the caller can make.
+func (w Waiter) CommitOrUndo(undo func(error)) error {
+	return w.wait(false, undo, false)
+}
+
 func (w Waiter) wait(yield bool, undo func(error), respectHold bool) error {
 	if w.g == nil {
 		return nil
