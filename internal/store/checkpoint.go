@@ -85,9 +85,16 @@ func (s *Store) Checkpoint(dir string) error {
 		_ = os.RemoveAll(abs)
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
-	if err := s.write("record the last save", "", len(keyLastSave)+8+perChange, func(b *pebble.Batch) {
+	// The Holds go on again since the gate above: the record joins the
+	// group one may keep, and waits for its release (WaitOrUndo), rather
+	// than commit it with a transaction's first writes only (Wait would).
+	w, err := s.enqueue("record the last save", "", len(keyLastSave)+8+perChange, func(b *pebble.Batch) {
 		_ = b.Set(keyLastSave, binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano())), nil)
-	}); err != nil {
+	})
+	if err == nil {
+		err = w.WaitOrUndo(false, nil)
+	}
+	if err != nil {
 		return fmt.Errorf("store: checkpoint %s written, but: %w", abs, err)
 	}
 	if s.opts.Fsync != FsyncAlways {

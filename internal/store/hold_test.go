@@ -197,3 +197,56 @@ func TestCheckpointWaitsForHolds(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"first": "1", "second": "2"}, stringsOf(pairs))
 }
+
+// A checkpoint that ends while a transaction runs does not split it: the
+// write that records the checkpoint's time, made once the copy is done
+// (after the checkpoint has let the Holds go on), joins the held group
+// rather than commit it with the transaction's first writes only. Before,
+// it committed them, and the transaction's next writes formed a group of
+// their own: a crash between the two kept half of the transaction.
+func TestCheckpointEndDoesNotSplitAHold(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, filepath.Join(dir, "data"), Options{Fsync: FsyncEverySec})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.NoError(t, s.CreateBucket("a"))
+	var (
+		release func()
+		w1      Waiter
+	)
+	// The checkpoint has copied the store: a transaction begins, on
+	// another goroutine, and makes its first write.
+	s.testSaveHook = func(string) error {
+		began := make(chan error, 1)
+		go func() {
+			release = s.Hold()
+			var err error
+			w1, err = s.ApplyPairsNoWait("a", Put("first", []byte("1")))
+			began <- err
+		}()
+		return <-began
+	}
+	waiting := make(chan struct{})
+	var once sync.Once
+	s.testHoldWaitHook = func() { once.Do(func() { close(waiting) }) }
+	done := make(chan error, 1)
+	go func() { done <- s.Checkpoint(filepath.Join(dir, "cp")) }()
+	checkpointed := false
+	select {
+	case err := <-done: // it recorded its time without waiting for the hold
+		require.NoError(t, err)
+		checkpointed = true
+	case <-waiting: // it waits for the transaction's release
+	case <-time.After(10 * time.Second):
+		t.Fatal("the checkpoint neither returned nor waited for the hold")
+	}
+	w2, err := s.ApplyPairsNoWait("a", Put("second", []byte("2")))
+	require.NoError(t, err)
+	release()
+	if !checkpointed {
+		require.NoError(t, <-done)
+	}
+	require.NoError(t, w1.WaitOrUndo(false, nil))
+	require.NoError(t, w2.WaitOrUndo(false, nil))
+	assert.True(t, w1.g == w2.g, "the transaction's writes were split across groups")
+	assert.False(t, s.LastSave().IsZero())
+}

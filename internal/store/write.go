@@ -345,7 +345,9 @@ func (s *Store) join(size int, fill func(*pebble.Batch)) *group {
 // after them form a new held group: a transaction that uses them is
 // atomic only between them. A Checkpoint waits for the Holds under way to
 // end, and holds new ones back until it has committed what was written
-// before it: it holds a transaction whole or not at all. Never call
+// before it: it holds a transaction whole or not at all; the record of
+// its time, once it is written, joins a held group and waits for its
+// release, as a client's write does. Never call
 // Checkpoint between Hold and release on the same goroutine. Holds may overlap; the groups are
 // released when the last one ends. Call release exactly once, soon (the
 // clients whose writes share the group wait for it), and never wait for a
