@@ -322,6 +322,10 @@ func (c *conn) runBuffered(ctx context.Context) step {
 func (c *conn) serve(ctx context.Context) {
 	defer c.close()
 	s := c.s
+	// Before the close: a command's panic is logged while its client is
+	// still connected (the socket fuzzers read until the close, then look
+	// for the record).
+	defer s.survive(c)
 	for {
 		switch c.runBuffered(ctx) {
 		case stepClose:

@@ -372,8 +372,7 @@ func (s *Server) accept(ctx context.Context, nc net.Conn, lp *loop) {
 // serveConn runs the client c on its goroutine until it ends.
 func (s *Server) serveConn(ctx context.Context, c *conn) {
 	defer s.ended(c)
-	defer s.survive(c) // after serve's own deferred close
-	c.serve(ctx)
+	c.serve(ctx) // recovers a panic of its commands (see survive)
 }
 
 // survive, deferred, recovers a panic of the client c's command: a bug in
@@ -381,7 +380,8 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 // with every other client (as net/http recovers a handler's panic). What
 // the handler held with defer (the transactions' lock, a bucket's lock)
 // is released as the panic unwinds; a bucket whose own code panicked ends
-// on its own (bucket.Update).
+// on its own (bucket.Update). Deferred after conn.close, so that the
+// record is written before the client sees its connection close.
 func (s *Server) survive(c *conn) {
 	if r := recover(); r != nil {
 		s.log.Error("resp: a command panicked; its client is closed", "client", c.addr, "panic", r, "stack", string(debug.Stack()))

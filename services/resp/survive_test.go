@@ -2,10 +2,14 @@ package resp
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -82,6 +86,56 @@ func TestPanickingCommandEndsOnlyItsClient(t *testing.T) {
 			}
 			assert.Contains(t, logs.String(), "a command panicked")
 			assert.Contains(t, logs.String(), "handler bug")
+		})
+	}
+}
+
+// openAtLog is panics that also notes whether the panicking client's
+// connection was already closed when its record came (one client only).
+type openAtLog struct {
+	panics
+	srv         atomic.Pointer[Server]
+	closedFirst atomic.Bool
+}
+
+func (h *openAtLog) Handle(ctx context.Context, r slog.Record) error {
+	if s := h.srv.Load(); s != nil && strings.Contains(r.Message, "a command panicked") {
+		for _, c := range s.clients() { // on the client's goroutine (or loop)
+			if c.nc != nil && errors.Is(c.nc.SetReadDeadline(time.Time{}), net.ErrClosed) || c.nc == nil && c.fd < 0 {
+				h.closedFirst.Store(true)
+			}
+		}
+	}
+	return h.panics.Handle(ctx, r)
+}
+
+// The record of a panicking command is written before its client is
+// closed: the socket fuzzers read until the server closes, then look for
+// it (see fuzzSocket). On a goroutine of its own, the client was closed
+// first (serve's deferred close ran as the panic unwound, before
+// Server.survive recovered and logged it), and a fuzzer could pass the
+// input that panicked and fail a later one.
+func TestPanicLoggedBeforeItsClientCloses(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			logs := new(openAtLog)
+			ts := start(t, Config{
+				GoroutinePerClient: mode.goroutinePerClient,
+				Logger:             slog.New(logs),
+				testHookLive: func(b *bucket.Bucket) {
+					if b.Name() == "boom" {
+						panic("handler bug")
+					}
+				},
+			})
+			logs.srv.Store(ts.srv)
+			r := ts.raw(t)
+			r.send("HSET boom f 1\r\n")
+			r.expect(":1")
+			r.send("HGET boom f\r\n")
+			require.True(t, r.closed(), "the panicking client is closed")
+			assert.Contains(t, logs.String(), "handler bug", "logged by the time its client is closed")
+			assert.False(t, logs.closedFirst.Load(), "its client was closed before the panic was logged")
 		})
 	}
 }
