@@ -461,8 +461,11 @@ func (s *Store) commitThrough(g *group, respectHold bool) (first *group, unheld 
 	if respectHold {
 		for h := s.head; ; h = h.next {
 			if h.held {
+				// Read under the lock: once it is let go, the hold may
+				// end and a new one take h, writing h.unheld (join).
+				unheld := h.unheld
 				s.queueMu.Unlock()
-				return nil, h.unheld
+				return nil, unheld
 			}
 			if h == g {
 				break
