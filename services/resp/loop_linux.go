@@ -53,6 +53,9 @@ type loop struct {
 
 	locked   bool // the loop's goroutine is locked to its thread
 	draining bool // stop was called: no more requests are read
+	// The clients of the current wake-up whose command panicked: closed
+	// once the transactions' lock is released (see serveSurviving).
+	crashed []*conn
 }
 
 const (
@@ -248,6 +251,11 @@ func (l *loop) run() {
 			l.serveSurviving(c, now)
 		}
 		l.s.tx.RUnlock()
+		for _, c := range l.crashed {
+			l.drop(c) // waits for its pending writes: outside the lock
+		}
+		clear(l.crashed)
+		l.crashed = l.crashed[:0]
 		// The replies of every client of this wake-up leave together,
 		// after all of them have run.
 		for _, c := range ready {
@@ -285,13 +293,16 @@ func (l *loop) tick() time.Duration {
 
 // serveSurviving is serve that recovers a panic of one of c's commands:
 // c is closed, logged with the stack, and the loop goes on with its other
-// clients (see Server.survive).
+// clients (see Server.survive). The close waits for c's pending writes,
+// so it is left to run, once the transactions' lock is released (crashed):
+// under it, a disk that is slow to answer would hold every EXEC back.
+// Meanwhile c is neither read nor written (finish skips it).
 func (l *loop) serveSurviving(c *conn, now time.Time) {
 	defer func() {
 		if r := recover(); r != nil {
 			l.s.log.Error("resp: a command panicked; its client is closed", "client", c.addr, "panic", r, "stack", string(debug.Stack()))
 			if c.lp == l {
-				l.drop(c)
+				l.crashed = append(l.crashed, c)
 			}
 		}
 	}()

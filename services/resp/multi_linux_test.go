@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"runtime"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/internal/store"
 )
 
@@ -151,4 +153,50 @@ func TestLoopWaitingForTheDiskForABlockedClientDoesNotHoldExecBack(t *testing.T)
 
 	own.send("MULTI\r\nHGET read f\r\nEXEC\r\n")
 	own.expect("+OK", "+QUEUED", "*1", "$1", "1")
+}
+
+// Nor while it waits for the writes of a client whose command panicked:
+// the client is closed once its pending writes are waited for, and the
+// loop did that under the lock, in serveSurviving, holding every EXEC
+// (and every client of every front end behind it) until the disk answered.
+func TestLoopClosingAPanickedClientDoesNotHoldExecBack(t *testing.T) {
+	if goroutinePerClient {
+		t.Skip("no event loop")
+	}
+	ctx := context.Background()
+	faults := &store.Faults{}
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond},
+		func(c *Config) {
+			c.Logger = slog.New(new(panics))
+			c.testHookLive = func(b *bucket.Bucket) {
+				if b.Name() == "boom" {
+					panic("handler bug")
+				}
+			}
+		})
+	rc := ds.client(t)
+	require.NoError(t, rc.HSet(ctx, "boom", "f", "1").Err(), "HSET of a missing key looks nothing up")
+	require.NoError(t, rc.HSet(ctx, "read", "f", "1").Err())
+	own := ds.raw(t)
+	own.send("SAVE\r\n") // moves the client to a goroutine of its own
+	own.expect("+OK")
+
+	resume := faults.Stall()
+	defer resume()
+	crash := ds.raw(t)
+	crash.send("HSET w f 1\r\nHGET boom f\r\n") // a write, then a panic: closed once the write is waited for
+	require.Eventually(t, func() bool {
+		own.send("HEXISTS w f\r\n")
+		return own.line() == ":1"
+	}, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		return strings.Contains(stacks, "resp.(*conn).settle") && strings.Contains(stacks, "resp.(*loop).run")
+	}, 10*time.Second, time.Millisecond, "the loop waits for the disk")
+
+	own.send("MULTI\r\nHGET read f\r\nEXEC\r\n")
+	own.expect("+OK", "+QUEUED", "*1", "$1", "1")
+	resume()
+	require.True(t, crash.closed(), "the panicking client is closed")
 }
