@@ -3,6 +3,7 @@ package services
 import (
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/thejerf/suture/v4"
@@ -99,6 +100,9 @@ var (
 type DataDir struct {
 	st    *store.Store
 	inUse atomic.Bool // a tree holds it
+	// closeMu is held by Close while it closes the store: another Close
+	// returns only once the store is closed and the directory released.
+	closeMu sync.Mutex
 }
 
 // OpenDataDir opens the store in dir, creating it if needed, and recovers
@@ -140,8 +144,12 @@ func (d *DataDir) Checkpoint(dir string) error {
 // the directory. Close it after the trees that use it have stopped: it
 // waits for every write made through them to be waited for, including
 // each bucket.Pending (from SetNoWait or UpdateNoWait), which its caller
-// must Wait. A second Close returns an error wrapping ErrDataDirClosed.
+// must Wait. A second Close returns an error wrapping ErrDataDirClosed,
+// once the first has returned: whichever Close returns, the store is
+// closed and the directory released.
 func (d *DataDir) Close() error {
+	d.closeMu.Lock()
+	defer d.closeMu.Unlock()
 	if err := d.st.Close(); err != nil {
 		return fmt.Errorf("services: close data directory: %w", err)
 	}

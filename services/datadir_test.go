@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -514,4 +517,63 @@ func requireValue(t *testing.T, reg *registry.Registry, name, key, want string) 
 	require.NoError(t, err)
 	assert.Equal(t, want, string(v), "%q in bucket %q", key, name)
 	return b
+}
+
+// A Close that meets another under way returns once the store is closed
+// and the directory released, as the first does: a review found it
+// returned ErrDataDirClosed at once, while the first still waited for a
+// write, and the directory was still locked (OpenDataDir failed with
+// ErrDataDirInUse after both Closes had been called and one had returned).
+func TestDataDirCloseWaitsForACloseUnderWay(t *testing.T) {
+	dir := t.TempDir()
+	data, err := services.OpenDataDir(dir, services.DataDirOptions{})
+	require.NoError(t, err)
+	var pending bucket.Pending
+	serveOn(t, data, func(ctx context.Context, kv *services.Root) {
+		b := putKV(ctx, t, kv)
+		_, p, err := b.SetNoWait("k2", []byte("v2"))
+		require.NoError(t, err)
+		pending = p // Close waits for it
+	})
+	results := make(chan error, 2)
+	for range 2 {
+		go func() { results <- data.Close() }()
+	}
+	// One Close waits for the pending write; the other returns, or waits
+	// for the first.
+	require.Eventually(t, func() bool {
+		if len(results) > 0 {
+			return true
+		}
+		buf := make([]byte, 1<<20)
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			// A Close that waits for the other (not in the store's
+			// Close, blocked rather than running).
+			if strings.Contains(g, "services.(*DataDir).Close") && !strings.Contains(g, "store.(*Store).Close") &&
+				!strings.Contains(g, "[running") && !strings.Contains(g, "[runnable") {
+				return true
+			}
+		}
+		return false
+	}, waitFor, time.Millisecond)
+	select {
+	case err := <-results:
+		_, oerr := services.OpenDataDir(dir, services.DataDirOptions{})
+		require.Failf(t, "a Close returned while another still closed the store", "Close: %v; the directory: %v", err, oerr)
+	default:
+	}
+	require.NoError(t, pending.Wait())
+	errs := []error{<-results, <-results}
+	if errs[0] != nil {
+		errs[0], errs[1] = errs[1], errs[0]
+	}
+	require.NoError(t, errs[0])
+	require.ErrorIs(t, errs[1], services.ErrDataDirClosed)
+
+	again, err := services.OpenDataDir(dir, services.DataDirOptions{})
+	require.NoError(t, err, "released once both Closes have returned")
+	serveOn(t, again, func(ctx context.Context, kv *services.Root) {
+		requireValue(t, kv.Registry(), "b", "k2", "v2")
+	})
+	require.NoError(t, again.Close())
 }
