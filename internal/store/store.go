@@ -61,10 +61,9 @@ type Store struct {
 	queueMu    sync.Mutex
 	head, tail *group
 	open       *group
-	// holds counts the Holds under way; heldGroups are the groups they
-	// keep (see Hold). Under queueMu.
-	holds      int
-	heldGroups []*group
+	// holds counts the Holds under way (see Hold); the groups they keep
+	// are marked held. Under queueMu.
+	holds int
 	// holdMu is read-locked by each Hold until its release, and
 	// write-locked by a checkpoint while it commits what was written
 	// before it: a checkpoint waits for the Holds under way to end, and

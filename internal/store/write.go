@@ -326,7 +326,6 @@ func (s *Store) join(size int, fill func(*pebble.Batch)) *group {
 		// Kept whole, whatever its size, until the Holds end.
 		if !g.held {
 			g.held, g.unheld = true, make(chan struct{})
-			s.heldGroups = append(s.heldGroups, g)
 		}
 	case g.size >= largeBatch:
 		s.open = nil // full, or a large write alone
@@ -347,11 +346,11 @@ func (s *Store) join(size int, fill func(*pebble.Batch)) *group {
 // end, and holds new ones back until it has committed what was written
 // before it: it holds a transaction whole or not at all; the record of
 // its time, once it is written, joins a held group and waits for its
-// release, as a client's write does. Never call
-// Checkpoint between Hold and release on the same goroutine. Holds may overlap; the groups are
+// release, as a client's write does. Holds may overlap; the groups are
 // released when the last one ends. Call release exactly once, soon (the
-// clients whose writes share the group wait for it), and never wait for a
-// write with WaitOrUndo between Hold and release on the same goroutine.
+// clients whose writes share the group wait for it), and between Hold and
+// release, on the same goroutine, never wait for a write with WaitOrUndo
+// nor call Checkpoint.
 func (s *Store) Hold() (release func()) {
 	s.holdMu.RLock()
 	s.queueMu.Lock()
@@ -373,17 +372,18 @@ func (s *Store) unhold() {
 	if s.holds--; s.holds > 0 {
 		return
 	}
-	for _, g := range s.heldGroups {
+	// A held group is in the queue until it is committed, which releases
+	// it (commitThrough).
+	for g := s.head; g != nil; g = g.next {
 		s.releaseLocked(g)
 		if s.open == g && g.size >= largeBatch {
 			s.open = nil // as join would have, had it not been held
 		}
 	}
-	s.heldGroups = s.heldGroups[:0]
 }
 
-// releaseLocked marks g no longer held and wakes its waiters; the caller
-// holds queueMu and removes g from heldGroups.
+// releaseLocked marks g, if held, no longer held, and wakes its waiters;
+// the caller holds queueMu.
 func (s *Store) releaseLocked(g *group) {
 	if g.held {
 		g.held = false
@@ -483,10 +483,7 @@ func (s *Store) commitThrough(g *group, respectHold bool) (first *group, unheld 
 	// A held group committed by a synchronous operation is held no more:
 	// its waiters go on, and the next write starts a new held group.
 	for h := first; ; h = h.next {
-		if h.held {
-			s.releaseLocked(h)
-			s.heldGroups = slices.DeleteFunc(s.heldGroups, func(x *group) bool { return x == h })
-		}
+		s.releaseLocked(h)
 		if h == g {
 			break
 		}
