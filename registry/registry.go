@@ -194,6 +194,19 @@ func CheckName(name string) error {
 // may not see, or may overwrite, what the host wrote while it ran.
 func (r *Registry) TxLock() *sync.RWMutex { return &r.txLock }
 
+// Shared runs fn with tx, a registry's TxLock, held shared, as a front
+// end's command does, and releases it however fn ends: a panic that the
+// caller recovers (the line protocol ends the connection alone; net/http,
+// the request) must not leave it held, or the next EXEC, which takes it
+// alone, would wait for ever, and every command of every front end after
+// it. A function, not a method of an interface: fn does not escape, and a
+// command's closure costs no allocation.
+func Shared(tx *sync.RWMutex, fn func()) {
+	tx.RLock()
+	defer tx.RUnlock()
+	fn()
+}
+
 // Births returns a number that changes whenever a bucket is recorded
 // under name: created, loaded from the store or renamed onto it. It is
 // kept per hash of names, so it may also change for another name (a false

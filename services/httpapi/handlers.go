@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/internal/store"
@@ -73,7 +72,7 @@ func (s *Server) listBuckets(w http.ResponseWriter, r *http.Request) {
 	}
 	var all []string
 	var err error
-	shared(s.cfg.Registry.TxLock(), func() { all, err = s.cfg.Registry.NamesErr() })
+	registry.Shared(s.cfg.Registry.TxLock(), func() { all, err = s.cfg.Registry.NamesErr() })
 	if err != nil {
 		// Not a partial list passed off as the whole.
 		s.cfg.Logger.Error("http api: cannot list the buckets", "error", err)
@@ -153,7 +152,7 @@ func (h *maxStrings) Pop() any {
 func (s *Server) createBucket(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("bucket")
 	var err error
-	shared(s.cfg.Registry.TxLock(), func() { _, err = s.cfg.Registry.Create(r.Context(), name) })
+	registry.Shared(s.cfg.Registry.TxLock(), func() { _, err = s.cfg.Registry.Create(r.Context(), name) })
 	if err != nil {
 		switch {
 		case errors.Is(err, registry.ErrInvalidName):
@@ -173,7 +172,7 @@ func (s *Server) createBucket(w http.ResponseWriter, r *http.Request) {
 // when the store refuses to drop it.
 func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
 	var err error
-	shared(s.cfg.Registry.TxLock(), func() { err = s.cfg.Registry.Delete(r.Context(), r.PathValue("bucket")) })
+	registry.Shared(s.cfg.Registry.TxLock(), func() { err = s.cfg.Registry.Delete(r.Context(), r.PathValue("bucket")) })
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			bucketNotFound(w)
@@ -378,7 +377,7 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, name string, op 
 		if !ok {
 			return false, nil
 		}
-		shared(s.cfg.Registry.TxLock(), func() { err = op(b) })
+		registry.Shared(s.cfg.Registry.TxLock(), func() { err = op(b) })
 		if !bucket.EndedBefore(err) {
 			return true, err
 		}
@@ -455,15 +454,4 @@ func (s *Server) save(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{"dir": dir, "last_save": at.Unix()})
-}
-
-// shared runs fn under tx, the registry's TxLock, held shared. The lock is
-// released however fn ends: a panic, which net/http recovers to end the
-// request alone, must not leave it held, or the next Redis EXEC, which
-// takes it alone, would wait for ever, and every client of every front
-// end after it.
-func shared(tx *sync.RWMutex, fn func()) {
-	tx.RLock()
-	defer tx.RUnlock()
-	fn()
 }

@@ -52,7 +52,7 @@ type Registry interface {
 	Len() int               // for /metrics
 	Live() []*bucket.Bucket // for /metrics
 	// TxLock isolates the Redis protocol's transactions: a request holds
-	// it shared while it reads or changes buckets.
+	// it shared (registry.Shared) while it reads or changes buckets.
 	TxLock() *sync.RWMutex
 }
 

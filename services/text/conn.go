@@ -11,11 +11,11 @@ import (
 	"io"
 	"net"
 	"runtime/debug"
-	"sync"
 	"time"
 	"unicode"
 
 	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/registry"
 )
 
 // The replies, with their line ends.
@@ -223,7 +223,7 @@ func (c *conn) exec(ctx context.Context, cmd Command) (reply string, failed, clo
 
 	case Create:
 		var err error
-		shared(reg.TxLock(), func() { _, err = reg.Create(ctx, cmd.Bucket) })
+		registry.Shared(reg.TxLock(), func() { _, err = reg.Create(ctx, cmd.Bucket) })
 		if err != nil {
 			c.run.log.Debug("text server: create failed", "bucket", cmd.Bucket, "error", err)
 			return replyError, true, false
@@ -269,7 +269,7 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, en
 	case Get:
 		var v []byte
 		var err error
-		shared(tx, func() { v, err = b.AppendValue(c.value[:0], cmd.Key) })
+		registry.Shared(tx, func() { v, err = b.AppendValue(c.value[:0], cmd.Key) })
 		c.value = v[:0]
 		switch {
 		case errors.Is(err, bucket.ErrNotFound):
@@ -288,7 +288,7 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, en
 	case Put:
 		var p bucket.Pending
 		var err error
-		shared(tx, func() { _, p, err = b.SetNoWait(cmd.Key, []byte(cmd.Value)) })
+		registry.Shared(tx, func() { _, p, err = b.SetNoWait(cmd.Key, []byte(cmd.Value)) })
 		if errors.Is(err, bucket.ErrEnded) {
 			return replyNotFound, true, true
 		}
@@ -303,7 +303,7 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, en
 	default: // Delete
 		var p bucket.Pending
 		var err error
-		shared(tx, func() { _, p, err = b.DeleteNoWait(cmd.Key) })
+		registry.Shared(tx, func() { _, p, err = b.DeleteNoWait(cmd.Key) })
 		if err == nil {
 			err = p.Wait()
 		}
@@ -315,17 +315,6 @@ func (c *conn) inBucket(b *bucket.Bucket, cmd Command) (reply string, failed, en
 		}
 		return replyError, true, false
 	}
-}
-
-// shared runs fn under tx, the registry's TxLock, held shared. The lock is
-// released however fn ends: a panic, which serveConn recovers to end the
-// connection alone, must not leave it held, or the next Redis EXEC, which
-// takes it alone, would wait for ever, and every client of every front
-// end after it.
-func shared(tx *sync.RWMutex, fn func()) {
-	tx.RLock()
-	defer tx.RUnlock()
-	fn()
 }
 
 // looksLikeHTTP reports whether line's first word is "POST" or "Host:",

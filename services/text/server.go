@@ -41,7 +41,7 @@ type Registry interface {
 	// has just ended to what the name means now.
 	LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error)
 	// TxLock isolates the Redis protocol's transactions: a command holds
-	// it shared while it reads or changes a bucket.
+	// it shared (registry.Shared) while it reads or changes buckets.
 	TxLock() *sync.RWMutex
 }
 
