@@ -979,6 +979,7 @@ func (c *conn) integer(n int64)     { c.out = redcon.AppendInt(c.out, n) }
 func (c *conn) bulk(b []byte)       { c.out = redcon.AppendBulk(c.out, b) }
 func (c *conn) bulkString(s string) { c.out = redcon.AppendBulkString(c.out, s) }
 func (c *conn) null()               { c.out = redcon.AppendNull(c.out) }
+func (c *conn) nullArray()          { c.out = append(c.out, "*-1\r\n"...) }
 func (c *conn) array(n int)         { c.out = redcon.AppendArray(c.out, n) }
 func (c *conn) wrongArgs(cmd string) {
 	c.err("ERR wrong number of arguments for '" + cmd + "' command")

@@ -99,7 +99,7 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 		c.err("EXECABORT Transaction discarded because of previous errors.")
 		return
 	case changed:
-		c.out = append(c.out, "*-1\r\n"...) // a watched key changed: nothing ran
+		c.nullArray() // a watched key changed: nothing ran
 		return
 	}
 	// The commands' writes reach the store as one write: a crash keeps
