@@ -478,7 +478,8 @@ func (l *loop) write(c *conn) bool {
 }
 
 // settle waits for the writes that c's replies answer to be durable (see
-// conn.settle).
+// conn.settle). The loop waits for the disk only through it: its thread is
+// let go first.
 func (l *loop) settle(c *conn) {
 	if len(c.pending) > 0 && l.locked {
 		// The loop now waits for the disk, through the engine's WAL
@@ -522,7 +523,7 @@ func (l *loop) drop(c *conn) {
 	if c.lp != l {
 		return // dropped already
 	}
-	c.settle() // every pending write is waited for, answered or not
+	l.settle(c) // every pending write is waited for, answered or not
 	fd := c.fd
 	l.forget(c)
 	discardReadable(fd)
@@ -541,7 +542,7 @@ func (l *loop) handoff(c *conn) {
 	f.Close()
 	if err != nil {
 		l.s.log.Error("resp: could not give a client a goroutine of its own; closing it", "client", c.addr, "err", err)
-		c.settle() // its pending writes are waited for, answered or not
+		l.settle(c) // its pending writes are waited for, answered or not
 		c.fd = -1
 		l.s.ended(c)
 		return
