@@ -16,7 +16,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/internal/store"
 )
 
@@ -72,34 +71,72 @@ func TestSlowSubscriberDoesNotHoldTransactionsBack(t *testing.T) {
 	}
 }
 
+// stalledLoop is a durable server (--fsync always) for the tests that show
+// that the event loop does not hold the transactions' lock while it waits
+// for the disk: own is a client moved to a goroutine of its own (by SAVE),
+// whose EXEC would wait for that lock, and bucket "read" holds f=1.
+type stalledLoop struct {
+	*durableServer
+	faults *store.Faults
+	rc     *redis.Client
+	own    *raw
+}
+
+func startStalledLoop(t *testing.T, configure ...func(*Config)) *stalledLoop {
+	t.Helper()
+	if goroutinePerClient {
+		t.Skip("no event loop")
+	}
+	faults := &store.Faults{}
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond}, configure...)
+	rc := ds.client(t)
+	require.NoError(t, rc.HSet(context.Background(), "read", "f", "1").Err())
+	own := ds.raw(t)
+	own.send("SAVE\r\n") // moves the client to a goroutine of its own
+	own.expect("+OK")
+	return &stalledLoop{durableServer: ds, faults: faults, rc: rc, own: own}
+}
+
+// awaitInMemory waits until field f of key is in memory: the loop has run
+// the write, whose reply waits for the stalled disk.
+func (s *stalledLoop) awaitInMemory(t *testing.T, key string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		s.own.send("HEXISTS " + key + " f\r\n")
+		return s.own.line() == ":1"
+	}, 10*time.Second, time.Millisecond)
+}
+
+// awaitLoopOnDisk waits until the loop's goroutine waits for the disk.
+func awaitLoopOnDisk(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		return strings.Contains(stacks, "resp.(*conn).settle") && strings.Contains(stacks, "resp.(*loop).run")
+	}, 10*time.Second, time.Millisecond, "the loop waits for the disk")
+}
+
+// execReads runs a transaction that only reads on own: it must not wait
+// for the disk.
+func (s *stalledLoop) execReads() {
+	s.own.send("MULTI\r\nHGET read f\r\nEXEC\r\n")
+	s.own.expect("+OK", "+QUEUED", "*1", "$1", "1")
+}
+
 // The event loop does not hold the transactions' lock while it waits for
 // the disk to answer its clients' writes: an EXEC of a client on a
 // goroutine of its own, which reads only, is not held back by a hung disk
 // (it waited for the disk before, and with it every client behind it).
 func TestLoopWaitingForTheDiskDoesNotHoldExecBack(t *testing.T) {
-	if goroutinePerClient {
-		t.Skip("no event loop")
-	}
-	ctx := context.Background()
-	faults := &store.Faults{}
-	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
-	rc := ds.client(t)
-	require.NoError(t, rc.HSet(ctx, "read", "f", "1").Err())
-	own := ds.raw(t)
-	own.send("SAVE\r\n") // moves the client to a goroutine of its own
-	own.expect("+OK")
-
-	resume := faults.Stall()
+	s := startStalledLoop(t)
+	resume := s.faults.Stall()
 	defer resume()
-	writer := ds.raw(t)
-	writer.send("HSET w f 1\r\n")       // the loop waits for the disk to answer it
-	require.Eventually(t, func() bool { // the write is in memory: the loop has run it
-		own.send("HEXISTS w f\r\n")
-		return own.line() == ":1"
-	}, 10*time.Second, time.Millisecond)
+	writer := s.raw(t)
+	writer.send("HSET w f 1\r\n") // the loop waits for the disk to answer it
+	s.awaitInMemory(t, "w")
 
-	own.send("MULTI\r\nHGET read f\r\nEXEC\r\n")
-	own.expect("+OK", "+QUEUED", "*1", "$1", "1")
+	s.execReads()
 
 	resume()
 	writer.expect(":1")
@@ -111,48 +148,30 @@ func TestLoopWaitingForTheDiskDoesNotHoldExecBack(t *testing.T) {
 // under the lock, holding every EXEC, and every client of every front end
 // behind it, until the disk answered.
 func TestLoopWaitingForTheDiskForABlockedClientDoesNotHoldExecBack(t *testing.T) {
-	if goroutinePerClient {
-		t.Skip("no event loop")
-	}
 	ctx := context.Background()
-	faults := &store.Faults{}
-	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond},
-		func(c *Config) { c.Listener = smallSendBuffers{c.Listener} })
-	rc := ds.client(t)
+	s := startStalledLoop(t, func(c *Config) { c.Listener = smallSendBuffers{c.Listener} })
 	value := strings.Repeat("v", 64<<10)
-	require.NoError(t, rc.HSet(ctx, "h", "big", value).Err())
-	require.NoError(t, rc.HSet(ctx, "read", "f", "1").Err())
-	own := ds.raw(t)
-	own.send("SAVE\r\n") // moves the client to a goroutine of its own
-	own.expect("+OK")
+	require.NoError(t, s.rc.HSet(ctx, "h", "big", value).Err())
 
 	// 4 MiB of replies, more than the sockets hold: the client is blocked.
-	writer := dialSmallReceiveBuffer(t, ds.addr, 4096)
+	writer := dialSmallReceiveBuffer(t, s.addr, 4096)
 	_, err := writer.Write([]byte(strings.Repeat("HGET h big\r\n", 64) + "HINCRBY c ran 1\r\n"))
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return rc.HGet(ctx, "c", "ran").Val() == "1" }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.rc.HGet(ctx, "c", "ran").Val() == "1" }, 10*time.Second, time.Millisecond)
 
-	resume := faults.Stall()
+	resume := s.faults.Stall()
 	defer resume()
 	_, err = writer.Write([]byte("HSET w f 1\r\n")) // run, its reply waits behind the others
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		own.send("HEXISTS w f\r\n")
-		return own.line() == ":1"
-	}, 10*time.Second, time.Millisecond)
+	s.awaitInMemory(t, "w")
 	// The client reads: its socket takes replies again, and the loop waits
 	// for the disk before it writes them.
 	require.NoError(t, writer.SetReadDeadline(time.Now().Add(10*time.Second)))
 	_, err = io.ReadFull(writer, make([]byte, 16<<10))
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		return strings.Contains(stacks, "resp.(*conn).settle") && strings.Contains(stacks, "resp.(*loop).run")
-	}, 10*time.Second, time.Millisecond, "the loop waits for the disk")
+	awaitLoopOnDisk(t)
 
-	own.send("MULTI\r\nHGET read f\r\nEXEC\r\n")
-	own.expect("+OK", "+QUEUED", "*1", "$1", "1")
+	s.execReads()
 }
 
 // Nor while it waits for the writes of a client whose command panicked:
@@ -160,43 +179,20 @@ func TestLoopWaitingForTheDiskForABlockedClientDoesNotHoldExecBack(t *testing.T)
 // loop did that under the lock, in serveSurviving, holding every EXEC
 // (and every client of every front end behind it) until the disk answered.
 func TestLoopClosingAPanickedClientDoesNotHoldExecBack(t *testing.T) {
-	if goroutinePerClient {
-		t.Skip("no event loop")
-	}
-	ctx := context.Background()
-	faults := &store.Faults{}
-	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond},
-		func(c *Config) {
-			c.Logger = slog.New(new(panics))
-			c.testHookLive = func(b *bucket.Bucket) {
-				if b.Name() == "boom" {
-					panic("handler bug")
-				}
-			}
-		})
-	rc := ds.client(t)
-	require.NoError(t, rc.HSet(ctx, "boom", "f", "1").Err(), "HSET of a missing key looks nothing up")
-	require.NoError(t, rc.HSet(ctx, "read", "f", "1").Err())
-	own := ds.raw(t)
-	own.send("SAVE\r\n") // moves the client to a goroutine of its own
-	own.expect("+OK")
+	s := startStalledLoop(t, func(c *Config) {
+		c.Logger = slog.New(new(panics))
+		c.testHookLive = panicsOn("boom")
+	})
+	require.NoError(t, s.rc.HSet(context.Background(), "boom", "f", "1").Err(), "HSET of a missing key looks nothing up")
 
-	resume := faults.Stall()
+	resume := s.faults.Stall()
 	defer resume()
-	crash := ds.raw(t)
+	crash := s.raw(t)
 	crash.send("HSET w f 1\r\nHGET boom f\r\n") // a write, then a panic: closed once the write is waited for
-	require.Eventually(t, func() bool {
-		own.send("HEXISTS w f\r\n")
-		return own.line() == ":1"
-	}, 10*time.Second, time.Millisecond)
-	require.Eventually(t, func() bool {
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		return strings.Contains(stacks, "resp.(*conn).settle") && strings.Contains(stacks, "resp.(*loop).run")
-	}, 10*time.Second, time.Millisecond, "the loop waits for the disk")
+	s.awaitInMemory(t, "w")
+	awaitLoopOnDisk(t)
 
-	own.send("MULTI\r\nHGET read f\r\nEXEC\r\n")
-	own.expect("+OK", "+QUEUED", "*1", "$1", "1")
+	s.execReads()
 	resume()
 	require.True(t, crash.closed(), "the panicking client is closed")
 }

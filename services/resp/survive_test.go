@@ -51,6 +51,16 @@ func (p *panics) String() string {
 	return strings.Join(p.seen, "\n")
 }
 
+// panicsOn returns a testHookLive that panics, as a bug in a handler
+// would, in any command that looks up the bucket named name.
+func panicsOn(name string) func(*bucket.Bucket) {
+	return func(b *bucket.Bucket) {
+		if b.Name() == name {
+			panic("handler bug")
+		}
+	}
+}
+
 // A command whose handler panics (a bug) ends its own client, logged with
 // the stack, and nothing else: the other clients carry on, the
 // transactions' lock is free (an EXEC runs), inside a transaction too,
@@ -62,11 +72,7 @@ func TestPanickingCommandEndsOnlyItsClient(t *testing.T) {
 			ts := start(t, Config{
 				GoroutinePerClient: mode.goroutinePerClient,
 				Logger:             slog.New(logs),
-				testHookLive: func(b *bucket.Bucket) {
-					if b.Name() == "boom" {
-						panic("handler bug")
-					}
-				},
+				testHookLive:       panicsOn("boom"),
 			})
 			ctx := context.Background()
 			other := ts.client(t)
@@ -122,11 +128,7 @@ func TestPanicLoggedBeforeItsClientCloses(t *testing.T) {
 			ts := start(t, Config{
 				GoroutinePerClient: mode.goroutinePerClient,
 				Logger:             slog.New(logs),
-				testHookLive: func(b *bucket.Bucket) {
-					if b.Name() == "boom" {
-						panic("handler bug")
-					}
-				},
+				testHookLive:       panicsOn("boom"),
 			})
 			logs.srv.Store(ts.srv)
 			r := ts.raw(t)
