@@ -51,65 +51,45 @@ func TestTransactionsIsolatedAcrossFrontEnds(t *testing.T) {
 		}
 		defer nc.Close()
 		rd := bufio.NewReader(nc)
-		for {
-			select {
-			case <-done:
-				errs <- nil
-				return
-			default:
-			}
+		errs <- untilDone(done, func() error {
 			if _, err := io.WriteString(nc, "GET c n\r\nPUT c n x\r\n"); err != nil {
-				errs <- err
-				return
+				return err
 			}
 			var lines [3]string
 			for i := range lines {
 				if lines[i], err = rd.ReadString('\n'); err != nil {
-					errs <- err
-					return
+					return err
 				}
 			}
-			if err := seen("line protocol", strings.TrimSpace(lines[0])); err != nil {
-				errs <- err
-				return
-			}
-		}
+			return seen("line protocol", strings.TrimSpace(lines[0]))
+		})
 	}()
 	go func() { // HTTP
 		defer wg.Done()
 		url := "http://" + l.http.String() + "/v1/buckets/c/keys/n"
-		for {
-			select {
-			case <-done:
-				errs <- nil
-				return
-			default:
-			}
+		errs <- untilDone(done, func() error {
 			res, err := http.Get(url)
 			if err != nil {
-				errs <- err
-				return
+				return err
 			}
 			body, err := io.ReadAll(res.Body)
 			res.Body.Close()
-			if err == nil {
-				err = seen("HTTP", string(body))
-			}
 			if err != nil {
-				errs <- err
-				return
+				return err
+			}
+			if err := seen("HTTP", string(body)); err != nil {
+				return err
 			}
 			req, err := http.NewRequest(http.MethodPut, url, strings.NewReader("x"))
 			if err != nil {
-				errs <- err
-				return
+				return err
 			}
 			if res, err = http.DefaultClient.Do(req); err != nil {
-				errs <- err
-				return
+				return err
 			}
 			res.Body.Close()
-		}
+			return nil
+		})
 	}()
 
 	for range 40 {
@@ -145,21 +125,10 @@ func TestBucketListIsolatedFromTransactions(t *testing.T) {
 	go func() {
 		url := "http://" + l.http.String() + "/v1/buckets"
 		lists := 0
-		for {
-			select {
-			case <-done:
-				if lists == 0 {
-					listed <- errors.New("no list ran")
-					return
-				}
-				listed <- nil
-				return
-			default:
-			}
+		err := untilDone(done, func() error {
 			res, err := http.Get(url)
 			if err != nil {
-				listed <- err
-				return
+				return err
 			}
 			var page struct {
 				Buckets []struct{ Name string } `json:"buckets"`
@@ -167,15 +136,18 @@ func TestBucketListIsolatedFromTransactions(t *testing.T) {
 			err = json.NewDecoder(res.Body).Decode(&page)
 			res.Body.Close()
 			if err != nil {
-				listed <- err
-				return
+				return err
 			}
 			lists++
 			if n := len(page.Buckets); n != 0 && n != 2 {
-				listed <- fmt.Errorf("a list saw %d of the 2 buckets a transaction creates and deletes together", n)
-				return
+				return fmt.Errorf("a list saw %d of the 2 buckets a transaction creates and deletes together", n)
 			}
+			return nil
+		})
+		if err == nil && lists == 0 {
+			err = errors.New("no list ran")
 		}
+		listed <- err
 	}()
 	for range 100 {
 		_, err := rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -194,4 +166,19 @@ func TestBucketListIsolatedFromTransactions(t *testing.T) {
 	close(done)
 	require.NoError(t, <-listed)
 	assert.Equal(t, exitOK, stop())
+}
+
+// untilDone runs round again and again until done is closed, and returns
+// nil then, or round's error as soon as it fails.
+func untilDone(done <-chan struct{}, round func() error) error {
+	for {
+		select {
+		case <-done:
+			return nil
+		default:
+		}
+		if err := round(); err != nil {
+			return err
+		}
+	}
 }
