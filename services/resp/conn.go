@@ -907,8 +907,7 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 func (c *conn) abortExec(mark int) {
 	reason := strings.TrimPrefix(strings.TrimSuffix(string(c.out[mark+1:]), "\r\n"), "ERR ")
 	c.out = c.out[:mark]
-	c.setMulti(nil)
-	c.watches = nil // as Redis's discardTransaction
+	c.discardTransaction()
 	c.err("EXECABORT Transaction discarded because of: " + reason)
 }
 

@@ -123,9 +123,16 @@ func (s *Server) discard(_ context.Context, c *conn, _ [][]byte) {
 		c.err("ERR DISCARD without MULTI")
 		return
 	}
+	c.discardTransaction()
+	c.simple("OK")
+}
+
+// discardTransaction ends the client's transaction, if any, and forgets
+// its watched keys, as Redis's discardTransaction does (DISCARD, RESET, an
+// EXEC refused before it runs).
+func (c *conn) discardTransaction() {
 	c.setMulti(nil)
 	c.watches = nil
-	c.simple("OK")
 }
 
 // setMulti starts the transaction t, or ends the client's with nil, and

@@ -661,8 +661,7 @@ func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 	c.name = ""
 	c.infoMu.Unlock()
 	c.authed = s.cfg.Password == ""
-	c.setMulti(nil)
-	c.watches = nil
+	c.discardTransaction()
 	c.simple("RESET")
 }
 
