@@ -27,6 +27,11 @@
 // it was down, and, to "monitor existing entries" again, also looks for any
 // bucket that ended while the crashed loop held its notice.
 //
+// A Serve that crashes more often than its supervisor allows is held back
+// for the supervisor's FailureBackoff; if the tree stops meanwhile, suture
+// never runs it again, and the host calls [Registry.Drain] to do its stop
+// in its stead (services.Root does).
+//
 // # Durable buckets
 //
 // With [Config].Store, every bucket's data is kept in a durable store and

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/btree"
+	"github.com/thejerf/suture/v4"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
@@ -120,6 +121,9 @@ type Registry struct {
 	stopped chan struct{}
 	runs    atomic.Uint64 // how many times Serve has started
 	release func()        // releases the hold on the event manager
+	// serving holds a token while a Serve's loop, or Drain in its stead,
+	// takes the mailbox's notices: never two at once.
+	serving chan struct{}
 }
 
 // New returns a registry that starts buckets with cfg.Buckets and publishes
@@ -142,6 +146,7 @@ func New(cfg Config) *Registry {
 		loadLog: newLogLimit(time.Second),
 		box:     newMailbox(),
 		stopped: make(chan struct{}),
+		serving: make(chan struct{}, 1),
 	}
 	r.births.seed = maphash.MakeSeed()
 	if r.log == nil {
@@ -631,19 +636,77 @@ func (r *Registry) monitor(b *bucket.Bucket, reason error) {
 // deletes, renames and flushes under way to finish, so that nothing of
 // this registry writes to the store once it returns (after StopTimeout,
 // those still under way go on; none starts after), releases its hold on
-// the event manager (taken by New) and returns.
+// the event manager (taken by New) and returns. A registry serves one
+// tree: once it has drained, by a Serve or by [Registry.Drain], Serve
+// returns suture.ErrDoNotRestart at once.
 func (r *Registry) Serve(ctx context.Context) error {
+	select {
+	case r.serving <- struct{}{}:
+	case <-r.stopped:
+		return errDrained
+	}
+	defer func() { <-r.serving }()
+	if r.isDrained() {
+		return errDrained
+	}
 	if r.runs.Add(1) > 1 {
-		r.remonitor()
+		live, ended := r.remonitor()
+		r.log.Info("registry restarted", "buckets", live, "ended while down", ended)
 	}
 	for {
 		select {
 		case <-r.box.ready:
 			r.handle(r.box.take())
 		case <-ctx.Done():
-			return r.drain(ctx)
+			r.drain()
+			return ctx.Err()
 		}
 	}
+}
+
+// errDrained is what Serve returns once the registry has drained.
+var errDrained = fmt.Errorf("registry: stopped already; build a new one with New: %w", suture.ErrDoNotRestart)
+
+// Drain does a stopping Serve's work when suture may not run Serve again.
+// The host calls it once the context it gave its tree has ended (a
+// services.Root does): a registry whose Serve panicked more often than its
+// supervisor's FailureThreshold allows is held back for FailureBackoff (15
+// seconds by default), and a supervisor that stops meanwhile never runs it
+// again, nor does one that stops before it ever started it. Then nothing
+// would forget the buckets as the stopping bucket supervisor ends them:
+// their Exited would be lost, waits for them would end only with
+// StopTimeout, and the event manager would wait for the registry's hold.
+//
+// If a Serve is running, Drain waits for it to drain and return. If none
+// is, Drain drains in its stead (finding first, as a restarted Serve does,
+// the buckets whose end notices a crashed Serve took with it): it stops
+// creating, publishes the Exited of every bucket as its end notice arrives,
+// waits for the operations under way, releases the hold on the event
+// manager, within StopTimeout, and returns. Calling it again, or after
+// Serve has drained, returns at once. Never call it while the tree runs: a
+// drained registry creates nothing more.
+func (r *Registry) Drain() {
+	select {
+	case r.serving <- struct{}{}:
+		defer func() { <-r.serving }()
+		if r.isDrained() {
+			return
+		}
+		if r.runs.Load() > 0 {
+			live, ended := r.remonitor()
+			r.log.Warn("registry: stopping while suture holds back its crashed Serve; draining in its stead",
+				"buckets", live, "ended while down", ended)
+		}
+		r.drain()
+	case <-r.stopped:
+	}
+}
+
+// isDrained reports whether a stop's drain is over (see stopped).
+func (r *Registry) isDrained() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.drainedLocked()
 }
 
 // Reindex lists the stored buckets again, for the index that lets misses,
@@ -694,25 +757,26 @@ func (r *Registry) indexStore() {
 // including those whose name a rename has taken away. A bucket whose
 // Created is not published yet is left alone: it has not been started, so
 // its end is still to be reported, after its Created.
-func (r *Registry) remonitor() {
+// It returns the number of live buckets and of those it found ended.
+func (r *Registry) remonitor() (live, ended int) {
 	r.mu.RLock()
-	var ended []*bucket.Bucket
+	var found []*bucket.Bucket
 	for _, rf := range r.refs {
 		if !rf.announced {
 			continue
 		}
 		select {
 		case <-rf.b.Done():
-			ended = append(ended, rf.b)
+			found = append(found, rf.b)
 		default:
 		}
 	}
-	n := len(r.names)
+	live = len(r.names)
 	r.mu.RUnlock()
-	for _, b := range ended {
+	for _, b := range found {
 		r.monitor(b, b.Err())
 	}
-	r.log.Info("registry restarted", "buckets", n, "ended while down", len(ended))
+	return live, len(found)
 }
 
 func (r *Registry) handle(batch []notice) {
@@ -789,7 +853,8 @@ func (r *Registry) markDrainedLocked() {
 	}
 }
 
-func (r *Registry) drain(ctx context.Context) error {
+// drain is the stop's work, for Serve or Drain.
+func (r *Registry) drain() {
 	defer r.release()
 	r.mu.Lock()
 	r.closed = true
@@ -819,7 +884,7 @@ func (r *Registry) drain(ctx context.Context) error {
 			if len(r.claims) == 0 && r.flushing == nil { // none taken since: refuse any from now on
 				r.markDrainedLocked()
 				r.mu.Unlock()
-				return ctx.Err()
+				return
 			}
 			r.mu.Unlock()
 			continue
@@ -834,7 +899,7 @@ func (r *Registry) drain(ctx context.Context) error {
 			r.mu.Lock()
 			r.markDrainedLocked() // those under way go on; no new one starts
 			r.mu.Unlock()
-			return ctx.Err()
+			return
 		}
 	}
 }

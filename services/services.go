@@ -374,12 +374,22 @@ func (r *Root) stopInStages(ctx context.Context, cancel context.CancelFunc, runn
 		// The added services that ran stopped with it; those that never
 		// ran, and any added from now on, are closed.
 		r.abandonAdded()
+		r.registry.Drain()
 		return err
 	case <-ctx.Done():
 	}
 	r.stopAdded()
 	cancel()
+	// A registry that suture holds back after repeated crashes (its
+	// failure backoff) is not run again: Drain forgets the buckets in its
+	// stead as they stop, while the event manager waits for it.
+	drained := make(chan struct{})
+	go func() {
+		r.registry.Drain()
+		close(drained)
+	}()
 	err := <-running
+	<-drained
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = ctx.Err() // as if the host's context had stopped it
 	}
