@@ -524,13 +524,13 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 		data = pairs
 	}
 	if src != nil {
-		if err := r.waitForgotten(ctx, src); err != nil {
+		if err := r.WaitForgotten(ctx, src); err != nil {
 			return fmt.Errorf("registry: rename %q: %w", from, err)
 		}
 	}
 	if dst, ok := r.lookupLive(to); ok {
 		dst.Stop(nil)
-		if err := r.waitForgotten(ctx, dst); err != nil {
+		if err := r.WaitForgotten(ctx, dst); err != nil {
 			return fmt.Errorf("registry: rename %q: %w", from, err)
 		}
 	}
@@ -554,11 +554,6 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 			"bucket", to, "err", err)
 	}
 	return nil
-}
-
-// waitForgotten waits until b is forgotten (see awaitForgotten).
-func (r *Registry) waitForgotten(ctx context.Context, b *bucket.Bucket) error {
-	return r.awaitForgotten(ctx, r.Forgotten(b))
 }
 
 func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
@@ -617,7 +612,7 @@ func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 	defer cancel()
 	if old != nil {
 		old.Stop(nil)
-		if err := r.waitForgotten(wctx, old); err != nil {
+		if err := r.WaitForgotten(wctx, old); err != nil {
 			r.log.Warn("registry: rename: the replaced bucket's end was not reported in time; the new bucket's Created may come first",
 				"bucket", to, "err", err)
 		}
@@ -625,7 +620,7 @@ func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 	if err := r.start(to, b); err != nil {
 		return err
 	}
-	if err := r.waitForgotten(wctx, src); err != nil {
+	if err := r.WaitForgotten(wctx, src); err != nil {
 		r.log.Warn("registry: rename: the source's end was not reported in time", "bucket", from, "err", err)
 	}
 	return nil

@@ -1,6 +1,10 @@
 package registry
 
-import "github.com/kvproject/kv/bucket"
+import (
+	"context"
+
+	"github.com/kvproject/kv/bucket"
+)
 
 // Forgotten returns a channel that is closed once the registry has forgotten
 // b (its name no longer leads to b, and its Exited is published). It is
@@ -22,4 +26,12 @@ func (r *Registry) Forgotten(b *bucket.Bucket) <-chan struct{} {
 		r.waiters[id] = gone
 	}
 	return gone
+}
+
+// WaitForgotten waits until the registry has forgotten b, as Forgotten
+// does, and returns nil; or ctx's error if it ends first; or an error
+// wrapping ErrStopped if the registry has stopped without forgetting b
+// (its stop gave up waiting for b's end): nothing will forget it any more.
+func (r *Registry) WaitForgotten(ctx context.Context, b *bucket.Bucket) error {
+	return r.awaitForgotten(ctx, r.Forgotten(b))
 }

@@ -53,3 +53,31 @@ func TestForgotten(t *testing.T) {
 		<-done
 	}
 }
+
+// WaitForgotten returns once the bucket is forgotten; with ctx's error if
+// ctx ends first; and with ErrStopped once the registry has stopped
+// without forgetting it, rather than wait for ever.
+func TestWaitForgotten(t *testing.T) {
+	ev := events.New(events.Options{})
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	r := New(Config{Buckets: sup, Events: ev, StopTimeout: 50 * time.Millisecond})
+	// A bucket whose end never reaches the registry (it never ran under
+	// the supervisor, whose hook would report it).
+	orphan := bucket.New("orphan", 1<<40)
+	r.mu.Lock()
+	r.names["orphan"] = orphan
+	r.refs[orphan.ID()] = ref{b: orphan, announced: true}
+	r.mu.Unlock()
+	orphan.Stop(nil)
+
+	short, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, r.WaitForgotten(short, orphan), context.Canceled)
+
+	waited := make(chan error, 1)
+	go func() { waited <- r.WaitForgotten(context.Background(), orphan) }()
+	r.Drain() // never served: it drains, and gives up on the orphan after StopTimeout
+	require.ErrorIs(t, <-waited, ErrStopped)
+	require.NoError(t, r.WaitForgotten(context.Background(), bucket.New("never", 999)),
+		"a bucket the registry never knew is forgotten already")
+}

@@ -79,12 +79,7 @@ func (s *Server) forgotten(ctx context.Context, prev *bucket.Bucket) error {
 	if prev == nil {
 		return nil
 	}
-	select {
-	case <-s.reg.Forgotten(prev):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.reg.WaitForgotten(ctx, prev)
 }
 
 // update runs fn in the bucket named name, creating the bucket if needed

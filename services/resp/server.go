@@ -32,7 +32,7 @@ type Registry interface {
 	LookupErr(name string) (*bucket.Bucket, bool, error)
 	LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error)
 	Delete(ctx context.Context, name string) error
-	Forgotten(b *bucket.Bucket) <-chan struct{}
+	WaitForgotten(ctx context.Context, b *bucket.Bucket) error
 	Names() []string
 	NamesErr() ([]string, error)
 	Len() int

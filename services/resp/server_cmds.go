@@ -644,12 +644,11 @@ func (s *Server) debug(ctx context.Context, c *conn, args [][]byte) {
 	_ = b.Update(func(*bucket.Tx) error {
 		panic("kv: DEBUG CRASH-BUCKET " + name)
 	})
-	select {
-	case <-s.reg.Forgotten(b):
-		c.ok()
-	case <-ctx.Done():
-		c.writeErr(ctx.Err())
+	if err := s.reg.WaitForgotten(ctx, b); err != nil {
+		c.writeErr(err)
+		return
 	}
+	c.ok()
 }
 
 func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
