@@ -29,8 +29,9 @@
 //
 // A Serve that crashes more often than its supervisor allows is held back
 // for the supervisor's FailureBackoff; if the tree stops meanwhile, suture
-// never runs it again, and the host calls [Registry.Drain] to do its stop
-// in its stead (services.Root does).
+// never runs it again. The service [Registry.Drainer] returns, added
+// beside the registry (services.New does), then does its stop in its
+// stead (see [Registry.Drain]).
 //
 // # Durable buckets
 //

@@ -667,48 +667,6 @@ func (r *Registry) Serve(ctx context.Context) error {
 // errDrained is what Serve returns once the registry has drained.
 var errDrained = fmt.Errorf("registry: stopped already; build a new one with New: %w", suture.ErrDoNotRestart)
 
-// Drain does a stopping Serve's work when suture may not run Serve again.
-// The host calls it once the context it gave its tree has ended (a
-// services.Root does): a registry whose Serve panicked more often than its
-// supervisor's FailureThreshold allows is held back for FailureBackoff (15
-// seconds by default), and a supervisor that stops meanwhile never runs it
-// again, nor does one that stops before it ever started it. Then nothing
-// would forget the buckets as the stopping bucket supervisor ends them:
-// their Exited would be lost, waits for them would end only with
-// StopTimeout, and the event manager would wait for the registry's hold.
-//
-// If a Serve is running, Drain waits for it to drain and return. If none
-// is, Drain drains in its stead (finding first, as a restarted Serve does,
-// the buckets whose end notices a crashed Serve took with it): it stops
-// creating, publishes the Exited of every bucket as its end notice arrives,
-// waits for the operations under way, releases the hold on the event
-// manager, within StopTimeout, and returns. Calling it again, or after
-// Serve has drained, returns at once. Never call it while the tree runs: a
-// drained registry creates nothing more.
-func (r *Registry) Drain() {
-	select {
-	case r.serving <- struct{}{}:
-		defer func() { <-r.serving }()
-		if r.isDrained() {
-			return
-		}
-		if r.runs.Load() > 0 {
-			live, ended := r.remonitor()
-			r.log.Warn("registry: stopping while suture holds back its crashed Serve; draining in its stead",
-				"buckets", live, "ended while down", ended)
-		}
-		r.drain()
-	case <-r.stopped:
-	}
-}
-
-// isDrained reports whether a stop's drain is over (see stopped).
-func (r *Registry) isDrained() bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.drainedLocked()
-}
-
 // Reindex lists the stored buckets again, for the index that lets misses,
 // Names, Len and Scan answer without reading the store. New lists them,
 // unless Config.Admit is set: a host that lets another registry change the
@@ -781,11 +739,15 @@ func (r *Registry) remonitor() (live, ended int) {
 
 func (r *Registry) handle(batch []notice) {
 	for _, n := range batch {
-		if n.crash {
-			panic("registry: crash requested")
-		}
-		r.forget(n.b, n.reason)
+		r.handleOne(n)
 	}
+}
+
+func (r *Registry) handleOne(n notice) {
+	if n.crash {
+		panic("registry: crash requested")
+	}
+	r.forget(n.b, n.reason)
 }
 
 // forget removes an ended bucket from both tables and publishes its Exited.
@@ -832,74 +794,5 @@ func (r *Registry) awaitForgotten(ctx context.Context, gone <-chan struct{}) err
 		}
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// drainedLocked reports whether a stop's drain is over (see stopped).
-// The caller holds r.mu.
-func (r *Registry) drainedLocked() bool {
-	select {
-	case <-r.stopped:
-		return true
-	default:
-		return false
-	}
-}
-
-// markDrainedLocked closes stopped, once. The caller holds r.mu.
-func (r *Registry) markDrainedLocked() {
-	if !r.drainedLocked() {
-		close(r.stopped)
-	}
-}
-
-// drain is the stop's work, for Serve or Drain.
-func (r *Registry) drain() {
-	defer r.release()
-	r.mu.Lock()
-	r.closed = true
-	r.mu.Unlock()
-
-	timeout := time.NewTimer(r.stopFor)
-	defer timeout.Stop()
-	for {
-		// Every bucket's end is reported, and every load, create, delete
-		// or rename under way (a claim) has finished: once Serve returns,
-		// another tree may serve on the store, and nothing of this one's
-		// may still write to it (a create that the stop refused undoes
-		// its write, for one).
-		r.mu.RLock()
-		left := len(r.refs)
-		var claim chan struct{}
-		for _, c := range r.claims {
-			claim = c
-			break
-		}
-		if claim == nil {
-			claim = r.flushing
-		}
-		r.mu.RUnlock()
-		if left == 0 && claim == nil {
-			r.mu.Lock()
-			if len(r.claims) == 0 && r.flushing == nil { // none taken since: refuse any from now on
-				r.markDrainedLocked()
-				r.mu.Unlock()
-				return
-			}
-			r.mu.Unlock()
-			continue
-		}
-		select {
-		case <-r.box.ready:
-			r.handle(r.box.take())
-		case <-claim: // nil while none: never ready
-		case <-timeout.C:
-			r.log.Error("registry: buckets did not report their end in time, or operations on them did not finish",
-				"buckets", left, "operations", claim != nil, "waited", r.stopFor)
-			r.mu.Lock()
-			r.markDrainedLocked() // those under way go on; no new one starts
-			r.mu.Unlock()
-			return
-		}
 	}
 }

@@ -178,11 +178,10 @@ func TestRenameSucceedsOnceTheNamesHaveSwitched(t *testing.T) {
 
 // A registry that crashes more often than its supervisor's
 // FailureThreshold allows is held back for FailureBackoff (15 seconds by
-// default). A tree that stops meanwhile never runs it again: Drain, which
-// the host calls once the tree's context has ended (services.Root does,
-// as this test does), drains in its stead, so that every bucket, those
-// that ended while it was held back included, gets its one Exited, and
-// the event manager is released.
+// default). A tree that stops meanwhile never runs it again: its Drainer
+// (services.New adds it, as this test does) drains in its stead, so that
+// every bucket, those that ended while it was held back included, gets
+// its one Exited, and the event manager is released.
 func TestDrainStandsInForARegistryHeldBackAfterCrashes(t *testing.T) {
 	ev := events.New(events.Options{})
 	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
@@ -197,6 +196,7 @@ func TestDrainStandsInForARegistryHeldBackAfterCrashes(t *testing.T) {
 	root.Add(ev)
 	root.Add(sup)
 	root.Add(reg)
+	root.Add(reg.Drainer())
 	rec := newRecorder()
 	sub, err := ev.Subscribe(events.SubscribeOptions{Mailbox: 1 << 10, Name: "recorder"}, rec.handle)
 	require.NoError(t, err)
@@ -230,10 +230,7 @@ func TestDrainStandsInForARegistryHeldBackAfterCrashes(t *testing.T) {
 	runs := reg.runs.Load()
 
 	cancel()
-	drained := make(chan struct{})
-	go func() { reg.Drain(); close(drained) }()
 	require.ErrorIs(t, <-errc, context.Canceled)
-	<-drained
 	<-sub.Done()
 
 	assert.Equal(t, runs, reg.runs.Load(), "suture did not run the registry again: Drain stood in")

@@ -56,6 +56,7 @@ func newTreeWith(t testing.TB, wrap func(*events.Manager) Publisher, log *slog.L
 	root.Add(ev)
 	root.Add(sup)
 	root.Add(reg)
+	root.Add(reg.Drainer())
 
 	rec := newRecorder()
 	sub, err := ev.Subscribe(events.SubscribeOptions{Mailbox: 1 << 20, Name: "recorder"}, rec.handle)

@@ -134,6 +134,9 @@ func New(cfg Config) *Root {
 	for _, c := range root.children {
 		sup.Add(c)
 	}
+	// When the tree stops, even while suture holds a registry that keeps
+	// crashing back, the registry reports every bucket's end.
+	sup.Add(reg.Drainer())
 	return root
 }
 
@@ -374,22 +377,12 @@ func (r *Root) stopInStages(ctx context.Context, cancel context.CancelFunc, runn
 		// The added services that ran stopped with it; those that never
 		// ran, and any added from now on, are closed.
 		r.abandonAdded()
-		r.registry.Drain()
 		return err
 	case <-ctx.Done():
 	}
 	r.stopAdded()
 	cancel()
-	// A registry that suture holds back after repeated crashes (its
-	// failure backoff) is not run again: Drain forgets the buckets in its
-	// stead as they stop, while the event manager waits for it.
-	drained := make(chan struct{})
-	go func() {
-		r.registry.Drain()
-		close(drained)
-	}()
 	err := <-running
-	<-drained
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = ctx.Err() // as if the host's context had stopped it
 	}
@@ -441,6 +434,8 @@ func (r *Root) takeAdded() []added {
 
 // Children returns kv's own children of the root, in the order they were
 // added and start: the event manager, the bucket supervisor, the registry.
+// (The root also runs the registry's Drainer after them, which does
+// nothing until the tree stops: see registry.Registry.Drain.)
 func (r *Root) Children() []suture.Service {
 	return append([]suture.Service(nil), r.children...)
 }
