@@ -48,24 +48,32 @@ var fuzzSeeds = []string{
 	"SCAN\x0018446744073709551615", "KEYS\x00[^]\\", "RENAME\x00h\x00h2", "DEL\x00h2", "FLUSHALL", "INFO\x00all",
 	"CLIENT\x00LIST", "COMMAND\x00DOCS", "HELLO\x002\x00SETNAME\x00x", "SUBSCRIBE\x00kv:created", "PSUBSCRIBE\x00*",
 	"UNSUBSCRIBE", "RESET", "AUTH\x00x", "CONFIG\x00GET\x00*", "DEBUG\x00CRASH-BUCKET\x00h", "SELECT\x009", "QUIT",
+	// Several commands on one client (separated by \x01 in FuzzCommand, by
+	// a line end on the socket): transactions keep state between them.
+	"WATCH\x00h\x01MULTI\x01HSET\x00h\x00f\x00v\x01EXEC", "MULTI\x01HSET\x00h\x01EXEC",
+	"MULTI\x01MULTI\x01WATCH\x00h\x01DISCARD\x01EXEC", "MULTI\x01DEL\x00h\x01RENAME\x00h\x00g\x01FLUSHALL\x01EXEC",
+	"MULTI\x01SUBSCRIBE\x00x\x01RESET\x01EXEC", "WATCH\x00h\x00g\x01UNWATCH\x01MULTI\x01HINCRBY\x00h\x00n\x001\x01EXEC",
 }
 
-// FuzzCommand runs arbitrary argument vectors (arguments separated by NUL)
-// through the command layer: no panic, no hang, no goroutine left behind.
+// FuzzCommand runs arbitrary argument vectors (commands separated by \x01,
+// their arguments by NUL) through the command layer, on one client: no
+// panic, no hang, no goroutine left behind.
 func FuzzCommand(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
 	}
 	s, ctx := commandLayer(f, Config{EnableDebugCommand: true, Password: ""})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		args := bytes.Split(data, []byte{0})
-		if len(args[0]) == 0 {
-			return
-		}
 		c := newConn(s, discardConn{})
-		c.do(ctx, args)
+		defer c.close()
+		for cmd := range bytes.SplitSeq(data, []byte{1}) {
+			args := bytes.Split(cmd, []byte{0})
+			if len(args[0]) == 0 {
+				return
+			}
+			c.do(ctx, args)
+		}
 		c.do(ctx, [][]byte{[]byte("HGET"), []byte("h"), []byte("f")}) // still sane after
-		c.close()
 	})
 }
 
@@ -90,7 +98,8 @@ func FuzzSocketDurable(f *testing.F) {
 // exchange alone would not tell, so its log record fails the input.
 func fuzzSocket(f *testing.F, addr string, logs *panics) {
 	for _, s := range fuzzSeeds {
-		f.Add([]byte(strings.ReplaceAll(s, "\x00", " ") + "\r\n"))
+		s = strings.ReplaceAll(strings.ReplaceAll(s, "\x00", " "), "\x01", "\r\n")
+		f.Add([]byte(s + "\r\n"))
 	}
 	for _, s := range []string{
 		"*1\r\n$4\r\nPING\r\n", "*3\r\n$4\r\nHSET\r\n$1\r\nh\r\n$1\r\nf\r\n", "*-1\r\n", "*1\r\n$-100\r\n",
