@@ -84,6 +84,9 @@ func TestConnectionCommands(t *testing.T) {
 	cfg, err := rc.ConfigGet(ctx, "save").Result()
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"save": ""}, cfg)
+	cfg, err = rc.ConfigGet(ctx, "maxmemory*").Result()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"maxmemory": "0", "maxmemory-policy": "noeviction"}, cfg, "kv never evicts")
 
 	r := ts.raw(t)
 	r.send("QUIT\r\n")
@@ -318,7 +321,14 @@ func TestHScanIsStable(t *testing.T) {
 	fields, next, err := rc.HScan(ctx, "missing", 0, "", 10).Result()
 	require.NoError(t, err)
 	assert.Empty(t, fields)
-	assert.Zero(t, next)
+	assert.Zero(t, next)	// As Redis: the cursor is checked, then the key looked up, and only
+	// then the options.
+	for _, args := range [][]any{{"HSCAN", "missing", "0", "COUNT", "0"}, {"HSCAN", "missing", "0", "FOO"}} {
+		v, err := rc.Do(ctx, args...).Slice()
+		require.NoError(t, err, "%v", args)
+		assert.Equal(t, []any{"0", []any{}}, v, "%v", args)
+	}
+	assert.EqualError(t, rc.Do(ctx, "HSCAN", "missing", "x", "FOO").Err(), "ERR invalid cursor")
 }
 
 // MATCH "" is a pattern, which only an empty name matches, not the
@@ -437,6 +447,15 @@ func TestErrorWords(t *testing.T) {
 		{[]any{"CLIENT", "no-evict", "onn"}, "ERR syntax error"},
 		{[]any{"CLIENT", "NO-TOUCH", "x"}, "ERR syntax error"},
 		{[]any{"CLIENT", "NO-EVICT", "on", "x"}, "ERR wrong number of arguments for 'client|no-evict' command"},
+		{[]any{"CLIENT", "SETINFO", "LIB-NAME", "a b"}, "ERR LIB-NAME cannot contain spaces, newlines or special characters."},
+		// Redis quotes an unknown command's arguments until the list
+		// reaches 128 bytes, the last cut to what is left of them.
+		{[]any{"NOSUCH", strings.Repeat("x", 100), strings.Repeat("y", 100), "z"},
+			"ERR unknown command 'NOSUCH', with args beginning with: '" + strings.Repeat("x", 100) + "' '" + strings.Repeat("y", 25) + "' "},
+		{[]any{"NOSUCH", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s"},
+			"ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' 'c' 'd' 'e' 'f' 'g' 'h' 'i' 'j' 'k' 'l' 'm' 'n' 'o' 'p' 'q' 'r' 's' "},
+		{[]any{"SCAN", "0", "NOVALUES"}, "ERR NOVALUES option can only be used in HSCAN"},
+		{[]any{"HSCAN", "h", "0", "COUNT", "0"}, "ERR syntax error"},
 	} {
 		assert.EqualError(t, rc.Do(ctx, tc.args...).Err(), tc.want, "%v", tc.args)
 	}

@@ -887,7 +887,7 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 	case !c.authed && cmd.flags&flagNoAuth == 0:
 		c.err("NOAUTH Authentication required.")
 	case c.ps != nil && cmd.flags&flagPubSub == 0:
-		c.err("ERR Can't execute '" + cmd.name + "': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+		c.err("ERR Can't execute '" + cmd.fullName(args) + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
 	case c.oversized(args):
 	default:
 		cmd.fn(ctx, c, args)
@@ -951,15 +951,19 @@ func (c *conn) oversized(args [][]byte) bool {
 	return false
 }
 
+// unknownCommand quotes the arguments as Redis does: each cut to what is
+// left of 128 bytes, until the quoted list reaches 128 bytes.
 func (c *conn) unknownCommand(args [][]byte) {
-	msg := "ERR unknown command '" + clip(args[0]) + "', with args beginning with: "
-	for i, a := range args[1:] {
-		if i == 16 {
+	quoted := make([]byte, 0, 160)
+	for _, a := range args[1:] {
+		if len(quoted) >= 128 {
 			break
 		}
-		msg += "'" + clip(a) + "' "
+		quoted = append(quoted, '\'')
+		quoted = append(quoted, a[:min(len(a), 128-len(quoted)+1)]...)
+		quoted = append(quoted, "' "...)
 	}
-	c.err(msg)
+	c.err("ERR unknown command '" + clip(args[0]) + "', with args beginning with: " + string(quoted))
 }
 
 // clip returns at most 128 bytes of b, as Redis quotes arguments in errors.

@@ -724,6 +724,15 @@ func (s *Server) hscan(ctx context.Context, c *conn, args [][]byte) {
 		c.err("ERR invalid cursor")
 		return
 	}
+	// As Redis: a missing key gets an empty scan whatever the options.
+	b, ok := s.live(ctx, c, args[1])
+	if !ok {
+		return
+	}
+	if b == nil {
+		c.out = append(c.out, "*2\r\n$1\r\n0\r\n*0\r\n"...)
+		return
+	}
 	opts, ok := c.scanOptions(args[3:], true)
 	if !ok {
 		return

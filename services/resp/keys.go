@@ -61,7 +61,11 @@ func (c *conn) scanOptions(args [][]byte, hscan bool) (scanOpts, bool) {
 		case !hscan && equalFold(args[i], "type") && i+1 < len(args):
 			o.typ = string(args[i+1])
 			i++
-		case hscan && equalFold(args[i], "novalues"):
+		case equalFold(args[i], "novalues"):
+			if !hscan {
+				c.err("ERR NOVALUES option can only be used in HSCAN")
+				return o, false
+			}
 			o.noValues = true
 		default:
 			c.syntaxErr()

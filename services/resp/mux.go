@@ -53,6 +53,17 @@ type subcommand struct {
 	arity int
 }
 
+// fullName is the command's name as Redis names it in errors: with its
+// subcommand, "client|id", when it has one and args name it.
+func (cmd *command) fullName(args [][]byte) string {
+	if len(args) > 1 {
+		if sc, ok := cmd.subcommand(args[1]); ok {
+			return cmd.name + "|" + sc.name
+		}
+	}
+	return cmd.name
+}
+
 // subcommand returns cmd's subcommand named name, in any case.
 func (cmd *command) subcommand(name []byte) (subcommand, bool) {
 	for _, sc := range cmd.subs {

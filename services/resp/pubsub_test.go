@@ -119,7 +119,9 @@ func TestPubSubCommands(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf(":%d", i+1), r.line())
 	}
 	r.send("HGET a b\r\n")
-	assert.Equal(t, "-ERR Can't execute 'hget': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", r.line())
+	assert.Equal(t, "-ERR Can't execute 'hget': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", r.line())
+	r.send("CLIENT ID\r\n") // named with its subcommand, as Redis 7 does
+	assert.Equal(t, "-ERR Can't execute 'client|id': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", r.line())
 	r.send("PING\r\n")
 	assert.Equal(t, "*2", r.line())
 	r.line()

@@ -238,7 +238,7 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 			return
 		}
 		if !validClientName(args[3]) {
-			c.err("ERR " + attr + " cannot contain spaces, newlines or special characters.")
+			c.err("ERR " + clip(args[2]) + " cannot contain spaces, newlines or special characters.")
 			return
 		}
 		c.infoMu.Lock()
@@ -593,6 +593,9 @@ func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
 		{"appendonly", appendonly},
 		{"databases", "1"},
 		{"maxclients", strconv.Itoa(s.cfg.MaxClients)},
+		// kv never evicts: what job queues (BullMQ) and monitors check.
+		{"maxmemory", "0"},
+		{"maxmemory-policy", "noeviction"},
 		{"port", port},
 		{"proto-max-bulk-len", strconv.Itoa(s.cfg.MaxBulkLen)},
 		{"save", ""},
