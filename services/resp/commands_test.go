@@ -321,7 +321,8 @@ func TestHScanIsStable(t *testing.T) {
 	fields, next, err := rc.HScan(ctx, "missing", 0, "", 10).Result()
 	require.NoError(t, err)
 	assert.Empty(t, fields)
-	assert.Zero(t, next)	// As Redis: the cursor is checked, then the key looked up, and only
+	assert.Zero(t, next)
+	// As Redis: the cursor is checked, then the key looked up, and only
 	// then the options.
 	for _, args := range [][]any{{"HSCAN", "missing", "0", "COUNT", "0"}, {"HSCAN", "missing", "0", "FOO"}} {
 		v, err := rc.Do(ctx, args...).Slice()

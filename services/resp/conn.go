@@ -44,6 +44,11 @@ type conn struct {
 	laddr   string
 	created time.Time
 
+	// home is the event loop that took the client, if one did: set once,
+	// under s.mu. killed says that CLIENT KILL closes it (see Server.kill).
+	home   *loop
+	killed atomic.Bool
+
 	// Owned by the event loop while it serves the client (lp != nil).
 	lp         *loop
 	fd         int       // the socket

@@ -114,7 +114,7 @@ func (l *loop) add(c *conn) bool {
 		return false
 	}
 	_ = c.nc.Close()
-	c.nc, c.lp, c.fd, c.watched = nil, l, fd, unix.EPOLLIN
+	c.nc, c.lp, c.home, c.fd, c.watched = nil, l, l, fd, unix.EPOLLIN
 	c.lastActive = time.Now()
 	l.conns[int32(fd)] = c
 	return true
@@ -509,6 +509,23 @@ func (l *loop) watch(c *conn, events uint32) bool {
 	return true
 }
 
+// kill shuts the socket of c, one of the loop's clients, down for CLIENT
+// KILL, from another goroutine: the loop, woken, reads its end and closes
+// it, as when the client goes away. A client no longer in the loop (its
+// socket closed, or handed to a goroutine of its own: see handoff) is
+// left alone. Under mu, the socket cannot be closed, and its number taken
+// by another, meanwhile.
+func (l *loop) kill(c *conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for fd, o := range l.conns {
+		if o == c {
+			_ = unix.Shutdown(int(fd), unix.SHUT_RDWR)
+			return
+		}
+	}
+}
+
 // forget takes c's socket out of the loop.
 func (l *loop) forget(c *conn) {
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
@@ -549,12 +566,13 @@ func (l *loop) handoff(c *conn) {
 	}
 	l.s.mu.Lock()
 	c.nc, c.fd = nc, -1
-	late := l.s.closedAll
+	late := l.s.closedAll || c.killed.Load()
 	l.s.mu.Unlock()
 	if late {
 		// Shutdown's time is up and it has closed every client's
-		// connection: it waits for this one to end, which it now does
-		// at its first read or write, not after WriteTimeout.
+		// connection (it waits for this one to end, which it now does
+		// at its first read or write, not after WriteTimeout), or CLIENT
+		// KILL closes it, and found it neither here nor with a goroutine.
 		_ = nc.Close()
 	}
 	go l.s.serveConn(l.ctx, c)

@@ -15,6 +15,7 @@ func (*loop) clients() int     { return 0 }
 func (*loop) stop()            {}
 func (*loop) wait()            {}
 func (*loop) write(*conn) bool { return true }
+func (*loop) kill(*conn)       {}
 
 // multiplexing names how the server waits for its clients, for INFO.
 func (s *Server) multiplexing() string { return "goroutines" }

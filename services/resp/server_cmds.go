@@ -213,6 +213,8 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 	switch sub {
 	case "id":
 		c.integer(c.id)
+	case "kill":
+		s.clientKill(c, args)
 	case "getname":
 		c.infoMu.Lock()
 		name := c.name
@@ -293,8 +295,8 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 // or those with the given ids, in their order. It writes Redis's error and
 // reports false for anything else.
 func (s *Server) listedClients(c *conn, args [][]byte) ([]*conn, bool) {
-	all := s.clients()
-	slices.SortFunc(all, func(a, b *conn) int { return cmp.Compare(a.id, b.id) }) // Redis's order
+	all := slices.DeleteFunc(s.clients(), func(o *conn) bool { return o.killed.Load() }) // gone, as far as CLIENT KILL goes
+	slices.SortFunc(all, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })        // Redis's order
 	switch {
 	case len(args) == 0:
 		return all, true

@@ -16,7 +16,7 @@ func (s *Server) commandTable() mux {
 	add("select", 2, 0, 0, 0, 0, "connection", "Changes the selected database (only 0 exists).", s.selectDB)
 	add("hello", -1, noAuth, 0, 0, 0, "connection", "Handshakes with the server (RESP2 only).", s.hello)
 	add("auth", -2, noAuth, 0, 0, 0, "connection", "Authenticates the connection.", s.auth)
-	add("client", -2, 0, 0, 0, 0, "connection", "CLIENT ID, GETNAME, SETNAME, SETINFO, INFO, LIST.", s.client)
+	add("client", -2, 0, 0, 0, 0, "connection", "CLIENT ID, KILL, GETNAME, SETNAME, SETINFO, INFO, LIST.", s.client)
 	add("reset", 1, noAuth|flagPubSub|flagNotQueued, 0, 0, 0, "connection", "Resets the connection.", s.reset)
 	add("command", -1, 0, 0, 0, 0, "server", "Returns information about commands (COMMAND, COUNT, DOCS, INFO, LIST).", s.commandCmd)
 	add("info", -1, 0, 0, 0, 0, "server", "Returns information and statistics about the server.", s.info)
@@ -66,7 +66,7 @@ func (s *Server) commandTable() mux {
 	add("punsubscribe", -1, flagPubSub, 0, 0, 0, "pubsub", "Stops listening to patterns.", s.unsubscribe)
 	// Subcommands, with Redis's arities (CONFIG's that kv does not serve
 	// are known, and refused as they run).
-	m["client"].subs = []subcommand{{"id", 2}, {"getname", 2}, {"setname", 3}, {"info", 2}, {"list", -2},
+	m["client"].subs = []subcommand{{"id", 2}, {"kill", -3}, {"getname", 2}, {"setname", 3}, {"info", 2}, {"list", -2},
 		{"help", 2}, {"setinfo", 4}, {"no-evict", 3}, {"no-touch", 3}}
 	m["command"].subs = []subcommand{{"count", 2}, {"list", -2}, {"info", -2}, {"docs", -2}}
 	m["config"].subs = []subcommand{{"get", -3}, {"set", -4}, {"resetstat", 2}, {"rewrite", 2}, {"help", 2}}

@@ -1,0 +1,165 @@
+package resp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// clientID asks r for its client ID.
+func (r *raw) clientID() string {
+	r.t.Helper()
+	r.send("CLIENT ID\r\n")
+	return strings.TrimPrefix(r.line(), ":")
+}
+
+// CLIENT KILL closes the clients it names, in its old form (an address:
+// OK or no such client) and its new one (filters: how many), spares the
+// caller unless told otherwise, and leaves every other client alone.
+func TestClientKill(t *testing.T) {
+	ts := start(t, Config{})
+	a, b := ts.raw(t), ts.raw(t)
+	bid := b.clientID()
+	a.send("CLIENT KILL ID " + bid + "\r\n")
+	a.expect(":1")
+	assert.True(t, b.closed(), "killed by ID")
+	a.send("CLIENT KILL ID " + bid + "\r\n")
+	a.expect(":0")
+
+	c := ts.raw(t)
+	c.clientID() // the server has it
+	addr := c.nc.LocalAddr().String()
+	a.send("CLIENT KILL " + addr + "\r\n")
+	a.expect("+OK")
+	assert.True(t, c.closed(), "killed by address, the old form")
+	a.send("CLIENT KILL " + addr + "\r\n")
+	a.expect("-ERR No such client")
+
+	aid := a.clientID()
+	a.send("CLIENT KILL ID " + aid + "\r\n")
+	a.expect(":0") // SKIPME yes by default
+
+	// A subscriber (served on a goroutine of its own, also on the event
+	// loop) by TYPE; a normal client is left alone.
+	sub, normal := ts.raw(t), ts.raw(t)
+	sub.send("SUBSCRIBE kv:created\r\n")
+	sub.expect("*3", "$9", "subscribe", "$10", "kv:created", ":1")
+	normal.clientID()
+	a.send("CLIENT KILL TYPE pubsub\r\n")
+	a.expect(":1")
+	assert.True(t, sub.closed(), "killed by TYPE pubsub")
+	normal.send("PING\r\n")
+	normal.expect("+PONG")
+	a.send("CLIENT KILL TYPE master\r\n")
+	a.expect(":0")
+
+	// Every other client of this listener, by LADDR and USER.
+	a.send("CLIENT KILL LADDR " + ts.addr + " USER default TYPE normal\r\n")
+	a.expect(":1")
+	assert.True(t, normal.closed())
+
+	for _, tc := range []struct{ cmd, want string }{
+		{"CLIENT KILL", "-ERR wrong number of arguments for 'client|kill' command"},
+		{"CLIENT KILL ID x", "-ERR client-id should be greater than 0"},
+		{"CLIENT KILL ID 0", "-ERR client-id should be greater than 0"},
+		{"CLIENT KILL TYPE foo", "-ERR Unknown client type 'foo'"},
+		{"CLIENT KILL SKIPME maybe", "-ERR syntax error"},
+		{"CLIENT KILL FOO bar", "-ERR syntax error"},
+		{"CLIENT KILL ID 5 SKIPME", "-ERR syntax error"},
+		{"CLIENT KILL USER nobody", "-ERR No such user 'nobody'"},
+		{"CLIENT KILL ID", "-ERR No such client"}, // the old form: an address
+	} {
+		a.send(tc.cmd + "\r\n")
+		assert.Equal(t, tc.want, a.line(), tc.cmd)
+	}
+
+	// A client that kills itself gets its reply, then is closed.
+	a.send("CLIENT KILL ID " + aid + " SKIPME no\r\n")
+	a.expect(":1")
+	assert.True(t, a.closed())
+}
+
+// CLIENT KILL among busy clients: writers pipelining on the event loop,
+// subscribers on goroutines of their own, killed again and again while
+// they work. The server goes on serving, no command panics, and every
+// write a client saw acknowledged is there.
+func TestClientKillAmongBusyClients(t *testing.T) {
+	logs := new(panics)
+	ts := start(t, Config{Logger: slog.New(logs)})
+	ctx := context.Background()
+	const writers, rounds = 8, 40
+	var wg sync.WaitGroup
+	acked := make([]map[string]string, writers)
+	stop := make(chan struct{})
+	for w := range writers {
+		acked[w] = map[string]string{}
+		rc := ts.client(t)
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key, field, value := fmt.Sprintf("w%d", w), fmt.Sprintf("f%d", i%50), strconv.Itoa(i)
+				pipe := rc.Pipeline()
+				pipe.HSet(ctx, key, field, value)
+				pipe.HGet(ctx, key, field)
+				if _, err := pipe.Exec(ctx); err == nil {
+					acked[w][field] = value
+				}
+			}
+		})
+	}
+	for range 4 {
+		rc := ts.client(t)
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ps := rc.Subscribe(ctx, "kv:created")
+				_, _ = ps.Receive(ctx)
+				_ = ps.Close()
+			}
+		})
+	}
+	killer := ts.raw(t)
+	killed := 0
+	for range rounds {
+		killer.send("CLIENT KILL SKIPME yes\r\n")
+		line := killer.line()
+		n, err := strconv.Atoi(strings.TrimPrefix(line, ":"))
+		require.NoError(t, err, line)
+		killed += n
+		killer.send("CLIENT KILL TYPE pubsub\r\n")
+		killer.line()
+	}
+	close(stop)
+	wg.Wait()
+	assert.Positive(t, killed)
+	assert.Empty(t, logs.String())
+
+	rc := ts.client(t)
+	for w := range writers {
+		got, err := rc.HGetAll(ctx, fmt.Sprintf("w%d", w)).Result()
+		require.NoError(t, err)
+		for f, v := range acked[w] {
+			// A later write of the field may have landed without its
+			// acknowledgement reaching the writer: it is never older.
+			gv, err := strconv.Atoi(got[f])
+			require.NoError(t, err, "w%d %s", w, f)
+			want, _ := strconv.Atoi(v)
+			assert.GreaterOrEqual(t, gv, want, "w%d %s", w, f)
+		}
+	}
+}
