@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -84,6 +85,10 @@ func TestConnectionCommands(t *testing.T) {
 	cfg, err := rc.ConfigGet(ctx, "save").Result()
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"save": ""}, cfg)
+	before := time.Now().Truncate(time.Microsecond)
+	now, err := rc.Time(ctx).Result()
+	require.NoError(t, err)
+	assert.WithinRange(t, now, before, time.Now(), "TIME: seconds and microseconds")
 	cfg, err = rc.ConfigGet(ctx, "maxmemory*").Result()
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"maxmemory": "0", "maxmemory-policy": "noeviction"}, cfg, "kv never evicts")

@@ -199,6 +199,15 @@ func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 	c.array(0)
 }
 
+// timeCmd serves TIME: the Unix time in seconds and the microseconds of the
+// second, as two bulk strings.
+func (s *Server) timeCmd(_ context.Context, c *conn, _ [][]byte) {
+	now := time.Now()
+	c.array(2)
+	c.bulkString(strconv.FormatInt(now.Unix(), 10))
+	c.bulkString(strconv.Itoa(now.Nanosecond() / 1000))
+}
+
 func validClientName(b []byte) bool {
 	for _, ch := range b {
 		if ch < '!' || ch > '~' {
