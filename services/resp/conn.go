@@ -44,9 +44,11 @@ type conn struct {
 	laddr   string
 	created time.Time
 
-	// home is the event loop that took the client, if one did: set once,
-	// under s.mu. killed says that CLIENT KILL closes it (see Server.kill).
+	// home is the event loop that took the client, if one did, and homeFD
+	// the socket it took: set once, under s.mu and the loop's mu. killed
+	// says that CLIENT KILL closes it (see Server.kill).
 	home   *loop
+	homeFD int32
 	killed atomic.Bool
 
 	// Owned by the event loop while it serves the client (lp != nil).
@@ -233,7 +235,7 @@ type step int
 const (
 	stepRead    step = iota // read more (or, in the loop, write a blocked reply first)
 	stepClose               // write the replies, then close (QUIT, a protocol error)
-	stepGone                // the client is gone: a write failed
+	stepGone                // the client is gone: a write failed, or CLIENT KILL closed it
 	stepHandoff             // the event loop hands the client to a goroutine of its own
 )
 
@@ -245,6 +247,12 @@ const (
 func (c *conn) runBuffered(ctx context.Context) step {
 	c.held, c.backlog = false, false
 	for c.start < c.end {
+		if c.killed.Load() {
+			// What it sent, and the server had not read or run when
+			// CLIENT KILL answered, does not run: as Redis frees a
+			// killed client with its unread input.
+			return stepGone
+		}
 		if c.partialCount > 0 {
 			done, err := c.partialMore()
 			if err != nil {

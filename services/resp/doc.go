@@ -13,7 +13,7 @@
 //
 // Connection and server: PING, ECHO, QUIT, SELECT 0, HELLO [2] (RESP2 only:
 // HELLO 3 gets NOPROTO, on which go-redis v9 falls back to RESP2), AUTH,
-// CLIENT ID|GETNAME|SETNAME|SETINFO|INFO|LIST, COMMAND [COUNT|DOCS|INFO|
+// CLIENT ID|KILL|GETNAME|SETNAME|SETINFO|INFO|LIST, COMMAND [COUNT|DOCS|INFO|
 // LIST], INFO [server|clients|memory|stats|keyspace], CONFIG GET (a few
 // read-only values), DBSIZE, FLUSHALL, FLUSHDB, RESET, DEBUG CRASH-BUCKET,
 // SAVE, BGSAVE and LASTSAVE (with Config.Backups: checkpoints of the

@@ -8,9 +8,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/internal/store"
 )
 
 // clientID asks r for its client ID.
@@ -162,4 +165,97 @@ func TestClientKillAmongBusyClients(t *testing.T) {
 			assert.GreaterOrEqual(t, gv, want, "w%d %s", w, f)
 		}
 	}
+}
+
+// The killer kills itself (and the others) with SKIPME no, with more
+// commands pipelined behind: its reply comes, the rest does not run.
+func TestClientKillSelfPipelined(t *testing.T) {
+	ts := start(t, Config{})
+	ctx := context.Background()
+	other := ts.raw(t)
+	other.clientID()
+	k := ts.raw(t)
+	k.send("CLIENT KILL SKIPME no\r\nHSET selfafter f 1\r\nPING\r\n")
+	k.expect(":2")
+	assert.True(t, k.closed())
+	assert.True(t, other.closed())
+	rc := ts.client(t)
+	n, err := rc.Exists(ctx, "selfafter").Result()
+	require.NoError(t, err)
+	assert.Zero(t, n)
+}
+
+// A client that does not read its replies (blocked) is closed by the kill,
+// not after WriteTimeout (a minute here).
+func TestClientKillSlowReader(t *testing.T) {
+	ts := start(t, Config{WriteTimeout: time.Minute})
+	ctx := context.Background()
+	rc := ts.client(t)
+	require.NoError(t, rc.HSet(ctx, "h", "big", strings.Repeat("v", 64<<10)).Err())
+	slow := ts.raw(t)
+	id := slow.clientID()
+	slow.send(strings.Repeat("HGET h big\r\n", 256)) // 16 MiB of replies, unread
+	k := ts.raw(t)
+	k.send("CLIENT KILL ID " + id + "\r\n")
+	k.expect(":1")
+	slow.requireClosedForWrites()
+}
+
+// A client in MULTI: closed, its transaction never runs.
+func TestClientKillInMulti(t *testing.T) {
+	ts := start(t, Config{})
+	ctx := context.Background()
+	v := ts.raw(t)
+	id := v.clientID()
+	v.send("MULTI\r\nHSET m f 1\r\n")
+	v.expect("+OK", "+QUEUED")
+	k := ts.raw(t)
+	k.send("CLIENT KILL ID " + id + "\r\n")
+	k.expect(":1")
+	assert.True(t, v.closed())
+	n, err := ts.client(t).Exists(ctx, "m").Result()
+	require.NoError(t, err)
+	assert.Zero(t, n)
+}
+
+// A client whose write waits for a stalled disk: closed while the disk
+// stalls (its socket), its write kept; the server stops cleanly after.
+func TestClientKillWaitingForDisk(t *testing.T) {
+	faults := &store.Faults{}
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	ctx := context.Background()
+	k := ds.raw(t)
+	k.send("SAVE\r\n") // a goroutine of its own, under the loop
+	k.expect("+OK")
+	v := ds.raw(t)
+	id := v.clientID()
+	resume := faults.Stall()
+	defer resume()
+	v.send("HSET d f 1\r\n")
+	require.Eventually(t, func() bool {
+		k.send("HEXISTS d f\r\n")
+		return k.line() == ":1"
+	}, 10*time.Second, time.Millisecond)
+	k.send("CLIENT KILL ID " + id + "\r\n")
+	k.expect(":1")
+	assert.True(t, v.closed(), "closed while the disk stalls")
+	resume()
+	assert.Equal(t, "1", ds.client(t).HGet(ctx, "d", "f").Val())
+	k.send("CLIENT LIST ID " + id + "\r\n")
+	k.expect("$0", "")
+}
+
+// CLIENT HELP lists KILL, as Redis 7's does ("KILL <ip:port>", "KILL
+// <option> <value> [...]").
+func TestClientHelpListsKill(t *testing.T) {
+	ts := start(t, Config{})
+	lines, err := ts.client(t).Do(context.Background(), "CLIENT", "HELP").StringSlice()
+	require.NoError(t, err)
+	found := false
+	for _, l := range lines {
+		if strings.HasPrefix(l, "KILL") {
+			found = true
+		}
+	}
+	assert.True(t, found, "CLIENT HELP: %q", lines)
 }

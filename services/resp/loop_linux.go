@@ -114,7 +114,7 @@ func (l *loop) add(c *conn) bool {
 		return false
 	}
 	_ = c.nc.Close()
-	c.nc, c.lp, c.home, c.fd, c.watched = nil, l, l, fd, unix.EPOLLIN
+	c.nc, c.lp, c.home, c.homeFD, c.fd, c.watched = nil, l, l, int32(fd), fd, unix.EPOLLIN
 	c.lastActive = time.Now()
 	l.conns[int32(fd)] = c
 	return true
@@ -518,11 +518,8 @@ func (l *loop) watch(c *conn, events uint32) bool {
 func (l *loop) kill(c *conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for fd, o := range l.conns {
-		if o == c {
-			_ = unix.Shutdown(int(fd), unix.SHUT_RDWR)
-			return
-		}
+	if l.conns[c.homeFD] == c {
+		_ = unix.Shutdown(int(c.homeFD), unix.SHUT_RDWR)
 	}
 }
 

@@ -3,6 +3,8 @@ package resp
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"slices"
 	"sync/atomic"
 
@@ -244,8 +246,13 @@ func (p *subscriber) deliver(ev events.Event) {
 	}
 	c.wmu.Unlock()
 	p.out = out
-	if err != nil {
+	var ne net.Error
+	switch {
+	case err == nil:
+	case errors.As(err, &ne) && ne.Timeout() && !c.killed.Load():
 		p.kick("it did not read its events in time")
+	default: // gone: it left, or CLIENT KILL closed it; not a slow one
+		_ = c.nc.Close()
 	}
 }
 
