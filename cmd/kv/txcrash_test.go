@@ -173,3 +173,125 @@ func txKill9Rounds(t *testing.T, bin, policy string, perClient bool) {
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	<-exited
 }
+
+// RENAME moves a bucket's pairs in one atomic write: kv is killed with
+// SIGKILL while clients rename buckets from generation to generation (and
+// plain writers commit around them), and after each restart every bucket
+// is under exactly one of its names, whole, at its last acknowledged
+// generation or the one in flight after it.
+func TestKill9KeepsRenamesWhole(t *testing.T) {
+	bin := buildKV(t)
+	for _, policy := range []string{"always", "everysec"} {
+		t.Run(policy, func(t *testing.T) { renameKill9Rounds(t, bin, policy) })
+	}
+}
+
+func renameKill9Rounds(t *testing.T, bin, policy string) {
+	dir := t.TempDir()
+	args := []string{"--data-dir", dir, "--fsync", policy}
+	const objects, fields, plainWriters = 6, 10, 3
+	acked := make([]atomic.Int64, objects) // each object's last acknowledged generation
+	name := func(obj int, gen int64) string { return "obj" + strconv.Itoa(obj) + ":" + strconv.FormatInt(gen, 10) }
+
+	// verify returns each object's generation on disk.
+	verify := func(t *testing.T, rc *redis.Client) []int64 {
+		ctx := context.Background()
+		gens := make([]int64, objects)
+		for obj := range objects {
+			names, err := rc.Keys(ctx, "obj"+strconv.Itoa(obj)+":*").Result()
+			require.NoError(t, err)
+			require.Len(t, names, 1, "object %d is under exactly one name: %v", obj, names)
+			gen, err := strconv.ParseInt(names[0][len("obj"+strconv.Itoa(obj)+":"):], 10, 64)
+			require.NoError(t, err)
+			a := acked[obj].Load()
+			require.True(t, gen == a || gen == a+1, "object %d at generation %d; acknowledged %d", obj, gen, a)
+			pairs, err := rc.HGetAll(ctx, names[0]).Result()
+			require.NoError(t, err)
+			require.Len(t, pairs, fields, "object %d is whole", obj)
+			for f, v := range pairs {
+				require.Equal(t, "obj"+strconv.Itoa(obj)+"/"+f, v)
+			}
+			gens[obj] = gen
+		}
+		return gens
+	}
+
+	// The objects, at generation 0.
+	addr, cmd, exited := startBinary(t, bin, args...)
+	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	ctx := context.Background()
+	for obj := range objects {
+		for f := range fields {
+			require.NoError(t, rc.HSet(ctx, name(obj, 0), "f"+strconv.Itoa(f), "obj"+strconv.Itoa(obj)+"/f"+strconv.Itoa(f)).Err())
+		}
+	}
+	require.NoError(t, rc.Close())
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	<-exited
+
+	for round := range 3 {
+		addr, cmd, exited := startBinary(t, bin, args...)
+		check := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+		gens := verify(t, check)
+		require.NoError(t, check.Close())
+		for obj, g := range gens {
+			acked[obj].Store(g) // an unacknowledged rename that landed is where the object is now
+		}
+
+		killAt := int64(20 + rand.IntN(200)) // acknowledged renames this round
+		var count atomic.Int64
+		killed := make(chan struct{})
+		var once sync.Once
+		kill := func() {
+			once.Do(func() {
+				close(killed)
+				assert.NoError(t, cmd.Process.Kill())
+			})
+		}
+		deadline := time.AfterFunc(5*time.Second, kill)
+		var wg sync.WaitGroup
+		for i := range plainWriters {
+			wg.Go(func() {
+				rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 4})
+				defer rc.Close()
+				for seq := 0; ; seq++ {
+					if err := rc.HSet(ctx, "plain"+strconv.Itoa(i), "f", seq).Err(); err != nil {
+						return
+					}
+				}
+			})
+		}
+		for obj := range objects {
+			wg.Go(func() {
+				rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 4})
+				defer rc.Close()
+				for gen := acked[obj].Load(); ; gen++ {
+					if err := rc.Rename(ctx, name(obj, gen), name(obj, gen+1)).Err(); err != nil {
+						select {
+						case <-killed:
+							return
+						default:
+						}
+						t.Errorf("rename before the kill failed: %v", err)
+						return
+					}
+					acked[obj].Store(gen + 1)
+					if count.Add(1) == killAt {
+						kill()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		deadline.Stop()
+		<-exited
+		t.Logf("round %d: killed after %d acknowledged renames", round, count.Load())
+	}
+
+	addr, cmd, exited = startBinary(t, bin, args...)
+	rc = redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	verify(t, rc)
+	require.NoError(t, rc.Close())
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	<-exited
+}
