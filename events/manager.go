@@ -209,7 +209,12 @@ func (m *Manager) Publish(ev Event) {
 // one publish at a time, which is what makes the sequence numbers and every
 // subscriber's order follow publish order.
 func (m *Manager) fanout(ev Event) {
-	ev = ev.stamp(m.seq.Add(1))
+	// The number is taken once the event is stamped: an event whose stamp
+	// panics (a nil pointer to a type that embeds Created) leaves no gap.
+	// Only fanout writes seq, one publish at a time.
+	seq := m.seq.Load() + 1
+	ev = ev.stamp(seq)
+	m.seq.Store(seq)
 	m.published.Add(1)
 	m.mu.RLock()
 	for s := range m.subs {
@@ -342,9 +347,8 @@ func (s *Subscription) run() {
 			// so the subscription must leave the fan-out, or its mailbox
 			// would fill and every later event count as dropped.
 			s.err = ErrHandlerExited
-			if s.m.remove(s) {
-				s.m.removed.Add(1)
-			}
+			s.m.remove(s) // if a stop or Close has not already
+			s.m.removed.Add(1)
 			s.m.log.Error("events: subscriber's handler called runtime.Goexit; removed", "subscriber", s.name)
 		}
 		close(s.done)
@@ -372,9 +376,11 @@ func (s *Subscription) loop() {
 			}
 			if perr := s.deliver(ev); perr != nil {
 				s.err = perr
-				if s.m.remove(s) {
-					s.m.removed.Add(1)
-				}
+				// Counted even when a stop that drains the mailbox, or
+				// the handler's own Close, took it out of the fan-out
+				// first: its handler panicked all the same.
+				s.m.remove(s)
+				s.m.removed.Add(1)
 				s.m.log.Error("events: subscriber panicked and was removed",
 					"subscriber", s.name, "panic", perr.Value, "stack", string(perr.Stack))
 				return

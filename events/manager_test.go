@@ -347,3 +347,54 @@ func TestGoexitInHandlerRemovesTheSubscriber(t *testing.T) {
 	assert.Zero(t, sub.Dropped())
 	assert.Equal(t, uint64(1), st.Removed)
 }
+
+// A handler that panics while a stopping manager drains its mailbox is
+// counted in Stats.Removed, as its Err and the log say (from review: the
+// stop had taken it out of the fan-out, and only a removal from the
+// fan-out counted).
+func TestPanicWhileDrainingIsCountedAsRemoved(t *testing.T) {
+	m := New(Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Serve(ctx) }()
+
+	entered, unblock := make(chan struct{}), make(chan struct{})
+	sub, err := m.Subscribe(SubscribeOptions{}, func(ev Event) {
+		if ev.Sequence() == 1 {
+			close(entered)
+			<-unblock
+			return
+		}
+		panic("boom")
+	})
+	require.NoError(t, err)
+	m.Publish(Created{Bucket: "a", ID: 1})
+	m.Publish(Created{Bucket: "b", ID: 2}) // waits in the mailbox
+	<-entered
+	cancel()
+	require.Eventually(t, func() bool { return m.Stats().Subscribers == 0 }, waitFor, tick) // the stop took it out
+	close(unblock)
+	<-done
+	<-sub.Done()
+	var perr *PanicError
+	require.ErrorAs(t, sub.Err(), &perr)
+	require.EqualValues(t, 1, m.Stats().Removed)
+}
+
+type wrappedCreated struct{ Created }
+
+// A nil pointer to a type that embeds Created is an Event that Publish's
+// nil checks miss: its stamp panics (Publish recovers), and it takes no
+// sequence number, or subscribers would see a gap that no Dropped count
+// explains (from review).
+func TestTypedNilEventTakesNoSequenceNumber(t *testing.T) {
+	m := New(Options{})
+	var c collector
+	sub, err := m.Subscribe(SubscribeOptions{}, c.handle)
+	require.NoError(t, err)
+	defer sub.Close()
+	require.NotPanics(t, func() { m.Publish((*wrappedCreated)(nil)) })
+	m.Publish(Created{Bucket: "a", ID: 1})
+	require.Eventually(t, func() bool { return c.len() == 1 }, waitFor, tick)
+	require.EqualValues(t, 1, c.events()[0].Sequence())
+}
