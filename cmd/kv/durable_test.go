@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,11 +80,11 @@ func startCommand(t *testing.T, cmd *exec.Cmd) (addr string, _ *exec.Cmd, exited
 func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 	bin := buildKV(t)
 	for _, policy := range []string{"always", "everysec"} {
-		t.Run(policy, func(t *testing.T) { kill9Rounds(t, bin, policy) })
+		t.Run(policy, func(t *testing.T) { hsetKill9Rounds(t, bin, policy) })
 	}
 }
 
-func kill9Rounds(t *testing.T, bin, policy string) {
+func hsetKill9Rounds(t *testing.T, bin, policy string) {
 	dir := t.TempDir()
 	args := []string{"--data-dir", dir, "--fsync", policy}
 
@@ -116,33 +115,14 @@ func kill9Rounds(t *testing.T, bin, policy string) {
 		t.Logf("%d acknowledged writes, all there; %d pairs stored", len(acked), found)
 	}
 
-	for round := range 3 {
-		addr, cmd, exited := startBinary(t, bin, args...)
+	kill9Rounds(t, bin, args, func() int64 { return int64(200 + rand.IntN(1500)) }, verify, func(r *crashRound) {
 		ctx := context.Background()
-		check := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-		verify(t, check)
-		require.NoError(t, check.Close())
-
-		killAt := int64(200 + rand.IntN(1500)) // acknowledged writes this round
-		var count atomic.Int64
-		killed := make(chan struct{})
-		var once sync.Once
-		kill := func() {
-			once.Do(func() {
-				close(killed) // first: a write that fails from here on may be the kill's
-				assert.NoError(t, cmd.Process.Kill())
-			})
-		}
-		deadline := time.AfterFunc(5*time.Second, kill) // bound the round
-		var wg sync.WaitGroup
 		for i := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			r.wg.Go(func() {
 				// PoolSize above 1: one failed dial (kv was killed before this
 				// writer connected) must not start go-redis's background redialer,
 				// which outlives Close by up to a second.
-				rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 4})
+				rc := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1, PoolSize: 4})
 				defer rc.Close()
 				batch := 1
 				if i%2 == 1 {
@@ -155,7 +135,7 @@ func kill9Rounds(t *testing.T, bin, policy string) {
 					cmds := make([]*redis.IntCmd, batch)
 					mu.Lock()
 					for j := range batch {
-						ws[j] = write{fmt.Sprintf("w%d", (i+j)%4), fmt.Sprintf("r%d-c%d-%d", round, i, seq+j)}
+						ws[j] = write{fmt.Sprintf("w%d", (i+j)%4), fmt.Sprintf("r%d-c%d-%d", r.round, i, seq+j)}
 						vs[j] = fmt.Sprintf("v%d", rand.Int64())
 						attempted[ws[j]] = vs[j]
 						cmds[j] = pipe.HSet(ctx, ws[j].bucket, ws[j].field, vs[j])
@@ -170,32 +150,14 @@ func kill9Rounds(t *testing.T, bin, policy string) {
 					}
 					mu.Unlock()
 					if err != nil {
-						select {
-						case <-killed:
-							return
-						default:
-						}
-						t.Errorf("write before the kill failed: %v", err)
+						r.failed("write", err)
 						return
 					}
-					if n := count.Add(int64(batch)); n >= killAt && n-int64(batch) < killAt {
-						kill()
-					}
+					r.acked(int64(batch))
 				}
-			}()
+			})
 		}
-		wg.Wait()
-		deadline.Stop()
-		<-exited
-		t.Logf("round %d: killed after %d acknowledged writes", round, count.Load())
-	}
-
-	addr, cmd, exited := startBinary(t, bin, args...)
-	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-	verify(t, rc)
-	require.NoError(t, rc.Close())
-	require.NoError(t, cmd.Process.Signal(os.Interrupt))
-	<-exited
+	})
 }
 
 // A second kv on a data directory in use fails at once, with exit code 5

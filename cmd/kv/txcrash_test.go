@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,7 @@ import (
 // others, or as counters that do not sum to zero; plain writers beside
 // them commit the store's writes as they wait for the disk, which would
 // cut transactions in two but for the hold (with Registry.HoldWrites
-// doing nothing, the test failed in 2 runs of 4, with a goroutine per
+// doing nothing, the test failed in 6 runs of 13, with a goroutine per
 // client). Both fsync policies, both serving modes.
 func TestKill9KeepsTransactionsWhole(t *testing.T) {
 	bin := buildKV(t)
@@ -89,45 +90,15 @@ func txKill9Rounds(t *testing.T, bin, policy string, perClient bool) {
 		t.Logf("%d transactions stored whole, %d acknowledged", len(present), len(acked))
 	}
 
-	for round := range 3 {
-		addr, cmd, exited := startBinary(t, bin, args...)
+	kill9Rounds(t, bin, args, func() int64 { return int64(50 + rand.IntN(400)) }, verify, func(r *crashRound) {
 		ctx := context.Background()
-		check := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-		verify(t, check)
-		require.NoError(t, check.Close())
-
-		killAt := int64(50 + rand.IntN(400)) // acknowledged transactions this round
-		var count atomic.Int64
-		killed := make(chan struct{})
-		var once sync.Once
-		kill := func() {
-			once.Do(func() {
-				close(killed)
-				assert.NoError(t, cmd.Process.Kill())
-			})
-		}
-		deadline := time.AfterFunc(5*time.Second, kill) // bound the round
-		var wg sync.WaitGroup
-		// Plain writers beside the transactions: each of their waits for
-		// the disk commits what has been written so far, and would cut a
-		// transaction in two but for the hold.
-		for i := range plainWriters {
-			wg.Go(func() {
-				rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 4})
-				defer rc.Close()
-				for seq := 0; ; seq++ {
-					if err := rc.HSet(ctx, "plain"+strconv.Itoa(i), "f", seq).Err(); err != nil {
-						return // killed (the transactions' writers check the kill)
-					}
-				}
-			})
-		}
+		r.plainWriters(plainWriters)
 		for i := range writers {
-			wg.Go(func() {
-				rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 4})
+			r.wg.Go(func() {
+				rc := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1, PoolSize: 4})
 				defer rc.Close()
 				for seq := 0; ; seq++ {
-					tag := "r" + strconv.Itoa(round) + "-w" + strconv.Itoa(i) + "-" + strconv.Itoa(seq)
+					tag := "r" + strconv.Itoa(r.round) + "-w" + strconv.Itoa(i) + "-" + strconv.Itoa(seq)
 					mu.Lock()
 					attempted[tag] = true
 					mu.Unlock()
@@ -143,35 +114,17 @@ func txKill9Rounds(t *testing.T, bin, policy string, perClient bool) {
 						return nil
 					})
 					if err != nil {
-						select {
-						case <-killed:
-							return
-						default:
-						}
-						t.Errorf("transaction before the kill failed: %v", err)
+						r.failed("transaction", err)
 						return
 					}
 					mu.Lock()
 					acked[tag] = true
 					mu.Unlock()
-					if count.Add(1) == killAt {
-						kill()
-					}
+					r.acked(1)
 				}
 			})
 		}
-		wg.Wait()
-		deadline.Stop()
-		<-exited
-		t.Logf("round %d: killed after %d acknowledged transactions", round, count.Load())
-	}
-
-	addr, cmd, exited := startBinary(t, bin, args...)
-	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-	verify(t, rc)
-	require.NoError(t, rc.Close())
-	require.NoError(t, cmd.Process.Signal(os.Interrupt))
-	<-exited
+	})
 }
 
 // RENAME moves a bucket's pairs in one atomic write: kv is killed with
@@ -193,10 +146,10 @@ func renameKill9Rounds(t *testing.T, bin, policy string) {
 	acked := make([]atomic.Int64, objects) // each object's last acknowledged generation
 	name := func(obj int, gen int64) string { return "obj" + strconv.Itoa(obj) + ":" + strconv.FormatInt(gen, 10) }
 
-	// verify returns each object's generation on disk.
-	verify := func(t *testing.T, rc *redis.Client) []int64 {
+	// verify also takes each object's generation on disk as acknowledged:
+	// an unacknowledged rename that landed is where the object is now.
+	verify := func(t *testing.T, rc *redis.Client) {
 		ctx := context.Background()
-		gens := make([]int64, objects)
 		for obj := range objects {
 			names, err := rc.Keys(ctx, "obj"+strconv.Itoa(obj)+":*").Result()
 			require.NoError(t, err)
@@ -211,9 +164,8 @@ func renameKill9Rounds(t *testing.T, bin, policy string) {
 			for f, v := range pairs {
 				require.Equal(t, "obj"+strconv.Itoa(obj)+"/"+f, v)
 			}
-			gens[obj] = gen
+			acked[obj].Store(gen)
 		}
-		return gens
 	}
 
 	// The objects, at generation 0.
@@ -229,67 +181,104 @@ func renameKill9Rounds(t *testing.T, bin, policy string) {
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	<-exited
 
-	for round := range 3 {
-		addr, cmd, exited := startBinary(t, bin, args...)
-		check := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-		gens := verify(t, check)
-		require.NoError(t, check.Close())
-		for obj, g := range gens {
-			acked[obj].Store(g) // an unacknowledged rename that landed is where the object is now
-		}
-
-		killAt := int64(20 + rand.IntN(200)) // acknowledged renames this round
-		var count atomic.Int64
-		killed := make(chan struct{})
-		var once sync.Once
-		kill := func() {
-			once.Do(func() {
-				close(killed)
-				assert.NoError(t, cmd.Process.Kill())
-			})
-		}
-		deadline := time.AfterFunc(5*time.Second, kill)
-		var wg sync.WaitGroup
-		for i := range plainWriters {
-			wg.Go(func() {
-				rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 4})
-				defer rc.Close()
-				for seq := 0; ; seq++ {
-					if err := rc.HSet(ctx, "plain"+strconv.Itoa(i), "f", seq).Err(); err != nil {
-						return
-					}
-				}
-			})
-		}
+	kill9Rounds(t, bin, args, func() int64 { return int64(20 + rand.IntN(200)) }, verify, func(r *crashRound) {
+		ctx := context.Background()
+		r.plainWriters(plainWriters)
 		for obj := range objects {
-			wg.Go(func() {
-				rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, PoolSize: 4})
+			r.wg.Go(func() {
+				rc := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1, PoolSize: 4})
 				defer rc.Close()
 				for gen := acked[obj].Load(); ; gen++ {
 					if err := rc.Rename(ctx, name(obj, gen), name(obj, gen+1)).Err(); err != nil {
-						select {
-						case <-killed:
-							return
-						default:
-						}
-						t.Errorf("rename before the kill failed: %v", err)
+						r.failed("rename", err)
 						return
 					}
 					acked[obj].Store(gen + 1)
-					if count.Add(1) == killAt {
-						kill()
-					}
+					r.acked(1)
 				}
 			})
 		}
-		wg.Wait()
+	})
+}
+
+// crashRound is one round of a kill -9 test (see kill9Rounds): clients
+// started with wg run against kv at addr until it is killed.
+type crashRound struct {
+	t      *testing.T
+	round  int
+	addr   string
+	cmd    *exec.Cmd
+	killAt int64
+	count  atomic.Int64
+	killed chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+}
+
+// kill kills kv with SIGKILL, once.
+func (r *crashRound) kill() {
+	r.once.Do(func() {
+		close(r.killed) // first: an operation that fails from here on may be the kill's
+		assert.NoError(r.t, r.cmd.Process.Kill())
+	})
+}
+
+// acked counts n acknowledged operations, and kills kv once killAt of them
+// have been.
+func (r *crashRound) acked(n int64) {
+	if c := r.count.Add(n); c >= r.killAt && c-n < r.killAt {
+		r.kill()
+	}
+}
+
+// failed reports an operation's failure, unless the kill may explain it.
+func (r *crashRound) failed(what string, err error) {
+	select {
+	case <-r.killed:
+	default:
+		r.t.Errorf("%s before the kill failed: %v", what, err)
+	}
+}
+
+// plainWriters starts n clients that write to buckets of their own until
+// kv is killed: each of their waits for the disk commits what has been
+// written so far, among the operations under test.
+func (r *crashRound) plainWriters(n int) {
+	for i := range n {
+		r.wg.Go(func() {
+			rc := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1, PoolSize: 4})
+			defer rc.Close()
+			for seq := 0; ; seq++ {
+				if rc.HSet(context.Background(), "plain"+strconv.Itoa(i), "f", seq).Err() != nil {
+					return // killed
+				}
+			}
+		})
+	}
+}
+
+// kill9Rounds runs kv from bin with args three times: each time it checks
+// the data with verify, then runs work's clients (started on the round's
+// wg) until kv is killed with SIGKILL, once killAt() operations are
+// acknowledged or after 5 seconds. Then it starts kv once more, verifies,
+// and stops it.
+func kill9Rounds(t *testing.T, bin string, args []string, killAt func() int64, verify func(*testing.T, *redis.Client), work func(*crashRound)) {
+	for round := range 3 {
+		addr, cmd, exited := startBinary(t, bin, args...)
+		check := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+		verify(t, check)
+		require.NoError(t, check.Close())
+
+		r := &crashRound{t: t, round: round, addr: addr, cmd: cmd, killAt: killAt(), killed: make(chan struct{})}
+		deadline := time.AfterFunc(5*time.Second, r.kill) // bound the round
+		work(r)
+		r.wg.Wait()
 		deadline.Stop()
 		<-exited
-		t.Logf("round %d: killed after %d acknowledged renames", round, count.Load())
+		t.Logf("round %d: killed after %d acknowledged operations", round, r.count.Load())
 	}
-
-	addr, cmd, exited = startBinary(t, bin, args...)
-	rc = redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	addr, cmd, exited := startBinary(t, bin, args...)
+	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	verify(t, rc)
 	require.NoError(t, rc.Close())
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
