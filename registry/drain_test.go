@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -76,6 +77,34 @@ func heldBackTree(t *testing.T, stop time.Duration, drainer bool) (reg *Registry
 		}, waitFor, tick)
 	}
 	return reg, rec, sub, ids, term, c, errc
+}
+
+// A registry that crashes more often than its supervisor's
+// FailureThreshold allows is held back for FailureBackoff (15 seconds by
+// default). A tree that stops meanwhile never runs it again: its Drainer
+// (services.New adds it, as this test does) drains in its stead, so that
+// every bucket, those that ended while it was held back included, gets
+// its one Exited, and the event manager is released.
+func TestDrainStandsInForARegistryHeldBackAfterCrashes(t *testing.T) {
+	reg, rec, sub, ids, _, cancel, errc := heldBackTree(t, 2*time.Second, true)
+	defer cancel()
+	// Ended while the registry is held back: its notice waits in the mailbox.
+	b, ok := reg.Lookup("b03")
+	require.True(t, ok)
+	b.Stop(errors.New("while the registry was held back"))
+	runs := reg.runs.Load()
+
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+	<-sub.Done()
+
+	assert.Equal(t, runs, reg.runs.Load(), "suture did not run the registry again: Drain stood in")
+	for _, id := range ids {
+		require.Len(t, rec.exitsOf(id), 1, "bucket %d has one Exited", id)
+	}
+	assert.EqualError(t, rec.exitsOf(b.ID())[0].Reason, "while the registry was held back")
+	assert.ErrorIs(t, reg.Serve(ctx), suture.ErrDoNotRestart, "a drained registry does not serve again")
+	reg.Drain() // again: returns at once
 }
 
 // A tree that ends on its own (a child returned

@@ -2,8 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -11,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/thejerf/suture/v4"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
@@ -174,70 +171,4 @@ func TestRenameSucceedsOnceTheNamesHaveSwitched(t *testing.T) {
 	assert.Equal(t, "from a", string(v))
 	_, ok = tr.reg.Lookup("a")
 	assert.False(t, ok)
-}
-
-// A registry that crashes more often than its supervisor's
-// FailureThreshold allows is held back for FailureBackoff (15 seconds by
-// default). A tree that stops meanwhile never runs it again: its Drainer
-// (services.New adds it, as this test does) drains in its stead, so that
-// every bucket, those that ended while it was held back included, gets
-// its one Exited, and the event manager is released.
-func TestDrainStandsInForARegistryHeldBackAfterCrashes(t *testing.T) {
-	ev := events.New(events.Options{})
-	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
-	reg := New(Config{Buckets: sup, Events: ev, StopTimeout: 2 * time.Second})
-	backoff := make(chan struct{})
-	var once sync.Once
-	root := suture.New("test", suture.Spec{EventHook: func(e suture.Event) {
-		if _, ok := e.(suture.EventBackoff); ok {
-			once.Do(func() { close(backoff) })
-		}
-	}})
-	root.Add(ev)
-	root.Add(sup)
-	root.Add(reg)
-	root.Add(reg.Drainer())
-	rec := newRecorder()
-	sub, err := ev.Subscribe(events.SubscribeOptions{Mailbox: 1 << 10, Name: "recorder"}, rec.handle)
-	require.NoError(t, err)
-	treeCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := root.ServeBackground(treeCtx)
-
-	var ids []uint64
-	for i := range 20 {
-		b, err := reg.Create(ctx, fmt.Sprintf("b%02d", i))
-		require.NoError(t, err)
-		ids = append(ids, b.ID())
-	}
-	for held := false; !held; {
-		runs := reg.runs.Load()
-		reg.box.send(notice{crash: true})
-		require.Eventually(t, func() bool {
-			select {
-			case <-backoff:
-				held = true
-				return true
-			default:
-				return reg.runs.Load() > runs
-			}
-		}, waitFor, tick, "suture restarts the registry, or holds it back")
-	}
-	// Ended while the registry is held back: its notice waits in the mailbox.
-	b, ok := reg.Lookup("b07")
-	require.True(t, ok)
-	b.Stop(errors.New("while the registry was held back"))
-	runs := reg.runs.Load()
-
-	cancel()
-	require.ErrorIs(t, <-errc, context.Canceled)
-	<-sub.Done()
-
-	assert.Equal(t, runs, reg.runs.Load(), "suture did not run the registry again: Drain stood in")
-	for _, id := range ids {
-		require.Len(t, rec.exitsOf(id), 1, "bucket %d has one Exited", id)
-	}
-	assert.EqualError(t, rec.exitsOf(b.ID())[0].Reason, "while the registry was held back")
-	assert.ErrorIs(t, reg.Serve(ctx), suture.ErrDoNotRestart, "a drained registry does not serve again")
-	reg.Drain() // again: returns at once
 }
