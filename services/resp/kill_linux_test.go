@@ -15,60 +15,49 @@ import (
 )
 
 // A client of the event loop that CLIENT KILL has closed (its reply says
-// so) runs nothing it sends afterwards. The loop is kept busy (waiting for
-// a stalled disk to answer another client) between the kill and its next
-// look at the killed socket (from review).
-func TestKilledLoopClientRunsNothingSentAfterTheKill(t *testing.T) {
-	s := startStalledLoop(t)
-	ctx := context.Background()
-	victim := s.raw(t)
-	vid := victim.clientID()
+// so) runs nothing more: neither what it had sent that the server had not
+// read yet (Redis frees a killed client with its unread input; from
+// review: the loop read and ran it once the socket woke it), nor what it
+// sends afterwards. The loop is kept busy (waiting for a stalled disk to
+// answer another client) between the kill and its next look at the
+// killed socket.
+func TestKilledLoopClientRunsNothingMore(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		afterKill bool // the victim's command is sent after the kill's reply, not before the kill
+	}{
+		{"unread at the kill", false},
+		{"sent after the kill", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startStalledLoop(t)
+			ctx := context.Background()
+			victim := s.raw(t)
+			vid := victim.clientID()
 
-	resume := s.faults.Stall()
-	defer resume()
-	writer := s.raw(t)
-	writer.send("HSET w f 1\r\n") // the loop waits for the disk to answer it
-	s.awaitInMemory(t, "w")
-	awaitLoopOnDisk(t)
+			resume := s.faults.Stall()
+			defer resume()
+			writer := s.raw(t)
+			writer.send("HSET w f 1\r\n") // the loop waits for the disk to answer it
+			s.awaitInMemory(t, "w")
+			awaitLoopOnDisk(t)
+			if !tc.afterKill {
+				victim.send("HSET late f 1\r\n") // in the socket (loopback), unread: the loop is busy
+			}
+			s.own.send("CLIENT KILL ID " + vid + "\r\n") // own is on a goroutine of its own (SAVE)
+			s.own.expect(":1")
+			if tc.afterKill {
+				victim.send("HSET late f 1\r\n")
+			}
 
-	s.own.send("CLIENT KILL ID " + vid + "\r\n") // own is on a goroutine of its own (SAVE)
-	s.own.expect(":1")
-	victim.send("HSET afterkill f 1\r\n") // sent once the kill is done
-
-	resume()
-	writer.expect(":1")
-	assert.True(t, victim.closed())
-	n, err := s.rc.Exists(ctx, "afterkill").Result()
-	require.NoError(t, err)
-	assert.Zero(t, n, "a command sent after CLIENT KILL answered ran")
-}
-
-// Nor what it sent before the kill that the server had not read yet: Redis
-// frees the client with its unread input (from review: the loop read and
-// ran it once the socket woke it).
-func TestKilledLoopClientRunsNothingUnreadAtTheKill(t *testing.T) {
-	s := startStalledLoop(t)
-	ctx := context.Background()
-	victim := s.raw(t)
-	vid := victim.clientID()
-
-	resume := s.faults.Stall()
-	defer resume()
-	writer := s.raw(t)
-	writer.send("HSET w f 1\r\n") // the loop waits for the disk to answer it
-	s.awaitInMemory(t, "w")
-	awaitLoopOnDisk(t)
-	victim.send("HSET unread f 1\r\n") // in the socket (loopback), unread: the loop is busy
-
-	s.own.send("CLIENT KILL ID " + vid + "\r\n")
-	s.own.expect(":1")
-
-	resume()
-	writer.expect(":1")
-	assert.True(t, victim.closed())
-	n, err := s.rc.Exists(ctx, "unread").Result()
-	require.NoError(t, err)
-	assert.Zero(t, n, "a command the server had not read when CLIENT KILL answered ran after it")
+			resume()
+			writer.expect(":1")
+			assert.True(t, victim.closed())
+			n, err := s.rc.Exists(ctx, "late").Result()
+			require.NoError(t, err)
+			assert.Zero(t, n, "the killed client's command ran")
+		})
+	}
 }
 
 // A subscriber closed by CLIENT KILL is not a slow subscriber: INFO's
