@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"container/heap"
+	"context"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -169,10 +170,15 @@ func (s *Server) createBucket(w http.ResponseWriter, r *http.Request) {
 }
 
 // deleteBucket stops the bucket normally: 204, or 404; 503 write_failed
-// when the store refuses to drop it.
+// when the store refuses to drop it. Once asked, the delete runs to its
+// end even if the client goes away (net/http then ends the request's
+// context, as it does for one that shuts its sending side after the
+// request): a context that ended after the bucket stopped would make the
+// reply say "try again" for a bucket that is gone.
 func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
 	var err error
-	registry.Shared(s.cfg.Registry.TxLock(), func() { err = s.cfg.Registry.Delete(r.Context(), r.PathValue("bucket")) })
+	ctx := context.WithoutCancel(r.Context())
+	registry.Shared(s.cfg.Registry.TxLock(), func() { err = s.cfg.Registry.Delete(ctx, r.PathValue("bucket")) })
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			bucketNotFound(w)

@@ -66,6 +66,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 // own replies (no route: 404; a route for other methods: 405) JSON bodies
 // like every other error.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	keepEscapes(r)
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		if s.fallback(w, r) {
 			return
@@ -73,6 +74,45 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		w = &errorRewriter{ResponseWriter: w}
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// keepEscapes makes r.URL's escaped path the one the client sent. net/url
+// keeps a path's escaped form (RawPath) whenever it differs from the
+// default escaping of the decoded path, but EscapedPath uses it only if it
+// is a canonical encoding: with a character that should have been escaped
+// ('|', '^', '{', a raw UTF-8 byte: curl sends them as typed) it escapes
+// the decoded path anew, in which an escaped slash (%2F) inside a name has
+// become a separator, and a request for the bucket "a/keys/k|" would be
+// routed to the key "k|" of the bucket "a". The sent path, with those
+// characters escaped and its own escapes kept, names what the client
+// named.
+func keepEscapes(r *http.Request) {
+	raw := r.URL.RawPath
+	if raw == "" || r.URL.EscapedPath() == raw {
+		return // nothing lost
+	}
+	const hex = "0123456789ABCDEF"
+	fixed := make([]byte, 0, len(raw)+16)
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c == '%' && i+2 < len(raw) && isHex(raw[i+1]) && isHex(raw[i+2]):
+			fixed = append(fixed, raw[i:i+3]...)
+			i += 2
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			strings.IndexByte("-._~!$&'()*+,;=:@/", c) >= 0:
+			fixed = append(fixed, c)
+		default:
+			fixed = append(fixed, '%', hex[c>>4], hex[c&15])
+		}
+	}
+	if p, err := url.PathUnescape(string(fixed)); err == nil && p == r.URL.Path {
+		r.URL.RawPath = string(fixed)
+	}
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // fallback serves the bucket routes for the paths ServeMux cannot route: a

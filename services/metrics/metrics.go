@@ -3,6 +3,7 @@ package metrics
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -237,7 +238,9 @@ func (m *Metrics) commandSeries(protocol, command string) *commandSeries {
 	if s, ok := cur[key]; ok {
 		return s
 	}
-	label := command
+	// A client's bytes need not be UTF-8; a label must be (client_golang
+	// panics otherwise).
+	label := strings.ToValidUTF8(command, "\uFFFD")
 	if m.perProto[protocol] >= m.max {
 		label = OtherCommand
 		if s, ok := cur[seriesKey{protocol, OtherCommand}]; ok {

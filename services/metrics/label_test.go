@@ -1,0 +1,36 @@
+package metrics
+
+import (
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The package says the command label comes from clients (an unknown Redis
+// command, say) and bounds how many values it takes; a client's bytes need
+// not be UTF-8, which client_golang's WithLabelValues answers with a
+// panic: one odd command name would crash the front end's goroutine that
+// reports it. Each must be counted, and /metrics stay parseable.
+func TestObserveAnyCommandName(t *testing.T) {
+	for _, name := range []string{"\xff", "get\xc3", "a\x00b", "quo\"te\\back\nslash"} {
+		t.Run(name, func(t *testing.T) {
+			m := New(Config{})
+			require.NotPanics(t, func() { m.ObserveCommand(ProtocolRESP, name, time.Millisecond, false) })
+			rec := httptest.NewRecorder()
+			m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+			parser := expfmt.NewTextParser(model.LegacyValidation)
+			fams, err := parser.TextToMetricFamilies(rec.Body)
+			require.NoError(t, err)
+			var total float64
+			for _, mt := range fams["kv_commands_total"].GetMetric() {
+				total += mt.GetCounter().GetValue()
+			}
+			assert.Equal(t, 1.0, total)
+		})
+	}
+}
