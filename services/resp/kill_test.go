@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvproject/kv/events"
 	"github.com/kvproject/kv/internal/store"
 )
 
@@ -258,4 +259,30 @@ func TestClientHelpListsKill(t *testing.T) {
 		}
 	}
 	assert.True(t, found, "CLIENT HELP: %q", lines)
+}
+
+// A subscriber whose mailbox overflowed while it was stuck on a full
+// socket (the usual reason an operator kills it) is not counted as a slow
+// subscriber once CLIENT KILL has closed it: the kill came first. From
+// review: the write that the kill failed returned, the subscription's
+// goroutine took the next event, saw the mailbox's drops and kicked the
+// killed client as slow.
+func TestKilledSubscriberWithDropsIsNotKicked(t *testing.T) {
+	s, _ := commandLayer(t, Config{})
+	mgr := events.New(events.Options{})
+	block := make(chan struct{})
+	sub, err := mgr.Subscribe(events.SubscribeOptions{Mailbox: 1}, func(events.Event) { <-block })
+	require.NoError(t, err)
+	defer func() { sub.Close(); close(block); <-sub.Done() }()
+	require.Eventually(t, func() bool {
+		mgr.Publish(events.Created{Bucket: "b"})
+		return sub.Dropped() > 0
+	}, 10*time.Second, time.Millisecond)
+
+	c := newConn(s, discardConn{})
+	p := &subscriber{c: c, channels: map[string]struct{}{}, patterns: map[string]struct{}{}}
+	p.sub.Store(sub)
+	c.killed.Store(true) // CLIENT KILL closed it
+	p.deliver(events.Created{Bucket: "b", Seq: 1})
+	assert.Zero(t, s.kicked.Load(), "a killed subscriber counted as slow")
 }

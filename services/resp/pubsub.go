@@ -268,6 +268,12 @@ func (p *subscriber) kick(why string) {
 	if p.kicked.Swap(true) {
 		return
 	}
+	if p.c.killed.Load() {
+		// CLIENT KILL closed it, maybe because it stopped reading: the
+		// operator's doing, not a slow subscriber disconnected by kv.
+		_ = p.c.nc.Close()
+		return
+	}
 	p.c.s.kicked.Add(1)
 	p.c.s.log.Warn("resp: disconnecting a slow subscriber: "+why, "client", p.c.addr, "id", p.c.id)
 	_ = p.c.nc.Close()
