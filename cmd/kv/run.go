@@ -303,7 +303,7 @@ func newLogger(o options, stderr io.Writer) *slog.Logger {
 // which a tiny timeout must not become.
 func stopBudgets(total time.Duration) (frontEnd, clients, core time.Duration) {
 	frontEnd = max(total/2, time.Nanosecond)
-	clients = max(frontEnd*4/5, time.Nanosecond)
+	clients = max(frontEnd-frontEnd/5, time.Nanosecond) // four fifths, without overflow for the longest timeouts
 	core = max((total-frontEnd-time.Second)/2, 250*time.Millisecond)
 	return frontEnd, clients, core
 }
@@ -487,6 +487,11 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	listen := func(what, flagName, addr string) (net.Listener, int) {
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
+			if ctx.Err() != nil {
+				// A signal during start-up (it cancels a name's lookup):
+				// a clean stop, not a busy port.
+				return nil, exitOK
+			}
 			fmt.Fprintf(stderr, "kv: cannot listen for %s on %s: %v\n(is another program using it? choose another with %s)\n", what, addr, err, flagName)
 			return nil, exitNoListen
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -806,5 +807,33 @@ func TestHangupIsIgnored(t *testing.T) {
 		require.True(t, cmd.ProcessState.Success(), "kv exits 0 after SIGHUP then SIGTERM: %s", cmd.ProcessState)
 	case <-time.After(30 * time.Second):
 		t.Fatal("kv did not stop after SIGTERM")
+	}
+}
+
+// The clients' share of the stop is four fifths of the front ends' for
+// every value --shutdown-timeout accepts (from review: frontEnd*4
+// overflowed into the 1 ns floor past about 1,281,000h, and every client
+// was cut at once at the stop).
+func TestStopBudgetsLargeTimeout(t *testing.T) {
+	for _, total := range []time.Duration{1300000 * time.Hour, 2562047 * time.Hour, math.MaxInt64} {
+		frontEnd, clients, _ := stopBudgets(total)
+		assert.Greater(t, clients, frontEnd/2, "total %v: clients got %v", total, clients)
+		assert.LessOrEqual(t, clients, frontEnd, total)
+	}
+}
+
+// A SIGTERM that arrives while kv is still starting (its context already
+// ended when the listeners open) is a clean stop, not "cannot listen",
+// also when an address is a name whose lookup the signal cancels (from
+// review: exit 4).
+func TestSignalDuringStartupIsACleanStop(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "localhost:0"} {
+		var out, errOut bytes.Buffer
+		o, _, done := parse([]string{"--resp-addr", addr, "--in-memory"}, nil, &out, &errOut)
+		require.False(t, done)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		code := serve(ctx, o, slog.New(slog.DiscardHandler), &errOut, nil)
+		assert.Equal(t, exitOK, code, "%s: %s", addr, errOut.String())
 	}
 }
