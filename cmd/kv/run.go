@@ -829,6 +829,9 @@ func check(args []string, stdout, stderr io.Writer) int {
 	case len(args) != 1:
 		fmt.Fprint(stderr, usage)
 		return exitUsage
+	case strings.HasPrefix(args[0], "-"):
+		fmt.Fprintf(stderr, "kv check: unknown flag %s (a directory whose name starts with '-': ./%s)\n%s", args[0], args[0], usage)
+		return exitUsage
 	}
 	rep, err := store.Check(args[0])
 	switch {
