@@ -3,7 +3,9 @@
 //
 // [New] builds a fresh root, a suture supervisor (one_for_one: suture has
 // no other strategy) holding, in this order, the event manager, the bucket
-// supervisor and the registry. A program serves the root on its own; a host
+// supervisor and the registry (and the registry's Drainer, which does
+// nothing until the tree stops: see registry.Registry.Drain). A program
+// serves the root on its own; a host
 // adds it to its own suture tree. Network front ends are added to the root
 // ([Root.Add]) after the registry, so that a listener that fails is
 // restarted without touching the buckets; when the root stops, it stops
