@@ -427,7 +427,22 @@ func run(args, env []string, stdout, stderr io.Writer, setProcs func(int) int) i
 		case <-finished:
 		}
 	}()
-	return serve(ctx, o, log, stderr, nil)
+	errOut := stderr
+	if o.logFormat == "json" {
+		errOut = errorRecords{log}
+	}
+	return serve(ctx, o, log, errOut, nil)
+}
+
+// errorRecords is an io.Writer that logs each write as one error record:
+// with --log-format json, the refusals that serve prints as text at start
+// (a busy port, a data directory in use) reach a log pipeline as JSON,
+// like every other line kv writes once its flags are read.
+type errorRecords struct{ log *slog.Logger }
+
+func (e errorRecords) Write(p []byte) (int, error) {
+	e.log.Error(strings.TrimSpace(strings.TrimPrefix(string(p), "kv: ")))
+	return len(p), nil
 }
 
 // listening is where the daemon's front ends listen; an address is nil

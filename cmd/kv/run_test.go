@@ -178,6 +178,8 @@ func TestStartupErrors(t *testing.T) {
 		{"check without a directory", []string{"check"}, nil, exitUsage, "Usage: kv check DIR"},
 		{"check with a flag", []string{"check", "--bogus"}, nil, exitUsage, "kv check: unknown flag --bogus"},
 		{"public without password", []string{"--resp-addr", "0.0.0.0:0"}, nil, exitRefused, "refusing to listen on 0.0.0.0:0 (--resp-addr) without a password"},
+		{"public without password, JSON logs", []string{"--log-format", "json", "--resp-addr", "0.0.0.0:0"}, nil, exitRefused,
+			`"level":"ERROR","msg":"refusing to listen on 0.0.0.0:0 (--resp-addr) without a password`},
 		{"public line protocol without password", []string{"--resp-addr", "127.0.0.1:0", "--text-addr", "0.0.0.0:0"}, nil, exitRefused, "(--text-addr) without a password"},
 		{"public HTTP without password", []string{"--resp-addr", "127.0.0.1:0", "--http-addr", ":0"}, nil, exitRefused, "(--http-addr) without a password"},
 		{"HTTP port in use", []string{"--resp-addr", "127.0.0.1:0", "--http-addr", busy.Addr().String()}, nil, exitNoListen, "cannot listen for HTTP"},
