@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -174,6 +175,17 @@ func TestLockedDataDirectory(t *testing.T) {
 	assert.Less(t, time.Since(begin), 5*time.Second)
 	assert.Contains(t, errOut.String(), "is in use by another kv")
 	assert.Contains(t, errOut.String(), "--data-dir")
+
+	// A second kv with the first one's port too (both defaults): the
+	// data directory is what it is told about, not a busy port.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	out.Reset()
+	errOut.Reset()
+	assert.Equal(t, exitLocked, run([]string{"--resp-addr", busy.Addr().String(), "--data-dir", dir}, nil, &out, &errOut, nil))
+	assert.Contains(t, errOut.String(), "is in use by another kv")
+
 	out.Reset()
 	errOut.Reset()
 	assert.Equal(t, exitLocked, run([]string{"check", dir}, nil, &out, &errOut, nil))

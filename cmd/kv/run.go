@@ -496,6 +496,15 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		}
 	}
 
+	// A data directory that another kv holds is the clearer error when
+	// both are true (a second kv with the defaults): said before the
+	// ports are taken. Open's lock still decides (below).
+	if !o.inMemory {
+		if err := store.InUse(o.dataDir); err != nil {
+			return dataDirInUse(stderr, o.dataDir, err)
+		}
+	}
+
 	// Every listener is opened before the tree starts, so that a busy
 	// port is a clear startup error.
 	var lc net.ListenConfig
@@ -719,6 +728,14 @@ func idle(d time.Duration) time.Duration {
 	return d
 }
 
+// dataDirInUse reports that another kv holds dir, and returns the exit
+// code that says so.
+func dataDirInUse(stderr io.Writer, dir string, err error) int {
+	fmt.Fprintf(stderr, "kv: the data directory %s is in use by another kv (%v)\n"+
+		"Stop that kv, or give this one another --data-dir.\n", dir, err)
+	return exitLocked
+}
+
 // openStore opens the data directory and counts what it holds (the
 // recovery, logged). It returns nil and the exit code on failure.
 func openStore(o options, log *slog.Logger, stderr io.Writer) (*store.Store, int) {
@@ -727,9 +744,7 @@ func openStore(o options, log *slog.Logger, stderr io.Writer) (*store.Store, int
 	st, err := store.Open(o.dataDir, store.Options{Fsync: policy, Logger: log.With("service", "store")})
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
-			fmt.Fprintf(stderr, "kv: the data directory %s is in use by another kv (%v)\n"+
-				"Stop that kv, or give this one another --data-dir.\n", o.dataDir, err)
-			return nil, exitLocked
+			return nil, dataDirInUse(stderr, o.dataDir, err)
 		}
 		fmt.Fprintf(stderr, "kv: cannot open the data directory %s: %v\n"+
 			"(run kv check %s for details; restore a checkpoint from %s if it is damaged)\n",

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -104,6 +105,28 @@ func lockForCheck(dir string) (io.Closer, error) {
 	}
 	c.lock = l
 	return c.closer(canonical), nil
+}
+
+// InUse reports whether a store, of this process or another, holds dir:
+// an error wrapping ErrLocked if one does, nil if none does or dir does
+// not exist yet (or cannot be read: Open will say why). It creates and
+// changes nothing (on systems without shared fcntl locks, it takes the
+// store's lock for an instant). A daemon asks before it takes its ports,
+// so that a second daemon on one data directory is told so, not that its
+// port is busy. The answer may be stale by the time the caller opens dir:
+// Open's own lock decides.
+func InUse(dir string) error {
+	if _, err := os.Stat(dir); err != nil {
+		return nil
+	}
+	l, err := lockForCheck(dir)
+	if err != nil {
+		if errors.Is(err, ErrLocked) {
+			return err
+		}
+		return nil
+	}
+	return l.Close()
 }
 
 // closer counts one more Check holding c (inUse held) and returns its

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,4 +113,22 @@ func TestTwoChecksShareTheirLock(t *testing.T) {
 	out, err = childCmd(t, "lock", dir).Output()
 	require.NoError(t, err)
 	assert.Equal(t, "opened", strings.TrimSpace(string(out)))
+}
+
+// InUse tells whether a store holds a directory, and changes nothing: a
+// missing directory is not created, and a store opens it after.
+func TestInUse(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "not-yet")
+	require.NoError(t, InUse(missing))
+	_, err := os.Stat(missing)
+	require.ErrorIs(t, err, fs.ErrNotExist, "InUse created the directory")
+
+	dir := t.TempDir()
+	require.NoError(t, InUse(dir), "an empty directory")
+	s := openT(t, dir, Options{})
+	require.ErrorIs(t, InUse(dir), ErrLocked, "held by a store of this process")
+	require.NoError(t, s.Close())
+	require.NoError(t, InUse(dir), "released")
+	s = openT(t, dir, Options{}) // InUse left nothing that keeps a store out
+	require.NoError(t, s.Close())
 }
