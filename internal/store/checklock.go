@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sync"
 
@@ -108,25 +107,32 @@ func lockForCheck(dir string) (io.Closer, error) {
 }
 
 // InUse reports whether a store, of this process or another, holds dir:
-// an error wrapping ErrLocked if one does, nil if none does or dir does
-// not exist yet (or cannot be read: Open will say why). It creates and
-// changes nothing (on systems without shared fcntl locks, it takes the
-// store's lock for an instant). A daemon asks before it takes its ports,
-// so that a second daemon on one data directory is told so, not that its
-// port is busy. The answer may be stale by the time the caller opens dir:
-// Open's own lock decides.
+// an error wrapping ErrLocked if one does, nil if none does, or dir does
+// not exist yet, or cannot be looked at (Open will say why). It takes no
+// lock, so it never makes an Open fail, and creates and changes nothing:
+// it asks the system whether another process holds the lock file
+// (fcntl's F_GETLK, where the system has it; elsewhere it says nil), and
+// opens only a regular file (a FIFO's open would block). A daemon asks
+// before it takes its ports, so that a second daemon on one data
+// directory is told so, not that its port is busy. The answer may be
+// stale by the time the caller opens dir: Open's own lock decides.
 func InUse(dir string) error {
-	if _, err := os.Stat(dir); err != nil {
-		return nil
-	}
-	l, err := lockForCheck(dir)
+	canonical, err := resolveDir(dir)
 	if err != nil {
-		if errors.Is(err, ErrLocked) {
-			return err
-		}
 		return nil
 	}
-	return l.Close()
+	// Under the mutex, no store of this process takes or drops its lock,
+	// and no Check its shared one: closing the descriptor that lockHeld
+	// opens would drop them (fcntl locks belong to the process).
+	inUse.Lock()
+	defer inUse.Unlock()
+	if inUse.dirs[canonical] > 0 {
+		return fmt.Errorf("%w: %s: a store in this process holds it", ErrLocked, dir)
+	}
+	if inUse.checks[canonical] != nil {
+		return nil // a Check of this process reads it: no store holds it
+	}
+	return lockHeld(filepath.Join(canonical, "LOCK"))
 }
 
 // closer counts one more Check holding c (inUse held) and returns its

@@ -32,3 +32,24 @@ func sharedLock(path string) (io.Closer, error) {
 	}
 	return f, nil
 }
+
+// lockHeld reports, wrapping ErrLocked, whether another process holds a
+// write lock on the lock file path, as a store does, without taking a
+// lock itself (F_GETLK). A missing file, or one that is not a regular
+// file, is no lock.
+func lockHeld(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	lk := syscall.Flock_t{Type: syscall.F_RDLCK, Whence: io.SeekStart}
+	if err := syscall.FcntlFlock(f.Fd(), syscall.F_GETLK, &lk); err != nil || lk.Type == syscall.F_UNLCK {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: %w (process %d)", ErrLocked, path, errHeld, lk.Pid)
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,6 +17,8 @@ import (
 //
 //	lock <dir>                  try to Open dir, print "opened" or "error: ..."
 //	check <dir>                 Check dir, print "checked" or "error: ..."
+//	inuse-once <dir>            ask InUse, print "free" or "error: ..."
+//	inuse <dir>                 ask InUse again and again until stdin closes
 //	crash <dir> <policy> <round> write from several goroutines and print each
 //	                            acknowledged write, until killed
 const envChild = "KV_STORE_TEST_CHILD"
@@ -43,6 +46,26 @@ func runChild() bool {
 		}
 		fmt.Println("checked")
 		os.Exit(0)
+	case "inuse-once":
+		if err := InUse(args[1]); err != nil {
+			fmt.Printf("error: %v\n", err)
+			os.Exit(0)
+		}
+		fmt.Println("free")
+		os.Exit(0)
+	case "inuse":
+		// Ask InUse until stdin closes, as a second kv starting does.
+		done := make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(done) }()
+		fmt.Println("ready")
+		for {
+			select {
+			case <-done:
+				os.Exit(0)
+			default:
+			}
+			_ = InUse(args[1])
+		}
 	case "crash":
 		policy, err := ParseFsync(args[2])
 		if err != nil {

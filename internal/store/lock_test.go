@@ -130,5 +130,16 @@ func TestInUse(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.NoError(t, InUse(dir), "released")
 	s = openT(t, dir, Options{}) // InUse left nothing that keeps a store out
+
+	// Held by a store of another process (here, this one, as the child
+	// sees it), and then released.
+	out, err := childCmd(t, "inuse-once", dir).Output()
+	require.NoError(t, err)
+	line := strings.TrimSpace(string(out))
+	assert.True(t, strings.HasPrefix(line, "error: "), "child said %q", line)
+	assert.Contains(t, line, ErrLocked.Error())
 	require.NoError(t, s.Close())
+	out, err = childCmd(t, "inuse-once", dir).Output()
+	require.NoError(t, err)
+	assert.Equal(t, "free", strings.TrimSpace(string(out)))
 }
