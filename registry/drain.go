@@ -26,21 +26,36 @@ import (
 // after Serve has drained, returns at once. Never call it while the tree
 // runs: a drained registry creates nothing more.
 func (r *Registry) Drain() {
+	if !r.takeLoop() {
+		return
+	}
+	defer r.leaveLoop()
+	if r.runs.Load() > 0 {
+		live, ended := r.remonitor()
+		r.log.Warn("registry: stopping while suture holds back its crashed Serve; draining in its stead",
+			"buckets", live, "ended while down", ended)
+	}
+	r.drain()
+}
+
+// takeLoop takes the serving token, which Serve and Drain hold while they
+// take the mailbox's notices, waiting for the one that holds it; it
+// reports false, holding nothing, once the registry has drained.
+func (r *Registry) takeLoop() bool {
 	select {
 	case r.serving <- struct{}{}:
-		defer func() { <-r.serving }()
-		if r.isDrained() {
-			return
-		}
-		if r.runs.Load() > 0 {
-			live, ended := r.remonitor()
-			r.log.Warn("registry: stopping while suture holds back its crashed Serve; draining in its stead",
-				"buckets", live, "ended while down", ended)
-		}
-		r.drain()
 	case <-r.stopped:
+		return false
 	}
+	if r.isDrained() { // both were ready
+		r.leaveLoop()
+		return false
+	}
+	return true
 }
+
+// leaveLoop gives the serving token back.
+func (r *Registry) leaveLoop() { <-r.serving }
 
 // Drainer returns a service for the supervisor that runs the registry: it
 // waits for its context to end, calls [Registry.Drain] and returns. Added

@@ -640,15 +640,10 @@ func (r *Registry) monitor(b *bucket.Bucket, reason error) {
 // tree: once it has drained, by a Serve or by [Registry.Drain], Serve
 // returns suture.ErrDoNotRestart at once.
 func (r *Registry) Serve(ctx context.Context) error {
-	select {
-	case r.serving <- struct{}{}:
-	case <-r.stopped:
+	if !r.takeLoop() {
 		return errDrained
 	}
-	defer func() { <-r.serving }()
-	if r.isDrained() {
-		return errDrained
-	}
+	defer r.leaveLoop()
 	if r.runs.Add(1) > 1 {
 		live, ended := r.remonitor()
 		r.log.Info("registry restarted", "buckets", live, "ended while down", ended)
