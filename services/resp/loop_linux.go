@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -300,7 +299,7 @@ func (l *loop) tick() time.Duration {
 func (l *loop) serveSurviving(c *conn, now time.Time) {
 	defer func() {
 		if r := recover(); r != nil {
-			l.s.log.Error("resp: a command panicked; its client is closed", "client", c.addr, "panic", r, "stack", string(debug.Stack()))
+			l.s.logPanic(c, r)
 			if c.lp == l {
 				l.crashed = append(l.crashed, c)
 			}

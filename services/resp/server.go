@@ -384,8 +384,14 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 // record is written before the client sees its connection close.
 func (s *Server) survive(c *conn) {
 	if r := recover(); r != nil {
-		s.log.Error("resp: a command panicked; its client is closed", "client", c.addr, "panic", r, "stack", string(debug.Stack()))
+		s.logPanic(c, r)
 	}
+}
+
+// logPanic logs the panic r of one of c's commands, with the stack, as
+// its client is closed (see survive, and the event loop's serveSurviving).
+func (s *Server) logPanic(c *conn, r any) {
+	s.log.Error("resp: a command panicked; its client is closed", "client", c.addr, "panic", r, "stack", string(debug.Stack()))
 }
 
 // ended forgets the client c, which has ended.
