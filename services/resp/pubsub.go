@@ -249,8 +249,8 @@ func (p *subscriber) deliver(ev events.Event) {
 	var ne net.Error
 	switch {
 	case err == nil:
-	case errors.As(err, &ne) && ne.Timeout() && !c.killed.Load():
-		p.kick("it did not read its events in time")
+	case errors.As(err, &ne) && ne.Timeout():
+		p.kick("it did not read its events in time") // unless CLIENT KILL closed it (see kick)
 	default: // gone: it left, or CLIENT KILL closed it; not a slow one
 		_ = c.nc.Close()
 	}
