@@ -119,12 +119,7 @@ func hsetKill9Rounds(t *testing.T, bin, policy string) {
 	kill9Rounds(t, bin, args, func() int64 { return int64(200 + rand.IntN(1500)) }, verify, func(r *crashRound) {
 		ctx := context.Background()
 		for i := range writers {
-			r.wg.Go(func() {
-				// PoolSize above 1: one failed dial (kv was killed before this
-				// writer connected) must not start go-redis's background redialer,
-				// which outlives Close by up to a second.
-				rc := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1, PoolSize: 4})
-				defer rc.Close()
+			r.goClient(func(rc *redis.Client) {
 				batch := 1
 				if i%2 == 1 {
 					batch = 8

@@ -94,9 +94,7 @@ func txKill9Rounds(t *testing.T, bin, policy string, perClient bool) {
 		ctx := context.Background()
 		r.plainWriters(plainWriters)
 		for i := range writers {
-			r.wg.Go(func() {
-				rc := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1, PoolSize: 4})
-				defer rc.Close()
+			r.goClient(func(rc *redis.Client) {
 				for seq := 0; ; seq++ {
 					tag := "r" + strconv.Itoa(r.round) + "-w" + strconv.Itoa(i) + "-" + strconv.Itoa(seq)
 					mu.Lock()
@@ -185,9 +183,7 @@ func renameKill9Rounds(t *testing.T, bin, policy string) {
 		ctx := context.Background()
 		r.plainWriters(plainWriters)
 		for obj := range objects {
-			r.wg.Go(func() {
-				rc := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1, PoolSize: 4})
-				defer rc.Close()
+			r.goClient(func(rc *redis.Client) {
 				for gen := acked[obj].Load(); ; gen++ {
 					if err := rc.Rename(ctx, name(obj, gen), name(obj, gen+1)).Err(); err != nil {
 						r.failed("rename", err)
@@ -202,7 +198,7 @@ func renameKill9Rounds(t *testing.T, bin, policy string) {
 }
 
 // crashRound is one round of a kill -9 test (see kill9Rounds): clients
-// started with wg run against kv at addr until it is killed.
+// started with goClient run against kv at addr until it is killed.
 type crashRound struct {
 	t      *testing.T
 	round  int
@@ -240,14 +236,24 @@ func (r *crashRound) failed(what string, err error) {
 	}
 }
 
+// goClient runs fn on a goroutine of the round (wg) with a client of its
+// own, closed when fn returns. PoolSize above 1: one failed dial (kv was
+// killed before the client connected) must not start go-redis's
+// background redialer, which outlives Close by up to a second.
+func (r *crashRound) goClient(fn func(rc *redis.Client)) {
+	r.wg.Go(func() {
+		rc := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1, PoolSize: 4})
+		defer rc.Close()
+		fn(rc)
+	})
+}
+
 // plainWriters starts n clients that write to buckets of their own until
 // kv is killed: each of their waits for the disk commits what has been
 // written so far, among the operations under test.
 func (r *crashRound) plainWriters(n int) {
 	for i := range n {
-		r.wg.Go(func() {
-			rc := redis.NewClient(&redis.Options{Addr: r.addr, MaxRetries: -1, PoolSize: 4})
-			defer rc.Close()
+		r.goClient(func(rc *redis.Client) {
 			for seq := 0; ; seq++ {
 				if rc.HSet(context.Background(), "plain"+strconv.Itoa(i), "f", seq).Err() != nil {
 					return // killed
@@ -258,8 +264,8 @@ func (r *crashRound) plainWriters(n int) {
 }
 
 // kill9Rounds runs kv from bin with args three times: each time it checks
-// the data with verify, then runs work's clients (started on the round's
-// wg) until kv is killed with SIGKILL, once killAt() operations are
+// the data with verify, then runs work's clients (started with the round's
+// goClient) until kv is killed with SIGKILL, once killAt() operations are
 // acknowledged or after 5 seconds. Then it starts kv once more, verifies,
 // and stops it.
 func kill9Rounds(t *testing.T, bin string, args []string, killAt func() int64, verify func(*testing.T, *redis.Client), work func(*crashRound)) {
