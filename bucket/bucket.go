@@ -25,13 +25,16 @@ type Bucket struct {
 	name string
 	id   uint64
 
-	mu     sync.RWMutex
-	data   map[string][]byte // nil until the first write, and again once ended
-	ended  bool
-	reason error
-	lost   error         // the first write that failed after it was applied (see Lost)
-	done   chan struct{} // closed when the bucket ends
-	store  Store         // nil: in memory only
+	mu    sync.RWMutex
+	data  map[string][]byte // nil until the first write, and again once ended
+	ended bool
+	// started: Supervisor.Start has taken the bucket (a bucket runs under
+	// one child, once). Under the write lock.
+	started bool
+	reason  error
+	lost    error         // the first write that failed after it was applied (see Lost)
+	done    chan struct{} // closed when the bucket ends
+	store   Store         // nil: in memory only
 	// unrecorded: the store does not record the bucket yet; its first
 	// write will (see NewUnrecorded). Under the write lock.
 	unrecorded bool
@@ -79,7 +82,9 @@ func (b *Bucket) Get(key string) ([]byte, error) {
 
 // AppendValue appends the value stored under key to dst and returns the
 // extended slice; it allocates only if dst is too small. It returns dst
-// unchanged with ErrNotFound or ErrEnded.
+// unchanged with ErrNotFound or ErrEnded. A present empty value appends
+// nothing, so with a nil dst the result is nil: tell a missing key by the
+// error, not by a nil slice.
 func (b *Bucket) AppendValue(dst []byte, key string) ([]byte, error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -109,8 +114,10 @@ func (b *Bucket) ValueLen(key string) (int, error) {
 }
 
 // Put stores a copy of value under key, replacing any value there. A
-// durable bucket returns once the write is durable; on an error the write
-// was not made.
+// durable bucket returns once the write is durable. On an error the write
+// was not made, except when the store took it and then failed to make it
+// durable: memory held it meanwhile (readers may have seen it), and the
+// bucket has ended (see SetNoWait).
 func (b *Bucket) Put(key string, value []byte) error {
 	if b.store != nil {
 		_, err := b.Set(key, value)
@@ -312,9 +319,11 @@ func (b *Bucket) Stop(reason error) bool {
 	return b.endLocked(reason)
 }
 
-// Version returns a number that changes with every write that changes the
-// bucket's pairs (Put, Set, Delete of a present key, an Update that wrote
-// and returned nil) and with nothing else, or ErrEnded. A caller that saw
+// Version returns a number that changes with every write that may change
+// the bucket's pairs (Put and Set, even of the value already there; Delete
+// of a present key; an Update that wrote and returned nil, even if its
+// writes cancel out) and with nothing else: no read, no failed write, no
+// Delete of a missing key. Or ErrEnded. A caller that saw
 // the same bucket live with the same version twice knows that no write
 // changed it in between: Redis's WATCH is built on it. A write counts as
 // soon as memory holds it, before it is durable; one that is then lost
@@ -429,7 +438,8 @@ func (tx *Tx) Get(key string) ([]byte, error) {
 	return clone(v), nil
 }
 
-// Has reports whether key is present.
+// Has reports whether key is present; false once the transaction has
+// ended.
 func (tx *Tx) Has(key string) bool {
 	if tx.closed {
 		return false
@@ -438,7 +448,7 @@ func (tx *Tx) Has(key string) bool {
 	return ok
 }
 
-// Len returns the number of keys.
+// Len returns the number of keys; 0 once the transaction has ended.
 func (tx *Tx) Len() int {
 	if tx.closed {
 		return 0

@@ -10,14 +10,15 @@
 // # Ownership of bytes
 //
 // No caller can alias a stored value. Put and Tx.Put copy the value in; Get,
-// Delete, Tx.Get and Tx.ForEach hand out copies, and AppendValue copies into
-// the caller's buffer. A slice you pass in or get back is yours to keep and
+// Tx.Get and Tx.ForEach hand out copies, Delete hands out the value it
+// removed (no one else holds it any more), and AppendValue copies into the
+// caller's buffer. A slice you pass in or get back is yours to keep and
 // to modify.
 //
 // # The end of a bucket
 //
 // A bucket ends once: stopped ([Bucket.Stop], with nil for a normal stop or
-// an error), crashed (a panic in an Update function, reported as a
+// an error), crashed (a panic in a View or Update function, reported as a
 // *[PanicError] with the stack), or cancelled with the tree. From then on
 // every operation returns [ErrEnded], never a silent success: a write is never
 // lost without its caller being told. An in-memory bucket's data dies with

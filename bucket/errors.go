@@ -35,7 +35,7 @@ func EndedBefore(err error) bool {
 }
 
 // PanicError is the end reason of a bucket that crashed: a panic inside a
-// caller's Update function, or inside the bucket's own goroutine.
+// caller's View or Update function, or inside the bucket's own goroutine.
 type PanicError struct {
 	Value any    // the value passed to panic
 	Stack []byte // the stack of the goroutine that panicked

@@ -2,6 +2,7 @@ package bucket
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -95,18 +96,42 @@ func (s *Supervisor) Running() int { return int(s.running.Load()) }
 // termination hook, the Go form of Process.monitor and its :DOWN message.
 // onEnd must not block for long. Start returns ErrSupervisorStopped, without
 // starting b or calling onEnd, once the supervisor has stopped; before its
-// first Serve, b waits and starts with it.
+// first Serve, b waits and starts with it. A bucket runs once: Start
+// refuses, with an error and without calling onEnd, a nil onEnd and a
+// bucket it has already taken (even one that has since ended).
 func (s *Supervisor) Start(b *Bucket, onEnd func(b *Bucket, reason error)) error {
+	if onEnd == nil {
+		return errNilOnEnd
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.cur == nil {
 		return ErrSupervisorStopped
+	}
+	if !b.take() {
+		return fmt.Errorf("bucket %q (instance %d): %w", b.name, b.id, errStartedTwice)
 	}
 	c := &child{b: b, onEnd: onEnd, running: &s.running}
 	if tok := s.cur.Add(c); tok == (suture.ServiceToken{}) {
 		return ErrSupervisorStopped
 	}
 	return nil
+}
+
+var (
+	errNilOnEnd     = errors.New("bucket: Start needs an onEnd function")
+	errStartedTwice = errors.New("bucket: started already")
+)
+
+// take marks b as started, and reports whether it was not already.
+func (b *Bucket) take() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started {
+		return false
+	}
+	b.started = true
+	return true
 }
 
 // child is one bucket as suture sees it.

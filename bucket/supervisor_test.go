@@ -152,3 +152,22 @@ func TestChildPanicIsReportedAsPanicError(t *testing.T) {
 type panickingContext struct{ context.Context }
 
 func (panickingContext) Done() <-chan struct{} { panic("context exploded") }
+
+// A bucket runs under one child, once: a second Start of it, even after it
+// ended, would report its end twice; a nil onEnd would report it to no
+// one (the child's Serve would panic at the end, and suture restart it).
+func TestStartRefusesABucketTwiceAndANilHook(t *testing.T) {
+	s := NewSupervisor(SupervisorOptions{})
+	serveSupervisor(t, s)
+	e := newEnds()
+
+	b := New("twice", 1)
+	require.Error(t, s.Start(b, nil), "a nil onEnd")
+	require.NoError(t, s.Start(b, e.hook), "refusing a nil onEnd does not take the bucket")
+	require.ErrorIs(t, s.Start(b, e.hook), errStartedTwice)
+	b.Stop(nil)
+	e.wait(t, 1)
+	require.ErrorIs(t, s.Start(b, e.hook), errStartedTwice, "an ended bucket does not run again")
+	require.Eventually(t, func() bool { return s.Running() == 0 }, 5*time.Second, time.Millisecond)
+	assert.Len(t, e.reasons(1), 1)
+}
