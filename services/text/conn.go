@@ -106,7 +106,11 @@ func (c *conn) serve(ctx context.Context) error {
 				c.cfg.Observer.ObserveCommand(protocol, "too_long", 0, true)
 			}
 		case err != nil:
-			c.w.Flush()
+			if c.w.Flush() == nil && c.run.stopping.Load() {
+				// The stop's deadline ended the read: lines the client
+				// sent behind those answered may wait unread.
+				endGently(c.nc)
+			}
 			return err
 		default:
 			closeAfter = c.handle(ctx, line)
@@ -117,6 +121,7 @@ func (c *conn) serve(ctx context.Context) error {
 			}
 		}
 		if closeAfter {
+			endGently(c.nc) // the client may have sent lines behind this one
 			return errors.New("text: closed by the server")
 		}
 	}

@@ -64,7 +64,10 @@
 // connection alone. Stopping the server (its context ends) closes the
 // listener; each connection then reads no more, runs the command in flight
 // and the whole lines it had already read, writes their replies and
-// closes. Commands run on a context that the stop does not cancel, so that
+// closes: its side first, then, after dropping (for up to 100 ms) what the
+// client sent behind, the socket, so that the client gets its replies and
+// the end of the stream rather than a reset (a wrong password's close does
+// the same). Commands run on a context that the stop does not cancel, so that
 // they are carried out rather than failed, until Config.ShutdownTimeout (5
 // seconds): the connections still busy then are closed, and their
 // commands' context cancelled. The stop returns once every connection's

@@ -347,16 +347,14 @@ func (r *run) stop(cancel context.CancelFunc) {
 	<-done
 }
 
-// refuseDrain bounds what refuse reads and drops of what a refused
-// connection had sent: up to refuseDrainBytes, for up to refuseDrainFor.
+// refuseDrain bounds what endGently reads and drops of what a connection
+// the server closes had sent: up to refuseDrainBytes, for up to
+// refuseDrainFor.
 const refuseDrainBytes = 64 << 10
 
 var refuseDrainFor = 100 * time.Millisecond // a variable for tests
 
-// refuse tells a connection past MaxConns why it is closed. It ends its
-// side first, and drops what the client had sent (within bounds): a
-// socket closed with unread data makes the kernel reset the connection,
-// and the reset may throw the ERROR away before the client reads it.
+// refuse tells a connection past MaxConns why it is closed.
 func (r *run) refuse(nc net.Conn) {
 	defer r.untrack(nc, false)
 	r.log.Warn("text server: too many connections; refusing one",
@@ -365,6 +363,16 @@ func (r *run) refuse(nc net.Conn) {
 	if _, err := nc.Write([]byte(replyError)); err != nil {
 		return
 	}
+	endGently(nc)
+}
+
+// endGently prepares nc, whose replies are written, for its close by the
+// server while the client may still be sending: it ends the server's side
+// first, and drops what the client had sent (within bounds). A socket
+// closed with unread data makes the kernel reset the connection, and the
+// reset may throw the last replies away before the client reads them: a
+// refusal's ERROR, a wrong password's, or the replies a stop let through.
+func endGently(nc net.Conn) {
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		nc.SetReadDeadline(time.Now().Add(refuseDrainFor))
 		io.CopyN(io.Discard, nc, refuseDrainBytes) // until the client's end, the bound or the deadline

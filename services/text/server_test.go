@@ -770,3 +770,70 @@ func TestCrashedCommandReleasesTxLock(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "the crashed command still holds the TxLock")
 	f.dial(t).roundTrip("CREATE b\r\n", "OK\r\n")
 }
+
+// A wrong password closes the connection after its ERROR with the end of
+// the stream, not a reset, even when the client had sent more lines behind
+// AUTH than the server had read: a socket closed with unread data makes
+// the kernel reset the connection, and the reset may throw the ERROR away
+// before the client reads it.
+func TestWrongPasswordEndsCleanly(t *testing.T) {
+	f := start(t, Config{Password: "pw"})
+	for range 5 {
+		c := f.dial(t)
+		c.send("AUTH nope\r\n" + strings.Repeat("GET b k\r\n", 2000))
+		require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+		got, err := io.ReadAll(c.r)
+		require.NoError(t, err, "the connection ends with a FIN, not a reset")
+		require.Equal(t, "ERROR\r\n", string(got))
+	}
+}
+
+// A stop answers the lines a pipelining client had sent and the server
+// had read, then ends the stream with a FIN, not a reset, even though
+// more lines wait unread in the socket: each acknowledged PUT is stored,
+// and its OK reaches the client.
+func TestStopEndsCleanlyBehindUnreadLines(t *testing.T) {
+	root := tree(t)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var block atomic.Bool
+	f, stop := serveStoppable(t, root, Config{testHookLookup: func(*bucket.Bucket) {
+		if block.CompareAndSwap(true, false) {
+			close(entered)
+			<-release
+		}
+	}})
+	c := f.dial(t)
+	c.roundTrip("CREATE b\r\n", "OK\r\n")
+	block.Store(true)
+	var req strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&req, "PUT b k%d v\r\n", i)
+	}
+	c.send(req.String()) // far more than the server reads at a time
+	<-entered
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	require.Eventually(t, func() bool { // the listener is closed: the stop has begun
+		nc, err := net.Dial("tcp", f.addr)
+		if err == nil {
+			nc.Close()
+		}
+		return err != nil
+	}, 5*time.Second, time.Millisecond)
+	close(release)
+	require.ErrorIs(t, <-stopped, context.Canceled)
+
+	require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+	got, err := io.ReadAll(c.r)
+	require.NoError(t, err, "the connection ends with a FIN, not a reset")
+	n := strings.Count(string(got), "OK\r\n")
+	require.Equal(t, strings.Repeat("OK\r\n", n), string(got))
+	require.Positive(t, n)
+	b, ok := root.Registry().Lookup("b")
+	require.True(t, ok)
+	stored, err := b.Len()
+	require.NoError(t, err)
+	require.Equal(t, n, stored, "each PUT acknowledged, and only those, is stored")
+}
