@@ -31,7 +31,16 @@ const (
 // gathered in the connection's line buffer, up to MaxLineBytes.
 const readBufSize = 4 << 10
 
-func isSpace(r rune) bool { return unicode.IsSpace(r) }
+// isSpace reports a rune that separates tokens: Unicode white space but
+// the non-breaking spaces, which Elixir's String.split/1, the guide's
+// parser, keeps inside tokens.
+func isSpace(r rune) bool {
+	switch r {
+	case '\u00a0', '\u2007', '\u202f':
+		return false
+	}
+	return unicode.IsSpace(r)
+}
 
 // conn is one client connection, served by one goroutine.
 type conn struct {

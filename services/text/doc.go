@@ -4,7 +4,9 @@
 // # The protocol
 //
 // A client sends lines; each line is one command and gets one reply. Tokens
-// are separated by runs of white space and verbs are case-sensitive:
+// are separated by runs of white space (Unicode's, but for the
+// non-breaking spaces, which the guide's String.split/1 keeps inside
+// tokens) and verbs are case-sensitive:
 //
 //	CREATE bucket        -> OK
 //	PUT bucket key value -> OK

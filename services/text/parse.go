@@ -84,9 +84,11 @@ type Command struct {
 const maxTokens = 5
 
 // Parse parses one line of the protocol, with or without its line end. The
-// line is split on runs of white space (as strings.Fields splits: Unicode
-// white space, so "\r", "\n", "\t" and the rest all separate tokens and
-// leading or trailing ones are ignored); the first token is the verb,
+// line is split on runs of white space as the guide's String.split/1
+// splits it: Unicode white space, so "\r", "\n", "\t" and the rest all
+// separate tokens and leading or trailing ones are ignored, except the
+// non-breaking spaces (U+00A0, U+2007, U+202F), which are part of a token
+// ("Divisions do not occur on non-breaking whitespace"); the first token is the verb,
 // matched case-sensitively; the number of the other tokens must be the
 // verb's arity. Anything else is [ErrUnknownCommand]. Tokens are any other
 // bytes, invalid UTF-8 included. Parse does not allocate: the strings of the
@@ -94,7 +96,7 @@ const maxTokens = 5
 func Parse(line string) (Command, error) {
 	var tok [maxTokens]string
 	n := 0
-	for f := range strings.FieldsSeq(line) {
+	for f := range strings.FieldsFuncSeq(line, isSpace) {
 		if n == maxTokens {
 			return Command{}, ErrUnknownCommand
 		}

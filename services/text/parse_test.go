@@ -3,6 +3,7 @@ package text
 import (
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,7 +24,11 @@ func TestParse(t *testing.T) {
 		{"auth", "AUTH s3cret\r\n", Command{Verb: Auth, Password: "s3cret"}, nil},
 		{"extra spaces", "  PUT   shopping \t milk    1  \r\n", Command{Verb: Put, Bucket: "shopping", Key: "milk", Value: "1"}, nil},
 		{"tabs and bare newline", "GET\tshopping\tmilk\n", Command{Verb: Get, Bucket: "shopping", Key: "milk"}, nil},
-		{"unicode space separates", "GET\u00a0shopping\u2003milk", Command{Verb: Get, Bucket: "shopping", Key: "milk"}, nil},
+		{"unicode space separates", "GET\u2003shopping\u0085milk", Command{Verb: Get, Bucket: "shopping", Key: "milk"}, nil},
+		// The guide's String.split/1: "Divisions do not occur on
+		// non-breaking whitespace."
+		{"non-breaking spaces do not separate", "PUT b k 10\u00a0\u20ac\u2007\u202f", Command{Verb: Put, Bucket: "b", Key: "k", Value: "10\u00a0\u20ac\u2007\u202f"}, nil},
+		{"non-breaking space inside a key", "PUT b k\u00a0x\r\n", Command{}, ErrUnknownCommand},
 		{"odd bytes in tokens", "PUT b\xff\x00 k\x01 v\xfe", Command{Verb: Put, Bucket: "b\xff\x00", Key: "k\x01", Value: "v\xfe"}, nil},
 		{"empty line", "\r\n", Command{}, ErrUnknownCommand},
 		{"nothing", "", Command{}, ErrUnknownCommand},
@@ -82,9 +87,12 @@ func TestCommandString(t *testing.T) {
 }
 
 // reference is the guide's parser transcribed as plainly as possible:
-// String.split, then a match on the token list.
+// String.split, then a match on the token list. Elixir's String.split/1
+// splits on Unicode white space but not on the non-breaking kinds.
 func reference(line string) (Command, bool) {
-	f := strings.Fields(line)
+	f := strings.FieldsFunc(line, func(r rune) bool {
+		return unicode.IsSpace(r) && r != '\u00a0' && r != '\u2007' && r != '\u202f'
+	})
 	switch {
 	case len(f) == 2 && f[0] == "CREATE":
 		return Command{Verb: Create, Bucket: f[1]}, true

@@ -837,3 +837,17 @@ func TestStopEndsCleanlyBehindUnreadLines(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, n, stored, "each PUT acknowledged, and only those, is stored")
 }
+
+// Tokens split as the guide's String.split/1 splits them: on Unicode white
+// space, but not on the non-breaking kinds (U+00A0, U+2007, U+202F), which
+// French text puts inside values ("10 €").
+func TestNonBreakingSpaceIsPartOfAToken(t *testing.T) {
+	f := start(t, Config{})
+	c := f.dial(t)
+	c.roundTrip("CREATE b\r\n", "OK\r\n")
+	c.roundTrip("PUT b prix 10\u00a0\u20ac\r\n", "OK\r\n")
+	c.roundTrip("GET b prix\r\n", "10\u00a0\u20ac\r\nOK\r\n")
+	// Not PUT b k x: a key holding a non-breaking space and no value.
+	c.roundTrip("PUT b k\u00a0x\r\n", "UNKNOWN COMMAND\r\n")
+	c.roundTrip("GET b k\r\n", "\r\nOK\r\n")
+}
