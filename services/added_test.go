@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/thejerf/suture/v4"
 
+	"github.com/kvproject/kv/events"
 	"github.com/kvproject/kv/services"
 	"github.com/kvproject/kv/services/text"
 )
@@ -71,4 +72,32 @@ func requireClosed(t *testing.T, ln net.Listener, msgAndArgs ...any) {
 	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second)) // fails once closed
 	_, err := ln.Accept()
 	require.ErrorIs(t, err, net.ErrClosed, msgAndArgs...)
+}
+
+// A subscription made before Serve (New's doc: such a subscriber receives
+// every event) ends when the root is refused its DataDir: the refused root
+// will never serve its event manager, so nothing else would ever close it,
+// and its goroutine would be left running with Done never closed.
+func TestRefusedRootEndsItsSubscriptions(t *testing.T) {
+	data := busyDataDir(t)
+	for name, serve := range map[string]func(*services.Root) error{
+		"Serve":           func(r *services.Root) error { return r.Serve(context.Background()) },
+		"ServeBackground": func(r *services.Root) error { return <-r.ServeBackground(context.Background()) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			second := services.New(services.Config{DataDir: data, StopTimeout: time.Second})
+			sub, err := second.Events().Subscribe(events.SubscribeOptions{}, func(events.Event) {})
+			require.NoError(t, err)
+			defer sub.Close()
+			require.ErrorIs(t, serve(second), services.ErrDataDirInUse)
+			select {
+			case <-sub.Done():
+			case <-time.After(waitFor):
+				t.Fatal("the refused root left its subscription open")
+			}
+			require.ErrorIs(t, sub.Err(), events.ErrStopped)
+			_, err = second.Events().Subscribe(events.SubscribeOptions{}, func(events.Event) {})
+			require.ErrorIs(t, err, events.ErrStopped)
+		})
+	}
 }

@@ -289,7 +289,7 @@ func (r *Root) Serve(ctx context.Context) error {
 	}
 	release, err := r.hold()
 	if err != nil {
-		r.abandonAdded()
+		r.refuse()
 		return err
 	}
 	defer release()
@@ -308,7 +308,7 @@ func (r *Root) ServeBackground(ctx context.Context) <-chan error {
 	}
 	release, err := r.hold()
 	if err != nil {
-		r.abandonAdded()
+		r.refuse()
 		errc <- err
 		return errc
 	}
@@ -351,6 +351,20 @@ func (r *Root) hold() (release func(), err error) {
 		giveBack()
 	}
 	return r.holdRelease, nil
+}
+
+// refuse ends a root that will never serve (it was refused its DataDir):
+// it closes the front ends it never ran, and ends the subscriptions made
+// before Serve, which nothing else would ever close: its registry, which
+// held the event manager from New, drains (it never ran, so it has no
+// bucket) and releases its hold, and the event manager, never served,
+// stops at once.
+func (r *Root) refuse() {
+	r.abandonAdded()
+	r.registry.Drain()
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = r.events.Serve(stopped)
 }
 
 // admit is the registry's Config.Admit for a root with a DataDir: the
