@@ -17,31 +17,34 @@ import (
 type Point struct {
 	mu      sync.Mutex
 	pending net.Listener // given to the first Listen
+	network string       // the network of addr: "tcp", or the given listener's
 	addr    string       // where a later Listen listens
 	serving net.Addr     // the address being served, nil when none
 }
 
 // New returns a Point whose first Listen returns ln, or, when ln is nil,
-// listens on addr.
+// listens on addr over TCP.
 func New(ln net.Listener, addr string) *Point {
+	network := "tcp"
 	if ln != nil {
-		addr = ln.Addr().String()
+		network, addr = ln.Addr().Network(), ln.Addr().String()
 	}
-	return &Point{pending: ln, addr: addr}
+	return &Point{pending: ln, network: network, addr: addr}
 }
 
 // Listen returns the listener given to New the first time it is called,
-// and a new TCP listener on the last address served after that.
+// and after that a new listener on the last address served, on its
+// network (TCP, or a Unix socket's).
 func (p *Point) Listen(ctx context.Context) (net.Listener, error) {
 	p.mu.Lock()
-	ln, addr := p.pending, p.addr
+	ln, network, addr := p.pending, p.network, p.addr
 	p.pending = nil
 	p.mu.Unlock()
 	if ln != nil {
 		return ln, nil
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
+	ln, err := lc.Listen(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
@@ -49,11 +52,12 @@ func (p *Point) Listen(ctx context.Context) (net.Listener, error) {
 }
 
 // Serving records that ln is being served, and that a later Listen should
-// use its address. The returned func records that it no longer is.
+// use its network and address. The returned func records that it no
+// longer is.
 func (p *Point) Serving(ln net.Listener) (done func()) {
 	a := ln.Addr()
 	p.mu.Lock()
-	p.addr, p.serving = a.String(), a
+	p.network, p.addr, p.serving = a.Network(), a.String(), a
 	p.mu.Unlock()
 	return func() {
 		p.mu.Lock()

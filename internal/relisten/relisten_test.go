@@ -3,6 +3,8 @@ package relisten
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -56,4 +58,28 @@ func TestCloseClosesAnUntakenListener(t *testing.T) {
 	_, err = given.Accept()
 	assert.Error(t, err, "closed")
 	assert.NoError(t, p.Close(), "nothing left to close")
+}
+
+// A host may give a front end a listener on a Unix socket: the Serve that
+// suture restarts listens again on that socket, not on TCP at its path.
+func TestListenAgainOnTheSameNetwork(t *testing.T) {
+	dir, err := os.MkdirTemp("", "rl") // short: socket paths are limited
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	given, err := net.Listen("unix", filepath.Join(dir, "kv.sock"))
+	if err != nil {
+		t.Skipf("no Unix sockets here: %v", err)
+	}
+	p := New(given, "")
+	ln, err := p.Listen(context.Background())
+	require.NoError(t, err)
+	done := p.Serving(ln)
+	require.NoError(t, ln.Close())
+	done()
+
+	again, err := p.Listen(context.Background())
+	require.NoError(t, err, "a restarted front end listens on the same socket")
+	defer again.Close()
+	assert.Equal(t, "unix", again.Addr().Network())
+	assert.Equal(t, given.Addr().String(), again.Addr().String())
 }
