@@ -218,7 +218,10 @@ func (s *Server) hostStopping(r *http.Request) <-chan struct{} {
 type Server struct {
 	cfg     Config
 	metrics *metrics.Metrics
-	mux     *http.ServeMux
+	// ownMetrics is set when New made metrics (Config.Metrics was nil):
+	// Close then ends their subscription to the event manager.
+	ownMetrics bool
+	mux        *http.ServeMux
 	// byPattern is each route's handler by its pattern, for fallback.
 	byPattern map[string]http.Handler
 	// metricsHandler serves /metrics from metrics' registry.
@@ -255,6 +258,7 @@ func New(cfg Config) *Server {
 		listen:    relisten.New(cfg.Listener, cfg.Addr),
 	}
 	if s.metrics == nil {
+		s.ownMetrics = true
 		s.metrics = metrics.New(metrics.Config{
 			Tree:   cfg.Registry,
 			Events: cfg.Events,
@@ -287,8 +291,16 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
 // Close closes the listener given in Config.Listener if no Serve has
 // taken it: for a server that will not be served (its tree stopped before
-// it ran). A Serve under way is stopped by its context, not by Close.
-func (s *Server) Close() error { return s.listen.Close() }
+// it ran, or never runs). It also ends the event subscription of the
+// metrics New made when Config.Metrics was nil, whose goroutine a manager
+// that never runs would otherwise keep. A Serve under way is stopped by
+// its context, not by Close.
+func (s *Server) Close() error {
+	if s.ownMetrics {
+		s.metrics.Close()
+	}
+	return s.listen.Close()
+}
 
 // Addr returns the address of the listener being served, or nil when none
 // is.
