@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
@@ -33,4 +34,19 @@ func TestObserveAnyCommandName(t *testing.T) {
 			assert.Equal(t, 1.0, total)
 		})
 	}
+}
+
+// Names that differ only in bytes that are not UTF-8 share one label: they
+// take one of the protocol's MaxCommands values, not one each, and the
+// cache of resolved series stays bounded however many spellings come.
+func TestInvalidSpellingsShareOneCommandValue(t *testing.T) {
+	m := New(Config{MaxCommands: 2})
+	for i := range 300 {
+		m.ObserveCommand(ProtocolRESP, "x"+string([]byte{0x80 + byte(i%64), 0xff}), time.Microsecond, false)
+	}
+	m.ObserveCommand(ProtocolRESP, "get", time.Microsecond, false)
+	assert.Equal(t, 300.0, testutil.ToFloat64(m.commands.WithLabelValues(ProtocolRESP, "x\uFFFD", "ok")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.commands.WithLabelValues(ProtocolRESP, "get", "ok")),
+		"get has the second value, not other")
+	assert.LessOrEqual(t, len(*m.series.Load()), 3)
 }

@@ -241,6 +241,14 @@ func (m *Metrics) commandSeries(protocol, command string) *commandSeries {
 	// A client's bytes need not be UTF-8; a label must be (client_golang
 	// panics otherwise).
 	label := strings.ToValidUTF8(command, "\uFFFD")
+	if label != command {
+		// Another spelling of a label: it shares that label's series and
+		// its one command value. Only valid names are cached, so that
+		// endless invalid spellings cannot grow the map.
+		if s, ok := cur[seriesKey{protocol, label}]; ok {
+			return s
+		}
+	}
 	if m.perProto[protocol] >= m.max {
 		label = OtherCommand
 		if s, ok := cur[seriesKey{protocol, OtherCommand}]; ok {
@@ -256,10 +264,9 @@ func (m *Metrics) commandSeries(protocol, command string) *commandSeries {
 	for k, v := range cur {
 		next[k] = v
 	}
-	if label == OtherCommand {
-		next[seriesKey{protocol, OtherCommand}] = s
-	} else {
-		next[key] = s
+	// Cached under its label, which is key for a valid name.
+	next[seriesKey{protocol, label}] = s
+	if label != OtherCommand {
 		m.perProto[protocol]++
 	}
 	m.series.Store(&next)
