@@ -12,7 +12,7 @@
 // Both are cheap enough for the hot path: the label children of each
 // (protocol, command) pair are resolved once and cached in a copy-on-write
 // map, so a call after the first one for a pair performs no allocation and
-// takes no lock.
+// takes no lock (for a command name that is valid UTF-8; see Cardinality).
 //
 // # Series
 //
@@ -38,7 +38,10 @@
 //
 // # Cardinality
 //
-// The command label comes from clients (an unknown Redis command, say). Each
-// protocol gets at most [Config.MaxCommands] distinct command values (64 by
-// default); past that, commands are counted under "other".
+// kv's front ends pass fixed command names (an unknown Redis command is
+// "unknown"), but the package does not rely on it: a name need not be
+// UTF-8 (its invalid bytes become U+FFFD in the label, and names that then
+// agree share one value), and each protocol gets at most
+// [Config.MaxCommands] distinct command values (64 by default); past that,
+// commands are counted under "other".
 package metrics

@@ -193,7 +193,7 @@ func (m *Metrics) Handler() http.Handler {
 // ObserveCommand records one command served over protocol: it counts the
 // command under result "ok" or "error" (failed) and adds elapsed to its
 // latency histogram. After the first call for a (protocol, command) pair it
-// does not allocate.
+// does not allocate, if command is valid UTF-8.
 func (m *Metrics) ObserveCommand(protocol, command string, elapsed time.Duration, failed bool) {
 	s := m.commandSeries(protocol, command)
 	if failed {
