@@ -2,7 +2,10 @@
 // They are suture services, so they may be served again after a failure:
 // the first Serve uses the listener its caller opened (so that a busy port
 // is a startup error, and tests can listen on 127.0.0.1:0), and every later
-// Serve listens again on the address the previous one served.
+// Serve listens again on the address the previous one served. It can
+// only listen again as a plain TCP or Unix listener would: a Serve after
+// one given another kind of listener (TLS, say) fails for good rather
+// than listen without the wrapper.
 package relisten
 
 import (
@@ -10,6 +13,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+
+	"github.com/thejerf/suture/v4"
 )
 
 // Point remembers where one front end listens. Create one with [New]; it
@@ -19,29 +24,60 @@ type Point struct {
 	pending net.Listener // given to the first Listen
 	network string       // the network of addr: "tcp", or the given listener's
 	addr    string       // where a later Listen listens
-	serving net.Addr     // the address being served, nil when none
+	// wrapped is the type of the last listener given or served when it is
+	// not one Listen can open again (a TLS listener, say); "" when it is.
+	wrapped string
+	serving net.Addr // the address being served, nil when none
 }
 
 // New returns a Point whose first Listen returns ln, or, when ln is nil,
 // listens on addr over TCP.
 func New(ln net.Listener, addr string) *Point {
-	network := "tcp"
+	p := &Point{pending: ln, network: "tcp", addr: addr}
 	if ln != nil {
-		network, addr = ln.Addr().Network(), ln.Addr().String()
+		p.record(ln)
 	}
-	return &Point{pending: ln, network: network, addr: addr}
+	return p
+}
+
+// record notes ln as the listener a later Listen replaces. The caller
+// holds p.mu, or p is new.
+func (p *Point) record(ln net.Listener) {
+	a := ln.Addr()
+	p.network, p.addr, p.wrapped = a.Network(), a.String(), ""
+	switch ln.(type) {
+	case *net.TCPListener, *net.UnixListener, Replaceable:
+	default:
+		p.wrapped = fmt.Sprintf("%T", ln)
+	}
+}
+
+// Replaceable is a listener wrapper that a plain listener on its address
+// may replace: one that adds nothing its clients rely on (the tests' fault
+// injectors).
+type Replaceable interface {
+	net.Listener
+	ReplaceableByPlain()
 }
 
 // Listen returns the listener given to New the first time it is called,
 // and after that a new listener on the last address served, on its
-// network (TCP, or a Unix socket's).
+// network (TCP, or a Unix socket's). If the last listener given or served
+// was of another kind (a TLS listener, say), Listen cannot open one like
+// it, and returns an error wrapping suture.ErrDoNotRestart: the front end
+// stays down, with that error in suture's log, rather than serve its
+// clients without the wrapper.
 func (p *Point) Listen(ctx context.Context) (net.Listener, error) {
 	p.mu.Lock()
-	ln, network, addr := p.pending, p.network, p.addr
+	ln, network, addr, wrapped := p.pending, p.network, p.addr, p.wrapped
 	p.pending = nil
 	p.mu.Unlock()
 	if ln != nil {
 		return ln, nil
+	}
+	if wrapped != "" {
+		return nil, fmt.Errorf("cannot listen again on %s: the listener served there was a %s, which only its maker can open again; serve a new front end with a new one: %w",
+			addr, wrapped, suture.ErrDoNotRestart)
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, network, addr)
@@ -57,7 +93,8 @@ func (p *Point) Listen(ctx context.Context) (net.Listener, error) {
 func (p *Point) Serving(ln net.Listener) (done func()) {
 	a := ln.Addr()
 	p.mu.Lock()
-	p.network, p.addr, p.serving = a.Network(), a.String(), a
+	p.record(ln)
+	p.serving = a
 	p.mu.Unlock()
 	return func() {
 		p.mu.Lock()

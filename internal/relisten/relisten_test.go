@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/thejerf/suture/v4"
 	"go.uber.org/goleak"
 )
 
@@ -82,4 +83,62 @@ func TestListenAgainOnTheSameNetwork(t *testing.T) {
 	defer again.Close()
 	assert.Equal(t, "unix", again.Addr().Network())
 	assert.Equal(t, given.Addr().String(), again.Addr().String())
+}
+
+// wrapper is a listener kv cannot open again, as a TLS listener is.
+type wrapper struct{ net.Listener }
+
+// A listener of another kind than TCP's or a Unix socket's (TLS, say)
+// cannot be opened again from its address: a restart must not listen
+// plain, serving the clients without the wrapper, but fail for good.
+func TestNeverListenAgainWithoutTheWrapper(t *testing.T) {
+	for name, given := range map[string]bool{"given to New": true, "served": false} {
+		t.Run(name, func(t *testing.T) {
+			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			w := wrapper{inner}
+			p := New(nil, "127.0.0.1:0")
+			if given {
+				p = New(w, "")
+			}
+			ln, err := p.Listen(context.Background())
+			require.NoError(t, err)
+			if given {
+				require.Equal(t, w, ln)
+			} else {
+				ln.Close()
+				ln = w
+			}
+			done := p.Serving(ln)
+			ln.Close()
+			done()
+
+			again, err := p.Listen(context.Background())
+			if err == nil {
+				again.Close()
+			}
+			require.ErrorIs(t, err, suture.ErrDoNotRestart)
+			assert.Contains(t, err.Error(), "relisten.wrapper")
+		})
+	}
+}
+
+// replaceable is a wrapper that says a plain listener may replace it.
+type replaceable struct{ net.Listener }
+
+func (replaceable) ReplaceableByPlain() {}
+
+func TestListenAgainAfterAReplaceableWrapper(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := New(replaceable{inner}, "")
+	ln, err := p.Listen(context.Background())
+	require.NoError(t, err)
+	done := p.Serving(ln)
+	ln.Close()
+	done()
+	again, err := p.Listen(context.Background())
+	require.NoError(t, err)
+	defer again.Close()
+	assert.Equal(t, inner.Addr().String(), again.Addr().String())
 }

@@ -73,7 +73,9 @@ type Config struct {
 	Addr string
 	// Listener, when set, is served by the first Serve instead of
 	// listening on Addr (a daemon opens it first to report a busy port);
-	// a Serve that suture restarts listens again on its address.
+	// a Serve that suture restarts listens again on its address,
+	// as a plain TCP or Unix listener (after a listener of another kind,
+	// TLS say, it fails for good rather than serve without it).
 	Listener net.Listener
 	// Registry is the tree's registry.
 	Registry Registry

@@ -106,6 +106,9 @@ type breakingListener struct {
 	broken chan struct{}
 }
 
+// ReplaceableByPlain lets a restart listen plain in its stead.
+func (l *breakingListener) ReplaceableByPlain() {}
+
 func (l *breakingListener) Accept() (net.Conn, error) {
 	if l.open.Add(-1) >= 0 {
 		return l.Listener.Accept()

@@ -115,6 +115,9 @@ type failingListener struct {
 	fail chan struct{}
 }
 
+// ReplaceableByPlain lets a restart listen plain in its stead.
+func (l *failingListener) ReplaceableByPlain() {}
+
 func (l *failingListener) Accept() (net.Conn, error) {
 	type result struct {
 		c   net.Conn

@@ -79,7 +79,9 @@ type Config struct {
 	// Addr is the TCP address to listen on; "" means DefaultAddr.
 	Addr string
 	// Listener, when set, is used by the first Serve instead of listening on
-	// Addr; a Serve that suture restarts listens again on its address.
+	// Addr; a Serve that suture restarts listens again on its address,
+	// as a plain TCP or Unix listener (after a listener of another kind,
+	// TLS say, it fails for good rather than serve without it).
 	Listener net.Listener
 	// Password, when set, must be given with AUTH (or HELLO ... AUTH) before
 	// any other command. It is compared in constant time.

@@ -514,6 +514,9 @@ type breakingListener struct {
 	broken chan struct{}
 }
 
+// ReplaceableByPlain lets a restart listen plain in its stead.
+func (l *breakingListener) ReplaceableByPlain() {}
+
 func (l *breakingListener) Accept() (net.Conn, error) {
 	<-l.broken
 	return nil, fmt.Errorf("listener broke")
