@@ -102,10 +102,13 @@ func TestClientKillAmongBusyClients(t *testing.T) {
 	var wg sync.WaitGroup
 	acked := make([]map[string]string, writers)
 	stop := make(chan struct{})
+	var connected sync.WaitGroup // every writer has a connection to kill
+	connected.Add(writers)
 	for w := range writers {
 		acked[w] = map[string]string{}
 		rc := ts.client(t)
 		wg.Go(func() {
+			first := true
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -118,6 +121,10 @@ func TestClientKillAmongBusyClients(t *testing.T) {
 				pipe.HGet(ctx, key, field)
 				if _, err := pipe.Exec(ctx); err == nil {
 					acked[w][field] = value
+				}
+				if first {
+					first = false
+					connected.Done()
 				}
 			}
 		})
@@ -137,6 +144,7 @@ func TestClientKillAmongBusyClients(t *testing.T) {
 			}
 		})
 	}
+	connected.Wait()
 	killer := ts.raw(t)
 	killed := 0
 	for range rounds {
