@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/internal/faultnet"
 )
 
 func TestMaxClients(t *testing.T) {
@@ -418,4 +421,28 @@ func TestClosedWithUnreadInputEndsCleanly(t *testing.T) {
 			require.NoError(t, err, "the connection ended with a reset")
 		})
 	}
+}
+
+// Running out of file descriptors passes: the server waits and accepts
+// again, as net/http does. Returning would have suture restart it, and
+// the restart closes every client, those that hold the descriptors with
+// the rest.
+func TestOutOfDescriptorsKeepsTheClients(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	xl := &faultnet.Exhausted{Listener: ln}
+	ts := start(t, Config{Listener: xl})
+	ctx := context.Background()
+	rc := ts.client(t, func(o *redis.Options) { o.PoolSize = 1 })
+	id, err := rc.ClientID(ctx).Result()
+	require.NoError(t, err)
+
+	xl.Fail.Store(3)
+	late := ts.raw(t) // accepted once the descriptors are back
+	late.send("PING\r\n")
+	assert.Equal(t, "+PONG", late.line())
+	again, err := rc.ClientID(ctx).Result()
+	require.NoError(t, err, "the first client's connection is still open")
+	assert.Equal(t, id, again, "on the same connection")
+	assert.Equal(t, ts.addr, ts.srv.Addr().String())
 }

@@ -323,16 +323,28 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 
-	var acceptErr error
+	var (
+		acceptErr error
+		backoff   relisten.Backoff
+	)
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
+			// Out of file descriptors and the like: wait and accept again,
+			// as net/http does. Returning would have suture restart the
+			// server, closing every client, those that hold the
+			// descriptors with the rest.
+			if retry, waited := backoff.Wait(ctx, err); retry {
+				s.log.Warn("resp: accept failed; retried", "err", err, "after", waited)
+				continue
+			}
 			if ctx.Err() == nil {
 				acceptErr = fmt.Errorf("resp: accept on %s: %w", ln.Addr(), err)
 				s.log.Error("resp: listener failed", "err", err)
 			}
 			break
 		}
+		backoff.Reset()
 		s.accept(cmdCtx, nc, lp)
 	}
 	ln.Close()

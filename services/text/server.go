@@ -241,42 +241,30 @@ type run struct {
 }
 
 func (r *run) accept(ctx context.Context, ln net.Listener) error {
-	var backoff time.Duration
+	var backoff relisten.Backoff
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors and the like: wait and retry,
-				// as net/http does.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				r.log.Warn("text server: accept failed; retrying", "error", err, "in", backoff)
-				t := time.NewTimer(backoff)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-					return ctx.Err()
-				}
+			// Out of file descriptors and the like: wait and retry, as
+			// net/http does (see relisten.Backoff).
+			if retry, waited := backoff.Wait(ctx, err); retry {
+				r.log.Warn("text server: accept failed; retried", "error", err, "after", waited)
 				continue
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
 			return fmt.Errorf("text: accept: %w", err)
 		}
-		backoff = 0
+		backoff.Reset()
 		if !r.track(nc) {
 			nc.Close()
 			continue
 		}
 	}
-}
-
-// isTemporary reports an accept error worth retrying.
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
 }
 
 // track registers nc and starts its goroutine; it reports false once the

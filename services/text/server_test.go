@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/internal/faultnet"
 	"github.com/kvproject/kv/services"
 	"github.com/kvproject/kv/services/metrics"
 )
@@ -853,4 +854,34 @@ func TestNonBreakingSpaceIsPartOfAToken(t *testing.T) {
 	// Not PUT b k x: a key holding a non-breaking space and no value.
 	c.roundTrip("PUT b k\u00a0x\r\n", "UNKNOWN COMMAND\r\n")
 	c.roundTrip("GET b k\r\n", "\r\nOK\r\n")
+}
+
+// Running out of file descriptors passes: the server waits and accepts
+// again, as net/http does, and its clients carry on.
+func TestOutOfDescriptorsKeepsTheClients(t *testing.T) {
+	root := tree(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	xl := &faultnet.Exhausted{Listener: ln}
+	srv := New(Config{Registry: root.Registry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeListener(ctx, xl) }()
+	defer func() {
+		cancel()
+		require.ErrorIs(t, <-served, context.Canceled)
+	}()
+	f := &fixture{root: root, srv: srv, addr: ln.Addr().String()}
+	first := f.dial(t)
+	first.roundTrip("CREATE b\r\n", "OK\r\n")
+
+	xl.Fail.Store(3)
+	late := f.dial(t) // accepted once the descriptors are back
+	late.roundTrip("PUT b k v\r\n", "OK\r\n")
+	first.roundTrip("GET b k\r\n", "v\r\nOK\r\n")
+	select {
+	case err := <-served:
+		t.Fatalf("the server returned: %v", err)
+	default:
+	}
 }
