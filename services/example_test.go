@@ -16,8 +16,9 @@ import (
 // A host adds kv's root to its own suture tree and uses the registry
 // in-process.
 func Example_embedding() {
-	host := suture.NewSimple("host")
 	kv := services.New(services.Config{})
+	// The host waits for kv's stop (suture's default waits 10 s a child).
+	host := suture.New("host", suture.Spec{Timeout: kv.StopTimeout()})
 	host.Add(kv)
 
 	ctx, cancel := context.WithCancel(context.Background())

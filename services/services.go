@@ -30,8 +30,10 @@ type Config struct {
 	// FrontEndStopTimeout bounds the first stage of a stop: waiting for the
 	// services added with Root.Add (the front ends) to finish their work in
 	// flight. 0 means StopTimeout. A whole stop takes up to
-	// FrontEndStopTimeout + 2 × StopTimeout + 1 s; a host tree that adds
-	// the root should allow that in its suture.Spec.Timeout.
+	// FrontEndStopTimeout + 2 × StopTimeout + 1 s ([Root.StopTimeout]); a
+	// host tree that adds the root should allow that in its
+	// suture.Spec.Timeout, or it gives up on the root and returns while
+	// kv still stops.
 	FrontEndStopTimeout time.Duration
 	// DataDir, when not nil, keeps every bucket on disk (see
 	// OpenDataDir); the tree does not close it. Nil keeps buckets in memory
@@ -58,7 +60,8 @@ type Root struct {
 	log      *slog.Logger
 
 	frontEndTimeout time.Duration
-	data            *DataDir // nil: none, or the daemon's Config.Store
+	stopTimeout     time.Duration // the whole stop's bound (see StopTimeout)
+	data            *DataDir      // nil: none, or the daemon's Config.Store
 	// The root's hold on data (see hold): taken once, at Serve or at the
 	// registry's first use of the store, whichever comes first.
 	holdMu      sync.Mutex
@@ -128,6 +131,7 @@ func New(cfg Config) *Root {
 		frontEnd = timeout
 	}
 	root.Supervisor, root.registry, root.frontEndTimeout = sup, reg, frontEnd
+	root.stopTimeout = frontEnd + 2*timeout + time.Second
 	// The seed's order: the event manager, the bucket supervisor, then the
 	// registry that uses both.
 	root.children = []suture.Service{ev, buckets, reg}
@@ -139,6 +143,13 @@ func New(cfg Config) *Root {
 	sup.Add(reg.Drainer())
 	return root
 }
+
+// StopTimeout returns how long a stop of the root may take:
+// Config.FrontEndStopTimeout + 2 × Config.StopTimeout + 1 s, with their
+// defaults 31 seconds. A host that adds the root to its own tree gives
+// that tree at least this suture.Spec.Timeout (suture's default is 10
+// seconds), so that its stop waits for kv's.
+func (r *Root) StopTimeout() time.Duration { return r.stopTimeout }
 
 // Add adds svc to the root, after kv's own children, and returns its token
 // (for Remove or RemoveAndWait). When the root stops, the services added

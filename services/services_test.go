@@ -388,3 +388,16 @@ func TestRefusedRootClosesItsFrontEndsListener(t *testing.T) {
 		requireClosed(t, ln)
 	}
 }
+
+func TestStopTimeoutBoundsTheWholeStop(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  services.Config
+		want time.Duration
+	}{
+		{services.Config{}, 31 * time.Second},
+		{services.Config{StopTimeout: time.Second}, 4 * time.Second},
+		{services.Config{StopTimeout: time.Second, FrontEndStopTimeout: 5 * time.Second}, 8 * time.Second},
+	} {
+		assert.Equal(t, tc.want, services.New(tc.cfg).StopTimeout(), "%+v", tc.cfg)
+	}
+}
