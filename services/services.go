@@ -291,9 +291,13 @@ func (a *addedService) closeUnserved() {
 }
 
 // Serve runs the tree until ctx ends, then stops it in two stages: the
-// services added with Add, then kv's own children. It returns what the
-// embedded supervisor's Serve returns. A host tree that adds the root
-// calls it.
+// services added with Add, then kv's own children (within StopTimeout).
+// It returns what the embedded supervisor's Serve returns, but ctx's own
+// error when ctx stopped it (context.DeadlineExceeded, say, where the
+// supervisor says context.Canceled); an error wrapping ErrDataDirInUse,
+// at once, when another tree holds its DataDir; and an error wrapping
+// suture.ErrDoNotRestart when the root has served already (a root serves
+// once). A host tree that adds the root calls it.
 func (r *Root) Serve(ctx context.Context) error {
 	if !r.served.CompareAndSwap(false, true) {
 		return errServedTwice
