@@ -28,8 +28,10 @@
 // bucket that ended while the crashed loop held its notice.
 //
 // A Serve that crashes more often than its supervisor allows is held back
-// for the supervisor's FailureBackoff; if the tree stops meanwhile, suture
-// never runs it again. The service [Registry.Drainer] returns, added
+// for the supervisor's FailureBackoff. Meanwhile the buckets' end hooks
+// do the loop's work as each bucket ends, so that nothing waits for
+// suture to forget a bucket; if the tree stops meanwhile, suture never
+// runs Serve again. The service [Registry.Drainer] returns, added
 // beside the registry (services.New does), then does its stop in its
 // stead (see [Registry.Drain]).
 //

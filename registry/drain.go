@@ -31,6 +31,7 @@ func (r *Registry) Drain() {
 	}
 	defer r.leaveLoop()
 	if r.runs.Load() > 0 {
+		r.lost.Store(false)
 		live, ended := r.remonitor()
 		r.log.Warn("registry: stopping while suture holds back its crashed Serve; draining in its stead",
 			"buckets", live, "ended while down", ended)
@@ -38,9 +39,10 @@ func (r *Registry) Drain() {
 	r.drain()
 }
 
-// takeLoop takes the serving token, which Serve and Drain hold while they
-// take the mailbox's notices, waiting for the one that holds it; it
-// reports false, holding nothing, once the registry has drained.
+// takeLoop takes the serving token, which Serve and Drain (and the end
+// hooks while a crashed Serve is down, see monitor) hold while they take
+// the mailbox's notices, waiting for the one that holds it; it reports
+// false, holding nothing, once the registry has drained.
 func (r *Registry) takeLoop() bool {
 	select {
 	case r.serving <- struct{}{}:
@@ -160,12 +162,13 @@ func (r *Registry) drain() {
 }
 
 // handleStopping handles batch until a notice's handling panics, and then
-// returns the notices after it.
+// returns the notices after it: for a drain, or an end hook standing in
+// for a crashed loop, which no supervisor would restart.
 func (r *Registry) handleStopping(batch []notice) (rest []notice) {
 	i := 0
 	defer func() {
 		if v := recover(); v != nil {
-			r.log.Error("registry: panic while stopping; the notice is skipped", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			r.log.Error("registry: panic while handling an end notice in the loop's stead; the notice is skipped", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			rest = batch[i+1:]
 		}
 	}()

@@ -194,3 +194,40 @@ func TestServeDrainSurvivesAPanic(t *testing.T) {
 	require.ErrorIs(t, b.Err(), context.Canceled)
 	assert.Len(t, rec.exitsOf(b.ID()), 1, "a has its Exited")
 }
+
+// While suture holds a crashed registry back (15 seconds by default), the
+// buckets' end hooks do the loop's work: a Delete returns once its bucket
+// is forgotten, and a crashed bucket's name leads to a new bucket, without
+// waiting for suture. A notice whose handling panics meanwhile is skipped.
+// (Before, both waited for the registry's return.)
+func TestEndHooksStandInWhileTheRegistryIsHeldBack(t *testing.T) {
+	reg, rec, sub, ids, _, cancel, errc := heldBackTree(t, 2*time.Second, true)
+	defer cancel()
+	runs := reg.runs.Load()
+	ctx, stop := context.WithTimeout(context.Background(), 5*time.Second) // well under the backoff
+	defer stop()
+
+	require.NoError(t, reg.Delete(ctx, "b00"))
+	rec.waitExit(t, ids[0])
+	_, ok := reg.Lookup("b00")
+	assert.False(t, ok)
+
+	b1, ok := reg.Lookup("b01")
+	require.True(t, ok)
+	require.Error(t, b1.Update(func(*bucket.Tx) error { panic("crash b01") }))
+	again, err := reg.Create(ctx, "b01")
+	require.NoError(t, err, "the crashed bucket was forgotten")
+	assert.NotEqual(t, b1.ID(), again.ID())
+
+	reg.box.send(notice{crash: true}) // a notice whose handling panics
+	require.NoError(t, reg.Delete(ctx, "b02"), "the panicking notice was skipped")
+	rec.waitExit(t, ids[2])
+	assert.Equal(t, runs, reg.runs.Load(), "suture held the registry back throughout")
+
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+	<-sub.Done()
+	for _, id := range append(ids, again.ID()) {
+		assert.Len(t, rec.exitsOf(id), 1, "bucket %d has one Exited", id)
+	}
+}

@@ -45,3 +45,10 @@ func (m *mailbox) take() []notice {
 	m.queue = nil
 	return q
 }
+
+// empty reports whether no notice waits.
+func (m *mailbox) empty() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.queue) == 0
+}

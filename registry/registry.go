@@ -121,9 +121,15 @@ type Registry struct {
 	stopped chan struct{}
 	runs    atomic.Uint64 // how many times Serve has started
 	release func()        // releases the hold on the event manager
-	// serving holds a token while a Serve's loop, or Drain in its stead,
-	// takes the mailbox's notices: never two at once.
+	// serving holds a token while a Serve's loop, or Drain or a bucket's
+	// end hook in its stead (see monitor), takes the mailbox's notices:
+	// never two at once.
 	serving chan struct{}
+	// down is set while no Serve runs after one crashed: the end hooks
+	// stand in for the loop (see monitor). lost is set when a crashed loop
+	// may have taken notices with it; the next to take the notices finds
+	// their buckets again (remonitor).
+	down, lost atomic.Bool
 }
 
 // New returns a registry that starts buckets with cfg.Buckets and publishes
@@ -622,12 +628,6 @@ func (r *Registry) LenErr() (int, error) {
 	return len(names), err
 }
 
-// monitor is the termination hook given to the bucket supervisor: the
-// :DOWN message. It runs on the ending bucket's goroutine and never blocks.
-func (r *Registry) monitor(b *bucket.Bucket, reason error) {
-	r.box.send(notice{b: b, reason: reason})
-}
-
 // Serve runs the registry's loop until ctx ends. A Serve that crashed and is
 // run again carries on with the same tables and mailbox. When ctx ends, it
 // stops creating, waits (up to StopTimeout) for the end notices of every
@@ -643,8 +643,23 @@ func (r *Registry) Serve(ctx context.Context) error {
 	if !r.takeLoop() {
 		return errDrained
 	}
-	defer r.leaveLoop()
+	r.down.Store(false)
+	returned := false
+	defer func() {
+		if returned {
+			r.leaveLoop()
+			return
+		}
+		// A panic: until suture runs Serve again (at once, or after
+		// FailureBackoff), the buckets' end hooks do the loop's work (see
+		// monitor), starting with the notices sent meanwhile.
+		r.lost.Store(true)
+		r.down.Store(true)
+		r.leaveLoop()
+		r.standIn()
+	}()
 	if r.runs.Add(1) > 1 {
+		r.lost.Store(false)
 		live, ended := r.remonitor()
 		r.log.Info("registry restarted", "buckets", live, "ended while down", ended)
 	}
@@ -654,6 +669,7 @@ func (r *Registry) Serve(ctx context.Context) error {
 			r.handle(r.box.take())
 		case <-ctx.Done():
 			r.drain()
+			returned = true
 			return ctx.Err()
 		}
 	}
@@ -727,7 +743,7 @@ func (r *Registry) remonitor() (live, ended int) {
 	live = len(r.names)
 	r.mu.RUnlock()
 	for _, b := range found {
-		r.monitor(b, b.Err())
+		r.box.send(notice{b: b, reason: b.Err()})
 	}
 	return live, len(found)
 }
