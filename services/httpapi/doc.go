@@ -30,8 +30,10 @@
 // # Names, keys and values
 //
 // Bucket names and keys may hold any bytes: percent-encode each path
-// segment fully ("/" as %2F, and "." as %2E, since literal "." and ".."
-// segments are cleaned away by the mux with a redirect). The empty key is
+// segment fully ("/" as %2F, and "." as %2E: a path with a literal "." or
+// ".." segment, or an empty one, gets 400 bad_path, not the redirect to
+// the cleaned path that ServeMux would answer, which a client following it
+// would take to another resource). The empty key is
 // addressed with its segment left empty: /v1/buckets/{bucket}/keys/. A
 // segment that is exactly %2F (a name or key "/") unescapes to "/", which
 // ServeMux's matcher takes for a trailing slash; the package routes such

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -67,6 +68,16 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 // like every other error.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	keepEscapes(r)
+	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && cleanPath(p) != p {
+		// ServeMux would redirect to the cleaned path with 307, which keeps
+		// the method and body: a client that follows it (Go's, curl -L)
+		// would then DELETE the bucket for the key "..", or PUT the empty
+		// key for the key ".", whose segments url.PathEscape and
+		// encodeURIComponent leave as they are.
+		writeError(w, http.StatusBadRequest, "bad_path",
+			`the path has an empty, "." or ".." segment; escape "." as %2E`)
+		return
+	}
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		if s.fallback(w, r) {
 			return
@@ -109,6 +120,22 @@ func keepEscapes(r *http.Request) {
 	if p, err := url.PathUnescape(string(fixed)); err == nil && p == r.URL.Path {
 		r.URL.RawPath = string(fixed)
 	}
+}
+
+// cleanPath is ServeMux's canonical form of a path: rooted, without
+// empty, "." or ".." segments, its trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 func isHex(c byte) bool {
