@@ -209,11 +209,36 @@ func (fs *faultFS) wrap(name string, f vfs.File, c vfs.DiskWriteCategory) vfs.Fi
 	if isWAL(name) && fs.inDir(name) {
 		ws := &walState{open: ff}
 		fs.mu.Lock()
+		fs.pruneWALsLocked()
 		fs.wals[name] = ws
 		fs.mu.Unlock()
 		ff.wal = ws
 	}
 	return ff
+}
+
+// pruneWALsLocked forgets the WALs that are closed and durable: nothing of
+// theirs is to be cut. syncWALs does it under FsyncEverySec; every new WAL
+// does it too, for the other policies, under which the map would
+// otherwise keep an entry for each WAL the store ever wrote. The caller
+// holds fs.mu.
+func (fs *faultFS) pruneWALsLocked() {
+	for name, ws := range fs.wals {
+		if ws.open == nil && ws.written <= ws.synced {
+			delete(fs.wals, name)
+		}
+	}
+}
+
+// forgetWAL forgets name, removed from the disk or reused under another
+// name: no tail of it is left to cut.
+func (fs *faultFS) forgetWAL(name string) {
+	if !isWAL(name) {
+		return
+	}
+	fs.mu.Lock()
+	delete(fs.wals, name)
+	fs.mu.Unlock()
 }
 
 // Create implements vfs.FS.
@@ -285,6 +310,7 @@ func (fs *faultFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategor
 	if err == nil {
 		var file vfs.File
 		if file, err = fs.FS.ReuseForWrite(oldname, newname, c); err == nil {
+			fs.forgetWAL(oldname)
 			return fs.wrap(newname, file, c), nil
 		}
 	}
@@ -393,7 +419,11 @@ func (fs *faultFS) removeLocked(f *fence, name string) {
 func (fs *faultFS) Remove(name string) error {
 	f := fs.fenceOf()
 	if f == nil || !fs.inDir(name) {
-		return fs.FS.Remove(name)
+		err := fs.FS.Remove(name)
+		if err == nil {
+			fs.forgetWAL(name)
+		}
+		return err
 	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -897,14 +927,12 @@ func (f *faultFile) Close() error {
 func (fs *faultFS) syncWALs() error {
 	fs.mu.Lock()
 	var files []*faultFile
-	for name, ws := range fs.wals {
-		switch {
-		case ws.open != nil && ws.written > ws.synced:
+	for _, ws := range fs.wals {
+		if ws.open != nil && ws.written > ws.synced {
 			files = append(files, ws.open)
-		case ws.open == nil && ws.written <= ws.synced:
-			delete(fs.wals, name) // closed and durable: nothing to cut
 		}
 	}
+	fs.pruneWALsLocked()
 	fs.mu.Unlock()
 	for _, f := range files {
 		f.mu.Lock()

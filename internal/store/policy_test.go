@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -62,4 +63,24 @@ func TestPolicies(t *testing.T) {
 		synced, _ = walSync(s)
 		assert.True(t, synced, "closing the WAL fsyncs it")
 	})
+}
+
+// The store keeps track of the WALs it may have to cut at a fault: only
+// those on the disk, whatever the policy. (Under always and no, nothing
+// pruned the closed ones: an entry for every WAL the store ever wrote.)
+func TestTrackedWALsStayBounded(t *testing.T) {
+	for _, p := range []Fsync{FsyncAlways, FsyncNo} {
+		t.Run(p.String(), func(t *testing.T) {
+			s := openT(t, t.TempDir(), Options{Fsync: p})
+			defer s.Close()
+			value := make([]byte, 256<<10)
+			for i := range 160 { // 40 MiB: ten memtables, each with its WAL
+				require.NoError(t, s.Apply("b", Put(fmt.Sprint(i%8), value)))
+			}
+			s.fs.mu.Lock()
+			tracked := len(s.fs.wals)
+			s.fs.mu.Unlock()
+			assert.LessOrEqual(t, tracked, 4)
+		})
+	}
 }
