@@ -152,7 +152,8 @@ func New(cfg Config) *Root {
 func (r *Root) StopTimeout() time.Duration { return r.stopTimeout }
 
 // Add adds svc to the root, after kv's own children, and returns its token
-// (for Remove or RemoveAndWait). When the root stops, the services added
+// (for Remove or RemoveAndWait; the zero token once the root has begun to
+// stop, or was refused its DataDir). When the root stops, the services added
 // with Add are stopped first, all at once, and waited for (each up to
 // Config.FrontEndStopTimeout), and only then the registry, the buckets and
 // the event manager: a front end's commands in flight finish against live
@@ -173,13 +174,17 @@ func (r *Root) StopTimeout() time.Duration { return r.stopTimeout }
 // names are svc's own.
 func (r *Root) Add(svc suture.Service) suture.ServiceToken {
 	a := &addedService{Service: svc}
-	tok := r.Supervisor.Add(a)
 	r.mu.Lock()
 	if r.ended {
 		r.mu.Unlock()
 		a.abandon()
-		return tok
+		return suture.ServiceToken{}
 	}
+	// Under mu: a stop's takeAdded, which waits for it, finds svc among
+	// the added, so suture never runs it past the front ends' stage.
+	// (suture's Add does not wait long: its supervisor is running, as
+	// the stop has not begun, or it has ended and refuses at once.)
+	tok := r.Supervisor.Add(a)
 	r.added = append(r.added, added{tok, a})
 	r.mu.Unlock()
 	return tok
