@@ -71,6 +71,9 @@ type options struct {
 	shutdownTimeout time.Duration
 	enableDebug     bool
 	goroutines      bool
+	// storeMaxFiles is the files the store may keep open (0: pebble's
+	// default), set by serve to fit the open-file limit.
+	storeMaxFiles int
 	// warnings are what parse found odd but not wrong: run logs them, in
 	// the format and at the level the flags asked for.
 	warnings []string
@@ -496,6 +499,17 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		}
 	}
 
+	// The caps and the store's files must fit in the open-file limit.
+	storeMax, warnings, err := fitOpenFiles(&o, openFileLimit())
+	if err != nil {
+		fmt.Fprintf(stderr, "kv: %v\n", err)
+		return exitRefused
+	}
+	o.storeMaxFiles = storeMax
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+
 	// A data directory that another kv holds is the clearer error when
 	// both are true (a second kv with the defaults): said before the
 	// ports are taken. Open's lock still decides (below).
@@ -741,7 +755,7 @@ func dataDirInUse(stderr io.Writer, dir string, err error) int {
 func openStore(o options, log *slog.Logger, stderr io.Writer) (*store.Store, int) {
 	policy, _ := store.ParseFsync(o.fsync) // checked by parse
 	begin := time.Now()
-	st, err := store.Open(o.dataDir, store.Options{Fsync: policy, Logger: log.With("service", "store")})
+	st, err := store.Open(o.dataDir, store.Options{Fsync: policy, Logger: log.With("service", "store"), MaxOpenFiles: o.storeMaxFiles})
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
 			return nil, dataDirInUse(stderr, o.dataDir, err)

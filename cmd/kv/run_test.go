@@ -840,3 +840,84 @@ func TestSignalDuringStartupIsACleanStop(t *testing.T) {
 		assert.Equal(t, exitOK, code, "%s: %s", addr, errOut.String())
 	}
 }
+
+// TestOpenFileLimitLowersTheCaps runs the durable kv under an open-file
+// limit below its caps (10000 clients, pebble's 1000 files): kv lowers
+// --max-clients to what fits, as Redis lowers maxclients, so that the
+// client past it is told so, and the store keeps files to write a
+// checkpoint with. Without it, clients took every descriptor: the next
+// one hung, never accepted, and SAVE's client was disconnected without a
+// reply.
+func TestOpenFileLimitLowersTheCaps(t *testing.T) {
+	bin := buildKV(t)
+	const limit = 256
+	cmd := exec.Command("sh", append([]string{"-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, limit), bin},
+		append(binaryArgs(), "--data-dir", t.TempDir())...)...)
+	addr, cmd, exited := startCommand(t, cmd)
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}()
+
+	ask := func(c net.Conn, req string) (string, error) {
+		if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			return "", err
+		}
+		if _, err := io.WriteString(c, req); err != nil {
+			return "", err
+		}
+		return bufio.NewReader(c).ReadString('\n')
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var last string
+	for len(conns) <= limit {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		conns = append(conns, c)
+		if last, err = ask(c, "PING\r\n"); err != nil || last != "+PONG\r\n" {
+			break
+		}
+	}
+	assert.Equal(t, "-ERR max number of clients reached\r\n", last, "client %d", len(conns))
+	assert.Equal(t, limit-minStoreFiles-reservedFiles+1, len(conns), "the caps take what the store and kv keep")
+	reply, err := ask(conns[0], "SAVE\r\n")
+	require.NoError(t, err, "SAVE's client is served")
+	assert.Equal(t, "+OK\r\n", reply)
+}
+
+func TestFitOpenFiles(t *testing.T) {
+	var out, errOut bytes.Buffer
+	o, _, _ := parse([]string{"--text-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, nil, &out, &errOut)
+	fits := o
+	storeMax, warnings, err := fitOpenFiles(&fits, 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, storeFiles, storeMax)
+	assert.Empty(t, warnings)
+	assert.Equal(t, o, fits, "a limit that holds the caps changes none")
+	unknown := o
+	_, warnings, err = fitOpenFiles(&unknown, 0)
+	require.NoError(t, err)
+	assert.Empty(t, warnings)
+
+	short := o
+	storeMax, warnings, err = fitOpenFiles(&short, 4096)
+	require.NoError(t, err)
+	assert.Equal(t, storeFiles, storeMax)
+	assert.Len(t, warnings, 3)
+	assert.Contains(t, warnings[0], "lowered --max-clients from 10000 to ")
+	assert.LessOrEqual(t, short.maxClients+short.textMaxClients+short.httpMaxConns+storeMax+reservedFiles, 4096)
+
+	_, _, err = fitOpenFiles(&short, 64)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the open-file limit (ulimit -n) of 64 is too low")
+	mem := o
+	mem.inMemory = true
+	storeMax, _, err = fitOpenFiles(&mem, 64)
+	require.NoError(t, err, "in memory, there is no store to keep files for")
+	assert.Zero(t, storeMax)
+}

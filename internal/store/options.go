@@ -67,6 +67,9 @@ type Options struct {
 	// it tries to recover (reopen its files) on the next write; 0 means 1
 	// second.
 	RetryInterval time.Duration
+	// MaxOpenFiles bounds the files the engine keeps open (pebble's
+	// MaxOpenFiles, a soft limit); 0 means pebble's default, 1000.
+	MaxOpenFiles int
 
 	syncEvery time.Duration // everysec's background sync period; 0 means 1 second
 	// plainFirstWAL (tests) keeps a new store's first WAL as pebble makes

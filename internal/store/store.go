@@ -308,6 +308,7 @@ func (s *Store) pebbleOptions(readOnly bool) *pebble.Options {
 		// and Close with it, for ever. kv reads the engine only to load
 		// buckets, so it can afford the deeper L0 that a burst leaves.
 		L0StopWritesThreshold: 1000,
+		MaxOpenFiles:          s.opts.MaxOpenFiles,
 		FormatMajorVersion:    pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {

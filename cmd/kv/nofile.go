@@ -1,0 +1,68 @@
+package main
+
+import "fmt"
+
+// File descriptors kv keeps for itself out of the open-file limit, besides
+// its clients': its listeners, epoll, standard streams, a client's second
+// descriptor while it is served on a goroutine of its own (SAVE, a
+// blocking command), as Redis keeps 32 (CONFIG_MIN_RESERVED_FDS).
+const reservedFiles = 32
+
+// Files the durable store may keep open: pebble's default MaxOpenFiles,
+// and the fewest it is given when the limit is short.
+const (
+	storeFiles    = 1000
+	minStoreFiles = 64
+)
+
+// fitOpenFiles fits o's connection caps, and the store's open files, into
+// limit, the process's open-file limit (0: unknown, no fitting). Without
+// it, clients up to the caps take every descriptor: then the store cannot
+// open a file (a flush, a compaction, a checkpoint: SAVE's client is
+// disconnected), and every listener fails to accept. As Redis does with
+// maxclients, it lowers the caps, with a warning for each, and reports an
+// error when not even one client per front end fits. It returns the files
+// the store may keep open (0 in memory: there is no store).
+func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, err error) {
+	if !o.inMemory {
+		storeMax = storeFiles
+	}
+	type connCap struct {
+		flag string
+		n    *int
+	}
+	caps := []connCap{{"max-clients", &o.maxClients}}
+	if o.textAddr != "" {
+		caps = append(caps, connCap{"text-max-clients", &o.textMaxClients})
+	}
+	if o.httpAddr != "" {
+		caps = append(caps, connCap{"http-max-conns", &o.httpMaxConns})
+	}
+	var conns uint64
+	for _, c := range caps {
+		conns += uint64(*c.n)
+	}
+	need := conns + uint64(storeMax) + reservedFiles
+	if limit == 0 || limit >= need {
+		return storeMax, nil, nil
+	}
+	if !o.inMemory {
+		// The store gets a quarter of a short limit, within its bounds.
+		storeMax = min(storeFiles, max(minStoreFiles, int(limit/4)))
+	}
+	least := uint64(storeMax) + reservedFiles + uint64(len(caps))
+	if limit < least {
+		return 0, nil, fmt.Errorf("the open-file limit (ulimit -n) of %d is too low for kv, which needs at least %d (%d for itself and its store, and a client per front end); "+
+			"raise it (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", limit, least, least-uint64(len(caps)), need)
+	}
+	budget := limit - uint64(storeMax) - reservedFiles
+	for _, c := range caps {
+		was := *c.n
+		*c.n = max(1, int(uint64(was)*budget/conns))
+		if *c.n < was {
+			warnings = append(warnings, fmt.Sprintf("kv: lowered --%s from %d to %d: the open-file limit (ulimit -n) is %d, and kv keeps %d files for itself and its store; "+
+				"raise the limit (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", c.flag, was, *c.n, limit, uint64(storeMax)+reservedFiles, need))
+		}
+	}
+	return storeMax, warnings, nil
+}
