@@ -463,7 +463,9 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 			fmt.Fprintf(stderr, "kv: reading the password file: %v\n", err)
 			return exitRefused
 		}
-		password = strings.TrimRight(string(raw), "\r\n")
+		// A leading byte order mark (Notepad writes one) is not part of
+		// the password: kept, it made every client's AUTH fail.
+		password = strings.TrimRight(strings.TrimPrefix(string(raw), "\ufeff"), "\r\n")
 		if password == "" {
 			fmt.Fprintf(stderr, "kv: the password file %s is empty\n", o.passwordFile)
 			return exitRefused

@@ -921,3 +921,15 @@ func TestFitOpenFiles(t *testing.T) {
 	require.NoError(t, err, "in memory, there is no store to keep files for")
 	assert.Zero(t, storeMax)
 }
+
+// A password file written by an editor that starts it with a UTF-8 byte
+// order mark, and ends it with CRLF, holds the password alone.
+func TestPasswordFileWithByteOrderMark(t *testing.T) {
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	require.NoError(t, os.WriteFile(pwFile, []byte("\ufeffhunter2\r\n"), 0o600))
+	addr, stop := serveInProcess(t, "--password-file", pwFile)
+	rc := redis.NewClient(&redis.Options{Addr: addr, Password: "hunter2"})
+	assert.NoError(t, rc.Ping(context.Background()).Err())
+	require.NoError(t, rc.Close())
+	assert.Equal(t, exitOK, stop())
+}
