@@ -782,10 +782,12 @@ func (r *Registry) forget(b *bucket.Bucket, reason error) {
 	delete(r.waiters, id)
 	r.mu.Unlock()
 
-	r.events.Publish(events.Exited{Bucket: name, ID: id, Reason: reason})
 	if gone != nil {
-		close(gone)
+		// After the Exited, and even if a host's Publisher panics: the
+		// bucket is out of the tables, and nothing would close it later.
+		defer close(gone)
 	}
+	r.events.Publish(events.Exited{Bucket: name, ID: id, Reason: reason})
 }
 
 // awaitForgotten waits until gone (a Forgotten channel) is closed, and

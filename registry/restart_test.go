@@ -172,3 +172,32 @@ func TestRenameSucceedsOnceTheNamesHaveSwitched(t *testing.T) {
 	_, ok = tr.reg.Lookup("a")
 	assert.False(t, ok)
 }
+
+// panicOnExit is a Publisher that panics once, at the Exited of bucket.
+type panicOnExit struct {
+	Publisher
+	bucket string
+	once   sync.Once
+}
+
+func (p *panicOnExit) Publish(ev events.Event) {
+	if ex, ok := ev.(events.Exited); ok && ex.Bucket == p.bucket {
+		p.once.Do(func() { panic("the host's publisher failed") })
+	}
+	p.Publisher.Publish(ev)
+}
+
+// A host's Publisher that panics at a bucket's Exited crashes the loop
+// (suture restarts it), but the Delete waiting for that bucket returns:
+// the bucket was out of the tables already, and nothing would have closed
+// its wait later.
+func TestDeleteReturnsWhenPublishingItsExitedPanics(t *testing.T) {
+	tr := newTreeWith(t, func(m *events.Manager) Publisher { return &panicOnExit{Publisher: m, bucket: "p"} }, nil)
+	_, err := tr.reg.Create(ctx, "p")
+	require.NoError(t, err)
+	dctx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	require.NoError(t, tr.reg.Delete(dctx, "p"))
+	_, ok := tr.reg.Lookup("p")
+	assert.False(t, ok)
+}
