@@ -23,9 +23,8 @@ func (r *Registry) monitor(b *bucket.Bucket, reason error) {
 // drain, another standIn) takes the notices sent before it gives the
 // token back, and a standIn looks at the mailbox again once it has given
 // it back. A notice whose handling panics is logged and skipped (see
-// handleStopping); its bucket is not forgotten, and the next Serve's
-// remonitor finds it. After a drain it does nothing: no bucket is
-// forgotten any more then.
+// handleStopping), as in a drain. After a drain it does nothing: no bucket
+// is forgotten any more then.
 func (r *Registry) standIn() {
 	for r.down.Load() {
 		select {
