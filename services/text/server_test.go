@@ -630,9 +630,12 @@ func serveStoppable(t testing.TB, root *services.Root, cfg Config) (f *fixture, 
 	return &fixture{root: root, srv: srv, addr: ln.Addr().String()}, stop
 }
 
-// A stop lets a client's command in flight, and the lines it had already
-// sent, finish and be answered, before the connection closes.
-func TestStopAnswersTheCommandsInFlight(t *testing.T) {
+// stopWithLinesInFlight serves a tree, creates bucket b, sends lines
+// (PUTs to b, say) and stops the server while the first of them is in
+// flight. It returns the tree and all the client read until the server
+// closed the connection, which must end cleanly (a FIN, not a reset).
+func stopWithLinesInFlight(t *testing.T, lines string) (*services.Root, string) {
+	t.Helper()
 	root := tree(t)
 	entered := make(chan struct{})
 	release := make(chan struct{})
@@ -646,9 +649,8 @@ func TestStopAnswersTheCommandsInFlight(t *testing.T) {
 	c := f.dial(t)
 	c.roundTrip("CREATE b\r\n", "OK\r\n")
 	block.Store(true)
-	// One write: the three lines reach the server's buffer together.
-	c.send("PUT b k1 v\r\nCREATE c\r\nPUT b k2 v\r\n")
-	<-entered // k1 is in flight, the other two are buffered
+	c.send(lines)
+	<-entered // the first line is in flight
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
@@ -664,8 +666,16 @@ func TestStopAnswersTheCommandsInFlight(t *testing.T) {
 
 	require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
 	got, err := io.ReadAll(c.r)
-	require.NoError(t, err)
-	require.Equal(t, "OK\r\nOK\r\nOK\r\n", string(got), "each line sent before the stop is carried out and answered")
+	require.NoError(t, err, "the connection ends with a FIN, not a reset")
+	return root, string(got)
+}
+
+// A stop lets a client's command in flight, and the lines it had already
+// sent, finish and be answered, before the connection closes.
+func TestStopAnswersTheCommandsInFlight(t *testing.T) {
+	// One write: the three lines reach the server's buffer together.
+	root, got := stopWithLinesInFlight(t, "PUT b k1 v\r\nCREATE c\r\nPUT b k2 v\r\n")
+	require.Equal(t, "OK\r\nOK\r\nOK\r\n", got, "each line sent before the stop is carried out and answered")
 	b, ok := root.Registry().Lookup("b")
 	require.True(t, ok)
 	for _, k := range []string{"k1", "k2"} {
@@ -797,43 +807,13 @@ func TestWrongPasswordEndsCleanly(t *testing.T) {
 // more lines wait unread in the socket: each acknowledged PUT is stored,
 // and its OK reaches the client.
 func TestStopEndsCleanlyBehindUnreadLines(t *testing.T) {
-	root := tree(t)
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	var block atomic.Bool
-	f, stop := serveStoppable(t, root, Config{testHookLookup: func(*bucket.Bucket) {
-		if block.CompareAndSwap(true, false) {
-			close(entered)
-			<-release
-		}
-	}})
-	c := f.dial(t)
-	c.roundTrip("CREATE b\r\n", "OK\r\n")
-	block.Store(true)
 	var req strings.Builder
 	for i := range 2000 {
 		fmt.Fprintf(&req, "PUT b k%d v\r\n", i)
 	}
-	c.send(req.String()) // far more than the server reads at a time
-	<-entered
-
-	stopped := make(chan error, 1)
-	go func() { stopped <- stop() }()
-	require.Eventually(t, func() bool { // the listener is closed: the stop has begun
-		nc, err := net.Dial("tcp", f.addr)
-		if err == nil {
-			nc.Close()
-		}
-		return err != nil
-	}, 5*time.Second, time.Millisecond)
-	close(release)
-	require.ErrorIs(t, <-stopped, context.Canceled)
-
-	require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
-	got, err := io.ReadAll(c.r)
-	require.NoError(t, err, "the connection ends with a FIN, not a reset")
-	n := strings.Count(string(got), "OK\r\n")
-	require.Equal(t, strings.Repeat("OK\r\n", n), string(got))
+	root, got := stopWithLinesInFlight(t, req.String()) // far more than the server reads at a time
+	n := strings.Count(got, "OK\r\n")
+	require.Equal(t, strings.Repeat("OK\r\n", n), got)
 	require.Positive(t, n)
 	b, ok := root.Registry().Lookup("b")
 	require.True(t, ok)
