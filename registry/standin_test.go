@@ -54,6 +54,40 @@ func startHeldServe(ctx context.Context, reg *Registry) *heldServe {
 	return h
 }
 
+// heldServeTree builds a registry (with st, if not nil), its bucket
+// supervisor and event manager, serves them, the registry through
+// startHeldServe, and records its events. stop stops the tree as suture
+// would, and waits for the recorder to have every event.
+func heldServeTree(t *testing.T, st Store) (reg *Registry, rec *recorder, h *heldServe, stop func()) {
+	t.Helper()
+	ev := events.New(events.Options{HoldTimeout: 4 * waitFor})
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{Timeout: waitFor})
+	reg = New(Config{Buckets: sup, Events: ev, StopTimeout: waitFor, Store: st})
+	rec = newRecorder()
+	sub, err := ev.Subscribe(events.SubscribeOptions{Mailbox: 1 << 20, Name: "recorder"}, rec.handle)
+	require.NoError(t, err)
+	evCtx, evCancel := context.WithCancel(context.Background())
+	supCtx, supCancel := context.WithCancel(context.Background())
+	regCtx, regCancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { regCancel(); supCancel(); evCancel() })
+	evDone := make(chan error, 1)
+	go func() { evDone <- ev.Serve(evCtx) }()
+	supDone := make(chan error, 1)
+	go func() { supDone <- sup.Serve(supCtx) }()
+	h = startHeldServe(regCtx, reg)
+	require.Eventually(t, func() bool { return reg.runs.Load() == 1 }, waitFor, tick)
+	stop = func() {
+		regCancel() // Serve drains, waiting for the buckets' ends
+		supCancel()
+		<-supDone
+		require.ErrorIs(t, <-h.done, context.Canceled)
+		evCancel()
+		<-evDone
+		<-sub.Done()
+	}
+	return reg, rec, h, stop
+}
+
 // The registry crashes again and again, and stays down (no Serve runs)
 // until every worker has done a round of creates, deletes, crashes of
 // buckets, renames and follows of crashed names: while it is down the end
@@ -61,24 +95,7 @@ func startHeldServe(ctx context.Context, reg *Registry) *heldServe {
 // worker that never finishes its round. Afterwards every Created has
 // exactly one Exited, after it.
 func TestEndHooksStandInUnderCrashes(t *testing.T) {
-	ev := events.New(events.Options{HoldTimeout: 4 * waitFor})
-	sup := bucket.NewSupervisor(bucket.SupervisorOptions{Timeout: waitFor})
-	reg := New(Config{Buckets: sup, Events: ev, StopTimeout: waitFor})
-	rec := newRecorder()
-	sub, err := ev.Subscribe(events.SubscribeOptions{Mailbox: 1 << 20, Name: "recorder"}, rec.handle)
-	require.NoError(t, err)
-	evCtx, evCancel := context.WithCancel(context.Background())
-	supCtx, supCancel := context.WithCancel(context.Background())
-	regCtx, regCancel := context.WithCancel(context.Background())
-	defer evCancel()
-	defer supCancel()
-	defer regCancel()
-	evDone := make(chan error, 1)
-	go func() { evDone <- ev.Serve(evCtx) }()
-	supDone := make(chan error, 1)
-	go func() { supDone <- sup.Serve(supCtx) }()
-	h := startHeldServe(regCtx, reg)
-	require.Eventually(t, func() bool { return reg.runs.Load() == 1 }, waitFor, tick)
+	reg, rec, h, stopTree := heldServeTree(t, nil)
 
 	const (
 		workers = 4
@@ -166,13 +183,7 @@ func TestEndHooksStandInUnderCrashes(t *testing.T) {
 		assert.NoError(t, err)
 	}
 
-	regCancel() // Serve drains, waiting for the buckets' ends
-	supCancel()
-	<-supDone
-	require.ErrorIs(t, <-h.done, context.Canceled)
-	evCancel()
-	<-evDone
-	<-sub.Done()
+	stopTree()
 
 	checkOneExitEach(t, rec)
 }
@@ -186,24 +197,7 @@ func TestEndHooksStandInThroughCrashesAndRestarts(t *testing.T) {
 }
 
 func standInThroughCrashes(t *testing.T, st Store, rounds int) {
-	ev := events.New(events.Options{HoldTimeout: 4 * waitFor})
-	sup := bucket.NewSupervisor(bucket.SupervisorOptions{Timeout: waitFor})
-	reg := New(Config{Buckets: sup, Events: ev, StopTimeout: waitFor, Store: st})
-	rec := newRecorder()
-	sub, err := ev.Subscribe(events.SubscribeOptions{Mailbox: 1 << 20, Name: "recorder"}, rec.handle)
-	require.NoError(t, err)
-	evCtx, evCancel := context.WithCancel(context.Background())
-	supCtx, supCancel := context.WithCancel(context.Background())
-	regCtx, regCancel := context.WithCancel(context.Background())
-	defer evCancel()
-	defer supCancel()
-	defer regCancel()
-	evDone := make(chan error, 1)
-	go func() { evDone <- ev.Serve(evCtx) }()
-	supDone := make(chan error, 1)
-	go func() { supDone <- sup.Serve(supCtx) }()
-	h := startHeldServe(regCtx, reg)
-	require.Eventually(t, func() bool { return reg.runs.Load() == 1 }, waitFor, tick)
+	reg, rec, h, stopTree := heldServeTree(t, st)
 
 	const (
 		workers = 4
@@ -293,13 +287,7 @@ func standInThroughCrashes(t *testing.T, st Store, rounds int) {
 		assert.NoError(t, err)
 	}
 
-	regCancel()
-	supCancel()
-	<-supDone
-	require.ErrorIs(t, <-h.done, context.Canceled)
-	evCancel()
-	<-evDone
-	<-sub.Done()
+	stopTree()
 	checkOneExitEach(t, rec)
 }
 
