@@ -543,10 +543,27 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 	if err != nil {
 		return fmt.Errorf("registry: rename %q: %w", from, err)
 	}
-	// Moved: the rename has happened, on disk, whatever follows.
-	r.unindex(from)
-	if _, err := r.register(to, data); err != nil { // register indexes to
-		r.index(to) // which it may have refused to do
+	// Moved: the rename has happened, on disk, whatever follows. One step
+	// switches the names in the index, as on disk (and as in memory, see
+	// renameInMemory): no reader (a miss, Names, Len, Scan) finds the
+	// pairs under neither name, or under both. Unindexing from, then
+	// registering to, let a KEYS or a miss of each name in between find
+	// neither.
+	b := bucket.Restore(to, r.newID(), data, r.store)
+	r.mu.Lock()
+	r.unindexLocked(from) // first: from may be to
+	refused := r.closed
+	if refused {
+		r.indexLocked(to) // stored: it loads at its next use
+	} else {
+		r.addLocked(to, b) // indexes to
+	}
+	r.mu.Unlock()
+	err = errRefused
+	if !refused {
+		err = r.start(to, b)
+	}
+	if err != nil {
 		// Most likely the tree is stopping (the registry, or the bucket
 		// supervisor before it). Whatever the cause, the move stands, and
 		// to is loaded at its next use.
