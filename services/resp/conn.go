@@ -3,7 +3,6 @@ package resp
 import (
 	"bytes"
 	"context"
-	"math"
 	"net"
 	"runtime"
 	"strconv"
@@ -30,6 +29,10 @@ const (
 	// arguments of 16 KiB before AUTH.
 	maxUnauthRequest = 10 * (16<<10 + 32)
 )
+
+// maxProtoBulkLen is Redis's default proto-max-bulk-len: a longer bulk
+// length is a protocol error as soon as its line is read.
+const maxProtoBulkLen = 512 << 20
 
 // conn is one client. The event loop (Linux) or the client's own
 // goroutine reads, runs and replies; while the client is subscribed, the
@@ -461,8 +464,14 @@ func (c *conn) partialMore() (done bool, err error) {
 			break
 		}
 		n, err := strconv.Atoi(str(b[i+1 : nl-1]))
-		if err != nil || n < 0 || n > math.MaxInt32 {
-			break // redcon's error, or a length it mishandles: it tells
+		if err != nil || n < 0 {
+			break // redcon's error: it tells
+		}
+		if n > maxProtoBulkLen {
+			// Redis's answer; redcon would wait for data that never
+			// comes (the request would be cut at MaxRequestBytes).
+			c.partialCount = 0
+			return true, errInvalidBulkLength
 		}
 		if len(b)-(nl+1) < n+2 {
 			c.partialSeen = nl - (i + 1) // the line is whole: only the data is missing

@@ -260,6 +260,27 @@ func TestDollarLineIsAnInlineCommand(t *testing.T) {
 	}
 }
 
+// A bulk length over Redis's proto-max-bulk-len (512 MiB) is a protocol
+// error as soon as its line is read, as in Redis, where kv waited for the
+// data (up to MaxRequestBytes).
+func TestBulkLengthOverRedisLimit(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
+			for _, l := range []string{"536870913", "99999999999", "99999999999999999999"} {
+				r := ts.raw(t)
+				r.send("*2\r\n$4\r\nECHO\r\n$" + l + "\r\n")
+				assert.Equal(t, "-ERR Protocol error: invalid bulk length", r.line(), l)
+				assert.True(t, r.closed(), l)
+			}
+			r := ts.raw(t)
+			r.send("*2\r\n$4\r\nECHO\r\n$536870912\r\nabc")
+			r.send("PING\r\n")
+			assert.False(t, r.closedWithin(100*time.Millisecond), "512 MiB is allowed: the data is awaited")
+		})
+	}
+}
+
 // Redis skips a multibulk count line with a negative count as an empty
 // request, and the connection goes on; a count that is not a number to
 // Redis's string2ll ("-0" among them) is a protocol error, and the
