@@ -738,3 +738,24 @@ func TestInlineCommands(t *testing.T) {
 	assert.Equal(t, "-ERR Protocol error: unbalanced quotes in request", r.line())
 	assert.True(t, r.closed())
 }
+
+// kv's keys never expire: TTL and its kin answer what Redis answers for a
+// key without a timeout (-1, PERSIST 0) and for a missing key (-2).
+func TestKeysNeverExpire(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.HSet(ctx, "h", "f", "v").Err())
+	for _, cmd := range []string{"TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"} {
+		got, err := rc.Do(ctx, cmd, "h").Int64()
+		require.NoError(t, err, cmd)
+		assert.Equal(t, int64(-1), got, "%s of a key", cmd)
+		got, err = rc.Do(ctx, cmd, "nope").Int64()
+		require.NoError(t, err, cmd)
+		assert.Equal(t, int64(-2), got, "%s of a missing key", cmd)
+	}
+	assert.Equal(t, time.Duration(-1), rc.TTL(ctx, "h").Val(), "go-redis's TTL: -1 as a Duration")
+	assert.False(t, rc.Persist(ctx, "h").Val())
+	assert.False(t, rc.Persist(ctx, "nope").Val())
+	assert.EqualError(t, rc.Do(ctx, "TTL").Err(), "ERR wrong number of arguments for 'ttl' command")
+}

@@ -166,6 +166,28 @@ func (s *Server) typ(ctx context.Context, c *conn, args [][]byte) {
 	}
 }
 
+// noExpiry answers TTL, PTTL, EXPIRETIME and PEXPIRETIME: -1 for a key,
+// which has no timeout (kv's keys never expire), -2 for a missing one.
+func (s *Server) noExpiry(ctx context.Context, c *conn, args [][]byte) {
+	b, ok := s.live(ctx, c, args[1])
+	if !ok {
+		return
+	}
+	if b != nil {
+		c.integer(-1)
+	} else {
+		c.integer(-2)
+	}
+}
+
+// persist answers PERSIST: 0, as Redis does for a key without a timeout
+// and for a missing one.
+func (s *Server) persist(ctx context.Context, c *conn, args [][]byte) {
+	if _, ok := s.live(ctx, c, args[1]); ok {
+		c.integer(0)
+	}
+}
+
 func (s *Server) dbsize(_ context.Context, c *conn, _ [][]byte) {
 	n, err := s.reg.LenErr()
 	if err != nil {

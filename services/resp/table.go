@@ -43,6 +43,13 @@ func (s *Server) commandTable() mux {
 	add("keys", 2, 0, 0, 0, 0, "generic", "Returns the keys that match a pattern.", s.keys)
 	add("scan", -2, 0, 0, 0, 0, "generic", "Iterates over the keys.", s.scan)
 	add("rename", 3, flagWrite, 1, 2, 1, "generic", "Renames a key, overwriting the destination.", s.rename)
+	// kv's keys never expire: the answers Redis gives for a key without a
+	// timeout, for the tools that ask (GUIs read TTL of every key).
+	add("ttl", 2, 0, 1, 1, 1, "generic", "Returns -1 (keys do not expire) or -2 for a missing key.", s.noExpiry)
+	add("pttl", 2, 0, 1, 1, 1, "generic", "Returns -1 (keys do not expire) or -2 for a missing key.", s.noExpiry)
+	add("expiretime", 2, 0, 1, 1, 1, "generic", "Returns -1 (keys do not expire) or -2 for a missing key.", s.noExpiry)
+	add("pexpiretime", 2, 0, 1, 1, 1, "generic", "Returns -1 (keys do not expire) or -2 for a missing key.", s.noExpiry)
+	add("persist", 2, 0, 1, 1, 1, "generic", "Returns 0: no key has a timeout to remove.", s.persist)
 	// Hashes: a bucket is a hash.
 	add("hset", -4, flagWrite, 1, 1, 1, "hash", "Sets fields; creates the key.", s.hset)
 	add("hmset", -4, flagWrite, 1, 1, 1, "hash", "Sets fields; creates the key.", s.hset)
