@@ -81,6 +81,14 @@ func TestConnectionCommands(t *testing.T) {
 	text, err = rc.Info(ctx, "keyspace").Result()
 	require.NoError(t, err)
 	assert.NotContains(t, text, "# Server")
+	// A primary without replicas, as ROLE says (clients that pick a
+	// primary read role).
+	text, err = rc.Info(ctx, "replication").Result()
+	require.NoError(t, err)
+	assert.Contains(t, text, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n")
+	role, err := rc.Do(ctx, "ROLE").Slice()
+	require.NoError(t, err)
+	assert.Equal(t, []any{"master", int64(0), []any{}}, role)
 	assert.Equal(t, int64(1), rc.DBSize(ctx).Val())
 	cfg, err := rc.ConfigGet(ctx, "save").Result()
 	require.NoError(t, err)

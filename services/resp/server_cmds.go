@@ -576,12 +576,26 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		"rejected_connections:"+strconv.FormatInt(s.rejected.Load(), 10),
 		"slow_subscribers_disconnected:"+strconv.FormatInt(s.kicked.Load(), 10),
 	)
+	// A server on its own, as ROLE says: clients that pick a primary
+	// (StackExchange.Redis, sentinel-aware ones) read role.
+	section("Replication",
+		"role:master",
+		"connected_slaves:0",
+		"master_failover_state:no-failover",
+		"master_repl_offset:0",
+	)
 	lines := []string{}
 	if n := s.reg.Len(); n > 0 {
 		lines = append(lines, "db0:keys="+strconv.Itoa(n)+",expires=0,avg_ttl=0")
 	}
 	section("Keyspace", lines...)
 	c.bulkString(b.String())
+}
+
+// role answers ROLE as a Redis primary without replicas does: kv
+// does not replicate.
+func (s *Server) role(_ context.Context, c *conn, _ [][]byte) {
+	c.out = append(c.out, "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"...)
 }
 
 func humanBytes(n uint64) string {

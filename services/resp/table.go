@@ -28,6 +28,7 @@ func (s *Server) commandTable() mux {
 	add("bgsave", -1, flagAdmin, 0, 0, 0, "server", "Writes a checkpoint of the data directory in the background.", s.bgsave)
 	add("lastsave", 1, 0, 0, 0, 0, "server", "Returns the Unix time of the last checkpoint.", s.lastsave)
 	add("time", 1, 0, 0, 0, 0, "server", "Returns the server's time: Unix seconds and microseconds.", s.timeCmd)
+	add("role", 1, 0, 0, 0, 0, "server", "Returns the replication role: master, without replicas.", s.role)
 	add("debug", -2, flagAdmin, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
 	// Transactions.
 	add("multi", 1, flagNotQueued, 0, 0, 0, "transactions", "Starts a transaction: the commands until EXEC are queued.", s.multi)
