@@ -300,7 +300,9 @@ func (a *addedService) closeUnserved() {
 // It returns what the embedded supervisor's Serve returns, but ctx's own
 // error when ctx stopped it (context.DeadlineExceeded, say, where the
 // supervisor says context.Canceled); an error wrapping ErrDataDirInUse,
-// at once, when another tree holds its DataDir; and an error wrapping
+// at once, when another tree held its DataDir as this root first asked for
+// it (at Serve, or at its registry's first use of the store: the refusal
+// is final, build a new root to try again); and an error wrapping
 // suture.ErrDoNotRestart when the root has served already (a root serves
 // once). A host tree that adds the root calls it.
 func (r *Root) Serve(ctx context.Context) error {

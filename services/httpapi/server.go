@@ -320,6 +320,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	ln, err := s.listen.Listen(ctx)
 	if err != nil {
+		if errors.Is(err, suture.ErrDoNotRestart) {
+			// suture drops such a service without a word: say why here.
+			s.cfg.Logger.Error("http api: cannot listen again; not restarting", "err", err)
+		}
 		return fmt.Errorf("httpapi: %w", err)
 	}
 	return s.ServeListener(ctx, ln)

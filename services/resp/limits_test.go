@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"runtime"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvproject/kv/internal/faultnet"
+	"github.com/kvproject/kv/internal/testlog"
 )
 
 func TestMaxClients(t *testing.T) {
@@ -466,4 +468,24 @@ func TestOutOfDescriptorsKeepsTheClients(t *testing.T) {
 	require.NoError(t, err, "the first client's connection is still open")
 	assert.Equal(t, id, again, "on the same connection")
 	assert.Equal(t, ts.addr, ts.srv.Addr().String())
+}
+
+// A listener of a kind kv cannot open again (TLS, say) that fails leaves
+// the front end down for good, rather than serving its clients without
+// the wrapper; suture drops such a service without a word, so the server
+// logs why.
+func TestAWrappedListenerThatFailsStaysDownAndSaysWhy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	fl := &failingListener{Listener: ln, fail: make(chan struct{})}
+	var logs testlog.Buffer
+	ts := start(t, Config{Listener: struct{ net.Listener }{fl}, Logger: logs.Logger(slog.LevelInfo)})
+	close(fl.fail)
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "resp: cannot listen again; not restarting")
+	}, 10*time.Second, time.Millisecond)
+	assert.Contains(t, logs.String(), "only its maker can open again")
+	assert.Nil(t, ts.srv.Addr(), "nothing listens")
+	_, err = net.Dial("tcp", ts.addr)
+	assert.Error(t, err, "not even in clear text")
 }

@@ -3,6 +3,7 @@ package resp
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/thejerf/suture/v4"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
@@ -285,6 +288,10 @@ func (s *Server) Addr() net.Addr { return s.listen.Addr() }
 func (s *Server) Serve(ctx context.Context) error {
 	ln, err := s.listen.Listen(ctx)
 	if err != nil {
+		if errors.Is(err, suture.ErrDoNotRestart) {
+			// suture drops such a service without a word: say why here.
+			s.log.Error("resp: cannot listen again; not restarting", "err", err)
+		}
 		return fmt.Errorf("resp: %w", err)
 	}
 	return s.ServeListener(ctx, ln)
