@@ -267,7 +267,10 @@ func New(cfg Config) *Server {
 // String names the service in suture's logs.
 func (s *Server) String() string { return "kv resp listener" }
 
-// Ready is closed once the server has listened for the first time.
+// Ready is closed once the server has listened for the first time. It
+// stays open while the server cannot listen (suture retries a busy Addr):
+// a host that must know at once opens the listener itself and gives it in
+// Config.Listener, as the daemon does.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Close closes the listener given in Config.Listener if no Serve has
