@@ -288,7 +288,7 @@ func TestKilledSubscriberWithDropsIsNotKicked(t *testing.T) {
 	}, 10*time.Second, time.Millisecond)
 
 	c := newConn(s, discardConn{})
-	p := &subscriber{c: c, channels: map[string]struct{}{}, patterns: map[string]struct{}{}}
+	p := &subscriber{c: c, channels: map[string]uint64{}, patterns: map[string]uint64{}}
 	p.sub.Store(sub)
 	c.killed.Store(true) // CLIENT KILL closed it
 	p.deliver(events.Created{Bucket: "b", Seq: 1})

@@ -77,9 +77,12 @@ type subscriber struct {
 	sub atomic.Pointer[events.Subscription]
 
 	// Guarded by c.wmu, which also orders the replies to (P)SUBSCRIBE
-	// before the first message they allow.
-	channels map[string]struct{}
-	patterns map[string]struct{}
+	// before the first message they allow. Each name maps to the last
+	// sequence number published when it was subscribed to: an event
+	// published before that, still in the mailbox, is not for it (Redis
+	// never delivers a message published before the SUBSCRIBE).
+	channels map[string]uint64
+	patterns map[string]uint64
 
 	lastSeq uint64 // the subscription goroutine's own
 	kicked  atomic.Bool
@@ -94,7 +97,7 @@ func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 		if c.nc != nil && !c.awaitWriter() {
 			return // gone: the next read fails
 		}
-		p := &subscriber{c: c, channels: map[string]struct{}{}, patterns: map[string]struct{}{}}
+		p := &subscriber{c: c, channels: map[string]uint64{}, patterns: map[string]uint64{}}
 		sub, err := s.ev.Subscribe(events.SubscribeOptions{
 			Mailbox: s.cfg.SubscriberMailbox,
 			Name:    "resp client " + c.addr,
@@ -114,6 +117,7 @@ func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 		}
 	}
 	p := c.ps
+	since := s.lastPublished()
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	kind, set := "subscribe", p.channels
@@ -121,7 +125,9 @@ func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 		kind, set = "psubscribe", p.patterns
 	}
 	for _, ch := range args[1:] {
-		set[string(ch)] = struct{}{}
+		if _, ok := set[string(ch)]; !ok {
+			set[string(ch)] = since
+		}
 		c.array(3)
 		c.bulkString(kind)
 		c.bulk(ch)
@@ -192,6 +198,19 @@ func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
 	}
 }
 
+// lastPublished returns the sequence number of the last event the event
+// manager has published (0 if it cannot tell: then every event still in
+// the mailbox goes to a new channel or pattern).
+func (s *Server) lastPublished() uint64 {
+	if st, ok := s.ev.(interface{ Stats() events.Stats }); ok {
+		// Published counts the events stamped, one number each from 1:
+		// it is the last one's number, or one behind an event being
+		// fanned out now, which is not before the SUBSCRIBE.
+		return st.Stats().Published
+	}
+	return 0
+}
+
 // count publishes the subscription counts for INFO and CLIENT LIST; c.wmu
 // is held.
 func (p *subscriber) count() int {
@@ -223,14 +242,14 @@ func (p *subscriber) deliver(ev events.Event) {
 	c.wmu.Lock()
 	out := p.out[:0]
 	for _, ch := range [2]string{kindCh, bucketCh} {
-		if _, ok := p.channels[ch]; ok {
+		if since, ok := p.channels[ch]; ok && seq > since {
 			out = redcon.AppendArray(out, 3)
 			out = redcon.AppendBulkString(out, "message")
 			out = redcon.AppendBulkString(out, ch)
 			out = redcon.AppendBulk(out, msg)
 		}
-		for pat := range p.patterns {
-			if globMatch(pat, ch) {
+		for pat, since := range p.patterns {
+			if seq > since && globMatch(pat, ch) {
 				out = redcon.AppendArray(out, 4)
 				out = redcon.AppendBulkString(out, "pmessage")
 				out = redcon.AppendBulkString(out, pat)
