@@ -1,6 +1,9 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // File descriptors kv keeps for itself out of the open-file limit, besides
 // its clients': its listeners, epoll, standard streams, a client's second
@@ -38,9 +41,15 @@ func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, er
 	if o.httpAddr != "" {
 		caps = append(caps, connCap{"http-max-conns", &o.httpMaxConns})
 	}
+	// No limit Linux allows is above MaxInt32 (nr_open): one above is
+	// as good as none. A cap above the limit counts as the limit, so that
+	// neither the sum nor the scaling below wraps around.
+	if limit > math.MaxInt32 {
+		limit = 0
+	}
 	var conns uint64
 	for _, c := range caps {
-		conns += uint64(*c.n)
+		conns += min(uint64(*c.n), limit)
 	}
 	need := conns + uint64(storeMax) + reservedFiles
 	if limit == 0 || limit >= need {
@@ -58,7 +67,7 @@ func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, er
 	budget := limit - uint64(storeMax) - reservedFiles
 	for _, c := range caps {
 		was := *c.n
-		*c.n = max(1, int(uint64(was)*budget/conns))
+		*c.n = max(1, int(min(uint64(was), limit)*budget/conns))
 		if *c.n < was {
 			warnings = append(warnings, fmt.Sprintf("kv: lowered --%s from %d to %d: the open-file limit (ulimit -n) is %d, and kv keeps %d files for itself and its store; "+
 				"raise the limit (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", c.flag, was, *c.n, limit, uint64(storeMax)+reservedFiles, need))

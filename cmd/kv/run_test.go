@@ -933,3 +933,26 @@ func TestPasswordFileWithByteOrderMark(t *testing.T) {
 	require.NoError(t, rc.Close())
 	assert.Equal(t, exitOK, stop())
 }
+
+// Caps far above any open-file limit (a host's "unlimited") are lowered to
+// fit it too: neither their sum nor their scaling may wrap around.
+func TestFitOpenFilesWithHugeCaps(t *testing.T) {
+	var out, errOut bytes.Buffer
+	o, _, _ := parse([]string{"--text-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, nil, &out, &errOut)
+	const limit = 1 << 20
+	for name, set := range map[string]func(h *options){
+		"one":  func(h *options) { h.maxClients = math.MaxInt64 },
+		"two":  func(h *options) { h.maxClients, h.textMaxClients = math.MaxInt64, math.MaxInt64 },
+		"1e14": func(h *options) { h.maxClients = 1e14 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := o
+			set(&h)
+			storeMax, warnings, err := fitOpenFiles(&h, limit)
+			require.NoError(t, err)
+			assert.NotEmpty(t, warnings)
+			assert.LessOrEqual(t, h.maxClients+h.textMaxClients+h.httpMaxConns+storeMax+reservedFiles, limit)
+			assert.Greater(t, h.maxClients, limit/4, "the huge cap gets its share of the limit")
+		})
+	}
+}
