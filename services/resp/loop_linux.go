@@ -237,14 +237,6 @@ func (l *loop) run() {
 		// does not hold an EXEC back, nor every client behind the EXEC.
 		// (A client whose replies pass flushAt while its commands run
 		// has them written then, under the lock.)
-		// A blocked client whose socket takes replies again has them
-		// written as it is served: the writes they answer, run at an
-		// earlier wake-up, are waited for first, here, outside the lock.
-		for _, c := range ready {
-			if c.blocked && len(c.pending) > 0 && c.readyEvent&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-				l.settle(c)
-			}
-		}
 		l.s.tx.RLock()
 		for _, c := range ready {
 			l.serveSurviving(c, now)
@@ -374,10 +366,18 @@ func (l *loop) serve(c *conn, now time.Time) {
 
 // finish writes the client's replies, and closes it if it must be closed;
 // it makes room for the client's next request (a blocked client's too:
-// it is read while its replies wait).
+// it is read while its replies wait). The writes of a blocked client are
+// waited for too, as every other client's: its replies wait for its
+// socket, not its writes for its replies. A write not yet waited for
+// holds the store back: after a failed sync it recovers only once every
+// write in flight has been answered, and it was, for as long as a client
+// that did not read stayed connected.
 func (l *loop) finish(c *conn) {
 	if !c.blocked && len(c.out) > 0 && !l.write(c) && c.lp != l {
 		return // gone
+	}
+	if c.blocked {
+		l.settle(c)
 	}
 	if !c.closing {
 		if cap(c.args) > maxKeptArgs {
