@@ -31,7 +31,6 @@ func (r *Registry) Drain() {
 	}
 	defer r.leaveLoop()
 	if r.runs.Load() > 0 {
-		r.lost.Store(false)
 		live, ended := r.remonitor()
 		r.log.Warn("registry: stopping while suture holds back its crashed Serve; draining in its stead",
 			"buckets", live, "ended while down", ended)

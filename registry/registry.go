@@ -659,7 +659,6 @@ func (r *Registry) Serve(ctx context.Context) error {
 		r.standIn()
 	}()
 	if r.runs.Add(1) > 1 {
-		r.lost.Store(false)
 		live, ended := r.remonitor()
 		r.log.Info("registry restarted", "buckets", live, "ended while down", ended)
 	}
@@ -726,8 +725,11 @@ func (r *Registry) indexStore() {
 // including those whose name a rename has taken away. A bucket whose
 // Created is not published yet is left alone: it has not been started, so
 // its end is still to be reported, after its Created.
-// It returns the number of live buckets and of those it found ended.
+// It returns the number of live buckets and of those it found ended. It
+// clears lost: the notices a crashed loop took with it are found again.
+// The caller holds the serving token.
 func (r *Registry) remonitor() (live, ended int) {
+	r.lost.Store(false)
 	r.mu.RLock()
 	var found []*bucket.Bucket
 	for _, rf := range r.refs {

@@ -36,9 +36,8 @@ func (r *Registry) standIn() {
 			r.leaveLoop()
 			return
 		}
-		if r.lost.Swap(false) {
-			// The notices a crashed loop took with it.
-			r.remonitor()
+		if r.lost.Load() {
+			r.remonitor() // the notices a crashed loop took with it
 		}
 		for batch := r.box.take(); len(batch) > 0; {
 			batch = r.handleStopping(batch)
