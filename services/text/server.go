@@ -249,11 +249,9 @@ func (r *run) accept(ctx context.Context, ln net.Listener) error {
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
 			// Out of file descriptors and the like: wait and retry, as
-			// net/http does (see relisten.Backoff).
+			// net/http does (see relisten.Backoff); Wait gives up at once
+			// once ctx has ended (the stop closed the listener).
 			if retry, waited := backoff.Wait(ctx, err); retry {
 				r.log.Warn("text server: accept failed; retried", "error", err, "after", waited)
 				continue
