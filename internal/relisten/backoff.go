@@ -8,7 +8,8 @@ import (
 )
 
 // Backoff paces an accept loop through the failures that pass: out of
-// file descriptors (EMFILE, ENFILE), an interrupted call, a timeout. Its zero value is ready to use; one loop uses it.
+// file descriptors (EMFILE, ENFILE), an interrupted call, a timeout. Its
+// zero value is ready to use; one loop uses it.
 //
 // Such a failure must not end the front end: suture would restart it, and
 // the restart closes every client it serves, the very clients that hold

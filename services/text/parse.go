@@ -88,8 +88,8 @@ const maxTokens = 5
 // splits it: Unicode white space, so "\r", "\n", "\t" and the rest all
 // separate tokens and leading or trailing ones are ignored, except the
 // non-breaking spaces (U+00A0, U+2007, U+202F), which are part of a token
-// ("Divisions do not occur on non-breaking whitespace"); the first token is the verb,
-// matched case-sensitively; the number of the other tokens must be the
+// ("Divisions do not occur on non-breaking whitespace"); the first token
+// is the verb, matched case-sensitively; the number of the other tokens must be the
 // verb's arity. Anything else is [ErrUnknownCommand]. Tokens are any other
 // bytes, invalid UTF-8 included. Parse does not allocate: the strings of the
 // Command share line's memory.
