@@ -71,6 +71,9 @@ type options struct {
 	shutdownTimeout time.Duration
 	enableDebug     bool
 	goroutines      bool
+	// open opens the data directory: store.Open, or in tests one that
+	// takes its time.
+	open func(dir string, o store.Options) (*store.Store, error)
 	// storeMaxFiles is the files the store may keep open (0: pebble's
 	// default), set by serve to fit the open-file limit.
 	storeMaxFiles int
@@ -576,7 +579,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	var st *store.Store
 	mode := "in-memory"
 	if !o.inMemory {
-		if st, failed = openStore(o, log, stderr); st == nil {
+		if st, failed = recoverStore(ctx, o, log, stderr); st == nil {
 			closeOpened()
 			return failed
 		}
@@ -752,12 +755,68 @@ func dataDirInUse(stderr io.Writer, dir string, err error) int {
 	return exitLocked
 }
 
+// recoverStore is openStore, stopped by ctx: a signal during a long
+// recovery (millions of keys take seconds) ends the start within
+// --shutdown-timeout rather than after the recovery and a start of the
+// tree. If the recovery finishes within the budget, the store is closed
+// and the stop is clean; if not, kv exits without it, which loses nothing:
+// the next start recovers from the log again, as after a crash. It
+// returns nil and the exit code when kv does not go on.
+func recoverStore(ctx context.Context, o options, log *slog.Logger, stderr io.Writer) (*store.Store, int) {
+	type recovered struct {
+		st   *store.Store
+		code int
+	}
+	// Buffered: an abandoned recovery's goroutine sends and ends.
+	done := make(chan recovered, 1)
+	go func() {
+		st, code := openStore(o, log, stderr)
+		done <- recovered{st, code}
+	}()
+	select {
+	case r := <-done:
+		return r.st, r.code // a stop that came meanwhile: serve's own
+	case <-ctx.Done():
+	}
+	log.Info("kv stopping during the recovery: waiting for it to end", "at_most", o.shutdownTimeout)
+	begin := time.Now()
+	timer := time.NewTimer(o.shutdownTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		if r.st == nil {
+			return nil, r.code
+		}
+		if err := closeWithin(r.st.Close, max(o.shutdownTimeout-time.Since(begin), time.Second)); err != nil {
+			log.Error("kv: closing the data directory", "err", err)
+			return nil, exitFailed
+		}
+		log.Info("kv stopped before serving", "took", time.Since(begin).Round(time.Millisecond))
+		return nil, exitOK
+	case <-timer.C:
+		log.Error("kv: the recovery did not end in time; exiting without it (the next start recovers again)",
+			"waited", o.shutdownTimeout)
+		go func() {
+			// In a process that goes on (tests), the store that the
+			// recovery opens late is closed, and its directory unlocked.
+			if r := <-done; r.st != nil {
+				_ = r.st.Close()
+			}
+		}()
+		return nil, exitFailed
+	}
+}
+
 // openStore opens the data directory and counts what it holds (the
 // recovery, logged). It returns nil and the exit code on failure.
 func openStore(o options, log *slog.Logger, stderr io.Writer) (*store.Store, int) {
 	policy, _ := store.ParseFsync(o.fsync) // checked by parse
+	open := o.open
+	if open == nil {
+		open = store.Open
+	}
 	begin := time.Now()
-	st, err := store.Open(o.dataDir, store.Options{Fsync: policy, Logger: log.With("service", "store"), MaxOpenFiles: o.storeMaxFiles})
+	st, err := open(o.dataDir, store.Options{Fsync: policy, Logger: log.With("service", "store"), MaxOpenFiles: o.storeMaxFiles})
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
 			return nil, dataDirInUse(stderr, o.dataDir, err)
