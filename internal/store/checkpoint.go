@@ -43,26 +43,31 @@ func (s *Store) Checkpoint(dir string) error {
 		}
 		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
 	}
+	partial := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+PartialSuffix)
+	if err := os.RemoveAll(partial); err != nil { // a killed attempt's
+		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
+	}
 	// Writes made before the call and not yet committed (their Waiters
 	// not yet called: a pipeline's, answered after this call) are
 	// committed first, so that the checkpoint holds every write made
 	// before it, in the commit order; and not in the middle of a
 	// transaction's writes: after the Holds under way, before the next
-	// (see Hold).
+	// (see Hold). The next waits until the copy is made: a Hold's
+	// groups wait for its release, but a bucket's drop, move or load
+	// under it commits what came before it, so a transaction begun
+	// before the copy could have half its writes in it.
 	if s.testCheckpointGateHook != nil {
 		s.testCheckpointGateHook()
 	}
 	s.holdMu.Lock()
 	err = s.Settle()
+	if err == nil {
+		if s.testCheckpointCopyHook != nil {
+			s.testCheckpointCopyHook()
+		}
+		err = s.checkpoint(partial)
+	}
 	s.holdMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
-	}
-	partial := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+PartialSuffix)
-	if err := os.RemoveAll(partial); err != nil { // a killed attempt's
-		return fmt.Errorf("store: checkpoint %s: %w", abs, err)
-	}
-	err = s.checkpoint(partial)
 	now := time.Now()
 	if err == nil {
 		err = writeCheckpointTime(partial, now)

@@ -198,6 +198,72 @@ func TestCheckpointWaitsForHolds(t *testing.T) {
 	assert.Equal(t, map[string]string{"first": "1", "second": "2"}, stringsOf(pairs))
 }
 
+// A checkpoint holds a transaction that drops a bucket whole or not at
+// all. A drop (as a move or a load) under a Hold commits what came before
+// it at once, without waiting for the release; a transaction that began
+// once the checkpoint had committed the writes before it, and before it
+// copied the store, had its drop in the copy and not its later writes
+// (found by kill -9 rounds with BGSAVE under MULTI RENAME a b, RENAME b
+// c: a checkpoint held the first rename only). The checkpoint now holds
+// new Holds back until the copy is made.
+func TestCheckpointHoldsATransactionWithADropWhole(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, filepath.Join(dir, "data"), Options{Fsync: FsyncEverySec})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.NoError(t, s.CreateBucket("a"))
+	require.NoError(t, s.CreateBucket("gone"))
+	began := make(chan struct{}) // the transaction has dropped and written
+	copied := make(chan struct{})
+	txDone := make(chan error, 1)
+	// The checkpoint has committed what came before it and is about to
+	// copy the store: a transaction begins, drops "gone", writes to "a",
+	// and ends once the copy is made.
+	s.testCheckpointCopyHook = func() {
+		go func() {
+			release := s.Hold()
+			err := s.DropBucket("gone")
+			var w Waiter
+			if err == nil {
+				w, err = s.ApplyPairsNoWait("a", Put("k", []byte("1")))
+			}
+			close(began)
+			<-copied
+			release()
+			if err == nil {
+				err = w.WaitOrUndo(false, nil)
+			}
+			txDone <- err
+		}()
+		if s.holdMu.TryRLock() { // a Hold may begin before the copy
+			s.holdMu.RUnlock()
+			<-began
+		}
+	}
+	s.testSaveHook = func(string) error { close(copied); return nil }
+	cp := filepath.Join(dir, "cp")
+	require.NoError(t, s.Checkpoint(cp))
+	require.NoError(t, <-txDone)
+
+	c := openT(t, cp, Options{Fsync: FsyncEverySec})
+	defer func() { require.NoError(t, c.Close()) }()
+	kept, err := c.Has("gone")
+	require.NoError(t, err)
+	pairs, _, err := c.Load("a")
+	require.NoError(t, err)
+	if kept {
+		assert.Empty(t, pairs, "the checkpoint holds the transaction's write without its drop")
+	} else {
+		assert.Equal(t, map[string]string{"k": "1"}, stringsOf(pairs), "the checkpoint holds the transaction's drop without its write")
+	}
+	// The store itself holds the whole transaction.
+	kept, err = s.Has("gone")
+	require.NoError(t, err)
+	assert.False(t, kept)
+	pairs, _, err = s.Load("a")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"k": "1"}, stringsOf(pairs))
+}
+
 // A checkpoint that ends while a transaction runs does not split it: the
 // write that records the checkpoint's time, made once the copy is done
 // (after the checkpoint has let the Holds go on), joins the held group

@@ -66,8 +66,10 @@ type Store struct {
 	holds int
 	// holdMu is read-locked by each Hold until its release, and
 	// write-locked by a checkpoint while it commits what was written
-	// before it: a checkpoint waits for the Holds under way to end, and
-	// holds new ones back meanwhile, so that it never cuts a held group.
+	// before it and copies the store: a checkpoint waits for the Holds
+	// under way to end, and holds new ones back meanwhile, so that it
+	// never cuts a held group, nor a Hold whose drop or move committed
+	// the writes before it.
 	holdMu   sync.RWMutex
 	commitMu sync.Mutex
 	logNext  uint64 // under commitMu: the number of the next log record
@@ -82,6 +84,7 @@ type Store struct {
 
 	testCommitHook         func()                     // tests: called before each group's commit
 	testCheckpointGateHook func()                     // tests: called before a checkpoint waits for the Holds
+	testCheckpointCopyHook func()                     // tests: called once a checkpoint has settled, before it copies
 	testHoldWaitHook       func()                     // tests: called when a WaitOrUndo waits for a Hold to end
 	testSaveHook           func(partial string) error // tests: called once a checkpoint is written, before its rename
 
