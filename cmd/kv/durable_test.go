@@ -423,3 +423,19 @@ func TestHTTPSaveReportsItsOwnCheckpointsTime(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, strings.TrimSpace(string(own)), fmt.Sprint(at.UnixNano()), "the time of %s, not of %s", dir, b.other)
 }
+
+// A data directory the file system refuses (here a path through a
+// regular file) is not damage: the refusal says so, and does not send the
+// operator to kv check, which finds nothing wrong with a sound store on a
+// read-only file system, nor to a checkpoint.
+func TestDataDirectoryRefusedByTheFileSystemIsNotCalledDamaged(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	require.NoError(t, os.WriteFile(file, []byte("x"), 0o644))
+	for _, dir := range []string{file, filepath.Join(file, "sub")} {
+		var out, errOut bytes.Buffer
+		assert.Equal(t, exitStorage, run([]string{"--resp-addr", "127.0.0.1:0", "--data-dir", dir}, nil, &out, &errOut, nil))
+		assert.Contains(t, errOut.String(), "not a directory")
+		assert.NotContains(t, errOut.String(), "kv check")
+		assert.NotContains(t, errOut.String(), "restore a checkpoint")
+	}
+}

@@ -821,6 +821,14 @@ func openStore(o options, log *slog.Logger, stderr io.Writer) (*store.Store, int
 		if errors.Is(err, store.ErrLocked) {
 			return nil, dataDirInUse(stderr, o.dataDir, err)
 		}
+		if accessProblem(err) {
+			// Not damage: kv check would find the directory sound (or
+			// fail the same way), and no checkpoint would help.
+			fmt.Fprintf(stderr, "kv: cannot open the data directory %s: %v\n"+
+				"(kv needs a directory it can create and write to: check the path, its permissions and the file system)\n",
+				o.dataDir, err)
+			return nil, exitStorage
+		}
 		fmt.Fprintf(stderr, "kv: cannot open the data directory %s: %v\n"+
 			"(run kv check %s for details; restore a checkpoint from %s if it is damaged)\n",
 			o.dataDir, err, o.dataDir, filepath.Join(o.dataDir, "checkpoints"))
@@ -836,6 +844,13 @@ func openStore(o options, log *slog.Logger, stderr io.Writer) (*store.Store, int
 		"buckets", stats.Buckets, "keys", stats.Keys, "bytes", stats.Bytes,
 		"took", time.Since(begin).Round(time.Millisecond))
 	return st, exitOK
+}
+
+// accessProblem reports whether err, from opening the data directory, is
+// the file system refusing access (a path through a regular file, a
+// read-only file system, a permission) rather than damage to the store.
+func accessProblem(err error) bool {
+	return errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.ENOTDIR)
 }
 
 // checkpoints serves SAVE, BGSAVE, LASTSAVE and POST /v1/save: each
