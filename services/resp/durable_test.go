@@ -334,6 +334,79 @@ func TestDurableStartFromBGSAVE(t *testing.T) {
 	assert.Equal(t, want, got)
 }
 
+// failingBackups is testBackups whose Save fails while fail is set.
+type failingBackups struct {
+	*testBackups
+	fail atomic.Bool
+}
+
+func (b *failingBackups) Save() (string, error) {
+	if b.fail.Load() {
+		return "", errors.New("no space left on device")
+	}
+	return b.testBackups.Save()
+}
+
+// INFO's Persistence section says, in Redis's fields, whether a store is
+// under the buckets and how the last SAVE or BGSAVE went: a script that
+// runs BGSAVE and polls LASTSAVE tells a failed save (only logged before)
+// from one still running by rdb_last_bgsave_status and
+// rdb_bgsave_in_progress, as with Redis.
+func TestInfoPersistence(t *testing.T) {
+	ctx := context.Background()
+	var fb *failingBackups
+	ds := startDurable(t, t.TempDir(), store.Options{}, func(c *Config) {
+		fb = &failingBackups{testBackups: c.Backups.(*testBackups)}
+		c.Backups = fb
+	})
+	rc := ds.client(t)
+	persistence := func() map[string]string {
+		info, err := rc.InfoMap(ctx, "persistence").Result()
+		require.NoError(t, err)
+		require.Contains(t, info, "Persistence")
+		return info["Persistence"]
+	}
+	got := persistence()
+	assert.Equal(t, map[string]string{
+		"loading": "0", "async_loading": "0", "rdb_bgsave_in_progress": "0", "rdb_last_save_time": "0",
+		"rdb_last_bgsave_status": "ok", "rdb_saves": "0", "aof_enabled": "1",
+	}, got)
+
+	require.NoError(t, rc.HSet(ctx, "h", "f", "v").Err())
+	require.NoError(t, rc.Save(ctx).Err())
+	got = persistence()
+	assert.Equal(t, "1", got["rdb_saves"])
+	assert.Equal(t, strconv.FormatInt(rc.LastSave(ctx).Val(), 10), got["rdb_last_save_time"])
+	assert.NotEqual(t, "0", got["rdb_last_save_time"])
+
+	fb.fail.Store(true)
+	require.Equal(t, "Background saving started", rc.BgSave(ctx).Val())
+	require.Eventually(t, func() bool {
+		p := persistence()
+		return p["rdb_last_bgsave_status"] == "err" && p["rdb_bgsave_in_progress"] == "0"
+	}, 10*time.Second, time.Millisecond, "a failed BGSAVE shows in INFO")
+	assert.Equal(t, "1", persistence()["rdb_saves"])
+	assert.Error(t, rc.Save(ctx).Err())
+	assert.Equal(t, "err", persistence()["rdb_last_bgsave_status"])
+
+	fb.fail.Store(false)
+	require.NoError(t, rc.Save(ctx).Err())
+	got = persistence()
+	assert.Equal(t, "ok", got["rdb_last_bgsave_status"])
+	assert.Equal(t, "2", got["rdb_saves"])
+
+	// In memory: no store, no saves.
+	mem := start(t, Config{}).client(t)
+	info, err := mem.InfoMap(ctx, "persistence").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "0", info["Persistence"]["aof_enabled"])
+	assert.Equal(t, "0", info["Persistence"]["rdb_saves"])
+	text, err := mem.Info(ctx).Result()
+	require.NoError(t, err)
+	assert.Contains(t, text, "# Memory\r\n")
+	assert.Regexp(t, `(?s)# Memory.*# Persistence.*# Stats`, text, "Redis's order of sections")
+}
+
 func TestSaveInMemory(t *testing.T) {
 	ctx := context.Background()
 	rc := start(t, Config{}).client(t)

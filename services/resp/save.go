@@ -29,6 +29,7 @@ func (s *Server) save(_ context.Context, c *conn, _ [][]byte) {
 	}
 	defer s.saving.Store(false)
 	dir, err := s.cfg.Backups.Save()
+	s.saved(err)
 	if err != nil {
 		s.log.Error("resp: SAVE failed", "err", err)
 		c.err("ERR " + err.Error())
@@ -60,6 +61,7 @@ func (s *Server) bgsave(_ context.Context, c *conn, args [][]byte) {
 		defer s.bg.Done()
 		defer s.saving.Store(false)
 		dir, err := s.cfg.Backups.Save()
+		s.saved(err)
 		if err != nil {
 			s.log.Error("resp: BGSAVE failed", "err", err)
 			return
@@ -67,6 +69,16 @@ func (s *Server) bgsave(_ context.Context, c *conn, args [][]byte) {
 		s.log.Info("resp: BGSAVE done", "dir", dir)
 	}()
 	c.simple("Background saving started")
+}
+
+// saved records a SAVE's or BGSAVE's outcome for INFO, as Redis's
+// rdb_last_bgsave_status, which a script that polls LASTSAVE after a
+// BGSAVE reads to tell a failure from a save still running.
+func (s *Server) saved(err error) {
+	if err == nil {
+		s.saves.Add(1)
+	}
+	s.saveFailed.Store(err != nil)
 }
 
 // lastsave serves LASTSAVE: the Unix time of the last checkpoint, 0 if none.

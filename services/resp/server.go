@@ -234,8 +234,10 @@ type Server struct {
 
 	loop atomic.Pointer[loop] // the event loop of the listener serving, if any
 
-	saving atomic.Bool    // a SAVE or BGSAVE is running
-	bg     sync.WaitGroup // BGSAVE goroutines
+	saving     atomic.Bool    // a SAVE or BGSAVE is running
+	saves      atomic.Int64   // checkpoints written by SAVE and BGSAVE
+	saveFailed atomic.Bool    // the last SAVE or BGSAVE failed (INFO)
+	bg         sync.WaitGroup // BGSAVE goroutines
 }
 
 // New returns a server for cfg, with every command registered. It panics

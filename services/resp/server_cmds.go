@@ -570,6 +570,7 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 			"mem_allocator:go",
 		)
 	}
+	section("Persistence", s.persistence()...)
 	section("Stats",
 		"total_connections_received:"+strconv.FormatInt(s.totalConns.Load(), 10),
 		"total_commands_processed:"+strconv.FormatInt(s.totalCommands.Load()+commands, 10),
@@ -590,6 +591,36 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 	}
 	section("Keyspace", lines...)
 	c.bulkString(b.String())
+}
+
+// persistence is INFO's Persistence section, in Redis's field names:
+// whether a durable store is under the buckets (aof_enabled; kv's log is
+// always on when it is), and the checkpoints of SAVE and BGSAVE (the
+// rdb_ fields). loading is always 0: kv serves once its recovery is done.
+func (s *Server) persistence() []string {
+	durable, last, status := "0", int64(0), "ok"
+	if s.cfg.Backups != nil {
+		durable = "1"
+		if t := s.cfg.Backups.LastSave(); !t.IsZero() {
+			last = t.Unix()
+		}
+	}
+	if s.saveFailed.Load() {
+		status = "err"
+	}
+	saving := "0"
+	if s.saving.Load() {
+		saving = "1"
+	}
+	return []string{
+		"loading:0",
+		"async_loading:0",
+		"rdb_bgsave_in_progress:" + saving,
+		"rdb_last_save_time:" + strconv.FormatInt(last, 10),
+		"rdb_last_bgsave_status:" + status,
+		"rdb_saves:" + strconv.FormatInt(s.saves.Load(), 10),
+		"aof_enabled:" + durable,
+	}
 }
 
 // role answers ROLE as a Redis primary without replicas does: kv
