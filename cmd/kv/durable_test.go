@@ -288,6 +288,38 @@ func TestDamagedDataDirectory(t *testing.T) {
 	assert.Contains(t, errOut.String(), filepath.Base(m))
 }
 
+// kv check on a store with a damaged table names the file, and says that
+// the counts it printed stop at the damage (it printed "0 buckets, 0
+// keys", which read as an empty store).
+func TestCheckOfADamagedTable(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{Fsync: store.FsyncNo})
+	require.NoError(t, err)
+	value := bytes.Repeat([]byte("x"), 10<<10)
+	for i := range 3000 { // 30 MiB: past the memtable and the log's fold
+		require.NoError(t, st.Apply(fmt.Sprint("b", i%7), store.Put(fmt.Sprint("k", i), value)))
+	}
+	require.NoError(t, st.Close())
+	tables, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	require.NoError(t, err)
+	require.NotEmpty(t, tables)
+	for _, table := range tables {
+		raw, err := os.ReadFile(table)
+		require.NoError(t, err)
+		for i := len(raw) / 3; i < len(raw)/3+16; i++ {
+			raw[i] ^= 0x5a
+		}
+		require.NoError(t, os.WriteFile(table, raw, 0o644))
+	}
+
+	var out, errOut bytes.Buffer
+	assert.Equal(t, exitStorage, run([]string{"check", dir}, nil, &out, &errOut, nil))
+	assert.Contains(t, out.String(), "read before the damage stopped the check")
+	assert.NotContains(t, out.String(), "\nok\n")
+	assert.Contains(t, errOut.String(), ".sst")
+	assert.NotContains(t, errOut.String(), "carrier")
+}
+
 // Saves made at once (SAVE, BGSAVE and POST /v1/save from several
 // clients) each get a checkpoint of their own, whole; what a kill left of
 // one is removed at the next start.

@@ -972,6 +972,10 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if !rep.LastSave.IsZero() {
 		fmt.Fprintf(stdout, ", last checkpoint %s", rep.LastSave.UTC().Format(time.RFC3339))
 	}
+	if err != nil {
+		// Not an empty store: the check stopped at the damage.
+		fmt.Fprint(stdout, " read before the damage stopped the check")
+	}
 	fmt.Fprintln(stdout)
 	for _, p := range rep.Problems {
 		fmt.Fprintf(stdout, "problem: %s\n", p)

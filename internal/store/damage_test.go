@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/internal/testlog"
 )
 
 // copyDir copies the files of src (not LOCK) into a new directory: the state
@@ -151,7 +154,8 @@ func TestCorruptTableIsReportedNamingIt(t *testing.T) {
 	flipBytes(t, tables[0], 16)
 	name := strings.TrimSuffix(filepath.Base(tables[0]), ".sst")
 
-	s, err := Open(dir, Options{})
+	var logs testlog.Buffer
+	s, err := Open(dir, Options{Logger: logs.Logger(slog.LevelInfo)})
 	if err != nil {
 		t.Logf("open: %v", err)
 		assert.Contains(t, err.Error(), name)
@@ -164,12 +168,19 @@ func TestCorruptTableIsReportedNamingIt(t *testing.T) {
 	assert.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), name, "the error names the table")
 	require.NoError(t, s.Close())
+	// An operator reads the engine's message alone: not the text of the
+	// carrier pebble joins to it, nor its stack traces in the log.
+	assert.NotContains(t, err.Error(), "carrier")
+	assert.Contains(t, logs.String(), "damaged file")
+	assert.NotContains(t, logs.String(), "stack trace")
+	assert.NotContains(t, logs.String(), "carrier")
 
 	_, err = Check(dir)
 	require.Error(t, err)
 	t.Logf("check: %v", err)
 	assert.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), name)
+	assert.NotContains(t, err.Error(), "carrier")
 }
 
 // Damage in the middle of the newest WAL, with whole writes after it in a

@@ -1,6 +1,9 @@
 package store
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 var (
 	// ErrClosed is returned by every operation on a closed Store.
@@ -21,3 +24,12 @@ var (
 	// data is damaged beyond what recovery may repair.
 	ErrCorrupt = errors.New("store: data is damaged")
 )
+
+// detail is the text of a pebble error for an operator: its message
+// alone. Pebble joins each corruption error it returns with a carrier of
+// the damage's details, whose text is "<corruption detail carrier>", and
+// its errors print stack traces when formatted with %+v, as log/slog
+// formats an error.
+func detail(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n<corruption detail carrier>", "")
+}

@@ -55,7 +55,7 @@ func (s *Store) foldLoop() {
 				continue // a write or a read recovers the store; the next kick folds
 			}
 			if err := s.fold(); err != nil && s.fault.Load() == nil && !errors.Is(err, ErrClosed) {
-				s.log.Warn("store: folding the log", "dir", s.dir, "err", err)
+				s.log.Warn("store: folding the log", "dir", s.dir, "err", detail(err))
 			}
 		}
 	}

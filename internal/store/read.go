@@ -239,9 +239,9 @@ func readError(what string, err error, file string) error {
 		return nil
 	case pebble.IsCorruptionError(err):
 		if file != "" {
-			return fmt.Errorf("%w: %s: file %s: %v", ErrCorrupt, what, file, err)
+			return fmt.Errorf("%w: %s: file %s: %s", ErrCorrupt, what, file, detail(err))
 		}
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, what, err)
+		return fmt.Errorf("%w: %s: %s", ErrCorrupt, what, detail(err))
 	}
 	return fmt.Errorf("store: %s: %w", what, err)
 }

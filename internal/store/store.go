@@ -315,13 +315,13 @@ func (s *Store) pebbleOptions(readOnly bool) *pebble.Options {
 		FormatMajorVersion:    pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {
-				s.log.Error("store: background error", "dir", s.dir, "err", err)
+				s.log.Error("store: background error", "dir", s.dir, "err", detail(err))
 			},
 			// Pebble's default calls Fatalf. Damage is reported by the read
 			// that meets it (an error wrapping ErrCorrupt, naming the file).
 			DataCorruption: func(info pebble.DataCorruptionInfo) {
 				s.corruptFile.Store(&info.Path)
-				s.log.Error("store: damaged file", "file", info.Path, "err", info.Details)
+				s.log.Error("store: damaged file", "file", info.Path, "err", detail(info.Details))
 			},
 		},
 	}
@@ -349,7 +349,7 @@ func lockDir(dir, held string) (*pebble.Lock, error) {
 // openError turns pebble's open error into one that says what to do.
 func openError(dir string, err error) error {
 	if pebble.IsCorruptionError(err) {
-		return fmt.Errorf("%w: open %s: %v (the damage cannot be repaired automatically; restore a checkpoint or move the directory away)", ErrCorrupt, dir, err)
+		return fmt.Errorf("%w: open %s: %s (the damage cannot be repaired automatically; restore a checkpoint or move the directory away)", ErrCorrupt, dir, detail(err))
 	}
 	return fmt.Errorf("store: open %s: %w", dir, err)
 }
@@ -402,7 +402,7 @@ func (s *Store) Close() error {
 		// the next start replays it.
 		if s.db != nil {
 			if cerr := s.closeDB(); cerr != nil {
-				s.log.Warn("store: closing the failed engine", "err", cerr)
+				s.log.Warn("store: closing the failed engine", "err", detail(cerr))
 			}
 		}
 		s.unsyncedMu.Lock()
@@ -518,7 +518,7 @@ func (s *Store) syncLoop() {
 				if err := s.syncNow(); err != nil {
 					s.dirty.Store(true)
 					if s.fault.Load() == nil { // else onFault logged it
-						s.log.Error("store: background sync failed", "dir", s.dir, "err", err)
+						s.log.Error("store: background sync failed", "dir", s.dir, "err", detail(err))
 					}
 				}
 			}

@@ -72,9 +72,13 @@ func (s *Store) logTornTail(end *walEnd) {
 			"file", end.path, "whole writes", end.records, "cut at", end.cut, "file size", end.size)
 		return
 	}
+	attrs := []any{"file", end.path, "whole writes kept", end.records, "unreadable at", end.cut,
+		"dropped bytes of later writes", end.later, "copy", end.copy}
+	if end.copyErr != nil {
+		attrs = append(attrs, "copy error", end.copyErr.Error())
+	}
 	s.log.Error("store: the write-ahead log is unreadable before its end; the writes after that point were dropped (possible damage; after a power cut, the unsynced tail)",
-		"file", end.path, "whole writes kept", end.records, "unreadable at", end.cut,
-		"dropped bytes of later writes", end.later, "copy", end.copy, "copy error", end.copyErr)
+		attrs...)
 }
 
 // keepCopy copies file into dir/damaged/ and returns the copy's path. A

@@ -714,7 +714,7 @@ func (s *Store) recover() error {
 func (s *Store) reopen(fi *faultInfo) error {
 	if s.db != nil {
 		if err := s.closeDB(); err != nil {
-			s.log.Warn("store: closing the failed engine", "err", err)
+			s.log.Warn("store: closing the failed engine", "err", detail(err))
 		}
 	}
 	// Closing the engine ended every pending WAL write; once the Waiters
