@@ -535,7 +535,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 				// a clean stop, not a busy port.
 				return nil, exitOK
 			}
-			fmt.Fprintf(stderr, "kv: cannot listen for %s on %s: %v\n(is another program using it? choose another with %s)\n", what, addr, err, flagName)
+			fmt.Fprintf(stderr, "kv: cannot listen for %s on %s: %v\n(%s)\n", what, addr, err, listenHint(err, flagName))
 			return nil, exitNoListen
 		}
 		// A name such as localhost passed the check above; what it
@@ -745,6 +745,16 @@ func idle(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// listenHint is what to do about a listener that failed: a name that
+// does not resolve is not a busy port.
+func listenHint(err error, flagName string) string {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return "is the host name right? give an address, or a name this machine resolves, with " + flagName
+	}
+	return "is another program using it? choose another with " + flagName
 }
 
 // dataDirInUse reports that another kv holds dir, and returns the exit

@@ -817,6 +817,17 @@ func TestHangupIsIgnored(t *testing.T) {
 // every value --shutdown-timeout accepts (from review: frontEnd*4
 // overflowed into the 1 ns floor past about 1,281,000h, and every client
 // was cut at once at the stop).
+// A listen that fails on a name that does not resolve says so, rather
+// than asking whether another program uses the port (operator review).
+func TestListenHint(t *testing.T) {
+	dns := &net.OpError{Op: "listen", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "kv.invalid", IsNotFound: true}}
+	assert.Contains(t, listenHint(dns, "--resp-addr"), "host name")
+	assert.NotContains(t, listenHint(dns, "--resp-addr"), "another program")
+	busy := &net.OpError{Op: "listen", Net: "tcp", Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}
+	assert.Contains(t, listenHint(busy, "--resp-addr"), "another program")
+	assert.Contains(t, listenHint(busy, "--resp-addr"), "--resp-addr")
+}
+
 func TestStopBudgetsLargeTimeout(t *testing.T) {
 	for _, total := range []time.Duration{1300000 * time.Hour, 2562047 * time.Hour, math.MaxInt64} {
 		frontEnd, clients, _ := stopBudgets(total)
