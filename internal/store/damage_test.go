@@ -355,9 +355,26 @@ func TestNewDirectoryWithOtherFilesOpens(t *testing.T) {
 	t.Run("operator's log", func(t *testing.T) {
 		dir := t.TempDir()
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "kv.log"), []byte("kv: starting\n"), 0o644))
-		s, err := Open(dir, Options{})
+		var logs testlog.Buffer
+		s, err := Open(dir, Options{Logger: logs.Logger(slog.LevelWarn)})
 		require.NoError(t, err)
 		require.NoError(t, s.Close())
+		// Said, in case the directory was mistyped (/etc, a home)...
+		assert.Contains(t, logs.String(), "created a new store in a directory that holds other files")
+		assert.Contains(t, logs.String(), "kv.log")
+		// ...once: the store exists now.
+		logs = testlog.Buffer{}
+		s, err = Open(dir, Options{Logger: logs.Logger(slog.LevelWarn)})
+		require.NoError(t, err)
+		require.NoError(t, s.Close())
+		assert.Empty(t, logs.String())
+	})
+	t.Run("empty directory", func(t *testing.T) {
+		var logs testlog.Buffer
+		s, err := Open(t.TempDir(), Options{Logger: logs.Logger(slog.LevelWarn)})
+		require.NoError(t, err)
+		require.NoError(t, s.Close())
+		assert.Empty(t, logs.String())
 	})
 	t.Run("creation cut short", func(t *testing.T) {
 		dir := t.TempDir()

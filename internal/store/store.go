@@ -149,6 +149,7 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 	// delete the old one's tables as obsolete.
 	files := storeFiles(abs)
 	popts.ErrorIfNotExists = len(files) > 0
+	foreign := foreignFiles(abs)
 	s.db, err = pebble.Open(abs, popts)
 	if err != nil {
 		s.releaseLock()
@@ -196,6 +197,13 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 		return nil, err
 	}
 	s.log.Info("store opened", "dir", abs, "fsync", opts.Fsync.String(), "took", time.Since(start))
+	if len(foreign) > 0 {
+		// Allowed (an operator's log file beside the store), but a
+		// mistyped directory (/etc, a home) now has the store's files
+		// scattered among its own: said once, at the creation.
+		s.log.Warn("store: created a new store in a directory that holds other files; is it the directory meant for the store?",
+			"dir", abs, "files", strings.Join(foreign, ", "))
+	}
 
 	s.stop = make(chan struct{})
 	s.stopped = make(chan struct{})
@@ -249,6 +257,32 @@ func storeFiles(dir string) []string {
 			if len(names) == 5 {
 				break
 			}
+		}
+	}
+	return names
+}
+
+// foreignFiles returns, for a directory that holds no store yet (no
+// marker of a current MANIFEST), the names of up to 5 of its entries
+// that are neither the engine's nor kv's: nil for an empty directory and
+// for an existing store.
+func foreignFiles(dir string) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, "marker.manifest.") {
+			return nil // a store already
+		}
+		if n == "LOCK" || strings.HasPrefix(n, "MANIFEST-") || strings.HasPrefix(n, "OPTIONS-") ||
+			strings.HasPrefix(n, "marker.") || n == "checkpoints" || n == "damaged" {
+			continue
+		}
+		if len(names) < 5 {
+			names = append(names, n)
 		}
 	}
 	return names
