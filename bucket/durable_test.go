@@ -295,3 +295,34 @@ func TestRolledBackDeleteKeepsNoAliasOfTheKey(t *testing.T) {
 	assert.Zero(t, next)
 	assert.ElementsMatch(t, want, got)
 }
+
+// A panic in an Update of a durable bucket ends the bucket and stores none
+// of the function's writes: the bucket the registry loads back from the
+// store, once the crashed one is forgotten, is as it was before the
+// Update, not half written.
+func TestPanicInDurableUpdateStoresNothing(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways})
+	require.NoError(t, err)
+	require.NoError(t, st.CreateBucket("b"))
+	b := Restore("b", 1, nil, st)
+	require.NoError(t, b.Put("k", []byte("before")))
+	err = b.Update(func(tx *Tx) error {
+		require.NoError(t, tx.Put("k", []byte("half")))
+		require.NoError(t, tx.Put("new", []byte("half")))
+		panic("user function failed")
+	})
+	var perr *PanicError
+	require.ErrorAs(t, err, &perr)
+	<-b.Done()
+	assert.Equal(t, map[string][]byte{"k": []byte("before")}, loadT(t, st, "b"))
+	// Bounded, rather than a Cleanup: a write of the crashed Update left
+	// in flight would hang Close, and the test with it.
+	closed := make(chan error, 1)
+	go func() { closed <- st.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs: a write of the crashed Update is still in flight")
+	}
+}
