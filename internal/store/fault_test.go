@@ -230,7 +230,16 @@ func TestLoadNeverReturnsAWriteThatThenFails(t *testing.T) {
 			resume := faults.Stall()
 			faults.FailWrites(fmt.Errorf("injected: %w", syscall.ENOSPC))
 			w, err := s.ApplyPairsNoWait("b", Put("failed", []byte("2")))
-			require.NoError(t, err, "committed: its write to the log is stalled")
+			require.NoError(t, err, "queued")
+			// Its writer commits it: the engine shows it to readers, and
+			// its write to the log is stalled.
+			waited := make(chan error, 1)
+			go func() { waited <- w.Wait() }()
+			require.Eventually(t, func() bool {
+				s.commitMu.Lock()
+				defer s.commitMu.Unlock()
+				return w.g.committed
+			}, 10*time.Second, time.Millisecond, "the write is committed")
 
 			// Load while the write hangs: it must wait for the write's
 			// fate (the delay only lets an old Load answer too early).
@@ -239,7 +248,7 @@ func TestLoadNeverReturnsAWriteThatThenFails(t *testing.T) {
 			if err == nil {
 				assert.NotContains(t, pairs, "failed")
 			}
-			require.ErrorIs(t, w.Wait(), ErrWriteFailed)
+			require.ErrorIs(t, <-waited, ErrWriteFailed)
 
 			faults.Clear()
 			require.Eventually(t, func() bool {
