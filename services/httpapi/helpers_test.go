@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -166,7 +167,12 @@ type stream struct {
 // subscription exists when it returns.
 func (a *api) events() *stream {
 	a.t.Helper()
-	req, err := http.NewRequest("GET", a.base+"/v1/events", nil)
+	// A bound on the whole stream: a test whose stream should have
+	// ended fails with the context's error rather than hanging until the
+	// test binary's timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	a.t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, "GET", a.base+"/v1/events", nil)
 	require.NoError(a.t, err)
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
