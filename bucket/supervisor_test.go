@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,6 +111,82 @@ func TestSupervisorStopEndsEveryBucketWithContextError(t *testing.T) {
 	assert.ErrorIs(t, err, ErrSupervisorStopped)
 }
 
+// The stop ends the buckets a batch at a time (endAll) before suture's
+// own stop: across several batches, with buckets that ended before the
+// stop and one that crashes during it, each end is reported once, the
+// stop's with the context's error.
+func TestSupervisorStopEndsManyBucketsOnceEach(t *testing.T) {
+	s := NewSupervisor(SupervisorOptions{})
+	stop := serveSupervisor(t, s)
+	e := newEnds()
+	n := 3*endBatch + 17
+	var bs []*Bucket
+	for i := range n {
+		b := New("b", uint64(i))
+		require.NoError(t, s.Start(b, e.hook))
+		bs = append(bs, b)
+	}
+	require.Eventually(t, func() bool { return s.Running() == n }, 10*time.Second, time.Millisecond)
+	errEarly := errors.New("ended before the stop")
+	for _, b := range bs[:5] {
+		b.Stop(errEarly)
+	}
+	crash := make(chan struct{})
+	go func() {
+		defer close(crash)
+		_ = bs[n-1].Update(func(*Tx) error { panic("during the stop") })
+	}()
+	stop()
+	<-crash
+	assert.Zero(t, s.Running())
+	for i, b := range bs {
+		<-b.Done()
+		reasons := e.reasons(b.ID())
+		require.Len(t, reasons, 1, "bucket %d", b.ID())
+		switch {
+		case i < 5:
+			assert.ErrorIs(t, reasons[0], errEarly)
+		case i == n-1: // the stop's or the crash's, whichever came first
+			var perr *PanicError
+			if !errors.As(reasons[0], &perr) {
+				assert.ErrorIs(t, reasons[0], context.Canceled)
+			}
+		default:
+			assert.ErrorIs(t, reasons[0], context.Canceled)
+		}
+	}
+}
+
+// End hooks that do not return hold endAll back only up to the
+// supervisor's Timeout, and suture's stop as long again: the stop
+// returns, and every end is reported once the hooks go on.
+func TestSupervisorStopIsBoundedByHooksThatBlock(t *testing.T) {
+	s := NewSupervisor(SupervisorOptions{Timeout: 100 * time.Millisecond})
+	stop := serveSupervisor(t, s)
+	e := newEnds()
+	release := make(chan struct{})
+	var bs []*Bucket
+	for i := range 2*endBatch + 1 {
+		b := New("b", uint64(i))
+		require.NoError(t, s.Start(b, func(b *Bucket, reason error) { <-release; e.hook(b, reason) }))
+		bs = append(bs, b)
+	}
+	require.Eventually(t, func() bool { return s.Running() == len(bs) }, 10*time.Second, time.Millisecond)
+	stop() // returns though no hook has
+	close(release)
+	for _, b := range bs {
+		<-b.Done()
+	}
+	require.Eventually(t, func() bool {
+		for _, b := range bs {
+			if len(e.reasons(b.ID())) != 1 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond)
+}
+
 func TestBucketsStartedBeforeServeStartWithIt(t *testing.T) {
 	s := NewSupervisor(SupervisorOptions{})
 	e := newEnds()
@@ -125,7 +200,7 @@ func TestBucketsStartedBeforeServeStartWithIt(t *testing.T) {
 
 func TestChildIsNeverServedTwice(t *testing.T) {
 	e := newEnds()
-	c := &child{b: New("once", 1), onEnd: e.hook, running: new(atomic.Int64)}
+	c := &child{b: New("once", 1), onEnd: e.hook, sup: NewSupervisor(SupervisorOptions{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.Error(t, c.Serve(ctx))
@@ -138,7 +213,7 @@ func TestChildPanicIsReportedAsPanicError(t *testing.T) {
 	// A panic in the bucket's own goroutine (here, from its context) ends
 	// the bucket with a PanicError instead of reaching suture.
 	b := New("p", 7)
-	c := &child{b: b, onEnd: e.hook, running: new(atomic.Int64)}
+	c := &child{b: b, onEnd: e.hook, sup: NewSupervisor(SupervisorOptions{})}
 	require.Error(t, c.Serve(panickingContext{}))
 	<-b.Done()
 	reasons := e.reasons(7)
