@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/kvproject/kv/bucket"
@@ -239,6 +240,7 @@ func (p *subscriber) deliver(ev events.Event) {
 	kindCh, msg := messageOf(ev)
 	bucketCh := ChannelBucketPrefix + ev.BucketName()
 	c := p.c
+	limit := c.s.cfg.MaxReplyBytes
 	c.wmu.Lock()
 	out := p.out[:0]
 	for _, ch := range [2]string{kindCh, bucketCh} {
@@ -255,6 +257,18 @@ func (p *subscriber) deliver(ev events.Event) {
 				out = redcon.AppendBulkString(out, pat)
 				out = redcon.AppendBulkString(out, ch)
 				out = redcon.AppendBulk(out, msg)
+				if len(out) > limit {
+					// A pmessage for each of many patterns, each
+					// carrying its pattern: one event must not make
+					// the server build any amount for one client (1M
+					// patterns sent in 17 MB made 700 MB an event).
+					// Redis disconnects such a subscriber too, past
+					// client-output-buffer-limit pubsub (32 MB).
+					c.wmu.Unlock()
+					p.out = nil
+					p.kick("the messages of one event passed " + strconv.Itoa(limit) + " bytes (--max-reply-bytes)")
+					return
+				}
 			}
 		}
 	}
@@ -264,6 +278,9 @@ func (p *subscriber) deliver(ev events.Event) {
 		_, err = c.nc.Write(out)
 	}
 	c.wmu.Unlock()
+	if cap(out) > maxKeptReadBuf {
+		out = nil // a large buffer is not kept for the next event
+	}
 	p.out = out
 	var ne net.Error
 	switch {
