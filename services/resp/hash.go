@@ -695,8 +695,29 @@ func (s *Server) hrandfield(ctx context.Context, c *conn, args [][]byte) {
 	case len(keys) == 0 || count == 0:
 	case count < 0: // repeats allowed
 		picks = make([]int, -count)
+		picked := 0 // the bytes of the picked fields (and values)
 		for i := range picks {
 			picks[i] = rand.IntN(len(keys))
+			picked += len(keys[picks[i]])
+			if withValues {
+				picked += len(values[picks[i]])
+			}
+		}
+		// Nor may one large field or value, repeated, make a reply of any
+		// size: past MaxReplyBytes, the reply may be no larger than the
+		// hash (what HGETALL returns).
+		if limit := s.cfg.MaxReplyBytes; picked > limit {
+			whole := 0
+			for i, k := range keys {
+				whole += len(k)
+				if withValues {
+					whole += len(values[i])
+				}
+			}
+			if picked > whole {
+				c.err("ERR value is out of range, the fields a negative count asks for pass " + strconv.Itoa(limit) + " bytes")
+				return
+			}
 		}
 	default:
 		perm := rand.Perm(len(keys))
