@@ -64,6 +64,15 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		return
 	}
+	defer s.streams.Add(-1)
+	if n := s.streams.Add(1); n > int64(s.cfg.MaxStreams) {
+		// Streams never end on their own: they must not take every
+		// connection from the other requests (a liveness probe).
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "too_many_streams",
+			fmt.Sprintf("%d event streams are open, the most this server serves at once; the other connections are kept for other requests", s.cfg.MaxStreams))
+		return
+	}
 	queue := make(chan events.Event, s.cfg.SSEBuffer)
 	overflow := make(chan struct{})
 	var overflowOnce sync.Once

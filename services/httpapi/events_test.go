@@ -334,3 +334,24 @@ func TestHostShutdownEndsEventStreams(t *testing.T) {
 	_, _, err = s.next()
 	require.ErrorIs(t, err, io.EOF)
 }
+
+// Event streams never end on their own: past MaxStreams (half of
+// MaxConns by default) a new one gets 503 too_many_streams, so that the
+// streams leave connections to the other requests. Before, 1,024 streams
+// took every connection and /healthz went unanswered (a liveness probe
+// would restart the daemon).
+func TestEventStreamsLeaveConnectionsToOtherRequests(t *testing.T) {
+	root := tree(t)
+	var srv *Server
+	a := serve(t, root, Config{MaxConns: 4}, func(s *Server) { srv = s })
+	first := a.events()
+	a.events()
+	r := a.do("GET", "/v1/events", nil)
+	expectError(t, r, http.StatusServiceUnavailable, "too_many_streams")
+	assert.Equal(t, "1", r.header.Get("Retry-After"))
+	assert.Equal(t, http.StatusOK, a.do("GET", "/healthz", nil).status, "a connection is left for the probe")
+	// A stream that ends gives its place back.
+	require.NoError(t, first.resp.Body.Close())
+	require.Eventually(t, func() bool { return srv.streams.Load() == 1 }, 10*time.Second, time.Millisecond)
+	a.events()
+}

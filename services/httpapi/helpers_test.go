@@ -129,7 +129,11 @@ func (r reply) json(t *testing.T) map[string]any {
 // do sends a request to the path (already escaped) and reads the reply.
 func (a *api) do(method, path string, body io.Reader) reply {
 	a.t.Helper()
-	req, err := http.NewRequest(method, a.base+path, body)
+	// A reply that never ends (a stream where none was expected) fails
+	// the test rather than hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
 	require.NoError(a.t, err)
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)

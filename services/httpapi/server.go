@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/thejerf/suture/v4"
@@ -107,6 +108,12 @@ type Config struct {
 	// DefaultMaxConns (1024). Past it, new connections wait in the listen
 	// backlog until one closes. Event streams hold one each.
 	MaxConns int
+	// MaxStreams bounds the /v1/events streams open at once, so that
+	// streams, which never end on their own, cannot take every
+	// connection from the other requests (/healthz, /readyz, /metrics, a
+	// liveness probe). 0 means half of MaxConns (at least 1). Past it, a
+	// new stream gets 503 too_many_streams.
+	MaxStreams int
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are
 	// http.Server's; 0 means 5s, 30s, 30s and 2m, negative means none. /v1/events clears the
 	// read and write deadlines of its connection and bounds each of its
@@ -140,6 +147,7 @@ func (cfg Config) withDefaults() Config {
 	setPositive(&cfg.MaxBodyBytes, DefaultMaxBodyBytes)
 	setPositive(&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setPositive(&cfg.MaxConns, DefaultMaxConns)
+	setPositive(&cfg.MaxStreams, max(cfg.MaxConns/2, 1))
 	// http.Server's timeouts: zero is the default, negative means none
 	// (http.Server's own reading of a non-positive value).
 	setDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
@@ -236,6 +244,8 @@ type Server struct {
 	// hostStopping).
 	hostsMu sync.Mutex
 	hosts   map[*http.Server]chan struct{}
+
+	streams atomic.Int64 // /v1/events streams open (MaxStreams)
 
 	// testHookSSE, when set, runs before each event is written to a
 	// stream (tests use it to stall a stream).
