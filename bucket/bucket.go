@@ -319,6 +319,16 @@ func (b *Bucket) Stop(reason error) bool {
 	return b.endLocked(reason)
 }
 
+// tryStop is Stop for a caller that must not wait for b's lock: free is
+// false, and b goes on, while another holds the lock.
+func (b *Bucket) tryStop(reason error) (ended, free bool) {
+	if !b.mu.TryLock() {
+		return false, false
+	}
+	defer b.mu.Unlock()
+	return b.endLocked(reason), true
+}
+
 // Version returns a number that changes with every write that may change
 // the bucket's pairs (Put and Set, even of the value already there; Delete
 // of a present key; an Update that wrote and returned nil, even if its

@@ -123,7 +123,11 @@ const endBatch = 256
 // suture: 99.9% of their blocked time there). Ended a batch at a time,
 // each bucket's cancel meets a free mutex, and suture's stop finds the
 // contexts cancelled already. Out of time (the supervisor's Timeout),
-// endAll leaves the rest to suture.
+// endAll ends the rest without waiting for the batches: every bucket
+// ends with reason, none by suture's cancel. A bucket whose lock is held
+// (an Update whose write waits on a stalled disk) is ended by a goroutine
+// of its own, as suture would, so that it holds back neither the others
+// nor the stop.
 func (s *Supervisor) endAll(tree *suture.Supervisor, reason error) {
 	timeout := s.opts.Timeout
 	if timeout <= 0 {
@@ -136,19 +140,27 @@ func (s *Supervisor) endAll(tree *suture.Supervisor, reason error) {
 	defer s.ending.Store(false)
 	children := tree.Services()
 	stopped := int64(0) // buckets this call ended
+	wait := true        // for the batches, until the Timeout
 	for start := 0; start < len(children); start += endBatch {
 		for _, svc := range children[start:min(start+endBatch, len(children))] {
-			if c, ok := svc.(*child); ok && c.b.Stop(reason) {
+			c, ok := svc.(*child)
+			if !ok {
+				continue
+			}
+			switch ended, free := c.b.tryStop(reason); {
+			case !free:
+				go c.b.Stop(reason)
+			case ended:
 				stopped++
 			}
 		}
 		// The batch before this one has ended (a bucket that ended
 		// on its own meanwhile counts too: the wait ends sooner).
-		for s.ended.Load() < stopped-endBatch {
+		for wait && s.ended.Load() < stopped-endBatch {
 			select {
 			case <-s.progress:
 			case <-timer.C:
-				return
+				wait = false
 			}
 		}
 	}

@@ -246,3 +246,76 @@ func TestStartRefusesABucketTwiceAndANilHook(t *testing.T) {
 	require.Eventually(t, func() bool { return s.Running() == 0 }, 5*time.Second, time.Millisecond)
 	assert.Len(t, e.reasons(1), 1)
 }
+
+// A stop by a context that ends with DeadlineExceeded ends every bucket
+// with it, also those that endAll, out of time, leaves to suture's stop:
+// the tree's own context is cancelled with the stop's error as its cause.
+func TestSupervisorStopPastTheTimeoutKeepsTheContextError(t *testing.T) {
+	s := NewSupervisor(SupervisorOptions{Timeout: 10 * time.Millisecond})
+	release := make(chan struct{})
+	var bs []*Bucket
+	for i := range 3 * endBatch {
+		b := New("b", uint64(i))
+		// No hook returns before the stop has: endAll runs out of time
+		// once it has ended two batches, and suture's stop ends the third.
+		require.NoError(t, s.Start(b, func(*Bucket, error) { <-release }))
+		bs = append(bs, b)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now())
+	defer cancel()
+	<-ctx.Done()
+	require.ErrorIs(t, s.Serve(ctx), context.Canceled) // suture's own
+	close(release)
+	for _, b := range bs {
+		<-b.Done()
+		assert.ErrorIs(t, b.Err(), context.DeadlineExceeded, "bucket %d", b.ID())
+	}
+}
+
+// A bucket whose lock is held at the stop (an Update whose write waits
+// on a stalled disk, here a function that waits) holds back neither the
+// end of the others nor the stop beyond the supervisor's Timeout, as
+// when suture alone stopped the buckets, each on its own goroutine.
+func TestSupervisorStopIsNotHeldBackByABusyBucket(t *testing.T) {
+	s := NewSupervisor(SupervisorOptions{Timeout: 10 * time.Millisecond})
+	stop := serveSupervisor(t, s)
+	e := newEnds()
+	e.ch = make(chan uint64, 4*endBatch)
+	var bs []*Bucket
+	for i := range 2*endBatch + 1 {
+		b := New("b", uint64(i))
+		require.NoError(t, s.Start(b, e.hook))
+		bs = append(bs, b)
+	}
+	busy := New("busy", 1<<20)
+	require.NoError(t, s.Start(busy, e.hook))
+	require.Eventually(t, func() bool { return s.Running() == len(bs)+1 }, 10*time.Second, time.Millisecond)
+	inside, release := make(chan struct{}), make(chan struct{})
+	updated := make(chan error, 1)
+	go func() {
+		updated <- busy.Update(func(*Tx) error { close(inside); <-release; return nil })
+	}()
+	<-inside
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	defer close(release)
+	bound := time.NewTimer(30 * time.Second) // a bound for failing, not a wait
+	defer bound.Stop()
+	for _, b := range bs {
+		select {
+		case <-b.Done():
+		case <-bound.C:
+			t.Fatalf("bucket %d did not end while another bucket's lock was held", b.ID())
+		}
+		assert.ErrorIs(t, b.Err(), context.Canceled, "bucket %d", b.ID())
+	}
+	select {
+	case <-stopped:
+	case <-bound.C:
+		t.Fatal("the stop waited for a busy bucket past the supervisor's Timeout")
+	}
+	release <- struct{}{}
+	require.NoError(t, <-updated)
+	<-busy.Done()
+	assert.ErrorIs(t, busy.Err(), context.Canceled)
+}
