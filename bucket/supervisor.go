@@ -63,8 +63,11 @@ func (s *Supervisor) newTree() *suture.Supervisor {
 	return suture.New("kv buckets", suture.Spec{
 		Timeout: s.opts.Timeout,
 		// Logging only: temporary children produce no suture events, and
-		// the hook runs on the supervisor's goroutine, so it must not block.
+		// the hook runs on the supervisor's goroutine, so it must not block,
+		// nor panic: the tree runs on a goroutine of its own (see Serve),
+		// where a panic (a host's log handler) would end the process.
 		EventHook: func(e suture.Event) {
+			defer func() { _ = recover() }()
 			log.Warn("bucket supervisor: " + e.String())
 		},
 	})
@@ -85,6 +88,15 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 		s.cur = tree
 	}
 	s.mu.Unlock()
+	defer func() {
+		// Whatever ends this Serve, its tree is not served again: a
+		// suture supervisor cannot be (a next Serve makes a new one).
+		s.mu.Lock()
+		if s.cur == tree {
+			s.cur = nil
+		}
+		s.mu.Unlock()
+	}()
 
 	// The tree runs under a context of its own, ended once the buckets
 	// have been (endAll).
@@ -102,10 +114,6 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 		cancel()
 		err = <-errc
 	}
-
-	s.mu.Lock()
-	s.cur = nil
-	s.mu.Unlock()
 	return err
 }
 

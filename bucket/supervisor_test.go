@@ -187,6 +187,30 @@ func TestSupervisorStopIsBoundedByHooksThatBlock(t *testing.T) {
 	}, 10*time.Second, time.Millisecond)
 }
 
+// endAll waits between batches for the ends the children count, not for
+// its Timeout: with a Timeout of an hour, a stop of several batches
+// returns at once (a child that did not count its end made every batch
+// wait the whole Timeout, and the stop of the daemon with it).
+func TestSupervisorStopDoesNotWaitForItsTimeout(t *testing.T) {
+	s := NewSupervisor(SupervisorOptions{Timeout: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx) }()
+	e := newEnds()
+	n := 3*endBatch + 1
+	for i := range n {
+		require.NoError(t, s.Start(New("b", uint64(i)), e.hook))
+	}
+	require.Eventually(t, func() bool { return s.Running() == n }, 10*time.Second, time.Millisecond)
+	cancel()
+	select {
+	case <-served:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stop waited for the supervisor's Timeout")
+	}
+}
+
 func TestBucketsStartedBeforeServeStartWithIt(t *testing.T) {
 	s := NewSupervisor(SupervisorOptions{})
 	e := newEnds()
