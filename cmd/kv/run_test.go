@@ -813,10 +813,6 @@ func TestHangupIsIgnored(t *testing.T) {
 	}
 }
 
-// The clients' share of the stop is four fifths of the front ends' for
-// every value --shutdown-timeout accepts (from review: frontEnd*4
-// overflowed into the 1 ns floor past about 1,281,000h, and every client
-// was cut at once at the stop).
 // A listen that fails on a name that does not resolve says so, rather
 // than asking whether another program uses the port (operator review).
 func TestListenHint(t *testing.T) {
@@ -828,6 +824,10 @@ func TestListenHint(t *testing.T) {
 	assert.Contains(t, listenHint(busy, "--resp-addr"), "--resp-addr")
 }
 
+// The clients' share of the stop is four fifths of the front ends' for
+// every value --shutdown-timeout accepts (from review: frontEnd*4
+// overflowed into the 1 ns floor past about 1,281,000h, and every client
+// was cut at once at the stop).
 func TestStopBudgetsLargeTimeout(t *testing.T) {
 	for _, total := range []time.Duration{1300000 * time.Hour, 2562047 * time.Hour, math.MaxInt64} {
 		frontEnd, clients, _ := stopBudgets(total)

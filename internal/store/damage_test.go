@@ -369,6 +369,16 @@ func TestNewDirectoryWithOtherFilesOpens(t *testing.T) {
 		require.NoError(t, s.Close())
 		assert.Empty(t, logs.String())
 	})
+	t.Run("empty file system", func(t *testing.T) {
+		// A volume of its own for the store: its root holds lost+found.
+		dir := t.TempDir()
+		require.NoError(t, os.Mkdir(filepath.Join(dir, "lost+found"), 0o700))
+		var logs testlog.Buffer
+		s, err := Open(dir, Options{Logger: logs.Logger(slog.LevelWarn)})
+		require.NoError(t, err)
+		require.NoError(t, s.Close())
+		assert.Empty(t, logs.String())
+	})
 	t.Run("empty directory", func(t *testing.T) {
 		var logs testlog.Buffer
 		s, err := Open(t.TempDir(), Options{Logger: logs.Logger(slog.LevelWarn)})

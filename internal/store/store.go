@@ -278,7 +278,9 @@ func foreignFiles(dir string) []string {
 			return nil // a store already
 		}
 		if n == "LOCK" || strings.HasPrefix(n, "MANIFEST-") || strings.HasPrefix(n, "OPTIONS-") ||
-			strings.HasPrefix(n, "marker.") || n == "checkpoints" || n == "damaged" {
+			strings.HasPrefix(n, "marker.") || n == "checkpoints" || n == "damaged" ||
+			n == "lost+found" { // the root of a file system of its own
+
 			continue
 		}
 		if len(names) < 5 {
