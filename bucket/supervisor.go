@@ -37,6 +37,11 @@ type Supervisor struct {
 
 	mu  sync.RWMutex
 	cur *suture.Supervisor // where Start adds buckets; nil while not running
+	// stopReason is the context's error of the Serve whose stop made cur
+	// nil (nil before any stop): Start's refusal wraps it, so that a
+	// bucket refused during or after a stop ends, as the others, with
+	// the stop's reason. Under mu.
+	stopReason error
 
 	running atomic.Int64 // live bucket children
 
@@ -87,6 +92,7 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 		tree = s.newTree()
 		s.cur = tree
 	}
+	s.stopReason = nil
 	s.mu.Unlock()
 	defer func() {
 		// Whatever ends this Serve, its tree is not served again: a
@@ -109,6 +115,7 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 		s.mu.Lock()
 		s.cur = nil // Start refuses from now on
+		s.stopReason = ctx.Err()
 		s.mu.Unlock()
 		s.endAll(tree, ctx.Err())
 		cancel()
@@ -182,7 +189,9 @@ func (s *Supervisor) Running() int { return int(s.running.Load()) }
 // Stop, a crash, or the supervisor stopping. This is the supervisor's
 // termination hook, the Go form of Process.monitor and its :DOWN message.
 // onEnd must not block for long. Start returns ErrSupervisorStopped, without
-// starting b or calling onEnd, once the supervisor has stopped; before its
+// starting b or calling onEnd, once the supervisor has stopped (from the
+// moment its Serve's context ends, wrapped with that context's error: the
+// caller that ends b itself ends it as the stop ended the others); before its
 // first Serve, b waits and starts with it. A bucket runs once: Start
 // refuses, with an error and without calling onEnd, a nil onEnd and a
 // bucket it has already taken (even one that has since ended).
@@ -193,6 +202,9 @@ func (s *Supervisor) Start(b *Bucket, onEnd func(b *Bucket, reason error)) error
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.cur == nil {
+		if s.stopReason != nil {
+			return fmt.Errorf("%w: %w", ErrSupervisorStopped, s.stopReason)
+		}
 		return ErrSupervisorStopped
 	}
 	if !b.take() {

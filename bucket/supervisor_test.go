@@ -343,3 +343,29 @@ func TestSupervisorStopIsNotHeldBackByABusyBucket(t *testing.T) {
 	<-busy.Done()
 	assert.ErrorIs(t, busy.Err(), context.Canceled)
 }
+
+// A Start refused because the supervisor's Serve is stopping (or has
+// stopped) says why: its error wraps the stop's context error as well as
+// ErrSupervisorStopped, so that the caller, which ends the bucket itself
+// with that error (the registry does, and publishes it as the Exited's
+// reason), ends it as the stop ended the others: a shutdown, not an error.
+func TestSupervisorStartRefusedByAStopCarriesTheStopsReason(t *testing.T) {
+	s := NewSupervisor(SupervisorOptions{})
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now())
+	defer cancel()
+	<-ctx.Done()
+	require.Error(t, s.Serve(ctx))
+
+	err := s.Start(New("late", 1), func(*Bucket, error) { t.Error("onEnd called for a refused bucket") })
+	require.ErrorIs(t, err, ErrSupervisorStopped)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, EndShutdown, EndKind(err))
+
+	// A later Serve's stop refuses with its own reason.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	require.Error(t, s.Serve(ctx2))
+	err = s.Start(New("later", 3), func(*Bucket, error) {})
+	require.ErrorIs(t, err, context.Canceled)
+	require.NotErrorIs(t, err, context.DeadlineExceeded)
+}

@@ -498,3 +498,32 @@ func TestCreateWithFirstRunsOutsideTheRegistrysLock(t *testing.T) {
 	_, err = tr.reg.Create(ctx, "after")
 	require.NoError(t, err)
 }
+
+// During a tree's stop, the bucket supervisor may stop before the registry
+// closes (suture stops both at once): a Create in between is announced,
+// refused a start, and retracted. Its Exited, like the other buckets' at
+// that stop, carries the stop's context error: a shutdown, not an error.
+func TestCreateRefusedByAStoppingSupervisorExitsWithTheStopsReason(t *testing.T) {
+	ev := events.New(events.Options{})
+	rec := newRecorder()
+	sub, err := ev.Subscribe(events.SubscribeOptions{}, rec.handle)
+	require.NoError(t, err)
+	defer sub.Close()
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	reg := New(Config{Buckets: sup, Events: ev})
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- reg.Serve(runCtx) }()
+	defer func() { cancel(); <-done }()
+
+	// The bucket supervisor's stop, ahead of the registry's.
+	supCtx, supCancel := context.WithCancel(ctx)
+	supCancel()
+	require.Error(t, sup.Serve(supCtx))
+
+	_, err = reg.Create(ctx, "x")
+	require.ErrorIs(t, err, bucket.ErrSupervisorStopped)
+	ex := rec.waitExit(t, 1)
+	assert.ErrorIs(t, ex.Reason, context.Canceled)
+	assert.Equal(t, bucket.EndShutdown, bucket.EndKind(ex.Reason))
+}
