@@ -109,7 +109,11 @@ func (s *Store) foldDB(db *pebble.DB) (next uint64, err error) {
 	s.foldMu.Lock()
 	defer s.foldMu.Unlock()
 	pending := s.logPending.Load()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagLog}, UpperBound: []byte{tagLog + 1}})
+	lower := []byte{tagLog}
+	if s.foldedDB == db {
+		lower = logKey(s.foldedNext)
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{tagLog + 1}})
 	if err != nil {
 		return 0, fmt.Errorf("store: fold the log: %w", err)
 	}
@@ -160,6 +164,7 @@ func (s *Store) foldDB(db *pebble.DB) (next uint64, err error) {
 		return 0, fmt.Errorf("%w: fold the log: the storage engine failed", ErrWriteFailed)
 	}
 	s.logPending.Add(-pending)
+	s.foldedDB, s.foldedNext = db, n+1
 	return n + 1, nil
 }
 

@@ -77,8 +77,15 @@ type Store struct {
 	// The log's folding (see fold.go): logPending counts the bytes of the
 	// records committed since the last fold began; foldMu is held by the
 	// fold under way; foldKick wakes the folder.
-	logPending  atomic.Int64
-	foldMu      sync.Mutex
+	logPending atomic.Int64
+	foldMu     sync.Mutex
+	// Under foldMu: the engine of the last fold, and the number after
+	// the last record it folded. A fold of the same engine starts there:
+	// the records before it are deleted, but their point deletions stay
+	// in the memtable, and an iterator from the log's start would step
+	// over all of them. Another engine (a reopen) starts from the start.
+	foldedDB    *pebble.DB
+	foldedNext  uint64
 	foldKick    chan struct{}
 	foldStopped chan struct{} // closed when the folder has returned
 
