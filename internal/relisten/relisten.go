@@ -11,6 +11,7 @@ package relisten
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 
@@ -28,12 +29,19 @@ type Point struct {
 	// not one Listen can open again (a TLS listener, say); "" when it is.
 	wrapped string
 	serving net.Addr // the address being served, nil when none
+
+	log     *slog.Logger // says why Listen refuses for good
+	service string       // the front end's name, for that log
 }
 
 // New returns a Point whose first Listen returns ln, or, when ln is nil,
-// listens on addr over TCP.
-func New(ln net.Listener, addr string) *Point {
-	p := &Point{pending: ln, network: "tcp", addr: addr}
+// listens on addr over TCP. A refusal to listen again for good (see
+// Listen) is logged at Error to log, nil to discard, as service's.
+func New(ln net.Listener, addr string, log *slog.Logger, service string) *Point {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Point{pending: ln, network: "tcp", addr: addr, log: log, service: service}
 	if ln != nil {
 		p.record(ln)
 	}
@@ -65,8 +73,8 @@ type Replaceable interface {
 // network (TCP, or a Unix socket's). If the last listener given or served
 // was of another kind (a TLS listener, say), Listen cannot open one like
 // it, and returns an error wrapping suture.ErrDoNotRestart: the front end
-// stays down, with that error in suture's log, rather than serve its
-// clients without the wrapper.
+// stays down rather than serve its clients without the wrapper. Suture
+// drops such a service without a word, so Listen logs why.
 func (p *Point) Listen(ctx context.Context) (net.Listener, error) {
 	p.mu.Lock()
 	ln, network, addr, wrapped := p.pending, p.network, p.addr, p.wrapped
@@ -76,8 +84,10 @@ func (p *Point) Listen(ctx context.Context) (net.Listener, error) {
 		return ln, nil
 	}
 	if wrapped != "" {
-		return nil, fmt.Errorf("cannot listen again on %s: the listener served there was a %s, which only its maker can open again; serve a new front end with a new one: %w",
+		err := fmt.Errorf("cannot listen again on %s: the listener served there was a %s, which only its maker can open again; serve a new front end with a new one: %w",
 			addr, wrapped, suture.ErrDoNotRestart)
+		p.log.Error(p.service+": cannot listen again; not restarting", "err", err)
+		return nil, err
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, network, addr)

@@ -2,6 +2,7 @@ package relisten
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/thejerf/suture/v4"
 	"go.uber.org/goleak"
+
+	"github.com/kvproject/kv/internal/testlog"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -18,7 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestFirstTheGivenListenerThenTheSameAddressAgain(t *testing.T) {
 	given, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := New(given, "ignored:1")
+	p := New(given, "ignored:1", nil, "")
 	assert.Nil(t, p.Addr())
 
 	ln, err := p.Listen(context.Background())
@@ -40,10 +43,10 @@ func TestListenOnAddrAndReportErrors(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
-	_, err = New(nil, busy.Addr().String()).Listen(context.Background())
+	_, err = New(nil, busy.Addr().String(), nil, "").Listen(context.Background())
 	require.ErrorContains(t, err, "listen on "+busy.Addr().String())
 
-	p := New(nil, "127.0.0.1:0")
+	p := New(nil, "127.0.0.1:0", nil, "")
 	ln, err := p.Listen(context.Background())
 	require.NoError(t, err)
 	defer ln.Close()
@@ -54,7 +57,7 @@ func TestListenOnAddrAndReportErrors(t *testing.T) {
 func TestCloseClosesAnUntakenListener(t *testing.T) {
 	given, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := New(given, "")
+	p := New(given, "", nil, "")
 	require.NoError(t, p.Close())
 	_, err = given.Accept()
 	assert.Error(t, err, "closed")
@@ -71,7 +74,7 @@ func TestListenAgainOnTheSameNetwork(t *testing.T) {
 	if err != nil {
 		t.Skipf("no Unix sockets here: %v", err)
 	}
-	p := New(given, "")
+	p := New(given, "", nil, "")
 	ln, err := p.Listen(context.Background())
 	require.NoError(t, err)
 	done := p.Serving(ln)
@@ -97,9 +100,10 @@ func TestNeverListenAgainWithoutTheWrapper(t *testing.T) {
 			inner, err := net.Listen("tcp", "127.0.0.1:0")
 			require.NoError(t, err)
 			w := wrapper{inner}
-			p := New(nil, "127.0.0.1:0")
+			var logs testlog.Buffer
+			p := New(nil, "127.0.0.1:0", logs.Logger(slog.LevelInfo), "front")
 			if given {
-				p = New(w, "")
+				p = New(w, "", logs.Logger(slog.LevelInfo), "front")
 			}
 			ln, err := p.Listen(context.Background())
 			require.NoError(t, err)
@@ -119,6 +123,8 @@ func TestNeverListenAgainWithoutTheWrapper(t *testing.T) {
 			}
 			require.ErrorIs(t, err, suture.ErrDoNotRestart)
 			assert.Contains(t, err.Error(), "relisten.wrapper")
+			// Suture drops the front end without a word: the log says why.
+			assert.Contains(t, logs.String(), "level=ERROR msg=\"front: cannot listen again; not restarting\"")
 		})
 	}
 }
@@ -131,7 +137,7 @@ func (replaceable) ReplaceableByPlain() {}
 func TestListenAgainAfterAReplaceableWrapper(t *testing.T) {
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := New(replaceable{inner}, "")
+	p := New(replaceable{inner}, "", nil, "")
 	ln, err := p.Listen(context.Background())
 	require.NoError(t, err)
 	done := p.Serving(ln)

@@ -267,7 +267,7 @@ func New(cfg Config) *Server {
 		metrics:   cfg.Metrics,
 		mux:       http.NewServeMux(),
 		byPattern: make(map[string]http.Handler),
-		listen:    relisten.New(cfg.Listener, cfg.Addr),
+		listen:    relisten.New(cfg.Listener, cfg.Addr, cfg.Logger, "http api"),
 	}
 	if s.metrics == nil {
 		s.ownMetrics = true
@@ -330,10 +330,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	ln, err := s.listen.Listen(ctx)
 	if err != nil {
-		if errors.Is(err, suture.ErrDoNotRestart) {
-			// suture drops such a service without a word: say why here.
-			s.cfg.Logger.Error("http api: cannot listen again; not restarting", "err", err)
-		}
 		return fmt.Errorf("httpapi: %w", err)
 	}
 	return s.ServeListener(ctx, ln)

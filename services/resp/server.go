@@ -3,7 +3,6 @@ package resp
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/thejerf/suture/v4"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
@@ -254,7 +251,7 @@ func New(cfg Config) *Server {
 		log:     cfg.Logger,
 		obs:     cfg.Observer,
 		started: time.Now(),
-		listen:  relisten.New(cfg.Listener, cfg.Addr),
+		listen:  relisten.New(cfg.Listener, cfg.Addr, cfg.Logger, "resp"),
 		ready:   make(chan struct{}),
 		conns:   make(map[*conn]struct{}),
 		tx:      cfg.Registry.TxLock(),
@@ -293,10 +290,6 @@ func (s *Server) Addr() net.Addr { return s.listen.Addr() }
 func (s *Server) Serve(ctx context.Context) error {
 	ln, err := s.listen.Listen(ctx)
 	if err != nil {
-		if errors.Is(err, suture.ErrDoNotRestart) {
-			// suture drops such a service without a word: say why here.
-			s.log.Error("resp: cannot listen again; not restarting", "err", err)
-		}
 		return fmt.Errorf("resp: %w", err)
 	}
 	return s.ServeListener(ctx, ln)

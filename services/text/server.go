@@ -153,7 +153,7 @@ type Server struct {
 // New returns a server for cfg. It does not listen until served.
 func New(cfg Config) *Server {
 	s := &Server{cfg: cfg.withDefaults()}
-	s.listen = relisten.New(cfg.Listener, s.cfg.Addr)
+	s.listen = relisten.New(cfg.Listener, s.cfg.Addr, s.cfg.Logger, "text")
 	return s
 }
 
@@ -183,10 +183,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	ln, err := s.listen.Listen(ctx)
 	if err != nil {
-		if errors.Is(err, suture.ErrDoNotRestart) {
-			// suture drops such a service without a word: say why here.
-			s.cfg.Logger.Error("text: cannot listen again; not restarting", "err", err)
-		}
 		return fmt.Errorf("text: %w", err)
 	}
 	return s.ServeListener(ctx, ln)
