@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,7 +45,7 @@ func TestWholeBucketDumpIsTheEncodersJSON(t *testing.T) {
 			return nil
 		})
 	}))
-	sortPairs(want.Pairs)
+	slices.SortFunc(want.Pairs, func(a, b pair) int { return strings.Compare(a.Key, b.Key) })
 	var buf bytes.Buffer
 	require.NoError(t, json.NewEncoder(&buf).Encode(want))
 	assert.Equal(t, buf.String(), r.body)

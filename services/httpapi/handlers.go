@@ -270,11 +270,6 @@ func newPair(k string, v []byte) pair {
 	}
 }
 
-// sortPairs sorts pairs by key, as a whole-bucket dump lists them.
-func sortPairs(pairs []pair) {
-	slices.SortFunc(pairs, func(a, b pair) int { return strings.Compare(a.Key, b.Key) })
-}
-
 // rawPair is a key and a copy of its value, for writeDump.
 type rawPair struct {
 	key   string
