@@ -154,9 +154,8 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 	// MANIFEST (a backup that skipped empty files, a partial copy) is not
 	// an empty directory: pebble would create a new store over it, and
 	// delete the old one's tables as obsolete.
-	files := storeFiles(abs)
+	files, foreign := survey(abs)
 	popts.ErrorIfNotExists = len(files) > 0
-	foreign := foreignFiles(abs)
 	s.db, err = pebble.Open(abs, popts)
 	if err != nil {
 		s.releaseLock()
@@ -242,59 +241,49 @@ func walDamage(dir string, err error, end *walEnd) error {
 		openError(dir, err), end.path, end.cut, end.later, end.records, end.cut, end.path, copied)
 }
 
-// storeFiles returns the names of the engine's data files in dir (at most
-// 5): its tables and write-ahead logs, named by their number. Other files
-// do not count: the lock, kv's subdirectories, a log file of the
-// operator's, nor a MANIFEST alone (a creation cut short, by a full disk
-// or a kill, that held no data).
-func storeFiles(dir string) []string {
+// survey reads dir once, before Open, and returns the names of up to 5
+// of each of two kinds of its entries:
+//
+// files, the engine's data files: its tables and write-ahead logs, named
+// by their number. Other files do not count: the lock, kv's
+// subdirectories, a log file of the operator's, nor a MANIFEST alone (a
+// creation cut short, by a full disk or a kill, that held no data).
+//
+// foreign, when dir holds no store yet (no marker of a current
+// MANIFEST), the entries that are neither the engine's nor kv's: nil for
+// an empty directory and for an existing store.
+func survey(dir string) (files, foreign []string) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil // pebble's Open says what is wrong
+		return nil, nil // pebble's Open says what is wrong
 	}
-	var names []string
+	stored := false // a marker of a current MANIFEST
 	for _, e := range ents {
 		n := e.Name()
 		num, ok := strings.CutSuffix(n, ".sst")
 		if !ok {
 			num, ok = strings.CutSuffix(n, ".log")
 		}
-		if ok && len(num) >= 6 && strings.Trim(num, "0123456789") == "" { // pebble's: 000123
-			names = append(names, n)
-			if len(names) == 5 {
-				break
+		switch {
+		case ok && len(num) >= 6 && strings.Trim(num, "0123456789") == "": // pebble's: 000123
+			if len(files) < 5 {
+				files = append(files, n)
+			}
+		case strings.HasPrefix(n, "marker.manifest."):
+			stored = true
+		case n == "LOCK" || strings.HasPrefix(n, "MANIFEST-") || strings.HasPrefix(n, "OPTIONS-") ||
+			strings.HasPrefix(n, "marker.") || n == "checkpoints" || n == "damaged" ||
+			n == "lost+found": // the root of a file system of its own
+		default:
+			if len(foreign) < 5 {
+				foreign = append(foreign, n)
 			}
 		}
 	}
-	return names
-}
-
-// foreignFiles returns, for a directory that holds no store yet (no
-// marker of a current MANIFEST), the names of up to 5 of its entries
-// that are neither the engine's nor kv's: nil for an empty directory and
-// for an existing store.
-func foreignFiles(dir string) []string {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
+	if stored {
+		foreign = nil
 	}
-	var names []string
-	for _, e := range ents {
-		n := e.Name()
-		if strings.HasPrefix(n, "marker.manifest.") {
-			return nil // a store already
-		}
-		if n == "LOCK" || strings.HasPrefix(n, "MANIFEST-") || strings.HasPrefix(n, "OPTIONS-") ||
-			strings.HasPrefix(n, "marker.") || n == "checkpoints" || n == "damaged" ||
-			n == "lost+found" { // the root of a file system of its own
-
-			continue
-		}
-		if len(names) < 5 {
-			names = append(names, n)
-		}
-	}
-	return names
+	return files, foreign
 }
 
 // canonicalDir creates dir if needed and returns its absolute path with
