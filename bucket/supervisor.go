@@ -58,6 +58,9 @@ func NewSupervisor(opts SupervisorOptions) *Supervisor {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second // suture's default, for endAll too
+	}
 	s := &Supervisor{opts: opts, progress: make(chan struct{}, 1)}
 	s.cur = s.newTree()
 	return s
@@ -144,11 +147,7 @@ const endBatch = 256
 // of its own, as suture would, so that it holds back neither the others
 // nor the stop.
 func (s *Supervisor) endAll(tree *suture.Supervisor, reason error) {
-	timeout := s.opts.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	timer := time.NewTimer(timeout)
+	timer := time.NewTimer(s.opts.Timeout)
 	defer timer.Stop()
 	s.ended.Store(0)
 	s.ending.Store(true)
