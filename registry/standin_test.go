@@ -115,38 +115,10 @@ func TestEndHooksStandInUnderCrashes(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 7))
-			name := func() string { return fmt.Sprintf("s%d", r.IntN(names)) }
 			for range rounds {
 				<-round[w]
 				for range ops {
-					var err error
-					switch r.IntN(5) {
-					case 0:
-						_, err = reg.Create(opCtx, name())
-					case 1:
-						err = reg.Delete(opCtx, name())
-						if errors.Is(err, ErrNotFound) {
-							err = nil
-						}
-					case 2:
-						if b, ok := reg.Lookup(name()); ok {
-							_ = b.Update(func(*bucket.Tx) error { panic("crash a bucket") })
-						}
-						_, _, err = reg.LookupCurrent(opCtx, name())
-						if errors.Is(err, bucket.ErrEnded) {
-							err = nil
-						}
-					case 3:
-						err = reg.Rename(opCtx, name(), name())
-						if errors.Is(err, ErrNotFound) {
-							err = nil
-						}
-					case 4:
-						_, _, err = reg.CreateWith(opCtx, name(), func(tx *bucket.Tx) error {
-							tx.Put("k", []byte("v"))
-							return nil
-						})
-					}
+					err := randomOp(opCtx, reg, r, names, 5)
 					if err != nil && !errors.Is(err, bucket.ErrEnded) { // a bucket found as it ended
 						errs <- err
 					}
@@ -212,46 +184,13 @@ func standInThroughCrashes(t *testing.T, st Store, rounds int) {
 	for w := range workers {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 11))
-			name := func() string { return fmt.Sprintf("s%d", r.IntN(names)) }
 			for {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				var err error
-				switch r.IntN(6) {
-				case 0:
-					_, err = reg.Create(opCtx, name())
-				case 1:
-					err = reg.Delete(opCtx, name())
-					if errors.Is(err, ErrNotFound) {
-						err = nil
-					}
-				case 2:
-					if b, ok := reg.Lookup(name()); ok {
-						_ = b.Update(func(*bucket.Tx) error { panic("crash a bucket") })
-					}
-					_, _, err = reg.LookupCurrent(opCtx, name())
-				case 3:
-					err = reg.Rename(opCtx, name(), name())
-					if errors.Is(err, ErrNotFound) {
-						err = nil
-					}
-				case 4:
-					var p bucket.Pending
-					_, p, err = reg.CreateWith(opCtx, name(), func(tx *bucket.Tx) error {
-						tx.Put("k", []byte("v"))
-						return nil
-					})
-					if err == nil {
-						err = p.Wait()
-					}
-				case 5:
-					if r.IntN(10) == 0 {
-						err = reg.FlushAll(opCtx)
-					}
-				}
+				err := randomOp(opCtx, reg, r, names, 6)
 				if err != nil && !errors.Is(err, bucket.ErrEnded) {
 					errs <- err
 				}
@@ -326,22 +265,8 @@ func TestEndHooksAndDrainerAtAStopWhileHeldBack(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 3))
-			name := func() string { return fmt.Sprintf("s%d", r.IntN(6)) }
 			for i := 0; ; i++ {
-				var err error
-				switch r.IntN(4) {
-				case 0:
-					_, err = reg.Create(opCtx, name())
-				case 1:
-					err = reg.Delete(opCtx, name())
-				case 2:
-					if b, ok := reg.Lookup(name()); ok {
-						_ = b.Update(func(*bucket.Tx) error { panic("crash a bucket") })
-					}
-					_, _, err = reg.LookupCurrent(opCtx, name())
-				case 3:
-					err = reg.Rename(opCtx, name(), name())
-				}
+				err := randomOp(opCtx, reg, r, 6, 4)
 				require.NotErrorIs(t, err, context.DeadlineExceeded, "a caller waits past the stop")
 				done.Add(1)
 				if errors.Is(err, ErrStopped) && i > 50 {
@@ -368,4 +293,46 @@ func skipACrashWhileDown(t *testing.T, ctx context.Context, reg *Registry) {
 	require.NoError(t, err)
 	require.Error(t, b.Update(func(*bucket.Tx) error { panic("crash a bucket") }))
 	require.NoError(t, reg.WaitForgotten(ctx, b))
+}
+
+// randomOp runs one operation of the stand-in stress tests on one of
+// names buckets, chosen by r among the first kinds of these: Create;
+// Delete; crash a bucket (a panic in its Update), then LookupCurrent;
+// Rename; CreateWith with a first write, waited for; FlushAll, one time in
+// ten. ErrNotFound from Delete and Rename is no error: another worker got
+// there first.
+func randomOp(ctx context.Context, reg *Registry, r *rand.Rand, names, kinds int) error {
+	name := func() string { return fmt.Sprintf("s%d", r.IntN(names)) }
+	var err error
+	switch r.IntN(kinds) {
+	case 0:
+		_, err = reg.Create(ctx, name())
+	case 1:
+		if err = reg.Delete(ctx, name()); errors.Is(err, ErrNotFound) {
+			err = nil
+		}
+	case 2:
+		if b, ok := reg.Lookup(name()); ok {
+			_ = b.Update(func(*bucket.Tx) error { panic("crash a bucket") })
+		}
+		_, _, err = reg.LookupCurrent(ctx, name())
+	case 3:
+		if err = reg.Rename(ctx, name(), name()); errors.Is(err, ErrNotFound) {
+			err = nil
+		}
+	case 4:
+		var p bucket.Pending
+		_, p, err = reg.CreateWith(ctx, name(), func(tx *bucket.Tx) error {
+			tx.Put("k", []byte("v"))
+			return nil
+		})
+		if err == nil {
+			err = p.Wait()
+		}
+	case 5:
+		if r.IntN(10) == 0 {
+			err = reg.FlushAll(ctx)
+		}
+	}
+	return err
 }
