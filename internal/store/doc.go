@@ -20,7 +20,9 @@
 // and 0x04 for a log record (0x04, its number: 8 bytes, big-endian). The
 // length prefix keeps names prefix-free whatever bytes they hold, so a
 // bucket's pairs are exactly the keys under its prefix and dropping a
-// bucket is one range deletion.
+// bucket is one range deletion (which the fold makes point deletions of
+// its pairs when it has at most 64: a range deletion in the memtable
+// slows every read until the next flush).
 //
 // Writes reach the bucket keys through the log: each commit (a group of
 // writes, below) is one log record, whose value is the group's pebble

@@ -44,12 +44,19 @@ func TestSmallFoldsAddNoRangeDeletion(t *testing.T) {
 
 // logRangeDeletions counts the range deletions (fragments) over the log's
 // keys that the engine holds.
-func logRangeDeletions(t *testing.T, s *Store) (n int) {
+func logRangeDeletions(t *testing.T, s *Store) int {
+	t.Helper()
+	return rangeDeletions(t, s, []byte{tagLog}, []byte{tagLog + 1})
+}
+
+// rangeDeletions counts the range deletions (fragments) over [lo, hi) that
+// the engine holds, once the log is folded.
+func rangeDeletions(t *testing.T, s *Store, lo, hi []byte) (n int) {
 	t.Helper()
 	require.NoError(t, s.fold())
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	err := s.db.ScanInternal(context.Background(), block.CategoryUnknown, []byte{tagLog}, []byte{tagLog + 1},
+	err := s.db.ScanInternal(context.Background(), block.CategoryUnknown, lo, hi,
 		func(*pebble.InternalKey, pebble.LazyValue, pebble.IteratorLevel) error { return nil },
 		func([]byte, []byte, pebble.SeqNum) error { n++; return nil },
 		func([]byte, []byte, []rangekey.Key) error { return nil },
