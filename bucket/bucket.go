@@ -377,9 +377,21 @@ func (b *Bucket) run(ctx context.Context) error {
 	select {
 	case <-b.done:
 	case <-ctx.Done():
-		b.Stop(ctx.Err())
+		b.Stop(endReason(ctx))
 	}
 	return b.Err()
+}
+
+// endReason is what a bucket ends with when ctx, its supervisor's,
+// stops it: ctx's cause when that is a context error too (a services.Root
+// stopped by its host's deadline cancels its children's contexts with
+// context.DeadlineExceeded as their cause), or else ctx's error. It is
+// context.Canceled or context.DeadlineExceeded, or wraps one of them.
+func endReason(ctx context.Context) error {
+	if c := context.Cause(ctx); errors.Is(c, context.Canceled) || errors.Is(c, context.DeadlineExceeded) {
+		return c
+	}
+	return ctx.Err()
 }
 
 func clone(v []byte) []byte {

@@ -118,9 +118,10 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 		s.mu.Lock()
 		s.cur = nil // Start refuses from now on
-		s.stopReason = ctx.Err()
+		reason := endReason(ctx)
+		s.stopReason = reason
 		s.mu.Unlock()
-		s.endAll(tree, ctx.Err())
+		s.endAll(tree, reason)
 		cancel()
 		err = <-errc
 	}

@@ -35,7 +35,8 @@ type Exited struct {
 	ID     uint64 // the bucket instance, as in its Created
 	// Reason says why the bucket ended: nil for a normal stop (Delete), the
 	// error it was stopped with, a *bucket.PanicError (with the stack) when
-	// it crashed, or the context's error when the tree was shut down.
+	// it crashed, or the context's error when the tree was shut down
+	// (context.DeadlineExceeded when a deadline stopped it).
 	Reason error
 }
 

@@ -315,7 +315,7 @@ func (r *Root) Serve(ctx context.Context) error {
 		return err
 	}
 	defer release()
-	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	inner, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	return r.stopInStages(ctx, cancel, r.Supervisor.ServeBackground(inner))
 }
 
@@ -334,7 +334,7 @@ func (r *Root) ServeBackground(ctx context.Context) <-chan error {
 		errc <- err
 		return errc
 	}
-	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	inner, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	running := r.Supervisor.ServeBackground(inner)
 	go func() {
 		err := r.stopInStages(ctx, cancel, running)
@@ -405,9 +405,11 @@ func (r *Root) admit() error {
 
 // stopInStages waits for ctx to end, or for the embedded supervisor (run
 // on inner, which cancel ends) to end on its own; on ctx's end it stops the
-// services added with Add, then the rest.
-func (r *Root) stopInStages(ctx context.Context, cancel context.CancelFunc, running <-chan error) error {
-	defer cancel()
+// services added with Add, then the rest, with ctx's error as inner's
+// cause: a bucket then ends with context.DeadlineExceeded when the host's
+// deadline stopped the tree, not with the context.Canceled of inner.
+func (r *Root) stopInStages(ctx context.Context, cancel context.CancelCauseFunc, running <-chan error) error {
+	defer cancel(nil)
 	select {
 	case err := <-running: // ended on its own
 		// The added services that ran stopped with it; those that never
@@ -417,7 +419,7 @@ func (r *Root) stopInStages(ctx context.Context, cancel context.CancelFunc, runn
 	case <-ctx.Done():
 	}
 	r.stopAdded()
-	cancel()
+	cancel(ctx.Err())
 	err := <-running
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = ctx.Err() // as if the host's context had stopped it
