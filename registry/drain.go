@@ -33,7 +33,7 @@ func (r *Registry) Drain() {
 	if r.runs.Load() > 0 {
 		live, ended := r.remonitor()
 		r.log.Warn("registry: stopping while suture holds back its crashed Serve; draining in its stead",
-			"buckets", live, "ended while down", ended)
+			"buckets", live, "ended_while_down", ended)
 	}
 	r.drain()
 }

@@ -460,7 +460,7 @@ func TestLookupFailuresLogOncePerSecond(t *testing.T) {
 	_, ok := reg.Lookup("a")
 	require.False(t, ok)
 	assert.Equal(t, 2, strings.Count(logs.String(), "could not load"))
-	assert.Contains(t, logs.String(), `"lines held back"=49`)
+	assert.Contains(t, logs.String(), `lines_held_back=49`)
 }
 
 // A Lookup whose load fails logs the name it was given, which may alias a

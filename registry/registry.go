@@ -428,7 +428,7 @@ func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 			// lookupStored), and a handler may keep the record to format
 			// it later.
 			r.log.Error("registry: lookup could not load a stored bucket (at most one line a second)",
-				"bucket", strings.Clone(name), "err", err, "lines held back", dropped)
+				"bucket", strings.Clone(name), "err", err, "lines_held_back", dropped)
 		}
 	}
 	return b, ok
@@ -660,7 +660,7 @@ func (r *Registry) Serve(ctx context.Context) error {
 	}()
 	if r.runs.Add(1) > 1 {
 		live, ended := r.remonitor()
-		r.log.Info("registry restarted", "buckets", live, "ended while down", ended)
+		r.log.Info("registry restarted", "buckets", live, "ended_while_down", ended)
 	}
 	for {
 		select {

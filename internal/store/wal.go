@@ -69,13 +69,13 @@ var errSyncedPast = fmt.Errorf("%w: a later write in the same block of the write
 func (s *Store) logTornTail(end *walEnd) {
 	if end.later == 0 {
 		s.log.Warn("store: the write-ahead log ends with a torn write (a crash cut it); recovered every whole write before it",
-			"file", end.path, "whole writes", end.records, "cut at", end.cut, "file size", end.size)
+			"file", end.path, "whole_writes", end.records, "cut_at", end.cut, "file_size", end.size)
 		return
 	}
-	attrs := []any{"file", end.path, "whole writes kept", end.records, "unreadable at", end.cut,
-		"dropped bytes of later writes", end.later, "copy", end.copy}
+	attrs := []any{"file", end.path, "whole_writes_kept", end.records, "unreadable_at", end.cut,
+		"dropped_bytes_of_later_writes", end.later, "copy", end.copy}
 	if end.copyErr != nil {
-		attrs = append(attrs, "copy error", end.copyErr.Error())
+		attrs = append(attrs, "copy_error", end.copyErr.Error())
 	}
 	s.log.Error("store: the write-ahead log is unreadable before its end; the writes after that point were dropped (possible damage; after a power cut, the unsynced tail)",
 		attrs...)

@@ -794,7 +794,7 @@ func (s *Store) reopen(fi *faultInfo) error {
 	s.unsynced = nil
 	s.unsyncedMu.Unlock()
 	s.cutTail = false
-	s.log.Info("store: recovered; writes work again", "dir", s.dir, "replayed writes", len(replay),
-		"failing since", fi.at)
+	s.log.Info("store: recovered; writes work again", "dir", s.dir, "replayed_writes", len(replay),
+		"failing_since", fi.at)
 	return nil
 }
