@@ -296,9 +296,20 @@ func newLogger(o options, stderr io.Writer) *slog.Logger {
 	_ = lvl.UnmarshalText([]byte(o.logLevel)) // checked by parse
 	hopts := &slog.HandlerOptions{Level: lvl}
 	if o.logFormat == "json" {
+		hopts.ReplaceAttr = durationText
 		return slog.New(slog.NewJSONHandler(stderr, hopts))
 	}
 	return slog.New(slog.NewTextHandler(stderr, hopts))
+}
+
+// durationText writes a duration as the text handler does ("1.5s"),
+// where the JSON handler writes a bare number of nanoseconds, whose unit
+// a reader of the log cannot tell.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // stopBudgets splits --shutdown-timeout: a stop fits in it (the root takes

@@ -1009,3 +1009,25 @@ func TestFitOpenFilesWithHugeCaps(t *testing.T) {
 		})
 	}
 }
+
+// JSON logs write durations as the text logs do ("1.5s"), not as a bare
+// number of nanoseconds; other values keep their JSON types.
+func TestJSONLogDurationsAreText(t *testing.T) {
+	for _, tc := range []struct {
+		format string
+		want   string
+	}{{"json", `"took":"1.5s"`}, {"text", "took=1.5s"}} {
+		t.Run(tc.format, func(t *testing.T) {
+			var buf bytes.Buffer
+			log := newLogger(options{logFormat: tc.format, logLevel: "info"}, &buf)
+			log.Info("kv stopped", "took", 1500*time.Millisecond, "buckets", 3)
+			assert.Contains(t, buf.String(), tc.want)
+			if tc.format == "json" {
+				var line map[string]any
+				require.NoError(t, json.Unmarshal(buf.Bytes(), &line))
+				assert.Equal(t, "1.5s", line["took"])
+				assert.Equal(t, float64(3), line["buckets"], "a number stays a number")
+			}
+		})
+	}
+}
