@@ -59,18 +59,23 @@ func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, er
 		// The store gets a quarter of a short limit, within its bounds.
 		storeMax = min(storeFiles, max(minStoreFiles, int(limit/4)))
 	}
+	// What kv keeps for itself, in the words of its messages.
+	itself := "itself and its store"
+	if o.inMemory {
+		itself = "itself"
+	}
 	least := uint64(storeMax) + reservedFiles + uint64(len(caps))
 	if limit < least {
-		return 0, nil, fmt.Errorf("the open-file limit (ulimit -n) of %d is too low for kv, which needs at least %d (%d for itself and its store, and a client per front end); "+
-			"raise it (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", limit, least, least-uint64(len(caps)), need)
+		return 0, nil, fmt.Errorf("the open-file limit (ulimit -n) of %d is too low for kv, which needs at least %d (%d for %s, and a client per front end); "+
+			"raise it (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", limit, least, least-uint64(len(caps)), itself, need)
 	}
 	budget := limit - uint64(storeMax) - reservedFiles
 	for _, c := range caps {
 		was := *c.n
 		*c.n = max(1, int(min(uint64(was), limit)*budget/conns))
 		if *c.n < was {
-			warnings = append(warnings, fmt.Sprintf("kv: lowered --%s from %d to %d: the open-file limit (ulimit -n) is %d, and kv keeps %d files for itself and its store; "+
-				"raise the limit (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", c.flag, was, *c.n, limit, uint64(storeMax)+reservedFiles, need))
+			warnings = append(warnings, fmt.Sprintf("kv: lowered --%s from %d to %d: the open-file limit (ulimit -n) is %d, and kv keeps %d files for %s; "+
+				"raise the limit (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", c.flag, was, *c.n, limit, uint64(storeMax)+reservedFiles, itself, need))
 		}
 	}
 	return storeMax, warnings, nil

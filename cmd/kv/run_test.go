@@ -963,6 +963,7 @@ func TestFitOpenFiles(t *testing.T) {
 	assert.Equal(t, storeFiles, storeMax)
 	assert.Len(t, warnings, 3)
 	assert.Contains(t, warnings[0], "lowered --max-clients from 10000 to ")
+	assert.Contains(t, warnings[0], "files for itself and its store;")
 	assert.LessOrEqual(t, short.maxClients+short.textMaxClients+short.httpMaxConns+storeMax+reservedFiles, 4096)
 
 	_, _, err = fitOpenFiles(&short, 64)
@@ -973,6 +974,15 @@ func TestFitOpenFiles(t *testing.T) {
 	storeMax, _, err = fitOpenFiles(&mem, 64)
 	require.NoError(t, err, "in memory, there is no store to keep files for")
 	assert.Zero(t, storeMax)
+	mem = o
+	mem.inMemory = true
+	_, warnings, err = fitOpenFiles(&mem, 1024)
+	require.NoError(t, err)
+	require.NotEmpty(t, warnings)
+	assert.Contains(t, warnings[0], "kv keeps 32 files for itself;", "in memory, no store is named")
+	_, _, err = fitOpenFiles(&mem, 33)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "(32 for itself, and a client per front end)")
 }
 
 // A password file written by an editor that starts it with a UTF-8 byte
