@@ -117,12 +117,14 @@ func (r *Registry) drain() {
 	timeout := time.NewTimer(r.stopFor)
 	defer timeout.Stop()
 	for {
-		// Every bucket's end is reported, and every load, create, delete
-		// or rename under way (a claim) has finished: once Serve returns,
-		// another tree may serve on the store, and nothing of this one's
-		// may still write to it (a create that the stop refused undoes
-		// its write, for one).
-		r.mu.RLock()
+		// Every bucket's end is reported, and every load, create, delete,
+		// rename (a claim) or flush that began before the stop has
+		// finished: once Serve returns, another tree may serve on the
+		// store, and nothing of this one's may still write to it (a
+		// create that the stop refused undoes its write, for one). None
+		// begins once closed is set (see claim and FlushAll), so those
+		// waited for are finite, however often callers keep trying.
+		r.mu.Lock()
 		left := len(r.refs)
 		var claim chan struct{}
 		for _, c := range r.claims {
@@ -132,17 +134,12 @@ func (r *Registry) drain() {
 		if claim == nil {
 			claim = r.flushing
 		}
-		r.mu.RUnlock()
 		if left == 0 && claim == nil {
-			r.mu.Lock()
-			if len(r.claims) == 0 && r.flushing == nil { // none taken since: refuse any from now on
-				r.markDrainedLocked()
-				r.mu.Unlock()
-				return
-			}
+			r.markDrainedLocked()
 			r.mu.Unlock()
-			continue
+			return
 		}
+		r.mu.Unlock()
 		select {
 		case <-r.box.ready:
 			for batch := r.box.take(); len(batch) > 0; {
@@ -153,7 +150,7 @@ func (r *Registry) drain() {
 			r.log.Error("registry: buckets did not report their end in time, or operations on them did not finish",
 				"buckets", left, "operations", claim != nil, "waited", r.stopFor)
 			r.mu.Lock()
-			r.markDrainedLocked() // those under way go on; no new one starts
+			r.markDrainedLocked() // those under way go on (none began after closed)
 			r.mu.Unlock()
 			return
 		}

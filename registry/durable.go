@@ -58,13 +58,21 @@ func (r *Registry) Durable() bool { return r.store != nil }
 // claim reserves names for the caller: while a name is claimed, no other
 // caller loads, creates, deletes or renames it. Claims of several names are
 // taken at once, so that two callers cannot deadlock.
+//
+// Once the registry has closed (its stop has begun, see drain), claim
+// refuses with ErrStopped (after Admit, whose refusal says more: a tree
+// refused its DataDir is drained at once): a stop waits for the claims
+// taken before it, which are finite, and for none after, so that callers
+// that keep coming while the tree stops (a host, a front end slow to
+// stop) cannot hold it until StopTimeout, and no write of this registry
+// can reach the store after its Serve has returned.
 func (r *Registry) claim(ctx context.Context, names ...string) error {
 	if err := r.admitted(); err != nil {
 		return err
 	}
 	for {
 		r.mu.Lock()
-		if r.drainedLocked() {
+		if r.closed {
 			r.mu.Unlock()
 			return ErrStopped
 		}
@@ -422,7 +430,7 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	// loaded after the store is empty.
 	r.flushMu.Lock()
 	r.mu.Lock()
-	if r.drainedLocked() {
+	if r.closed { // refused once the stop has begun, as a claim is (see claim)
 		r.mu.Unlock()
 		r.flushMu.Unlock()
 		return fmt.Errorf("registry: flush: %w", ErrStopped)
@@ -431,8 +439,9 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	for _, b := range r.names {
 		live = append(live, b)
 	}
-	// Seen by drain with the drainedLocked check above, as a claim is: a stop
-	// waits for this flush to be done before Serve returns.
+	// Set under mu with the closed check above, as a claim is taken: a
+	// stop waits for a flush that began before it to be done before Serve
+	// returns, and none begins after.
 	done := make(chan struct{})
 	r.flushing = done // a later FlushAll may replace it once this one is past DropAll
 	r.mu.Unlock()

@@ -383,16 +383,22 @@ func TestReloadedBucketNeverServesAWriteThatFailed(t *testing.T) {
 
 // A durable rename is done once its move is on disk: a registry that stops
 // meanwhile (it starts no bucket any more) does not turn it into an error,
-// and the stored names know the destination.
+// and the stored names know the destination. (A rename that begins once
+// the stop has begun is refused: see TestOperationsRefusedOnceTheStopBegan.)
 func TestDurableRenameDoneWhileTheRegistryStops(t *testing.T) {
-	st := openStoreT(t, t.TempDir())
+	st := &settleHookStore{countingStore: openStoreT(t, t.TempDir())}
 	reg, _, _ := newDurableTree(t, st)
 	a, err := reg.Create(ctx, "a")
 	require.NoError(t, err)
 	require.NoError(t, a.Put("k", []byte("v")))
-	reg.mu.Lock()
-	reg.closed = true // as drain does when the tree stops
-	reg.mu.Unlock()
+	var once sync.Once
+	st.beforeSettle = func() { // in Rename, holding its claim
+		once.Do(func() {
+			reg.mu.Lock()
+			reg.closed = true // as drain does when the tree stops
+			reg.mu.Unlock()
+		})
+	}
 
 	require.NoError(t, reg.Rename(ctx, "a", "b"))
 	names, err := reg.NamesErr()

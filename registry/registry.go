@@ -99,7 +99,7 @@ type Registry struct {
 
 	mu       sync.RWMutex // guards everything below
 	nextID   uint64
-	closed   bool // no more Create
+	closed   bool // the stop has begun: no more Create, and no claim or flush (see claim)
 	names    map[string]*bucket.Bucket
 	refs     map[uint64]ref           // bucket ID -> the bucket, until forgotten
 	waiters  map[uint64]chan struct{} // bucket ID -> closed once forgotten
@@ -116,8 +116,8 @@ type Registry struct {
 
 	box *mailbox
 	// stopped is closed, under mu, once a stop's drain is over: Serve
-	// returns, no store operation starts any more (see drainedLocked),
-	// and nothing is forgotten any more.
+	// returns, and nothing is forgotten any more. (No store operation
+	// starts from closed on, earlier: see claim.)
 	stopped chan struct{}
 	runs    atomic.Uint64 // how many times Serve has started
 	release func()        // releases the hold on the event manager
