@@ -405,7 +405,9 @@ func (r *Registry) unindexLocked(name string) {
 // them. A ctx that has ended before the call changes nothing (an error
 // wrapping ctx's error, as from Delete); one that ends while FlushAll waits
 // for the buckets to be forgotten makes it return ctx's error, the flush
-// done (with a store) or partly done (in memory, bucket by bucket).
+// done (with a store) or partly done (in memory, bucket by bucket). With a
+// store, a FlushAll that begins once the registry's stop has begun changes
+// nothing and returns an error wrapping ErrStopped, as Delete does.
 func (r *Registry) FlushAll(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("registry: flush: %w", err)
@@ -486,7 +488,9 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 // write to it is acknowledged and then lost; with a store the move is one
 // atomic write. It returns an error wrapping ErrNotFound when from does not
 // exist. A ctx that has ended before the call changes nothing (an error
-// wrapping ctx's error, as from Create and Delete).
+// wrapping ctx's error, as from Create and Delete), and so does, with a
+// store, a Rename that begins once the registry's stop has begun (an error
+// wrapping ErrStopped, as from Delete).
 func (r *Registry) Rename(ctx context.Context, from, to string) error {
 	if err := CheckName(to); err != nil {
 		return err

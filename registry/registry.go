@@ -30,14 +30,17 @@ var (
 	// name or one longer than MaxNameLen.
 	ErrInvalidName = errors.New("registry: invalid bucket name")
 
-	// ErrStopped is returned (wrapped) by Create once the registry has
-	// been stopped, and, with a store, by Delete, Rename and FlushAll once
-	// its Serve has returned: another tree may serve on the store then.
-	// Create, LookupCurrent and FlushAll waiting for an ended bucket to be
-	// forgotten return it too once Serve has returned (no loop forgets it),
-	// and so do LookupErr and LookupCurrent, with a store, for a name that
-	// may be stored but is not in memory once the registry has been
-	// stopped (it loads nothing then).
+	// ErrStopped is returned (wrapped) by Create and CreateWith once the
+	// registry's stop has begun (its Serve's context has ended, or Drain
+	// runs), and, with a store, by Delete, Rename and FlushAll from the
+	// same moment: the stop waits for those begun before it, and no new
+	// one begins, so that nothing of this registry writes to the store
+	// once its Serve has returned (another tree may serve on the store
+	// then). Create, LookupCurrent, Delete and FlushAll waiting for an
+	// ended bucket to be forgotten return it too once Serve has returned
+	// (no loop forgets it), and so do LookupErr and LookupCurrent, with a
+	// store, for a name that may be stored but is not in memory once the
+	// stop has begun (it loads nothing then).
 	ErrStopped = errors.New("registry: stopped")
 )
 
@@ -511,7 +514,10 @@ func (r *Registry) lookupLive(name string) (*bucket.Bucket, bool) {
 // error wrapping ctx's error, as Create does. ctx then bounds the wait for
 // the bucket to be forgotten: if it ends meanwhile, Delete returns its
 // error, the bucket stopped (in memory its pairs are gone; with a store
-// they stay, and its next use loads them back).
+// they stay, and its next use loads them back). With a store, a Delete
+// that begins once the registry's stop has begun changes nothing and
+// returns an error wrapping ErrStopped; one begun before it finishes, and
+// the stop waits for it.
 func (r *Registry) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("registry: delete %q: %w", name, err)
@@ -633,9 +639,10 @@ func (r *Registry) LenErr() (int, error) {
 // stops creating, waits (up to StopTimeout) for the end notices of every
 // live bucket, which the stopping bucket supervisor sends, publishes their
 // Exited, waits (within the same StopTimeout) for the loads, creates,
-// deletes, renames and flushes under way to finish, so that nothing of
-// this registry writes to the store once it returns (after StopTimeout,
-// those still under way go on; none starts after), releases its hold on
+// deletes, renames and flushes begun before ctx ended to finish (with a
+// store, any that begins after is refused with ErrStopped), so that
+// nothing of this registry writes to the store once it returns (after
+// StopTimeout, those still under way go on), releases its hold on
 // the event manager (taken by New) and returns. A registry serves one
 // tree: once it has drained, by a Serve or by [Registry.Drain], Serve
 // returns suture.ErrDoNotRestart at once.
