@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -330,7 +331,7 @@ func TestConcurrentSavesEachGetACheckpoint(t *testing.T) {
 	defer func() { require.NoError(t, st.Close()) }()
 	leftover := filepath.Join(dir, "checkpoints", ".1700000000"+store.PartialSuffix)
 	require.NoError(t, os.MkdirAll(leftover, 0o755))
-	cps := newCheckpoints(st, slog.New(slog.DiscardHandler))
+	cps := newCheckpoints(st, slog.New(slog.DiscardHandler), 0)
 	_, err = os.Stat(leftover)
 	require.ErrorIs(t, err, fs.ErrNotExist, "the incomplete checkpoint is removed")
 
@@ -392,7 +393,7 @@ func TestCleanupKeepsOtherPartialDirectories(t *testing.T) {
 	for _, n := range []string{".1700000000.partial", ".1700000000-3.partial"} {
 		require.NoError(t, os.MkdirAll(filepath.Join(base, n), 0o755))
 	}
-	newCheckpoints(st, slog.New(slog.DiscardHandler))
+	newCheckpoints(st, slog.New(slog.DiscardHandler), 0)
 	ents, err := os.ReadDir(base)
 	require.NoError(t, err)
 	var left []string
@@ -402,21 +403,56 @@ func TestCleanupKeepsOtherPartialDirectories(t *testing.T) {
 	assert.ElementsMatch(t, []string{".before-upgrade.partial", ".partial", ".12x.partial", "1700000000.partial", ".1700000000-x.partial"}, left)
 }
 
-// A checkpoint's name is the first free one; an error other than "does
-// not exist" (a directory kv cannot search) fails the save rather than
-// trying names for ever.
+// A checkpoint's name is the first free one that sorts after every
+// checkpoint there, even one of a later second (a clock set back) or past a
+// deleted one (--keep-checkpoints); an error other than "does not exist"
+// (a directory kv cannot search) fails the save rather than trying names
+// for ever.
 func TestFreeName(t *testing.T) {
-	taken := map[string]bool{"/c/17": true, "/c/17-2": true}
-	lstat := func(p string) (fs.FileInfo, error) {
-		if taken[p] {
-			return nil, nil
-		}
-		return nil, fs.ErrNotExist
+	for _, tc := range []struct {
+		name     string
+		listed   []string // in /c
+		unlisted []string // taken, though not listed (made meanwhile)
+		want     string
+	}{
+		{"none yet", nil, nil, "/c/17"},
+		{"taken", []string{"17", "17-2"}, nil, "/c/17-3"},
+		{"the first of the second deleted", []string{"17-2"}, nil, "/c/17-3"},
+		{"a later second", []string{"18"}, nil, "/c/18-2"},
+		{"older ones and other names", []string{"16", "16-5", "backup", ".17.partial", "17-1"}, nil, "/c/17"},
+		{"taken meanwhile", []string{"16"}, []string{"/c/17", "/c/17-2"}, "/c/17-3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := fstest.MapFS{}
+			taken := map[string]bool{}
+			for _, n := range tc.listed {
+				files[n] = &fstest.MapFile{Mode: fs.ModeDir}
+				taken["/c/"+n] = true
+			}
+			for _, p := range tc.unlisted {
+				taken[p] = true
+			}
+			readDir := func(string) ([]fs.DirEntry, error) {
+				if len(files) == 0 {
+					return nil, fs.ErrNotExist
+				}
+				return fs.ReadDir(files, ".")
+			}
+			lstat := func(p string) (fs.FileInfo, error) {
+				if taken[p] {
+					return nil, nil
+				}
+				return nil, fs.ErrNotExist
+			}
+			dir, err := freeName("/c", 17, readDir, lstat)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, dir)
+		})
 	}
-	dir, err := freeName("/c", "17", lstat)
-	require.NoError(t, err)
-	assert.Equal(t, "/c/17-3", dir)
-	_, err = freeName("/c", "17", func(string) (fs.FileInfo, error) { return nil, fs.ErrPermission })
+	noDir := func(string) ([]fs.DirEntry, error) { return nil, fs.ErrNotExist }
+	_, err := freeName("/c", 17, noDir, func(string) (fs.FileInfo, error) { return nil, fs.ErrPermission })
+	require.ErrorIs(t, err, fs.ErrPermission)
+	_, err = freeName("/c", 17, func(string) ([]fs.DirEntry, error) { return nil, fs.ErrPermission }, nil)
 	require.ErrorIs(t, err, fs.ErrPermission)
 }
 
@@ -447,7 +483,7 @@ func TestHTTPSaveReportsItsOwnCheckpointsTime(t *testing.T) {
 	st, err := store.Open(t.TempDir(), store.Options{})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, st.Close()) }()
-	b := &savedBetween{checkpoints: newCheckpoints(st, slog.New(slog.DiscardHandler)), t: t}
+	b := &savedBetween{checkpoints: newCheckpoints(st, slog.New(slog.DiscardHandler), 0), t: t}
 	dir, at, err := httpSave(b)()
 	require.NoError(t, err)
 	require.NotEqual(t, dir, b.other)

@@ -69,6 +69,7 @@ type options struct {
 	maxArgs         int
 	idleTimeout     time.Duration
 	shutdownTimeout time.Duration
+	keepCheckpoints int
 	enableDebug     bool
 	goroutines      bool
 	// open opens the data directory: store.Open, or in tests one that
@@ -112,6 +113,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Minute, "close Redis-protocol and line-protocol clients idle this long (0: never; subscribers are exempt)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on a clean stop after SIGINT/SIGTERM")
+	fs.IntVar(&o.keepCheckpoints, "keep-checkpoints", 0, "`number` of checkpoints (SAVE, BGSAVE, POST /v1/save) kept in <data-dir>/checkpoints: after each, the oldest beyond it are deleted (0: keep all)")
 	fs.BoolVar(&o.goroutines, "resp-goroutine-per-client", false, "serve each Redis protocol client on a goroutine of its own rather than on the event loop (as kv does off Linux, and in memory with GOMAXPROCS=1)")
 	fs.BoolVar(&o.enableDebug, "enable-debug-command", false, "allow DEBUG CRASH-BUCKET <key> (for demonstrations and tests)")
 	return fs
@@ -226,8 +228,8 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		fmt.Fprintf(stderr, "kv: --fsync must be always, everysec or no, not %q\n", o.fsync)
 		return o, exitUsage, true
 	}
-	if given := func(n string) bool { return set[n] || fromEnv[n] }; o.inMemory && (given("data-dir") || given("fsync")) {
-		o.warnings = append(o.warnings, "kv: --in-memory writes nothing to disk; --data-dir and --fsync are ignored")
+	if given := func(n string) bool { return set[n] || fromEnv[n] }; o.inMemory && (given("data-dir") || given("fsync") || given("keep-checkpoints")) {
+		o.warnings = append(o.warnings, "kv: --in-memory writes nothing to disk; --data-dir, --fsync and --keep-checkpoints are ignored")
 	}
 	if !o.inMemory && o.dataDir == "" {
 		fmt.Fprintf(stderr, "kv: --data-dir is empty (give a directory, or --in-memory)\n")
@@ -240,11 +242,15 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		{"max-clients", o.maxClients < 1}, {"text-max-clients", o.textMaxClients < 1}, {"http-max-conns", o.httpMaxConns < 1},
 		{"max-request-bytes", o.maxRequestBytes < 1}, {"max-reply-bytes", o.maxReplyBytes < 1}, {"text-max-line-bytes", o.maxLineBytes < 1}, {"http-max-body-bytes", o.maxBodyBytes < 1},
 		{"max-bulk-len", o.maxBulkLen < 1}, {"max-args", o.maxArgs < 1}, {"idle-timeout", o.idleTimeout < 0}, {"shutdown-timeout", o.shutdownTimeout <= 0},
+		{"keep-checkpoints", o.keepCheckpoints < 0},
 	} {
 		if l.bad {
 			hint := ""
-			if l.flag == "idle-timeout" {
+			switch l.flag {
+			case "idle-timeout":
 				hint = " (0 disables it)"
+			case "keep-checkpoints":
+				hint = " (0 keeps all)"
 			}
 			fmt.Fprintf(stderr, "kv: limits must be positive: --%s (%s) is %s%s\n", l.flag, envName(l.flag), fs.Lookup(l.flag).Value, hint)
 			return o, exitUsage, true
@@ -629,7 +635,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	var backups resp.Backups
 	if st != nil {
 		cfg.Store = st
-		backups = newCheckpoints(st, log)
+		backups = newCheckpoints(st, log, o.keepCheckpoints)
 	}
 	root := services.New(cfg)
 	// One set of metrics for every front end, served by the HTTP API.
@@ -894,15 +900,17 @@ func accessProblem(err error) bool {
 // the time in Unix seconds ("-2", "-3"... after it for more in one
 // second), from which kv can start (--data-dir).
 type checkpoints struct {
-	st  *store.Store
-	log *slog.Logger
-	mu  sync.Mutex // a name is chosen and taken by one Save at a time
+	st   *store.Store
+	log  *slog.Logger
+	keep int        // how many to keep (0: all; see prune)
+	mu   sync.Mutex // a name is chosen and taken by one Save at a time
 }
 
-// newCheckpoints serves checkpoints of st. It removes what checkpoints cut
-// off by a kill left in <data-dir>/checkpoints (see store.PartialSuffix):
-// nothing else writes there while kv holds the data directory.
-func newCheckpoints(st *store.Store, log *slog.Logger) *checkpoints {
+// newCheckpoints serves checkpoints of st, keeping the keep newest (0:
+// all). It removes what checkpoints cut off by a kill left in
+// <data-dir>/checkpoints (see store.PartialSuffix): nothing else writes
+// there while kv holds the data directory.
+func newCheckpoints(st *store.Store, log *slog.Logger, keep int) *checkpoints {
 	base := filepath.Join(st.Dir(), "checkpoints")
 	ents, _ := os.ReadDir(base) // none yet: nothing to clean
 	for _, e := range ents {
@@ -914,7 +922,7 @@ func newCheckpoints(st *store.Store, log *slog.Logger) *checkpoints {
 			log.Warn("kv: removed an incomplete checkpoint (kv stopped while writing it)", "dir", filepath.Join(base, n))
 		}
 	}
-	return &checkpoints{st: st, log: log}
+	return &checkpoints{st: st, log: log, keep: keep}
 }
 
 // isPartialCheckpoint reports whether name is one Save's Store.Checkpoint
@@ -922,26 +930,34 @@ func newCheckpoints(st *store.Store, log *slog.Logger) *checkpoints {
 func isPartialCheckpoint(name string) bool {
 	mid, dot := strings.CutPrefix(name, ".")
 	mid, suf := strings.CutSuffix(mid, store.PartialSuffix)
-	if !dot || !suf {
-		return false
-	}
-	secs, n, two := strings.Cut(mid, "-")
-	if _, err := strconv.ParseUint(secs, 10, 63); err != nil {
-		return false
-	}
-	if two {
-		if _, err := strconv.ParseUint(n, 10, 31); err != nil {
-			return false
-		}
-	}
-	return true
+	_, _, ok := checkpointName(mid)
+	return dot && suf && ok
 }
 
-// freeName returns base/name, or base/name-2, -3... the first that lstat
-// says does not exist; another error of lstat's is returned.
-func freeName(base, name string, lstat func(string) (fs.FileInfo, error)) (string, error) {
-	dir := filepath.Join(base, name)
-	for n := 2; ; n++ {
+// freeName returns base/<secs>, or base/<secs>-2, -3... the first that
+// sorts after every checkpoint in base (see checkpointName: a checkpoint
+// deleted by --keep-checkpoints leaves no name free for a later one of
+// the same second, which would sort before the ones it follows, and be
+// taken for the oldest) and that lstat says does not exist; an error of
+// readDir's other than a missing base, or of lstat's other than "does
+// not exist", is returned.
+func freeName(base string, secs uint64, readDir func(string) ([]fs.DirEntry, error), lstat func(string) (fs.FileInfo, error)) (string, error) {
+	ents, err := readDir(base)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	n := uint64(1)
+	for _, e := range ents {
+		if s, m, ok := checkpointName(e.Name()); ok && (s > secs || s == secs && m >= n) {
+			secs, n = s, m+1
+		}
+	}
+	for ; ; n++ {
+		name := strconv.FormatUint(secs, 10)
+		if n > 1 {
+			name += "-" + strconv.FormatUint(n, 10)
+		}
+		dir := filepath.Join(base, name)
 		_, err := lstat(dir)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -949,7 +965,6 @@ func freeName(base, name string, lstat func(string) (fs.FileInfo, error)) (strin
 		case err != nil:
 			return "", err
 		}
-		dir = filepath.Join(base, name+"-"+strconv.Itoa(n))
 	}
 }
 
@@ -961,13 +976,16 @@ func (c *checkpoints) Save() (string, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	dir, err := freeName(base, strconv.FormatInt(time.Now().Unix(), 10), os.Lstat)
+	dir, err := freeName(base, uint64(max(time.Now().Unix(), 0)), os.ReadDir, os.Lstat)
 	if err != nil {
 		return "", fmt.Errorf("kv: checkpoint: %w", err)
 	}
 	if err := c.st.Checkpoint(dir); err != nil {
 		c.log.Error("kv: checkpoint failed", "dir", dir, "err", err)
 		return "", fmt.Errorf("kv: checkpoint: %w", err)
+	}
+	if c.keep > 0 {
+		c.prune(base, c.keep)
 	}
 	return dir, nil
 }

@@ -139,12 +139,13 @@ func TestParsePrecedence(t *testing.T) {
 		{[]string{"--in-memory", "--data-dir", "/d"}, nil},
 		{[]string{"--in-memory"}, []string{"KV_FSYNC=always"}},
 		{nil, []string{"KV_IN_MEMORY=1", "KV_DATA_DIR=/d"}},
+		{[]string{"--in-memory", "--keep-checkpoints", "3"}, nil},
 	} {
 		errOut.Reset()
 		o, _, done := parse(tc.args, tc.env, &out, &errOut)
 		require.False(t, done)
 		require.Len(t, o.warnings, 1)
-		assert.Contains(t, o.warnings[0], "--data-dir and --fsync are ignored")
+		assert.Contains(t, o.warnings[0], "--data-dir, --fsync and --keep-checkpoints are ignored")
 		assert.Empty(t, errOut.String())
 	}
 	o, _, _ = parse([]string{"--in-memory"}, nil, &out, &errOut)
@@ -800,7 +801,7 @@ func TestStartupWarningIsALogRecord(t *testing.T) {
 				}
 				var line map[string]any
 				require.NoError(t, json.Unmarshal([]byte(text), &line), "not a JSON record: %s", text)
-				if line["level"] == "WARN" && strings.Contains(fmt.Sprint(line["msg"]), "--data-dir and --fsync are ignored") {
+				if line["level"] == "WARN" && strings.Contains(fmt.Sprint(line["msg"]), "--data-dir, --fsync and --keep-checkpoints are ignored") {
 					warned = true
 				}
 			}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kvproject/kv/internal/store"
+)
+
+// checkpointName parses the name Save gives a checkpoint in
+// <data-dir>/checkpoints: <unix seconds>, or <unix seconds>-<n> (n from 2)
+// for a later one of the same second. ok is false for any other name.
+func checkpointName(name string) (secs, n uint64, ok bool) {
+	s, suffix, two := strings.Cut(name, "-")
+	secs, err := strconv.ParseUint(s, 10, 63)
+	if err != nil {
+		return 0, 0, false
+	}
+	n = 1
+	if two {
+		if n, err = strconv.ParseUint(suffix, 10, 31); err != nil || n < 2 {
+			return 0, 0, false
+		}
+	}
+	return secs, n, true
+}
+
+// prune deletes the oldest checkpoints in base beyond the keep newest
+// (--keep-checkpoints): only the directories named as Save names them, and
+// never one that a store holds (a daemon started from it); what it cannot
+// delete is logged and left. The caller holds c.mu: no Save adds one
+// meanwhile.
+func (c *checkpoints) prune(base string, keep int) {
+	ents, err := os.ReadDir(base)
+	if err != nil {
+		c.log.Warn("kv: cannot list the checkpoints to keep the newest", "dir", base, "err", err)
+		return
+	}
+	type saved struct {
+		name    string
+		secs, n uint64
+	}
+	var all []saved
+	for _, e := range ents {
+		if secs, n, ok := checkpointName(e.Name()); ok && e.IsDir() {
+			all = append(all, saved{e.Name(), secs, n})
+		}
+	}
+	if len(all) <= keep {
+		return
+	}
+	slices.SortFunc(all, func(a, b saved) int {
+		return cmp.Or(cmp.Compare(a.secs, b.secs), cmp.Compare(a.n, b.n))
+	})
+	for _, s := range all[:len(all)-keep] {
+		dir := filepath.Join(base, s.name)
+		if err := store.InUse(dir); errors.Is(err, store.ErrLocked) {
+			c.log.Warn("kv: an old checkpoint is in use by a store; kept", "dir", dir)
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			c.log.Warn("kv: cannot delete an old checkpoint", "dir", dir, "err", err)
+			continue
+		}
+		c.log.Info("kv: deleted an old checkpoint", "dir", dir, "keep_checkpoints", keep)
+	}
+}
