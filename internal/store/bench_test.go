@@ -229,48 +229,54 @@ func BenchmarkLoadAfterWrite(b *testing.B) {
 
 // BenchmarkLoadAfterDrop measures a drop of one stored bucket (DEL), then
 // the load of another (a fold runs before it), on a store reopened with
-// 20,000 stored buckets of four pairs, against its baselines in the same
-// run: the drop alone and the load alone. A drop was a range deletion,
-// and each range deletion in the memtable makes every later read build
-// the memtable's index of them anew: the loads grew slower with each
-// drop until the memtable was flushed.
+// 10,000 stored buckets, against its baselines in the same run: the drop
+// alone and the load alone. Buckets of 4 pairs are dropped pair by pair;
+// buckets of 100, with a range deletion. Each range deletion in the
+// memtable makes every later read build the memtable's index of them
+// anew: the loads grew slower with each drop until the memtable was
+// flushed. Run it with -benchtime 5000x or fewer.
 func BenchmarkLoadAfterDrop(b *testing.B) {
-	const stored = 20_000
-	dir := b.TempDir()
-	s := openT(b, dir, Options{Fsync: FsyncNo})
-	for i := range stored {
-		ops := []Op{Put("a", []byte("v")), Put("b", []byte("v")), Put("c", []byte("v")), Put("d", []byte("v"))}
-		if err := s.Apply(fmt.Sprint("b", i), ops...); err != nil {
-			b.Fatal(err)
+	const stored = 10_000
+	for _, pairs := range []int{4, 100} {
+		dir := b.TempDir()
+		s := openT(b, dir, Options{Fsync: FsyncNo})
+		ops := make([]Op, pairs)
+		for i := range ops {
+			ops[i] = Put(fmt.Sprint("field:", i), []byte("value"))
 		}
-	}
-	require.NoError(b, s.Close())
-	for _, tc := range []struct {
-		name       string
-		drop, load bool
-	}{{"drop+load", true, true}, {"drop", true, false}, {"load", false, true}} {
-		drop, load := tc.drop, tc.load
-		b.Run(tc.name, func(b *testing.B) {
-			s := openT(b, dir, Options{Fsync: FsyncNo})
-			defer s.Close()
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if i >= stored/2 {
-					b.Fatalf("more than %d ops: run with -benchtime %dx or fewer", stored/2, stored/2)
-				}
-				if drop {
-					if err := s.DropBucket(fmt.Sprint("b", i)); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if load {
-					if _, found, err := s.Load(fmt.Sprint("b", stored/2+i)); err != nil || !found {
-						b.Fatal(err, found)
-					}
-				}
-				i++
+		for i := range stored {
+			if err := s.Apply(fmt.Sprint("b", i), ops...); err != nil {
+				b.Fatal(err)
 			}
-		})
+		}
+		require.NoError(b, s.Close())
+		for _, tc := range []struct {
+			name       string
+			drop, load bool
+		}{{"drop+load", true, true}, {"drop", true, false}, {"load", false, true}} {
+			drop, load := tc.drop, tc.load
+			b.Run(fmt.Sprintf("pairs=%d/%s", pairs, tc.name), func(b *testing.B) {
+				s := openT(b, dir, Options{Fsync: FsyncNo})
+				defer s.Close()
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if i >= stored/2 {
+						b.Fatalf("more than %d ops: run with -benchtime %dx or fewer", stored/2, stored/2)
+					}
+					if drop {
+						if err := s.DropBucket(fmt.Sprint("b", i)); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if load {
+						if _, found, err := s.Load(fmt.Sprint("b", stored/2+i)); err != nil || !found {
+							b.Fatal(err, found)
+						}
+					}
+					i++
+				}
+			})
+		}
 	}
 }

@@ -84,10 +84,13 @@ type Store struct {
 	// the records before it are deleted, but their point deletions stay
 	// in the memtable, and an iterator from the log's start would step
 	// over all of them. Another engine (a reopen) starts from the start.
-	foldedDB    *pebble.DB
-	foldedNext  uint64
-	foldKick    chan struct{}
-	foldStopped chan struct{} // closed when the folder has returned
+	foldedDB   *pebble.DB
+	foldedNext uint64
+	// Under foldMu: the range deletions the folds of foldedDB have
+	// written since they last had its memtable flushed (see flushRanges).
+	foldedRanges int
+	foldKick     chan struct{}
+	foldStopped  chan struct{} // closed when the folder has returned
 
 	testCommitHook         func()                     // tests: called before each group's commit
 	testCheckpointGateHook func()                     // tests: called before a checkpoint waits for the Holds
