@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -287,6 +289,26 @@ func TestDamagedDataDirectory(t *testing.T) {
 	errOut.Reset()
 	assert.Equal(t, exitStorage, run([]string{"check", dir}, nil, &out, &errOut, nil))
 	assert.Contains(t, errOut.String(), filepath.Base(m))
+}
+
+// A data directory that a newer kv wrote (a later store format) stops the
+// start with exit code 6 and says so, without calling it damage; kv check
+// says the same.
+func TestDataDirectoryOfANewerKV(t *testing.T) {
+	dir, _ := storeWithOneKey(t)
+	db, err := pebble.Open(dir, &pebble.Options{})
+	require.NoError(t, err)
+	require.NoError(t, db.Set([]byte("\x00format"), binary.BigEndian.AppendUint64(nil, 2), pebble.Sync)) // as kv with format 2 would
+	require.NoError(t, db.Close())
+
+	var out, errOut bytes.Buffer
+	assert.Equal(t, exitStorage, run([]string{"--resp-addr", "127.0.0.1:0", "--data-dir", dir}, nil, &out, &errOut, nil))
+	assert.Contains(t, errOut.String(), "is in store format 2, and this kv reads format 1 at most")
+	assert.NotContains(t, errOut.String(), "damaged")
+	out.Reset()
+	errOut.Reset()
+	assert.Equal(t, exitStorage, run([]string{"check", dir}, nil, &out, &errOut, nil))
+	assert.Contains(t, errOut.String(), "is in store format 2")
 }
 
 // kv check on a store with a damaged table names the file, and says that

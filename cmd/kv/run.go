@@ -863,6 +863,11 @@ func openStore(o options, log *slog.Logger, stderr io.Writer) (*store.Store, int
 		if errors.Is(err, store.ErrLocked) {
 			return nil, dataDirInUse(stderr, o.dataDir, err)
 		}
+		if errors.Is(err, store.ErrNewerFormat) {
+			// Not damage either: the message says what to run.
+			fmt.Fprintf(stderr, "kv: cannot open the data directory %s: %v\n", o.dataDir, err)
+			return nil, exitStorage
+		}
 		if accessProblem(err) {
 			// Not damage: kv check would find the directory sound (or
 			// fail the same way), and no checkpoint would help.

@@ -90,6 +90,9 @@ func Check(dir string) (Report, error) {
 	if err := db.CheckLevels(nil); err != nil {
 		return rep, readError("check "+dir, err, damaged)
 	}
+	if _, _, err := readFormat(db, dir); errors.Is(err, ErrNewerFormat) {
+		return rep, err // its keys would be misread as damage
+	}
 	problem := func(format string, args ...any) {
 		rep.ProblemCount++
 		if len(rep.Problems) < 100 {
@@ -137,6 +140,12 @@ func Check(dir string) (Report, error) {
 		}
 		switch k[0] {
 		case tagMeta:
+			if bytes.Equal(k, keyFormat) { // a newer one was refused above
+				if len(v) != 8 || binary.BigEndian.Uint64(v) == 0 {
+					problem("bad store format version %x", v)
+				}
+				return
+			}
 			if len(v) != 8 {
 				problem("last save time has %d bytes, not 8", len(v))
 				return
@@ -230,7 +239,7 @@ func checkKey(k []byte) error {
 	case len(k) == 0:
 		return errors.New("empty key")
 	case k[0] == tagMeta:
-		if !bytes.Equal(k, keyLastSave) {
+		if !bytes.Equal(k, keyLastSave) && !bytes.Equal(k, keyFormat) {
 			return fmt.Errorf("unknown meta key %q", k)
 		}
 	case k[0] == tagBucket:

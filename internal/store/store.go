@@ -192,6 +192,11 @@ func open(dir string, opts Options, disk vfs.FS) (*Store, error) {
 	if end != nil {
 		s.logTornTail(end)
 	}
+	if err := ensureFormat(s.db, abs); err != nil {
+		_ = s.db.Close()
+		s.releaseLock()
+		return nil, err
+	}
 	// The records left in the log are folded before anything reads the
 	// bucket keys (loadMeta included), and new records are numbered after
 	// them (see fold.go).
