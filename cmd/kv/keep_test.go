@@ -124,3 +124,46 @@ func TestDaemonKeepsTheNewestCheckpoints(t *testing.T) {
 	require.False(t, done)
 	assert.Equal(t, 5, o.keepCheckpoints)
 }
+
+// INFO's Persistence section counts every save, POST /v1/save's too, and
+// says whether the last one failed, whichever front end made it.
+func TestInfoCountsEverySave(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	ctx := context.Background()
+	l, stop := serveAll(t, "--in-memory=false", "--data-dir", dir, "--http-addr", "127.0.0.1:0")
+	defer func() { assert.Equal(t, exitOK, stop()) }()
+	rc := redis.NewClient(&redis.Options{Addr: l.resp.String()})
+	defer rc.Close()
+	persistence := func() map[string]string {
+		info, err := rc.InfoMap(ctx, "persistence").Result()
+		require.NoError(t, err)
+		return info["Persistence"]
+	}
+	post := func() int {
+		res, err := http.Post("http://"+l.http.String()+"/v1/save", "", nil)
+		require.NoError(t, err)
+		require.NoError(t, res.Body.Close())
+		return res.StatusCode
+	}
+
+	require.Equal(t, http.StatusOK, post())
+	p := persistence()
+	assert.Equal(t, "1", p["rdb_saves"], "POST /v1/save counts")
+	assert.Equal(t, "ok", p["rdb_last_bgsave_status"])
+	assert.Equal(t, "0", p["rdb_bgsave_in_progress"])
+
+	// A save that fails (checkpoints/ is a file) is the last status.
+	base := filepath.Join(dir, "checkpoints")
+	require.NoError(t, os.RemoveAll(base))
+	require.NoError(t, os.WriteFile(base, []byte("in the way"), 0o644))
+	require.Equal(t, http.StatusInternalServerError, post())
+	p = persistence()
+	assert.Equal(t, "err", p["rdb_last_bgsave_status"], "the HTTP save that failed")
+	assert.Equal(t, "1", p["rdb_saves"])
+
+	require.NoError(t, os.Remove(base))
+	require.NoError(t, rc.Save(ctx).Err())
+	p = persistence()
+	assert.Equal(t, "ok", p["rdb_last_bgsave_status"])
+	assert.Equal(t, "2", p["rdb_saves"])
+}

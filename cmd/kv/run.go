@@ -909,6 +909,11 @@ type checkpoints struct {
 	log  *slog.Logger
 	keep int        // how many to keep (0: all; see prune)
 	mu   sync.Mutex // a name is chosen and taken by one Save at a time
+	// For INFO (resp.SaveStats), whichever front end saved: the saves
+	// that succeeded, whether the last to end failed, those under way.
+	saves   atomic.Int64
+	failed  atomic.Bool
+	running atomic.Int32
 }
 
 // newCheckpoints serves checkpoints of st, keeping the keep newest (0:
@@ -975,6 +980,23 @@ func freeName(base string, secs uint64, readDir func(string) ([]fs.DirEntry, err
 
 // Save writes a checkpoint and returns its directory.
 func (c *checkpoints) Save() (string, error) {
+	c.running.Add(1)
+	defer c.running.Add(-1)
+	dir, err := c.save()
+	if err == nil {
+		c.saves.Add(1)
+	}
+	c.failed.Store(err != nil)
+	return dir, err
+}
+
+// SaveStats reports the saves of every front end, for INFO's Persistence
+// section (resp.SaveStats).
+func (c *checkpoints) SaveStats() (saves int64, lastFailed, running bool) {
+	return c.saves.Load(), c.failed.Load(), c.running.Load() > 0
+}
+
+func (c *checkpoints) save() (string, error) {
 	base := filepath.Join(c.st.Dir(), "checkpoints")
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", fmt.Errorf("kv: checkpoint: %w", err)

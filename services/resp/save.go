@@ -17,6 +17,16 @@ type Backups interface {
 	LastSave() time.Time
 }
 
+// SaveStats is what a Backups may report too, when others than this
+// server save through it (kv's HTTP API, POST /v1/save): INFO's
+// Persistence section then gives its figures, for every save, rather than
+// those of this server's SAVE and BGSAVE alone. saves counts the saves
+// that succeeded; lastFailed says whether the last one to end failed;
+// running, whether one is under way.
+type SaveStats interface {
+	SaveStats() (saves int64, lastFailed, running bool)
+}
+
 // save serves SAVE: a checkpoint, written before the reply.
 func (s *Server) save(_ context.Context, c *conn, _ [][]byte) {
 	if s.cfg.Backups == nil {

@@ -595,21 +595,27 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 
 // persistence is INFO's Persistence section, in Redis's field names:
 // whether a durable store is under the buckets (aof_enabled; kv's log is
-// always on when it is), and the checkpoints of SAVE and BGSAVE (the
-// rdb_ fields). loading is always 0: kv serves once its recovery is done.
+// always on when it is), and the checkpoints (the rdb_ fields): every
+// save's when Backups reports them (SaveStats), else those of this
+// server's SAVE and BGSAVE. loading is always 0: kv serves once its
+// recovery is done.
 func (s *Server) persistence() []string {
-	durable, last, status := "0", int64(0), "ok"
+	durable, last := "0", int64(0)
+	saves, failed, running := s.saves.Load(), s.saveFailed.Load(), s.saving.Load()
 	if s.cfg.Backups != nil {
 		durable = "1"
 		if t := s.cfg.Backups.LastSave(); !t.IsZero() {
 			last = t.Unix()
 		}
+		if st, ok := s.cfg.Backups.(SaveStats); ok {
+			saves, failed, running = st.SaveStats()
+		}
 	}
-	if s.saveFailed.Load() {
+	status, saving := "ok", "0"
+	if failed {
 		status = "err"
 	}
-	saving := "0"
-	if s.saving.Load() {
+	if running {
 		saving = "1"
 	}
 	return []string{
@@ -618,7 +624,7 @@ func (s *Server) persistence() []string {
 		"rdb_bgsave_in_progress:" + saving,
 		"rdb_last_save_time:" + strconv.FormatInt(last, 10),
 		"rdb_last_bgsave_status:" + status,
-		"rdb_saves:" + strconv.FormatInt(s.saves.Load(), 10),
+		"rdb_saves:" + strconv.FormatInt(saves, 10),
 		"aof_enabled:" + durable,
 	}
 }
