@@ -216,6 +216,12 @@ type folding struct {
 	// the first, the changes of last before it are in the batch, where
 	// dropPairs does not see them.
 	ranges int
+	// dropped holds, for each bucket that dropPairs dropped in this fold
+	// (by its pair prefix), its pairs in the engine: a later drop of the
+	// bucket in the same fold deletes them again without iterating the
+	// engine, where each drop stepped over every deletion of the bucket's
+	// pairs that the folds before this one left in the memtable.
+	dropped map[string][][]byte
 }
 
 type change struct {
@@ -261,16 +267,23 @@ func (f *folding) dropPairs(start, end []byte) bool {
 	if f.ranges > 0 || !isPairPrefix(start) || !bytes.Equal(end, prefixEnd(start)) {
 		return false
 	}
-	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
-	if err != nil {
-		return false
-	}
-	var stored [][]byte
-	for ok := it.First(); ok && len(stored) <= maxPointDeletes; ok = it.Next() {
-		stored = append(stored, slices.Clone(it.Key()))
-	}
-	if it.Close() != nil || len(stored) > maxPointDeletes {
-		return false
+	prefix := unsafe.String(unsafe.SliceData(start), len(start))
+	stored, seen := f.dropped[prefix]
+	if !seen {
+		it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
+		if err != nil {
+			return false
+		}
+		for ok := it.First(); ok && len(stored) <= maxPointDeletes; ok = it.Next() {
+			stored = append(stored, slices.Clone(it.Key()))
+		}
+		if it.Close() != nil || len(stored) > maxPointDeletes {
+			return false
+		}
+		if f.dropped == nil {
+			f.dropped = make(map[string][][]byte)
+		}
+		f.dropped[prefix] = stored
 	}
 	if f.byBucket == nil {
 		f.byBucket = make(map[string][]string)
@@ -280,9 +293,15 @@ func (f *folding) dropPairs(start, end []byte) bool {
 			}
 		}
 	}
-	for _, k := range f.byBucket[unsafe.String(unsafe.SliceData(start), len(start))] {
-		f.last[k] = change{del: true}
+	// The pairs this fold changed before the drop are forgotten, but for
+	// those the engine holds, which are deleted: a pair written and
+	// dropped within the fold leaves no deletion behind (a bucket
+	// recreated with new fields and dropped again, thousands of times in
+	// a fold, left thousands of deletions for each later drop to list).
+	for _, k := range f.byBucket[prefix] {
+		delete(f.last, k)
 	}
+	delete(f.byBucket, prefix)
 	for _, k := range stored {
 		f.put(k, change{del: true})
 	}
@@ -408,5 +427,5 @@ func (f *folding) flush(b *pebble.Batch) {
 		}
 	}
 	clear(f.last)
-	f.byBucket = nil
+	f.byBucket, f.dropped = nil, nil
 }
