@@ -284,24 +284,35 @@ func BenchmarkLoadAfterDrop(b *testing.B) {
 // BenchmarkFoldRecycledBucket writes a bucket with new fields and drops it,
 // over and over, folded every 2,000 cycles (the folder's 8 MiB of records
 // hold about that many): each drop is a fold's, of a bucket dropped
-// thousands of times before it.
+// thousands of times before it. Its baseline in the same run: the writes
+// alone, folded as often.
 func BenchmarkFoldRecycledBucket(b *testing.B) {
-	s := openT(b, b.TempDir(), Options{Fsync: FsyncNo})
-	defer s.Close()
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		ops := []Op{Put(fmt.Sprint("f", i, ".0"), []byte("v")), Put(fmt.Sprint("f", i, ".1"), []byte("v")), Put(fmt.Sprint("f", i, ".2"), []byte("v"))}
-		if err := s.Apply("q", ops...); err != nil {
-			b.Fatal(err)
+	for _, drop := range []bool{true, false} {
+		name := "write"
+		if drop {
+			name = "write+drop"
 		}
-		if err := s.DropBucket("q"); err != nil {
-			b.Fatal(err)
-		}
-		if i++; i%2000 == 0 {
-			if err := s.fold(); err != nil {
-				b.Fatal(err)
+		b.Run(name, func(b *testing.B) {
+			s := openT(b, b.TempDir(), Options{Fsync: FsyncNo})
+			defer s.Close()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				ops := []Op{Put(fmt.Sprint("f", i, ".0"), []byte("v")), Put(fmt.Sprint("f", i, ".1"), []byte("v")), Put(fmt.Sprint("f", i, ".2"), []byte("v"))}
+				if err := s.Apply("q", ops...); err != nil {
+					b.Fatal(err)
+				}
+				if drop {
+					if err := s.DropBucket("q"); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if i++; i%2000 == 0 {
+					if err := s.fold(); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
-		}
+		})
 	}
 }
