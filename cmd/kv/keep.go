@@ -31,8 +31,9 @@ func checkpointName(name string) (secs, n uint64, ok bool) {
 }
 
 // prune deletes the oldest checkpoints in base beyond the keep newest
-// (--keep-checkpoints): only the directories named as Save names them, and
-// never one that a store holds (a daemon started from it); what it cannot
+// (--keep-checkpoints): only the directories named as Save names them that
+// hold a checkpoint's time (store.CheckpointTime), and never one that a
+// store holds (a daemon started from it); what it cannot
 // delete is logged and left. The caller holds c.mu: no Save adds one
 // meanwhile.
 func (c *checkpoints) prune(base string, keep int) {
@@ -47,9 +48,17 @@ func (c *checkpoints) prune(base string, keep int) {
 	}
 	var all []saved
 	for _, e := range ents {
-		if secs, n, ok := checkpointName(e.Name()); ok && e.IsDir() {
-			all = append(all, saved{e.Name(), secs, n})
+		secs, n, ok := checkpointName(e.Name())
+		if !ok || !e.IsDir() {
+			continue
 		}
+		// A name of digits alone says little (an operator's backup
+		// named after a date, 20240101, has one): only a directory that
+		// Save completed, which holds its time, is a checkpoint.
+		if _, err := store.CheckpointTime(filepath.Join(base, e.Name())); err != nil {
+			continue
+		}
+		all = append(all, saved{e.Name(), secs, n})
 	}
 	if len(all) <= keep {
 		return

@@ -57,7 +57,10 @@ func TestKeepCheckpointsDeletesTheOldest(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { require.NoError(t, st.Close()) }()
 	base := filepath.Join(dir, "checkpoints")
-	for _, n := range []string{"90", "99", "100", "100-2", "100-10", "101", "backup", ".95" + store.PartialSuffix} {
+	for _, n := range []string{"90", "99", "100", "100-2", "100-10", "101"} {
+		require.NoError(t, st.Checkpoint(filepath.Join(base, n)))
+	}
+	for _, n := range []string{"backup", ".95" + store.PartialSuffix, "80"} { // 80: no checkpoint's time in it
 		require.NoError(t, os.MkdirAll(filepath.Join(base, n), 0o755))
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(base, "50"), []byte("an operator's file"), 0o644))
@@ -75,8 +78,8 @@ func TestKeepCheckpointsDeletesTheOldest(t *testing.T) {
 	for _, e := range ents {
 		left = append(left, e.Name())
 	}
-	assert.ElementsMatch(t, []string{filepath.Base(newest), "101", "100-10", "90", "backup", "50", ".95" + store.PartialSuffix}, left,
-		"the three newest kept, 90 kept in use, the rest deleted; other names untouched")
+	assert.ElementsMatch(t, []string{filepath.Base(newest), "101", "100-10", "90", "backup", "50", "80", ".95" + store.PartialSuffix}, left,
+		"the three newest kept, 90 kept in use, the rest deleted; other names, and what is no checkpoint, untouched")
 	assert.Contains(t, logs.String(), "an old checkpoint is in use by a store; kept")
 	assert.Contains(t, logs.String(), "deleted an old checkpoint")
 	_, err = store.Check(newest)
