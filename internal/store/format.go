@@ -53,8 +53,12 @@ func readFormat(db *pebble.DB, dir string) (v uint64, found bool, err error) {
 }
 
 // ensureFormat refuses db if a newer kv wrote it, and records this
-// store's format version in it if it records none, durably, before
-// anything else is written.
+// store's format version in it if it records none, before anything else
+// is written. The record is a synced write only as the store's file
+// system makes it one: under FsyncEverySec and FsyncNo the fsync is
+// deferred, and a disk that fails then fences the store (Open returns it
+// failed, see faultFS) with the record in memory only. Either way a
+// directory left without it has this layout, and the next Open records it.
 func ensureFormat(db *pebble.DB, dir string) error {
 	_, found, err := readFormat(db, dir)
 	if err != nil || found {

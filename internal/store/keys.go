@@ -7,6 +7,7 @@ import (
 
 // The key layout. Every pebble key starts with one tag byte:
 //
+//	0x00 "format"                    meta: the store format version (8 bytes, big-endian; see format.go)
 //	0x00 "lastsave"                  meta: the time of the last checkpoint (8 bytes, Unix ns, big-endian)
 //	0x01 uvarint(len(name)) name     bucket marker (empty value): the bucket exists
 //	0x02 uvarint(len(name)) name key a pair of bucket name (value: the value)
