@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -69,7 +70,10 @@ func TestFaults(t *testing.T) {
 				require.Eventually(t, func() bool { return s.Err() != nil }, 5*time.Second, time.Millisecond)
 			}
 			require.ErrorIs(t, s.Err(), ErrWriteFailed)
-			assert.Contains(t, logs.String(), "a write to disk failed")
+			// onFault publishes the fault, then logs it: the background
+			// sync that met it may not have written the line yet.
+			require.Eventually(t, func() bool { return strings.Contains(logs.String(), "a write to disk failed") },
+				5*time.Second, time.Millisecond, logs.String())
 
 			// While the fault lasts, every write fails, recovery included,
 			// however often it is tried, and nothing is half-applied.
