@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvproject/kv/internal/store"
+	"github.com/kvproject/kv/internal/testlog"
 	"github.com/kvproject/kv/services"
 )
 
@@ -131,4 +133,38 @@ func serveFaultyTree(t *testing.T) (*store.Faults, *api) {
 	errc := root.ServeBackground(ctx)
 	t.Cleanup(func() { cancel(); <-errc; assert.NoError(t, st.Close()) })
 	return faults, serve(t, root, Config{})
+}
+
+// A request that reaches the registry once its stop has begun (one still
+// running when the front ends' stop gave up waiting for it) is told that
+// the server is stopping, and is no failure to log; before, a DELETE got
+// "could not be deleted now (see the server's log)" and an error record.
+func TestRequestsAfterTheRegistryStoppedSayStopping(t *testing.T) {
+	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, data.Close()) }()
+	root := services.New(services.Config{DataDir: data})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	var logs testlog.Buffer
+	a := serve(t, root, Config{Logger: logs.Logger(slog.LevelInfo)}) // outside the tree: it outlives the registry
+	for _, b := range []string{"kept", "stored"} {
+		require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath(b), nil).status)
+		require.Equal(t, http.StatusNoContent, a.do("PUT", bucketPath(b)+"/keys/k", strings.NewReader("v")).status)
+	}
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+
+	for _, tc := range []struct{ method, path string }{
+		{"PUT", bucketPath("new")},
+		{"PUT", bucketPath("stored") + "/keys/k"},
+		{"DELETE", bucketPath("kept")},
+		{"GET", bucketPath("stored") + "/keys/k"}, // not in memory since the stop: a load
+	} {
+		r := a.do(tc.method, tc.path, strings.NewReader("v"))
+		expectError(t, r, http.StatusServiceUnavailable, "unavailable")
+		assert.Equal(t, "the server is stopping", r.json(t)["error"], "%s %s", tc.method, tc.path)
+	}
+	assert.NotContains(t, logs.String(), "level=ERROR")
+	assert.NotContains(t, logs.String(), "level=WARN")
 }

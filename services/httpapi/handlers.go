@@ -162,6 +162,7 @@ func (s *Server) createBucket(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "invalid_name", err.Error())
 		case errors.Is(err, store.ErrWriteFailed):
 			s.writeFailed(w, err)
+		case stopped(w, err):
 		default:
 			s.cfg.Logger.Warn("http api: create failed", "bucket", name, "error", err)
 			writeError(w, http.StatusServiceUnavailable, "unavailable", "the registry cannot create buckets now")
@@ -188,6 +189,9 @@ func (s *Server) deleteBucket(w http.ResponseWriter, r *http.Request) {
 		}
 		if errors.Is(err, store.ErrWriteFailed) {
 			s.writeFailed(w, err)
+			return
+		}
+		if stopped(w, err) {
 			return
 		}
 		s.cfg.Logger.Error("http api: delete failed", "bucket", r.PathValue("bucket"), "error", err)
@@ -397,6 +401,8 @@ func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) {
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request, name string) (*bucket.Bucket, bool) {
 	b, ok, err := s.cfg.Registry.LookupCurrent(r.Context(), name)
 	switch {
+	case err != nil && stopped(w, err):
+		return nil, false
 	case err != nil:
 		s.cfg.Logger.Warn("http api: lookup failed", "bucket", name, "error", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the bucket cannot be loaded now; try again")
@@ -452,6 +458,7 @@ func (s *Server) bucketError(w http.ResponseWriter, err error) {
 		bucketNotFound(w)
 	case errors.Is(err, store.ErrWriteFailed):
 		s.writeFailed(w, err)
+	case stopped(w, err):
 	default:
 		s.cfg.Logger.Error("http api: bucket operation failed", "error", err)
 		writeError(w, http.StatusInternalServerError, "internal", "the operation failed")
@@ -464,6 +471,17 @@ func (s *Server) bucketError(w http.ResponseWriter, err error) {
 func (s *Server) writeFailed(w http.ResponseWriter, err error) {
 	s.cfg.Logger.Warn("http api: write failed", "error", err)
 	writeError(w, http.StatusServiceUnavailable, "write_failed", "the write could not be stored, and was not made; try again later")
+}
+
+// stopped answers, and reports true for, an error of a registry that has
+// begun to stop (a request still running when the front ends' stop gave
+// up waiting for it): the server is stopping, which is no failure to log.
+func stopped(w http.ResponseWriter, err error) bool {
+	if !errors.Is(err, registry.ErrStopped) {
+		return false
+	}
+	writeError(w, http.StatusServiceUnavailable, "unavailable", "the server is stopping")
+	return true
 }
 
 func bucketNotFound(w http.ResponseWriter) {
