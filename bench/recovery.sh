@@ -8,7 +8,9 @@
 # and reports how long it took to be ready (from exec to a PING answered;
 # kv's own log line gives the recovery time), its RSS once ready, how long
 # reading every hash once more takes (each bucket is loaded at its first
-# use), and its RSS then.
+# use), and its RSS then. Last, after one more restart, how long deleting
+# half the hashes takes when each DEL is followed by the first read of
+# another (every drop and load meet the store), against the reads alone.
 #
 # Usage: bench/recovery.sh   Environment: BUCKETS (10000), KEYS (100),
 #   KV_PORT (16381).
@@ -40,22 +42,28 @@ start() {
 	until redis-cli -p "$KV_PORT" PING >/dev/null 2>&1; do sleep 0.01; done
 }
 
-# resp: RESP commands, one per bucket, from a generator of its arguments.
-resp() { # write|read
+# resp: RESP commands, for each bucket, from a generator of its arguments.
+resp() { # write|read|delete
 	python3 - "$1" "$BUCKETS" "$KEYS" <<'PY'
 import sys
 mode, buckets, keys = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 out = sys.stdout
 for b in range(buckets):
     name = "bucket:%d" % b
+    cmds = []
     if mode == "write":
         args = ["HSET", name]
         for k in range(keys):
             args += ["field:%d" % k, "value-%010d" % (b * keys + k)]
-    else:
-        args = ["HLEN", name]
-    parts = ["*%d\r\n" % len(args)] + ["$%d\r\n%s\r\n" % (len(a), a) for a in args]
-    out.write("".join(parts))
+        cmds.append(args)
+    elif mode == "read":
+        cmds.append(["HLEN", name])
+    elif b < buckets // 2:  # delete: DEL one, then the first read of another
+        cmds.append(["DEL", name])
+        cmds.append(["HLEN", "bucket:%d" % (buckets // 2 + b)])
+    for args in cmds:
+        parts = ["*%d\r\n" % len(args)] + ["$%d\r\n%s\r\n" % (len(a), a) for a in args]
+        out.write("".join(parts))
 PY
 }
 
@@ -63,6 +71,7 @@ echo "building kv..." >&2
 (cd "$root" && go build -o "$work/kv" ./cmd/kv)
 resp write >"$work/write.resp"
 resp read >"$work/read.resp"
+resp delete >"$work/delete.resp"
 
 start
 t=$(now)
@@ -81,3 +90,10 @@ grep '"kv: data directory recovered"' "$work/kv.log" | tail -1
 t=$(now)
 redis-cli -p "$KV_PORT" --pipe <"$work/read.resp" >/dev/null
 echo "first read of every bucket (lazy loads): $(since "$t"); RSS $(rss "$pid"); DBSIZE $(redis-cli -p "$KV_PORT" DBSIZE)"
+
+kill -TERM "$pid"
+wait "$pid" || true
+start
+t=$(now)
+redis-cli -p "$KV_PORT" --pipe <"$work/delete.resp" >/dev/null
+echo "after another restart, $((BUCKETS / 2)) DELs, each followed by the first read of another bucket: $(since "$t"); DBSIZE $(redis-cli -p "$KV_PORT" DBSIZE)"
