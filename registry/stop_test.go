@@ -135,6 +135,15 @@ func TestFlushAllAfterDrainGaveUpReturns(t *testing.T) {
 // the registry alone, so that its drain gives up while buckets still run.
 func givingUpTree(t *testing.T, cfg func(sup *bucket.Supervisor) Config) (reg *Registry, cancel context.CancelFunc, done <-chan error) {
 	t.Helper()
+	return registryAlone(t, 50*time.Millisecond, cfg)
+}
+
+// registryAlone serves a registry (StopTimeout stop, cfg's Buckets and
+// Store) beside a running event manager and bucket supervisor, which run
+// until the test ends; cancel stops the registry alone, and done gets its
+// Serve's result.
+func registryAlone(t *testing.T, stop time.Duration, cfg func(sup *bucket.Supervisor) Config) (reg *Registry, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	ev := events.New(events.Options{})
 	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
 	bg := context.Background()
@@ -147,7 +156,7 @@ func givingUpTree(t *testing.T, cfg func(sup *bucket.Supervisor) Config) (reg *R
 	t.Cleanup(func() { supCancel(); <-supDone; evCancel(); <-evDone })
 	c := cfg(sup)
 	c.Events = ev
-	c.StopTimeout = 50 * time.Millisecond
+	c.StopTimeout = stop
 	reg = New(c)
 	regCtx, regCancel := context.WithCancel(bg)
 	regDone := make(chan error, 1)

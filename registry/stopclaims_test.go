@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvproject/kv/bucket"
-	"github.com/kvproject/kv/events"
 	"github.com/kvproject/kv/internal/store"
 )
 
@@ -47,21 +46,7 @@ func (s *gatedDrop) DropBucket(name string) error {
 // each ends it), and done gets its Serve's result.
 func stoppingTree(t *testing.T, st Store, stop time.Duration) (reg *Registry, cancel context.CancelFunc, done <-chan error) {
 	t.Helper()
-	ev := events.New(events.Options{})
-	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
-	bg := context.Background()
-	evCtx, evCancel := context.WithCancel(bg)
-	evDone := make(chan error, 1)
-	go func() { evDone <- ev.Serve(evCtx) }()
-	supCtx, supCancel := context.WithCancel(bg)
-	supDone := make(chan error, 1)
-	go func() { supDone <- sup.Serve(supCtx) }()
-	reg = New(Config{Buckets: sup, Events: ev, Store: st, StopTimeout: stop})
-	regCtx, regCancel := context.WithCancel(bg)
-	regDone := make(chan error, 1)
-	go func() { regDone <- reg.Serve(regCtx) }()
-	t.Cleanup(func() { supCancel(); <-supDone; evCancel(); <-evDone })
-	return reg, regCancel, regDone
+	return registryAlone(t, stop, func(sup *bucket.Supervisor) Config { return Config{Buckets: sup, Store: st} })
 }
 
 // waitClosed waits until reg's stop has begun (drain has set closed).

@@ -2,6 +2,7 @@ package services_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
 	"github.com/kvproject/kv/services"
 )
@@ -41,16 +43,24 @@ func (c *deadlineCtx) Err() error {
 
 // A root stopped by its context's deadline reports that deadline as every
 // bucket's end, as its Serve does: the context's error at shutdown, not
-// the context.Canceled of the contexts the root makes for its children.
-func TestDeadlineIsEveryBucketsEnd(t *testing.T) {
-	for _, durable := range []bool{false, true} {
-		name := "in memory"
-		if durable {
-			name = "durable"
-		}
-		t.Run(name, func(t *testing.T) {
+// the context.Canceled of the contexts the root makes for its children. A
+// host that cancels with a cause of its own stops the tree as a shutdown
+// too: every bucket ends with context.Canceled (EndShutdown), not with the
+// host's cause, which would class the stop as an error.
+func TestShutdownIsEveryBucketsEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		durable bool
+		host    error // the host's cause; nil: its deadline
+		want    error
+	}{
+		{"deadline, in memory", false, nil, context.DeadlineExceeded},
+		{"deadline, durable", true, nil, context.DeadlineExceeded},
+		{"host's cause", false, errors.New("host: reload"), context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			cfg := services.Config{}
-			if durable {
+			if tc.durable {
 				data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
 				require.NoError(t, err)
 				defer func() { require.NoError(t, data.Close()) }()
@@ -64,17 +74,25 @@ func TestDeadlineIsEveryBucketsEnd(t *testing.T) {
 				}
 			})
 			require.NoError(t, err)
-			ctx := newDeadlineCtx()
+			var ctx context.Context
+			var stop func()
+			if tc.host == nil {
+				d := newDeadlineCtx()
+				ctx, stop = d, d.expire
+			} else {
+				c, cancel := context.WithCancelCause(context.Background())
+				ctx, stop = c, func() { cancel(tc.host) }
+			}
 			errc := root.ServeBackground(ctx)
 			for _, n := range []string{"a", "b", "c"} {
 				b, err := root.Registry().Create(ctx, n)
 				require.NoError(t, err)
 				require.NoError(t, b.Put("k", []byte("v")))
 			}
-			ctx.expire()
+			stop()
 			select {
 			case err := <-errc:
-				assert.ErrorIs(t, err, context.DeadlineExceeded)
+				assert.ErrorIs(t, err, tc.want)
 			case <-time.After(waitFor):
 				t.Fatal("the root did not stop")
 			}
@@ -83,8 +101,8 @@ func TestDeadlineIsEveryBucketsEnd(t *testing.T) {
 			n := 0
 			for ex := range exited {
 				n++
-				assert.ErrorIs(t, ex.Reason, context.DeadlineExceeded, "bucket %q", ex.Bucket)
-				assert.NotErrorIs(t, ex.Reason, context.Canceled, "bucket %q", ex.Bucket)
+				assert.ErrorIs(t, ex.Reason, tc.want, "bucket %q", ex.Bucket)
+				assert.Equal(t, bucket.EndShutdown, bucket.EndKind(ex.Reason), "bucket %q: %v", ex.Bucket, ex.Reason)
 			}
 			assert.Equal(t, 3, n)
 		})
