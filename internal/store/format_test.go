@@ -75,6 +75,7 @@ func TestFormatVersionRefused(t *testing.T) {
 		{"newer", binary.BigEndian.AppendUint64(nil, formatVersion+1), ErrNewerFormat, "is in store format 2, and this kv reads format 1 at most"},
 		{"zero", binary.BigEndian.AppendUint64(nil, 0), ErrCorrupt, "format version"},
 		{"short", []byte{1}, ErrCorrupt, "format version"},
+		{"long", append(binary.BigEndian.AppendUint64(nil, formatVersion), 0), ErrCorrupt, "format version"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
