@@ -261,14 +261,18 @@ func TestManyRangeDeletionsFlushTheMemtable(t *testing.T) {
 	require.NoError(t, db.Flush())
 	flushes := func() int64 { return db.Metrics().Flush.Count }
 	before := flushes()
-	for i := range maxMemtableRanges - 1 {
+	s.foldMu.Lock()
+	counted := s.foldedRanges // the setup's fold deleted its records with one
+	s.foldMu.Unlock()
+	last := maxMemtableRanges - counted - 1
+	for i := range last {
 		require.NoError(t, s.DropBucket(fmt.Sprint("b", i)))
 		require.NoError(t, s.fold())
 	}
 	require.Equal(t, before, flushes(), "the drops alone do not fill the memtable")
-	require.NoError(t, s.DropBucket(fmt.Sprint("b", maxMemtableRanges-1)))
+	require.NoError(t, s.DropBucket(fmt.Sprint("b", last)))
 	require.NoError(t, s.fold())
 	require.Eventually(t, func() bool { return flushes() > before }, time.Minute, time.Millisecond,
 		"the %dth range deletion has the memtable flushed", maxMemtableRanges)
-	assert.Empty(t, pairsOf(t, s))
+	assert.Len(t, pairsOf(t, s), maxMemtableRanges-last-1)
 }
