@@ -14,20 +14,28 @@ import (
 
 // checkpointName parses the name Save gives a checkpoint in
 // <data-dir>/checkpoints: <unix seconds>, or <unix seconds>-<n> (n from 2)
-// for a later one of the same second. ok is false for any other name.
+// for a later one of the same second, in decimal without leading zeros.
+// ok is false for any other name.
 func checkpointName(name string) (secs, n uint64, ok bool) {
 	s, suffix, two := strings.Cut(name, "-")
-	secs, err := strconv.ParseUint(s, 10, 63)
-	if err != nil {
+	secs, ok = decimal(s, 63)
+	if !ok {
 		return 0, 0, false
 	}
 	n = 1
 	if two {
-		if n, err = strconv.ParseUint(suffix, 10, 31); err != nil || n < 2 {
+		if n, ok = decimal(suffix, 31); !ok || n < 2 {
 			return 0, 0, false
 		}
 	}
 	return secs, n, true
+}
+
+// decimal parses s as strconv.FormatUint writes a number of at most bits
+// bits: digits alone, no leading zero.
+func decimal(s string, bits int) (uint64, bool) {
+	v, err := strconv.ParseUint(s, 10, bits)
+	return v, err == nil && strconv.FormatUint(v, 10) == s
 }
 
 // prune deletes the oldest checkpoints in base beyond the keep newest

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -36,6 +37,8 @@ func TestCheckpointName(t *testing.T) {
 		{".1700000000", 0, 0, false},
 		{".1700000000" + store.PartialSuffix, 0, 0, false},
 		{"backup", 0, 0, false},
+		{"01", 0, 0, false}, // Save writes no leading zero
+		{"1700000000-02", 0, 0, false},
 		{"", 0, 0, false},
 	} {
 		secs, n, ok := checkpointName(tc.name)
@@ -169,4 +172,25 @@ func TestInfoCountsEverySave(t *testing.T) {
 	p = persistence()
 	assert.Equal(t, "ok", p["rdb_last_bgsave_status"])
 	assert.Equal(t, "2", p["rdb_saves"])
+}
+
+// checkpointName accepts exactly the names Save gives: whatever it
+// accepts prints back as the same name.
+func FuzzCheckpointName(f *testing.F) {
+	for _, s := range []string{"1700000000", "1700000000-2", "0", "1700000000-1", "-2", "+17", "17x", "", "01", "1-02"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		secs, n, ok := checkpointName(name)
+		if !ok {
+			return
+		}
+		want := strconv.FormatUint(secs, 10)
+		if n > 1 {
+			want += "-" + strconv.FormatUint(n, 10)
+		}
+		if n < 1 || want != name {
+			t.Fatalf("checkpointName(%q) = %d, %d: which is the name %q", name, secs, n, want)
+		}
+	})
 }
