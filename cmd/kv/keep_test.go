@@ -194,3 +194,8 @@ func FuzzCheckpointName(f *testing.F) {
 		}
 	})
 }
+
+func TestLoggedGroups(t *testing.T) {
+	assert.Equal(t, " (1 logged group of writes included, folded in at the next start)", loggedGroups(1))
+	assert.Equal(t, " (2 logged groups of writes included, folded in at the next start)", loggedGroups(2))
+}

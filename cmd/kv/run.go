@@ -1020,6 +1020,16 @@ func (c *checkpoints) save() (string, error) {
 // LastSave returns the time of the last checkpoint.
 func (c *checkpoints) LastSave() time.Time { return c.st.LastSave() }
 
+// loggedGroups is kv check's note on n (> 0) groups of writes still in the
+// log.
+func loggedGroups(n int) string {
+	groups := "groups"
+	if n == 1 {
+		groups = "group"
+	}
+	return fmt.Sprintf(" (%d logged %s of writes included, folded in at the next start)", n, groups)
+}
+
 // check is `kv check DIR`: it verifies a data directory offline.
 func check(args []string, stdout, stderr io.Writer) int {
 	const usage = "Usage: kv check DIR (verifies a data directory kv is not running on)\n"
@@ -1048,7 +1058,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	// A store, sound or damaged: what was read of it.
 	fmt.Fprintf(stdout, "%s: %d buckets, %d keys, %d bytes", rep.Dir, rep.Buckets, rep.Keys, rep.Bytes)
 	if rep.LogRecords > 0 {
-		fmt.Fprintf(stdout, " (%d logged groups of writes included, folded in at the next start)", rep.LogRecords)
+		fmt.Fprint(stdout, loggedGroups(rep.LogRecords))
 	}
 	if !rep.LastSave.IsZero() {
 		fmt.Fprintf(stdout, ", last checkpoint %s", rep.LastSave.UTC().Format(time.RFC3339))
