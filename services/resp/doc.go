@@ -89,8 +89,8 @@
 // [ChannelBucketPrefix]+name (kv:bucket:<name>, both events of one
 // bucket), as a JSON [EventMessage]:
 //
-//	{"event":"created","bucket":"cart","id":7,"seq":12}
-//	{"event":"exited","bucket":"cart","id":7,"seq":15,"reason":"panic","error":"bucket: panic: ..."}
+//	{"event":"created","bucket":"cart","bucket_base64":"Y2FydA==","id":7,"seq":12}
+//	{"event":"exited","bucket":"cart","bucket_base64":"Y2FydA==","id":7,"seq":15,"reason":"panic","error":"bucket: panic: ..."}
 //
 // A subscriber has its own subscription to the event manager, with a
 // bounded mailbox (Config.SubscriberMailbox, 1024 events). Publishing never

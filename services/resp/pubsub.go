@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net"
@@ -35,19 +36,22 @@ const (
 )
 
 // EventMessage is the JSON form of a lifecycle event on the pub/sub
-// channels. A bucket name that is not valid UTF-8 has its invalid bytes
-// replaced by U+FFFD.
+// channels. Bucket is the name as a JSON string, exact when it is valid
+// UTF-8 (invalid bytes show as U+FFFD); BucketB64 is always exact, as in
+// the HTTP API's event stream.
 type EventMessage struct {
-	Event  string `json:"event"`            // "created" or "exited"
-	Bucket string `json:"bucket"`           // the bucket's name
-	ID     uint64 `json:"id"`               // the bucket instance
-	Seq    uint64 `json:"seq"`              // the event manager's sequence number
-	Reason string `json:"reason,omitempty"` // exited only: one of the Reason constants
-	Error  string `json:"error,omitempty"`  // exited only: the end reason's text, if any
+	Event     string `json:"event"`            // "created" or "exited"
+	Bucket    string `json:"bucket"`           // the bucket's name
+	BucketB64 string `json:"bucket_base64"`    // the name, standard base64
+	ID        uint64 `json:"id"`               // the bucket instance
+	Seq       uint64 `json:"seq"`              // the event manager's sequence number
+	Reason    string `json:"reason,omitempty"` // exited only: one of the Reason constants
+	Error     string `json:"error,omitempty"`  // exited only: the end reason's text, if any
 }
 
 func messageOf(ev events.Event) (channel string, msg []byte) {
-	m := EventMessage{Bucket: ev.BucketName(), ID: ev.BucketID(), Seq: ev.Sequence()}
+	name := ev.BucketName()
+	m := EventMessage{Bucket: name, BucketB64: base64.StdEncoding.EncodeToString([]byte(name)), ID: ev.BucketID(), Seq: ev.Sequence()}
 	switch e := ev.(type) {
 	case events.Created:
 		channel, m.Event = ChannelCreated, "created"

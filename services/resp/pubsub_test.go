@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -66,10 +67,18 @@ func TestPubSubLifecycleEvents(t *testing.T) {
 	_, m = next(t, ps)
 	assert.Equal(t, "other", m.Bucket)
 
+	// A name that is not valid UTF-8 arrives exact in bucket_base64.
+	require.NoError(t, rc.HSet(ctx, "\xff\xfe", "k", "v").Err())
+	_, m = next(t, ps)
+	assert.Equal(t, "\ufffd\ufffd", m.Bucket)
+	raw, err := base64.StdEncoding.DecodeString(m.BucketB64)
+	require.NoError(t, err)
+	assert.Equal(t, "\xff\xfe", string(raw))
+
 	require.NoError(t, rc.Del(ctx, "cart").Err())
 	ch, m = next(t, ps)
 	assert.Equal(t, ChannelExited, ch)
-	assert.Equal(t, EventMessage{Event: "exited", Bucket: "cart", ID: created.ID, Seq: m.Seq, Reason: ReasonNormal}, m)
+	assert.Equal(t, EventMessage{Event: "exited", Bucket: "cart", BucketB64: "Y2FydA==", ID: created.ID, Seq: m.Seq, Reason: ReasonNormal}, m)
 	_, m = next(t, pps)
 	assert.Equal(t, "exited", m.Event)
 
