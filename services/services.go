@@ -69,6 +69,9 @@ type Root struct {
 	holdRelease func()      // gives data back; nil if refused
 	holdErr     error       // why data was refused
 	released    atomic.Bool // the root has stopped and given data back
+	// stopCause is the host context's error once the root stops on it
+	// (see stopInStages and bucketsWithRootCause).
+	stopCause atomic.Pointer[error]
 
 	mu     sync.Mutex
 	added  []added // by Add: stopped before kv's own children
@@ -136,6 +139,9 @@ func New(cfg Config) *Root {
 	// registry that uses both.
 	root.children = []suture.Service{ev, buckets, reg}
 	for _, c := range root.children {
+		if c == suture.Service(buckets) {
+			c = bucketsWithRootCause{buckets, root}
+		}
 		sup.Add(c)
 	}
 	// When the tree stops, even while suture holds a registry that keeps
@@ -419,7 +425,9 @@ func (r *Root) stopInStages(ctx context.Context, cancel context.CancelCauseFunc,
 	case <-ctx.Done():
 	}
 	r.stopAdded()
-	cancel(ctx.Err())
+	cause := ctx.Err()
+	r.stopCause.Store(&cause) // before inner ends: see bucketsWithRootCause
+	cancel(cause)
 	err := <-running
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = ctx.Err() // as if the host's context had stopped it
@@ -486,3 +494,29 @@ func (r *Root) Events() *events.Manager { return r.events }
 
 // Buckets returns the tree's bucket supervisor.
 func (r *Root) Buckets() *bucket.Supervisor { return r.buckets }
+
+// bucketsWithRootCause serves the bucket supervisor on a context of its
+// own that ends with the root's stop cause (the host context's error, say
+// context.DeadlineExceeded), which the supervisor gives every bucket as
+// its end. The context suture gives the supervisor does not carry that
+// cause reliably: suture cancels it on its own (cause context.Canceled) as
+// soon as its parent's Done is closed, which races with the parent's
+// cancel handing its cause down to it.
+type bucketsWithRootCause struct {
+	*bucket.Supervisor
+	root *Root
+}
+
+func (b bucketsWithRootCause) Serve(ctx context.Context) error {
+	own, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	stop := context.AfterFunc(ctx, func() {
+		if c := b.root.stopCause.Load(); c != nil {
+			cancel(*c)
+			return
+		}
+		cancel(context.Cause(ctx))
+	})
+	defer stop()
+	return b.Supervisor.Serve(own)
+}
