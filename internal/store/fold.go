@@ -311,24 +311,18 @@ func (f *folding) dropPairs(start, end []byte) bool {
 // isPairPrefix reports whether p is a whole pair prefix: the tag and one
 // encoded bucket name, nothing after it.
 func isPairPrefix(p []byte) bool {
-	if len(p) == 0 || p[0] != tagPair {
-		return false
-	}
-	_, rest, err := decodeName(p[1:])
-	return err == nil && len(rest) == 0
+	_, key, err := decodePair(p)
+	return err == nil && len(key) == 0
 }
 
 // bucketOfPair returns the pair prefix of key, a pair key, as a string
 // sharing key's bytes; ok is false for any other key.
 func bucketOfPair(key string) (prefix string, ok bool) {
-	if len(key) == 0 || key[0] != tagPair {
-		return "", false
-	}
-	_, rest, err := decodeName(unsafe.Slice(unsafe.StringData(key[1:]), len(key)-1))
+	_, field, err := decodePair(unsafe.Slice(unsafe.StringData(key), len(key)))
 	if err != nil {
 		return "", false
 	}
-	return key[:len(key)-len(rest)], true
+	return key[:len(key)-len(field)], true
 }
 
 // eachChange calls fn with each change of record, a log record's value (a
