@@ -141,7 +141,7 @@ func Check(dir string) (Report, error) {
 		switch k[0] {
 		case tagMeta:
 			if bytes.Equal(k, keyFormat) { // a newer one was refused above
-				if len(v) != 8 || binary.BigEndian.Uint64(v) == 0 {
+				if _, err := parseFormat(v, dir); err != nil {
 					problem("bad store format version %x", v)
 				}
 				return

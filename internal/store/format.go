@@ -38,18 +38,29 @@ func readFormat(db *pebble.DB, dir string) (v uint64, found bool, err error) {
 		return 0, false, fmt.Errorf("store: read the format version of %s: %w", dir, err)
 	}
 	defer c.Close()
-	if len(val) != 8 {
-		return 0, false, fmt.Errorf("%w: the format version of %s has %d bytes, not 8", ErrCorrupt, dir, len(val))
+	if v, err = parseFormat(val, dir); err != nil && !errors.Is(err, ErrNewerFormat) {
+		return 0, false, err
 	}
-	switch v = binary.BigEndian.Uint64(val); {
+	return v, true, err
+}
+
+// parseFormat reads val, the value of keyFormat in dir: a version, or an
+// error wrapping ErrCorrupt for a damaged one, or one wrapping
+// ErrNewerFormat, with the version, for a later one than this store's.
+func parseFormat(val []byte, dir string) (uint64, error) {
+	if len(val) != 8 {
+		return 0, fmt.Errorf("%w: the format version of %s has %d bytes, not 8", ErrCorrupt, dir, len(val))
+	}
+	switch v := binary.BigEndian.Uint64(val); {
 	case v == 0:
-		return 0, false, fmt.Errorf("%w: the format version of %s is 0", ErrCorrupt, dir)
+		return 0, fmt.Errorf("%w: the format version of %s is 0", ErrCorrupt, dir)
 	case v > formatVersion:
-		return v, true, fmt.Errorf("%w: %s is in store format %d, and this kv reads format %d at most: "+
+		return v, fmt.Errorf("%w: %s is in store format %d, and this kv reads format %d at most: "+
 			"run the kv that wrote it (or a later one), or start from a checkpoint of this format",
 			ErrNewerFormat, dir, v, formatVersion)
+	default:
+		return v, nil
 	}
-	return v, true, nil
 }
 
 // ensureFormat refuses db if a newer kv wrote it, and records this
