@@ -321,7 +321,7 @@ func (r *Root) Serve(ctx context.Context) error {
 		return err
 	}
 	defer release()
-	inner, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	return r.stopInStages(ctx, cancel, r.Supervisor.ServeBackground(inner))
 }
 
@@ -340,7 +340,7 @@ func (r *Root) ServeBackground(ctx context.Context) <-chan error {
 		errc <- err
 		return errc
 	}
-	inner, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	inner, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	running := r.Supervisor.ServeBackground(inner)
 	go func() {
 		err := r.stopInStages(ctx, cancel, running)
@@ -411,11 +411,12 @@ func (r *Root) admit() error {
 
 // stopInStages waits for ctx to end, or for the embedded supervisor (run
 // on inner, which cancel ends) to end on its own; on ctx's end it stops the
-// services added with Add, then the rest, with ctx's error as inner's
-// cause: a bucket then ends with context.DeadlineExceeded when the host's
-// deadline stopped the tree, not with the context.Canceled of inner.
-func (r *Root) stopInStages(ctx context.Context, cancel context.CancelCauseFunc, running <-chan error) error {
-	defer cancel(nil)
+// services added with Add, then the rest, with ctx's error recorded as the
+// stop's cause first: a bucket then ends with context.DeadlineExceeded when
+// the host's deadline stopped the tree, not with the context.Canceled of
+// inner (see bucketsWithRootCause).
+func (r *Root) stopInStages(ctx context.Context, cancel context.CancelFunc, running <-chan error) error {
+	defer cancel()
 	select {
 	case err := <-running: // ended on its own
 		// The added services that ran stopped with it; those that never
@@ -427,7 +428,7 @@ func (r *Root) stopInStages(ctx context.Context, cancel context.CancelCauseFunc,
 	r.stopAdded()
 	cause := ctx.Err()
 	r.stopCause.Store(&cause) // before inner ends: see bucketsWithRootCause
-	cancel(cause)
+	cancel()
 	err := <-running
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = ctx.Err() // as if the host's context had stopped it
