@@ -31,6 +31,16 @@ func checkpointName(name string) (secs, n uint64, ok bool) {
 	return secs, n, true
 }
 
+// checkpointDirName is the name Save gives the n-th checkpoint of second
+// secs, which checkpointName parses.
+func checkpointDirName(secs, n uint64) string {
+	name := strconv.FormatUint(secs, 10)
+	if n > 1 {
+		name += "-" + strconv.FormatUint(n, 10)
+	}
+	return name
+}
+
 // decimal parses s as strconv.FormatUint writes a number of at most bits
 // bits: digits alone, no leading zero.
 func decimal(s string, bits int) (uint64, bool) {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -185,11 +184,7 @@ func FuzzCheckpointName(f *testing.F) {
 		if !ok {
 			return
 		}
-		want := strconv.FormatUint(secs, 10)
-		if n > 1 {
-			want += "-" + strconv.FormatUint(n, 10)
-		}
-		if n < 1 || want != name {
+		if want := checkpointDirName(secs, n); n < 1 || want != name {
 			t.Fatalf("checkpointName(%q) = %d, %d: which is the name %q", name, secs, n, want)
 		}
 	})

@@ -963,11 +963,7 @@ func freeName(base string, secs uint64, readDir func(string) ([]fs.DirEntry, err
 		}
 	}
 	for ; ; n++ {
-		name := strconv.FormatUint(secs, 10)
-		if n > 1 {
-			name += "-" + strconv.FormatUint(n, 10)
-		}
-		dir := filepath.Join(base, name)
+		dir := filepath.Join(base, checkpointDirName(secs, n))
 		_, err := lstat(dir)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
