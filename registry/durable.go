@@ -405,34 +405,24 @@ func (r *Registry) unindexLocked(name string) {
 // them. A ctx that has ended before the call changes nothing (an error
 // wrapping ctx's error, as from Delete); one that ends while FlushAll waits
 // for the buckets to be forgotten makes it return ctx's error, the flush
-// done (with a store) or partly done (in memory, bucket by bucket). With a
-// store, a FlushAll that begins once the registry's stop has begun changes
-// nothing and returns an error wrapping ErrStopped, as Delete does.
+// done: every bucket has ended, and the registry forgets them on its own.
+// With a store, a FlushAll that begins once the registry's stop has begun
+// changes nothing and returns an error wrapping ErrStopped, as Delete does.
 func (r *Registry) FlushAll(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("registry: flush: %w", err)
 	}
-	if r.store == nil {
-		// No rename runs meanwhile: one could move a bucket that the
-		// flush has not reached yet to a name it has passed, and its
-		// pairs would outlive the flush.
-		r.flushMu.Lock()
-		defer r.flushMu.Unlock()
-		for _, name := range r.Names() {
-			if err := r.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
-				return err
-			}
+	if r.store != nil {
+		if err := r.admitted(); err != nil {
+			return fmt.Errorf("registry: flush: %w", err)
 		}
-		return nil
 	}
-	if err := r.admitted(); err != nil {
-		return fmt.Errorf("registry: flush: %w", err)
-	}
-	// No load runs meanwhile: every bucket is either stopped here or
-	// loaded after the store is empty.
+	// No load or rename runs meanwhile: every bucket is either stopped
+	// here or loaded after the store is empty, and a rename cannot move a
+	// bucket that the flush has not stopped yet to a name it has passed.
 	r.flushMu.Lock()
 	r.mu.Lock()
-	if r.closed { // refused once the stop has begun, as a claim is (see claim)
+	if r.store != nil && r.closed { // refused once the stop has begun, as a claim is (see claim)
 		r.mu.Unlock()
 		r.flushMu.Unlock()
 		return fmt.Errorf("registry: flush: %w", ErrStopped)
@@ -441,35 +431,44 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	for _, b := range r.names {
 		live = append(live, b)
 	}
-	// Set under mu with the closed check above, as a claim is taken: a
-	// stop waits for a flush that began before it to be done before Serve
-	// returns, and none begins after.
-	done := make(chan struct{})
-	r.flushing = done // a later FlushAll may replace it once this one is past DropAll
+	var done chan struct{}
+	if r.store != nil {
+		// Set under mu with the closed check above, as a claim is taken:
+		// a stop waits for a flush that began before it to be done
+		// before Serve returns, and none begins after.
+		done = make(chan struct{})
+		r.flushing = done // a later FlushAll may replace it once this one is past DropAll
+	}
 	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		if r.flushing == done { // a later FlushAll may have set its own
-			r.flushing = nil
-		}
-		r.mu.Unlock()
-		close(done)
-	}()
+	if done != nil {
+		defer func() {
+			r.mu.Lock()
+			if r.flushing == done { // a later FlushAll may have set its own
+				r.flushing = nil
+			}
+			r.mu.Unlock()
+			close(done)
+		}()
+	}
+	// Every bucket is stopped before the first is waited for: the
+	// registry forgets them in batches, not one round trip each.
 	gone := make([]<-chan struct{}, len(live))
 	for i, b := range live {
 		gone[i] = r.Forgotten(b)
 		b.Stop(nil)
 	}
-	err := r.store.DropAll()
-	if err == nil {
-		// Before flushMu is released: a bucket created after the flush
-		// is indexed after this.
-		r.mu.Lock()
-		if r.stored != nil {
-			clear(r.stored)
-			r.order.Clear(false)
+	var err error
+	if r.store != nil {
+		if err = r.store.DropAll(); err == nil {
+			// Before flushMu is released: a bucket created after the
+			// flush is indexed after this.
+			r.mu.Lock()
+			if r.stored != nil {
+				clear(r.stored)
+				r.order.Clear(false)
+			}
+			r.mu.Unlock()
 		}
-		r.mu.Unlock()
 	}
 	r.flushMu.Unlock()
 	if err != nil {

@@ -212,3 +212,51 @@ func BenchmarkStop(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFlushAll measures FlushAll of n live buckets, from the call to
+// its return (every bucket stopped, forgotten, its Exited published), in
+// memory and with a store, against the baseline of BenchmarkStop: a stop
+// of the tree with as many. It reports the time per bucket; run it with
+// -benchtime=1x, as each op builds n buckets first.
+func BenchmarkFlushAll(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		for _, mode := range []string{"memory", "store"} {
+			b.Run(fmt.Sprintf("%s/%d", mode, n), func(b *testing.B) {
+				cfg := services.Config{}
+				if mode == "store" {
+					dd, err := services.OpenDataDir(b.TempDir(), services.DataDirOptions{Fsync: services.FsyncNo})
+					if err != nil {
+						b.Fatal(err)
+					}
+					cfg.DataDir = dd
+				}
+				root := services.New(cfg)
+				ctx, cancel := context.WithCancel(context.Background())
+				errc := root.ServeBackground(ctx)
+				defer func() {
+					cancel()
+					<-errc
+					if cfg.DataDir != nil {
+						if err := cfg.DataDir.Close(); err != nil {
+							b.Error(err)
+						}
+					}
+				}()
+				reg := root.Registry()
+				for range b.N {
+					b.StopTimer()
+					for i := range n {
+						if _, err := reg.Create(ctx, fmt.Sprintf("b%d", i)); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.StartTimer()
+					if err := reg.FlushAll(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/bucket")
+			})
+		}
+	}
+}
