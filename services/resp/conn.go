@@ -244,9 +244,10 @@ const (
 
 // runBuffered runs the complete commands in the read buffer. Under the
 // event loop, it stops at a command that must run on a goroutine of its
-// own (flagOwnGoroutine: the command stays in the buffer; while the
-// client's replies wait for its socket, it is held until they are out),
-// and, while the replies wait, once MaxReplyBytes of them do.
+// own (flagOwnGoroutine, and flagLong outside a transaction: the command
+// stays in the buffer; while the client's replies wait for its socket, it
+// is held until they are out), and, while the replies wait, once
+// MaxReplyBytes of them do.
 func (c *conn) runBuffered(ctx context.Context) step {
 	c.held, c.backlog = false, false
 	for c.start < c.end {
@@ -293,7 +294,7 @@ func (c *conn) runBuffered(ctx context.Context) step {
 			c.start = c.end
 			return stepClose
 		}
-		if c.lp != nil && cmd != nil && cmd.flags&flagOwnGoroutine != 0 && c.multi == nil {
+		if c.lp != nil && cmd != nil && cmd.flags&(flagOwnGoroutine|flagLong) != 0 && c.multi == nil {
 			if c.blocked {
 				// Handed off once the replies before it are out; what the
 				// client sends meanwhile is not read (it would pile up

@@ -37,8 +37,9 @@ import (
 //
 // A client leaves the loop for a goroutine of its own (handoff) before a
 // command that needs one (flagOwnGoroutine: a subscription, which another
-// goroutine writes to; SAVE, which waits for a checkpoint). Its socket is
-// then given back to Go's network poller.
+// goroutine writes to; SAVE, which waits for a checkpoint) or that may run
+// for long (flagLong: FLUSHALL, which waits for every bucket to end).
+// Its socket is then given back to Go's network poller.
 type loop struct {
 	s    *Server
 	ctx  context.Context

@@ -297,3 +297,67 @@ func TestStopLetsInFlightCommandsCreateAndDelete(t *testing.T) {
 		})
 	}
 }
+
+// heldFlush is a registry whose FlushAll waits, once it has begun, until
+// release is closed.
+type heldFlush struct {
+	Registry
+	begun   chan struct{}
+	release chan struct{}
+}
+
+func (h heldFlush) FlushAll(ctx context.Context) error {
+	h.begun <- struct{}{}
+	<-h.release
+	return h.Registry.FlushAll(ctx)
+}
+
+// A FLUSHALL waits for every bucket to end (half a second for 100,000):
+// the other clients are served meanwhile, whether it is sent alone, in a
+// pipeline, or in a transaction (EXEC runs it, as Redis runs a
+// transaction, with the others waiting).
+func TestFlushAllHoldsNoOtherClientUp(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			tree := start(t, Config{})
+			held := heldFlush{Registry: tree.root.Registry(), begun: make(chan struct{}), release: make(chan struct{})}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			srv := New(Config{Registry: held, Events: tree.root.Events(), GoroutinePerClient: mode.goroutinePerClient})
+			ctx, stop := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- srv.ServeListener(ctx, ln) }()
+			t.Cleanup(func() { stop(); <-served })
+			ts := &testServer{root: tree.root, srv: srv, addr: ln.Addr().String()}
+
+			flusher, other := ts.raw(t), ts.raw(t)
+			other.send("HSET kept f v\r\n")
+			other.expect(":1")
+			for _, cmds := range []struct {
+				send    string
+				replies []string
+			}{
+				{"FLUSHALL\r\n", []string{"+OK"}},
+				{"PING\r\nFLUSHDB ASYNC\r\nPING\r\n", []string{"+PONG", "+OK", "+PONG"}},
+			} {
+				flusher.send(cmds.send)
+				<-held.begun
+				other.send("PING\r\nHGET kept f\r\n")
+				other.expect("+PONG", "$1", "v") // while the flush waits
+				held.release <- struct{}{}
+				flusher.expect(cmds.replies...)
+				other.send("HSET kept f v\r\n")
+				other.expect(":1")
+			}
+			wantLoopClients(t, ts, 1) // the other client: the flusher has a goroutine of its own
+
+			tx := ts.raw(t)
+			tx.send("MULTI\r\nFLUSHALL\r\nEXEC\r\n")
+			<-held.begun
+			held.release <- struct{}{}
+			tx.expect("+OK", "+QUEUED", "*1", "+OK")
+			other.send("EXISTS kept\r\n")
+			other.expect(":0")
+		})
+	}
+}

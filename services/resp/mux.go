@@ -26,6 +26,14 @@ const (
 	// flagExclusive: the command runs alone, with no other client's
 	// command between (EXEC: see Server.tx).
 	flagExclusive
+	// flagLong: the command may run for long (FLUSHALL waits for every
+	// bucket to end: half a second for 100,000): the event loop hands
+	// the client a goroutine of its own before it runs, so that no other
+	// client waits for it. Otherwise it is an ordinary command, queued
+	// by MULTI (EXEC runs it on the loop, as Redis runs a transaction
+	// with every other client waiting) and run under the transactions'
+	// read lock.
+	flagLong
 )
 
 // command is one entry of the command table, which also feeds COMMAND.
