@@ -1,5 +1,7 @@
 package resp
 
+import "math"
+
 // maxStars is how many groups of '*' a pattern may pass: Redis's
 // stringmatchlen gives up (no match) past 1,000 levels of recursion, one
 // per group.
@@ -13,27 +15,42 @@ const maxStars = 1000
 // Redis's do); in a class, a '-' makes a range of the bytes around it even
 // when the second one is ']', and the class then goes on; and a pattern
 // matches nothing once it passes more than maxStars groups of '*' that
-// are not at its end (Redis's limit on its recursion).
+// are not at its end (Redis's limit on its recursion). It costs up to
+// len(s) times len(p) steps: a command that matches a pattern its client
+// chose uses a globBudget instead.
 func globMatch(p, s string) bool {
+	match, _, _ := globMatchWithin(p, s, math.MaxInt)
+	return match
+}
+
+// globMatchWithin is globMatch in at most limit steps (a byte of s or of
+// p looked at): ok is false, and match meaningless, if it needs more. It
+// reports the steps it took (past limit, those it took before it gave up).
+func globMatchWithin(p, s string, limit int) (match bool, steps int, ok bool) {
 	if s == "" {
-		return p == ""
+		return p == "", 0, true
 	}
 	// starP and starS remember the last '*' to backtrack to; stars
 	// counts the groups of '*' passed, and starN was stars there.
 	starP, starS, starN, stars := -1, -1, 0, 0
 	pi, si := 0, 0
 	for si < len(s) {
+		if steps++; steps > limit {
+			return false, steps, false
+		}
 		if pi < len(p) {
 			switch p[pi] {
 			case '*':
+				run := pi
 				for pi < len(p) && p[pi] == '*' {
 					pi++
 				}
+				steps += pi - run
 				if pi == len(p) {
-					return true
+					return true, steps, steps <= limit
 				}
 				if stars++; stars > maxStars {
-					return false
+					return false, steps, steps <= limit
 				}
 				starP, starS, starN = pi, si, stars
 				continue
@@ -42,12 +59,12 @@ func globMatch(p, s string) bool {
 				si++
 				continue
 			case '[':
-				if n, ok := matchClass(p[pi:], s[si]); n > 0 {
-					if ok {
-						pi += n
-						si++
-						continue
-					}
+				n, in := matchClass(p[pi:], s[si])
+				steps += n // matchClass walks the whole class
+				if n > 0 && in {
+					pi += n
+					si++
+					continue
 				}
 			case '\\':
 				if pi+1 < len(p) {
@@ -70,15 +87,51 @@ func globMatch(p, s string) bool {
 			}
 		}
 		if starP < 0 {
-			return false
+			return false, steps, steps <= limit
 		}
 		starS++
 		pi, si, stars = starP, starS, starN
 	}
+	run := pi
 	for pi < len(p) && p[pi] == '*' {
 		pi++
 	}
-	return pi == len(p)
+	steps += pi - run
+	return pi == len(p), steps, steps <= limit
+}
+
+// A globBudget bounds what matching a client's pattern costs one command
+// (KEYS, SCAN and HSCAN with MATCH, COMMAND LIST FILTERBY PATTERN), which
+// on the event loop every other client waits for. Matching is Redis's
+// algorithm, which takes up to the name's length times the pattern's
+// steps: a pattern of 128 KiB against long names of the byte it repeats
+// held every client of the loop for 19 seconds (Redis's loop too). The
+// budget is globBaseSteps (tens of milliseconds), plus globStepsPerByte
+// for each byte of each name matched and of the pattern (up to
+// globPatternCredit bytes of it, at each name): many times what any
+// pattern short of pathological needs, and a bound on the others of a
+// small multiple of reading the names.
+type globBudget struct{ left int }
+
+const (
+	globBaseSteps     = 1 << 24
+	globStepsPerByte  = 64
+	globPatternCredit = 1 << 10
+)
+
+// errGlobTooCostly is the reply to a command whose pattern spent its
+// globBudget.
+const errGlobTooCostly = "ERR pattern too costly to match: it passed the steps allowed for the names it was matched against"
+
+func newGlobBudget() globBudget { return globBudget{left: globBaseSteps} }
+
+// match is globMatch(p, s) within the budget: ok is false once the
+// command has spent it.
+func (b *globBudget) match(p, s string) (match, ok bool) {
+	b.left += globStepsPerByte * (len(s) + min(len(p), globPatternCredit))
+	match, steps, ok := globMatchWithin(p, s, b.left)
+	b.left -= steps
+	return match, ok
 }
 
 // matchClass matches ch against the class that opens p ('['). It returns

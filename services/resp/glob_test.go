@@ -1,10 +1,15 @@
 package resp
 
 import (
+	"context"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 
+	"github.com/kvproject/kv/registry"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // redisMatch is a reference for globMatch, written from the behaviour of
@@ -176,8 +181,127 @@ func FuzzGlobMatch(f *testing.F) {
 		if len(p) > 64 || len(s) > 64 {
 			return // the reference recurses on each '*'
 		}
-		if want, got := redisMatch(p, s), globMatch(p, s); got != want {
+		want := redisMatch(p, s)
+		if got := globMatch(p, s); got != want {
 			t.Fatalf("%q against %q: %v, Redis says %v", p, s, got, want)
 		}
+		// Within a limit: the same answer in as many steps as it took,
+		// and none in one step fewer.
+		got, steps, ok := globMatchWithin(p, s, steps(p, s))
+		if !ok || got != want {
+			t.Fatalf("%q against %q within its own %d steps: %v (ok %v), Redis says %v", p, s, steps, got, ok, want)
+		}
+		if _, _, ok := globMatchWithin(p, s, steps-1); ok && steps > 0 {
+			t.Fatalf("%q against %q: done within %d steps, where it took %d", p, s, steps-1, steps)
+		}
 	})
+}
+
+// steps is how many steps globMatchWithin takes to match s against p.
+func steps(p, s string) int {
+	_, n, _ := globMatchWithin(p, s, math.MaxInt)
+	return n
+}
+
+// A pattern that costs the length of the names times its own (Redis's
+// algorithm, and kv's) spends its command's budget and is refused, in
+// no more than the budget and one step (a class's length); patterns short
+// of pathological, over many names, are not.
+func TestGlobBudget(t *testing.T) {
+	long := strings.Repeat("a", 64<<10)
+	for _, tc := range []struct {
+		name, p string
+		names   []string
+		ok      bool
+	}{
+		{"a run against longer runs", "*" + strings.Repeat("a", 32<<10) + "b", []string{long}, false},
+		{"a long class at each byte", "[" + strings.Repeat("x", 8<<20) + "]", manyNames(30), false},
+		{"stars against a long name", "*a*a*a*a*a*a*a*b", []string{long}, true},
+		{"many names", "user:[0-9]*:session*", manyNames(100_000), true},
+		{"a long literal", strings.Repeat("ab", 2048), manyNames(10_000), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			budget := newGlobBudget()
+			granted, spent := globBaseSteps, 0
+			ok := true
+			for _, n := range tc.names {
+				granted += globStepsPerByte * (len(n) + min(len(tc.p), globPatternCredit))
+				before := budget.left + globStepsPerByte*(len(n)+min(len(tc.p), globPatternCredit))
+				want := globMatch(tc.p, n)
+				var match bool
+				match, ok = budget.match(tc.p, n)
+				spent += before - budget.left
+				if !ok {
+					break
+				}
+				require.Equal(t, want, match, "%q", n)
+			}
+			require.Equal(t, tc.ok, ok)
+			if ok {
+				return
+			}
+			assert.LessOrEqual(t, spent, granted+len(tc.p), "spent at most the budget and one class")
+			// What the match would have cost without a budget: more than
+			// four times that.
+			left := 4 * granted
+			for _, n := range tc.names {
+				_, steps, ok := globMatchWithin(tc.p, n, left)
+				if !ok {
+					return
+				}
+				left -= steps
+			}
+			t.Fatalf("the names cost less than four times the budget (%d steps): not a pathological pattern", granted)
+		})
+	}
+}
+
+// manyNames returns n names like a keyspace's.
+func manyNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("user:%d:session:%x", i, i*7919)
+	}
+	return names
+}
+
+// Every command that matches a client's pattern refuses one that costs
+// the length of the names times its own, rather than hold every client of
+// the event loop (a 128 KiB pattern held them 19 seconds), and the
+// connection goes on.
+func TestCostlyPatternsAreRefused(t *testing.T) {
+	ts := start(t, Config{})
+	ctx := context.Background()
+	rc := ts.client(t)
+	for i := range 20 {
+		require.NoError(t, rc.HSet(ctx, strings.Repeat("a", registry.MaxNameLen-1)+string(rune('A'+i)), "f", "v").Err())
+	}
+	require.NoError(t, rc.HSet(ctx, "fields", strings.Repeat("a", 64<<10), "v").Err())
+	run := "*" + strings.Repeat("a", registry.MaxNameLen/2) + "b"
+	class := "[" + strings.Repeat("x", 8<<20) + "]"
+	for _, tc := range []struct {
+		name string
+		args []any
+	}{
+		{"KEYS", []any{"KEYS", run}},
+		{"SCAN", []any{"SCAN", 0, "MATCH", run, "COUNT", 100}},
+		{"HSCAN", []any{"HSCAN", "fields", 0, "MATCH", "*" + strings.Repeat("a", 32<<10) + "b"}},
+		{"COMMAND LIST", []any{"COMMAND", "LIST", "FILTERBY", "PATTERN", class}},
+		{"CONFIG GET", []any{"CONFIG", "GET", class}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.EqualError(t, rc.Do(ctx, tc.args...).Err(), errGlobTooCostly)
+			assert.Equal(t, "PONG", rc.Ping(ctx).Val())
+		})
+	}
+	// The same names and patterns short of pathological: answered.
+	keys, err := rc.Keys(ctx, "*aaaa[A-Z]").Result()
+	require.NoError(t, err)
+	assert.Len(t, keys, 20)
+	names, _, err := rc.Scan(ctx, 0, "a*B", 100).Result()
+	require.NoError(t, err)
+	assert.Len(t, names, 1)
+	fields, _, err := rc.HScan(ctx, "fields", 0, "*aaa", 10).Result()
+	require.NoError(t, err)
+	assert.Len(t, fields, 2)
 }

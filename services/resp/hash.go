@@ -786,15 +786,22 @@ func (s *Server) hscan(ctx context.Context, c *conn, args [][]byte) {
 	// The page, then its values, from one view. A step costs O(log n +
 	// COUNT) while no field is added to the hash (see bucket.Tx.Scan).
 	var (
-		page   []string
-		values [][]byte
-		next   uint64
+		page      []string
+		values    [][]byte
+		next      uint64
+		tooCostly bool
 	)
 	_, ok = s.view(ctx, c, args[1], func(tx *bucket.Tx) error {
 		page, next, _ = tx.Scan(cursor, opts.count)
+		values, tooCostly = values[:0], false
 		kept := page[:0]
 		for _, k := range page {
-			if !opts.matches(k) {
+			match, ok := opts.matches(k)
+			if !ok {
+				tooCostly = true
+				return nil
+			}
+			if !match {
 				continue
 			}
 			kept = append(kept, k)
@@ -807,6 +814,10 @@ func (s *Server) hscan(ctx context.Context, c *conn, args [][]byte) {
 		return nil
 	})
 	if !ok {
+		return
+	}
+	if tooCostly {
+		c.err(errGlobTooCostly)
 		return
 	}
 	c.array(2)

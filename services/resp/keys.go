@@ -24,14 +24,19 @@ type scanOpts struct {
 	// the absence of one.
 	match    string
 	useMatch bool
+	budget   globBudget // of the matches, for the command
 	count    int
 	typ      string
 	noValues bool
 }
 
-// matches reports whether s passes the MATCH pattern (any s without one).
-func (o *scanOpts) matches(s string) bool {
-	return !o.useMatch || globMatch(o.match, s)
+// matches reports whether s passes the MATCH pattern (any s without one);
+// ok is false once the pattern has cost the command its globBudget.
+func (o *scanOpts) matches(s string) (match, ok bool) {
+	if !o.useMatch {
+		return true, true
+	}
+	return o.budget.match(o.match, s)
 }
 
 // scanOptions parses [MATCH pattern] [COUNT n] [TYPE t] (SCAN) or
@@ -39,7 +44,7 @@ func (o *scanOpts) matches(s string) bool {
 // mistake. As in Redis, the last MATCH counts, and a lone "*" is no
 // pattern, while MATCH "" keeps only an empty name.
 func (c *conn) scanOptions(args [][]byte, hscan bool) (scanOpts, bool) {
-	o := scanOpts{count: 10}
+	o := scanOpts{count: 10, budget: newGlobBudget()}
 	for i := 0; i < len(args); i++ {
 		switch {
 		case equalFold(args[i], "match") && i+1 < len(args):
@@ -92,7 +97,12 @@ func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
 	}
 	keep := page[:0]
 	for _, k := range page {
-		if opts.matches(k) && (opts.typ == "" || equalFold([]byte(opts.typ), "hash")) {
+		match, ok := opts.matches(k)
+		if !ok {
+			c.err(errGlobTooCostly)
+			return
+		}
+		if match && (opts.typ == "" || equalFold([]byte(opts.typ), "hash")) {
 			keep = append(keep, k)
 		}
 	}
@@ -112,8 +122,14 @@ func (s *Server) keys(_ context.Context, c *conn, args [][]byte) {
 		return
 	}
 	keep := names[:0]
+	budget := newGlobBudget()
 	for _, n := range names {
-		if globMatch(pattern, n) {
+		match, ok := budget.match(pattern, n)
+		if !ok {
+			c.err(errGlobTooCostly)
+			return
+		}
+		if match {
 			keep = append(keep, n)
 		}
 	}

@@ -392,7 +392,16 @@ func (s *Server) commandCmd(ctx context.Context, c *conn, args [][]byte) {
 		switch {
 		case len(args) == 2:
 		case len(args) == 5 && equalFold(args[2], "filterby") && equalFold(args[3], "pattern"):
-			names = slices.DeleteFunc(names, func(n string) bool { return !globMatch(string(args[4]), n) })
+			pattern, budget, tooCostly := string(args[4]), newGlobBudget(), false
+			names = slices.DeleteFunc(names, func(n string) bool {
+				match, ok := budget.match(pattern, n)
+				tooCostly = tooCostly || !ok
+				return !match
+			})
+			if tooCostly {
+				c.err(errGlobTooCostly)
+				return
+			}
 		case len(args) == 5 && equalFold(args[2], "filterby") && equalFold(args[3], "aclcat"):
 			cat := "@" + strings.TrimPrefix(strings.ToLower(string(args[4])), "@")
 			names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(s.cmds[n].aclCategories(), cat) })
@@ -673,9 +682,15 @@ func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
 		{"timeout", strconv.Itoa(int(s.cfg.IdleTimeout.Seconds()))},
 	}
 	var out [][2]string
+	budget := newGlobBudget()
 	for _, p := range params {
 		for _, a := range args[2:] {
-			if globMatch(strings.ToLower(string(a)), p[0]) {
+			match, ok := budget.match(strings.ToLower(string(a)), p[0])
+			if !ok {
+				c.err(errGlobTooCostly)
+				return
+			}
+			if match {
 				out = append(out, p)
 				break
 			}
