@@ -156,3 +156,43 @@ func TestTransactionRepliesAreBoundedInBytes(t *testing.T) {
 	assert.Equal(t, "w", rc.HGet(ctx, "h", "written").Val())
 	assert.Len(t, rc.HGetAll(ctx, "h").Val(), 3)
 }
+
+// TestClientListIDListsEachClientOnce: CLIENT LIST ID named a client as
+// often as its id came, so that one id repeated made a reply of any size
+// from a short request (a million repeats in 7 MB: a 243 MB reply, 2.4 GB
+// allocated, every other client of the event loop held for 1.3 s). Each
+// client is listed once, in the order first named: the reply is never
+// larger than CLIENT LIST's.
+func TestClientListIDListsEachClientOnce(t *testing.T) {
+	ts := start(t, Config{})
+	ctx := context.Background()
+	rc := ts.client(t, func(o *redis.Options) { o.PoolSize = 1 })
+	other := ts.client(t, func(o *redis.Options) { o.PoolSize = 1 })
+	me, err := rc.ClientID(ctx).Result()
+	require.NoError(t, err)
+	them, err := other.ClientID(ctx).Result()
+	require.NoError(t, err)
+	ids := func(list string) []string {
+		var got []string
+		for _, l := range strings.Split(strings.TrimSuffix(list, "\n"), "\n") {
+			got = append(got, strings.TrimPrefix(strings.Fields(l)[0], "id="))
+		}
+		return got
+	}
+	a, b := strconv.FormatInt(me, 10), strconv.FormatInt(them, 10)
+
+	list, err := rc.Do(ctx, "CLIENT", "LIST", "ID", b, a, b, "999999", a, b).Text()
+	require.NoError(t, err)
+	assert.Equal(t, []string{b, a}, ids(list), "each once, in the order first named; an unknown id is skipped")
+
+	args := []any{"CLIENT", "LIST", "ID"}
+	for range 100_000 {
+		args = append(args, a)
+	}
+	list, err = rc.Do(ctx, args...).Text()
+	require.NoError(t, err)
+	assert.Equal(t, []string{a}, ids(list))
+
+	// An id that is not a number is still refused, wherever it comes.
+	assert.EqualError(t, rc.Do(ctx, "CLIENT", "LIST", "ID", a, "x").Err(), "ERR Invalid client ID")
+}
