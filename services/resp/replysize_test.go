@@ -196,3 +196,46 @@ func TestClientListIDListsEachClientOnce(t *testing.T) {
 	// An id that is not a number is still refused, wherever it comes.
 	assert.EqualError(t, rc.Do(ctx, "CLIENT", "LIST", "ID", a, "x").Err(), "ERR Invalid client ID")
 }
+
+// TestCommandInfoAndDocsRepeatsAreBounded: COMMAND INFO and COMMAND DOCS
+// described a command as often as it was named, so that one name repeated
+// made a reply of any size from a short request (a million repeats of
+// "hset" in 10 MB: an 80 MB reply from INFO, a 400 MB one from DOCS, 3 GB
+// allocated, every other client of the event loop held for 1.5 s). DOCS,
+// a map, names each command once; INFO, an array that answers each name in
+// its place, refuses a reply that repeats a command past MaxReplyBytes.
+func TestCommandInfoAndDocsRepeatsAreBounded(t *testing.T) {
+	const limit = 64 << 10
+	ts := start(t, Config{MaxReplyBytes: limit})
+	ctx := context.Background()
+	rc := ts.client(t)
+	named := func(sub string, names ...string) []any {
+		args := []any{"COMMAND", sub}
+		for range 10_000 {
+			for _, n := range names {
+				args = append(args, n)
+			}
+		}
+		return args
+	}
+
+	docs, err := rc.Do(ctx, named("DOCS", "hset", "HGET", "nosuch")...).Slice()
+	require.NoError(t, err)
+	require.Len(t, docs, 4, "each command once")
+	assert.Equal(t, "hset", docs[0])
+	assert.Equal(t, "hget", docs[2])
+
+	const tooLarge = "ERR value is out of range, the commands COMMAND INFO repeats pass 65536 bytes"
+	assert.EqualError(t, rc.Do(ctx, named("INFO", "hset")...).Err(), tooLarge)
+	// Under the limit, repeats and all; unknown names cost their nulls.
+	info, err := rc.Do(ctx, "COMMAND", "INFO", "hset", "hset", "nosuch").Slice()
+	require.NoError(t, err)
+	require.Len(t, info, 3)
+	assert.Equal(t, info[0], info[1])
+	assert.Nil(t, info[2])
+	info, err = rc.Do(ctx, named("INFO", "nosuch")...).Slice()
+	require.NoError(t, err)
+	assert.Len(t, info, 10_000)
+	// The same connection goes on.
+	assert.Equal(t, "PONG", rc.Ping(ctx).Val())
+}
