@@ -111,9 +111,11 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 	// bounded in its own reply, may read the same large hash over and over
 	// (100,000 HGETALLs of a 1 MiB hash in a 3 MB transaction: 100 GiB).
 	// Once the replies pass MaxReplyBytes, a later reply longer than
-	// maxDroppedReply is replaced by an error: the command has run (a
-	// write's reply, a count or OK, is never that long), but its reply is
-	// not kept.
+	// maxDroppedReply is replaced by an error: the command has run, but
+	// its reply is not kept. Only a read's: a command with an effect
+	// (a write, HINCRBYFLOAT's number of hundreds of digits; HELLO, which
+	// logs in and names the client) keeps its reply, or its client would
+	// be told that it failed when it succeeded.
 	begin := len(c.out)
 	for _, q := range t.cmds {
 		start, pending := len(c.out), len(c.pending)
@@ -122,7 +124,7 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 		} else {
 			c.run(ctx, q.cmd, q.args)
 		}
-		if start-begin > s.cfg.MaxReplyBytes && len(c.out)-start > maxDroppedReply && len(c.pending) == pending {
+		if start-begin > s.cfg.MaxReplyBytes && len(c.out)-start > maxDroppedReply && len(c.pending) == pending && !hasEffect(q.cmd) {
 			c.out = c.out[:start]
 			c.err("ERR reply too large: the transaction's replies already pass " + strconv.Itoa(s.cfg.MaxReplyBytes) + " bytes")
 		}
@@ -130,11 +132,19 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 	c.failed = false // EXEC ran, whatever its commands did
 }
 
-// maxDroppedReply is the longest reply that a transaction keeps once its
-// replies pass MaxReplyBytes (see execTx): longer than any write's reply,
-// and short enough that the replies kept stay within a few times the
-// transaction's own size (MaxRequestBytes).
+// maxDroppedReply is the longest reply of a read that a transaction keeps
+// once its replies pass MaxReplyBytes (see execTx): short enough that the
+// replies kept stay within a few times the transaction's own size
+// (MaxRequestBytes), but for the replies of the commands with an effect,
+// which are kept whatever their length (see hasEffect).
 const maxDroppedReply = 128
+
+// hasEffect reports whether cmd, queued in a transaction, may change
+// something besides its reply: a write, or HELLO (its AUTH and SETNAME).
+// EXEC keeps such a command's reply however long (see execTx).
+func hasEffect(cmd *command) bool {
+	return cmd == nil || cmd.flags&flagWrite != 0 || cmd.name == "hello"
+}
 
 // discard drops the queued commands (DISCARD).
 func (s *Server) discard(_ context.Context, c *conn, _ [][]byte) {
