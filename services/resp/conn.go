@@ -815,6 +815,14 @@ func (c *conn) close() {
 // clock: one clock read, where time.Now takes two.
 func (c *conn) since() time.Duration { return time.Since(c.created) }
 
+// mayWait tells the event loop, if c is one of its clients, that the
+// command is about to wait for another goroutine (see loop.letGo).
+func (c *conn) mayWait() {
+	if c.lp != nil {
+		c.lp.letGo()
+	}
+}
+
 // exec runs one command and accounts for it. Commands that run one after
 // the other, with no read or write of the socket between them (a
 // pipeline), share clock reads: each one's latency runs from the end of

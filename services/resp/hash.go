@@ -87,7 +87,7 @@ func (s *Server) forgotten(ctx context.Context, prev *bucket.Bucket) error {
 // name to a new bucket when the one it found ends first. The write may
 // not be durable yet: the caller hands the Pending to c.reply with the
 // command's reply.
-func (s *Server) update(ctx context.Context, name []byte, fn func(*bucket.Tx) error) (bucket.Pending, error) {
+func (s *Server) update(ctx context.Context, c *conn, name []byte, fn func(*bucket.Tx) error) (bucket.Pending, error) {
 	var prev *bucket.Bucket
 	for range maxAttempts {
 		if err := s.forgotten(ctx, prev); err != nil {
@@ -100,6 +100,7 @@ func (s *Server) update(ctx context.Context, name []byte, fn func(*bucket.Tx) er
 			b = live
 			p, err = b.UpdateNoWait(fn)
 		} else {
+			c.mayWait()
 			b, p, err = s.reg.CreateWith(ctx, str(name), fn)
 		}
 		if !bucket.EndedBefore(err) {
@@ -133,7 +134,7 @@ func (s *Server) hset(ctx context.Context, c *conn, args [][]byte) {
 		c.wrongArgs(s.lookup(args[0]).name)
 		return
 	}
-	added, p, err := s.setPairs(ctx, args[1], args[2:])
+	added, p, err := s.setPairs(ctx, c, args[1], args[2:])
 	if err != nil {
 		c.writeErr(err)
 		return
@@ -150,7 +151,7 @@ func (s *Server) hset(ctx context.Context, c *conn, args [][]byte) {
 // setPairs stores field/value pairs in the bucket named name, atomically,
 // and returns how many fields are new. One pair, the hot path, takes the
 // bucket's lock once and allocates only the stored copies.
-func (s *Server) setPairs(ctx context.Context, name []byte, pairs [][]byte) (int, bucket.Pending, error) {
+func (s *Server) setPairs(ctx context.Context, c *conn, name []byte, pairs [][]byte) (int, bucket.Pending, error) {
 	if len(pairs) == 2 {
 		var prev *bucket.Bucket
 		for attempt := 0; ; attempt++ {
@@ -175,7 +176,7 @@ func (s *Server) setPairs(ctx context.Context, name []byte, pairs [][]byte) (int
 		}
 	}
 	var added int
-	p, err := s.update(ctx, name, func(tx *bucket.Tx) error {
+	p, err := s.update(ctx, c, name, func(tx *bucket.Tx) error {
 		added = 0
 		for i := 0; i+1 < len(pairs); i += 2 {
 			if !tx.Has(str(pairs[i])) {
@@ -192,7 +193,7 @@ func (s *Server) setPairs(ctx context.Context, name []byte, pairs [][]byte) (int
 
 func (s *Server) hsetnx(ctx context.Context, c *conn, args [][]byte) {
 	var set bool
-	p, err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
+	p, err := s.update(ctx, c, args[1], func(tx *bucket.Tx) error {
 		set = false
 		if tx.Has(str(args[2])) {
 			return nil
@@ -600,7 +601,7 @@ func (s *Server) hincrby(ctx context.Context, c *conn, args [][]byte) {
 		return
 	}
 	var result int64
-	p, err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
+	p, err := s.update(ctx, c, args[1], func(tx *bucket.Tx) error {
 		var cur int64
 		if v, err := tx.Get(str(args[2])); err == nil {
 			n, ok := parseInt(v)
@@ -635,7 +636,7 @@ func (s *Server) hincrbyfloat(ctx context.Context, c *conn, args [][]byte) {
 		return
 	}
 	var out []byte
-	p, err := s.update(ctx, args[1], func(tx *bucket.Tx) error {
+	p, err := s.update(ctx, c, args[1], func(tx *bucket.Tx) error {
 		cur := new(big.Float)
 		if v, err := tx.Get(str(args[2])); err == nil {
 			f, ok := parseFloat(v)

@@ -155,6 +155,7 @@ func (s *Server) exists(ctx context.Context, c *conn, args [][]byte) {
 }
 
 func (s *Server) del(ctx context.Context, c *conn, args [][]byte) {
+	c.mayWait() // for the registry to forget each bucket
 	var n int64
 	for _, k := range args[1:] {
 		err := s.reg.Delete(ctx, string(k))
@@ -241,6 +242,7 @@ func (s *Server) rename(ctx context.Context, c *conn, args [][]byte) {
 		}
 		return
 	}
+	c.mayWait() // for the registry to forget the source
 	err := s.reg.Rename(ctx, string(args[1]), string(args[2]))
 	switch {
 	case err == nil:

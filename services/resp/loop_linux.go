@@ -52,6 +52,8 @@ type loop struct {
 	done    chan struct{}   // closed when run returns
 
 	locked   bool // the loop's goroutine is locked to its thread
+	relock   bool // letGo unlocked it for the wake-up: locked again at the next
+	unlocked bool // settle unlocked it for good (a durable store)
 	draining bool // stop was called: no more requests are read
 	// The clients of the current wake-up whose command panicked: closed
 	// once the transactions' lock is released (see serveSurviving).
@@ -181,6 +183,10 @@ func (l *loop) run() {
 	var deadline time.Time           // while draining: when the last clients are closed
 	window, wakeups := time.Now(), 0 // the busy check's (see below)
 	for {
+		if l.relock {
+			runtime.LockOSThread()
+			l.locked, l.relock = true, false
+		}
 		timeout := tick
 		if l.draining {
 			timeout = min(tick, max(time.Until(deadline), 0))
@@ -491,7 +497,29 @@ func (l *loop) settle(c *conn) {
 		runtime.UnlockOSThread()
 		l.locked = false
 	}
+	if len(c.pending) > 0 {
+		l.unlocked, l.relock = true, false
+	}
 	c.settle()
+}
+
+// letGo lets the loop's goroutine off its thread for the rest of the
+// wake-up, before a command waits for another goroutine: a new bucket's
+// start (suture's supervisor takes it in), the registry forgetting a
+// deleted bucket. Locked, each such wait cost two thread wake-ups (the
+// other goroutine's thread, then the loop's own), where unlocked the
+// loop's thread runs the other goroutine itself: HSET of a new key at
+// each request, in memory, went from 14,500-15,300 to 44,800-47,600 req/s
+// (redis-benchmark -c 50 -r 10000000; Redis 90,000), and HSET with DEL
+// of 1,000 keys from 20,000 to 47,000-50,000 of each. The loop locks
+// again at its next wake-up, unless a durable store has it unlocked for
+// good (settle).
+func (l *loop) letGo() {
+	if l.locked {
+		runtime.UnlockOSThread()
+		l.locked = false
+		l.relock = !l.unlocked
+	}
 }
 
 // watch sets the events the loop waits for on c's socket; it reports

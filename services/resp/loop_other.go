@@ -16,6 +16,7 @@ func (*loop) stop()            {}
 func (*loop) wait()            {}
 func (*loop) write(*conn) bool { return true }
 func (*loop) kill(*conn)       {}
+func (*loop) letGo()           {}
 
 // multiplexing names how the server waits for its clients, for INFO.
 func (s *Server) multiplexing() string { return "goroutines" }

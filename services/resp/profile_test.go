@@ -18,12 +18,18 @@ import (
 // KV_PROFILE is the pipeline depth (-P). Without it the test is skipped.
 // KV_PROFILE_FSYNC (always, everysec or no) profiles HSET on a durable
 // server with that policy instead. KV_PROFILE_REQUESTS sets -n (200000).
+// KV_PROFILE_NEW_KEYS=1 profiles HSET of a new key at each request
+// (HSET k:__rand_int__ f v, -r 10000000): a bucket created each time.
 func TestProfileWithRedisBenchmark(t *testing.T) {
 	pipeline := os.Getenv("KV_PROFILE")
 	if pipeline == "" {
 		t.Skip("set KV_PROFILE to the pipeline depth to run redis-benchmark")
 	}
 	cmds := [][]string{{"HSET", "h", "f:__rand_int__", "v"}, {"HGET", "h", "f:__rand_int__"}}
+	keyspace := "100000"
+	if os.Getenv("KV_PROFILE_NEW_KEYS") == "1" {
+		cmds, keyspace = [][]string{{"HSET", "k:__rand_int__", "f", "v"}}, "10000000"
+	}
 	var addr string
 	if fsync := os.Getenv("KV_PROFILE_FSYNC"); fsync != "" {
 		policy, err := store.ParseFsync(fsync)
@@ -44,7 +50,7 @@ func TestProfileWithRedisBenchmark(t *testing.T) {
 		requests = "200000"
 	}
 	for _, cmd := range cmds {
-		args := append([]string{"-p", port, "-c", "50", "-n", requests, "-r", "100000", "-P", pipeline, "-q"}, cmd...)
+		args := append([]string{"-p", port, "-c", "50", "-n", requests, "-r", keyspace, "-P", pipeline, "-q"}, cmd...)
 		out, err := exec.Command("redis-benchmark", args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("redis-benchmark: %v\n%s", err, out)
