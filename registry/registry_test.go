@@ -564,6 +564,7 @@ func TestFlushAllInMemoryEndsEveryBucketAtOnce(t *testing.T) {
 	require.NoError(t, <-flushed)
 	assert.Zero(t, tr.reg.Len())
 	for _, b := range live {
+		tr.rec.waitExit(t, b.ID()) // delivered to subscribers after FlushAll returns
 		assert.Len(t, tr.rec.exitsOf(b.ID()), 1, "bucket %s", b.Name())
 	}
 }
