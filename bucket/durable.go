@@ -86,14 +86,23 @@ func (b *Bucket) record(ops ...store.Op) (*pendingWrite, error) {
 // failure: a writer that read the lost write from memory could otherwise
 // make it durable through a write of its own (an HINCRBY after a failed
 // one), once the store took writes again.
-func (b *Bucket) settle(pw *pendingWrite, gathered bool) error {
-	return b.settleWith(pw, func(undo func(error)) error { return pw.w.WaitOrUndo(gathered, undo) })
+func (pw *pendingWrite) settle(gathered bool) error {
+	return pw.settleWith(func(undo func(error)) error { return pw.w.WaitOrUndo(gathered, undo) })
 }
 
 // settleWith is settle with the store's wait given: wait calls the
-// Waiter's WaitOrUndo or CommitOrUndo with undo.
-func (b *Bucket) settleWith(pw *pendingWrite, wait func(undo func(error)) error) error {
+// Waiter's WaitOrUndo or CommitOrUndo with undo. A write of no bucket's
+// (see NewPending) calls its onLost instead of ending a bucket.
+func (pw *pendingWrite) settleWith(wait func(undo func(error)) error) error {
+	if pw.b == nil {
+		return wait(func(err error) {
+			if pw.onLost != nil {
+				pw.onLost(err)
+			}
+		})
+	}
 	var lost error
+	b := pw.b
 	if err := wait(func(err error) {
 		lost = fmt.Errorf("bucket %s: %w", b.name, err)
 		if pw.marker && b.recordLost != nil {
@@ -143,9 +152,20 @@ type Pending struct {
 }
 
 type pendingWrite struct {
-	b      *Bucket
+	b      *Bucket // nil for a write of no bucket's (see NewPending)
 	w      store.Waiter
 	marker bool // the write records the bucket (see NewUnrecorded)
+	onLost func(error)
+}
+
+// NewPending returns the Pending of a store write that no bucket made (a
+// registry's drop of a deleted bucket), so that a caller waits for it
+// with its buckets' writes, by the same rules. If the write is lost,
+// onLost, if not nil, is called with the error before the store may
+// recover from the failure (see store.Waiter.WaitOrUndo for what it must
+// and must not do).
+func NewPending(w store.Waiter, onLost func(error)) Pending {
+	return Pending{w: &pendingWrite{w: w, onLost: onLost}}
 }
 
 // IsZero reports whether p has nothing to wait for: the write was made in
@@ -163,7 +183,7 @@ func (p Pending) Wait() error {
 	if p.w == nil {
 		return nil
 	}
-	return p.w.b.settle(p.w, false)
+	return p.w.settle(false)
 }
 
 // WaitGathered is Wait for a caller that has made, before it waits, every
@@ -174,7 +194,7 @@ func (p Pending) WaitGathered() error {
 	if p.w == nil {
 		return nil
 	}
-	return p.w.b.settle(p.w, true)
+	return p.w.settle(true)
 }
 
 // Commit is Wait for a caller that may hold the store's writes itself
@@ -185,7 +205,7 @@ func (p Pending) Commit() error {
 	if p.w == nil {
 		return nil
 	}
-	return p.w.b.settleWith(p.w, p.w.w.CommitOrUndo)
+	return p.w.settleWith(p.w.w.CommitOrUndo)
 }
 
 // Durable reports whether the bucket records its writes in a store.

@@ -135,6 +135,17 @@ func (r *Registry) drain() {
 			claim = r.flushing
 		}
 		if left == 0 && claim == nil {
+			r.mu.Unlock()
+			// The writes queued before are committed now, not when their
+			// callers wait: a DEL's drop (DeleteNoWait) and a field's
+			// write whose clients have not been answered yet. A tree that
+			// serves on the store next then finds them done.
+			if r.store != nil {
+				if err := r.store.Settle(); err != nil {
+					r.log.Error("registry: writes made before the stop failed", "err", err)
+				}
+			}
+			r.mu.Lock()
 			r.markDrainedLocked()
 			r.mu.Unlock()
 			return

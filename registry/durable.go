@@ -26,6 +26,9 @@ type Store interface {
 	CreateBucket(name string) error
 	// DropBucket deletes a bucket and its pairs, durably.
 	DropBucket(name string) error
+	// DropBucketNoWait deletes a bucket and its pairs, and returns the
+	// deletion's Waiter.
+	DropBucketNoWait(name string) (store.Waiter, error)
 	// DropAll deletes every bucket, durably.
 	DropAll() error
 	// Buckets calls fn with each stored bucket's name.
@@ -323,12 +326,16 @@ func (r *Registry) undoCreate(name string) {
 	r.unindex(name)
 }
 
-// deleteStored is Delete with a store: the bucket is stopped if it is live
-// and its data is dropped, whether it was live, ended (a crash) or only
-// stored.
-func (r *Registry) deleteStored(ctx context.Context, name string) error {
+// deleteStored is DeleteNoWait with a store: the bucket is stopped if it
+// is live and its data is dropped, whether it was live, ended (a crash)
+// or only stored. The drop is queued, and the name leaves the index of
+// stored names at once: a later create of the name writes after the drop,
+// and a Load commits it first. If the drop is then lost, the name goes
+// back into the index (the bucket may still be stored: its next use loads
+// it, if it is).
+func (r *Registry) deleteStored(ctx context.Context, name string) (bucket.Pending, error) {
 	if err := r.claim(ctx, name); err != nil {
-		return fmt.Errorf("registry: delete %q: %w", name, err)
+		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
 	}
 	defer r.unclaim(name)
 	b, live := r.lookupLive(name) // no load: the name is claimed
@@ -336,24 +343,25 @@ func (r *Registry) deleteStored(ctx context.Context, name string) error {
 	if !live {
 		var err error
 		if found, err = r.has(name); err != nil {
-			return fmt.Errorf("registry: delete %q: %w", name, err)
+			return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
 		}
 	}
 	if !found {
-		return fmt.Errorf("registry: delete %q: %w", name, ErrNotFound)
+		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, ErrNotFound)
 	}
 	if live {
 		gone := r.Forgotten(b)
 		b.Stop(nil)
 		if err := r.awaitForgotten(ctx, gone); err != nil {
-			return fmt.Errorf("registry: delete %q: %w", name, err)
+			return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
 		}
 	}
-	if err := r.store.DropBucket(name); err != nil {
-		return fmt.Errorf("registry: delete %q: %w", name, err)
+	w, err := r.store.DropBucketNoWait(name)
+	if err != nil {
+		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
 	}
 	r.unindex(name)
-	return nil
+	return bucket.NewPending(w, func(error) { r.index(name) }), nil
 }
 
 // has reports whether bucket name is stored: from the index of stored

@@ -507,10 +507,11 @@ func (r *Registry) lookupLive(name string) (*bucket.Bucket, bool) {
 }
 
 // Delete stops the bucket named name normally and returns once the registry
-// has forgotten it and published its Exited. It returns an error wrapping
-// ErrNotFound if there is no such bucket, or if the bucket was already
-// ending for another reason (then it still waits for it to be forgotten).
-// A ctx that has ended before the call changes nothing: Delete returns an
+// has forgotten it and published its Exited and, with a store, once its
+// data is dropped durably. It returns an error wrapping ErrNotFound if
+// there is no such bucket, or if the bucket was already ending for
+// another reason (then it still waits for it to be forgotten). A ctx
+// that has ended before the call changes nothing: Delete returns an
 // error wrapping ctx's error, as Create does. ctx then bounds the wait for
 // the bucket to be forgotten: if it ends meanwhile, Delete returns its
 // error, the bucket stopped (in memory its pairs are gone; with a store
@@ -519,8 +520,29 @@ func (r *Registry) lookupLive(name string) (*bucket.Bucket, bool) {
 // returns an error wrapping ErrStopped; one begun before it finishes, and
 // the stop waits for it.
 func (r *Registry) Delete(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	p, err := r.DeleteNoWait(ctx, name)
+	if err != nil {
+		return err
+	}
+	// Committed even while a Hold keeps the drop's group, as the store's
+	// own synchronous writes are (see store.Store.Hold).
+	if err := p.Commit(); err != nil {
 		return fmt.Errorf("registry: delete %q: %w", name, err)
+	}
+	return nil
+}
+
+// DeleteNoWait is Delete for a caller that waits for the drop's
+// durability itself, with its buckets' writes (a connection answering a
+// pipeline: see bucket.Pending): it returns once the registry has
+// forgotten the bucket, with the drop queued in the store, and its
+// Pending (the zero Pending in memory). The name is gone from the
+// registry at once; if the drop is lost, the Pending's wait fails and the
+// name is listed again (its data may still be stored). Wait for the
+// Pending exactly once.
+func (r *Registry) DeleteNoWait(ctx context.Context, name string) (bucket.Pending, error) {
+	if err := ctx.Err(); err != nil {
+		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
 	}
 	if r.store != nil {
 		return r.deleteStored(ctx, name)
@@ -529,7 +551,7 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	b, ok := r.names[name]
 	if !ok {
 		r.mu.Unlock()
-		return fmt.Errorf("registry: delete %q: %w", name, ErrNotFound)
+		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, ErrNotFound)
 	}
 	gone := r.waiters[b.ID()]
 	if gone == nil {
@@ -540,12 +562,12 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 
 	stopped := b.Stop(nil)
 	if err := r.awaitForgotten(ctx, gone); err != nil {
-		return fmt.Errorf("registry: delete %q: %w", name, err)
+		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
 	}
 	if !stopped {
-		return fmt.Errorf("registry: delete %q: %w (it had already ended)", name, ErrNotFound)
+		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w (it had already ended)", name, ErrNotFound)
 	}
-	return nil
+	return bucket.Pending{}, nil
 }
 
 // Names returns the names of the live buckets, in no particular order; with

@@ -316,3 +316,41 @@ func TestCheckpointEndDoesNotSplitAHold(t *testing.T) {
 	assert.True(t, w1.g == w2.g, "the transaction's writes were split across groups")
 	assert.False(t, s.LastSave().IsZero())
 }
+
+// A drop queued by DropBucketNoWait joins the open group as a write to a
+// field does, under a Hold too: a transaction's DEL is in its one atomic
+// write (before, DEL waited for its drop, which committed the held group
+// and split the transaction). Readers see the bucket until the drop is
+// committed.
+func TestDropBucketNoWaitJoinsTheGroup(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{Fsync: FsyncAlways})
+	defer func() { require.NoError(t, s.Close()) }()
+	for _, b := range []string{"a", "b"} {
+		require.NoError(t, s.Apply(b, Put("k", []byte("v"))))
+	}
+	before := committedGroups(s)
+
+	release := s.Hold()
+	w1, err := s.ApplyPairsNoWait("a", Put("k", []byte("1")))
+	require.NoError(t, err)
+	w2, err := s.DropBucketNoWait("b")
+	require.NoError(t, err)
+	w3, err := s.ApplyNoWait("c", Put("k", []byte("3")))
+	require.NoError(t, err)
+	has, err := s.Has("b")
+	require.NoError(t, err)
+	assert.True(t, has, "not committed yet")
+	release()
+	require.NoError(t, w1.WaitOrUndo(false, nil))
+	require.NoError(t, w2.WaitOrUndo(false, nil))
+	require.NoError(t, w3.WaitOrUndo(true, nil))
+	assert.Equal(t, before+1, committedGroups(s), "one group, one log record, for the three writes")
+
+	has, err = s.Has("b")
+	require.NoError(t, err)
+	assert.False(t, has, "dropped")
+	pairs, found, err := s.Load("c")
+	require.NoError(t, err)
+	require.True(t, found)
+	assert.Equal(t, "3", string(pairs["k"]))
+}

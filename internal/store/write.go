@@ -175,6 +175,16 @@ func (s *Store) DropBucket(name string) error {
 	})
 }
 
+// DropBucketNoWait deletes bucket name and all its pairs, as DropBucket
+// does, but returns as soon as the deletion is queued, with its Waiter
+// (see ApplyNoWait): readers of the store see the bucket until the
+// deletion is committed, and a Load commits it first.
+func (s *Store) DropBucketNoWait(name string) (Waiter, error) {
+	return s.enqueue("drop bucket", name, dropSize(name), func(b *pebble.Batch) {
+		dropInto(b, name)
+	})
+}
+
 // dropInto adds to b the deletion of bucket name: its marker and its pairs.
 func dropInto(b *pebble.Batch, name string) {
 	_ = b.Delete(markerKey(name), nil)

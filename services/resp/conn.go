@@ -726,6 +726,9 @@ func (c *conn) awaitWriter() bool {
 // durable yet: it is sent only once the write is, and becomes an error reply
 // if the write fails. A pipeline of writes thus waits for the disk once, not
 // once per write, while every reply still follows its write's durability.
+// A reply may answer several writes (DEL of several keys): each has its
+// own pendingReply with the same range, and the reply becomes one error if
+// any fails.
 type pendingReply struct {
 	p          bucket.Pending
 	start, end int
@@ -775,8 +778,8 @@ func (c *conn) settle() {
 		c.out = make([]byte, 0, len(replies))
 		last := 0
 		for _, pr := range c.pending {
-			if pr.err == nil {
-				continue
+			if pr.err == nil || pr.start < last {
+				continue // durable, or its reply replaced already
 			}
 			c.out = append(c.out, replies[last:pr.start]...)
 			c.writeErr(pr.err)

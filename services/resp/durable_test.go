@@ -608,3 +608,50 @@ func TestNewKeyIsListedInTheSamePipeline(t *testing.T) {
 		assert.Equal(t, want, r.line())
 	}
 }
+
+// DEL's drops wait for the disk with the pipeline's other writes, and its
+// reply, one for all its keys, leaves once every drop is durable; a drop
+// the disk loses makes the reply an error in its own place, and the
+// bucket, still stored, is listed and read again once the fault clears.
+func TestDurableDelRepliesFollowItsDrops(t *testing.T) {
+	ctx := context.Background()
+	faults := &store.Faults{}
+	dir := t.TempDir()
+	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	rc := ds.client(t)
+	for _, k := range []string{"a", "b", "c", "kept", "kept2"} {
+		require.NoError(t, rc.HSet(ctx, k, "f", k).Err())
+	}
+
+	cmds, err := rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, "a", "b", "missing")
+		p.HSet(ctx, "d", "f", "d")
+		p.Del(ctx, "c", "d")
+		p.Exists(ctx, "a", "b", "c", "d")
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), cmds[0].(*redis.IntCmd).Val())
+	assert.Equal(t, int64(1), cmds[1].(*redis.IntCmd).Val())
+	assert.Equal(t, int64(2), cmds[2].(*redis.IntCmd).Val())
+	assert.Equal(t, int64(0), cmds[3].(*redis.IntCmd).Val())
+
+	faults.FailSyncs(syscall.EIO)
+	cmds, _ = rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, "kept", "missing", "kept2") // two drops lost, one reply
+		p.Ping(ctx)
+		return nil
+	})
+	require.Len(t, cmds, 2)
+	require.Error(t, cmds[0].Err())
+	assert.Contains(t, cmds[0].Err().Error(), "write failed")
+	assert.Equal(t, "PONG", cmds[1].(*redis.StatusCmd).Val())
+
+	faults.Clear()
+	require.Eventually(t, func() bool { return rc.HSet(ctx, "probe", "f", "v").Err() == nil }, 10*time.Second, time.Millisecond)
+	assert.Subset(t, rc.Keys(ctx, "*").Val(), []string{"kept", "kept2"}, "the lost drops left them stored, and listed")
+	assert.Equal(t, "kept", rc.HGet(ctx, "kept", "f").Val())
+	ds.stop()
+	ds = startDurable(t, dir, store.Options{})
+	assert.ElementsMatch(t, []string{"kept", "kept2", "probe"}, ds.client(t).Keys(ctx, "*").Val())
+}

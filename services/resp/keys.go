@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/registry"
 )
 
@@ -154,21 +155,36 @@ func (s *Server) exists(ctx context.Context, c *conn, args [][]byte) {
 	c.integer(n)
 }
 
+// del answers DEL and UNLINK. With a store, each drop joins the writes
+// waiting for the disk, as a write to a field does, rather than hold the
+// connection (and on the event loop, every client) until it is durable:
+// the reply leaves once every drop is, or is an error if one is lost.
 func (s *Server) del(ctx context.Context, c *conn, args [][]byte) {
 	c.mayWait() // for the registry to forget each bucket
 	var n int64
+	start := len(c.out)
+	var drops []bucket.Pending
 	for _, k := range args[1:] {
-		err := s.reg.Delete(ctx, string(k))
+		p, err := s.reg.DeleteNoWait(ctx, string(k))
 		switch {
 		case err == nil:
 			n++
+			if !p.IsZero() {
+				drops = append(drops, p)
+			}
 		case errors.Is(err, registry.ErrNotFound):
 		default:
 			c.writeErr(err)
+			for _, p := range drops { // the drops made still wait, with the error as their reply
+				c.awaiting(p, start)
+			}
 			return
 		}
 	}
 	c.integer(n)
+	for _, p := range drops {
+		c.awaiting(p, start)
+	}
 }
 
 func (s *Server) typ(ctx context.Context, c *conn, args [][]byte) {
