@@ -417,12 +417,28 @@ func (r *Registry) unindexLocked(name string) {
 // With a store, a FlushAll that begins once the registry's stop has begun
 // changes nothing and returns an error wrapping ErrStopped, as Delete does.
 func (r *Registry) FlushAll(ctx context.Context) error {
+	wait, err := r.FlushAllNoWait(ctx)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// FlushAllNoWait is FlushAll up to the wait for the registry to forget the
+// buckets: it returns once every bucket has ended and, with a store, the
+// store is empty, with wait, which returns once they are forgotten (or
+// ctx's error, or an error wrapping ErrStopped if the registry's stop
+// gave up on them). A caller that holds a lock others need while the flush
+// runs (a front end's TxLock) can let it go before it waits: a name that
+// leads to an ended bucket meanwhile is followed until it is forgotten
+// (see LookupCurrent and Create). Call wait at most once.
+func (r *Registry) FlushAllNoWait(ctx context.Context) (wait func(context.Context) error, err error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("registry: flush: %w", err)
+		return nil, fmt.Errorf("registry: flush: %w", err)
 	}
 	if r.store != nil {
 		if err := r.admitted(); err != nil {
-			return fmt.Errorf("registry: flush: %w", err)
+			return nil, fmt.Errorf("registry: flush: %w", err)
 		}
 	}
 	// No load or rename runs meanwhile: every bucket is either stopped
@@ -433,7 +449,7 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	if r.store != nil && r.closed { // refused once the stop has begun, as a claim is (see claim)
 		r.mu.Unlock()
 		r.flushMu.Unlock()
-		return fmt.Errorf("registry: flush: %w", ErrStopped)
+		return nil, fmt.Errorf("registry: flush: %w", ErrStopped)
 	}
 	live := make([]*bucket.Bucket, 0, len(r.names))
 	for _, b := range r.names {
@@ -442,22 +458,12 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 	var done chan struct{}
 	if r.store != nil {
 		// Set under mu with the closed check above, as a claim is taken:
-		// a stop waits for a flush that began before it to be done
-		// before Serve returns, and none begins after.
+		// a stop waits for a flush that began before it to have emptied
+		// the store before Serve returns, and none begins after.
 		done = make(chan struct{})
 		r.flushing = done // a later FlushAll may replace it once this one is past DropAll
 	}
 	r.mu.Unlock()
-	if done != nil {
-		defer func() {
-			r.mu.Lock()
-			if r.flushing == done { // a later FlushAll may have set its own
-				r.flushing = nil
-			}
-			r.mu.Unlock()
-			close(done)
-		}()
-	}
 	// Every bucket is stopped before the first is waited for: the
 	// registry forgets them in batches, not one round trip each.
 	gone := make([]<-chan struct{}, len(live))
@@ -465,9 +471,9 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 		gone[i] = r.Forgotten(b)
 		b.Stop(nil)
 	}
-	var err error
 	if r.store != nil {
-		if err = r.store.DropAll(); err == nil {
+		err = r.store.DropAll()
+		if err == nil {
 			// Before flushMu is released: a bucket created after the
 			// flush is indexed after this.
 			r.mu.Lock()
@@ -477,17 +483,25 @@ func (r *Registry) FlushAll(ctx context.Context) error {
 			}
 			r.mu.Unlock()
 		}
+		r.mu.Lock()
+		if r.flushing == done { // a later FlushAll may have set its own
+			r.flushing = nil
+		}
+		r.mu.Unlock()
+		close(done)
 	}
 	r.flushMu.Unlock()
 	if err != nil {
-		return fmt.Errorf("registry: flush: %w", err)
+		return nil, fmt.Errorf("registry: flush: %w", err)
 	}
-	for _, g := range gone {
-		if err := r.awaitForgotten(ctx, g); err != nil {
-			return fmt.Errorf("registry: flush: %w", err)
+	return func(ctx context.Context) error {
+		for _, g := range gone {
+			if err := r.awaitForgotten(ctx, g); err != nil {
+				return fmt.Errorf("registry: flush: %w", err)
+			}
 		}
-	}
-	return nil
+		return nil
+	}, nil
 }
 
 // Rename moves the pairs of bucket from to bucket to, replacing to (Redis's

@@ -76,6 +76,7 @@ type conn struct {
 	pending    []pendingReply
 	scratch    []byte
 	failed     bool // the reply being written is an error
+	txShared   bool // the command runs under the transactions' read lock, taken for it alone (exec)
 	// When the previous command of the current run ended, on the
 	// connection's clock (see since); 0: no command has run since the
 	// last read or write, so the next one reads the clock to start.
@@ -860,7 +861,11 @@ func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 		defer c.s.tx.Unlock()
 	default:
 		c.s.tx.RLock()
-		defer c.s.tx.RUnlock()
+		c.txShared = true
+		defer func() {
+			c.txShared = false
+			c.s.tx.RUnlock()
+		}()
 	}
 	if c.s.obs == nil {
 		c.run(ctx, cmd, args)

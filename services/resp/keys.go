@@ -235,7 +235,24 @@ func (s *Server) flushall(ctx context.Context, c *conn, args [][]byte) {
 		c.syntaxErr()
 		return
 	}
-	if err := s.reg.FlushAll(ctx); err != nil {
+	wait, err := s.reg.FlushAllNoWait(ctx)
+	if err != nil {
+		c.writeErr(err)
+		return
+	}
+	// Every bucket has ended and the store is empty: the flush is done,
+	// and transactions may run while the registry forgets the buckets
+	// (half a second for 100,000). Holding the transactions' read lock
+	// meanwhile would hold an EXEC back, and with it, since a waiting
+	// writer holds new readers back, every client of the event loop.
+	if c.txShared {
+		c.s.tx.RUnlock()
+		err = wait(ctx)
+		c.s.tx.RLock()
+	} else {
+		err = wait(ctx) // in a transaction, which holds every client back anyway
+	}
+	if err != nil {
 		c.writeErr(err)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -306,10 +307,10 @@ type heldFlush struct {
 	release chan struct{}
 }
 
-func (h heldFlush) FlushAll(ctx context.Context) error {
+func (h heldFlush) FlushAllNoWait(ctx context.Context) (func(context.Context) error, error) {
 	h.begun <- struct{}{}
 	<-h.release
-	return h.Registry.FlushAll(ctx)
+	return h.Registry.FlushAllNoWait(ctx)
 }
 
 // A FLUSHALL waits for every bucket to end (half a second for 100,000):
@@ -358,6 +359,65 @@ func TestFlushAllHoldsNoOtherClientUp(t *testing.T) {
 			tx.expect("+OK", "+QUEUED", "*1", "+OK")
 			other.send("EXISTS kept\r\n")
 			other.expect(":0")
+		})
+	}
+}
+
+// heldForget is a registry whose FlushAllNoWait's wait, once it has begun
+// (the flush done, the buckets not yet forgotten), waits until release is
+// closed.
+type heldForget struct {
+	Registry
+	begun   chan struct{}
+	release chan struct{}
+}
+
+func (h heldForget) FlushAllNoWait(ctx context.Context) (func(context.Context) error, error) {
+	wait, err := h.Registry.FlushAllNoWait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		h.begun <- struct{}{}
+		<-h.release
+		return wait(ctx)
+	}, nil
+}
+
+// While a FLUSHALL waits for the registry to forget its buckets (half a
+// second for 100,000), the flush is done and transactions run: an EXEC,
+// which takes the transactions' lock alone, does not wait for it, nor,
+// behind the EXEC, does every other client (a waiting writer holds new
+// readers back: holding the read lock through the wait stalled them all).
+func TestTransactionsRunWhileFlushAllWaitsForTheBuckets(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			tree := start(t, Config{})
+			held := heldForget{Registry: tree.root.Registry(), begun: make(chan struct{}), release: make(chan struct{})}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			srv := New(Config{Registry: held, Events: tree.root.Events(), GoroutinePerClient: mode.goroutinePerClient})
+			ctx, stop := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- srv.ServeListener(ctx, ln) }()
+			t.Cleanup(func() { stop(); <-served })
+			release := sync.OnceFunc(func() { close(held.release) })
+			t.Cleanup(release) // before the server's stop, on a failure
+			ts := &testServer{root: tree.root, srv: srv, addr: ln.Addr().String()}
+
+			flusher, tx, other := ts.raw(t), ts.raw(t), ts.raw(t)
+			flusher.send("HSET gone f v\r\n")
+			flusher.expect(":1")
+			flusher.send("FLUSHALL\r\n")
+			<-held.begun
+			tx.send("MULTI\r\nHSET new f v\r\nEXISTS gone\r\nEXEC\r\n")
+			tx.expect("+OK", "+QUEUED", "+QUEUED", "*2", ":1", ":0")
+			other.send("PING\r\nHGET new f\r\n")
+			other.expect("+PONG", "$1", "v")
+			release()
+			flusher.expect("+OK")
+			flusher.send("EXISTS new gone\r\n")
+			flusher.expect(":1")
 		})
 	}
 }

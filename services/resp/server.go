@@ -40,7 +40,7 @@ type Registry interface {
 	LenErr() (int, error)
 	Scan(cursor uint64, count int) (names []string, next uint64, err error)
 	Rename(ctx context.Context, from, to string) error
-	FlushAll(ctx context.Context) error
+	FlushAllNoWait(ctx context.Context) (wait func(context.Context) error, err error)
 	// TxLock isolates transactions: EXEC holds it alone, every other
 	// command shared, as every front end on the registry does.
 	TxLock() *sync.RWMutex
