@@ -88,11 +88,16 @@ type subscriber struct {
 	// never delivers a message published before the SUBSCRIBE).
 	channels map[string]uint64
 	patterns map[string]uint64
+	bytes    int // of the names in channels and patterns, with subscribedNameSize each
 
 	lastSeq uint64 // the subscription goroutine's own
 	kicked  atomic.Bool
 	out     []byte // the subscription goroutine's own
 }
+
+// subscribedNameSize is what a channel or pattern subscribed to keeps
+// besides its name: the map entry's key header and value.
+const subscribedNameSize = 16 + 8
 
 func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 	pattern := equalFold(args[0], "psubscribe")
@@ -131,7 +136,15 @@ func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 	}
 	for _, ch := range args[1:] {
 		if _, ok := set[string(ch)]; !ok {
+			// Bounded as WATCH is: each name is kept, and a client could
+			// otherwise make the server keep any number (a million
+			// names, 12 MB sent in requests under the limit, kept 59 MB).
+			if p.bytes+len(ch)+subscribedNameSize > s.cfg.MaxRequestBytes {
+				c.err("ERR too many subscriptions: their names pass " + strconv.Itoa(s.cfg.MaxRequestBytes) + " bytes")
+				break // the names before this one stay subscribed
+			}
 			set[string(ch)] = since
+			p.bytes += len(ch) + subscribedNameSize
 		}
 		c.array(3)
 		c.bulkString(kind)
@@ -188,7 +201,10 @@ func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
 		c.integer(int64(len(p.channels) + len(p.patterns)))
 	}
 	for _, ch := range names {
-		delete(set, ch)
+		if _, ok := set[ch]; ok {
+			delete(set, ch)
+			p.bytes -= len(ch) + subscribedNameSize
+		}
 		c.array(3)
 		c.bulkString(kind)
 		c.bulkString(ch)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -252,4 +253,58 @@ func TestSubscriberThatLostAnEventBeforeSubscribeReturnedIsDisconnected(t *testi
 	// Whether its reply came first or not, its connection ends.
 	assert.True(t, r.closedWithin(2*time.Second), "the subscriber that lost an event is still connected")
 	assert.EqualValues(t, 1, srv.kicked.Load())
+}
+
+// What a client subscribes to is kept for it, bounded as WATCH is: past
+// MaxRequestBytes of names, SUBSCRIBE and PSUBSCRIBE answer an error, the
+// names before stay subscribed, and an UNSUBSCRIBE makes room again.
+func TestSubscriptionsAreBoundedInBytes(t *testing.T) {
+	const limit = 64 << 10
+	ts := start(t, Config{MaxRequestBytes: limit})
+	r := ts.raw(t)
+	const tooMany = "-ERR too many subscriptions: their names pass 65536 bytes"
+	subscribe := func(cmd string, from, n int) (subscribed int, refused bool) {
+		t.Helper()
+		var req strings.Builder
+		fmt.Fprintf(&req, "*%d\r\n$%d\r\n%s\r\n", n+1, len(cmd), cmd)
+		for i := from; i < from+n; i++ {
+			name := fmt.Sprintf("channel-%012d", i)
+			fmt.Fprintf(&req, "$%d\r\n%s\r\n", len(name), name)
+		}
+		r.send(req.String())
+		for range n {
+			line := r.line()
+			if line == tooMany {
+				return subscribed, true
+			}
+			require.Equal(t, "*3", line)
+			r.line() // $9
+			r.line() // subscribe
+			r.line() // $20
+			r.line() // the name
+			r.line() // the count
+			subscribed++
+		}
+		return subscribed, false
+	}
+	total := 0
+	for from := 0; ; from += 500 {
+		n, refused := subscribe("SUBSCRIBE", from, 500)
+		total += n
+		if refused {
+			break
+		}
+		require.Less(t, total, 10_000, "never refused")
+	}
+	assert.Equal(t, limit/(20+subscribedNameSize), total, "as many names as fit")
+	_, refused := subscribe("PSUBSCRIBE", 1_000_000, 1)
+	assert.True(t, refused, "patterns count too")
+
+	// Room again after UNSUBSCRIBE; the client still gets events.
+	r.send("UNSUBSCRIBE channel-000000000000\r\n")
+	r.expect("*3", "$11", "unsubscribe", "$20", "channel-000000000000", ":"+strconv.Itoa(total-1))
+	r.send("SUBSCRIBE kv:created\r\n")
+	r.expect("*3", "$9", "subscribe", "$10", "kv:created", ":"+strconv.Itoa(total))
+	require.NoError(t, ts.client(t).HSet(context.Background(), "new", "f", "v").Err())
+	r.expect("*3", "$7", "message", "$10", "kv:created")
 }
