@@ -18,12 +18,7 @@ import (
 func TestFlushAllInMemorySurvivesALoopCrash(t *testing.T) {
 	g := newGate(func(ev events.Event) bool { _, ok := ev.(events.Exited); return ok })
 	tr := newTreeWith(t, g.wrap, nil)
-	var live []*bucket.Bucket
-	for i := range 200 {
-		b, err := tr.reg.Create(ctx, fmt.Sprintf("b%d", i))
-		require.NoError(t, err)
-		live = append(live, b)
-	}
+	live := createBuckets(t, tr.reg, 200)
 	flushed := make(chan error, 1)
 	go func() { flushed <- tr.reg.FlushAll(ctx) }()
 	<-g.held

@@ -537,12 +537,7 @@ func TestCreateRefusedByAStoppingSupervisorExitsWithTheStopsReason(t *testing.T)
 func TestFlushAllInMemoryEndsEveryBucketAtOnce(t *testing.T) {
 	g := newGate(func(ev events.Event) bool { _, ok := ev.(events.Exited); return ok })
 	tr := newTreeWith(t, g.wrap, nil)
-	var live []*bucket.Bucket
-	for i := range 100 {
-		b, err := tr.reg.Create(ctx, fmt.Sprintf("b%d", i))
-		require.NoError(t, err)
-		live = append(live, b)
-	}
+	live := createBuckets(t, tr.reg, 100)
 	flushed := make(chan error, 1)
 	go func() { flushed <- tr.reg.FlushAll(ctx) }()
 	<-g.held
@@ -567,4 +562,16 @@ func TestFlushAllInMemoryEndsEveryBucketAtOnce(t *testing.T) {
 		tr.rec.waitExit(t, b.ID()) // delivered to subscribers after FlushAll returns
 		assert.Len(t, tr.rec.exitsOf(b.ID()), 1, "bucket %s", b.Name())
 	}
+}
+
+// createBuckets creates n buckets, b0 to b<n-1>, and returns them.
+func createBuckets(t *testing.T, reg *Registry, n int) []*bucket.Bucket {
+	t.Helper()
+	live := make([]*bucket.Bucket, n)
+	for i := range live {
+		b, err := reg.Create(ctx, fmt.Sprintf("b%d", i))
+		require.NoError(t, err)
+		live[i] = b
+	}
+	return live
 }

@@ -113,17 +113,13 @@ func TestFlushAllAfterDrainGaveUpReturns(t *testing.T) {
 		return Config{Buckets: ends, Store: openStoreT(t, t.TempDir())}
 	})
 	bg := context.Background()
-	_, err := reg.Create(bg, "b")
+	b, err := reg.Create(bg, "b")
 	require.NoError(t, err)
 	fctx, cancel := context.WithTimeout(bg, time.Minute)
 	defer cancel()
 	flushed := make(chan error, 1)
 	go func() { flushed <- reg.FlushAll(fctx) }()
-	require.Eventually(t, func() bool {
-		reg.mu.RLock()
-		defer reg.mu.RUnlock()
-		return reg.flushing != nil
-	}, waitFor, time.Millisecond)
+	<-b.Done() // the flush has begun; its end is held back by ends
 	regCancel()
 	<-regDone // gave up after StopTimeout
 	close(ends.gate)

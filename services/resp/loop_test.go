@@ -299,8 +299,22 @@ func TestStopLetsInFlightCommandsCreateAndDelete(t *testing.T) {
 	}
 }
 
-// heldFlush is a registry whose FlushAll waits, once it has begun, until
-// release is closed.
+// serveOn serves a second RESP listener of tree's, on reg (a wrapper of
+// tree's registry), for the test.
+func serveOn(t *testing.T, tree *testServer, reg Registry, goroutinePerClient bool) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := New(Config{Registry: reg, Events: tree.root.Events(), GoroutinePerClient: goroutinePerClient})
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeListener(ctx, ln) }()
+	t.Cleanup(func() { stop(); <-served })
+	return &testServer{root: tree.root, srv: srv, addr: ln.Addr().String()}
+}
+
+// heldFlush is a registry whose FlushAllNoWait waits, once it has begun,
+// for a send on release.
 type heldFlush struct {
 	Registry
 	begun   chan struct{}
@@ -322,14 +336,7 @@ func TestFlushAllHoldsNoOtherClientUp(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			tree := start(t, Config{})
 			held := heldFlush{Registry: tree.root.Registry(), begun: make(chan struct{}), release: make(chan struct{})}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			srv := New(Config{Registry: held, Events: tree.root.Events(), GoroutinePerClient: mode.goroutinePerClient})
-			ctx, stop := context.WithCancel(context.Background())
-			served := make(chan error, 1)
-			go func() { served <- srv.ServeListener(ctx, ln) }()
-			t.Cleanup(func() { stop(); <-served })
-			ts := &testServer{root: tree.root, srv: srv, addr: ln.Addr().String()}
+			ts := serveOn(t, tree, held, mode.goroutinePerClient)
 
 			flusher, other := ts.raw(t), ts.raw(t)
 			other.send("HSET kept f v\r\n")
@@ -394,16 +401,9 @@ func TestTransactionsRunWhileFlushAllWaitsForTheBuckets(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			tree := start(t, Config{})
 			held := heldForget{Registry: tree.root.Registry(), begun: make(chan struct{}), release: make(chan struct{})}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			srv := New(Config{Registry: held, Events: tree.root.Events(), GoroutinePerClient: mode.goroutinePerClient})
-			ctx, stop := context.WithCancel(context.Background())
-			served := make(chan error, 1)
-			go func() { served <- srv.ServeListener(ctx, ln) }()
-			t.Cleanup(func() { stop(); <-served })
+			ts := serveOn(t, tree, held, mode.goroutinePerClient)
 			release := sync.OnceFunc(func() { close(held.release) })
 			t.Cleanup(release) // before the server's stop, on a failure
-			ts := &testServer{root: tree.root, srv: srv, addr: ln.Addr().String()}
 
 			flusher, tx, other := ts.raw(t), ts.raw(t), ts.raw(t)
 			flusher.send("HSET gone f v\r\n")
