@@ -38,7 +38,7 @@ type Bucket struct {
 	// unrecorded: the store does not record the bucket yet; its first
 	// write will (see NewUnrecorded). Under the write lock.
 	unrecorded bool
-	recordLost func() // see NewUnrecorded
+	recorded   func(lost bool) // see NewUnrecorded
 	// version counts the writes that changed the pairs (see Version).
 	// Under the write lock.
 	version uint64

@@ -40,14 +40,15 @@ func Restore(name string, id uint64, data map[string][]byte, st Store) *Bucket {
 // Restore is recorded first, on its own. The registry makes one for a
 // write to a missing bucket (HSET creates its hash with its field). Until
 // that write, or if it records nothing, st does not know the bucket: see
-// Recorded. lost, if not nil, runs if the write that records the bucket
-// fails, on the goroutine that waits for it, before the bucket ends and
-// before the store may recover (see store.Waiter.WaitOrUndo): st does not
-// know the bucket.
-func NewUnrecorded(name string, id uint64, st Store, lost func()) *Bucket {
+// Recorded. recorded, if not nil, learns the fate of the write that
+// records the bucket, on the goroutine that waits for it: if it fails,
+// recorded(true) runs before the bucket ends and before the store may
+// recover (see store.Waiter.WaitOrUndo): st does not know the bucket; if
+// it is durable, recorded(false) runs once its wait has returned.
+func NewUnrecorded(name string, id uint64, st Store, recorded func(lost bool)) *Bucket {
 	b := Restore(name, id, nil, st)
 	b.unrecorded = true
-	b.recordLost = lost
+	b.recorded = recorded
 	return b
 }
 
@@ -95,22 +96,29 @@ func (pw *pendingWrite) settle(gathered bool) error {
 // (see NewPending) calls its onLost instead of ending a bucket.
 func (pw *pendingWrite) settleWith(wait func(undo func(error)) error) error {
 	if pw.b == nil {
-		return wait(func(err error) {
-			if pw.onLost != nil {
-				pw.onLost(err)
+		err := wait(func(err error) {
+			if pw.onSettled != nil {
+				pw.onSettled(err)
 			}
 		})
+		if err == nil && pw.onSettled != nil {
+			pw.onSettled(nil)
+		}
+		return err
 	}
 	var lost error
 	b := pw.b
 	if err := wait(func(err error) {
 		lost = fmt.Errorf("bucket %s: %w", b.name, err)
-		if pw.marker && b.recordLost != nil {
-			b.recordLost()
+		if pw.marker && b.recorded != nil {
+			b.recorded(true)
 		}
 		b.loseWrite(lost)
 	}); err != nil {
 		return lost
+	}
+	if pw.marker && b.recorded != nil {
+		b.recorded(false)
 	}
 	return nil
 }
@@ -152,20 +160,21 @@ type Pending struct {
 }
 
 type pendingWrite struct {
-	b      *Bucket // nil for a write of no bucket's (see NewPending)
-	w      store.Waiter
-	marker bool // the write records the bucket (see NewUnrecorded)
-	onLost func(error)
+	b         *Bucket // nil for a write of no bucket's (see NewPending)
+	w         store.Waiter
+	marker    bool // the write records the bucket (see NewUnrecorded)
+	onSettled func(lost error)
 }
 
 // NewPending returns the Pending of a store write that no bucket made (a
 // registry's drop of a deleted bucket), so that a caller waits for it
-// with its buckets' writes, by the same rules. If the write is lost,
-// onLost, if not nil, is called with the error before the store may
-// recover from the failure (see store.Waiter.WaitOrUndo for what it must
-// and must not do).
-func NewPending(w store.Waiter, onLost func(error)) Pending {
-	return Pending{w: &pendingWrite{w: w, onLost: onLost}}
+// with its buckets' writes, by the same rules. onSettled, if not nil, is
+// called once the write has met its fate: if it is lost, with the error,
+// before the store may recover from the failure (see
+// store.Waiter.WaitOrUndo for what it must and must not do); if it is
+// durable, with nil, once its wait has returned.
+func NewPending(w store.Waiter, onSettled func(lost error)) Pending {
+	return Pending{w: &pendingWrite{w: w, onSettled: onSettled}}
 }
 
 // IsZero reports whether p has nothing to wait for: the write was made in

@@ -140,9 +140,20 @@ func (r *Registry) drain() {
 			// callers wait: a DEL's drop (DeleteNoWait) and a field's
 			// write whose clients have not been answered yet. A tree that
 			// serves on the store next then finds them done.
+			// Within StopTimeout, as the rest of the stop: a hung disk
+			// does not hold Serve for ever (the Settle goes on, and
+			// the next tree's first read settles the store again).
 			if r.store != nil {
-				if err := r.store.Settle(); err != nil {
-					r.log.Error("registry: writes made before the stop failed", "err", err)
+				settled := make(chan error, 1)
+				go func() { settled <- r.store.Settle() }()
+				select {
+				case err := <-settled:
+					if err != nil {
+						r.log.Error("registry: writes made before the stop failed", "err", err)
+					}
+				case <-timeout.C:
+					r.log.Error("registry: writes made before the stop did not reach the disk in time",
+						"waited", r.stopFor)
 				}
 			}
 			r.mu.Lock()

@@ -280,13 +280,13 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 	// failed write ended it, or a DEL): no other marker for it can have
 	// become durable since, for the store takes no write until this one is
 	// answered.
-	var nb *bucket.Bucket
-	nb = bucket.NewUnrecorded(name, r.newID(), r.store, func() {
-		r.mu.Lock()
-		if cur, ok := r.names[name]; !ok || cur == nb {
-			r.unindexLocked(name)
-		}
-		r.mu.Unlock()
+	//
+	// Whether it leaves the index on a failure is decided with the other
+	// queued writes that change whether name is stored (a DEL's drop, see
+	// settledIndexWrite), whatever order their writers are answered in.
+	var iw *indexWrite
+	nb := bucket.NewUnrecorded(name, r.newID(), r.store, func(lost bool) {
+		r.settledIndexWrite(name, iw, lost)
 	})
 	p, err := nb.UpdateNoWait(first)
 	if err != nil {
@@ -298,6 +298,11 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 		b, err := r.createEmpty(name)
 		return b, bucket.Pending{}, err
 	}
+	// Before anyone can wait for the write: under the claim, in the
+	// store's order among the writes of name.
+	r.mu.Lock()
+	iw = r.trackIndexWriteLocked(name, false)
+	r.mu.Unlock()
 	if err := r.registerBucket(name, nb); err != nil {
 		// Refused before anyone could use the bucket (the tree stops): the
 		// caller reports the write failed, so it must not stay. A bucket
@@ -356,12 +361,102 @@ func (r *Registry) deleteStored(ctx context.Context, name string) (bucket.Pendin
 			return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
 		}
 	}
+	r.mu.RLock()
+	indexed := r.stored != nil
+	r.mu.RUnlock()
+	if !indexed {
+		// Without the index, has, Names, Len and Scan read the store,
+		// which shows the bucket until its drop is committed: the drop is
+		// waited for here, as Delete did, or a second DEL would count the
+		// bucket again and KEYS would list it.
+		if err := r.store.DropBucket(name); err != nil {
+			return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
+		}
+		return bucket.Pending{}, nil
+	}
 	w, err := r.store.DropBucketNoWait(name)
 	if err != nil {
 		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
 	}
-	r.unindex(name)
-	return bucket.NewPending(w, func(error) { r.index(name) }), nil
+	r.mu.Lock()
+	r.unindexLocked(name)
+	iw := r.trackIndexWriteLocked(name, true)
+	r.mu.Unlock()
+	return bucket.NewPending(w, func(lost error) { r.settledIndexWrite(name, iw, lost != nil) }), nil
+}
+
+// indexWrite is a queued store write that changes whether a name is
+// stored: a DEL's drop (DeleteNoWait) or the first write of a bucket that
+// records it (CreateWith). Each changes the index of stored names when it
+// is queued; if it is lost, the index must go back to what the disk
+// holds. The store loses the writes from the first failed one on (it
+// takes none until every one of them has been answered), so the disk
+// holds what the first lost write of the name found: stored before it.
+// Their writers are answered in any order (a pipeline DEL x; HSET x
+// answers the drop first), so the first lost one decides, and a later one
+// changes nothing.
+type indexWrite struct {
+	stored  bool // whether the name was stored before the write
+	settled bool
+	lost    bool
+}
+
+// trackIndexWriteLocked records a write of name, just queued under its
+// claim, that finds the name stored or not. The caller holds r.mu.
+func (r *Registry) trackIndexWriteLocked(name string, stored bool) *indexWrite {
+	// Those settled belong to a failure already over, or were durable:
+	// a write is queued only once the store has recovered from the last
+	// failure, after every lost write was answered.
+	q := r.indexWrites[name]
+	kept := q[:0]
+	for _, w := range q {
+		if !w.settled {
+			kept = append(kept, w)
+		}
+	}
+	clear(q[len(kept):])
+	w := &indexWrite{stored: stored}
+	if r.indexWrites == nil {
+		r.indexWrites = make(map[string][]*indexWrite)
+	}
+	r.indexWrites[name] = append(kept, w)
+	return w
+}
+
+// settledIndexWrite records the fate of w, a write of name: if it is
+// lost, and no earlier write of name was, the index goes back to what w
+// found (see indexWrite).
+func (r *Registry) settledIndexWrite(name string, w *indexWrite, lost bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w.settled = true
+	q := r.indexWrites[name]
+	if lost {
+		w.lost = true
+		first := true
+		for _, e := range q {
+			if e == w {
+				break
+			}
+			if e.lost {
+				first = false
+				break
+			}
+		}
+		if first {
+			if w.stored {
+				r.indexLocked(name)
+			} else {
+				r.unindexLocked(name)
+			}
+		}
+	}
+	for _, e := range q {
+		if !e.settled {
+			return
+		}
+	}
+	delete(r.indexWrites, name)
 }
 
 // has reports whether bucket name is stored: from the index of stored

@@ -116,6 +116,9 @@ type Registry struct {
 	// order holds the names Scan walks, in scan order: the live buckets'
 	// without a store, the stored buckets' with one (nil when stored is).
 	order *btree.BTreeG[scanorder.Item]
+	// indexWrites holds, by name, the queued writes that change whether
+	// it is stored and have not all met their fate (see indexWrite).
+	indexWrites map[string][]*indexWrite
 
 	box *mailbox
 	// stopped is closed, under mu, once a stop's drain is over: Serve
