@@ -132,3 +132,57 @@ func closedErr() <-chan error {
 	close(c)
 	return c
 }
+
+// The operations of a name whose drop is queued and not yet waited for
+// see it deleted, and what they do lands after the drop, in memory and
+// in a registry that serves the store next.
+func TestQueuedDropInterleavings(t *testing.T) {
+	cs := openStoreT(t, t.TempDir())
+	for _, n := range []string{"x", "y", "z"} {
+		require.NoError(t, cs.Apply(n, store.Put("f", []byte(n))))
+	}
+	reg, _, stop := newDurableTree(t, cs)
+
+	p1, err := reg.DeleteNoWait(ctx, "x")
+	require.NoError(t, err)
+	_, found := reg.Lookup("x")
+	assert.False(t, found, "a lookup sees the delete")
+	_, err = reg.DeleteNoWait(ctx, "x")
+	assert.ErrorIs(t, err, ErrNotFound, "another DEL finds nothing")
+	assert.ErrorIs(t, reg.Rename(ctx, "x", "w"), ErrNotFound, "a rename from it finds nothing")
+	assert.ElementsMatch(t, []string{"y", "z"}, reg.Names())
+	assert.Equal(t, 2, reg.Len())
+	require.NoError(t, reg.Rename(ctx, "y", "x"), "a rename onto it lands after the drop")
+	require.NoError(t, p1.Wait())
+	got, found := reg.Lookup("x")
+	require.True(t, found)
+	v, err := got.Get("f")
+	require.NoError(t, err)
+	assert.Equal(t, "y", string(v))
+
+	p2, err := reg.DeleteNoWait(ctx, "z")
+	require.NoError(t, err)
+	_, p3, err := reg.CreateWith(ctx, "z", putF("new"))
+	require.NoError(t, err)
+	require.NoError(t, cs.Checkpoint(t.TempDir()+"/cp")) // SAVE between the drop and its wait
+	require.NoError(t, p2.Wait())
+	require.NoError(t, p3.Wait())
+	got, found = reg.Lookup("z")
+	require.True(t, found)
+	v, err = got.Get("f")
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(v))
+
+	p4, err := reg.DeleteNoWait(ctx, "x")
+	require.NoError(t, err)
+	stop() // the stop commits the drop
+	require.NoError(t, p4.Wait())
+
+	reg2, _, _ := newDurableTree(t, cs)
+	assert.ElementsMatch(t, []string{"z"}, reg2.Names())
+	got, found = reg2.Lookup("z")
+	require.True(t, found)
+	v, err = got.Get("f")
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(v))
+}
