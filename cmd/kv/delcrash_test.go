@@ -36,7 +36,7 @@ func delKill9Rounds(t *testing.T, bin, policy string) {
 	next := make([]int, writers)        // its next transaction's number
 	lastDel := make([]int, deleters)    // each deleter's last acknowledged DEL
 	attemptDel := make([]int, deleters) // its DEL in flight
-	mayStay := map[string]bool{} // left by a DEL a kill cut off, in an earlier round
+	mayStay := map[string]bool{}        // left by a DEL a kill cut off, in an earlier round
 	for i := range lastDel {
 		lastDel[i], attemptDel[i] = -1, -1
 	}
