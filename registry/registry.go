@@ -539,10 +539,12 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 // durability itself, with its buckets' writes (a connection answering a
 // pipeline: see bucket.Pending): it returns once the registry has
 // forgotten the bucket, with the drop queued in the store, and its
-// Pending (the zero Pending in memory). The name is gone from the
-// registry at once; if the drop is lost, the Pending's wait fails and the
-// name is listed again (its data may still be stored). Wait for the
-// Pending exactly once.
+// Pending (the zero Pending in memory, and with a store whose buckets
+// could not be listed at start, where the drop is waited for: without the
+// index of stored names, the store, which shows the bucket until its drop
+// is committed, answers for it). The name is gone from the registry at
+// once; if the drop is lost, the Pending's wait fails and the name is
+// listed again, as the disk holds it. Wait for the Pending exactly once.
 func (r *Registry) DeleteNoWait(ctx context.Context, name string) (bucket.Pending, error) {
 	if err := ctx.Err(); err != nil {
 		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
