@@ -122,7 +122,10 @@ type Config struct {
 	// while the client's socket is full the server goes on reading and
 	// running its commands, as Redis does, and keeps their replies, up to
 	// this many bytes; then it reads nothing more from the client until
-	// it reads. 0 means 64 MiB.
+	// it reads. It also bounds the replies that a short command could make
+	// of any size: past it, HRANDFIELD's and HMGET's repeats may be no
+	// larger than the hash, COMMAND INFO's repeats are refused, and a
+	// transaction's later long replies become errors. 0 means 64 MiB.
 	MaxReplyBytes int
 	// ShutdownTimeout bounds how long stopping waits for clients to finish
 	// the commands they sent before it forces their connections closed. 0
