@@ -93,7 +93,8 @@ func (pw *pendingWrite) settle(gathered bool) error {
 
 // settleWith is settle with the store's wait given: wait calls the
 // Waiter's WaitOrUndo or CommitOrUndo with undo. A write of no bucket's
-// (see NewPending) calls its onLost instead of ending a bucket.
+// (see NewPending) calls its onSettled (with the error if the write is
+// lost, with nil once it is durable) instead of ending a bucket.
 func (pw *pendingWrite) settleWith(wait func(undo func(error)) error) error {
 	if pw.b == nil {
 		err := wait(func(err error) {
@@ -147,8 +148,9 @@ func (b *Bucket) Lost() error {
 	return b.lost
 }
 
-// Pending is a write that a bucket has made in memory and recorded in its
-// store, and that may not be durable yet: [Bucket.SetNoWait] and
+// Pending is a write that a bucket (or, see NewPending, the registry) has
+// made in memory and recorded in its store, and that may not be durable
+// yet: [Bucket.SetNoWait] and
 // [Bucket.UpdateNoWait] return one so that a caller with several writes
 // under way (a network connection running a pipeline of commands) waits
 // for their durability once, together, before it answers them, rather than

@@ -101,8 +101,8 @@ func globMatchWithin(p, s string, limit int) (match bool, steps int, ok bool) {
 }
 
 // A globBudget bounds what matching a client's pattern costs one command
-// (KEYS, SCAN and HSCAN with MATCH, COMMAND LIST FILTERBY PATTERN), which
-// on the event loop every other client waits for. Matching is Redis's
+// (KEYS, SCAN and HSCAN with MATCH, COMMAND LIST FILTERBY PATTERN, CONFIG
+// GET), which on the event loop every other client waits for. Matching is Redis's
 // algorithm, which takes up to the name's length times the pattern's
 // steps: a pattern of 128 KiB against long names of the byte it repeats
 // held every client of the loop for 19 seconds (Redis's loop too). The

@@ -100,7 +100,9 @@ type Config struct {
 	MaxClients int
 	// MaxRequestBytes bounds the bytes of one request not yet complete; a
 	// client that goes past it is told "ERR Protocol error: request too
-	// large" and disconnected. 0 means 64 MiB.
+	// large" and disconnected. It also bounds a transaction's queued
+	// commands and the names a client watches or subscribes to (an error
+	// reply; the connection stays). 0 means 64 MiB.
 	MaxRequestBytes int
 	// MaxBulkLen bounds one argument; a complete command with a longer one
 	// is refused with an error reply. 0 means 16 MiB.
