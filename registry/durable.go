@@ -568,17 +568,13 @@ func (r *Registry) FlushAllNoWait(ctx context.Context) (wait func(context.Contex
 	}
 	if r.store != nil {
 		err = r.store.DropAll()
-		if err == nil {
+		r.mu.Lock()
+		if err == nil && r.stored != nil {
 			// Before flushMu is released: a bucket created after the
 			// flush is indexed after this.
-			r.mu.Lock()
-			if r.stored != nil {
-				clear(r.stored)
-				r.order.Clear(false)
-			}
-			r.mu.Unlock()
+			clear(r.stored)
+			r.order.Clear(false)
 		}
-		r.mu.Lock()
 		if r.flushing == done { // a later FlushAll may have set its own
 			r.flushing = nil
 		}

@@ -134,6 +134,22 @@ func (b *globBudget) match(p, s string) (match, ok bool) {
 	return match, ok
 }
 
+// filter keeps, in place and in order, the names that match p within the
+// budget: ok is false once the command has spent it.
+func (b *globBudget) filter(p string, names []string) (kept []string, ok bool) {
+	kept = names[:0]
+	for _, n := range names {
+		match, ok := b.match(p, n)
+		if !ok {
+			return nil, false
+		}
+		if match {
+			kept = append(kept, n)
+		}
+	}
+	return kept, true
+}
+
 // matchClass matches ch against the class that opens p ('['). It returns
 // the length of the class in p and whether ch is in it. An unterminated
 // class runs to the end of the pattern, as in Redis.

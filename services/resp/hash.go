@@ -794,24 +794,18 @@ func (s *Server) hscan(ctx context.Context, c *conn, args [][]byte) {
 	)
 	_, ok = s.view(ctx, c, args[1], func(tx *bucket.Tx) error {
 		page, next, _ = tx.Scan(cursor, opts.count)
-		values, tooCostly = values[:0], false
-		kept := page[:0]
-		for _, k := range page {
-			match, ok := opts.matches(k)
-			if !ok {
-				tooCostly = true
-				return nil
-			}
-			if !match {
-				continue
-			}
-			kept = append(kept, k)
-			if !opts.noValues {
+		var matched bool
+		if page, matched = opts.filter(page); !matched {
+			tooCostly = true
+			return nil
+		}
+		tooCostly, values = false, values[:0]
+		if !opts.noValues {
+			for _, k := range page {
 				v, _ := tx.Get(k)
 				values = append(values, v)
 			}
 		}
-		page = kept
 		return nil
 	})
 	if !ok {

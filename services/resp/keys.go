@@ -31,13 +31,14 @@ type scanOpts struct {
 	noValues bool
 }
 
-// matches reports whether s passes the MATCH pattern (any s without one);
-// ok is false once the pattern has cost the command its globBudget.
-func (o *scanOpts) matches(s string) (match, ok bool) {
+// filter keeps, in place, the names that pass the MATCH pattern (all of
+// them without one); ok is false once the pattern has cost the command
+// its globBudget.
+func (o *scanOpts) filter(names []string) (kept []string, ok bool) {
 	if !o.useMatch {
-		return true, true
+		return names, true
 	}
-	return o.budget.match(o.match, s)
+	return o.budget.filter(o.match, names)
 }
 
 // scanOptions parses [MATCH pattern] [COUNT n] [TYPE t] (SCAN) or
@@ -96,16 +97,13 @@ func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
 		c.writeErr(err)
 		return
 	}
-	keep := page[:0]
-	for _, k := range page {
-		match, ok := opts.matches(k)
-		if !ok {
-			c.err(errGlobTooCostly)
-			return
-		}
-		if match && (opts.typ == "" || equalFold([]byte(opts.typ), "hash")) {
-			keep = append(keep, k)
-		}
+	keep, ok := opts.filter(page)
+	if !ok {
+		c.err(errGlobTooCostly)
+		return
+	}
+	if opts.typ != "" && !equalFold([]byte(opts.typ), "hash") {
+		keep = keep[:0] // every key is a hash
 	}
 	c.array(2)
 	c.bulkString(strconv.FormatUint(next, 10))
@@ -122,17 +120,11 @@ func (s *Server) keys(_ context.Context, c *conn, args [][]byte) {
 		c.writeErr(err)
 		return
 	}
-	keep := names[:0]
 	budget := newGlobBudget()
-	for _, n := range names {
-		match, ok := budget.match(pattern, n)
-		if !ok {
-			c.err(errGlobTooCostly)
-			return
-		}
-		if match {
-			keep = append(keep, n)
-		}
+	keep, ok := budget.filter(pattern, names)
+	if !ok {
+		c.err(errGlobTooCostly)
+		return
 	}
 	slices.Sort(keep)
 	c.array(len(keep))
@@ -162,27 +154,28 @@ func (s *Server) exists(ctx context.Context, c *conn, args [][]byte) {
 func (s *Server) del(ctx context.Context, c *conn, args [][]byte) {
 	c.mayWait() // for the registry to forget each bucket
 	var n int64
-	start := len(c.out)
+	var failed error
 	var drops []bucket.Pending
 	for _, k := range args[1:] {
 		p, err := s.reg.DeleteNoWait(ctx, string(k))
-		switch {
-		case err == nil:
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			failed = err
+			break
+		}
+		if err == nil {
 			n++
 			if !p.IsZero() {
 				drops = append(drops, p)
 			}
-		case errors.Is(err, registry.ErrNotFound):
-		default:
-			c.writeErr(err)
-			for _, p := range drops { // the drops made still wait, with the error as their reply
-				c.awaiting(p, start)
-			}
-			return
 		}
 	}
-	c.integer(n)
-	for _, p := range drops {
+	start := len(c.out)
+	if failed != nil {
+		c.writeErr(failed)
+	} else {
+		c.integer(n)
+	}
+	for _, p := range drops { // the reply, the error's too, waits for the drops made
 		c.awaiting(p, start)
 	}
 }

@@ -403,13 +403,9 @@ func (s *Server) commandCmd(ctx context.Context, c *conn, args [][]byte) {
 		switch {
 		case len(args) == 2:
 		case len(args) == 5 && equalFold(args[2], "filterby") && equalFold(args[3], "pattern"):
-			pattern, budget, tooCostly := string(args[4]), newGlobBudget(), false
-			names = slices.DeleteFunc(names, func(n string) bool {
-				match, ok := budget.match(pattern, n)
-				tooCostly = tooCostly || !ok
-				return !match
-			})
-			if tooCostly {
+			budget := newGlobBudget()
+			var ok bool
+			if names, ok = budget.filter(string(args[4]), names); !ok {
 				c.err(errGlobTooCostly)
 				return
 			}
