@@ -36,7 +36,7 @@ func TestDurableDelThatFailsStillWaitsForItsDrops(t *testing.T) {
 	ctx := context.Background()
 	faults := &store.Faults{}
 	dir := t.TempDir()
-	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond},
+	ds := startDurable(t, dir, faultyAlways(faults),
 		func(cfg *Config) { cfg.Registry = failingDelete{Registry: cfg.Registry, bad: "bad"} })
 	rc := ds.client(t)
 	require.NoError(t, rc.HSet(ctx, "a", "f", "a").Err())

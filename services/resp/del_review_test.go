@@ -19,7 +19,7 @@ func TestDurableLostDelThenHSetKeepsTheKey(t *testing.T) {
 	ctx := context.Background()
 	faults := &store.Faults{}
 	dir := t.TempDir()
-	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	ds := startDurable(t, dir, faultyAlways(faults))
 	rc := ds.client(t)
 	require.NoError(t, rc.HSet(ctx, "x", "f", "old").Err())
 
@@ -48,7 +48,7 @@ func TestDurableLostDelThenHSetKeepsTheKey(t *testing.T) {
 func TestDurableLostHSetThenDelLeavesNoKey(t *testing.T) {
 	ctx := context.Background()
 	faults := &store.Faults{}
-	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	ds := startDurable(t, t.TempDir(), faultyAlways(faults))
 	rc := ds.client(t)
 
 	faults.FailSyncs(syscall.EIO)
@@ -74,7 +74,7 @@ func TestDurableExecWithALostDel(t *testing.T) {
 	ctx := context.Background()
 	faults := &store.Faults{}
 	dir := t.TempDir()
-	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	ds := startDurable(t, dir, faultyAlways(faults))
 	rc := ds.client(t)
 	require.NoError(t, rc.HSet(ctx, "a", "f", "a").Err())
 	require.NoError(t, rc.HSet(ctx, "b", "f", "b").Err())

@@ -27,7 +27,7 @@ func TestDurableWriteOfAClientThatDoesNotReadDoesNotHoldTheStoreBack(t *testing.
 		t.Run(mode.name, func(t *testing.T) {
 			ctx := context.Background()
 			faults := &store.Faults{}
-			ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond},
+			ds := startDurable(t, t.TempDir(), faultyAlways(faults),
 				func(c *Config) {
 					c.GoroutinePerClient = c.GoroutinePerClient || mode.goroutinePerClient
 					c.Listener = smallSendBuffers{c.Listener}

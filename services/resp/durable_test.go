@@ -59,6 +59,13 @@ type durableServer struct {
 	stop    func()
 }
 
+// faultyAlways is the store of most fault tests: every write on disk
+// before its reply (FsyncAlways), faults injected through faults, and a
+// failed write retried after a millisecond.
+func faultyAlways(faults *store.Faults) store.Options {
+	return store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond}
+}
+
 func startDurable(t testing.TB, dir string, opts store.Options, configure ...func(*Config)) *durableServer {
 	t.Helper()
 	st, err := store.Open(dir, opts)
@@ -158,7 +165,7 @@ func TestDurableFailedWriteIsReportedAndNotVisible(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()
 			faults := &store.Faults{}
-			ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+			ds := startDurable(t, dir, faultyAlways(faults))
 			rc := ds.client(t)
 			require.NoError(t, rc.HSet(ctx, "b", "before", "1").Err())
 			require.NoError(t, rc.HSet(ctx, "cold", "f", "v").Err())
@@ -202,7 +209,7 @@ func TestDurablePipelineRepliesFollowEachWrite(t *testing.T) {
 	dir := t.TempDir()
 	faults := &store.Faults{}
 	obs := &recordingObserver{failed: map[string]bool{}}
-	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond},
+	ds := startDurable(t, dir, faultyAlways(faults),
 		func(c *Config) { c.Observer = obs })
 	rc := ds.client(t)
 
@@ -428,7 +435,7 @@ func TestSaveInMemory(t *testing.T) {
 func TestDurableRecoveryDoesNotWaitForAHeldPending(t *testing.T) {
 	ctx := context.Background()
 	faults := &store.Faults{}
-	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	ds := startDurable(t, t.TempDir(), faultyAlways(faults))
 	a, err := ds.root.Registry().Create(ctx, "a")
 	require.NoError(t, err)
 	b, err := ds.root.Registry().Create(ctx, "b")
@@ -617,7 +624,7 @@ func TestDurableDelRepliesFollowItsDrops(t *testing.T) {
 	ctx := context.Background()
 	faults := &store.Faults{}
 	dir := t.TempDir()
-	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	ds := startDurable(t, dir, faultyAlways(faults))
 	rc := ds.client(t)
 	for _, k := range []string{"a", "b", "c", "kept", "kept2"} {
 		require.NoError(t, rc.HSet(ctx, k, "f", k).Err())

@@ -231,7 +231,7 @@ func TestClientKillInMulti(t *testing.T) {
 // stalls (its socket), its write kept; the server stops cleanly after.
 func TestClientKillWaitingForDisk(t *testing.T) {
 	faults := &store.Faults{}
-	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	ds := startDurable(t, t.TempDir(), faultyAlways(faults))
 	ctx := context.Background()
 	k := ds.raw(t)
 	k.send("SAVE\r\n") // a goroutine of its own, under the loop

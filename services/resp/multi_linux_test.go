@@ -88,7 +88,7 @@ func startStalledLoop(t *testing.T, configure ...func(*Config)) *stalledLoop {
 		t.Skip("no event loop")
 	}
 	faults := &store.Faults{}
-	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond}, configure...)
+	ds := startDurable(t, t.TempDir(), faultyAlways(faults), configure...)
 	rc := ds.client(t)
 	require.NoError(t, rc.HSet(context.Background(), "read", "f", "1").Err())
 	own := ds.raw(t)

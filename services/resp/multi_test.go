@@ -183,7 +183,7 @@ func TestDurableExec(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	faults := &store.Faults{}
-	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	ds := startDurable(t, dir, faultyAlways(faults))
 	rc := ds.client(t)
 	cmds, err := rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, "a", "f", "1")
@@ -195,7 +195,7 @@ func TestDurableExec(t *testing.T) {
 	require.Len(t, cmds, 3)
 	ds.stop()
 
-	ds = startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	ds = startDurable(t, dir, faultyAlways(faults))
 	rc = ds.client(t)
 	assert.Equal(t, map[string]string{"f": "1", "n": "5"}, rc.HGetAll(ctx, "a").Val())
 	assert.Equal(t, map[string]string{"f": "2"}, rc.HGetAll(ctx, "b").Val())
@@ -352,7 +352,7 @@ func TestDurableExecObserved(t *testing.T) {
 	dir := t.TempDir()
 	faults := &store.Faults{}
 	obs := &recordingObserver{failed: map[string]bool{}}
-	ds := startDurable(t, dir, store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond},
+	ds := startDurable(t, dir, faultyAlways(faults),
 		func(c *Config) { c.Observer = obs })
 	r := ds.raw(t)
 	r.send("MULTI\r\nHSET a f 1\r\nHGET a f\r\nEXEC\r\n")
