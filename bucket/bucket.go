@@ -32,7 +32,6 @@ type Bucket struct {
 	// one child, once). Under the write lock.
 	started bool
 	reason  error
-	lost    error         // the first write that failed after it was applied (see Lost)
 	done    chan struct{} // closed when the bucket ends
 	store   Store         // nil: in memory only
 	// unrecorded: the store does not record the bucket yet; its first

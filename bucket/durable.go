@@ -52,6 +52,20 @@ func NewUnrecorded(name string, id uint64, st Store, recorded func(lost bool)) *
 	return b
 }
 
+// RestoreMoved is Restore for a bucket whose pairs were just moved to it
+// in st by w, a write that may not be durable yet (a RENAME's
+// store.Store.Move): it returns the bucket with w as its Pending. If w is
+// lost, the bucket ends with the error (its memory holds what the disk
+// does not; its next use brings back what the disk holds), after
+// onSettled, if not nil, has been called with the error and before the
+// store may recover; if w is durable, onSettled(nil) runs once its wait has
+// returned. The bucket's writes join the store after w, and are lost with
+// it.
+func RestoreMoved(name string, id uint64, data map[string][]byte, st Store, w store.Waiter, onSettled func(lost error)) (*Bucket, Pending) {
+	b := Restore(name, id, data, st)
+	return b, Pending{w: &pendingWrite{b: b, w: w, onSettled: onSettled}}
+}
+
 // Recorded reports whether the bucket's store records it: false only for a
 // bucket made with NewUnrecorded that has not written yet.
 func (b *Bucket) Recorded() bool {
@@ -114,6 +128,9 @@ func (pw *pendingWrite) settleWith(wait func(undo func(error)) error) error {
 		if pw.marker && b.recorded != nil {
 			b.recorded(true)
 		}
+		if pw.onSettled != nil {
+			pw.onSettled(lost)
+		}
 		b.loseWrite(lost)
 	}); err != nil {
 		return lost
@@ -121,31 +138,18 @@ func (pw *pendingWrite) settleWith(wait func(undo func(error)) error) error {
 	if pw.marker && b.recorded != nil {
 		b.recorded(false)
 	}
+	if pw.onSettled != nil {
+		pw.onSettled(nil)
+	}
 	return nil
 }
 
 // loseWrite ends the bucket with err, a write of it that failed after it
-// was applied in memory, and records err even if the bucket has ended
-// already: a RENAME may have taken its pairs (see Lost).
+// was applied in memory.
 func (b *Bucket) loseWrite(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.lost == nil {
-		b.lost = err
-	}
 	b.endLocked(err)
-}
-
-// Lost returns the first of the bucket's writes that failed after it had
-// been applied in memory (the bucket ended with it), or nil. A caller that
-// takes a durable bucket's pairs from memory to store them elsewhere (a
-// RENAME, with Take) checks it once the writes made before have met their
-// fate (store.Store.Settle): pairs that hold a lost write must not be
-// stored.
-func (b *Bucket) Lost() error {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.lost
 }
 
 // Pending is a write that a bucket (or, see NewPending, the registry) has
@@ -162,9 +166,10 @@ type Pending struct {
 }
 
 type pendingWrite struct {
-	b         *Bucket // nil for a write of no bucket's (see NewPending)
-	w         store.Waiter
-	marker    bool // the write records the bucket (see NewUnrecorded)
+	b      *Bucket // nil for a write of no bucket's (see NewPending)
+	w      store.Waiter
+	marker bool // the write records the bucket (see NewUnrecorded)
+	// onSettled learns the write's fate (see NewPending, RestoreMoved).
 	onSettled func(lost error)
 }
 

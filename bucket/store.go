@@ -52,6 +52,32 @@ func (b *Bucket) Take(reason error) (map[string][]byte, error) {
 	return data, nil
 }
 
+// TakeMoving is Take for a caller that records the pairs elsewhere in the
+// bucket's store (a RENAME's move, see store.Store.Move): it calls move
+// with the pairs under the bucket's write lock, before the bucket ends, so
+// that the move is queued after every write of the bucket and before any
+// of them can be undone. A write still on its way to the disk then meets
+// the move's fate or an earlier one (the store loses every write from the
+// first failed one on): the move cannot make durable a write whose writer
+// is told it failed. If move fails, nothing was written: the bucket does
+// not end, and the error is returned. move must not use the bucket.
+func (b *Bucket) TakeMoving(reason error, move func(pairs map[string][]byte) error) (map[string][]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended {
+		return nil, ErrEnded
+	}
+	data := b.data // stored values were never handed out
+	if data == nil {
+		data = make(map[string][]byte)
+	}
+	if err := move(data); err != nil {
+		return nil, err
+	}
+	b.endLocked(reason)
+	return data, nil
+}
+
 // SetNoWait is Set that returns as soon as the write is made in memory and
 // recorded in the store, with a Pending for its durability: the caller must
 // call its Wait, and treat the write as failed if Wait fails, before it

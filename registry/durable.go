@@ -44,8 +44,10 @@ type Store interface {
 
 // HoldWrites keeps the store writes made from now until release in one
 // atomic write, so that a crash keeps all of them or none: EXEC holds
-// while it runs a transaction's commands, under TxLock. A delete, rename,
-// flush or load of a bucket meanwhile commits what came before it (see
+// while it runs a transaction's commands, under TxLock. A flush or the
+// load of a stored bucket meanwhile (a rename's source that is not in
+// memory, the first use of a stored bucket), or a delete or rename without
+// the index of stored names, commits what came before it (see
 // store.Store.Hold). Without a store it does nothing. Call release exactly
 // once, and do not wait for a bucket's Pending in between.
 func (r *Registry) HoldWrites() (release func()) {
@@ -598,83 +600,160 @@ func (r *Registry) FlushAllNoWait(ctx context.Context) (wait func(context.Contex
 // Rename moves the pairs of bucket from to bucket to, replacing to (Redis's
 // RENAME). from ends, and its pairs are taken in the same step, so that no
 // write to it is acknowledged and then lost; with a store the move is one
-// atomic write. It returns an error wrapping ErrNotFound when from does not
-// exist. A ctx that has ended before the call changes nothing (an error
-// wrapping ctx's error, as from Create and Delete), and so does, with a
-// store, a Rename that begins once the registry's stop has begun (an error
-// wrapping ErrStopped, as from Delete).
+// atomic write, and Rename returns once it is durable. It returns an error
+// wrapping ErrNotFound when from does not exist. A ctx that has ended
+// before the call changes nothing (an error wrapping ctx's error, as from
+// Create and Delete), and so does, with a store, a Rename that begins once
+// the registry's stop has begun (an error wrapping ErrStopped, as from
+// Delete).
 func (r *Registry) Rename(ctx context.Context, from, to string) error {
-	if err := CheckName(to); err != nil {
+	p, err := r.RenameNoWait(ctx, from, to)
+	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	// Committed even while a Hold keeps the move's group, as the store's
+	// own synchronous writes are (see store.Store.Hold).
+	if err := p.Commit(); err != nil {
 		return fmt.Errorf("registry: rename %q: %w", from, err)
+	}
+	return nil
+}
+
+// RenameNoWait is Rename for a caller that waits for the move's
+// durability itself, with its buckets' writes (a connection answering a
+// pipeline, as with DeleteNoWait): it returns once the names have
+// switched, with the move queued in the store, and its Pending (the zero
+// Pending in memory, and with a store whose buckets could not be listed
+// at start, where the move is waited for, as DeleteNoWait waits for a
+// drop). If the move is lost, the Pending's wait fails, the bucket now
+// named to ends (its next use brings back what the disk holds: to as it
+// was), and from is listed again. Wait for the Pending exactly once.
+func (r *Registry) RenameNoWait(ctx context.Context, from, to string) (bucket.Pending, error) {
+	if err := CheckName(to); err != nil {
+		return bucket.Pending{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return bucket.Pending{}, fmt.Errorf("registry: rename %q: %w", from, err)
 	}
 	if r.store == nil {
-		return r.renameInMemory(ctx, from, to)
+		return bucket.Pending{}, r.renameInMemory(ctx, from, to)
 	}
+	p, err := r.renameStored(ctx, from, to)
+	if err != nil {
+		return bucket.Pending{}, fmt.Errorf("registry: rename %q: %w", from, err)
+	}
+	return p, nil
+}
+
+// renameStored is RenameNoWait with a store.
+func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pending, error) {
 	if err := r.claim(ctx, from, to); err != nil {
-		return fmt.Errorf("registry: rename %q: %w", from, err)
+		return bucket.Pending{}, err
 	}
 	defer r.unclaim(from, to)
 	r.flushMu.RLock()
 	defer r.flushMu.RUnlock()
-	src, live := r.lookupLive(from)
+	src, live := r.lookupLive(from) // no load: the names are claimed
+	if !live {
+		found, err := r.has(from)
+		if err != nil {
+			return bucket.Pending{}, err
+		}
+		if !found {
+			return bucket.Pending{}, ErrNotFound
+		}
+	}
+	// The bucket named to ends before the move is queued: its writes are
+	// queued before the move's drop of its pairs, none after.
+	dstStored := true // from == to: stored, as from is
+	if from != to {
+		dst, ok := r.lookupLive(to)
+		if ok {
+			dst.Stop(nil)
+			if err := r.WaitForgotten(ctx, dst); err != nil {
+				return bucket.Pending{}, err
+			}
+		} else {
+			var err error
+			if dstStored, err = r.has(to); err != nil {
+				return bucket.Pending{}, err
+			}
+		}
+	}
+	var w store.Waiter
+	move := func(pairs map[string][]byte) error {
+		var err error
+		w, err = r.store.Move(from, to, pairs)
+		return err
+	}
 	var data map[string][]byte
 	if live {
+		// Taken and moved in one step under the bucket's lock: a write of
+		// from still on its way to the disk is queued before the move,
+		// and if it is lost, so is the move (see bucket.TakeMoving).
 		var err error
-		if data, err = src.Take(nil); err != nil {
+		data, err = src.TakeMoving(nil, move)
+		if errors.Is(err, bucket.ErrEnded) {
 			live = false // it ended (a crash): its data is in the store
-		} else {
-			// The pairs may hold writes still on their way to the disk:
-			// once they have met their fate, none of them may have failed
-			// (its writer was told so; its value must not be stored
-			// under to).
-			if err := r.store.Settle(); err != nil {
-				return fmt.Errorf("registry: rename %q: %w", from, err)
-			}
-			if err := src.Lost(); err != nil {
-				return fmt.Errorf("registry: rename %q: %w", from, err)
-			}
+		} else if err != nil {
+			return bucket.Pending{}, err // nothing written; from is as it was
 		}
 	}
 	if !live {
 		pairs, found, err := r.store.Load(from)
 		if err != nil {
-			return fmt.Errorf("registry: rename %q: %w", from, err)
+			return bucket.Pending{}, err
 		}
 		if !found {
-			return fmt.Errorf("registry: rename %q: %w", from, ErrNotFound)
+			return bucket.Pending{}, ErrNotFound
+		}
+		if err := move(pairs); err != nil {
+			return bucket.Pending{}, err
 		}
 		data = pairs
 	}
+	// Queued: the rename stands from here, unless the move is lost, which
+	// its Pending reports. The wait for from's bucket to be forgotten only
+	// keeps the events in order (its Exited before to's Created), bounded
+	// by StopTimeout rather than by ctx, as in renameInMemory.
 	if src != nil {
-		if err := r.WaitForgotten(ctx, src); err != nil {
-			return fmt.Errorf("registry: rename %q: %w", from, err)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.stopFor)
+		err := r.WaitForgotten(wctx, src)
+		cancel()
+		if err != nil {
+			r.log.Warn("registry: rename: the source's end was not reported in time; the destination's Created may come first",
+				"bucket", from, "err", err)
 		}
 	}
-	if dst, ok := r.lookupLive(to); ok {
-		dst.Stop(nil)
-		if err := r.WaitForgotten(ctx, dst); err != nil {
-			return fmt.Errorf("registry: rename %q: %w", from, err)
+	var iwFrom, iwTo *indexWrite // set below, before anyone can wait for the move
+	b, p := bucket.RestoreMoved(to, r.newID(), data, r.store, w, func(lost error) {
+		if iwFrom != nil {
+			r.settledIndexWrite(from, iwFrom, lost != nil)
 		}
+		if iwTo != nil {
+			r.settledIndexWrite(to, iwTo, lost != nil)
+		}
+	})
+	r.mu.RLock()
+	indexed := r.stored != nil
+	r.mu.RUnlock()
+	if !indexed {
+		// Without the index, has, Names, Len and Scan read the store,
+		// which shows from until the move is committed: the move is
+		// waited for here, as deleteStored waits for a drop. If it is
+		// lost, b ends, never registered, and both buckets are as they
+		// were on disk: their next use brings them back.
+		if err := p.Commit(); err != nil {
+			return bucket.Pending{}, err
+		}
+		p = bucket.Pending{}
 	}
-	// On an error here, both buckets are still as they were in the store,
-	// and their next use brings them back.
-	w, err := r.store.Move(from, to, data)
-	if err == nil {
-		err = w.Wait()
-	}
-	if err != nil {
-		return fmt.Errorf("registry: rename %q: %w", from, err)
-	}
-	// Moved: the rename has happened, on disk, whatever follows. One step
-	// switches the names in the index, as on disk (and as in memory, see
-	// renameInMemory): no reader (a miss, Names, Len, Scan) finds the
-	// pairs under neither name, or under both. Unindexing from, then
-	// registering to, let a KEYS or a miss of each name in between find
-	// neither.
-	b := bucket.Restore(to, r.newID(), data, r.store)
+	// One step switches the names in the index, as the move does on disk
+	// (and as renameInMemory does in memory): no reader (a miss, Names,
+	// Len, Scan) finds the pairs under neither name, or under both.
+	// Unindexing from, then registering to, would let a KEYS or a miss of
+	// each name in between find neither. If the move is lost, the index
+	// goes back to what the disk holds (see indexWrite).
 	r.mu.Lock()
 	r.unindexLocked(from) // first: from may be to
 	refused := r.closed
@@ -683,19 +762,25 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 	} else {
 		r.addLocked(to, b) // indexes to
 	}
+	if indexed {
+		iwFrom = r.trackIndexWriteLocked(from, true)
+		if to != from {
+			iwTo = r.trackIndexWriteLocked(to, dstStored)
+		}
+	}
 	r.mu.Unlock()
-	err = errRefused
+	err := errRefused
 	if !refused {
 		err = r.start(to, b)
 	}
 	if err != nil {
 		// Most likely the tree is stopping (the registry, or the bucket
-		// supervisor before it). Whatever the cause, the move stands, and
-		// to is loaded at its next use.
-		r.log.Warn("registry: rename done on disk; the destination could not be started, and will load at its next use",
+		// supervisor before it). Whatever the cause, the move stands (if
+		// it is not lost), and to is loaded at its next use.
+		r.log.Warn("registry: rename queued on disk; the destination could not be started, and will load at its next use",
 			"bucket", to, "err", err)
 	}
-	return nil
+	return p, nil
 }
 
 func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {

@@ -381,18 +381,18 @@ func TestReloadedBucketNeverServesAWriteThatFailed(t *testing.T) {
 	assert.Equal(t, "1", string(v))
 }
 
-// A durable rename is done once its move is on disk: a registry that stops
+// A durable rename is done once its move is queued: a registry that stops
 // meanwhile (it starts no bucket any more) does not turn it into an error,
 // and the stored names know the destination. (A rename that begins once
 // the stop has begun is refused: see TestOperationsRefusedOnceTheStopBegan.)
 func TestDurableRenameDoneWhileTheRegistryStops(t *testing.T) {
-	st := &settleHookStore{countingStore: openStoreT(t, t.TempDir())}
+	st := &moveHookStore{countingStore: openStoreT(t, t.TempDir())}
 	reg, _, _ := newDurableTree(t, st)
 	a, err := reg.Create(ctx, "a")
 	require.NoError(t, err)
 	require.NoError(t, a.Put("k", []byte("v")))
 	var once sync.Once
-	st.beforeSettle = func() { // in Rename, holding its claim
+	st.afterMove = func() { // in Rename, holding its claim
 		once.Do(func() {
 			reg.mu.Lock()
 			reg.closed = true // as drain does when the tree stops
@@ -526,66 +526,177 @@ func (h *keepingHandler) kept() []slog.Record {
 	return slices.Clone(h.records)
 }
 
-// settleHookStore runs beforeSettle (once) before each Settle.
-type settleHookStore struct {
+// moveHookStore runs afterMove after each Move has queued its write.
+type moveHookStore struct {
 	*countingStore
-	beforeSettle func()
+	afterMove func()
 }
 
-func (s *settleHookStore) Settle() error {
-	if s.beforeSettle != nil {
-		s.beforeSettle()
+func (s *moveHookStore) Move(from, to string, pairs map[string][]byte) (store.Waiter, error) {
+	w, err := s.countingStore.Move(from, to, pairs)
+	if err == nil && s.afterMove != nil {
+		s.afterMove()
 	}
-	return s.countingStore.Settle()
+	return w, err
 }
 
 // A RENAME does not store a write that failed: the pairs it takes from
-// memory may hold a write still on its way to the disk. Whether that
-// write's failure is still unanswered when the rename looks (the store
-// refuses to settle) or already answered and the store recovered (the
-// bucket records the lost write), the rename fails and the disk keeps
-// what was acknowledged.
+// memory may hold a write still on its way to the disk. A write whose
+// failure is not answered yet when the rename comes fails the rename (the
+// store takes no write until it is answered); one still in flight when
+// the rename's move is queued meets the same fate as the move, which is
+// queued after it (bucket.TakeMoving): the rename's wait fails too, the
+// bucket now named dst ends, and the disk, the names and the buckets
+// loaded back hold what was acknowledged: src, and dst as it was.
 func TestDurableRenameDoesNotStoreAFailedWrite(t *testing.T) {
-	for _, answeredFirst := range []bool{false, true} {
-		t.Run(fmt.Sprintf("answered first %v", answeredFirst), func(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		failFirst bool // the write fails before the rename begins
+		dstBefore bool // dst exists before the rename
+	}{
+		{"failed before the rename", true, false},
+		{"fails with the move", false, false},
+		{"fails with the move onto a bucket", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			faults := &store.Faults{}
 			st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Nanosecond})
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = st.Close() })
-			hs := &settleHookStore{countingStore: &countingStore{Store: st}}
-			reg, _, _ := newDurableTree(t, hs)
+			reg, _, _ := newDurableTree(t, &countingStore{Store: st})
 
 			src, err := reg.Create(ctx, "src")
 			require.NoError(t, err)
 			require.NoError(t, src.Put("k", []byte("acked")))
+			want := []string{"src"}
+			if tc.dstBefore {
+				dst, err := reg.Create(ctx, "dst")
+				require.NoError(t, err)
+				require.NoError(t, dst.Put("k", []byte("old")))
+				want = append(want, "dst")
+			}
 			_, lost, err := src.SetNoWait("k", []byte("lost"))
 			require.NoError(t, err)
-			faults.FailSyncs(syscall.EIO)
-			require.ErrorIs(t, st.Apply("other", store.Put("x", []byte("1"))), store.ErrWriteFailed) // lost's group fails
-			faults.Clear()
-			var once sync.Once
-			answer := func() {
-				once.Do(func() {
-					require.ErrorIs(t, lost.Wait(), store.ErrWriteFailed) // its writer is told
-					require.Eventually(t, func() bool { return st.Apply("other", store.Put("y", []byte("1"))) == nil }, waitFor, tick)
-				})
+			if tc.failFirst {
+				faults.FailSyncs(syscall.EIO)
+				require.ErrorIs(t, st.Apply("other", store.Put("x", []byte("1"))), store.ErrWriteFailed) // lost's group fails
+				faults.Clear()
+				require.ErrorIs(t, reg.Rename(ctx, "src", "dst"), store.ErrWriteFailed)
+				require.ErrorIs(t, lost.Wait(), store.ErrWriteFailed) // its writer is told
+			} else {
+				p, err := reg.RenameNoWait(ctx, "src", "dst")
+				require.NoError(t, err)
+				faults.FailSyncs(syscall.EIO)
+				require.ErrorIs(t, lost.Wait(), store.ErrWriteFailed) // commits both, and they fail together
+				require.ErrorIs(t, p.Wait(), store.ErrWriteFailed)
+				faults.Clear()
 			}
-			if answeredFirst {
-				hs.beforeSettle = answer // after the rename took the pairs
-			}
-			require.ErrorIs(t, reg.Rename(ctx, "src", "dst"), store.ErrWriteFailed)
-			answer()
+			require.Eventually(t, func() bool { return st.Apply("other", store.Put("y", []byte("1"))) == nil }, waitFor, tick)
 
 			require.NoError(t, st.Settle())
 			pairs, found, err := st.Load("src")
 			require.NoError(t, err)
 			require.True(t, found)
 			assert.Equal(t, "acked", string(pairs["k"]))
-			_, found, err = st.Load("dst")
+			pairs, found, err = st.Load("dst")
 			require.NoError(t, err)
-			assert.False(t, found)
+			assert.Equal(t, tc.dstBefore, found)
+			if tc.dstBefore {
+				assert.Equal(t, "old", string(pairs["k"]))
+			}
+
+			names, err := reg.NamesErr()
+			require.NoError(t, err)
+			assert.ElementsMatch(t, want, names, "the names are what the disk holds (other was written past the registry)")
+			b, found, err := reg.LookupCurrent(ctx, "src")
+			require.NoError(t, err)
+			require.True(t, found)
+			v, err := b.Get("k")
+			require.NoError(t, err)
+			assert.Equal(t, "acked", string(v))
+			b, found, err = reg.LookupCurrent(ctx, "dst")
+			require.NoError(t, err)
+			require.Equal(t, tc.dstBefore, found, "dst is what the disk holds")
+			if tc.dstBefore {
+				v, err := b.Get("k")
+				require.NoError(t, err)
+				assert.Equal(t, "old", string(v))
+			}
 		})
 	}
+}
+
+// A rename's move joins the writes queued around it, and a transaction's
+// held group (registry.HoldWrites): it commits nothing on its own, and
+// the transaction's writes before and after it reach the disk in one
+// atomic write with it.
+func TestDurableRenameJoinsTheHeldWrites(t *testing.T) {
+	st := openStoreT(t, t.TempDir())
+	reg, _, _ := newDurableTree(t, st)
+	src, err := reg.Create(ctx, "src")
+	require.NoError(t, err)
+	require.NoError(t, src.Put("k", []byte("v1")))
+
+	release := reg.HoldWrites()
+	_, before, err := src.SetNoWait("k", []byte("v2"))
+	require.NoError(t, err)
+	p, err := reg.RenameNoWait(ctx, "src", "dst")
+	require.NoError(t, err)
+	dst, ok := reg.Lookup("dst")
+	require.True(t, ok)
+	_, after, err := dst.SetNoWait("k2", []byte("w"))
+	require.NoError(t, err)
+	for _, name := range []string{"src", "dst"} {
+		found, err := st.Has(name) // reads what is committed, without settling
+		require.NoError(t, err)
+		assert.Equal(t, name == "src", found, "%s: nothing of the transaction is committed", name)
+	}
+	release()
+	for _, w := range []bucket.Pending{before, p, after} {
+		require.NoError(t, w.Wait())
+	}
+	pairs, found, err := st.Load("dst")
+	require.NoError(t, err)
+	require.True(t, found)
+	assert.Equal(t, map[string][]byte{"k": []byte("v2"), "k2": []byte("w")}, pairs)
+	found, err = st.Has("src")
+	require.NoError(t, err)
+	assert.False(t, found)
+}
+
+// A rename waits for no disk: it returns with its move queued while the
+// disk hangs, and the names have switched; its wait returns once the disk
+// is back and the move durable.
+func TestDurableRenameNoWaitWaitsForNoDisk(t *testing.T) {
+	faults := &store.Faults{}
+	st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways, Faults: faults, RetryInterval: time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	reg, _, _ := newDurableTree(t, &countingStore{Store: st})
+	for _, name := range []string{"src", "dst"} {
+		b, err := reg.Create(ctx, name)
+		require.NoError(t, err)
+		require.NoError(t, b.Put("k", []byte(name)))
+	}
+
+	resume := faults.Stall()
+	defer resume()
+	p, err := reg.RenameNoWait(ctx, "src", "dst")
+	require.NoError(t, err)
+	names, err := reg.NamesErr()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"dst"}, names)
+	b, ok := reg.Lookup("dst")
+	require.True(t, ok)
+	v, err := b.Get("k")
+	require.NoError(t, err)
+	assert.Equal(t, "src", string(v), "dst holds src's pairs at once")
+	resume()
+	require.NoError(t, p.Wait())
+	pairs, found, err := st.Load("dst")
+	require.NoError(t, err)
+	require.True(t, found)
+	assert.Equal(t, map[string][]byte{"k": []byte("src")}, pairs)
 }
 
 // failFirstPairs fails the first write of pairs it is given (a full disk,

@@ -50,8 +50,9 @@
 // holds the registry's TxLock alone, which every other command shares, as
 // the line protocol's and HTTP's do; an embedding host that writes
 // without it is not held back. EXEC's writes reach a durable store as one
-// atomic write (Registry.HoldWrites), unless it deletes, renames, flushes
-// or loads a bucket, which commits what came before. WATCH makes EXEC run nothing (a null
+// atomic write (Registry.HoldWrites), unless it flushes or loads a bucket
+// (a RENAME whose source is stored but not in memory loads it), which
+// commits what came before. WATCH makes EXEC run nothing (a null
 // array) if a watched key's bucket changed since, whoever changed it:
 // each bucket counts its writes (bucket.Version).
 //

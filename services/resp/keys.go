@@ -256,7 +256,9 @@ func (s *Server) flushall(ctx context.Context, c *conn, args [][]byte) {
 // ended and its pairs taken in one step, so that no write to src is
 // acknowledged and then lost; dst, if it exists, is replaced, as Redis
 // overwrites it. In memory it is not atomic across the two names: for a
-// moment a reader may find neither; with a store, the move is one write.
+// moment a reader may find neither; with a store, the move is one write,
+// queued with the writes of the clients around it, and the reply waits
+// for it as a field write's does.
 func (s *Server) rename(ctx context.Context, c *conn, args [][]byte) {
 	if string(args[1]) == string(args[2]) {
 		if b, ok := s.live(ctx, c, args[1]); !ok {
@@ -269,10 +271,12 @@ func (s *Server) rename(ctx context.Context, c *conn, args [][]byte) {
 		return
 	}
 	c.mayWait() // for the registry to forget the source
-	err := s.reg.Rename(ctx, string(args[1]), string(args[2]))
+	p, err := s.reg.RenameNoWait(ctx, string(args[1]), string(args[2]))
 	switch {
 	case err == nil:
+		start := len(c.out)
 		c.ok()
+		c.awaiting(p, start) // as DEL's drops: the reply waits for the move
 	case errors.Is(err, registry.ErrNotFound):
 		c.err("ERR no such key")
 	default:

@@ -39,7 +39,7 @@ type Registry interface {
 	Len() int
 	LenErr() (int, error)
 	Scan(cursor uint64, count int) (names []string, next uint64, err error)
-	Rename(ctx context.Context, from, to string) error
+	RenameNoWait(ctx context.Context, from, to string) (bucket.Pending, error)
 	FlushAllNoWait(ctx context.Context) (wait func(context.Context) error, err error)
 	// TxLock isolates transactions: EXEC holds it alone, every other
 	// command shared, as every front end on the registry does.
