@@ -14,6 +14,12 @@
 # against kv --fsync everysec, then Redis appendfsync always against kv
 # --fsync always. MODE=all: both.
 #
+# RENAMER=1: while each figure is measured, one more client renames a hash
+# over and over (HSET rsrc f v, then RENAME rsrc rdst: redis-cli, one
+# command at a time), and the renames it made per second are printed
+# beside each server's figure (the median of the rounds), so that what a
+# RENAME costs the other clients shows against what it costs Redis's.
+#
 # Usage: bench/vs-redis.sh            (from anywhere in the repository)
 # Environment: MODE (memory), REDIS_PORT (default 16379), KV_PORT (default 16380),
 #   CLIENTS (50), REQUESTS (200000), KEYSPACE (100000), PIPELINE (16),
@@ -40,6 +46,7 @@ PIPELINE=${PIPELINE:-16}
 ROUNDS=${ROUNDS:-3}
 MODE=${MODE:-memory}
 PIN=${PIN:-0}
+RENAMER=${RENAMER:-0}
 case "$MODE" in memory | durable | all) ;; *)
 	echo "MODE must be memory, durable or all, not $MODE" >&2
 	exit 2
@@ -100,10 +107,22 @@ if [ "$PIN" = 1 ]; then
 fi
 
 rps() { # port pipeline command...
-	local port=$1 pipe=$2
+	local port=$1 pipe=$2 renamer="" began
 	shift 2
+	if [ "$RENAMER" = 1 ]; then
+		yes $'HSET rsrc f v\nRENAME rsrc rdst' | ${client[@]+"${client[@]}"} redis-cli -p "$port" >"$work/renamer.out" 2>&1 &
+		renamer=$!
+		began=$(date +%s.%N)
+	fi
 	${client[@]+"${client[@]}"} redis-benchmark -p "$port" -c "$CLIENTS" -n "$REQUESTS" -r "$KEYSPACE" -P "$pipe" -q "$@" 2>/dev/null |
 		tr '\r' '\n' | grep -Eo '[0-9.]+ requests per second' | tail -1 | cut -d' ' -f1
+	if [ -n "$renamer" ]; then
+		kill "$renamer" 2>/dev/null || true
+		wait "$renamer" 2>/dev/null || true
+		# Renames per second, kept beside the figure (see pair).
+		awk -v began="$began" -v ended="$(date +%s.%N)" '$0 == "OK" { n++ } END { printf "%.0f\n", n / (ended - began) }' \
+			"$work/renamer.out" >>"$work/renames.$port"
+	fi
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -130,10 +149,15 @@ pair() {
 	wait_port "$KV_PORT" kv
 
 	echo "$title (kv $(redis-cli -p "$KV_PORT" INFO server | tr -d '\r' | grep '^go_maxprocs:'))"
-	printf '%-28s %14s %14s %8s\n' "benchmark" "Redis req/s" "kv req/s" "kv/Redis"
+	printf '%-28s %14s %14s %8s' "benchmark" "Redis req/s" "kv req/s" "kv/Redis"
+	if [ "$RENAMER" = 1 ]; then
+		printf ' %16s %13s' "Redis renames/s" "kv renames/s"
+	fi
+	echo
 	for pipe in 1 "$PIPELINE"; do
 		for cmd in "${cmds[@]}"; do
 			rs=() ks=()
+			rm -f "$work/renames.$REDIS_PORT" "$work/renames.$KV_PORT"
 			for _ in $(seq 1 "$ROUNDS"); do
 				# shellcheck disable=SC2086
 				rs+=("$(rps "$REDIS_PORT" "$pipe" $cmd)")
@@ -143,7 +167,11 @@ pair() {
 			r=$(printf '%s\n' "${rs[@]}" | median)
 			k=$(printf '%s\n' "${ks[@]}" | median)
 			ratio=$(awk -v k="$k" -v r="$r" 'BEGIN { if (r > 0) printf "%.2fx", k / r; else print "n/a" }')
-			printf '%-28s %14s %14s %8s\n' "${cmd%% *} -P $pipe" "$r" "$k" "$ratio"
+			printf '%-28s %14s %14s %8s' "${cmd%% *} -P $pipe" "$r" "$k" "$ratio"
+			if [ "$RENAMER" = 1 ]; then
+				printf ' %16s %13s' "$(median <"$work/renames.$REDIS_PORT")" "$(median <"$work/renames.$KV_PORT")"
+			fi
+			echo
 		done
 	done
 	kill "$rpid" "$kpid" 2>/dev/null || true
@@ -166,4 +194,4 @@ if [ "$MODE" = durable ] || [ "$MODE" = all ]; then
 	kv_extra=(--data-dir "$work/kv-data" --fsync always)
 	pair "durable, always: Redis appendonly yes appendfsync always, kv --fsync always"
 fi
-echo "(MODE=$MODE; median of $ROUNDS; redis-benchmark -c $CLIENTS -n $REQUESTS -r $KEYSPACE; $(redis-server --version | cut -d' ' -f3); kv $("$work/kv" --version | cut -d' ' -f2) with GOMAXPROCS=${KV_GOMAXPROCS:-default}; $(nproc) cores; PIN=$PIN)"
+echo "(MODE=$MODE; median of $ROUNDS; redis-benchmark -c $CLIENTS -n $REQUESTS -r $KEYSPACE; $(redis-server --version | cut -d' ' -f3); kv $("$work/kv" --version | cut -d' ' -f2) with GOMAXPROCS=${KV_GOMAXPROCS:-default}; $(nproc) cores; PIN=$PIN; RENAMER=$RENAMER)"
