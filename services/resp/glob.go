@@ -123,6 +123,12 @@ const (
 // globBudget.
 const errGlobTooCostly = "ERR pattern too costly to match: it passed the steps allowed for the names it was matched against"
 
+// globEventBaseSteps is the base of a subscriber's budget for one event
+// (see subscriber.deliver): matching runs at every event, so its base is
+// small (well under a millisecond), and each pattern still gets its
+// globStepsPerByte for each byte of the channel and of the pattern.
+const globEventBaseSteps = 1 << 16
+
 func newGlobBudget() globBudget { return globBudget{left: globBaseSteps} }
 
 // match is globMatch(p, s) within the budget: ok is false once the

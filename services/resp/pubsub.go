@@ -261,6 +261,12 @@ func (p *subscriber) deliver(ev events.Event) {
 	bucketCh := ChannelBucketPrefix + ev.BucketName()
 	c := p.c
 	limit := c.s.cfg.MaxReplyBytes
+	// Matching a pattern against a channel costs up to the product of
+	// their lengths, and runs again at every event, which other clients'
+	// writes make: a few long patterns against long bucket names would
+	// keep a core busy for good. An event's channels get the steps that
+	// any sane patterns need (see globBudget), on a small base.
+	budget := globBudget{left: globEventBaseSteps}
 	c.wmu.Lock()
 	out := p.out[:0]
 	for _, ch := range [2]string{kindCh, bucketCh} {
@@ -271,7 +277,16 @@ func (p *subscriber) deliver(ev events.Event) {
 			out = redcon.AppendBulk(out, msg)
 		}
 		for pat, since := range p.patterns {
-			if seq > since && globMatch(pat, ch) {
+			if seq <= since {
+				continue
+			}
+			match, ok := budget.match(pat, ch)
+			if !ok {
+				c.wmu.Unlock()
+				p.kick("its patterns are too costly to match: they passed the steps allowed for one event's channels")
+				return
+			}
+			if match {
 				out = redcon.AppendArray(out, 4)
 				out = redcon.AppendBulkString(out, "pmessage")
 				out = redcon.AppendBulkString(out, pat)

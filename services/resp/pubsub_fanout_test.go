@@ -56,3 +56,36 @@ func TestSubscriberFanOutIsBounded(t *testing.T) {
 	assert.EqualValues(t, 1, ts.srv.kicked.Load())
 	assert.Equal(t, "PONG", rc.Ping(ctx).Val())
 }
+
+// TestCostlyPatternSubscriberIsDisconnected: matching a pattern against a
+// channel costs up to the product of their lengths, at every event, which
+// other clients' writes make: a subscriber whose patterns pass the steps
+// one event's channels allow (globEventBaseSteps, plus a credit for each
+// byte of the channel and of the pattern) is disconnected, while one with
+// an ordinary pattern gets the event. Before, a 2 KB literal after a '*'
+// against a 4 KB bucket name took about 4M steps at each event, on a core
+// that the other clients share, for no match at all.
+func TestCostlyPatternSubscriberIsDisconnected(t *testing.T) {
+	ts := start(t, Config{})
+	ctx := context.Background()
+	rc := ts.client(t)
+
+	costly := ts.raw(t)
+	pat := "kv:bucket:*" + strings.Repeat("a", 2000) + "b"
+	costly.send(fmt.Sprintf("*2\r\n$10\r\nPSUBSCRIBE\r\n$%d\r\n%s\r\n", len(pat), pat))
+	costly.expect("*3", "$10", "psubscribe", fmt.Sprintf("$%d", len(pat)), pat, ":1")
+	other := ts.raw(t)
+	other.send("PSUBSCRIBE kv:bucket:*a\r\n")
+	other.expect("*3", "$10", "psubscribe", "$12", "kv:bucket:*a", ":1")
+
+	name := strings.Repeat("a", 4000)
+	require.NoError(t, rc.HSet(ctx, name, "f", "v").Err())
+	ch := "kv:bucket:" + name
+	other.expect("*4", "$8", "pmessage", "$12", "kv:bucket:*a", fmt.Sprintf("$%d", len(ch)), ch)
+	other.line() // the message's length
+	assert.Contains(t, other.line(), `"event":"created"`)
+
+	assert.True(t, costly.closed(), "the subscriber whose patterns passed the steps allowed is still connected")
+	assert.EqualValues(t, 1, ts.srv.kicked.Load())
+	assert.Equal(t, "PONG", rc.Ping(ctx).Val())
+}
