@@ -1,31 +1,24 @@
 package resp
 
-import "math"
-
 // maxStars is how many groups of '*' a pattern may pass: Redis's
 // stringmatchlen gives up (no match) past 1,000 levels of recursion, one
 // per group.
 const maxStars = 1000
 
-// globMatch reports whether s matches the Redis glob pattern p: * (any
-// run), ? (any byte), [abc], [^abc], [a-z] and \ to escape. It is Redis's
-// stringmatchlen, iterative where Redis recurses on '*', with the same
-// results, quirks included (FuzzGlobMatch holds it to them): an empty s
-// matches only an empty p (callers treat a lone "*" as no pattern, as
-// Redis's do); in a class, a '-' makes a range of the bytes around it even
-// when the second one is ']', and the class then goes on; and a pattern
-// matches nothing once it passes more than maxStars groups of '*' that
-// are not at its end (Redis's limit on its recursion). It costs up to
-// len(s) times len(p) steps: a command that matches a pattern its client
-// chose uses a globBudget instead.
-func globMatch(p, s string) bool {
-	match, _, _ := globMatchWithin(p, s, math.MaxInt)
-	return match
-}
-
-// globMatchWithin is globMatch in at most limit steps (a byte of s or of
-// p looked at): ok is false, and match meaningless, if it needs more. It
-// reports the steps it took (past limit, those it took before it gave up).
+// globMatchWithin reports whether s matches the Redis glob pattern p: *
+// (any run), ? (any byte), [abc], [^abc], [a-z] and \ to escape. It is
+// Redis's stringmatchlen, iterative where Redis recurses on '*', with the
+// same results, quirks included (FuzzGlobMatch holds it to them): an
+// empty s matches only an empty p (callers treat a lone "*" as no
+// pattern, as Redis's do); in a class, a '-' makes a range of the bytes
+// around it even when the second one is ']', and the class then goes on;
+// and a pattern matches nothing once it passes more than maxStars groups
+// of '*' that are not at its end (Redis's limit on its recursion). It
+// costs up to len(s) times len(p) steps (a byte of s or of p looked at),
+// so it takes at most limit of them: ok is false, and match meaningless,
+// if it needs more. It reports the steps it took (past limit, those it
+// took before it gave up). Every caller matches a pattern its client
+// chose, and so goes through a globBudget.
 func globMatchWithin(p, s string, limit int) (match bool, steps int, ok bool) {
 	if s == "" {
 		return p == "", 0, true
@@ -102,7 +95,8 @@ func globMatchWithin(p, s string, limit int) (match bool, steps int, ok bool) {
 
 // A globBudget bounds what matching a client's pattern costs one command
 // (KEYS, SCAN and HSCAN with MATCH, COMMAND LIST FILTERBY PATTERN, CONFIG
-// GET), which on the event loop every other client waits for. Matching is Redis's
+// GET), which on the event loop every other client waits for, or one
+// event (a subscriber's patterns, from globEventBaseSteps). Matching is Redis's
 // algorithm, which takes up to the name's length times the pattern's
 // steps: a pattern of 128 KiB against long names of the byte it repeats
 // held every client of the loop for 19 seconds (Redis's loop too). The

@@ -305,3 +305,10 @@ func TestCostlyPatternsAreRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, fields, 2)
 }
+
+// globMatch is globMatchWithin without a bound on its steps, for the tests
+// that hold the matching to Redis's.
+func globMatch(p, s string) bool {
+	match, _, _ := globMatchWithin(p, s, math.MaxInt)
+	return match
+}
