@@ -429,6 +429,13 @@ func (r *Registry) trackIndexWriteLocked(name string, stored bool) *indexWrite {
 // lost, and no earlier write of name was, the index goes back to what w
 // found (see indexWrite).
 func (r *Registry) settledIndexWrite(name string, w *indexWrite, lost bool) {
+	if !r.indexMu.TryLock() {
+		if r.testIndexBlocked != nil {
+			r.testIndexBlocked()
+		}
+		r.indexMu.Lock()
+	}
+	defer r.indexMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w.settled = true
@@ -459,6 +466,26 @@ func (r *Registry) settledIndexWrite(name string, w *indexWrite, lost bool) {
 		}
 	}
 	delete(r.indexWrites, name)
+}
+
+// keepFirstLossLocked puts the index of name back to what the first lost
+// write of name queued before w found, if one has been answered: w, queued
+// after it in the same failure, is lost too, and the index change made
+// with w must not stand. The caller holds r.mu.
+func (r *Registry) keepFirstLossLocked(name string, w *indexWrite) {
+	for _, e := range r.indexWrites[name] {
+		if e == w {
+			return
+		}
+		if e.lost {
+			if e.stored {
+				r.indexLocked(name)
+			} else {
+				r.unindexLocked(name)
+			}
+			return
+		}
+	}
 }
 
 // has reports whether bucket name is stored: from the index of stored
@@ -680,11 +707,33 @@ func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pe
 			}
 		}
 	}
+	r.mu.RLock()
+	indexed := r.stored != nil
+	r.mu.RUnlock()
+	// The move's index writes are tracked in the same step as the move is
+	// queued, with no write of either name settled in between: an earlier
+	// write of the name answered lost before it belongs to a failure that
+	// is over (the store took the move), one answered after it to the
+	// failure that loses the move too, and must not be forgotten (see
+	// trackIndexWriteLocked).
 	var w store.Waiter
+	var iwFrom, iwTo *indexWrite
 	move := func(pairs map[string][]byte) error {
+		r.indexMu.Lock()
+		defer r.indexMu.Unlock()
 		var err error
-		w, err = r.store.Move(from, to, pairs)
-		return err
+		if w, err = r.store.Move(from, to, pairs); err != nil {
+			return err
+		}
+		if indexed {
+			r.mu.Lock()
+			iwFrom = r.trackIndexWriteLocked(from, true)
+			if to != from {
+				iwTo = r.trackIndexWriteLocked(to, dstStored)
+			}
+			r.mu.Unlock()
+		}
+		return nil
 	}
 	var data map[string][]byte
 	if live {
@@ -725,7 +774,6 @@ func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pe
 				"bucket", from, "err", err)
 		}
 	}
-	var iwFrom, iwTo *indexWrite // set below, before anyone can wait for the move
 	b, p := bucket.RestoreMoved(to, r.newID(), data, r.store, w, func(lost error) {
 		if iwFrom != nil {
 			r.settledIndexWrite(from, iwFrom, lost != nil)
@@ -734,9 +782,6 @@ func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pe
 			r.settledIndexWrite(to, iwTo, lost != nil)
 		}
 	})
-	r.mu.RLock()
-	indexed := r.stored != nil
-	r.mu.RUnlock()
 	if !indexed {
 		// Without the index, has, Names, Len and Scan read the store,
 		// which shows from until the move is committed: the move is
@@ -762,11 +807,14 @@ func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pe
 	} else {
 		r.addLocked(to, b) // indexes to
 	}
-	if indexed {
-		iwFrom = r.trackIndexWriteLocked(from, true)
-		if to != from {
-			iwTo = r.trackIndexWriteLocked(to, dstStored)
-		}
+	// A write of either name queued before the move and answered lost
+	// since has put the index back to what the disk holds; the move,
+	// queued after it, is lost too: the switch above must not undo that.
+	if iwFrom != nil {
+		r.keepFirstLossLocked(from, iwFrom)
+	}
+	if iwTo != nil {
+		r.keepFirstLossLocked(to, iwTo)
 	}
 	r.mu.Unlock()
 	err := errRefused

@@ -119,6 +119,13 @@ type Registry struct {
 	// indexWrites holds, by name, the queued writes that change whether
 	// it is stored and have not all met their fate (see indexWrite).
 	indexWrites map[string][]*indexWrite
+	// indexMu orders a rename's move, queued and tracked in one step,
+	// against the settling of the other index writes (see indexWrite):
+	// taken before mu, and never while waiting for a store write.
+	indexMu sync.Mutex
+	// testIndexBlocked, if set, runs when settledIndexWrite must wait for
+	// indexMu (tests only).
+	testIndexBlocked func()
 
 	box *mailbox
 	// stopped is closed, under mu, once a stop's drain is over: Serve

@@ -31,15 +31,28 @@ func TestReviewRenameOntoALostCreateKeepsItsIndexWrite(t *testing.T) {
 	_, created, err := reg.CreateWith(ctx, "dst", putF("x")) // its marker is in flight
 	require.NoError(t, err)
 
+	// The move is queued, after dst's marker. Another client answers the
+	// marker's failure now: the rename either sees it answered, or holds
+	// it back until it has tracked the move (blocked).
+	blocked := make(chan struct{})
+	var blockedOnce sync.Once
+	reg.testIndexBlocked = func() { blockedOnce.Do(func() { close(blocked) }) }
+	answered := make(chan error, 1)
 	var once sync.Once
-	hs.afterMove = func() { // the move is queued, after dst's marker
+	hs.afterMove = func() {
 		once.Do(func() {
 			faults.FailSyncs(syscall.EIO)
-			require.ErrorIs(t, created.Wait(), store.ErrWriteFailed) // answered: both fail
+			go func() { answered <- created.Wait() }()
+			select {
+			case err := <-answered:
+				answered <- err
+			case <-blocked:
+			}
 		})
 	}
 	p, err := reg.RenameNoWait(ctx, "src", "dst")
 	require.NoError(t, err)
+	require.ErrorIs(t, <-answered, store.ErrWriteFailed) // both fail
 	require.ErrorIs(t, p.Wait(), store.ErrWriteFailed)
 	faults.Clear()
 	require.Eventually(t, func() bool { return st.Apply("other", store.Put("y", []byte("1"))) == nil }, waitFor, tick)
