@@ -290,7 +290,24 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 	nb := bucket.NewUnrecorded(name, r.newID(), r.store, func(lost bool) {
 		r.settledIndexWrite(name, iw, lost)
 	})
-	p, err := nb.UpdateNoWait(first)
+	// The write is queued and tracked in one step under indexMu, as a
+	// rename's move is (see renameStored): no write of name is answered
+	// in between. (nb's lock is taken inside indexMu, where a rename
+	// takes its source's outside: no one else can reach nb yet.)
+	p, err := func() (bucket.Pending, error) {
+		r.indexMu.Lock()
+		defer r.indexMu.Unlock()
+		p, err := nb.UpdateNoWait(first)
+		if err != nil || !nb.Recorded() {
+			return p, err
+		}
+		// Before anyone can wait for the write: under the claim, in the
+		// store's order among the writes of name.
+		r.mu.Lock()
+		iw = r.trackIndexWriteLocked(name, false)
+		r.mu.Unlock()
+		return p, nil
+	}()
 	if err != nil {
 		return nil, bucket.Pending{}, err // nothing written: no bucket
 	}
@@ -300,11 +317,6 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 		b, err := r.createEmpty(name)
 		return b, bucket.Pending{}, err
 	}
-	// Before anyone can wait for the write: under the claim, in the
-	// store's order among the writes of name.
-	r.mu.Lock()
-	iw = r.trackIndexWriteLocked(name, false)
-	r.mu.Unlock()
 	if err := r.registerBucket(name, nb); err != nil {
 		// Refused before anyone could use the bucket (the tree stops): the
 		// caller reports the write failed, so it must not stay. A bucket
@@ -376,14 +388,19 @@ func (r *Registry) deleteStored(ctx context.Context, name string) (bucket.Pendin
 		}
 		return bucket.Pending{}, nil
 	}
+	// Queued and tracked in one step, as a rename's move is (see
+	// renameStored).
+	r.indexMu.Lock()
 	w, err := r.store.DropBucketNoWait(name)
 	if err != nil {
+		r.indexMu.Unlock()
 		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
 	}
 	r.mu.Lock()
 	r.unindexLocked(name)
 	iw := r.trackIndexWriteLocked(name, true)
 	r.mu.Unlock()
+	r.indexMu.Unlock()
 	return bucket.NewPending(w, func(lost error) { r.settledIndexWrite(name, iw, lost != nil) }), nil
 }
 
@@ -694,17 +711,17 @@ func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pe
 	// queued before the move's drop of its pairs, none after.
 	dstStored := true // from == to: stored, as from is
 	if from != to {
-		dst, ok := r.lookupLive(to)
-		if ok {
+		if dst, ok := r.lookupLive(to); ok {
 			dst.Stop(nil)
 			if err := r.WaitForgotten(ctx, dst); err != nil {
 				return bucket.Pending{}, err
 			}
-		} else {
-			var err error
-			if dstStored, err = r.has(to); err != nil {
-				return bucket.Pending{}, err
-			}
+		}
+		// Asked once it is forgotten: a live bucket may have ended
+		// because its creating write was lost, and then it is not stored.
+		var err error
+		if dstStored, err = r.has(to); err != nil {
+			return bucket.Pending{}, err
 		}
 	}
 	r.mu.RLock()

@@ -119,9 +119,10 @@ type Registry struct {
 	// indexWrites holds, by name, the queued writes that change whether
 	// it is stored and have not all met their fate (see indexWrite).
 	indexWrites map[string][]*indexWrite
-	// indexMu orders a rename's move, queued and tracked in one step,
-	// against the settling of the other index writes (see indexWrite):
-	// taken before mu, and never while waiting for a store write.
+	// indexMu makes queueing an index write (a rename's move, a DEL's
+	// drop, a create's first write) and tracking it one step against the
+	// settling of the others (see indexWrite): taken before mu, and never
+	// while waiting for a store write.
 	indexMu sync.Mutex
 	// testIndexBlocked, if set, runs when settledIndexWrite must wait for
 	// indexMu (tests only).
