@@ -345,67 +345,8 @@ func (r *Registry) undoCreate(name string) {
 	r.unindex(name)
 }
 
-// deleteStored is DeleteNoWait with a store: the bucket is stopped if it
-// is live and its data is dropped, whether it was live, ended (a crash)
-// or only stored. The drop is queued, and the name leaves the index of
-// stored names at once: a later create of the name writes after the drop,
-// and a Load commits it first. If the drop is then lost, the name goes
-// back into the index (the bucket may still be stored: its next use loads
-// it, if it is).
-func (r *Registry) deleteStored(ctx context.Context, name string) (bucket.Pending, error) {
-	if err := r.claim(ctx, name); err != nil {
-		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
-	}
-	defer r.unclaim(name)
-	b, live := r.lookupLive(name) // no load: the name is claimed
-	found := live
-	if !live {
-		var err error
-		if found, err = r.has(name); err != nil {
-			return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
-		}
-	}
-	if !found {
-		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, ErrNotFound)
-	}
-	if live {
-		gone := r.Forgotten(b)
-		b.Stop(nil)
-		if err := r.awaitForgotten(ctx, gone); err != nil {
-			return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
-		}
-	}
-	r.mu.RLock()
-	indexed := r.stored != nil
-	r.mu.RUnlock()
-	if !indexed {
-		// Without the index, has, Names, Len and Scan read the store,
-		// which shows the bucket until its drop is committed: the drop is
-		// waited for here, as Delete did, or a second DEL would count the
-		// bucket again and KEYS would list it.
-		if err := r.store.DropBucket(name); err != nil {
-			return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
-		}
-		return bucket.Pending{}, nil
-	}
-	// Queued and tracked in one step, as a rename's move is (see
-	// renameStored).
-	r.indexMu.Lock()
-	w, err := r.store.DropBucketNoWait(name)
-	if err != nil {
-		r.indexMu.Unlock()
-		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
-	}
-	r.mu.Lock()
-	r.unindexLocked(name)
-	iw := r.trackIndexWriteLocked(name, true)
-	r.mu.Unlock()
-	r.indexMu.Unlock()
-	return bucket.NewPending(w, func(lost error) { r.settledIndexWrite(name, iw, lost != nil) }), nil
-}
-
 // indexWrite is a queued store write that changes whether a name is
-// stored: a DEL's drop (DeleteNoWait) or the first write of a bucket that
+// stored: a DEL's drop (queueDrop) or the first write of a bucket that
 // records it (CreateWith). Each changes the index of stored names when it
 // is queued; if it is lost, the index must go back to what the disk
 // holds. The store loses the writes from the first failed one on (it
@@ -802,9 +743,10 @@ func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pe
 	if !indexed {
 		// Without the index, has, Names, Len and Scan read the store,
 		// which shows from until the move is committed: the move is
-		// waited for here, as deleteStored waits for a drop. If it is
-		// lost, b ends, never registered, and both buckets are as they
-		// were on disk: their next use brings them back.
+		// waited for here, as a DEL waits for its drop (see
+		// deleteStoredBatch). If it is lost, b ends, never registered,
+		// and both buckets are as they were on disk: their next use
+		// brings them back.
 		if err := p.Commit(); err != nil {
 			return bucket.Pending{}, err
 		}

@@ -14,6 +14,11 @@ import (
 func (r *Registry) Forgotten(b *bucket.Bucket) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.forgottenLocked(b)
+}
+
+// forgottenLocked is Forgotten for a caller that holds r.mu.
+func (r *Registry) forgottenLocked(b *bucket.Bucket) <-chan struct{} {
 	id := b.ID()
 	if _, ok := r.refs[id]; !ok {
 		c := make(chan struct{})

@@ -20,8 +20,8 @@ import (
 )
 
 // The index of stored names and the buckets in memory agree with the disk
-// whatever the writes that change them (creates, DELs, RENAMEs, field
-// writes) meet: clients run random pipelines of them over a few names,
+// whatever the writes that change them (creates, DELs of one name or
+// several, RENAMEs, field writes) meet: clients run random pipelines of them over a few names,
 // some of which the disk loses whole, and answer their writes in any
 // order; after each round, once the store has recovered, Names lists
 // exactly the buckets on disk and every one of them reads as the disk
@@ -60,13 +60,27 @@ func TestDurableIndexAgreesWithTheDiskThroughLostWrites(t *testing.T) {
 			name := names[rng.IntN(len(names))]
 			var p bucket.Pending
 			var err error
-			switch rng.IntN(3) {
+			switch rng.IntN(4) {
 			case 0:
 				_, p, err = reg.CreateWith(ctx, name, putF(fmt.Sprintf("c%d-%d", client, rng.IntN(1000))))
 			case 1:
 				p, err = reg.DeleteNoWait(ctx, name)
 			case 2:
 				p, err = reg.RenameNoWait(ctx, name, names[rng.IntN(len(names))])
+			case 3: // DEL of several names, some maybe twice
+				many := []string{name}
+				for range rng.IntN(3) {
+					many = append(many, names[rng.IntN(len(names))])
+				}
+				var drops []bucket.Pending
+				_, drops, err = reg.DeleteManyNoWait(ctx, many)
+				for _, d := range drops {
+					ps = append(ps, d)
+					queued()
+				}
+				if err == nil {
+					continue
+				}
 			}
 			switch {
 			case err == nil:

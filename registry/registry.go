@@ -557,28 +557,21 @@ func (r *Registry) DeleteNoWait(ctx context.Context, name string) (bucket.Pendin
 	if err := ctx.Err(); err != nil {
 		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
 	}
+	var n int
+	var drops []bucket.Pending
+	var err error
 	if r.store != nil {
-		return r.deleteStored(ctx, name)
+		n, drops, err = r.deleteStoredBatch(ctx, []string{name})
+	} else {
+		n, err = r.deleteBatchInMemory(ctx, []string{name})
 	}
-	r.mu.Lock()
-	b, ok := r.names[name]
-	if !ok {
-		r.mu.Unlock()
+	switch {
+	case err != nil:
+		return bucket.Pending{}, err
+	case n == 0:
 		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, ErrNotFound)
-	}
-	gone := r.waiters[b.ID()]
-	if gone == nil {
-		gone = make(chan struct{})
-		r.waiters[b.ID()] = gone
-	}
-	r.mu.Unlock()
-
-	stopped := b.Stop(nil)
-	if err := r.awaitForgotten(ctx, gone); err != nil {
-		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
-	}
-	if !stopped {
-		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w (it had already ended)", name, ErrNotFound)
+	case len(drops) == 1:
+		return drops[0], nil
 	}
 	return bucket.Pending{}, nil
 }

@@ -3,6 +3,7 @@ package resp
 import (
 	"context"
 	"errors"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -15,18 +16,19 @@ import (
 	"github.com/kvproject/kv/internal/store"
 )
 
-// failingDelete is a registry whose DeleteNoWait of one name fails with an
-// error other than ErrNotFound.
+// failingDelete is a registry whose DeleteManyNoWait fails at one name
+// with an error other than ErrNotFound, having deleted the names before.
 type failingDelete struct {
 	Registry
 	bad string
 }
 
-func (f failingDelete) DeleteNoWait(ctx context.Context, name string) (bucket.Pending, error) {
-	if name == f.bad {
-		return bucket.Pending{}, errors.New("injected: cannot delete")
+func (f failingDelete) DeleteManyNoWait(ctx context.Context, names []string) (int, []bucket.Pending, error) {
+	if i := slices.Index(names, f.bad); i >= 0 {
+		n, drops, _ := f.Registry.DeleteManyNoWait(ctx, names[:i])
+		return n, drops, errors.New("injected: cannot delete")
 	}
-	return f.Registry.DeleteNoWait(ctx, name)
+	return f.Registry.DeleteManyNoWait(ctx, names)
 }
 
 // A DEL that fails at one key still waits for the drops of the keys before

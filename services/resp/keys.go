@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/registry"
 )
 
@@ -152,28 +151,17 @@ func (s *Server) exists(ctx context.Context, c *conn, args [][]byte) {
 // connection (and on the event loop, every client) until it is durable:
 // the reply leaves once every drop is, or is an error if one is lost.
 func (s *Server) del(ctx context.Context, c *conn, args [][]byte) {
-	c.mayWait() // for the registry to forget each bucket
-	var n int64
-	var failed error
-	var drops []bucket.Pending
-	for _, k := range args[1:] {
-		p, err := s.reg.DeleteNoWait(ctx, string(k))
-		if err != nil && !errors.Is(err, registry.ErrNotFound) {
-			failed = err
-			break
-		}
-		if err == nil {
-			n++
-			if !p.IsZero() {
-				drops = append(drops, p)
-			}
-		}
+	c.mayWait() // for the registry to forget the buckets
+	names := make([]string, len(args)-1)
+	for i, k := range args[1:] {
+		names[i] = string(k)
 	}
+	n, drops, err := s.reg.DeleteManyNoWait(ctx, names)
 	start := len(c.out)
-	if failed != nil {
-		c.writeErr(failed)
+	if err != nil {
+		c.writeErr(err)
 	} else {
-		c.integer(n)
+		c.integer(int64(n))
 	}
 	for _, p := range drops { // the reply, the error's too, waits for the drops made
 		c.awaiting(p, start)

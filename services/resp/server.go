@@ -32,7 +32,7 @@ type Registry interface {
 	LookupErr(name string) (*bucket.Bucket, bool, error)
 	LookupCurrent(ctx context.Context, name string) (*bucket.Bucket, bool, error)
 	Delete(ctx context.Context, name string) error
-	DeleteNoWait(ctx context.Context, name string) (bucket.Pending, error)
+	DeleteManyNoWait(ctx context.Context, names []string) (deleted int, drops []bucket.Pending, err error)
 	WaitForgotten(ctx context.Context, b *bucket.Bucket) error
 	Names() []string
 	NamesErr() ([]string, error)
