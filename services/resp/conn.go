@@ -76,6 +76,7 @@ type conn struct {
 	pending    []pendingReply
 	scratch    []byte
 	failed     bool // the reply being written is an error
+	rejected   bool // the command was refused before it ran (its arity, AUTH...)
 	txShared   bool // the command runs under the transactions' read lock, taken for it alone (exec)
 	// When the previous command of the current run ended, on the
 	// connection's clock (see since); 0: no command has run since the
@@ -738,6 +739,7 @@ type pendingReply struct {
 	// observer): its latency includes the wait for the disk, and it
 	// counts as failed if the write fails.
 	cmd   string
+	stats *command
 	begin time.Duration // on the connection's clock
 }
 
@@ -771,7 +773,7 @@ func (c *conn) settle() {
 			failed = true
 		}
 		if pr.cmd != "" && c.s.obs != nil {
-			c.s.obs.ObserveCommand(Protocol, pr.cmd, c.since()-pr.begin, pr.err != nil)
+			c.s.observe(pr.stats, pr.cmd, c.since()-pr.begin, false, pr.err != nil)
 		}
 	}
 	if failed {
@@ -882,7 +884,7 @@ func (c *conn) runObserved(ctx context.Context, cmd *command, args [][]byte) {
 	if begin == 0 {
 		begin = c.since()
 	}
-	c.failed = false
+	c.failed, c.rejected = false, false
 	pending := len(c.pending)
 	t, queued := c.multi, 0
 	if t != nil {
@@ -901,13 +903,29 @@ func (c *conn) runObserved(ctx context.Context, cmd *command, args [][]byte) {
 	// have been, each on its own: EXEC is observed at once).
 	if len(c.pending) > pending && c.pending[len(c.pending)-1].cmd == "" {
 		pr := &c.pending[len(c.pending)-1]
-		pr.cmd, pr.begin = name, begin
+		pr.cmd, pr.stats, pr.begin = name, cmd, begin
 		c.lastEnd = c.since()
 		return
 	}
 	end := c.since()
 	c.lastEnd = end
-	c.s.obs.ObserveCommand(Protocol, name, end-begin, c.failed)
+	c.s.observe(cmd, name, end-begin, c.rejected, c.failed)
+}
+
+// observe reports a command that has run (or was refused: rejected) to the
+// Observer, and counts it for INFO commandstats (cmd nil: unknown).
+func (s *Server) observe(cmd *command, name string, elapsed time.Duration, rejected, failed bool) {
+	if cmd != nil {
+		cmd.calls.Add(1)
+		cmd.elapsed.Add(int64(elapsed))
+		switch {
+		case rejected:
+			cmd.rejected.Add(1)
+		case failed:
+			cmd.failed.Add(1)
+		}
+	}
+	s.obs.ObserveCommand(Protocol, name, elapsed, failed)
 }
 
 // run checks a command's arity, the client's authentication and state,
@@ -932,6 +950,7 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 		cmd.fn(ctx, c, args)
 		return
 	}
+	c.rejected = true
 	if cmd != nil && cmd.flags&flagExclusive != 0 {
 		c.abortExec(mark)
 	}

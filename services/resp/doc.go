@@ -14,10 +14,11 @@
 // Connection and server: PING, ECHO, QUIT, SELECT 0, HELLO [2] (RESP2 only:
 // HELLO 3 gets NOPROTO, on which go-redis v9 falls back to RESP2), AUTH,
 // CLIENT ID|KILL|GETNAME|SETNAME|SETINFO|INFO|LIST, COMMAND [COUNT|DOCS|INFO|
-// LIST], INFO [server|clients|memory|stats|replication|keyspace], ROLE
-// (master: kv does not replicate), CONFIG GET (a few read-only values),
-// DBSIZE, TIME, FLUSHALL, FLUSHDB, RESET, DEBUG CRASH-BUCKET, SAVE, BGSAVE
-// and LASTSAVE (with Config.Backups: checkpoints of the durable store).
+// LIST], INFO [server|clients|memory|persistence|stats|replication|
+// keyspace|commandstats], ROLE (master: kv does not replicate), CONFIG GET
+// (a few read-only values), DBSIZE, TIME, FLUSHALL, FLUSHDB, RESET, DEBUG
+// CRASH-BUCKET, SAVE, BGSAVE and LASTSAVE (with Config.Backups:
+// checkpoints of the durable store).
 // Keys: EXISTS, DEL, UNLINK, TYPE, KEYS, SCAN, RENAME; TTL, PTTL,
 // EXPIRETIME, PEXPIRETIME and PERSIST answer as Redis does for keys
 // without a timeout (kv's keys never expire). Hashes: HSET, HMSET,

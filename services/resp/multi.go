@@ -103,8 +103,8 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 		return
 	}
 	// The commands' writes reach the store as one write: a crash keeps
-	// all of them or none (unless a command deletes, renames, flushes or
-	// loads a bucket, which commits what came before it).
+	// all of them or none (unless a command flushes or loads a bucket,
+	// which commits what came before it: see Registry.HoldWrites).
 	defer s.reg.HoldWrites()()
 	c.array(len(t.cmds))
 	// The replies leave only once all are built, and the commands, each

@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -53,6 +54,11 @@ type command struct {
 	// is refused before the handler runs, and as it is queued in MULTI.
 	subs []subcommand
 	fn   handlerFunc
+
+	// What INFO commandstats reports: kept, as the latencies are, only
+	// when the server has an Observer (see Server.observe).
+	calls, rejected, failed atomic.Int64
+	elapsed                 atomic.Int64 // nanoseconds, in all
 }
 
 // subcommand is a subcommand's name (lower case) and arity.

@@ -1,10 +1,14 @@
 package resp
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kvproject/kv/internal/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -85,4 +89,46 @@ func TestObserverLatencyExcludesTheWaitForRequests(t *testing.T) {
 	for i, d := range obs.elapsed {
 		assert.Less(t, d, idle, "command %d", i)
 	}
+}
+
+// INFO commandstats counts each command's calls, its time, and those
+// refused before they ran (rejected) or answered with an error (failed),
+// in Redis's format: with a durable store too, where a write is counted
+// once it has settled, and for the commands an EXEC runs. It is not among
+// INFO's default sections, as in Redis.
+func TestInfoCommandstats(t *testing.T) {
+	obs := &recordingObserver{failed: map[string]bool{}}
+	ds := startDurable(t, t.TempDir(), store.Options{}, func(c *Config) { c.Observer = obs })
+	r := ds.raw(t)
+	r.send("HSET h f v\r\nHGET h f\r\nHGET h\r\nHINCRBY h f 1\r\nMULTI\r\nHGET h f\r\nHSET h g w\r\nEXEC\r\n")
+	r.expect(":1", "$1", "v", "-ERR wrong number of arguments for 'hget' command",
+		"-ERR hash value is not an integer", "+OK", "+QUEUED", "+QUEUED", "*2", "$1", "v", ":1")
+
+	stats := map[string]string{}
+	info := ds.client(t).Info(context.Background(), "commandstats").Val()
+	require.Contains(t, info, "# Commandstats\r\n")
+	for _, line := range strings.Split(info, "\r\n") {
+		if name, v, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(name, "cmdstat_") {
+			stats[name] = v
+		}
+	}
+	counts := func(name string) string {
+		v, ok := stats["cmdstat_"+name]
+		require.True(t, ok, "cmdstat_%s in %q", name, info)
+		var calls, usec, rejected, failed int64
+		var perCall float64
+		_, err := fmt.Sscanf(v, "calls=%d,usec=%d,usec_per_call=%f,rejected_calls=%d,failed_calls=%d", &calls, &usec, &perCall, &rejected, &failed)
+		require.NoError(t, err, v)
+		assert.GreaterOrEqual(t, usec, int64(0))
+		return fmt.Sprintf("calls=%d rejected=%d failed=%d", calls, rejected, failed)
+	}
+	assert.Equal(t, "calls=3 rejected=1 failed=0", counts("hget"))
+	assert.Equal(t, "calls=2 rejected=0 failed=0", counts("hset"))
+	assert.Equal(t, "calls=1 rejected=0 failed=1", counts("hincrby"))
+	assert.Equal(t, "calls=1 rejected=0 failed=0", counts("exec"))
+
+	rc := ds.client(t)
+	assert.NotContains(t, rc.Info(context.Background()).Val(), "# Commandstats", "not a default section")
+	assert.Contains(t, rc.Info(context.Background(), "all").Val(), "cmdstat_hget:")
+	assert.Contains(t, rc.Info(context.Background(), "everything").Val(), "cmdstat_hget:")
 }

@@ -627,7 +627,32 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		lines = append(lines, "db0:keys="+strconv.Itoa(n)+",expires=0,avg_ttl=0")
 	}
 	section("Keyspace", lines...)
+	// As in Redis, not in the default sections: only asked for, or with
+	// all or everything.
+	if want["commandstats"] || want["all"] || want["everything"] {
+		section("Commandstats", s.commandStats()...)
+	}
 	c.bulkString(b.String())
+}
+
+// commandStats is INFO's Commandstats section, in Redis's format, for
+// the commands called since the start (kept when the server has an
+// Observer, as the daemon's: see Server.observe). A command refused before
+// it ran (its arity, AUTH) counts as rejected, one whose reply was an
+// error as failed; kv counts a command's subcommands under it.
+func (s *Server) commandStats() []string {
+	var lines []string
+	for _, cmd := range s.cmds {
+		calls := cmd.calls.Load()
+		if calls == 0 {
+			continue
+		}
+		usec := cmd.elapsed.Load() / 1000
+		lines = append(lines, fmt.Sprintf("cmdstat_%s:calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d",
+			cmd.name, calls, usec, float64(usec)/float64(calls), cmd.rejected.Load(), cmd.failed.Load()))
+	}
+	slices.Sort(lines)
+	return lines
 }
 
 // persistence is INFO's Persistence section, in Redis's field names:
