@@ -172,6 +172,14 @@ func (r *Registry) deleteStoredBatch(ctx context.Context, names []string) (int, 
 // name out of the index of stored names, and returns the drop's Pending.
 // The drop is queued and tracked in one step, as a rename's move is (see
 // renameStored).
+//
+// Whether name was stored before the drop is what the index says now,
+// not what it said when the delete looked at name: the delete has waited
+// since for buckets to be forgotten (name's own, or others' of its batch),
+// and meanwhile the write that created name may have been answered lost
+// (taking name out of the index, as the disk holds no name). Taken as
+// stored, a loss of the drop too would then list name again, as a
+// phantom (as a rename asks about its destination once it is forgotten).
 func (r *Registry) queueDrop(name string) (bucket.Pending, error) {
 	r.indexMu.Lock()
 	defer r.indexMu.Unlock()
@@ -180,8 +188,9 @@ func (r *Registry) queueDrop(name string) (bucket.Pending, error) {
 		return bucket.Pending{}, err
 	}
 	r.mu.Lock()
+	_, stored := r.stored[name] // under indexMu: no write of name is answered meanwhile
 	r.unindexLocked(name)
-	iw := r.trackIndexWriteLocked(name, true)
+	iw := r.trackIndexWriteLocked(name, stored)
 	r.mu.Unlock()
 	return bucket.NewPending(w, func(lost error) { r.settledIndexWrite(name, iw, lost != nil) }), nil
 }
