@@ -20,10 +20,13 @@ const deleteBatch = 256
 // than one round trip each. It returns how many of the names it deleted (a
 // name given twice counts once, as Redis counts it) and the Pendings of
 // their drops (none in memory), to be waited for exactly once each. On an
-// error (the first other than a missing name), the names of the batches
-// before are deleted, and counted with their Pendings; those of the
-// failing batch may be stopped (in memory their pairs are gone; with a
-// store they stay, and their next use loads them) but are not counted.
+// error (the first other than a missing name), the names counted are
+// deleted, with their Pendings: those of the batches before, and with a
+// store those of the failing batch whose drops were queued before the
+// one that failed; the others of the failing batch may be stopped (in
+// memory their pairs are gone; with a store they stay, and their next use
+// loads them). The buckets of a batch end together: their Exited events
+// come in the order they end, not in the order of names.
 func (r *Registry) DeleteManyNoWait(ctx context.Context, names []string) (deleted int, drops []bucket.Pending, err error) {
 	if err := ctx.Err(); err != nil && len(names) > 0 {
 		return 0, nil, fmt.Errorf("registry: delete %q: %w", names[0], err)
