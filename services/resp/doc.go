@@ -16,7 +16,7 @@
 // CLIENT ID|KILL|GETNAME|SETNAME|SETINFO|INFO|LIST, COMMAND [COUNT|DOCS|INFO|
 // LIST], INFO [server|clients|memory|persistence|stats|replication|
 // keyspace|commandstats], ROLE (master: kv does not replicate), CONFIG GET
-// (a few read-only values), DBSIZE, TIME, FLUSHALL, FLUSHDB, RESET, DEBUG
+// (a few read-only values), CONFIG RESETSTAT, DBSIZE, TIME, FLUSHALL, FLUSHDB, RESET, DEBUG
 // CRASH-BUCKET, SAVE, BGSAVE and LASTSAVE (with Config.Backups:
 // checkpoints of the durable store).
 // Keys: EXISTS, DEL, UNLINK, TYPE, KEYS, SCAN, RENAME; TTL, PTTL,

@@ -131,4 +131,13 @@ func TestInfoCommandstats(t *testing.T) {
 	assert.NotContains(t, rc.Info(context.Background()).Val(), "# Commandstats", "not a default section")
 	assert.Contains(t, rc.Info(context.Background(), "all").Val(), "cmdstat_hget:")
 	assert.Contains(t, rc.Info(context.Background(), "everything").Val(), "cmdstat_hget:")
+
+	// CONFIG RESETSTAT starts the counts again: only itself, counted once
+	// it has run, and the INFO after it.
+	require.NoError(t, rc.ConfigResetStat(context.Background()).Err())
+	info = rc.Info(context.Background(), "commandstats", "stats").Val()
+	assert.NotContains(t, info, "cmdstat_hget:")
+	assert.Contains(t, info, "cmdstat_config:calls=1,")
+	assert.Contains(t, info, "total_commands_processed:1\r\n", "the INFO itself")
+	assert.Contains(t, info, "total_connections_received:0\r\n")
 }

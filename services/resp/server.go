@@ -233,6 +233,7 @@ type Server struct {
 	totalConns    atomic.Int64
 	rejected      atomic.Int64
 	totalCommands atomic.Int64 // commands of closed connections; live ones are summed at INFO
+	commandsBase  atomic.Int64 // what total_commands_processed was at the last CONFIG RESETSTAT
 	kicked        atomic.Int64 // subscribers disconnected for being slow
 
 	loop atomic.Pointer[loop] // the event loop of the listener serving, if any

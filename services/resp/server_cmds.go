@@ -581,10 +581,8 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		"uptime_in_days:"+strconv.Itoa(int(uptime.Hours()/24)),
 	)
 	conns := s.clients()
-	var commands int64
 	subs := 0
 	for _, o := range conns {
-		commands += o.commands.Load()
 		if o.subs.Load() > 0 {
 			subs++
 		}
@@ -610,7 +608,7 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 	section("Persistence", s.persistence()...)
 	section("Stats",
 		"total_connections_received:"+strconv.FormatInt(s.totalConns.Load(), 10),
-		"total_commands_processed:"+strconv.FormatInt(s.totalCommands.Load()+commands, 10),
+		"total_commands_processed:"+strconv.FormatInt(max(0, s.commandsProcessed()-s.commandsBase.Load()), 10),
 		"rejected_connections:"+strconv.FormatInt(s.rejected.Load(), 10),
 		"slow_subscribers_disconnected:"+strconv.FormatInt(s.kicked.Load(), 10),
 	)
@@ -709,7 +707,38 @@ func humanBytes(n uint64) string {
 	return strconv.FormatUint(n, 10) + "B"
 }
 
+// commandsProcessed is how many commands the server has run since it
+// started: those of closed connections and of live ones.
+func (s *Server) commandsProcessed() int64 {
+	n := s.totalCommands.Load()
+	for _, o := range s.clients() {
+		n += o.commands.Load()
+	}
+	return n
+}
+
+// resetStats is CONFIG RESETSTAT: INFO's counters (commandstats,
+// total_commands_processed, total_connections_received,
+// rejected_connections, slow_subscribers_disconnected) start again from 0.
+func (s *Server) resetStats() {
+	for _, cmd := range s.cmds {
+		cmd.calls.Store(0)
+		cmd.elapsed.Store(0)
+		cmd.rejected.Store(0)
+		cmd.failed.Store(0)
+	}
+	s.commandsBase.Store(s.commandsProcessed())
+	s.totalConns.Store(0)
+	s.rejected.Store(0)
+	s.kicked.Store(0)
+}
+
 func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
+	if equalFold(args[1], "resetstat") {
+		s.resetStats()
+		c.ok()
+		return
+	}
 	if !equalFold(args[1], "get") {
 		c.err("ERR CONFIG " + strings.ToUpper(clip(args[1])) + " is not supported by kv")
 		return
