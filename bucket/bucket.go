@@ -112,6 +112,30 @@ func (b *Bucket) ValueLen(key string) (int, error) {
 	return len(v), nil
 }
 
+// Bytes returns the number of pairs and the bytes of their keys and
+// values (MEMORY USAGE), copying nothing. With samples above 0 it looks at
+// that many pairs at most, picked as Go's map iteration picks them, and
+// scales their bytes to the whole; 0 looks at every pair.
+func (b *Bucket) Bytes(samples int) (pairs int, bytes int64, err error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.ended {
+		return 0, 0, ErrEnded
+	}
+	seen := 0
+	for k, v := range b.data {
+		if samples > 0 && seen == samples {
+			break
+		}
+		bytes += int64(len(k) + len(v))
+		seen++
+	}
+	if seen > 0 && seen < len(b.data) {
+		bytes = bytes * int64(len(b.data)) / int64(seen)
+	}
+	return len(b.data), bytes, nil
+}
+
 // Put stores a copy of value under key, replacing any value there. A
 // durable bucket returns once the write is durable. On an error the write
 // was not made, except when the store took it and then failed to make it

@@ -372,3 +372,29 @@ func TestNilFunctionIsRefusedAndDoesNotCrashTheBucket(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "v", string(v))
 }
+
+// Bytes counts a bucket's pairs and the bytes of their keys and values,
+// all of them or a sample scaled to the whole, copying nothing.
+func TestBucketBytes(t *testing.T) {
+	b := New("b", 1)
+	pairs, bytes, err := b.Bytes(0)
+	require.NoError(t, err)
+	assert.Zero(t, pairs)
+	assert.Zero(t, bytes)
+	require.NoError(t, b.Put("a", []byte("xx")))
+	require.NoError(t, b.Put("bb", []byte("y")))
+	require.NoError(t, b.Put("ccc", []byte("")))
+	for _, samples := range []int{0, 1, 2, 3, 100} {
+		pairs, bytes, err := b.Bytes(samples)
+		require.NoError(t, err)
+		assert.Equal(t, 3, pairs, "samples %d", samples)
+		assert.Equal(t, int64(9), bytes, "samples %d: every pair has 3 bytes", samples)
+	}
+	require.NoError(t, b.Put("dddd", []byte("0123456789")))
+	_, bytes, err = b.Bytes(0)
+	require.NoError(t, err)
+	assert.Equal(t, int64(23), bytes)
+	b.Stop(nil)
+	_, _, err = b.Bytes(0)
+	require.ErrorIs(t, err, ErrEnded)
+}

@@ -30,6 +30,7 @@ var syntax = map[string]string{
 	"command":      "[subcommand [arg...]]",
 	"info":         "[section...]",
 	"config":       "subcommand parameter...",
+	"memory":       "subcommand [key [SAMPLES count]]",
 	"flushall":     "[mode]",
 	"flushdb":      "[mode]",
 	"bgsave":       "[SCHEDULE]",

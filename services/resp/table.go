@@ -28,6 +28,7 @@ func (s *Server) commandTable() mux {
 	add("bgsave", -1, flagAdmin, 0, 0, 0, "server", "Writes a checkpoint of the data directory in the background.", s.bgsave)
 	add("lastsave", 1, 0, 0, 0, 0, "server", "Returns the Unix time of the last checkpoint.", s.lastsave)
 	add("time", 1, 0, 0, 0, 0, "server", "Returns the server's time: Unix seconds and microseconds.", s.timeCmd)
+	add("memory", -2, 0, 0, 0, 0, "server", "MEMORY USAGE: an estimate of a key's memory.", s.memory)
 	add("role", 1, 0, 0, 0, 0, "server", "Returns the replication role: master, without replicas.", s.role)
 	add("debug", -2, flagAdmin, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
 	// Transactions.
@@ -79,6 +80,7 @@ func (s *Server) commandTable() mux {
 		{"help", 2}, {"setinfo", 4}, {"no-evict", 3}, {"no-touch", 3}}
 	m["command"].subs = []subcommand{{"count", 2}, {"list", -2}, {"info", -2}, {"docs", -2}}
 	m["config"].subs = []subcommand{{"get", -3}, {"set", -4}, {"resetstat", 2}, {"rewrite", 2}, {"help", 2}}
+	m["memory"].subs = []subcommand{{"usage", -3}, {"help", 2}, {"doctor", 2}, {"stats", 2}, {"purge", 2}, {"malloc-stats", 2}}
 	// Types kv does not have: WRONGTYPE on a key, as Redis answers.
 	nothing := func(c *conn) { c.null() }
 	zero := func(c *conn) { c.integer(0) }
