@@ -68,6 +68,8 @@ type options struct {
 	maxBulkLen      int
 	maxArgs         int
 	idleTimeout     time.Duration
+	slowerThan      time.Duration
+	slowlogMaxLen   int
 	shutdownTimeout time.Duration
 	keepCheckpoints int
 	enableDebug     bool
@@ -112,6 +114,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxBulkLen, "max-bulk-len", 16<<20, "longest argument in `bytes`; a longer one gets an error reply")
 	fs.IntVar(&o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Minute, "close Redis-protocol and line-protocol clients idle this long (0: never; subscribers are exempt)")
+	fs.DurationVar(&o.slowerThan, "slowlog-slower-than", 10*time.Millisecond, "keep in the slow log (SLOWLOG GET) the Redis-protocol commands that run this long (0: every command; negative: none)")
+	fs.IntVar(&o.slowlogMaxLen, "slowlog-max-len", 128, "most commands the slow log keeps, the oldest dropped first (0: none)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on a clean stop after SIGINT/SIGTERM")
 	fs.IntVar(&o.keepCheckpoints, "keep-checkpoints", 0, "`number` of checkpoints (SAVE, BGSAVE, POST /v1/save) kept in <data-dir>/checkpoints: after each, the oldest beyond it are deleted (0: keep all)")
 	fs.BoolVar(&o.goroutines, "resp-goroutine-per-client", false, "serve each Redis protocol client on a goroutine of its own rather than on the event loop (as kv does off Linux, and in memory with GOMAXPROCS=1)")
@@ -242,7 +246,7 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		{"max-clients", o.maxClients < 1}, {"text-max-clients", o.textMaxClients < 1}, {"http-max-conns", o.httpMaxConns < 1},
 		{"max-request-bytes", o.maxRequestBytes < 1}, {"max-reply-bytes", o.maxReplyBytes < 1}, {"text-max-line-bytes", o.maxLineBytes < 1}, {"http-max-body-bytes", o.maxBodyBytes < 1},
 		{"max-bulk-len", o.maxBulkLen < 1}, {"max-args", o.maxArgs < 1}, {"idle-timeout", o.idleTimeout < 0}, {"shutdown-timeout", o.shutdownTimeout <= 0},
-		{"keep-checkpoints", o.keepCheckpoints < 0},
+		{"keep-checkpoints", o.keepCheckpoints < 0}, {"slowlog-max-len", o.slowlogMaxLen < 0},
 	} {
 		if l.bad {
 			hint := ""
@@ -251,6 +255,8 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 				hint = " (0 disables it)"
 			case "keep-checkpoints":
 				hint = " (0 keeps all)"
+			case "slowlog-max-len":
+				hint = " (0 keeps none)"
 			}
 			fmt.Fprintf(stderr, "kv: limits must be positive: --%s (%s) is %s%s\n", l.flag, envName(l.flag), fs.Lookup(l.flag).Value, hint)
 			return o, exitUsage, true
@@ -655,6 +661,8 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		MaxBulkLen:         o.maxBulkLen,
 		MaxArgs:            o.maxArgs,
 		IdleTimeout:        idle(o.idleTimeout),
+		SlowlogSlowerThan:  slowerThan(o.slowerThan),
+		SlowlogMaxLen:      slowlogMaxLen(o.slowlogMaxLen),
 		EnableDebugCommand: o.enableDebug,
 		GoroutinePerClient: goroutinePerClient(o, runtime.GOMAXPROCS(0)),
 		Observer:           met,
@@ -772,6 +780,24 @@ func addrOf(ln net.Listener) string {
 }
 
 // idle maps the flag's 0 (never) to the server's "disabled".
+// slowerThan is --slowlog-slower-than as resp.Config has it: there 0
+// means the default, and every command is slower than a nanosecond.
+func slowerThan(d time.Duration) time.Duration {
+	if d == 0 {
+		return time.Nanosecond
+	}
+	return d
+}
+
+// slowlogMaxLen is --slowlog-max-len as resp.Config has it: there 0
+// means the default, and negative none.
+func slowlogMaxLen(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 func idle(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1

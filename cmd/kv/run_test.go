@@ -85,6 +85,7 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		"--enable-debug-command", "--version", "--text-addr", "KV_TEXT_ADDR", "--http-addr", "KV_HTTP_ADDR",
 		"--text-max-line-bytes", "--http-max-body-bytes", "--text-max-clients", "KV_HTTP_MAX_CONNS", "--data-dir", "KV_DATA_DIR", `default "./kv-data"`,
 		"--fsync", `default "everysec"`, "kv check DIR", "--resp-goroutine-per-client", "KV_RESP_GOROUTINE_PER_CLIENT",
+		"--slowlog-slower-than", "KV_SLOWLOG_SLOWER_THAN", `default "10ms"`, "--slowlog-max-len", "KV_SLOWLOG_MAX_LEN",
 	} {
 		assert.Contains(t, out.String(), want)
 	}
@@ -822,6 +823,7 @@ func TestBadLimitNamesItsFlag(t *testing.T) {
 		{nil, []string{"--shutdown-timeout", "0s"}, "--shutdown-timeout (KV_SHUTDOWN_TIMEOUT)"},
 		{[]string{"KV_IDLE_TIMEOUT=-1s"}, nil, "--idle-timeout (KV_IDLE_TIMEOUT)"},
 		{nil, []string{"--http-max-body-bytes", "-5"}, "--http-max-body-bytes (KV_HTTP_MAX_BODY_BYTES)"},
+		{[]string{"KV_SLOWLOG_MAX_LEN=-1"}, nil, "--slowlog-max-len (KV_SLOWLOG_MAX_LEN) is -1 (0 keeps none)"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			code, stderr := runBinaryToExit(t, tc.env, append([]string{"--in-memory", "--resp-addr", "127.0.0.1:0"}, tc.args...)...)

@@ -905,11 +905,13 @@ func (c *conn) runObserved(ctx context.Context, cmd *command, args [][]byte) {
 		pr := &c.pending[len(c.pending)-1]
 		pr.cmd, pr.stats, pr.begin = name, cmd, begin
 		c.lastEnd = c.since()
+		c.s.slow(c, args, c.lastEnd-begin) // as Redis, its run without the wait for the disk
 		return
 	}
 	end := c.since()
 	c.lastEnd = end
 	c.s.observe(cmd, name, end-begin, c.rejected, c.failed)
+	c.s.slow(c, args, end-begin)
 }
 
 // observe reports a command that has run (or was refused: rejected) to the

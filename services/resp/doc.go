@@ -16,9 +16,10 @@
 // CLIENT ID|KILL|GETNAME|SETNAME|SETINFO|INFO|LIST, COMMAND [COUNT|DOCS|INFO|
 // LIST], INFO [server|clients|memory|persistence|stats|replication|
 // keyspace|commandstats], ROLE (master: kv does not replicate), CONFIG GET
-// (a few read-only values), CONFIG RESETSTAT, MEMORY USAGE, DBSIZE, TIME,
-// FLUSHALL, FLUSHDB, RESET, DEBUG CRASH-BUCKET, SAVE, BGSAVE and LASTSAVE
-// (with Config.Backups: checkpoints of the durable store).
+// (a few read-only values), CONFIG RESETSTAT, MEMORY USAGE, SLOWLOG
+// GET|LEN|RESET, DBSIZE, TIME, FLUSHALL, FLUSHDB, RESET, DEBUG
+// CRASH-BUCKET, SAVE, BGSAVE and LASTSAVE (with Config.Backups:
+// checkpoints of the durable store).
 // Keys: EXISTS, DEL, UNLINK, TYPE, KEYS, SCAN, RENAME; TTL, PTTL,
 // EXPIRETIME, PEXPIRETIME and PERSIST answer as Redis does for keys
 // without a timeout (kv's keys never expire). Hashes: HSET, HMSET,

@@ -142,6 +142,14 @@ type Config struct {
 	// serves the clients (see the package documentation), and hands a
 	// client to a goroutine of its own when it subscribes or runs SAVE.
 	GoroutinePerClient bool
+	// SlowlogSlowerThan is how long a command must run to be kept in the
+	// slow log (SLOWLOG GET), as Redis's slowlog-log-slower-than: 0
+	// means 10 ms; negative, none is kept. The log is kept when the server
+	// has an Observer, which times the commands (the daemon always has).
+	SlowlogSlowerThan time.Duration
+	// SlowlogMaxLen is how many commands the slow log keeps, the oldest
+	// dropped first: 0 means 128; negative, none.
+	SlowlogMaxLen int
 	// EnableDebugCommand turns on DEBUG CRASH-BUCKET.
 	EnableDebugCommand bool
 	// Backups, when set, serves SAVE, BGSAVE and LASTSAVE, and CONFIG GET
@@ -181,6 +189,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.IdleTimeout < 0 {
 		c.IdleTimeout = 0
+	}
+	if c.SlowlogSlowerThan == 0 {
+		c.SlowlogSlowerThan = 10 * time.Millisecond
+	}
+	if c.SlowlogMaxLen == 0 {
+		c.SlowlogMaxLen = 128
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second
@@ -234,6 +248,7 @@ type Server struct {
 	rejected      atomic.Int64
 	totalCommands atomic.Int64 // commands of closed connections; live ones are summed at INFO
 	commandsBase  atomic.Int64 // what total_commands_processed was at the last CONFIG RESETSTAT
+	slowlog       slowlog
 	kicked        atomic.Int64 // subscribers disconnected for being slow
 
 	loop atomic.Pointer[loop] // the event loop of the listener serving, if any

@@ -761,6 +761,8 @@ func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
 		{"port", port},
 		{"proto-max-bulk-len", strconv.Itoa(s.cfg.MaxBulkLen)},
 		{"save", ""},
+		{"slowlog-log-slower-than", strconv.FormatInt(max(-1, s.cfg.SlowlogSlowerThan.Microseconds()), 10)},
+		{"slowlog-max-len", strconv.Itoa(max(0, s.cfg.SlowlogMaxLen))},
 		{"timeout", strconv.Itoa(int(s.cfg.IdleTimeout.Seconds()))},
 	}
 	var out [][2]string

@@ -31,6 +31,7 @@ var syntax = map[string]string{
 	"info":         "[section...]",
 	"config":       "subcommand parameter...",
 	"memory":       "subcommand [key [SAMPLES count]]",
+	"slowlog":      "subcommand [count]",
 	"flushall":     "[mode]",
 	"flushdb":      "[mode]",
 	"bgsave":       "[SCHEDULE]",

@@ -29,6 +29,7 @@ func (s *Server) commandTable() mux {
 	add("lastsave", 1, 0, 0, 0, 0, "server", "Returns the Unix time of the last checkpoint.", s.lastsave)
 	add("time", 1, 0, 0, 0, 0, "server", "Returns the server's time: Unix seconds and microseconds.", s.timeCmd)
 	add("memory", -2, 0, 0, 0, 0, "server", "MEMORY USAGE: an estimate of a key's memory.", s.memory)
+	add("slowlog", -2, flagAdmin, 0, 0, 0, "server", "SLOWLOG GET, LEN, RESET: the commands that ran slowest.", s.slowlogCmd)
 	add("role", 1, 0, 0, 0, 0, "server", "Returns the replication role: master, without replicas.", s.role)
 	add("debug", -2, flagAdmin, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
 	// Transactions.
@@ -80,6 +81,7 @@ func (s *Server) commandTable() mux {
 		{"help", 2}, {"setinfo", 4}, {"no-evict", 3}, {"no-touch", 3}}
 	m["command"].subs = []subcommand{{"count", 2}, {"list", -2}, {"info", -2}, {"docs", -2}}
 	m["config"].subs = []subcommand{{"get", -3}, {"set", -4}, {"resetstat", 2}, {"rewrite", 2}, {"help", 2}}
+	m["slowlog"].subs = []subcommand{{"get", -2}, {"len", 2}, {"reset", 2}, {"help", 2}}
 	m["memory"].subs = []subcommand{{"usage", -3}, {"help", 2}, {"doctor", 2}, {"stats", 2}, {"purge", 2}, {"malloc-stats", 2}}
 	// Types kv does not have: WRONGTYPE on a key, as Redis answers.
 	nothing := func(c *conn) { c.null() }

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The daemon's slow log follows its flags: 0 keeps every command, a
+// negative threshold none, and --slowlog-max-len bounds it (0: none kept);
+// CONFIG GET reports them as Redis's parameters.
+func TestDaemonSlowlogFlags(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args           []string
+		logged         int
+		slower, maxLen string
+	}{
+		{[]string{"--slowlog-slower-than", "0", "--slowlog-max-len", "2"}, 2, "0", "2"},
+		{[]string{"--slowlog-slower-than", "-1ms"}, 0, "-1", "128"},
+		{[]string{"--slowlog-slower-than", "0", "--slowlog-max-len", "0"}, 0, "0", "0"},
+		{nil, -1, "10000", "128"}, // the defaults (what is logged depends on the machine's speed)
+	} {
+		t.Run(tc.slower+"/"+tc.maxLen, func(t *testing.T) {
+			l, stop := serveAll(t, tc.args...)
+			rc := redis.NewClient(&redis.Options{Addr: l.resp.String()})
+			defer rc.Close()
+			for range 5 {
+				require.NoError(t, rc.HSet(ctx, "h", "f", "v").Err())
+			}
+			params, err := rc.ConfigGet(ctx, "slowlog*").Result()
+			require.NoError(t, err)
+			assert.Equal(t, map[string]string{"slowlog-log-slower-than": tc.slower, "slowlog-max-len": tc.maxLen}, params)
+			if tc.logged >= 0 {
+				logged, err := rc.SlowLogGet(ctx, -1).Result()
+				require.NoError(t, err)
+				assert.Len(t, logged, tc.logged)
+			}
+			require.NoError(t, rc.Close())
+			assert.Equal(t, exitOK, stop())
+		})
+	}
+}
