@@ -878,7 +878,7 @@ func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 
 // runObserved is run, with the command observed. A command queued by
 // MULTI is not: it is observed when EXEC runs it (a command refused as it
-// is queued is, as failed).
+// is queued is, as rejected).
 func (c *conn) runObserved(ctx context.Context, cmd *command, args [][]byte) {
 	begin := c.lastEnd
 	if begin == 0 {
@@ -916,14 +916,17 @@ func (c *conn) runObserved(ctx context.Context, cmd *command, args [][]byte) {
 
 // observe reports a command that has run (or was refused: rejected) to the
 // Observer, and counts it for INFO commandstats (cmd nil: unknown).
+// As in Redis, a command refused counts in rejected_calls alone: its calls
+// and time are those of the commands that ran.
 func (s *Server) observe(cmd *command, name string, elapsed time.Duration, rejected, failed bool) {
-	if cmd != nil {
+	switch {
+	case cmd == nil:
+	case rejected:
+		cmd.rejected.Add(1)
+	default:
 		cmd.calls.Add(1)
 		cmd.elapsed.Add(int64(elapsed))
-		switch {
-		case rejected:
-			cmd.rejected.Add(1)
-		case failed:
+		if failed {
 			cmd.failed.Add(1)
 		}
 	}

@@ -66,6 +66,7 @@ func (c *conn) queue(cmd *command, args [][]byte) {
 		return
 	}
 	t.dirty = true
+	c.rejected = true // INFO commandstats: refused before it ran, as in Redis
 }
 
 // multi starts a transaction (MULTI).
@@ -129,7 +130,7 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 			c.err("ERR reply too large: the transaction's replies already pass " + strconv.Itoa(s.cfg.MaxReplyBytes) + " bytes")
 		}
 	}
-	c.failed = false // EXEC ran, whatever its commands did
+	c.failed, c.rejected = false, false // EXEC ran, whatever its commands did
 }
 
 // maxDroppedReply is the longest reply of a read that a transaction keeps

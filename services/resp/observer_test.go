@@ -122,7 +122,7 @@ func TestInfoCommandstats(t *testing.T) {
 		assert.GreaterOrEqual(t, usec, int64(0))
 		return fmt.Sprintf("calls=%d rejected=%d failed=%d", calls, rejected, failed)
 	}
-	assert.Equal(t, "calls=3 rejected=1 failed=0", counts("hget"))
+	assert.Equal(t, "calls=2 rejected=1 failed=0", counts("hget")) // as Redis: the refused one is not a call
 	assert.Equal(t, "calls=2 rejected=0 failed=0", counts("hset"))
 	assert.Equal(t, "calls=1 rejected=0 failed=1", counts("hincrby"))
 	assert.Equal(t, "calls=1 rejected=0 failed=0", counts("exec"))
@@ -140,4 +140,46 @@ func TestInfoCommandstats(t *testing.T) {
 	assert.Contains(t, info, "cmdstat_config:calls=1,")
 	assert.Contains(t, info, "total_commands_processed:1\r\n", "the INFO itself")
 	assert.Contains(t, info, "total_connections_received:0\r\n")
+}
+
+// cmdstats returns INFO commandstats's lines, by command.
+func cmdstats(t *testing.T, info string) map[string]string {
+	t.Helper()
+	stats := map[string]string{}
+	for _, line := range strings.Split(info, "\r\n") {
+		if name, v, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(name, "cmdstat_") {
+			stats[strings.TrimPrefix(name, "cmdstat_")] = v
+		}
+	}
+	return stats
+}
+
+// As in Redis 7 (call() counts only what ran; rejectCommand counts the
+// rest), a command refused before it ran counts in rejected_calls alone:
+// not in calls nor in usec, and so a command only ever refused is listed
+// with calls=0 and usec_per_call=0.00. A command refused as MULTI queues
+// it (its arity) is rejected too, not failed. Redis 7.0.15, for the
+// requests below: cmdstat_hget:calls=1,...,rejected_calls=3,failed_calls=0
+// and cmdstat_hlen:calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,
+// failed_calls=0.
+func TestInfoCommandstatsRejectedAsRedis(t *testing.T) {
+	obs := &recordingObserver{failed: map[string]bool{}}
+	ts := start(t, Config{Observer: obs, Password: "pw"})
+	r := ts.raw(t)
+	r.send("HGET h f\r\nAUTH pw\r\nHGET h\r\nHLEN\r\nMULTI\r\nHGET h\r\nEXEC\r\nHGET h f\r\n")
+	r.expect("-NOAUTH Authentication required.", "+OK",
+		"-ERR wrong number of arguments for 'hget' command",
+		"-ERR wrong number of arguments for 'hlen' command",
+		"+OK", "-ERR wrong number of arguments for 'hget' command",
+		"-EXECABORT Transaction discarded because of previous errors.", "$-1")
+	r.send("INFO commandstats\r\n")
+	r.line()
+	var info strings.Builder
+	for line := r.line(); line != ""; line = r.line() {
+		info.WriteString(line + "\r\n")
+	}
+	stats := cmdstats(t, info.String())
+	assert.Regexp(t, `^calls=1,usec=\d+,usec_per_call=[0-9.]+,rejected_calls=3,failed_calls=0$`, stats["hget"])
+	assert.Equal(t, "calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,failed_calls=0", stats["hlen"])
+	assert.Regexp(t, `^calls=1,.*,rejected_calls=0,failed_calls=1$`, stats["exec"])
 }

@@ -636,18 +636,23 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 // commandStats is INFO's Commandstats section, in Redis's format, for
 // the commands called since the start (kept when the server has an
 // Observer, as the daemon's: see Server.observe). A command refused before
-// it ran (its arity, AUTH) counts as rejected, one whose reply was an
-// error as failed; kv counts a command's subcommands under it.
+// it ran (its arity, AUTH, as MULTI queued it) counts as rejected only, not
+// among the calls, as in Redis; one that ran and answered an error as
+// failed. kv counts a command's subcommands under it.
 func (s *Server) commandStats() []string {
 	var lines []string
 	for _, cmd := range s.cmds {
-		calls := cmd.calls.Load()
-		if calls == 0 {
+		calls, rejected, failed := cmd.calls.Load(), cmd.rejected.Load(), cmd.failed.Load()
+		if calls == 0 && rejected == 0 && failed == 0 {
 			continue
 		}
 		usec := cmd.elapsed.Load() / 1000
+		perCall := 0.0
+		if calls > 0 {
+			perCall = float64(usec) / float64(calls)
+		}
 		lines = append(lines, fmt.Sprintf("cmdstat_%s:calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d",
-			cmd.name, calls, usec, float64(usec)/float64(calls), cmd.rejected.Load(), cmd.failed.Load()))
+			cmd.name, calls, usec, perCall, rejected, failed))
 	}
 	slices.Sort(lines)
 	return lines
