@@ -1042,6 +1042,9 @@ func (c *checkpoints) save() (string, error) {
 // LastSave returns the time of the last checkpoint.
 func (c *checkpoints) LastSave() time.Time { return c.st.LastSave() }
 
+// Sync returns once every write made before it is on disk (WAITAOF).
+func (c *checkpoints) Sync() error { return c.st.Sync() }
+
 // loggedGroups is kv check's note on n (> 0) groups of writes still in the
 // log.
 func loggedGroups(n int) string {

@@ -65,6 +65,28 @@ func TestPolicies(t *testing.T) {
 	})
 }
 
+// Sync puts every write made before it on disk whatever the policy: a
+// write still waiting in its group, and those written to the OS only
+// (WAITAOF).
+func TestSyncFsyncsWhateverThePolicy(t *testing.T) {
+	for _, policy := range []Fsync{FsyncAlways, FsyncEverySec, FsyncNo} {
+		t.Run(fmt.Sprint(policy), func(t *testing.T) {
+			// A background sync an hour away: only Sync can have done it.
+			s := openT(t, t.TempDir(), Options{Fsync: policy, syncEvery: time.Hour})
+			defer s.Close()
+			require.NoError(t, s.Apply("b", Put("k", []byte("v"))))
+			w, err := s.ApplyNoWait("b", Put("k2", []byte("v2"))) // queued, not committed
+			require.NoError(t, err)
+			require.NoError(t, s.Sync())
+			synced, wrote := walSync(s)
+			assert.True(t, wrote)
+			assert.True(t, synced, "every byte written is fsynced")
+			assert.Zero(t, unsyncedLen(s), "nothing left for a replay")
+			require.NoError(t, w.Wait(), "the queued write was committed, durably")
+		})
+	}
+}
+
 // The store keeps track of the WALs it may have to cut at a fault: only
 // those on the disk, whatever the policy. (Under always and no, nothing
 // pruned the closed ones: an entry for every WAL the store ever wrote.)

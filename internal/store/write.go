@@ -668,6 +668,21 @@ func (s *Store) Settle() error {
 	})
 }
 
+// Sync returns once every write made before it is on disk, whatever the
+// fsync policy (Redis's WAITAOF): it settles the writes in flight (see
+// Settle), then, unless FsyncAlways has synced them already, fsyncs the
+// log as the background sync does. It fails if a write made before it
+// failed, or the disk does.
+func (s *Store) Sync() error {
+	if err := s.Settle(); err != nil {
+		return err
+	}
+	if s.opts.Fsync == FsyncAlways {
+		return nil
+	}
+	return s.syncNow()
+}
+
 // replayOne applies repr, an acknowledged batch a recovery replays.
 func (s *Store) replayOne(db *pebble.DB, repr []byte) error {
 	b := db.NewBatch()

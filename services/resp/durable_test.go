@@ -44,6 +44,8 @@ func (b *testBackups) Save() (string, error) {
 
 func (b *testBackups) LastSave() time.Time { return b.st.LastSave() }
 
+func (b *testBackups) Sync() error { return b.st.Sync() }
+
 func (b *testBackups) lastDir() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -43,6 +43,8 @@ var syntax = map[string]string{
 	"keys":         "pattern",
 	"scan":         "cursor [MATCH pattern] [COUNT count] [TYPE type]",
 	"rename":       "key newkey",
+	"wait":         "numreplicas timeout",
+	"waitaof":      "numlocal numreplicas timeout",
 	"ttl":          "key",
 	"pttl":         "key",
 	"expiretime":   "key",

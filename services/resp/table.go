@@ -45,6 +45,8 @@ func (s *Server) commandTable() mux {
 	add("type", 2, 0, 1, 1, 1, "generic", "Returns the type of a key: hash or none.", s.typ)
 	add("keys", 2, 0, 0, 0, 0, "generic", "Returns the keys that match a pattern.", s.keys)
 	add("scan", -2, 0, 0, 0, 0, "generic", "Iterates over the keys.", s.scan)
+	add("wait", 3, 0, 0, 0, 0, "generic", "Answers 0 replicas at once: kv has none.", s.wait)
+	add("waitaof", 4, flagLong, 0, 0, 0, "generic", "Returns once the client's writes are on disk (a durable store).", s.waitaof)
 	add("rename", 3, flagWrite, 1, 2, 1, "generic", "Renames a key, overwriting the destination.", s.rename)
 	// kv's keys never expire: the answers Redis gives for a key without a
 	// timeout, for the tools that ask (GUIs read TTL of every key).
