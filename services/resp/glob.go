@@ -96,7 +96,7 @@ func globMatchWithin(p, s string, limit int) (match bool, steps int, ok bool) {
 // A globBudget bounds what matching a client's pattern costs one command
 // (KEYS, SCAN and HSCAN with MATCH, COMMAND LIST FILTERBY PATTERN, CONFIG
 // GET), which on the event loop every other client waits for, or one
-// event (a subscriber's patterns, from globEventBaseSteps). Matching is Redis's
+// event (a subscriber's patterns: newEventGlobBudget). Matching is Redis's
 // algorithm, which takes up to the name's length times the pattern's
 // steps: a pattern of 128 KiB against long names of the byte it repeats
 // held every client of the loop for 19 seconds (Redis's loop too). The
@@ -105,7 +105,13 @@ func globMatchWithin(p, s string, limit int) (match bool, steps int, ok bool) {
 // globPatternCredit bytes of it, at each name): many times what any
 // pattern short of pathological needs, and a bound on the others of a
 // small multiple of reading the names.
-type globBudget struct{ left int }
+type globBudget struct {
+	left int
+	// capped: what match adds for the bytes matched may not pass
+	// creditLeft in all (an event's budget, however many patterns).
+	capped     bool
+	creditLeft int
+}
 
 const (
 	globBaseSteps     = 1 << 24
@@ -117,18 +123,36 @@ const (
 // globBudget.
 const errGlobTooCostly = "ERR pattern too costly to match: it passed the steps allowed for the names it was matched against"
 
-// globEventBaseSteps is the base of a subscriber's budget for one event
-// (see subscriber.deliver): matching runs at every event, so its base is
-// small (well under a millisecond), and each pattern still gets its
-// globStepsPerByte for each byte of the channel and of the pattern.
-const globEventBaseSteps = 1 << 16
+// A subscriber's budget for one event (see subscriber.deliver): matching
+// runs at every event, which others' writes make, so its base is small
+// (well under a millisecond), and each pattern gets globStepsPerByte for
+// each byte of the channel and of the pattern, but no more than
+// globEventMaxCredit in all, however many patterns there are: the steps
+// grow with the patterns, and a client chooses how many it sends (2 KB of
+// patterns of 62 bytes each cost as many steps as one 2 KB literal after a
+// '*'). About 5 ms of matching an event, at the most: a thousand patterns
+// that start with '*' against 4 KB bucket names.
+const (
+	globEventBaseSteps = 1 << 16
+	globEventMaxCredit = 1 << 22
+)
 
 func newGlobBudget() globBudget { return globBudget{left: globBaseSteps} }
+
+// newEventGlobBudget returns a subscriber's budget for one event.
+func newEventGlobBudget() globBudget {
+	return globBudget{left: globEventBaseSteps, capped: true, creditLeft: globEventMaxCredit}
+}
 
 // match is globMatch(p, s) within the budget: ok is false once the
 // command has spent it.
 func (b *globBudget) match(p, s string) (match, ok bool) {
-	b.left += globStepsPerByte * (len(s) + min(len(p), globPatternCredit))
+	credit := globStepsPerByte * (len(s) + min(len(p), globPatternCredit))
+	if b.capped {
+		credit = min(credit, b.creditLeft)
+		b.creditLeft -= credit
+	}
+	b.left += credit
 	match, steps, ok := globMatchWithin(p, s, b.left)
 	b.left -= steps
 	return match, ok

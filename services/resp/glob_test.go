@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -311,4 +312,46 @@ func TestCostlyPatternsAreRefused(t *testing.T) {
 func globMatch(p, s string) bool {
 	match, _, _ := globMatchWithin(p, s, math.MaxInt)
 	return match
+}
+
+// The event budget refuses one 2 KB literal after a '*' against a 4 KB
+// bucket name, and the same 2 KB of subscription split into 32 patterns of
+// 62 bytes, which cost as many steps at each event: each pattern brings a
+// credit for the channel's bytes, but an event's credits are bounded in
+// all. (Before the bound, 10,000 such patterns, 640 KB, took 2.6 s of CPU
+// on the daemon at every bucket created, with no disconnection.)
+func TestEventBudgetBoundsSplitPatterns(t *testing.T) {
+	ch := ChannelBucketPrefix + strings.Repeat("a", 4000)
+	one := "kv:bucket:*" + strings.Repeat("a", 2000) + "b"
+	b := newEventGlobBudget()
+	_, ok := b.match(one, ch)
+	require.False(t, ok, "the commit's example is refused")
+	_, oneSteps, _ := globMatchWithin(one, ch, 1<<40)
+
+	b = newEventGlobBudget()
+	total, passed := 0, true
+	for i := range 32 {
+		p := "*" + strings.Repeat("a", 60) + "b" + string(rune('A'+i))
+		_, steps, _ := globMatchWithin(p, ch, 1<<40)
+		total += steps
+		if _, ok := b.match(p, ch); !ok {
+			passed = false
+			break
+		}
+	}
+	t.Logf("one 2 KB pattern: %d steps (refused); 32 patterns of 62 bytes: %d steps", oneSteps, total)
+	assert.False(t, passed && total >= oneSteps/2,
+		"patterns costing %d steps an event pass, where one of the same bytes costing %d is refused", total, oneSteps)
+
+	// Ordinary patterns, even many, stay well within it: 10,000 that name
+	// a prefix, and 200 that start with a '*', against the 4 KB name.
+	b = newEventGlobBudget()
+	for i := range 10000 {
+		_, ok := b.match("kv:bucket:user"+strconv.Itoa(i)+":*", ch)
+		require.True(t, ok, "prefix pattern %d", i)
+	}
+	for i := range 200 {
+		_, ok := b.match("*"+strconv.Itoa(i), ch)
+		require.True(t, ok, "leading-star pattern %d", i)
+	}
 }

@@ -265,8 +265,9 @@ func (p *subscriber) deliver(ev events.Event) {
 	// their lengths, and runs again at every event, which other clients'
 	// writes make: a few long patterns against long bucket names would
 	// keep a core busy for good. An event's channels get the steps that
-	// any sane patterns need (see globBudget), on a small base.
-	budget := globBudget{left: globEventBaseSteps}
+	// any sane patterns need, on a small base and up to a bound however
+	// many patterns there are (see newEventGlobBudget).
+	budget := newEventGlobBudget()
 	c.wmu.Lock()
 	out := p.out[:0]
 	for _, ch := range [2]string{kindCh, bucketCh} {
