@@ -62,4 +62,10 @@ func TestMemoryUsage(t *testing.T) {
 	help, err := rc.Do(ctx, "MEMORY", "HELP").StringSlice()
 	require.NoError(t, err)
 	assert.Contains(t, fmt.Sprint(help), "USAGE <key> [SAMPLES <count>]")
+
+	// It reads the whole hash for a short reply: its client leaves the
+	// event loop first, so that no other client waits for it.
+	other := ts.client(t)
+	require.NoError(t, other.Ping(ctx).Err())
+	wantLoopClients(t, ts, 1) // other: rc has left already
 }

@@ -28,7 +28,7 @@ func (s *Server) commandTable() mux {
 	add("bgsave", -1, flagAdmin, 0, 0, 0, "server", "Writes a checkpoint of the data directory in the background.", s.bgsave)
 	add("lastsave", 1, 0, 0, 0, 0, "server", "Returns the Unix time of the last checkpoint.", s.lastsave)
 	add("time", 1, 0, 0, 0, 0, "server", "Returns the server's time: Unix seconds and microseconds.", s.timeCmd)
-	add("memory", -2, 0, 0, 0, 0, "server", "MEMORY USAGE: an estimate of a key's memory.", s.memory)
+	add("memory", -2, flagLong, 0, 0, 0, "server", "MEMORY USAGE: an estimate of a key's memory.", s.memory)
 	add("slowlog", -2, flagAdmin, 0, 0, 0, "server", "SLOWLOG GET, LEN, RESET: the commands that ran slowest.", s.slowlogCmd)
 	add("role", 1, 0, 0, 0, 0, "server", "Returns the replication role: master, without replicas.", s.role)
 	add("debug", -2, flagAdmin, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
