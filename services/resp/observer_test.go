@@ -183,3 +183,27 @@ func TestInfoCommandstatsRejectedAsRedis(t *testing.T) {
 	assert.Equal(t, "calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,failed_calls=0", stats["hlen"])
 	assert.Regexp(t, `^calls=1,.*,rejected_calls=0,failed_calls=1$`, stats["exec"])
 }
+
+// total_commands_processed counts the commands that ran, as Redis's does:
+// not one refused (its arity, an unknown name) nor one queued by MULTI
+// until EXEC runs it (checked against Redis 7.0.15: 4).
+func TestTotalCommandsProcessedCountsWhatRan(t *testing.T) {
+	r := start(t, Config{}).raw(t)
+	r.send("CONFIG RESETSTAT\r\nHGET h\r\nNOSUCH\r\nMULTI\r\nHGET h f\r\nEXEC\r\nINFO stats\r\n")
+	r.expect("+OK")
+	r.line() // HGET h: wrong number of arguments
+	r.line() // NOSUCH: unknown command
+	r.expect("+OK", "+QUEUED", "*1", "$-1")
+	r.line() // the INFO's length
+	var total string
+	for {
+		line := r.line()
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			total = v
+		}
+		if line == "" {
+			break
+		}
+	}
+	assert.Equal(t, "4", total, "MULTI, EXEC, the HGET it ran, and the INFO")
+}
