@@ -910,7 +910,9 @@ func (c *conn) runObserved(ctx context.Context, cmd *command, args [][]byte) {
 	end := c.since()
 	c.lastEnd = end
 	c.s.observe(cmd, name, end-begin, c.rejected, c.failed)
-	c.s.slow(c, args, end-begin)
+	if !c.rejected { // as Redis, which logs the commands that ran
+		c.s.slow(c, args, end-begin)
+	}
 }
 
 // observe reports a command that has run (or was refused: rejected) to the
