@@ -904,14 +904,14 @@ func (c *conn) runObserved(ctx context.Context, cmd *command, args [][]byte) {
 		pr := &c.pending[len(c.pending)-1]
 		pr.cmd, pr.stats, pr.begin = name, cmd, begin
 		c.lastEnd = c.since()
-		c.s.slow(c, args, c.lastEnd-begin) // as Redis, its run without the wait for the disk
+		c.s.slow(c, cmd, args, c.lastEnd-begin) // as Redis, its run without the wait for the disk
 		return
 	}
 	end := c.since()
 	c.lastEnd = end
 	c.s.observe(cmd, name, end-begin, c.rejected, c.failed)
-	if !c.rejected { // as Redis, which logs the commands that ran
-		c.s.slow(c, args, end-begin)
+	if !c.rejected { // as Redis, which never calls a command it refuses
+		c.s.slow(c, cmd, args, end-begin)
 	}
 }
 

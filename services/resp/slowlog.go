@@ -31,27 +31,34 @@ type slowEntry struct {
 type slowlog struct {
 	mu      sync.Mutex
 	nextID  int64
-	entries []slowEntry // oldest first, at most Config.SlowlogMaxLen
+	entries []slowEntry // at most Config.SlowlogMaxLen: a ring once full
+	oldest  int         // entries[oldest] is the oldest (0 until full)
 }
 
-// slow logs the command args of c, which ran for elapsed, if that is
-// longer than the threshold. Only the arguments Redis keeps are copied.
-func (s *Server) slow(c *conn, args [][]byte, elapsed time.Duration) {
-	if s.cfg.SlowlogSlowerThan < 0 || elapsed < s.cfg.SlowlogSlowerThan || s.cfg.SlowlogMaxLen < 0 {
+// slow logs the command cmd, args of c, which ran for elapsed, if that is
+// longer than the threshold. Only the arguments Redis keeps are copied,
+// and, as Redis does, not a secret (see redacted), nor EXEC, whose
+// commands are logged one by one (Redis's skip_slowlog).
+func (s *Server) slow(c *conn, cmd *command, args [][]byte, elapsed time.Duration) {
+	if s.cfg.SlowlogSlowerThan < 0 || elapsed < s.cfg.SlowlogSlowerThan || s.cfg.SlowlogMaxLen <= 0 ||
+		cmd == nil || cmd.flags&flagExclusive != 0 {
 		return
 	}
+	secret := redacted(cmd, args)
 	n := min(len(args), slowlogMaxArgs)
 	kept := make([]string, n)
 	for i := range n {
 		a := args[i]
-		if len(a) > slowlogMaxArgLen {
+		switch {
+		case len(args) > slowlogMaxArgs && i == n-1:
+			kept[i] = "... (" + strconv.Itoa(len(args)-slowlogMaxArgs+1) + " more arguments)"
+		case secret(i):
+			kept[i] = "(redacted)"
+		case len(a) > slowlogMaxArgLen:
 			kept[i] = string(a[:slowlogMaxArgLen]) + "... (" + strconv.Itoa(len(a)-slowlogMaxArgLen) + " more bytes)"
-		} else {
+		default:
 			kept[i] = string(a)
 		}
-	}
-	if len(args) > slowlogMaxArgs {
-		kept[n-1] = "... (" + strconv.Itoa(len(args)-slowlogMaxArgs+1) + " more arguments)"
 	}
 	c.infoMu.Lock()
 	name := c.name
@@ -62,13 +69,54 @@ func (s *Server) slow(c *conn, args [][]byte, elapsed time.Duration) {
 	defer l.mu.Unlock()
 	e.id = l.nextID
 	l.nextID++
-	if len(l.entries) == s.cfg.SlowlogMaxLen {
-		copy(l.entries, l.entries[1:])
-		l.entries = l.entries[:len(l.entries)-1]
-	}
-	if s.cfg.SlowlogMaxLen > 0 {
+	// A ring once full: a push costs the same whatever SlowlogMaxLen.
+	if len(l.entries) < s.cfg.SlowlogMaxLen {
 		l.entries = append(l.entries, e)
+		return
 	}
+	l.entries[l.oldest] = e
+	l.oldest = (l.oldest + 1) % len(l.entries)
+}
+
+// redacted returns which of args Redis's slow log shows as "(redacted)":
+// AUTH's arguments, and the user name and password of HELLO's AUTH
+// (redactClientCommandArgument).
+func redacted(cmd *command, args [][]byte) func(i int) bool {
+	switch cmd.name {
+	case "auth":
+		return func(i int) bool { return i > 0 }
+	case "hello":
+		// As Redis's helloCommand walks its options.
+		secret := map[int]bool{}
+		for j := 2; j < len(args); j++ {
+			more := len(args) - 1 - j
+			switch {
+			case equalFold(args[j], "auth") && more >= 2:
+				secret[j+1], secret[j+2] = true, true
+				j += 2
+			case equalFold(args[j], "setname") && more >= 1:
+				j++
+			default:
+				j = len(args)
+			}
+		}
+		return func(i int) bool { return secret[i] }
+	}
+	return func(int) bool { return false }
+}
+
+// newestFirst returns up to count entries (all: count < 0), newest first;
+// the caller holds l.mu.
+func (l *slowlog) newestFirst(count int64) []slowEntry {
+	n := int64(len(l.entries))
+	if count >= 0 && count < n {
+		n = count
+	}
+	out := make([]slowEntry, 0, n)
+	for k := int64(len(l.entries)) - 1; k >= 0 && int64(len(out)) < n; k-- {
+		out = append(out, l.entries[(int64(l.oldest)+k)%int64(len(l.entries))])
+	}
+	return out
 }
 
 // slowlogCmd answers SLOWLOG GET [count], LEN, RESET and HELP, in Redis's
@@ -92,15 +140,10 @@ func (s *Server) slowlogCmd(_ context.Context, c *conn, args [][]byte) {
 			count = n
 		}
 		l.mu.Lock()
-		entries := l.entries
-		if count >= 0 && int64(len(entries)) > count {
-			entries = entries[int64(len(entries))-count:]
-		}
-		entries = append([]slowEntry(nil), entries...)
+		entries := l.newestFirst(count)
 		l.mu.Unlock()
 		c.array(len(entries))
-		for i := len(entries) - 1; i >= 0; i-- {
-			e := entries[i]
+		for _, e := range entries {
 			c.array(6)
 			c.integer(e.id)
 			c.integer(e.at)
@@ -119,7 +162,7 @@ func (s *Server) slowlogCmd(_ context.Context, c *conn, args [][]byte) {
 		c.integer(int64(n))
 	case "reset":
 		l.mu.Lock()
-		l.entries = nil
+		l.entries, l.oldest = nil, 0
 		l.mu.Unlock()
 		c.ok()
 	case "help":
