@@ -46,7 +46,8 @@ func (s *Server) wait(_ context.Context, c *conn, args [][]byte) {
 // (Syncer), [1, 0]; in memory [0, 0], and numlocal 1 is refused as Redis
 // refuses it without an append-only file. It does not wait for replicas
 // (see wait). The fsync is waited for on the client's own goroutine
-// (flagLong), not the event loop's.
+// (flagLong), not the event loop's. In a transaction it does not wait:
+// [0, 0], as Redis answers there when the writes are not yet fsynced.
 func (s *Server) waitaof(_ context.Context, c *conn, args [][]byte) {
 	local, ok := parseInt(args[1])
 	switch {
@@ -75,7 +76,11 @@ func (s *Server) waitaof(_ context.Context, c *conn, args [][]byte) {
 		return
 	}
 	acked := int64(0)
-	if durable {
+	if durable && !c.inExec {
+		// In a transaction it answers at once, as Redis's does (a client
+		// in MULTI may not block): an fsync there would hold every client
+		// (EXEC runs alone), and commit the transaction's writes before
+		// it apart from those after it.
 		if err := syncer.Sync(); err != nil {
 			c.writeErr(err)
 			return
