@@ -1056,6 +1056,14 @@ func (c *conn) wrongArgs(cmd string) {
 func (c *conn) syntaxErr()  { c.err("ERR syntax error") }
 func (c *conn) notInteger() { c.err("ERR value is not an integer or out of range") }
 
+// help writes a HELP subcommand's reply: its lines, as simple strings.
+func (c *conn) help(lines []string) {
+	c.array(len(lines))
+	for _, l := range lines {
+		c.simple(l)
+	}
+}
+
 // err writes an error reply; msg starts with its code (ERR, WRONGTYPE...).
 func (c *conn) err(msg string) {
 	c.failed = true

@@ -300,10 +300,7 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 			"INFO", "    Return information about the current client connection.",
 			"LIST", "    Return information about client connections.",
 		}
-		c.array(len(help))
-		for _, h := range help {
-			c.simple(h)
-		}
+		c.help(help)
 	}
 }
 
@@ -891,10 +888,7 @@ func (s *Server) memory(ctx context.Context, c *conn, args [][]byte) {
 			"    estimated from <count> of them (default: 5; 0: all of them).",
 			"HELP", "    Print this help.",
 		}
-		c.array(len(help))
-		for _, h := range help {
-			c.simple(h)
-		}
+		c.help(help)
 		return
 	case !equalFold(args[1], "usage"):
 		c.err("ERR MEMORY " + strings.ToUpper(clip(args[1])) + " is not supported by kv")

@@ -177,9 +177,6 @@ func (s *Server) slowlogCmd(_ context.Context, c *conn, args [][]byte) {
 			"RESET", "    Reset the slowlog.",
 			"HELP", "    Print this help.",
 		}
-		c.array(len(help))
-		for _, h := range help {
-			c.simple(h)
-		}
+		c.help(help)
 	}
 }
