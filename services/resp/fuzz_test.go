@@ -53,7 +53,17 @@ var fuzzSeeds = []string{
 	"WATCH\x00h\x01MULTI\x01HSET\x00h\x00f\x00v\x01EXEC", "MULTI\x01HSET\x00h\x01EXEC",
 	"MULTI\x01MULTI\x01WATCH\x00h\x01DISCARD\x01EXEC", "MULTI\x01DEL\x00h\x01RENAME\x00h\x00g\x01FLUSHALL\x01EXEC",
 	"MULTI\x01SUBSCRIBE\x00x\x01RESET\x01EXEC", "WATCH\x00h\x00g\x01UNWATCH\x01MULTI\x01HINCRBY\x00h\x00n\x001\x01EXEC",
+	"SLOWLOG\x00GET\x00-1", "SLOWLOG\x00RESET\x01SLOWLOG\x00LEN", "SLOWLOG\x00HELP", "MEMORY\x00USAGE\x00h\x00SAMPLES\x000",
+	"MEMORY\x00HELP", "WAIT\x000\x000", "WAITAOF\x000\x001\x0010", "CONFIG\x00RESETSTAT\x01INFO\x00commandstats",
+	"AUTH\x00user\x00secret\x01SLOWLOG\x00GET", "MULTI\x01WAITAOF\x001\x000\x000\x01SLOWLOG\x00GET\x01EXEC",
 }
+
+// discardObserver takes every observation and keeps none: the observed
+// path (INFO commandstats, the slow log) runs under the fuzzers.
+type discardObserver struct{}
+
+func (discardObserver) ObserveCommand(string, string, time.Duration, bool) {}
+func (discardObserver) ObserveClients(string, int)                         {}
 
 // FuzzCommand runs arbitrary argument vectors (commands separated by \x01,
 // their arguments by NUL) through the command layer, on one client: no
@@ -62,7 +72,8 @@ func FuzzCommand(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
 	}
-	s, ctx := commandLayer(f, Config{EnableDebugCommand: true, Password: ""})
+	s, ctx := commandLayer(f, Config{EnableDebugCommand: true, Password: "",
+		Observer: discardObserver{}, SlowlogSlowerThan: time.Nanosecond, SlowlogMaxLen: 4})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := newConn(s, discardConn{})
 		defer c.close()
