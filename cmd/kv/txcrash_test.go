@@ -129,7 +129,10 @@ func txKill9Rounds(t *testing.T, bin, policy string, perClient bool) {
 // SIGKILL while clients rename buckets from generation to generation (and
 // plain writers commit around them), and after each restart every bucket
 // is under exactly one of its names, whole, at its last acknowledged
-// generation or the one in flight after it.
+// generation or the one in flight after it. Some objects are renamed in
+// transactions that also record the generation (MULTI; RENAME; HSET gens;
+// EXEC): the move is in the transaction's atomic write, so the recorded
+// generation is always the name's.
 func TestKill9KeepsRenamesWhole(t *testing.T) {
 	bin := buildKV(t)
 	for _, policy := range []string{"always", "everysec"} {
@@ -141,6 +144,7 @@ func renameKill9Rounds(t *testing.T, bin, policy string) {
 	dir := t.TempDir()
 	args := []string{"--data-dir", dir, "--fsync", policy}
 	const objects, fields, plainWriters = 6, 10, 3
+	const txFrom = 4                       // objects from txFrom on are renamed in transactions
 	acked := make([]atomic.Int64, objects) // each object's last acknowledged generation
 	name := func(obj int, gen int64) string { return "obj" + strconv.Itoa(obj) + ":" + strconv.FormatInt(gen, 10) }
 
@@ -162,6 +166,11 @@ func renameKill9Rounds(t *testing.T, bin, policy string) {
 			for f, v := range pairs {
 				require.Equal(t, "obj"+strconv.Itoa(obj)+"/"+f, v)
 			}
+			if obj >= txFrom {
+				recorded, err := rc.HGet(ctx, "gens", strconv.Itoa(obj)).Int64()
+				require.NoError(t, err)
+				require.Equal(t, gen, recorded, "object %d: its transactions are whole", obj)
+			}
 			acked[obj].Store(gen)
 		}
 	}
@@ -174,6 +183,7 @@ func renameKill9Rounds(t *testing.T, bin, policy string) {
 		for f := range fields {
 			require.NoError(t, rc.HSet(ctx, name(obj, 0), "f"+strconv.Itoa(f), "obj"+strconv.Itoa(obj)+"/f"+strconv.Itoa(f)).Err())
 		}
+		require.NoError(t, rc.HSet(ctx, "gens", strconv.Itoa(obj), 0).Err())
 	}
 	require.NoError(t, rc.Close())
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
@@ -185,7 +195,17 @@ func renameKill9Rounds(t *testing.T, bin, policy string) {
 		for obj := range objects {
 			r.goClient(func(rc *redis.Client) {
 				for gen := acked[obj].Load(); ; gen++ {
-					if err := rc.Rename(ctx, name(obj, gen), name(obj, gen+1)).Err(); err != nil {
+					var err error
+					if obj >= txFrom {
+						_, err = rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+							p.Rename(ctx, name(obj, gen), name(obj, gen+1))
+							p.HSet(ctx, "gens", strconv.Itoa(obj), gen+1)
+							return nil
+						})
+					} else {
+						err = rc.Rename(ctx, name(obj, gen), name(obj, gen+1)).Err()
+					}
+					if err != nil {
 						r.failed("rename", err)
 						return
 					}
