@@ -20,8 +20,9 @@
 // GET|LEN|RESET, DBSIZE, TIME, FLUSHALL, FLUSHDB, RESET, DEBUG
 // CRASH-BUCKET, SAVE, BGSAVE and LASTSAVE (with Config.Backups:
 // checkpoints of the durable store).
-// Keys: EXISTS, DEL, UNLINK, TYPE, KEYS, SCAN, RENAME, WAIT (0 replicas, at
-// once), WAITAOF (with a Backups that is a Syncer); TTL, PTTL,
+// Keys: EXISTS, TOUCH, DEL, UNLINK, TYPE, KEYS, SCAN, RANDOMKEY, RENAME,
+// WAIT (0 replicas, at once), WAITAOF (with a Backups that is a Syncer);
+// TTL, PTTL,
 // EXPIRETIME, PEXPIRETIME and PERSIST answer as Redis does for keys
 // without a timeout (kv's keys never expire). Hashes: HSET, HMSET,
 // HSETNX, HGET, HMGET, HDEL, HEXISTS, HLEN, HSTRLEN, HKEYS, HVALS, HGETALL,

@@ -3,6 +3,7 @@ package resp
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 
@@ -109,6 +110,26 @@ func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
 	c.array(len(keep))
 	for _, k := range keep {
 		c.bulkString(k)
+	}
+}
+
+// randomkey answers RANDOMKEY: a key picked at random, or nil when there
+// is none. It is the first key in scan order (see registry.Registry.Scan)
+// from a random position, wrapping around: O(log n), where a list of the
+// keys would cost them all. As with Redis's, not every key is as likely:
+// a key's chance is the gap between its scan hash and the one before.
+func (s *Server) randomkey(_ context.Context, c *conn, _ [][]byte) {
+	names, _, err := s.reg.Scan(rand.Uint64(), 1)
+	if err == nil && len(names) == 0 {
+		names, _, err = s.reg.Scan(0, 1)
+	}
+	switch {
+	case err != nil:
+		c.writeErr(err)
+	case len(names) == 0:
+		c.null()
+	default:
+		c.bulkString(names[0])
 	}
 }
 

@@ -37,6 +37,7 @@ var syntax = map[string]string{
 	"bgsave":       "[SCHEDULE]",
 	"debug":        "subcommand [arg...]",
 	"exists":       "key...",
+	"touch":        "key...",
 	"del":          "key...",
 	"unlink":       "key...",
 	"type":         "key",

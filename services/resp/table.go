@@ -40,6 +40,8 @@ func (s *Server) commandTable() mux {
 	add("unwatch", 1, 0, 0, 0, 0, "transactions", "Forgets the watched keys.", s.unwatch)
 	// Keys: each key is a bucket.
 	add("exists", -2, 0, 1, -1, 1, "generic", "Counts the keys that exist.", s.exists)
+	add("touch", -2, 0, 1, -1, 1, "generic", "Counts the keys that exist (kv keeps no access times).", s.exists)
+	add("randomkey", 1, 0, 0, 0, 0, "generic", "Returns a key picked at random.", s.randomkey)
 	add("del", -2, flagWrite, 1, -1, 1, "generic", "Deletes keys.", s.del)
 	add("unlink", -2, flagWrite, 1, -1, 1, "generic", "Deletes keys.", s.del)
 	add("type", 2, 0, 1, 1, 1, "generic", "Returns the type of a key: hash or none.", s.typ)
