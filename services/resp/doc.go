@@ -27,8 +27,8 @@
 // without a timeout (kv's keys never expire). Hashes: HSET, HMSET,
 // HSETNX, HGET, HMGET, HDEL, HEXISTS, HLEN, HSTRLEN, HKEYS, HVALS, HGETALL,
 // HINCRBY, HINCRBYFLOAT, HSCAN, HRANDFIELD. Events: SUBSCRIBE, PSUBSCRIBE,
-// UNSUBSCRIBE, PUNSUBSCRIBE. Transactions: MULTI, EXEC, DISCARD, WATCH,
-// UNWATCH. Read commands of other Redis types (GET,
+// UNSUBSCRIBE, PUNSUBSCRIBE, PUBSUB CHANNELS|NUMSUB|NUMPAT. Transactions:
+// MULTI, EXEC, DISCARD, WATCH, UNWATCH. Read commands of other Redis types (GET,
 // LLEN, SMEMBERS...) answer WRONGTYPE on an existing key, as Redis does, and the
 // empty answer on a missing one; their writes (SET, LPUSH...) are refused.
 //

@@ -8,6 +8,8 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/kvproject/kv/bucket"
@@ -145,6 +147,7 @@ func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 			}
 			set[string(ch)] = since
 			p.bytes += len(ch) + subscribedNameSize
+			s.subscribed.add(pattern, string(ch), 1)
 		}
 		c.array(3)
 		c.bulkString(kind)
@@ -204,6 +207,7 @@ func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
 		if _, ok := set[ch]; ok {
 			delete(set, ch)
 			p.bytes -= len(ch) + subscribedNameSize
+			s.subscribed.add(pattern, ch, -1)
 		}
 		c.array(3)
 		c.bulkString(kind)
@@ -351,12 +355,124 @@ func (p *subscriber) kick(why string) {
 	_ = p.c.nc.Close()
 }
 
-// stop ends the subscription and waits for its goroutine.
+// stop ends the subscription and waits for its goroutine; the names it
+// is still subscribed to leave PUBSUB's counts.
 func (p *subscriber) stop() {
 	sub := p.sub.Load()
 	sub.Close()
 	<-sub.Done()
+	p.c.wmu.Lock()
+	for ch := range p.channels {
+		p.c.s.subscribed.add(false, ch, -1)
+	}
+	for pat := range p.patterns {
+		p.c.s.subscribed.add(true, pat, -1)
+	}
+	clear(p.channels)
+	clear(p.patterns)
+	p.c.wmu.Unlock()
 	p.c.channels.Store(0)
 	p.c.patterns.Store(0)
 	p.c.subs.Store(0)
+}
+
+// subscriptions counts, across the server's clients, the subscribers of
+// each channel and each pattern, for PUBSUB.
+type subscriptions struct {
+	mu       sync.Mutex
+	channels map[string]int
+	patterns map[string]int
+}
+
+// add adds delta to the subscribers of the channel (or pattern) name.
+func (s *subscriptions) add(pattern bool, name string, delta int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := &s.channels
+	if pattern {
+		m = &s.patterns
+	}
+	if *m == nil {
+		*m = make(map[string]int)
+	}
+	if n := (*m)[name] + delta; n > 0 {
+		(*m)[name] = n
+	} else {
+		delete(*m, name)
+	}
+}
+
+// pubsub answers PUBSUB CHANNELS [pattern] (the channels with a
+// subscriber, those matching pattern: kv's own, kv:created, kv:exited and
+// kv:bucket:<key>, as clients named them), NUMSUB [channel...] (each
+// channel with its subscribers) and NUMPAT (the patterns subscribed to,
+// each counted once), as Redis 7 does; SHARDCHANNELS and SHARDNUMSUB
+// (none: kv has no shard channels); and HELP.
+func (s *Server) pubsub(_ context.Context, c *conn, args [][]byte) {
+	sub := &s.subscribed
+	switch strings.ToLower(string(args[1])) {
+	case "channels":
+		if len(args) > 3 {
+			c.err("ERR unknown subcommand or wrong number of arguments for 'CHANNELS'. Try PUBSUB HELP.")
+			return
+		}
+		sub.mu.Lock()
+		names := make([]string, 0, len(sub.channels))
+		for ch := range sub.channels {
+			names = append(names, ch)
+		}
+		sub.mu.Unlock()
+		if len(args) == 3 {
+			budget := newGlobBudget()
+			var ok bool
+			if names, ok = budget.filter(string(args[2]), names); !ok {
+				c.err(errGlobTooCostly)
+				return
+			}
+		}
+		slices.Sort(names)
+		c.array(len(names))
+		for _, ch := range names {
+			c.bulkString(ch)
+		}
+	case "numsub":
+		c.array(2 * (len(args) - 2))
+		for _, ch := range args[2:] {
+			sub.mu.Lock()
+			n := sub.channels[string(ch)]
+			sub.mu.Unlock()
+			c.bulk(ch)
+			c.integer(int64(n))
+		}
+	case "numpat":
+		sub.mu.Lock()
+		n := len(sub.patterns)
+		sub.mu.Unlock()
+		c.integer(int64(n))
+	case "shardchannels": // kv has no shard channels
+		if len(args) > 3 {
+			c.err("ERR unknown subcommand or wrong number of arguments for 'SHARDCHANNELS'. Try PUBSUB HELP.")
+			return
+		}
+		c.array(0)
+	case "shardnumsub":
+		c.array(2 * (len(args) - 2))
+		for _, ch := range args[2:] {
+			c.bulk(ch)
+			c.integer(0)
+		}
+	case "help":
+		c.help([]string{
+			"PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+			"CHANNELS [<pattern>]",
+			"    Return the currently active channels matching a <pattern> (default: '*').",
+			"NUMPAT",
+			"    Return number of subscriptions to patterns.",
+			"NUMSUB [<channel> ...]",
+			"    Return the number of subscribers for the specified channels, excluding",
+			"    pattern subscriptions(default: no channels).",
+			"HELP",
+			"    Print this help.",
+		})
+	}
 }

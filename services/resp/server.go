@@ -249,7 +249,8 @@ type Server struct {
 	totalCommands atomic.Int64 // commands of closed connections; live ones are summed at INFO
 	commandsBase  atomic.Int64 // what total_commands_processed was at the last CONFIG RESETSTAT
 	slowlog       slowlog
-	kicked        atomic.Int64 // subscribers disconnected for being slow
+	subscribed    subscriptions // PUBSUB's counts
+	kicked        atomic.Int64  // subscribers disconnected for being slow
 
 	loop atomic.Pointer[loop] // the event loop of the listener serving, if any
 

@@ -32,6 +32,7 @@ var syntax = map[string]string{
 	"config":       "subcommand parameter...",
 	"memory":       "subcommand [key [SAMPLES count]]",
 	"slowlog":      "subcommand [count]",
+	"pubsub":       "subcommand [argument...]",
 	"flushall":     "[mode]",
 	"flushdb":      "[mode]",
 	"bgsave":       "[SCHEDULE]",

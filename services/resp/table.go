@@ -78,6 +78,7 @@ func (s *Server) commandTable() mux {
 	add("subscribe", -2, flagPubSub|flagOwnGoroutine, 0, 0, 0, "pubsub", "Listens to channels (kv:created, kv:exited, kv:bucket:<key>).", s.subscribe)
 	add("psubscribe", -2, flagPubSub|flagOwnGoroutine, 0, 0, 0, "pubsub", "Listens to channels that match patterns.", s.subscribe)
 	add("unsubscribe", -1, flagPubSub, 0, 0, 0, "pubsub", "Stops listening to channels.", s.unsubscribe)
+	add("pubsub", -2, 0, 0, 0, 0, "pubsub", "PUBSUB CHANNELS, NUMSUB, NUMPAT: the channels and patterns subscribed to.", s.pubsub)
 	add("punsubscribe", -1, flagPubSub, 0, 0, 0, "pubsub", "Stops listening to patterns.", s.unsubscribe)
 	// Subcommands, with Redis's arities (CONFIG's that kv does not serve
 	// are known, and refused as they run).
@@ -85,6 +86,7 @@ func (s *Server) commandTable() mux {
 		{"help", 2}, {"setinfo", 4}, {"no-evict", 3}, {"no-touch", 3}}
 	m["command"].subs = []subcommand{{"count", 2}, {"list", -2}, {"info", -2}, {"docs", -2}}
 	m["config"].subs = []subcommand{{"get", -3}, {"set", -4}, {"resetstat", 2}, {"rewrite", 2}, {"help", 2}}
+	m["pubsub"].subs = []subcommand{{"channels", -2}, {"numsub", -2}, {"numpat", 2}, {"help", 2}, {"shardchannels", -2}, {"shardnumsub", -2}}
 	m["slowlog"].subs = []subcommand{{"get", -2}, {"len", 2}, {"reset", 2}, {"help", 2}}
 	m["memory"].subs = []subcommand{{"usage", -3}, {"help", 2}, {"doctor", 2}, {"stats", 2}, {"purge", 2}, {"malloc-stats", 2}}
 	// Types kv does not have: WRONGTYPE on a key, as Redis answers.
