@@ -3,7 +3,6 @@ package resp
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 
@@ -113,23 +112,17 @@ func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
 	}
 }
 
-// randomkey answers RANDOMKEY: a key picked at random, or nil when there
-// is none. It is the first key in scan order (see registry.Registry.Scan)
-// from a random position, wrapping around: O(log n), where a list of the
-// keys would cost them all. As with Redis's, not every key is as likely:
-// a key's chance is the gap between its scan hash and the one before.
+// randomkey answers RANDOMKEY: a key picked at random, about evenly (see
+// registry.Registry.RandomName), or nil when there is none.
 func (s *Server) randomkey(_ context.Context, c *conn, _ [][]byte) {
-	names, _, err := s.reg.Scan(rand.Uint64(), 1)
-	if err == nil && len(names) == 0 {
-		names, _, err = s.reg.Scan(0, 1)
-	}
+	name, ok, err := s.reg.RandomName()
 	switch {
 	case err != nil:
 		c.writeErr(err)
-	case len(names) == 0:
+	case !ok:
 		c.null()
 	default:
-		c.bulkString(names[0])
+		c.bulkString(name)
 	}
 }
 

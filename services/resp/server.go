@@ -39,6 +39,7 @@ type Registry interface {
 	Len() int
 	LenErr() (int, error)
 	Scan(cursor uint64, count int) (names []string, next uint64, err error)
+	RandomName() (name string, ok bool, err error)
 	RenameNoWait(ctx context.Context, from, to string) (bucket.Pending, error)
 	FlushAllNoWait(ctx context.Context) (wait func(context.Context) error, err error)
 	// TxLock isolates transactions: EXEC holds it alone, every other
