@@ -413,7 +413,7 @@ func (s *Server) pubsub(_ context.Context, c *conn, args [][]byte) {
 	switch strings.ToLower(string(args[1])) {
 	case "channels":
 		if len(args) > 3 {
-			c.err("ERR unknown subcommand or wrong number of arguments for 'CHANNELS'. Try PUBSUB HELP.")
+			c.err("ERR unknown subcommand or wrong number of arguments for '" + string(args[1]) + "'. Try PUBSUB HELP.") // as sent, as Redis
 			return
 		}
 		sub.mu.Lock()
@@ -451,7 +451,7 @@ func (s *Server) pubsub(_ context.Context, c *conn, args [][]byte) {
 		c.integer(int64(n))
 	case "shardchannels": // kv has no shard channels
 		if len(args) > 3 {
-			c.err("ERR unknown subcommand or wrong number of arguments for 'SHARDCHANNELS'. Try PUBSUB HELP.")
+			c.err("ERR unknown subcommand or wrong number of arguments for '" + string(args[1]) + "'. Try PUBSUB HELP.") // as sent, as Redis
 			return
 		}
 		c.array(0)
@@ -471,8 +471,12 @@ func (s *Server) pubsub(_ context.Context, c *conn, args [][]byte) {
 			"NUMSUB [<channel> ...]",
 			"    Return the number of subscribers for the specified channels, excluding",
 			"    pattern subscriptions(default: no channels).",
+			"SHARDCHANNELS [<pattern>]",
+			"    Return the currently active shard level channels matching a <pattern> (default: '*').",
+			"SHARDNUMSUB [<shardchannel> ...]",
+			"    Return the number of subscribers for the specified shard level channel(s)",
 			"HELP",
-			"    Print this help.",
+			"    Prints this help.",
 		})
 	}
 }
