@@ -882,11 +882,11 @@ func (s *Server) memory(ctx context.Context, c *conn, args [][]byte) {
 	switch {
 	case equalFold(args[1], "help"):
 		help := []string{
-			"MEMORY <subcommand> [<arg> ...]. Subcommands are:",
+			"MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
 			"USAGE <key> [SAMPLES <count>]",
 			"    Return the estimated memory of <key>, in bytes: its bucket and its pairs,",
 			"    estimated from <count> of them (default: 5; 0: all of them).",
-			"HELP", "    Print this help.",
+			"HELP", "    Prints this help.",
 		}
 		c.help(help)
 		return

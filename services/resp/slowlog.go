@@ -175,7 +175,7 @@ func (s *Server) slowlogCmd(_ context.Context, c *conn, args [][]byte) {
 			"    client name",
 			"LEN", "    Return the length of the slowlog.",
 			"RESET", "    Reset the slowlog.",
-			"HELP", "    Print this help.",
+			"HELP", "    Prints this help.",
 		}
 		c.help(help)
 	}
