@@ -767,3 +767,39 @@ func TestKeysNeverExpire(t *testing.T) {
 	assert.False(t, rc.Persist(ctx, "nope").Val())
 	assert.EqualError(t, rc.Do(ctx, "TTL").Err(), "ERR wrong number of arguments for 'ttl' command")
 }
+
+// COMMAND GETKEYS names a command line's keys from the command table's
+// positions, with Redis 7's errors (checked against redis-server 7.0.15).
+func TestCommandGetKeys(t *testing.T) {
+	rc := start(t, Config{}).client(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []any
+		want []string
+	}{
+		{[]any{"HSET", "k", "f", "v"}, []string{"k"}},
+		{[]any{"hget", "k", "f"}, []string{"k"}},
+		{[]any{"DEL", "a", "b", "c"}, []string{"a", "b", "c"}},
+		{[]any{"RENAME", "a", "b"}, []string{"a", "b"}},
+		{[]any{"WATCH", "a", "b"}, []string{"a", "b"}},
+	} {
+		keys, err := rc.CommandGetKeys(ctx, tc.args...).Result()
+		require.NoError(t, err, "%v", tc.args)
+		assert.Equal(t, tc.want, keys, "%v", tc.args)
+	}
+	for _, tc := range []struct {
+		args []any
+		want string
+	}{
+		{[]any{"COMMAND", "GETKEYS", "foo", "bar"}, "ERR Invalid command specified"},
+		{[]any{"COMMAND", "GETKEYS", "HSET", "k"}, "ERR Invalid number of arguments specified for command"},
+		{[]any{"COMMAND", "GETKEYS", "PING", "x"}, "ERR The command has no key arguments"},
+		{[]any{"COMMAND", "GETKEYS", "KEYS", "*"}, "ERR The command has no key arguments"},
+		{[]any{"COMMAND", "GETKEYS", "CLIENT", "LIST"}, "ERR The command has no key arguments"},
+		{[]any{"COMMAND", "GETKEYS", "HSET"}, "ERR wrong number of arguments for 'command|getkeys' command"},
+	} {
+		err := rc.Do(ctx, tc.args...).Err()
+		require.Error(t, err, "%v", tc.args)
+		assert.Equal(t, tc.want, err.Error(), "%v", tc.args)
+	}
+}

@@ -14,7 +14,7 @@
 // Connection and server: PING, ECHO, QUIT, SELECT 0, HELLO [2] (RESP2 only:
 // HELLO 3 gets NOPROTO, on which go-redis v9 falls back to RESP2), AUTH,
 // CLIENT ID|KILL|GETNAME|SETNAME|SETINFO|INFO|LIST, COMMAND [COUNT|DOCS|INFO|
-// LIST], INFO [server|clients|memory|persistence|stats|replication|
+// LIST|GETKEYS], INFO [server|clients|memory|persistence|stats|replication|
 // keyspace|commandstats], ROLE (master: kv does not replicate), CONFIG GET
 // (a few read-only values), CONFIG RESETSTAT, MEMORY USAGE, SLOWLOG
 // GET|LEN|RESET, DBSIZE, TIME, FLUSHALL, FLUSHDB, RESET, DEBUG

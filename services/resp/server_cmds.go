@@ -419,6 +419,8 @@ func (s *Server) commandCmd(ctx context.Context, c *conn, args [][]byte) {
 		for _, n := range names {
 			c.bulkString(n)
 		}
+	case "getkeys":
+		s.getKeys(c, args[2:])
 	case "info":
 		if len(args) == 2 { // every command, as COMMAND alone
 			s.commandCmd(ctx, c, args[:1])
@@ -923,5 +925,37 @@ func (s *Server) memory(ctx context.Context, c *conn, args [][]byte) {
 		c.null()
 	default:
 		c.integer(memoryPerBucket + int64(pairs)*memoryPerPair + bytes)
+	}
+}
+
+// getKeys answers COMMAND GETKEYS command [arg...]: the keys of the
+// command line, from the positions the command table gives (those COMMAND
+// INFO shows), with Redis 7's errors. A command whose keys only its
+// subcommands name (MEMORY USAGE) has none here.
+func (s *Server) getKeys(c *conn, line [][]byte) {
+	cmd := s.lookup(line[0])
+	switch {
+	case cmd == nil:
+		c.err("ERR Invalid command specified")
+		return
+	case cmd.first == 0:
+		c.err("ERR The command has no key arguments")
+		return
+	case cmd.arity > 0 && len(line) != cmd.arity, cmd.arity < 0 && len(line) < -cmd.arity:
+		c.err("ERR Invalid number of arguments specified for command")
+		return
+	}
+	last := cmd.last
+	if last < 0 {
+		last += len(line)
+	}
+	step := max(cmd.step, 1)
+	var keys [][]byte
+	for i := cmd.first; i <= last && i < len(line); i += step {
+		keys = append(keys, line[i])
+	}
+	c.array(len(keys))
+	for _, k := range keys {
+		c.bulk(k)
 	}
 }

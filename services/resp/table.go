@@ -84,7 +84,7 @@ func (s *Server) commandTable() mux {
 	// are known, and refused as they run).
 	m["client"].subs = []subcommand{{"id", 2}, {"kill", -3}, {"getname", 2}, {"setname", 3}, {"info", 2}, {"list", -2},
 		{"help", 2}, {"setinfo", 4}, {"no-evict", 3}, {"no-touch", 3}}
-	m["command"].subs = []subcommand{{"count", 2}, {"list", -2}, {"info", -2}, {"docs", -2}}
+	m["command"].subs = []subcommand{{"count", 2}, {"list", -2}, {"info", -2}, {"docs", -2}, {"getkeys", -4}}
 	m["config"].subs = []subcommand{{"get", -3}, {"set", -4}, {"resetstat", 2}, {"rewrite", 2}, {"help", 2}}
 	m["pubsub"].subs = []subcommand{{"channels", -2}, {"numsub", -2}, {"numpat", 2}, {"help", 2}, {"shardchannels", -2}, {"shardnumsub", -2}}
 	m["slowlog"].subs = []subcommand{{"get", -2}, {"len", 2}, {"reset", 2}, {"help", 2}}
