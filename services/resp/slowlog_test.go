@@ -2,10 +2,12 @@ package resp
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kvproject/kv/internal/store"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -157,4 +159,115 @@ func TestSlowlogKeepsTheNewest(t *testing.T) {
 	require.Len(t, two, 2)
 	assert.Equal(t, "slowlog", strings.ToLower(two[0].Args[0]))
 	assert.Equal(t, "echo 6", strings.Join(two[1].Args, " "))
+}
+
+// The secrets of AUTH and HELLO ... AUTH are "(redacted)" wherever they
+// stand among HELLO's options (after SETNAME too, as Redis's helloCommand
+// walks them) and however long they are: a secret past 128 bytes is not
+// shown cut, its first 128 bytes included.
+func TestSlowlogRedactsSecretsWhereverTheyAre(t *testing.T) {
+	long := strings.Repeat("s", 200)
+	obs := &recordingObserver{failed: map[string]bool{}}
+	ts := start(t, Config{Observer: obs, Password: long, SlowlogSlowerThan: time.Nanosecond})
+	r := ts.raw(t)
+	r.send("AUTH " + long + "\r\nHELLO 2 SETNAME nm AUTH default " + long + "\r\n")
+	r.expect("+OK", "*14")
+	for r.line() != "*0" { // HELLO's map, up to its empty modules array
+	}
+	rc := ts.client(t, func(o *redis.Options) { o.Password = long })
+	logged, err := rc.SlowLogGet(context.Background(), -1).Result()
+	require.NoError(t, err)
+	var got []string
+	for i := len(logged) - 1; i >= 0; i-- {
+		got = append(got, strings.Join(logged[i].Args, " "))
+	}
+	assert.NotContains(t, strings.Join(got, "|"), "sss")
+	require.GreaterOrEqual(t, len(got), 2)
+	assert.Equal(t, []string{
+		"AUTH (redacted)",
+		"HELLO 2 SETNAME nm AUTH (redacted) (redacted)",
+	}, got[:2])
+}
+
+// Redis's bounds are limits, not thresholds: a command of exactly 32
+// arguments keeps them all, and an argument of exactly 128 bytes is kept
+// whole.
+func TestSlowlogBoundsAreInclusive(t *testing.T) {
+	obs := &recordingObserver{failed: map[string]bool{}}
+	rc := start(t, Config{Observer: obs, SlowlogSlowerThan: time.Nanosecond}).client(t)
+	ctx := context.Background()
+	exact := strings.Repeat("x", 128)
+	args := []any{"HMGET", exact}
+	for i := range 30 {
+		args = append(args, fmt.Sprintf("f%d", i))
+	}
+	require.NoError(t, rc.Do(ctx, args...).Err())
+	logged, err := rc.SlowLogGet(ctx, 1).Result()
+	require.NoError(t, err)
+	require.Len(t, logged, 1)
+	hmget := logged[0]
+	require.Len(t, hmget.Args, 32)
+	assert.Equal(t, exact, hmget.Args[1])
+	assert.Equal(t, "f29", hmget.Args[31])
+}
+
+// SLOWLOG GET 0 answers no entry, as Redis's does: only -1 means all.
+func TestSlowlogGetZero(t *testing.T) {
+	obs := &recordingObserver{failed: map[string]bool{}}
+	rc := start(t, Config{Observer: obs, SlowlogSlowerThan: time.Nanosecond}).client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.Echo(ctx, "a").Err())
+	logged, err := rc.SlowLogGet(ctx, 0).Result()
+	require.NoError(t, err)
+	assert.Empty(t, logged)
+}
+
+// A RESET of a log that has wrapped starts the ring again: the entries
+// logged after it are listed newest first, as before any wrap.
+func TestSlowlogResetAfterWrap(t *testing.T) {
+	obs := &recordingObserver{failed: map[string]bool{}}
+	rc := start(t, Config{Observer: obs, SlowlogSlowerThan: time.Nanosecond, SlowlogMaxLen: 3}).client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.Do(ctx, "SLOWLOG", "RESET").Err())
+	for i := range 3 { // the RESET and two echoes fill it; the third wraps it
+		require.NoError(t, rc.Echo(ctx, i).Err())
+	}
+	require.NoError(t, rc.Do(ctx, "SLOWLOG", "RESET").Err())
+	require.NoError(t, rc.Echo(ctx, "a").Err())
+	logged, err := rc.SlowLogGet(ctx, -1).Result()
+	require.NoError(t, err)
+	var got []string
+	for _, e := range logged {
+		got = append(got, strings.ToLower(strings.Join(e.Args, " ")))
+	}
+	assert.Equal(t, []string{"echo a", "slowlog reset"}, got)
+	for range 3 { // and it wraps again in order
+		require.NoError(t, rc.Echo(ctx, "b").Err())
+	}
+	logged, err = rc.SlowLogGet(ctx, -1).Result()
+	require.NoError(t, err)
+	require.Len(t, logged, 3)
+	for i := 1; i < len(logged); i++ {
+		assert.Equal(t, logged[i-1].ID-1, logged[i].ID, "newest first")
+	}
+}
+
+// With a durable store, a write answered once it is on disk is logged too
+// (its run, without the wait for the disk).
+func TestSlowlogDurableWrite(t *testing.T) {
+	obs := &recordingObserver{failed: map[string]bool{}}
+	ds := startDurable(t, t.TempDir(), store.Options{}, func(c *Config) {
+		c.Observer = obs
+		c.SlowlogSlowerThan = time.Nanosecond
+	})
+	rc := ds.client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.HSet(ctx, "k", "f", "v").Err())
+	logged, err := rc.SlowLogGet(ctx, -1).Result()
+	require.NoError(t, err)
+	var got []string
+	for _, e := range logged {
+		got = append(got, strings.ToLower(strings.Join(e.Args, " ")))
+	}
+	assert.Contains(t, got, "hset k f v")
 }
