@@ -207,3 +207,48 @@ func TestTotalCommandsProcessedCountsWhatRan(t *testing.T) {
 	}
 	assert.Equal(t, "4", total, "MULTI, EXEC, the HGET it ran, and the INFO")
 }
+
+// usec_per_call is usec over calls, and CONFIG RESETSTAT clears every
+// count of a command: a command only failed is no longer listed, and the
+// time of the calls before it is not kept.
+func TestResetStatClearsEveryCount(t *testing.T) {
+	obs := &recordingObserver{failed: map[string]bool{}}
+	rc := start(t, Config{Observer: obs}).client(t)
+	ctx := context.Background()
+	stat := func(name string) (calls, usec int64, perCall float64, listed bool) {
+		t.Helper()
+		v, ok := cmdstats(t, rc.Info(ctx, "commandstats").Val())[name]
+		if !ok {
+			return 0, 0, 0, false
+		}
+		var rejected, failed int64
+		_, err := fmt.Sscanf(v, "calls=%d,usec=%d,usec_per_call=%f,rejected_calls=%d,failed_calls=%d", &calls, &usec, &perCall, &rejected, &failed)
+		require.NoError(t, err, v)
+		return calls, usec, perCall, true
+	}
+	big := []any{"HSET", "big"}
+	for i := range 50000 {
+		big = append(big, fmt.Sprintf("f%d", i), "v")
+	}
+	for range 3 { // each takes milliseconds
+		require.NoError(t, rc.Do(ctx, big...).Err())
+	}
+	calls, usec, perCall, listed := stat("hset")
+	require.True(t, listed)
+	require.Equal(t, int64(3), calls)
+	require.Positive(t, usec)
+	assert.InDelta(t, float64(usec)/float64(calls), perCall, 0.01)
+
+	require.NoError(t, rc.HSet(ctx, "h", "f", "x").Err())
+	require.Error(t, rc.HIncrBy(ctx, "h", "f", 1).Err())
+	_, _, _, listed = stat("hincrby")
+	require.True(t, listed)
+
+	require.NoError(t, rc.ConfigResetStat(ctx).Err())
+	_, _, _, listed = stat("hincrby")
+	assert.False(t, listed, "its failed call is forgotten too")
+	require.NoError(t, rc.HSet(ctx, "h", "g", "y").Err())
+	calls, after, _, _ := stat("hset")
+	assert.Equal(t, int64(1), calls)
+	assert.Less(t, after, usec, "the time of the calls before RESETSTAT is forgotten")
+}

@@ -42,6 +42,7 @@ func TestWaitInMemory(t *testing.T) {
 		{[]any{"WAIT", "0", "-1"}, "ERR timeout is negative"},
 		{[]any{"WAITAOF", "1", "0", "0"}, "ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled."},
 		{[]any{"WAITAOF", "2", "0", "0"}, "ERR value is out of range, value must between 0 and 1"},
+		{[]any{"WAITAOF", "-1", "0", "0"}, "ERR value is out of range, value must between 0 and 1"},
 		{[]any{"WAITAOF", "x", "0", "0"}, "ERR value is not an integer or out of range"},
 		{[]any{"WAITAOF", "0", "-1", "0"}, "ERR value is out of range, must be positive"},
 		{[]any{"WAITAOF", "0", "0", "-1"}, "ERR timeout is negative"},
