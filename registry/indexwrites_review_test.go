@@ -38,3 +38,23 @@ func TestDurableIndexWritesAreForgotten(t *testing.T) {
 	}
 	assert.Zero(t, indexWritesOf(reg), "every drop was durable: none is still tracked")
 }
+
+// A durable rename settles the index writes of both its names once its
+// move is durable: a daemon that renames keys for ever keeps nothing of
+// them.
+func TestDurableRenameIndexWritesAreForgotten(t *testing.T) {
+	reg, _, stop := newDurableTree(t, openStoreT(t, t.TempDir()))
+	defer stop()
+
+	for i := range 10 {
+		from, to := fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i)
+		_, p, err := reg.CreateWith(ctx, from, putF("v"))
+		require.NoError(t, err)
+		require.NoError(t, p.Wait())
+		require.NoError(t, reg.Rename(ctx, from, to))
+		p, err = reg.RenameNoWait(ctx, to, from)
+		require.NoError(t, err)
+		require.NoError(t, p.Wait())
+	}
+	assert.Zero(t, indexWritesOf(reg), "every move was durable: none is still tracked")
+}
