@@ -63,3 +63,32 @@ func TestTakeOfAnEmptyBucket(t *testing.T) {
 	assert.NotNil(t, data)
 	assert.Empty(t, data)
 }
+
+// TakeMoving hands the pairs to move and then ends the bucket; if move
+// fails, nothing was written: the bucket goes on, pairs and all, and a
+// later TakeMoving can take them.
+func TestTakeMovingThatFailsLeavesTheBucket(t *testing.T) {
+	b := New("m", 1)
+	require.NoError(t, b.Put("a", []byte("1")))
+	failed := errors.New("move failed")
+	_, err := b.TakeMoving(nil, func(pairs map[string][]byte) error {
+		assert.Equal(t, map[string][]byte{"a": []byte("1")}, pairs)
+		return failed
+	})
+	require.ErrorIs(t, err, failed)
+	select {
+	case <-b.Done():
+		t.Fatal("a failed move ended the bucket")
+	default:
+	}
+	v, err := b.Get("a")
+	require.NoError(t, err)
+	assert.Equal(t, []byte("1"), v)
+
+	reason := errors.New("renamed")
+	data, err := b.TakeMoving(reason, func(map[string][]byte) error { return nil })
+	require.NoError(t, err)
+	assert.Equal(t, map[string][]byte{"a": []byte("1")}, data)
+	<-b.Done()
+	assert.Equal(t, reason, b.Err())
+}
