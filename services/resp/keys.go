@@ -133,11 +133,22 @@ func (s *Server) keys(_ context.Context, c *conn, args [][]byte) {
 		c.writeErr(err)
 		return
 	}
-	budget := newGlobBudget()
-	keep, ok := budget.filter(pattern, names)
-	if !ok {
-		c.err(errGlobTooCostly)
-		return
+	c.namesMatching(pattern, names)
+}
+
+// namesMatching writes, sorted, the names that match pattern within a
+// glob budget (KEYS, PUBSUB CHANNELS), or errGlobTooCostly. A lone "*"
+// keeps every name, the empty one too, as Redis's callers of its matcher
+// do (see globMatchWithin).
+func (c *conn) namesMatching(pattern string, names []string) {
+	keep := names
+	if pattern != "*" {
+		budget := newGlobBudget()
+		var ok bool
+		if keep, ok = budget.filter(pattern, names); !ok {
+			c.err(errGlobTooCostly)
+			return
+		}
 	}
 	slices.Sort(keep)
 	c.array(len(keep))

@@ -422,19 +422,11 @@ func (s *Server) pubsub(_ context.Context, c *conn, args [][]byte) {
 			names = append(names, ch)
 		}
 		sub.mu.Unlock()
+		pattern := "*"
 		if len(args) == 3 {
-			budget := newGlobBudget()
-			var ok bool
-			if names, ok = budget.filter(string(args[2]), names); !ok {
-				c.err(errGlobTooCostly)
-				return
-			}
+			pattern = string(args[2])
 		}
-		slices.Sort(names)
-		c.array(len(names))
-		for _, ch := range names {
-			c.bulkString(ch)
-		}
+		c.namesMatching(pattern, names)
 	case "numsub":
 		c.array(2 * (len(args) - 2))
 		for _, ch := range args[2:] {
