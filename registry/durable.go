@@ -400,22 +400,8 @@ func (r *Registry) settledIndexWrite(name string, w *indexWrite, lost bool) {
 	q := r.indexWrites[name]
 	if lost {
 		w.lost = true
-		first := true
-		for _, e := range q {
-			if e == w {
-				break
-			}
-			if e.lost {
-				first = false
-				break
-			}
-		}
-		if first {
-			if w.stored {
-				r.indexLocked(name)
-			} else {
-				r.unindexLocked(name)
-			}
+		if r.firstLossLocked(name, w) == w {
+			r.restoreIndexLocked(name, w.stored)
 		}
 	}
 	for _, e := range q {
@@ -431,18 +417,32 @@ func (r *Registry) settledIndexWrite(name string, w *indexWrite, lost bool) {
 // after it in the same failure, is lost too, and the index change made
 // with w must not stand. The caller holds r.mu.
 func (r *Registry) keepFirstLossLocked(name string, w *indexWrite) {
+	if e := r.firstLossLocked(name, w); e != nil {
+		r.restoreIndexLocked(name, e.stored)
+	}
+}
+
+// firstLossLocked returns the first lost write of name queued up to w, w
+// included, or nil. The caller holds r.mu.
+func (r *Registry) firstLossLocked(name string, w *indexWrite) *indexWrite {
 	for _, e := range r.indexWrites[name] {
-		if e == w {
-			return
-		}
 		if e.lost {
-			if e.stored {
-				r.indexLocked(name)
-			} else {
-				r.unindexLocked(name)
-			}
-			return
+			return e
 		}
+		if e == w {
+			return nil
+		}
+	}
+	return nil
+}
+
+// restoreIndexLocked puts name in the index of stored names or takes it
+// out, as a lost write found it. The caller holds r.mu.
+func (r *Registry) restoreIndexLocked(name string, stored bool) {
+	if stored {
+		r.indexLocked(name)
+	} else {
+		r.unindexLocked(name)
 	}
 }
 

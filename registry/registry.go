@@ -554,17 +554,7 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 // once; if the drop is lost, the Pending's wait fails and the name is
 // listed again, as the disk holds it. Wait for the Pending exactly once.
 func (r *Registry) DeleteNoWait(ctx context.Context, name string) (bucket.Pending, error) {
-	if err := ctx.Err(); err != nil {
-		return bucket.Pending{}, fmt.Errorf("registry: delete %q: %w", name, err)
-	}
-	var n int
-	var drops []bucket.Pending
-	var err error
-	if r.store != nil {
-		n, drops, err = r.deleteStoredBatch(ctx, []string{name})
-	} else {
-		n, err = r.deleteBatchInMemory(ctx, []string{name})
-	}
+	n, drops, err := r.DeleteManyNoWait(ctx, []string{name})
 	switch {
 	case err != nil:
 		return bucket.Pending{}, err

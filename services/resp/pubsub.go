@@ -429,13 +429,12 @@ func (s *Server) pubsub(_ context.Context, c *conn, args [][]byte) {
 		c.namesMatching(pattern, names)
 	case "numsub":
 		c.array(2 * (len(args) - 2))
+		sub.mu.Lock()
 		for _, ch := range args[2:] {
-			sub.mu.Lock()
-			n := sub.channels[string(ch)]
-			sub.mu.Unlock()
 			c.bulk(ch)
-			c.integer(int64(n))
+			c.integer(int64(sub.channels[string(ch)]))
 		}
+		sub.mu.Unlock()
 	case "numpat":
 		sub.mu.Lock()
 		n := len(sub.patterns)
