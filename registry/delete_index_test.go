@@ -1,38 +1,17 @@
 package registry
 
 import (
-	"context"
-	"log/slog"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/thejerf/suture/v4"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
 	"github.com/kvproject/kv/internal/store"
 )
-
-// newGatedDurableTree is newDurableTree whose registry publishes through
-// g: a test holds a bucket's Exited, and with it whoever waits for that
-// bucket to be forgotten (a DEL).
-func newGatedDurableTree(t *testing.T, st Store, g *gatedPublisher) *Registry {
-	t.Helper()
-	ev := events.New(events.Options{})
-	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
-	reg := New(Config{Buckets: sup, Events: g.wrap(ev), Logger: slog.New(slog.DiscardHandler), Store: st})
-	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
-	root.Add(ev)
-	root.Add(sup)
-	root.Add(reg)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := root.ServeBackground(ctx)
-	t.Cleanup(func() { cancel(); <-errc })
-	return reg
-}
 
 // A DEL's drop records, for its index write, whether its name was stored
 // when the drop is queued, not before the DEL waited for buckets to be
@@ -62,7 +41,7 @@ func TestDurableDelOfANameWhoseCreateIsLostMeanwhileListsNoPhantom(t *testing.T)
 				e, ok := ev.(events.Exited)
 				return ok && e.Bucket == tc.held
 			})
-			reg := newGatedDurableTree(t, &countingStore{Store: st}, g)
+			reg, _, _ := newDurableTreeWith(t, &countingStore{Store: st}, g.wrap)
 
 			if tc.held != "a" {
 				b, err := reg.Create(ctx, tc.held)

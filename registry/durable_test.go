@@ -59,9 +59,20 @@ func (s *countingStore) Buckets(fn func(string) error) error {
 
 func newDurableTree(t *testing.T, st Store) (*Registry, *bucket.Supervisor, func()) {
 	t.Helper()
+	return newDurableTreeWith(t, st, nil)
+}
+
+// newDurableTreeWith is newDurableTree whose registry publishes through
+// wrap(manager) (nil: the manager itself).
+func newDurableTreeWith(t *testing.T, st Store, wrap func(*events.Manager) Publisher) (*Registry, *bucket.Supervisor, func()) {
+	t.Helper()
 	ev := events.New(events.Options{})
 	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
-	reg := New(Config{Buckets: sup, Events: ev, Logger: slog.New(slog.DiscardHandler), Store: st})
+	var pub Publisher = ev
+	if wrap != nil {
+		pub = wrap(ev)
+	}
+	reg := New(Config{Buckets: sup, Events: pub, Logger: slog.New(slog.DiscardHandler), Store: st})
 	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
 	root.Add(ev)
 	root.Add(sup)
