@@ -78,7 +78,6 @@ type conn struct {
 	failed     bool // the reply being written is an error
 	rejected   bool // the command was refused before it ran (its arity, AUTH...)
 	txShared   bool // the command runs under the transactions' read lock, taken for it alone (exec)
-	inExec     bool // EXEC runs the transaction's commands: none may block (WAITAOF)
 	// When the previous command of the current run ended, on the
 	// connection's clock (see since); 0: no command has run since the
 	// last read or write, so the next one reads the clock to start.

@@ -118,8 +118,6 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 	// logs in and names the client) keeps its reply, or its client would
 	// be told that it failed when it succeeded.
 	begin := len(c.out)
-	c.inExec = true
-	defer func() { c.inExec = false }()
 	for _, q := range t.cmds {
 		start, pending := len(c.out), len(c.pending)
 		if s.obs != nil {

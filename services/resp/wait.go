@@ -76,7 +76,10 @@ func (s *Server) waitaof(_ context.Context, c *conn, args [][]byte) {
 		return
 	}
 	acked := int64(0)
-	if durable && !c.inExec {
+	// A command that runs while the client is in a transaction (inMulti,
+	// kept until EXEC ends) is one that EXEC runs: WAITAOF is queued, not
+	// run, between MULTI and EXEC.
+	if durable && c.inMulti.Load() == 0 {
 		// In a transaction it answers at once, as Redis's does (a client
 		// in MULTI may not block): an fsync there would hold every client
 		// (EXEC runs alone), and commit the transaction's writes before
