@@ -614,26 +614,63 @@ func (r *Registry) Rename(ctx context.Context, from, to string) error {
 // named to ends (its next use brings back what the disk holds: to as it
 // was), and from is listed again. Wait for the Pending exactly once.
 func (r *Registry) RenameNoWait(ctx context.Context, from, to string) (bucket.Pending, error) {
-	if err := CheckName(to); err != nil {
-		return bucket.Pending{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return bucket.Pending{}, fmt.Errorf("registry: rename %q: %w", from, err)
-	}
-	if r.store == nil {
-		return bucket.Pending{}, r.renameInMemory(ctx, from, to)
-	}
-	p, err := r.renameStored(ctx, from, to)
-	if err != nil {
-		return bucket.Pending{}, fmt.Errorf("registry: rename %q: %w", from, err)
-	}
-	return p, nil
+	_, p, err := r.rename(ctx, from, to, false)
+	return p, err
 }
 
-// renameStored is RenameNoWait with a store.
-func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pending, error) {
+// RenameNX is Rename that renames only if no bucket is named to (Redis's
+// RENAMENX): when one is, or when to is from, it reports false and changes
+// nothing. The check and the rename are one step: while a RenameNX runs,
+// no create of either name and no other rename of them comes in between,
+// in memory as with a store. A bucket named to that has ended but is not
+// yet forgotten counts as missing in memory (its pairs are gone), and as
+// what the disk holds with a store. It returns an error wrapping
+// ErrNotFound when from does not exist (even when to is from), and fails
+// as Rename does.
+func (r *Registry) RenameNX(ctx context.Context, from, to string) (bool, error) {
+	renamed, p, err := r.RenameNXNoWait(ctx, from, to)
+	if err != nil || !renamed {
+		return false, err
+	}
+	if err := p.Commit(); err != nil {
+		return false, fmt.Errorf("registry: rename %q: %w", from, err)
+	}
+	return true, nil
+}
+
+// RenameNXNoWait is RenameNX for a caller that waits for the move's
+// Pending itself, as with RenameNoWait. The Pending is the zero Pending
+// when it reports false.
+func (r *Registry) RenameNXNoWait(ctx context.Context, from, to string) (bool, bucket.Pending, error) {
+	return r.rename(ctx, from, to, true)
+}
+
+// rename is RenameNoWait, and with nx RenameNXNoWait.
+func (r *Registry) rename(ctx context.Context, from, to string, nx bool) (bool, bucket.Pending, error) {
+	if err := CheckName(to); err != nil {
+		return false, bucket.Pending{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return false, bucket.Pending{}, fmt.Errorf("registry: rename %q: %w", from, err)
+	}
+	var renamed bool
+	var p bucket.Pending
+	var err error
+	if r.store == nil {
+		renamed, err = r.renameInMemory(ctx, from, to, nx)
+	} else {
+		renamed, p, err = r.renameStored(ctx, from, to, nx)
+	}
+	if err != nil {
+		return false, bucket.Pending{}, fmt.Errorf("registry: rename %q: %w", from, err)
+	}
+	return renamed, p, nil
+}
+
+// renameStored is rename with a store.
+func (r *Registry) renameStored(ctx context.Context, from, to string, nx bool) (bool, bucket.Pending, error) {
 	if err := r.claim(ctx, from, to); err != nil {
-		return bucket.Pending{}, err
+		return false, bucket.Pending{}, err
 	}
 	defer r.unclaim(from, to)
 	r.flushMu.RLock()
@@ -642,27 +679,36 @@ func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pe
 	if !live {
 		found, err := r.has(from)
 		if err != nil {
-			return bucket.Pending{}, err
+			return false, bucket.Pending{}, err
 		}
 		if !found {
-			return bucket.Pending{}, ErrNotFound
+			return false, bucket.Pending{}, ErrNotFound
 		}
+	}
+	if nx && from == to {
+		return false, bucket.Pending{}, nil
 	}
 	// The bucket named to ends before the move is queued: its writes are
 	// queued before the move's drop of its pairs, none after.
 	dstStored := true // from == to: stored, as from is
 	if from != to {
 		if dst, ok := r.lookupLive(to); ok {
+			if nx && !ended(dst) {
+				return false, bucket.Pending{}, nil
+			}
 			dst.Stop(nil)
 			if err := r.WaitForgotten(ctx, dst); err != nil {
-				return bucket.Pending{}, err
+				return false, bucket.Pending{}, err
 			}
 		}
 		// Asked once it is forgotten: a live bucket may have ended
 		// because its creating write was lost, and then it is not stored.
 		var err error
 		if dstStored, err = r.has(to); err != nil {
-			return bucket.Pending{}, err
+			return false, bucket.Pending{}, err
+		}
+		if nx && dstStored {
+			return false, bucket.Pending{}, nil
 		}
 	}
 	r.mu.RLock()
@@ -703,19 +749,19 @@ func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pe
 		if errors.Is(err, bucket.ErrEnded) {
 			live = false // it ended (a crash): its data is in the store
 		} else if err != nil {
-			return bucket.Pending{}, err // nothing written; from is as it was
+			return false, bucket.Pending{}, err // nothing written; from is as it was
 		}
 	}
 	if !live {
 		pairs, found, err := r.store.Load(from)
 		if err != nil {
-			return bucket.Pending{}, err
+			return false, bucket.Pending{}, err
 		}
 		if !found {
-			return bucket.Pending{}, ErrNotFound
+			return false, bucket.Pending{}, ErrNotFound
 		}
 		if err := move(pairs); err != nil {
-			return bucket.Pending{}, err
+			return false, bucket.Pending{}, err
 		}
 		data = pairs
 	}
@@ -748,7 +794,7 @@ func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pe
 		// and both buckets are as they were on disk: their next use
 		// brings them back.
 		if err := p.Commit(); err != nil {
-			return bucket.Pending{}, err
+			return false, bucket.Pending{}, err
 		}
 		p = bucket.Pending{}
 	}
@@ -787,10 +833,17 @@ func (r *Registry) renameStored(ctx context.Context, from, to string) (bucket.Pe
 		r.log.Warn("registry: rename queued on disk; the destination could not be started, and will load at its next use",
 			"bucket", to, "err", err)
 	}
-	return p, nil
+	return true, p, nil
 }
 
-func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
+func (r *Registry) renameInMemory(ctx context.Context, from, to string, nx bool) (bool, error) {
+	// Both names are claimed until they have switched, as with a store:
+	// no create of either name and no other rename of them comes in
+	// between, so that what RenameNX finds of to still holds at the
+	// switch (see create and CreateWith).
+	if err := r.claim(ctx, from, to); err != nil {
+		return false, err
+	}
 	// Until the names have switched: a FlushAll runs wholly before or
 	// after (see FlushAll).
 	r.flushMu.RLock()
@@ -798,28 +851,37 @@ func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 	defer func() {
 		if !switched {
 			r.flushMu.RUnlock()
+			r.unclaim(from, to)
 		}
 	}()
 	src, ok := r.Lookup(from)
 	if !ok {
-		return fmt.Errorf("registry: rename %q: %w", from, ErrNotFound)
+		return false, ErrNotFound
 	}
 	if from == to {
-		return nil
+		return !nx, nil
+	}
+	if nx {
+		// A bucket that has ended has lost its pairs: the name is free,
+		// and the switch replaces the bucket, as Rename's does.
+		if dst, ok := r.Lookup(to); ok && !ended(dst) {
+			return false, nil
+		}
 	}
 	data, err := src.Take(nil)
 	if err != nil {
-		return fmt.Errorf("registry: rename %q: %w", from, ErrNotFound)
+		return false, ErrNotFound
 	}
 	// One step swaps the names: to names a new bucket that already holds
-	// the pairs, and from names nothing (unless a writer has already made
-	// a new bucket of that name, once src was forgotten). No reader sees to
-	// missing or half filled, and no writer's bucket of that name can be
-	// merged into: a bucket created as to before this step is replaced.
+	// the pairs, and from names nothing (the claim keeps writers from
+	// making a new bucket of that name until the switch is done). No
+	// reader sees to missing or half filled, and no writer's bucket of
+	// that name can be merged into: a bucket named to before this step is
+	// replaced.
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return ErrStopped
+		return false, ErrStopped
 	}
 	r.nextID++
 	b := bucket.Restore(to, r.nextID, data, nil)
@@ -832,6 +894,7 @@ func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 	r.mu.Unlock()
 	switched = true
 	r.flushMu.RUnlock()
+	r.unclaim(from, to)
 	// The names have switched: the rename has happened, and Rename reports
 	// success whatever ctx says from here on. The waits below only keep
 	// the events in order, bounded by StopTimeout rather than by ctx: the
@@ -852,10 +915,20 @@ func (r *Registry) renameInMemory(ctx context.Context, from, to string) error {
 		}
 	}
 	if err := r.start(to, b); err != nil {
-		return err
+		return true, err
 	}
 	if err := r.WaitForgotten(wctx, src); err != nil {
 		r.log.Warn("registry: rename: the source's end was not reported in time", "bucket", from, "err", err)
 	}
-	return nil
+	return true, nil
+}
+
+// ended reports whether b has ended.
+func ended(b *bucket.Bucket) bool {
+	select {
+	case <-b.Done():
+		return true
+	default:
+		return false
+	}
 }

@@ -274,7 +274,9 @@ func (r *Registry) String() string { return "kv registry" }
 // ends, or the registry's Serve returns: ErrStopped), then creates the
 // name again (with a store, the bucket comes back
 // from the disk); a name whose buckets end maxFollows times in a row gets
-// an error wrapping bucket.ErrEnded.
+// an error wrapping bucket.ErrEnded. A Create of a name that a rename is
+// moving (its source or its target) waits until the names have switched,
+// in memory as with a store, as CreateWith does.
 func (r *Registry) Create(ctx context.Context, name string) (*bucket.Bucket, error) {
 	for range maxFollows {
 		b, err := r.create(ctx, name)
@@ -310,13 +312,20 @@ func (r *Registry) create(ctx context.Context, name string) (*bucket.Bucket, err
 	}
 
 	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil, ErrStopped
-	}
-	if b, ok := r.names[name]; ok { // created meanwhile
-		r.mu.Unlock()
-		return b, nil
+	for {
+		if r.closed {
+			r.mu.Unlock()
+			return nil, ErrStopped
+		}
+		if b, ok := r.names[name]; ok { // created meanwhile
+			r.mu.Unlock()
+			return b, nil
+		}
+		if waited, err := r.awaitUnclaimedLocked(ctx, name); err != nil {
+			return nil, fmt.Errorf("registry: create %q: %w", name, err)
+		} else if !waited {
+			break
+		}
 	}
 	r.nextID++
 	b := bucket.New(name, r.nextID)
@@ -362,18 +371,45 @@ func (r *Registry) CreateWith(ctx context.Context, name string, first func(*buck
 		return nil, bucket.Pending{}, err
 	}
 	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil, bucket.Pending{}, ErrStopped
-	}
-	if old, ok := r.names[name]; ok { // created meanwhile
-		r.mu.Unlock()
-		p, err := old.UpdateNoWait(first)
-		return old, p, err
+	for {
+		if r.closed {
+			r.mu.Unlock()
+			return nil, bucket.Pending{}, ErrStopped
+		}
+		if old, ok := r.names[name]; ok { // created meanwhile
+			r.mu.Unlock()
+			p, err := old.UpdateNoWait(first)
+			return old, p, err
+		}
+		if waited, err := r.awaitUnclaimedLocked(ctx, name); err != nil {
+			return nil, bucket.Pending{}, fmt.Errorf("registry: create %q: %w", name, err)
+		} else if !waited {
+			break
+		}
 	}
 	r.addLocked(name, b)
 	r.mu.Unlock()
 	return b, p, r.start(name, b)
+}
+
+// awaitUnclaimedLocked waits, when name is claimed (in memory, by a
+// rename of it), until the claim is released or ctx ends, and reports
+// whether it waited. The caller holds r.mu, which is released while it
+// waits and held again when it returns with no error (released when it
+// returns one): what the caller checked under it must be checked again.
+func (r *Registry) awaitUnclaimedLocked(ctx context.Context, name string) (bool, error) {
+	c := r.claims[name]
+	if c == nil {
+		return false, nil
+	}
+	r.mu.Unlock()
+	select {
+	case <-c:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	r.mu.Lock()
+	return true, nil
 }
 
 // ref is what refs keeps of a bucket until it is forgotten: the bucket

@@ -1,0 +1,343 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/bucket"
+)
+
+// newRenameTree returns a registry in memory, or with a store (and the
+// store, to read what the disk holds).
+func newRenameTree(t *testing.T, durable bool) (*Registry, *countingStore) {
+	t.Helper()
+	if !durable {
+		return newTree(t).reg, nil
+	}
+	st := openStoreT(t, t.TempDir())
+	reg, _, _ := newDurableTree(t, st)
+	return reg, st
+}
+
+// pairsOf returns the pairs of the bucket named name, and whether it
+// exists.
+func pairsOf(t *testing.T, r *Registry, name string) (map[string]string, bool) {
+	t.Helper()
+	b, ok, err := r.LookupCurrent(ctx, name)
+	require.NoError(t, err)
+	if !ok {
+		return nil, false
+	}
+	pairs := map[string]string{}
+	require.NoError(t, b.View(func(tx *bucket.Tx) error {
+		return tx.ForEach(func(k string, v []byte) error {
+			pairs[k] = string(v)
+			return nil
+		})
+	}))
+	return pairs, true
+}
+
+// RenameNX renames only onto a name that does not exist, as Redis's
+// RENAMENX, and reports whether it did; when it does not, both buckets
+// stay as they were, in memory and on disk.
+func TestRenameNX(t *testing.T) {
+	cases := []struct {
+		name     string
+		from, to string
+		wantErr  error
+		renamed  bool
+		// what the names hold afterwards (nil: missing)
+		want map[string]map[string]string
+	}{
+		{name: "onto a missing name", from: "a", to: "new", renamed: true,
+			want: map[string]map[string]string{"a": nil, "new": {"ka": "a"}, "b": {"kb": "b"}}},
+		{name: "onto an existing name", from: "a", to: "b",
+			want: map[string]map[string]string{"a": {"ka": "a"}, "b": {"kb": "b"}}},
+		{name: "onto an existing empty bucket", from: "a", to: "empty",
+			want: map[string]map[string]string{"a": {"ka": "a"}, "empty": {}}},
+		{name: "onto itself", from: "a", to: "a",
+			want: map[string]map[string]string{"a": {"ka": "a"}}},
+		{name: "from a missing name", from: "nothing", to: "new", wantErr: ErrNotFound,
+			want: map[string]map[string]string{"nothing": nil, "new": nil}},
+		{name: "a missing name onto itself", from: "nothing", to: "nothing", wantErr: ErrNotFound,
+			want: map[string]map[string]string{"nothing": nil}},
+		{name: "an empty bucket", from: "empty", to: "new", renamed: true,
+			want: map[string]map[string]string{"empty": nil, "new": {}}},
+	}
+	for _, durable := range []bool{false, true} {
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("durable=%v/%s", durable, tc.name), func(t *testing.T) {
+				r, st := newRenameTree(t, durable)
+				for _, name := range []string{"a", "b"} {
+					_, p, err := r.CreateWith(ctx, name, func(tx *bucket.Tx) error {
+						return tx.Put("k"+name, []byte(name))
+					})
+					require.NoError(t, err)
+					require.NoError(t, p.Commit())
+				}
+				_, err := r.Create(ctx, "empty")
+				require.NoError(t, err)
+
+				renamed, err := r.RenameNX(ctx, tc.from, tc.to)
+				if tc.wantErr != nil {
+					require.ErrorIs(t, err, tc.wantErr)
+				} else {
+					require.NoError(t, err)
+				}
+				assert.Equal(t, tc.renamed, renamed)
+				for name, want := range tc.want {
+					got, ok := pairsOf(t, r, name)
+					if want == nil {
+						assert.False(t, ok, "%s exists: %v", name, got)
+					} else {
+						assert.Equal(t, want, got, name)
+					}
+					if st == nil {
+						continue
+					}
+					stored, found, err := st.Load(name)
+					require.NoError(t, err)
+					assert.Equal(t, want != nil, found, "%s on disk", name)
+					for k, v := range want {
+						assert.Equal(t, v, string(stored[k]), "%s on disk", name)
+					}
+					assert.Len(t, stored, len(want), "%s on disk", name)
+				}
+			})
+		}
+	}
+}
+
+// A RenameNX and a create of its target that run at the same time are one
+// before the other: when the rename reports true, the create came after it
+// and wrote into the renamed bucket; when it reports false, the create came
+// first and the source is untouched. An acknowledged write to the target
+// is never replaced by the renamed pairs.
+func TestRenameNXAgainstACreateOfTheTarget(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			r, _ := newRenameTree(t, durable)
+			rounds := 300
+			if durable {
+				rounds = 100
+			}
+			var wins, losses int
+			for round := range rounds {
+				_, p, err := r.CreateWith(ctx, "src", func(tx *bucket.Tx) error {
+					return tx.Put("from", []byte("src"))
+				})
+				require.NoError(t, err)
+				require.NoError(t, p.Commit())
+
+				// Both start together, one a little after the other, by
+				// turns: each comes first in some rounds.
+				start := make(chan struct{})
+				created := make(chan error, 1)
+				go func() {
+					<-start
+					yield(round%7 + 1)
+					_, p, err := r.CreateWith(ctx, "dst", func(tx *bucket.Tx) error {
+						return tx.Put("stray", []byte("x"))
+					})
+					if err == nil {
+						err = p.Commit()
+					}
+					created <- err
+				}()
+				close(start)
+				yield(round % 5)
+				renamed, err := r.RenameNX(ctx, "src", "dst")
+				require.NoError(t, err)
+				require.NoError(t, <-created)
+
+				dst, ok := pairsOf(t, r, "dst")
+				require.True(t, ok)
+				src, srcOK := pairsOf(t, r, "src")
+				if renamed {
+					wins++
+					require.Equal(t, map[string]string{"from": "src", "stray": "x"}, dst,
+						"the create came after the rename, into the renamed bucket")
+					require.False(t, srcOK, "src was renamed: %v", src)
+				} else {
+					losses++
+					require.Equal(t, map[string]string{"stray": "x"}, dst, "the create came first")
+					require.True(t, srcOK)
+					require.Equal(t, map[string]string{"from": "src"}, src, "the source is untouched")
+				}
+				for _, name := range []string{"src", "dst"} {
+					if err := r.Delete(ctx, name); err != nil {
+						require.ErrorIs(t, err, ErrNotFound)
+					}
+				}
+			}
+			t.Logf("%d renamed, %d found the target", wins, losses)
+		})
+	}
+}
+
+// While a RenameNX is under way (here held up by a reader of its source),
+// a create of its target waits for it, in memory as with a store: the
+// target it found missing is still missing when the names switch, and the
+// create then writes into the renamed bucket.
+func TestACreateOfTheTargetWaitsForARenameNX(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			r, _ := newRenameTree(t, durable)
+			_, p, err := r.CreateWith(ctx, "src", func(tx *bucket.Tx) error {
+				return tx.Put("from", []byte("src"))
+			})
+			require.NoError(t, err)
+			require.NoError(t, p.Commit())
+			src, ok := r.Lookup("src")
+			require.True(t, ok)
+
+			inside, release := make(chan struct{}), make(chan struct{})
+			viewed := make(chan error, 1)
+			go func() {
+				viewed <- src.View(func(*bucket.Tx) error {
+					close(inside)
+					<-release
+					return nil
+				})
+			}()
+			<-inside
+			type result struct {
+				renamed bool
+				err     error
+			}
+			done := make(chan result, 1)
+			go func() {
+				renamed, err := r.RenameNX(ctx, "src", "dst")
+				done <- result{renamed, err}
+			}()
+			require.Eventually(t, func() bool {
+				r.mu.RLock()
+				defer r.mu.RUnlock()
+				return r.claims["dst"] != nil
+			}, 5*time.Second, time.Millisecond, "the rename claims its names")
+
+			stray := func(tx *bucket.Tx) error { return tx.Put("stray", []byte("x")) }
+			short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			_, _, err = r.CreateWith(short, "dst", stray)
+			assert.ErrorIs(t, err, context.DeadlineExceeded, "CreateWith waits for the rename")
+			_, err = r.Create(short, "dst")
+			assert.ErrorIs(t, err, context.DeadlineExceeded, "Create waits for the rename")
+			cancel()
+			_, ok = r.Lookup("dst")
+			assert.False(t, ok, "the target is missing until the switch")
+
+			close(release)
+			require.NoError(t, <-viewed)
+			res := <-done
+			require.NoError(t, res.err)
+			require.True(t, res.renamed)
+			_, p, err = r.CreateWith(ctx, "dst", stray)
+			require.NoError(t, err)
+			require.NoError(t, p.Commit())
+			got, ok := pairsOf(t, r, "dst")
+			require.True(t, ok)
+			assert.Equal(t, map[string]string{"from": "src", "stray": "x"}, got)
+		})
+	}
+}
+
+// yield lets the other goroutines run n times.
+func yield(n int) {
+	for range n {
+		runtime.Gosched()
+	}
+}
+
+// Of several RenameNX onto one name at once, exactly one renames; the
+// others change nothing.
+func TestRenameNXHasOneWinner(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			r, _ := newRenameTree(t, durable)
+			const sources = 4
+			for round := range 50 {
+				for i := range sources {
+					name := fmt.Sprintf("s%d", i)
+					_, p, err := r.CreateWith(ctx, name, func(tx *bucket.Tx) error {
+						return tx.Put("from", []byte(name))
+					})
+					require.NoError(t, err)
+					require.NoError(t, p.Commit())
+				}
+				results := make([]bool, sources)
+				var wg sync.WaitGroup
+				for i := range sources {
+					wg.Go(func() {
+						renamed, err := r.RenameNX(ctx, fmt.Sprintf("s%d", i), "target")
+						assert.NoError(t, err)
+						results[i] = renamed
+					})
+				}
+				wg.Wait()
+				winner := -1
+				for i, renamed := range results {
+					if renamed {
+						require.Equal(t, -1, winner, "round %d: two renamed: %v", round, results)
+						winner = i
+					}
+				}
+				require.NotEqual(t, -1, winner, "round %d: none renamed", round)
+				target, ok := pairsOf(t, r, "target")
+				require.True(t, ok)
+				require.Equal(t, map[string]string{"from": fmt.Sprintf("s%d", winner)}, target)
+				for i := range sources {
+					name := fmt.Sprintf("s%d", i)
+					pairs, ok := pairsOf(t, r, name)
+					require.Equal(t, i != winner, ok, name)
+					if i != winner {
+						require.Equal(t, map[string]string{"from": name}, pairs)
+						require.NoError(t, r.Delete(ctx, name))
+					}
+				}
+				require.NoError(t, r.Delete(ctx, "target"))
+			}
+		})
+	}
+}
+
+// In memory, a target that has ended (a crash) has lost its pairs: a
+// RenameNX onto it renames, as a create of that name would make it anew.
+// With a store the target keeps its pairs on disk, and RenameNX finds it.
+func TestRenameNXOntoAnEndedTarget(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			r, _ := newRenameTree(t, durable)
+			for _, name := range []string{"src", "dst"} {
+				_, p, err := r.CreateWith(ctx, name, func(tx *bucket.Tx) error {
+					return tx.Put("k", []byte(name))
+				})
+				require.NoError(t, err)
+				require.NoError(t, p.Commit())
+			}
+			dst, ok := r.Lookup("dst")
+			require.True(t, ok)
+			dst.Stop(errors.New("crash"))
+			<-dst.Done()
+
+			renamed, err := r.RenameNX(ctx, "src", "dst")
+			require.NoError(t, err)
+			assert.Equal(t, !durable, renamed)
+			got, ok := pairsOf(t, r, "dst")
+			require.True(t, ok)
+			want := "dst"
+			if !durable {
+				want = "src"
+			}
+			assert.Equal(t, map[string]string{"k": want}, got)
+		})
+	}
+}
