@@ -296,3 +296,34 @@ func (s *Server) rename(ctx context.Context, c *conn, args [][]byte) {
 		c.writeErr(err)
 	}
 }
+
+// renamenx is rename when dst does not exist (the registry's RenameNX),
+// answering 1, and otherwise answers 0 and changes nothing, as Redis's
+// RENAMENX: the check and the move are one step against every other
+// client's create or rename of either name.
+func (s *Server) renamenx(ctx context.Context, c *conn, args [][]byte) {
+	if string(args[1]) == string(args[2]) {
+		if b, ok := s.live(ctx, c, args[1]); !ok {
+			return
+		} else if b == nil {
+			c.err("ERR no such key")
+		} else {
+			c.integer(0)
+		}
+		return
+	}
+	c.mayWait() // for the registry to forget the source
+	renamed, p, err := s.reg.RenameNXNoWait(ctx, string(args[1]), string(args[2]))
+	switch {
+	case err == nil && !renamed:
+		c.integer(0)
+	case err == nil:
+		start := len(c.out)
+		c.integer(1)
+		c.awaiting(p, start) // as RENAME's: the reply waits for the move
+	case errors.Is(err, registry.ErrNotFound):
+		c.err("ERR no such key")
+	default:
+		c.writeErr(err)
+	}
+}

@@ -45,6 +45,7 @@ var syntax = map[string]string{
 	"keys":         "pattern",
 	"scan":         "cursor [MATCH pattern] [COUNT count] [TYPE type]",
 	"rename":       "key newkey",
+	"renamenx":     "key newkey",
 	"wait":         "numreplicas timeout",
 	"waitaof":      "numlocal numreplicas timeout",
 	"ttl":          "key",
