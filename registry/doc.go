@@ -46,7 +46,8 @@
 // that ends for any reason but [Registry.Delete] (a crash, a failed write)
 // keeps its data, and its next use brings it back whole. Delete drops the
 // data, [Registry.FlushAll] empties the store, [Registry.Rename] moves a
-// bucket's pairs in one atomic write. [Registry.Names] and [Registry.Len]
+// bucket's pairs in one atomic write, and [Registry.Copy] copies them in
+// one. [Registry.Names] and [Registry.Len]
 // count stored buckets whether they are loaded or not, from the names in
 // memory, as does a Lookup of a name that is not stored: none of them reads
 // the store. Lookup of a live bucket stays a read-locked map hit.

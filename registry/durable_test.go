@@ -560,6 +560,25 @@ func (s *moveHookStore) Move(from, to string, pairs map[string][]byte) (store.Wa
 // bucket now named dst ends, and the disk, the names and the buckets
 // loaded back hold what was acknowledged: src, and dst as it was.
 func TestDurableRenameDoesNotStoreAFailedWrite(t *testing.T) {
+	testMoveDoesNotStoreAFailedWrite(t, func(reg *Registry) (bucket.Pending, error) {
+		return reg.RenameNoWait(ctx, "src", "dst")
+	})
+}
+
+// A copy is read and queued in one step under its source's lock: a write
+// of the source that fails takes the copy with it, and the source, the
+// copy's target and the names are what the disk holds, as after a failed
+// rename.
+func TestDurableCopyDoesNotStoreAFailedWrite(t *testing.T) {
+	testMoveDoesNotStoreAFailedWrite(t, func(reg *Registry) (bucket.Pending, error) {
+		_, p, err := reg.CopyNoWait(ctx, "src", "dst", true)
+		return p, err
+	})
+}
+
+// testMoveDoesNotStoreAFailedWrite checks move, a rename or a copy of src
+// onto dst, beside a write of src that fails.
+func testMoveDoesNotStoreAFailedWrite(t *testing.T, move func(*Registry) (bucket.Pending, error)) {
 	for _, tc := range []struct {
 		name      string
 		failFirst bool // the write fails before the rename begins
@@ -592,10 +611,14 @@ func TestDurableRenameDoesNotStoreAFailedWrite(t *testing.T) {
 				faults.FailSyncs(syscall.EIO)
 				require.ErrorIs(t, st.Apply("other", store.Put("x", []byte("1"))), store.ErrWriteFailed) // lost's group fails
 				faults.Clear()
-				require.ErrorIs(t, reg.Rename(ctx, "src", "dst"), store.ErrWriteFailed)
+				p, err := move(reg)
+				if err == nil {
+					err = p.Commit()
+				}
+				require.ErrorIs(t, err, store.ErrWriteFailed)
 				require.ErrorIs(t, lost.Wait(), store.ErrWriteFailed) // its writer is told
 			} else {
-				p, err := reg.RenameNoWait(ctx, "src", "dst")
+				p, err := move(reg)
 				require.NoError(t, err)
 				faults.FailSyncs(syscall.EIO)
 				require.ErrorIs(t, lost.Wait(), store.ErrWriteFailed) // commits both, and they fail together

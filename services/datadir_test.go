@@ -271,6 +271,10 @@ func TestStoppedRegistryLeavesTheStoreAlone(t *testing.T) {
 		"delete":   func(ctx context.Context, r *registry.Registry) error { return r.Delete(ctx, "b") },
 		"flushall": func(ctx context.Context, r *registry.Registry) error { return r.FlushAll(ctx) },
 		"rename":   func(ctx context.Context, r *registry.Registry) error { return r.Rename(ctx, "b", "c") },
+		"copy": func(ctx context.Context, r *registry.Registry) error {
+			_, err := r.Copy(ctx, "b", "c", true)
+			return err
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{})
@@ -320,6 +324,10 @@ func TestRegistryOfATreeRefusedItsDataDirLeavesTheStoreAlone(t *testing.T) {
 		"delete":   func(ctx context.Context, r *registry.Registry) error { return r.Delete(ctx, "b") },
 		"flushall": func(ctx context.Context, r *registry.Registry) error { return r.FlushAll(ctx) },
 		"rename":   func(ctx context.Context, r *registry.Registry) error { return r.Rename(ctx, "b", "c") },
+		"copy": func(ctx context.Context, r *registry.Registry) error {
+			_, err := r.Copy(ctx, "b", "c", true)
+			return err
+		},
 	}
 	for name, op := range ops {
 		t.Run(name, func(t *testing.T) {

@@ -208,13 +208,29 @@ func (s *Store) DropAll() error {
 // memory). It returns a Waiter, as ApplyNoWait does; on an error nothing
 // was written.
 func (s *Store) Move(from, to string, pairs map[string][]byte) (Waiter, error) {
-	size := dropSize(from) + dropSize(to) + perChange
+	return s.replace("move bucket "+quote(from)+" to", &from, to, pairs)
+}
+
+// Replace replaces bucket to with pairs, in one atomic write (COPY: the
+// caller passes a copy of the pairs of the source bucket in memory). It
+// returns a Waiter, as Move does.
+func (s *Store) Replace(to string, pairs map[string][]byte) (Waiter, error) {
+	return s.replace("replace bucket", nil, to, pairs)
+}
+
+// replace is Move, and with a nil from Replace.
+func (s *Store) replace(what string, from *string, to string, pairs map[string][]byte) (Waiter, error) {
+	size := dropSize(to) + perChange
+	if from != nil {
+		size += dropSize(*from)
+	}
 	for k, v := range pairs {
 		size += len(to) + len(k) + len(v) + perChange
 	}
-	what := "move bucket " + quote(from) + " to"
 	return s.enqueue(what, to, size, func(b *pebble.Batch) {
-		dropInto(b, from)
+		if from != nil {
+			dropInto(b, *from)
+		}
 		dropInto(b, to)
 		_ = b.Set(markerKey(to), nil, nil)
 		key := make([]byte, 0, 64)

@@ -184,69 +184,75 @@ func TestRenameNXAgainstACreateOfTheTarget(t *testing.T) {
 	}
 }
 
-// While a RenameNX is under way (here held up by a reader of its source),
-// a create of its target waits for it, in memory as with a store: the
-// target it found missing is still missing when the names switch, and the
-// create then writes into the renamed bucket.
-func TestACreateOfTheTargetWaitsForARenameNX(t *testing.T) {
+// While a RenameNX or a Copy is under way (here held up by an update of
+// its source), a create of its target waits for it, in memory as with a
+// store: the target it found missing is still missing when the names
+// switch, and the create then writes into the moved bucket.
+func TestACreateOfTheTargetWaitsForAMove(t *testing.T) {
+	moves := map[string]func(r *Registry) (bool, error){
+		"RenameNX": func(r *Registry) (bool, error) { return r.RenameNX(ctx, "src", "dst") },
+		"Copy":     func(r *Registry) (bool, error) { return r.Copy(ctx, "src", "dst", false) },
+	}
 	for _, durable := range []bool{false, true} {
-		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
-			r, _ := newRenameTree(t, durable)
-			_, p, err := r.CreateWith(ctx, "src", func(tx *bucket.Tx) error {
-				return tx.Put("from", []byte("src"))
-			})
-			require.NoError(t, err)
-			require.NoError(t, p.Commit())
-			src, ok := r.Lookup("src")
-			require.True(t, ok)
-
-			inside, release := make(chan struct{}), make(chan struct{})
-			viewed := make(chan error, 1)
-			go func() {
-				viewed <- src.View(func(*bucket.Tx) error {
-					close(inside)
-					<-release
-					return nil
+		for op, move := range moves {
+			t.Run(fmt.Sprintf("%s/durable=%v", op, durable), func(t *testing.T) {
+				r, _ := newRenameTree(t, durable)
+				_, p, err := r.CreateWith(ctx, "src", func(tx *bucket.Tx) error {
+					return tx.Put("from", []byte("src"))
 				})
-			}()
-			<-inside
-			type result struct {
-				renamed bool
-				err     error
-			}
-			done := make(chan result, 1)
-			go func() {
-				renamed, err := r.RenameNX(ctx, "src", "dst")
-				done <- result{renamed, err}
-			}()
-			require.Eventually(t, func() bool {
-				r.mu.RLock()
-				defer r.mu.RUnlock()
-				return r.claims["dst"] != nil
-			}, 5*time.Second, time.Millisecond, "the rename claims its names")
+				require.NoError(t, err)
+				require.NoError(t, p.Commit())
+				src, ok := r.Lookup("src")
+				require.True(t, ok)
 
-			stray := func(tx *bucket.Tx) error { return tx.Put("stray", []byte("x")) }
-			short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-			_, _, err = r.CreateWith(short, "dst", stray)
-			assert.ErrorIs(t, err, context.DeadlineExceeded, "CreateWith waits for the rename")
-			_, err = r.Create(short, "dst")
-			assert.ErrorIs(t, err, context.DeadlineExceeded, "Create waits for the rename")
-			cancel()
-			_, ok = r.Lookup("dst")
-			assert.False(t, ok, "the target is missing until the switch")
+				inside, release := make(chan struct{}), make(chan struct{})
+				viewed := make(chan error, 1)
+				go func() {
+					viewed <- src.Update(func(*bucket.Tx) error {
+						close(inside)
+						<-release
+						return nil
+					})
+				}()
+				<-inside
+				type result struct {
+					renamed bool
+					err     error
+				}
+				done := make(chan result, 1)
+				go func() {
+					renamed, err := move(r)
+					done <- result{renamed, err}
+				}()
+				require.Eventually(t, func() bool {
+					r.mu.RLock()
+					defer r.mu.RUnlock()
+					return r.claims["dst"] != nil
+				}, 5*time.Second, time.Millisecond, "the move claims its names")
 
-			close(release)
-			require.NoError(t, <-viewed)
-			res := <-done
-			require.NoError(t, res.err)
-			require.True(t, res.renamed)
-			_, p, err = r.CreateWith(ctx, "dst", stray)
-			require.NoError(t, err)
-			require.NoError(t, p.Commit())
-			got, ok := pairsOf(t, r, "dst")
-			require.True(t, ok)
-			assert.Equal(t, map[string]string{"from": "src", "stray": "x"}, got)
-		})
+				stray := func(tx *bucket.Tx) error { return tx.Put("stray", []byte("x")) }
+				short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+				_, _, err = r.CreateWith(short, "dst", stray)
+				assert.ErrorIs(t, err, context.DeadlineExceeded, "CreateWith waits for the rename")
+				_, err = r.Create(short, "dst")
+				assert.ErrorIs(t, err, context.DeadlineExceeded, "Create waits for the rename")
+				cancel()
+				_, ok = r.Lookup("dst")
+				assert.False(t, ok, "the target is missing until the switch")
+
+				close(release)
+				require.NoError(t, <-viewed)
+				res := <-done
+				require.NoError(t, res.err)
+				require.True(t, res.renamed)
+				_, p, err = r.CreateWith(ctx, "dst", stray)
+				require.NoError(t, err)
+				require.NoError(t, p.Commit())
+				got, ok := pairsOf(t, r, "dst")
+				require.True(t, ok)
+				assert.Equal(t, map[string]string{"from": "src", "stray": "x"}, got)
+			})
+		}
 	}
 }
 
@@ -339,5 +345,93 @@ func TestRenameNXOntoAnEndedTarget(t *testing.T) {
 			}
 			assert.Equal(t, map[string]string{"k": want}, got)
 		})
+	}
+}
+
+// Copy copies a bucket's pairs onto another name and leaves the source as
+// it is, as Redis's COPY: onto a free name, or with replace onto an
+// existing one; otherwise it reports false and changes nothing. The copy
+// is a bucket of its own: writes to either do not reach the other. The
+// disk holds what memory does.
+func TestCopy(t *testing.T) {
+	cases := []struct {
+		name     string
+		from, to string
+		replace  bool
+		wantErr  error
+		copied   bool
+		want     map[string]map[string]string // nil: missing
+	}{
+		{name: "onto a missing name", from: "a", to: "new", copied: true,
+			want: map[string]map[string]string{"a": {"ka": "a"}, "new": {"ka": "a"}, "b": {"kb": "b"}}},
+		{name: "onto an existing name", from: "a", to: "b",
+			want: map[string]map[string]string{"a": {"ka": "a"}, "b": {"kb": "b"}}},
+		{name: "onto an existing name, replacing it", from: "a", to: "b", replace: true, copied: true,
+			want: map[string]map[string]string{"a": {"ka": "a"}, "b": {"ka": "a"}}},
+		{name: "an empty bucket over a full one", from: "empty", to: "a", replace: true, copied: true,
+			want: map[string]map[string]string{"empty": {}, "a": {}}},
+		{name: "onto itself", from: "a", to: "a", replace: true,
+			want: map[string]map[string]string{"a": {"ka": "a"}}},
+		{name: "from a missing name", from: "nothing", to: "new", replace: true, wantErr: ErrNotFound,
+			want: map[string]map[string]string{"nothing": nil, "new": nil}},
+		{name: "a missing name onto itself", from: "nothing", to: "nothing", wantErr: ErrNotFound,
+			want: map[string]map[string]string{"nothing": nil}},
+	}
+	for _, durable := range []bool{false, true} {
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("durable=%v/%s", durable, tc.name), func(t *testing.T) {
+				r, st := newRenameTree(t, durable)
+				for _, name := range []string{"a", "b"} {
+					_, p, err := r.CreateWith(ctx, name, func(tx *bucket.Tx) error {
+						return tx.Put("k"+name, []byte(name))
+					})
+					require.NoError(t, err)
+					require.NoError(t, p.Commit())
+				}
+				_, err := r.Create(ctx, "empty")
+				require.NoError(t, err)
+
+				copied, err := r.Copy(ctx, tc.from, tc.to, tc.replace)
+				if tc.wantErr != nil {
+					require.ErrorIs(t, err, tc.wantErr)
+				} else {
+					require.NoError(t, err)
+				}
+				assert.Equal(t, tc.copied, copied)
+				check := func() {
+					t.Helper()
+					for name, want := range tc.want {
+						got, ok := pairsOf(t, r, name)
+						if want == nil {
+							assert.False(t, ok, "%s exists: %v", name, got)
+						} else {
+							assert.Equal(t, want, got, name)
+						}
+						if st == nil {
+							continue
+						}
+						stored, found, err := st.Load(name)
+						require.NoError(t, err)
+						assert.Equal(t, want != nil, found, "%s on disk", name)
+						for k, v := range want {
+							assert.Equal(t, v, string(stored[k]), "%s on disk", name)
+						}
+						assert.Len(t, stored, len(want), "%s on disk", name)
+					}
+				}
+				check()
+				if !copied {
+					return
+				}
+				// The copy and its source are two buckets.
+				b, ok, err := r.LookupCurrent(ctx, tc.to)
+				require.NoError(t, err)
+				require.True(t, ok)
+				require.NoError(t, b.Put("only-in-copy", []byte("x")))
+				got, ok := pairsOf(t, r, tc.from)
+				require.True(t, ok)
+				assert.NotContains(t, got, "only-in-copy")
+			})
+		}
 	}
 }
