@@ -327,3 +327,42 @@ func (s *Server) renamenx(ctx context.Context, c *conn, args [][]byte) {
 		c.writeErr(err)
 	}
 }
+
+// copyCmd serves COPY source destination [DB index] [REPLACE] (the
+// registry's Copy): 1 once destination holds a copy of source's pairs,
+// 0 when source is missing or destination exists without REPLACE. DB
+// takes 0 alone, as SELECT does. With a store the reply waits for the
+// copy's write, as RENAME's waits for its move.
+func (s *Server) copyCmd(ctx context.Context, c *conn, args [][]byte) {
+	replace := false
+	for i := 3; i < len(args); i++ {
+		switch {
+		case equalFold(args[i], "replace"):
+			replace = true
+		case equalFold(args[i], "db") && i+1 < len(args):
+			i++
+			if !c.dbZero(args[i]) {
+				return
+			}
+		default:
+			c.syntaxErr()
+			return
+		}
+	}
+	if string(args[1]) == string(args[2]) {
+		c.err("ERR source and destination objects are the same")
+		return
+	}
+	c.mayWait() // for the registry to forget a replaced destination
+	copied, p, err := s.reg.CopyNoWait(ctx, string(args[1]), string(args[2]), replace)
+	switch {
+	case errors.Is(err, registry.ErrNotFound), err == nil && !copied:
+		c.integer(0)
+	case err == nil:
+		start := len(c.out)
+		c.integer(1)
+		c.awaiting(p, start)
+	default:
+		c.writeErr(err)
+	}
+}

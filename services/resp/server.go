@@ -42,6 +42,7 @@ type Registry interface {
 	RandomName() (name string, ok bool, err error)
 	RenameNoWait(ctx context.Context, from, to string) (bucket.Pending, error)
 	RenameNXNoWait(ctx context.Context, from, to string) (bool, bucket.Pending, error)
+	CopyNoWait(ctx context.Context, from, to string, replace bool) (bool, bucket.Pending, error)
 	FlushAllNoWait(ctx context.Context) (wait func(context.Context) error, err error)
 	// TxLock isolates transactions: EXEC holds it alone, every other
 	// command shared, as every front end on the registry does.

@@ -54,9 +54,17 @@ func (s *Server) quit(_ context.Context, c *conn, _ [][]byte) {
 // selectDB serves SELECT index: kv has database 0 alone. As Redis, it
 // reads the index as a C int first, so that one outside 32 bits gets the
 // range error of Redis's getIntFromObjectOrReply, and any other but 0
-// "DB index is out of range".
+// "DB index is out of range" (see dbZero).
 func (s *Server) selectDB(_ context.Context, c *conn, args [][]byte) {
-	n, ok := parseInt(args[1])
+	if c.dbZero(args[1]) {
+		c.ok()
+	}
+}
+
+// dbZero reports whether arg names database 0, the only one, and answers
+// as Redis does for any other index (SELECT, COPY's DB option).
+func (c *conn) dbZero(arg []byte) bool {
+	n, ok := parseInt(arg)
 	switch {
 	case !ok:
 		c.notInteger()
@@ -65,8 +73,9 @@ func (s *Server) selectDB(_ context.Context, c *conn, args [][]byte) {
 	case n != 0:
 		c.err("ERR DB index is out of range")
 	default:
-		c.ok()
+		return true
 	}
+	return false
 }
 
 // checkPassword reports whether user (nil: the one-argument AUTH) and pw

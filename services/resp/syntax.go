@@ -46,6 +46,7 @@ var syntax = map[string]string{
 	"scan":         "cursor [MATCH pattern] [COUNT count] [TYPE type]",
 	"rename":       "key newkey",
 	"renamenx":     "key newkey",
+	"copy":         "source destination [DB destination-db] [REPLACE]",
 	"wait":         "numreplicas timeout",
 	"waitaof":      "numlocal numreplicas timeout",
 	"ttl":          "key",

@@ -51,6 +51,7 @@ func (s *Server) commandTable() mux {
 	add("waitaof", 4, flagLong, 0, 0, 0, "generic", "Returns once the client's writes are on disk (a durable store).", s.waitaof)
 	add("rename", 3, flagWrite, 1, 2, 1, "generic", "Renames a key, overwriting the destination.", s.rename)
 	add("renamenx", 3, flagWrite, 1, 2, 1, "generic", "Renames a key only when the new name does not exist.", s.renamenx)
+	add("copy", -3, flagWrite, 1, 2, 1, "generic", "Copies the value of a key to a new key.", s.copyCmd)
 	// kv's keys never expire: the answers Redis gives for a key without a
 	// timeout, for the tools that ask (GUIs read TTL of every key).
 	add("ttl", 2, 0, 1, 1, 1, "generic", "Returns -1 (keys do not expire) or -2 for a missing key.", s.noExpiry)
