@@ -139,7 +139,12 @@ func (r *Registry) moveStored(ctx context.Context, from, to string, op moveOp) (
 	r.flushMu.RLock()
 	defer r.flushMu.RUnlock()
 	src, live := r.lookupLive(from) // no load: the names are claimed
-	if !live {
+	// A source that has ended is what the disk holds: stored after a
+	// crash, missing when its creating write was lost. It is asked about
+	// before to is looked at, so that a missing source is reported as
+	// such (as Redis checks the source first), not as a target that
+	// exists; a stored one is read from the store below.
+	if !live || ended(src) {
 		found, err := r.has(from)
 		if err != nil {
 			return false, bucket.Pending{}, err
@@ -346,19 +351,14 @@ func (r *Registry) moveInMemory(ctx context.Context, from, to string, op moveOp)
 		}
 	}()
 	src, ok := r.Lookup(from)
-	if !ok {
+	if !ok || ended(src) {
+		// An ended source has lost its pairs (Take would find it ended):
+		// missing, before to is looked at, as Redis checks the source
+		// first.
 		return false, ErrNotFound
 	}
 	if from == to {
-		if op.keep || !op.replace {
-			// Nothing to do, and nothing done; a missing from, which
-			// Lookup may still find ended, is not found.
-			if ended(src) {
-				return false, ErrNotFound
-			}
-			return false, nil
-		}
-		return true, nil
+		return !op.keep && op.replace, nil // a rename onto itself is done
 	}
 	if !op.replace {
 		// A bucket that has ended has lost its pairs: the name is free,

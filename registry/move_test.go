@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
+	"github.com/kvproject/kv/internal/store"
 )
 
 // newRenameTree returns a registry in memory, or with a store (and the
@@ -434,4 +437,89 @@ func TestCopy(t *testing.T) {
 			})
 		}
 	}
+}
+
+// In memory, a source that has ended (a crash) but is not yet forgotten
+// has lost its pairs: RenameNX reports it missing, as Rename does and as
+// Redis's RENAMENX checks its source before its target, rather than
+// reporting that the target exists. So does Copy.
+func TestRenameNXFromAnEndedSource(t *testing.T) {
+	gate := newGate(func(ev events.Event) bool {
+		e, ok := ev.(events.Exited)
+		return ok && e.Bucket == "blocker"
+	})
+	r := newTreeWith(t, gate.wrap, nil).reg
+	for _, name := range []string{"blocker", "src", "dst"} {
+		_, p, err := r.CreateWith(ctx, name, func(tx *bucket.Tx) error {
+			return tx.Put("k", []byte(name))
+		})
+		require.NoError(t, err)
+		require.NoError(t, p.Commit())
+	}
+	// The loop holds the blocker's Exited: the source's end, after it,
+	// is not handled until the gate opens.
+	blocker, ok := r.Lookup("blocker")
+	require.True(t, ok)
+	blocker.Stop(nil)
+	<-gate.held
+	defer close(gate.open)
+	src, ok := r.Lookup("src")
+	require.True(t, ok)
+	src.Stop(errors.New("crash"))
+	<-src.Done()
+
+	renamed, err := r.RenameNX(ctx, "src", "dst")
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.False(t, renamed)
+	copied, err := r.Copy(ctx, "src", "dst", false)
+	require.ErrorIs(t, err, ErrNotFound, "as Copy reports it")
+	assert.False(t, copied)
+	err = r.Rename(ctx, "src", "dst")
+	require.ErrorIs(t, err, ErrNotFound, "as Rename reports it")
+	got, ok := pairsOf(t, r, "dst")
+	require.True(t, ok)
+	assert.Equal(t, map[string]string{"k": "dst"}, got)
+}
+
+// With a store, a source whose creating write was lost has ended and is
+// not stored: until the registry forgets it, RenameNX must still report
+// it missing (as Rename does), not find the target and answer false.
+func TestRenameNXFromALostCreate(t *testing.T) {
+	gate := newGate(func(ev events.Event) bool {
+		e, ok := ev.(events.Exited)
+		return ok && e.Bucket == "blocker"
+	})
+	st, faults := openFaultyStore(t)
+	r, _, stop := newDurableTreeWith(t, &countingStore{Store: st}, gate.wrap)
+	defer stop()
+	for _, name := range []string{"blocker", "dst"} {
+		_, p, err := r.CreateWith(ctx, name, putF(name))
+		require.NoError(t, err)
+		require.NoError(t, p.Commit())
+	}
+	blocker, ok := r.Lookup("blocker")
+	require.True(t, ok)
+	blocker.Stop(nil)
+	<-gate.held // the loop holds the blocker's Exited: src is not forgotten
+	defer close(gate.open)
+
+	faults.FailSyncs(syscall.EIO)
+	_, p, err := r.CreateWith(ctx, "src", putF("lost"))
+	require.NoError(t, err)
+	require.ErrorIs(t, p.Wait(), store.ErrWriteFailed)
+	faults.Clear()
+	waitRecovered(t, st)
+	src, ok := r.lookupLive("src")
+	require.True(t, ok, "ended, not yet forgotten")
+	require.True(t, ended(src))
+
+	renamed, err := r.RenameNX(ctx, "src", "dst")
+	require.ErrorIs(t, err, ErrNotFound, "src was never stored")
+	assert.False(t, renamed)
+	copied, err := r.Copy(ctx, "src", "dst", false)
+	require.ErrorIs(t, err, ErrNotFound, "as Copy reports it")
+	assert.False(t, copied)
+	got, ok := pairsOf(t, r, "dst")
+	require.True(t, ok)
+	assert.Equal(t, map[string]string{"f": "dst"}, got)
 }
