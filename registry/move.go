@@ -188,7 +188,11 @@ func (r *Registry) moveStored(ctx context.Context, from, to string, op moveOp) (
 	// is over (the store took the move), one answered after it to the
 	// failure that loses the move too, and must not be forgotten (see
 	// trackIndexWriteLocked). A copy leaves from as it is: it writes to
-	// alone.
+	// alone, and lists to at once, under from's lock: from can be written
+	// again as soon as the copy is queued, and a client whose write of
+	// from is answered must not then find to missing, to see it appear
+	// later without that write. A reader of to now loads it, and waits for
+	// the claim, and so for the switch below.
 	var w store.Waiter
 	var iwFrom, iwTo *indexWrite
 	queue := func(pairs map[string][]byte) error {
@@ -210,6 +214,9 @@ func (r *Registry) moveStored(ctx context.Context, from, to string, op moveOp) (
 			}
 			if to != from {
 				iwTo = r.trackIndexWriteLocked(to, dstStored)
+			}
+			if op.keep {
+				r.indexLocked(to)
 			}
 			r.mu.Unlock()
 		}
@@ -244,6 +251,9 @@ func (r *Registry) moveStored(ctx context.Context, from, to string, op moveOp) (
 		} else if err != nil {
 			return false, bucket.Pending{}, err // nothing written; from is as it was
 		}
+	}
+	if r.testMoveRead != nil {
+		r.testMoveRead()
 	}
 	if !live {
 		pairs, found, err := r.store.Load(from)
@@ -367,42 +377,61 @@ func (r *Registry) moveInMemory(ctx context.Context, from, to string, op moveOp)
 			return false, nil
 		}
 	}
-	var data map[string][]byte
-	var err error
-	if op.keep {
-		err = src.View(func(tx *bucket.Tx) error {
-			data = make(map[string][]byte, tx.Len())
-			return tx.ForEach(func(k string, v []byte) error {
-				data[k] = v // ForEach hands out copies
-				return nil
-			})
-		})
-	} else {
-		data, err = src.Take(nil)
-	}
-	if err != nil {
-		return false, ErrNotFound
-	}
 	// One step switches the names: to names a new bucket that already
 	// holds the pairs, and (for a rename) from names nothing (the claim
 	// keeps writers from making a new bucket of that name until the
 	// switch is done). No reader sees to missing or half filled, and no
 	// writer's bucket of that name can be merged into: a bucket named to
-	// before this step is replaced.
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
+	// before this step is replaced. A copy switches under from's read
+	// lock: no write of from is answered between the copy's read and the
+	// switch, so no client writes from and then finds to missing, or as it
+	// was, to see it appear later without that write.
+	var b, old *bucket.Bucket
+	stopped := false
+	switchNames := func(data map[string][]byte) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.closed {
+			stopped = true
+			return
+		}
+		r.nextID++
+		b = bucket.Restore(to, r.nextID, data, nil)
+		old = r.names[to]
+		r.addLocked(to, b)
+		if !op.keep && r.names[from] == src {
+			delete(r.names, from)
+			r.order.Delete(scanorder.Of(from))
+		}
+	}
+	var err error
+	if op.keep {
+		err = src.View(func(tx *bucket.Tx) error {
+			data := make(map[string][]byte, tx.Len())
+			if err := tx.ForEach(func(k string, v []byte) error {
+				data[k] = v // ForEach hands out copies
+				return nil
+			}); err != nil {
+				return err
+			}
+			switchNames(data)
+			return nil
+		})
+	} else {
+		var data map[string][]byte
+		if data, err = src.Take(nil); err == nil {
+			switchNames(data)
+		}
+	}
+	if r.testMoveRead != nil {
+		r.testMoveRead()
+	}
+	if err != nil {
+		return false, ErrNotFound
+	}
+	if stopped {
 		return false, ErrStopped
 	}
-	r.nextID++
-	b := bucket.Restore(to, r.nextID, data, nil)
-	old := r.names[to]
-	r.addLocked(to, b)
-	if !op.keep && r.names[from] == src {
-		delete(r.names, from)
-		r.order.Delete(scanorder.Of(from))
-	}
-	r.mu.Unlock()
 	switched = true
 	r.flushMu.RUnlock()
 	r.unclaim(from, to)

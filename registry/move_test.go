@@ -523,3 +523,62 @@ func TestRenameNXFromALostCreate(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, map[string]string{"f": "dst"}, got)
 }
+
+// A copy is in place before its source can be written again: a client
+// whose write of the source is answered after the copy read the source
+// and who then finds the destination missing (KEYS, EXISTS), or still as
+// it was, would later see the destination appear without its write: no
+// order of the write and the COPY gives that, and Redis's COPY is one
+// step. In memory the names switch under the source's read lock; with a
+// store the destination is listed from the moment the copy is queued (a
+// reader that loads it waits for the claim, and so for the switch).
+func TestCopyIsInPlaceBeforeItsSourceIsWrittenAgain(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		for _, replace := range []bool{false, true} {
+			t.Run(fmt.Sprintf("durable=%v/replace=%v", durable, replace), func(t *testing.T) {
+				r, _ := newRenameTree(t, durable)
+				src, p, err := r.CreateWith(ctx, "src", func(tx *bucket.Tx) error {
+					return tx.Put("k", []byte("v"))
+				})
+				require.NoError(t, err)
+				require.NoError(t, p.Commit())
+				var old *bucket.Bucket
+				if replace {
+					old, p, err = r.CreateWith(ctx, "dst", func(tx *bucket.Tx) error {
+						return tx.Put("old", []byte("1"))
+					})
+					require.NoError(t, err)
+					require.NoError(t, p.Commit())
+				}
+
+				ran := false
+				r.testMoveRead = func() {
+					ran = true
+					// Answered: from here the write is the client's to
+					// build on, and the copy must not come after it
+					// unseen.
+					require.NoError(t, src.Put("later", []byte("1")))
+					assert.Contains(t, r.Names(), "dst", "the source was written again before the copy was listed")
+					if durable {
+						return // a reader of dst loads it, and waits for the copy's claim
+					}
+					b, ok := r.lookupLive("dst")
+					require.True(t, ok, "the source was written again before the copy was in place")
+					assert.NotSame(t, old, b, "the source was written again before the copy replaced dst")
+				}
+				copied, err := r.Copy(ctx, "src", "dst", replace)
+				r.testMoveRead = nil
+				require.NoError(t, err)
+				require.True(t, copied)
+				require.True(t, ran)
+
+				got, ok := pairsOf(t, r, "dst")
+				require.True(t, ok)
+				assert.Equal(t, map[string]string{"k": "v"}, got, "the copy is of the source as it was read")
+				got, ok = pairsOf(t, r, "src")
+				require.True(t, ok)
+				assert.Equal(t, map[string]string{"k": "v", "later": "1"}, got)
+			})
+		}
+	}
+}

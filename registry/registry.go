@@ -127,6 +127,9 @@ type Registry struct {
 	// testIndexBlocked, if set, runs when settledIndexWrite must wait for
 	// indexMu (tests only).
 	testIndexBlocked func()
+	// testMoveRead, if set, runs once a rename or a copy has read its
+	// source's pairs and released the source's lock (tests only).
+	testMoveRead func()
 
 	box *mailbox
 	// stopped is closed, under mu, once a stop's drain is over: Serve
