@@ -130,6 +130,10 @@ func (r *Registry) move(ctx context.Context, from, to string, op moveOp) (bool, 
 	return done, p, nil
 }
 
+// errTargetExists is what a move that does not replace finds when its
+// target has become stored again since it was checked (see moveStored).
+var errTargetExists = errors.New("registry: the target exists")
+
 // moveStored is move with a store.
 func (r *Registry) moveStored(ctx context.Context, from, to string, op moveOp) (bool, bucket.Pending, error) {
 	if err := r.claim(ctx, from, to); err != nil {
@@ -179,6 +183,9 @@ func (r *Registry) moveStored(ctx context.Context, from, to string, op moveOp) (
 			return false, bucket.Pending{}, nil
 		}
 	}
+	if r.testMoveChecked != nil {
+		r.testMoveChecked()
+	}
 	r.mu.RLock()
 	indexed := r.stored != nil
 	r.mu.RUnlock()
@@ -198,6 +205,20 @@ func (r *Registry) moveStored(ctx context.Context, from, to string, op moveOp) (
 	queue := func(pairs map[string][]byte) error {
 		r.indexMu.Lock()
 		defer r.indexMu.Unlock()
+		if indexed && from != to {
+			// What the index says of to now, with no write of it settled
+			// until the move is queued: a write of to answered lost since
+			// it was asked above (a DEL's drop, a create's first write)
+			// has put the index back to what the disk holds, which the
+			// move must neither overwrite unasked nor restore wrongly if
+			// it is lost in turn.
+			r.mu.RLock()
+			_, dstStored = r.stored[to]
+			r.mu.RUnlock()
+			if dstStored && !op.replace {
+				return errTargetExists
+			}
+		}
 		var err error
 		if op.keep {
 			w, err = r.store.Replace(to, pairs)
@@ -248,6 +269,8 @@ func (r *Registry) moveStored(ctx context.Context, from, to string, op moveOp) (
 		}
 		if errors.Is(err, bucket.ErrEnded) {
 			live = false // it ended (a crash): its data is in the store
+		} else if errors.Is(err, errTargetExists) {
+			return false, bucket.Pending{}, nil // nothing written
 		} else if err != nil {
 			return false, bucket.Pending{}, err // nothing written; from is as it was
 		}
@@ -263,7 +286,9 @@ func (r *Registry) moveStored(ctx context.Context, from, to string, op moveOp) (
 		if !found {
 			return false, bucket.Pending{}, ErrNotFound
 		}
-		if err := queue(pairs); err != nil {
+		if err := queue(pairs); errors.Is(err, errTargetExists) {
+			return false, bucket.Pending{}, nil // nothing written
+		} else if err != nil {
 			return false, bucket.Pending{}, err
 		}
 		data = pairs

@@ -130,6 +130,10 @@ type Registry struct {
 	// testMoveRead, if set, runs once a rename or a copy has read its
 	// source's pairs and released the source's lock (tests only).
 	testMoveRead func()
+	// testMoveChecked, if set, runs once a rename or a copy with a store
+	// has checked its source and target, before it queues its write
+	// (tests only).
+	testMoveChecked func()
 
 	box *mailbox
 	// stopped is closed, under mu, once a stop's drain is over: Serve
