@@ -49,6 +49,47 @@ func pairsOf(t *testing.T, r *Registry, name string) (map[string]string, bool) {
 	return pairs, true
 }
 
+// newMoveFixture returns newRenameTree's registry holding a {ka: a}, b
+// {kb: b}, and an empty bucket named empty.
+func newMoveFixture(t *testing.T, durable bool) (*Registry, *countingStore) {
+	t.Helper()
+	r, st := newRenameTree(t, durable)
+	for _, name := range []string{"a", "b"} {
+		_, p, err := r.CreateWith(ctx, name, func(tx *bucket.Tx) error {
+			return tx.Put("k"+name, []byte(name))
+		})
+		require.NoError(t, err)
+		require.NoError(t, p.Commit())
+	}
+	_, err := r.Create(ctx, "empty")
+	require.NoError(t, err)
+	return r, st
+}
+
+// requireHolds checks that each name holds its pairs in want (nil:
+// missing), in memory and, when st is not nil, on disk.
+func requireHolds(t *testing.T, r *Registry, st *countingStore, want map[string]map[string]string) {
+	t.Helper()
+	for name, pairs := range want {
+		got, ok := pairsOf(t, r, name)
+		if pairs == nil {
+			assert.False(t, ok, "%s exists: %v", name, got)
+		} else {
+			assert.Equal(t, pairs, got, name)
+		}
+		if st == nil {
+			continue
+		}
+		stored, found, err := st.Load(name)
+		require.NoError(t, err)
+		assert.Equal(t, pairs != nil, found, "%s on disk", name)
+		for k, v := range pairs {
+			assert.Equal(t, v, string(stored[k]), "%s on disk", name)
+		}
+		assert.Len(t, stored, len(pairs), "%s on disk", name)
+	}
+}
+
 // RenameNX renames only onto a name that does not exist, as Redis's
 // RENAMENX, and reports whether it did; when it does not, both buckets
 // stay as they were, in memory and on disk.
@@ -79,16 +120,7 @@ func TestRenameNX(t *testing.T) {
 	for _, durable := range []bool{false, true} {
 		for _, tc := range cases {
 			t.Run(fmt.Sprintf("durable=%v/%s", durable, tc.name), func(t *testing.T) {
-				r, st := newRenameTree(t, durable)
-				for _, name := range []string{"a", "b"} {
-					_, p, err := r.CreateWith(ctx, name, func(tx *bucket.Tx) error {
-						return tx.Put("k"+name, []byte(name))
-					})
-					require.NoError(t, err)
-					require.NoError(t, p.Commit())
-				}
-				_, err := r.Create(ctx, "empty")
-				require.NoError(t, err)
+				r, st := newMoveFixture(t, durable)
 
 				renamed, err := r.RenameNX(ctx, tc.from, tc.to)
 				if tc.wantErr != nil {
@@ -97,24 +129,7 @@ func TestRenameNX(t *testing.T) {
 					require.NoError(t, err)
 				}
 				assert.Equal(t, tc.renamed, renamed)
-				for name, want := range tc.want {
-					got, ok := pairsOf(t, r, name)
-					if want == nil {
-						assert.False(t, ok, "%s exists: %v", name, got)
-					} else {
-						assert.Equal(t, want, got, name)
-					}
-					if st == nil {
-						continue
-					}
-					stored, found, err := st.Load(name)
-					require.NoError(t, err)
-					assert.Equal(t, want != nil, found, "%s on disk", name)
-					for k, v := range want {
-						assert.Equal(t, v, string(stored[k]), "%s on disk", name)
-					}
-					assert.Len(t, stored, len(want), "%s on disk", name)
-				}
+				requireHolds(t, r, st, tc.want)
 			})
 		}
 	}
@@ -383,16 +398,7 @@ func TestCopy(t *testing.T) {
 	for _, durable := range []bool{false, true} {
 		for _, tc := range cases {
 			t.Run(fmt.Sprintf("durable=%v/%s", durable, tc.name), func(t *testing.T) {
-				r, st := newRenameTree(t, durable)
-				for _, name := range []string{"a", "b"} {
-					_, p, err := r.CreateWith(ctx, name, func(tx *bucket.Tx) error {
-						return tx.Put("k"+name, []byte(name))
-					})
-					require.NoError(t, err)
-					require.NoError(t, p.Commit())
-				}
-				_, err := r.Create(ctx, "empty")
-				require.NoError(t, err)
+				r, st := newMoveFixture(t, durable)
 
 				copied, err := r.Copy(ctx, tc.from, tc.to, tc.replace)
 				if tc.wantErr != nil {
@@ -401,28 +407,7 @@ func TestCopy(t *testing.T) {
 					require.NoError(t, err)
 				}
 				assert.Equal(t, tc.copied, copied)
-				check := func() {
-					t.Helper()
-					for name, want := range tc.want {
-						got, ok := pairsOf(t, r, name)
-						if want == nil {
-							assert.False(t, ok, "%s exists: %v", name, got)
-						} else {
-							assert.Equal(t, want, got, name)
-						}
-						if st == nil {
-							continue
-						}
-						stored, found, err := st.Load(name)
-						require.NoError(t, err)
-						assert.Equal(t, want != nil, found, "%s on disk", name)
-						for k, v := range want {
-							assert.Equal(t, v, string(stored[k]), "%s on disk", name)
-						}
-						assert.Len(t, stored, len(want), "%s on disk", name)
-					}
-				}
-				check()
+				requireHolds(t, r, st, tc.want)
 				if !copied {
 					return
 				}

@@ -300,18 +300,9 @@ func (s *Server) rename(ctx context.Context, c *conn, args [][]byte) {
 // renamenx is rename when dst does not exist (the registry's RenameNX),
 // answering 1, and otherwise answers 0 and changes nothing, as Redis's
 // RENAMENX: the check and the move are one step against every other
-// client's create or rename of either name.
+// client's create or rename of either name. A key renamed onto itself
+// exists: 0, with nothing written.
 func (s *Server) renamenx(ctx context.Context, c *conn, args [][]byte) {
-	if string(args[1]) == string(args[2]) {
-		if b, ok := s.live(ctx, c, args[1]); !ok {
-			return
-		} else if b == nil {
-			c.err("ERR no such key")
-		} else {
-			c.integer(0)
-		}
-		return
-	}
 	c.mayWait() // for the registry to forget the source
 	renamed, p, err := s.reg.RenameNXNoWait(ctx, string(args[1]), string(args[2]))
 	switch {

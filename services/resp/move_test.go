@@ -17,69 +17,54 @@ import (
 // source; pipelined and in a transaction, in memory and with a store,
 // where the move outlives a restart.
 func TestRenameNXCommand(t *testing.T) {
-	for _, durable := range []bool{false, true} {
-		name := "in memory"
-		if durable {
-			name = "durable"
-		}
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			dir := t.TempDir()
-			var rc *redis.Client
-			var ds *durableServer
-			if durable {
-				ds = startDurable(t, dir, store.Options{})
-				rc = ds.client(t)
-			} else {
-				rc = start(t, Config{}).client(t)
-			}
-			require.NoError(t, rc.HSet(ctx, "a", "f", "a").Err())
-			require.NoError(t, rc.HSet(ctx, "b", "f", "b").Err())
+	inBothModes(t, func(t *testing.T, client, restart func() *redis.Client) {
+		ctx := context.Background()
+		rc := client()
+		require.NoError(t, rc.HSet(ctx, "a", "f", "a").Err())
+		require.NoError(t, rc.HSet(ctx, "b", "f", "b").Err())
 
-			assert.Equal(t, false, rc.RenameNX(ctx, "a", "b").Val(), "b exists")
-			assert.Equal(t, false, rc.RenameNX(ctx, "a", "a").Val(), "the same name")
-			assert.EqualError(t, rc.RenameNX(ctx, "nope", "c").Err(), "ERR no such key")
-			assert.EqualError(t, rc.RenameNX(ctx, "nope", "nope").Err(), "ERR no such key")
-			assert.Equal(t, map[string]string{"f": "a"}, rc.HGetAll(ctx, "a").Val())
-			assert.Equal(t, map[string]string{"f": "b"}, rc.HGetAll(ctx, "b").Val())
+		assert.Equal(t, false, rc.RenameNX(ctx, "a", "b").Val(), "b exists")
+		assert.Equal(t, false, rc.RenameNX(ctx, "a", "a").Val(), "the same name")
+		assert.EqualError(t, rc.RenameNX(ctx, "nope", "c").Err(), "ERR no such key")
+		assert.EqualError(t, rc.RenameNX(ctx, "nope", "nope").Err(), "ERR no such key")
+		assert.Equal(t, map[string]string{"f": "a"}, rc.HGetAll(ctx, "a").Val())
+		assert.Equal(t, map[string]string{"f": "b"}, rc.HGetAll(ctx, "b").Val())
 
-			assert.Equal(t, true, rc.RenameNX(ctx, "a", "c").Val())
-			assert.Equal(t, int64(0), rc.Exists(ctx, "a").Val())
-			assert.Equal(t, map[string]string{"f": "a"}, rc.HGetAll(ctx, "c").Val())
+		assert.Equal(t, true, rc.RenameNX(ctx, "a", "c").Val())
+		assert.Equal(t, int64(0), rc.Exists(ctx, "a").Val())
+		assert.Equal(t, map[string]string{"f": "a"}, rc.HGetAll(ctx, "c").Val())
 
-			cmds, err := rc.Pipelined(ctx, func(p redis.Pipeliner) error {
-				p.HSet(ctx, "c", "g", "pipelined")
-				p.RenameNX(ctx, "c", "d")
-				p.RenameNX(ctx, "b", "d")
-				p.HSet(ctx, "d", "h", "after")
-				return nil
-			})
-			require.NoError(t, err)
-			assert.Equal(t, true, cmds[1].(*redis.BoolCmd).Val())
-			assert.Equal(t, false, cmds[2].(*redis.BoolCmd).Val())
-
-			cmds, err = rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.RenameNX(ctx, "b", "e")
-				p.RenameNX(ctx, "d", "e")
-				return nil
-			})
-			require.NoError(t, err)
-			assert.Equal(t, true, cmds[0].(*redis.BoolCmd).Val())
-			assert.Equal(t, false, cmds[1].(*redis.BoolCmd).Val())
-
-			check := func(rc *redis.Client) {
-				t.Helper()
-				assert.ElementsMatch(t, []string{"d", "e"}, rc.Keys(ctx, "*").Val())
-				assert.Equal(t, map[string]string{"f": "a", "g": "pipelined", "h": "after"}, rc.HGetAll(ctx, "d").Val())
-				assert.Equal(t, map[string]string{"f": "b"}, rc.HGetAll(ctx, "e").Val())
-			}
-			check(rc)
-			if durable {
-				ds.stop()
-				check(startDurable(t, dir, store.Options{}).client(t))
-			}
+		cmds, err := rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, "c", "g", "pipelined")
+			p.RenameNX(ctx, "c", "d")
+			p.RenameNX(ctx, "b", "d")
+			p.HSet(ctx, "d", "h", "after")
+			return nil
 		})
-	}
+		require.NoError(t, err)
+		assert.Equal(t, true, cmds[1].(*redis.BoolCmd).Val())
+		assert.Equal(t, false, cmds[2].(*redis.BoolCmd).Val())
+
+		cmds, err = rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.RenameNX(ctx, "b", "e")
+			p.RenameNX(ctx, "d", "e")
+			return nil
+		})
+		require.NoError(t, err)
+		assert.Equal(t, true, cmds[0].(*redis.BoolCmd).Val())
+		assert.Equal(t, false, cmds[1].(*redis.BoolCmd).Val())
+
+		check := func(rc *redis.Client) {
+			t.Helper()
+			assert.ElementsMatch(t, []string{"d", "e"}, rc.Keys(ctx, "*").Val())
+			assert.Equal(t, map[string]string{"f": "a", "g": "pipelined", "h": "after"}, rc.HGetAll(ctx, "d").Val())
+			assert.Equal(t, map[string]string{"f": "b"}, rc.HGetAll(ctx, "e").Val())
+		}
+		check(rc)
+		if restart != nil {
+			check(restart())
+		}
+	})
 }
 
 // COPY answers as Redis 7 does (checked against redis-server 7.0.15): 1
@@ -88,90 +73,93 @@ func TestRenameNXCommand(t *testing.T) {
 // a bad option or another database; the copy is a key of its own, and
 // with a store it outlives a restart.
 func TestCopy(t *testing.T) {
-	for _, durable := range []bool{false, true} {
-		name := "in memory"
-		if durable {
-			name = "durable"
+	inBothModes(t, func(t *testing.T, client, restart func() *redis.Client) {
+		ctx := context.Background()
+		rc := client()
+		require.NoError(t, rc.HSet(ctx, "a", "f", "a", "g", "2").Err())
+		require.NoError(t, rc.HSet(ctx, "b", "f", "b").Err())
+
+		for _, tc := range []struct {
+			args []any
+			want string
+		}{
+			{[]any{"COPY", "a", "a"}, "ERR source and destination objects are the same"},
+			{[]any{"COPY", "nope", "nope"}, "ERR source and destination objects are the same"},
+			{[]any{"COPY", "a", "z", "foo"}, "ERR syntax error"},
+			{[]any{"COPY", "a", "z", "DB"}, "ERR syntax error"},
+			{[]any{"COPY", "a", "z", "db", "0", "replace", "x"}, "ERR syntax error"},
+			{[]any{"COPY", "a", "z", "db", "x"}, "ERR value is not an integer or out of range"},
+			{[]any{"COPY", "a", "z", "db", "99999999999"}, "ERR value is out of range, value must between -2147483648 and 2147483647"},
+			{[]any{"COPY", "a", "z", "db", "1"}, "ERR DB index is out of range"},
+			{[]any{"COPY", "a"}, "ERR wrong number of arguments for 'copy' command"},
+		} {
+			assert.EqualError(t, rc.Do(ctx, tc.args...).Err(), tc.want, "%v", tc.args)
 		}
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			dir := t.TempDir()
-			var client func(testing.TB, ...func(*redis.Options)) *redis.Client
-			var ds *durableServer
-			if durable {
-				ds = startDurable(t, dir, store.Options{})
-				client = ds.client
-			} else {
-				client = start(t, Config{}).client
-			}
-			rc := client(t)
-			require.NoError(t, rc.HSet(ctx, "a", "f", "a", "g", "2").Err())
-			require.NoError(t, rc.HSet(ctx, "b", "f", "b").Err())
+		assert.Equal(t, int64(0), rc.Copy(ctx, "nope", "c", 0, false).Val(), "a missing source")
+		assert.Equal(t, int64(0), rc.Copy(ctx, "a", "b", 0, false).Val(), "b exists")
+		assert.Equal(t, map[string]string{"f": "b"}, rc.HGetAll(ctx, "b").Val())
+		assert.Equal(t, []string{"a", "b"}, rc.Keys(ctx, "*").Val())
 
-			for _, tc := range []struct {
-				args []any
-				want string
-			}{
-				{[]any{"COPY", "a", "a"}, "ERR source and destination objects are the same"},
-				{[]any{"COPY", "nope", "nope"}, "ERR source and destination objects are the same"},
-				{[]any{"COPY", "a", "z", "foo"}, "ERR syntax error"},
-				{[]any{"COPY", "a", "z", "DB"}, "ERR syntax error"},
-				{[]any{"COPY", "a", "z", "db", "0", "replace", "x"}, "ERR syntax error"},
-				{[]any{"COPY", "a", "z", "db", "x"}, "ERR value is not an integer or out of range"},
-				{[]any{"COPY", "a", "z", "db", "99999999999"}, "ERR value is out of range, value must between -2147483648 and 2147483647"},
-				{[]any{"COPY", "a", "z", "db", "1"}, "ERR DB index is out of range"},
-				{[]any{"COPY", "a"}, "ERR wrong number of arguments for 'copy' command"},
-			} {
-				assert.EqualError(t, rc.Do(ctx, tc.args...).Err(), tc.want, "%v", tc.args)
-			}
-			assert.Equal(t, int64(0), rc.Copy(ctx, "nope", "c", 0, false).Val(), "a missing source")
-			assert.Equal(t, int64(0), rc.Copy(ctx, "a", "b", 0, false).Val(), "b exists")
-			assert.Equal(t, map[string]string{"f": "b"}, rc.HGetAll(ctx, "b").Val())
-			assert.Equal(t, []string{"a", "b"}, rc.Keys(ctx, "*").Val())
+		assert.Equal(t, int64(1), rc.Copy(ctx, "a", "c", 0, false).Val())
+		assert.Equal(t, int64(1), rc.Copy(ctx, "a", "b", 0, true).Val(), "REPLACE")
+		assert.Equal(t, int64(1), rc.Do(ctx, "COPY", "a", "d", "DB", "0", "REPLACE", "db", "0").Val())
+		require.NoError(t, rc.HSet(ctx, "c", "only", "c").Err())
+		require.NoError(t, rc.HIncrBy(ctx, "a", "g", 1).Err())
 
-			assert.Equal(t, int64(1), rc.Copy(ctx, "a", "c", 0, false).Val())
-			assert.Equal(t, int64(1), rc.Copy(ctx, "a", "b", 0, true).Val(), "REPLACE")
-			assert.Equal(t, int64(1), rc.Do(ctx, "COPY", "a", "d", "DB", "0", "REPLACE", "db", "0").Val())
-			require.NoError(t, rc.HSet(ctx, "c", "only", "c").Err())
-			require.NoError(t, rc.HIncrBy(ctx, "a", "g", 1).Err())
+		cmds, err := rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, "a", "tx", "1")
+			p.Copy(ctx, "a", "e", 0, false)
+			p.Copy(ctx, "a", "e", 0, false)
+			return nil
+		})
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), cmds[1].(*redis.IntCmd).Val())
+		assert.Equal(t, int64(0), cmds[2].(*redis.IntCmd).Val())
 
-			cmds, err := rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.HSet(ctx, "a", "tx", "1")
-				p.Copy(ctx, "a", "e", 0, false)
-				p.Copy(ctx, "a", "e", 0, false)
+		// A copy onto a watched key fails the watcher's EXEC.
+		watcher := client()
+		require.NoError(t, watcher.Watch(ctx, func(tx *redis.Tx) error {
+			require.Equal(t, int64(1), rc.Copy(ctx, "b", "w", 0, true).Val())
+			_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.HSet(ctx, "w", "watcher", "1")
 				return nil
 			})
-			require.NoError(t, err)
-			assert.Equal(t, int64(1), cmds[1].(*redis.IntCmd).Val())
-			assert.Equal(t, int64(0), cmds[2].(*redis.IntCmd).Val())
+			assert.ErrorIs(t, err, redis.TxFailedErr)
+			return nil
+		}, "w"))
+		require.NoError(t, rc.Del(ctx, "w").Err())
 
-			// A copy onto a watched key fails the watcher's EXEC.
-			watcher := client(t)
-			require.NoError(t, watcher.Watch(ctx, func(tx *redis.Tx) error {
-				require.Equal(t, int64(1), rc.Copy(ctx, "b", "w", 0, true).Val())
-				_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-					p.HSet(ctx, "w", "watcher", "1")
-					return nil
-				})
-				assert.ErrorIs(t, err, redis.TxFailedErr)
-				return nil
-			}, "w"))
-			require.NoError(t, rc.Del(ctx, "w").Err())
+		check := func(rc *redis.Client) {
+			t.Helper()
+			assert.ElementsMatch(t, []string{"a", "b", "c", "d", "e"}, rc.Keys(ctx, "*").Val())
+			assert.Equal(t, map[string]string{"f": "a", "g": "3", "tx": "1"}, rc.HGetAll(ctx, "a").Val())
+			assert.Equal(t, map[string]string{"f": "a", "g": "2"}, rc.HGetAll(ctx, "b").Val())
+			assert.Equal(t, map[string]string{"f": "a", "g": "2", "only": "c"}, rc.HGetAll(ctx, "c").Val())
+			assert.Equal(t, map[string]string{"f": "a", "g": "2"}, rc.HGetAll(ctx, "d").Val())
+			assert.Equal(t, map[string]string{"f": "a", "g": "3", "tx": "1"}, rc.HGetAll(ctx, "e").Val())
+		}
+		check(rc)
+		if restart != nil {
+			check(restart())
+		}
+	})
+}
 
-			check := func(rc *redis.Client) {
-				t.Helper()
-				assert.ElementsMatch(t, []string{"a", "b", "c", "d", "e"}, rc.Keys(ctx, "*").Val())
-				assert.Equal(t, map[string]string{"f": "a", "g": "3", "tx": "1"}, rc.HGetAll(ctx, "a").Val())
-				assert.Equal(t, map[string]string{"f": "a", "g": "2"}, rc.HGetAll(ctx, "b").Val())
-				assert.Equal(t, map[string]string{"f": "a", "g": "2", "only": "c"}, rc.HGetAll(ctx, "c").Val())
-				assert.Equal(t, map[string]string{"f": "a", "g": "2"}, rc.HGetAll(ctx, "d").Val())
-				assert.Equal(t, map[string]string{"f": "a", "g": "3", "tx": "1"}, rc.HGetAll(ctx, "e").Val())
-			}
-			check(rc)
-			if durable {
-				ds.stop()
-				check(startDurable(t, dir, store.Options{}).client(t))
-			}
+// inBothModes runs test against a server in memory, then against one with
+// a store. client returns a new client of the server; restart, nil in
+// memory, stops the durable server and returns a client of a new one on
+// the same data directory.
+func inBothModes(t *testing.T, test func(t *testing.T, client, restart func() *redis.Client)) {
+	t.Run("in memory", func(t *testing.T) {
+		ts := start(t, Config{})
+		test(t, func() *redis.Client { return ts.client(t) }, nil)
+	})
+	t.Run("durable", func(t *testing.T) {
+		dir := t.TempDir()
+		ds := startDurable(t, dir, store.Options{})
+		test(t, func() *redis.Client { return ds.client(t) }, func() *redis.Client {
+			ds.stop()
+			return startDurable(t, dir, store.Options{}).client(t)
 		})
-	}
+	})
 }
