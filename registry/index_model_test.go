@@ -21,7 +21,7 @@ import (
 
 // The index of stored names and the buckets in memory agree with the disk
 // whatever the writes that change them (creates, DELs of one name or
-// several, RENAMEs, field writes) meet: clients run random pipelines of them over a few names,
+// several, RENAMEs, RENAMENXs, COPYs, field writes) meet: clients run random pipelines of them over a few names,
 // some of which the disk loses whole, and answer their writes in any
 // order; after each round, once the store has recovered, Names lists
 // exactly the buckets on disk and every one of them reads as the disk
@@ -60,13 +60,24 @@ func TestDurableIndexAgreesWithTheDiskThroughLostWrites(t *testing.T) {
 			name := names[rng.IntN(len(names))]
 			var p bucket.Pending
 			var err error
-			switch rng.IntN(4) {
+			switch rng.IntN(6) {
 			case 0:
 				_, p, err = reg.CreateWith(ctx, name, putF(fmt.Sprintf("c%d-%d", client, rng.IntN(1000))))
 			case 1:
 				p, err = reg.DeleteNoWait(ctx, name)
 			case 2:
 				p, err = reg.RenameNoWait(ctx, name, names[rng.IntN(len(names))])
+			case 4, 5: // RENAMENX, COPY with or without REPLACE
+				to := names[rng.IntN(len(names))]
+				var done bool
+				if rng.IntN(2) == 0 {
+					done, p, err = reg.RenameNXNoWait(ctx, name, to)
+				} else {
+					done, p, err = reg.CopyNoWait(ctx, name, to, rng.IntN(2) == 0)
+				}
+				if err == nil && !done {
+					continue // nothing queued
+				}
 			case 3: // DEL of several names, some maybe twice
 				many := []string{name}
 				for range rng.IntN(3) {
