@@ -20,12 +20,14 @@ func (r *Registry) Forgotten(b *bucket.Bucket) <-chan struct{} {
 // forgottenLocked is Forgotten for a caller that holds r.mu.
 func (r *Registry) forgottenLocked(b *bucket.Bucket) <-chan struct{} {
 	id := b.ID()
-	if _, ok := r.refs[id]; !ok {
+	gone, publishing := r.waiters[id]
+	if _, ok := r.refs[id]; !ok && !publishing {
 		c := make(chan struct{})
 		close(c)
 		return c
 	}
-	gone := r.waiters[id]
+	// Registered, or out of the tables with its Exited being published
+	// (see forget).
 	if gone == nil {
 		gone = make(chan struct{})
 		r.waiters[id] = gone

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,4 +81,42 @@ func TestWaitForgotten(t *testing.T) {
 	require.ErrorIs(t, <-waited, ErrStopped)
 	require.NoError(t, r.WaitForgotten(context.Background(), bucket.New("never", 999)),
 		"a bucket the registry never knew is forgotten already")
+}
+
+// Forgotten is not closed while the bucket's Exited is being published,
+// although the bucket is out of the tables already: a Delete, a rename or
+// a writer that waits on it goes on only once the Exited is out, so that
+// the events of a name stay in order.
+func TestForgottenWaitsForTheExitedBeingPublished(t *testing.T) {
+	gate := newGate(func(ev events.Event) bool {
+		e, ok := ev.(events.Exited)
+		return ok && e.Bucket == "k"
+	})
+	tr := newTreeWith(t, gate.wrap, nil)
+	b, err := tr.reg.Create(ctx, "k")
+	require.NoError(t, err)
+	b.Stop(nil)
+	<-gate.held // out of the tables, its Exited held
+	open := sync.OnceFunc(func() { close(gate.open) })
+	defer open() // and so the tree can stop if the test fails
+	_, found := tr.reg.Lookup("k")
+	require.False(t, found, "out of the tables")
+
+	gone := tr.reg.Forgotten(b)
+	select {
+	case <-gone:
+		t.Fatal("forgotten before its Exited is published")
+	default:
+	}
+	open()
+	select {
+	case <-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("never forgotten")
+	}
+	require.Eventually(t, func() bool {
+		tr.rec.mu.Lock()
+		defer tr.rec.mu.Unlock()
+		return len(tr.rec.exited[b.ID()]) == 1
+	}, 5*time.Second, time.Millisecond, "the Exited is out")
 }

@@ -105,7 +105,7 @@ type Registry struct {
 	closed   bool // the stop has begun: no more Create, and no claim or flush (see claim)
 	names    map[string]*bucket.Bucket
 	refs     map[uint64]ref           // bucket ID -> the bucket, until forgotten
-	waiters  map[uint64]chan struct{} // bucket ID -> closed once forgotten
+	waiters  map[uint64]chan struct{} // bucket ID -> closed once forgotten (nil: no one waits yet)
 	claims   map[string]chan struct{} // name -> closed when its load, delete or rename is done
 	flushing chan struct{}            // closed when the FlushAll under way is done (nil: none)
 	// stored holds the name of every stored bucket, loaded or not (with a
@@ -848,15 +848,25 @@ func (r *Registry) forget(b *bucket.Bucket, reason error) {
 			r.order.Delete(scanorder.Of(name))
 		}
 	}
-	gone := r.waiters[id]
-	delete(r.waiters, id)
+	// Until its Exited is published, the bucket stays in waiters (with a
+	// nil channel if no one waits yet): a Forgotten asked meanwhile waits
+	// for the publish rather than finding the bucket forgotten already.
+	if _, ok := r.waiters[id]; !ok {
+		r.waiters[id] = nil
+	}
 	r.mu.Unlock()
 
-	if gone != nil {
-		// After the Exited, and even if a host's Publisher panics: the
-		// bucket is out of the tables, and nothing would close it later.
-		defer close(gone)
-	}
+	// After the Exited, and even if a host's Publisher panics: the
+	// bucket is out of the tables, and nothing would close it later.
+	defer func() {
+		r.mu.Lock()
+		gone := r.waiters[id]
+		delete(r.waiters, id)
+		r.mu.Unlock()
+		if gone != nil {
+			close(gone)
+		}
+	}()
 	r.events.Publish(events.Exited{Bucket: name, ID: id, Reason: reason})
 }
 
