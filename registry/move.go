@@ -459,7 +459,16 @@ func (r *Registry) moveInMemory(ctx context.Context, from, to string, op moveOp)
 	}
 	switched = true
 	r.flushMu.RUnlock()
-	r.unclaim(from, to)
+	if op.keep {
+		r.unclaim(from, to)
+	} else {
+		// A rename keeps its claims until its source's Exited is
+		// published (below): a create of from waits for it, so that the
+		// events of the name stay in order (the source's Exited before a
+		// new bucket's Created), as with a store, where the claims last
+		// the whole move.
+		defer r.unclaim(from, to)
+	}
 	// The names have switched: the move has happened, and it reports
 	// success whatever ctx says from here on. The waits below only keep
 	// the events in order, bounded by StopTimeout rather than by ctx: the

@@ -612,3 +612,46 @@ func TestDurableMoveFindsATargetWhoseDeleteWasLost(t *testing.T) {
 		})
 	}
 }
+
+// In memory, a bucket created under a renamed source's name is announced
+// after the source's Exited, as with a store: the rename holds the name
+// until the source's end is published, and the events of a name stay in
+// order for every subscriber.
+func TestRenameKeepsTheSourceNamesEventsInOrder(t *testing.T) {
+	gate := newGate(func(ev events.Event) bool {
+		e, ok := ev.(events.Exited)
+		return ok && e.Bucket == "x"
+	})
+	tr := newTreeWith(t, gate.wrap, nil)
+	r := tr.reg
+	old, p, err := r.CreateWith(ctx, "x", putF("old"))
+	require.NoError(t, err)
+	require.NoError(t, p.Commit())
+	renamed := make(chan error, 1)
+	go func() { renamed <- r.Rename(ctx, "x", "y") }()
+	<-gate.held // the source's Exited is held: it is not forgotten yet
+
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	_, err = r.Create(short, "x")
+	cancel()
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "a create of the source's name waits for its end")
+	close(gate.open)
+	require.NoError(t, <-renamed)
+	b, err := r.Create(ctx, "x")
+	require.NoError(t, err)
+
+	at := func(match func(events.Event) bool) int {
+		tr.rec.mu.Lock()
+		defer tr.rec.mu.Unlock()
+		for i, ev := range tr.rec.all {
+			if match(ev) {
+				return i
+			}
+		}
+		return -1
+	}
+	created := func(ev events.Event) bool { e, ok := ev.(events.Created); return ok && e.ID == b.ID() }
+	exited := func(ev events.Event) bool { e, ok := ev.(events.Exited); return ok && e.ID == old.ID() }
+	require.Eventually(t, func() bool { return at(created) >= 0 && at(exited) >= 0 }, 5*time.Second, time.Millisecond)
+	assert.Less(t, at(exited), at(created), "the old x's Exited comes before the new x's Created")
+}
