@@ -108,6 +108,11 @@ type Registry struct {
 	waiters  map[uint64]chan struct{} // bucket ID -> closed once forgotten (nil: no one waits yet)
 	claims   map[string]chan struct{} // name -> closed when its load, delete or rename is done
 	flushing chan struct{}            // closed when the FlushAll under way is done (nil: none)
+	// exiting holds, by name, the ID of the bucket last registered under
+	// it whose Exited forget is publishing: out of the tables already, so
+	// that a new bucket of that name may be made meanwhile, which start
+	// announces only once that Exited is out (see start).
+	exiting map[string]uint64
 	// stored holds the name of every stored bucket, loaded or not (with a
 	// store; nil without one, or if New could not list the store), so that
 	// a miss, Names and Len never read the store: reads never touch the
@@ -168,6 +173,7 @@ func New(cfg Config) *Registry {
 		refs:    make(map[uint64]ref),
 		waiters: make(map[uint64]chan struct{}),
 		claims:  make(map[string]chan struct{}),
+		exiting: make(map[string]uint64),
 		store:   cfg.Store,
 		admit:   cfg.Admit,
 		loadLog: newLogLimit(time.Second),
@@ -446,7 +452,9 @@ func (r *Registry) start(name string, b *bucket.Bucket) error {
 	// From here a concurrent Create of the same name returns b, which may
 	// not be running yet: it is usable, and its end is reported either way.
 	// Published before the bucket runs, so that its Exited, which the loop
-	// publishes, cannot come first.
+	// publishes, cannot come first; and after the Exited of the name's
+	// last bucket, if the loop is publishing it (see forget).
+	r.awaitExiting(name)
 	r.events.Publish(events.Created{Bucket: name, ID: b.ID()})
 	r.mu.Lock()
 	if rf, ok := r.refs[b.ID()]; ok {
@@ -854,6 +862,9 @@ func (r *Registry) forget(b *bucket.Bucket, reason error) {
 	if _, ok := r.waiters[id]; !ok {
 		r.waiters[id] = nil
 	}
+	// A bucket made under its name meanwhile (nothing holds the name any
+	// more) is announced after this Exited: see start.
+	r.exiting[name] = id
 	r.mu.Unlock()
 
 	// After the Exited, and even if a host's Publisher panics: the
@@ -862,12 +873,50 @@ func (r *Registry) forget(b *bucket.Bucket, reason error) {
 		r.mu.Lock()
 		gone := r.waiters[id]
 		delete(r.waiters, id)
+		if r.exiting[name] == id {
+			delete(r.exiting, name)
+		}
 		r.mu.Unlock()
 		if gone != nil {
 			close(gone)
 		}
 	}()
 	r.events.Publish(events.Exited{Bucket: name, ID: id, Reason: reason})
+}
+
+// awaitExiting waits, when the loop is publishing the Exited of a bucket
+// that had name (see forget), until that Exited is out, bounded by
+// StopTimeout: a new bucket of name is announced after it, so that the
+// events of a name stay in order. The loop's publish waits for no one, so
+// the wait is short; the bound is for a host's Publisher that blocks.
+func (r *Registry) awaitExiting(name string) {
+	r.mu.RLock()
+	_, ok := r.exiting[name]
+	r.mu.RUnlock()
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	id, ok := r.exiting[name]
+	var gone chan struct{}
+	if ok {
+		if gone = r.waiters[id]; gone == nil {
+			gone = make(chan struct{})
+			r.waiters[id] = gone
+		}
+	}
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	timeout := time.NewTimer(r.stopFor)
+	defer timeout.Stop()
+	select {
+	case <-gone:
+	case <-timeout.C:
+		r.log.Warn("registry: the Exited of a bucket's name was not published in time; its new bucket's Created comes first",
+			"bucket", name, "waited", r.stopFor)
+	}
 }
 
 // awaitForgotten waits until gone (a Forgotten channel) is closed, and
