@@ -358,8 +358,11 @@ func (r *Registry) create(ctx context.Context, name string) (*bucket.Bucket, err
 // In memory, first may run twice: on the new bucket, then, if a
 // concurrent Create made the name meanwhile, on that one instead; it must
 // set whatever it reports afresh at each run. first must not use the
-// registry: with a store it runs while the name is claimed (against
-// concurrent loads, deletes and renames of it) and FLUSHALL is held off.
+// registry: it runs under the lock of an existing bucket of that name, as
+// Bucket.Update's fn does (a rename or a copy may wait for that lock while
+// holding the names first would create), and with a store while the name
+// is claimed (against concurrent loads, deletes and renames of it) and
+// FLUSHALL is held off.
 func (r *Registry) CreateWith(ctx context.Context, name string, first func(*bucket.Tx) error) (*bucket.Bucket, bucket.Pending, error) {
 	if err := CheckName(name); err != nil {
 		return nil, bucket.Pending{}, err
@@ -376,8 +379,8 @@ func (r *Registry) CreateWith(ctx context.Context, name string, first func(*buck
 		return r.createStoredWith(ctx, name, first)
 	}
 	// In memory: first runs on a bucket no one can find yet, outside the
-	// tables' lock (first may use the registry, and take its time). If a
-	// Create made the name meanwhile, first runs again, on that bucket.
+	// tables' lock (it may take its time). If a Create made the name
+	// meanwhile, first runs again, on that bucket.
 	b := bucket.New(name, r.newID())
 	p, err := b.UpdateNoWait(first)
 	if err != nil {
