@@ -173,6 +173,19 @@ func (r *Registry) moveStored(ctx context.Context, from, to string, op moveOp) (
 				return false, bucket.Pending{}, err
 			}
 		}
+		// Without the index, has reads what is committed: a create of to
+		// still queued, its bucket ended and forgotten since, would not
+		// show, and a move that does not replace would overwrite it once
+		// its writer is told it succeeded. Every write made so far meets
+		// its fate first.
+		r.mu.RLock()
+		unindexed := r.stored == nil
+		r.mu.RUnlock()
+		if unindexed && !op.replace {
+			if err := r.store.Settle(); err != nil {
+				return false, bucket.Pending{}, err
+			}
+		}
 		// Asked once it is forgotten: a live bucket may have ended
 		// because its creating write was lost, and then it is not stored.
 		var err error

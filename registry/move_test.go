@@ -655,3 +655,40 @@ func TestRenameKeepsTheSourceNamesEventsInOrder(t *testing.T) {
 	require.Eventually(t, func() bool { return at(created) >= 0 && at(exited) >= 0 }, 5*time.Second, time.Millisecond)
 	assert.Less(t, at(exited), at(created), "the old x's Exited comes before the new x's Created")
 }
+
+// Without an index of stored names (the store could not be listed at
+// start), a RenameNX or a Copy without replace asks the store about its
+// target once every write made before it has met its fate: a target whose
+// create is still queued, its bucket ended and forgotten meanwhile, is
+// found, not overwritten when the create's writer is told it succeeded.
+func TestMoveWithoutIndexFindsATargetWhoseCreateIsQueued(t *testing.T) {
+	moves := map[string]func(r *Registry) (bool, error){
+		"RenameNX": func(r *Registry) (bool, error) { return r.RenameNX(ctx, "src", "dst") },
+		"Copy":     func(r *Registry) (bool, error) { return r.Copy(ctx, "src", "dst", false) },
+	}
+	for op, move := range moves {
+		t.Run(op, func(t *testing.T) {
+			st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			cs := &countingStore{Store: st}
+			require.NoError(t, st.Apply("src", store.Put("f", []byte("src"))))
+			cs.failList.Store(true)
+			r, _, _ := newDurableTree(t, cs)
+			require.Nil(t, r.stored, "no index")
+
+			dst, created, err := r.CreateWith(ctx, "dst", putF("dst")) // queued, not waited for
+			require.NoError(t, err)
+			dst.Stop(errors.New("crash"))
+			require.NoError(t, r.WaitForgotten(ctx, dst))
+
+			moved, err := move(r)
+			require.NoError(t, err)
+			assert.False(t, moved, "dst is stored")
+			require.NoError(t, created.Wait(), "the create's writer is told it succeeded")
+			got, ok := pairsOf(t, r, "dst")
+			require.True(t, ok)
+			assert.Equal(t, map[string]string{"f": "dst"}, got)
+		})
+	}
+}
