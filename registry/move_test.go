@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -689,6 +690,175 @@ func TestMoveWithoutIndexFindsATargetWhoseCreateIsQueued(t *testing.T) {
 			got, ok := pairsOf(t, r, "dst")
 			require.True(t, ok)
 			assert.Equal(t, map[string]string{"f": "dst"}, got)
+		})
+	}
+}
+
+// A move onto a name no bucket can have (empty, or longer than
+// MaxNameLen) is refused with ErrInvalidName, and changes nothing, in
+// memory as with a store.
+func TestMoveRefusesAnInvalidTarget(t *testing.T) {
+	moves := map[string]func(r *Registry, to string) error{
+		"Rename": func(r *Registry, to string) error { return r.Rename(ctx, "a", to) },
+		"RenameNX": func(r *Registry, to string) error {
+			_, err := r.RenameNX(ctx, "a", to)
+			return err
+		},
+		"Copy": func(r *Registry, to string) error {
+			_, err := r.Copy(ctx, "a", to, true)
+			return err
+		},
+	}
+	for _, durable := range []bool{false, true} {
+		for op, move := range moves {
+			for _, to := range []string{"", strings.Repeat("x", MaxNameLen+1)} {
+				t.Run(fmt.Sprintf("durable=%v/%s/%d bytes", durable, op, len(to)), func(t *testing.T) {
+					r, st := newMoveFixture(t, durable)
+					require.ErrorIs(t, move(r, to), ErrInvalidName)
+					requireHolds(t, r, st, map[string]map[string]string{"a": {"ka": "a"}, "b": {"kb": "b"}})
+					assert.ElementsMatch(t, []string{"a", "b", "empty"}, r.Names())
+				})
+			}
+		}
+	}
+}
+
+// noReplaceMoves are the moves that do not replace an existing target.
+var noReplaceMoves = map[string]func(r *Registry) (bool, error){
+	"RenameNX": func(r *Registry) (bool, error) { return r.RenameNX(ctx, "src", "dst") },
+	"Copy":     func(r *Registry) (bool, error) { return r.Copy(ctx, "src", "dst", false) },
+}
+
+// waitedFor reports whether someone waits for b to be forgotten.
+func waitedFor(r *Registry, b *bucket.Bucket) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.waiters[b.ID()] != nil
+}
+
+// With a store, a target whose creating write was lost has ended and is
+// not stored: a RenameNX or a Copy without replace onto it, while the
+// registry has yet to forget it, waits for that and then makes the move,
+// rather than find the target existing (it never did).
+func TestDurableMoveOntoALostCreate(t *testing.T) {
+	for op, move := range noReplaceMoves {
+		t.Run(op, func(t *testing.T) {
+			gate := newGate(func(ev events.Event) bool {
+				e, ok := ev.(events.Exited)
+				return ok && e.Bucket == "blocker"
+			})
+			st, faults := openFaultyStore(t)
+			r, _, stop := newDurableTreeWith(t, &countingStore{Store: st}, gate.wrap)
+			defer stop()
+			for _, name := range []string{"blocker", "src"} {
+				_, p, err := r.CreateWith(ctx, name, putF(name))
+				require.NoError(t, err)
+				require.NoError(t, p.Commit())
+			}
+			blocker, ok := r.Lookup("blocker")
+			require.True(t, ok)
+			blocker.Stop(nil)
+			<-gate.held // the loop holds the blocker's Exited: dst is not forgotten
+			open := sync.OnceFunc(func() { close(gate.open) })
+			defer open()
+
+			faults.FailSyncs(syscall.EIO)
+			dst, p, err := r.CreateWith(ctx, "dst", putF("lost"))
+			require.NoError(t, err)
+			require.ErrorIs(t, p.Wait(), store.ErrWriteFailed)
+			faults.Clear()
+			waitRecovered(t, st)
+			_, live := r.lookupLive("dst")
+			require.True(t, live, "ended, not yet forgotten")
+			require.True(t, ended(dst))
+
+			type result struct {
+				moved bool
+				err   error
+			}
+			done := make(chan result, 1)
+			go func() {
+				moved, err := move(r)
+				done <- result{moved, err}
+			}()
+			require.Eventually(t, func() bool { return len(done) == 1 || waitedFor(r, dst) }, waitFor, tick)
+			open()
+			res := <-done
+			require.NoError(t, res.err)
+			assert.True(t, res.moved, "dst was never stored")
+			got, ok := pairsOf(t, r, "dst")
+			require.True(t, ok)
+			assert.Equal(t, map[string]string{"f": "src"}, got)
+		})
+	}
+}
+
+// With a store, the events stay in order while the registry's loop is
+// slow to publish an end (held here at another bucket's Exited): a
+// replaced target's Exited comes before the new target's Created (a copy
+// with replace waits for the old target to be forgotten), and a renamed
+// source's Exited before its destination's Created.
+func TestDurableMoveKeepsTheEventsInOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		dst     bool // dst exists before the move
+		move    func(r *Registry) error
+		exiting string // the name whose old bucket's Exited comes first
+	}{
+		{"rename onto a missing name", false, func(r *Registry) error { return r.Rename(ctx, "src", "dst") }, "src"},
+		{"copy replacing the target", true, func(r *Registry) error {
+			_, err := r.Copy(ctx, "src", "dst", true)
+			return err
+		}, "dst"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gate := newGate(func(ev events.Event) bool {
+				e, ok := ev.(events.Exited)
+				return ok && e.Bucket == "blocker"
+			})
+			r, _, stop := newDurableTreeWith(t, openStoreT(t, t.TempDir()), gate.wrap)
+			defer stop()
+			rec := newRecorder()
+			sub, err := gate.Manager.Subscribe(events.SubscribeOptions{Mailbox: 1 << 10, Name: "recorder"}, rec.handle)
+			require.NoError(t, err)
+			defer sub.Close()
+			names := []string{"blocker", "src"}
+			if tc.dst {
+				names = append(names, "dst")
+			}
+			for _, name := range names {
+				_, p, err := r.CreateWith(ctx, name, putF(name))
+				require.NoError(t, err)
+				require.NoError(t, p.Commit())
+			}
+			old, ok := r.Lookup(tc.exiting)
+			require.True(t, ok)
+			blocker, ok := r.Lookup("blocker")
+			require.True(t, ok)
+			blocker.Stop(nil)
+			<-gate.held // the loop holds the blocker's Exited: no end is published
+			open := sync.OnceFunc(func() { close(gate.open) })
+			defer open()
+
+			done := make(chan error, 1)
+			go func() { done <- tc.move(r) }()
+			require.Eventually(t, func() bool { return len(done) == 1 || waitedFor(r, old) }, waitFor, tick)
+			open()
+			require.NoError(t, <-done)
+			now, ok := r.lookupLive("dst")
+			require.True(t, ok)
+			at := func(match func(events.Event) bool) int {
+				for i, ev := range rec.events() {
+					if match(ev) {
+						return i
+					}
+				}
+				return -1
+			}
+			exited := func(ev events.Event) bool { e, ok := ev.(events.Exited); return ok && e.ID == old.ID() }
+			created := func(ev events.Event) bool { e, ok := ev.(events.Created); return ok && e.ID == now.ID() }
+			require.Eventually(t, func() bool { return at(exited) >= 0 && at(created) >= 0 }, waitFor, tick)
+			assert.Less(t, at(exited), at(created), "the old %s's Exited comes before the new dst's Created", tc.exiting)
 		})
 	}
 }
