@@ -573,44 +573,62 @@ func TestCopyIsInPlaceBeforeItsSourceIsWrittenAgain(t *testing.T) {
 // stored names again when it queues its write: a DEL of the target whose
 // drop is answered lost after the target was found free puts the target
 // back (the disk still holds it), and the move must then change nothing
-// rather than overwrite a key its client was told still exists.
+// rather than overwrite a key its client was told still exists, whether
+// its source is in memory or read from the disk.
 func TestDurableMoveFindsATargetWhoseDeleteWasLost(t *testing.T) {
 	moves := map[string]func(r *Registry) (bool, error){
 		"RenameNX": func(r *Registry) (bool, error) { return r.RenameNX(ctx, "src", "dst") },
 		"Copy":     func(r *Registry) (bool, error) { return r.Copy(ctx, "src", "dst", false) },
 	}
 	for op, move := range moves {
-		t.Run(op, func(t *testing.T) {
-			st, faults := openFaultyStore(t)
-			r, _, _ := newDurableTree(t, &countingStore{Store: st})
-			for _, name := range []string{"src", "dst"} {
-				_, p, err := r.CreateWith(ctx, name, putF(name))
-				require.NoError(t, err)
-				require.NoError(t, p.Commit())
-			}
-			drop, err := r.DeleteNoWait(ctx, "dst") // forgotten, unindexed, its drop queued
-			require.NoError(t, err)
-			r.testMoveChecked = func() {
-				faults.FailSyncs(syscall.EIO)
-				require.ErrorIs(t, drop.Wait(), store.ErrWriteFailed)
-				faults.Clear()
-				waitRecovered(t, st)
-			}
-			moved, err := move(r)
-			require.NoError(t, err)
-			assert.False(t, moved, "dst is stored again")
-			r.testMoveChecked = nil
+		for _, loaded := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/source loaded=%v", op, loaded), func(t *testing.T) {
+				testDurableMoveFindsATargetWhoseDeleteWasLost(t, move, loaded)
+			})
+		}
+	}
+}
 
-			for _, name := range []string{"src", "dst"} {
-				got, ok := pairsOf(t, r, name)
-				require.True(t, ok, name)
-				assert.Equal(t, map[string]string{"f": name}, got, name)
-				stored, found, err := st.Load(name)
-				require.NoError(t, err)
-				require.True(t, found, name)
-				assert.Equal(t, map[string][]byte{"f": []byte(name)}, stored, "%s on disk", name)
-			}
-		})
+// testDurableMoveFindsATargetWhoseDeleteWasLost is
+// TestDurableMoveFindsATargetWhoseDeleteWasLost with the source in memory
+// (loaded) or on disk alone, read from the store by the move.
+func testDurableMoveFindsATargetWhoseDeleteWasLost(t *testing.T, move func(r *Registry) (bool, error), loaded bool) {
+	st, faults := openFaultyStore(t)
+	r, _, _ := newDurableTree(t, &countingStore{Store: st})
+	for _, name := range []string{"src", "dst"} {
+		_, p, err := r.CreateWith(ctx, name, putF(name))
+		require.NoError(t, err)
+		require.NoError(t, p.Commit())
+	}
+	if !loaded {
+		src, ok := r.lookupLive("src")
+		require.True(t, ok)
+		src.Stop(nil)
+		require.NoError(t, r.WaitForgotten(ctx, src))
+		_, ok = r.lookupLive("src")
+		require.False(t, ok, "stored, not in memory")
+	}
+	drop, err := r.DeleteNoWait(ctx, "dst") // forgotten, unindexed, its drop queued
+	require.NoError(t, err)
+	r.testMoveChecked = func() {
+		faults.FailSyncs(syscall.EIO)
+		require.ErrorIs(t, drop.Wait(), store.ErrWriteFailed)
+		faults.Clear()
+		waitRecovered(t, st)
+	}
+	moved, err := move(r)
+	require.NoError(t, err)
+	assert.False(t, moved, "dst is stored again")
+	r.testMoveChecked = nil
+
+	for _, name := range []string{"src", "dst"} {
+		got, ok := pairsOf(t, r, name)
+		require.True(t, ok, name)
+		assert.Equal(t, map[string]string{"f": name}, got, name)
+		stored, found, err := st.Load(name)
+		require.NoError(t, err)
+		require.True(t, found, name)
+		assert.Equal(t, map[string][]byte{"f": []byte(name)}, stored, "%s on disk", name)
 	}
 }
 
