@@ -415,6 +415,8 @@ func TestDurableRenameDoneWhileTheRegistryStops(t *testing.T) {
 	names, err := reg.NamesErr()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"b"}, names)
+	_, live := reg.lookupLive("b")
+	assert.False(t, live, "no bucket starts once the stop has begun: b loads at its next use")
 	pairs, found, err := st.Load("b")
 	require.NoError(t, err)
 	require.True(t, found)

@@ -880,3 +880,138 @@ func TestDurableMoveKeepsTheEventsInOrder(t *testing.T) {
 		})
 	}
 }
+
+// Without an index of stored names, the names read the store, which
+// shows a move only once it is committed: a RenameNoWait or a CopyNoWait
+// commits its move before it returns, even while a transaction holds the
+// writes back, so that a reader never finds the pairs under neither name
+// (or, for a copy, the target missing once the call has returned).
+func TestMoveWithoutIndexIsListedOnceItReturns(t *testing.T) {
+	for _, tc := range []struct {
+		op   string
+		move func(r *Registry) (bucket.Pending, error)
+		want []string
+	}{
+		{"RenameNoWait", func(r *Registry) (bucket.Pending, error) { return r.RenameNoWait(ctx, "src", "dst") }, []string{"dst"}},
+		{"CopyNoWait", func(r *Registry) (bucket.Pending, error) {
+			_, p, err := r.CopyNoWait(ctx, "src", "dst", false)
+			return p, err
+		}, []string{"src", "dst"}},
+	} {
+		t.Run(tc.op, func(t *testing.T) {
+			st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = st.Close() })
+			cs := &countingStore{Store: st}
+			require.NoError(t, st.Apply("src", store.Put("f", []byte("src"))))
+			cs.failList.Store(true)
+			r, _, _ := newDurableTree(t, cs)
+			require.Nil(t, r.stored, "no index")
+
+			release := r.HoldWrites()
+			p, err := tc.move(r)
+			names, nerr := r.NamesErr()
+			release()
+			require.NoError(t, err)
+			require.NoError(t, p.Wait())
+			require.NoError(t, nerr)
+			assert.ElementsMatch(t, tc.want, names)
+		})
+	}
+}
+
+// A rename's index writes keep the first loss of its source: a DEL of the
+// source, then a create of it, then the rename, all lost together, leave
+// the disk holding the source as it was before the DEL, and the index,
+// put back by the DEL's loss, must list it, even though the DEL's loss is
+// answered before the rename switches the names.
+func TestDurableRenameAfterALostDeleteOfItsSource(t *testing.T) {
+	st, faults := openFaultyStore(t)
+	r, _, _ := newDurableTree(t, &countingStore{Store: st})
+	_, p, err := r.CreateWith(ctx, "src", putF("old"))
+	require.NoError(t, err)
+	require.NoError(t, p.Commit())
+	drop, err := r.DeleteNoWait(ctx, "src")
+	require.NoError(t, err)
+	_, created, err := r.CreateWith(ctx, "src", putF("new"))
+	require.NoError(t, err)
+
+	ran := false
+	r.testMoveRead = func() { // the move is queued, the names not yet switched
+		ran = true
+		faults.FailSyncs(syscall.EIO)
+		require.ErrorIs(t, drop.Wait(), store.ErrWriteFailed)
+	}
+	moved, err := r.RenameNoWait(ctx, "src", "dst")
+	r.testMoveRead = nil
+	require.NoError(t, err)
+	require.True(t, ran)
+	require.ErrorIs(t, created.Wait(), store.ErrWriteFailed)
+	require.ErrorIs(t, moved.Wait(), store.ErrWriteFailed)
+	faults.Clear()
+	waitRecovered(t, st)
+
+	pairs, found, err := st.Load("src")
+	require.NoError(t, err)
+	require.True(t, found, "the disk holds src as it was before the DEL")
+	assert.Equal(t, map[string][]byte{"f": []byte("old")}, pairs)
+	found, err = st.Has("dst")
+	require.NoError(t, err)
+	require.False(t, found)
+	names, err := r.NamesErr()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"src"}, names, "the names are what the disk holds")
+	got, ok := pairsOf(t, r, "src")
+	require.True(t, ok)
+	assert.Equal(t, map[string]string{"f": "old"}, got)
+}
+
+// In memory, a rename or a copy that began before the registry's stop and
+// switches the names after it has begun (held here by an update of its
+// source) switches nothing: it reports ErrStopped, and no bucket is made
+// under the target once the stop has begun.
+func TestMoveInMemoryMeetsTheStop(t *testing.T) {
+	for _, tc := range []struct {
+		op   string
+		move func(r *Registry) error
+	}{
+		{"Rename", func(r *Registry) error { return r.Rename(ctx, "src", "dst") }},
+		{"Copy", func(r *Registry) error {
+			_, err := r.Copy(ctx, "src", "dst", false)
+			return err
+		}},
+	} {
+		t.Run(tc.op, func(t *testing.T) {
+			r := newTree(t).reg
+			src, p, err := r.CreateWith(ctx, "src", putF("src"))
+			require.NoError(t, err)
+			require.NoError(t, p.Commit())
+			inside, release := make(chan struct{}), make(chan struct{})
+			updated := make(chan error, 1)
+			go func() {
+				updated <- src.Update(func(*bucket.Tx) error {
+					close(inside)
+					<-release
+					return nil
+				})
+			}()
+			<-inside
+			done := make(chan error, 1)
+			go func() { done <- tc.move(r) }()
+			require.Eventually(t, func() bool {
+				r.mu.RLock()
+				defer r.mu.RUnlock()
+				return r.claims["dst"] != nil
+			}, waitFor, tick, "the move claims its names")
+			r.mu.Lock()
+			r.closed = true // as drain does when the tree stops
+			r.mu.Unlock()
+			close(release)
+			require.NoError(t, <-updated)
+
+			require.ErrorIs(t, <-done, ErrStopped)
+			_, ok := r.lookupLive("dst")
+			assert.False(t, ok, "no bucket is made once the stop has begun")
+		})
+	}
+}
