@@ -1015,3 +1015,99 @@ func TestMoveInMemoryMeetsTheStop(t *testing.T) {
 		})
 	}
 }
+
+// goroutinesIn counts the goroutines whose stack holds every one of
+// frames (as runtime.Stack prints them): a test's way to know that a
+// goroutine waits where it must, where nothing else tells.
+func goroutinesIn(frames ...string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+next:
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		for _, f := range frames {
+			if !strings.Contains(g, f) {
+				continue next
+			}
+		}
+		count++
+	}
+	return count
+}
+
+// putSource writes b from a goroutine of its own, for goroutinesIn to find
+// it waiting for b's lock.
+//
+//go:noinline
+func putSource(b *bucket.Bucket) error { return b.Put("later", []byte("1")) }
+
+// A copy reads its source and switches the names (in memory) or queues
+// its write and lists its target (with a store) under the source's read
+// lock, in one step: no write of the source comes in between, to be
+// answered before the copy is in place. The copy is held at that step
+// (the test holds the registry's tables), and a write of the source then
+// waits for it.
+func TestCopyHoldsItsSourceUntilItIsInPlace(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			r, _ := newRenameTree(t, durable)
+			src, p, err := r.CreateWith(ctx, "src", putF("src"))
+			require.NoError(t, err)
+			require.NoError(t, p.Commit())
+
+			// The copy waits for the source's lock, past its checks.
+			inside, release := make(chan struct{}), make(chan struct{})
+			updated := make(chan error, 1)
+			go func() {
+				updated <- src.Update(func(*bucket.Tx) error {
+					close(inside)
+					<-release
+					return nil
+				})
+			}()
+			<-inside
+			copied := make(chan error, 1)
+			go func() {
+				_, err := r.Copy(ctx, "src", "dst", false)
+				copied <- err
+			}()
+			require.Eventually(t, func() bool {
+				return goroutinesIn("(*Bucket).View", "(*RWMutex).RLock") == 1
+			}, waitFor, tick, "the copy waits to read its source")
+			// The copy reads, then waits for the tables to put its target
+			// in place.
+			r.mu.Lock()
+			locked := true
+			unlock := func() {
+				if locked {
+					locked = false
+					r.mu.Unlock()
+				}
+			}
+			defer unlock()
+			close(release)
+			require.NoError(t, <-updated)
+
+			put := make(chan error, 1)
+			go func() { put <- putSource(src) }()
+			require.Eventually(t, func() bool {
+				return len(put) == 1 || goroutinesIn("registry.putSource", "(*RWMutex).Lock") == 1
+			}, waitFor, tick)
+			assert.Equal(t, 0, len(put), "the source was written between the copy's read and its switch")
+			unlock()
+			require.NoError(t, <-copied)
+			require.NoError(t, <-put)
+
+			got, ok := pairsOf(t, r, "dst")
+			require.True(t, ok)
+			assert.Equal(t, map[string]string{"f": "src"}, got, "the copy is of the source as it was read")
+		})
+	}
+}
