@@ -206,7 +206,9 @@ func TestRenameNXAgainstACreateOfTheTarget(t *testing.T) {
 // While a RenameNX or a Copy is under way (here held up by an update of
 // its source), a create of its target waits for it, in memory as with a
 // store: the target it found missing is still missing when the names
-// switch, and the create then writes into the moved bucket.
+// switch, and the create then writes into the moved bucket: a Create or a
+// CreateWith that waited for the move returns the moved bucket, not a new
+// one made over it.
 func TestACreateOfTheTargetWaitsForAMove(t *testing.T) {
 	moves := map[string]func(r *Registry) (bool, error){
 		"RenameNX": func(r *Registry) (bool, error) { return r.RenameNX(ctx, "src", "dst") },
@@ -259,17 +261,50 @@ func TestACreateOfTheTargetWaitsForAMove(t *testing.T) {
 				_, ok = r.Lookup("dst")
 				assert.False(t, ok, "the target is missing until the switch")
 
+				// A Create and a CreateWith of the target that wait for the
+				// move meanwhile find the moved bucket once the names have
+				// switched, and the CreateWith writes into it.
+				waitingCreate := make(chan *bucket.Bucket, 1)
+				go func() {
+					b, err := r.Create(ctx, "dst")
+					assert.NoError(t, err)
+					waitingCreate <- b
+				}()
+				type created struct {
+					b   *bucket.Bucket
+					p   bucket.Pending
+					err error
+				}
+				waitingCreateWith := make(chan created, 1)
+				go func() {
+					b, p, err := r.CreateWith(ctx, "dst", func(tx *bucket.Tx) error { return tx.Put("waited", []byte("y")) })
+					waitingCreateWith <- created{b, p, err}
+				}()
+				waiting := "registry.(*Registry).awaitUnclaimedLocked"
+				if durable {
+					waiting = "registry.(*Registry).claim("
+				}
+				require.Eventually(t, func() bool { return goroutinesIn(waiting) == 2 }, waitFor, tick,
+					"both creates wait for the move")
+
 				close(release)
 				require.NoError(t, <-viewed)
 				res := <-done
 				require.NoError(t, res.err)
 				require.True(t, res.renamed)
+				moved, ok := r.lookupLive("dst")
+				require.True(t, ok)
+				assert.Same(t, moved, <-waitingCreate, "the waiting Create returns the moved bucket")
+				cw := <-waitingCreateWith
+				require.NoError(t, cw.err)
+				require.NoError(t, cw.p.Commit())
+				assert.Same(t, moved, cw.b, "the waiting CreateWith writes into the moved bucket")
 				_, p, err = r.CreateWith(ctx, "dst", stray)
 				require.NoError(t, err)
 				require.NoError(t, p.Commit())
 				got, ok := pairsOf(t, r, "dst")
 				require.True(t, ok)
-				assert.Equal(t, map[string]string{"from": "src", "stray": "x"}, got)
+				assert.Equal(t, map[string]string{"from": "src", "stray": "x", "waited": "y"}, got)
 			})
 		}
 	}
