@@ -23,14 +23,21 @@ func TestRenameNXCommand(t *testing.T) {
 		require.NoError(t, rc.HSet(ctx, "a", "f", "a").Err())
 		require.NoError(t, rc.HSet(ctx, "b", "f", "b").Err())
 
-		assert.Equal(t, false, rc.RenameNX(ctx, "a", "b").Val(), "b exists")
-		assert.Equal(t, false, rc.RenameNX(ctx, "a", "a").Val(), "the same name")
+		// Result, not Val: an error reads as false too.
+		requireBool := func(want bool, cmd *redis.BoolCmd, msg string) {
+			t.Helper()
+			got, err := cmd.Result()
+			require.NoError(t, err, msg)
+			assert.Equal(t, want, got, msg)
+		}
+		requireBool(false, rc.RenameNX(ctx, "a", "b"), "b exists")
+		requireBool(false, rc.RenameNX(ctx, "a", "a"), "the same name")
 		assert.EqualError(t, rc.RenameNX(ctx, "nope", "c").Err(), "ERR no such key")
 		assert.EqualError(t, rc.RenameNX(ctx, "nope", "nope").Err(), "ERR no such key")
 		assert.Equal(t, map[string]string{"f": "a"}, rc.HGetAll(ctx, "a").Val())
 		assert.Equal(t, map[string]string{"f": "b"}, rc.HGetAll(ctx, "b").Val())
 
-		assert.Equal(t, true, rc.RenameNX(ctx, "a", "c").Val())
+		requireBool(true, rc.RenameNX(ctx, "a", "c"), "c is free")
 		assert.Equal(t, int64(0), rc.Exists(ctx, "a").Val())
 		assert.Equal(t, map[string]string{"f": "a"}, rc.HGetAll(ctx, "c").Val())
 
@@ -95,13 +102,21 @@ func TestCopy(t *testing.T) {
 		} {
 			assert.EqualError(t, rc.Do(ctx, tc.args...).Err(), tc.want, "%v", tc.args)
 		}
-		assert.Equal(t, int64(0), rc.Copy(ctx, "nope", "c", 0, false).Val(), "a missing source")
-		assert.Equal(t, int64(0), rc.Copy(ctx, "a", "b", 0, false).Val(), "b exists")
+		// Result, not Val: an error reads as 0 too.
+		requireInt := func(want int64, cmd interface{ Result() (int64, error) }, msg string) {
+			t.Helper()
+			got, err := cmd.Result()
+			require.NoError(t, err, msg)
+			assert.Equal(t, want, got, msg)
+		}
+		requireInt(0, rc.Copy(ctx, "nope", "c", 0, false), "a missing source")
+		requireInt(0, rc.Copy(ctx, "nope", "c", 0, true), "a missing source, with REPLACE")
+		requireInt(0, rc.Copy(ctx, "a", "b", 0, false), "b exists")
 		assert.Equal(t, map[string]string{"f": "b"}, rc.HGetAll(ctx, "b").Val())
 		assert.Equal(t, []string{"a", "b"}, rc.Keys(ctx, "*").Val())
 
-		assert.Equal(t, int64(1), rc.Copy(ctx, "a", "c", 0, false).Val())
-		assert.Equal(t, int64(1), rc.Copy(ctx, "a", "b", 0, true).Val(), "REPLACE")
+		requireInt(1, rc.Copy(ctx, "a", "c", 0, false), "c is free")
+		requireInt(1, rc.Copy(ctx, "a", "b", 0, true), "REPLACE")
 		assert.Equal(t, int64(1), rc.Do(ctx, "COPY", "a", "d", "DB", "0", "REPLACE", "db", "0").Val())
 		require.NoError(t, rc.HSet(ctx, "c", "only", "c").Err())
 		require.NoError(t, rc.HIncrBy(ctx, "a", "g", 1).Err())
@@ -162,4 +177,29 @@ func inBothModes(t *testing.T, test func(t *testing.T, client, restart func() *r
 			return startDurable(t, dir, store.Options{}).client(t)
 		})
 	})
+}
+
+// SELECT and COPY's DB option answer each command once: an index they
+// refuse gets its error and nothing more, which go-redis would not show
+// (it drops a connection that holds a reply it did not ask for), so the
+// replies are read raw, each error followed by a PING's.
+func TestSelectAndCopyDBAnswerOnce(t *testing.T) {
+	ts := start(t, Config{})
+	r := ts.raw(t)
+	r.send("HSET a f 1\r\n")
+	r.expect(":1")
+	for _, tc := range []struct{ cmd, reply string }{
+		{"SELECT 0", "+OK"},
+		{"SELECT 1", "-ERR DB index is out of range"},
+		{"SELECT x", "-ERR value is not an integer or out of range"},
+		{"SELECT 99999999999", "-ERR value is out of range, value must between -2147483648 and 2147483647"},
+		{"COPY a z DB 1", "-ERR DB index is out of range"},
+		{"COPY a z DB x", "-ERR value is not an integer or out of range"},
+		{"COPY a z DB", "-ERR syntax error"},
+		{"COPY a a", "-ERR source and destination objects are the same"},
+		{"COPY a z DB 0", ":1"},
+	} {
+		r.send(tc.cmd + "\r\nPING\r\n")
+		r.expect(tc.reply, "+PONG")
+	}
 }
