@@ -99,3 +99,55 @@ func TestFlushAllInMemoryConcurrentOps(t *testing.T) {
 		}
 	}
 }
+
+// In memory, a rename waits for a FlushAll under way: the flush is held
+// midway (stopping a bucket whose lock the test holds) with the source
+// not stopped yet, and a rename of it then must not move its pre-flush
+// pairs to a name the flush has passed. (The map's order decides which
+// bucket the flush stops first: rounds whose flush stopped the source
+// first are skipped.)
+func TestFlushAllInMemoryHoldsOffARename(t *testing.T) {
+	reached := false
+	for round := 0; round < 30 && !reached; round++ {
+		tr := newTree(t)
+		r := tr.reg
+		a, err := r.Create(ctx, "a")
+		require.NoError(t, err)
+		require.NoError(t, a.Put("k", []byte("before flush")))
+		x, err := r.Create(ctx, "x")
+		require.NoError(t, err)
+		inside, release := make(chan struct{}), make(chan struct{})
+		updated := make(chan error, 1)
+		go func() {
+			updated <- x.Update(func(*bucket.Tx) error {
+				close(inside)
+				<-release
+				return nil
+			})
+		}()
+		<-inside
+		flushed := make(chan error, 1)
+		go func() { flushed <- r.FlushAll(ctx) }()
+		require.Eventually(t, func() bool {
+			return goroutinesIn("(*Registry).FlushAllNoWait", "(*Bucket).Stop", "(*RWMutex).Lock") == 1
+		}, waitFor, tick, "the flush stops x")
+		renamed := make(chan error, 1)
+		if reached = !ended(a); reached {
+			go func() { renamed <- r.Rename(ctx, "a", "b") }()
+			require.Eventually(t, func() bool {
+				return len(renamed) == 1 || goroutinesIn("(*Registry).moveInMemory", "(*RWMutex).RLock") == 1
+			}, waitFor, tick)
+			assert.Equal(t, 0, len(renamed), "the rename ran while the flush was under way")
+		}
+		close(release)
+		require.NoError(t, <-updated)
+		require.NoError(t, <-flushed)
+		if reached {
+			require.ErrorIs(t, <-renamed, ErrNotFound, "the flush stopped a first")
+			_, ok := r.Lookup("b")
+			assert.False(t, ok, "b holds a's pre-flush pairs after the flush")
+		}
+		tr.stop()
+	}
+	require.True(t, reached, "no round had the flush stop x before a")
+}
