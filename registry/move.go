@@ -484,14 +484,13 @@ func (r *Registry) moveInMemory(ctx context.Context, from, to string, op moveOp)
 	}
 	// The names have switched: the move has happened, and it reports
 	// success whatever ctx says from here on. The waits below only keep
-	// the events in order, bounded by StopTimeout rather than by ctx: the
-	// replaced bucket ends normally, and its Exited is published before the
-	// new bucket's Created, so that the events of the name to stay in
-	// order; a renamed source's Exited is published before the move
-	// returns. Until then the new bucket is usable but not yet running; a
-	// Delete meanwhile waits for it to start and end. The ends reach the
-	// loop, which publishes their Exited without touching the names they
-	// no longer hold.
+	// the events in order, bounded by StopTimeout rather than by ctx, as
+	// with a store: the replaced bucket ends normally, and its Exited, and
+	// a renamed source's, are published before the new bucket's Created.
+	// Until then the new bucket is usable but not yet running; a Delete
+	// meanwhile waits for it to start and end. The ends reach the loop,
+	// which publishes their Exited without touching the names they no
+	// longer hold.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.stopFor)
 	defer cancel()
 	if old != nil {
@@ -501,14 +500,14 @@ func (r *Registry) moveInMemory(ctx context.Context, from, to string, op moveOp)
 				"bucket", to, "err", err)
 		}
 	}
+	if !op.keep {
+		if err := r.WaitForgotten(wctx, src); err != nil {
+			r.log.Warn("registry: rename: the source's end was not reported in time; the destination's Created may come first",
+				"bucket", from, "err", err)
+		}
+	}
 	if err := r.start(to, b); err != nil {
 		return true, err
-	}
-	if op.keep {
-		return true, nil
-	}
-	if err := r.WaitForgotten(wctx, src); err != nil {
-		r.log.Warn("registry: rename: the source's end was not reported in time", "bucket", from, "err", err)
 	}
 	return true, nil
 }

@@ -846,73 +846,81 @@ func TestDurableMoveOntoALostCreate(t *testing.T) {
 	}
 }
 
-// With a store, the events stay in order while the registry's loop is
-// slow to publish an end (held here at another bucket's Exited): a
-// replaced target's Exited comes before the new target's Created (a copy
-// with replace waits for the old target to be forgotten), and a renamed
-// source's Exited before its destination's Created.
-func TestDurableMoveKeepsTheEventsInOrder(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		dst     bool // dst exists before the move
-		move    func(r *Registry) error
-		exiting string // the name whose old bucket's Exited comes first
-	}{
-		{"rename onto a missing name", false, func(r *Registry) error { return r.Rename(ctx, "src", "dst") }, "src"},
-		{"copy replacing the target", true, func(r *Registry) error {
-			_, err := r.Copy(ctx, "src", "dst", true)
-			return err
-		}, "dst"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			gate := newGate(func(ev events.Event) bool {
-				e, ok := ev.(events.Exited)
-				return ok && e.Bucket == "blocker"
-			})
-			r, _, stop := newDurableTreeWith(t, openStoreT(t, t.TempDir()), gate.wrap)
-			defer stop()
-			rec := newRecorder()
-			sub, err := gate.Manager.Subscribe(events.SubscribeOptions{Mailbox: 1 << 10, Name: "recorder"}, rec.handle)
-			require.NoError(t, err)
-			defer sub.Close()
-			names := []string{"blocker", "src"}
-			if tc.dst {
-				names = append(names, "dst")
-			}
-			for _, name := range names {
-				_, p, err := r.CreateWith(ctx, name, putF(name))
-				require.NoError(t, err)
-				require.NoError(t, p.Commit())
-			}
-			old, ok := r.Lookup(tc.exiting)
-			require.True(t, ok)
-			blocker, ok := r.Lookup("blocker")
-			require.True(t, ok)
-			blocker.Stop(nil)
-			<-gate.held // the loop holds the blocker's Exited: no end is published
-			open := sync.OnceFunc(func() { close(gate.open) })
-			defer open()
-
-			done := make(chan error, 1)
-			go func() { done <- tc.move(r) }()
-			require.Eventually(t, func() bool { return len(done) == 1 || waitedFor(r, old) }, waitFor, tick)
-			open()
-			require.NoError(t, <-done)
-			now, ok := r.lookupLive("dst")
-			require.True(t, ok)
-			at := func(match func(events.Event) bool) int {
-				for i, ev := range rec.events() {
-					if match(ev) {
-						return i
-					}
+// The events stay in order while the registry's loop is slow to publish
+// an end (held here at another bucket's Exited), in memory as with a
+// store: a replaced target's Exited comes before the new target's Created
+// (a copy with replace waits for the old target to be forgotten), and a
+// renamed source's Exited before its destination's Created.
+func TestMoveKeepsTheEventsInOrder(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		for _, tc := range []struct {
+			name    string
+			dst     bool // dst exists before the move
+			move    func(r *Registry) error
+			exiting string // the name whose old bucket's Exited comes first
+		}{
+			{"rename onto a missing name", false, func(r *Registry) error { return r.Rename(ctx, "src", "dst") }, "src"},
+			{"copy replacing the target", true, func(r *Registry) error {
+				_, err := r.Copy(ctx, "src", "dst", true)
+				return err
+			}, "dst"},
+		} {
+			t.Run(fmt.Sprintf("durable=%v/%s", durable, tc.name), func(t *testing.T) {
+				gate := newGate(func(ev events.Event) bool {
+					e, ok := ev.(events.Exited)
+					return ok && e.Bucket == "blocker"
+				})
+				var r *Registry
+				if durable {
+					var stop func()
+					r, _, stop = newDurableTreeWith(t, openStoreT(t, t.TempDir()), gate.wrap)
+					defer stop()
+				} else {
+					r = newTreeWith(t, gate.wrap, nil).reg
 				}
-				return -1
-			}
-			exited := func(ev events.Event) bool { e, ok := ev.(events.Exited); return ok && e.ID == old.ID() }
-			created := func(ev events.Event) bool { e, ok := ev.(events.Created); return ok && e.ID == now.ID() }
-			require.Eventually(t, func() bool { return at(exited) >= 0 && at(created) >= 0 }, waitFor, tick)
-			assert.Less(t, at(exited), at(created), "the old %s's Exited comes before the new dst's Created", tc.exiting)
-		})
+				rec := newRecorder()
+				sub, err := gate.Manager.Subscribe(events.SubscribeOptions{Mailbox: 1 << 10, Name: "recorder"}, rec.handle)
+				require.NoError(t, err)
+				defer sub.Close()
+				names := []string{"blocker", "src"}
+				if tc.dst {
+					names = append(names, "dst")
+				}
+				for _, name := range names {
+					_, p, err := r.CreateWith(ctx, name, putF(name))
+					require.NoError(t, err)
+					require.NoError(t, p.Commit())
+				}
+				old, ok := r.Lookup(tc.exiting)
+				require.True(t, ok)
+				blocker, ok := r.Lookup("blocker")
+				require.True(t, ok)
+				blocker.Stop(nil)
+				<-gate.held // the loop holds the blocker's Exited: no end is published
+				open := sync.OnceFunc(func() { close(gate.open) })
+				defer open()
+
+				done := make(chan error, 1)
+				go func() { done <- tc.move(r) }()
+				require.Eventually(t, func() bool { return len(done) == 1 || waitedFor(r, old) }, waitFor, tick)
+				open()
+				require.NoError(t, <-done)
+				now, ok := r.lookupLive("dst")
+				require.True(t, ok)
+				at := func(match func(events.Event) bool) int {
+					for i, ev := range rec.events() {
+						if match(ev) {
+							return i
+						}
+					}
+					return -1
+				}
+				exited := func(ev events.Event) bool { e, ok := ev.(events.Exited); return ok && e.ID == old.ID() }
+				created := func(ev events.Event) bool { e, ok := ev.(events.Created); return ok && e.ID == now.ID() }
+				require.Eventually(t, func() bool { return at(exited) >= 0 && at(created) >= 0 }, waitFor, tick)
+				assert.Less(t, at(exited), at(created), "the old %s's Exited comes before the new dst's Created", tc.exiting)
+			})
+		}
 	}
 }
 
