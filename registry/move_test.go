@@ -465,10 +465,7 @@ func TestCopy(t *testing.T) {
 // Redis's RENAMENX checks its source before its target, rather than
 // reporting that the target exists. So does Copy.
 func TestRenameNXFromAnEndedSource(t *testing.T) {
-	gate := newGate(func(ev events.Event) bool {
-		e, ok := ev.(events.Exited)
-		return ok && e.Bucket == "blocker"
-	})
+	gate := blockerGate()
 	r := newTreeWith(t, gate.wrap, nil).reg
 	for _, name := range []string{"blocker", "src", "dst"} {
 		_, p, err := r.CreateWith(ctx, name, func(tx *bucket.Tx) error {
@@ -479,11 +476,7 @@ func TestRenameNXFromAnEndedSource(t *testing.T) {
 	}
 	// The loop holds the blocker's Exited: the source's end, after it,
 	// is not handled until the gate opens.
-	blocker, ok := r.Lookup("blocker")
-	require.True(t, ok)
-	blocker.Stop(nil)
-	<-gate.held
-	defer close(gate.open)
+	defer holdLoop(t, r, gate)()
 	src, ok := r.Lookup("src")
 	require.True(t, ok)
 	src.Stop(errors.New("crash"))
@@ -506,23 +499,12 @@ func TestRenameNXFromAnEndedSource(t *testing.T) {
 // not stored: until the registry forgets it, RenameNX must still report
 // it missing (as Rename does), not find the target and answer false.
 func TestRenameNXFromALostCreate(t *testing.T) {
-	gate := newGate(func(ev events.Event) bool {
-		e, ok := ev.(events.Exited)
-		return ok && e.Bucket == "blocker"
-	})
+	gate := blockerGate()
 	st, faults := openFaultyStore(t)
 	r, _, stop := newDurableTreeWith(t, &countingStore{Store: st}, gate.wrap)
 	defer stop()
-	for _, name := range []string{"blocker", "dst"} {
-		_, p, err := r.CreateWith(ctx, name, putF(name))
-		require.NoError(t, err)
-		require.NoError(t, p.Commit())
-	}
-	blocker, ok := r.Lookup("blocker")
-	require.True(t, ok)
-	blocker.Stop(nil)
-	<-gate.held // the loop holds the blocker's Exited: src is not forgotten
-	defer close(gate.open)
+	putAll(t, r, "blocker", "dst")
+	defer holdLoop(t, r, gate)() // the loop holds the blocker's Exited: src is not forgotten
 
 	faults.FailSyncs(syscall.EIO)
 	_, p, err := r.CreateWith(ctx, "src", putF("lost"))
@@ -630,11 +612,7 @@ func TestDurableMoveFindsATargetWhoseDeleteWasLost(t *testing.T) {
 func testDurableMoveFindsATargetWhoseDeleteWasLost(t *testing.T, move func(r *Registry) (bool, error), loaded bool) {
 	st, faults := openFaultyStore(t)
 	r, _, _ := newDurableTree(t, &countingStore{Store: st})
-	for _, name := range []string{"src", "dst"} {
-		_, p, err := r.CreateWith(ctx, name, putF(name))
-		require.NoError(t, err)
-		require.NoError(t, p.Commit())
-	}
+	putAll(t, r, "src", "dst")
 	if !loaded {
 		src, ok := r.lookupLive("src")
 		require.True(t, ok)
@@ -796,23 +774,12 @@ func waitedFor(r *Registry, b *bucket.Bucket) bool {
 func TestDurableMoveOntoALostCreate(t *testing.T) {
 	for op, move := range noReplaceMoves {
 		t.Run(op, func(t *testing.T) {
-			gate := newGate(func(ev events.Event) bool {
-				e, ok := ev.(events.Exited)
-				return ok && e.Bucket == "blocker"
-			})
+			gate := blockerGate()
 			st, faults := openFaultyStore(t)
 			r, _, stop := newDurableTreeWith(t, &countingStore{Store: st}, gate.wrap)
 			defer stop()
-			for _, name := range []string{"blocker", "src"} {
-				_, p, err := r.CreateWith(ctx, name, putF(name))
-				require.NoError(t, err)
-				require.NoError(t, p.Commit())
-			}
-			blocker, ok := r.Lookup("blocker")
-			require.True(t, ok)
-			blocker.Stop(nil)
-			<-gate.held // the loop holds the blocker's Exited: dst is not forgotten
-			open := sync.OnceFunc(func() { close(gate.open) })
+			putAll(t, r, "blocker", "src")
+			open := holdLoop(t, r, gate) // the loop holds the blocker's Exited: dst is not forgotten
 			defer open()
 
 			faults.FailSyncs(syscall.EIO)
@@ -866,10 +833,7 @@ func TestMoveKeepsTheEventsInOrder(t *testing.T) {
 			}, "dst"},
 		} {
 			t.Run(fmt.Sprintf("durable=%v/%s", durable, tc.name), func(t *testing.T) {
-				gate := newGate(func(ev events.Event) bool {
-					e, ok := ev.(events.Exited)
-					return ok && e.Bucket == "blocker"
-				})
+				gate := blockerGate()
 				var r *Registry
 				if durable {
 					var stop func()
@@ -886,18 +850,10 @@ func TestMoveKeepsTheEventsInOrder(t *testing.T) {
 				if tc.dst {
 					names = append(names, "dst")
 				}
-				for _, name := range names {
-					_, p, err := r.CreateWith(ctx, name, putF(name))
-					require.NoError(t, err)
-					require.NoError(t, p.Commit())
-				}
+				putAll(t, r, names...)
 				old, ok := r.Lookup(tc.exiting)
 				require.True(t, ok)
-				blocker, ok := r.Lookup("blocker")
-				require.True(t, ok)
-				blocker.Stop(nil)
-				<-gate.held // the loop holds the blocker's Exited: no end is published
-				open := sync.OnceFunc(func() { close(gate.open) })
+				open := holdLoop(t, r, gate) // the loop holds the blocker's Exited: no end is published
 				defer open()
 
 				done := make(chan error, 1)
@@ -1152,5 +1108,37 @@ func TestCopyHoldsItsSourceUntilItIsInPlace(t *testing.T) {
 			require.True(t, ok)
 			assert.Equal(t, map[string]string{"f": "src"}, got, "the copy is of the source as it was read")
 		})
+	}
+}
+
+// blockerGate returns a gated publisher that holds the Exited of a bucket
+// named blocker (see holdLoop).
+func blockerGate() *gatedPublisher {
+	return newGate(func(ev events.Event) bool {
+		e, ok := ev.(events.Exited)
+		return ok && e.Bucket == "blocker"
+	})
+}
+
+// holdLoop stops r's bucket named blocker, whose registry publishes
+// through gate (blockerGate), and returns once the registry's loop holds
+// its Exited: no later end is published, nor its bucket forgotten, until
+// open is called. Call open before the tree stops.
+func holdLoop(t *testing.T, r *Registry, gate *gatedPublisher) (open func()) {
+	t.Helper()
+	blocker, ok := r.Lookup("blocker")
+	require.True(t, ok)
+	blocker.Stop(nil)
+	<-gate.held
+	return sync.OnceFunc(func() { close(gate.open) })
+}
+
+// putAll creates each of names, holding {f: its name}, durably.
+func putAll(t *testing.T, r *Registry, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		_, p, err := r.CreateWith(ctx, name, putF(name))
+		require.NoError(t, err)
+		require.NoError(t, p.Commit())
 	}
 }
