@@ -116,16 +116,7 @@ func TestFlushAllInMemoryHoldsOffARename(t *testing.T) {
 		require.NoError(t, a.Put("k", []byte("before flush")))
 		x, err := r.Create(ctx, "x")
 		require.NoError(t, err)
-		inside, release := make(chan struct{}), make(chan struct{})
-		updated := make(chan error, 1)
-		go func() {
-			updated <- x.Update(func(*bucket.Tx) error {
-				close(inside)
-				<-release
-				return nil
-			})
-		}()
-		<-inside
+		release := holdBucket(t, x)
 		flushed := make(chan error, 1)
 		go func() { flushed <- r.FlushAll(ctx) }()
 		require.Eventually(t, func() bool {
@@ -139,8 +130,7 @@ func TestFlushAllInMemoryHoldsOffARename(t *testing.T) {
 			}, waitFor, tick)
 			assert.Equal(t, 0, len(renamed), "the rename ran while the flush was under way")
 		}
-		close(release)
-		require.NoError(t, <-updated)
+		release()
 		require.NoError(t, <-flushed)
 		if reached {
 			require.ErrorIs(t, <-renamed, ErrNotFound, "the flush stopped a first")

@@ -226,16 +226,7 @@ func TestACreateOfTheTargetWaitsForAMove(t *testing.T) {
 				src, ok := r.Lookup("src")
 				require.True(t, ok)
 
-				inside, release := make(chan struct{}), make(chan struct{})
-				viewed := make(chan error, 1)
-				go func() {
-					viewed <- src.Update(func(*bucket.Tx) error {
-						close(inside)
-						<-release
-						return nil
-					})
-				}()
-				<-inside
+				release := holdBucket(t, src)
 				type result struct {
 					renamed bool
 					err     error
@@ -287,8 +278,7 @@ func TestACreateOfTheTargetWaitsForAMove(t *testing.T) {
 				require.Eventually(t, func() bool { return goroutinesIn(waiting) == 2 }, waitFor, tick,
 					"both creates wait for the move")
 
-				close(release)
-				require.NoError(t, <-viewed)
+				release()
 				res := <-done
 				require.NoError(t, res.err)
 				require.True(t, res.renamed)
@@ -985,16 +975,7 @@ func TestMoveInMemoryMeetsTheStop(t *testing.T) {
 			src, p, err := r.CreateWith(ctx, "src", putF("src"))
 			require.NoError(t, err)
 			require.NoError(t, p.Commit())
-			inside, release := make(chan struct{}), make(chan struct{})
-			updated := make(chan error, 1)
-			go func() {
-				updated <- src.Update(func(*bucket.Tx) error {
-					close(inside)
-					<-release
-					return nil
-				})
-			}()
-			<-inside
+			release := holdBucket(t, src)
 			done := make(chan error, 1)
 			go func() { done <- tc.move(r) }()
 			require.Eventually(t, func() bool {
@@ -1005,8 +986,7 @@ func TestMoveInMemoryMeetsTheStop(t *testing.T) {
 			r.mu.Lock()
 			r.closed = true // as drain does when the tree stops
 			r.mu.Unlock()
-			close(release)
-			require.NoError(t, <-updated)
+			release()
 
 			require.ErrorIs(t, <-done, ErrStopped)
 			_, ok := r.lookupLive("dst")
@@ -1062,16 +1042,7 @@ func TestCopyHoldsItsSourceUntilItIsInPlace(t *testing.T) {
 			require.NoError(t, p.Commit())
 
 			// The copy waits for the source's lock, past its checks.
-			inside, release := make(chan struct{}), make(chan struct{})
-			updated := make(chan error, 1)
-			go func() {
-				updated <- src.Update(func(*bucket.Tx) error {
-					close(inside)
-					<-release
-					return nil
-				})
-			}()
-			<-inside
+			release := holdBucket(t, src)
 			copied := make(chan error, 1)
 			go func() {
 				_, err := r.Copy(ctx, "src", "dst", false)
@@ -1091,8 +1062,7 @@ func TestCopyHoldsItsSourceUntilItIsInPlace(t *testing.T) {
 				}
 			}
 			defer unlock()
-			close(release)
-			require.NoError(t, <-updated)
+			release()
 
 			put := make(chan error, 1)
 			go func() { put <- putSource(src) }()
@@ -1140,5 +1110,25 @@ func putAll(t *testing.T, r *Registry, names ...string) {
 		_, p, err := r.CreateWith(ctx, name, putF(name))
 		require.NoError(t, err)
 		require.NoError(t, p.Commit())
+	}
+}
+
+// holdBucket holds b's write lock, from an Update of its own, until
+// release, which returns once that Update has (without error).
+func holdBucket(t *testing.T, b *bucket.Bucket) (release func()) {
+	t.Helper()
+	inside, done := make(chan struct{}), make(chan struct{})
+	updated := make(chan error, 1)
+	go func() {
+		updated <- b.Update(func(*bucket.Tx) error {
+			close(inside)
+			<-done
+			return nil
+		})
+	}()
+	<-inside
+	return func() {
+		close(done)
+		require.NoError(t, <-updated)
 	}
 }
