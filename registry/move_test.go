@@ -496,15 +496,7 @@ func TestRenameNXFromALostCreate(t *testing.T) {
 	putAll(t, r, "blocker", "dst")
 	defer holdLoop(t, r, gate)() // the loop holds the blocker's Exited: src is not forgotten
 
-	faults.FailSyncs(syscall.EIO)
-	_, p, err := r.CreateWith(ctx, "src", putF("lost"))
-	require.NoError(t, err)
-	require.ErrorIs(t, p.Wait(), store.ErrWriteFailed)
-	faults.Clear()
-	waitRecovered(t, st)
-	src, ok := r.lookupLive("src")
-	require.True(t, ok, "ended, not yet forgotten")
-	require.True(t, ended(src))
+	loseCreate(t, r, st, faults, "src")
 
 	renamed, err := r.RenameNX(ctx, "src", "dst")
 	require.ErrorIs(t, err, ErrNotFound, "src was never stored")
@@ -772,15 +764,7 @@ func TestDurableMoveOntoALostCreate(t *testing.T) {
 			open := holdLoop(t, r, gate) // the loop holds the blocker's Exited: dst is not forgotten
 			defer open()
 
-			faults.FailSyncs(syscall.EIO)
-			dst, p, err := r.CreateWith(ctx, "dst", putF("lost"))
-			require.NoError(t, err)
-			require.ErrorIs(t, p.Wait(), store.ErrWriteFailed)
-			faults.Clear()
-			waitRecovered(t, st)
-			_, live := r.lookupLive("dst")
-			require.True(t, live, "ended, not yet forgotten")
-			require.True(t, ended(dst))
+			dst := loseCreate(t, r, st, faults, "dst")
 
 			type result struct {
 				moved bool
@@ -1131,4 +1115,21 @@ func holdBucket(t *testing.T, b *bucket.Bucket) (release func()) {
 		close(done)
 		require.NoError(t, <-updated)
 	}
+}
+
+// loseCreate creates name with a write the disk loses, then waits for the
+// store to recover; with the registry's loop held (holdLoop), the bucket
+// it returns has ended and is not yet forgotten.
+func loseCreate(t *testing.T, r *Registry, st *store.Store, faults *store.Faults, name string) *bucket.Bucket {
+	t.Helper()
+	faults.FailSyncs(syscall.EIO)
+	b, p, err := r.CreateWith(ctx, name, putF("lost"))
+	require.NoError(t, err)
+	require.ErrorIs(t, p.Wait(), store.ErrWriteFailed)
+	faults.Clear()
+	waitRecovered(t, st)
+	_, live := r.lookupLive(name)
+	require.True(t, live, "ended, not yet forgotten")
+	require.True(t, ended(b))
+	return b
 }
