@@ -17,7 +17,9 @@ import (
 // wrapping ErrNotFound when from does not exist. A ctx that has ended
 // before the call changes nothing (an error wrapping ctx's error, as from
 // Create and Delete), and so does a Rename that begins once the registry's
-// stop has begun (an error wrapping ErrStopped, as from Delete). While a
+// stop has begun (an error wrapping ErrStopped, as from Delete); in
+// memory, one under way when the stop begins may end its source before it
+// reports ErrStopped (its pairs go with the rest of memory). While a
 // rename runs, both names are claimed: a create, rename or copy of either
 // waits until the names have switched.
 func (r *Registry) Rename(ctx context.Context, from, to string) error {
