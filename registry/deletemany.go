@@ -174,7 +174,7 @@ func (r *Registry) deleteStoredBatch(ctx context.Context, names []string) (int, 
 // queueDrop queues the drop of bucket name, claimed and stopped, takes the
 // name out of the index of stored names, and returns the drop's Pending.
 // The drop is queued and tracked in one step, as a rename's move is (see
-// renameStored).
+// moveStored).
 //
 // Whether name was stored before the drop is what the index says now,
 // not what it said when the delete looked at name: the delete has waited

@@ -293,7 +293,7 @@ func (r *Registry) createStoredWith(ctx context.Context, name string, first func
 		r.settledIndexWrite(name, iw, lost)
 	})
 	// The write is queued and tracked in one step under indexMu, as a
-	// rename's move is (see renameStored): no write of name is answered
+	// rename's move is (see moveStored): no write of name is answered
 	// in between. (nb's lock is taken inside indexMu, where a rename
 	// takes its source's outside: no one else can reach nb yet.)
 	p, err := func() (bucket.Pending, error) {
