@@ -20,7 +20,7 @@ func (r *Registry) Forgotten(b *bucket.Bucket) <-chan struct{} {
 // forgottenLocked is Forgotten for a caller that holds r.mu.
 func (r *Registry) forgottenLocked(b *bucket.Bucket) <-chan struct{} {
 	id := b.ID()
-	gone, publishing := r.waiters[id]
+	_, publishing := r.waiters[id]
 	if _, ok := r.refs[id]; !ok && !publishing {
 		c := make(chan struct{})
 		close(c)
@@ -28,6 +28,14 @@ func (r *Registry) forgottenLocked(b *bucket.Bucket) <-chan struct{} {
 	}
 	// Registered, or out of the tables with its Exited being published
 	// (see forget).
+	return r.waiterLocked(id)
+}
+
+// waiterLocked returns the channel that forget closes once the bucket
+// with ID id, registered or with its Exited being published, is
+// forgotten, and makes it if no one waits yet. The caller holds r.mu.
+func (r *Registry) waiterLocked(id uint64) chan struct{} {
+	gone := r.waiters[id]
 	if gone == nil {
 		gone = make(chan struct{})
 		r.waiters[id] = gone

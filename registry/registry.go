@@ -903,10 +903,7 @@ func (r *Registry) awaitExiting(name string) {
 	id, ok := r.exiting[name]
 	var gone chan struct{}
 	if ok {
-		if gone = r.waiters[id]; gone == nil {
-			gone = make(chan struct{})
-			r.waiters[id] = gone
-		}
+		gone = r.waiterLocked(id)
 	}
 	r.mu.Unlock()
 	if !ok {
