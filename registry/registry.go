@@ -325,20 +325,8 @@ func (r *Registry) create(ctx context.Context, name string) (*bucket.Bucket, err
 	}
 
 	r.mu.Lock()
-	for {
-		if r.closed {
-			r.mu.Unlock()
-			return nil, ErrStopped
-		}
-		if b, ok := r.names[name]; ok { // created meanwhile
-			r.mu.Unlock()
-			return b, nil
-		}
-		if waited, err := r.awaitUnclaimedLocked(ctx, name); err != nil {
-			return nil, fmt.Errorf("registry: create %q: %w", name, err)
-		} else if !waited {
-			break
-		}
+	if b, err := r.freeNameLocked(ctx, name); b != nil || err != nil {
+		return b, err
 	}
 	r.nextID++
 	b := bucket.New(name, r.nextID)
@@ -387,25 +375,43 @@ func (r *Registry) CreateWith(ctx context.Context, name string, first func(*buck
 		return nil, bucket.Pending{}, err
 	}
 	r.mu.Lock()
-	for {
-		if r.closed {
-			r.mu.Unlock()
-			return nil, bucket.Pending{}, ErrStopped
-		}
-		if old, ok := r.names[name]; ok { // created meanwhile
-			r.mu.Unlock()
-			p, err := old.UpdateNoWait(first)
-			return old, p, err
-		}
-		if waited, err := r.awaitUnclaimedLocked(ctx, name); err != nil {
-			return nil, bucket.Pending{}, fmt.Errorf("registry: create %q: %w", name, err)
-		} else if !waited {
-			break
-		}
+	old, err := r.freeNameLocked(ctx, name)
+	if err != nil {
+		return nil, bucket.Pending{}, err
+	}
+	if old != nil { // created meanwhile
+		p, err := old.UpdateNoWait(first)
+		return old, p, err
 	}
 	r.addLocked(name, b)
 	r.mu.Unlock()
 	return b, p, r.start(name, b)
+}
+
+// freeNameLocked is the in-memory create's check of name, under r.mu,
+// which the caller holds: once name is neither claimed (by a rename of
+// it) nor the registry closed, it returns the bucket named name, if there
+// is one, with r.mu released, or nil with r.mu still held, for the caller
+// to register a new bucket. On an error (ErrStopped, or ctx's while it
+// waits for a claim) r.mu is released.
+func (r *Registry) freeNameLocked(ctx context.Context, name string) (*bucket.Bucket, error) {
+	for {
+		if r.closed {
+			r.mu.Unlock()
+			return nil, ErrStopped
+		}
+		if b, ok := r.names[name]; ok {
+			r.mu.Unlock()
+			return b, nil
+		}
+		waited, err := r.awaitUnclaimedLocked(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("registry: create %q: %w", name, err)
+		}
+		if !waited {
+			return nil, nil
+		}
+	}
 }
 
 // awaitUnclaimedLocked waits, when name is claimed (in memory, by a
