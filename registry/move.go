@@ -23,16 +23,8 @@ import (
 // rename runs, both names are claimed: a create, rename or copy of either
 // waits until the names have switched.
 func (r *Registry) Rename(ctx context.Context, from, to string) error {
-	p, err := r.RenameNoWait(ctx, from, to)
-	if err != nil {
-		return err
-	}
-	// Committed even while a Hold keeps the move's group, as the store's
-	// own synchronous writes are (see store.Store.Hold).
-	if err := p.Commit(); err != nil {
-		return fmt.Errorf("registry: rename %q: %w", from, err)
-	}
-	return nil
+	_, err := r.moveAndCommit(ctx, from, to, moveOp{name: "rename", replace: true})
+	return err
 }
 
 // RenameNoWait is Rename for a caller that waits for the move's
@@ -59,7 +51,7 @@ func (r *Registry) RenameNoWait(ctx context.Context, from, to string) (bucket.Pe
 // ErrNotFound when from does not exist (even when to is from), and fails
 // as Rename does.
 func (r *Registry) RenameNX(ctx context.Context, from, to string) (bool, error) {
-	return commitMove(r.RenameNXNoWait(ctx, from, to))
+	return r.moveAndCommit(ctx, from, to, moveOp{name: "rename"})
 }
 
 // RenameNXNoWait is RenameNX for a caller that waits for the move's
@@ -79,7 +71,7 @@ func (r *Registry) RenameNXNoWait(ctx context.Context, from, to string) (bool, b
 // RenameNX counts it. It returns an error wrapping ErrNotFound when from
 // does not exist, and fails as Rename does.
 func (r *Registry) Copy(ctx context.Context, from, to string, replace bool) (bool, error) {
-	return commitMove(r.CopyNoWait(ctx, from, to, replace))
+	return r.moveAndCommit(ctx, from, to, moveOp{name: "copy", keep: true, replace: replace})
 }
 
 // CopyNoWait is Copy for a caller that waits for the copy's durability
@@ -90,14 +82,17 @@ func (r *Registry) CopyNoWait(ctx context.Context, from, to string, replace bool
 	return r.move(ctx, from, to, moveOp{name: "copy", keep: true, replace: replace})
 }
 
-// commitMove waits for the Pending of a move that was made.
-func commitMove(done bool, p bucket.Pending, err error) (bool, error) {
+// moveAndCommit is move for Rename, RenameNX and Copy: it returns once
+// the move, if made, is durable.
+func (r *Registry) moveAndCommit(ctx context.Context, from, to string, op moveOp) (bool, error) {
+	done, p, err := r.move(ctx, from, to, op)
 	if err != nil || !done {
 		return false, err
 	}
-	// Committed even while a Hold keeps the move's group, as in Rename.
+	// Committed even while a Hold keeps the move's group, as the store's
+	// own synchronous writes are (see store.Store.Hold).
 	if err := p.Commit(); err != nil {
-		return false, fmt.Errorf("registry: move: %w", err)
+		return false, fmt.Errorf("registry: %s %q: %w", op.name, from, err)
 	}
 	return true, nil
 }
