@@ -227,15 +227,7 @@ func TestACreateOfTheTargetWaitsForAMove(t *testing.T) {
 				require.True(t, ok)
 
 				release := holdBucket(t, src)
-				type result struct {
-					renamed bool
-					err     error
-				}
-				done := make(chan result, 1)
-				go func() {
-					renamed, err := move(r)
-					done <- result{renamed, err}
-				}()
+				done := goMove(r, move)
 				require.Eventually(t, func() bool {
 					r.mu.RLock()
 					defer r.mu.RUnlock()
@@ -281,7 +273,7 @@ func TestACreateOfTheTargetWaitsForAMove(t *testing.T) {
 				release()
 				res := <-done
 				require.NoError(t, res.err)
-				require.True(t, res.renamed)
+				require.True(t, res.moved)
 				moved, ok := r.lookupLive("dst")
 				require.True(t, ok)
 				assert.Same(t, moved, <-waitingCreate, "the waiting Create returns the moved bucket")
@@ -766,15 +758,7 @@ func TestDurableMoveOntoALostCreate(t *testing.T) {
 
 			dst := loseCreate(t, r, st, faults, "dst")
 
-			type result struct {
-				moved bool
-				err   error
-			}
-			done := make(chan result, 1)
-			go func() {
-				moved, err := move(r)
-				done <- result{moved, err}
-			}()
+			done := goMove(r, move)
 			require.Eventually(t, func() bool { return len(done) == 1 || waitedFor(r, dst) }, waitFor, tick)
 			open()
 			res := <-done
@@ -1132,4 +1116,21 @@ func loseCreate(t *testing.T, r *Registry, st *store.Store, faults *store.Faults
 	require.True(t, live, "ended, not yet forgotten")
 	require.True(t, ended(b))
 	return b
+}
+
+// moveResult is what a move run by goMove reported.
+type moveResult struct {
+	moved bool
+	err   error
+}
+
+// goMove runs move on a goroutine of its own; its result comes on the
+// channel returned.
+func goMove(r *Registry, move func(*Registry) (bool, error)) <-chan moveResult {
+	done := make(chan moveResult, 1)
+	go func() {
+		moved, err := move(r)
+		done <- moveResult{moved, err}
+	}()
+	return done
 }
