@@ -85,6 +85,9 @@ type conn struct {
 	quit    bool // close once the replies are written
 	authed  bool
 	ps      *subscriber  // non-nil while subscribed
+	mon     *monitor     // non-nil in MONITOR mode
+	monLine []byte       // the line feed builds for the monitors
+	unix    bool         // connected over a Unix socket (MONITOR shows its path)
 	multi   *transaction // non-nil between MULTI and EXEC or DISCARD
 	watches *watchSet    // the keys WATCH watches (nil: none)
 	// For CLIENT LIST's multi: 1 + the commands queued while in a
@@ -119,8 +122,10 @@ type conn struct {
 	channels atomic.Int32 // SUBSCRIBE channels, for CLIENT LIST and INFO
 	patterns atomic.Int32 // PSUBSCRIBE patterns
 	subs     atomic.Int32 // channels + patterns
-	wmu      sync.Mutex   // serializes writes to nc
-	wq       writeQueue   // replies its socket could not take yet (a goroutine of its own)
+	// monitoring mirrors mon != nil for CLIENT LIST, on other goroutines.
+	monitoring atomic.Bool
+	wmu        sync.Mutex // serializes writes to nc
+	wq         writeQueue // replies its socket could not take yet (a goroutine of its own)
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -134,6 +139,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		created: time.Now(),
 		buf:     make([]byte, initialReadBuf),
 		authed:  s.cfg.Password == "",
+		unix:    nc.LocalAddr().Network() == "unix",
 	}
 }
 
@@ -377,7 +383,7 @@ func (c *conn) serve(ctx context.Context) {
 		// Wait for more. The deadline is set before the stopping check, so
 		// that a shutdown's interrupt cannot be overwritten unseen.
 		switch idle := s.cfg.IdleTimeout; {
-		case c.ps != nil:
+		case c.ps != nil, c.mon != nil: // as Redis, which times out neither
 			_ = c.nc.SetReadDeadline(time.Time{})
 			c.readRenew = time.Time{}
 		case idle > 0:
@@ -564,11 +570,12 @@ func (c *conn) flushLocked() bool {
 		return true
 	}
 	var ok bool
-	if c.ps == nil {
+	if c.ps == nil && c.mon == nil {
 		ok = c.send()
 	} else {
-		// A subscriber's replies and events share the socket under wmu,
-		// in order: the write queue was emptied when it subscribed.
+		// A subscriber's replies and events (a monitor's replies and
+		// lines) share the socket under wmu, in order: the write queue
+		// was emptied when it subscribed.
 		c.writeDeadline()
 		_, err := c.nc.Write(c.out)
 		ok = err == nil
@@ -815,6 +822,10 @@ func (c *conn) close() {
 		c.ps.stop()
 		c.ps = nil
 	}
+	if c.mon != nil {
+		c.mon.stop()
+		c.mon = nil
+	}
 }
 
 // since returns the time since the connection was made, on the monotonic
@@ -839,7 +850,7 @@ func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 	exclusive := cmd != nil && cmd.flags&flagExclusive != 0 && c.multi != nil // EXEC of a transaction
 	switch {
 	case cmd != nil && cmd.flags&flagOwnGoroutine != 0, c.ps != nil:
-		// SUBSCRIBE, PSUBSCRIBE, SAVE: nothing of a transaction's to see
+		// SUBSCRIBE, PSUBSCRIBE, MONITOR, SAVE: nothing of a transaction's to see
 		// half done, and SAVE waits for a checkpoint, which the other
 		// clients must not wait for. Nor does a subscriber's command (run
 		// lets it run only (P)UNSUBSCRIBE, PING, QUIT and RESET, which
@@ -949,12 +960,17 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 		}
 	case !c.authed && cmd.flags&flagNoAuth == 0:
 		c.err("NOAUTH Authentication required.")
+	case c.mon != nil && cmd.keyspace(args):
+		c.err(errMonitorKeyspace)
 	case c.ps != nil && cmd.flags&flagPubSub == 0:
 		c.err("ERR Can't execute '" + cmd.fullName(args) + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
 	case c.oversized(args):
 	default:
 		c.commands.Add(1) // as Redis counts them: those that run
 		cmd.fn(ctx, c, args)
+		if c.s.mon.n.Load() > 0 {
+			c.s.feed(c, cmd, args) // after it ran, as Redis 7: EXEC follows its commands
+		}
 		return
 	}
 	c.rejected = true

@@ -58,6 +58,8 @@ var fuzzSeeds = []string{
 	"AUTH\x00user\x00secret\x01SLOWLOG\x00GET", "MULTI\x01WAITAOF\x001\x000\x000\x01SLOWLOG\x00GET\x01EXEC",
 	"HSET\x00h\x00f\x00v\x01RENAMENX\x00h\x00g\x01RENAMENX\x00g\x00g", "COPY\x00h\x00g\x00DB\x000\x00REPLACE",
 	"MULTI\x01COPY\x00h\x00g\x01COPY\x00g\x00h\x00replace\x00db\x00-1\x01EXEC",
+	"MONITOR\x01PING\x01HGET\x00h\x00f\x01MONITOR\x01CLIENT\x00LIST\x01RESET\x01HGET\x00h\x00f",
+	"MONITOR\x01MULTI\x01ECHO\x00x\x01HSET\x00h\x00f\x00v\x01EXEC\x01AUTH\x00a\x00b\x01QUIT",
 }
 
 // discardObserver takes every observation and keeps none: the observed

@@ -148,20 +148,44 @@ func equalFold(b []byte, w string) bool {
 	return true
 }
 
+// onData reports whether the command is on data: a type's command, or one
+// on the keyspace (the generic group, DBSIZE, FLUSHALL, FLUSHDB). Its ACL
+// categories say @read or @write.
+func (c *command) onData() bool {
+	switch c.group {
+	case "hash", "string", "list", "set", "sorted-set", "generic":
+		return true
+	}
+	return c.name == "dbsize" || c.name == "flushall" || c.name == "flushdb"
+}
+
+// keyspace reports whether the command args reads or writes keys, which
+// Redis refuses to a client in MONITOR mode: the commands on data but WAIT
+// and WAITAOF, and MEMORY USAGE.
+func (c *command) keyspace(args [][]byte) bool {
+	switch c.name {
+	case "wait", "waitaof":
+		return false
+	case "memory":
+		return len(args) > 1 && equalFold(args[1], "usage")
+	}
+	return c.onData()
+}
+
 // aclCategories returns the command's ACL categories as Redis names them
 // (COMMAND INFO lists them; COMMAND LIST FILTERBY ACLCAT filters by them):
 // its data type or area, then @read or @write for a command on data, and
 // @admin and @dangerous for an administrative one.
 func (c *command) aclCategories() []string {
 	var cats []string
-	onData := false
+	onData := c.onData()
 	switch {
 	case c.group == "hash", c.group == "string", c.group == "list", c.group == "set":
-		cats, onData = append(cats, "@"+c.group), true
+		cats = append(cats, "@"+c.group)
 	case c.group == "sorted-set":
-		cats, onData = append(cats, "@sortedset"), true
-	case c.group == "generic", c.name == "dbsize", c.name == "flushall", c.name == "flushdb":
-		cats, onData = append(cats, "@keyspace"), true
+		cats = append(cats, "@sortedset")
+	case onData:
+		cats = append(cats, "@keyspace")
 	case c.group == "connection":
 		cats = append(cats, "@connection")
 	case c.group == "pubsub":

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -115,4 +116,35 @@ func TestRedisCLIWatch(t *testing.T) {
 	assert.Equal(t, "(nil)", line())
 	require.NoError(t, cmd.Wait())
 	assert.Equal(t, "1", other.HGet(ctx, "stock", "apples").Val(), "the other client's write stands")
+}
+
+// redis-cli MONITOR streams the commands other clients run, as against
+// Redis.
+func TestRedisCLIMonitor(t *testing.T) {
+	cli := redisTool(t, "redis-cli")
+	ts := start(t, Config{})
+	host, port, err := net.SplitHostPort(ts.addr)
+	require.NoError(t, err)
+	cmd := exec.Command(cli, "-h", host, "-p", port, "MONITOR")
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	// Should the line never come, the scan below ends with redis-cli.
+	stop := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+	defer stop.Stop()
+	lines := bufio.NewScanner(out)
+	require.True(t, lines.Scan())
+	require.Equal(t, "OK", lines.Text())
+	require.NoError(t, ts.client(t).HSet(context.Background(), "cart", "milk", "3").Err())
+	for lines.Scan() {
+		if strings.HasSuffix(lines.Text(), `] "hset" "cart" "milk" "3"`) {
+			assert.Regexp(t, `^\d+\.\d{6} \[0 127\.0\.0\.1:\d+\] "hset"`, lines.Text())
+			return
+		}
+	}
+	t.Fatalf("redis-cli MONITOR ended without the HSET: %v", lines.Err())
 }

@@ -143,7 +143,7 @@ type Config struct {
 	// GoroutinePerClient serves every client on a goroutine of its own,
 	// as on systems other than Linux. On Linux, by default, one event loop
 	// serves the clients (see the package documentation), and hands a
-	// client to a goroutine of its own when it subscribes or runs SAVE.
+	// client to a goroutine of its own when it subscribes, monitors or runs SAVE.
 	GoroutinePerClient bool
 	// SlowlogSlowerThan is how long a command must run to be kept in the
 	// slow log (SLOWLOG GET), as Redis's slowlog-log-slower-than: 0
@@ -247,13 +247,15 @@ type Server struct {
 	wg        sync.WaitGroup // one per connection goroutine
 
 	// counters for INFO
-	totalConns    atomic.Int64
-	rejected      atomic.Int64
-	totalCommands atomic.Int64 // commands of closed connections; live ones are summed at INFO
-	commandsBase  atomic.Int64 // what total_commands_processed was at the last CONFIG RESETSTAT
-	slowlog       slowlog
-	subscribed    subscriptions // PUBSUB's counts
-	kicked        atomic.Int64  // subscribers disconnected for being slow
+	totalConns     atomic.Int64
+	rejected       atomic.Int64
+	totalCommands  atomic.Int64 // commands of closed connections; live ones are summed at INFO
+	commandsBase   atomic.Int64 // what total_commands_processed was at the last CONFIG RESETSTAT
+	slowlog        slowlog
+	subscribed     subscriptions // PUBSUB's counts
+	kicked         atomic.Int64  // subscribers disconnected for being slow
+	mon            monitors      // the clients in MONITOR mode
+	monitorsKicked atomic.Int64  // monitors disconnected for being slow
 
 	loop atomic.Pointer[loop] // the event loop of the listener serving, if any
 

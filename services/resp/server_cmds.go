@@ -381,6 +381,8 @@ func (c *conn) describe() string {
 	flags := "N"
 	multi := c.inMulti.Load() - 1 // -1 out of a transaction, as Redis
 	switch {
+	case c.monitoring.Load():
+		flags = "O"
 	case c.subs.Load() > 0:
 		flags = "P"
 	case multi >= 0:
@@ -619,6 +621,7 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		"total_commands_processed:"+strconv.FormatInt(max(0, s.commandsProcessed()-s.commandsBase.Load()), 10),
 		"rejected_connections:"+strconv.FormatInt(s.rejected.Load(), 10),
 		"slow_subscribers_disconnected:"+strconv.FormatInt(s.kicked.Load(), 10),
+		"slow_monitors_disconnected:"+strconv.FormatInt(s.monitorsKicked.Load(), 10),
 	)
 	// A server on its own, as ROLE says: clients that pick a primary
 	// (StackExchange.Redis, sentinel-aware ones) read role.
@@ -744,6 +747,7 @@ func (s *Server) resetStats() {
 	s.totalConns.Store(0)
 	s.rejected.Store(0)
 	s.kicked.Store(0)
+	s.monitorsKicked.Store(0)
 }
 
 func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
@@ -841,6 +845,10 @@ func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 	if c.ps != nil {
 		c.ps.stop()
 		c.ps = nil
+	}
+	if c.mon != nil {
+		c.mon.stop()
+		c.mon = nil
 	}
 	c.infoMu.Lock()
 	c.name = ""
