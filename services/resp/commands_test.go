@@ -564,6 +564,26 @@ func TestAnswersAsRedis(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tc.want, info[0].([]any)[6], tc.cmd)
 	}
+	// The flags: write for a write, readonly for a read of keys (cluster
+	// clients send those to replicas), neither for the others.
+	for _, tc := range []struct {
+		cmd  string
+		want []any
+	}{
+		{"hset", []any{"write"}},
+		{"hget", []any{"readonly"}},
+		{"ttl", []any{"readonly"}},
+		{"dbsize", []any{"readonly"}},
+		{"ping", []any{"pubsub"}},
+		{"wait", []any{}},
+		{"memory", []any{}},
+		{"config", []any{"admin"}},
+		{"auth", []any{"no_auth"}},
+	} {
+		info, err := rc.Do(ctx, "COMMAND", "INFO", tc.cmd).Slice()
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, info[0].([]any)[2], tc.cmd)
+	}
 	dangerous, err := rc.Do(ctx, "COMMAND", "LIST", "FILTERBY", "ACLCAT", "dangerous").StringSlice()
 	require.NoError(t, err)
 	assert.Subset(t, dangerous, []string{"flushall", "flushdb", "keys", "debug"})

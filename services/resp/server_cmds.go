@@ -519,9 +519,12 @@ func (c *conn) commandInfo(cmd *command) {
 	c.bulkString(cmd.name)
 	c.integer(int64(cmd.arity))
 	var flags []string
-	if cmd.flags&flagWrite != 0 {
+	switch {
+	case cmd.flags&flagWrite != 0:
 		flags = append(flags, "write")
-	} else {
+	case cmd.keyspace(nil):
+		// Redis's readonly: the command reads keys (clients route such
+		// commands to replicas), not PING, CONFIG or MEMORY.
 		flags = append(flags, "readonly")
 	}
 	if cmd.flags&flagNoAuth != 0 {
