@@ -849,14 +849,16 @@ func (c *conn) mayWait() {
 func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 	exclusive := cmd != nil && cmd.flags&flagExclusive != 0 && c.multi != nil // EXEC of a transaction
 	switch {
-	case cmd != nil && cmd.flags&flagOwnGoroutine != 0, c.ps != nil:
+	case cmd != nil && cmd.flags&flagOwnGoroutine != 0, c.ps != nil, c.mon != nil:
 		// SUBSCRIBE, PSUBSCRIBE, MONITOR, SAVE: nothing of a transaction's to see
 		// half done, and SAVE waits for a checkpoint, which the other
 		// clients must not wait for. Nor does a subscriber's command (run
 		// lets it run only (P)UNSUBSCRIBE, PING, QUIT and RESET, which
 		// touch no key): UNSUBSCRIBE writes to its socket, and it and
 		// RESET wait for the subscription's goroutine, which writes to it
-		// too, each for up to WriteTimeout.
+		// too, each for up to WriteTimeout. Nor a monitor's (run refuses
+		// it every command on keys, in a transaction too): its RESET
+		// waits for its writer goroutine, for up to WriteTimeout.
 	case c.lp != nil:
 		// The event loop holds the read lock for the whole of a wake-up
 		// (see loop.run): one lock for all the commands it runs then.
