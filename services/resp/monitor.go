@@ -257,8 +257,10 @@ func (m *monitor) kick(why string) {
 }
 
 // stop takes the client out of MONITOR mode (RESET, or its end) and waits
-// for its writer: the lines not written yet are dropped.
-func (m *monitor) stop() {
+// for its writer. It returns the lines the writer had not taken: RESET
+// writes them before its reply, as Redis does (its lines wait in the reply
+// buffer ahead of +RESET), where a client that leaves drops them.
+func (m *monitor) stop() []byte {
 	s := m.c.s
 	s.mon.mu.Lock()
 	if _, ok := s.mon.set[m]; ok {
@@ -269,4 +271,9 @@ func (m *monitor) stop() {
 	close(m.quit)
 	<-m.done
 	m.c.monitoring.Store(false)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rest := m.buf // nil if it was kicked
+	m.buf, m.kicked = nil, true
+	return rest
 }

@@ -102,3 +102,30 @@ func TestStuckMonitorResetDoesNotHoldTransactionsBack(t *testing.T) {
 		})
 	}
 }
+
+// RESET ends MONITOR mode after every line of the commands that ran
+// before it: as in Redis, whose lines wait in the reply buffer before
+// +RESET. The lines still waiting in the monitor's buffer are not
+// dropped silently.
+func TestMonitorResetWritesTheLinesBeforeIt(t *testing.T) {
+	ts := start(t, Config{WriteTimeout: time.Minute})
+	m := startStuckMonitor(t, ts)
+	_, err := m.nc.Write([]byte(resp("RESET")))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return stackHas("resp.(*monitor).stop", "resp.(*Server).reset") },
+		10*time.Second, time.Millisecond, "RESET waits for the writer")
+	hsets := 0
+	for {
+		require.NoError(t, m.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+		l, err := m.rd.ReadString('\n')
+		require.NoError(t, err, "after %d lines of %d", hsets, m.hsets)
+		if l == "+RESET\r\n" {
+			break
+		}
+		require.Regexp(t, monitorLine, strings.TrimSuffix(l, "\r\n"))
+		if strings.Contains(l, `"hset"`) {
+			hsets++
+		}
+	}
+	require.Equal(t, m.hsets, hsets, "every HSET before RESET is shown before +RESET")
+}

@@ -850,7 +850,9 @@ func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 		c.ps = nil
 	}
 	if c.mon != nil {
-		c.mon.stop()
+		// The lines of the commands that ran before RESET, not written
+		// yet, leave before its reply: none is dropped silently.
+		c.out = append(c.out, c.mon.stop()...)
 		c.mon = nil
 	}
 	c.infoMu.Lock()
