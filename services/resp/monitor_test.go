@@ -350,3 +350,56 @@ func TestMonitorShowsUnixSocketClients(t *testing.T) {
 	assert.Equal(t, "unix:"+path, client)
 	assert.Equal(t, `"ECHO" "over a socket file"`, args)
 }
+
+// A monitor is never timed out for idling, as in Redis: it has been idle
+// longer than a client that IdleTimeout closed, and still gets its lines.
+func TestMonitorIsNotTimedOutForIdling(t *testing.T) {
+	ts := start(t, Config{IdleTimeout: 50 * time.Millisecond})
+	mon := ts.raw(t)
+	monitorOf(mon)
+	r := ts.raw(t)
+	r.send(resp("PING"))
+	r.expect("+PONG")
+	assert.True(t, r.closed(), "an idle client is closed")
+	_, args := mon.shown()
+	assert.Equal(t, `"PING"`, args)
+
+	c := ts.raw(t)
+	c.send(resp("ECHO", "still there"))
+	c.expect("$11", "still there")
+	_, args = mon.shown()
+	assert.Equal(t, `"ECHO" "still there"`, args)
+}
+
+// MONITOR's +OK comes before any line, however busy the other clients are.
+func TestMonitorOKComesFirst(t *testing.T) {
+	ts := start(t, Config{})
+	busy := ts.raw(t)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := busy.nc.Write([]byte(strings.Repeat(resp("PING"), 16))); err != nil {
+				return
+			}
+			for range 16 {
+				if _, err := busy.rd.ReadString('\n'); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for range 50 {
+		mon := ts.raw(t)
+		monitorOf(mon)
+		_, args := mon.shown()
+		require.Equal(t, `"PING"`, args)
+		require.NoError(t, mon.nc.Close())
+	}
+}
