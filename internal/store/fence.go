@@ -53,6 +53,11 @@ type faultFS struct {
 	fenced atomic.Bool   // fence != nil, read without the lock
 	good   atomic.Uint64 // recordKey of the last durable WAL record
 
+	// testHook, for tests, is called with an event and a file name:
+	// "close" as a WAL's Close is about to fsync it; "sync" as syncWALs
+	// begins; "wait" as syncWALs is about to wait for a WAL.
+	testHook func(event, file string)
+
 	mu      sync.Mutex
 	fence   *fence               // nil until a fault
 	closing bool                 // the engine closes (or opens): a fence starts released
@@ -69,7 +74,7 @@ type fence struct {
 type walState struct {
 	written int64      // bytes written through this handle
 	synced  int64      // bytes covered by the last successful fsync
-	open    *faultFile // nil once closed
+	open    *faultFile // nil once closed, and synced by its Close unless fenced
 	records walRecords // what those bytes hold
 }
 
@@ -896,6 +901,14 @@ func (f *faultFile) realSync(do func() error) error {
 // Close implements vfs.File. A WAL whose fsync was deferred is synced
 // first: a WAL pebble has finished with must be durable. While fenced,
 // nothing is synced, and closing does not fail.
+//
+// The WAL stops being open for syncWALs only once that fsync is done (or
+// has failed, which fences the store): until then syncWALs finds it open,
+// and waits for the Close (f.mu). A review of a rare loss found that a
+// background sync running during the Close skipped the WAL as synced,
+// though its Close had not synced it yet: it took the writes before its
+// mark off the replay list, and when the Close's fsync then failed, the
+// recovery cut those acknowledged writes from the WAL.
 func (f *faultFile) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -904,11 +917,18 @@ func (f *faultFile) Close() error {
 		_ = f.mem.Close()
 	}
 	if f.wal != nil {
+		defer func() {
+			f.fs.mu.Lock()
+			f.wal.open = nil
+			f.fs.mu.Unlock()
+		}()
 		f.fs.mu.Lock()
 		unsynced := f.wal.written > f.wal.synced
-		f.wal.open = nil
 		f.fs.mu.Unlock()
 		if unsynced && f.fs.deferWALSync && !f.fs.fenced.Load() {
+			if f.fs.testHook != nil {
+				f.fs.testHook("close", f.name)
+			}
 			if err := f.realSync(f.File.Sync); err != nil {
 				_ = f.File.Close()
 				return nil // fenced now: the store knows
@@ -923,18 +943,34 @@ func (f *faultFile) Close() error {
 }
 
 // syncWALs fsyncs every open WAL with writes its last fsync did not cover.
-// It is the store's own sync (FsyncEverySec), and fails while fenced.
+// It is the store's own sync (FsyncEverySec), and fails while fenced, or
+// while a closed WAL holds writes that no fsync covered (its Close syncs
+// them, or fences the store).
 func (fs *faultFS) syncWALs() error {
+	if fs.testHook != nil {
+		fs.testHook("sync", "")
+	}
 	fs.mu.Lock()
 	var files []*faultFile
+	closedUnsynced := false
 	for _, ws := range fs.wals {
-		if ws.open != nil && ws.written > ws.synced {
+		switch {
+		case ws.written <= ws.synced:
+		case ws.open != nil:
 			files = append(files, ws.open)
+		default:
+			closedUnsynced = true
 		}
 	}
 	fs.pruneWALsLocked()
 	fs.mu.Unlock()
+	if closedUnsynced {
+		return errFenced
+	}
 	for _, f := range files {
+		if fs.testHook != nil {
+			fs.testHook("wait", f.name)
+		}
 		f.mu.Lock()
 		var err error
 		switch {

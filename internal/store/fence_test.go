@@ -154,6 +154,65 @@ func TestLargeWriteSurvivesRecovery(t *testing.T) {
 	checkAcrossRestart(t, s, dir, FsyncEverySec, check)
 }
 
+// Pebble closes its WAL when it rotates it, and under everysec the file's
+// Close fsyncs what the background sync has not. A background sync that
+// ran during that Close skipped the WAL (no longer open) as if its Close
+// had synced it: it reported the writes before its mark durable and took
+// them off the list a recovery replays. When the Close's fsync then failed,
+// the recovery cut them from the WAL, and acknowledged writes were lost
+// (TestFaultUnderLoad/everysec/syncs failed, rarely, so).
+func TestSyncWaitsForTheClosingWAL(t *testing.T) {
+	dir := t.TempDir()
+	faults := &Faults{}
+	s := openT(t, dir, Options{Fsync: FsyncEverySec, Faults: faults, RetryInterval: time.Millisecond, syncEvery: time.Hour})
+	require.NoError(t, s.Apply("b", Put("k", []byte("v")))) // acknowledged, not fsynced
+	s.mu.RLock()
+	db := s.db
+	s.mu.RUnlock()
+
+	closing, release := make(chan struct{}), make(chan struct{})
+	// The closing WAL's fsync goes on, and fails.
+	let := sync.OnceFunc(func() {
+		faults.FailSyncs(fmt.Errorf("injected: %w", syscall.EIO))
+		close(release)
+	})
+	rotated := make(chan error, 1)
+	var rotate, closeWAL sync.Once
+	s.fs.testHook = func(event, _ string) {
+		switch event {
+		case "sync": // the sync's mark is written: pebble rotates the WAL
+			rotate.Do(func() {
+				go func() {
+					_, err := db.AsyncFlush()
+					rotated <- err
+				}()
+				<-closing
+			})
+		case "close": // the WAL's Close, before its fsync
+			closeWAL.Do(func() {
+				close(closing)
+				<-release
+			})
+		case "wait": // the sync waits for the closing WAL
+			let()
+		}
+	}
+	err := s.syncNow()
+	let()
+	require.NoError(t, <-rotated)
+	assert.Error(t, err, "the sync said the closing WAL was durable")
+	require.ErrorIs(t, s.Err(), ErrWriteFailed)
+
+	faults.Clear()
+	require.Eventually(t, func() bool { return s.Apply("b", Put("after", []byte("2"))) == nil },
+		5*time.Second, time.Millisecond, "recovery")
+	checkAcrossRestart(t, s, dir, FsyncEverySec, func(s *Store) {
+		pairs, _, err := s.Load("b")
+		require.NoError(t, err)
+		assert.Equal(t, map[string][]byte{"k": []byte("v"), "after": []byte("2")}, pairs, "the acknowledged write survives")
+	})
+}
+
 // walRecords reads back, from the WAL files pebble wrote, the last record
 // of each: fed the file's bytes in the pieces pebble wrote them (whole
 // chunks), it names the last commit.
