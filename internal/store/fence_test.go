@@ -294,12 +294,17 @@ func TestFencedEngineGoesOn(t *testing.T) {
 			require.ErrorIs(t, s.Apply("b", Put("failed", []byte("2"))), ErrWriteFailed)
 
 			// Straight to the engine, past the store's checks, as a commit
-			// in flight at the fault would be: 12 MiB, three memtables.
-			s.mu.RLock()
-			db := s.db
-			s.mu.RUnlock()
+			// in flight at the fault would be: 12 MiB, three memtables. A
+			// commit holds the store's read lock (commitGroup), so that no
+			// recovery closes the engine under it: without it, the
+			// background sync's recovery (after a second, under everysec)
+			// closed the engine under these writes on a loaded machine,
+			// and pebble panicked ("pebble: closed").
 			done := make(chan error, 1)
 			go func() {
+				s.mu.RLock()
+				defer s.mu.RUnlock()
+				db := s.db
 				for i := range 12 {
 					b := db.NewBatch()
 					_ = b.Set(appendPairKey(nil, "b", fmt.Sprint("inflight", i)), bytes.Repeat([]byte{'x'}, 1<<20), nil)
