@@ -119,18 +119,39 @@ func (s *Server) feed(c *conn, cmd *command, args [][]byte) {
 	}
 	line = append(line, "] "...)
 	secret := redacted(cmd, args)
-	for i, a := range args {
+	// A line that would pass MaxReplyBytes alone (up to 4 bytes shown for
+	// each byte sent: a request of 64 MiB could make 256 MiB, copied to
+	// each monitor) shows the command as SLOWLOG does: 32 arguments at
+	// most, each cut to 128 bytes, with how many more there were.
+	cut := len(line)+quotedLen(args) > s.cfg.MaxReplyBytes
+	n := len(args)
+	if cut {
+		n = min(n, slowlogMaxArgs)
+	}
+	for i := range n {
+		a := args[i]
 		if i > 0 {
 			line = append(line, ' ')
 		}
-		if secret(i) {
+		switch {
+		case cut && len(args) > slowlogMaxArgs && i == n-1:
+			line = append(line, `"... (`...)
+			line = strconv.AppendInt(line, int64(len(args)-slowlogMaxArgs+1), 10)
+			line = append(line, ` more arguments)"`...)
+		case secret(i):
 			line = append(line, `"(redacted)"`...)
-		} else {
+		case cut && len(a) > slowlogMaxArgLen:
+			line = appendQuoted(line, a[:slowlogMaxArgLen])
+			line = line[:len(line)-1] // inside its quotes
+			line = append(line, "... ("...)
+			line = strconv.AppendInt(line, int64(len(a)-slowlogMaxArgLen), 10)
+			line = append(line, ` more bytes)"`...)
+		default:
 			line = appendQuoted(line, a)
 		}
 	}
 	line = append(line, "\r\n"...)
-	if cap(line) > maxKeptReadBuf {
+	if cap(line) > maxKeptMonLine {
 		c.monLine = nil
 	} else {
 		c.monLine = line
@@ -139,13 +160,40 @@ func (s *Server) feed(c *conn, cmd *command, args [][]byte) {
 	for m := range s.mon.set {
 		if m.c == c {
 			// Its own command's line follows its reply, as in Redis:
-			// both leave with its next write.
-			c.out = append(c.out, line...)
+			// both leave with its next write; but for QUIT, whose +OK
+			// Redis writes alone before it closes.
+			if !c.quit {
+				c.out = append(c.out, line...)
+			}
 			continue
 		}
 		m.add(line)
 	}
 	s.mon.mu.RUnlock()
+}
+
+// maxKeptMonLine is the longest line buffer a connection keeps for the
+// next command's (see feed): most lines are far shorter.
+const maxKeptMonLine = 4 << 10
+
+// quotedLen is how many bytes appendQuoted makes of args, with a space
+// between two.
+func quotedLen(args [][]byte) int {
+	n := 0
+	for _, a := range args {
+		n += 3 // the quotes and the space
+		for _, ch := range a {
+			switch {
+			case ch == '\\' || ch == '"' || ch == '\n' || ch == '\r' || ch == '\t' || ch == '\a' || ch == '\b':
+				n += 2
+			case ch >= 0x20 && ch <= 0x7e:
+				n++
+			default:
+				n += 4
+			}
+		}
+	}
+	return n
 }
 
 // appendQuoted appends b to dst quoted as Redis's sdscatrepr quotes it: in
@@ -187,7 +235,7 @@ func (m *monitor) add(line []byte) {
 		m.mu.Unlock()
 		return
 	}
-	if len(m.buf) > 0 && len(m.buf)+len(line) > m.c.s.cfg.MaxReplyBytes {
+	if len(m.buf)+len(line) > m.c.s.cfg.MaxReplyBytes {
 		m.buf = nil
 		m.mu.Unlock()
 		m.kick("its unread lines passed " + strconv.Itoa(m.c.s.cfg.MaxReplyBytes) + " bytes (--max-reply-bytes)")
@@ -233,6 +281,9 @@ func (m *monitor) write() {
 		case errors.As(err, &ne) && ne.Timeout():
 			m.kick("it did not read its lines in time")
 		default: // gone: it left, or CLIENT KILL closed it; not a slow one
+			m.mu.Lock()
+			m.kicked, m.buf = true, nil // nothing more is buffered for it
+			m.mu.Unlock()
 			_ = c.nc.Close()
 		}
 		return

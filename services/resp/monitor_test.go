@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"regexp"
@@ -402,4 +403,55 @@ func TestMonitorOKComesFirst(t *testing.T) {
 		require.Equal(t, `"PING"`, args)
 		require.NoError(t, mon.nc.Close())
 	}
+}
+
+// A command whose line would pass MaxReplyBytes alone shows as SLOWLOG
+// shows it (32 arguments at most, 128 bytes of each, and how much more),
+// and its monitor stays: the rule that disconnects a monitor is about
+// the lines waiting for it, which one command must not make.
+func TestMonitorCutsALineTooLong(t *testing.T) {
+	ts := start(t, Config{MaxReplyBytes: 64 << 10})
+	mon := ts.raw(t)
+	monitorOf(mon)
+	c := ts.raw(t)
+	long := strings.Repeat("\x01", 20<<10) // 80 KiB quoted
+	c.send(resp("HSET", "h", "f", long))
+	c.expect(":1")
+	_, args := mon.shown()
+	assert.Equal(t, `"HSET" "h" "f" "`+strings.Repeat(`\x01`, 128)+`... (20352 more bytes)"`, args)
+
+	many := []string{"HSET", "m"}
+	for i := range 40 {
+		many = append(many, "f"+strconv.Itoa(i), strings.Repeat("v", 2<<10))
+	}
+	c.send(resp(many...))
+	c.expect(":40")
+	_, args = mon.shown()
+	shown := strings.Split(args, `" "`)
+	require.Len(t, shown, 32)
+	assert.Equal(t, `"HSET`, shown[0])
+	assert.Equal(t, "f0", shown[2])
+	assert.Equal(t, strings.Repeat("v", 128)+"... (1920 more bytes)", shown[3])
+	assert.Equal(t, `... (51 more arguments)"`, shown[31])
+
+	// A line that fits is shown whole.
+	c.send(resp("HSET", "h", "g", strings.Repeat("w", 10<<10)))
+	c.expect(":1")
+	_, args = mon.shown()
+	assert.Equal(t, `"HSET" "h" "g" "`+strings.Repeat("w", 10<<10)+`"`, args)
+	assert.Contains(t, ts.client(t).Info(context.Background(), "stats").Val(), "slow_monitors_disconnected:0\r\n")
+}
+
+// A monitor's own QUIT gets its +OK alone, as in Redis, which closes the
+// connection before the line could follow.
+func TestMonitorQuitGetsItsOKAlone(t *testing.T) {
+	ts := start(t, Config{})
+	mon := ts.raw(t)
+	monitorOf(mon)
+	mon.send(resp("QUIT"))
+	mon.expect("+OK")
+	require.NoError(t, mon.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+	rest, err := io.ReadAll(mon.rd)
+	require.NoError(t, err, "the connection is closed")
+	assert.Empty(t, string(rest), "nothing after the +OK")
 }
