@@ -60,6 +60,8 @@ var fuzzSeeds = []string{
 	"MULTI\x01COPY\x00h\x00g\x01COPY\x00g\x00h\x00replace\x00db\x00-1\x01EXEC",
 	"MONITOR\x01PING\x01HGET\x00h\x00f\x01MONITOR\x01CLIENT\x00LIST\x01RESET\x01HGET\x00h\x00f",
 	"MONITOR\x01MULTI\x01ECHO\x00x\x01HSET\x00h\x00f\x00v\x01EXEC\x01AUTH\x00a\x00b\x01QUIT",
+	"CONFIG\x00SET\x00slowlog-max-len\x001\x00SLOWLOG-LOG-SLOWER-THAN\x000\x01SLOWLOG\x00GET\x01CONFIG\x00SET\x00save\x00",
+	"CONFIG\x00SET\x00maxclients\x001\x00port\x000\x01CONFIG\x00SET\x00slowlog-max-len\x00x",
 }
 
 // discardObserver takes every observation and keeps none: the observed
@@ -96,7 +98,7 @@ func FuzzCommand(f *testing.F) {
 // answer or close, never hang or crash, and keep serving other clients.
 func FuzzSocket(f *testing.F) {
 	logs := new(panics)
-	fuzzSocket(f, start(f, Config{EnableDebugCommand: true, IdleTimeout: 10 * time.Second, Logger: slog.New(logs)}).addr, logs)
+	fuzzSocket(f, start(f, Config{EnableDebugCommand: true, IdleTimeout: 10 * time.Second, Logger: slog.New(logs)}), logs)
 }
 
 // FuzzSocketDurable is FuzzSocket against a server on a durable store,
@@ -105,13 +107,14 @@ func FuzzSocketDurable(f *testing.F) {
 	logs := new(panics)
 	ds := startDurable(f, f.TempDir(), store.Options{Fsync: store.FsyncNo},
 		func(c *Config) { c.IdleTimeout, c.Logger = 10*time.Second, slog.New(logs) })
-	fuzzSocket(f, ds.addr, logs)
+	fuzzSocket(f, ds.testServer, logs)
 }
 
 // fuzzSocket fuzzes the server at addr, whose log goes to logs: a command
 // that panics closes only its client (see Server.survive), which the
 // exchange alone would not tell, so its log record fails the input.
-func fuzzSocket(f *testing.F, addr string, logs *panics) {
+func fuzzSocket(f *testing.F, ts *testServer, logs *panics) {
+	addr := ts.addr
 	for _, s := range fuzzSeeds {
 		s = strings.ReplaceAll(strings.ReplaceAll(s, "\x00", " "), "\x01", "\r\n")
 		f.Add([]byte(s + "\r\n"))
@@ -141,7 +144,9 @@ func fuzzSocket(f *testing.F, addr string, logs *panics) {
 		if seen := logs.String(); seen != "" {
 			t.Fatalf("%s", seen)
 		}
-		// Another client is served as usual.
+		// Another client is served as usual (an input may have lowered
+		// maxclients with CONFIG SET, as an operator may: not a fault).
+		ts.srv.maxClients.Store(int64(ts.srv.cfg.MaxClients))
 		other, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)

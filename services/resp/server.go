@@ -247,15 +247,20 @@ type Server struct {
 	wg        sync.WaitGroup // one per connection goroutine
 
 	// counters for INFO
-	totalConns     atomic.Int64
-	rejected       atomic.Int64
-	totalCommands  atomic.Int64 // commands of closed connections; live ones are summed at INFO
-	commandsBase   atomic.Int64 // what total_commands_processed was at the last CONFIG RESETSTAT
-	slowlog        slowlog
-	subscribed     subscriptions // PUBSUB's counts
-	kicked         atomic.Int64  // subscribers disconnected for being slow
-	mon            monitors      // the clients in MONITOR mode
-	monitorsKicked atomic.Int64  // monitors disconnected for being slow
+	totalConns    atomic.Int64
+	rejected      atomic.Int64
+	totalCommands atomic.Int64 // commands of closed connections; live ones are summed at INFO
+	commandsBase  atomic.Int64 // what total_commands_processed was at the last CONFIG RESETSTAT
+	slowlog       slowlog
+	subscribed    subscriptions // PUBSUB's counts
+	kicked        atomic.Int64  // subscribers disconnected for being slow
+	// What CONFIG SET may change while the server runs, from Config.
+	maxClients atomic.Int64
+	slowerThan atomic.Int64 // nanoseconds; negative: the slow log keeps none
+	slowMaxLen atomic.Int64
+
+	mon            monitors     // the clients in MONITOR mode
+	monitorsKicked atomic.Int64 // monitors disconnected for being slow
 
 	loop atomic.Pointer[loop] // the event loop of the listener serving, if any
 
@@ -287,6 +292,9 @@ func New(cfg Config) *Server {
 	if cfg.Password != "" {
 		s.pwHash = sha256.Sum256([]byte(cfg.Password))
 	}
+	s.maxClients.Store(int64(cfg.MaxClients))
+	s.slowerThan.Store(int64(cfg.SlowlogSlowerThan))
+	s.slowMaxLen.Store(int64(cfg.SlowlogMaxLen))
 	s.cmds = s.commandTable()
 	return s
 }
@@ -395,7 +403,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 func (s *Server) accept(ctx context.Context, nc net.Conn, lp *loop) {
 	s.totalConns.Add(1)
 	s.mu.Lock()
-	if len(s.conns) >= s.cfg.MaxClients {
+	if int64(len(s.conns)) >= s.maxClients.Load() {
 		s.mu.Unlock()
 		s.rejected.Add(1)
 		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))

@@ -602,7 +602,7 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 	}
 	section("Clients",
 		"connected_clients:"+strconv.Itoa(len(conns)),
-		"maxclients:"+strconv.Itoa(s.cfg.MaxClients),
+		"maxclients:"+strconv.FormatInt(s.maxClients.Load(), 10),
 		"pubsub_clients:"+strconv.Itoa(subs),
 		"event_loop_clients:"+strconv.Itoa(s.loop.Load().clients()),
 		"blocked_clients:0",
@@ -759,32 +759,15 @@ func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
 		c.ok()
 		return
 	}
+	if equalFold(args[1], "set") {
+		s.configSet(c, args[2:])
+		return
+	}
 	if !equalFold(args[1], "get") {
 		c.err("ERR CONFIG " + strings.ToUpper(clip(args[1])) + " is not supported by kv")
 		return
 	}
-	port := "0"
-	if a := s.Addr(); a != nil {
-		_, port, _ = net.SplitHostPort(a.String())
-	}
-	appendonly := "no"
-	if s.cfg.Backups != nil { // a durable store under the buckets
-		appendonly = "yes"
-	}
-	params := [][2]string{
-		{"appendonly", appendonly},
-		{"databases", "1"},
-		{"maxclients", strconv.Itoa(s.cfg.MaxClients)},
-		// kv never evicts: what job queues (BullMQ) and monitors check.
-		{"maxmemory", "0"},
-		{"maxmemory-policy", "noeviction"},
-		{"port", port},
-		{"proto-max-bulk-len", strconv.Itoa(s.cfg.MaxBulkLen)},
-		{"save", ""},
-		{"slowlog-log-slower-than", strconv.FormatInt(max(-1, s.cfg.SlowlogSlowerThan.Microseconds()), 10)},
-		{"slowlog-max-len", strconv.Itoa(max(0, s.cfg.SlowlogMaxLen))},
-		{"timeout", strconv.Itoa(int(s.cfg.IdleTimeout.Seconds()))},
-	}
+	params := s.configParams()
 	var out [][2]string
 	budget := newGlobBudget()
 	for _, p := range params {
@@ -805,6 +788,110 @@ func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
 		c.bulkString(p[0])
 		c.bulkString(p[1])
 	}
+}
+
+// configParams returns the parameters CONFIG GET reports, by name, with
+// their values as Redis writes them.
+func (s *Server) configParams() [][2]string {
+	port := "0"
+	if a := s.Addr(); a != nil {
+		_, port, _ = net.SplitHostPort(a.String())
+	}
+	appendonly := "no"
+	if s.cfg.Backups != nil { // a durable store under the buckets
+		appendonly = "yes"
+	}
+	return [][2]string{
+		{"appendonly", appendonly},
+		{"databases", "1"},
+		{"maxclients", strconv.FormatInt(s.maxClients.Load(), 10)},
+		// kv never evicts: what job queues (BullMQ) and monitors check.
+		{"maxmemory", "0"},
+		{"maxmemory-policy", "noeviction"},
+		{"port", port},
+		{"proto-max-bulk-len", strconv.Itoa(s.cfg.MaxBulkLen)},
+		{"save", ""},
+		{"slowlog-log-slower-than", strconv.FormatInt(max(-1, time.Duration(s.slowerThan.Load()).Microseconds()), 10)},
+		{"slowlog-max-len", strconv.FormatInt(max(0, s.slowMaxLen.Load()), 10)},
+		{"timeout", strconv.Itoa(int(s.cfg.IdleTimeout.Seconds()))},
+	}
+}
+
+// settable is what CONFIG SET may change, with the range Redis allows
+// each, and where the value goes.
+func (s *Server) settable(name string) (lo, hi int64, set func(int64), ok bool) {
+	switch name {
+	case "maxclients":
+		return 1, math.MaxUint32, s.maxClients.Store, true
+	case "slowlog-log-slower-than": // microseconds; -1: none kept
+		return -1, math.MaxInt64, func(v int64) {
+			ns := int64(math.MaxInt64) // past 292 years: never
+			if v <= math.MaxInt64/int64(time.Microsecond) {
+				ns = v * int64(time.Microsecond)
+			}
+			s.slowerThan.Store(ns)
+		}, true
+	case "slowlog-max-len":
+		return 0, math.MaxInt64, s.slowMaxLen.Store, true
+	}
+	return 0, 0, nil, false
+}
+
+// configSet serves CONFIG SET parameter value [parameter value ...], as
+// Redis 7 does: all of them or none, the first bad one named in the
+// error. maxclients, slowlog-log-slower-than and slowlog-max-len change
+// at once (a lower maxclients refuses new clients, and disconnects
+// none); the other parameters CONFIG GET reports are fixed while kv runs,
+// and may be "set" to the value they have (a client that turns off
+// Redis's snapshots with save "" is answered OK), not to another.
+func (s *Server) configSet(c *conn, args [][]byte) {
+	if len(args)%2 != 0 {
+		c.syntaxErr() // as Redis 7, past the arity (a name without a value)
+		return
+	}
+	current := map[string]string{}
+	for _, p := range s.configParams() {
+		current[p[0]] = p[1]
+	}
+	failed := func(name, why string) {
+		c.err("ERR CONFIG SET failed (possibly related to argument '" + name + "') - " + why)
+	}
+	var sets []func()
+	seen := map[string]bool{}
+	for i := 0; i < len(args); i += 2 {
+		name, value := strings.ToLower(string(args[i])), args[i+1]
+		was, known := current[name]
+		if !known {
+			c.err("ERR Unknown option or number of arguments for CONFIG SET - '" + clip(args[i]) + "'")
+			return
+		}
+		if seen[name] {
+			failed(name, "duplicate parameter")
+			return
+		}
+		seen[name] = true
+		lo, hi, set, ok := s.settable(name)
+		switch {
+		case ok:
+			v, isInt := parseInt(value)
+			switch {
+			case !isInt:
+				failed(name, "argument couldn't be parsed into an integer")
+				return
+			case v < lo || v > hi:
+				failed(name, "argument must be between "+strconv.FormatInt(lo, 10)+" and "+strconv.FormatInt(hi, 10)+" inclusive")
+				return
+			}
+			sets = append(sets, func() { set(v) })
+		case string(value) != was:
+			failed(name, "kv cannot change it while it runs (it is "+strconv.Quote(was)+")")
+			return
+		}
+	}
+	for _, set := range sets {
+		set()
+	}
+	c.ok()
 }
 
 // debug serves DEBUG CRASH-BUCKET name: it crashes one bucket with a panic

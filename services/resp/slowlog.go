@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,8 +41,8 @@ type slowlog struct {
 // and, as Redis does, not a secret (see redacted), nor EXEC, whose
 // commands are logged one by one (Redis's skip_slowlog).
 func (s *Server) slow(c *conn, cmd *command, args [][]byte, elapsed time.Duration) {
-	if s.cfg.SlowlogSlowerThan < 0 || elapsed < s.cfg.SlowlogSlowerThan || s.cfg.SlowlogMaxLen <= 0 ||
-		cmd == nil || cmd.flags&flagExclusive != 0 {
+	slowerThan, maxLen := time.Duration(s.slowerThan.Load()), int(s.slowMaxLen.Load())
+	if slowerThan < 0 || elapsed < slowerThan || maxLen <= 0 || cmd == nil || cmd.flags&flagExclusive != 0 {
 		return
 	}
 	secret := redacted(cmd, args)
@@ -69,8 +70,21 @@ func (s *Server) slow(c *conn, cmd *command, args [][]byte, elapsed time.Duratio
 	defer l.mu.Unlock()
 	e.id = l.nextID
 	l.nextID++
-	// A ring once full: a push costs the same whatever SlowlogMaxLen.
-	if len(l.entries) < s.cfg.SlowlogMaxLen {
+	l.push(e, maxLen)
+}
+
+// push adds e, the newest entry, keeping at most maxLen (at least 1); the
+// caller holds l.mu. The entries are a ring once full, so that a push costs
+// the same whatever the length. Once CONFIG SET has changed the length
+// since the ring filled, the entries are put back oldest first, the
+// newest kept (as Redis trims its log at the next push).
+func (l *slowlog) push(e slowEntry, maxLen int) {
+	if len(l.entries) > maxLen || l.oldest != 0 && len(l.entries) != maxLen {
+		kept := l.newestFirst(int64(maxLen - 1)) // and e
+		slices.Reverse(kept)
+		l.entries, l.oldest = kept, 0
+	}
+	if len(l.entries) < maxLen {
 		l.entries = append(l.entries, e)
 		return
 	}

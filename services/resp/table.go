@@ -20,7 +20,7 @@ func (s *Server) commandTable() mux {
 	add("reset", 1, noAuth|flagPubSub|flagNotQueued, 0, 0, 0, "connection", "Resets the connection.", s.reset)
 	add("command", -1, 0, 0, 0, 0, "server", "Returns information about commands (COMMAND, COUNT, DOCS, INFO, LIST).", s.commandCmd)
 	add("info", -1, 0, 0, 0, 0, "server", "Returns information and statistics about the server.", s.info)
-	add("config", -2, flagAdmin, 0, 0, 0, "server", "CONFIG GET of a few read-only parameters; CONFIG RESETSTAT.", s.config)
+	add("config", -2, flagAdmin, 0, 0, 0, "server", "CONFIG GET and SET of a few parameters; CONFIG RESETSTAT.", s.config)
 	add("dbsize", 1, 0, 0, 0, 0, "server", "Returns the number of keys (buckets).", s.dbsize)
 	add("flushall", -1, flagWrite|flagLong, 0, 0, 0, "server", "Deletes every bucket.", s.flushall)
 	add("flushdb", -1, flagWrite|flagLong, 0, 0, 0, "server", "Deletes every bucket.", s.flushall)

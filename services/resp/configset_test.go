@@ -1,0 +1,137 @@
+package resp
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// CONFIG SET refuses as Redis 7.0.15 does, in its words (checked side by
+// side), and a refused CONFIG SET changes nothing, not even the pairs
+// before the bad one.
+func TestConfigSetErrors(t *testing.T) {
+	ts := start(t, Config{Observer: &recordingObserver{failed: map[string]bool{}}, SlowlogMaxLen: 9})
+	rc := ts.client(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []any
+		want string
+	}{
+		{[]any{"foo", "bar"}, "ERR Unknown option or number of arguments for CONFIG SET - 'foo'"},
+		{[]any{"slowlog-max-len", "abc"}, "ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument couldn't be parsed into an integer"},
+		{[]any{"slowlog-max-len", "-5"}, "ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument must be between 0 and 9223372036854775807 inclusive"},
+		{[]any{"maxclients", "0"}, "ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument must be between 1 and 4294967295 inclusive"},
+		{[]any{"slowlog-log-slower-than", "-2"}, "ERR CONFIG SET failed (possibly related to argument 'slowlog-log-slower-than') - argument must be between -1 and 9223372036854775807 inclusive"},
+		{[]any{"slowlog-max-len", "5", "slowlog-max-len", "6"}, "ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - duplicate parameter"},
+		{[]any{"slowlog-max-len", "5", "foo"}, "ERR syntax error"},
+		{[]any{"slowlog-max-len"}, "ERR wrong number of arguments for 'config|set' command"},
+		// All or nothing: the first pair was good.
+		{[]any{"slowlog-max-len", "5", "port", "1"}, "ERR CONFIG SET failed (possibly related to argument 'port') - kv cannot change it while it runs (it is \"" + portOf(t, ts.addr) + "\")"},
+		{[]any{"maxclients", "7", "appendonly", "yes"}, "ERR CONFIG SET failed (possibly related to argument 'appendonly') - kv cannot change it while it runs (it is \"no\")"},
+	} {
+		err := rc.Do(ctx, append([]any{"CONFIG", "SET"}, tc.args...)...).Err()
+		require.Error(t, err, "%v", tc.args)
+		assert.Equal(t, tc.want, err.Error(), "%v", tc.args)
+	}
+	params, err := rc.ConfigGet(ctx, "*").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "9", params["slowlog-max-len"], "unchanged")
+	assert.Equal(t, "10000", params["maxclients"], "unchanged")
+
+	// A fixed parameter may be set to the value it has: a client that
+	// turns off Redis's snapshots is answered OK. Names are matched
+	// without regard to case.
+	require.NoError(t, rc.ConfigSet(ctx, "save", "").Err())
+	require.NoError(t, rc.Do(ctx, "CONFIG", "SET", "MAXMEMORY-POLICY", "noeviction", "SLOWLOG-MAX-LEN", "4").Err())
+	assert.Equal(t, map[string]string{"slowlog-max-len": "4"}, rc.ConfigGet(ctx, "slowlog-max-len").Val())
+}
+
+func portOf(t *testing.T, addr string) string {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	return port
+}
+
+// The slow log follows CONFIG SET at once: its threshold, and its length,
+// the newest entries kept when it shrinks (at the next entry, as Redis
+// trims), in order when it grows again after its ring has wrapped.
+func TestConfigSetSlowlog(t *testing.T) {
+	ts := start(t, Config{Observer: &recordingObserver{failed: map[string]bool{}}, SlowlogSlowerThan: time.Hour, SlowlogMaxLen: 4})
+	rc := ts.client(t)
+	ctx := context.Background()
+	echo := func(n int) {
+		for i := range n {
+			require.NoError(t, rc.Echo(ctx, strconv.Itoa(i)).Err())
+		}
+	}
+	echo(3)
+	assert.Empty(t, rc.SlowLogGet(ctx, -1).Val(), "nothing takes an hour")
+
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-log-slower-than", "0").Err())
+	echo(6) // the ring of 4 wraps
+	ids := func() []int64 {
+		logged, err := rc.SlowLogGet(ctx, -1).Result()
+		require.NoError(t, err)
+		var out []int64
+		for _, e := range logged {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+	before := ids()
+	require.Len(t, before, 4)
+	newest := before[0]
+	for i := 1; i < 4; i++ {
+		assert.Equal(t, before[i-1]-1, before[i], "newest first, none missing: %v", before)
+	}
+
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-max-len", "2").Err())
+	// The CONFIG SET and the SLOWLOG GET before this one are logged too.
+	got := ids()
+	require.Len(t, got, 2)
+	assert.Equal(t, []int64{newest + 2, newest + 1}, got, "the newest kept")
+
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-max-len", "6").Err())
+	echo(3) // with the two kept, the GET and the CONFIG SET: 7 for 6 places
+	got = ids()
+	require.Len(t, got, 6)
+	for i := 1; i < 6; i++ {
+		assert.Equal(t, got[i-1]-1, got[i], "newest first, none missing: %v", got)
+	}
+
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-log-slower-than", "-1").Err())
+	last := ids()[0]
+	echo(3)
+	assert.Equal(t, last, ids()[0], "-1: nothing more is kept")
+	assert.Equal(t, map[string]string{"slowlog-log-slower-than": "-1", "slowlog-max-len": "6"}, rc.ConfigGet(ctx, "slowlog*").Val())
+}
+
+// A lower maxclients refuses the next client and disconnects none; a
+// higher one lets clients in again.
+func TestConfigSetMaxClients(t *testing.T) {
+	ts := start(t, Config{})
+	ctx := context.Background()
+	admin := ts.client(t, func(o *redis.Options) { o.PoolSize = 1 })
+	other := ts.raw(t)
+	other.send("PING\r\n")
+	other.expect("+PONG")
+	require.NoError(t, admin.ConfigSet(ctx, "maxclients", "2").Err())
+
+	refused := ts.raw(t)
+	refused.expect("-ERR max number of clients reached")
+	other.send("PING\r\n")
+	other.expect("+PONG") // still served
+	assert.Equal(t, map[string]string{"maxclients": "2"}, admin.ConfigGet(ctx, "maxclients").Val())
+
+	require.NoError(t, admin.ConfigSet(ctx, "maxclients", "3").Err())
+	third := ts.raw(t)
+	third.send("PING\r\n")
+	third.expect("+PONG")
+}
