@@ -89,16 +89,7 @@ func TestStuckMonitorResetDoesNotHoldTransactionsBack(t *testing.T) {
 			require.Eventually(t, func() bool { return stackHas("resp.(*monitor).stop", "resp.(*Server).reset") },
 				10*time.Second, time.Millisecond, "RESET waits for the writer")
 
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			quick := func(o *redis.Options) { o.ContextTimeoutEnabled = true }
-			writer, other := ts.client(t, quick), ts.client(t, quick)
-			_, err = writer.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.HIncrBy(ctx, "c", "n", 1)
-				return nil
-			})
-			require.NoError(t, err, "EXEC waited for the monitor's socket")
-			require.NoError(t, other.Ping(ctx).Err(), "another client is held back")
+			requireNotHeldBack(t, ts, "the monitor")
 		})
 	}
 }

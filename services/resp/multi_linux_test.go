@@ -57,18 +57,26 @@ func TestSlowSubscriberDoesNotHoldTransactionsBack(t *testing.T) {
 
 			// An EXEC and another client's command are not held back for
 			// the subscriber's WriteTimeout (a minute).
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			quick := func(o *redis.Options) { o.ContextTimeoutEnabled = true }
-			writer, other := ts.client(t, quick), ts.client(t, quick)
-			_, err = writer.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.HIncrBy(ctx, "c", "n", 1)
-				return nil
-			})
-			require.NoError(t, err, "EXEC waited for the subscriber's socket")
-			require.NoError(t, other.Ping(ctx).Err(), "another client is held back")
+			requireNotHeldBack(t, ts, "the subscriber")
 		})
 	}
+}
+
+// requireNotHeldBack requires that an EXEC and another client's PING are
+// served within 10 seconds while stuck (a client whose socket is full)
+// waits for its WriteTimeout.
+func requireNotHeldBack(t *testing.T, ts *testServer, stuck string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	quick := func(o *redis.Options) { o.ContextTimeoutEnabled = true }
+	writer, other := ts.client(t, quick), ts.client(t, quick)
+	_, err := writer.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HIncrBy(ctx, "c", "n", 1)
+		return nil
+	})
+	require.NoError(t, err, "EXEC waited for %s's socket", stuck)
+	require.NoError(t, other.Ping(ctx).Err(), "another client is held back by %s", stuck)
 }
 
 // stalledLoop is a durable server (--fsync always) for the tests that show
