@@ -60,8 +60,8 @@ func portOf(t *testing.T, addr string) string {
 }
 
 // The slow log follows CONFIG SET at once: its threshold, and its length,
-// the newest entries kept when it shrinks (at the next entry, as Redis
-// trims), in order when it grows again after its ring has wrapped.
+// the newest entries kept when it shrinks, in order when it grows again
+// after its ring has wrapped.
 func TestConfigSetSlowlog(t *testing.T) {
 	ts := start(t, Config{Observer: &recordingObserver{failed: map[string]bool{}}, SlowlogSlowerThan: time.Hour, SlowlogMaxLen: 4})
 	rc := ts.client(t)
@@ -134,4 +134,44 @@ func TestConfigSetMaxClients(t *testing.T) {
 	third := ts.raw(t)
 	third.send("PING\r\n")
 	third.expect("+PONG")
+}
+
+// A shorter slowlog-max-len trims the log at once, as Redis 7 does (it
+// trims after every command while the log is on: the CONFIG SET's own),
+// and 0 empties it; while the log is off (-1) Redis trims nothing, and
+// turning it on again trims. Checked side by side with Redis 7.0.15.
+func TestConfigSetSlowlogTrimsAtOnce(t *testing.T) {
+	ts := start(t, Config{Observer: &recordingObserver{failed: map[string]bool{}}, SlowlogSlowerThan: time.Nanosecond, SlowlogMaxLen: 10})
+	rc := ts.client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.Ping(ctx).Err()) // the client's own commands at connecting
+	require.NoError(t, rc.SlowLogReset(ctx).Err())
+	for i := range 5 {
+		require.NoError(t, rc.Echo(ctx, strconv.Itoa(i)).Err())
+	}
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-log-slower-than", "100000000").Err()) // 100 s: nothing more logged
+	require.Equal(t, int64(6), rc.SlowLogLen(ctx).Val())
+
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-max-len", "2").Err())
+	assert.Equal(t, int64(2), rc.SlowLogLen(ctx).Val(), "trimmed at the CONFIG SET")
+	got := rc.SlowLogGet(ctx, -1).Val()
+	require.Len(t, got, 2)
+	assert.Equal(t, []string{"echo", "4"}, got[0].Args, "the newest kept")
+	assert.Equal(t, []string{"echo", "3"}, got[1].Args)
+
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-max-len", "0").Err())
+	assert.Equal(t, int64(0), rc.SlowLogLen(ctx).Val(), "0 empties the log")
+	assert.Empty(t, rc.SlowLogGet(ctx, -1).Val())
+
+	// Off, the log is not trimmed; on again, it is.
+	require.NoError(t, rc.Do(ctx, "CONFIG", "SET", "slowlog-log-slower-than", "0", "slowlog-max-len", "10").Err())
+	for i := range 3 {
+		require.NoError(t, rc.Echo(ctx, strconv.Itoa(i)).Err())
+	}
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-log-slower-than", "-1").Err())
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-max-len", "1").Err())
+	assert.Equal(t, int64(4), rc.SlowLogLen(ctx).Val(), "off: as it was")
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-log-slower-than", "100000000").Err())
+	assert.Equal(t, int64(1), rc.SlowLogLen(ctx).Val(), "on again: trimmed")
+	assert.Equal(t, []string{"echo", "2"}, rc.SlowLogGet(ctx, -1).Val()[0].Args)
 }

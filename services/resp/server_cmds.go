@@ -891,6 +891,11 @@ func (s *Server) configSet(c *conn, args [][]byte) {
 	for _, set := range sets {
 		set()
 	}
+	// As Redis, which trims its slow log after every command while the
+	// log is on: a shorter slowlog-max-len drops the oldest entries now.
+	if s.slowerThan.Load() >= 0 {
+		s.slowlog.trim(s.slowlogMaxLen())
+	}
 	c.ok()
 }
 

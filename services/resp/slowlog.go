@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,8 +42,8 @@ type slowlog struct {
 // and, as Redis does, not a secret (see redacted), nor EXEC, whose
 // commands are logged one by one (Redis's skip_slowlog).
 func (s *Server) slow(c *conn, cmd *command, args [][]byte, elapsed time.Duration) {
-	slowerThan, maxLen := time.Duration(s.slowerThan.Load()), int(s.slowMaxLen.Load())
-	if slowerThan < 0 || elapsed < slowerThan || maxLen <= 0 || cmd == nil || cmd.flags&flagExclusive != 0 {
+	slowerThan := time.Duration(s.slowerThan.Load())
+	if slowerThan < 0 || elapsed < slowerThan || s.slowlogMaxLen() <= 0 || cmd == nil || cmd.flags&flagExclusive != 0 {
 		return
 	}
 	secret := redacted(cmd, args)
@@ -68,16 +69,43 @@ func (s *Server) slow(c *conn, cmd *command, args [][]byte, elapsed time.Duratio
 	l := &s.slowlog
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// The length again, under the lock: a CONFIG SET that shortened the
+	// log since has trimmed it (see trim), and a push with the old length
+	// would leave one entry too many, for good when the length is 0.
+	maxLen := s.slowlogMaxLen()
+	if maxLen <= 0 {
+		return
+	}
 	e.id = l.nextID
 	l.nextID++
 	l.push(e, maxLen)
+}
+
+// slowlogMaxLen is slowlog-max-len as an int (which is 32 bits on some
+// platforms).
+func (s *Server) slowlogMaxLen() int {
+	return int(min(s.slowMaxLen.Load(), math.MaxInt))
+}
+
+// trim drops the oldest entries past maxLen, as Redis trims its log after
+// every command while the log is on, the CONFIG SET that shortened it
+// first: the log is never longer than slowlog-max-len for long.
+func (l *slowlog) trim(maxLen int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.entries) <= maxLen {
+		return
+	}
+	kept := l.newestFirst(int64(max(0, maxLen)))
+	slices.Reverse(kept)
+	l.entries, l.oldest = kept, 0
 }
 
 // push adds e, the newest entry, keeping at most maxLen (at least 1); the
 // caller holds l.mu. The entries are a ring once full, so that a push costs
 // the same whatever the length. Once CONFIG SET has changed the length
 // since the ring filled, the entries are put back oldest first, the
-// newest kept (as Redis trims its log at the next push).
+// newest kept.
 func (l *slowlog) push(e slowEntry, maxLen int) {
 	if len(l.entries) > maxLen || l.oldest != 0 && len(l.entries) != maxLen {
 		kept := l.newestFirst(int64(maxLen - 1)) // and e
