@@ -175,3 +175,20 @@ func TestConfigSetSlowlogTrimsAtOnce(t *testing.T) {
 	assert.Equal(t, int64(1), rc.SlowLogLen(ctx).Val(), "on again: trimmed")
 	assert.Equal(t, []string{"echo", "2"}, rc.SlowLogGet(ctx, -1).Val()[0].Args)
 }
+
+// CONFIG GET reports the slowlog-log-slower-than that CONFIG SET was
+// given, to the top of its range, as Redis does: microseconds past 292
+// years do not fit a time.Duration, and were reported as 9223372036854775.
+func TestConfigSetSlowerThanRoundTrips(t *testing.T) {
+	ts := start(t, Config{Observer: &recordingObserver{failed: map[string]bool{}}, SlowlogSlowerThan: time.Nanosecond})
+	rc := ts.client(t)
+	ctx := context.Background()
+	for _, v := range []string{"9223372036854775", "9223372036854776", "1000000000000000000", "9223372036854775807", "-1", "0", "1"} {
+		require.NoError(t, rc.ConfigSet(ctx, "slowlog-log-slower-than", v).Err(), v)
+		assert.Equal(t, map[string]string{"slowlog-log-slower-than": v}, rc.ConfigGet(ctx, "slowlog-log-slower-than").Val(), v)
+	}
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-log-slower-than", "9223372036854775807").Err())
+	require.NoError(t, rc.SlowLogReset(ctx).Err())
+	require.NoError(t, rc.Echo(ctx, "x").Err())
+	assert.Equal(t, int64(0), rc.SlowLogLen(ctx).Val(), "nothing takes that long")
+}

@@ -146,8 +146,9 @@ type Config struct {
 	// client to a goroutine of its own when it subscribes, monitors or runs SAVE.
 	GoroutinePerClient bool
 	// SlowlogSlowerThan is how long a command must run to be kept in the
-	// slow log (SLOWLOG GET), as Redis's slowlog-log-slower-than: 0
-	// means 10 ms; negative, none is kept. The log is kept when the server
+	// slow log (SLOWLOG GET), as Redis's slowlog-log-slower-than, in whole
+	// microseconds (a part of one is dropped): 0 means 10 ms; negative,
+	// none is kept. The log is kept when the server
 	// has an Observer, which times the commands (the daemon always has).
 	SlowlogSlowerThan time.Duration
 	// SlowlogMaxLen is how many commands the slow log keeps, the oldest
@@ -256,7 +257,7 @@ type Server struct {
 	kicked        atomic.Int64  // subscribers disconnected for being slow
 	// What CONFIG SET may change while the server runs, from Config.
 	maxClients atomic.Int64
-	slowerThan atomic.Int64 // nanoseconds; negative: the slow log keeps none
+	slowerThan atomic.Int64 // microseconds, as Redis's; negative: the slow log keeps none
 	slowMaxLen atomic.Int64
 
 	mon            monitors     // the clients in MONITOR mode
@@ -293,7 +294,11 @@ func New(cfg Config) *Server {
 		s.pwHash = sha256.Sum256([]byte(cfg.Password))
 	}
 	s.maxClients.Store(int64(cfg.MaxClients))
-	s.slowerThan.Store(int64(cfg.SlowlogSlowerThan))
+	if cfg.SlowlogSlowerThan < 0 {
+		s.slowerThan.Store(-1) // a part of a microsecond is still negative
+	} else {
+		s.slowerThan.Store(cfg.SlowlogSlowerThan.Microseconds())
+	}
 	s.slowMaxLen.Store(int64(cfg.SlowlogMaxLen))
 	s.cmds = s.commandTable()
 	return s

@@ -811,7 +811,7 @@ func (s *Server) configParams() [][2]string {
 		{"port", port},
 		{"proto-max-bulk-len", strconv.Itoa(s.cfg.MaxBulkLen)},
 		{"save", ""},
-		{"slowlog-log-slower-than", strconv.FormatInt(max(-1, time.Duration(s.slowerThan.Load()).Microseconds()), 10)},
+		{"slowlog-log-slower-than", strconv.FormatInt(s.slowerThan.Load(), 10)},
 		{"slowlog-max-len", strconv.FormatInt(max(0, s.slowMaxLen.Load()), 10)},
 		{"timeout", strconv.Itoa(int(s.cfg.IdleTimeout.Seconds()))},
 	}
@@ -824,13 +824,7 @@ func (s *Server) settable(name string) (lo, hi int64, set func(int64), ok bool) 
 	case "maxclients":
 		return 1, math.MaxUint32, s.maxClients.Store, true
 	case "slowlog-log-slower-than": // microseconds; -1: none kept
-		return -1, math.MaxInt64, func(v int64) {
-			ns := int64(math.MaxInt64) // past 292 years: never
-			if v <= math.MaxInt64/int64(time.Microsecond) {
-				ns = v * int64(time.Microsecond)
-			}
-			s.slowerThan.Store(ns)
-		}, true
+		return -1, math.MaxInt64, s.slowerThan.Store, true
 	case "slowlog-max-len":
 		return 0, math.MaxInt64, s.slowMaxLen.Store, true
 	}

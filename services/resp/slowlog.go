@@ -42,8 +42,10 @@ type slowlog struct {
 // and, as Redis does, not a secret (see redacted), nor EXEC, whose
 // commands are logged one by one (Redis's skip_slowlog).
 func (s *Server) slow(c *conn, cmd *command, args [][]byte, elapsed time.Duration) {
-	slowerThan := time.Duration(s.slowerThan.Load())
-	if slowerThan < 0 || elapsed < slowerThan || s.slowlogMaxLen() <= 0 || cmd == nil || cmd.flags&flagExclusive != 0 {
+	// As Redis: whole microseconds, compared with the threshold in them (a
+	// threshold in nanoseconds would not hold all of slowlog-log-slower-than).
+	slowerThan := s.slowerThan.Load()
+	if slowerThan < 0 || elapsed.Microseconds() < slowerThan || s.slowlogMaxLen() <= 0 || cmd == nil || cmd.flags&flagExclusive != 0 {
 		return
 	}
 	secret := redacted(cmd, args)
