@@ -192,3 +192,27 @@ func TestConfigSetSlowerThanRoundTrips(t *testing.T) {
 	require.NoError(t, rc.Echo(ctx, "x").Err())
 	assert.Equal(t, int64(0), rc.SlowLogLen(ctx).Val(), "nothing takes that long")
 }
+
+// As Redis 7.0.15 (checked side by side), CONFIG SET looks at every name
+// before any value: an unknown or repeated name later in the command is
+// the error, not an earlier bad value; the repeated name is quoted as the
+// client spelt it.
+func TestConfigSetNamesBeforeValues(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []any
+		want string
+	}{
+		{[]any{"slowlog-max-len", "abc", "foo", "bar"}, "ERR Unknown option or number of arguments for CONFIG SET - 'foo'"},
+		{[]any{"maxclients", "0", "maxclients", "5"}, "ERR CONFIG SET failed (possibly related to argument 'maxclients') - duplicate parameter"},
+		{[]any{"SLOWLOG-MAX-LEN", "5", "Slowlog-Max-Len", "6"}, "ERR CONFIG SET failed (possibly related to argument 'Slowlog-Max-Len') - duplicate parameter"},
+		{[]any{"port", "1", "foo", "bar"}, "ERR Unknown option or number of arguments for CONFIG SET - 'foo'"},
+		{[]any{"SLOWLOG-MAX-LEN", "x"}, "ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument couldn't be parsed into an integer"},
+	} {
+		err := rc.Do(ctx, append([]any{"CONFIG", "SET"}, tc.args...)...).Err()
+		require.Error(t, err, "%v", tc.args)
+		assert.Equal(t, tc.want, err.Error(), "%v", tc.args)
+	}
+}

@@ -850,20 +850,26 @@ func (s *Server) configSet(c *conn, args [][]byte) {
 	failed := func(name, why string) {
 		c.err("ERR CONFIG SET failed (possibly related to argument '" + name + "') - " + why)
 	}
-	var sets []func()
+	// The names first, as Redis: an unknown or repeated one is the error
+	// whatever the values before it (the repeated one as the client spelt
+	// it).
 	seen := map[string]bool{}
 	for i := 0; i < len(args); i += 2 {
-		name, value := strings.ToLower(string(args[i])), args[i+1]
-		was, known := current[name]
-		if !known {
+		name := strings.ToLower(string(args[i]))
+		if _, known := current[name]; !known {
 			c.err("ERR Unknown option or number of arguments for CONFIG SET - '" + clip(args[i]) + "'")
 			return
 		}
 		if seen[name] {
-			failed(name, "duplicate parameter")
+			failed(clip(args[i]), "duplicate parameter")
 			return
 		}
 		seen[name] = true
+	}
+	var sets []func()
+	for i := 0; i < len(args); i += 2 {
+		name, value := strings.ToLower(string(args[i])), args[i+1]
+		was := current[name]
 		lo, hi, set, ok := s.settable(name)
 		switch {
 		case ok:
