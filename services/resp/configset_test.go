@@ -216,3 +216,31 @@ func TestConfigSetNamesBeforeValues(t *testing.T) {
 		assert.Equal(t, tc.want, err.Error(), "%v", tc.args)
 	}
 }
+
+// A fixed parameter "set" to the value it has is answered OK when the
+// value is spelt as Redis 7 reads it: yes/no and a policy without regard
+// to case, a size with a unit (checked side by side with Redis 7.0.15).
+func TestConfigSetFixedAsRedisReads(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	for _, args := range [][]any{
+		{"appendonly", "NO"},
+		{"maxmemory-policy", "NoEviction"},
+		{"maxmemory", "0mb"},
+		{"maxmemory", "0GB"},
+		{"proto-max-bulk-len", "16mb"},
+		{"proto-max-bulk-len", "16384KB"},
+	} {
+		assert.NoError(t, rc.Do(ctx, append([]any{"CONFIG", "SET"}, args...)...).Err(), "%v", args)
+	}
+	for _, args := range [][]any{
+		{"appendonly", "yes"},
+		{"maxmemory", "1"},
+		{"maxmemory", "-0"},
+		{"maxmemory", "0xb"},
+		{"proto-max-bulk-len", "16m"}, // 16000000
+	} {
+		assert.Error(t, rc.Do(ctx, append([]any{"CONFIG", "SET"}, args...)...).Err(), "%v", args)
+	}
+}

@@ -831,6 +831,31 @@ func (s *Server) settable(name string) (lo, hi int64, set func(int64), ok bool) 
 	return 0, 0, nil, false
 }
 
+// sameValue reports whether value sets the fixed parameter name to was,
+// its value, as Redis 7 reads a value: yes/no and a policy without regard
+// to case, a size in bytes with a unit (memtoull: k 1000, kb 1024, m, mb,
+// g, gb, b).
+func sameValue(name string, value []byte, was string) bool {
+	switch name {
+	case "appendonly", "maxmemory-policy":
+		return strings.EqualFold(string(value), was)
+	case "maxmemory", "proto-max-bulk-len":
+		v := strings.ToLower(string(value))
+		digits := strings.TrimRight(v, "bkmg")
+		mul, ok := map[string]uint64{"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000 * 1000, "mb": 1024 * 1024,
+			"g": 1000 * 1000 * 1000, "gb": 1024 * 1024 * 1024}[v[len(digits):]]
+		if !ok || digits == "" || strings.Trim(digits, "0123456789") != "" {
+			return false
+		}
+		n, err := strconv.ParseUint(digits, 10, 64)
+		if err != nil || n > math.MaxUint64/mul {
+			return false
+		}
+		return strconv.FormatUint(n*mul, 10) == was
+	}
+	return string(value) == was
+}
+
 // configSet serves CONFIG SET parameter value [parameter value ...], as
 // Redis 7 does: all of them or none, the first bad one named in the
 // error. maxclients, slowlog-log-slower-than and slowlog-max-len change
@@ -883,7 +908,7 @@ func (s *Server) configSet(c *conn, args [][]byte) {
 				return
 			}
 			sets = append(sets, func() { set(v) })
-		case string(value) != was:
+		case !sameValue(name, value, was):
 			failed(name, "kv cannot change it while it runs (it is "+strconv.Quote(was)+")")
 			return
 		}
