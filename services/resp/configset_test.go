@@ -244,3 +244,29 @@ func TestConfigSetFixedAsRedisReads(t *testing.T) {
 		assert.Error(t, rc.Do(ctx, append([]any{"CONFIG", "SET"}, args...)...).Err(), "%v", args)
 	}
 }
+
+// A longer slow log after its ring has wrapped, with no shorter one in
+// between, keeps its entries newest first, none lost; INFO reports a
+// maxclients CONFIG SET changed.
+func TestConfigSetSlowlogGrowsAfterWrap(t *testing.T) {
+	ts := start(t, Config{Observer: &recordingObserver{failed: map[string]bool{}}, SlowlogSlowerThan: time.Nanosecond, SlowlogMaxLen: 4})
+	rc := ts.client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.Ping(ctx).Err())
+	for i := range 6 { // the ring of 4 wraps
+		require.NoError(t, rc.Echo(ctx, strconv.Itoa(i)).Err())
+	}
+	require.NoError(t, rc.ConfigSet(ctx, "slowlog-max-len", "7").Err())
+	require.NoError(t, rc.Echo(ctx, "6").Err())
+	var args [][]string
+	for _, e := range rc.SlowLogGet(ctx, -1).Val() {
+		args = append(args, e.Args)
+	}
+	assert.Equal(t, [][]string{
+		{"echo", "6"}, {"config", "set", "slowlog-max-len", "7"},
+		{"echo", "5"}, {"echo", "4"}, {"echo", "3"}, {"echo", "2"},
+	}, args)
+
+	require.NoError(t, rc.ConfigSet(ctx, "maxclients", "17").Err())
+	assert.Contains(t, rc.Info(ctx, "clients").Val(), "maxclients:17\r\n")
+}
