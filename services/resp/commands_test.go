@@ -573,6 +573,7 @@ func TestAnswersAsRedis(t *testing.T) {
 		{"hset", []any{"write"}},
 		{"hget", []any{"readonly"}},
 		{"ttl", []any{"readonly"}},
+		{"persist", []any{"write"}}, // as Redis, though kv's keys never expire
 		{"dbsize", []any{"readonly"}},
 		{"ping", []any{"pubsub"}},
 		{"wait", []any{}},

@@ -59,7 +59,7 @@ func (s *Server) commandTable() mux {
 	add("pttl", 2, 0, 1, 1, 1, "generic", "Returns -1 (keys do not expire) or -2 for a missing key.", s.noExpiry)
 	add("expiretime", 2, 0, 1, 1, 1, "generic", "Returns -1 (keys do not expire) or -2 for a missing key.", s.noExpiry)
 	add("pexpiretime", 2, 0, 1, 1, 1, "generic", "Returns -1 (keys do not expire) or -2 for a missing key.", s.noExpiry)
-	add("persist", 2, 0, 1, 1, 1, "generic", "Returns 0: no key has a timeout to remove.", s.persist)
+	add("persist", 2, flagWrite, 1, 1, 1, "generic", "Returns 0: no key has a timeout to remove.", s.persist)
 	// Hashes: a bucket is a hash.
 	add("hset", -4, flagWrite, 1, 1, 1, "hash", "Sets fields; creates the key.", s.hset)
 	add("hmset", -4, flagWrite, 1, 1, 1, "hash", "Sets fields; creates the key.", s.hset)
