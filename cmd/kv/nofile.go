@@ -53,6 +53,7 @@ func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, er
 	}
 	need := conns + uint64(storeMax) + reservedFiles
 	if limit == 0 || limit >= need {
+		o.maxClientsCeiling = ceiling(o, limit, storeMax)
 		return storeMax, nil, nil
 	}
 	if !o.inMemory {
@@ -70,6 +71,7 @@ func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, er
 			"raise it (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", limit, least, least-uint64(len(caps)), itself, need)
 	}
 	budget := limit - uint64(storeMax) - reservedFiles
+	defer func() { o.maxClientsCeiling = ceiling(o, limit, storeMax) }()
 	for _, c := range caps {
 		was := *c.n
 		*c.n = max(1, int(min(uint64(was), limit)*budget/conns))
@@ -79,4 +81,24 @@ func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, er
 		}
 	}
 	return storeMax, warnings, nil
+}
+
+// ceiling returns the most Redis clients the open-file limit leaves room
+// for once kv, its store and the other front ends' caps have theirs: what
+// CONFIG SET maxclients may raise --max-clients to (0: no limit known).
+func ceiling(o *options, limit uint64, storeMax int) int {
+	if limit == 0 {
+		return 0
+	}
+	others := uint64(storeMax) + reservedFiles
+	if o.textAddr != "" {
+		others += uint64(o.textMaxClients)
+	}
+	if o.httpAddr != "" {
+		others += uint64(o.httpMaxConns)
+	}
+	if limit <= others {
+		return max(1, o.maxClients)
+	}
+	return max(o.maxClients, int(min(limit-others, math.MaxInt32)))
 }

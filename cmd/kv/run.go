@@ -80,6 +80,9 @@ type options struct {
 	// storeMaxFiles is the files the store may keep open (0: pebble's
 	// default), set by serve to fit the open-file limit.
 	storeMaxFiles int
+	// maxClientsCeiling is what CONFIG SET maxclients may set (0: no
+	// limit known): see fitOpenFiles.
+	maxClientsCeiling int
 	// warnings are what parse found odd but not wrong: run logs them, in
 	// the format and at the level the flags asked for.
 	warnings []string
@@ -656,6 +659,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		Logger:             log.With("service", "resp"),
 		Version:            version,
 		MaxClients:         o.maxClients,
+		MaxClientsCeiling:  o.maxClientsCeiling,
 		MaxRequestBytes:    o.maxRequestBytes,
 		MaxReplyBytes:      o.maxReplyBytes,
 		MaxBulkLen:         o.maxBulkLen,

@@ -944,6 +944,15 @@ func TestOpenFileLimitLowersTheCaps(t *testing.T) {
 	reply, err := ask(conns[0], "SAVE\r\n")
 	require.NoError(t, err, "SAVE's client is served")
 	assert.Equal(t, "+OK\r\n", reply)
+	// Nor may CONFIG SET raise the cap past what the limit leaves.
+	ceiling := limit - minStoreFiles - reservedFiles
+	reply, err = ask(conns[0], fmt.Sprintf("CONFIG SET maxclients %d\r\n", ceiling+1))
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprintf("-ERR CONFIG SET failed (possibly related to argument 'maxclients') - "+
+		"The operating system is not able to handle the specified number of clients, try with %d\r\n", ceiling), reply)
+	reply, err = ask(conns[0], fmt.Sprintf("CONFIG SET maxclients %d\r\n", ceiling))
+	require.NoError(t, err)
+	assert.Equal(t, "+OK\r\n", reply)
 }
 
 func TestFitOpenFiles(t *testing.T) {
@@ -954,11 +963,15 @@ func TestFitOpenFiles(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, storeFiles, storeMax)
 	assert.Empty(t, warnings)
+	assert.Equal(t, 1<<20-storeFiles-reservedFiles-o.textMaxClients-o.httpMaxConns, fits.maxClientsCeiling,
+		"CONFIG SET maxclients may take what the other caps leave")
+	fits.maxClientsCeiling = 0
 	assert.Equal(t, o, fits, "a limit that holds the caps changes none")
 	unknown := o
 	_, warnings, err = fitOpenFiles(&unknown, 0)
 	require.NoError(t, err)
 	assert.Empty(t, warnings)
+	assert.Zero(t, unknown.maxClientsCeiling, "no limit known: no ceiling")
 
 	short := o
 	storeMax, warnings, err = fitOpenFiles(&short, 4096)
@@ -968,6 +981,8 @@ func TestFitOpenFiles(t *testing.T) {
 	assert.Contains(t, warnings[0], "lowered --max-clients from 10000 to ")
 	assert.Contains(t, warnings[0], "files for itself and its store;")
 	assert.LessOrEqual(t, short.maxClients+short.textMaxClients+short.httpMaxConns+storeMax+reservedFiles, 4096)
+	assert.Equal(t, 4096-storeMax-reservedFiles-short.textMaxClients-short.httpMaxConns, short.maxClientsCeiling)
+	assert.GreaterOrEqual(t, short.maxClientsCeiling, short.maxClients)
 
 	_, _, err = fitOpenFiles(&short, 64)
 	require.Error(t, err)

@@ -270,3 +270,18 @@ func TestConfigSetSlowlogGrowsAfterWrap(t *testing.T) {
 	require.NoError(t, rc.ConfigSet(ctx, "maxclients", "17").Err())
 	assert.Contains(t, rc.Info(ctx, "clients").Val(), "maxclients:17\r\n")
 }
+
+// CONFIG SET maxclients stops at Config.MaxClientsCeiling (what the
+// daemon's open-file limit leaves), in Redis's words.
+func TestConfigSetMaxClientsCeiling(t *testing.T) {
+	ts := start(t, Config{MaxClients: 3, MaxClientsCeiling: 5})
+	rc := ts.client(t)
+	ctx := context.Background()
+	err := rc.ConfigSet(ctx, "maxclients", "6").Err()
+	require.Error(t, err)
+	assert.Equal(t, "ERR CONFIG SET failed (possibly related to argument 'maxclients') - "+
+		"The operating system is not able to handle the specified number of clients, try with 5", err.Error())
+	assert.Equal(t, map[string]string{"maxclients": "3"}, rc.ConfigGet(ctx, "maxclients").Val())
+	require.NoError(t, rc.ConfigSet(ctx, "maxclients", "5").Err())
+	assert.Equal(t, map[string]string{"maxclients": "5"}, rc.ConfigGet(ctx, "maxclients").Val())
+}

@@ -101,6 +101,10 @@ type Config struct {
 	// told "ERR max number of clients reached" and disconnected. 0 means
 	// 10000.
 	MaxClients int
+	// MaxClientsCeiling bounds what CONFIG SET maxclients may set: the
+	// clients the process's open files allow (the daemon gives what its
+	// open-file limit leaves for Redis clients). 0 means no ceiling.
+	MaxClientsCeiling int
 	// MaxRequestBytes bounds the bytes of one request not yet complete; a
 	// client that goes past it is told "ERR Protocol error: request too
 	// large" and disconnected. It also bounds a transaction's queued

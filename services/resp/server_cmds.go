@@ -906,6 +906,13 @@ func (s *Server) configSet(c *conn, args [][]byte) {
 			case v < lo || v > hi:
 				failed(name, "argument must be between "+strconv.FormatInt(lo, 10)+" and "+strconv.FormatInt(hi, 10)+" inclusive")
 				return
+			case name == "maxclients" && s.cfg.MaxClientsCeiling > 0 && v > int64(s.cfg.MaxClientsCeiling):
+				// Redis's words when its open-file limit cannot be raised
+				// that far: clients past it would take the files the
+				// store and the listeners need.
+				failed(name, "The operating system is not able to handle the specified number of clients, try with "+
+					strconv.Itoa(s.cfg.MaxClientsCeiling))
+				return
 			}
 			sets = append(sets, func() { set(v) })
 		case !sameValue(name, value, was):
