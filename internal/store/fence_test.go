@@ -51,7 +51,8 @@ func TestFaultUnderLoad(t *testing.T) {
 				var (
 					mu             sync.Mutex
 					acked, failed  = map[string][]byte{}, map[string]bool{}
-					failedSince    int // failures seen after the injection
+					failedSince    int   // failures seen after the injection
+					lastErr        error // the last failure, which says why recovery waits
 					injected, done = make(chan struct{}), make(chan struct{})
 				)
 				var wg sync.WaitGroup
@@ -72,7 +73,7 @@ func TestFaultUnderLoad(t *testing.T) {
 								acked[key] = value(g, i)
 							} else {
 								assert.ErrorIs(t, err, ErrWriteFailed)
-								failed[key] = true
+								failed[key], lastErr = true, err
 								select {
 								case <-injected:
 									failedSince++
@@ -84,16 +85,35 @@ func TestFaultUnderLoad(t *testing.T) {
 					}()
 				}
 				count := func(f func() int) int { mu.Lock(); defer mu.Unlock(); return f() }
+				start := time.Now()
 				require.Eventually(t, func() bool { return count(func() int { return len(acked) }) >= 200 },
 					30*time.Second, time.Millisecond, "writes before the fault")
+				warm := time.Since(start)
 				fail(faults)
 				close(injected)
 				require.Eventually(t, func() bool { return s.Err() != nil && count(func() int { return failedSince }) >= 64 },
 					30*time.Second, time.Millisecond, "writes fail while the disk does")
 				before := count(func() int { return len(acked) })
 				faults.Clear()
-				require.Eventually(t, func() bool { return count(func() int { return len(acked) }) >= before+200 },
-					30*time.Second, time.Millisecond, "writes succeed again once the fault clears")
+				// Recovery reopens the engine, which replays the WAL, flushes
+				// it, and waits for the compactions that flush starts: work
+				// that grows with what was written before the fault; then
+				// come 200 writes, as many as before it. How long that takes
+				// follows how fast this machine runs the test, so the wait
+				// scales with the first 200 writes' time: under -race, among
+				// other such tests on 2 overloaded cores, a fixed 30 s once
+				// ran out. A recovery that never comes fails still, and
+				// the failure shows the store's log.
+				cleared, patience := time.Now(), max(30*time.Second, 10*warm)
+				if !assert.Eventually(t, func() bool { return count(func() int { return len(acked) }) >= before+200 },
+					patience, time.Millisecond, "writes succeed again once the fault clears (waited %v; the first 200 writes took %v)", patience, warm) {
+					mu.Lock()
+					last := lastErr
+					mu.Unlock()
+					t.Fatalf("recovery attempts: %d; writes in flight: %d; the last write failed with: %v; the store's log:\n%s",
+						s.retries.Load(), s.outstanding.Load(), last, logs.String())
+				}
+				t.Logf("200 writes acknowledged %v after the fault cleared; the first 200 took %v", time.Since(cleared), warm)
 				close(done)
 				wg.Wait()
 				require.NoError(t, s.Err())
