@@ -357,3 +357,44 @@ func (s *Server) copyCmd(ctx context.Context, c *conn, args [][]byte) {
 		c.writeErr(err)
 	}
 }
+
+// object serves OBJECT ENCODING, REFCOUNT, FREQ, IDLETIME and HELP for a
+// key, as far as kv has what Redis reports: every hash is a hash table (a
+// Go map; Redis says listpack for a small one), counted once; kv tracks
+// neither access frequencies (its policy is noeviction: Redis's words
+// for that) nor access times. A missing key is nil, before any error, as
+// in Redis.
+func (s *Server) object(ctx context.Context, c *conn, args [][]byte) {
+	if equalFold(args[1], "help") {
+		c.help([]string{
+			"OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+			"ENCODING <key>",
+			"    Return the kind of internal representation used in order to store the value",
+			"    associated with a <key> (always hashtable in kv).",
+			"FREQ <key>",
+			"    Not tracked: kv never evicts.",
+			"IDLETIME <key>",
+			"    Not tracked: kv keeps no access times.",
+			"REFCOUNT <key>",
+			"    Return the number of references of the value associated with the specified",
+			"    <key> (always 1 in kv).",
+			"HELP", "    Prints this help.",
+		})
+		return
+	}
+	b, ok := s.live(ctx, c, args[2])
+	switch {
+	case !ok:
+	case b == nil:
+		c.null()
+	case equalFold(args[1], "encoding"):
+		c.bulkString("hashtable")
+	case equalFold(args[1], "refcount"):
+		c.integer(1)
+	case equalFold(args[1], "freq"):
+		c.err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. " +
+			"Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")
+	default: // idletime
+		c.err("ERR kv keeps no access times: OBJECT IDLETIME is not supported")
+	}
+}

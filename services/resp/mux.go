@@ -168,6 +168,8 @@ func (c *command) keyspace(args [][]byte) bool {
 		return false
 	case "memory":
 		return len(args) > 1 && equalFold(args[1], "usage")
+	case "object":
+		return args == nil || len(args) > 1 && !equalFold(args[1], "help")
 	}
 	return c.onData()
 }

@@ -31,6 +31,7 @@ var syntax = map[string]string{
 	"info":         "[section...]",
 	"config":       "subcommand parameter...",
 	"memory":       "subcommand [key [SAMPLES count]]",
+	"object":       "subcommand [key]",
 	"slowlog":      "subcommand [count]",
 	"pubsub":       "subcommand [argument...]",
 	"flushall":     "[mode]",

@@ -52,6 +52,7 @@ func (s *Server) commandTable() mux {
 	add("waitaof", 4, flagLong, 0, 0, 0, "generic", "Returns once the client's writes are on disk (a durable store).", s.waitaof)
 	add("rename", 3, flagWrite, 1, 2, 1, "generic", "Renames a key, overwriting the destination.", s.rename)
 	add("renamenx", 3, flagWrite, 1, 2, 1, "generic", "Renames a key only when the new name does not exist.", s.renamenx)
+	add("object", -2, 0, 0, 0, 0, "generic", "OBJECT ENCODING, REFCOUNT, FREQ, IDLETIME: a key's internals, as far as kv has them.", s.object)
 	add("copy", -3, flagWrite, 1, 2, 1, "generic", "Copies the value of a key to a new key.", s.copyCmd)
 	// kv's keys never expire: the answers Redis gives for a key without a
 	// timeout, for the tools that ask (GUIs read TTL of every key).
@@ -91,6 +92,7 @@ func (s *Server) commandTable() mux {
 	m["config"].subs = []subcommand{{"get", -3}, {"set", -4}, {"resetstat", 2}, {"rewrite", 2}, {"help", 2}}
 	m["pubsub"].subs = []subcommand{{"channels", -2}, {"numsub", -2}, {"numpat", 2}, {"help", 2}, {"shardchannels", -2}, {"shardnumsub", -2}}
 	m["slowlog"].subs = []subcommand{{"get", -2}, {"len", 2}, {"reset", 2}, {"help", 2}}
+	m["object"].subs = []subcommand{{"encoding", 3}, {"freq", 3}, {"idletime", 3}, {"refcount", 3}, {"help", 2}}
 	m["memory"].subs = []subcommand{{"usage", -3}, {"help", 2}, {"doctor", 2}, {"stats", 2}, {"purge", 2}, {"malloc-stats", 2}}
 	// Types kv does not have: WRONGTYPE on a key, as Redis answers.
 	nothing := func(c *conn) { c.null() }

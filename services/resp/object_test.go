@@ -1,0 +1,54 @@
+package resp
+
+import (
+	"context"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// OBJECT answers as Redis 7.0.15 does (checked side by side), as far as
+// kv has what it reports: a hash table counted once; FREQ in Redis's
+// words for a server that does not evict, IDLETIME refused (kv keeps no
+// access times); nil for a missing key before any of those; Redis's
+// errors for a bad subcommand or arity.
+func TestObject(t *testing.T) {
+	inBothModes(t, func(t *testing.T, client, restart func() *redis.Client) {
+		rc := client()
+		ctx := context.Background()
+		require.NoError(t, rc.HSet(ctx, "h", "a", "1").Err())
+		for _, tc := range []struct {
+			args []any
+			want any    // a reply
+			err  string // or an error
+		}{
+			{[]any{"OBJECT", "ENCODING", "h"}, "hashtable", ""},
+			{[]any{"object", "refcount", "h"}, int64(1), ""},
+			{[]any{"OBJECT", "FREQ", "h"}, nil, "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust."},
+			{[]any{"OBJECT", "IDLETIME", "h"}, nil, "ERR kv keeps no access times: OBJECT IDLETIME is not supported"},
+			{[]any{"OBJECT", "ENCODING", "missing"}, redis.Nil, ""},
+			{[]any{"OBJECT", "FREQ", "missing"}, redis.Nil, ""},
+			{[]any{"OBJECT", "IDLETIME", "missing"}, redis.Nil, ""},
+			{[]any{"OBJECT", "ENCODING"}, nil, "ERR wrong number of arguments for 'object|encoding' command"},
+			{[]any{"OBJECT", "ENCODING", "h", "x"}, nil, "ERR wrong number of arguments for 'object|encoding' command"},
+			{[]any{"OBJECT", "FOO", "h"}, nil, "ERR unknown subcommand 'FOO'. Try OBJECT HELP."},
+		} {
+			got, err := rc.Do(ctx, tc.args...).Result()
+			switch {
+			case tc.err != "":
+				require.Error(t, err, "%v", tc.args)
+				assert.Equal(t, tc.err, err.Error(), "%v", tc.args)
+			case tc.want == redis.Nil:
+				assert.Equal(t, redis.Nil, err, "%v", tc.args)
+			default:
+				require.NoError(t, err, "%v", tc.args)
+				assert.Equal(t, tc.want, got, "%v", tc.args)
+			}
+		}
+		help, err := rc.Do(ctx, "OBJECT", "HELP").StringSlice()
+		require.NoError(t, err)
+		assert.Contains(t, help, "ENCODING <key>")
+	})
+}
