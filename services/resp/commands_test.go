@@ -86,6 +86,20 @@ func TestConnectionCommands(t *testing.T) {
 	text, err = rc.Info(ctx, "replication").Result()
 	require.NoError(t, err)
 	assert.Contains(t, text, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n")
+	// Redis's CPU section (the process's CPU time so far, in seconds),
+	// and Cluster's, which clients read to choose a cluster client.
+	text, err = rc.Info(ctx, "cpu", "cluster").Result()
+	require.NoError(t, err)
+	assert.Regexp(t, `^# CPU\r\nused_cpu_sys:\d+\.\d{6}\r\nused_cpu_user:\d+\.\d{6}\r\n`, text)
+	assert.Contains(t, text, "\r\n# Cluster\r\ncluster_enabled:0\r\n")
+	var sys, user float64
+	_, err = fmt.Sscanf(text, "# CPU\r\nused_cpu_sys:%f\r\nused_cpu_user:%f", &sys, &user)
+	require.NoError(t, err)
+	assert.Positive(t, sys+user, "the test's server has run")
+	text, err = rc.Info(ctx).Result()
+	require.NoError(t, err)
+	assert.Contains(t, text, "# CPU\r\n", "in the default sections, as in Redis")
+	assert.Contains(t, text, "# Cluster\r\n")
 	role, err := rc.Do(ctx, "ROLE").Slice()
 	require.NoError(t, err)
 	assert.Equal(t, []any{"master", int64(0), []any{}}, role)

@@ -634,6 +634,16 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		"master_failover_state:no-failover",
 		"master_repl_offset:0",
 	)
+	var cpu []string
+	if sys, user, ok := cpuTimes(); ok {
+		// Redis's fields, in seconds; kv runs no child processes.
+		secs := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 6, 64) }
+		cpu = []string{"used_cpu_sys:" + secs(sys), "used_cpu_user:" + secs(user),
+			"used_cpu_sys_children:0.000000", "used_cpu_user_children:0.000000"}
+	}
+	section("CPU", cpu...)
+	// Clients that choose between a cluster client and a plain one read it.
+	section("Cluster", "cluster_enabled:0")
 	lines := []string{}
 	if n := s.reg.Len(); n > 0 {
 		lines = append(lines, "db0:keys="+strconv.Itoa(n)+",expires=0,avg_ttl=0")
