@@ -99,6 +99,7 @@ func TestConnectionCommands(t *testing.T) {
 	text, err = rc.Info(ctx).Result()
 	require.NoError(t, err)
 	assert.Contains(t, text, "# CPU\r\n", "in the default sections, as in Redis")
+	assert.Contains(t, text, "# Errorstats\r\n")
 	assert.Contains(t, text, "# Cluster\r\n")
 	role, err := rc.Do(ctx, "ROLE").Slice()
 	require.NoError(t, err)

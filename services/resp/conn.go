@@ -546,7 +546,7 @@ func (c *conn) makeRoom() bool {
 // protocolErr answers a protocol error; the client is closed once it is
 // written.
 func (c *conn) protocolErr(err error) {
-	c.out = redcon.AppendError(c.out, "ERR "+err.Error())
+	c.err("ERR " + err.Error())
 }
 
 // flush writes the waiting replies; it reports false when the client is
@@ -1084,5 +1084,6 @@ func (c *conn) help(lines []string) {
 // err writes an error reply; msg starts with its code (ERR, WRONGTYPE...).
 func (c *conn) err(msg string) {
 	c.failed = true
+	c.s.errors.count(msg)
 	c.out = redcon.AppendError(c.out, msg)
 }

@@ -264,6 +264,7 @@ type Server struct {
 	slowerThan atomic.Int64 // microseconds, as Redis's; negative: the slow log keeps none
 	slowMaxLen atomic.Int64
 
+	errors         errorStats   // error replies, for INFO errorstats
 	mon            monitors     // the clients in MONITOR mode
 	monitorsKicked atomic.Int64 // monitors disconnected for being slow
 

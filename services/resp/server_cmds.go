@@ -619,7 +619,9 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		)
 	}
 	section("Persistence", s.persistence()...)
+	errorReplies, errorLines := s.errors.totals()
 	section("Stats",
+		"total_error_replies:"+strconv.FormatInt(errorReplies, 10),
 		"total_connections_received:"+strconv.FormatInt(s.totalConns.Load(), 10),
 		"total_commands_processed:"+strconv.FormatInt(max(0, s.commandsProcessed()-s.commandsBase.Load()), 10),
 		"rejected_connections:"+strconv.FormatInt(s.rejected.Load(), 10),
@@ -642,6 +644,7 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 			"used_cpu_sys_children:0.000000", "used_cpu_user_children:0.000000"}
 	}
 	section("CPU", cpu...)
+	section("Errorstats", errorLines...)
 	// Clients that choose between a cluster client and a plain one read it.
 	section("Cluster", "cluster_enabled:0")
 	lines := []string{}
@@ -761,6 +764,7 @@ func (s *Server) resetStats() {
 	s.rejected.Store(0)
 	s.kicked.Store(0)
 	s.monitorsKicked.Store(0)
+	s.errors.reset()
 }
 
 func (s *Server) config(_ context.Context, c *conn, args [][]byte) {

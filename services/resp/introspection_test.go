@@ -52,3 +52,24 @@ func TestObject(t *testing.T) {
 		assert.Contains(t, help, "ENCODING <key>")
 	})
 }
+
+// INFO counts the error replies by code, as Redis 7.0.15 does (checked
+// side by side): those of commands refused before they ran too, and
+// CONFIG RESETSTAT starts them again.
+func TestInfoErrorstats(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.HSet(ctx, "h", "a", "1").Err())
+	require.NoError(t, rc.ConfigResetStat(ctx).Err())
+	assert.Error(t, rc.Do(ctx, "NOSUCH").Err())
+	assert.Error(t, rc.Get(ctx, "h").Err())
+	assert.Error(t, rc.Do(ctx, "HGET", "h").Err())
+	errorstats, err := rc.Info(ctx, "errorstats").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "# Errorstats\r\nerrorstat_ERR:count=2\r\nerrorstat_WRONGTYPE:count=1\r\n", errorstats)
+	assert.Contains(t, rc.Info(ctx, "stats").Val(), "\r\ntotal_error_replies:3\r\n")
+	require.NoError(t, rc.ConfigResetStat(ctx).Err())
+	assert.Equal(t, "# Errorstats\r\n", rc.Info(ctx, "errorstats").Val())
+	assert.Contains(t, rc.Info(ctx, "stats").Val(), "\r\ntotal_error_replies:0\r\n")
+}
