@@ -77,7 +77,10 @@ type conn struct {
 	scratch    []byte
 	failed     bool // the reply being written is an error
 	rejected   bool // the command was refused before it ran (its arity, AUTH...)
-	txShared   bool // the command runs under the transactions' read lock, taken for it alone (exec)
+	// uncounted: the error being written is replaced before it leaves
+	// (an EXEC refused: see abortExec), so INFO errorstats skips it.
+	uncounted bool
+	txShared  bool // the command runs under the transactions' read lock, taken for it alone (exec)
 	// When the previous command of the current run ended, on the
 	// connection's clock (see since); 0: no command has run since the
 	// last read or write, so the next one reads the clock to start.
@@ -955,6 +958,11 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 		return
 	}
 	mark := len(c.out)
+	// An EXEC refused here is answered EXECABORT instead of the error
+	// written first (abortExec): as Redis, INFO errorstats counts only
+	// the EXECABORT, the one reply the client sees.
+	exec := cmd != nil && cmd.flags&flagExclusive != 0
+	c.uncounted = exec
 	switch {
 	case c.malformed(cmd, args): // before the login, as Redis does
 		if c.multi != nil {
@@ -968,6 +976,7 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 		c.err("ERR Can't execute '" + cmd.fullName(args) + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
 	case c.oversized(args):
 	default:
+		c.uncounted = false
 		c.commands.Add(1) // as Redis counts them: those that run
 		cmd.fn(ctx, c, args)
 		if c.s.mon.n.Load() > 0 {
@@ -976,7 +985,8 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 		return
 	}
 	c.rejected = true
-	if cmd != nil && cmd.flags&flagExclusive != 0 {
+	if exec {
+		c.uncounted = false
 		c.abortExec(mark)
 	}
 }
@@ -1084,6 +1094,8 @@ func (c *conn) help(lines []string) {
 // err writes an error reply; msg starts with its code (ERR, WRONGTYPE...).
 func (c *conn) err(msg string) {
 	c.failed = true
-	c.s.errors.count(msg)
+	if !c.uncounted {
+		c.s.errors.count(msg)
+	}
 	c.out = redcon.AppendError(c.out, msg)
 }

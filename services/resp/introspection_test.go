@@ -73,3 +73,22 @@ func TestInfoErrorstats(t *testing.T) {
 	assert.Equal(t, "# Errorstats\r\n", rc.Info(ctx, "errorstats").Val())
 	assert.Contains(t, rc.Info(ctx, "stats").Val(), "\r\ntotal_error_replies:0\r\n")
 }
+
+// An EXEC refused before it ran (its arity, a client not logged in) is
+// answered one error, EXECABORT with the reason, and Redis 7.0.15 counts
+// it once, as EXECABORT (checked side by side): not also as the error it
+// replaces, which the client never sees.
+func TestInfoErrorstatsExecAbortCountsOnce(t *testing.T) {
+	ts := start(t, Config{Password: "secret"})
+	rc := ts.client(t, func(o *redis.Options) { o.Password = "secret" })
+	ctx := context.Background()
+	anon := ts.raw(t)
+	require.NoError(t, rc.ConfigResetStat(ctx).Err())
+	anon.send("EXEC\r\n")
+	anon.expect("-EXECABORT Transaction discarded because of: NOAUTH Authentication required.")
+	err := rc.Do(ctx, "EXEC", "x").Err()
+	require.Error(t, err)
+	assert.Equal(t, "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command", err.Error())
+	assert.Equal(t, "# Errorstats\r\nerrorstat_EXECABORT:count=2\r\n", rc.Info(ctx, "errorstats").Val())
+	assert.Contains(t, rc.Info(ctx, "stats").Val(), "\r\ntotal_error_replies:2\r\n")
+}
