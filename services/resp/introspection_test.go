@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -91,4 +92,35 @@ func TestInfoErrorstatsExecAbortCountsOnce(t *testing.T) {
 	assert.Equal(t, "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command", err.Error())
 	assert.Equal(t, "# Errorstats\r\nerrorstat_EXECABORT:count=2\r\n", rc.Info(ctx, "errorstats").Val())
 	assert.Contains(t, rc.Info(ctx, "stats").Val(), "\r\ntotal_error_replies:2\r\n")
+}
+
+// INFO's sections come in Redis 7.0.15's order (checked side by side),
+// those kv has: Commandstats between CPU and Errorstats, before Cluster
+// and Keyspace; and total_error_replies after rejected_connections, as in
+// Redis's Stats. Scripts that split INFO by position, and readers that
+// diff kv's INFO with Redis's, see the same layout.
+func TestInfoSectionsInRedisOrder(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.HSet(ctx, "h", "a", "1").Err())
+	headers := func(text string) []string {
+		var names []string
+		for _, line := range strings.Split(text, "\r\n") {
+			if name, ok := strings.CutPrefix(line, "# "); ok {
+				names = append(names, name)
+			}
+		}
+		return names
+	}
+	all := []string{"Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Commandstats", "Errorstats", "Cluster", "Keyspace"}
+	for _, args := range [][]string{{"everything"}, {"all"}, {"default", "commandstats"}} {
+		text, err := rc.Info(ctx, args...).Result()
+		require.NoError(t, err)
+		assert.Equal(t, all, headers(text), "INFO %v", args)
+	}
+	text, err := rc.Info(ctx, "keyspace", "commandstats", "errorstats").Result()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"Commandstats", "Errorstats", "Keyspace"}, headers(text))
+	assert.Regexp(t, `\r\nrejected_connections:\d+\r\n(.*\r\n)*total_error_replies:\d+\r\n`, rc.Info(ctx, "stats").Val())
 }

@@ -621,10 +621,10 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 	section("Persistence", s.persistence()...)
 	errorReplies, errorLines := s.errors.totals()
 	section("Stats",
-		"total_error_replies:"+strconv.FormatInt(errorReplies, 10),
 		"total_connections_received:"+strconv.FormatInt(s.totalConns.Load(), 10),
 		"total_commands_processed:"+strconv.FormatInt(max(0, s.commandsProcessed()-s.commandsBase.Load()), 10),
 		"rejected_connections:"+strconv.FormatInt(s.rejected.Load(), 10),
+		"total_error_replies:"+strconv.FormatInt(errorReplies, 10), // after rejected_connections, as in Redis
 		"slow_subscribers_disconnected:"+strconv.FormatInt(s.kicked.Load(), 10),
 		"slow_monitors_disconnected:"+strconv.FormatInt(s.monitorsKicked.Load(), 10),
 	)
@@ -644,6 +644,11 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 			"used_cpu_sys_children:0.000000", "used_cpu_user_children:0.000000"}
 	}
 	section("CPU", cpu...)
+	// As in Redis, not in the default sections: only asked for, or with
+	// all or everything; between CPU and Errorstats, as Redis lists it.
+	if want["commandstats"] || want["all"] || want["everything"] {
+		section("Commandstats", s.commandStats()...)
+	}
 	section("Errorstats", errorLines...)
 	// Clients that choose between a cluster client and a plain one read it.
 	section("Cluster", "cluster_enabled:0")
@@ -652,11 +657,6 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		lines = append(lines, "db0:keys="+strconv.Itoa(n)+",expires=0,avg_ttl=0")
 	}
 	section("Keyspace", lines...)
-	// As in Redis, not in the default sections: only asked for, or with
-	// all or everything.
-	if want["commandstats"] || want["all"] || want["everything"] {
-		section("Commandstats", s.commandStats()...)
-	}
 	c.bulkString(b.String())
 }
 
