@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -123,4 +124,58 @@ func TestInfoSectionsInRedisOrder(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"Commandstats", "Errorstats", "Keyspace"}, headers(text))
 	assert.Regexp(t, `\r\nrejected_connections:\d+\r\n(.*\r\n)*total_error_replies:\d+\r\n`, rc.Info(ctx, "stats").Val())
+}
+
+// A client in MONITOR mode may ask OBJECT HELP, which reads no key, but
+// not OBJECT ENCODING (or REFCOUNT...), as Redis 7.0.15 answers (checked
+// side by side): object|help has no readonly flag, the others have.
+func TestObjectOfAMonitor(t *testing.T) {
+	ts := start(t, Config{})
+	require.NoError(t, ts.client(t).HSet(context.Background(), "h", "a", "1").Err())
+	mon := ts.raw(t)
+	monitorOf(mon)
+	for _, sub := range []string{"ENCODING", "refcount", "FREQ", "IDLETIME"} {
+		mon.send(resp("OBJECT", sub, "h"))
+		mon.expect("-ERR Replica can't interact with the keyspace")
+	}
+	mon.send(resp("OBJECT", "help"))
+	n, err := strconv.Atoi(strings.TrimPrefix(mon.line(), "*"))
+	require.NoError(t, err)
+	require.Positive(t, n)
+	for range n {
+		assert.True(t, strings.HasPrefix(mon.line(), "+"))
+	}
+	_, args := mon.shown()
+	assert.Equal(t, `"OBJECT" "help"`, args)
+}
+
+// A protocol error is an error reply, counted as Redis 7.0.15 counts it
+// (checked side by side): errorstat_ERR, before the client is closed.
+func TestInfoErrorstatsCountsProtocolErrors(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.ConfigResetStat(ctx).Err())
+	bad := ts.raw(t)
+	bad.send("*1\r\n$abc\r\n")
+	bad.expect("-ERR Protocol error: invalid bulk length")
+	assert.True(t, bad.closed())
+	assert.Equal(t, "# Errorstats\r\nerrorstat_ERR:count=1\r\n", rc.Info(ctx, "errorstats").Val())
+	assert.Contains(t, rc.Info(ctx, "stats").Val(), "\r\ntotal_error_replies:1\r\n")
+}
+
+// Past maxErrorCodes distinct codes, a new code is counted in
+// total_error_replies alone, and the codes already listed go on counting:
+// the section cannot grow without bound.
+func TestErrorStatsBoundsTheCodes(t *testing.T) {
+	var e errorStats
+	for i := range maxErrorCodes + 10 {
+		e.count("CODE" + strconv.Itoa(i) + " message")
+	}
+	e.count("CODE0 again")
+	total, lines := e.totals()
+	assert.Equal(t, int64(maxErrorCodes+11), total)
+	assert.Len(t, lines, maxErrorCodes)
+	assert.Contains(t, lines, "errorstat_CODE0:count=2")
+	assert.NotContains(t, lines, "errorstat_CODE"+strconv.Itoa(maxErrorCodes)+":count=1")
 }
