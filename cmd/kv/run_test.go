@@ -1059,3 +1059,44 @@ func TestJSONLogDurationsAreText(t *testing.T) {
 		})
 	}
 }
+
+// The ceiling of CONFIG SET maxclients in each of fitOpenFiles's cases:
+// what the limit leaves once the store, kv's own files and the other
+// front ends' caps (those served) have theirs, and never below the cap it
+// fitted, or CONFIG SET maxclients could not restate the current value.
+func TestFitOpenFilesCeiling(t *testing.T) {
+	var out, errOut bytes.Buffer
+	both, _, _ := parse([]string{"--text-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, nil, &out, &errOut)
+	alone, _, _ := parse(nil, nil, &out, &errOut)
+	for _, tc := range []struct {
+		name  string
+		o     options
+		set   func(o *options)
+		limit uint64
+		want  func(o options) int
+	}{
+		{"resp alone", alone, func(*options) {}, 1 << 20, func(options) int { return 1<<20 - storeFiles - reservedFiles }},
+		{"in memory", both, func(o *options) { o.inMemory = true }, 1 << 20, func(o options) int {
+			return 1<<20 - reservedFiles - o.textMaxClients - o.httpMaxConns
+		}},
+		{"no limit Linux allows", both, func(*options) {}, 1 << 40, func(options) int { return 0 }},
+		{"the largest limit", alone, func(*options) {}, math.MaxInt32, func(options) int { return math.MaxInt32 - storeFiles - reservedFiles }},
+		// 35 files in memory: 32 for kv, 3 for the caps, 100, 1 and 1,
+		// lowered to 2, 1 and 1 (each front end keeps one): the cap, 2,
+		// is past what the others leave (1), and is the ceiling.
+		{"caps rounded up", both, func(o *options) {
+			o.inMemory, o.maxClients, o.textMaxClients, o.httpMaxConns = true, 100, 1, 1
+		}, 35, func(o options) int { return o.maxClients }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.o
+			tc.set(&o)
+			_, _, err := fitOpenFiles(&o, tc.limit)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want(o), o.maxClientsCeiling)
+			if o.maxClientsCeiling != 0 {
+				assert.GreaterOrEqual(t, o.maxClientsCeiling, o.maxClients)
+			}
+		})
+	}
+}
