@@ -77,8 +77,10 @@ type conn struct {
 	scratch    []byte
 	failed     bool // the reply being written is an error
 	rejected   bool // the command was refused before it ran (its arity, AUTH...)
-	// uncounted: the error being written is replaced before it leaves
-	// (an EXEC refused: see abortExec), so INFO errorstats skips it.
+	// uncounted: INFO errorstats skips the error being written, as one
+	// reply with another error that is counted (an EXEC refused, which
+	// abortExec answers EXECABORT; a transaction's error reply dropped
+	// for its length: see execTx).
 	uncounted bool
 	txShared  bool // the command runs under the transactions' read lock, taken for it alone (exec)
 	// When the previous command of the current run ended, on the

@@ -179,3 +179,34 @@ func TestErrorStatsBoundsTheCodes(t *testing.T) {
 	assert.Contains(t, lines, "errorstat_CODE0:count=2")
 	assert.NotContains(t, lines, "errorstat_CODE"+strconv.Itoa(maxErrorCodes)+":count=1")
 }
+
+// A transaction's reply dropped for its length once the replies pass
+// MaxReplyBytes (see execTx) is one error reply, counted once: also when
+// the reply dropped was itself an error, never sent (OBJECT FREQ's, of
+// 172 bytes). Each error the client reads is one in INFO, as in Redis.
+func TestInfoErrorstatsCountsADroppedErrorOnce(t *testing.T) {
+	ts := start(t, Config{MaxReplyBytes: 4 << 10})
+	rc := ts.client(t, func(o *redis.Options) { o.Protocol = 2 }) // no HELLO 3 (NOPROTO) on a new connection
+	ctx := context.Background()
+	require.NoError(t, rc.HSet(ctx, "h", "big", strings.Repeat("v", 1024)).Err())
+	require.NoError(t, rc.ConfigResetStat(ctx).Err())
+	cmds, err := rc.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for range 8 {
+			p.HGet(ctx, "h", "big")
+		}
+		for range 3 {
+			p.Do(ctx, "OBJECT", "FREQ", "h")
+		}
+		return nil
+	})
+	require.Error(t, err)
+	errs := 0
+	for _, cmd := range cmds {
+		if cmd.Err() != nil {
+			errs++
+		}
+	}
+	require.EqualError(t, cmds[len(cmds)-1].Err(), "ERR reply too large: the transaction's replies already pass 4096 bytes")
+	assert.Equal(t, "# Errorstats\r\nerrorstat_ERR:count="+strconv.Itoa(errs)+"\r\n", rc.Info(ctx, "errorstats").Val())
+	assert.Contains(t, rc.Info(ctx, "stats").Val(), "\r\ntotal_error_replies:"+strconv.Itoa(errs)+"\r\n")
+}

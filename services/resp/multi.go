@@ -128,8 +128,13 @@ func (s *Server) execTx(ctx context.Context, c *conn, _ [][]byte) {
 			c.run(ctx, q.cmd, q.args)
 		}
 		if start-begin > s.cfg.MaxReplyBytes && len(c.out)-start > maxDroppedReply && len(c.pending) == pending && !hasEffect(q.cmd) {
+			// An error dropped (OBJECT FREQ's) was counted in INFO
+			// errorstats as it was written: its replacement is the same
+			// error reply to the client, not a second one.
+			c.uncounted = c.out[start] == '-'
 			c.out = c.out[:start]
 			c.err("ERR reply too large: the transaction's replies already pass " + strconv.Itoa(s.cfg.MaxReplyBytes) + " bytes")
+			c.uncounted = false
 		}
 	}
 	c.failed, c.rejected = false, false // EXEC ran, whatever its commands did
