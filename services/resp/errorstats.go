@@ -7,7 +7,7 @@ import (
 	"sync"
 )
 
-// maxErrorCodes bounds the error codes INFO errorstats lists, as Redis's
+// maxErrorCodes bounds the error codes INFO errorstats lists, as Redis 7.2's
 // (ERRORSTATS_LIMIT): past it, a new code is counted in
 // total_error_replies alone.
 const maxErrorCodes = 128

@@ -169,7 +169,7 @@ func (c *command) keyspace(args [][]byte) bool {
 	case "memory":
 		return len(args) > 1 && equalFold(args[1], "usage")
 	case "object":
-		return args == nil || len(args) > 1 && !equalFold(args[1], "help")
+		return len(args) > 1 && !equalFold(args[1], "help")
 	}
 	return c.onData()
 }
