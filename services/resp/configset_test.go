@@ -35,9 +35,7 @@ func TestConfigSetErrors(t *testing.T) {
 		{[]any{"slowlog-max-len", "5", "port", "1"}, "ERR CONFIG SET failed (possibly related to argument 'port') - kv cannot change it while it runs (it is \"" + portOf(t, ts.addr) + "\")"},
 		{[]any{"maxclients", "7", "appendonly", "yes"}, "ERR CONFIG SET failed (possibly related to argument 'appendonly') - kv cannot change it while it runs (it is \"no\")"},
 	} {
-		err := rc.Do(ctx, append([]any{"CONFIG", "SET"}, tc.args...)...).Err()
-		require.Error(t, err, "%v", tc.args)
-		assert.Equal(t, tc.want, err.Error(), "%v", tc.args)
+		requireConfigSetError(t, rc, tc.args, tc.want)
 	}
 	params, err := rc.ConfigGet(ctx, "*").Result()
 	require.NoError(t, err)
@@ -200,7 +198,6 @@ func TestConfigSetSlowerThanRoundTrips(t *testing.T) {
 func TestConfigSetNamesBeforeValues(t *testing.T) {
 	ts := start(t, Config{})
 	rc := ts.client(t)
-	ctx := context.Background()
 	for _, tc := range []struct {
 		args []any
 		want string
@@ -211,9 +208,7 @@ func TestConfigSetNamesBeforeValues(t *testing.T) {
 		{[]any{"port", "1", "foo", "bar"}, "ERR Unknown option or number of arguments for CONFIG SET - 'foo'"},
 		{[]any{"SLOWLOG-MAX-LEN", "x"}, "ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument couldn't be parsed into an integer"},
 	} {
-		err := rc.Do(ctx, append([]any{"CONFIG", "SET"}, tc.args...)...).Err()
-		require.Error(t, err, "%v", tc.args)
-		assert.Equal(t, tc.want, err.Error(), "%v", tc.args)
+		requireConfigSetError(t, rc, tc.args, tc.want)
 	}
 }
 
@@ -284,4 +279,12 @@ func TestConfigSetMaxClientsCeiling(t *testing.T) {
 	assert.Equal(t, map[string]string{"maxclients": "3"}, rc.ConfigGet(ctx, "maxclients").Val())
 	require.NoError(t, rc.ConfigSet(ctx, "maxclients", "5").Err())
 	assert.Equal(t, map[string]string{"maxclients": "5"}, rc.ConfigGet(ctx, "maxclients").Val())
+}
+
+// requireConfigSetError requires CONFIG SET args to fail with want.
+func requireConfigSetError(t *testing.T, rc *redis.Client, args []any, want string) {
+	t.Helper()
+	err := rc.Do(context.Background(), append([]any{"CONFIG", "SET"}, args...)...).Err()
+	require.Error(t, err, "%v", args)
+	assert.Equal(t, want, err.Error(), "%v", args)
 }
