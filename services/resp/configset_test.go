@@ -288,3 +288,44 @@ func requireConfigSetError(t *testing.T, rc *redis.Client, args []any, want stri
 	require.Error(t, err, "%v", args)
 	assert.Equal(t, want, err.Error(), "%v", args)
 }
+
+// CONFIG SET timeout applies to the clients connected already, on the
+// event loop and on goroutines of their own: a shorter timeout closes a
+// client idle for longer, a subscriber is never closed for idling (even
+// when a later CONFIG SET wakes it after it has idled past the timeout),
+// and 0 keeps every client.
+func TestConfigSetTimeout(t *testing.T) {
+	for _, mode := range []struct {
+		name      string
+		perClient bool
+	}{{"event loop", false}, {"goroutine per client", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{IdleTimeout: time.Hour, GoroutinePerClient: mode.perClient})
+			sub := ts.raw(t)
+			sub.send(resp("SUBSCRIBE", "kv:created"))
+			sub.expect("*3", "$9", "subscribe", "$10", "kv:created", ":1")
+			idle := ts.raw(t)
+			idle.send("PING\r\n")
+			idle.expect("+PONG")
+			set := func(secs string) {
+				admin := ts.raw(t)
+				admin.send(resp("CONFIG", "SET", "timeout", secs))
+				admin.expect("+OK")
+			}
+			set("1")
+			require.True(t, idle.closedWithin(10*time.Second), "an hour's deadline gives way to a second's")
+			set("1") // wakes the subscriber, idle for over a second now
+			set("0")
+			kept := ts.raw(t)
+			kept.send("PING\r\n")
+			kept.expect("+PONG")
+			require.False(t, kept.closedWithin(2500*time.Millisecond), "timeout 0: no client is closed for idling")
+			kept.send("PING\r\n")
+			kept.expect("+PONG")
+			sub.send("PING\r\n")
+			sub.expect("*2", "$4", "pong", "$0", "")
+			kept.send(resp("CONFIG", "GET", "timeout"))
+			kept.expect("*2", "$7", "timeout", "$1", "0")
+		})
+	}
+}

@@ -3,6 +3,7 @@ package resp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"runtime"
 	"strconv"
@@ -87,14 +88,17 @@ type conn struct {
 	// connection's clock (see since); 0: no command has run since the
 	// last read or write, so the next one reads the clock to start.
 	lastEnd time.Duration
-	quit    bool // close once the replies are written
-	authed  bool
-	ps      *subscriber  // non-nil while subscribed
-	mon     *monitor     // non-nil in MONITOR mode
-	monLine []byte       // the line feed builds for the monitors
-	unix    bool         // connected over a Unix socket (MONITOR shows its path)
-	multi   *transaction // non-nil between MULTI and EXEC or DISCARD
-	watches *watchSet    // the keys WATCH watches (nil: none)
+	// staleDeadline: the read deadline is one CONFIG SET timeout moved to
+	// wake the client (see Server.retime); serve sets it again.
+	staleDeadline bool
+	quit          bool // close once the replies are written
+	authed        bool
+	ps            *subscriber  // non-nil while subscribed
+	mon           *monitor     // non-nil in MONITOR mode
+	monLine       []byte       // the line feed builds for the monitors
+	unix          bool         // connected over a Unix socket (MONITOR shows its path)
+	multi         *transaction // non-nil between MULTI and EXEC or DISCARD
+	watches       *watchSet    // the keys WATCH watches (nil: none)
 	// For CLIENT LIST's multi: 1 + the commands queued while in a
 	// transaction, 0 out of one.
 	inMulti atomic.Int32
@@ -387,10 +391,14 @@ func (c *conn) serve(ctx context.Context) {
 
 		// Wait for more. The deadline is set before the stopping check, so
 		// that a shutdown's interrupt cannot be overwritten unseen.
-		switch idle := s.cfg.IdleTimeout; {
+		switch idle := s.idleTimeout(); {
 		case c.ps != nil, c.mon != nil: // as Redis, which times out neither
 			_ = c.nc.SetReadDeadline(time.Time{})
 			c.readRenew = time.Time{}
+		case idle <= 0:
+			if c.staleDeadline { // CONFIG SET timeout 0 woke it
+				_ = c.nc.SetReadDeadline(time.Time{})
+			}
 		case idle > 0:
 			c.wq.mu.Lock()
 			if c.wq.active {
@@ -404,6 +412,7 @@ func (c *conn) serve(ctx context.Context) {
 			}
 			c.wq.mu.Unlock()
 		}
+		c.staleDeadline = false
 		if s.stopping.Load() {
 			return
 		}
@@ -411,7 +420,15 @@ func (c *conn) serve(ctx context.Context) {
 		n, err := c.nc.Read(c.buf[c.end:])
 		c.end += n
 		if err != nil && n == 0 {
-			return
+			var ne net.Error
+			if s.stopping.Load() || !errors.As(err, &ne) || !ne.Timeout() || c.idleOut() {
+				return
+			}
+			// CONFIG SET timeout woke it (see Server.retime), and by the
+			// timeout now in force it is not idle: it waits on, under a
+			// deadline set anew.
+			c.readRenew, c.staleDeadline = time.Time{}, true
+			continue
 		}
 		c.lastRead.Store(int64(c.since()))
 	}
@@ -674,7 +691,7 @@ func (c *conn) writeQueued() {
 				// the rest of the client's life.
 				q.buf = nil
 			}
-			if idle := c.s.cfg.IdleTimeout; idle > 0 && q.err == nil {
+			if idle := c.s.idleTimeout(); idle > 0 && q.err == nil {
 				// The replies are out: the client's idle time counts from
 				// now (its goroutine waits without a deadline meanwhile);
 				// a stop's interrupt must not be overwritten unseen.
@@ -831,6 +848,21 @@ func (c *conn) close() {
 		c.mon.stop()
 		c.mon = nil
 	}
+}
+
+// idleOut reports whether the client, on a goroutine of its own (which
+// calls it), has been idle for the idle timeout now in force: nothing read
+// from it for that long, and no reply of its still being written.
+// Subscribers and monitors never are.
+func (c *conn) idleOut() bool {
+	idle := c.s.idleTimeout()
+	if idle <= 0 || c.ps != nil || c.mon != nil { // subscribers and monitors never idle out
+		return false
+	}
+	c.wq.mu.Lock()
+	writing := c.wq.active
+	c.wq.mu.Unlock()
+	return !writing && c.since()-time.Duration(c.lastRead.Load()) >= idle
 }
 
 // since returns the time since the connection was made, on the monotonic

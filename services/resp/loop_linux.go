@@ -273,6 +273,7 @@ func (l *loop) run() {
 		}
 		if now.After(nextExpiry) {
 			l.expire(now)
+			tick = l.tick() // CONFIG SET timeout may have changed it
 			nextExpiry = now.Add(tick)
 		}
 	}
@@ -283,7 +284,7 @@ func (l *loop) run() {
 // 1.125 timeouts after it stopped.
 func (l *loop) tick() time.Duration {
 	t := l.s.cfg.WriteTimeout
-	if idle := l.s.cfg.IdleTimeout; idle > 0 && idle < t {
+	if idle := l.s.idleTimeout(); idle > 0 && idle < t {
 		t = idle
 	}
 	return max(t/8, time.Millisecond)
@@ -608,7 +609,7 @@ func (l *loop) handoff(c *conn) {
 // expire closes the clients idle for longer than IdleTimeout, and those
 // that have not read their replies for longer than WriteTimeout.
 func (l *loop) expire(now time.Time) {
-	idle, wt := l.s.cfg.IdleTimeout, l.s.cfg.WriteTimeout
+	idle, wt := l.s.idleTimeout(), l.s.cfg.WriteTimeout
 	var late []*conn
 	l.mu.Lock()
 	for _, c := range l.conns {

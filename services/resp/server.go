@@ -118,8 +118,9 @@ type Config struct {
 	// longer command is refused with an error reply. 0 means 1048576.
 	MaxArgs int
 	// IdleTimeout closes a client that sends nothing for that long
-	// (subscribers excepted). 0 means 5 minutes; a negative value disables
-	// it.
+	// (subscribers and monitors excepted). 0 means 5 minutes; a negative
+	// value disables it. CONFIG SET timeout changes it while the server
+	// runs.
 	IdleTimeout time.Duration
 	// WriteTimeout bounds one write to a client (a reply, an event); a
 	// client that does not read for that long is disconnected. 0 means 30
@@ -261,6 +262,7 @@ type Server struct {
 	kicked        atomic.Int64  // subscribers disconnected for being slow
 	// What CONFIG SET may change while the server runs, from Config.
 	maxClients atomic.Int64
+	idle       atomic.Int64 // IdleTimeout, in nanoseconds; 0: none
 	slowerThan atomic.Int64 // microseconds, as Redis's; negative: the slow log keeps none
 	slowMaxLen atomic.Int64
 
@@ -299,6 +301,7 @@ func New(cfg Config) *Server {
 		s.pwHash = sha256.Sum256([]byte(cfg.Password))
 	}
 	s.maxClients.Store(int64(cfg.MaxClients))
+	s.idle.Store(int64(cfg.IdleTimeout))
 	if cfg.SlowlogSlowerThan < 0 {
 		s.slowerThan.Store(-1) // a part of a microsecond is still negative
 	} else {
@@ -518,4 +521,31 @@ func (s *Server) clients() []*conn {
 		cs = append(cs, c)
 	}
 	return cs
+}
+
+// idleTimeout is the idle timeout in force (Config.IdleTimeout, or what
+// CONFIG SET timeout made it); 0: none.
+func (s *Server) idleTimeout() time.Duration { return time.Duration(s.idle.Load()) }
+
+// setIdleTimeout serves CONFIG SET timeout, in seconds, as Redis: 0 turns
+// the idle timeout off, and the new one applies to the clients connected
+// already. The event loop's clients follow at its next look for idle
+// ones; a client on a goroutine of its own waits for a read under a
+// deadline set by the old timeout, so each is woken (retime) to set it
+// again: one that is idle by the new timeout is closed then.
+func (s *Server) setIdleTimeout(secs int64) {
+	s.idle.Store(secs * int64(time.Second))
+	s.retime()
+}
+
+// retime wakes every client waiting for a read on a goroutine of its own
+// (see setIdleTimeout).
+func (s *Server) retime() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.nc != nil {
+			_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
 }

@@ -827,7 +827,7 @@ func (s *Server) configParams() [][2]string {
 		{"save", ""},
 		{"slowlog-log-slower-than", strconv.FormatInt(s.slowerThan.Load(), 10)},
 		{"slowlog-max-len", strconv.FormatInt(max(0, s.slowMaxLen.Load()), 10)},
-		{"timeout", strconv.Itoa(int(s.cfg.IdleTimeout.Seconds()))},
+		{"timeout", strconv.FormatInt(int64(s.idleTimeout().Seconds()), 10)},
 	}
 }
 
@@ -839,6 +839,8 @@ func (s *Server) settable(name string) (lo, hi int64, set func(int64), ok bool) 
 		return 1, math.MaxUint32, s.maxClients.Store, true
 	case "slowlog-log-slower-than": // microseconds; -1: none kept
 		return -1, math.MaxInt64, s.slowerThan.Store, true
+	case "timeout": // seconds; 0: clients are never closed for idling
+		return 0, math.MaxInt32, s.setIdleTimeout, true
 	case "slowlog-max-len":
 		return 0, math.MaxInt64, s.slowMaxLen.Store, true
 	}
