@@ -4,9 +4,11 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/kvproject/kv/bucket"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -328,4 +330,34 @@ func TestConfigSetTimeout(t *testing.T) {
 			kept.expect("*2", "$7", "timeout", "$1", "0")
 		})
 	}
+}
+
+// A client on a goroutine of its own whose command outlasts the timeout
+// that CONFIG SET sets meanwhile is not idle when its reply goes out: its
+// idle time counts from then, not from the read of the command (the wake
+// that CONFIG SET gave it must not close it at once).
+func TestConfigSetTimeoutLongCommand(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	ts := start(t, Config{IdleTimeout: time.Hour, GoroutinePerClient: true,
+		testHookLive: func(b *bucket.Bucket) {
+			if b.Name() == "slow" {
+				once.Do(func() { close(entered); <-release })
+			}
+		}})
+	require.NoError(t, ts.client(t).HSet(context.Background(), "slow", "f", "v").Err())
+	long := ts.raw(t)
+	long.send("HGET slow f\r\n")
+	<-entered
+	admin := ts.raw(t)
+	admin.send(resp("CONFIG", "SET", "timeout", "1"))
+	admin.expect("+OK")
+	// Connected after the command was read: once it idles out, the
+	// command has run for longer than the timeout.
+	require.True(t, ts.raw(t).closedWithin(10*time.Second))
+	close(release)
+	long.expect("$1", "v")
+	require.False(t, long.closedWithin(500*time.Millisecond), "closed as its reply went out, idle for no time")
+	long.send("PING\r\n")
+	long.expect("+PONG")
 }

@@ -123,6 +123,9 @@ type conn struct {
 	// 1.125 timeouts after its last activity. writeRenew is guarded by wmu.
 	readRenew  time.Time
 	writeRenew time.Time
+	// waitFrom: when (see since) the client's goroutine last began to
+	// wait for a request under an idle timeout, its replies written.
+	waitFrom time.Duration
 
 	commands atomic.Int64
 	// When the client last sent something, on the connection's clock (see
@@ -391,6 +394,10 @@ func (c *conn) serve(ctx context.Context) {
 
 		// Wait for more. The deadline is set before the stopping check, so
 		// that a shutdown's interrupt cannot be overwritten unseen.
+		// The timeout is read and the deadline set under wq.mu, as
+		// Server.retime wakes the client: a CONFIG SET timeout either
+		// comes first (and is read here) or wakes the client after.
+		c.wq.mu.Lock()
 		switch idle := s.idleTimeout(); {
 		case c.ps != nil, c.mon != nil: // as Redis, which times out neither
 			_ = c.nc.SetReadDeadline(time.Time{})
@@ -399,19 +406,22 @@ func (c *conn) serve(ctx context.Context) {
 			if c.staleDeadline { // CONFIG SET timeout 0 woke it
 				_ = c.nc.SetReadDeadline(time.Time{})
 			}
-		case idle > 0:
-			c.wq.mu.Lock()
-			if c.wq.active {
-				// Its replies wait for it: the client is not idle. The
-				// writer sets the deadline once they are out.
-				_ = c.nc.SetReadDeadline(time.Time{})
-				c.readRenew = time.Time{}
-			} else if now := time.Now(); now.After(c.readRenew) {
+		case c.wq.active:
+			// Its replies wait for it: the client is not idle. The
+			// writer sets the deadline once they are out.
+			_ = c.nc.SetReadDeadline(time.Time{})
+			c.readRenew = time.Time{}
+		default:
+			now := time.Now()
+			// Its idle time counts from now, not from the read of its
+			// last command (which may have run for long): see idleOut.
+			c.waitFrom = now.Sub(c.created)
+			if now.After(c.readRenew) {
 				_ = c.nc.SetReadDeadline(now.Add(idle + idle/8))
 				c.readRenew = now.Add(idle / 8)
 			}
-			c.wq.mu.Unlock()
 		}
+		c.wq.mu.Unlock()
 		c.staleDeadline = false
 		if s.stopping.Load() {
 			return
@@ -626,6 +636,7 @@ type writeQueue struct {
 	done     chan struct{}   // closed when the active writer ends
 	err      error           // the writer's write failed: the client is gone
 	raw      syscall.RawConn // the connection's, for writeNow (the client's goroutine's own)
+	doneAt   time.Duration   // when (see conn.since) the last writer wrote the last reply
 	// room, while the client's goroutine waits for the queue to shrink
 	// below MaxReplyBytes, is closed by the writer once it has.
 	room chan struct{}
@@ -691,6 +702,7 @@ func (c *conn) writeQueued() {
 				// the rest of the client's life.
 				q.buf = nil
 			}
+			q.doneAt = c.since()
 			if idle := c.s.idleTimeout(); idle > 0 && q.err == nil {
 				// The replies are out: the client's idle time counts from
 				// now (its goroutine waits without a deadline meanwhile);
@@ -852,17 +864,19 @@ func (c *conn) close() {
 
 // idleOut reports whether the client, on a goroutine of its own (which
 // calls it), has been idle for the idle timeout now in force: nothing read
-// from it for that long, and no reply of its still being written.
-// Subscribers and monitors never are.
+// from it, no command of its run and no reply of its written for that
+// long, and no reply of its still being written. Subscribers and monitors
+// never are.
 func (c *conn) idleOut() bool {
 	idle := c.s.idleTimeout()
 	if idle <= 0 || c.ps != nil || c.mon != nil { // subscribers and monitors never idle out
 		return false
 	}
 	c.wq.mu.Lock()
-	writing := c.wq.active
+	writing, wrote := c.wq.active, c.wq.doneAt
 	c.wq.mu.Unlock()
-	return !writing && c.since()-time.Duration(c.lastRead.Load()) >= idle
+	last := max(time.Duration(c.lastRead.Load()), c.waitFrom, wrote)
+	return !writing && c.since()-last >= idle
 }
 
 // since returns the time since the connection was made, on the monotonic

@@ -545,7 +545,13 @@ func (s *Server) retime() {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.nc != nil {
+			// Under wq.mu, as the client's goroutine and its writer read
+			// the timeout and set the deadline by it: one that read the
+			// old timeout has set its deadline already, and this wakes
+			// it; otherwise it reads the new one.
+			c.wq.mu.Lock()
 			_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+			c.wq.mu.Unlock()
 		}
 	}
 }
