@@ -87,7 +87,13 @@ func newDurableTreeWith(t *testing.T, st Store, wrap func(*events.Manager) Publi
 
 func openStoreT(t *testing.T, dir string) *countingStore {
 	t.Helper()
-	st, err := store.Open(dir, store.Options{})
+	return openStoreWith(t, dir, store.Options{})
+}
+
+// openStoreWith is openStoreT with the store's options.
+func openStoreWith(t *testing.T, dir string, opts store.Options) *countingStore {
+	t.Helper()
+	st, err := store.Open(dir, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	return &countingStore{Store: st}

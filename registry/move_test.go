@@ -674,14 +674,7 @@ func TestMoveWithoutIndexFindsATargetWhoseCreateIsQueued(t *testing.T) {
 	}
 	for op, move := range moves {
 		t.Run(op, func(t *testing.T) {
-			st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways})
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = st.Close() })
-			cs := &countingStore{Store: st}
-			require.NoError(t, st.Apply("src", store.Put("f", []byte("src"))))
-			cs.failList.Store(true)
-			r, _, _ := newDurableTree(t, cs)
-			require.Nil(t, r.stored, "no index")
+			r := newUnindexedTreeWithSrc(t)
 
 			dst, created, err := r.CreateWith(ctx, "dst", putF("dst")) // queued, not waited for
 			require.NoError(t, err)
@@ -697,6 +690,19 @@ func TestMoveWithoutIndexFindsATargetWhoseCreateIsQueued(t *testing.T) {
 			assert.Equal(t, map[string]string{"f": "dst"}, got)
 		})
 	}
+}
+
+// newUnindexedTreeWithSrc is a durable tree (FsyncAlways) whose store
+// holds the bucket src (f: "src") and could not be listed at start: the
+// registry has no index of stored names.
+func newUnindexedTreeWithSrc(t *testing.T) *Registry {
+	t.Helper()
+	cs := openStoreWith(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways})
+	require.NoError(t, cs.Apply("src", store.Put("f", []byte("src"))))
+	cs.failList.Store(true)
+	r, _, _ := newDurableTree(t, cs)
+	require.Nil(t, r.stored, "no index")
+	return r
 }
 
 // A move onto a name no bucket can have (empty, or longer than
@@ -856,14 +862,7 @@ func TestMoveWithoutIndexIsListedOnceItReturns(t *testing.T) {
 		}, []string{"src", "dst"}},
 	} {
 		t.Run(tc.op, func(t *testing.T) {
-			st, err := store.Open(t.TempDir(), store.Options{Fsync: store.FsyncAlways})
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = st.Close() })
-			cs := &countingStore{Store: st}
-			require.NoError(t, st.Apply("src", store.Put("f", []byte("src"))))
-			cs.failList.Store(true)
-			r, _, _ := newDurableTree(t, cs)
-			require.Nil(t, r.stored, "no index")
+			r := newUnindexedTreeWithSrc(t)
 
 			release := r.HoldWrites()
 			p, err := tc.move(r)
