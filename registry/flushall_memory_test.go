@@ -125,13 +125,10 @@ func TestFlushAllInMemoryHoldsOffARename(t *testing.T) {
 		require.Eventually(t, func() bool {
 			return goroutinesIn("(*Registry).FlushAllNoWait", "(*Bucket).Stop", "(*RWMutex).Lock") == 1
 		}, waitFor, tick, "the flush stops x")
-		renamed := make(chan error, 1)
+		var renamed <-chan error
 		if reached = !ended(a); reached {
-			go func() { renamed <- r.Rename(ctx, "a", "b") }()
-			require.Eventually(t, func() bool {
-				return len(renamed) == 1 || goroutinesIn("(*Registry).moveInMemory", "(*RWMutex).RLock") == 1
-			}, waitFor, tick)
-			assert.Equal(t, 0, len(renamed), "the rename ran while the flush was under way")
+			renamed = goBlocked(t, func() error { return r.Rename(ctx, "a", "b") },
+				"the rename ran while the flush was under way", "(*Registry).moveInMemory", "(*RWMutex).RLock")
 		}
 		release()
 		require.NoError(t, <-flushed)

@@ -962,6 +962,19 @@ func TestMoveInMemoryMeetsTheStop(t *testing.T) {
 	}
 }
 
+// goBlocked runs op on a goroutine of its own and waits until op has
+// returned or a goroutine waits in frames (see goroutinesIn); it requires
+// the latter (what says why not) and returns the channel op's error comes
+// on once it is let go.
+func goBlocked(t *testing.T, op func() error, what string, frames ...string) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- op() }()
+	require.Eventually(t, func() bool { return len(done) == 1 || goroutinesIn(frames...) == 1 }, waitFor, tick)
+	assert.Equal(t, 0, len(done), what)
+	return done
+}
+
 // goroutinesIn counts the goroutines whose stack holds every one of
 // frames (as runtime.Stack prints them): a test's way to know that a
 // goroutine waits where it must, where nothing else tells.
@@ -1031,12 +1044,8 @@ func TestCopyHoldsItsSourceUntilItIsInPlace(t *testing.T) {
 			defer unlock()
 			release()
 
-			put := make(chan error, 1)
-			go func() { put <- putSource(src) }()
-			require.Eventually(t, func() bool {
-				return len(put) == 1 || goroutinesIn("registry.putSource", "(*RWMutex).Lock") == 1
-			}, waitFor, tick)
-			assert.Equal(t, 0, len(put), "the source was written between the copy's read and its switch")
+			put := goBlocked(t, func() error { return putSource(src) },
+				"the source was written between the copy's read and its switch", "registry.putSource", "(*RWMutex).Lock")
 			unlock()
 			require.NoError(t, <-copied)
 			require.NoError(t, <-put)
