@@ -118,36 +118,28 @@ func (s *Server) feed(c *conn, cmd *command, args [][]byte) {
 		line = append(line, c.addr...)
 	}
 	line = append(line, "] "...)
-	secret := redacted(cmd, args)
 	// A line that would pass MaxReplyBytes alone (up to 4 bytes shown for
 	// each byte sent: a request of 64 MiB could make 256 MiB, copied to
-	// each monitor) shows the command as SLOWLOG does: 32 arguments at
+	// each monitor) shows the command as SLOWLOG keeps it: 32 arguments at
 	// most, each cut to 128 bytes, with how many more there were.
-	cut := len(line)+quotedLen(args) > s.cfg.MaxReplyBytes
-	n := len(args)
-	if cut {
-		n = min(n, slowlogMaxArgs)
-	}
-	for i := range n {
-		a := args[i]
-		if i > 0 {
-			line = append(line, ' ')
+	if len(line)+quotedLen(args) > s.cfg.MaxReplyBytes {
+		for i, a := range keptArgs(cmd, args) {
+			if i > 0 {
+				line = append(line, ' ')
+			}
+			line = appendQuoted(line, []byte(a))
 		}
-		switch {
-		case cut && len(args) > slowlogMaxArgs && i == n-1:
-			line = append(line, `"... (`...)
-			line = strconv.AppendInt(line, int64(len(args)-slowlogMaxArgs+1), 10)
-			line = append(line, ` more arguments)"`...)
-		case secret(i):
-			line = append(line, `"(redacted)"`...)
-		case cut && len(a) > slowlogMaxArgLen:
-			line = appendQuoted(line, a[:slowlogMaxArgLen])
-			line = line[:len(line)-1] // inside its quotes
-			line = append(line, "... ("...)
-			line = strconv.AppendInt(line, int64(len(a)-slowlogMaxArgLen), 10)
-			line = append(line, ` more bytes)"`...)
-		default:
-			line = appendQuoted(line, a)
+	} else {
+		secret := redacted(cmd, args)
+		for i, a := range args {
+			if i > 0 {
+				line = append(line, ' ')
+			}
+			if secret(i) {
+				line = append(line, `"(redacted)"`...)
+			} else {
+				line = appendQuoted(line, a)
+			}
 		}
 	}
 	line = append(line, "\r\n"...)

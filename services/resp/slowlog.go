@@ -48,22 +48,7 @@ func (s *Server) slow(c *conn, cmd *command, args [][]byte, elapsed time.Duratio
 	if slowerThan < 0 || elapsed.Microseconds() < slowerThan || s.slowlogMaxLen() <= 0 || cmd == nil || cmd.flags&flagExclusive != 0 {
 		return
 	}
-	secret := redacted(cmd, args)
-	n := min(len(args), slowlogMaxArgs)
-	kept := make([]string, n)
-	for i := range n {
-		a := args[i]
-		switch {
-		case len(args) > slowlogMaxArgs && i == n-1:
-			kept[i] = "... (" + strconv.Itoa(len(args)-slowlogMaxArgs+1) + " more arguments)"
-		case secret(i):
-			kept[i] = "(redacted)"
-		case len(a) > slowlogMaxArgLen:
-			kept[i] = string(a[:slowlogMaxArgLen]) + "... (" + strconv.Itoa(len(a)-slowlogMaxArgLen) + " more bytes)"
-		default:
-			kept[i] = string(a)
-		}
-	}
+	kept := keptArgs(cmd, args)
 	c.infoMu.Lock()
 	name := c.name
 	c.infoMu.Unlock()
@@ -120,6 +105,30 @@ func (l *slowlog) push(e slowEntry, maxLen int) {
 	}
 	l.entries[l.oldest] = e
 	l.oldest = (l.oldest + 1) % len(l.entries)
+}
+
+// keptArgs returns what Redis's slow log keeps of the command args: 32
+// arguments at most, the last of them then saying how many more there
+// were, each cut to 128 bytes with how many more it had, its secrets
+// "(redacted)". MONITOR shows a line too long as this too.
+func keptArgs(cmd *command, args [][]byte) []string {
+	secret := redacted(cmd, args)
+	n := min(len(args), slowlogMaxArgs)
+	kept := make([]string, n)
+	for i := range n {
+		a := args[i]
+		switch {
+		case len(args) > slowlogMaxArgs && i == n-1:
+			kept[i] = "... (" + strconv.Itoa(len(args)-slowlogMaxArgs+1) + " more arguments)"
+		case secret(i):
+			kept[i] = "(redacted)"
+		case len(a) > slowlogMaxArgLen:
+			kept[i] = string(a[:slowlogMaxArgLen]) + "... (" + strconv.Itoa(len(a)-slowlogMaxArgLen) + " more bytes)"
+		default:
+			kept[i] = string(a)
+		}
+	}
+	return kept
 }
 
 // redacted returns which of args Redis's slow log shows as "(redacted)":
