@@ -71,7 +71,6 @@ func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, er
 			"raise it (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", limit, least, least-uint64(len(caps)), itself, need)
 	}
 	budget := limit - uint64(storeMax) - reservedFiles
-	defer func() { o.maxClientsCeiling = ceiling(o, limit, storeMax) }()
 	for _, c := range caps {
 		was := *c.n
 		*c.n = max(1, int(min(uint64(was), limit)*budget/conns))
@@ -80,6 +79,7 @@ func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, er
 				"raise the limit (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", c.flag, was, *c.n, limit, uint64(storeMax)+reservedFiles, itself, need))
 		}
 	}
+	o.maxClientsCeiling = ceiling(o, limit, storeMax) // of the caps as lowered
 	return storeMax, warnings, nil
 }
 
