@@ -544,14 +544,13 @@ func (s *Server) retime() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if c.nc != nil {
-			// Under wq.mu, as the client's goroutine and its writer read
-			// the timeout and set the deadline by it: one that read the
-			// old timeout has set its deadline already, and this wakes
-			// it; otherwise it reads the new one.
-			c.wq.mu.Lock()
-			_ = c.nc.SetReadDeadline(time.Unix(1, 0))
-			c.wq.mu.Unlock()
-		}
+		// Under wq.mu, as the client's goroutine and its writer read the
+		// timeout and set the deadline by it: one that read the old
+		// timeout has set its deadline already, and this wakes it;
+		// otherwise it reads the new one. (A client of the event loop has
+		// no nc: interrupt leaves it to the loop.)
+		c.wq.mu.Lock()
+		c.interrupt()
+		c.wq.mu.Unlock()
 	}
 }

@@ -874,9 +874,10 @@ func sameValue(name string, value []byte, was string) bool {
 
 // configSet serves CONFIG SET parameter value [parameter value ...], as
 // Redis 7 does: all of them or none, the first bad one named in the
-// error. maxclients, slowlog-log-slower-than and slowlog-max-len change
-// at once (a lower maxclients refuses new clients, and disconnects
-// none); the other parameters CONFIG GET reports are fixed while kv runs,
+// error. maxclients, timeout, slowlog-log-slower-than and slowlog-max-len
+// change at once (a lower maxclients refuses new clients, and disconnects
+// none; a timeout applies to the clients connected already); the other
+// parameters CONFIG GET reports are fixed while kv runs,
 // and may be "set" to the value they have (a client that turns off
 // Redis's snapshots with save "" is answered OK), not to another.
 func (s *Server) configSet(c *conn, args [][]byte) {
