@@ -529,3 +529,55 @@ func TestDataDirectoryRefusedByTheFileSystemIsNotCalledDamaged(t *testing.T) {
 		assert.NotContains(t, errOut.String(), "restore a checkpoint")
 	}
 }
+
+// SHUTDOWN stops the daemon as SIGTERM does: SHUTDOWN SAVE writes a
+// checkpoint first, kv exits 0, and a restart on the data directory (or
+// on the checkpoint) finds every write.
+func TestShutdownCommandStopsTheDaemon(t *testing.T) {
+	bin := buildKV(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	ctx := context.Background()
+	addr, cmd, exited := startBinary(t, bin, "--data-dir", dir, "--fsync", "everysec")
+	// go-redis retries a command whose connection ends, SHUTDOWN too
+	// (against Redis as well): the retry would find kv gone.
+	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer rc.Close()
+	require.NoError(t, rc.HSet(ctx, "cart", "apples", "3", "pears", "4").Err())
+	require.NoError(t, rc.ShutdownSave(ctx).Err(), "go-redis takes the closed connection for success")
+	select {
+	case <-exited:
+		require.True(t, cmd.ProcessState.Success(), "kv exits 0 after SHUTDOWN: %s", cmd.ProcessState)
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("kv did not stop after SHUTDOWN")
+	}
+	cps, err := filepath.Glob(filepath.Join(dir, "checkpoints", "*"))
+	require.NoError(t, err)
+	require.Len(t, cps, 1, "SHUTDOWN SAVE's checkpoint")
+	for _, d := range []string{dir, cps[0]} {
+		addr, stop := serveInProcess(t, "--in-memory=false", "--data-dir", d)
+		rc := redis.NewClient(&redis.Options{Addr: addr})
+		assert.Equal(t, map[string]string{"apples": "3", "pears": "4"}, rc.HGetAll(ctx, "cart").Val(), d)
+		require.NoError(t, rc.Close())
+		require.Equal(t, exitOK, stop())
+	}
+
+	// In process: serve returns, with 0, without its context ending.
+	o, _, done := parse([]string{"--resp-addr", "127.0.0.1:0", "--in-memory"}, nil, io.Discard, io.Discard)
+	require.False(t, done)
+	ready := make(chan listening, 1)
+	code := make(chan int, 1)
+	go func() {
+		code <- serve(ctx, o, slog.New(slog.DiscardHandler), io.Discard, func(l listening) { ready <- l })
+	}()
+	l := <-ready
+	rc = redis.NewClient(&redis.Options{Addr: l.resp.String(), MaxRetries: -1})
+	defer rc.Close()
+	require.NoError(t, rc.Shutdown(ctx).Err())
+	select {
+	case c := <-code:
+		assert.Equal(t, exitOK, c)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not return after SHUTDOWN")
+	}
+}

@@ -651,6 +651,10 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	met := metrics.New(metrics.Config{Tree: root.Registry(), Events: root.Events(), Logger: log.With("service", "metrics")})
 	defer met.Close()
 	var serving atomic.Bool
+	// SHUTDOWN: a client's request to stop, which stops kv as a signal
+	// does.
+	ctx, shutdown := context.WithCancel(ctx)
+	defer shutdown()
 	srv := resp.New(resp.Config{
 		Registry:           root.Registry(),
 		Events:             root.Events(),
@@ -672,6 +676,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 		Observer:           met,
 		Backups:            backups,
 		ShutdownTimeout:    clientsStop,
+		Shutdown:           shutdown,
 	})
 	// The front ends come after the registry: one that fails is restarted
 	// alone, without touching the buckets; at the stop they go first.

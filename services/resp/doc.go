@@ -15,11 +15,13 @@
 // HELLO 3 gets NOPROTO, on which go-redis v9 falls back to RESP2), AUTH,
 // CLIENT ID|KILL|GETNAME|SETNAME|SETINFO|INFO|LIST, COMMAND [COUNT|DOCS|INFO|
 // LIST|GETKEYS], INFO [server|clients|memory|persistence|stats|replication|
-// keyspace|commandstats], ROLE (master: kv does not replicate), CONFIG GET
-// (a few read-only values), CONFIG RESETSTAT, MEMORY USAGE, SLOWLOG
-// GET|LEN|RESET, DBSIZE, TIME, FLUSHALL, FLUSHDB, RESET, DEBUG
-// CRASH-BUCKET, SAVE, BGSAVE and LASTSAVE (with Config.Backups:
-// checkpoints of the durable store).
+// cpu|commandstats|errorstats|cluster|keyspace], ROLE (master: kv does not
+// replicate), CONFIG GET, CONFIG SET (maxclients, timeout and the slow
+// log), CONFIG RESETSTAT, MEMORY USAGE, SLOWLOG GET|LEN|RESET, MONITOR,
+// DBSIZE, TIME, FLUSHALL, FLUSHDB, RESET, DEBUG CRASH-BUCKET (with
+// Config.EnableDebugCommand), SHUTDOWN (with Config.Shutdown), SAVE,
+// BGSAVE and LASTSAVE (with Config.Backups: checkpoints of the durable
+// store).
 // Keys: EXISTS, TOUCH, DEL, UNLINK, TYPE, KEYS, SCAN, RANDOMKEY, RENAME,
 // WAIT (0 replicas, at once), WAITAOF (with a Backups that is a Syncer);
 // TTL, PTTL,

@@ -32,7 +32,7 @@ type queuedCommand struct {
 // Redis does: "+QUEUED", or an error that makes EXEC discard the
 // transaction (EXECABORT) for a command Redis would refuse before running
 // it (unknown, wrong number of arguments, too large). A command that needs
-// a goroutine of its own (SUBSCRIBE, PSUBSCRIBE, MONITOR, SAVE) is refused too.
+// a goroutine of its own (SUBSCRIBE, PSUBSCRIBE, MONITOR, SAVE, SHUTDOWN) is refused too.
 // What the transaction keeps, the arguments with their slices, is bounded
 // by MaxRequestBytes.
 func (c *conn) queue(cmd *command, args [][]byte) {

@@ -161,6 +161,14 @@ type Config struct {
 	SlowlogMaxLen int
 	// EnableDebugCommand turns on DEBUG CRASH-BUCKET.
 	EnableDebugCommand bool
+	// Shutdown, when set, serves SHUTDOWN: a client asks the program that
+	// runs the server to stop. The server calls it (after the checkpoint
+	// that SHUTDOWN SAVE asks for) and closes that client without a
+	// reply, as Redis does; it must begin the program's clean stop, which
+	// stops this server too, and return at once. It may be called more
+	// than once. nil refuses SHUTDOWN: a program that embeds the server
+	// decides whether its clients may stop it.
+	Shutdown func()
 	// Backups, when set, serves SAVE, BGSAVE and LASTSAVE, and CONFIG GET
 	// appendonly answers yes; nil refuses SAVE and BGSAVE, and LASTSAVE
 	// answers 0.

@@ -37,6 +37,7 @@ var syntax = map[string]string{
 	"flushall":     "[mode]",
 	"flushdb":      "[mode]",
 	"bgsave":       "[SCHEDULE]",
+	"shutdown":     "[mode] [NOW] [FORCE] [ABORT]",
 	"debug":        "subcommand [arg...]",
 	"exists":       "key...",
 	"touch":        "key...",
