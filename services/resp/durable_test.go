@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -21,24 +22,36 @@ import (
 	"github.com/kvproject/kv/services"
 )
 
-// testBackups writes checkpoints of st into fresh directories of the test
-// and remembers the last one.
+// testBackups writes checkpoints of st into fresh directories under base
+// and keeps the last one only. base is made with the test, not at Save:
+// Save runs inside a fuzz target too (SAVE, BGSAVE), where the *testing.F
+// that startDurable got must not be called (its TempDir panics), and
+// where thousands of checkpoints would fill the disk.
 type testBackups struct {
-	t  testing.TB
-	st *store.Store
+	base string
+	st   *store.Store
 
 	mu   sync.Mutex
 	last string
 }
 
 func (b *testBackups) Save() (string, error) {
-	dir := filepath.Join(b.t.TempDir(), "checkpoint")
+	parent, err := os.MkdirTemp(b.base, "save")
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(parent, "checkpoint")
 	if err := b.st.Checkpoint(dir); err != nil {
+		_ = os.RemoveAll(parent)
 		return "", err
 	}
 	b.mu.Lock()
+	prev := b.last
 	b.last = dir
 	b.mu.Unlock()
+	if prev != "" {
+		_ = os.RemoveAll(filepath.Dir(prev))
+	}
 	return dir, nil
 }
 
@@ -75,7 +88,7 @@ func startDurable(t testing.TB, dir string, opts store.Options, configure ...fun
 	root := services.New(services.Config{StopTimeout: 5 * time.Second, Store: st})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	backups := &testBackups{t: t, st: st}
+	backups := &testBackups{base: t.TempDir(), st: st}
 	cfg := Config{
 		Registry: root.Registry(), Events: root.Events(), Listener: ln,
 		EnableDebugCommand: true, Backups: backups, GoroutinePerClient: goroutinePerClient,

@@ -62,6 +62,9 @@ var fuzzSeeds = []string{
 	"MONITOR\x01MULTI\x01ECHO\x00x\x01HSET\x00h\x00f\x00v\x01EXEC\x01AUTH\x00a\x00b\x01QUIT",
 	"CONFIG\x00SET\x00slowlog-max-len\x001\x00SLOWLOG-LOG-SLOWER-THAN\x000\x01SLOWLOG\x00GET\x01CONFIG\x00SET\x00save\x00",
 	"CONFIG\x00SET\x00maxclients\x001\x00port\x000\x01CONFIG\x00SET\x00slowlog-max-len\x00x",
+	// On a durable store, a checkpoint before the reply, and one after it
+	// on a goroutine that may outlive its input.
+	"SAVE\x01LASTSAVE", "BGSAVE\x01SAVE\x01BGSAVE\x00SCHEDULE",
 	"OBJECT\x00ENCODING\x00h\x01OBJECT\x00FREQ\x00h\x01OBJECT\x00IDLETIME\x00nokey\x01OBJECT\x00HELP",
 }
 
