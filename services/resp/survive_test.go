@@ -51,6 +51,16 @@ func (p *panics) String() string {
 	return strings.Join(p.seen, "\n")
 }
 
+// take returns the records kept, one a line, and forgets them: a fuzz
+// target reports a record once, not again at every later input.
+func (p *panics) take() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := strings.Join(p.seen, "\n")
+	p.seen = nil
+	return seen
+}
+
 // panicsOn returns a testHookLive that panics, as a bug in a handler
 // would, in any command that looks up the bucket named name.
 func panicsOn(name string) func(*bucket.Bucket) {
