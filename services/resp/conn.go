@@ -93,12 +93,16 @@ type conn struct {
 	staleDeadline bool
 	quit          bool // close once the replies are written
 	authed        bool
-	ps            *subscriber  // non-nil while subscribed
-	mon           *monitor     // non-nil in MONITOR mode
-	monLine       []byte       // the line feed builds for the monitors
-	unix          bool         // connected over a Unix socket (MONITOR shows its path)
-	multi         *transaction // non-nil between MULTI and EXEC or DISCARD
-	watches       *watchSet    // the keys WATCH watches (nil: none)
+	// resp3: the client chose RESP3 with HELLO 3 (RESET or HELLO 2 goes
+	// back to RESP2). Written by the connection's goroutine under wmu,
+	// as a subscription's goroutine reads it to frame the events.
+	resp3   bool
+	ps      *subscriber  // non-nil while subscribed
+	mon     *monitor     // non-nil in MONITOR mode
+	monLine []byte       // the line feed builds for the monitors
+	unix    bool         // connected over a Unix socket (MONITOR shows its path)
+	multi   *transaction // non-nil between MULTI and EXEC or DISCARD
+	watches *watchSet    // the keys WATCH watches (nil: none)
 	// For CLIENT LIST's multi: 1 + the commands queued while in a
 	// transaction, 0 out of one.
 	inMulti atomic.Int32
@@ -116,6 +120,7 @@ type conn struct {
 	name    string
 	libName string
 	libVer  string
+	proto3  bool // resp3's copy, for CLIENT LIST and CLIENT INFO
 
 	// When the read and write deadlines must next be pushed back; setting
 	// a deadline is not free, so it is renewed only every eighth of its
@@ -1020,7 +1025,7 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 		c.err("NOAUTH Authentication required.")
 	case c.mon != nil && cmd.keyspace(args):
 		c.err(errMonitorKeyspace)
-	case c.ps != nil && cmd.flags&flagPubSub == 0:
+	case c.ps != nil && !c.resp3 && cmd.flags&flagPubSub == 0: // RESP3 subscribers run any command
 		c.err("ERR Can't execute '" + cmd.fullName(args) + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
 	case c.oversized(args):
 	default:
@@ -1122,9 +1127,86 @@ func (c *conn) simple(s string)     { c.out = redcon.AppendString(c.out, s) }
 func (c *conn) integer(n int64)     { c.out = redcon.AppendInt(c.out, n) }
 func (c *conn) bulk(b []byte)       { c.out = redcon.AppendBulk(c.out, b) }
 func (c *conn) bulkString(s string) { c.out = redcon.AppendBulkString(c.out, s) }
-func (c *conn) null()               { c.out = redcon.AppendNull(c.out) }
-func (c *conn) nullArray()          { c.out = append(c.out, "*-1\r\n"...) }
 func (c *conn) array(n int)         { c.out = redcon.AppendArray(c.out, n) }
+
+// The replies whose RESP3 type differs from RESP2's: in RESP2, a null is
+// $-1 (a bulk) or *-1 (an array), a map, a set and a push are arrays (a
+// map's of twice its pairs), and verbatim text is a bulk.
+
+func (c *conn) null() {
+	if c.resp3 {
+		c.out = append(c.out, "_\r\n"...)
+		return
+	}
+	c.out = redcon.AppendNull(c.out)
+}
+
+func (c *conn) nullArray() {
+	if c.resp3 {
+		c.out = append(c.out, "_\r\n"...)
+		return
+	}
+	c.out = append(c.out, "*-1\r\n"...)
+}
+
+// mapLen begins a map of n pairs: each key, then its value, follows.
+func (c *conn) mapLen(n int) {
+	if c.resp3 {
+		c.out = appendHeader(c.out, '%', n)
+		return
+	}
+	c.array(2 * n)
+}
+
+// setLen begins a set of n elements.
+func (c *conn) setLen(n int) {
+	if c.resp3 {
+		c.out = appendHeader(c.out, '~', n)
+		return
+	}
+	c.array(n)
+}
+
+// pushLen begins an out-of-band message of n elements (pub/sub's).
+func (c *conn) pushLen(n int) { c.out = appendPushLen(c.out, c.resp3, n) }
+
+// verbatim writes text (INFO's, CLIENT LIST's) as RESP3's verbatim string.
+func (c *conn) verbatim(text string) {
+	if !c.resp3 {
+		c.bulkString(text)
+		return
+	}
+	c.out = appendHeader(c.out, '=', len(text)+4)
+	c.out = append(c.out, "txt:"...)
+	c.out = append(c.out, text...)
+	c.out = append(c.out, "\r\n"...)
+}
+
+// appendPushLen appends the header of a pub/sub message of n elements:
+// a RESP3 push, or a RESP2 array.
+func appendPushLen(b []byte, resp3 bool, n int) []byte {
+	if resp3 {
+		return appendHeader(b, '>', n)
+	}
+	return redcon.AppendArray(b, n)
+}
+
+// appendHeader appends a RESP aggregate's header: its type byte, then n.
+func appendHeader(b []byte, typ byte, n int) []byte {
+	b = append(b, typ)
+	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, "\r\n"...)
+}
+
+// setProto makes the client speak RESP3, or RESP2, from its next reply.
+func (c *conn) setProto(resp3 bool) {
+	c.wmu.Lock()
+	c.resp3 = resp3
+	c.wmu.Unlock()
+	c.infoMu.Lock()
+	c.proto3 = resp3
+	c.infoMu.Unlock()
+}
 func (c *conn) wrongArgs(cmd string) {
 	c.err("ERR wrong number of arguments for '" + cmd + "' command")
 }

@@ -2,17 +2,18 @@
 // redis-cli, redis-benchmark, go-redis and every other Redis client use kv.
 // A bucket is a Redis hash.
 //
-// Requests are parsed by github.com/tidwall/redcon (ReadNextCommand, RESP2
+// Requests are parsed by github.com/tidwall/redcon (ReadNextCommand, RESP
 // and inline commands, so nc and telnet work) and replies are encoded with
-// its Append functions, on a connection loop of this package that reuses
+// its Append functions, in RESP2 or, after HELLO 3, RESP3 (maps, sets,
+// nulls, pushes and verbatim text where Redis 7 sends them; a RESP3
+// subscriber may run any command), on a connection loop of this package that reuses
 // its buffers: HGET allocates nothing, pipelined replies go out in one
 // write. Commands are registered once, in [New], in a table that refuses
 // duplicates and also answers COMMAND.
 //
 // # Commands
 //
-// Connection and server: PING, ECHO, QUIT, SELECT 0, HELLO [2] (RESP2 only:
-// HELLO 3 gets NOPROTO, on which go-redis v9 falls back to RESP2), AUTH,
+// Connection and server: PING, ECHO, QUIT, SELECT 0, HELLO [2|3], AUTH,
 // CLIENT ID|KILL|GETNAME|SETNAME|SETINFO|INFO|LIST, COMMAND [COUNT|DOCS|INFO|
 // LIST|GETKEYS], INFO [server|clients|memory|persistence|stats|replication|
 // cpu|commandstats|errorstats|cluster|keyspace], ROLE (master: kv does not

@@ -66,6 +66,10 @@ var fuzzSeeds = []string{
 	// on a goroutine that may outlive its input.
 	"SAVE\x01LASTSAVE", "BGSAVE\x01SAVE\x01BGSAVE\x00SCHEDULE",
 	"OBJECT\x00ENCODING\x00h\x01OBJECT\x00FREQ\x00h\x01OBJECT\x00IDLETIME\x00nokey\x01OBJECT\x00HELP",
+	// RESP3: maps, sets, nulls and pushes, and a subscriber that runs
+	// any command.
+	"HELLO\x003\x01HSET\x00h\x00f\x00v\x01HGETALL\x00h\x01HMGET\x00h\x00f\x00x\x01HRANDFIELD\x00h\x00-3\x00WITHVALUES\x01CONFIG\x00GET\x00*\x01COMMAND\x00DOCS\x00hset\x01COMMAND\x00INFO\x00hget\x00nope\x01INFO\x01CLIENT\x00LIST\x01HELLO\x01RESET\x01HGET\x00h\x00x",
+	"HELLO\x003\x01SUBSCRIBE\x00kv:created\x01HSET\x00n\x00f\x00v\x01HGET\x00n\x00f\x01PING\x01MULTI\x01HGET\x00n\x00f\x01EXEC\x01HELLO\x002\x01HGET\x00n\x00f\x01UNSUBSCRIBE",
 }
 
 // discardObserver takes every observation and keeps none: the observed

@@ -426,7 +426,7 @@ func (s *Server) hgetall(ctx context.Context, c *conn, args [][]byte) {
 	if !ok {
 		return
 	}
-	c.array(2 * len(keys))
+	c.mapLen(len(keys))
 	for i, k := range keys {
 		c.bulkString(k)
 		c.bulk(values[i])
@@ -752,12 +752,16 @@ func (s *Server) hrandfield(ctx context.Context, c *conn, args [][]byte) {
 		}
 		picks = perm
 	}
-	if withValues {
+	switch {
+	case withValues && !c.resp3:
 		c.array(2 * len(picks))
-	} else {
+	default: // RESP3's WITHVALUES: an array of [field, value] pairs
 		c.array(len(picks))
 	}
 	for _, i := range picks {
+		if withValues && c.resp3 {
+			c.array(2)
+		}
 		c.bulkString(keys[i])
 		if withValues {
 			c.bulk(values[i])

@@ -59,10 +59,13 @@ func start(t testing.TB, cfg Config) *testServer {
 	return &testServer{root: root, srv: srv, addr: srv.Addr().String()}
 }
 
-// client returns a go-redis client of ts, closed with the test.
+// client returns a go-redis client of ts, closed with the test. It speaks
+// RESP2, as most tests assert RESP2's reply shapes (an array for HGETALL,
+// read with Do(...).Slice()); resp3_test.go asks for RESP3 (Protocol: 3,
+// go-redis's default, which clients built elsewhere in the tests use).
 func (ts *testServer) client(t testing.TB, opts ...func(*redis.Options)) *redis.Client {
 	t.Helper()
-	o := &redis.Options{Addr: ts.addr, MaxRetries: -1, DisableIdentity: false}
+	o := &redis.Options{Addr: ts.addr, MaxRetries: -1, DisableIdentity: false, Protocol: 2}
 	for _, f := range opts {
 		f(o)
 	}

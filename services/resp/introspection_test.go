@@ -186,7 +186,7 @@ func TestErrorStatsBoundsTheCodes(t *testing.T) {
 // 172 bytes). Each error the client reads is one in INFO, as in Redis.
 func TestInfoErrorstatsCountsADroppedErrorOnce(t *testing.T) {
 	ts := start(t, Config{MaxReplyBytes: 4 << 10})
-	rc := ts.client(t, func(o *redis.Options) { o.Protocol = 2 }) // no HELLO 3 (NOPROTO) on a new connection
+	rc := ts.client(t)
 	ctx := context.Background()
 	require.NoError(t, rc.HSet(ctx, "h", "big", strings.Repeat("v", 1024)).Err())
 	require.NoError(t, rc.ConfigResetStat(ctx).Err())

@@ -149,7 +149,7 @@ func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 			p.bytes += len(ch) + subscribedNameSize
 			s.subscribed.add(pattern, string(ch), 1)
 		}
-		c.array(3)
+		c.pushLen(3)
 		c.bulkString(kind)
 		c.bulk(ch)
 		c.integer(int64(len(p.channels) + len(p.patterns)))
@@ -167,14 +167,14 @@ func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
 	p := c.ps
 	if p == nil {
 		if len(args) == 1 {
-			c.array(3)
+			c.pushLen(3)
 			c.bulkString(kind)
 			c.null()
 			c.integer(0)
 			return
 		}
 		for _, ch := range args[1:] {
-			c.array(3)
+			c.pushLen(3)
 			c.bulkString(kind)
 			c.bulk(ch)
 			c.integer(0)
@@ -198,7 +198,7 @@ func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
 		}
 	}
 	if len(names) == 0 {
-		c.array(3)
+		c.pushLen(3)
 		c.bulkString(kind)
 		c.null()
 		c.integer(int64(len(p.channels) + len(p.patterns)))
@@ -209,7 +209,7 @@ func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
 			p.bytes -= len(ch) + subscribedNameSize
 			s.subscribed.add(pattern, ch, -1)
 		}
-		c.array(3)
+		c.pushLen(3)
 		c.bulkString(kind)
 		c.bulkString(ch)
 		c.integer(int64(len(p.channels) + len(p.patterns)))
@@ -276,7 +276,7 @@ func (p *subscriber) deliver(ev events.Event) {
 	out := p.out[:0]
 	for _, ch := range [2]string{kindCh, bucketCh} {
 		if since, ok := p.channels[ch]; ok && seq > since {
-			out = redcon.AppendArray(out, 3)
+			out = appendPushLen(out, c.resp3, 3)
 			out = redcon.AppendBulkString(out, "message")
 			out = redcon.AppendBulkString(out, ch)
 			out = redcon.AppendBulk(out, msg)
@@ -292,7 +292,7 @@ func (p *subscriber) deliver(ev events.Event) {
 				return
 			}
 			if match {
-				out = redcon.AppendArray(out, 4)
+				out = appendPushLen(out, c.resp3, 4)
 				out = redcon.AppendBulkString(out, "pmessage")
 				out = redcon.AppendBulkString(out, pat)
 				out = redcon.AppendBulkString(out, ch)

@@ -27,7 +27,7 @@ func (s *Server) ping(_ context.Context, c *conn, args [][]byte) {
 		c.wrongArgs("ping")
 		return
 	}
-	if c.ps != nil { // RESP2 subscribers get PING as a message-shaped array
+	if c.ps != nil && !c.resp3 { // RESP2 subscribers get PING as a message-shaped array
 		c.array(2)
 		c.bulkString("pong")
 		if len(args) == 2 {
@@ -117,7 +117,7 @@ func (s *Server) auth(_ context.Context, c *conn, args [][]byte) {
 // Replies that two commands give alike, in Redis's words.
 const (
 	// errNoProto is Redis's answer to HELLO with a protocol version other
-	// than 2 or 3; kv gives it to HELLO 3 as well.
+	// than 2 or 3.
 	errNoProto = "NOPROTO unsupported protocol version"
 	// errWrongPass answers AUTH, and HELLO's AUTH, with a wrong password.
 	errWrongPass = "WRONGPASS invalid username-password pair or user is disabled."
@@ -126,18 +126,18 @@ const (
 	errBadClientName = "ERR Client names cannot contain spaces, newlines or special characters."
 )
 
-// hello serves HELLO [protover [AUTH user pass] [SETNAME name]]. It
-// answers Redis 7.0's errors in Redis 7.0's order: the version, then each
-// option in the order given (a wrong password at its AUTH, a bad name at
-// its SETNAME, an unknown word), then the login, then (kv's own) the
-// refusal of RESP3. Unlike Redis 7.0, which logs in at AUTH and names the
-// client at SETNAME as it reads them, it acts on none until every option
-// has passed: an error in the options leaves the client neither logged in
-// nor renamed (a bad name after a good AUTH included), and the name is set
-// only once the client is logged in. HELLO 3 with a good AUTH logs in,
-// then gets NOPROTO.
+// hello serves HELLO [protover [AUTH user pass] [SETNAME name]]: the
+// client speaks RESP2 or RESP3 from its reply on (a map in RESP3), which
+// describes the server. It answers Redis 7.0's errors in Redis 7.0's
+// order: the version, then each option in the order given (a wrong
+// password at its AUTH, a bad name at its SETNAME, an unknown word), then
+// the login. Unlike Redis 7.0, which logs in at AUTH and names the client
+// at SETNAME as it reads them, it acts on none until every option has
+// passed: an error in the options leaves the client neither logged in nor
+// renamed (a bad name after a good AUTH included), nor changes its
+// protocol, and the name is set only once the client is logged in.
 func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
-	resp3 := false
+	resp3 := c.resp3 // HELLO without a version keeps the client's
 	if len(args) >= 2 {
 		v, ok := parseInt(args[1])
 		if !ok {
@@ -180,24 +180,25 @@ func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 		c.err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 		return
 	}
-	if resp3 {
-		// kv speaks RESP2 only; clients (go-redis v9 among them) fall back
-		// to RESP2 on this error. Redis checks the login first, as here.
-		c.err(errNoProto)
-		return
-	}
 	if setName {
 		c.infoMu.Lock()
 		c.name = string(name)
 		c.infoMu.Unlock()
 	}
-	c.array(14)
+	if resp3 != c.resp3 {
+		c.setProto(resp3) // the reply is in the protocol chosen
+	}
+	proto := int64(2)
+	if resp3 {
+		proto = 3
+	}
+	c.mapLen(7)
 	c.bulkString("server")
 	c.bulkString("kv")
 	c.bulkString("version")
 	c.bulkString(RedisVersion)
 	c.bulkString("proto")
-	c.integer(2)
+	c.integer(proto)
 	c.bulkString("id")
 	c.integer(c.id)
 	c.bulkString("mode")
@@ -270,7 +271,7 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 		c.infoMu.Unlock()
 		c.ok()
 	case "info":
-		c.bulkString(c.describe())
+		c.verbatim(c.describe())
 	case "list":
 		listed, ok := s.listedClients(c, args[2:])
 		if !ok {
@@ -280,7 +281,7 @@ func (s *Server) client(_ context.Context, c *conn, args [][]byte) {
 		for _, o := range listed {
 			b.WriteString(o.describe())
 		}
-		c.bulkString(b.String())
+		c.verbatim(b.String())
 	case "no-evict", "no-touch":
 		// Nothing to do in kv (it evicts no client and keeps no access
 		// times), but the argument is checked as Redis checks it: ON or
@@ -380,6 +381,10 @@ func (c *conn) describe() string {
 	idle := since - time.Duration(c.lastRead.Load())
 	flags := "N"
 	multi := c.inMulti.Load() - 1 // -1 out of a transaction, as Redis
+	proto := 2
+	if c.proto3 {
+		proto = 3
+	}
 	switch {
 	case c.monitoring.Load():
 		flags = "O"
@@ -389,8 +394,8 @@ func (c *conn) describe() string {
 		flags = "x"
 	}
 	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=0 multi=%d "+
-		"qbuf=0 qbuf-free=0 argv-mem=0 obl=0 oll=0 omem=0 tot-mem=0 user=default resp=2 lib-name=%s lib-ver=%s\n",
-		c.id, c.addr, c.laddr, c.name, int(since.Seconds()), int(idle.Seconds()), flags, sub, psub, multi, c.libName, c.libVer)
+		"qbuf=0 qbuf-free=0 argv-mem=0 obl=0 oll=0 omem=0 tot-mem=0 user=default resp=%d lib-name=%s lib-ver=%s\n",
+		c.id, c.addr, c.laddr, c.name, int(since.Seconds()), int(idle.Seconds()), flags, sub, psub, multi, proto, c.libName, c.libVer)
 }
 
 func (s *Server) commandCmd(ctx context.Context, c *conn, args [][]byte) {
@@ -477,14 +482,14 @@ func (s *Server) commandCmd(ctx context.Context, c *conn, args [][]byte) {
 				}
 			}
 		}
-		c.array(2 * len(names))
+		c.mapLen(len(names))
 		for _, n := range names {
 			cmd := s.cmds[n]
 			c.bulkString(n)
 			if len(cmd.args) > 0 {
-				c.array(10)
+				c.mapLen(5)
 			} else {
-				c.array(8)
+				c.mapLen(4)
 			}
 			c.bulkString("summary")
 			c.bulkString(cmd.doc)
@@ -536,7 +541,7 @@ func (c *conn) commandInfo(cmd *command) {
 	if cmd.flags&flagAdmin != 0 {
 		flags = append(flags, "admin")
 	}
-	c.array(len(flags))
+	c.setLen(len(flags))
 	for _, f := range flags {
 		c.simple(f)
 	}
@@ -544,13 +549,13 @@ func (c *conn) commandInfo(cmd *command) {
 	c.integer(int64(cmd.last))
 	c.integer(int64(cmd.step))
 	cats := cmd.aclCategories()
-	c.array(len(cats))
+	c.setLen(len(cats))
 	for _, cat := range cats {
 		c.simple(cat)
 	}
-	c.array(0) // tips
-	c.array(0) // key specs
-	c.array(0) // subcommands
+	c.setLen(0) // tips
+	c.setLen(0) // key specs
+	c.setLen(0) // subcommands
 }
 
 func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
@@ -657,7 +662,7 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		lines = append(lines, "db0:keys="+strconv.Itoa(n)+",expires=0,avg_ttl=0")
 	}
 	section("Keyspace", lines...)
-	c.bulkString(b.String())
+	c.verbatim(b.String())
 }
 
 // commandStats is INFO's Commandstats section, in Redis's format, for
@@ -797,7 +802,7 @@ func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
 			}
 		}
 	}
-	c.array(2 * len(out))
+	c.mapLen(len(out))
 	for _, p := range out {
 		c.bulkString(p[0])
 		c.bulkString(p[1])
@@ -1001,6 +1006,9 @@ func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 	c.infoMu.Unlock()
 	c.authed = s.cfg.Password == ""
 	c.discardTransaction()
+	if c.resp3 {
+		c.setProto(false) // as Redis: back to RESP2
+	}
 	c.simple("RESET")
 }
 

@@ -209,7 +209,7 @@ func (c *conn) docArgs(args []arg) {
 		if len(a.args) > 0 {
 			n += 2
 		}
-		c.array(n)
+		c.mapLen(n / 2)
 		c.bulkString("name")
 		c.bulkString(a.name)
 		c.bulkString("type")
@@ -220,7 +220,7 @@ func (c *conn) docArgs(args []arg) {
 		}
 		if len(flags) > 0 {
 			c.bulkString("flags")
-			c.array(len(flags))
+			c.setLen(len(flags))
 			for _, f := range flags {
 				c.simple(f) // a set of status replies, as Redis sends them (redis-cli asserts it)
 			}

@@ -1,0 +1,278 @@
+package resp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// After HELLO 3 the replies take RESP3's types, byte for byte as Redis
+// 7.0.15 sends them (checked side by side): nulls are _, HGETALL and
+// CONFIG GET maps, COMMAND INFO's flags sets, INFO and CLIENT INFO
+// verbatim text, unsubscribe notices pushes; PUBSUB NUMSUB stays an array,
+// as in Redis 7.0. HELLO without a version keeps the protocol, HELLO 2
+// and RESET go back to RESP2.
+func TestRESP3Replies(t *testing.T) {
+	ts := start(t, Config{})
+	r := ts.raw(t)
+	r.send("HELLO 3\r\n")
+	r.expect("%7", "$6", "server", "$2", "kv", "$7", "version", "$"+strconv.Itoa(len(RedisVersion)), RedisVersion,
+		"$5", "proto", ":3")
+	for r.line() != "*0" { // id, mode, role, modules
+	}
+	for _, tc := range []struct {
+		cmd  string
+		want []string
+	}{
+		{"HSET h f v", []string{":1"}},
+		{"HGET h nope", []string{"_"}},
+		{"HGET nokey f", []string{"_"}},
+		{"HMGET h f nope", []string{"*2", "$1", "v", "_"}},
+		{"HGETALL h", []string{"%1", "$1", "f", "$1", "v"}},
+		{"HGETALL nokey", []string{"%0"}},
+		{"HRANDFIELD h 1 WITHVALUES", []string{"*1", "*2", "$1", "f", "$1", "v"}},
+		{"HRANDFIELD h -2 WITHVALUES", []string{"*2", "*2", "$1", "f", "$1", "v", "*2", "$1", "f", "$1", "v"}},
+		{"HRANDFIELD h -2", []string{"*2", "$1", "f", "$1", "f"}},
+		{"HRANDFIELD nokey 1 WITHVALUES", []string{"*0"}},
+		{"HRANDFIELD nokey", []string{"_"}},
+		{"CONFIG GET maxclients", []string{"%1", "$10", "maxclients", "$5", "10000"}},
+		{"CONFIG GET nosuch", []string{"%0"}},
+		{"PUBSUB NUMSUB a", []string{"*2", "$1", "a", ":0"}},
+		{"UNSUBSCRIBE", []string{">3", "$11", "unsubscribe", "_", ":0"}},
+		{"PUNSUBSCRIBE p", []string{">3", "$12", "punsubscribe", "$1", "p", ":0"}},
+		{"MEMORY USAGE nokey", []string{"_"}},
+		{"COMMAND INFO nope", []string{"*1", "_"}},
+		{"COMMAND INFO hget", []string{"*1", "*10", "$4", "hget", ":3", "~1", "+readonly", ":1", ":1", ":1",
+			"~2", "+@hash", "+@read", "~0", "~0", "~0"}},
+		{"COMMAND DOCS ping", []string{"%1", "$4", "ping", "%5", "$7", "summary", "$41", "Returns the server's liveliness response.",
+			"$5", "since", "$5", "1.0.0", "$5", "group", "$10", "connection", "$10", "complexity", "$4", "O(1)",
+			"$9", "arguments", "*1", "%3", "$4", "name", "$7", "message", "$4", "type", "$6", "string",
+			"$5", "flags", "~1", "+optional"}},
+		{"INFO keyspace", []string{"=48", "txt:# Keyspace", "db0:keys=1,expires=0,avg_ttl=0", ""}},
+		{"ECHO x", []string{"$1", "x"}},
+		{"PING", []string{"+PONG"}},
+		{"HELLO", []string{"%7"}},
+	} {
+		r.send(tc.cmd + "\r\n")
+		for _, w := range tc.want {
+			require.Equal(t, w, r.line(), tc.cmd)
+		}
+	}
+	for r.line() != "*0" { // the rest of HELLO's map
+	}
+	r.send("CLIENT INFO\r\n")
+	head := r.line()
+	require.True(t, strings.HasPrefix(head, "="), head)
+	text := r.line()
+	assert.True(t, strings.HasPrefix(text, "txt:id="), text)
+	assert.Contains(t, text, " resp=3 ")
+	assert.Equal(t, "", r.line()) // the line's \n, then the reply's \r\n
+
+	// A watched key changed: EXEC's null is RESP3's.
+	other := ts.client(t)
+	r.send("WATCH h\r\n")
+	r.expect("+OK")
+	require.NoError(t, other.HSet(context.Background(), "h", "f", "w").Err())
+	r.send("MULTI\r\nHGET h f\r\nEXEC\r\n")
+	r.expect("+OK", "+QUEUED", "_")
+
+	r.send("RESET\r\nHGET h nope\r\nHELLO 3\r\n")
+	r.expect("+RESET", "$-1", "%7")
+	for r.line() != "*0" {
+	}
+	r.send("HELLO 2\r\n")
+	r.expect("*14")
+	for r.line() != "*0" {
+	}
+	r.send("HGET h nope\r\nHMGET h nope\r\n")
+	r.expect("$-1", "*1", "$-1")
+	r.send("HELLO 4\r\nHGET h nope\r\n")
+	r.expect("-NOPROTO unsupported protocol version", "$-1")
+}
+
+// A RESP3 subscriber gets its events as pushes, and may run any command
+// while subscribed (in RESP2 only the pub/sub commands, PING, QUIT and
+// RESET): the replies and the pushes share the socket whole, each in one
+// piece, and the replies keep their order.
+func TestRESP3Subscriber(t *testing.T) {
+	ts := start(t, Config{})
+	r := ts.raw(t)
+	r.send("HELLO 3\r\n")
+	for r.line() != "*0" {
+	}
+	r.send("SUBSCRIBE kv:created\r\nPSUBSCRIBE kv:*ed\r\n")
+	r.expect(">3", "$9", "subscribe", "$10", "kv:created", ":1", ">3", "$10", "psubscribe", "$6", "kv:*ed", ":2")
+	ctx := context.Background()
+	writer := ts.client(t)
+	require.NoError(t, writer.HSet(ctx, "first", "f", "v").Err())
+	msg := `{"event":"created","bucket":"first","bucket_base64":"Zmlyc3Q=","id":`
+	r.expect(">3", "$7", "message", "$10", "kv:created")
+	require.Contains(t, r.line(), "$")
+	assert.True(t, strings.HasPrefix(r.line(), msg))
+	r.expect(">4", "$8", "pmessage", "$6", "kv:*ed", "$10", "kv:created")
+	require.Contains(t, r.line(), "$")
+	assert.True(t, strings.HasPrefix(r.line(), msg))
+	r.send("HGET first f\r\nPING\r\nPING hi\r\nHGET first nope\r\n")
+	r.expect("$1", "v", "+PONG", "$2", "hi", "_")
+
+	// Events arrive while the subscriber's commands run: read as RESP3,
+	// every value is whole, the replies come in order, and every event
+	// comes.
+	const events, commands = 200, 400
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range events {
+			assert.NoError(t, writer.HSet(ctx, "b"+strconv.Itoa(i), "f", "v").Err())
+		}
+	})
+	wg.Go(func() {
+		for i := range commands {
+			r.send("ECHO " + strconv.Itoa(i) + "\r\n")
+		}
+	})
+	rd := &resp3Reader{r: r.rd}
+	require.NoError(t, r.nc.SetReadDeadline(time.Now().Add(30*time.Second)))
+	created, patterned, replies := 0, 0, 0
+	for replies < commands || created < events || patterned < events {
+		v, push, err := rd.value()
+		require.NoError(t, err)
+		if !push {
+			require.Equal(t, strconv.Itoa(replies), v, "the replies keep their order")
+			replies++
+			continue
+		}
+		parts := v.([]any)
+		switch parts[0] {
+		case "message":
+			require.Len(t, parts, 3)
+			created++
+		case "pmessage":
+			require.Len(t, parts, 4)
+			patterned++
+		default:
+			t.Fatalf("unexpected push %v", parts)
+		}
+	}
+	wg.Wait()
+
+	r.send("UNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nHGET first f\r\n")
+	r.expect(">3", "$11", "unsubscribe", "$10", "kv:created", ":1", ">3", "$12", "punsubscribe", "$6", "kv:*ed", ":0", "$1", "v")
+}
+
+// go-redis speaks RESP3 by default: it connects with HELLO 3 (no NOPROTO,
+// no error counted), and its commands, its transactions and its pub/sub
+// read kv's RESP3 replies.
+func TestRESP3GoRedis(t *testing.T) {
+	ts := start(t, Config{Observer: discardObserver{}})
+	ctx := context.Background()
+	rc := ts.client(t, func(o *redis.Options) { o.Protocol = 3 })
+	require.NoError(t, rc.HSet(ctx, "h", "a", "1", "b", "2").Err())
+	assert.Equal(t, map[string]string{"a": "1", "b": "2"}, rc.HGetAll(ctx, "h").Val())
+	assert.Equal(t, []any{"1", nil}, rc.HMGet(ctx, "h", "a", "nope").Val())
+	assert.ErrorIs(t, rc.HGet(ctx, "h", "nope").Err(), redis.Nil)
+	pairs, err := rc.HRandFieldWithValues(ctx, "h", 2).Result()
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []redis.KeyValue{{Key: "a", Value: "1"}, {Key: "b", Value: "2"}}, pairs)
+	assert.Equal(t, map[string]string{"maxclients": "10000"}, rc.ConfigGet(ctx, "maxclients").Val())
+	assert.Contains(t, rc.Info(ctx, "server").Val(), "redis_version:")
+	proto, err := rc.Do(ctx, "HELLO").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), proto.(map[any]any)["proto"])
+
+	assert.NotContains(t, rc.Info(ctx, "errorstats").Val(), "NOPROTO", "go-redis's HELLO 3 is no error now")
+
+	other := ts.client(t)
+	err = rc.Watch(ctx, func(tx *redis.Tx) error {
+		require.NoError(t, other.HSet(ctx, "h", "a", "changed").Err())
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HGet(ctx, "h", "a")
+			return nil
+		})
+		return err
+	}, "h")
+	assert.ErrorIs(t, err, redis.TxFailedErr)
+
+	ps := rc.Subscribe(ctx, "kv:created")
+	defer ps.Close()
+	_, err = ps.ReceiveTimeout(ctx, 10*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, other.HSet(ctx, "fresh", "f", "v").Err())
+	m, err := ps.ReceiveMessage(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "kv:created", m.Channel)
+	assert.Contains(t, m.Payload, `"bucket":"fresh"`)
+}
+
+// resp3Reader reads RESP3 values: scalars as strings (nil for null),
+// aggregates as []any (a map's keys and values in turn); push reports a
+// push (>).
+type resp3Reader struct{ r *bufio.Reader }
+
+func (rd *resp3Reader) line() (string, error) {
+	l, err := rd.r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasSuffix(l, "\r\n") {
+		return "", fmt.Errorf("line without \\r\\n: %q", l)
+	}
+	return l[:len(l)-2], nil
+}
+
+func (rd *resp3Reader) value() (v any, push bool, err error) {
+	l, err := rd.line()
+	if err != nil {
+		return nil, false, err
+	}
+	if l == "" {
+		return nil, false, errors.New("empty line")
+	}
+	switch typ, rest := l[0], l[1:]; typ {
+	case '+', ':', ',', '#':
+		return rest, false, nil
+	case '-':
+		return nil, false, errors.New(rest)
+	case '_':
+		return nil, false, nil
+	case '$', '=':
+		n, err := strconv.Atoi(rest)
+		if err != nil || n < 0 {
+			return nil, false, fmt.Errorf("bad length %q", l)
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(rd.r, b); err != nil {
+			return nil, false, err
+		}
+		if string(b[n:]) != "\r\n" {
+			return nil, false, fmt.Errorf("%q: not ended by \\r\\n", b)
+		}
+		return string(b[:n]), false, nil
+	case '*', '~', '%', '>':
+		n, err := strconv.Atoi(rest)
+		if err != nil || n < 0 {
+			return nil, false, fmt.Errorf("bad length %q", l)
+		}
+		if typ == '%' {
+			n *= 2
+		}
+		items := make([]any, n)
+		for i := range items {
+			if items[i], _, err = rd.value(); err != nil {
+				return nil, false, err
+			}
+		}
+		return items, typ == '>', nil
+	}
+	return nil, false, fmt.Errorf("unknown type %q", l)
+}
