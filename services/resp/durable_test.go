@@ -679,3 +679,42 @@ func TestDurableDelRepliesFollowItsDrops(t *testing.T) {
 	ds = startDurable(t, dir, store.Options{})
 	assert.ElementsMatch(t, []string{"kept", "kept2", "probe"}, ds.client(t).Keys(ctx, "*").Val())
 }
+
+// panickingBackups is testBackups whose Save panics while panics is set.
+type panickingBackups struct {
+	*testBackups
+	panics atomic.Bool
+}
+
+func (b *panickingBackups) Save() (string, error) {
+	if b.panics.Load() {
+		panic("checkpoint: corrupted state")
+	}
+	return b.testBackups.Save()
+}
+
+// A checkpoint that panics fails its save alone, as one that fails: SAVE
+// answers the error and its client goes on, and BGSAVE's, on a goroutine
+// of its own, does not end the process (a panic there is not recovered by
+// the client's).
+func TestCheckpointPanicFailsTheSaveAlone(t *testing.T) {
+	ctx := context.Background()
+	var pb *panickingBackups
+	ds := startDurable(t, t.TempDir(), store.Options{}, func(c *Config) {
+		pb = &panickingBackups{testBackups: c.Backups.(*testBackups)}
+		c.Backups = pb
+	})
+	rc := ds.client(t)
+	require.NoError(t, rc.HSet(ctx, "h", "f", "v").Err())
+	pb.panics.Store(true)
+	assert.EqualError(t, rc.Save(ctx).Err(), "ERR the checkpoint panicked: checkpoint: corrupted state")
+	assert.Equal(t, "PONG", rc.Ping(ctx).Val(), "the client that sent SAVE is still served")
+	require.Equal(t, "Background saving started", rc.BgSave(ctx).Val())
+	require.Eventually(t, func() bool {
+		p := rc.InfoMap(ctx, "persistence").Val()["Persistence"]
+		return p["rdb_last_bgsave_status"] == "err" && p["rdb_bgsave_in_progress"] == "0"
+	}, 10*time.Second, time.Millisecond, "the failed BGSAVE shows in INFO")
+	pb.panics.Store(false)
+	require.NoError(t, rc.Save(ctx).Err())
+	assert.Equal(t, "v", rc.HGet(ctx, "h", "f").Val())
+}

@@ -2,6 +2,8 @@ package resp
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"strings"
 	"time"
 )
@@ -38,7 +40,7 @@ func (s *Server) save(_ context.Context, c *conn, _ [][]byte) {
 		return
 	}
 	defer s.saving.Store(false)
-	dir, err := s.cfg.Backups.Save()
+	dir, err := s.checkpoint()
 	s.saved(err)
 	if err != nil {
 		s.log.Error("resp: SAVE failed", "err", err)
@@ -70,7 +72,7 @@ func (s *Server) bgsave(_ context.Context, c *conn, args [][]byte) {
 	go func() {
 		defer s.bg.Done()
 		defer s.saving.Store(false)
-		dir, err := s.cfg.Backups.Save()
+		dir, err := s.checkpoint()
 		s.saved(err)
 		if err != nil {
 			s.log.Error("resp: BGSAVE failed", "err", err)
@@ -79,6 +81,20 @@ func (s *Server) bgsave(_ context.Context, c *conn, args [][]byte) {
 		s.log.Info("resp: BGSAVE done", "dir", dir)
 	}()
 	c.simple("Background saving started")
+}
+
+// checkpoint writes a checkpoint through Backups.Save, a panic in it
+// turned into its error: a checkpoint that panics fails that save alone,
+// as a failed one does (BGSAVE's runs on a goroutine of its own, where a
+// panic would end the process).
+func (s *Server) checkpoint() (dir string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("resp: the checkpoint panicked", "panic", r, "stack", string(debug.Stack()))
+			dir, err = "", fmt.Errorf("the checkpoint panicked: %v", r)
+		}
+	}()
+	return s.cfg.Backups.Save()
 }
 
 // saved records a SAVE's or BGSAVE's outcome for INFO, as Redis's

@@ -56,8 +56,8 @@ func (s *Server) shutdownCmd(_ context.Context, c *conn, args [][]byte) {
 	if save {
 		err := errNoSaveInMemory
 		dir := ""
-		if b := s.cfg.Backups; b != nil {
-			dir, err = b.Save()
+		if s.cfg.Backups != nil {
+			dir, err = s.checkpoint()
 			s.saved(err)
 		}
 		switch {
