@@ -996,6 +996,7 @@ func (s *Server) observe(cmd *command, name string, elapsed time.Duration, rejec
 	default:
 		cmd.calls.Add(1)
 		cmd.elapsed.Add(int64(elapsed))
+		cmd.latency.record(elapsed)
 		if failed {
 			cmd.failed.Add(1)
 		}

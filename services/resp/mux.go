@@ -58,7 +58,8 @@ type command struct {
 	// What INFO commandstats reports: kept, as the latencies are, only
 	// when the server has an Observer (see Server.observe).
 	calls, rejected, failed atomic.Int64
-	elapsed                 atomic.Int64 // nanoseconds, in all
+	elapsed                 atomic.Int64     // nanoseconds, in all
+	latency                 latencyHistogram // LATENCY HISTOGRAM's
 }
 
 // subcommand is a subcommand's name (lower case) and arity.

@@ -763,6 +763,7 @@ func (s *Server) resetStats() {
 		cmd.elapsed.Store(0)
 		cmd.rejected.Store(0)
 		cmd.failed.Store(0)
+		cmd.latency.reset()
 	}
 	s.commandsBase.Store(s.commandsProcessed())
 	s.totalConns.Store(0)
@@ -820,9 +821,17 @@ func (s *Server) configParams() [][2]string {
 	if s.cfg.Backups != nil { // a durable store under the buckets
 		appendonly = "yes"
 	}
+	tracking := "no"
+	if s.obs != nil {
+		tracking = "yes"
+	}
 	return [][2]string{
 		{"appendonly", appendonly},
 		{"databases", "1"},
+		// The latency monitor is off, as by default in Redis; the
+		// histograms of LATENCY HISTOGRAM are kept with an Observer.
+		{"latency-monitor-threshold", "0"},
+		{"latency-tracking", tracking},
 		{"maxclients", strconv.FormatInt(s.maxClients.Load(), 10)},
 		// kv never evicts: what job queues (BullMQ) and monitors check.
 		{"maxmemory", "0"},

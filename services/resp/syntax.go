@@ -33,6 +33,7 @@ var syntax = map[string]string{
 	"memory":       "subcommand [key [SAMPLES count]]",
 	"object":       "subcommand [key]",
 	"slowlog":      "subcommand [count]",
+	"latency":      "subcommand [arg...]",
 	"pubsub":       "subcommand [argument...]",
 	"flushall":     "[mode]",
 	"flushdb":      "[mode]",

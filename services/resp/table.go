@@ -29,6 +29,7 @@ func (s *Server) commandTable() mux {
 	add("lastsave", 1, 0, 0, 0, 0, "server", "Returns the Unix time of the last checkpoint.", s.lastsave)
 	add("time", 1, 0, 0, 0, 0, "server", "Returns the server's time: Unix seconds and microseconds.", s.timeCmd)
 	add("memory", -2, flagLong, 0, 0, 0, "server", "MEMORY USAGE: an estimate of a key's memory.", s.memory)
+	add("latency", -2, flagAdmin, 0, 0, 0, "server", "LATENCY HISTOGRAM: each command's calls by latency (the latency monitor is off).", s.latency)
 	add("slowlog", -2, flagAdmin, 0, 0, 0, "server", "SLOWLOG GET, LEN, RESET: the commands that ran slowest.", s.slowlogCmd)
 	add("role", 1, 0, 0, 0, 0, "server", "Returns the replication role: master, without replicas.", s.role)
 	add("monitor", 1, flagAdmin|flagOwnGoroutine, 0, 0, 0, "server", "Streams every command the server runs (admin commands excepted).", s.monitorCmd)
@@ -92,6 +93,7 @@ func (s *Server) commandTable() mux {
 	m["command"].subs = []subcommand{{"count", 2}, {"list", -2}, {"info", -2}, {"docs", -2}, {"getkeys", -4}}
 	m["config"].subs = []subcommand{{"get", -3}, {"set", -4}, {"resetstat", 2}, {"rewrite", 2}, {"help", 2}}
 	m["pubsub"].subs = []subcommand{{"channels", -2}, {"numsub", -2}, {"numpat", 2}, {"help", 2}, {"shardchannels", -2}, {"shardnumsub", -2}}
+	m["latency"].subs = []subcommand{{"doctor", 2}, {"graph", 3}, {"help", 2}, {"histogram", -2}, {"history", 3}, {"latest", 2}, {"reset", -2}}
 	m["slowlog"].subs = []subcommand{{"get", -2}, {"len", 2}, {"reset", 2}, {"help", 2}}
 	m["object"].subs = []subcommand{{"encoding", 3}, {"freq", 3}, {"idletime", 3}, {"refcount", 3}, {"help", 2}}
 	m["memory"].subs = []subcommand{{"usage", -3}, {"help", 2}, {"doctor", 2}, {"stats", 2}, {"purge", 2}, {"malloc-stats", 2}}

@@ -1,0 +1,149 @@
+package resp
+
+import (
+	"context"
+	"math/bits"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// latencyBuckets is how many power-of-two buckets a command's latency
+// histogram has: from 1,024 ns (Redis's first, about 1 µs) up to about 6.5
+// days, which the last bucket also takes beyond.
+const latencyBuckets = 40
+
+// latencyHistogram counts a command's calls by latency, as Redis's
+// latency tracking does for LATENCY HISTOGRAM: bucket i holds the calls
+// that ran at most 1,024·2^i ns (and more than half that).
+type latencyHistogram [latencyBuckets]atomic.Int64
+
+// record counts one call that ran for d.
+func (h *latencyHistogram) record(d time.Duration) {
+	i := 0
+	if d > 0 {
+		i = min(bits.Len64(uint64(d-1)>>10), latencyBuckets-1)
+	}
+	h[i].Add(1)
+}
+
+// reset empties the histogram (CONFIG RESETSTAT).
+func (h *latencyHistogram) reset() {
+	for i := range h {
+		h[i].Store(0)
+	}
+}
+
+// bucketMicros is bucket i's bound as Redis reports it: the highest
+// value its HDR histogram (two significant digits) takes as equal to
+// 1,024·2^i ns, in whole microseconds (1, 2, 4, 8, 16, 33, 66, 132...).
+func bucketMicros(i int) int64 {
+	ns := int64(1024) << i
+	return (ns + ns/128 - 1) / 1000
+}
+
+// latency serves LATENCY: HISTOGRAM [command ...], each command's calls
+// by latency in power-of-two buckets, cumulative, as Redis 7 answers it
+// (a map of command name to calls and histogram_usec; kept when the
+// server has an Observer, which times the commands, as the slow log is).
+// Redis's latency monitor (events past latency-monitor-threshold) is off,
+// as it is by default in Redis: LATEST and HISTORY answer no samples,
+// RESET resets none, GRAPH has none to draw, and DOCTOR says so.
+func (s *Server) latency(_ context.Context, c *conn, args [][]byte) {
+	switch strings.ToLower(string(args[1])) {
+	case "histogram":
+		s.latencyHistogram(c, args[2:])
+	case "latest":
+		c.array(0)
+	case "history":
+		c.array(0)
+	case "reset":
+		c.integer(0)
+	case "graph":
+		c.err("ERR No samples available for event '" + clip(args[2]) + "'")
+	case "doctor":
+		c.verbatim("Latency monitoring is not available in kv, as in Redis with latency-monitor-threshold 0. " +
+			"LATENCY HISTOGRAM gives each command's calls by latency, INFO commandstats their mean, " +
+			"and SLOWLOG GET the slowest ones.\n")
+	case "help":
+		c.help([]string{
+			"LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+			"DOCTOR",
+			"    Return a human readable latency analysis report.",
+			"GRAPH <event>",
+			"    Return an ASCII latency graph for the <event> class.",
+			"HISTORY <event>",
+			"    Return time-latency samples for the <event> class.",
+			"LATEST",
+			"    Return the latest latency samples for all events.",
+			"RESET [<event> ...]",
+			"    Reset latency data of one or more <event> classes.",
+			"    (default: reset all data for all event classes)",
+			"HISTOGRAM [COMMAND ...]",
+			"    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+			"    If no commands are specified then all histograms are replied.",
+			"HELP",
+			"    Prints this help.",
+		})
+	}
+}
+
+// latencyHistogram answers LATENCY HISTOGRAM for the commands named (each
+// once, in the order given; unknown ones and those never called are left
+// out, as Redis does), or for every command called, by name.
+func (s *Server) latencyHistogram(c *conn, names [][]byte) {
+	var cmds []*command
+	if len(names) == 0 {
+		for _, n := range s.commandNames() {
+			cmds = append(cmds, s.cmds[n])
+		}
+	} else {
+		seen := make(map[*command]bool)
+		for _, n := range names {
+			if cmd := s.lookup(n); cmd != nil && !seen[cmd] {
+				seen[cmd] = true
+				cmds = append(cmds, cmd)
+			}
+		}
+	}
+	type row struct {
+		name   string
+		counts [latencyBuckets]int64
+		calls  int64
+	}
+	var rows []row
+	for _, cmd := range cmds {
+		r := row{name: cmd.name}
+		for i := range cmd.latency {
+			r.counts[i] = cmd.latency[i].Load()
+			r.calls += r.counts[i]
+		}
+		if r.calls > 0 {
+			rows = append(rows, r)
+		}
+	}
+	c.mapLen(len(rows))
+	for _, r := range rows {
+		c.bulkString(r.name)
+		c.mapLen(2)
+		c.bulkString("calls")
+		c.integer(r.calls)
+		c.bulkString("histogram_usec")
+		used := 0
+		for _, n := range r.counts {
+			if n > 0 {
+				used++
+			}
+		}
+		c.mapLen(used)
+		var cumulative int64
+		for i, n := range r.counts {
+			if n == 0 {
+				continue
+			}
+			cumulative += n
+			c.integer(bucketMicros(i))
+			c.integer(cumulative)
+		}
+	}
+}
