@@ -592,6 +592,10 @@ func (c *conn) flush() bool {
 	if len(c.out) == 0 {
 		return true
 	}
+	// The wait for the disk comes first, outside wmu: meanwhile the
+	// events of a subscriber (RESP3's run writes) and the lines of a
+	// monitor go on being written.
+	c.settle()
 	c.wmu.Lock()
 	ok := c.flushLocked()
 	c.wmu.Unlock()

@@ -15,6 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kvproject/kv/internal/store"
 )
 
 // After HELLO 3 the replies take RESP3's types, byte for byte as Redis
@@ -275,4 +277,33 @@ func (rd *resp3Reader) value() (v any, push bool, err error) {
 		return items, typ == '>', nil
 	}
 	return nil, false, fmt.Errorf("unknown type %q", l)
+}
+
+// A RESP3 subscriber's write that waits for the disk does not hold its
+// events back: the reply waits, the events go on.
+func TestRESP3SubscriberEventsPassAWriteWaitingForTheDisk(t *testing.T) {
+	faults := &store.Faults{}
+	ds := startDurable(t, t.TempDir(), faultyAlways(faults), func(c *Config) { c.EnableDebugCommand = true })
+	ctx := context.Background()
+	other := ds.client(t)
+	require.NoError(t, other.HSet(ctx, "victim", "f", "v").Err())
+	r := ds.raw(t)
+	r.send("HELLO 3\r\n")
+	for r.line() != "*0" {
+	}
+	r.send("SUBSCRIBE kv:exited\r\n")
+	r.expect(">3", "$9", "subscribe", "$9", "kv:exited", ":1")
+	resume := faults.Stall()
+	defer resume()
+	r.send("HSET mine f v\r\n")
+	require.Eventually(t, func() bool { // the write is in memory, its reply waits for the disk
+		n, err := other.HExists(ctx, "mine", "f").Result()
+		return err == nil && n
+	}, 10*time.Second, time.Millisecond)
+	require.NoError(t, other.Do(ctx, "DEBUG", "CRASH-BUCKET", "victim").Err())
+	r.expect(">3", "$7", "message", "$9", "kv:exited")
+	require.Contains(t, r.line(), "$")
+	assert.Contains(t, r.line(), `"bucket":"victim"`, "the event comes while the write waits")
+	resume()
+	r.expect(":1")
 }
