@@ -909,16 +909,19 @@ func (c *conn) mayWait() {
 func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 	exclusive := cmd != nil && cmd.flags&flagExclusive != 0 && c.multi != nil // EXEC of a transaction
 	switch {
-	case cmd != nil && cmd.flags&flagOwnGoroutine != 0, c.ps != nil, c.mon != nil:
+	case cmd != nil && cmd.flags&flagOwnGoroutine != 0, c.mon != nil,
+		c.ps != nil && (!c.resp3 || cmd == nil || cmd.flags&flagPubSub != 0):
 		// SUBSCRIBE, PSUBSCRIBE, MONITOR, SAVE: nothing of a transaction's to see
 		// half done, and SAVE waits for a checkpoint, which the other
-		// clients must not wait for. Nor does a subscriber's command (run
-		// lets it run only (P)UNSUBSCRIBE, PING, QUIT and RESET, which
-		// touch no key): UNSUBSCRIBE writes to its socket, and it and
-		// RESET wait for the subscription's goroutine, which writes to it
-		// too, each for up to WriteTimeout. Nor a monitor's (run refuses
-		// it every command on keys, in a transaction too): its RESET
-		// waits for its writer goroutine, for up to WriteTimeout.
+		// clients must not wait for. Nor does a subscriber's pub/sub
+		// command ((P)UNSUBSCRIBE, PING, QUIT and RESET, all a RESP2
+		// subscriber may run, which touch no key): UNSUBSCRIBE writes to
+		// its socket, and it and RESET wait for the subscription's
+		// goroutine, which writes to it too, each for up to WriteTimeout.
+		// A RESP3 subscriber's other commands (any, EXEC and writes among
+		// them) take the lock as any client's do. Nor a monitor's (run
+		// refuses it every command on keys, in a transaction too): its
+		// RESET waits for its writer goroutine, for up to WriteTimeout.
 	case c.lp != nil:
 		// The event loop holds the read lock for the whole of a wake-up
 		// (see loop.run): one lock for all the commands it runs then.

@@ -307,3 +307,90 @@ func TestRESP3SubscriberEventsPassAWriteWaitingForTheDisk(t *testing.T) {
 	resume()
 	r.expect(":1")
 }
+
+// A RESP3 subscriber's commands are isolated from the transactions of
+// the other clients, and its own transactions from their commands, as a
+// client's that is not subscribed: a subscriber reads a counter that
+// transactions raise by 500 only at multiples of 500, and its own
+// transactions, which raise another counter by 500, are never seen half
+// done by another client.
+func TestRESP3SubscriberTransactionsIsolated(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
+			ctx := context.Background()
+			one := func(o *redis.Options) { o.PoolSize = 1 }
+			writer, reader := ts.client(t, one), ts.client(t, one)
+			sub := ts.raw(t)
+			sub.send("HELLO 3\r\n")
+			for sub.line() != "*0" {
+			}
+			sub.send("SUBSCRIBE nothing\r\n")
+			sub.expect(">3", "$9", "subscribe", "$7", "nothing", ":1")
+
+			const step, rounds = 500, 10
+			var tx strings.Builder
+			tx.WriteString("MULTI\r\n")
+			for range step {
+				tx.WriteString("HINCRBY s n 1\r\n")
+			}
+			tx.WriteString("EXEC\r\n")
+			done := make(chan error, 2)
+			go func() { // the others' transactions, read by the subscriber
+				for range rounds {
+					if _, err := writer.TxPipelined(ctx, func(p redis.Pipeliner) error {
+						for range step {
+							p.HIncrBy(ctx, "c", "n", 1)
+						}
+						return nil
+					}); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			go func() { // the subscriber's transactions, read by another client
+				for {
+					v, err := reader.HGet(ctx, "s", "n").Int()
+					switch {
+					case err == redis.Nil:
+						continue
+					case err != nil:
+						done <- err
+						return
+					case v%step != 0:
+						done <- fmt.Errorf("a read saw the subscriber's transaction half done: %d", v)
+						return
+					case v == step*rounds:
+						done <- nil
+						return
+					}
+				}
+			}()
+			rd := &resp3Reader{r: sub.rd}
+			require.NoError(t, sub.nc.SetReadDeadline(time.Now().Add(60*time.Second)))
+			for i := range rounds {
+				sub.send(tx.String())
+				for range step + 2 { // +OK, the QUEUEDs, EXEC's reply
+					_, _, err := rd.value()
+					require.NoError(t, err, "round %d", i)
+				}
+				for range 20 {
+					sub.send("HGET c n\r\n")
+					v, _, err := rd.value()
+					require.NoError(t, err)
+					if v == nil {
+						continue
+					}
+					n, err := strconv.Atoi(v.(string))
+					require.NoError(t, err)
+					require.Zero(t, n%step, "the subscriber saw a transaction half done: %d", n)
+				}
+			}
+			for range 2 {
+				require.NoError(t, <-done)
+			}
+		})
+	}
+}
