@@ -215,7 +215,13 @@ func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
 		c.integer(int64(len(p.channels) + len(p.patterns)))
 	}
 	left := p.count()
-	c.flushLocked()
+	if c.inMulti.Load() == 0 {
+		c.flushLocked()
+	}
+	// else a RESP3 subscriber's UNSUBSCRIBE queued in a transaction:
+	// its reply leaves with EXEC's others. Flushed now, the EXEC array
+	// would be cut by the events written meanwhile, and settle would
+	// wait for the transaction's writes, held until EXEC ends.
 	c.wmu.Unlock()
 	if left == 0 { // back to a normal client, as in RESP2 Redis
 		p.stop()

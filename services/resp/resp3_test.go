@@ -394,3 +394,26 @@ func TestRESP3SubscriberTransactionsIsolated(t *testing.T) {
 		})
 	}
 }
+
+// A RESP3 subscriber's UNSUBSCRIBE queued in a transaction leaves its
+// reply with EXEC's others: flushed in the middle of EXEC, the array was
+// cut by the events that came meanwhile, and a write of the transaction
+// waited for the disk under the transaction's hold on the store's
+// writes, which only the end of EXEC releases: the client never got its
+// replies, and every other client waited behind the transaction.
+func TestRESP3SubscriberUnsubscribesInATransaction(t *testing.T) {
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways})
+	sub := ds.raw(t)
+	sub.send("HELLO 3\r\n")
+	for sub.line() != "*0" {
+	}
+	sub.send("SUBSCRIBE ch other\r\n")
+	sub.expect(">3", "$9", "subscribe", "$2", "ch", ":1", ">3", "$9", "subscribe", "$5", "other", ":2")
+	sub.send("MULTI\r\nHSET k f v\r\nUNSUBSCRIBE ch\r\nUNSUBSCRIBE\r\nHGET k f\r\nEXEC\r\n")
+	sub.expect("+OK", "+QUEUED", "+QUEUED", "+QUEUED", "+QUEUED", "*4", ":1",
+		">3", "$11", "unsubscribe", "$2", "ch", ":1",
+		">3", "$11", "unsubscribe", "$5", "other", ":0",
+		"$1", "v")
+	ctx := context.Background()
+	assert.Equal(t, "v", ds.client(t).HGet(ctx, "k", "f").Val(), "the others are served")
+}
