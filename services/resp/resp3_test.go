@@ -168,6 +168,11 @@ func TestRESP3Subscriber(t *testing.T) {
 	}
 	wg.Wait()
 
+	// Its protocol stays while it is subscribed: events framed before a
+	// switch could reach it after HELLO's reply.
+	r.send("HELLO 2\r\nHGET first nope\r\n")
+	r.expect("-ERR HELLO cannot change the protocol of a subscribed client: UNSUBSCRIBE first", "_")
+
 	r.send("UNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nHGET first f\r\n")
 	r.expect(">3", "$11", "unsubscribe", "$10", "kv:created", ":1", ">3", "$12", "punsubscribe", "$6", "kv:*ed", ":0", "$1", "v")
 }

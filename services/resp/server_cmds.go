@@ -173,6 +173,13 @@ func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 			return
 		}
 	}
+	if c.ps != nil && resp3 != c.resp3 {
+		// A subscriber's events are written as they come, framed in its
+		// protocol: one framed before the switch could reach it after
+		// the reply, or the other way round, and it would misread both.
+		c.err("ERR HELLO cannot change the protocol of a subscribed client: UNSUBSCRIBE first")
+		return
+	}
 	if login {
 		c.authed = true
 	}
