@@ -592,9 +592,10 @@ func (c *conn) flush() bool {
 	if len(c.out) == 0 {
 		return true
 	}
-	// The wait for the disk comes first, outside wmu: meanwhile the
-	// events of a subscriber (RESP3's run writes) and the lines of a
-	// monitor go on being written.
+	// The wait for the disk comes first, outside wmu: meanwhile a
+	// subscriber's events go on being written (a RESP3 subscriber's
+	// commands may write). The replies and their pending writes are the
+	// connection's alone.
 	c.settle()
 	c.wmu.Lock()
 	ok := c.flushLocked()
