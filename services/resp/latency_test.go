@@ -113,9 +113,7 @@ func TestLatencyCommand(t *testing.T) {
 	// In RESP3, maps.
 	ts := start(t, Config{Observer: discardObserver{}})
 	r := ts.raw(t)
-	r.send("HELLO 3\r\n")
-	for r.line() != "*0" {
-	}
+	r.hello3()
 	r.send("PING\r\nLATENCY HISTOGRAM ping\r\n")
 	r.expect("+PONG", "%1", "$4", "ping", "%2", "$5", "calls", ":1", "$14", "histogram_usec", "%1")
 

@@ -31,8 +31,7 @@ func TestRESP3Replies(t *testing.T) {
 	r.send("HELLO 3\r\n")
 	r.expect("%7", "$6", "server", "$2", "kv", "$7", "version", "$"+strconv.Itoa(len(RedisVersion)), RedisVersion,
 		"$5", "proto", ":3")
-	for r.line() != "*0" { // id, mode, role, modules
-	}
+	r.helloRest() // id, mode, role, modules
 	for _, tc := range []struct {
 		cmd  string
 		want []string
@@ -71,8 +70,7 @@ func TestRESP3Replies(t *testing.T) {
 			require.Equal(t, w, r.line(), tc.cmd)
 		}
 	}
-	for r.line() != "*0" { // the rest of HELLO's map
-	}
+	r.helloRest()
 	r.send("CLIENT INFO\r\n")
 	head := r.line()
 	require.True(t, strings.HasPrefix(head, "="), head)
@@ -91,12 +89,10 @@ func TestRESP3Replies(t *testing.T) {
 
 	r.send("RESET\r\nHGET h nope\r\nHELLO 3\r\n")
 	r.expect("+RESET", "$-1", "%7")
-	for r.line() != "*0" {
-	}
+	r.helloRest()
 	r.send("HELLO 2\r\n")
 	r.expect("*14")
-	for r.line() != "*0" {
-	}
+	r.helloRest()
 	r.send("HGET h nope\r\nHMGET h nope\r\n")
 	r.expect("$-1", "*1", "$-1")
 	r.send("HELLO 4\r\nHGET h nope\r\n")
@@ -110,9 +106,7 @@ func TestRESP3Replies(t *testing.T) {
 func TestRESP3Subscriber(t *testing.T) {
 	ts := start(t, Config{})
 	r := ts.raw(t)
-	r.send("HELLO 3\r\n")
-	for r.line() != "*0" {
-	}
+	r.hello3()
 	r.send("SUBSCRIBE kv:created\r\nPSUBSCRIBE kv:*ed\r\n")
 	r.expect(">3", "$9", "subscribe", "$10", "kv:created", ":1", ">3", "$10", "psubscribe", "$6", "kv:*ed", ":2")
 	ctx := context.Background()
@@ -221,6 +215,22 @@ func TestRESP3GoRedis(t *testing.T) {
 	assert.Contains(t, m.Payload, `"bucket":"fresh"`)
 }
 
+// hello3 switches r to RESP3 and reads HELLO's reply (a map: %7 ... up to
+// modules' empty array).
+func (r *raw) hello3() {
+	r.t.Helper()
+	r.send("HELLO 3\r\n")
+	r.expect("%7")
+	r.helloRest()
+}
+
+// helloRest reads the rest of HELLO's reply, up to modules' empty array.
+func (r *raw) helloRest() {
+	r.t.Helper()
+	for r.line() != "*0" {
+	}
+}
+
 // resp3Reader reads RESP3 values: scalars as strings (nil for null),
 // aggregates as []any (a map's keys and values in turn); push reports a
 // push (>).
@@ -293,9 +303,7 @@ func TestRESP3SubscriberEventsPassAWriteWaitingForTheDisk(t *testing.T) {
 	other := ds.client(t)
 	require.NoError(t, other.HSet(ctx, "victim", "f", "v").Err())
 	r := ds.raw(t)
-	r.send("HELLO 3\r\n")
-	for r.line() != "*0" {
-	}
+	r.hello3()
 	r.send("SUBSCRIBE kv:exited\r\n")
 	r.expect(">3", "$9", "subscribe", "$9", "kv:exited", ":1")
 	resume := faults.Stall()
@@ -327,9 +335,7 @@ func TestRESP3SubscriberTransactionsIsolated(t *testing.T) {
 			one := func(o *redis.Options) { o.PoolSize = 1 }
 			writer, reader := ts.client(t, one), ts.client(t, one)
 			sub := ts.raw(t)
-			sub.send("HELLO 3\r\n")
-			for sub.line() != "*0" {
-			}
+			sub.hello3()
 			sub.send("SUBSCRIBE nothing\r\n")
 			sub.expect(">3", "$9", "subscribe", "$7", "nothing", ":1")
 
@@ -409,9 +415,7 @@ func TestRESP3SubscriberTransactionsIsolated(t *testing.T) {
 func TestRESP3SubscriberUnsubscribesInATransaction(t *testing.T) {
 	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways})
 	sub := ds.raw(t)
-	sub.send("HELLO 3\r\n")
-	for sub.line() != "*0" {
-	}
+	sub.hello3()
 	sub.send("SUBSCRIBE ch other\r\n")
 	sub.expect(">3", "$9", "subscribe", "$2", "ch", ":1", ">3", "$9", "subscribe", "$5", "other", ":2")
 	sub.send("MULTI\r\nHSET k f v\r\nUNSUBSCRIBE ch\r\nUNSUBSCRIBE\r\nHGET k f\r\nEXEC\r\n")
