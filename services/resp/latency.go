@@ -9,20 +9,25 @@ import (
 )
 
 // latencyBuckets is how many power-of-two buckets a command's latency
-// histogram has: from 1,024 ns (Redis's first, about 1 µs) up to about 6.5
-// days, which the last bucket also takes beyond.
-const latencyBuckets = 40
+// histogram has, from about 1 µs to about 1 s, as Redis's: Redis records
+// at most 1 s (LATENCY_HISTOGRAM_MAX_VALUE), a longer call in its last
+// bucket, and so does the last bucket here.
+const latencyBuckets = 21
 
 // latencyHistogram counts a command's calls by latency, as Redis's
 // latency tracking does for LATENCY HISTOGRAM: bucket i holds the calls
-// that ran at most 1,024·2^i ns (and more than half that).
+// that ran less than 1,032·2^i ns (and at least half that). Redis's HDR
+// histogram (two significant digits) reports at level 1,024·2^i ns the
+// calls of its sub-bucket that holds that level too, up to 1,032·2^i-1:
+// a call of 132,000 ns is in Redis's "132" bucket, not its "264".
 type latencyHistogram [latencyBuckets]atomic.Int64
 
-// record counts one call that ran for d.
+// record counts one call that ran for d, in whole microseconds as Redis
+// times its commands (it records d·1,000 ns).
 func (h *latencyHistogram) record(d time.Duration) {
 	i := 0
 	if d > 0 {
-		i = min(bits.Len64(uint64(d-1)>>10), latencyBuckets-1)
+		i = min(bits.Len64(uint64(d.Truncate(time.Microsecond))/1032), latencyBuckets-1)
 	}
 	h[i].Add(1)
 }
@@ -36,8 +41,13 @@ func (h *latencyHistogram) reset() {
 
 // bucketMicros is bucket i's bound as Redis reports it: the highest
 // value its HDR histogram (two significant digits) takes as equal to
-// 1,024·2^i ns, in whole microseconds (1, 2, 4, 8, 16, 33, 66, 132...).
+// 1,024·2^i ns, in whole microseconds (1, 2, 4, 8, 16, 33, 66, 132...);
+// the last one's is that of the highest value Redis's histogram holds
+// (2^30-1 ns), where its calls of 541 ms to 1 s and longer are.
 func bucketMicros(i int) int64 {
+	if i == latencyBuckets-1 {
+		return (1<<30 - 1) / 1000
+	}
 	ns := int64(1024) << i
 	return (ns + ns/128 - 1) / 1000
 }

@@ -17,7 +17,7 @@ func TestLatencyHistogramBuckets(t *testing.T) {
 		d      time.Duration
 		bucket int
 	}{
-		{0, 0}, {1, 0}, {1024, 0}, {1025, 1}, {2048, 1}, {2049, 2}, {8 * time.Microsecond, 3},
+		{0, 0}, {1, 0}, {1024, 0}, {1999, 0}, {2000, 1}, {2048, 1}, {3000, 2}, {8 * time.Microsecond, 3},
 		{time.Millisecond, 10}, {time.Second, 20}, {30 * 24 * time.Hour, latencyBuckets - 1},
 	} {
 		var h latencyHistogram
@@ -30,6 +30,42 @@ func TestLatencyHistogramBuckets(t *testing.T) {
 	}
 	assert.Equal(t, []int64{1, 2, 4, 8, 16, 33, 66}, bounds)
 	assert.Equal(t, int64(1056), bucketMicros(10))
+}
+
+// A call lands in the bucket Redis 7.0.15 reports it in: its HDR
+// histogram counts at each power-of-two level the sub-bucket that holds
+// the level (up to 1,032·2^i-1 ns: 132 µs is in its 132 bucket), and
+// records at most 1 s, reported as 1073741 (DEBUG SLEEP 0.0009, 0.3 and
+// 1.5 answer 1056, 541065 and 1073741 there).
+func TestLatencyHistogramBucketsAsRedis(t *testing.T) {
+	for d, want := range map[time.Duration]int64{
+		time.Microsecond:        1,
+		1500:                    1, // Redis times in whole microseconds
+		2 * time.Microsecond:    2,
+		3 * time.Microsecond:    4,
+		33 * time.Microsecond:   33,
+		66 * time.Microsecond:   66,
+		132 * time.Microsecond:  132,
+		132500:                  132,
+		264 * time.Microsecond:  264,
+		900 * time.Microsecond:  1056,
+		1050 * time.Microsecond: 1056,
+		300 * time.Millisecond:  541065,
+		541 * time.Millisecond:  541065,
+		600 * time.Millisecond:  1073741,
+		1500 * time.Millisecond: 1073741,
+		time.Hour:               1073741,
+	} {
+		var h latencyHistogram
+		h.record(d)
+		got := int64(-1)
+		for i := range h {
+			if h[i].Load() == 1 {
+				got = bucketMicros(i)
+			}
+		}
+		assert.Equal(t, want, got, "%v", d)
+	}
 }
 
 // LATENCY HISTOGRAM answers each command's calls by latency, cumulative,
