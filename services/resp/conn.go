@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -824,7 +825,7 @@ func (c *conn) settle() {
 			failed = true
 		}
 		if pr.cmd != "" && c.s.obs != nil {
-			c.s.observe(pr.stats, pr.cmd, c.since()-pr.begin, false, pr.err != nil)
+			c.s.observeSettled(pr.stats, pr.cmd, c.since()-pr.begin, pr.err != nil)
 		}
 	}
 	if failed {
@@ -1010,6 +1011,21 @@ func (s *Server) observe(cmd *command, name string, elapsed time.Duration, rejec
 		}
 	}
 	s.obs.ObserveCommand(Protocol, name, elapsed, failed)
+}
+
+// observeSettled is observe for a reply that waited for the disk (see
+// settle), with a panic of the Observer recovered and logged: settle runs
+// on the event loop outside its recover, and a panic half way through
+// would leave writes that were waited for in c.pending, waited for again
+// as the client closes (Pending.Wait must run once: the store's count of
+// waiters goes negative, and the process ends).
+func (s *Server) observeSettled(cmd *command, name string, elapsed time.Duration, failed bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("resp: the Observer panicked", "command", name, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	s.observe(cmd, name, elapsed, false, failed)
 }
 
 // run checks a command's arity, the client's authentication and state,

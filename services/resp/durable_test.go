@@ -718,3 +718,25 @@ func TestCheckpointPanicFailsTheSaveAlone(t *testing.T) {
 	require.NoError(t, rc.Save(ctx).Err())
 	assert.Equal(t, "v", rc.HGet(ctx, "h", "f").Val())
 }
+
+// panickyObserver panics when it observes HSET.
+type panickyObserver struct{ discardObserver }
+
+func (panickyObserver) ObserveCommand(_, cmd string, _ time.Duration, _ bool) {
+	if cmd == "hset" {
+		panic("observer")
+	}
+}
+
+// An Observer that panics as it observes a write whose reply waited for
+// the disk does not end the process: on the event loop nothing recovered
+// it, and on a client's goroutine the write, left pending, was waited for
+// again as the client closed (the store's count of waiters went negative).
+func TestObserverPanicAfterTheDisk(t *testing.T) {
+	ds := startDurable(t, t.TempDir(), store.Options{Fsync: store.FsyncAlways}, func(c *Config) { c.Observer = panickyObserver{} })
+	ctx := context.Background()
+	rc := ds.client(t)
+	require.NoError(t, rc.HSet(ctx, "k", "f", "v").Err())
+	require.NoError(t, rc.Ping(ctx).Err())
+	assert.Equal(t, "v", ds.client(t).HGet(ctx, "k", "f").Val())
+}
