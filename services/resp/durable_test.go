@@ -740,3 +740,22 @@ func TestObserverPanicAfterTheDisk(t *testing.T) {
 	require.NoError(t, rc.Ping(ctx).Err())
 	assert.Equal(t, "v", ds.client(t).HGet(ctx, "k", "f").Val())
 }
+
+// clientsPanicObserver panics at every client's arrival and departure.
+type clientsPanicObserver struct{ discardObserver }
+
+func (clientsPanicObserver) ObserveClients(string, int) { panic("observer") }
+
+// An Observer that panics as a client comes or goes ends nothing else:
+// the accept loop (which held the server's lock), the event loop and the
+// client's goroutine go on, and the server stops cleanly.
+func TestObserverPanicOnClients(t *testing.T) {
+	ts := start(t, Config{Observer: clientsPanicObserver{}})
+	ctx := context.Background()
+	for range 3 {
+		rc := ts.client(t)
+		require.NoError(t, rc.HSet(ctx, "k", "f", "v").Err())
+		require.NoError(t, rc.Close())
+	}
+	assert.Equal(t, "v", ts.client(t).HGet(ctx, "k", "f").Val())
+}

@@ -435,9 +435,7 @@ func (s *Server) accept(ctx context.Context, nc net.Conn, lp *loop) {
 	c := newConn(s, nc)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	if s.obs != nil {
-		s.obs.ObserveClients(Protocol, 1)
-	}
+	s.observeClients(1)
 	looped := lp != nil && lp.add(c)
 	s.mu.Unlock()
 	if !looped {
@@ -476,10 +474,24 @@ func (s *Server) ended(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.totalCommands.Add(c.commands.Load())
-	if s.obs != nil {
-		s.obs.ObserveClients(Protocol, -1)
-	}
+	s.observeClients(-1)
 	s.wg.Done()
+}
+
+// observeClients tells the Observer that a client came (+1) or left (-1).
+// A panic in it is logged, as a command's is, and goes no further: it
+// runs on the accept loop (under s.mu) and on the event loop, where
+// nothing else would recover it.
+func (s *Server) observeClients(delta int) {
+	if s.obs == nil {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("resp: the Observer panicked", "clients", delta, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	s.obs.ObserveClients(Protocol, delta)
 }
 
 // shutdown lets every client finish what it sent, then closes them all;
