@@ -130,6 +130,9 @@ func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 	}
 	p := c.ps
 	since := s.lastPublished()
+	// The replies before it wait for the disk outside wmu, as flush's:
+	// meanwhile the events go on (a RESP3 subscriber's commands may write).
+	c.settle()
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	kind, set := "subscribe", p.channels
@@ -180,6 +183,9 @@ func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
 			c.integer(0)
 		}
 		return
+	}
+	if c.inMulti.Load() == 0 {
+		c.settle() // as subscribe's (in EXEC, its replies leave with EXEC's)
 	}
 	c.wmu.Lock()
 	set := p.channels

@@ -295,30 +295,42 @@ func (rd *resp3Reader) value() (v any, push bool, err error) {
 }
 
 // A RESP3 subscriber's write that waits for the disk does not hold its
-// events back: the reply waits, the events go on.
+// events back: the reply waits, the events go on; also when a SUBSCRIBE
+// or an UNSUBSCRIBE follows the write in its pipeline.
 func TestRESP3SubscriberEventsPassAWriteWaitingForTheDisk(t *testing.T) {
 	faults := &store.Faults{}
 	ds := startDurable(t, t.TempDir(), faultyAlways(faults), func(c *Config) { c.EnableDebugCommand = true })
 	ctx := context.Background()
 	other := ds.client(t)
-	require.NoError(t, other.HSet(ctx, "victim", "f", "v").Err())
 	r := ds.raw(t)
 	r.hello3()
 	r.send("SUBSCRIBE kv:exited\r\n")
 	r.expect(">3", "$9", "subscribe", "$9", "kv:exited", ":1")
-	resume := faults.Stall()
-	defer resume()
-	r.send("HSET mine f v\r\n")
-	require.Eventually(t, func() bool { // the write is in memory, its reply waits for the disk
-		n, err := other.HExists(ctx, "mine", "f").Result()
-		return err == nil && n
-	}, 10*time.Second, time.Millisecond)
-	require.NoError(t, other.Do(ctx, "DEBUG", "CRASH-BUCKET", "victim").Err())
-	r.expect(">3", "$7", "message", "$9", "kv:exited")
-	require.Contains(t, r.line(), "$")
-	assert.Contains(t, r.line(), `"bucket":"victim"`, "the event comes while the write waits")
-	resume()
-	r.expect(":1")
+	for i, tc := range []struct {
+		then string   // after the write, in the same pipeline
+		want []string // its reply, once the disk is back
+	}{
+		{"", nil},
+		{"SUBSCRIBE more\r\n", []string{">3", "$9", "subscribe", "$4", "more", ":2"}},
+		{"UNSUBSCRIBE more\r\n", []string{">3", "$11", "unsubscribe", "$4", "more", ":1"}},
+	} {
+		victim, key := "victim"+strconv.Itoa(i), "mine"+strconv.Itoa(i)
+		require.NoError(t, other.HSet(ctx, victim, "f", "v").Err())
+		resume := faults.Stall()
+		defer resume() // on a failure, lets the store close (resume is idempotent)
+		r.send("HSET " + key + " f v\r\n" + tc.then)
+		require.Eventually(t, func() bool { // the write is in memory, its reply waits for the disk
+			n, err := other.HExists(ctx, key, "f").Result()
+			return err == nil && n
+		}, 10*time.Second, time.Millisecond)
+		require.NoError(t, other.Do(ctx, "DEBUG", "CRASH-BUCKET", victim).Err())
+		r.expect(">3", "$7", "message", "$9", "kv:exited")
+		require.Contains(t, r.line(), "$")
+		assert.Contains(t, r.line(), `"bucket":"`+victim+`"`, "the event comes while the write waits (%q)", tc.then)
+		resume()
+		r.expect(":1")
+		r.expect(tc.want...)
+	}
 }
 
 // A RESP3 subscriber's commands are isolated from the transactions of
