@@ -791,7 +791,7 @@ type pendingReply struct {
 	// observer): its latency includes the wait for the disk, and it
 	// counts as failed if the write fails.
 	cmd   string
-	stats *command
+	stats *cmdStats     // nil: counted nowhere
 	begin time.Duration // on the connection's clock
 }
 
@@ -973,41 +973,45 @@ func (c *conn) runObserved(ctx context.Context, cmd *command, args [][]byte) {
 		return
 	}
 	name := "unknown"
+	var st *cmdStats
 	if cmd != nil {
 		name = cmd.name
+		st, _ = cmd.stats(args)
 	}
 	// Its reply waits for the disk: observed by settle (EXEC's commands
 	// have been, each on its own: EXEC is observed at once).
 	if len(c.pending) > pending && c.pending[len(c.pending)-1].cmd == "" {
 		pr := &c.pending[len(c.pending)-1]
-		pr.cmd, pr.stats, pr.begin = name, cmd, begin
+		pr.cmd, pr.stats, pr.begin = name, st, begin
 		c.lastEnd = c.since()
 		c.s.slow(c, cmd, args, c.lastEnd-begin) // as Redis, its run without the wait for the disk
 		return
 	}
 	end := c.since()
 	c.lastEnd = end
-	c.s.observe(cmd, name, end-begin, c.rejected, c.failed)
+	c.s.observe(st, name, end-begin, c.rejected, c.failed)
 	if !c.rejected { // as Redis, which never calls a command it refuses
 		c.s.slow(c, cmd, args, end-begin)
 	}
 }
 
 // observe reports a command that has run (or was refused: rejected) to the
-// Observer, and counts it for INFO commandstats (cmd nil: unknown).
-// As in Redis, a command refused counts in rejected_calls alone: its calls
-// and time are those of the commands that ran.
-func (s *Server) observe(cmd *command, name string, elapsed time.Duration, rejected, failed bool) {
+// Observer, under name (its command's: "client" for CLIENT ID), and counts
+// it in st for INFO commandstats and LATENCY HISTOGRAM (st nil: an unknown
+// command or subcommand, counted nowhere, as in Redis). As in Redis, a
+// command refused counts in rejected_calls alone: its calls and time are
+// those of the commands that ran.
+func (s *Server) observe(st *cmdStats, name string, elapsed time.Duration, rejected, failed bool) {
 	switch {
-	case cmd == nil:
+	case st == nil:
 	case rejected:
-		cmd.rejected.Add(1)
+		st.rejected.Add(1)
 	default:
-		cmd.calls.Add(1)
-		cmd.elapsed.Add(int64(elapsed))
-		cmd.latency.record(elapsed)
+		st.calls.Add(1)
+		st.elapsed.Add(int64(elapsed))
+		st.latency.record(elapsed)
 		if failed {
-			cmd.failed.Add(1)
+			st.failed.Add(1)
 		}
 	}
 	s.obs.ObserveCommand(Protocol, name, elapsed, failed)
@@ -1019,13 +1023,13 @@ func (s *Server) observe(cmd *command, name string, elapsed time.Duration, rejec
 // would leave writes that were waited for in c.pending, waited for again
 // as the client closes (Pending.Wait must run once: the store's count of
 // waiters goes negative, and the process ends).
-func (s *Server) observeSettled(cmd *command, name string, elapsed time.Duration, failed bool) {
+func (s *Server) observeSettled(st *cmdStats, name string, elapsed time.Duration, failed bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("resp: the Observer panicked", "command", name, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	s.observe(cmd, name, elapsed, false, failed)
+	s.observe(st, name, elapsed, false, failed)
 }
 
 // run checks a command's arity, the client's authentication and state,

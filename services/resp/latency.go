@@ -3,6 +3,7 @@ package resp
 import (
 	"context"
 	"math/bits"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -98,21 +99,46 @@ func (s *Server) latency(_ context.Context, c *conn, args [][]byte) {
 	}
 }
 
-// latencyHistogram answers LATENCY HISTOGRAM for the commands named (each
-// once, in the order given; unknown ones and those never called are left
-// out, as Redis does), or for every command called, by name.
+// latencyHistogram answers LATENCY HISTOGRAM for the commands named, in
+// the order given, each once (a command with subcommands stands for each
+// of them, "client|id" for one; unknown names and what was never called
+// are left out, as Redis does), or for every command and subcommand
+// called, by name.
 func (s *Server) latencyHistogram(c *conn, names [][]byte) {
-	var cmds []*command
+	type entry struct {
+		name string
+		st   *cmdStats
+	}
+	var entries []entry
+	seen := make(map[*cmdStats]bool)
+	add := func(name string, st *cmdStats) {
+		if !seen[st] {
+			seen[st] = true
+			entries = append(entries, entry{name, st})
+		}
+	}
+	whole := func(cmd *command) {
+		add(cmd.name, &cmd.cmdStats)
+		for i := range cmd.subStats {
+			add(cmd.subNames[i], &cmd.subStats[i])
+		}
+	}
 	if len(names) == 0 {
 		for _, n := range s.commandNames() {
-			cmds = append(cmds, s.cmds[n])
+			whole(s.cmds[n])
 		}
-	} else {
-		seen := make(map[*command]bool)
-		for _, n := range names {
-			if cmd := s.lookup(n); cmd != nil && !seen[cmd] {
-				seen[cmd] = true
-				cmds = append(cmds, cmd)
+		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+	}
+	for _, n := range names {
+		parent, sub, isSub := strings.Cut(strings.ToLower(string(n)), "|")
+		cmd := s.lookup([]byte(parent))
+		switch {
+		case cmd == nil:
+		case !isSub:
+			whole(cmd)
+		default:
+			if i := slices.IndexFunc(cmd.subs, func(sc subcommand) bool { return sc.name == sub }); i >= 0 {
+				add(cmd.subNames[i], &cmd.subStats[i])
 			}
 		}
 	}
@@ -122,10 +148,10 @@ func (s *Server) latencyHistogram(c *conn, names [][]byte) {
 		calls  int64
 	}
 	var rows []row
-	for _, cmd := range cmds {
-		r := row{name: cmd.name}
-		for i := range cmd.latency {
-			r.counts[i] = cmd.latency[i].Load()
+	for _, e := range entries {
+		r := row{name: e.name}
+		for i := range e.st.latency {
+			r.counts[i] = e.st.latency[i].Load()
 			r.calls += r.counts[i]
 		}
 		if r.calls > 0 {

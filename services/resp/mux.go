@@ -55,11 +55,45 @@ type command struct {
 	subs []subcommand
 	fn   handlerFunc
 
-	// What INFO commandstats reports: kept, as the latencies are, only
-	// when the server has an Observer (see Server.observe).
+	// What INFO commandstats and LATENCY HISTOGRAM report, kept only when
+	// the server has an Observer (see Server.observe): the command's own,
+	// and each subcommand's (subStats[i] is subs[i]'s, named subNames[i],
+	// "client|id"), as Redis 7 counts them.
+	cmdStats
+	subStats []cmdStats
+	subNames []string
+}
+
+// cmdStats are a command's counts, or a subcommand's.
+type cmdStats struct {
 	calls, rejected, failed atomic.Int64
 	elapsed                 atomic.Int64     // nanoseconds, in all
 	latency                 latencyHistogram // LATENCY HISTOGRAM's
+}
+
+// reset empties the counts (CONFIG RESETSTAT).
+func (st *cmdStats) reset() {
+	st.calls.Store(0)
+	st.elapsed.Store(0)
+	st.rejected.Store(0)
+	st.failed.Store(0)
+	st.latency.reset()
+}
+
+// stats returns where a call of cmd with args counts, and its name in
+// INFO commandstats: a subcommand's own counts when args name one, the
+// command's otherwise (CLIENT alone, refused for its arity, counts under
+// client), and nil for an unknown subcommand, which Redis counts nowhere.
+func (cmd *command) stats(args [][]byte) (*cmdStats, string) {
+	if len(cmd.subs) == 0 || len(args) < 2 {
+		return &cmd.cmdStats, cmd.name
+	}
+	for i, sc := range cmd.subs {
+		if equalFold(args[1], sc.name) {
+			return &cmd.subStats[i], cmd.subNames[i]
+		}
+	}
+	return nil, ""
 }
 
 // subcommand is a subcommand's name (lower case) and arity.

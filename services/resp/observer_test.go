@@ -137,7 +137,7 @@ func TestInfoCommandstats(t *testing.T) {
 	require.NoError(t, rc.ConfigResetStat(context.Background()).Err())
 	info = rc.Info(context.Background(), "commandstats", "stats").Val()
 	assert.NotContains(t, info, "cmdstat_hget:")
-	assert.Contains(t, info, "cmdstat_config:calls=1,")
+	assert.Contains(t, info, "cmdstat_config|resetstat:calls=1,")
 	assert.Contains(t, info, "total_commands_processed:1\r\n", "the INFO itself")
 	assert.Contains(t, info, "total_connections_received:0\r\n")
 }
@@ -251,4 +251,46 @@ func TestResetStatClearsEveryCount(t *testing.T) {
 	calls, after, _, _ := stat("hset")
 	assert.Equal(t, int64(1), calls)
 	assert.Less(t, after, usec, "the time of the calls before RESETSTAT is forgotten")
+}
+
+// A subcommand counts under its own name, as Redis 7 counts it (checked
+// against redis-server 7.0.15): CLIENT ID as client|id, its arity error
+// too; CLIENT alone, refused for its arity, under client; an unknown
+// subcommand nowhere. LATENCY HISTOGRAM names them alike.
+func TestCommandstatsSubcommands(t *testing.T) {
+	ctx := context.Background()
+	rc := start(t, Config{Observer: discardObserver{}}).client(t)
+	require.NoError(t, rc.ConfigResetStat(ctx).Err())
+	require.NoError(t, rc.ClientID(ctx).Err())
+	require.NoError(t, rc.ClientID(ctx).Err())
+	require.NoError(t, rc.ConfigGet(ctx, "maxclients").Err())
+	require.Error(t, rc.Do(ctx, "CONFIG", "BOGUS").Err())
+	require.Error(t, rc.Do(ctx, "CLIENT").Err())
+	require.Error(t, rc.Do(ctx, "CLIENT", "ID", "x").Err())
+	stats := cmdstats(t, rc.Info(ctx, "commandstats").Val())
+	counts := map[string]string{}
+	for name, v := range stats {
+		var calls, usec, rejected, failed int64
+		var perCall float64
+		_, err := fmt.Sscanf(v, "calls=%d,usec=%d,usec_per_call=%f,rejected_calls=%d,failed_calls=%d", &calls, &usec, &perCall, &rejected, &failed)
+		require.NoError(t, err, v)
+		counts[name] = fmt.Sprintf("calls=%d rejected=%d failed=%d", calls, rejected, failed)
+	}
+	assert.Equal(t, map[string]string{
+		"config|resetstat": "calls=1 rejected=0 failed=0",
+		"client|id":        "calls=2 rejected=1 failed=0",
+		"config|get":       "calls=1 rejected=0 failed=0",
+		"client":           "calls=0 rejected=1 failed=0",
+	}, counts)
+
+	for _, names := range [][]any{{"client"}, {"CLIENT|ID"}, {"client|id", "client"}} {
+		got, err := rc.Do(ctx, append([]any{"LATENCY", "HISTOGRAM"}, names...)...).Slice()
+		require.NoError(t, err)
+		require.Len(t, got, 2, "%v", names)
+		assert.Equal(t, "client|id", got[0], "%v", names)
+	}
+	got, err := rc.Do(ctx, "LATENCY", "HISTOGRAM", "config", "client|nosuch", "nosuch|id").Slice()
+	require.NoError(t, err)
+	require.Len(t, got, 4)
+	assert.Equal(t, []any{"config|get", "config|resetstat"}, []any{got[0], got[2]})
 }

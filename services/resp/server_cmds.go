@@ -680,18 +680,24 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 // failed. kv counts a command's subcommands under it.
 func (s *Server) commandStats() []string {
 	var lines []string
-	for _, cmd := range s.cmds {
-		calls, rejected, failed := cmd.calls.Load(), cmd.rejected.Load(), cmd.failed.Load()
+	add := func(name string, st *cmdStats) {
+		calls, rejected, failed := st.calls.Load(), st.rejected.Load(), st.failed.Load()
 		if calls == 0 && rejected == 0 && failed == 0 {
-			continue
+			return
 		}
-		usec := cmd.elapsed.Load() / 1000
+		usec := st.elapsed.Load() / 1000
 		perCall := 0.0
 		if calls > 0 {
 			perCall = float64(usec) / float64(calls)
 		}
 		lines = append(lines, fmt.Sprintf("cmdstat_%s:calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d",
-			cmd.name, calls, usec, perCall, rejected, failed))
+			name, calls, usec, perCall, rejected, failed))
+	}
+	for _, cmd := range s.cmds {
+		add(cmd.name, &cmd.cmdStats)
+		for i := range cmd.subStats {
+			add(cmd.subNames[i], &cmd.subStats[i])
+		}
 	}
 	slices.Sort(lines)
 	return lines
@@ -766,11 +772,10 @@ func (s *Server) commandsProcessed() int64 {
 // rejected_connections, slow_subscribers_disconnected) start again from 0.
 func (s *Server) resetStats() {
 	for _, cmd := range s.cmds {
-		cmd.calls.Store(0)
-		cmd.elapsed.Store(0)
-		cmd.rejected.Store(0)
-		cmd.failed.Store(0)
-		cmd.latency.reset()
+		cmd.cmdStats.reset()
+		for i := range cmd.subStats {
+			cmd.subStats[i].reset()
+		}
 	}
 	s.commandsBase.Store(s.commandsProcessed())
 	s.totalConns.Store(0)

@@ -120,6 +120,12 @@ func (s *Server) commandTable() mux {
 		}
 		add(t.name, t.arity, flags, 1, 1, 1, t.group, "Not a hash command: WRONGTYPE on an existing key.", s.wrongType(t.empty))
 	}
+	for _, cmd := range m {
+		cmd.subStats = make([]cmdStats, len(cmd.subs))
+		for _, sc := range cmd.subs {
+			cmd.subNames = append(cmd.subNames, cmd.name+"|"+sc.name)
+		}
+	}
 	for name, syn := range syntax {
 		cmd, ok := m[name]
 		if !ok {
