@@ -677,7 +677,8 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 // Observer, as the daemon's: see Server.observe). A command refused before
 // it ran (its arity, AUTH, as MULTI queued it) counts as rejected only, not
 // among the calls, as in Redis; one that ran and answered an error as
-// failed. kv counts a command's subcommands under it.
+// failed. A subcommand counts under its own name (client|id), as in Redis 7
+// (see command.stats).
 func (s *Server) commandStats() []string {
 	var lines []string
 	add := func(name string, st *cmdStats) {
