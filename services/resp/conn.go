@@ -1056,6 +1056,7 @@ func (c *conn) run(ctx context.Context, cmd *command, args [][]byte) {
 		c.err(errMonitorKeyspace)
 	case c.ps != nil && !c.resp3 && cmd.flags&flagPubSub == 0: // RESP3 subscribers run any command
 		c.err("ERR Can't execute '" + cmd.fullName(args) + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
+	case c.protected(cmd):
 	case c.oversized(args):
 	default:
 		c.uncounted = false
@@ -1147,6 +1148,21 @@ func clip(b []byte) string {
 		b = b[:128]
 	}
 	return string(b)
+}
+
+// errDebugOff refuses DEBUG on a server that does not enable it.
+const errDebugOff = "ERR DEBUG command not allowed. Start kv with --enable-debug-command to allow it."
+
+// protected reports whether cmd is one the server does not enable
+// (DEBUG without Config.EnableDebugCommand), and then refuses it, as Redis
+// refuses a protected command before it runs: counted as rejected, and
+// in MULTI it aborts the transaction.
+func (c *conn) protected(cmd *command) bool {
+	if cmd.flags&flagProtected == 0 || c.s.cfg.EnableDebugCommand {
+		return false
+	}
+	c.err(errDebugOff)
+	return true
 }
 
 // Replies.

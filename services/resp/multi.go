@@ -39,6 +39,7 @@ func (c *conn) queue(cmd *command, args [][]byte) {
 	t := c.multi
 	switch {
 	case c.malformed(cmd, args): // each of these writes its error
+	case c.protected(cmd):
 	case cmd.flags&flagOwnGoroutine != 0:
 		c.err("ERR Command not allowed inside a transaction")
 	case c.mon != nil && cmd.keyspace(args):

@@ -35,6 +35,10 @@ const (
 	// with every other client waiting) and run under the transactions'
 	// read lock.
 	flagLong
+	// flagProtected: the command is refused, before it runs and as it is
+	// queued, unless the server enables it (DEBUG, as Redis's
+	// enable-debug-command protects it).
+	flagProtected
 )
 
 // command is one entry of the command table, which also feeds COMMAND.

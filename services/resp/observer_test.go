@@ -294,3 +294,17 @@ func TestCommandstatsSubcommands(t *testing.T) {
 	require.Len(t, got, 4)
 	assert.Equal(t, []any{"config|get", "config|resetstat"}, []any{got[0], got[2]})
 }
+
+// DEBUG on a server that does not enable it is refused before it runs,
+// as Redis refuses a protected command: counted as rejected, and in MULTI
+// refused as it is queued, which aborts the transaction (checked against
+// redis-server 7.0.15 with enable-debug-command no).
+func TestDebugOffIsRejected(t *testing.T) {
+	ts := start(t, Config{Observer: discardObserver{}})
+	r := ts.raw(t)
+	r.send("MULTI\r\nDEBUG CRASH-BUCKET h\r\nEXEC\r\nDEBUG CRASH-BUCKET h\r\nDEBUG\r\n")
+	r.expect("+OK", "-"+errDebugOff, "-EXECABORT Transaction discarded because of previous errors.",
+		"-"+errDebugOff, "-ERR wrong number of arguments for 'debug' command")
+	stats := cmdstats(t, ts.client(t).Info(context.Background(), "commandstats").Val())
+	assert.True(t, strings.HasPrefix(stats["debug"], "calls=0,usec=0,usec_per_call=0.00,rejected_calls=3,failed_calls=0"), stats["debug"])
+}

