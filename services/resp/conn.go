@@ -976,7 +976,7 @@ func (c *conn) runObserved(ctx context.Context, cmd *command, args [][]byte) {
 	var st *cmdStats
 	if cmd != nil {
 		name = cmd.name
-		st, _ = cmd.stats(args)
+		st = cmd.stats(args)
 	}
 	// Its reply waits for the disk: observed by settle (EXEC's commands
 	// have been, each on its own: EXEC is observed at once).
@@ -1093,15 +1093,15 @@ func (c *conn) malformed(cmd *command, args [][]byte) bool {
 	switch {
 	case cmd == nil:
 		c.unknownCommand(args)
-	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
+	case wrongArity(cmd.arity, len(args)):
 		c.wrongArgs(cmd.name)
 	case cmd.subs != nil && len(args) > 1:
-		sc, ok := cmd.subcommand(args[1])
+		i := cmd.subIndex(args[1])
 		switch {
-		case !ok:
+		case i < 0:
 			c.err("ERR unknown subcommand '" + clip(args[1]) + "'. Try " + strings.ToUpper(cmd.name) + " HELP.")
-		case sc.arity > 0 && len(args) != sc.arity, sc.arity < 0 && len(args) < -sc.arity:
-			c.wrongArgs(cmd.name + "|" + sc.name)
+		case wrongArity(cmd.subs[i].arity, len(args)):
+			c.wrongArgs(cmd.subNames[i])
 		default:
 			return false
 		}

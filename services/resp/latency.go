@@ -64,9 +64,7 @@ func (s *Server) latency(_ context.Context, c *conn, args [][]byte) {
 	switch strings.ToLower(string(args[1])) {
 	case "histogram":
 		s.latencyHistogram(c, args[2:])
-	case "latest":
-		c.array(0)
-	case "history":
+	case "latest", "history": // no samples: the monitor is off
 		c.array(0)
 	case "reset":
 		c.integer(0)
@@ -117,15 +115,9 @@ func (s *Server) latencyHistogram(c *conn, names [][]byte) {
 			entries = append(entries, entry{name, st})
 		}
 	}
-	whole := func(cmd *command) {
-		add(cmd.name, &cmd.cmdStats)
-		for i := range cmd.subStats {
-			add(cmd.subNames[i], &cmd.subStats[i])
-		}
-	}
 	if len(names) == 0 {
-		for _, n := range s.commandNames() {
-			whole(s.cmds[n])
+		for _, cmd := range s.cmds {
+			cmd.eachStats(add)
 		}
 		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
 	}
@@ -135,9 +127,9 @@ func (s *Server) latencyHistogram(c *conn, names [][]byte) {
 		switch {
 		case cmd == nil:
 		case !isSub:
-			whole(cmd)
+			cmd.eachStats(add)
 		default:
-			if i := slices.IndexFunc(cmd.subs, func(sc subcommand) bool { return sc.name == sub }); i >= 0 {
+			if i := cmd.subIndex([]byte(sub)); i >= 0 {
 				add(cmd.subNames[i], &cmd.subStats[i])
 			}
 		}

@@ -84,20 +84,27 @@ func (st *cmdStats) reset() {
 	st.latency.reset()
 }
 
-// stats returns where a call of cmd with args counts, and its name in
-// INFO commandstats: a subcommand's own counts when args name one, the
-// command's otherwise (CLIENT alone, refused for its arity, counts under
-// client), and nil for an unknown subcommand, which Redis counts nowhere.
-func (cmd *command) stats(args [][]byte) (*cmdStats, string) {
+// eachStats calls fn with the command's counts, then each subcommand's,
+// with the name INFO commandstats gives them ("client", "client|id").
+func (cmd *command) eachStats(fn func(name string, st *cmdStats)) {
+	fn(cmd.name, &cmd.cmdStats)
+	for i := range cmd.subStats {
+		fn(cmd.subNames[i], &cmd.subStats[i])
+	}
+}
+
+// stats returns where a call of cmd with args counts: a subcommand's own
+// counts when args name one, the command's otherwise (CLIENT alone,
+// refused for its arity, counts under client), and nil for an unknown
+// subcommand, which Redis counts nowhere.
+func (cmd *command) stats(args [][]byte) *cmdStats {
 	if len(cmd.subs) == 0 || len(args) < 2 {
-		return &cmd.cmdStats, cmd.name
+		return &cmd.cmdStats
 	}
-	for i, sc := range cmd.subs {
-		if equalFold(args[1], sc.name) {
-			return &cmd.subStats[i], cmd.subNames[i]
-		}
+	if i := cmd.subIndex(args[1]); i >= 0 {
+		return &cmd.subStats[i]
 	}
-	return nil, ""
+	return nil
 }
 
 // subcommand is a subcommand's name (lower case) and arity.
@@ -110,21 +117,28 @@ type subcommand struct {
 // subcommand, "client|id", when it has one and args name it.
 func (cmd *command) fullName(args [][]byte) string {
 	if len(args) > 1 {
-		if sc, ok := cmd.subcommand(args[1]); ok {
-			return cmd.name + "|" + sc.name
+		if i := cmd.subIndex(args[1]); i >= 0 {
+			return cmd.subNames[i]
 		}
 	}
 	return cmd.name
 }
 
-// subcommand returns cmd's subcommand named name, in any case.
-func (cmd *command) subcommand(name []byte) (subcommand, bool) {
-	for _, sc := range cmd.subs {
+// wrongArity reports whether n arguments, the name included, miss arity,
+// in Redis's convention: n exactly, or -n for at least n.
+func wrongArity(arity, n int) bool {
+	return arity > 0 && n != arity || arity < 0 && n < -arity
+}
+
+// subIndex returns the index in cmd.subs of the subcommand named name, in
+// any case, or -1.
+func (cmd *command) subIndex(name []byte) int {
+	for i, sc := range cmd.subs {
 		if equalFold(name, sc.name) {
-			return sc, true
+			return i
 		}
 	}
-	return subcommand{}, false
+	return -1
 }
 
 // mux is the command table, filled once by New; like redcon.ServeMux and

@@ -695,10 +695,7 @@ func (s *Server) commandStats() []string {
 			name, calls, usec, perCall, rejected, failed))
 	}
 	for _, cmd := range s.cmds {
-		add(cmd.name, &cmd.cmdStats)
-		for i := range cmd.subStats {
-			add(cmd.subNames[i], &cmd.subStats[i])
-		}
+		cmd.eachStats(add)
 	}
 	slices.Sort(lines)
 	return lines
@@ -773,10 +770,7 @@ func (s *Server) commandsProcessed() int64 {
 // rejected_connections, slow_subscribers_disconnected) start again from 0.
 func (s *Server) resetStats() {
 	for _, cmd := range s.cmds {
-		cmd.cmdStats.reset()
-		for i := range cmd.subStats {
-			cmd.subStats[i].reset()
-		}
+		cmd.eachStats(func(_ string, st *cmdStats) { st.reset() })
 	}
 	s.commandsBase.Store(s.commandsProcessed())
 	s.totalConns.Store(0)
@@ -1130,7 +1124,7 @@ func (s *Server) getKeys(c *conn, line [][]byte) {
 	case cmd.first == 0:
 		c.err("ERR The command has no key arguments")
 		return
-	case cmd.arity > 0 && len(line) != cmd.arity, cmd.arity < 0 && len(line) < -cmd.arity:
+	case wrongArity(cmd.arity, len(line)):
 		c.err("ERR Invalid number of arguments specified for command")
 		return
 	}
