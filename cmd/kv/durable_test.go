@@ -37,6 +37,20 @@ func startBinary(t *testing.T, bin string, args ...string) (addr string, cmd *ex
 	return startCommand(t, exec.Command(bin, append(binaryArgs(), args...)...))
 }
 
+// requireCleanExit waits up to 30 s for the kv that startBinary or
+// startCommand started (exited) to exit, and requires exit code 0; what
+// names the stop asked for (SIGTERM, SHUTDOWN). On a timeout it kills kv.
+func requireCleanExit(t *testing.T, cmd *exec.Cmd, exited <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-exited:
+		require.True(t, cmd.ProcessState.Success(), "kv exits 0 after %s: %s", what, cmd.ProcessState)
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("kv did not stop after %s", what)
+	}
+}
+
 // binaryArgs are the arguments startBinary gives kv before the test's own.
 func binaryArgs() []string { return []string{"--resp-addr", "127.0.0.1:0", "--log-format", "json"} }
 
@@ -544,13 +558,7 @@ func TestShutdownCommandStopsTheDaemon(t *testing.T) {
 	defer rc.Close()
 	require.NoError(t, rc.HSet(ctx, "cart", "apples", "3", "pears", "4").Err())
 	require.NoError(t, rc.ShutdownSave(ctx).Err(), "go-redis takes the closed connection for success")
-	select {
-	case <-exited:
-		require.True(t, cmd.ProcessState.Success(), "kv exits 0 after SHUTDOWN: %s", cmd.ProcessState)
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("kv did not stop after SHUTDOWN")
-	}
+	requireCleanExit(t, cmd, exited, "SHUTDOWN")
 	cps, err := filepath.Glob(filepath.Join(dir, "checkpoints", "*"))
 	require.NoError(t, err)
 	require.Len(t, cps, 1, "SHUTDOWN SAVE's checkpoint")

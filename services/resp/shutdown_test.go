@@ -20,14 +20,21 @@ type shutdowns struct{ n atomic.Int64 }
 
 func (s *shutdowns) hook(c *Config) { c.Shutdown = func() { s.n.Add(1) } }
 
+// startCountingShutdowns starts an in-memory test server whose
+// Config.Shutdown counts its calls.
+func startCountingShutdowns(t *testing.T) (*testServer, *shutdowns) {
+	t.Helper()
+	sd := new(shutdowns)
+	cfg := Config{}
+	sd.hook(&cfg)
+	return start(t, cfg), sd
+}
+
 // SHUTDOWN's refusals are Redis 7's, checked against redis-server 7.0.15,
 // and a refused SHUTDOWN neither stops the server nor closes the client.
 func TestShutdownRefusals(t *testing.T) {
 	ctx := context.Background()
-	var sd shutdowns
-	cfg := Config{}
-	sd.hook(&cfg)
-	ts := start(t, cfg)
+	ts, sd := startCountingShutdowns(t)
 	rc := ts.client(t)
 	for _, tc := range []struct {
 		args []any
@@ -69,10 +76,7 @@ func TestShutdownRefusals(t *testing.T) {
 // itself (the program's stop closes them).
 func TestShutdownClosesTheClientWithoutAReply(t *testing.T) {
 	ctx := context.Background()
-	var sd shutdowns
-	cfg := Config{}
-	sd.hook(&cfg)
-	ts := start(t, cfg)
+	ts, sd := startCountingShutdowns(t)
 	other := ts.client(t)
 	require.NoError(t, other.HSet(ctx, "h", "f", "v").Err())
 
@@ -138,20 +142,15 @@ func TestShutdownSave(t *testing.T) {
 	assert.Equal(t, map[string][]byte{"f": []byte("v")}, pairs)
 
 	// In memory, FORCE stops without the checkpoint it cannot write.
-	var mem shutdowns
-	cfg := Config{}
-	mem.hook(&cfg)
-	require.ErrorIs(t, start(t, cfg).client(t).Do(ctx, "SHUTDOWN", "SAVE", "FORCE").Err(), io.EOF)
+	mts, mem := startCountingShutdowns(t)
+	require.ErrorIs(t, mts.client(t).Do(ctx, "SHUTDOWN", "SAVE", "FORCE").Err(), io.EOF)
 	assert.Equal(t, int64(1), mem.n.Load())
 }
 
 // redis-cli shutdown exits 0 and prints nothing, as against Redis.
 func TestRedisCLIShutdown(t *testing.T) {
 	cli := redisTool(t, "redis-cli")
-	var sd shutdowns
-	cfg := Config{}
-	sd.hook(&cfg)
-	ts := start(t, cfg)
+	ts, sd := startCountingShutdowns(t)
 	host, port, err := net.SplitHostPort(ts.addr)
 	require.NoError(t, err)
 	out, err := exec.Command(cli, "-h", host, "-p", port, "shutdown", "nosave").CombinedOutput()
