@@ -356,17 +356,32 @@ func TestDurableStartFromBGSAVE(t *testing.T) {
 	assert.Equal(t, want, got)
 }
 
-// failingBackups is testBackups whose Save fails while fail is set.
+// failingBackups is testBackups whose Save fails while fail is set, and
+// panics while panics is.
 type failingBackups struct {
 	*testBackups
-	fail atomic.Bool
+	fail, panics atomic.Bool
 }
 
 func (b *failingBackups) Save() (string, error) {
+	if b.panics.Load() {
+		panic("checkpoint: corrupted state")
+	}
 	if b.fail.Load() {
 		return "", errors.New("no space left on device")
 	}
 	return b.testBackups.Save()
+}
+
+// startFailingBackups is startDurable with its Backups a failingBackups.
+func startFailingBackups(t *testing.T, configure ...func(*Config)) (*durableServer, *failingBackups) {
+	t.Helper()
+	var fb *failingBackups
+	ds := startDurable(t, t.TempDir(), store.Options{}, append(configure, func(c *Config) {
+		fb = &failingBackups{testBackups: c.Backups.(*testBackups)}
+		c.Backups = fb
+	})...)
+	return ds, fb
 }
 
 // INFO's Persistence section says, in Redis's fields, whether a store is
@@ -376,11 +391,7 @@ func (b *failingBackups) Save() (string, error) {
 // rdb_bgsave_in_progress, as with Redis.
 func TestInfoPersistence(t *testing.T) {
 	ctx := context.Background()
-	var fb *failingBackups
-	ds := startDurable(t, t.TempDir(), store.Options{}, func(c *Config) {
-		fb = &failingBackups{testBackups: c.Backups.(*testBackups)}
-		c.Backups = fb
-	})
+	ds, fb := startFailingBackups(t)
 	rc := ds.client(t)
 	persistence := func() map[string]string {
 		info, err := rc.InfoMap(ctx, "persistence").Result()
@@ -680,30 +691,13 @@ func TestDurableDelRepliesFollowItsDrops(t *testing.T) {
 	assert.ElementsMatch(t, []string{"kept", "kept2", "probe"}, ds.client(t).Keys(ctx, "*").Val())
 }
 
-// panickingBackups is testBackups whose Save panics while panics is set.
-type panickingBackups struct {
-	*testBackups
-	panics atomic.Bool
-}
-
-func (b *panickingBackups) Save() (string, error) {
-	if b.panics.Load() {
-		panic("checkpoint: corrupted state")
-	}
-	return b.testBackups.Save()
-}
-
 // A checkpoint that panics fails its save alone, as one that fails: SAVE
 // answers the error and its client goes on, and BGSAVE's, on a goroutine
 // of its own, does not end the process (a panic there is not recovered by
 // the client's).
 func TestCheckpointPanicFailsTheSaveAlone(t *testing.T) {
 	ctx := context.Background()
-	var pb *panickingBackups
-	ds := startDurable(t, t.TempDir(), store.Options{}, func(c *Config) {
-		pb = &panickingBackups{testBackups: c.Backups.(*testBackups)}
-		c.Backups = pb
-	})
+	ds, pb := startFailingBackups(t)
 	rc := ds.client(t)
 	require.NoError(t, rc.HSet(ctx, "h", "f", "v").Err())
 	pb.panics.Store(true)

@@ -109,12 +109,7 @@ func TestShutdownClosesTheClientWithoutAReply(t *testing.T) {
 func TestShutdownSave(t *testing.T) {
 	ctx := context.Background()
 	var sd shutdowns
-	var fb *failingBackups
-	ds := startDurable(t, t.TempDir(), store.Options{}, func(c *Config) {
-		sd.hook(c)
-		fb = &failingBackups{testBackups: c.Backups.(*testBackups)}
-		c.Backups = fb
-	})
+	ds, fb := startFailingBackups(t, sd.hook)
 	rc := ds.client(t)
 	require.NoError(t, rc.HSet(ctx, "h", "f", "v").Err())
 
