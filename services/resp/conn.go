@@ -910,6 +910,10 @@ func (c *conn) mayWait() {
 // took 5% of the server's time.
 func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 	exclusive := cmd != nil && cmd.flags&flagExclusive != 0 && c.multi != nil // EXEC of a transaction
+	if c.ps != nil {
+		// Deferred first, so run last: once the lock below is released.
+		defer c.endSubscription()
+	}
 	switch {
 	case cmd != nil && cmd.flags&flagOwnGoroutine != 0, c.mon != nil,
 		c.ps != nil && (!c.resp3 || cmd == nil || cmd.flags&flagPubSub != 0):
@@ -951,6 +955,16 @@ func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 		return
 	}
 	c.runObserved(ctx, cmd, args)
+}
+
+// endSubscription makes a subscriber whose transaction unsubscribed it
+// from its last name a normal client again (see Server.unsubscribe); the
+// transactions' lock is not held.
+func (c *conn) endSubscription() {
+	if c.ps != nil && c.ps.ended {
+		c.ps.stopUnsubscribed()
+		c.ps = nil
+	}
 }
 
 // runObserved is run, with the command observed. A command queued by

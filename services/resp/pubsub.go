@@ -83,14 +83,28 @@ type subscriber struct {
 	// goroutine has begun to deliver.
 	sub atomic.Pointer[events.Subscription]
 
-	// Guarded by c.wmu, which also orders the replies to (P)SUBSCRIBE
-	// before the first message they allow. Each name maps to the last
-	// sequence number published when it was subscribed to: an event
-	// published before that, still in the mailbox, is not for it (Redis
-	// never delivers a message published before the SUBSCRIBE).
+	// mu guards channels, patterns and bytes. It is taken under c.wmu,
+	// which orders the replies to (P)SUBSCRIBE before the first message
+	// they allow, but deliver holds it only while it builds an event's
+	// messages, not while it writes them: a RESP3 subscriber's
+	// UNSUBSCRIBE in a transaction changes its names under mu alone, and
+	// so never waits for a client that does not read while EXEC holds
+	// every other client's writes back (see Server.unsubscribe).
+	mu sync.Mutex
+	// Each name maps to the last sequence number published when it was
+	// subscribed to: an event published before that, still in the
+	// mailbox, is not for it (Redis never delivers a message published
+	// before the SUBSCRIBE).
 	channels map[string]uint64
 	patterns map[string]uint64
 	bytes    int // of the names in channels and patterns, with subscribedNameSize each
+
+	// ended is set by the last UNSUBSCRIBE of a transaction: the
+	// subscription's goroutine is stopped once EXEC has released the
+	// transactions' lock (conn.endSubscription), as it may be writing to
+	// a client that does not read, for up to WriteTimeout. The client's
+	// goroutine's own.
+	ended bool
 
 	lastSeq uint64 // the subscription goroutine's own
 	kicked  atomic.Bool
@@ -135,6 +149,7 @@ func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 	c.settle()
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	p.mu.Lock()
 	kind, set := "subscribe", p.channels
 	if pattern {
 		kind, set = "psubscribe", p.patterns
@@ -158,6 +173,7 @@ func (s *Server) subscribe(_ context.Context, c *conn, args [][]byte) {
 		c.integer(int64(len(p.channels) + len(p.patterns)))
 	}
 	p.count()
+	p.mu.Unlock()
 	c.flushLocked()
 }
 
@@ -184,10 +200,21 @@ func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
 		}
 		return
 	}
-	if c.inMulti.Load() == 0 {
-		c.settle() // as subscribe's (in EXEC, its replies leave with EXEC's)
+	// In EXEC (a RESP3 subscriber's transaction), its replies leave with
+	// EXEC's: flushed now, the EXEC array would be cut by the events
+	// written meanwhile, and settle would wait for the transaction's
+	// writes, held until EXEC ends. Nor does it take wmu: EXEC holds
+	// every other client's writes back, and wmu may be held for up to
+	// WriteTimeout by an event's write to this client, if it does not
+	// read. An event built before the names change is written before
+	// EXEC's reply (deliver holds wmu from the build to the write); one
+	// built after is not for the names unsubscribed.
+	inExec := c.inMulti.Load() != 0
+	if !inExec {
+		c.settle() // as subscribe's
+		c.wmu.Lock()
 	}
-	c.wmu.Lock()
+	p.mu.Lock()
 	set := p.channels
 	if pattern {
 		set = p.patterns
@@ -221,17 +248,29 @@ func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
 		c.integer(int64(len(p.channels) + len(p.patterns)))
 	}
 	left := p.count()
-	if c.inMulti.Load() == 0 {
-		c.flushLocked()
+	p.mu.Unlock()
+	if inExec {
+		// Back to a normal client once EXEC has released the
+		// transactions' lock: stop waits for the subscription's
+		// goroutine, which may be writing to the client.
+		p.ended = left == 0
+		return
 	}
-	// else a RESP3 subscriber's UNSUBSCRIBE queued in a transaction:
-	// its reply leaves with EXEC's others. Flushed now, the EXEC array
-	// would be cut by the events written meanwhile, and settle would
-	// wait for the transaction's writes, held until EXEC ends.
+	c.flushLocked()
 	c.wmu.Unlock()
 	if left == 0 { // back to a normal client, as in RESP2 Redis
-		p.stop()
+		p.stopUnsubscribed()
 		c.ps = nil
+	}
+}
+
+// stopUnsubscribed is stop for a client that unsubscribed from its last
+// name: if its mailbox overflowed, it is disconnected, as it would have
+// been at the next event (it never misses an event silently).
+func (p *subscriber) stopUnsubscribed() {
+	p.stop()
+	if p.dropped() {
+		p.kick("its mailbox overflowed")
 	}
 }
 
@@ -248,7 +287,7 @@ func (s *Server) lastPublished() uint64 {
 	return 0
 }
 
-// count publishes the subscription counts for INFO and CLIENT LIST; c.wmu
+// count publishes the subscription counts for INFO and CLIENT LIST; p.mu
 // is held.
 func (p *subscriber) count() int {
 	ch, pat := len(p.channels), len(p.patterns)
@@ -285,6 +324,7 @@ func (p *subscriber) deliver(ev events.Event) {
 	// many patterns there are (see newEventGlobBudget).
 	budget := newEventGlobBudget()
 	c.wmu.Lock()
+	p.mu.Lock()
 	out := p.out[:0]
 	for _, ch := range [2]string{kindCh, bucketCh} {
 		if since, ok := p.channels[ch]; ok && seq > since {
@@ -299,6 +339,7 @@ func (p *subscriber) deliver(ev events.Event) {
 			}
 			match, ok := budget.match(pat, ch)
 			if !ok {
+				p.mu.Unlock()
 				c.wmu.Unlock()
 				p.kick("its patterns are too costly to match: they passed the steps allowed for one event's channels")
 				return
@@ -316,6 +357,7 @@ func (p *subscriber) deliver(ev events.Event) {
 					// patterns sent in 17 MB made 700 MB an event).
 					// Redis disconnects such a subscriber too, past
 					// client-output-buffer-limit pubsub (32 MB).
+					p.mu.Unlock()
 					c.wmu.Unlock()
 					p.out = nil
 					p.kick("the messages of one event passed " + strconv.Itoa(limit) + " bytes (--max-reply-bytes)")
@@ -324,6 +366,7 @@ func (p *subscriber) deliver(ev events.Event) {
 			}
 		}
 	}
+	p.mu.Unlock()
 	var err error
 	if len(out) > 0 {
 		c.writeDeadline()
@@ -373,7 +416,7 @@ func (p *subscriber) stop() {
 	sub := p.sub.Load()
 	sub.Close()
 	<-sub.Done()
-	p.c.wmu.Lock()
+	p.mu.Lock()
 	for ch := range p.channels {
 		p.c.s.subscribed.add(false, ch, -1)
 	}
@@ -382,7 +425,7 @@ func (p *subscriber) stop() {
 	}
 	clear(p.channels)
 	clear(p.patterns)
-	p.c.wmu.Unlock()
+	p.mu.Unlock()
 	p.c.channels.Store(0)
 	p.c.patterns.Store(0)
 	p.c.subs.Store(0)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -82,4 +83,42 @@ func TestLaterSubscribeGetsNoEarlierEvent(t *testing.T) {
 			assert.Equal(t, []string{ChannelCreated, ChannelExited}, got)
 		})
 	}
+}
+
+// A RESP3 subscriber that does not read, and whose events fill its socket,
+// sends a transaction that unsubscribes it from its last channel: its
+// EXEC, which holds every other client's writes back, must not wait for
+// the event being written to it (for up to WriteTimeout: 30 s by default,
+// an hour here). Once the client reads, it is disconnected for the events
+// its full mailbox lost: unsubscribing does not make that loss silent.
+func TestRESP3SubscriberUnsubscribingInATransactionDoesNotStallWriters(t *testing.T) {
+	ts := start(t, Config{WriteTimeout: time.Hour})
+	nc := dialSmallReceiveBuffer(t, ts.addr, 4096)
+	sub := &raw{t: t, nc: nc, rd: bufio.NewReader(nc)}
+	sub.hello3()
+	sub.send("SUBSCRIBE kv:created\r\n")
+	sub.expect(">3", "$9", "subscribe", "$10", "kv:created", ":1")
+
+	// Buckets are created until an event is lost to the subscriber's full
+	// mailbox: its event goroutine is then stuck in a write to the socket.
+	ctx := context.Background()
+	writer := ts.client(t, func(o *redis.Options) { o.ReadTimeout = 20 * time.Second })
+	for i := 0; ts.root.Events().Stats().Dropped == 0; i++ {
+		p := writer.Pipeline()
+		for j := range 1000 {
+			p.HSet(ctx, fmt.Sprintf("k%d-%d", i, j), "f", "v")
+		}
+		_, err := p.Exec(ctx)
+		require.NoError(t, err)
+	}
+	sub.send("MULTI\r\nUNSUBSCRIBE\r\nEXEC\r\n")
+
+	// A hang, not a speed: with the stall, this write waits for an hour.
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	require.NoError(t, writer.HSet(wctx, "other", "f", "v").Err(), "writers wait for a subscriber that does not read")
+	require.NoError(t, writer.Ping(wctx).Err())
+
+	assert.True(t, sub.closedWithin(time.Minute), "disconnected once it reads, for the events it lost")
+	assert.Equal(t, int64(1), ts.srv.kicked.Load(), "counted as a slow subscriber disconnected")
 }
