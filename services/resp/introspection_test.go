@@ -96,8 +96,8 @@ func TestInfoErrorstatsExecAbortCountsOnce(t *testing.T) {
 }
 
 // INFO's sections come in Redis 7.0.15's order (checked side by side),
-// those kv has: Commandstats between CPU and Errorstats, before Cluster
-// and Keyspace; and total_error_replies after rejected_connections, as in
+// those kv has: Commandstats between CPU and Errorstats, Latencystats
+// after it, before Cluster and Keyspace; and total_error_replies after rejected_connections, as in
 // Redis's Stats. Scripts that split INFO by position, and readers that
 // diff kv's INFO with Redis's, see the same layout.
 func TestInfoSectionsInRedisOrder(t *testing.T) {
@@ -114,8 +114,8 @@ func TestInfoSectionsInRedisOrder(t *testing.T) {
 		}
 		return names
 	}
-	all := []string{"Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Commandstats", "Errorstats", "Cluster", "Keyspace"}
-	for _, args := range [][]string{{"everything"}, {"all"}, {"default", "commandstats"}} {
+	all := []string{"Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Commandstats", "Errorstats", "Latencystats", "Cluster", "Keyspace"}
+	for _, args := range [][]string{{"everything"}, {"all"}, {"default", "commandstats", "latencystats"}} {
 		text, err := rc.Info(ctx, args...).Result()
 		require.NoError(t, err)
 		assert.Equal(t, all, headers(text), "INFO %v", args)

@@ -1,43 +1,127 @@
 package resp
 
 import (
+	"bytes"
 	"context"
 	"math/bits"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 )
 
-// latencyBuckets is how many power-of-two buckets a command's latency
-// histogram has, from about 1 µs to about 1 s, as Redis's: Redis records
-// at most 1 s (LATENCY_HISTOGRAM_MAX_VALUE), a longer call in its last
-// bucket, and so does the last bucket here.
+// latencyBuckets is how many power-of-two buckets LATENCY HISTOGRAM
+// reports, from about 1 µs to about 1 s, as Redis's: Redis records at most
+// 1 s (LATENCY_HISTOGRAM_MAX_VALUE), a longer call in its last bucket, and
+// so does the last bucket here.
 const latencyBuckets = 21
 
-// latencyHistogram counts a command's calls by latency, as Redis's
-// latency tracking does for LATENCY HISTOGRAM: bucket i holds the calls
-// that ran less than 1,032·2^i ns (and at least half that). Redis's HDR
-// histogram (two significant digits) reports at level 1,024·2^i ns the
-// calls of its sub-bucket that holds that level too, up to 1,032·2^i-1:
-// a call of 132,000 ns is in Redis's "132" bucket, not its "264".
-type latencyHistogram [latencyBuckets]atomic.Int64
+// The layout of a command's latency histogram: Redis's, an HdrHistogram
+// (HdrHistogram_c) of 1 ns to 1 s with two significant digits. Values
+// from 2^k ns (k >= 8) are counted in 128 sub-buckets of 2^(k-7) ns;
+// below 256 ns, to the nanosecond.
+const (
+	hdrHalfMag   = 7               // log2 of hdrHalf
+	hdrHalf      = 1 << hdrHalfMag // sub-buckets in each power of two
+	hdrMask      = 2*hdrHalf - 1
+	hdrBuckets   = 23 // powers of two until 1e9 ns is covered
+	hdrCounts    = (hdrBuckets + 1) * hdrHalf
+	hdrHighestNs = int64(time.Second)
+)
 
-// record counts one call that ran for d, in whole microseconds as Redis
-// times its commands (it records d·1,000 ns).
+// latencyHistogram counts a command's calls by latency, as Redis's
+// latency tracking does, for LATENCY HISTOGRAM and INFO latencystats: in
+// whole microseconds (as Redis times its commands), in the sub-buckets of
+// Redis's HdrHistogram, so that a percentile reads as Redis's to the
+// nanosecond, and each power-of-two bucket of LATENCY HISTOGRAM is a sum
+// of whole sub-buckets (see powers). The counts (24 KiB) are made at a
+// command's first call: most commands are never called.
+type latencyHistogram struct {
+	counts atomic.Pointer[[hdrCounts]atomic.Int64]
+}
+
+// record counts one call that ran for d: d in whole microseconds, in
+// nanoseconds, between 1 ns and 1 s, as Redis records it.
 func (h *latencyHistogram) record(d time.Duration) {
-	i := 0
-	if d > 0 {
-		i = min(bits.Len64(uint64(d.Truncate(time.Microsecond))/1032), latencyBuckets-1)
+	v := min(max(int64(d/time.Microsecond)*1000, 1), hdrHighestNs)
+	counts := h.counts.Load()
+	for counts == nil {
+		h.counts.CompareAndSwap(nil, new([hdrCounts]atomic.Int64))
+		counts = h.counts.Load() // nil again if CONFIG RESETSTAT came between
 	}
-	h[i].Add(1)
+	counts[hdrIndex(v)].Add(1)
 }
 
 // reset empties the histogram (CONFIG RESETSTAT).
-func (h *latencyHistogram) reset() {
-	for i := range h {
-		h[i].Store(0)
+func (h *latencyHistogram) reset() { h.counts.Store(nil) }
+
+// snapshot returns the counts and their sum.
+func (h *latencyHistogram) snapshot() (counts *[hdrCounts]int64, calls int64) {
+	live := h.counts.Load()
+	if live == nil {
+		return nil, 0
 	}
+	counts = new([hdrCounts]int64)
+	for i := range live {
+		counts[i] = live[i].Load()
+		calls += counts[i]
+	}
+	return counts, calls
+}
+
+// hdrIndex is the index of the sub-bucket that counts v ns (1 <= v <= 1e9).
+func hdrIndex(v int64) int {
+	bucket := bits.Len64(uint64(v)|hdrMask) - (hdrHalfMag + 1)
+	return (bucket+1)<<hdrHalfMag + int(v>>bucket) - hdrHalf
+}
+
+// hdrLowest and hdrHighest are the least and the greatest value, in ns,
+// that the sub-bucket at index i counts.
+func hdrLowest(i int) int64 {
+	bucket, sub := i>>hdrHalfMag-1, i&(hdrHalf-1)+hdrHalf
+	if bucket < 0 {
+		bucket, sub = 0, sub-hdrHalf
+	}
+	return int64(sub) << bucket
+}
+
+func hdrHighest(i int) int64 {
+	return hdrLowest(i) + 1<<max(i>>hdrHalfMag-1, 0) - 1
+}
+
+// powers returns the calls in each of LATENCY HISTOGRAM's buckets: bucket
+// i holds the calls that ran less than 1,032·2^i ns (and at least half
+// that), each bound a sub-bucket's bound in Redis's histogram, which
+// reports at level 1,024·2^i ns the calls of its sub-bucket that holds
+// that level too, up to 1,032·2^i-1: a call of 132,000 ns is in Redis's
+// "132" bucket, not its "264".
+func powers(counts *[hdrCounts]int64) (out [latencyBuckets]int64) {
+	for i, n := range counts {
+		if n != 0 {
+			out[min(bits.Len64(uint64(hdrLowest(i))/1032), latencyBuckets-1)] += n
+		}
+	}
+	return out
+}
+
+// percentile is the latency, in ns, under which p percent of the calls
+// counted ran, as Redis's hdr_value_at_percentile answers it for INFO
+// latencystats: the greatest value of the sub-bucket where the calls
+// counted from the fastest reach p percent of them, rounded to a whole
+// call (the least value for p = 0).
+func percentile(counts *[hdrCounts]int64, calls int64, p float64) int64 {
+	want := max(int64(min(p, 100)/100*float64(calls)+0.5), 1)
+	var seen int64
+	for i, n := range counts {
+		if seen += n; seen >= want {
+			if p == 0 {
+				return hdrLowest(i)
+			}
+			return hdrHighest(i)
+		}
+	}
+	return 0
 }
 
 // bucketMicros is bucket i's bound as Redis reports it: the highest
@@ -141,13 +225,8 @@ func (s *Server) latencyHistogram(c *conn, names [][]byte) {
 	}
 	var rows []row
 	for _, e := range entries {
-		r := row{name: e.name}
-		for i := range e.st.latency {
-			r.counts[i] = e.st.latency[i].Load()
-			r.calls += r.counts[i]
-		}
-		if r.calls > 0 {
-			rows = append(rows, r)
+		if counts, calls := e.st.latency.snapshot(); calls > 0 {
+			rows = append(rows, row{name: e.name, counts: powers(counts), calls: calls})
 		}
 	}
 	c.mapLen(len(rows))
@@ -174,4 +253,82 @@ func (s *Server) latencyHistogram(c *conn, names [][]byte) {
 			c.integer(cumulative)
 		}
 	}
+}
+
+// latencyStats is INFO's Latencystats section, in Redis's format: for each
+// command and subcommand called since the start (or CONFIG RESETSTAT),
+// the latency in microseconds under which each percentile of
+// latency-tracking-info-percentiles of its calls ran, as Redis computes it
+// from the same histogram (see percentile).
+func (s *Server) latencyStats() []string {
+	ps := *s.percentiles.Load()
+	var lines []string
+	add := func(name string, st *cmdStats) {
+		counts, calls := st.latency.snapshot()
+		if calls == 0 {
+			return
+		}
+		b := append([]byte("latency_percentiles_usec_"), name...)
+		b = append(b, ':')
+		for i, p := range ps {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, 'p')
+			b = appendPercentile(b, p)
+			b = append(b, '=')
+			b = strconv.AppendFloat(b, float64(percentile(counts, calls, p))/1000, 'f', 3, 64)
+		}
+		lines = append(lines, string(b))
+	}
+	for _, cmd := range s.cmds {
+		cmd.eachStats(add)
+	}
+	slices.Sort(lines)
+	return lines
+}
+
+// appendPercentile appends p as Redis writes a percentile: printf's %f,
+// its trailing zeros (and point) trimmed: 50, 99.9, 33.333333.
+func appendPercentile(b []byte, p float64) []byte {
+	n := len(b)
+	b = strconv.AppendFloat(b, p, 'f', 6, 64)
+	kept := bytes.TrimSuffix(bytes.TrimRight(b[n:], "0"), []byte("."))
+	return b[:n+len(kept)]
+}
+
+// formatPercentiles is latency-tracking-info-percentiles as CONFIG GET
+// answers it: "50 99 99.9".
+func formatPercentiles(ps []float64) string {
+	var b []byte
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = appendPercentile(b, p)
+	}
+	return string(b)
+}
+
+// parsePercentiles reads a value of latency-tracking-info-percentiles as
+// Redis 7 does: percentiles separated by single spaces, each a float as
+// Redis reads one (strtold: 99.9, 1e1, 0x10) from 0 to 100; "" for none.
+// A bad value returns Redis's words for it.
+func parsePercentiles(value []byte) (ps []float64, why string) {
+	ps = []float64{}
+	if len(value) == 0 {
+		return ps, ""
+	}
+	for _, field := range bytes.Split(value, []byte(" ")) {
+		f, ok := parseFloat(field)
+		if !ok {
+			return nil, "Invalid latency-tracking-info-percentiles parameters"
+		}
+		p, _ := f.Float64()
+		if p < 0 || p > 100 {
+			return nil, "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]"
+		}
+		ps = append(ps, p)
+	}
+	return ps, ""
 }

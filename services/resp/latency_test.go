@@ -22,7 +22,9 @@ func TestLatencyHistogramBuckets(t *testing.T) {
 	} {
 		var h latencyHistogram
 		h.record(tc.d)
-		assert.Equal(t, int64(1), h[tc.bucket].Load(), "%v", tc.d)
+		counts, calls := h.snapshot()
+		require.Equal(t, int64(1), calls)
+		assert.Equal(t, int64(1), powers(counts)[tc.bucket], "%v", tc.d)
 	}
 	var bounds []int64
 	for i := range 7 {
@@ -58,9 +60,10 @@ func TestLatencyHistogramBucketsAsRedis(t *testing.T) {
 	} {
 		var h latencyHistogram
 		h.record(d)
+		counts, _ := h.snapshot()
 		got := int64(-1)
-		for i := range h {
-			if h[i].Load() == 1 {
+		for i, n := range powers(counts) {
+			if n == 1 {
 				got = bucketMicros(i)
 			}
 		}
@@ -112,8 +115,8 @@ func TestLatencyCommand(t *testing.T) {
 	got, err = rc.Do(ctx, "LATENCY", "HISTOGRAM", "hget").Slice()
 	require.NoError(t, err)
 	assert.Empty(t, got, "CONFIG RESETSTAT empties the histograms")
-	assert.Equal(t, map[string]string{"latency-monitor-threshold": "0", "latency-tracking": "yes"},
-		rc.ConfigGet(ctx, "latency-*").Val())
+	assert.Equal(t, map[string]string{"latency-monitor-threshold": "0", "latency-tracking": "yes",
+		"latency-tracking-info-percentiles": "50 99 99.9"}, rc.ConfigGet(ctx, "latency-*").Val())
 
 	for _, tc := range []struct {
 		args []any
@@ -160,4 +163,134 @@ func TestLatencyCommand(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, got)
 	assert.Equal(t, map[string]string{"latency-tracking": "no"}, plain.ConfigGet(ctx, "latency-tracking").Val())
+}
+
+// A percentile reads as Redis 7.0.15's INFO latencystats gives it for the
+// same calls, to the nanosecond: the greatest value of the sub-bucket of
+// its HdrHistogram (1 ns to 1 s, two significant digits) where the calls
+// reach the percentile (the least for p0). The expected figures are
+// redis-server's, for single calls and for pairs of calls of INFO (190
+// and 448 µs: p50=190.463,p90=448.511).
+func TestLatencyPercentilesAsRedis(t *testing.T) {
+	for _, tc := range []struct {
+		calls []time.Duration
+		p     float64
+		want  int64 // ns
+	}{
+		{[]time.Duration{9 * time.Microsecond}, 50, 9023},
+		{[]time.Duration{9 * time.Microsecond}, 0, 8960},
+		{[]time.Duration{9*time.Microsecond + 999}, 99.9, 9023}, // whole microseconds
+		{[]time.Duration{42 * time.Microsecond}, 50, 42239},
+		{[]time.Duration{42 * time.Microsecond}, 0, 41984},
+		{[]time.Duration{114 * time.Microsecond}, 99.99, 114175},
+		{[]time.Duration{114 * time.Microsecond}, 0, 113664},
+		{[]time.Duration{190 * time.Microsecond, 448 * time.Microsecond}, 50, 190463},
+		{[]time.Duration{190 * time.Microsecond, 448 * time.Microsecond}, 90, 448511},
+		{[]time.Duration{190 * time.Microsecond, 448 * time.Microsecond}, 33.333333, 190463},
+		{[]time.Duration{190 * time.Microsecond, 448 * time.Microsecond}, 0, 189440},
+		{[]time.Duration{24 * time.Microsecond, 40 * time.Microsecond}, 90, 40191},
+		// Under a microsecond, Redis records its least value, 1 ns; past
+		// 1 s, 1 s.
+		{[]time.Duration{500}, 50, 1},
+		{[]time.Duration{time.Hour}, 50, 1002438655},
+		{[]time.Duration{time.Hour}, 0, 998244352},
+		// Rounded to a whole call: of 4 calls, p60 is the 2nd (2.4+0.5).
+		{[]time.Duration{1 * time.Microsecond, 2 * time.Microsecond, 3 * time.Microsecond, 4 * time.Microsecond}, 60, 2007}, // Redis: ping p50=2.007
+		{[]time.Duration{1 * time.Microsecond, 2 * time.Microsecond, 3 * time.Microsecond, 4 * time.Microsecond}, 65, 3007},
+		{[]time.Duration{1 * time.Microsecond, 2 * time.Microsecond, 3 * time.Microsecond, 4 * time.Microsecond}, 100, 4015},
+	} {
+		var h latencyHistogram
+		for _, d := range tc.calls {
+			h.record(d)
+		}
+		counts, calls := h.snapshot()
+		require.Equal(t, int64(len(tc.calls)), calls)
+		assert.Equal(t, tc.want, percentile(counts, calls, tc.p), "p%v of %v", tc.p, tc.calls)
+	}
+}
+
+// Every value from 1 ns to 1 s lands in a sub-bucket whose bounds hold it,
+// and the sub-buckets follow one another without a gap.
+func TestLatencySubBuckets(t *testing.T) {
+	for v := int64(1); v <= hdrHighestNs; v += 1 + v/97 {
+		i := hdrIndex(v)
+		require.True(t, i >= 0 && i < hdrCounts, "%d: index %d", v, i)
+		require.True(t, hdrLowest(i) <= v && v <= hdrHighest(i), "%d in [%d, %d]", v, hdrLowest(i), hdrHighest(i))
+	}
+	for i := 1; i <= hdrIndex(hdrHighestNs); i++ {
+		require.Equal(t, hdrHighest(i-1)+1, hdrLowest(i), "index %d", i)
+	}
+}
+
+// INFO latencystats gives each command's percentiles in Redis's format,
+// only when asked for (or with all, everything), after Errorstats;
+// latency-tracking-info-percentiles chooses them, read and refused as
+// Redis 7 reads and refuses them; CONFIG RESETSTAT empties the section.
+func TestInfoLatencyStats(t *testing.T) {
+	ctx := context.Background()
+	rc := start(t, Config{Observer: discardObserver{}}).client(t)
+	require.NoError(t, rc.HSet(ctx, "h", "f", "v").Err())
+	require.NoError(t, rc.HGet(ctx, "h", "f").Err())
+	require.NoError(t, rc.ConfigGet(ctx, "maxclients").Err())
+
+	value := `\d+\.\d{3}`
+	info := rc.Info(ctx, "latencystats").Val()
+	assert.Regexp(t, `(?m)^# Latencystats\r$`, info)
+	for _, name := range []string{"hset", "hget", `config\|get`} {
+		assert.Regexp(t, `(?m)^latency_percentiles_usec_`+name+`:p50=`+value+`,p99=`+value+`,p99\.9=`+value+`\r$`, info)
+	}
+	assert.NotContains(t, rc.Info(ctx).Val(), "Latencystats", "not a default section")
+	all := rc.Info(ctx, "all").Val()
+	assert.Regexp(t, `(?s)# Errorstats\r\n.*# Latencystats\r\n.*# Cluster`, all)
+	assert.Contains(t, rc.Info(ctx, "everything").Val(), "latency_percentiles_usec_hget:")
+
+	require.NoError(t, rc.ConfigSet(ctx, "latency-tracking-info-percentiles", "50 90 99.99 33.33333333 0").Err())
+	assert.Equal(t, map[string]string{"latency-tracking-info-percentiles": "50 90 99.99 33.333333 0"},
+		rc.ConfigGet(ctx, "latency-tracking-info-percentiles").Val())
+	assert.Regexp(t, `(?m)^latency_percentiles_usec_hget:p50=`+value+`,p90=`+value+`,p99\.99=`+value+
+		`,p33\.333333=`+value+`,p0=`+value+`\r$`, rc.Info(ctx, "latencystats").Val())
+	require.NoError(t, rc.ConfigSet(ctx, "latency-tracking-info-percentiles", "1e1 100").Err())
+	assert.Equal(t, "10 100", rc.ConfigGet(ctx, "latency-tracking-info-percentiles").Val()["latency-tracking-info-percentiles"])
+
+	for value, why := range map[string]string{
+		"101":    "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]",
+		"-1":     "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]",
+		"abc":    "Invalid latency-tracking-info-percentiles parameters",
+		"50  99": "Invalid latency-tracking-info-percentiles parameters",
+		"50 ":    "Invalid latency-tracking-info-percentiles parameters",
+		" 50":    "Invalid latency-tracking-info-percentiles parameters",
+		"inf":    "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]",
+	} {
+		assert.EqualError(t, rc.ConfigSet(ctx, "latency-tracking-info-percentiles", value).Err(),
+			"ERR CONFIG SET failed (possibly related to argument 'latency-tracking-info-percentiles') - "+why, "%q", value)
+	}
+	assert.Equal(t, "10 100", rc.ConfigGet(ctx, "latency-tracking-info-percentiles").Val()["latency-tracking-info-percentiles"],
+		"a refused value changes nothing")
+
+	require.NoError(t, rc.ConfigSet(ctx, "latency-tracking-info-percentiles", "").Err())
+	assert.Regexp(t, `(?m)^latency_percentiles_usec_hget:\r$`, rc.Info(ctx, "latencystats").Val(), "no percentiles")
+
+	require.NoError(t, rc.ConfigResetStat(ctx).Err())
+	assert.NotContains(t, rc.Info(ctx, "latencystats").Val(), "latency_percentiles_usec_hget")
+}
+
+// parsePercentiles takes any bytes without a panic; what it accepts lies
+// in [0, 100], and reads back the same from CONFIG GET's form.
+func FuzzParsePercentiles(f *testing.F) {
+	for _, s := range []string{"", "50 99 99.9", "1e1 0x10", "50  99", " 50", "inf", "nan", "100.0000001", "-0", "33.33333333"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, value []byte) {
+		ps, why := parsePercentiles(value)
+		if why != "" {
+			require.Nil(t, ps)
+			return
+		}
+		for _, p := range ps {
+			require.True(t, p >= 0 && p <= 100, "%v", p)
+		}
+		again, why := parsePercentiles([]byte(formatPercentiles(ps)))
+		require.Empty(t, why, "%q", formatPercentiles(ps))
+		require.Equal(t, formatPercentiles(ps), formatPercentiles(again))
+	})
 }

@@ -273,6 +273,8 @@ type Server struct {
 	idle       atomic.Int64 // IdleTimeout, in nanoseconds; 0: none
 	slowerThan atomic.Int64 // microseconds, as Redis's; negative: the slow log keeps none
 	slowMaxLen atomic.Int64
+	// INFO latencystats's percentiles (latency-tracking-info-percentiles).
+	percentiles atomic.Pointer[[]float64]
 
 	errors         errorStats   // error replies, for INFO errorstats
 	mon            monitors     // the clients in MONITOR mode
@@ -316,6 +318,7 @@ func New(cfg Config) *Server {
 		s.slowerThan.Store(cfg.SlowlogSlowerThan.Microseconds())
 	}
 	s.slowMaxLen.Store(int64(cfg.SlowlogMaxLen))
+	s.percentiles.Store(&[]float64{50, 99, 99.9}) // Redis's default
 	s.cmds = s.commandTable()
 	return s
 }

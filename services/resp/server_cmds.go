@@ -662,6 +662,9 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		section("Commandstats", s.commandStats()...)
 	}
 	section("Errorstats", errorLines...)
+	if want["latencystats"] || want["all"] || want["everything"] { // as Commandstats
+		section("Latencystats", s.latencyStats()...)
+	}
 	// Clients that choose between a cluster client and a plain one read it.
 	section("Cluster", "cluster_enabled:0")
 	lines := []string{}
@@ -839,6 +842,7 @@ func (s *Server) configParams() [][2]string {
 		// histograms of LATENCY HISTOGRAM are kept with an Observer.
 		{"latency-monitor-threshold", "0"},
 		{"latency-tracking", tracking},
+		{"latency-tracking-info-percentiles", formatPercentiles(*s.percentiles.Load())},
 		{"maxclients", strconv.FormatInt(s.maxClients.Load(), 10)},
 		// kv never evicts: what job queues (BullMQ) and monitors check.
 		{"maxmemory", "0"},
@@ -935,6 +939,13 @@ func (s *Server) configSet(c *conn, args [][]byte) {
 		was := current[name]
 		lo, hi, set, ok := s.settable(name)
 		switch {
+		case name == "latency-tracking-info-percentiles":
+			ps, why := parsePercentiles(value)
+			if why != "" {
+				failed(name, why)
+				return
+			}
+			sets = append(sets, func() { s.percentiles.Store(&ps) })
 		case ok:
 			v, isInt := parseInt(value)
 			switch {
