@@ -962,8 +962,7 @@ func (c *conn) exec(ctx context.Context, cmd *command, args [][]byte) {
 // transactions' lock is not held.
 func (c *conn) endSubscription() {
 	if c.ps != nil && c.ps.ended {
-		c.ps.stopUnsubscribed()
-		c.ps = nil
+		c.endSubscribed()
 	}
 }
 
@@ -1259,9 +1258,20 @@ func appendHeader(b []byte, typ byte, n int) []byte {
 
 // setProto makes the client speak RESP3, or RESP2, from its next reply.
 func (c *conn) setProto(resp3 bool) {
-	c.wmu.Lock()
-	c.resp3 = resp3
-	c.wmu.Unlock()
+	if p := c.ps; p != nil {
+		// Unsubscribed from its last name by a transaction, whose EXEC
+		// is running (HELLO refuses a subscriber the switch otherwise):
+		// its subscription's goroutine, not yet stopped, reads resp3
+		// under p.mu, and may hold wmu while it writes to a client that
+		// does not read (see Server.unsubscribe).
+		p.mu.Lock()
+		c.resp3 = resp3
+		p.mu.Unlock()
+	} else {
+		c.wmu.Lock()
+		c.resp3 = resp3
+		c.wmu.Unlock()
+	}
 	c.infoMu.Lock()
 	c.proto3 = resp3
 	c.infoMu.Unlock()

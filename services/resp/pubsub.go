@@ -259,18 +259,22 @@ func (s *Server) unsubscribe(_ context.Context, c *conn, args [][]byte) {
 	c.flushLocked()
 	c.wmu.Unlock()
 	if left == 0 { // back to a normal client, as in RESP2 Redis
-		p.stopUnsubscribed()
-		c.ps = nil
+		c.endSubscribed()
 	}
 }
 
-// stopUnsubscribed is stop for a client that unsubscribed from its last
-// name: if its mailbox overflowed, it is disconnected, as it would have
-// been at the next event (it never misses an event silently).
-func (p *subscriber) stopUnsubscribed() {
+// endSubscribed makes a subscriber that unsubscribed from its last name,
+// or sent RESET, a normal client again. If its mailbox overflowed, it is
+// disconnected instead, as it would have been at the next event (it never
+// misses an event silently), and nothing more it sent runs, as for any
+// client the server closes.
+func (c *conn) endSubscribed() {
+	p := c.ps
 	p.stop()
+	c.ps = nil
 	if p.dropped() {
 		p.kick("its mailbox overflowed")
+		c.quit = true
 	}
 }
 

@@ -93,24 +93,9 @@ func TestLaterSubscribeGetsNoEarlierEvent(t *testing.T) {
 // its full mailbox lost: unsubscribing does not make that loss silent.
 func TestRESP3SubscriberUnsubscribingInATransactionDoesNotStallWriters(t *testing.T) {
 	ts := start(t, Config{WriteTimeout: time.Hour})
-	nc := dialSmallReceiveBuffer(t, ts.addr, 4096)
-	sub := &raw{t: t, nc: nc, rd: bufio.NewReader(nc)}
-	sub.hello3()
-	sub.send("SUBSCRIBE kv:created\r\n")
-	sub.expect(">3", "$9", "subscribe", "$10", "kv:created", ":1")
-
-	// Buckets are created until an event is lost to the subscriber's full
-	// mailbox: its event goroutine is then stuck in a write to the socket.
 	ctx := context.Background()
 	writer := ts.client(t, func(o *redis.Options) { o.ReadTimeout = 20 * time.Second })
-	for i := 0; ts.root.Events().Stats().Dropped == 0; i++ {
-		p := writer.Pipeline()
-		for j := range 1000 {
-			p.HSet(ctx, fmt.Sprintf("k%d-%d", i, j), "f", "v")
-		}
-		_, err := p.Exec(ctx)
-		require.NoError(t, err)
-	}
+	sub := stuckRESP3Subscriber(t, ts, writer, "kv:created", 1)
 	sub.send("MULTI\r\nUNSUBSCRIBE\r\nEXEC\r\n")
 
 	// A hang, not a speed: with the stall, this write waits for an hour.

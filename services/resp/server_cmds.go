@@ -173,7 +173,7 @@ func (s *Server) hello(_ context.Context, c *conn, args [][]byte) {
 			return
 		}
 	}
-	if c.ps != nil && resp3 != c.resp3 {
+	if c.ps != nil && !c.ps.ended && resp3 != c.resp3 {
 		// A subscriber's events are written as they come, framed in its
 		// protocol: one framed before the switch could reach it after
 		// the reply, or the other way round, and it would misread both.
@@ -1015,8 +1015,7 @@ func (s *Server) debug(ctx context.Context, c *conn, args [][]byte) {
 
 func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 	if c.ps != nil {
-		c.ps.stop()
-		c.ps = nil
+		c.endSubscribed() // disconnected instead if it lost events
 	}
 	if c.mon != nil {
 		// The lines of the commands that ran before RESET, not written

@@ -1,0 +1,127 @@
+//go:build linux
+
+package resp
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// stuckRESP3Subscriber connects a RESP3 subscriber of channels that does
+// not read, and creates buckets until its mailbox has lost an event: its
+// subscription's goroutine is then stuck in a write to its socket,
+// holding its wmu.
+func stuckRESP3Subscriber(t *testing.T, ts *testServer, writer *redis.Client, channels string, n int) *raw {
+	t.Helper()
+	nc := dialSmallReceiveBuffer(t, ts.addr, 4096)
+	sub := &raw{t: t, nc: nc, rd: bufio.NewReader(nc)}
+	sub.hello3()
+	sub.send("SUBSCRIBE " + channels + "\r\n")
+	for i := 1; i <= n; i++ {
+		sub.line() // >3
+		sub.line()
+		sub.line()
+		sub.line()
+		sub.line()
+		require.Equal(t, fmt.Sprintf(":%d", i), sub.line())
+	}
+	ctx := context.Background()
+	for i := 0; ts.root.Events().Stats().Dropped == 0; i++ {
+		p := writer.Pipeline()
+		for j := range 1000 {
+			p.HSet(ctx, fmt.Sprintf("k%d-%d", i, j), "f", "v")
+		}
+		_, err := p.Exec(ctx)
+		require.NoError(t, err)
+	}
+	return sub
+}
+
+// A transaction that unsubscribes a RESP3 subscriber from its last name
+// makes it a normal client for the rest of the transaction: a HELLO 2
+// after it switches it back to RESP2, though its subscription's goroutine
+// is stopped only once EXEC has released the transactions' lock.
+func TestHelloInExecAfterLastUnsubscribe(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient})
+			r := ts.raw(t)
+			r.hello3()
+			r.send("SUBSCRIBE kv:created\r\n")
+			r.expect(">3", "$9", "subscribe", "$10", "kv:created", ":1")
+			r.send("MULTI\r\nUNSUBSCRIBE\r\nHELLO 2\r\nEXEC\r\n")
+			r.expect("+OK", "+QUEUED", "+QUEUED", "*2", ">3", "$11", "unsubscribe", "$10", "kv:created", ":0")
+			require.Equal(t, "*14", r.line(), "HELLO 2 after the last UNSUBSCRIBE of the same EXEC")
+		})
+	}
+}
+
+// A subscriber whose mailbox overflowed is disconnected when its EXEC
+// unsubscribes it from its last name, and nothing it sent after runs (a
+// write among them would be applied and never acknowledged), as Redis
+// runs nothing more of a client it has decided to close.
+func TestSubscriberDisconnectedOnUnsubscribeRunsNothingMore(t *testing.T) {
+	ts := start(t, Config{WriteTimeout: time.Hour})
+	ctx := context.Background()
+	writer := ts.client(t, func(o *redis.Options) { o.ReadTimeout = 20 * time.Second })
+	sub := stuckRESP3Subscriber(t, ts, writer, "kv:created", 1)
+	sub.send("MULTI\r\nUNSUBSCRIBE\r\nEXEC\r\nHSET after f v\r\n")
+	require.True(t, sub.closedWithin(time.Minute), "disconnected once it reads")
+	require.Eventually(t, func() bool { return len(ts.srv.clients()) == 1 }, 20*time.Second, time.Millisecond,
+		"the subscriber's connection ended")
+	assert.EqualValues(t, 1, ts.srv.kicked.Load())
+	assert.Zero(t, writer.Exists(ctx, "after").Val(), "a write sent after the EXEC that disconnected it ran")
+}
+
+// Nothing else a stuck RESP3 subscriber may run, in a transaction (under
+// the exclusive lock) or alone (under the shared lock, while another
+// client's EXEC waits for the exclusive one), waits for its socket: no
+// other client's writes wait.
+func TestStuckRESP3SubscriberHoldsNoOneBack(t *testing.T) {
+	for _, mode := range servingModes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, WriteTimeout: time.Hour})
+			ctx := context.Background()
+			writer := ts.client(t, func(o *redis.Options) { o.ReadTimeout = 20 * time.Second })
+			other := ts.client(t, func(o *redis.Options) { o.ReadTimeout = 20 * time.Second })
+			sub := stuckRESP3Subscriber(t, ts, writer, "kv:created kv:exited", 2)
+			// Not the last name: EXEC's reply is flushed under wmu,
+			// once EXEC has released the lock.
+			sub.send("MULTI\r\nPING\r\nHELLO 3\r\nCLIENT SETNAME stuck\r\nCLIENT LIST\r\nINFO\r\n" +
+				"PUBSUB NUMSUB kv:created\r\nHSET mine f v\r\nUNSUBSCRIBE kv:created\r\nPUNSUBSCRIBE\r\n" +
+				"PING\r\nEXEC\r\n")
+			// Alone, each under the shared lock.
+			sub.send("HELLO 3\r\nHSET mine2 f v\r\nCLIENT LIST\r\nPUBSUB CHANNELS\r\nWATCH w\r\nUNWATCH\r\n")
+			wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			for i := range 50 {
+				_, err := other.TxPipelined(wctx, func(p redis.Pipeliner) error {
+					p.HSet(wctx, fmt.Sprintf("tx%d", i), "f", "v")
+					return nil
+				})
+				require.NoError(t, err, "an EXEC waits for a subscriber that does not read")
+				require.NoError(t, writer.HSet(wctx, "other", "f", "v").Err(), "writers wait for a subscriber that does not read")
+			}
+			require.Eventually(t, func() bool { return writer.Exists(ctx, "mine2").Val() == 1 }, 20*time.Second, time.Millisecond)
+			assert.True(t, sub.closedWithin(time.Minute), "disconnected once it reads, for the events it lost")
+		})
+	}
+}
+
+// RESET ends a subscription as the last UNSUBSCRIBE does: a subscriber
+// whose mailbox overflowed is disconnected rather than going on as a
+// normal client that missed events.
+func TestResetAfterOverflowIsDisconnected(t *testing.T) {
+	ts := start(t, Config{WriteTimeout: time.Hour})
+	writer := ts.client(t, func(o *redis.Options) { o.ReadTimeout = 20 * time.Second })
+	sub := stuckRESP3Subscriber(t, ts, writer, "kv:created", 1)
+	sub.send("RESET\r\nPING\r\n")
+	assert.True(t, sub.closedWithin(30*time.Second), "a subscriber that lost events goes on after RESET")
+}
