@@ -536,6 +536,26 @@ var (
 
 // hexFloat reports whether s, a float parseFloat has checked, is written
 // in hexadecimal.
+// parseDouble parses a float as Redis's string2d does (strtod: a double,
+// rounded once), for what Redis reads that way (CONFIG SET
+// latency-tracking-info-percentiles): the syntax parseFloat reads, of any
+// length, "inf" and "infinity" too; no NaN, nothing past the largest
+// double, nothing that underflows to zero (a subnormal stands).
+func parseDouble(b []byte) (float64, bool) {
+	if len(b) == 0 || bytes.IndexByte(b, '_') >= 0 {
+		return 0, false
+	}
+	s := string(b)
+	if hexFloat(s) && !strings.ContainsAny(s, "pP") {
+		s += "p0" // as in parseFloat
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || f == 0 && underflows(s) { // err: a syntax error, or past the largest double
+		return 0, false
+	}
+	return f, true
+}
+
 func hexFloat(s string) bool {
 	digits := strings.TrimLeft(s, "+-")
 	return len(digits) > 1 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')

@@ -56,18 +56,18 @@ func (h *latencyHistogram) record(d time.Duration) {
 // reset empties the histogram (CONFIG RESETSTAT).
 func (h *latencyHistogram) reset() { h.counts.Store(nil) }
 
-// snapshot returns the counts and their sum.
-func (h *latencyHistogram) snapshot() (counts *[hdrCounts]int64, calls int64) {
+// snapshot copies the counts into counts (a buffer the caller may use
+// for one histogram after another), and returns their sum.
+func (h *latencyHistogram) snapshot(counts *[hdrCounts]int64) (calls int64) {
 	live := h.counts.Load()
 	if live == nil {
-		return nil, 0
+		return 0
 	}
-	counts = new([hdrCounts]int64)
 	for i := range live {
 		counts[i] = live[i].Load()
 		calls += counts[i]
 	}
-	return counts, calls
+	return calls
 }
 
 // hdrIndex is the index of the sub-bucket that counts v ns (1 <= v <= 1e9).
@@ -224,8 +224,9 @@ func (s *Server) latencyHistogram(c *conn, names [][]byte) {
 		calls  int64
 	}
 	var rows []row
+	counts := new([hdrCounts]int64)
 	for _, e := range entries {
-		if counts, calls := e.st.latency.snapshot(); calls > 0 {
+		if calls := e.st.latency.snapshot(counts); calls > 0 {
 			rows = append(rows, row{name: e.name, counts: powers(counts), calls: calls})
 		}
 	}
@@ -263,8 +264,9 @@ func (s *Server) latencyHistogram(c *conn, names [][]byte) {
 func (s *Server) latencyStats() []string {
 	ps := *s.percentiles.Load()
 	var lines []string
+	counts := new([hdrCounts]int64)
 	add := func(name string, st *cmdStats) {
-		counts, calls := st.latency.snapshot()
+		calls := st.latency.snapshot(counts)
 		if calls == 0 {
 			return
 		}
@@ -312,7 +314,8 @@ func formatPercentiles(ps []float64) string {
 
 // parsePercentiles reads a value of latency-tracking-info-percentiles as
 // Redis 7 does: percentiles separated by single spaces, each a float as
-// Redis reads one (strtold: 99.9, 1e1, 0x10) from 0 to 100; "" for none.
+// Redis reads one there (strtod: 99.9, 1e1, 0x10) from 0 to 100; "" for
+// none.
 // A bad value returns Redis's words for it.
 func parsePercentiles(value []byte) (ps []float64, why string) {
 	ps = []float64{}
@@ -320,11 +323,10 @@ func parsePercentiles(value []byte) (ps []float64, why string) {
 		return ps, ""
 	}
 	for _, field := range bytes.Split(value, []byte(" ")) {
-		f, ok := parseFloat(field)
+		p, ok := parseDouble(field)
 		if !ok {
 			return nil, "Invalid latency-tracking-info-percentiles parameters"
 		}
-		p, _ := f.Float64()
 		if p < 0 || p > 100 {
 			return nil, "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]"
 		}

@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,8 +23,8 @@ func TestLatencyHistogramBuckets(t *testing.T) {
 	} {
 		var h latencyHistogram
 		h.record(tc.d)
-		counts, calls := h.snapshot()
-		require.Equal(t, int64(1), calls)
+		counts := new([hdrCounts]int64)
+		require.Equal(t, int64(1), h.snapshot(counts))
 		assert.Equal(t, int64(1), powers(counts)[tc.bucket], "%v", tc.d)
 	}
 	var bounds []int64
@@ -60,7 +61,8 @@ func TestLatencyHistogramBucketsAsRedis(t *testing.T) {
 	} {
 		var h latencyHistogram
 		h.record(d)
-		counts, _ := h.snapshot()
+		counts := new([hdrCounts]int64)
+		h.snapshot(counts)
 		got := int64(-1)
 		for i, n := range powers(counts) {
 			if n == 1 {
@@ -203,7 +205,8 @@ func TestLatencyPercentilesAsRedis(t *testing.T) {
 		for _, d := range tc.calls {
 			h.record(d)
 		}
-		counts, calls := h.snapshot()
+		counts := new([hdrCounts]int64)
+		calls := h.snapshot(counts)
 		require.Equal(t, int64(len(tc.calls)), calls)
 		assert.Equal(t, tc.want, percentile(counts, calls, tc.p), "p%v of %v", tc.p, tc.calls)
 	}
@@ -293,4 +296,46 @@ func FuzzParsePercentiles(f *testing.F) {
 		require.Empty(t, why, "%q", formatPercentiles(ps))
 		require.Equal(t, formatPercentiles(ps), formatPercentiles(again))
 	})
+}
+
+// Redis 7 reads each percentile of latency-tracking-info-percentiles with
+// string2d: strtod, a double rounded once from the decimal, and a value
+// that overflows a double or underflows it to 0 is "Invalid" (ERANGE),
+// however long the string. Not HINCRBYFLOAT's strtold: an 80-bit long
+// double rounded again to a double, up to 5 KiB. The figures are
+// redis-server 7.0.15's.
+func TestParsePercentilesAsRedisStrtod(t *testing.T) {
+	const (
+		invalid = "Invalid latency-tracking-info-percentiles parameters"
+		outside = "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]"
+	)
+	for _, tc := range []struct {
+		value string
+		why   string
+		want  string // CONFIG GET's form, when accepted
+	}{
+		{"1e-400", invalid, ""}, // underflows to zero
+		{"-1e-400", invalid, ""},
+		{"1e-330", invalid, ""},
+		{"2e-324", invalid, ""},
+		{"0x1p-1100", invalid, ""},
+		{"1e400", invalid, ""}, // past the largest double
+		{"0x1p2000", invalid, ""},
+		{"1" + strings.Repeat("0", 400), invalid, ""},
+		// 100 + 2^-47 + 2^-60: a double rounds it up past 100 (read as a
+		// long double, then rounded again to a double, it would be 100).
+		{"100.000000000000007106294719338990262258448638021945953369140625", outside, ""},
+		// Redis reads a float of any length here.
+		{"0.5" + strings.Repeat("0", 6000), "", "0.5"},
+		// A subnormal stands; a long fraction rounds.
+		{"4e-324", "", "0"},
+		{"1e-310", "", "0"},
+		{"100.00000000000000001", "", "100"},
+	} {
+		ps, why := parsePercentiles([]byte(tc.value))
+		assert.Equal(t, tc.why, why, "%.40q", tc.value)
+		if tc.why == "" {
+			assert.Equal(t, tc.want, formatPercentiles(ps), "%.40q", tc.value)
+		}
+	}
 }
