@@ -96,8 +96,8 @@ func TestInfoErrorstatsExecAbortCountsOnce(t *testing.T) {
 }
 
 // INFO's sections come in Redis 7.0.15's order (checked side by side),
-// those kv has: Commandstats between CPU and Errorstats, Latencystats
-// after it, before Cluster and Keyspace; and total_error_replies after rejected_connections, as in
+// those kv has: an empty Modules after CPU, Commandstats between it and
+// Errorstats, Latencystats after that, before Cluster and Keyspace; and total_error_replies after rejected_connections, as in
 // Redis's Stats. Scripts that split INFO by position, and readers that
 // diff kv's INFO with Redis's, see the same layout.
 func TestInfoSectionsInRedisOrder(t *testing.T) {
@@ -114,7 +114,7 @@ func TestInfoSectionsInRedisOrder(t *testing.T) {
 		}
 		return names
 	}
-	all := []string{"Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Commandstats", "Errorstats", "Latencystats", "Cluster", "Keyspace"}
+	all := []string{"Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Modules", "Commandstats", "Errorstats", "Latencystats", "Cluster", "Keyspace"}
 	for _, args := range [][]string{{"everything"}, {"all"}, {"default", "commandstats", "latencystats"}} {
 		text, err := rc.Info(ctx, args...).Result()
 		require.NoError(t, err)
@@ -123,6 +123,9 @@ func TestInfoSectionsInRedisOrder(t *testing.T) {
 	text, err := rc.Info(ctx, "keyspace", "commandstats", "errorstats").Result()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"Commandstats", "Errorstats", "Keyspace"}, headers(text))
+	assert.Equal(t, "# Modules\r\n", rc.Info(ctx, "modules").Val(), "empty: kv loads no modules")
+	assert.Equal(t, []string{"Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Modules",
+		"Errorstats", "Cluster", "Keyspace"}, headers(rc.Info(ctx).Val()), "the default sections")
 	assert.Regexp(t, `\r\nrejected_connections:\d+\r\n(.*\r\n)*total_error_replies:\d+\r\n`, rc.Info(ctx, "stats").Val())
 }
 

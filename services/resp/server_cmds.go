@@ -656,6 +656,7 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 			"used_cpu_sys_children:0.000000", "used_cpu_user_children:0.000000"}
 	}
 	section("CPU", cpu...)
+	section("Modules") // none: kv loads no modules (Redis's INFO has the section, empty, then)
 	// As in Redis, not in the default sections: only asked for, or with
 	// all or everything; between CPU and Errorstats, as Redis lists it.
 	if want["commandstats"] || want["all"] || want["everything"] {
