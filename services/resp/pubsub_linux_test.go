@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -83,27 +82,4 @@ func TestLaterSubscribeGetsNoEarlierEvent(t *testing.T) {
 			assert.Equal(t, []string{ChannelCreated, ChannelExited}, got)
 		})
 	}
-}
-
-// A RESP3 subscriber that does not read, and whose events fill its socket,
-// sends a transaction that unsubscribes it from its last channel: its
-// EXEC, which holds every other client's writes back, must not wait for
-// the event being written to it (for up to WriteTimeout: 30 s by default,
-// an hour here). Once the client reads, it is disconnected for the events
-// its full mailbox lost: unsubscribing does not make that loss silent.
-func TestRESP3SubscriberUnsubscribingInATransactionDoesNotStallWriters(t *testing.T) {
-	ts := start(t, Config{WriteTimeout: time.Hour})
-	ctx := context.Background()
-	writer := ts.client(t, func(o *redis.Options) { o.ReadTimeout = 20 * time.Second })
-	sub := stuckRESP3Subscriber(t, ts, writer, "kv:created", 1)
-	sub.send("MULTI\r\nUNSUBSCRIBE\r\nEXEC\r\n")
-
-	// A hang, not a speed: with the stall, this write waits for an hour.
-	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	require.NoError(t, writer.HSet(wctx, "other", "f", "v").Err(), "writers wait for a subscriber that does not read")
-	require.NoError(t, writer.Ping(wctx).Err())
-
-	assert.True(t, sub.closedWithin(time.Minute), "disconnected once it reads, for the events it lost")
-	assert.Equal(t, int64(1), ts.srv.kicked.Load(), "counted as a slow subscriber disconnected")
 }

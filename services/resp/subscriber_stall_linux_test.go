@@ -63,20 +63,38 @@ func TestHelloInExecAfterLastUnsubscribe(t *testing.T) {
 	}
 }
 
-// A subscriber whose mailbox overflowed is disconnected when its EXEC
-// unsubscribes it from its last name, and nothing it sent after runs (a
-// write among them would be applied and never acknowledged), as Redis
-// runs nothing more of a client it has decided to close.
-func TestSubscriberDisconnectedOnUnsubscribeRunsNothingMore(t *testing.T) {
+// A RESP3 subscriber that does not read, and whose events fill its socket,
+// sends a transaction that unsubscribes it from its last channel: its
+// EXEC, which holds every other client's writes back, must not wait for
+// the event being written to it (for up to WriteTimeout: 30 s by default,
+// an hour here). Once the client reads, it is disconnected for the events
+// its full mailbox lost (unsubscribing does not make that loss silent),
+// and nothing it sent after runs (a write among them would be applied and
+// never acknowledged), as Redis runs nothing more of a client it has
+// decided to close.
+func TestRESP3SubscriberUnsubscribingInATransactionDoesNotStallWriters(t *testing.T) {
 	ts := start(t, Config{WriteTimeout: time.Hour})
 	ctx := context.Background()
 	writer := ts.client(t, func(o *redis.Options) { o.ReadTimeout = 20 * time.Second })
 	sub := stuckRESP3Subscriber(t, ts, writer, "kv:created", 1)
 	sub.send("MULTI\r\nUNSUBSCRIBE\r\nEXEC\r\nHSET after f v\r\n")
-	require.True(t, sub.closedWithin(time.Minute), "disconnected once it reads")
-	require.Eventually(t, func() bool { return len(ts.srv.clients()) == 1 }, 20*time.Second, time.Millisecond,
-		"the subscriber's connection ended")
-	assert.EqualValues(t, 1, ts.srv.kicked.Load())
+
+	// A hang, not a speed: with the stall, this write waits for an hour.
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	require.NoError(t, writer.HSet(wctx, "other", "f", "v").Err(), "writers wait for a subscriber that does not read")
+	require.NoError(t, writer.Ping(wctx).Err())
+
+	require.True(t, sub.closedWithin(time.Minute), "disconnected once it reads, for the events it lost")
+	require.Eventually(t, func() bool {
+		for _, c := range ts.srv.clients() {
+			if c.addr == sub.nc.LocalAddr().String() {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, time.Millisecond, "the subscriber's connection ended")
+	assert.EqualValues(t, 1, ts.srv.kicked.Load(), "counted as a slow subscriber disconnected")
 	assert.Zero(t, writer.Exists(ctx, "after").Val(), "a write sent after the EXEC that disconnected it ran")
 }
 
