@@ -534,8 +534,6 @@ var (
 	ldZeroBoundFloat = new(big.Float).SetMantExp(big.NewFloat(0.5), ldMinExp)
 )
 
-// hexFloat reports whether s, a float parseFloat has checked, is written
-// in hexadecimal.
 // parseDouble parses a float as Redis's string2d does (strtod: a double,
 // rounded once), for what Redis reads that way (CONFIG SET
 // latency-tracking-info-percentiles): the syntax parseFloat reads, of any
@@ -556,6 +554,8 @@ func parseDouble(b []byte) (float64, bool) {
 	return f, true
 }
 
+// hexFloat reports whether s, a float parseFloat has checked, is written
+// in hexadecimal.
 func hexFloat(s string) bool {
 	digits := strings.TrimLeft(s, "+-")
 	return len(digits) > 1 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')

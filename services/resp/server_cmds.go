@@ -658,7 +658,7 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 	section("CPU", cpu...)
 	section("Modules") // none: kv loads no modules (Redis's INFO has the section, empty, then)
 	// As in Redis, not in the default sections: only asked for, or with
-	// all or everything; between CPU and Errorstats, as Redis lists it.
+	// all or everything; between Modules and Errorstats, as Redis lists it.
 	if want["commandstats"] || want["all"] || want["everything"] {
 		section("Commandstats", s.commandStats()...)
 	}
