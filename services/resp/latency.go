@@ -315,8 +315,7 @@ func formatPercentiles(ps []float64) string {
 // parsePercentiles reads a value of latency-tracking-info-percentiles as
 // Redis 7 does: percentiles separated by single spaces, each a float as
 // Redis reads one there (strtod: 99.9, 1e1, 0x10) from 0 to 100; "" for
-// none.
-// A bad value returns Redis's words for it.
+// none. A bad value returns Redis's words for it.
 func parsePercentiles(value []byte) (ps []float64, why string) {
 	ps = []float64{}
 	if len(value) == 0 {
