@@ -2,7 +2,9 @@ package resp
 
 import (
 	"context"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -202,4 +204,48 @@ func TestSelectAndCopyDBAnswerOnce(t *testing.T) {
 		r.send(tc.cmd + "\r\nPING\r\n")
 		r.expect(tc.reply, "+PONG")
 	}
+}
+
+// A COPY whose write the disk refuses answers an error, not 1, and its
+// destination is not there: not listed, not readable, not after a restart;
+// a COPY REPLACE that fails leaves the destination's old pairs. Once the
+// fault clears, COPY succeeds.
+func TestDurableFailedCopyIsReportedAndNotVisible(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	faults := &store.Faults{}
+	ds := startDurable(t, dir, faultyAlways(faults))
+	rc := ds.client(t)
+	require.NoError(t, rc.HSet(ctx, "src", "f", "new").Err())
+	require.NoError(t, rc.HSet(ctx, "old", "f", "old").Err())
+
+	faults.FailSyncs(syscall.EIO)
+	err := rc.Copy(ctx, "src", "dst", 0, false).Err()
+	require.Error(t, err, "a COPY the disk lost")
+	assert.Contains(t, err.Error(), "write failed")
+	err = rc.Copy(ctx, "src", "old", 0, true).Err()
+	require.Error(t, err, "a COPY REPLACE the disk lost")
+	assert.Zero(t, rc.Exists(ctx, "dst").Val())
+	assert.ElementsMatch(t, []string{"src", "old"}, rc.Keys(ctx, "*").Val())
+	// The destination COPY REPLACE would have replaced keeps its pairs;
+	// a bucket a failed write ended is read back from the disk, which may
+	// refuse it until the fault clears (an error, never "absent").
+	if v, err := rc.HGet(ctx, "old", "f").Result(); err != nil {
+		assert.NotEqual(t, redis.Nil, err)
+	} else {
+		assert.Equal(t, "old", v)
+	}
+
+	faults.Clear()
+	require.Eventually(t, func() bool {
+		return rc.Copy(ctx, "src", "later", 0, false).Err() == nil
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, "old", rc.HGet(ctx, "old", "f").Val(), "the replaced destination keeps its pairs")
+	ds.stop()
+
+	ds = startDurable(t, dir, store.Options{})
+	rc = ds.client(t)
+	assert.Zero(t, rc.Exists(ctx, "dst").Val(), "nor after a restart")
+	assert.Equal(t, map[string]string{"f": "old"}, rc.HGetAll(ctx, "old").Val())
+	assert.Equal(t, map[string]string{"f": "new"}, rc.HGetAll(ctx, "later").Val())
 }
