@@ -95,8 +95,9 @@ type conn struct {
 	quit          bool // close once the replies are written
 	authed        bool
 	// resp3: the client chose RESP3 with HELLO 3 (RESET or HELLO 2 goes
-	// back to RESP2). Written by the connection's goroutine under wmu,
-	// as a subscription's goroutine reads it to frame the events.
+	// back to RESP2). Written by the connection's goroutine (setProto);
+	// a subscription's goroutine reads it under the subscriber's mu to
+	// frame the events.
 	resp3   bool
 	ps      *subscriber  // non-nil while subscribed
 	mon     *monitor     // non-nil in MONITOR mode
@@ -1037,12 +1038,17 @@ func (s *Server) observe(st *cmdStats, name string, elapsed time.Duration, rejec
 // as the client closes (Pending.Wait must run once: the store's count of
 // waiters goes negative, and the process ends).
 func (s *Server) observeSettled(st *cmdStats, name string, elapsed time.Duration, failed bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("resp: the Observer panicked", "command", name, "panic", r, "stack", string(debug.Stack()))
-		}
-	}()
+	defer s.observerPanicked("command", name)
 	s.observe(st, name, elapsed, false, failed)
+}
+
+// observerPanicked, deferred, recovers a panic of the Observer and logs
+// it with attrs (what was being observed), as a command's is: it goes no
+// further.
+func (s *Server) observerPanicked(attrs ...any) {
+	if r := recover(); r != nil {
+		s.log.Error("resp: the Observer panicked", append(attrs, "panic", r, "stack", string(debug.Stack()))...)
+	}
 }
 
 // run checks a command's arity, the client's authentication and state,
@@ -1262,15 +1268,13 @@ func (c *conn) setProto(resp3 bool) {
 		// Unsubscribed from its last name by a transaction, whose EXEC
 		// is running (HELLO refuses a subscriber the switch otherwise):
 		// its subscription's goroutine, not yet stopped, reads resp3
-		// under p.mu, and may hold wmu while it writes to a client that
-		// does not read (see Server.unsubscribe).
+		// under p.mu (not wmu, which it may hold while it writes to a
+		// client that does not read: see Server.unsubscribe).
 		p.mu.Lock()
 		c.resp3 = resp3
 		p.mu.Unlock()
 	} else {
-		c.wmu.Lock()
-		c.resp3 = resp3
-		c.wmu.Unlock()
+		c.resp3 = resp3 // no other goroutine reads it
 	}
 	c.infoMu.Lock()
 	c.proto3 = resp3

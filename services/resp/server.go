@@ -489,11 +489,7 @@ func (s *Server) observeClients(delta int) {
 	if s.obs == nil {
 		return
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("resp: the Observer panicked", "clients", delta, "panic", r, "stack", string(debug.Stack()))
-		}
-	}()
+	defer s.observerPanicked("clients", delta)
 	s.obs.ObserveClients(Protocol, delta)
 }
 

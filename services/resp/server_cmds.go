@@ -571,6 +571,9 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 		want[strings.ToLower(string(a))] = true
 	}
 	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
+	// The sections outside the default ones, as in Redis: only asked for,
+	// or with all or everything.
+	optIn := func(name string) bool { return want[name] || want["all"] || want["everything"] }
 	var b strings.Builder
 	section := func(name string, lines ...string) {
 		if !all && !want[strings.ToLower(name)] {
@@ -657,13 +660,12 @@ func (s *Server) info(_ context.Context, c *conn, args [][]byte) {
 	}
 	section("CPU", cpu...)
 	section("Modules") // none: kv loads no modules (Redis's INFO has the section, empty, then)
-	// As in Redis, not in the default sections: only asked for, or with
-	// all or everything; between Modules and Errorstats, as Redis lists it.
-	if want["commandstats"] || want["all"] || want["everything"] {
+	// Between Modules and Errorstats, as Redis lists it.
+	if optIn("commandstats") {
 		section("Commandstats", s.commandStats()...)
 	}
 	section("Errorstats", errorLines...)
-	if want["latencystats"] || want["all"] || want["everything"] { // as Commandstats
+	if optIn("latencystats") {
 		section("Latencystats", s.latencyStats()...)
 	}
 	// Clients that choose between a cluster client and a plain one read it.
