@@ -110,13 +110,17 @@ func TestStuckRESP3SubscriberHoldsNoOneBack(t *testing.T) {
 			writer := ts.client(t, func(o *redis.Options) { o.ReadTimeout = 20 * time.Second })
 			other := ts.client(t, func(o *redis.Options) { o.ReadTimeout = 20 * time.Second })
 			sub := stuckRESP3Subscriber(t, ts, writer, "kv:created kv:exited", 2)
-			// Not the last name: EXEC's reply is flushed under wmu,
-			// once EXEC has released the lock.
+			// A transaction (not the last name: EXEC's reply is flushed
+			// under wmu, once EXEC has released the lock), then the same
+			// commands alone, each under the shared lock. One write: the
+			// client's goroutine runs all it has read before it writes
+			// their replies, and that write waits for the socket (as the
+			// subscription's goroutine's does); what came in a later read
+			// would run only once the client reads.
 			sub.send("MULTI\r\nPING\r\nHELLO 3\r\nCLIENT SETNAME stuck\r\nCLIENT LIST\r\nINFO\r\n" +
 				"PUBSUB NUMSUB kv:created\r\nHSET mine f v\r\nUNSUBSCRIBE kv:created\r\nPUNSUBSCRIBE\r\n" +
-				"PING\r\nEXEC\r\n")
-			// Alone, each under the shared lock.
-			sub.send("HELLO 3\r\nHSET mine2 f v\r\nCLIENT LIST\r\nPUBSUB CHANNELS\r\nWATCH w\r\nUNWATCH\r\n")
+				"PING\r\nEXEC\r\n" +
+				"HELLO 3\r\nHSET mine2 f v\r\nCLIENT LIST\r\nPUBSUB CHANNELS\r\nWATCH w\r\nUNWATCH\r\n")
 			wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			defer cancel()
 			for i := range 50 {
