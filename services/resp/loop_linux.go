@@ -323,7 +323,7 @@ func (l *loop) serve(c *conn, now time.Time) {
 		}
 		switch {
 		case c.blocked && c.backlog:
-			if len(c.out)-c.outOff >= l.s.cfg.MaxReplyBytes {
+			if c.waiting() >= l.s.cfg.MaxReplyBytes {
 				return // no room for more replies yet
 			}
 			// Room for more: the commands waiting run on, and the
@@ -415,7 +415,7 @@ func (l *loop) events(c *conn) uint32 {
 	if !c.blocked {
 		return unix.EPOLLIN
 	}
-	if c.closing || c.eof || c.held || c.backlog || l.draining || len(c.out)-c.outOff >= l.s.cfg.MaxReplyBytes {
+	if c.closing || c.eof || c.held || c.backlog || l.draining || c.waiting() >= l.s.cfg.MaxReplyBytes {
 		return unix.EPOLLOUT
 	}
 	return unix.EPOLLOUT | unix.EPOLLIN
@@ -436,10 +436,25 @@ func (l *loop) write(c *conn) bool {
 	// memory at each one (copying what is left of a reply of n bytes at
 	// each of n/k pieces made its cost grow as n squared).
 	took := false
-	for c.outOff < len(c.out) {
-		n, err := unix.Write(c.fd, c.out[c.outOff:])
-		if n > 0 {
+	for len(c.queued) > 0 || c.outOff < len(c.out) {
+		var n int
+		var err error
+		if len(c.queued) > 0 {
+			head := c.queued[0]
+			n, err = unix.Write(c.fd, head)
+			if n > 0 {
+				c.queuedLen -= n
+				if n == len(head) {
+					c.queued[0] = nil
+					c.queued = c.queued[1:]
+				} else {
+					c.queued[0] = head[n:]
+				}
+			}
+		} else if n, err = unix.Write(c.fd, c.out[c.outOff:]); n > 0 {
 			c.outOff += n
+		}
+		if n > 0 {
 			took = true
 			continue
 		}
@@ -471,7 +486,7 @@ func (l *loop) write(c *conn) bool {
 		l.drop(c)
 		return false
 	}
-	c.out, c.outOff = c.out[:0], 0
+	c.out, c.outOff, c.queued = c.out[:0], 0, nil
 	if cap(c.out) > 4*flushAt {
 		c.out = nil
 	}
@@ -652,7 +667,7 @@ func (l *loop) closeAll() {
 	l.stopped = true
 	l.mu.Unlock()
 	for _, c := range l.clientList() {
-		if len(c.out) > 0 && c.lp == l {
+		if c.waiting() > 0 && c.lp == l {
 			l.write(c)
 		}
 		l.drop(c)
