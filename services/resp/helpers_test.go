@@ -74,6 +74,19 @@ func (ts *testServer) client(t testing.TB, opts ...func(*redis.Options)) *redis.
 	return c
 }
 
+// smallSendBuffers is a listener whose connections have small socket send
+// buffers: what a test sees the server keep for a client that does not
+// read is then the server's own, not the kernel's.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err == nil {
+		err = nc.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	}
+	return nc, err
+}
+
 // raw is a plain socket to ts, for inline commands and byte-exact replies.
 type raw struct {
 	t  testing.TB

@@ -209,17 +209,30 @@ func TestStopClosesTheEventLoopsClients(t *testing.T) {
 func TestIdleCountsFromTheLastReplyTaken(t *testing.T) {
 	for _, mode := range servingModes {
 		t.Run(mode.name, func(t *testing.T) {
-			idle := 300 * time.Millisecond
-			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, IdleTimeout: idle, WriteTimeout: 10 * time.Second})
+			idle := time.Second
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			// Small socket buffers on both sides: the idle clock restarts
+			// when the server's last write returns, and the client must
+			// have read the replies and sent its PING within idle of it.
+			// With the kernel's buffers (megabytes on loopback) it still
+			// had megabytes to read then, which a loaded machine took
+			// longer than idle to (300 ms then).
+			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, IdleTimeout: idle, WriteTimeout: 10 * time.Second,
+				Listener: smallSendBuffers{ln}})
 			value := strings.Repeat("x", 1<<20)
 			require.NoError(t, ts.client(t).HSet(context.Background(), "big", "f", value).Err())
 			r := ts.raw(t)
+			require.NoError(t, r.nc.(*net.TCPConn).SetReadBuffer(16<<10))
 			r.send(strings.Repeat("HGET big f\r\n", 16))
 			<-time.After(2 * idle) // the scenario: replies waiting longer than IdleTimeout
 			for range 16 {
 				require.Equal(t, "$1048576", r.line())
 				require.Equal(t, value, r.line())
 			}
+			// Still connected two of the event loop's looks for idle
+			// clients (idle/8 apart) after its replies were taken.
+			require.False(t, r.closedWithin(idle/4), "closed once its replies were taken")
 			r.send("PING\r\n")
 			assert.Equal(t, "+PONG", r.line())
 		})

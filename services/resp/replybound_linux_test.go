@@ -13,19 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// smallSendBuffers is a listener whose connections have small socket send
-// buffers: what a test sees the server keep for a client that does not
-// read is then the server's own, not the kernel's.
-type smallSendBuffers struct{ net.Listener }
-
-func (l smallSendBuffers) Accept() (net.Conn, error) {
-	nc, err := l.Listener.Accept()
-	if err == nil {
-		err = nc.(*net.TCPConn).SetWriteBuffer(16 << 10)
-	}
-	return nc, err
-}
-
 // The replies a client that does not read makes the server keep are
 // MaxReplyBytes, counted whole: those queued and those a writer is
 // writing. Counting only the queued ones let a goroutine-served client
