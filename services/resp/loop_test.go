@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -122,7 +123,12 @@ func TestClientThatDoesNotReadIsClosedAndBlocksNoOne(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, WriteTimeout: 300 * time.Millisecond})
 			ctx := context.Background()
-			rc := ts.client(t)
+			// Served once the event loop has run the stuck client's
+			// commands (64 MiB of replies, up to MaxReplyBytes, in one
+			// wake-up): up to 0.9 s under the race detector once each
+			// reply is copied once (3 to 5 s before), more on a loaded
+			// machine; go-redis's default ReadTimeout is 3 s.
+			rc := ts.client(t, func(o *redis.Options) { o.ReadTimeout = 20 * time.Second })
 			require.NoError(t, rc.HSet(ctx, "big", "f", strings.Repeat("x", 1<<20)).Err())
 
 			stuck := ts.raw(t)
