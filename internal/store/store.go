@@ -89,8 +89,11 @@ type Store struct {
 	// Under foldMu: the range deletions the folds of foldedDB have
 	// written since they last had its memtable flushed (see flushRanges).
 	foldedRanges int
-	foldKick     chan struct{}
-	foldStopped  chan struct{} // closed when the folder has returned
+	// Under foldMu: the most keys the last fold's map held, and the bytes
+	// of records it folded (see folding.hint).
+	foldKeys, foldBytes int64
+	foldKick            chan struct{}
+	foldStopped         chan struct{} // closed when the folder has returned
 
 	testCommitHook         func()                     // tests: called before each group's commit
 	testCheckpointGateHook func()                     // tests: called before a checkpoint waits for the Holds
