@@ -126,8 +126,10 @@ func (s *Store) foldDB(db *pebble.DB) (next uint64, err error) {
 		f.hint = int(min(pending*s.foldKeys/s.foldBytes, s.foldKeys))
 	}
 	var last []byte
-	var folded [][]byte // the records' keys, while few (see below)
+	var folded [][]byte   // the records' keys, while few (see below)
+	var recordBytes int64 // the records'
 	for ok := it.First(); ok; ok = it.Next() {
+		recordBytes += int64(len(it.Value()))
 		if err := f.add(b, slices.Clone(it.Value())); err != nil {
 			_ = it.Close()
 			return 0, fmt.Errorf("%w: log record %x: %v", ErrCorrupt, it.Key(), err)
@@ -145,7 +147,7 @@ func (s *Store) foldDB(db *pebble.DB) (next uint64, err error) {
 		return 0, nil
 	}
 	f.flush(b)
-	s.foldKeys, s.foldBytes = int64(f.most), pending
+	s.foldKeys, s.foldBytes = int64(f.most), recordBytes
 	n, err := decodeLogKey(last)
 	if err != nil {
 		return 0, fmt.Errorf("%w: log record key %x: %v", ErrCorrupt, last, err)
