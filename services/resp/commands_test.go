@@ -841,3 +841,27 @@ func TestCommandGetKeys(t *testing.T) {
 		assert.Equal(t, tc.want, err.Error(), "%v", tc.args)
 	}
 }
+
+// Redis prints an argument into an error as a C string, up to its first
+// NUL byte (checked against redis-server 7.0.15); kv used to send the NUL
+// and the bytes after it.
+func TestErrorsQuoteArgumentsUpToANUL(t *testing.T) {
+	ts := start(t, Config{})
+	rc := ts.client(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []any
+		want string
+	}{
+		{[]any{"FOO", "a\x00bcd"}, "ERR unknown command 'FOO', with args beginning with: 'a' "},
+		{[]any{"FO\x00OBAR", "x"}, "ERR unknown command 'FO', with args beginning with: 'x' "},
+		{[]any{"FOO", "\x00\xff", strings.Repeat("y", 130)}, "ERR unknown command 'FOO', with args beginning with: '' '" + strings.Repeat("y", 125) + "' "},
+		{[]any{"CLIENT", "XY\x00ZW", "q"}, "ERR unknown subcommand 'XY'. Try CLIENT HELP."},
+		{[]any{"COMMAND", "XY\x00ZW"}, "ERR unknown subcommand 'XY'. Try COMMAND HELP."},
+		{[]any{"HELLO", "2", "FO\x00O"}, "ERR Syntax error in HELLO option 'FO'"},
+		{[]any{"CLIENT", "KILL", "TYPE", "ab\x00c"}, "ERR Unknown client type 'ab'"},
+		{[]any{"CONFIG", "SET", "x\x00y", "1"}, "ERR Unknown option or number of arguments for CONFIG SET - 'x'"},
+	} {
+		assert.EqualError(t, rc.Do(ctx, tc.args...).Err(), tc.want, "%q", tc.args)
+	}
+}

@@ -1201,14 +1201,16 @@ func (c *conn) oversized(args [][]byte) bool {
 	return false
 }
 
-// unknownCommand quotes the arguments as Redis does: each cut to what is
-// left of 128 bytes, until the quoted list reaches 128 bytes.
+// unknownCommand quotes the arguments as Redis does: each up to its first
+// NUL byte and cut to what is left of 128 bytes, until the quoted list
+// reaches 128 bytes.
 func (c *conn) unknownCommand(args [][]byte) {
 	quoted := make([]byte, 0, 160)
 	for _, a := range args[1:] {
 		if len(quoted) >= 128 {
 			break
 		}
+		a = cString(a)
 		quoted = append(quoted, '\'')
 		quoted = append(quoted, a[:min(len(a), 128-len(quoted)+1)]...)
 		quoted = append(quoted, "' "...)
@@ -1216,12 +1218,23 @@ func (c *conn) unknownCommand(args [][]byte) {
 	c.err("ERR unknown command '" + clip(args[0]) + "', with args beginning with: " + string(quoted))
 }
 
-// clip returns at most 128 bytes of b, as Redis quotes arguments in errors.
+// clip returns b up to its first NUL byte, and at most 128 bytes of it,
+// as Redis quotes arguments in errors (printf's "%.128s" of a C string).
 func clip(b []byte) string {
+	b = cString(b)
 	if len(b) > 128 {
 		b = b[:128]
 	}
 	return string(b)
+}
+
+// cString returns b up to its first NUL byte: what Redis's printf-style
+// error formats print of an argument.
+func cString(b []byte) []byte {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i]
+	}
+	return b
 }
 
 // errDebugOff refuses DEBUG on a server that does not enable it.
