@@ -438,3 +438,15 @@ func TestRESP3SubscriberUnsubscribesInATransaction(t *testing.T) {
 	ctx := context.Background()
 	assert.Equal(t, "v", ds.client(t).HGet(ctx, "k", "f").Val(), "the others are served")
 }
+
+// SMEMBERS of a missing key answers an empty set in RESP3 (~0), as Redis
+// 7.0.15 does, and an empty array in RESP2; kv answered *0 in both.
+func TestRESP3SmembersOfAMissingKeyIsASet(t *testing.T) {
+	ts := start(t, Config{})
+	r := ts.raw(t)
+	r.send("SMEMBERS nokey\r\n")
+	r.expect("*0")
+	r.hello3()
+	r.send("SMEMBERS nokey\r\nLRANGE nokey 0 -1\r\nZRANGE nokey 0 -1\r\n")
+	r.expect("~0", "*0", "*0")
+}

@@ -101,6 +101,7 @@ func (s *Server) commandTable() mux {
 	nothing := func(c *conn) { c.null() }
 	zero := func(c *conn) { c.integer(0) }
 	none := func(c *conn) { c.array(0) }
+	noMembers := func(c *conn) { c.setLen(0) } // RESP3's empty set, as Redis's SMEMBERS
 	for _, t := range []struct {
 		name  string
 		arity int
@@ -108,7 +109,7 @@ func (s *Server) commandTable() mux {
 		empty func(*conn)
 	}{
 		{"get", 2, "string", nothing}, {"strlen", 2, "string", zero}, {"llen", 2, "list", zero},
-		{"lrange", 4, "list", none}, {"scard", 2, "set", zero}, {"smembers", 2, "set", none},
+		{"lrange", 4, "list", none}, {"scard", 2, "set", zero}, {"smembers", 2, "set", noMembers},
 		{"zcard", 2, "sorted-set", zero}, {"zrange", -4, "sorted-set", none},
 		{"set", -3, "string", nil}, {"incr", 2, "string", nil}, {"append", 3, "string", nil},
 		{"lpush", -3, "list", nil}, {"rpush", -3, "list", nil}, {"sadd", -3, "set", nil},
