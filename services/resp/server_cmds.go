@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -1041,8 +1042,11 @@ func (s *Server) reset(_ context.Context, c *conn, _ [][]byte) {
 // lists, sets, sorted sets): on an existing key, which is always a hash,
 // it is Redis's WRONGTYPE; on a missing key, a read answers as Redis does
 // for a missing key and a write is refused.
-func (s *Server) wrongType(empty func(*conn)) handlerFunc {
+func (s *Server) wrongType(empty func(*conn), check func(*conn, [][]byte) bool) handlerFunc {
 	return func(ctx context.Context, c *conn, args [][]byte) {
+		if check != nil && !check(c, args) {
+			return
+		}
 		b, ok := s.live(ctx, c, args[1])
 		if !ok {
 			return
@@ -1057,6 +1061,112 @@ func (s *Server) wrongType(empty func(*conn)) handlerFunc {
 		}
 		empty(c)
 	}
+}
+
+// lrangeArgs checks LRANGE's start and stop, which Redis reads before it
+// looks the key up: a bad one is an error even for a missing key.
+func lrangeArgs(c *conn, args [][]byte) bool {
+	for _, a := range args[2:4] {
+		if _, ok := parseInt(a); !ok {
+			c.notInteger()
+			return false
+		}
+	}
+	return true
+}
+
+// zrangeArgs checks ZRANGE's options and range as Redis 7 does before it
+// looks the key up (zrangeGenericCommand), with its errors: a missing
+// key's empty answer, or an existing hash's WRONGTYPE, comes only after.
+func zrangeArgs(c *conn, args [][]byte) bool {
+	const (
+		byRank = iota
+		byScore
+		byLex
+	)
+	by, chosen, rev, withScores, limited := byRank, false, false, false, false
+	for j := 4; j < len(args); j++ {
+		switch a := args[j]; {
+		case equalFold(a, "withscores"):
+			withScores = true
+		case equalFold(a, "limit") && len(args)-j-1 >= 2:
+			if _, ok := parseInt(args[j+1]); !ok {
+				c.notInteger()
+				return false
+			}
+			count, ok := parseInt(args[j+2])
+			if !ok {
+				c.notInteger()
+				return false
+			}
+			limited = count != -1 // LIMIT offset -1: no limit
+			j += 2
+		case !rev && equalFold(a, "rev"):
+			rev = true
+		case !chosen && equalFold(a, "byscore"):
+			by, chosen = byScore, true
+		case !chosen && equalFold(a, "bylex"):
+			by, chosen = byLex, true
+		default:
+			c.err("ERR syntax error")
+			return false
+		}
+	}
+	switch {
+	case limited && by == byRank:
+		c.err("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX")
+		return false
+	case withScores && by == byLex:
+		c.err("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+		return false
+	}
+	for _, a := range args[2:4] {
+		switch by {
+		case byScore:
+			if !scoreBound(a) {
+				c.err("ERR min or max is not a float")
+				return false
+			}
+		case byLex:
+			if !(len(a) > 0 && (a[0] == '(' || a[0] == '[') || string(a) == "+" || string(a) == "-") {
+				c.err("ERR min or max not valid string range item")
+				return false
+			}
+		default:
+			if _, ok := parseInt(a); !ok {
+				c.notInteger()
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// scoreBound reports whether b is a score bound as Redis reads one
+// (zslParseRangeItem): an optional '(' then what strtod reads whole, not
+// NaN. strtod skips leading white space, reads nothing from an empty
+// string (0, and its end reached: accepted), and takes an overflow as an
+// infinity and an underflow as 0.
+func scoreBound(b []byte) bool {
+	if len(b) > 0 && b[0] == '(' {
+		b = b[1:]
+	}
+	if len(b) == 0 {
+		return true
+	}
+	s := strings.TrimLeft(string(b), " \t\n\v\f\r")
+	if s == "" || strings.Contains(s, "_") {
+		return false // white space alone: strtod stops at its start
+	}
+	if hexFloat(s) && !strings.ContainsAny(s, "pP") {
+		s += "p0" // strtod reads 0x10; Go wants an exponent
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	var ne *strconv.NumError
+	if err != nil && !(errors.As(err, &ne) && ne.Err == strconv.ErrRange) {
+		return false
+	}
+	return !math.IsNaN(f)
 }
 
 // What a bucket and each of its pairs cost beyond the bytes of keys and

@@ -107,19 +107,20 @@ func (s *Server) commandTable() mux {
 		arity int
 		group string // Redis's: COMMAND DOCS and the ACL categories show it
 		empty func(*conn)
+		check func(*conn, [][]byte) bool // the arguments, checked before the key as Redis does
 	}{
-		{"get", 2, "string", nothing}, {"strlen", 2, "string", zero}, {"llen", 2, "list", zero},
-		{"lrange", 4, "list", none}, {"scard", 2, "set", zero}, {"smembers", 2, "set", noMembers},
-		{"zcard", 2, "sorted-set", zero}, {"zrange", -4, "sorted-set", none},
-		{"set", -3, "string", nil}, {"incr", 2, "string", nil}, {"append", 3, "string", nil},
-		{"lpush", -3, "list", nil}, {"rpush", -3, "list", nil}, {"sadd", -3, "set", nil},
-		{"zadd", -4, "sorted-set", nil},
+		{"get", 2, "string", nothing, nil}, {"strlen", 2, "string", zero, nil}, {"llen", 2, "list", zero, nil},
+		{"lrange", 4, "list", none, lrangeArgs}, {"scard", 2, "set", zero, nil}, {"smembers", 2, "set", noMembers, nil},
+		{"zcard", 2, "sorted-set", zero, nil}, {"zrange", -4, "sorted-set", none, zrangeArgs},
+		{"set", -3, "string", nil, nil}, {"incr", 2, "string", nil, nil}, {"append", 3, "string", nil, nil},
+		{"lpush", -3, "list", nil, nil}, {"rpush", -3, "list", nil, nil}, {"sadd", -3, "set", nil, nil},
+		{"zadd", -4, "sorted-set", nil, nil},
 	} {
 		flags := 0
 		if t.empty == nil {
 			flags = flagWrite
 		}
-		add(t.name, t.arity, flags, 1, 1, 1, t.group, "Not a hash command: WRONGTYPE on an existing key.", s.wrongType(t.empty))
+		add(t.name, t.arity, flags, 1, 1, 1, t.group, "Not a hash command: WRONGTYPE on an existing key.", s.wrongType(t.empty, t.check))
 	}
 	for _, cmd := range m {
 		cmd.subStats = make([]cmdStats, len(cmd.subs))
