@@ -35,8 +35,7 @@ import (
 // and a transaction whose HDEL may have emptied a hash before a reply that
 // differs is skipped, not reported. A WATCH false alarm (an EXEC that kv
 // refuses and Redis runs) ends its sequence. Key names stay within kv's
-// 4,096 bytes, and LRANGE and ZRANGE, whose other arguments kv does not
-// read, are sent well formed. Replies in no promised order (HKEYS, HVALS,
+// 4,096 bytes. Replies in no promised order (HKEYS, HVALS,
 // HGETALL, KEYS, RESP3 sets) compare as multisets.
 func TestDifferentialAgainstRedis(t *testing.T) {
 	if os.Getenv("KV_DIFF") != "1" {
@@ -621,9 +620,14 @@ func genCommand(r *rand.Rand) diffCmd {
 	case 30:
 		c = diffCmd{pick(r, []string{"GET", "STRLEN", "LLEN", "SCARD", "ZCARD", "SMEMBERS", "EXPIRETIME", "PEXPIRETIME"}), k}
 		if r.Intn(4) == 0 {
-			// Well formed only: kv does not read these commands' other
-			// arguments (README: the empty answer on a missing key).
-			c = diffCmd{pick(r, []string{"LRANGE", "ZRANGE"}), k, word("0"), word("-1")}
+			// Checked before the key, as Redis does.
+			bounds := []string{"0", "-1", "+1", "a", "(1", "(", "[a", "+", "-", "1.5", "inf", "(-inf", "nan", "", " 1", "1 ", "0x10", "99999999999999999999"}
+			c = diffCmd{pick(r, []string{"LRANGE", "ZRANGE"}), k, pick(r, bounds), pick(r, bounds)}
+			if c.name() == "ZRANGE" {
+				for n := r.Intn(5); n > 0; n-- {
+					c = append(c, pick(r, []string{"BYSCORE", "BYLEX", "REV", "WITHSCORES", "LIMIT", "limit", "0", "1", "-1", "x", "BOGUS"}))
+				}
+			}
 		}
 	case 31, 32:
 		c = diffCmd{word("MULTI")}
@@ -646,11 +650,7 @@ func genCommand(r *rand.Rand) diffCmd {
 			c = append(c, diffKey(r))
 		}
 	}
-	// Wrong arities and spellings (not of LRANGE and ZRANGE, whose other
-	// arguments kv does not read).
-	if n := c.name(); n == "LRANGE" || n == "ZRANGE" {
-		return c
-	}
+	// Wrong arities and spellings.
 	switch r.Intn(20) {
 	case 0:
 		if len(c) > 1 {
