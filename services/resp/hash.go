@@ -540,18 +540,32 @@ var (
 // length, "inf" and "infinity" too; no NaN, nothing past the largest
 // double, nothing that underflows to zero (a subnormal stands).
 func parseDouble(b []byte) (float64, bool) {
-	if len(b) == 0 || bytes.IndexByte(b, '_') >= 0 {
+	s := string(b)
+	f, overflow, ok := strtod(s)
+	if !ok || overflow || f == 0 && underflows(s) {
 		return 0, false
 	}
-	s := string(b)
+	return f, true
+}
+
+// strtod reads s whole as C's strtod reads a double: decimal or
+// hexadecimal (without an exponent too, where Go wants one), "inf" and
+// "infinity" in any case, with a sign; no spaces, no underscores (which Go
+// alone accepts). It returns the nearest double, an infinity past the
+// largest (overflow), 0 for what underflows; not ok for anything else,
+// NaN included.
+func strtod(s string) (f float64, overflow, ok bool) {
+	if s == "" || strings.Contains(s, "_") {
+		return 0, false, false
+	}
 	if hexFloat(s) && !strings.ContainsAny(s, "pP") {
 		s += "p0" // as in parseFloat
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) || f == 0 && underflows(s) { // err: a syntax error, or past the largest double
-		return 0, false
+	if err != nil && !errors.Is(err, strconv.ErrRange) || math.IsNaN(f) {
+		return 0, false, false
 	}
-	return f, true
+	return f, err != nil, true
 }
 
 // hexFloat reports whether s, a float parseFloat has checked, is written

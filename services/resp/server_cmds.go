@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -1063,9 +1062,10 @@ func (s *Server) wrongType(empty func(*conn), check func(*conn, [][]byte) bool) 
 	}
 }
 
-// lrangeArgs checks LRANGE's start and stop, which Redis reads before it
-// looks the key up: a bad one is an error even for a missing key.
-func lrangeArgs(c *conn, args [][]byte) bool {
+// rangeIndexes checks LRANGE's start and stop (and ZRANGE's, by rank),
+// which Redis reads before it looks the key up: a bad one is an error
+// even for a missing key.
+func rangeIndexes(c *conn, args [][]byte) bool {
 	for _, a := range args[2:4] {
 		if _, ok := parseInt(a); !ok {
 			c.notInteger()
@@ -1120,6 +1120,9 @@ func zrangeArgs(c *conn, args [][]byte) bool {
 		c.err("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
 		return false
 	}
+	if by == byRank {
+		return rangeIndexes(c, args)
+	}
 	for _, a := range args[2:4] {
 		switch by {
 		case byScore:
@@ -1130,11 +1133,6 @@ func zrangeArgs(c *conn, args [][]byte) bool {
 		case byLex:
 			if !(len(a) > 0 && (a[0] == '(' || a[0] == '[') || string(a) == "+" || string(a) == "-") {
 				c.err("ERR min or max not valid string range item")
-				return false
-			}
-		default:
-			if _, ok := parseInt(a); !ok {
-				c.notInteger()
 				return false
 			}
 		}
@@ -1154,19 +1152,9 @@ func scoreBound(b []byte) bool {
 	if len(b) == 0 {
 		return true
 	}
-	s := strings.TrimLeft(string(b), " \t\n\v\f\r")
-	if s == "" || strings.Contains(s, "_") {
-		return false // white space alone: strtod stops at its start
-	}
-	if hexFloat(s) && !strings.ContainsAny(s, "pP") {
-		s += "p0" // strtod reads 0x10; Go wants an exponent
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	var ne *strconv.NumError
-	if err != nil && !(errors.As(err, &ne) && ne.Err == strconv.ErrRange) {
-		return false
-	}
-	return !math.IsNaN(f)
+	// White space alone is not: strtod stops at its start.
+	_, _, ok := strtod(strings.TrimLeft(string(b), " \t\n\v\f\r"))
+	return ok
 }
 
 // What a bucket and each of its pairs cost beyond the bytes of keys and

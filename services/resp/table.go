@@ -110,7 +110,7 @@ func (s *Server) commandTable() mux {
 		check func(*conn, [][]byte) bool // the arguments, checked before the key as Redis does
 	}{
 		{"get", 2, "string", nothing, nil}, {"strlen", 2, "string", zero, nil}, {"llen", 2, "list", zero, nil},
-		{"lrange", 4, "list", none, lrangeArgs}, {"scard", 2, "set", zero, nil}, {"smembers", 2, "set", noMembers, nil},
+		{"lrange", 4, "list", none, rangeIndexes}, {"scard", 2, "set", zero, nil}, {"smembers", 2, "set", noMembers, nil},
 		{"zcard", 2, "sorted-set", zero, nil}, {"zrange", -4, "sorted-set", none, zrangeArgs},
 		{"set", -3, "string", nil, nil}, {"incr", 2, "string", nil, nil}, {"append", 3, "string", nil, nil},
 		{"lpush", -3, "list", nil, nil}, {"rpush", -3, "list", nil, nil}, {"sadd", -3, "set", nil, nil},
