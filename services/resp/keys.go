@@ -13,9 +13,30 @@ import (
 // registry.Scan): a key present for the whole iteration is returned
 // exactly once.
 
+// parseCursor reads a cursor as Redis 7.0 does, with C's strtoul: an
+// optional sign, then decimal digits, all of the argument; a minus
+// negates modulo 2^64 ("-1" is the largest cursor), and no digits at all
+// is cursor 0 when nothing else is there (""), an error otherwise ("-").
+// A leading space and a value past 2^64-1 are errors.
 func parseCursor(b []byte) (uint64, bool) {
+	if len(b) == 0 {
+		return 0, true
+	}
+	neg := false
+	switch b[0] {
+	case '-':
+		neg, b = true, b[1:]
+	case '+':
+		b = b[1:]
+	}
 	n, err := strconv.ParseUint(str(b), 10, 64)
-	return n, err == nil
+	if err != nil { // ParseUint takes no sign: "--1" is refused
+		return 0, false
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 type scanOpts struct {

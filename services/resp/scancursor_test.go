@@ -1,0 +1,55 @@
+package resp
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// SCAN and HSCAN read the cursor as Redis 7.0 does, with strtoul: a sign
+// is allowed (a minus negates modulo 2^64), and an empty cursor is 0.
+// The replies were redis-server 7.0.15's (redis-cli): `HSCAN h ""`,
+// `SCAN +0` and `SCAN -0` list everything, `HSCAN h -1` is no error;
+// before, kv answered each with ERR invalid cursor.
+func TestScanCursorReadAsStrtoul(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"0", 0, true}, {"", 0, true}, {"+0", 0, true}, {"-0", 0, true}, {"00", 0, true},
+		{"17", 17, true}, {"+17", 17, true}, {"-1", math.MaxUint64, true},
+		{"18446744073709551615", math.MaxUint64, true}, {"-18446744073709551615", 1, true},
+		{"18446744073709551616", 0, false}, {"-18446744073709551616", 0, false},
+		{"-", 0, false}, {"+", 0, false}, {"--1", 0, false}, {"+-1", 0, false}, {"+ 1", 0, false},
+		{" 0", 0, false}, {"0 ", 0, false}, {"x", 0, false}, {"0x10", 0, false}, {"1_0", 0, false}, {"1.0", 0, false},
+	} {
+		got, ok := parseCursor([]byte(tc.in))
+		assert.Equal(t, tc.ok, ok, "%q", tc.in)
+		assert.Equal(t, tc.want, got, "%q", tc.in)
+	}
+
+	ts := start(t, Config{})
+	ctx := context.Background()
+	rc := ts.client(t)
+	require.NoError(t, rc.HSet(ctx, "h", "a", "1", "b", "2").Err())
+	for _, cur := range []string{"", "+0", "-0"} {
+		v, err := rc.Do(ctx, "SCAN", cur).Slice()
+		require.NoError(t, err, "SCAN %q", cur)
+		assert.Equal(t, []any{"0", []any{"h"}}, v, "SCAN %q", cur)
+		v, err = rc.Do(ctx, "HSCAN", "h", cur).Slice()
+		require.NoError(t, err, "HSCAN %q", cur)
+		require.Len(t, v, 2)
+		assert.Equal(t, "0", v[0])
+		assert.ElementsMatch(t, []any{"a", "1", "b", "2"}, v[1], "HSCAN %q", cur)
+	}
+	for _, args := range [][]any{{"SCAN", "-1"}, {"HSCAN", "h", "-1"}, {"HSCAN", "missing", "-5"}} {
+		require.NoError(t, rc.Do(ctx, args...).Err(), "%v", args)
+	}
+	for _, args := range [][]any{{"SCAN", "-"}, {"HSCAN", "h", "+"}, {"HSCAN", "missing", " 0"}, {"SCAN", "-18446744073709551616"}} {
+		assert.EqualError(t, rc.Do(ctx, args...).Err(), "ERR invalid cursor", "%v", args)
+	}
+}
