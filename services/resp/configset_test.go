@@ -361,3 +361,37 @@ func TestConfigSetTimeoutLongCommand(t *testing.T) {
 	long.send("PING\r\n")
 	long.expect("+PONG")
 }
+
+// CONFIG GET names a parameter as the argument that first selected it
+// spelled it, as Redis 7.0 does: a name in another case comes back in
+// that case, a pattern gives the parameter's own name, and a parameter
+// selected twice is reported once. The replies were redis-server
+// 7.0.15's; before, kv always answered with the lower-case name.
+func TestConfigGetEchoesTheNameAsSpelled(t *testing.T) {
+	ts := start(t, Config{})
+	ctx := context.Background()
+	rc := ts.client(t)
+	for _, tc := range []struct {
+		args []any
+		want map[string]string
+	}{
+		{[]any{"MAXMEMORY"}, map[string]string{"MAXMEMORY": "0"}},
+		{[]any{"Maxmemory-Policy"}, map[string]string{"Maxmemory-Policy": "noeviction"}},
+		{[]any{"MAXMEMORY", "maxmemory"}, map[string]string{"MAXMEMORY": "0"}},
+		{[]any{"maxmemory", "MAXMEMORY"}, map[string]string{"maxmemory": "0"}},
+		{[]any{"MAXMEMORY", "maxmemory*"}, map[string]string{"MAXMEMORY": "0", "maxmemory-policy": "noeviction"}},
+		{[]any{"maxmemory*", "MAXMEMORY"}, map[string]string{"maxmemory": "0", "maxmemory-policy": "noeviction"}},
+		{[]any{"MAXMEMORY-P*"}, map[string]string{"maxmemory-policy": "noeviction"}},
+		{[]any{"SAVE", "Save"}, map[string]string{"SAVE": ""}},
+		{[]any{`max\memory`}, map[string]string{}}, // no pattern: the name of no parameter
+	} {
+		v, err := rc.Do(ctx, append([]any{"CONFIG", "GET"}, tc.args...)...).Slice()
+		require.NoError(t, err, "%v", tc.args)
+		got := map[string]string{}
+		for i := 0; i+1 < len(v); i += 2 {
+			got[v[i].(string)] = v[i+1].(string)
+		}
+		assert.Len(t, v, 2*len(tc.want), "%v: once each", tc.args)
+		assert.Equal(t, tc.want, got, "%v", tc.args)
+	}
+}

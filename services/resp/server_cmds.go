@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -800,11 +801,21 @@ func (s *Server) config(_ context.Context, c *conn, args [][]byte) {
 		c.err("ERR CONFIG " + strings.ToUpper(clip(args[1])) + " is not supported by kv")
 		return
 	}
+	// As Redis 7.0: a parameter is named in the reply as the first
+	// argument that selects it spelled it, a name in any case ("MAXMEMORY"
+	// answers "MAXMEMORY"), or by its own name if a pattern came first.
 	params := s.configParams()
 	var out [][2]string
 	budget := newGlobBudget()
 	for _, p := range params {
 		for _, a := range args[2:] {
+			if !bytes.ContainsAny(a, "[*?") {
+				if equalFold(a, p[0]) {
+					out = append(out, [2]string{string(a), p[1]})
+					break
+				}
+				continue
+			}
 			match, ok := budget.match(strings.ToLower(string(a)), p[0])
 			if !ok {
 				c.err(errGlobTooCostly)
