@@ -842,6 +842,42 @@ func TestCommandGetKeys(t *testing.T) {
 	}
 }
 
+// COMMAND GETKEYS of a command with subcommands looks at the subcommand,
+// as Redis 7.0 does: OBJECT ENCODING's and MEMORY USAGE's key is their
+// third argument, an unknown subcommand is an invalid command, and the
+// subcommand's arity counts (redis-server 7.0.15's replies). Before, kv
+// answered that these commands have no key arguments.
+func TestCommandGetKeysOfSubcommands(t *testing.T) {
+	rc := start(t, Config{}).client(t)
+	ctx := context.Background()
+	for _, args := range [][]any{
+		{"OBJECT", "ENCODING", "k"}, {"object", "freq", "k"}, {"OBJECT", "IDLETIME", "k"}, {"OBJECT", "refcount", "k"},
+		{"MEMORY", "USAGE", "k"}, {"MEMORY", "USAGE", "k", "SAMPLES", "5"},
+	} {
+		keys, err := rc.CommandGetKeys(ctx, args...).Result()
+		require.NoError(t, err, "%v", args)
+		assert.Equal(t, []string{"k"}, keys, "%v", args)
+	}
+	for _, tc := range []struct {
+		args []any
+		want string
+	}{
+		{[]any{"OBJECT", "BOGUS", "k"}, "ERR Invalid command specified"},
+		{[]any{"MEMORY", "BOGUS", "k"}, "ERR Invalid command specified"},
+		{[]any{"CLIENT", "BOGUS"}, "ERR Invalid command specified"},
+		{[]any{"OBJECT", "ENCODING"}, "ERR Invalid number of arguments specified for command"},
+		{[]any{"OBJECT", "ENCODING", "k", "x"}, "ERR Invalid number of arguments specified for command"},
+		{[]any{"MEMORY", "USAGE"}, "ERR Invalid number of arguments specified for command"},
+		{[]any{"OBJECT", "HELP"}, "ERR The command has no key arguments"},
+		{[]any{"MEMORY", "DOCTOR"}, "ERR The command has no key arguments"},
+		{[]any{"CONFIG", "GET", "x"}, "ERR The command has no key arguments"},
+	} {
+		err := rc.Do(ctx, append([]any{"COMMAND", "GETKEYS"}, tc.args...)...).Err()
+		require.Error(t, err, "%v", tc.args)
+		assert.Equal(t, tc.want, err.Error(), "%v", tc.args)
+	}
+}
+
 // Redis prints an argument into an error as a C string, up to its first
 // NUL byte (checked against redis-server 7.0.15); kv used to send the NUL
 // and the bytes after it.

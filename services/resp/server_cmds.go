@@ -1233,30 +1233,51 @@ func (s *Server) memory(ctx context.Context, c *conn, args [][]byte) {
 	}
 }
 
+// subcommandKeyed are the subcommands that name a key, their third
+// argument (Redis's key specs for them).
+var subcommandKeyed = map[string]bool{
+	"object|encoding": true, "object|freq": true, "object|idletime": true, "object|refcount": true,
+	"memory|usage": true,
+}
+
 // getKeys answers COMMAND GETKEYS command [arg...]: the keys of the
 // command line, from the positions the command table gives (those COMMAND
 // INFO shows), with Redis 7's errors. A command whose keys only its
-// subcommands name (MEMORY USAGE) has none here.
+// subcommands name is looked at as Redis 7.0 does, by its subcommand: an
+// unknown one is an invalid command, and OBJECT's and MEMORY USAGE's key
+// is their third argument.
 func (s *Server) getKeys(c *conn, line [][]byte) {
 	cmd := s.lookup(line[0])
-	switch {
-	case cmd == nil:
+	if cmd == nil {
 		c.err("ERR Invalid command specified")
 		return
-	case cmd.first == 0:
+	}
+	arity, first, last, step := cmd.arity, cmd.first, cmd.last, cmd.step
+	if len(cmd.subs) > 0 && len(line) > 1 {
+		i := cmd.subIndex(line[1])
+		if i < 0 {
+			c.err("ERR Invalid command specified")
+			return
+		}
+		arity, first, last, step = cmd.subs[i].arity, 0, 0, 0
+		if subcommandKeyed[cmd.subNames[i]] {
+			first, last, step = 2, 2, 1
+		}
+	}
+	switch {
+	case first == 0:
 		c.err("ERR The command has no key arguments")
 		return
-	case wrongArity(cmd.arity, len(line)):
+	case wrongArity(arity, len(line)):
 		c.err("ERR Invalid number of arguments specified for command")
 		return
 	}
-	last := cmd.last
 	if last < 0 {
 		last += len(line)
 	}
-	step := max(cmd.step, 1)
+	step = max(step, 1)
 	var keys [][]byte
-	for i := cmd.first; i <= last && i < len(line); i += step {
+	for i := first; i <= last && i < len(line); i += step {
 		keys = append(keys, line[i])
 	}
 	c.array(len(keys))
