@@ -48,6 +48,7 @@ type scanOpts struct {
 	budget   globBudget // of the matches, for the command
 	count    int
 	typ      string
+	useType  bool // TYPE was given: TYPE "" keeps nothing, as in Redis
 	noValues bool
 }
 
@@ -86,7 +87,7 @@ func (c *conn) scanOptions(args [][]byte, hscan bool) (scanOpts, bool) {
 			o.count = int(min(n, 1<<20))
 			i++
 		case !hscan && equalFold(args[i], "type") && i+1 < len(args):
-			o.typ = string(args[i+1])
+			o.typ, o.useType = string(args[i+1]), true
 			i++
 		case equalFold(args[i], "novalues"):
 			if !hscan {
@@ -122,7 +123,7 @@ func (s *Server) scan(_ context.Context, c *conn, args [][]byte) {
 		c.err(errGlobTooCostly)
 		return
 	}
-	if opts.typ != "" && !equalFold([]byte(opts.typ), "hash") {
+	if opts.useType && !equalFold([]byte(opts.typ), "hash") {
 		keep = keep[:0] // every key is a hash
 	}
 	c.array(2)

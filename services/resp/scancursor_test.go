@@ -53,3 +53,24 @@ func TestScanCursorReadAsStrtoul(t *testing.T) {
 		assert.EqualError(t, rc.Do(ctx, args...).Err(), "ERR invalid cursor", "%v", args)
 	}
 }
+
+// SCAN's TYPE filters by the type named, even an empty one: TYPE ""
+// keeps no key, as in redis-server 7.0.15 (every key is a hash in kv, and
+// TYPE hash, in any case, keeps them all). Before, kv took TYPE "" for
+// no TYPE at all and listed every key.
+func TestScanTypeEmptyKeepsNothing(t *testing.T) {
+	ts := start(t, Config{})
+	ctx := context.Background()
+	rc := ts.client(t)
+	require.NoError(t, rc.HSet(ctx, "h", "a", "1").Err())
+	for _, tc := range []struct {
+		typ  string
+		want []any
+	}{
+		{"", []any{}}, {"string", []any{}}, {"bogus", []any{}}, {"hash", []any{"h"}}, {"HASH", []any{"h"}},
+	} {
+		v, err := rc.Do(ctx, "SCAN", "0", "TYPE", tc.typ).Slice()
+		require.NoError(t, err, "TYPE %q", tc.typ)
+		assert.Equal(t, []any{"0", tc.want}, v, "TYPE %q", tc.typ)
+	}
+}
