@@ -19,7 +19,9 @@ import (
 
 // TestDifferentialAgainstRedis drives kv and a private redis-server with
 // the same random command sequences (hashes and keys, their wrong arities
-// and arguments, transactions) and fails on the first reply that differs,
+// and arguments, transactions; HSCAN and SCAN, HRANDFIELD, OBJECT, CONFIG
+// GET, COMMAND GETKEYS, CLIENT's errors, and a wrong number of arguments
+// for every command and subcommand of kv's table) and fails on the first reply that differs,
 // printing the sequence shrunk to the commands that still show it. On
 // demand only: KV_DIFF=1 and redis-server on PATH (checked against Redis
 // 7.0.15). KV_DIFF_SEQS sets the number of sequences (2,000), KV_DIFF_SEED
@@ -36,7 +38,16 @@ import (
 // differs is skipped, not reported. A WATCH false alarm (an EXEC that kv
 // refuses and Redis runs) ends its sequence. Key names stay within kv's
 // 4,096 bytes. Replies in no promised order (HKEYS, HVALS,
-// HGETALL, KEYS, RESP3 sets) compare as multisets.
+// HGETALL, KEYS, SCAN and HSCAN pages, CONFIG GET, RESP3 sets) compare as
+// multisets; HSCAN and SCAN go from cursor 0 with a COUNT past what a
+// sequence holds, so that both answer everything at once. HRANDFIELD's
+// picks compare by their number (and as a set when they are the whole
+// hash), and kv's are checked against the hash. kv's documented answers
+// where Redis's depend on its encoding or its clock (OBJECT ENCODING,
+// OBJECT IDLETIME of a key) are not compared; nor is what kv describes of
+// itself (OBJECT HELP, COMMAND INFO and DOCS of its commands), nor are
+// Redis 7.2's additions kv has (WAITAOF, CLIENT SETINFO and NO-TOUCH,
+// HSCAN NOVALUES).
 func TestDifferentialAgainstRedis(t *testing.T) {
 	if os.Getenv("KV_DIFF") != "1" {
 		t.Skip("set KV_DIFF=1 to compare kv with redis-server")
@@ -258,8 +269,27 @@ func ioReadFull(rd *bufio.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
-// canonical puts a reply in no promised order into one order.
-func canonical(name string, r reply) reply {
+// canonical puts a reply in no promised order into one order, and
+// replaces what is random, or kv's by design, by what is not: the fields
+// HRANDFIELD picked at random become their number (kv's are checked
+// against the hash apart, see checkRandomFields), OBJECT ENCODING's
+// listpack or hashtable one word, and OBJECT IDLETIME of a key, which kv
+// refuses (README), one answer.
+func canonical(cmd diffCmd, r reply) reply {
+	name := cmd.name()
+	switch {
+	case name == "HRANDFIELD":
+		return canonicalRandomFields(cmd, r)
+	case name == "OBJECT" && len(cmd) == 3:
+		sub := strings.ToUpper(string(cmd[1]))
+		switch {
+		case sub == "ENCODING" && r.kind == '$' && !r.null && (r.s == "listpack" || r.s == "hashtable"):
+			r.s = "(an encoding)"
+		case sub == "IDLETIME" && (r.kind == ':' || r.kind == '-' && r.s == "ERR kv keeps no access times: OBJECT IDLETIME is not supported"):
+			r = reply{kind: '?', s: "(an idle time, or kv's refusal)"}
+		}
+		return r
+	}
 	if r.kind != '*' && r.kind != '%' && r.kind != '~' || r.null {
 		return r
 	}
@@ -268,26 +298,117 @@ func canonical(name string, r reply) reply {
 	}
 	switch name {
 	case "HKEYS", "HVALS", "KEYS":
-		e := append([]reply(nil), r.elems...)
-		sort.Slice(e, func(i, j int) bool { return e[i].s < e[j].s })
-		r.elems = e
-	case "HGETALL":
-		if len(r.elems)%2 != 0 {
-			return r
+		r.elems = sortedElems(r.elems, 1)
+	case "HGETALL", "CONFIG":
+		r.elems = sortedElems(r.elems, 2)
+	case "SCAN", "HSCAN": // the cursor, then the page
+		if len(r.elems) == 2 && r.elems[1].kind == '*' && !r.elems[1].null {
+			per := 1
+			if name == "HSCAN" {
+				per = 2
+			}
+			e := append([]reply(nil), r.elems...)
+			e[1].elems = sortedElems(e[1].elems, per)
+			r.elems = e
 		}
-		type pair struct{ k, v reply }
-		ps := make([]pair, 0, len(r.elems)/2)
-		for i := 0; i < len(r.elems); i += 2 {
-			ps = append(ps, pair{r.elems[i], r.elems[i+1]})
-		}
-		sort.Slice(ps, func(i, j int) bool { return ps[i].k.s < ps[j].k.s })
-		e := make([]reply, 0, len(r.elems))
-		for _, p := range ps {
-			e = append(e, p.k, p.v)
-		}
-		r.elems = e
 	}
 	return r
+}
+
+// sortedElems sorts a copy of elems by groups of per (a field and its
+// value), on the first element of each; a list of the wrong length is
+// left as it is.
+func sortedElems(elems []reply, per int) []reply {
+	if len(elems)%per != 0 {
+		return elems
+	}
+	groups := make([][]reply, 0, len(elems)/per)
+	for i := 0; i < len(elems); i += per {
+		groups = append(groups, elems[i:i+per])
+	}
+	sort.SliceStable(groups, func(i, j int) bool { return groups[i][0].s < groups[j][0].s })
+	e := make([]reply, 0, len(elems))
+	for _, g := range groups {
+		e = append(e, g...)
+	}
+	return e
+}
+
+// canonicalRandomFields keeps of HRANDFIELD's reply what is not random:
+// its shape, its length, and when a count at least the hash's size asked
+// for every field (a reply shorter than the count), the fields themselves.
+func canonicalRandomFields(cmd diffCmd, r reply) reply {
+	if r.null || r.kind != '*' && r.kind != '$' {
+		return r
+	}
+	if r.kind == '$' {
+		r.s = "(a field)"
+		return r
+	}
+	count, err := strconv.ParseInt(string(cmd[2]), 10, 64)
+	if err != nil {
+		return r
+	}
+	per := 1 // RESP2's WITHVALUES: a field then its value
+	if len(cmd) == 4 && (len(r.elems) == 0 || r.elems[0].kind != '*') {
+		per = 2
+	}
+	if n := len(r.elems) / per; count >= 0 && int64(n) < count {
+		if per == 1 && len(r.elems) > 0 && r.elems[0].kind == '*' { // RESP3's pairs
+			first := func(pair reply) string {
+				if len(pair.elems) == 0 {
+					return ""
+				}
+				return pair.elems[0].s
+			}
+			e := append([]reply(nil), r.elems...)
+			sort.SliceStable(e, func(i, j int) bool { return first(e[i]) < first(e[j]) })
+			r.elems = e
+			return r
+		}
+		r.elems = sortedElems(r.elems, per)
+		return r
+	}
+	shape := ""
+	if len(r.elems) > 0 {
+		shape = string(r.elems[0].kind)
+	}
+	return reply{kind: '*', s: fmt.Sprintf("(%d elements picked at random, of kind %s)", len(r.elems), shape)}
+}
+
+// checkRandomFields checks the fields (and values) of kv's HRANDFIELD
+// reply against the hash, read from Redis once nothing else is in flight.
+func (d *differ) checkRandomFields(cmd diffCmd, kr reply) (string, bool) {
+	var got []reply
+	switch {
+	case kr.kind == '$' && !kr.null:
+		got = []reply{kr}
+	case kr.kind == '*' && !kr.null:
+		got = kr.elems
+	default:
+		return "", true
+	}
+	all := d.redis.do(diffCmd{[]byte("HGETALL"), cmd[1]})
+	hash := map[string]string{}
+	for i := 0; i+1 < len(all.elems); i += 2 {
+		hash[all.elems[i].s] = all.elems[i+1].s
+	}
+	withValues := len(cmd) == 4
+	for i := 0; i < len(got); i++ {
+		field, value := got[i], reply{}
+		switch {
+		case field.kind == '*' && len(field.elems) == 2: // RESP3's pair
+			field, value = field.elems[0], field.elems[1]
+		case withValues && i+1 < len(got):
+			value = got[i+1]
+			i++
+		}
+		v, ok := hash[field.s]
+		if !ok || withValues && v != value.s {
+			return fmt.Sprintf("kv picked %s, %s: not in the hash %v", field, value, all), false
+		}
+	}
+	return "", true
 }
 
 type differ struct {
@@ -386,22 +507,22 @@ func (d *differ) replay(s diffSeq) replayResult {
 		switch {
 		case name == "WATCH" && rr.kind == '+':
 			watching = true
-		case name == "UNWATCH" || name == "EXEC" || name == "DISCARD" && inMulti:
+		case name == "UNWATCH" && rr.kind == '+' || name == "EXEC" || name == "DISCARD" && inMulti && rr.kind == '+':
 			watching = false
 		}
 		switch {
 		case name == "MULTI" && !inMulti && rr.kind == '+':
 			inMulti, queued, hdelQueued = true, nil, false
-		case inMulti && (name == "EXEC" || name == "DISCARD"):
-			inMulti = false
+		case inMulti && (name == "EXEC" || name == "DISCARD" && rr.kind == '+'):
+			inMulti = false // DISCARD with the wrong arity goes on
 		case inMulti && rr.s == "QUEUED":
 			queued = append(queued, cmd)
 		}
 		if name == "EXEC" && rr.kind == '*' && !rr.null && kr.kind == '*' && !kr.null &&
 			len(rr.elems) == len(queued) && len(kr.elems) == len(queued) {
 			for j := range rr.elems {
-				rr.elems[j] = canonical(queued[j].name(), rr.elems[j])
-				kr.elems[j] = canonical(queued[j].name(), kr.elems[j])
+				rr.elems[j] = canonical(queued[j], rr.elems[j])
+				kr.elems[j] = canonical(queued[j], kr.elems[j])
 				if queued[j].name() == "HDEL" {
 					hdelQueued = true
 				}
@@ -414,7 +535,12 @@ func (d *differ) replay(s diffSeq) replayResult {
 				}
 			}
 		} else {
-			rr, kr = canonical(name, rr), canonical(name, kr)
+			if name == "HRANDFIELD" && !inMulti && len(rrs) == 0 {
+				if why, ok := d.checkRandomFields(cmd, kr); !ok {
+					return replayResult{ran: i + 1, mismatch: i, signature: "HRANDFIELD: a field not in the hash", redis: rr, kv: reply{kind: '-', s: why}}
+				}
+			}
+			rr, kr = canonical(cmd, rr), canonical(cmd, kr)
 		}
 		if !equalReply(rr, kr) {
 			return replayResult{ran: i + 1, mismatch: i, signature: signature(cmd, queued, rr, kr), redis: rr, kv: kr}
@@ -539,7 +665,7 @@ func genCommand(r *rand.Rand) diffCmd {
 	k, f, v := diffKey(r), func() []byte { return pick(r, diffFields) }, func() []byte { return pick(r, diffValues) }
 	var c diffCmd
 	word := func(s string) []byte { return []byte(s) }
-	switch r.Intn(40) {
+	switch r.Intn(48) {
 	case 0, 1, 2, 3:
 		c = diffCmd{word("HSET"), k}
 		for n := 1 + r.Intn(3); n > 0; n-- {
@@ -649,6 +775,71 @@ func genCommand(r *rand.Rand) diffCmd {
 		for n := r.Intn(4); n > 0; n-- {
 			c = append(c, diffKey(r))
 		}
+	case 40:
+		// A cursor that is 0 or no cursor: kv's HSCAN and SCAN pages are
+		// in an order of their own, and Redis's small hash has none (its
+		// listpack answers every field at once).
+		c = diffCmd{word("HSCAN"), k, pick(r, diffCursors)}
+		c = append(c, genScanOptions(r, false)...)
+	case 41:
+		c = diffCmd{word("SCAN"), pick(r, diffCursors)}
+		c = append(c, genScanOptions(r, true)...)
+	case 42:
+		// A negative count of a few fields only: past that kv refuses
+		// (README, limits), and Redis 7.0.15 builds the reply whatever
+		// its size (-4611686018427387903 WITHVALUES brings it down).
+		c = diffCmd{word("HRANDFIELD"), k}
+		switch r.Intn(8) {
+		case 0:
+		case 1:
+			c = append(c, pick(r, []string{"x", "", "+1", "1.0", " 1", "-9223372036854775808", "9223372036854775807", "4611686018427387904"}))
+		case 2:
+			c = append(c, pick(r, []string{"-9223372036854775808", "-4611686018427387904", "4611686018427387904", "9223372036854775807"}), word("WITHVALUES"))
+		case 3:
+			c = append(c, pick(r, []string{"1", "-1", "x"}), pick(r, []string{"WITHVALUE", "withvalues", "x", ""}))
+			if r.Intn(2) == 0 {
+				c = append(c, word("WITHVALUES"))
+			}
+		default:
+			c = append(c, pick(r, []string{"-1", "-2", "-6", "-10", "-0", "0", "1", "2", "5", "6", "7", "100"}))
+			if r.Intn(2) == 0 {
+				c = append(c, pick(r, []string{"WITHVALUES", "withvalues"}))
+			}
+		}
+		return c
+	case 43:
+		// Not HELP: kv's text says what kv does.
+		c = diffCmd{word("OBJECT"), pick(r, []string{"ENCODING", "refcount", "FREQ", "IDLETIME", "BOGUS"}), k}
+	case 44:
+		return genWrongArity(r)
+	case 45:
+		// The parameters kv reports with Redis's defaults, in any case,
+		// and patterns that only they match in Redis 7.0 (not
+		// latency-tracking: yes only with an Observer, which the test's
+		// server has not).
+		c = diffCmd{word("CONFIG"), word("GET")}
+		for n := 1 + r.Intn(3); n > 0; n-- {
+			c = append(c, pick(r, []string{"maxmemory", "MAXMEMORY", "Maxmemory-Policy", "maxmemory-p*", "appendonly",
+				"appendonl?", "save", "SAVE", "slowlog*", "SLOWLOG-MAX-LEN", "slowlog-log-slower-than", "latency-tracking-info-percentiles",
+				"latency-monitor-threshold", "nonexistent", "", "[sa]ave", `max\memory`, "*nomatch*"}))
+		}
+		return c
+	case 46:
+		return genCommandCmd(r)
+	case 47:
+		c = pick2(r, [][]string{
+			{"CLIENT", "BOGUS"}, {"CLIENT", "KILL", "ID", "x"}, {"CLIENT", "KILL", "ID", "0"}, {"CLIENT", "KILL", "ID", "999999999"},
+			{"CLIENT", "KILL", "1.2.3.4:5"}, {"CLIENT", "KILL", "ADDR", "1.2.3.4:5"}, {"CLIENT", "KILL", "LADDR", "1.2.3.4:5", "SKIPME", "no"},
+			{"CLIENT", "KILL", "ID", "999999999", "TYPE", "bogus"}, {"CLIENT", "KILL", "ID", "999999999", "SKIPME", "maybe"},
+			{"CLIENT", "KILL", "ID", "999999999", "BOGUS", "x"}, {"CLIENT", "KILL", "ID", "999999999", "MAXAGE", "1"},
+			{"CLIENT", "KILL", "USER", "nobody"}, {"CLIENT", "LIST", "TYPE", "bogus"}, {"CLIENT", "LIST", "ID", "x"},
+			{"CLIENT", "LIST", "ID", "999999999"}, {"CLIENT", "LIST", "TYPE", "pubsub"}, {"CLIENT", "LIST", "bogus"},
+			{"CLIENT", "SETNAME", "a b"}, {"CLIENT", "SETNAME", "a\nb"}, {"CLIENT", "NO-EVICT", "maybe"}, {"CLIENT", "NO-EVICT", "off"},
+			{"CLUSTERX"}, {"PING", "x"}, {"ECHO", "\x00b"}, {"SELECT", "0"}, {"SELECT", "x"}, {"SELECT", "-1"}, {"SELECT", "16"},
+			{"HELLO", "4"}, {"HELLO", "x"}, {"HELLO", "-1"}, {"HELLO", "2", "AUTH"}, {"HELLO", "3", "SETNAME"}, {"HELLO", "2", "bogus"},
+			{"WAIT", "x", "0"}, {"WAIT", "0", "x"},
+		})
+		return c
 	}
 	// Wrong arities and spellings.
 	switch r.Intn(20) {
@@ -668,6 +859,153 @@ func genCommand(r *rand.Rand) diffCmd {
 		c[0] = []byte(strings.ToLower(string(c[0])))
 	}
 	return c
+}
+
+// diffCursors are 0 spelled as Redis's strtoul reads it, and cursors that
+// are no number.
+var diffCursors = []string{"0", "0", "", "+0", "-0", "00", "x", " 0", "0 ", "-", "+", "1.0", "0x0", "18446744073709551616", "-18446744073709551616"}
+
+// genScanOptions makes SCAN's or HSCAN's options, mostly well formed,
+// with a COUNT past the keys or fields a sequence makes (four keys, six
+// fields): a smaller one pages in kv's order, and Redis's small hash
+// answers every field at once.
+func genScanOptions(r *rand.Rand, scan bool) diffCmd {
+	var c diffCmd
+	for n := r.Intn(4); n > 0; n-- {
+		switch r.Intn(7) {
+		case 0, 1:
+			c = append(c, pick(r, []string{"MATCH", "match"}), pick(r, []string{"*", "f*", "h*", "?", "h[13]", "[^h]*", "", "x", "f\\1", "*1*", "[", "\x00*"}))
+		case 2, 3:
+			c = append(c, pick(r, []string{"COUNT", "count"}), pick(r, []string{"6", "10", "100", "1000", "9223372036854775807", "0", "-1", "x", "+10", "", "1.5"}))
+		case 4:
+			if scan {
+				c = append(c, pick(r, []string{"TYPE", "type"}), pick(r, []string{"hash", "HASH", "string", "list", "", "bogus"}))
+			}
+		case 5:
+			c = append(c, pick(r, []string{"MATCH", "COUNT", "TYPE", "BOGUS"})) // a word alone
+		default:
+			c = append(c, pick(r, []string{"BOGUS", "match", "count"}), []byte("x"))
+		}
+	}
+	return c
+}
+
+// pick2 picks one of lines, as a command.
+func pick2(r *rand.Rand, lines [][]string) diffCmd {
+	line := lines[r.Intn(len(lines))]
+	c := make(diffCmd, len(line))
+	for i, a := range line {
+		c[i] = []byte(a)
+	}
+	return c
+}
+
+// diffArity is a command of kv's table, or one of its subcommands, and
+// its arity in Redis's convention (the subcommand's counts the command).
+type diffArity struct {
+	name, sub string
+	arity     int
+}
+
+// diffArities are the commands and subcommands of kv's table that Redis
+// 7.0 knows too (WAITAOF, CLIENT SETINFO and NO-TOUCH are Redis 7.2's),
+// in a fixed order.
+var diffArities = func() []diffArity {
+	table := (&Server{}).commandTable()
+	names := make([]string, 0, len(table))
+	for n := range table {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []diffArity
+	for _, n := range names {
+		if n == "waitaof" {
+			continue
+		}
+		cmd := table[n]
+		out = append(out, diffArity{n, "", cmd.arity})
+		for _, sc := range cmd.subs {
+			if n == "client" && (sc.name == "setinfo" || sc.name == "no-touch") {
+				continue
+			}
+			out = append(out, diffArity{n, sc.name, sc.arity})
+		}
+	}
+	return out
+}()
+
+// genWrongArity makes a command line of one of kv's commands or
+// subcommands with the wrong number of arguments, which neither server
+// runs; or an unknown subcommand.
+func genWrongArity(r *rand.Rand) diffCmd {
+	for {
+		a := diffArities[r.Intn(len(diffArities))]
+		least := 1 // the arguments a line of it has, the names included
+		if a.sub != "" {
+			least = 2
+		}
+		var wrong []int
+		switch {
+		case a.arity > 0:
+			for _, n := range []int{a.arity - 1, a.arity + 1, a.arity + 2} {
+				if n >= least {
+					wrong = append(wrong, n)
+				}
+			}
+		default:
+			for n := least; n < -a.arity; n++ {
+				wrong = append(wrong, n)
+			}
+		}
+		if a.sub == "" && r.Intn(4) == 0 && len(diffArities) > 0 {
+			for _, b := range diffArities {
+				if b.name == a.name && b.sub != "" {
+					// A subcommand that does not exist.
+					return diffCmd{[]byte(a.name), pick(r, []string{"bogus", "HELPX", ""}), diffKey(r)}
+				}
+			}
+		}
+		if len(wrong) == 0 {
+			continue
+		}
+		c := diffCmd{[]byte(a.name)}
+		if r.Intn(2) == 0 {
+			c[0] = []byte(strings.ToUpper(a.name))
+		}
+		if a.sub != "" {
+			c = append(c, []byte(a.sub))
+		}
+		for n := wrong[r.Intn(len(wrong))]; len(c) < n; {
+			c = append(c, diffKey(r))
+		}
+		return c
+	}
+}
+
+// genCommandCmd makes COMMAND's lines whose replies kv shares with Redis
+// (COMMAND INFO and DOCS of a command describe kv's own table, not
+// Redis's: only unknown names are compared).
+func genCommandCmd(r *rand.Rand) diffCmd {
+	switch r.Intn(4) {
+	case 0:
+		return pick2(r, [][]string{
+			{"COMMAND", "INFO", "nonexistent"}, {"COMMAND", "DOCS", "nonexistent"}, {"COMMAND", "COUNT", "x"},
+			{"COMMAND", "LIST", "FILTERBY"}, {"COMMAND", "LIST", "FILTERBY", "PATTERN"}, {"COMMAND", "LIST", "bogus"},
+			{"COMMAND", "LIST", "FILTERBY", "ACLCAT", "nonexistent"}, {"COMMAND", "LIST", "FILTERBY", "MODULE", "x"},
+			{"COMMAND", "GETKEYS"}, {"COMMAND", "GETKEYS", "nonexistent", "x"}, {"COMMAND", "BOGUS"},
+		})
+	default:
+		// GETKEYS of one of kv's commands, with any number of arguments.
+		a := diffArities[r.Intn(len(diffArities))]
+		c := diffCmd{[]byte("COMMAND"), []byte("GETKEYS"), []byte(a.name)}
+		if a.sub != "" {
+			c = append(c, []byte(a.sub))
+		}
+		for n := r.Intn(4); n > 0; n-- {
+			c = append(c, diffKey(r))
+		}
+		return c
+	}
 }
 
 // genSequence makes a sequence of 4 to 30 commands; transactions are
