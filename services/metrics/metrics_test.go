@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
 	"github.com/kvproject/kv/internal/store"
 	"github.com/kvproject/kv/services"
 )
@@ -280,4 +281,33 @@ func BenchmarkObserveCommand(b *testing.B) {
 			m.ObserveCommand(ProtocolRESP, "get", time.Microsecond, false)
 		}
 	})
+}
+
+// kv_event_subscribers_removed_total counts the subscribers whose handler
+// panicked, which the event manager removes.
+func TestSubscribersRemovedTotal(t *testing.T) {
+	root := services.New(services.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	defer func() { cancel(); <-errc }()
+	m := New(Config{Tree: root.Registry(), Events: root.Events()})
+	defer m.Close()
+
+	sub, err := root.Events().Subscribe(events.SubscribeOptions{}, func(events.Event) { panic("subscriber bug") })
+	require.NoError(t, err)
+	defer sub.Close()
+	_, err = root.Registry().Create(ctx, "a")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return root.Events().Stats().Removed == 1 }, 5*time.Second, time.Millisecond)
+
+	want := `
+# HELP kv_event_subscribers Live event subscriptions.
+# TYPE kv_event_subscribers gauge
+kv_event_subscribers 1
+# HELP kv_event_subscribers_removed_total Event subscribers removed because their handler panicked.
+# TYPE kv_event_subscribers_removed_total counter
+kv_event_subscribers_removed_total 1
+`
+	require.NoError(t, testutil.GatherAndCompare(m.Prometheus(), strings.NewReader(want),
+		"kv_event_subscribers", "kv_event_subscribers_removed_total"))
 }
