@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -82,4 +86,44 @@ func TestSignalDuringAShortRecoveryStopsCleanlyWithoutServing(t *testing.T) {
 	assert.NoError(t, store.InUse(dir), "the store is closed before serve returns")
 	assert.Contains(t, logs.String(), "kv stopped before serving")
 	assert.NotContains(t, logs.String(), "kv started")
+}
+
+// An HTTP request sent during the recovery waits in the listen backlog
+// and is answered once kv serves: /readyz gets 200, never a 503 for a
+// recovery under way (README, Limits and caveats).
+func TestReadyzDuringTheRecoveryWaitsForIt(t *testing.T) {
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	httpAddr := free.Addr().String()
+	require.NoError(t, free.Close())
+
+	var out, errOut testlog.Buffer
+	o, _, done := parse([]string{"--resp-addr", "127.0.0.1:0", "--http-addr", httpAddr, "--data-dir", t.TempDir()}, nil, &out, &errOut)
+	require.False(t, done, errOut.String())
+	r := newSlowRecovery()
+	o.open = r.open
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	serving := make(chan listening, 1)
+	go func() {
+		code <- serve(ctx, o, slog.New(slog.DiscardHandler), &errOut, func(l listening) { serving <- l })
+	}()
+	<-r.opening
+
+	// The listener is open: the request is sent while the recovery runs.
+	nc, err := net.Dial("tcp", httpAddr)
+	require.NoError(t, err)
+	defer nc.Close()
+	_, err = io.WriteString(nc, "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	require.NoError(t, err)
+	close(r.release)
+	<-serving
+	require.NoError(t, nc.SetReadDeadline(time.Now().Add(30*time.Second)))
+	res, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+
+	cancel()
+	assert.Equal(t, exitOK, <-code)
 }

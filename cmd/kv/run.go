@@ -717,8 +717,11 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 
 	treeCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	errc := root.ServeBackground(treeCtx)
+	// Ready before the tree starts its front ends: the HTTP server, a
+	// child of the tree, answers at once the requests that waited in its
+	// backlog during the recovery, and /readyz must not tell them 503.
 	serving.Store(true)
+	errc := root.ServeBackground(treeCtx)
 	log.Info("kv started", "version", version, "resp", ln.Addr().String(),
 		"text", addrOf(textLn), "http", addrOf(httpLn), "mode", mode, "data_dir", dataDirOf(o), "fsync", fsyncOf(o),
 		"auth", password != "", "debug_command", o.enableDebug)
