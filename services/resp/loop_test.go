@@ -440,3 +440,37 @@ func TestTransactionsRunWhileFlushAllWaitsForTheBuckets(t *testing.T) {
 		})
 	}
 }
+
+// The commands the README says leave the event loop do: each moves its
+// client to a goroutine of its own (a subscription, MONITOR, SAVE,
+// SHUTDOWN: ABORT, which stops nothing, shows it), or may
+// run for long (FLUSHALL, FLUSHDB, MEMORY, WAITAOF), whatever it answers;
+// a command that takes long otherwise, HGETALL, stays on the loop.
+func TestCommandsThatLeaveTheLoop(t *testing.T) {
+	if runtime.GOOS != "linux" || goroutinePerClient {
+		t.Skip("the event loop is Linux's, and on")
+	}
+	for _, tc := range []struct {
+		cmd   string
+		leave bool
+	}{
+		{"SUBSCRIBE kv:created", true}, {"PSUBSCRIBE kv:*", true}, {"MONITOR", true}, {"SAVE", true},
+		{"SHUTDOWN ABORT", true}, {"FLUSHALL", true}, {"FLUSHDB", true}, {"MEMORY USAGE h", true}, {"WAITAOF 0 0 0", true},
+		{"HGETALL h", false},
+	} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			ts := start(t, Config{})
+			r := ts.raw(t)
+			r.send("PING\r\n")
+			require.Equal(t, "+PONG", r.line())
+			wantLoopClients(t, ts, 1)
+			r.send(tc.cmd + "\r\n")
+			r.line() // its answer, or the first line of it
+			if tc.leave {
+				wantLoopClients(t, ts, 0)
+			} else {
+				assert.Equal(t, 1, loopClients(ts))
+			}
+		})
+	}
+}
