@@ -122,6 +122,39 @@ func TestConnectionCommands(t *testing.T) {
 	assert.True(t, r.closed())
 }
 
+// kv has no cluster support, and says so as Redis does with
+// cluster-enabled no: clients that probe for a cluster (CLUSTER INFO,
+// CLUSTER SLOTS, READONLY) get Redis's error rather than "unknown
+// command", and CLUSTER's subcommands have Redis's names and arities. The
+// replies are redis-server 7.0.15's.
+func TestClusterCommandsAnswerAsRedisWithoutCluster(t *testing.T) {
+	ts := start(t, Config{})
+	ctx := context.Background()
+	rc := ts.client(t)
+	const disabled = "ERR This instance has cluster support disabled"
+	for _, tc := range []struct {
+		args []any
+		want string
+	}{
+		{[]any{"CLUSTER", "INFO"}, disabled},
+		{[]any{"cluster", "slots"}, disabled},
+		{[]any{"CLUSTER", "SHARDS"}, disabled},
+		{[]any{"CLUSTER", "HELP"}, disabled},
+		{[]any{"CLUSTER", "KEYSLOT", "k"}, disabled},
+		{[]any{"READONLY"}, disabled},
+		{[]any{"READWRITE"}, disabled},
+		{[]any{"ASKING"}, disabled},
+		{[]any{"CLUSTER"}, "ERR wrong number of arguments for 'cluster' command"},
+		{[]any{"CLUSTER", "INFO", "x"}, "ERR wrong number of arguments for 'cluster|info' command"},
+		{[]any{"CLUSTER", "BOGUS"}, "ERR unknown subcommand 'BOGUS'. Try CLUSTER HELP."},
+		{[]any{"READONLY", "x"}, "ERR wrong number of arguments for 'readonly' command"},
+		{[]any{"COMMAND", "GETKEYS", "CLUSTER", "INFO"}, "ERR The command has no key arguments"},
+	} {
+		assert.EqualError(t, rc.Do(ctx, tc.args...).Err(), tc.want, "%v", tc.args)
+	}
+	require.NoError(t, rc.Ping(ctx).Err(), "the connection goes on")
+}
+
 func TestHashCommands(t *testing.T) {
 	ts := start(t, Config{})
 	rc := ts.client(t)

@@ -849,7 +849,8 @@ func genCommand(r *rand.Rand) diffCmd {
 			{"CLIENT", "KILL", "USER", "nobody"}, {"CLIENT", "LIST", "TYPE", "bogus"}, {"CLIENT", "LIST", "ID", "x"},
 			{"CLIENT", "LIST", "ID", "999999999"}, {"CLIENT", "LIST", "TYPE", "pubsub"}, {"CLIENT", "LIST", "bogus"},
 			{"CLIENT", "SETNAME", "a b"}, {"CLIENT", "SETNAME", "a\nb"}, {"CLIENT", "NO-EVICT", "maybe"}, {"CLIENT", "NO-EVICT", "off"},
-			{"CLUSTERX"}, {"PING", "x"}, {"ECHO", "\x00b"}, {"SELECT", "0"}, {"SELECT", "x"}, {"SELECT", "-1"}, {"SELECT", "16"},
+			{"CLUSTERX"}, {"CLUSTER", "INFO"}, {"CLUSTER", "SLOTS"}, {"CLUSTER", "KEYSLOT", "k"}, {"CLUSTER", "BOGUS"},
+			{"READONLY"}, {"READWRITE"}, {"ASKING"}, {"PING", "x"}, {"ECHO", "\x00b"}, {"SELECT", "0"}, {"SELECT", "x"}, {"SELECT", "-1"}, {"SELECT", "16"},
 			{"HELLO", "4"}, {"HELLO", "x"}, {"HELLO", "-1"}, {"HELLO", "2", "AUTH"}, {"HELLO", "3", "SETNAME"}, {"HELLO", "2", "bogus"},
 			{"WAIT", "x", "0"}, {"WAIT", "0", "x"},
 		})

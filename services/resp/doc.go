@@ -22,7 +22,8 @@
 // DBSIZE, TIME, FLUSHALL, FLUSHDB, RESET, DEBUG CRASH-BUCKET (with
 // Config.EnableDebugCommand), SHUTDOWN (with Config.Shutdown), SAVE,
 // BGSAVE and LASTSAVE (with Config.Backups: checkpoints of the durable
-// store).
+// store); CLUSTER, READONLY, READWRITE and ASKING answer as Redis without
+// cluster support.
 // Keys: EXISTS, TOUCH, DEL, UNLINK, TYPE, KEYS, SCAN, RANDOMKEY, RENAME,
 // WAIT (0 replicas, at once), WAITAOF (with a Backups that is a Syncer);
 // TTL, PTTL,

@@ -744,6 +744,12 @@ func (s *Server) persistence() []string {
 	}
 }
 
+// noCluster answers CLUSTER (any subcommand Redis has), READONLY,
+// READWRITE and ASKING as Redis does with cluster support disabled.
+func (s *Server) noCluster(_ context.Context, c *conn, _ [][]byte) {
+	c.err("ERR This instance has cluster support disabled")
+}
+
 // role answers ROLE as a Redis primary without replicas does: kv
 // does not replicate.
 func (s *Server) role(_ context.Context, c *conn, _ [][]byte) {

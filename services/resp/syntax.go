@@ -27,6 +27,7 @@ var syntax = map[string]string{
 	"hello":        "[protover [AUTH username password] [SETNAME clientname]]",
 	"auth":         "[username] password",
 	"client":       "subcommand [arg...]",
+	"cluster":      "subcommand [arg...]",
 	"command":      "[subcommand [arg...]]",
 	"info":         "[section...]",
 	"config":       "subcommand parameter...",

@@ -35,6 +35,13 @@ func (s *Server) commandTable() mux {
 	add("monitor", 1, flagAdmin|flagOwnGoroutine, 0, 0, 0, "server", "Streams every command the server runs (admin commands excepted).", s.monitorCmd)
 	add("shutdown", -1, flagAdmin|flagOwnGoroutine, 0, 0, 0, "server", "Stops the server (SAVE: after a checkpoint), when the program that runs it allows.", s.shutdownCmd)
 	add("debug", -2, flagAdmin|flagProtected, 0, 0, 0, "server", "DEBUG CRASH-BUCKET <key>, when enabled.", s.debug)
+	// Cluster: kv is one node without cluster support, and answers as a
+	// Redis with cluster-enabled no does, so that clients probing for a
+	// cluster (CLUSTER INFO, CLUSTER SLOTS, READONLY) get Redis's answer.
+	add("cluster", -2, 0, 0, 0, 0, "cluster", "Answers that cluster support is disabled.", s.noCluster)
+	add("readonly", 1, 0, 0, 0, 0, "cluster", "Answers that cluster support is disabled.", s.noCluster)
+	add("readwrite", 1, 0, 0, 0, 0, "cluster", "Answers that cluster support is disabled.", s.noCluster)
+	add("asking", 1, 0, 0, 0, 0, "cluster", "Answers that cluster support is disabled.", s.noCluster)
 	// Transactions.
 	add("multi", 1, flagNotQueued, 0, 0, 0, "transactions", "Starts a transaction: the commands until EXEC are queued.", s.multi)
 	add("exec", 1, flagNotQueued|flagExclusive, 0, 0, 0, "transactions", "Runs the queued commands, one after the other.", s.execTx)
@@ -96,6 +103,11 @@ func (s *Server) commandTable() mux {
 	m["latency"].subs = []subcommand{{"doctor", 2}, {"graph", 3}, {"help", 2}, {"histogram", -2}, {"history", 3}, {"latest", 2}, {"reset", -2}}
 	m["slowlog"].subs = []subcommand{{"get", -2}, {"len", 2}, {"reset", 2}, {"help", 2}}
 	m["object"].subs = []subcommand{{"encoding", 3}, {"freq", 3}, {"idletime", 3}, {"refcount", 3}, {"help", 2}}
+	m["cluster"].subs = []subcommand{{"addslots", -3}, {"addslotsrange", -4}, {"bumpepoch", 2}, {"count-failure-reports", 3},
+		{"countkeysinslot", 3}, {"delslots", -3}, {"delslotsrange", -4}, {"failover", -2}, {"flushslots", 2}, {"forget", 3},
+		{"getkeysinslot", 4}, {"help", 2}, {"info", 2}, {"keyslot", 3}, {"links", 2}, {"meet", -4}, {"myid", 2}, {"nodes", 2},
+		{"replicas", 3}, {"replicate", 3}, {"reset", -2}, {"saveconfig", 2}, {"set-config-epoch", 3}, {"setslot", -4},
+		{"shards", 2}, {"slaves", 3}, {"slots", 2}}
 	m["memory"].subs = []subcommand{{"usage", -3}, {"help", 2}, {"doctor", 2}, {"stats", 2}, {"purge", 2}, {"malloc-stats", 2}}
 	// Types kv does not have: WRONGTYPE on a key, as Redis answers.
 	nothing := func(c *conn) { c.null() }
