@@ -68,6 +68,11 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	if n := s.streams.Add(1); n > int64(s.cfg.MaxStreams) {
 		// Streams never end on their own: they must not take every
 		// connection from the other requests (a liveness probe).
+		if s.cfg.MaxStreams == 0 {
+			writeError(w, http.StatusServiceUnavailable, "too_many_streams",
+				"this server serves no event stream: it has one connection, kept for other requests")
+			return
+		}
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "too_many_streams",
 			fmt.Sprintf("%d event streams are open, the most this server serves at once; the other connections are kept for other requests", s.cfg.MaxStreams))

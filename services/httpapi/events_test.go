@@ -355,3 +355,17 @@ func TestEventStreamsLeaveConnectionsToOtherRequests(t *testing.T) {
 	require.Eventually(t, func() bool { return srv.streams.Load() == 1 }, 10*time.Second, time.Millisecond)
 	a.events()
 }
+
+// With one connection (--http-max-conns 1, which fitting the caps to a
+// low open-file limit can also give), half of it is none: every stream is
+// refused, without a Retry-After that would never help, and the one
+// connection stays for /healthz. Before, the default of at least one
+// stream let a stream take it, and /healthz went unanswered.
+func TestEventStreamsLeaveTheOnlyConnectionToOtherRequests(t *testing.T) {
+	root := tree(t)
+	a := serve(t, root, Config{MaxConns: 1})
+	r := a.do("GET", "/v1/events", nil)
+	expectError(t, r, http.StatusServiceUnavailable, "too_many_streams")
+	assert.Empty(t, r.header.Get("Retry-After"), "no stream will ever be served")
+	assert.Equal(t, http.StatusOK, a.do("GET", "/healthz", nil).status, "the connection is left for the probe")
+}

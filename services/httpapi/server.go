@@ -111,8 +111,9 @@ type Config struct {
 	// MaxStreams bounds the /v1/events streams open at once, so that
 	// streams, which never end on their own, cannot take every
 	// connection from the other requests (/healthz, /readyz, /metrics, a
-	// liveness probe). 0 means half of MaxConns (at least 1). Past it, a
-	// new stream gets 503 too_many_streams.
+	// liveness probe). 0 means half of MaxConns, rounded down: with
+	// MaxConns 1, no stream, so that the one connection stays for the
+	// other requests. Past it, a new stream gets 503 too_many_streams.
 	MaxStreams int
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are
 	// http.Server's; 0 means 5s, 30s, 30s and 2m, negative means none. /v1/events clears the
@@ -147,7 +148,9 @@ func (cfg Config) withDefaults() Config {
 	setPositive(&cfg.MaxBodyBytes, DefaultMaxBodyBytes)
 	setPositive(&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setPositive(&cfg.MaxConns, DefaultMaxConns)
-	setPositive(&cfg.MaxStreams, max(cfg.MaxConns/2, 1))
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = cfg.MaxConns / 2 // 0 for 1: streams are refused
+	}
 	// http.Server's timeouts: zero is the default, negative means none
 	// (http.Server's own reading of a non-positive value).
 	setDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
