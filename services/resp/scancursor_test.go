@@ -3,6 +3,7 @@ package resp
 import (
 	"context"
 	"math"
+	"math/big"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -73,4 +74,41 @@ func TestScanTypeEmptyKeepsNothing(t *testing.T) {
 		require.NoError(t, err, "TYPE %q", tc.typ)
 		assert.Equal(t, []any{"0", tc.want}, v, "TYPE %q", tc.typ)
 	}
+}
+
+// strtoulCursor is Redis 7.0's reading of a cursor, written from C's
+// strtoul with arbitrary precision: an optional sign and decimal digits,
+// the whole argument; no digits at all is 0 only for the empty string; a
+// leading space, or a magnitude past 2^64-1, is an error; a minus negates
+// modulo 2^64.
+func strtoulCursor(s string) (uint64, bool) {
+	if s == "" {
+		return 0, true
+	}
+	neg := s[0] == '-'
+	if s[0] == '-' || s[0] == '+' {
+		s = s[1:]
+	}
+	n, ok := new(big.Int).SetString(s, 10)
+	if !ok || s == "" || s[0] < '0' || s[0] > '9' || n.Cmp(new(big.Int).SetUint64(math.MaxUint64)) > 0 {
+		return 0, false
+	}
+	if neg {
+		return -n.Uint64(), true
+	}
+	return n.Uint64(), true
+}
+
+func FuzzParseCursor(f *testing.F) {
+	for _, s := range []string{"", "0", "-1", "+7", "-", "+", "--1", " 1", "18446744073709551615", "18446744073709551616",
+		"-18446744073709551615", "0x10", "1_0", "١"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseCursor([]byte(s))
+		want, wantOK := strtoulCursor(s)
+		if ok != wantOK || got != want {
+			t.Fatalf("parseCursor(%q) = %d, %v; want %d, %v", s, got, ok, want, wantOK)
+		}
+	})
 }
