@@ -6,18 +6,31 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // stuckRESP3Subscriber connects a RESP3 subscriber of channels that does
 // not read, and creates buckets until its mailbox has lost an event: its
 // subscription's goroutine is then stuck in a write to its socket,
 // holding its wmu.
+//
+// It fills the socket first, a few events at a time, until the server can
+// write no more to it, and only then overflows the mailbox. A mailbox
+// that overflows while the subscription's goroutine is only slow (a burst
+// of creates on a loaded machine) has the subscriber disconnected at the
+// next event that goroutine delivers, not stuck: then the commands the
+// tests send it never ran (TestStuckRESP3SubscriberHoldsNoOneBack failed
+// about once in eight runs beside other work).
 func stuckRESP3Subscriber(t *testing.T, ts *testServer, writer *redis.Client, channels string, n int) *raw {
 	t.Helper()
 	nc := dialSmallReceiveBuffer(t, ts.addr, 4096)
@@ -33,15 +46,67 @@ func stuckRESP3Subscriber(t *testing.T, ts *testServer, writer *redis.Client, ch
 		require.Equal(t, fmt.Sprintf(":%d", i), sub.line())
 	}
 	ctx := context.Background()
-	for i := 0; ts.root.Events().Stats().Dropped == 0; i++ {
+	server := serverSocket(t, nc)
+	create := func(round, n int) {
 		p := writer.Pipeline()
-		for j := range 1000 {
-			p.HSet(ctx, fmt.Sprintf("k%d-%d", i, j), "f", "v")
+		for j := range n {
+			p.HSet(ctx, fmt.Sprintf("k%d-%d", round, j), "f", "v")
 		}
 		_, err := p.Exec(ctx)
 		require.NoError(t, err)
 	}
+	round := 0
+	for ; canWrite(t, server); round++ {
+		create(round, 10)
+	}
+	require.Zero(t, ts.root.Events().Stats().Dropped, "events lost before the socket was full")
+	for ; ts.root.Events().Stats().Dropped == 0; round++ {
+		create(round, 1000)
+	}
+	require.Zero(t, ts.srv.kicked.Load(), "the subscriber was disconnected rather than stuck")
 	return sub
+}
+
+// serverSocket returns a descriptor of the server's end of nc, a
+// loopback connection to a server in this process, found through /proc
+// (the socket's inode in /proc/net/tcp, then the descriptor that links to
+// it), rather than through the server's own fields, which its goroutines
+// change as a client moves between the event loop and a goroutine.
+func serverSocket(t *testing.T, nc net.Conn) int {
+	t.Helper()
+	client, server := nc.LocalAddr().(*net.TCPAddr), nc.RemoteAddr().(*net.TCPAddr)
+	want := fmt.Sprintf("0100007F:%04X 0100007F:%04X", server.Port, client.Port)
+	table, err := os.ReadFile("/proc/net/tcp")
+	require.NoError(t, err)
+	inode := ""
+	for _, line := range strings.Split(string(table), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[1]+" "+f[2] == want {
+			inode = f[9]
+		}
+	}
+	require.NotEmpty(t, inode, "the server's end of %v in /proc/net/tcp", client)
+	fds, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	for _, e := range fds {
+		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && link == "socket:["+inode+"]" {
+			fd, err := strconv.Atoi(e.Name())
+			require.NoError(t, err)
+			return fd
+		}
+	}
+	require.FailNow(t, "no descriptor of the server's end", "inode %s", inode)
+	return -1
+}
+
+// canWrite reports whether a write to fd would not block now (poll's
+// POLLOUT): false once its socket's send buffer is full.
+func canWrite(t *testing.T, fd int) bool {
+	t.Helper()
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	_, err := unix.Poll(fds, 0)
+	require.NoError(t, err)
+	return fds[0].Revents&unix.POLLOUT != 0
 }
 
 // A transaction that unsubscribes a RESP3 subscriber from its last name
