@@ -280,6 +280,15 @@ func TestKeyCommands(t *testing.T) {
 	require.NoError(t, rc.HSet(ctx, "again", "f", "v").Err())
 	require.NoError(t, rc.FlushDB(ctx).Err(), "FLUSHDB is FLUSHALL: there is one database")
 	assert.Equal(t, int64(0), rc.DBSize(ctx).Val())
+	// FLUSHALL ASYNC (and SYNC) run as FLUSHALL does: the reply comes once
+	// every bucket is gone, so the client that sent it finds none.
+	for _, mode := range []string{"ASYNC", "async", "SYNC"} {
+		require.NoError(t, rc.HSet(ctx, "again", "f", "v").Err())
+		require.NoError(t, rc.Do(ctx, "FLUSHALL", mode).Err(), mode)
+		assert.Equal(t, int64(0), rc.Exists(ctx, "again").Val(), mode)
+		assert.Equal(t, int64(0), rc.DBSize(ctx).Val(), mode)
+	}
+	assert.EqualError(t, rc.Do(ctx, "FLUSHALL", "LATER").Err(), "ERR syntax error")
 
 	// Key names are 1 to 4,096 bytes.
 	require.NoError(t, rc.HSet(ctx, strings.Repeat("k", 4096), "f", "v").Err())
