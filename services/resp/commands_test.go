@@ -827,6 +827,25 @@ func TestInlineCommands(t *testing.T) {
 	assert.True(t, r.closed())
 }
 
+// Inline commands are split by redcon's parser, not Redis's, as the
+// README's departures say: "\x41" is not decoded (Redis reads "A"), a tab
+// does not separate words (Redis's sdssplitargs splits on it), and \n
+// inside single quotes becomes a newline (Redis keeps the backslash).
+func TestInlineCommandsSplitAsRedconSplitsThem(t *testing.T) {
+	ts := start(t, Config{})
+	r, rc, ctx := ts.raw(t), ts.client(t), context.Background()
+	for _, tc := range []struct{ line, field string }{
+		{`HSET inline "\x41" v`, "x41"},
+		{"HSET inline a\tb v", "a\tb"},
+		{`HSET inline 'x\ny' v`, "x\ny"},
+	} {
+		require.NoError(t, rc.Del(ctx, "inline").Err())
+		r.send(tc.line + "\r\n")
+		r.expect(":1")
+		assert.Equal(t, []string{tc.field}, rc.HKeys(ctx, "inline").Val(), "%q", tc.line)
+	}
+}
+
 // kv's keys never expire: TTL and its kin answer what Redis answers for a
 // key without a timeout (-1, PERSIST 0) and for a missing key (-2).
 func TestKeysNeverExpire(t *testing.T) {
