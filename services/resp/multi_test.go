@@ -58,6 +58,19 @@ func TestMultiExecDiscard(t *testing.T) {
 			exchange("EXEC", "-EXECABORT Transaction discarded because of previous errors.")
 			exchange("HGET h f", "$2", "42")
 
+			// So are the other commands that take their client off the
+			// event loop. Redis refuses SAVE and SHUTDOWN as they are
+			// queued too, but queues SUBSCRIBE, PSUBSCRIBE and MONITOR
+			// (checked against redis-server 7.0.15): a departure the
+			// README states.
+			for _, cmd := range []string{"SUBSCRIBE kv:created", "PSUBSCRIBE kv:*", "MONITOR", "SAVE", "SHUTDOWN NOSAVE"} {
+				exchange("MULTI", "+OK")
+				exchange("HSET h f 0", "+QUEUED")
+				exchange(cmd, "-ERR Command not allowed inside a transaction")
+				exchange("EXEC", "-EXECABORT Transaction discarded because of previous errors.")
+			}
+			exchange("HGET h f", "$2", "42")
+
 			// A transaction command with arguments is refused, and, as in
 			// Redis, aborts the transaction.
 			exchange("MULTI", "+OK")
