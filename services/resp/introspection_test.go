@@ -76,6 +76,46 @@ func TestInfoErrorstats(t *testing.T) {
 	assert.Contains(t, rc.Info(ctx, "stats").Val(), "\r\ntotal_error_replies:0\r\n")
 }
 
+// CONFIG RESETSTAT starts INFO's counters of connections and of clients
+// disconnected for being slow again from zero, as the README says: a
+// client refused past maxclients, and the counts a slow subscriber and a
+// slow monitor raise when they are disconnected (set here as their
+// disconnection sets them: TestSlowMonitorIsDisconnected and the slow
+// subscribers' tests show those). Before, only commandstats, the commands
+// and the connections received were checked.
+func TestConfigResetStatZeroesTheConnectionCounters(t *testing.T) {
+	ts := start(t, Config{MaxClients: 1})
+	r := ts.raw(t)
+	refused := ts.raw(t)
+	refused.expect("-ERR max number of clients reached")
+	assert.True(t, refused.closed())
+	ts.srv.kicked.Add(2)
+	ts.srv.monitorsKicked.Add(3)
+	stat := func(name string) string {
+		t.Helper()
+		r.send("INFO stats\r\n")
+		require.Regexp(t, `^\$\d+$`, r.line())
+		value := ""
+		for {
+			line := r.line()
+			if line == "" {
+				return value
+			}
+			if v, ok := strings.CutPrefix(line, name+":"); ok {
+				value = v
+			}
+		}
+	}
+	assert.Equal(t, "1", stat("rejected_connections"))
+	assert.Equal(t, "2", stat("slow_subscribers_disconnected"))
+	assert.Equal(t, "3", stat("slow_monitors_disconnected"))
+	r.send("CONFIG RESETSTAT\r\n")
+	r.expect("+OK")
+	for _, name := range []string{"rejected_connections", "slow_subscribers_disconnected", "slow_monitors_disconnected", "total_connections_received"} {
+		assert.Equal(t, "0", stat(name), name)
+	}
+}
+
 // An EXEC refused before it ran (its arity, a client not logged in) is
 // answered one error, EXECABORT with the reason, and Redis 7.0.15 counts
 // it once, as EXECABORT (checked side by side): not also as the error it

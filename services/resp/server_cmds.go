@@ -778,9 +778,11 @@ func (s *Server) commandsProcessed() int64 {
 	return n
 }
 
-// resetStats is CONFIG RESETSTAT: INFO's counters (commandstats,
-// total_commands_processed, total_connections_received,
-// rejected_connections, slow_subscribers_disconnected) start again from 0.
+// resetStats is CONFIG RESETSTAT: INFO's counters (commandstats and the
+// latency histograms, total_commands_processed, total_connections_received,
+// rejected_connections, slow_subscribers_disconnected,
+// slow_monitors_disconnected, total_error_replies and errorstats) start
+// again from 0.
 func (s *Server) resetStats() {
 	for _, cmd := range s.cmds {
 		cmd.eachStats(func(_ string, st *cmdStats) { st.reset() })
