@@ -81,6 +81,12 @@ func TestMonitorShowsTheCommandsThatRun(t *testing.T) {
 		{[]string{"SLOWLOG", "LEN"}, 1, ""},
 		{[]string{"CLIENT", "KILL", "ID", "999999"}, 1, ""},
 		{[]string{"CLIENT", "NO-EVICT", "off"}, 1, ""},
+		{[]string{"CLIENT", "LIST", "ID", "999999"}, 2, ""},
+		{[]string{"LATENCY", "LATEST"}, 1, ""},
+		{[]string{"DEBUG", "CRASH-BUCKET", "h"}, 1, ""},
+		{[]string{"BGSAVE"}, 1, ""},
+		{[]string{"SAVE"}, 1, ""},
+		{[]string{"SHUTDOWN"}, 1, ""},
 		{[]string{"CLIENT", "GETNAME"}, 1, `"CLIENT" "GETNAME"`},
 		{[]string{"PING"}, 1, `"PING"`},
 	} {
