@@ -116,6 +116,20 @@ func TestPubSubLifecycleEvents(t *testing.T) {
 		gone[string(name)] = m.Reason
 	}
 	assert.Equal(t, map[string]string{"cart": ReasonNormal, "other": ReasonNormal, "\xff\xfe": ReasonNormal}, gone)
+
+	// RENAME's source and UNLINK end their buckets normally too, as the
+	// README's list of reasons says.
+	require.NoError(t, rc.HSet(ctx, "src", "f", "v").Err())
+	_, m = next(t, ps)
+	assert.Equal(t, "created", m.Event)
+	require.NoError(t, rc.Rename(ctx, "src", "dst").Err())
+	require.NoError(t, rc.Unlink(ctx, "dst").Err())
+	var events []string
+	for range 3 {
+		_, m = next(t, ps)
+		events = append(events, m.Event+" "+m.Bucket+" "+m.Reason)
+	}
+	assert.ElementsMatch(t, []string{"exited src " + ReasonNormal, "created dst ", "exited dst " + ReasonNormal}, events)
 }
 
 func TestPubSubCommands(t *testing.T) {
