@@ -693,6 +693,22 @@ func TestHashReadsAgreeOnOrder(t *testing.T) {
 	}
 }
 
+// The README's example of the order: after HSET h b 1 a 2 c 3, Redis's
+// HKEYS follows the order of insertion (b a c, redis-server 7.0.15), kv's
+// the cursor order, fixed by the fields' hashes: a c b, as HVALS, HGETALL
+// and HSCAN list them.
+func TestHashOrderOfTheREADMEsExample(t *testing.T) {
+	rc := start(t, Config{}).client(t)
+	ctx := context.Background()
+	require.NoError(t, rc.HSet(ctx, "h", "b", "1", "a", "2", "c", "3").Err())
+	assert.Equal(t, []string{"a", "c", "b"}, rc.HKeys(ctx, "h").Val())
+	assert.Equal(t, []string{"2", "3", "1"}, rc.HVals(ctx, "h").Val())
+	keys, cursor, err := rc.HScan(ctx, "h", 0, "", 10).Result()
+	require.NoError(t, err)
+	assert.Zero(t, cursor)
+	assert.Equal(t, []string{"a", "2", "c", "3", "b", "1"}, keys)
+}
+
 func TestAuth(t *testing.T) {
 	ts := start(t, Config{Password: "s3cret"})
 	ctx := context.Background()
