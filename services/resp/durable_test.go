@@ -620,6 +620,18 @@ func TestReadOfABucketThatKeepsEndingIsNotAbsent(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "1", v, "followed to the pairs loaded back")
 
+	// The README: a command that finds its bucket ended 8 times in a row
+	// gets the error; 7 times, it still follows the name.
+	require.Equal(t, 8, maxAttempts)
+	crashes.Store(maxAttempts - 1)
+	v, err = rc.HGet(ctx, "h", "a").Result()
+	require.NoError(t, err, "ended %d times in a row", maxAttempts-1)
+	assert.Equal(t, "1", v)
+	crashes.Store(maxAttempts)
+	_, err = rc.HGet(ctx, "h", "a").Result()
+	require.ErrorContains(t, err, "ERR the bucket ended while the command ran; try again")
+	require.Zero(t, crashes.Load(), "each attempt found its bucket ended once")
+
 	crashes.Store(1000)
 	_, err = rc.HGet(ctx, "h", "a").Result()
 	require.ErrorContains(t, err, "ERR the bucket ended while the command ran; try again")
