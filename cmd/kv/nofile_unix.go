@@ -9,8 +9,15 @@ import "syscall"
 // there is none.
 func openFileLimit() uint64 {
 	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil || l.Cur == ^uint64(0) {
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		return 0
 	}
-	return l.Cur
+	// Rlimit.Cur is an int64 on FreeBSD and DragonFly, where no limit
+	// (RLIM_INFINITY) is -1: converted, it is the same ^uint64(0) as
+	// elsewhere.
+	cur := uint64(l.Cur)
+	if cur == ^uint64(0) {
+		return 0
+	}
+	return cur
 }
