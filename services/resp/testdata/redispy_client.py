@@ -90,6 +90,13 @@ with r.pipeline() as p:
 ps = r.pubsub(ignore_subscribe_messages=True)
 ps.subscribe("kv:created")
 ps.psubscribe("kv:bucket:*")
+# The subscriptions are sent, not yet served: the HSET below, on another
+# connection, could run first and its events reach no one. Wait until
+# the server counts both.
+deadline = time.monotonic() + 10
+while r.pubsub_numsub("kv:created")[0][1] < 1 or r.pubsub_numpat() < 1:
+    assert time.monotonic() < deadline, "not subscribed within 10 s"
+    ps.get_message(timeout=0.1)
 r.hset("fresh", "f", "v")
 seen = []
 deadline = time.monotonic() + 10
