@@ -122,7 +122,7 @@ type conn struct {
 	partialOff                int // where the next argument's "$" line starts
 	partialSeen               int // how much of that line has been looked at, without a '\n'
 
-	infoMu  sync.Mutex // guards name, lib, lastCmd: CLIENT and INFO read them
+	infoMu  sync.Mutex // guards name, libName, libVer, proto3: CLIENT and INFO read them
 	name    string
 	libName string
 	libVer  string

@@ -373,6 +373,9 @@ func (p *subscriber) deliver(ev events.Event) {
 	p.mu.Unlock()
 	var err error
 	if len(out) > 0 {
+		if hook := c.s.cfg.testHookEventWrite; hook != nil {
+			hook()
+		}
 		c.writeDeadline()
 		_, err = c.nc.Write(out)
 	}

@@ -177,6 +177,11 @@ type Config struct {
 	// testHookLive, when set, runs with each bucket a command has looked
 	// up, before the command uses it (tests end the bucket there).
 	testHookLive func(*bucket.Bucket)
+	// testHookEventWrite, when set, runs on a subscription's goroutine
+	// before it writes an event's messages to the client, holding the
+	// client's wmu (tests hold it there, as a socket that takes no more
+	// would).
+	testHookEventWrite func()
 }
 
 func (c *Config) setDefaults() {
