@@ -23,7 +23,9 @@ import (
 const MaxNameLen = 4096
 
 var (
-	// ErrNotFound is returned by Delete when no live bucket has the name.
+	// ErrNotFound is returned (wrapped) by Delete, and by Rename and Copy
+	// for their source, when no bucket has the name: none live, and with
+	// a store none stored either.
 	ErrNotFound = errors.New("registry: bucket not found")
 
 	// ErrInvalidName is returned (wrapped, with the detail) for an empty
@@ -580,8 +582,11 @@ func (r *Registry) lookupLive(name string) (*bucket.Bucket, bool) {
 // Delete stops the bucket named name normally and returns once the registry
 // has forgotten it and published its Exited and, with a store, once its
 // data is dropped durably. It returns an error wrapping ErrNotFound if
-// there is no such bucket, or if the bucket was already ending for
-// another reason (then it still waits for it to be forgotten). A ctx
+// there is no such bucket (with a store, none stored either), or, in
+// memory, if the bucket was already ending for another reason (then it
+// still waits for it to be forgotten). With a store, a bucket that had
+// ended so (a crash) still has its data, which Delete drops: it returns
+// nil. A ctx
 // that has ended before the call changes nothing: Delete returns an
 // error wrapping ctx's error, as Create does. ctx then bounds the wait for
 // the bucket to be forgotten: if it ends meanwhile, Delete returns its
