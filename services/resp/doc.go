@@ -88,8 +88,10 @@
 // On Linux, unless Config.GoroutinePerClient is set, one goroutine waits
 // on epoll for every client, reads what each ready client sent, runs its
 // commands, and then writes the replies of all of them, as Redis's event
-// loop does. A client that subscribes, monitors or runs SAVE is first handed to a
-// goroutine of its own; elsewhere every client has one.
+// loop does. A client that subscribes, monitors, runs SAVE or SHUTDOWN, or
+// runs a command that may wait long (FLUSHALL, FLUSHDB, MEMORY, WAITAOF)
+// is first handed to a goroutine of its own; elsewhere every client has
+// one.
 //
 // # Lifecycle events
 //
