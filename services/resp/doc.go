@@ -50,8 +50,9 @@
 // other, or DISCARD drops them, as in Redis: a command refused as it is
 // queued (unknown, wrong number of arguments, an unknown subcommand or
 // one with the wrong number of arguments, too large, or SUBSCRIBE,
-// PSUBSCRIBE and SAVE) makes EXEC answer EXECABORT, and a command that
-// fails as it runs has its error among EXEC's replies, without rollback.
+// PSUBSCRIBE, MONITOR, SAVE and SHUTDOWN) makes EXEC answer EXECABORT, and
+// a command that fails as it runs has its error among EXEC's replies,
+// without rollback.
 // An EXEC refused itself (with arguments, before AUTH) discards the
 // transaction at once with EXECABORT and the reason, as Redis 7 does.
 // As in Redis, no command of another client runs between EXEC's: EXEC
