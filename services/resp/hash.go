@@ -369,6 +369,20 @@ func (s *Server) hstrlen(ctx context.Context, c *conn, args [][]byte) {
 // in one order, which only the fields added or deleted change (Go's maps
 // have none: each pass over one starts at random). ok is false when it has
 // written an error reply instead. With withValues false, values is nil.
+func (s *Server) pairs(ctx context.Context, c *conn, name []byte, withValues bool) (keys []string, values [][]byte, ok bool) {
+	_, ok = s.view(ctx, c, name, func(tx *bucket.Tx) error {
+		keys, _, _ = tx.Scan(0, math.MaxInt)
+		if withValues {
+			values = make([][]byte, len(keys))
+			for i, k := range keys {
+				values[i], _ = tx.Get(k)
+			}
+		}
+		return nil
+	})
+	return keys, values, ok
+}
+
 // anyOrderPairs is pairs in no particular order (one pass over the map):
 // for HRANDFIELD, which picks at random anyway.
 func (s *Server) anyOrderPairs(ctx context.Context, c *conn, name []byte, withValues bool) (keys []string, values [][]byte, ok bool) {
@@ -381,20 +395,6 @@ func (s *Server) anyOrderPairs(ctx context.Context, c *conn, name []byte, withVa
 			}
 			return nil
 		})
-	})
-	return keys, values, ok
-}
-
-func (s *Server) pairs(ctx context.Context, c *conn, name []byte, withValues bool) (keys []string, values [][]byte, ok bool) {
-	_, ok = s.view(ctx, c, name, func(tx *bucket.Tx) error {
-		keys, _, _ = tx.Scan(0, math.MaxInt)
-		if withValues {
-			values = make([][]byte, len(keys))
-			for i, k := range keys {
-				values[i], _ = tx.Get(k)
-			}
-		}
-		return nil
 	})
 	return keys, values, ok
 }
