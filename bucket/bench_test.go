@@ -90,8 +90,6 @@ func loaded() map[string][]byte {
 	return m
 }
 
-// run runs op serially or in parallel, each goroutine walking the keys from
-// its own offset.
 // worker is one benchmark goroutine's own state.
 type worker struct {
 	reply chan []byte
@@ -100,6 +98,8 @@ type worker struct {
 
 func newWorker() *worker { return &worker{reply: make(chan []byte), buf: make([]byte, 0, 64)} }
 
+// run runs op serially or in parallel, each goroutine walking the keys from
+// its own offset.
 func run(b *testing.B, parallel bool, op func(i int, w *worker)) {
 	b.ReportAllocs()
 	if !parallel {

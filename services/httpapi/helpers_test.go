@@ -118,7 +118,7 @@ type reply struct {
 	body   string
 }
 
-// jsonBody decodes the body into a map.
+// json decodes the body into a map.
 func (r reply) json(t *testing.T) map[string]any {
 	t.Helper()
 	var m map[string]any
