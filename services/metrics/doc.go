@@ -12,7 +12,10 @@
 // Both are cheap enough for the hot path: the label children of each
 // (protocol, command) pair are resolved once and cached in a copy-on-write
 // map, so a call after the first one for a pair performs no allocation and
-// takes no lock (for a command name that is valid UTF-8; see Cardinality).
+// takes no lock (for a command name that is valid UTF-8 and among the
+// first MaxCommands of its protocol; see Cardinality: a name counted as
+// "other" is not cached, so that endless names cannot grow the map, and
+// takes the lock at every call).
 //
 // # Series
 //
@@ -42,6 +45,6 @@
 // "unknown"), but the package does not rely on it: a name need not be
 // UTF-8 (its invalid bytes become U+FFFD in the label, and names that then
 // agree share one value), and each protocol gets at most
-// [Config.MaxCommands] distinct command values (64 by default); past that,
+// [Config.MaxCommands] distinct command values (128 by default); past that,
 // commands are counted under "other".
 package metrics

@@ -36,8 +36,10 @@ const (
 	ReasonShutdown = bucket.EndShutdown // cancelled with the tree
 )
 
-// defaultMaxCommands is Config.MaxCommands when it is zero.
-const defaultMaxCommands = 64
+// DefaultMaxCommands is Config.MaxCommands when it is zero: more than the
+// distinct names any of kv's front ends passes (the Redis protocol's
+// commands and "unknown", 75 of them), so that each gets its own series.
+const DefaultMaxCommands = 128
 
 // exitedMailbox is the mailbox of the Exited subscription: the handler only
 // increments a counter, so it keeps up with any burst this size.
@@ -68,7 +70,7 @@ type Config struct {
 	// kv_bucket_ends_total through a subscription to its Exited events.
 	Events EventSource
 	// MaxCommands bounds the distinct command label values per protocol;
-	// later ones are counted as "other". 0 means 64.
+	// later ones are counted as "other". 0 means DefaultMaxCommands.
 	MaxCommands int
 	// Logger receives the package's reports (a failed subscription). Nil
 	// discards them.
@@ -135,7 +137,7 @@ func New(cfg Config) *Metrics {
 		m.log = slog.New(slog.DiscardHandler)
 	}
 	if m.max <= 0 {
-		m.max = defaultMaxCommands
+		m.max = DefaultMaxCommands
 	}
 	empty := map[seriesKey]*commandSeries{}
 	m.series.Store(&empty)
