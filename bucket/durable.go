@@ -154,12 +154,12 @@ func (b *Bucket) loseWrite(err error) {
 
 // Pending is a write that a bucket (or, see NewPending, the registry) has
 // made in memory and recorded in its store, and that may not be durable
-// yet: [Bucket.SetNoWait] and
-// [Bucket.UpdateNoWait] return one so that a caller with several writes
-// under way (a network connection running a pipeline of commands) waits
-// for their durability once, together, before it answers them, rather than
-// once per write. The zero Pending, which an in-memory bucket returns, has
-// nothing to wait for.
+// yet: [Bucket.SetNoWait], [Bucket.UpdateNoWait] and [Bucket.DeleteNoWait]
+// (and the registry's NoWait methods) return one so that a caller with
+// several writes under way (a network connection running a pipeline of
+// commands) waits for their durability once, together, before it answers
+// them, rather than once per write. The zero Pending, which an in-memory
+// bucket returns, has nothing to wait for.
 type Pending struct {
 	w *pendingWrite // nil: nothing to wait for (one word, so that the hot
 	// in-memory path returns it in a register)

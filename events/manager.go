@@ -319,8 +319,8 @@ func (s *Subscription) Close() {
 }
 
 // Done is closed when the subscription has ended: after Close, after its
-// handler panicked, or after the manager stopped and delivered what was
-// pending.
+// handler panicked or called runtime.Goexit, or after the manager stopped
+// and delivered what was pending.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 // Err says why the subscription ended, once Done is closed: nil after Close,

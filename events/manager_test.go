@@ -203,6 +203,9 @@ func TestStopWaitsForHoldsThenClosesSubscriptions(t *testing.T) {
 	sub, err := m.Subscribe(SubscribeOptions{}, c.handle)
 	require.NoError(t, err)
 	release := m.Hold()
+	other := m.Hold()
+	other()
+	other() // no further effect: release's hold stands
 
 	stopped := make(chan struct{})
 	go func() { stop(); close(stopped) }()
@@ -212,6 +215,8 @@ func TestStopWaitsForHoldsThenClosesSubscriptions(t *testing.T) {
 	select {
 	case <-sub.Done():
 		t.Fatal("subscription closed while a hold was outstanding")
+	case <-stopped:
+		t.Fatal("stopped while a hold was outstanding")
 	default:
 	}
 	release()
