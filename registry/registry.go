@@ -586,15 +586,14 @@ func (r *Registry) lookupLive(name string) (*bucket.Bucket, bool) {
 // memory, if the bucket was already ending for another reason (then it
 // still waits for it to be forgotten). With a store, a bucket that had
 // ended so (a crash) still has its data, which Delete drops: it returns
-// nil. A ctx
-// that has ended before the call changes nothing: Delete returns an
-// error wrapping ctx's error, as Create does. ctx then bounds the wait for
-// the bucket to be forgotten: if it ends meanwhile, Delete returns its
-// error, the bucket stopped (in memory its pairs are gone; with a store
-// they stay, and its next use loads them back). With a store, a Delete
-// that begins once the registry's stop has begun changes nothing and
-// returns an error wrapping ErrStopped; one begun before it finishes, and
-// the stop waits for it.
+// nil. A ctx that has ended before the call changes nothing: Delete
+// returns an error wrapping ctx's error, as Create does. ctx then bounds
+// the wait for the bucket to be forgotten: if it ends meanwhile, Delete
+// returns its error, the bucket stopped (in memory its pairs are gone;
+// with a store they stay, and its next use loads them back). With a
+// store, a Delete that begins once the registry's stop has begun changes
+// nothing and returns an error wrapping ErrStopped; one begun before it
+// finishes, and the stop waits for it.
 func (r *Registry) Delete(ctx context.Context, name string) error {
 	p, err := r.DeleteNoWait(ctx, name)
 	if err != nil {

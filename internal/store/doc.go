@@ -16,10 +16,10 @@
 // Every key starts with a tag byte: 0x00 for the store's own records (the
 // store format's version, the time of the last checkpoint: see keys.go),
 // 0x01 for a bucket marker (0x01, the name's length as a uvarint, the
-// name: so that an empty bucket survives a restart), 0x02 for a pair (0x02, the name's length, the name, the key),
-// and 0x04 for a log record (0x04, its number: 8 bytes, big-endian). The
-// length prefix keeps names prefix-free whatever bytes they hold, so a
-// bucket's pairs are exactly the keys under its prefix and dropping a
+// name: so that an empty bucket survives a restart), 0x02 for a pair
+// (0x02, the name's length, the name, the key), and 0x04 for a log record
+// (0x04, its number: 8 bytes, big-endian). The length prefix keeps names
+// prefix-free whatever bytes they hold, so a bucket's pairs are exactly the keys under its prefix and dropping a
 // bucket is one range deletion (which the fold makes point deletions of
 // its pairs when it has at most 64: a range deletion in the memtable
 // slows every read until the next flush).
