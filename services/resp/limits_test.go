@@ -20,6 +20,7 @@ import (
 
 	"github.com/kvproject/kv/internal/faultnet"
 	"github.com/kvproject/kv/internal/testlog"
+	"github.com/kvproject/kv/services"
 )
 
 func TestMaxClients(t *testing.T) {
@@ -488,4 +489,24 @@ func TestAWrappedListenerThatFailsStaysDownAndSaysWhy(t *testing.T) {
 	assert.Nil(t, ts.srv.Addr(), "nothing listens")
 	_, err = net.Dial("tcp", ts.addr)
 	assert.Error(t, err, "not even in clear text")
+}
+
+// The server says in its log when it has stopped, as the other front ends
+// do: an operator reading a daemon's stop sees each front end end.
+func TestServerLogsItsStop(t *testing.T) {
+	var logs testlog.Buffer
+	root := services.New(services.Config{StopTimeout: 5 * time.Second})
+	srv := New(Config{Registry: root.Registry(), Events: root.Events(), Addr: "127.0.0.1:0",
+		Logger: logs.Logger(slog.LevelInfo), GoroutinePerClient: goroutinePerClient})
+	root.Add(srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	<-srv.Ready()
+	addr := srv.Addr().String()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "resp: listening") },
+		10*time.Second, time.Millisecond)
+	assert.NotContains(t, logs.String(), "resp: stopped")
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+	assert.Contains(t, logs.String(), `msg="resp: stopped" addr=`+addr)
 }

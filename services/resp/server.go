@@ -424,6 +424,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	if acceptErr != nil {
 		return acceptErr
 	}
+	s.log.Info("resp: stopped", "addr", ln.Addr().String())
 	return ctx.Err()
 }
 
