@@ -38,7 +38,7 @@ func (e *ends) wait(t *testing.T, id uint64) {
 	select {
 	case got := <-e.ch:
 		require.Equal(t, id, got)
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatalf("bucket %d: no end reported", id)
 	}
 }
@@ -79,12 +79,12 @@ func TestSupervisorReportsEveryEndOnceAndNeverRestarts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := New(tc.name, uint64(i+1))
 			require.NoError(t, s.Start(b, e.hook))
-			require.Eventually(t, func() bool { return s.Running() == 1 }, 5*time.Second, time.Millisecond)
+			require.Eventually(t, func() bool { return s.Running() == 1 }, 10*time.Second, time.Millisecond)
 			tc.end(b)
 			e.wait(t, b.ID())
 			require.Len(t, e.reasons(b.ID()), 1)
 			tc.check(t, e.reasons(b.ID())[0])
-			require.Eventually(t, func() bool { return s.Running() == 0 }, 5*time.Second, time.Millisecond,
+			require.Eventually(t, func() bool { return s.Running() == 0 }, 10*time.Second, time.Millisecond,
 				"the bucket is not restarted")
 		})
 	}
@@ -217,7 +217,7 @@ func TestBucketsStartedBeforeServeStartWithIt(t *testing.T) {
 	b := New("early", 1)
 	require.NoError(t, s.Start(b, e.hook))
 	serveSupervisor(t, s)
-	require.Eventually(t, func() bool { return s.Running() == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Running() == 1 }, 10*time.Second, time.Millisecond)
 	b.Stop(nil)
 	e.wait(t, 1)
 }
@@ -267,7 +267,7 @@ func TestStartRefusesABucketTwiceAndANilHook(t *testing.T) {
 	b.Stop(nil)
 	e.wait(t, 1)
 	require.ErrorIs(t, s.Start(b, e.hook), errStartedTwice, "an ended bucket does not run again")
-	require.Eventually(t, func() bool { return s.Running() == 0 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Running() == 0 }, 10*time.Second, time.Millisecond)
 	assert.Len(t, e.reasons(1), 1)
 }
 

@@ -3,6 +3,6 @@ package events
 import "time"
 
 const (
-	waitFor = 5 * time.Second
+	waitFor = 10 * time.Second
 	tick    = time.Millisecond
 )

@@ -67,13 +67,13 @@ func TestFaults(t *testing.T) {
 				// fails next, and the write must survive the recovery.
 				require.NoError(t, err)
 				want["during"] = []byte("2")
-				require.Eventually(t, func() bool { return s.Err() != nil }, 5*time.Second, time.Millisecond)
+				require.Eventually(t, func() bool { return s.Err() != nil }, 10*time.Second, time.Millisecond)
 			}
 			require.ErrorIs(t, s.Err(), ErrWriteFailed)
 			// onFault publishes the fault, then logs it: the background
 			// sync that met it may not have written the line yet.
 			require.Eventually(t, func() bool { return strings.Contains(logs.String(), "a write to disk failed") },
-				5*time.Second, time.Millisecond, logs.String())
+				10*time.Second, time.Millisecond, logs.String())
 
 			// While the fault lasts, every write fails, recovery included,
 			// however often it is tried, and nothing is half-applied.
@@ -82,7 +82,7 @@ func TestFaults(t *testing.T) {
 				require.Eventually(t, func() bool {
 					assert.ErrorIs(t, s.Apply("b", Put("fenced", []byte("3"))), ErrWriteFailed)
 					return s.retries.Load() > tried // a recovery was tried, and failed
-				}, 5*time.Second, time.Millisecond)
+				}, 10*time.Second, time.Millisecond)
 				assert.ErrorIs(t, s.CreateBucket("fenced"), ErrWriteFailed)
 				assert.ErrorIs(t, s.DropBucket("b"), ErrWriteFailed)
 			}
@@ -93,7 +93,7 @@ func TestFaults(t *testing.T) {
 			faults.Clear()
 			require.Eventually(t, func() bool {
 				return s.Apply("b", Put("after", []byte("4"))) == nil
-			}, 5*time.Second, time.Millisecond)
+			}, 10*time.Second, time.Millisecond)
 			want["after"] = []byte("4")
 			require.NoError(t, s.Err())
 			assert.Contains(t, logs.String(), "recovered; writes work again")
@@ -126,7 +126,7 @@ func TestFailedWaitIsNotInStore(t *testing.T) {
 	require.Eventually(t, func() bool {
 		pairs, _, err = s.Load("b")
 		return err == nil
-	}, 5*time.Second, time.Millisecond)
+	}, 10*time.Second, time.Millisecond)
 	assert.Equal(t, map[string][]byte{"k": []byte("old")}, pairs)
 }
 

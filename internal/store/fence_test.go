@@ -164,7 +164,7 @@ func TestLargeWriteSurvivesRecovery(t *testing.T) {
 	require.Error(t, s.syncNow())
 	require.ErrorIs(t, s.Err(), ErrWriteFailed)
 	faults.Clear()
-	require.Eventually(t, func() bool { return s.Apply("b", Put("after", []byte("2"))) == nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Apply("b", Put("after", []byte("2"))) == nil }, 10*time.Second, time.Millisecond)
 	check := func(s *Store) {
 		pairs, _, err := s.Load("b")
 		require.NoError(t, err)
@@ -225,7 +225,7 @@ func TestSyncWaitsForTheClosingWAL(t *testing.T) {
 
 	faults.Clear()
 	require.Eventually(t, func() bool { return s.Apply("b", Put("after", []byte("2"))) == nil },
-		5*time.Second, time.Millisecond, "recovery")
+		10*time.Second, time.Millisecond, "recovery")
 	checkAcrossRestart(t, s, dir, FsyncEverySec, func(s *Store) {
 		pairs, _, err := s.Load("b")
 		require.NoError(t, err)

@@ -102,7 +102,7 @@ func TestFoldsCountTheirRangeDeletions(t *testing.T) {
 	faults.FailWrites(syscall.ENOSPC)
 	require.ErrorIs(t, s.Apply("c", Put("k", []byte("v"))), ErrWriteFailed)
 	faults.Clear()
-	require.Eventually(t, func() bool { return s.Apply("c", big...) == nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return s.Apply("c", big...) == nil }, 10*time.Second, time.Millisecond)
 	require.Equal(t, 0, counted())
 	require.NoError(t, s.DropBucket("c"))
 	require.Equal(t, 1, counted(), "the drop of a big bucket, on the new engine")

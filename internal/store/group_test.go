@@ -99,7 +99,7 @@ func TestCloseCommitsWritesThatJoined(t *testing.T) {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		return s.closed
-	}, 5*time.Second, time.Millisecond)
+	}, 10*time.Second, time.Millisecond)
 	_, err = s.ApplyNoWait("b", Put("late", []byte("v")))
 	require.ErrorIs(t, err, ErrClosed, "a write after Close began")
 	require.NoError(t, w.Wait(), "the write that joined before")

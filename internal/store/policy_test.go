@@ -50,7 +50,7 @@ func TestPolicies(t *testing.T) {
 		require.Eventually(t, func() bool {
 			synced, _ := walSync(s)
 			return synced && unsyncedLen(s) == 0
-		}, 5*time.Second, time.Millisecond)
+		}, 10*time.Second, time.Millisecond)
 	})
 	t.Run("no: written at once, never fsynced until Close", func(t *testing.T) {
 		s := openT(t, t.TempDir(), Options{Fsync: FsyncNo})
