@@ -32,14 +32,17 @@ func (t terminator) Serve(ctx context.Context) error {
 // heldBackTree builds the tree services.New builds (event manager with
 // HoldTimeout 2*StopTimeout, supervisor Timeout 2*StopTimeout+1s, the
 // registry's Drainer if drainer), plus a terminator, and crashes the
-// registry until suture holds it back.
+// registry until suture holds it back. It holds it back for an hour, not
+// suture's default 15 seconds: the tests need it held back until they
+// end, and a wait that waited for the registry's return would wait that
+// long, far past their bounds, however slow the machine.
 func heldBackTree(t *testing.T, stop time.Duration, drainer bool) (reg *Registry, rec *recorder, sub *events.Subscription, ids []uint64, term terminator, cancel func(), errc <-chan error) {
 	ev := events.New(events.Options{HoldTimeout: 2 * stop})
 	sup := bucket.NewSupervisor(bucket.SupervisorOptions{Timeout: stop})
 	reg = New(Config{Buckets: sup, Events: ev, StopTimeout: stop})
 	backoff := make(chan struct{})
 	var once sync.Once
-	root := suture.New("test", suture.Spec{Timeout: 2*stop + time.Second, EventHook: func(e suture.Event) {
+	root := suture.New("test", suture.Spec{Timeout: 2*stop + time.Second, FailureBackoff: time.Hour, EventHook: func(e suture.Event) {
 		if _, ok := e.(suture.EventBackoff); ok {
 			once.Do(func() { close(backoff) })
 		}
@@ -81,7 +84,7 @@ func heldBackTree(t *testing.T, stop time.Duration, drainer bool) (reg *Registry
 
 // A registry that crashes more often than its supervisor's
 // FailureThreshold allows is held back for FailureBackoff (15 seconds by
-// default). A tree that stops meanwhile never runs it again: its Drainer
+// default; an hour here). A tree that stops meanwhile never runs it again: its Drainer
 // (services.New adds it, as this test does) drains in its stead, so that
 // every bucket, those that ended while it was held back included, gets
 // its one Exited, and the event manager is released.
@@ -195,16 +198,17 @@ func TestServeDrainSurvivesAPanic(t *testing.T) {
 	assert.Len(t, rec.exitsOf(b.ID()), 1, "a has its Exited")
 }
 
-// While suture holds a crashed registry back (15 seconds by default), the
-// buckets' end hooks do the loop's work: a Delete returns once its bucket
-// is forgotten, and a crashed bucket's name leads to a new bucket, without
-// waiting for suture. A notice whose handling panics meanwhile is skipped.
-// (Before, both waited for the registry's return.)
+// While suture holds a crashed registry back (15 seconds by default; an
+// hour in heldBackTree), the buckets' end hooks do the loop's work: a
+// Delete returns once its bucket is forgotten, and a crashed bucket's name
+// leads to a new bucket, without waiting for suture. A notice whose
+// handling panics meanwhile is skipped. (Before, both waited for the
+// registry's return.)
 func TestEndHooksStandInWhileTheRegistryIsHeldBack(t *testing.T) {
 	reg, rec, sub, ids, _, cancel, errc := heldBackTree(t, 2*time.Second, true)
 	defer cancel()
 	runs := reg.runs.Load()
-	ctx, stop := context.WithTimeout(context.Background(), 5*time.Second) // well under the backoff
+	ctx, stop := context.WithTimeout(context.Background(), 30*time.Second) // well under the backoff
 	defer stop()
 
 	require.NoError(t, reg.Delete(ctx, "b00"))
