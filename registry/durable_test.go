@@ -230,7 +230,7 @@ func TestStoredNamesIndex(t *testing.T) {
 	}
 	b, _ := reg.Lookup("b")
 	b.Stop(errors.New("crash")) // ended, still stored
-	require.Eventually(t, func() bool { _, live := reg.lookupLive("b"); return !live }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { _, live := reg.lookupLive("b"); return !live }, waitFor, tick)
 	require.NoError(t, reg.Delete(ctx, "c"))
 	require.NoError(t, reg.Rename(ctx, "d", "e"))
 	require.NoError(t, reg.Rename(ctx, "a", "a"))

@@ -111,12 +111,12 @@ func TestForgottenWaitsForTheExitedBeingPublished(t *testing.T) {
 	open()
 	select {
 	case <-gone:
-	case <-time.After(5 * time.Second):
+	case <-time.After(waitFor):
 		t.Fatal("never forgotten")
 	}
 	require.Eventually(t, func() bool {
 		tr.rec.mu.Lock()
 		defer tr.rec.mu.Unlock()
 		return len(tr.rec.exited[b.ID()]) == 1
-	}, 5*time.Second, time.Millisecond, "the Exited is out")
+	}, waitFor, tick, "the Exited is out")
 }

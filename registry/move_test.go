@@ -232,7 +232,7 @@ func TestACreateOfTheTargetWaitsForAMove(t *testing.T) {
 					r.mu.RLock()
 					defer r.mu.RUnlock()
 					return r.claims["dst"] != nil
-				}, 5*time.Second, time.Millisecond, "the move claims its names")
+				}, waitFor, tick, "the move claims its names")
 
 				stray := func(tx *bucket.Tx) error { return tx.Put("stray", []byte("x")) }
 				short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
@@ -658,7 +658,7 @@ func TestRenameKeepsTheSourceNamesEventsInOrder(t *testing.T) {
 	}
 	created := func(ev events.Event) bool { e, ok := ev.(events.Created); return ok && e.ID == b.ID() }
 	exited := func(ev events.Event) bool { e, ok := ev.(events.Exited); return ok && e.ID == old.ID() }
-	require.Eventually(t, func() bool { return at(created) >= 0 && at(exited) >= 0 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return at(created) >= 0 && at(exited) >= 0 }, waitFor, tick)
 	assert.Less(t, at(exited), at(created), "the old x's Exited comes before the new x's Created")
 }
 

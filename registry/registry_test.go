@@ -553,7 +553,7 @@ func TestFlushAllInMemoryEndsEveryBucketAtOnce(t *testing.T) {
 		}
 		return n
 	}
-	require.Eventually(t, func() bool { return ended() == len(live) }, 5*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return ended() == len(live) }, waitFor, tick,
 		"%d of %d buckets ended while the first Exited is held", ended(), len(live))
 	opened()
 	require.NoError(t, <-flushed)

@@ -29,7 +29,7 @@ func TestCreateOnAStoppedRegistryDoesNotHang(t *testing.T) {
 	b.Stop(errors.New("crash"))
 	<-b.Done()
 
-	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	cctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	start := time.Now()
 	_, err = reg.Create(cctx, "a")
