@@ -136,7 +136,7 @@ func TestSlowStreamIsCut(t *testing.T) {
 		assert.Equal(t, prev.data["seq"], last.data["last_seq"])
 	}
 	// The cut stream's subscription is gone; the tree is untouched.
-	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 1 }, 5*time.Second, time.Millisecond) // the Metrics' own
+	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 1 }, 10*time.Second, time.Millisecond) // the Metrics' own
 	require.Equal(t, n, root.Registry().Len())
 }
 
@@ -309,7 +309,7 @@ func openStalledStream(t *testing.T, root *services.Root, addr string) {
 	require.NoError(t, nc.(*net.TCPConn).SetReadBuffer(4096))
 	_, err = io.WriteString(nc, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 2 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 2 }, 10*time.Second, time.Millisecond)
 }
 
 // A host that serves Handler on its own http.Server: its Shutdown ends the
@@ -329,7 +329,9 @@ func TestHostShutdownEndsEventStreams(t *testing.T) {
 	a := &api{t: t, root: root, srv: srv, addr: ln.Addr().String(), base: "http://" + ln.Addr().String(), client: client}
 	s := a.events()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// A hang, not a speed: a Shutdown that waited for the stream would
+	// wait for ever (a stream never ends on its own).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, hs.Shutdown(ctx), "the host's Shutdown waited for the stream")
 	require.ErrorIs(t, <-served, http.ErrServerClosed)

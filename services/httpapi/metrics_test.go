@@ -66,7 +66,7 @@ func TestMetricsMove(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, a.do("DELETE", bucketPath("b"), nil).status)
 	require.Eventually(t, func() bool {
 		return a.scrape()[`kv_bucket_ends_total{reason="normal"}`] == 1
-	}, 5*time.Second, time.Millisecond)
+	}, 10*time.Second, time.Millisecond)
 }
 
 func TestSharedMetrics(t *testing.T) {

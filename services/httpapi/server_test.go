@@ -28,7 +28,7 @@ func TestServeOnAddr(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
-	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 10*time.Second, time.Millisecond)
 
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -128,13 +128,13 @@ func TestServeTakesListenerThenListensAgain(t *testing.T) {
 
 	first := make(chan error, 1)
 	go func() { first <- srv.Serve(ctx) }()
-	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 10*time.Second, time.Millisecond)
 	close(bl.broken)
 	require.ErrorContains(t, <-first, "listener broke")
 
 	second := make(chan error, 1)
 	go func() { second <- srv.Serve(ctx) }()
-	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 10*time.Second, time.Millisecond)
 	require.Equal(t, ln.Addr().String(), srv.Addr().String(), "the same address again")
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -207,7 +207,7 @@ func TestListenerFailureEndsOpenStreams(t *testing.T) {
 	defer cancel()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()
-	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 10*time.Second, time.Millisecond)
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
 	a := &api{t: t, root: root, srv: srv, base: "http://" + ln.Addr().String(), client: client}
@@ -271,6 +271,6 @@ func TestCrashedRequestReleasesTxLock(t *testing.T) {
 		}
 		tx.Unlock()
 		return true
-	}, 5*time.Second, 10*time.Millisecond, "the crashed request still holds the TxLock")
+	}, 10*time.Second, 10*time.Millisecond, "the crashed request still holds the TxLock")
 	assert.Equal(t, http.StatusNoContent, a.do(http.MethodPut, bucketPath("b"), nil).status)
 }

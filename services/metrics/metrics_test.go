@@ -177,7 +177,7 @@ func TestTreeSeries(t *testing.T) {
 
 	require.Eventually(t, func() bool {
 		return testutil.ToFloat64(m.endsByWhy[ReasonPanic]) == 1
-	}, 5*time.Second, time.Millisecond)
+	}, 10*time.Second, time.Millisecond)
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.endsByWhy[ReasonNormal]))
 
 	want := `
@@ -298,7 +298,7 @@ func TestSubscribersRemovedTotal(t *testing.T) {
 	defer sub.Close()
 	_, err = root.Registry().Create(ctx, "a")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return root.Events().Stats().Removed == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return root.Events().Stats().Removed == 1 }, 10*time.Second, time.Millisecond)
 
 	want := `
 # HELP kv_event_subscribers Live event subscriptions.

@@ -138,7 +138,7 @@ func TestDurableDataSurvivesARestart(t *testing.T) {
 	assert.Equal(t, map[string]string{"k": "v"}, rc.HGetAll(ctx, "new").Val())
 	assert.Equal(t, int64(0), rc.Exists(ctx, "gone", "old").Val())
 	// Each loaded bucket's goroutine starts as suture gets to it.
-	require.Eventually(t, func() bool { return ds.root.Buckets().Running() == 2 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return ds.root.Buckets().Running() == 2 }, 10*time.Second, time.Millisecond)
 
 	require.NoError(t, rc.FlushAll(ctx).Err())
 	assert.Equal(t, int64(0), rc.DBSize(ctx).Val())

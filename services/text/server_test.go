@@ -257,7 +257,7 @@ func TestServeListensOnAddr(t *testing.T) {
 	assert.Equal(t, "kv text server", srv.String())
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ctx) }()
-	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 10*time.Second, time.Millisecond)
 
 	f := &fixture{root: root, srv: srv, addr: srv.Addr().String()}
 	f.dial(t).roundTrip("CREATE b\r\n", "OK\r\n")
@@ -381,7 +381,7 @@ func TestMaxConns(t *testing.T) {
 		// A refused connection gets ERROR, a served one the empty value.
 		line, err := bufio.NewReader(nc).ReadString('\n')
 		return err == nil && line == "\r\n"
-	}, 5*time.Second, 10*time.Millisecond)
+	}, 10*time.Second, 10*time.Millisecond)
 }
 
 // A connection refused at MaxConns that had already sent lines gets ERROR
@@ -428,7 +428,7 @@ kv_connected_clients{protocol="text"} %d
 	refused := f.dial(t) // keeps its end open: the server drains it
 	refused.expect("ERROR\r\n")
 	require.NoError(t, first.nc.Close())
-	require.Eventually(t, connected(0), 5*time.Second, time.Millisecond)
+	require.Eventually(t, connected(0), 10*time.Second, time.Millisecond)
 
 	// One slot, none in use: served, not refused.
 	f.dial(t).roundTrip("GET b k\r\n", "\r\nOK\r\n")
@@ -506,7 +506,7 @@ kv_connected_clients{protocol="text"} 1
 # TYPE kv_connected_clients gauge
 kv_connected_clients{protocol="text"} 0
 `), "kv_connected_clients") == nil
-	}, 5*time.Second, time.Millisecond)
+	}, 10*time.Second, time.Millisecond)
 }
 
 // breakingListener fails its Accept once broken is closed.
@@ -534,7 +534,7 @@ func TestServeTakesListenerThenListensAgain(t *testing.T) {
 
 	first := make(chan error, 1)
 	go func() { first <- srv.Serve(ctx) }()
-	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 10*time.Second, time.Millisecond)
 	require.Equal(t, ln.Addr().String(), srv.Addr().String())
 	close(bl.broken)
 	err = <-first
@@ -543,7 +543,7 @@ func TestServeTakesListenerThenListensAgain(t *testing.T) {
 
 	second := make(chan error, 1)
 	go func() { second <- srv.Serve(ctx) }()
-	require.Eventually(t, func() bool { return srv.Addr() != nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return srv.Addr() != nil }, 10*time.Second, time.Millisecond)
 	require.Equal(t, ln.Addr().String(), srv.Addr().String(), "the same address again")
 	f := &fixture{root: root, srv: srv, addr: srv.Addr().String()}
 	f.dial(t).roundTrip("CREATE b\r\n", "OK\r\n")
@@ -660,7 +660,7 @@ func stopWithLinesInFlight(t *testing.T, lines string) (*services.Root, string) 
 			nc.Close()
 		}
 		return err != nil
-	}, 5*time.Second, time.Millisecond)
+	}, 10*time.Second, time.Millisecond)
 	close(release)
 	require.ErrorIs(t, <-stopped, context.Canceled)
 
@@ -781,7 +781,7 @@ func TestCrashedCommandReleasesTxLock(t *testing.T) {
 		}
 		tx.Unlock()
 		return true
-	}, 5*time.Second, 10*time.Millisecond, "the crashed command still holds the TxLock")
+	}, 10*time.Second, 10*time.Millisecond, "the crashed command still holds the TxLock")
 	f.dial(t).roundTrip("CREATE b\r\n", "OK\r\n")
 }
 
