@@ -72,7 +72,7 @@ func TestSignalDuringALongRecoveryExitsWithinTheTimeout(t *testing.T) {
 	// free again, and nothing was served.
 	close(r.release)
 	<-r.opened
-	require.Eventually(t, func() bool { return store.InUse(dir) == nil }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return store.InUse(dir) == nil }, 30*time.Second, 5*time.Millisecond) // the rest of a recovery, then a close
 	assert.NotContains(t, logs.String(), "kv started")
 }
 

@@ -500,7 +500,7 @@ func TestFrontEndConnectionCaps(t *testing.T) {
 		}
 		line, err := rd.ReadString('\n')
 		return err == nil && line == "OK\r\n"
-	}, 5*time.Second, 10*time.Millisecond, "a slot frees once the first client leaves")
+	}, 20*time.Second, 10*time.Millisecond, "a slot frees once the first client leaves")
 
 	// One HTTP connection kept alive holds the only slot.
 	held, err := net.Dial("tcp", l.http.String())
@@ -515,14 +515,17 @@ func TestFrontEndConnectionCaps(t *testing.T) {
 	_, err = waiting.Get("http://" + l.http.String() + "/healthz")
 	require.Error(t, err, "a second connection is not served while the first holds the only slot")
 	require.NoError(t, held.Close())
+	// Each try may wait for the slot, and for a daemon slowed by -race on
+	// a loaded machine: not the 300 ms above, which a slow answer passes.
+	patient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	require.Eventually(t, func() bool {
-		res, err := waiting.Get("http://" + l.http.String() + "/healthz")
+		res, err := patient.Get("http://" + l.http.String() + "/healthz")
 		if err != nil {
 			return false
 		}
 		res.Body.Close()
 		return res.StatusCode == http.StatusOK
-	}, 5*time.Second, 10*time.Millisecond, "a slot frees once the first connection closes")
+	}, 20*time.Second, 10*time.Millisecond, "a slot frees once the first connection closes")
 	assert.Equal(t, exitOK, stop())
 }
 
@@ -786,7 +789,7 @@ func TestStartupWarningIsALogRecord(t *testing.T) {
 					nc.Close()
 				}
 				return err == nil
-			}, 10*time.Second, 10*time.Millisecond, "kv serves")
+			}, 30*time.Second, 10*time.Millisecond, "kv serves") // a start: a hang, not a speed
 			require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 			require.NoError(t, <-exited)
 			warned := false
