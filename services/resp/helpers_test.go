@@ -63,9 +63,14 @@ func start(t testing.TB, cfg Config) *testServer {
 // RESP2, as most tests assert RESP2's reply shapes (an array for HGETALL,
 // read with Do(...).Slice()); resp3_test.go asks for RESP3 (Protocol: 3,
 // go-redis's default, which clients built elsewhere in the tests use).
+// Its read and write timeouts are 30 s, not go-redis's 3 s: a command of
+// 50,000 fields takes half a second under -race on a loaded 2-core
+// machine, and a sync waits for a shared disk; a command that hangs still
+// fails.
 func (ts *testServer) client(t testing.TB, opts ...func(*redis.Options)) *redis.Client {
 	t.Helper()
-	o := &redis.Options{Addr: ts.addr, MaxRetries: -1, DisableIdentity: false, Protocol: 2}
+	o := &redis.Options{Addr: ts.addr, MaxRetries: -1, DisableIdentity: false, Protocol: 2,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	for _, f := range opts {
 		f(o)
 	}
