@@ -92,8 +92,11 @@ func TestRequestLimits(t *testing.T) {
 	assert.Equal(t, "+PONG", r.line())
 }
 
+// The idle timeout is a second: each client's first command must come
+// within it of its connection (a stall of the test's goroutine, on a
+// loaded machine, could pass 50 ms).
 func TestIdleTimeout(t *testing.T) {
-	ts := start(t, Config{IdleTimeout: 50 * time.Millisecond})
+	ts := start(t, Config{IdleTimeout: time.Second})
 	sub := ts.raw(t)
 	sub.send("SUBSCRIBE kv:created\r\n")
 	assert.Equal(t, "*3", sub.line())
