@@ -350,11 +350,14 @@ func TestConfigSetTimeoutLongCommand(t *testing.T) {
 	long.send("HGET slow f\r\n")
 	<-entered
 	admin := ts.raw(t)
-	admin.send(resp("CONFIG", "SET", "timeout", "1"))
+	// Two seconds: from its reply, the client reads it, waits 500 ms
+	// (below) and sends its PING, all within the timeout; with a second,
+	// a loaded machine had 500 ms for what is not the wait.
+	admin.send(resp("CONFIG", "SET", "timeout", "2"))
 	admin.expect("+OK")
 	// Connected after the command was read: once it idles out, the
 	// command has run for longer than the timeout.
-	require.True(t, ts.raw(t).closedWithin(10*time.Second))
+	require.True(t, ts.raw(t).closedWithin(20*time.Second))
 	close(release)
 	long.expect("$1", "v")
 	require.False(t, long.closedWithin(500*time.Millisecond), "closed as its reply went out, idle for no time")

@@ -215,7 +215,11 @@ func TestStopClosesTheEventLoopsClients(t *testing.T) {
 func TestIdleCountsFromTheLastReplyTaken(t *testing.T) {
 	for _, mode := range servingModes {
 		t.Run(mode.name, func(t *testing.T) {
-			idle := time.Second
+			// Two seconds: from the server's last write, the client reads
+			// what is left, waits idle/4 (below) and sends its PING, all
+			// within idle; with a second, a loaded machine had 750 ms for
+			// what is not the wait.
+			idle := 2 * time.Second
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			require.NoError(t, err)
 			// Small socket buffers on both sides: the idle clock restarts
