@@ -844,14 +844,16 @@ func TestInlineCommands(t *testing.T) {
 }
 
 // Inline commands are split by redcon's parser, not Redis's, as the
-// README's departures say: "\x41" is not decoded (Redis reads "A"), a tab
-// does not separate words (Redis's sdssplitargs splits on it), and \n
-// inside single quotes becomes a newline (Redis keeps the backslash).
+// README's departures say: "\x41" is not decoded (Redis reads "A"), nor
+// are "\a" and "\b" (Redis reads a bell and a backspace), a tab does not
+// separate words (Redis's sdssplitargs splits on it), and \n inside
+// single quotes becomes a newline (Redis keeps the backslash).
 func TestInlineCommandsSplitAsRedconSplitsThem(t *testing.T) {
 	ts := start(t, Config{})
 	r, rc, ctx := ts.raw(t), ts.client(t), context.Background()
 	for _, tc := range []struct{ line, field string }{
 		{`HSET inline "\x41" v`, "x41"},
+		{`HSET inline "\a\b" v`, "ab"},
 		{"HSET inline a\tb v", "a\tb"},
 		{`HSET inline 'x\ny' v`, "x\ny"},
 	} {
