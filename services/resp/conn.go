@@ -149,6 +149,11 @@ type conn struct {
 	monitoring atomic.Bool
 	wmu        sync.Mutex // serializes writes to nc
 	wq         writeQueue // replies its socket could not take yet (a goroutine of its own)
+
+	// lastWritten, guarded by wmu: the client's last replies are written
+	// and it is being closed (flushLast); a subscription's or a monitor's
+	// goroutine writes nothing more to it.
+	lastWritten bool
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -379,7 +384,7 @@ func (c *conn) serve(ctx context.Context) {
 	for {
 		switch c.runBuffered(ctx) {
 		case stepClose:
-			c.flush()
+			c.flushLast()
 			return
 		case stepGone:
 			return
@@ -401,7 +406,7 @@ func (c *conn) serve(ctx context.Context) {
 			c.args = nil
 		}
 		if !c.makeRoom() {
-			c.flush()
+			c.flushLast()
 			return
 		}
 
@@ -628,6 +633,18 @@ func (c *conn) flush() bool {
 	ok := c.flushLocked()
 	c.wmu.Unlock()
 	return ok
+}
+
+// flushLast writes the replies of a client about to be closed (QUIT, a
+// protocol error, CLIENT KILL of itself): nothing is written after them,
+// as Redis writes nothing more to a client it closes after its reply (an
+// event or a MONITOR line that comes meanwhile is dropped).
+func (c *conn) flushLast() {
+	c.settle()
+	c.wmu.Lock()
+	c.flushLocked()
+	c.lastWritten = true
+	c.wmu.Unlock()
 }
 
 // flushLocked is flush with c.wmu held; only the connection's goroutine

@@ -260,8 +260,14 @@ func (m *monitor) write() {
 			continue
 		}
 		c.wmu.Lock()
-		c.writeDeadline()
-		_, err := c.nc.Write(chunk)
+		if hook := c.s.cfg.testHookMonitorWrite; hook != nil {
+			hook()
+		}
+		var err error
+		if !c.lastWritten { // else the client is being closed after its last reply
+			c.writeDeadline()
+			_, err = c.nc.Write(chunk)
+		}
 		c.wmu.Unlock()
 		if cap(chunk) > 4*flushAt {
 			chunk = nil // a large buffer is not kept for the next lines

@@ -376,8 +376,10 @@ func (p *subscriber) deliver(ev events.Event) {
 		if hook := c.s.cfg.testHookEventWrite; hook != nil {
 			hook()
 		}
-		c.writeDeadline()
-		_, err = c.nc.Write(out)
+		if !c.lastWritten { // else the client is being closed after its last reply
+			c.writeDeadline()
+			_, err = c.nc.Write(out)
+		}
 	}
 	c.wmu.Unlock()
 	if cap(out) > maxKeptReadBuf {

@@ -182,6 +182,9 @@ type Config struct {
 	// client's wmu (tests hold it there, as a socket that takes no more
 	// would).
 	testHookEventWrite func()
+	// testHookMonitorWrite, when set, runs on a monitor's writer
+	// goroutine before it writes lines to the client, holding its wmu.
+	testHookMonitorWrite func()
 }
 
 func (c *Config) setDefaults() {
