@@ -151,8 +151,10 @@ type conn struct {
 	wq         writeQueue // replies its socket could not take yet (a goroutine of its own)
 
 	// lastWritten, guarded by wmu: the client's last replies are written
-	// and it is being closed (flushLast); a subscription's or a monitor's
-	// goroutine writes nothing more to it.
+	// and it is being closed (flushLast), or a write to a subscriber or
+	// monitor failed, maybe partway (a timeout), and it is being closed: a
+	// subscription's or a monitor's goroutine, or its own, writes nothing
+	// more to it (bytes after a cut message would read as its rest).
 	lastWritten bool
 }
 
@@ -662,9 +664,12 @@ func (c *conn) flushLocked() bool {
 		// A subscriber's replies and events (a monitor's replies and
 		// lines) share the socket under wmu, in order: the write queue
 		// was emptied when it subscribed.
-		c.writeDeadline()
-		_, err := c.nc.Write(c.out)
-		ok = err == nil
+		if !c.lastWritten {
+			c.writeDeadline()
+			_, err := c.nc.Write(c.out)
+			ok = err == nil
+			c.lastWritten = !ok
+		}
 	}
 	if cap(c.out) > 4*flushAt {
 		c.out = nil

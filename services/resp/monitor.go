@@ -264,9 +264,10 @@ func (m *monitor) write() {
 			hook()
 		}
 		var err error
-		if !c.lastWritten { // else the client is being closed after its last reply
+		if !c.lastWritten { // else the client is being closed (see lastWritten)
 			c.writeDeadline()
 			_, err = c.nc.Write(chunk)
+			c.lastWritten = err != nil
 		}
 		c.wmu.Unlock()
 		if cap(chunk) > 4*flushAt {

@@ -376,9 +376,10 @@ func (p *subscriber) deliver(ev events.Event) {
 		if hook := c.s.cfg.testHookEventWrite; hook != nil {
 			hook()
 		}
-		if !c.lastWritten { // else the client is being closed after its last reply
+		if !c.lastWritten { // else the client is being closed (see lastWritten)
 			c.writeDeadline()
 			_, err = c.nc.Write(out)
+			c.lastWritten = err != nil
 		}
 	}
 	c.wmu.Unlock()

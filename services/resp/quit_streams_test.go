@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +25,11 @@ type firstConnCloseHook struct {
 	net.Listener
 	once    sync.Once
 	onClose atomic.Pointer[func()] // set before the first connection closes
+	// cutNext makes the first connection's next Write write half of what
+	// it is given and fail with a timeout, as a write whose deadline
+	// passes partway does.
+	cutNext atomic.Bool
+	closed  atomic.Bool // the first connection's socket is closed
 }
 
 func (l *firstConnCloseHook) Accept() (net.Conn, error) {
@@ -44,12 +51,21 @@ type closeHookedConn struct {
 	once sync.Once
 }
 
+func (c *closeHookedConn) Write(b []byte) (int, error) {
+	if c.l.cutNext.CompareAndSwap(true, false) {
+		n, _ := c.Conn.Write(b[:len(b)/2])
+		return n, os.ErrDeadlineExceeded
+	}
+	return c.Conn.Write(b)
+}
+
 func (c *closeHookedConn) Close() error {
-	c.once.Do(func() {
-		if f := c.l.onClose.Load(); f != nil {
-			(*f)()
-		}
-	})
+	first := false
+	c.once.Do(func() { first = true })
+	if f := c.l.onClose.Load(); first && f != nil {
+		(*f)() // a later Close, meanwhile, closes the socket at once
+	}
+	c.l.closed.Store(true)
 	return c.Conn.Close()
 }
 
@@ -154,4 +170,53 @@ func TestMonitorQuitGetsItsOKAloneAmongOtherClients(t *testing.T) {
 			}, written)
 		})
 	}
+}
+
+// Nothing is written to a subscriber after an event whose write failed
+// partway (its deadline passed): its own replies, which the client's
+// goroutine writes until the subscription's goroutine, disconnecting it,
+// has closed its socket, would read as the rest of the cut message.
+func TestNothingFollowsAnEventCutByAFailedWrite(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hooked := &firstConnCloseHook{Listener: ln}
+	ts := start(t, Config{Listener: hooked, Observer: discardObserver{}}) // commandstats count
+	ctx := context.Background()
+	sub := ts.raw(t) // the first connection
+	rc := ts.client(t)
+	sub.hello3() // RESP3: a subscriber runs any command
+	sub.send("SUBSCRIBE kv:created\r\n")
+	sub.expect(">3", "$9", "subscribe", "$10", "kv:created", ":1")
+	ran := make(chan error, 1)
+	onClose := func() {
+		// The subscription's goroutine, disconnecting the subscriber,
+		// closes its socket: first, a PING runs and its reply is
+		// flushed, then a HSET, which is read only once that flush is
+		// done (or the client's goroutine, its flush refused, closes the
+		// socket at once).
+		ran <- func() error {
+			if _, err := sub.nc.Write([]byte("PING\r\n")); err != nil {
+				return err
+			}
+			for !hooked.closed.Load() && !strings.Contains(rc.Info(ctx, "commandstats").Val(), "cmdstat_ping:") {
+			}
+			if !hooked.closed.Load() {
+				_, _ = sub.nc.Write([]byte("HSET marker f v\r\n"))
+			}
+			for !hooked.closed.Load() && rc.Exists(ctx, "marker").Val() == 0 {
+			}
+			return nil
+		}()
+	}
+	hooked.onClose.Store(&onClose)
+	hooked.cutNext.Store(true)
+	require.NoError(t, rc.HSet(ctx, "cut", "f", "v").Err()) // its Created is cut
+	require.NoError(t, sub.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+	rest, err := io.ReadAll(sub.rd)
+	require.NoError(t, err, "the connection is closed")
+	require.NoError(t, <-ran)
+	assert.True(t, strings.HasPrefix(string(rest), ">3\r\n$7\r\nmessage\r\n"), "half an event: %q", rest)
+	assert.NotContains(t, string(rest), "PONG", "a reply after the cut event")
+	assert.NotContains(t, string(rest), "\r\n:1\r\n", "a reply after the cut event")
+	assert.EqualValues(t, 1, ts.srv.kicked.Load(), "disconnected for not reading in time")
 }
