@@ -69,6 +69,16 @@ func (c *closeHookedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// startHooked is start on a firstConnCloseHook listener.
+func startHooked(t *testing.T, cfg Config) (*testServer, *firstConnCloseHook) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hooked := &firstConnCloseHook{Listener: ln}
+	cfg.Listener = hooked
+	return start(t, cfg), hooked
+}
+
 // serverConnOf returns the server's conn for the client r.
 func serverConnOf(t *testing.T, ts *testServer, r *raw) *conn {
 	t.Helper()
@@ -135,11 +145,8 @@ func quitAlone(t *testing.T, hooked *firstConnCloseHook, r *raw, c *conn, send f
 func TestSubscriberQuitGetsItsOKAlone(t *testing.T) {
 	for _, mode := range servingModes {
 		t.Run(mode.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			hooked := &firstConnCloseHook{Listener: ln}
 			hook, written := signal()
-			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, Listener: hooked, testHookEventWrite: hook})
+			ts, hooked := startHooked(t, Config{GoroutinePerClient: mode.goroutinePerClient, testHookEventWrite: hook})
 			sub := ts.raw(t) // the first connection
 			writer := ts.client(t)
 			sub.send("SUBSCRIBE kv:created\r\n")
@@ -156,11 +163,8 @@ func TestSubscriberQuitGetsItsOKAlone(t *testing.T) {
 func TestMonitorQuitGetsItsOKAloneAmongOtherClients(t *testing.T) {
 	for _, mode := range servingModes {
 		t.Run(mode.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			hooked := &firstConnCloseHook{Listener: ln}
 			hook, written := signal()
-			ts := start(t, Config{GoroutinePerClient: mode.goroutinePerClient, Listener: hooked, testHookMonitorWrite: hook})
+			ts, hooked := startHooked(t, Config{GoroutinePerClient: mode.goroutinePerClient, testHookMonitorWrite: hook})
 			mon := ts.raw(t) // the first connection
 			writer := ts.client(t)
 			require.NoError(t, writer.Ping(context.Background()).Err()) // connected before MONITOR
@@ -177,10 +181,7 @@ func TestMonitorQuitGetsItsOKAloneAmongOtherClients(t *testing.T) {
 // goroutine writes until the subscription's goroutine, disconnecting it,
 // has closed its socket, would read as the rest of the cut message.
 func TestNothingFollowsAnEventCutByAFailedWrite(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	hooked := &firstConnCloseHook{Listener: ln}
-	ts := start(t, Config{Listener: hooked, Observer: discardObserver{}}) // commandstats count
+	ts, hooked := startHooked(t, Config{Observer: discardObserver{}}) // commandstats count
 	ctx := context.Background()
 	sub := ts.raw(t) // the first connection
 	rc := ts.client(t)
