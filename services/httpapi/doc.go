@@ -68,9 +68,9 @@
 // (SSEWriteTimeout if shorter), so that a client that does not read does
 // not hold the stop. A host that serves [Server.Handler] on its own
 // http.Server ends the streams with that server's Shutdown. At most
-// Config.MaxStreams streams (half of MaxConns by default, rounded down) are open at
-// once: past it, a new one gets 503 too_many_streams, so that the streams
-// never take every connection from the other requests.
+// Config.MaxStreams streams (half of MaxConns by default, rounded down)
+// are open at once: past it, a new one gets 503 too_many_streams, so that
+// the streams never take every connection from the other requests.
 //
 // # Limits and timeouts
 //

@@ -649,6 +649,20 @@ func (c *conn) flushLast() {
 	c.wmu.Unlock()
 }
 
+// writeLocked writes b to a subscriber or monitor, under its write
+// deadline, with c.wmu held: its replies, events or MONITOR lines. Once
+// its last reply is written, or a write failed (maybe partway), it writes
+// nothing more and returns nil (see lastWritten).
+func (c *conn) writeLocked(b []byte) error {
+	if c.lastWritten {
+		return nil
+	}
+	c.writeDeadline()
+	_, err := c.nc.Write(b)
+	c.lastWritten = err != nil
+	return err
+}
+
 // flushLocked is flush with c.wmu held; only the connection's goroutine
 // calls it.
 func (c *conn) flushLocked() bool {
@@ -664,12 +678,7 @@ func (c *conn) flushLocked() bool {
 		// A subscriber's replies and events (a monitor's replies and
 		// lines) share the socket under wmu, in order: the write queue
 		// was emptied when it subscribed.
-		if !c.lastWritten {
-			c.writeDeadline()
-			_, err := c.nc.Write(c.out)
-			ok = err == nil
-			c.lastWritten = !ok
-		}
+		ok = !c.lastWritten && c.writeLocked(c.out) == nil
 	}
 	if cap(c.out) > 4*flushAt {
 		c.out = nil

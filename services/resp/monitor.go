@@ -263,12 +263,7 @@ func (m *monitor) write() {
 		if hook := c.s.cfg.testHookMonitorWrite; hook != nil {
 			hook()
 		}
-		var err error
-		if !c.lastWritten { // else the client is being closed (see lastWritten)
-			c.writeDeadline()
-			_, err = c.nc.Write(chunk)
-			c.lastWritten = err != nil
-		}
+		err := c.writeLocked(chunk)
 		c.wmu.Unlock()
 		if cap(chunk) > 4*flushAt {
 			chunk = nil // a large buffer is not kept for the next lines

@@ -376,11 +376,7 @@ func (p *subscriber) deliver(ev events.Event) {
 		if hook := c.s.cfg.testHookEventWrite; hook != nil {
 			hook()
 		}
-		if !c.lastWritten { // else the client is being closed (see lastWritten)
-			c.writeDeadline()
-			_, err = c.nc.Write(out)
-			c.lastWritten = err != nil
-		}
+		err = c.writeLocked(out)
 	}
 	c.wmu.Unlock()
 	if cap(out) > maxKeptReadBuf {
