@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"math/bits"
 )
 
 // File descriptors kv keeps for itself out of the open-file limit, besides
@@ -47,9 +48,19 @@ func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, er
 	if limit > math.MaxInt32 {
 		limit = 0
 	}
+	// conns, the caps cut to the limit, is what the fitting below shares
+	// out; want, the caps as configured, is the limit the messages ask
+	// for, which holds them all (saturated: caps near MaxInt64 must not
+	// wrap around to a small figure).
 	var conns uint64
+	want := uint64(storeMax) + reservedFiles
 	for _, c := range caps {
 		conns += min(uint64(*c.n), limit)
+		if sum, carry := bits.Add64(want, uint64(*c.n), 0); carry == 0 {
+			want = sum
+		} else {
+			want = math.MaxUint64
+		}
 	}
 	need := conns + uint64(storeMax) + reservedFiles
 	if limit == 0 || limit >= need {
@@ -68,7 +79,7 @@ func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, er
 	least := uint64(storeMax) + reservedFiles + uint64(len(caps))
 	if limit < least {
 		return 0, nil, fmt.Errorf("the open-file limit (ulimit -n) of %d is too low for kv, which needs at least %d (%d for %s, and a client per front end); "+
-			"raise it (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", limit, least, least-uint64(len(caps)), itself, need)
+			"raise it (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", limit, least, least-uint64(len(caps)), itself, want)
 	}
 	budget := limit - uint64(storeMax) - reservedFiles
 	for _, c := range caps {
@@ -76,7 +87,7 @@ func fitOpenFiles(o *options, limit uint64) (storeMax int, warnings []string, er
 		*c.n = max(1, int(min(uint64(was), limit)*budget/conns))
 		if *c.n < was {
 			warnings = append(warnings, fmt.Sprintf("kv: lowered --%s from %d to %d: the open-file limit (ulimit -n) is %d, and kv keeps %d files for %s; "+
-				"raise the limit (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", c.flag, was, *c.n, limit, uint64(storeMax)+reservedFiles, itself, need))
+				"raise the limit (ulimit -n, or LimitNOFILE for systemd) to %d for the configured caps", c.flag, was, *c.n, limit, uint64(storeMax)+reservedFiles, itself, want))
 		}
 	}
 	o.maxClientsCeiling = ceiling(o, limit, storeMax) // of the caps as lowered

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -1091,4 +1092,67 @@ func TestFitOpenFilesCeiling(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The limit a warning (or the refusal) asks for holds the caps as
+// configured: started again under it, kv lowers none, and one file less
+// still lowers one. Before, it was worked out from the caps cut to the
+// short limit: under `ulimit -n 200`, in memory, it asked for 632 where
+// the caps (10,000, 1,024 and 1,024) and kv's 32 files need 12,080.
+func TestFitOpenFilesAsksForALimitThatHoldsTheCaps(t *testing.T) {
+	var out, errOut bytes.Buffer
+	o, _, _ := parse([]string{"--text-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, nil, &out, &errOut)
+	asked := regexp.MustCompile(`to (\d+) for the configured caps`)
+	for _, tc := range []struct {
+		name     string
+		inMemory bool
+		limit    uint64
+		refused  bool
+	}{
+		{"in memory", true, 200, false},
+		{"durable", false, 1040, false},
+		{"durable, refused", false, 64, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			short := o
+			short.inMemory = tc.inMemory
+			configured := short
+			_, warnings, err := fitOpenFiles(&short, tc.limit)
+			var message string
+			if tc.refused {
+				require.Error(t, err)
+				message = err.Error()
+			} else {
+				require.NoError(t, err)
+				require.NotEmpty(t, warnings)
+				message = warnings[0]
+			}
+			m := asked.FindStringSubmatch(message)
+			require.NotNil(t, m, message)
+			want, err := strconv.ParseUint(m[1], 10, 64)
+			require.NoError(t, err)
+			files := uint64(configured.maxClients + configured.textMaxClients + configured.httpMaxConns + reservedFiles)
+			if !tc.inMemory {
+				files += storeFiles
+			}
+			assert.Equal(t, files, want, message)
+
+			enough := configured
+			_, warnings, err = fitOpenFiles(&enough, want)
+			require.NoError(t, err)
+			assert.Empty(t, warnings, "the limit asked for holds the caps")
+			assert.Equal(t, configured.maxClients, enough.maxClients)
+			short = configured
+			_, warnings, err = fitOpenFiles(&short, want-1)
+			require.NoError(t, err)
+			assert.NotEmpty(t, warnings, "one file less does not")
+		})
+	}
+	huge := o
+	huge.maxClients, huge.textMaxClients = math.MaxInt64, math.MaxInt64
+	_, warnings, err := fitOpenFiles(&huge, 1<<20)
+	require.NoError(t, err)
+	require.NotEmpty(t, warnings)
+	assert.Contains(t, warnings[0], fmt.Sprintf("to %d for the configured caps", uint64(math.MaxUint64)),
+		"caps past what any limit holds ask for the largest, not a sum wrapped around")
 }
