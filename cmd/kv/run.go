@@ -116,14 +116,38 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxReplyBytes, "max-reply-bytes", 64<<20, "most `bytes` of replies kept for a Redis client that does not read them yet (past it, its requests wait), and of what a short command may build from repeats (HRANDFIELD, HMGET, COMMAND INFO) or a transaction's replies")
 	fs.IntVar(&o.maxBulkLen, "max-bulk-len", 16<<20, "longest argument in `bytes`; a longer one gets an error reply")
 	fs.IntVar(&o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
-	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Minute, "close Redis-protocol and line-protocol clients idle this long (0: never; subscribers are exempt)")
-	fs.DurationVar(&o.slowerThan, "slowlog-slower-than", 10*time.Millisecond, "keep in the slow log (SLOWLOG GET) the Redis-protocol commands that run this long (0: every command; negative: none)")
+	durationVar(fs, &o.idleTimeout, "idle-timeout", 5*time.Minute, "close Redis-protocol and line-protocol clients idle this long, a `duration` with its unit such as 300s (0: never; subscribers are exempt)")
+	durationVar(fs, &o.slowerThan, "slowlog-slower-than", 10*time.Millisecond, "keep in the slow log (SLOWLOG GET) the Redis-protocol commands that run this long, a `duration` with its unit such as 10ms (0: every command; negative: none)")
 	fs.IntVar(&o.slowlogMaxLen, "slowlog-max-len", 128, "most commands the slow log keeps, the oldest dropped first (0: none)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on a clean stop after SIGINT/SIGTERM")
+	durationVar(fs, &o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on a clean stop after SIGINT/SIGTERM, a `duration` with its unit such as 15s")
 	fs.IntVar(&o.keepCheckpoints, "keep-checkpoints", 0, "`number` of checkpoints (SAVE, BGSAVE, POST /v1/save) kept in <data-dir>/checkpoints: after each, the oldest beyond it are deleted (0: keep all)")
 	fs.BoolVar(&o.goroutines, "resp-goroutine-per-client", false, "serve each Redis protocol client on a goroutine of its own rather than on the event loop (as kv does off Linux, and in memory with GOMAXPROCS=1)")
 	fs.BoolVar(&o.enableDebug, "enable-debug-command", false, "allow DEBUG CRASH-BUCKET <key> (for demonstrations and tests)")
 	return fs
+}
+
+// durationValue is a time.Duration flag whose error says what is wrong.
+// The flag package's own says only "parse error", and a Redis user who
+// gives --idle-timeout 300 (Redis's timeout is in seconds) must learn
+// that the unit is missing.
+type durationValue time.Duration
+
+func (d *durationValue) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("not a duration: give a number with its unit, such as 300s, 1.5m or 10ms")
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+func (d *durationValue) String() string { return time.Duration(*d).String() }
+
+// durationVar declares a duration flag as fs.DurationVar does, with
+// durationValue's errors.
+func durationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
+	*p = value
+	fs.Var((*durationValue)(p), name, usage)
 }
 
 // usage prints the help: every flag with its variable and default.

@@ -175,6 +175,13 @@ func TestStartupErrors(t *testing.T) {
 		{"unknown flag's hint", []string{"--nope"}, nil, exitUsage, "Run kv --help for the flags."},
 		{"stray argument", []string{"serve"}, nil, exitUsage, "unexpected argument"},
 		{"bad variable", nil, []string{"KV_IDLE_TIMEOUT=soon"}, exitUsage, "KV_IDLE_TIMEOUT"},
+		// A duration without its unit (Redis's timeout is in seconds) is
+		// told what it lacks, not "parse error", as a flag or a variable.
+		{"duration without its unit", []string{"--idle-timeout", "300"}, nil, exitUsage,
+			`invalid value "300" for flag -idle-timeout: not a duration: give a number with its unit, such as 300s`},
+		{"variable's duration without its unit", nil, []string{"KV_SHUTDOWN_TIMEOUT=15"}, exitUsage,
+			`KV_SHUTDOWN_TIMEOUT="15": not a duration: give a number with its unit`},
+		{"slow log's duration without its unit", []string{"--slowlog-slower-than", "10000"}, nil, exitUsage, "not a duration"},
 		{"bad log format", []string{"--log-format", "xml"}, nil, exitUsage, "text or json"},
 		{"bad level", []string{"--log-level", "loud"}, nil, exitUsage, "--log-level"},
 		{"bad fsync", []string{"--fsync", "sometimes"}, nil, exitUsage, "--fsync must be always, everysec or no"},
