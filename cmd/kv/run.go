@@ -98,10 +98,10 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("kv", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.respAddr, "resp-addr", resp.DefaultAddr, "`address` of the Redis protocol listener (a non-loopback address needs a password)")
-	fs.StringVar(&o.textAddr, "text-addr", "", "`address` of the guide's line protocol listener, off when empty (the guide used :4040)")
+	fs.StringVar(&o.textAddr, "text-addr", "", "`address` of the guide's line protocol listener, off when empty (the guide used :4040, every interface; kv needs a password for that, or 127.0.0.1:4040)")
 	fs.StringVar(&o.httpAddr, "http-addr", "", "`address` of the HTTP API, events and metrics listener, off when empty (e.g. 127.0.0.1:8080)")
-	fs.IntVar(&o.maxLineBytes, "text-max-line-bytes", 64<<10, "longest line of the line protocol in `bytes`; a longer one gets ERROR")
-	fs.Int64Var(&o.maxBodyBytes, "http-max-body-bytes", 1<<20, "largest HTTP request body in `bytes`; a larger one gets 413")
+	bytesVar(fs, &o.maxLineBytes, "text-max-line-bytes", 64<<10, "longest line of the line protocol in `bytes`; a longer one gets ERROR")
+	bytesVar(fs, &o.maxBodyBytes, "http-max-body-bytes", 1<<20, "largest HTTP request body in `bytes`; a larger one gets 413")
 	fs.StringVar(&o.password, "password", "", "`password` clients must give (Redis AUTH, the line protocol's AUTH, HTTP Bearer); prefer --password-file or the variable")
 	fs.StringVar(&o.passwordFile, "password-file", "", "`file` holding the password (one line)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format` on stderr: text or json")
@@ -112,9 +112,9 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxClients, "max-clients", 10000, "most Redis-protocol clients connected at once")
 	fs.IntVar(&o.textMaxClients, "text-max-clients", text.DefaultMaxConns, "most line-protocol clients connected at once; one more gets ERROR and is closed")
 	fs.IntVar(&o.httpMaxConns, "http-max-conns", httpapi.DefaultMaxConns, "most HTTP connections open at once; more wait to be accepted")
-	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 64<<20, "most `bytes` of one request in transit (past it the client is disconnected), of a transaction's queued commands, and of the names a client watches or subscribes to")
-	fs.IntVar(&o.maxReplyBytes, "max-reply-bytes", 64<<20, "most `bytes` of replies kept for a Redis client that does not read them yet (past it, its requests wait), and of what a short command may build from repeats (HRANDFIELD, HMGET, COMMAND INFO) or a transaction's replies")
-	fs.IntVar(&o.maxBulkLen, "max-bulk-len", 16<<20, "longest argument in `bytes`; a longer one gets an error reply")
+	bytesVar(fs, &o.maxRequestBytes, "max-request-bytes", 64<<20, "most `bytes` of one request in transit (past it the client is disconnected), of a transaction's queued commands, and of the names a client watches or subscribes to")
+	bytesVar(fs, &o.maxReplyBytes, "max-reply-bytes", 64<<20, "most `bytes` of replies kept for a Redis client that does not read them yet (past it, its requests wait), and of what a short command may build from repeats (HRANDFIELD, HMGET, COMMAND INFO) or a transaction's replies")
+	bytesVar(fs, &o.maxBulkLen, "max-bulk-len", 16<<20, "longest argument in `bytes`; a longer one gets an error reply")
 	fs.IntVar(&o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
 	durationVar(fs, &o.idleTimeout, "idle-timeout", 5*time.Minute, "close Redis-protocol and line-protocol clients idle this long, a `duration` with its unit such as 300s (0: never; subscribers are exempt)")
 	durationVar(fs, &o.slowerThan, "slowlog-slower-than", 10*time.Millisecond, "keep in the slow log (SLOWLOG GET) the Redis-protocol commands that run this long, a `duration` with its unit such as 10ms (0: every command; negative: none)")
@@ -148,6 +148,42 @@ func (d *durationValue) String() string { return time.Duration(*d).String() }
 func durationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
 	*p = value
 	fs.Var((*durationValue)(p), name, usage)
+}
+
+// bytesValue is a flag that counts bytes, whose error says what is wrong:
+// the flag package's own says only "parse error", and a user who gives
+// --max-request-bytes 64MiB (or Redis's 64mb) must learn that kv takes a
+// plain number of bytes. It reads the number as the flag package's
+// integer flags do (0x, 0o, 0b prefixes and underscores allowed).
+type bytesValue[T int | int64] struct{ p *T }
+
+func (v bytesValue[T]) Set(s string) error {
+	n, err := strconv.ParseInt(s, 0, 64)
+	if err == nil && int64(T(n)) != n {
+		err = strconv.ErrRange
+	}
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return errors.New("value out of range")
+	case err != nil:
+		return errors.New("not a number of bytes: give it without a unit, such as 67108864 for 64 MiB")
+	}
+	*v.p = T(n)
+	return nil
+}
+
+func (v bytesValue[T]) String() string {
+	if v.p == nil { // the flag package's zero value, for its defaults
+		return "0"
+	}
+	return strconv.FormatInt(int64(*v.p), 10)
+}
+
+// bytesVar declares a flag counting bytes as fs.IntVar does, with
+// bytesValue's errors.
+func bytesVar[T int | int64](fs *flag.FlagSet, p *T, name string, value T, usage string) {
+	*p = value
+	fs.Var(bytesValue[T]{p}, name, usage)
 }
 
 // usage prints the help: every flag with its variable and default.

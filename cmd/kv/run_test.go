@@ -158,6 +158,21 @@ func TestParsePrecedence(t *testing.T) {
 	assert.Contains(t, errOut.String(), "use true or false")
 }
 
+// TestBytesFlagsReadNumbersAsIntegerFlagsDo: the flags that count bytes
+// take what the flag package's integer flags take (with a base prefix or
+// underscores), as a flag or a variable, into int and int64 alike.
+func TestBytesFlagsReadNumbersAsIntegerFlagsDo(t *testing.T) {
+	var out, errOut bytes.Buffer
+	o, _, done := parse([]string{"--max-request-bytes", "1048576", "--max-bulk-len", "0x100", "--http-max-body-bytes", "8_000_000_000"},
+		[]string{"KV_MAX_REPLY_BYTES=0o1000", "KV_TEXT_MAX_LINE_BYTES=4096"}, &out, &errOut)
+	require.False(t, done, errOut.String())
+	assert.Equal(t, 1<<20, o.maxRequestBytes)
+	assert.Equal(t, 256, o.maxBulkLen)
+	assert.Equal(t, int64(8e9), o.maxBodyBytes)
+	assert.Equal(t, 512, o.maxReplyBytes)
+	assert.Equal(t, 4096, o.maxLineBytes)
+}
+
 func TestStartupErrors(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -182,6 +197,15 @@ func TestStartupErrors(t *testing.T) {
 		{"variable's duration without its unit", nil, []string{"KV_SHUTDOWN_TIMEOUT=15"}, exitUsage,
 			`KV_SHUTDOWN_TIMEOUT="15": not a duration: give a number with its unit`},
 		{"slow log's duration without its unit", []string{"--slowlog-slower-than", "10000"}, nil, exitUsage, "not a duration"},
+		// A number of bytes with a unit (64MiB, or Redis's 64mb) is told
+		// that kv takes a plain number, as a flag or a variable; one too
+		// large for the flag is out of range.
+		{"bytes with a unit", []string{"--max-request-bytes", "64MiB"}, nil, exitUsage,
+			`invalid value "64MiB" for flag -max-request-bytes: not a number of bytes: give it without a unit, such as 67108864 for 64 MiB`},
+		{"variable's bytes with a unit", nil, []string{"KV_HTTP_MAX_BODY_BYTES=1mb"}, exitUsage,
+			`KV_HTTP_MAX_BODY_BYTES="1mb": not a number of bytes: give it without a unit`},
+		{"bytes out of range", []string{"--max-bulk-len", "99999999999999999999"}, nil, exitUsage,
+			`invalid value "99999999999999999999" for flag -max-bulk-len: value out of range`},
 		{"bad log format", []string{"--log-format", "xml"}, nil, exitUsage, "text or json"},
 		{"bad level", []string{"--log-level", "loud"}, nil, exitUsage, "--log-level"},
 		{"bad fsync", []string{"--fsync", "sometimes"}, nil, exitUsage, "--fsync must be always, everysec or no"},
