@@ -135,7 +135,7 @@ type durationValue time.Duration
 func (d *durationValue) Set(s string) error {
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("not a duration: give a number with its unit, such as 300s, 1.5m or 10ms")
+		return errors.New("not a duration: give a number with its unit, such as 300s, 1.5m or 10ms")
 	}
 	*d = durationValue(v)
 	return nil
