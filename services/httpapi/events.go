@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -207,14 +208,12 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if err != nil {
-				s.cfg.Logger.Info("http api: event stream write failed; ending it",
-					"remote", r.RemoteAddr, "last_sent", last, "error", err)
+				s.streamWriteFailed(r, last, err)
 				return
 			}
 		case <-heartbeat.C:
 			if err := send(func(w io.Writer) error { _, err := io.WriteString(w, ": ping\n\n"); return err }); err != nil {
-				s.cfg.Logger.Info("http api: event stream write failed; ending it",
-					"remote", r.RemoteAddr, "last_sent", last, "error", err)
+				s.streamWriteFailed(r, last, err)
 				return
 			}
 		}
@@ -244,6 +243,21 @@ func (s *Server) writeEvent(send func(func(io.Writer) error) error, ev events.Ev
 
 // cutStream tells a slow client, if it can still be written to, that its
 // stream ends because it fell behind, and after which event.
+// streamWriteFailed logs the failed write that ends a stream: a warning
+// when the client took nothing for SSEWriteTimeout (it is too slow, as a
+// stream cut for its queue is), a debug record otherwise (most often the
+// client went away before the server noticed: routine, as a closed
+// connection is).
+func (s *Server) streamWriteFailed(r *http.Request, last uint64, err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		s.cfg.Logger.Warn("http api: event stream client took nothing in time; ending it",
+			"remote", r.RemoteAddr, "last_sent", last, "error", err)
+		return
+	}
+	s.cfg.Logger.Debug("http api: event stream write failed; ending it",
+		"remote", r.RemoteAddr, "last_sent", last, "error", err)
+}
+
 func (s *Server) cutStream(send func(func(io.Writer) error) error, last uint64, r *http.Request) {
 	s.cfg.Logger.Warn("http api: event stream client too slow; cutting it",
 		"remote", r.RemoteAddr, "last_sent", last)

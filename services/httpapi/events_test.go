@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/internal/testlog"
 	"github.com/kvproject/kv/services"
 )
 
@@ -165,7 +167,8 @@ func TestStreamOutlivesServerTimeouts(t *testing.T) {
 
 func TestStalledReaderIsCutByWriteTimeout(t *testing.T) {
 	root := tree(t)
-	a := serve(t, root, Config{SSEBuffer: 1 << 16, SSEWriteTimeout: 50 * time.Millisecond})
+	var logs testlog.Buffer
+	a := serve(t, root, Config{SSEBuffer: 1 << 16, SSEWriteTimeout: 50 * time.Millisecond, Logger: logs.Logger(slog.LevelInfo)})
 	openStalledStream(t, root, a.base[len("http://"):])
 
 	// The client never reads: once the socket buffers are full, a write
@@ -180,6 +183,9 @@ func TestStalledReaderIsCutByWriteTimeout(t *testing.T) {
 		require.NoError(t, reg.Delete(ctx, name))
 	}
 	assert.Zero(t, root.Events().Stats().Dropped, "cut for its write, not for a full queue")
+	// Logged as a slow client is, where a client that went away is a
+	// debug record.
+	assert.Contains(t, logs.String(), `level=WARN msg="http api: event stream client took nothing in time; ending it"`)
 }
 
 // A stream that lost an event writes none after it: the events before the
