@@ -241,8 +241,6 @@ func (s *Server) writeEvent(send func(func(io.Writer) error) error, ev events.Ev
 	})
 }
 
-// cutStream tells a slow client, if it can still be written to, that its
-// stream ends because it fell behind, and after which event.
 // streamWriteFailed logs the failed write that ends a stream: a warning
 // when the client took nothing for SSEWriteTimeout (it is too slow, as a
 // stream cut for its queue is), a debug record otherwise (most often the
@@ -258,6 +256,8 @@ func (s *Server) streamWriteFailed(r *http.Request, last uint64, err error) {
 		"remote", r.RemoteAddr, "last_sent", last, "error", err)
 }
 
+// cutStream tells a slow client, if it can still be written to, that its
+// stream ends because it fell behind, and after which event.
 func (s *Server) cutStream(send func(func(io.Writer) error) error, last uint64, r *http.Request) {
 	s.cfg.Logger.Warn("http api: event stream client too slow; cutting it",
 		"remote", r.RemoteAddr, "last_sent", last)
