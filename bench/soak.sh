@@ -87,15 +87,19 @@ curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null || {
 	exit 1
 }
 
-# metric name: a value of the daemon's /metrics, without labels. A daemon
-# that does not answer a sample's requests within ANSWER seconds fails the
-# soak: the exit status of timeout, 124, ends the script (set -e).
+# A daemon that does not answer a sample's requests within ANSWER seconds
+# fails the soak: the failure of curl -m or of timeout ends the script
+# (set -e).
 ANSWER=30
-metric() { curl -fs -m "$ANSWER" "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+# metric name: a value, without labels, of the /metrics the sample read.
+metric() { awk -v m="$1" '$1 == m { print $2 }' <<<"$metrics"; }
 cli() { timeout "$ANSWER" redis-cli -p "$RESP_PORT" "$@"; }
 info() { cli INFO "$1" | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'; }
-sample() { # elapsed
-	local g f rss n c
+# sample elapsed: prints a line of figures, and leaves the goroutines and
+# open files in g and f.
+sample() {
+	local metrics rss n c
+	metrics=$(curl -fs -m "$ANSWER" "http://127.0.0.1:$HTTP_PORT/metrics")
 	g=$(metric go_goroutines) f=$(metric process_open_fds)
 	rss=$(metric process_resident_memory_bytes | awk '{ printf "%d", $1 / 1048576 }')
 	n=$(cli DBSIZE) c=$(info clients connected_clients)
@@ -105,7 +109,7 @@ header() { printf '%8s %10s %10s %10s %9s %8s %10s\n' "seconds" "goroutines" "op
 
 header
 sample start
-base_g=$(metric go_goroutines) base_f=$(metric process_open_fds)
+base_g=$g base_f=$f
 
 # Each load's errors go to load.N.err; a load that ends before the soak
 # does fails it (see alive).
@@ -182,7 +186,7 @@ if [ -d "$work/data/checkpoints" ]; then
 fi
 cli FLUSHALL >/dev/null
 sample "flushed"
-end_g=$(metric go_goroutines) end_f=$(metric process_open_fds)
+end_g=$g end_f=$f
 errors=$(grep -c 'level=ERROR' "$work/kv.log" || true)
 warnings=$(grep -c 'level=WARN' "$work/kv.log" || true)
 echo
