@@ -109,18 +109,18 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.inMemory, "in-memory", false, "keep data in memory only: nothing is written to disk and a restart or a bucket's crash loses its data")
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir, "`directory` of the durable store (created if needed; locked while kv runs)")
 	fs.StringVar(&o.fsync, "fsync", "everysec", "when writes reach the disk, as Redis's appendfsync: `policy` always (before the reply), everysec (within a second) or no (when the OS likes)")
-	fs.IntVar(&o.maxClients, "max-clients", 10000, "most Redis-protocol clients connected at once")
-	fs.IntVar(&o.textMaxClients, "text-max-clients", text.DefaultMaxConns, "most line-protocol clients connected at once; one more gets ERROR and is closed")
-	fs.IntVar(&o.httpMaxConns, "http-max-conns", httpapi.DefaultMaxConns, "most HTTP connections open at once; more wait to be accepted")
+	countVar(fs, &o.maxClients, "max-clients", 10000, "most Redis-protocol clients connected at once")
+	countVar(fs, &o.textMaxClients, "text-max-clients", text.DefaultMaxConns, "most line-protocol clients connected at once; one more gets ERROR and is closed")
+	countVar(fs, &o.httpMaxConns, "http-max-conns", httpapi.DefaultMaxConns, "most HTTP connections open at once; more wait to be accepted")
 	bytesVar(fs, &o.maxRequestBytes, "max-request-bytes", 64<<20, "most `bytes` of one request in transit (past it the client is disconnected), of a transaction's queued commands, and of the names a client watches or subscribes to")
 	bytesVar(fs, &o.maxReplyBytes, "max-reply-bytes", 64<<20, "most `bytes` of replies kept for a Redis client that does not read them yet (past it, its requests wait), and of what a short command may build from repeats (HRANDFIELD, HMGET, COMMAND INFO) or a transaction's replies")
 	bytesVar(fs, &o.maxBulkLen, "max-bulk-len", 16<<20, "longest argument in `bytes`; a longer one gets an error reply")
-	fs.IntVar(&o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
+	countVar(fs, &o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
 	durationVar(fs, &o.idleTimeout, "idle-timeout", 5*time.Minute, "close Redis-protocol and line-protocol clients idle this long, a `duration` with its unit such as 300s (0: never; subscribers are exempt)")
 	durationVar(fs, &o.slowerThan, "slowlog-slower-than", 10*time.Millisecond, "keep in the slow log (SLOWLOG GET) the Redis-protocol commands that run this long, a `duration` with its unit such as 10ms (0: every command; negative: none)")
-	fs.IntVar(&o.slowlogMaxLen, "slowlog-max-len", 128, "most commands the slow log keeps, the oldest dropped first (0: none)")
+	countVar(fs, &o.slowlogMaxLen, "slowlog-max-len", 128, "most commands the slow log keeps, the oldest dropped first (0: none)")
 	durationVar(fs, &o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on a clean stop after SIGINT/SIGTERM, a `duration` with its unit such as 15s")
-	fs.IntVar(&o.keepCheckpoints, "keep-checkpoints", 0, "`number` of checkpoints (SAVE, BGSAVE, POST /v1/save) kept in <data-dir>/checkpoints: after each, the oldest beyond it are deleted (0: keep all)")
+	countVar(fs, &o.keepCheckpoints, "keep-checkpoints", 0, "`number` of checkpoints (SAVE, BGSAVE, POST /v1/save) kept in <data-dir>/checkpoints: after each, the oldest beyond it are deleted (0: keep all)")
 	fs.BoolVar(&o.goroutines, "resp-goroutine-per-client", false, "serve each Redis protocol client on a goroutine of its own rather than on the event loop (as kv does off Linux, and in memory with GOMAXPROCS=1)")
 	fs.BoolVar(&o.enableDebug, "enable-debug-command", false, "allow DEBUG CRASH-BUCKET <key> (for demonstrations and tests)")
 	return fs
@@ -186,6 +186,44 @@ func bytesVar[T int | int64](fs *flag.FlagSet, p *T, name string, value T, usage
 	fs.Var(bytesValue[T]{p}, name, usage)
 }
 
+// countValue is an integer flag that counts (clients, arguments,
+// checkpoints), whose error says what is wrong: the flag package's own
+// says only "parse error", and a user who gives --max-clients 10k must
+// learn that kv takes digits. It reads the number as the flag package's
+// integer flags do (0x, 0o, 0b prefixes and underscores allowed), and
+// keeps their name, int, in the help.
+type countValue struct{ p *int }
+
+func (v countValue) Set(s string) error {
+	n, err := strconv.ParseInt(s, 0, strconv.IntSize)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return errors.New("value out of range")
+	case err != nil:
+		return errors.New("not a whole number: give digits only, such as 10000")
+	}
+	*v.p = int(n)
+	return nil
+}
+
+func (v countValue) String() string {
+	if v.p == nil { // the flag package's zero value, for its defaults
+		return "0"
+	}
+	return strconv.Itoa(*v.p)
+}
+
+// typeName is the name of the flag's value in the help, where the flag
+// package would say "value" for a type of its own.
+func (countValue) typeName() string { return "int" }
+
+// countVar declares a counting flag as fs.IntVar does, with countValue's
+// errors.
+func countVar(fs *flag.FlagSet, p *int, name string, value int, usage string) {
+	*p = value
+	fs.Var(countValue{p}, name, usage)
+}
+
 // usage prints the help: every flag with its variable and default.
 func usage(fs *flag.FlagSet, w io.Writer) {
 	fmt.Fprintf(w, "kv %s: a key-value daemon speaking the Redis protocol\n\n", version)
@@ -195,6 +233,9 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 			return
 		}
 		name, help := flag.UnquoteUsage(f)
+		if t, ok := f.Value.(interface{ typeName() string }); ok && name == "value" {
+			name = t.typeName()
+		}
 		line := "  --" + f.Name
 		if name != "" {
 			line += " " + name

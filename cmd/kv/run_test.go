@@ -90,6 +90,11 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 	} {
 		assert.Contains(t, out.String(), want)
 	}
+	// The counting flags, which parse with kv's own type for its errors,
+	// keep the flag package's name for their value.
+	for _, want := range []string{"--max-clients int\n", "--max-args int\n", "--slowlog-max-len int\n", "--http-max-conns int\n"} {
+		assert.Contains(t, out.String(), want)
+	}
 	assert.Empty(t, errOut.String(), "help goes to stdout, and only there")
 	out.Reset()
 	require.Equal(t, exitOK, run([]string{"--version"}, nil, &out, &errOut, nil))
@@ -206,6 +211,15 @@ func TestStartupErrors(t *testing.T) {
 			`KV_HTTP_MAX_BODY_BYTES="1mb": not a number of bytes: give it without a unit`},
 		{"bytes out of range", []string{"--max-bulk-len", "99999999999999999999"}, nil, exitUsage,
 			`invalid value "99999999999999999999" for flag -max-bulk-len: value out of range`},
+		// A count with a unit or in another notation (10k, 1e6) is told
+		// that kv takes digits, as a flag or a variable; one too large for
+		// the flag is out of range.
+		{"count with a unit", []string{"--max-clients", "10k"}, nil, exitUsage,
+			`invalid value "10k" for flag -max-clients: not a whole number: give digits only, such as 10000`},
+		{"variable's count in another notation", nil, []string{"KV_MAX_ARGS=1e6"}, exitUsage,
+			`KV_MAX_ARGS="1e6": not a whole number: give digits only`},
+		{"count out of range", []string{"--slowlog-max-len", "99999999999999999999"}, nil, exitUsage,
+			`invalid value "99999999999999999999" for flag -slowlog-max-len: value out of range`},
 		{"bad log format", []string{"--log-format", "xml"}, nil, exitUsage, "text or json"},
 		{"bad level", []string{"--log-level", "loud"}, nil, exitUsage, "--log-level"},
 		{"bad fsync", []string{"--fsync", "sometimes"}, nil, exitUsage, "--fsync must be always, everysec or no"},
