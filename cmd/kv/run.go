@@ -150,14 +150,18 @@ func durationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Dur
 	fs.Var((*durationValue)(p), name, usage)
 }
 
-// bytesValue is a flag that counts bytes, whose error says what is wrong:
-// the flag package's own says only "parse error", and a user who gives
-// --max-request-bytes 64MiB (or Redis's 64mb) must learn that kv takes a
-// plain number of bytes. It reads the number as the flag package's
-// integer flags do (0x, 0o, 0b prefixes and underscores allowed).
-type bytesValue[T int | int64] struct{ p *T }
+// intValue is an integer flag whose error says what is wrong: the flag
+// package's own says only "parse error", and a user who gives
+// --max-request-bytes 64MiB (or Redis's 64mb), or --max-clients 10k, must
+// learn that kv takes a plain number. It reads the number as the flag
+// package's integer flags do (0x, 0o, 0b prefixes and underscores
+// allowed).
+type intValue[T int | int64] struct {
+	p   *T
+	bad string // the error for a value that is not a plain number
+}
 
-func (v bytesValue[T]) Set(s string) error {
+func (v intValue[T]) Set(s string) error {
 	n, err := strconv.ParseInt(s, 0, 64)
 	if err == nil && int64(T(n)) != n {
 		err = strconv.ErrRange
@@ -166,62 +170,36 @@ func (v bytesValue[T]) Set(s string) error {
 	case errors.Is(err, strconv.ErrRange):
 		return errors.New("value out of range")
 	case err != nil:
-		return errors.New("not a number of bytes: give it without a unit, such as 67108864 for 64 MiB")
+		return errors.New(v.bad)
 	}
 	*v.p = T(n)
 	return nil
 }
 
-func (v bytesValue[T]) String() string {
+func (v intValue[T]) String() string {
 	if v.p == nil { // the flag package's zero value, for its defaults
 		return "0"
 	}
 	return strconv.FormatInt(int64(*v.p), 10)
 }
 
+// typeName is the name of the flag's value in the help when its usage
+// names none, where the flag package would say "value" for a type of
+// its own: int, as for its integer flags.
+func (intValue[T]) typeName() string { return "int" }
+
 // bytesVar declares a flag counting bytes as fs.IntVar does, with
-// bytesValue's errors.
+// intValue's errors.
 func bytesVar[T int | int64](fs *flag.FlagSet, p *T, name string, value T, usage string) {
 	*p = value
-	fs.Var(bytesValue[T]{p}, name, usage)
+	fs.Var(intValue[T]{p, "not a number of bytes: give it without a unit, such as 67108864 for 64 MiB"}, name, usage)
 }
 
-// countValue is an integer flag that counts (clients, arguments,
-// checkpoints), whose error says what is wrong: the flag package's own
-// says only "parse error", and a user who gives --max-clients 10k must
-// learn that kv takes digits. It reads the number as the flag package's
-// integer flags do (0x, 0o, 0b prefixes and underscores allowed), and
-// keeps their name, int, in the help.
-type countValue struct{ p *int }
-
-func (v countValue) Set(s string) error {
-	n, err := strconv.ParseInt(s, 0, strconv.IntSize)
-	switch {
-	case errors.Is(err, strconv.ErrRange):
-		return errors.New("value out of range")
-	case err != nil:
-		return errors.New("not a whole number: give digits only, such as 10000")
-	}
-	*v.p = int(n)
-	return nil
-}
-
-func (v countValue) String() string {
-	if v.p == nil { // the flag package's zero value, for its defaults
-		return "0"
-	}
-	return strconv.Itoa(*v.p)
-}
-
-// typeName is the name of the flag's value in the help, where the flag
-// package would say "value" for a type of its own.
-func (countValue) typeName() string { return "int" }
-
-// countVar declares a counting flag as fs.IntVar does, with countValue's
-// errors.
+// countVar declares a flag counting clients, arguments or checkpoints as
+// fs.IntVar does, with intValue's errors.
 func countVar(fs *flag.FlagSet, p *int, name string, value int, usage string) {
 	*p = value
-	fs.Var(countValue{p}, name, usage)
+	fs.Var(intValue[int]{p, "not a whole number: give digits only, such as 10000"}, name, usage)
 }
 
 // usage prints the help: every flag with its variable and default.
