@@ -31,9 +31,12 @@ type Bucket struct {
 	// started: Supervisor.Start has taken the bucket (a bucket runs under
 	// one child, once). Under the write lock.
 	started bool
-	reason  error
-	done    chan struct{} // closed when the bucket ends
-	store   Store         // nil: in memory only
+	// used: a lookup returned the bucket since the last StopIdle (see
+	// MarkUsed).
+	used   atomic.Bool
+	reason error
+	done   chan struct{} // closed when the bucket ends
+	store  Store         // nil: in memory only
 	// unrecorded: the store does not record the bucket yet; its first
 	// write will (see NewUnrecorded). Under the write lock.
 	unrecorded bool
@@ -52,7 +55,9 @@ type Bucket struct {
 // New returns an empty, live bucket. id identifies this instance of name; the
 // registry gives each bucket it creates a new one.
 func New(name string, id uint64) *Bucket {
-	return &Bucket{name: name, id: id, done: make(chan struct{})}
+	b := &Bucket{name: name, id: id, done: make(chan struct{})}
+	b.used.Store(true)
+	return b
 }
 
 // Name returns the bucket's name.
@@ -340,6 +345,33 @@ func (b *Bucket) Stop(reason error) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.endLocked(reason)
+}
+
+// MarkUsed records that the bucket is in use, for StopIdle: a registry
+// that takes idle buckets out of memory marks each bucket its lookups
+// return. A new bucket is marked.
+func (b *Bucket) MarkUsed() {
+	if !b.used.Load() { // a load only, while marked: no cache line to take
+		b.used.Store(true)
+	}
+}
+
+// StopIdle ends the bucket with reason if it has not been marked used
+// since the last StopIdle, and otherwise clears the mark: called every
+// period, it ends a bucket unused for a whole period. A bucket whose lock
+// is held is in use: StopIdle does not wait for it, marks it used and
+// leaves it. It reports whether this call ended the bucket. A caller that
+// meets the ended bucket afterwards gets ErrEnded, and looks it up again
+// (see EndedBefore).
+func (b *Bucket) StopIdle(reason error) bool {
+	if b.used.Swap(false) {
+		return false
+	}
+	ended, free := b.tryStop(reason)
+	if !free {
+		b.used.Store(true)
+	}
+	return ended
 }
 
 // tryStop is Stop for a caller that must not wait for b's lock: free is

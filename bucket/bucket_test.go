@@ -308,10 +308,56 @@ func TestEndKind(t *testing.T) {
 		{&crashError{bucket: "b", panic: &PanicError{Value: "x"}}, EndPanic},
 		{context.Canceled, EndShutdown},
 		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), EndShutdown},
+		{ErrIdle, EndIdle},
+		{fmt.Errorf("wrapped: %w", ErrIdle), EndIdle},
 	}
 	for _, tc := range cases {
 		assert.Equal(t, tc.want, EndKind(tc.reason), "%v", tc.reason)
 	}
+}
+
+// StopIdle ends a bucket only once a whole period (between two calls)
+// has passed without MarkUsed, and never one whose lock is held.
+func TestStopIdle(t *testing.T) {
+	t.Run("new, then unused", func(t *testing.T) {
+		b := New("b", 1)
+		require.NoError(t, b.Put("k", []byte("v")))
+		assert.False(t, b.StopIdle(ErrIdle), "a new bucket is marked used")
+		assert.True(t, b.StopIdle(ErrIdle), "unused for a whole period")
+		assert.ErrorIs(t, b.Err(), ErrIdle)
+		assert.Equal(t, EndIdle, EndKind(b.Err()))
+		_, err := b.Get("k")
+		assert.True(t, EndedBefore(err), "a later operation is told to look the name up again: %v", err)
+		assert.False(t, b.StopIdle(ErrIdle), "ended once")
+	})
+	t.Run("used in each period", func(t *testing.T) {
+		b := New("b", 1)
+		for range 3 {
+			assert.False(t, b.StopIdle(ErrIdle))
+			b.MarkUsed()
+		}
+		assert.False(t, b.StopIdle(ErrIdle))
+		assert.True(t, b.StopIdle(ErrIdle))
+	})
+	t.Run("held", func(t *testing.T) {
+		b := New("b", 1)
+		assert.False(t, b.StopIdle(ErrIdle))
+		inView, release := make(chan struct{}), make(chan struct{})
+		done := make(chan error)
+		go func() {
+			done <- b.View(func(*Tx) error {
+				close(inView)
+				<-release
+				return nil
+			})
+		}()
+		<-inView
+		assert.False(t, b.StopIdle(ErrIdle), "its lock is held: in use")
+		close(release)
+		require.NoError(t, <-done)
+		assert.False(t, b.StopIdle(ErrIdle), "marked used when it was held")
+		assert.True(t, b.StopIdle(ErrIdle))
+	})
 }
 
 func TestValueLen(t *testing.T) {

@@ -18,6 +18,11 @@ var (
 	// ErrReadOnly is returned by Tx.Put and Tx.Delete inside View.
 	ErrReadOnly = errors.New("bucket: write in a read-only transaction")
 
+	// ErrIdle is the end reason of a bucket that [Bucket.StopIdle] ended:
+	// unused for a while, it was taken out of memory. With a store its
+	// data stays there, and the registry loads it again at its next use.
+	ErrIdle = errors.New("bucket: unused for a while, taken out of memory")
+
 	// ErrSupervisorStopped is returned by Supervisor.Start when the
 	// supervisor is not running (stopped, or between a crash and its
 	// restart).
@@ -52,11 +57,12 @@ const (
 	EndError    = "error"    // stopped with an error
 	EndPanic    = "panic"    // crashed: a *PanicError
 	EndShutdown = "shutdown" // cancelled with its supervisor: a context's error
+	EndIdle     = "idle"     // taken out of memory, unused: ErrIdle
 )
 
 // EndKind names the kind of a bucket's end reason ([Bucket.Err], the
-// Reason of an events.Exited): EndNormal, EndError, EndPanic or
-// EndShutdown. Logs, metrics and the front ends' event messages use it.
+// Reason of an events.Exited): EndNormal, EndError, EndPanic, EndShutdown
+// or EndIdle. Logs, metrics and the front ends' event messages use it.
 func EndKind(reason error) string {
 	var perr *PanicError
 	switch {
@@ -66,6 +72,8 @@ func EndKind(reason error) string {
 		return EndPanic
 	case errors.Is(reason, context.Canceled), errors.Is(reason, context.DeadlineExceeded):
 		return EndShutdown
+	case errors.Is(reason, ErrIdle):
+		return EndIdle
 	default:
 		return EndError
 	}
