@@ -43,6 +43,12 @@ type Config struct {
 	// which opens its data directory itself (it needs the store's
 	// checkpoints and statistics). Set DataDir or Store, not both.
 	Store registry.Store
+	// UnloadIdle, with DataDir or Store, takes out of memory each bucket
+	// unused (no lookup returned it) for between UnloadIdle and twice
+	// that: its data stays on disk, and its next use loads it again (see
+	// registry.Config.UnloadIdle). 0 keeps every bucket in memory until it
+	// is deleted. New panics if it is set without DataDir or Store.
+	UnloadIdle time.Duration
 }
 
 // Root is a kv tree. It is a *suture.Supervisor (embedded), so it can be
@@ -119,6 +125,7 @@ func New(cfg Config) *Root {
 		StopTimeout: timeout,
 		Store:       st,
 		Admit:       admit,
+		UnloadIdle:  cfg.UnloadIdle,
 	})
 
 	sup := suture.New("kv", suture.Spec{

@@ -47,6 +47,7 @@ func TestDefaultsAreTheREADMEs(t *testing.T) {
 	assert.Equal(t, 5*time.Minute, o.idleTimeout)
 	assert.Equal(t, 15*time.Second, o.shutdownTimeout)
 	assert.Equal(t, 0, o.keepCheckpoints)
+	assert.Zero(t, o.unloadIdle, "every bucket stays in memory")
 	assert.False(t, o.enableDebug)
 	assert.False(t, o.goroutines)
 }
@@ -63,6 +64,7 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 		"data-dir": {"/a", "/b"}, "fsync": {"always", "no"}, "in-memory": {"true", "false"},
 		"resp-goroutine-per-client": {"true", "false"}, "enable-debug-command": {"true", "false"},
 		"idle-timeout": {"1s", "2s"}, "slowlog-slower-than": {"1s", "2s"}, "shutdown-timeout": {"1s", "2s"},
+		"unload-idle": {"1m0s", "2m0s"},
 	}
 	// value reads o's setting of a flag, through a flag set of its own
 	// whose flags point into a copy of o.
@@ -93,7 +95,7 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 		require.False(t, done, "%s: %s", env, errOut.String())
 		assert.Equal(t, v[1], value(o, f.Name), "--%s wins over %s", f.Name, env[0])
 	})
-	assert.Equal(t, 26, n)
+	assert.Equal(t, 27, n)
 }
 
 // The README's Configuration table names every flag, and only flags kv

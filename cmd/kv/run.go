@@ -72,6 +72,7 @@ type options struct {
 	slowlogMaxLen   int
 	shutdownTimeout time.Duration
 	keepCheckpoints int
+	unloadIdle      time.Duration
 	enableDebug     bool
 	goroutines      bool
 	// open opens the data directory: store.Open, or in tests one that
@@ -120,6 +121,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	durationVar(fs, &o.slowerThan, "slowlog-slower-than", 10*time.Millisecond, "keep in the slow log (SLOWLOG GET) the Redis-protocol commands that run this long, a `duration` with its unit such as 10ms (0: every command; negative: none)")
 	countVar(fs, &o.slowlogMaxLen, "slowlog-max-len", 128, "most commands the slow log keeps, the oldest dropped first (0: none)")
 	durationVar(fs, &o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on a clean stop after SIGINT/SIGTERM, a `duration` with its unit such as 15s")
+	durationVar(fs, &o.unloadIdle, "unload-idle", 0, "take out of memory a bucket unused for between this long and twice that, a `duration` with its unit such as 10m: its data stays on disk and its next use loads it back (0: never)")
 	countVar(fs, &o.keepCheckpoints, "keep-checkpoints", 0, "`number` of checkpoints (SAVE, BGSAVE, POST /v1/save) kept in <data-dir>/checkpoints: after each, the oldest beyond it are deleted (0: keep all)")
 	fs.BoolVar(&o.goroutines, "resp-goroutine-per-client", false, "serve each Redis protocol client on a goroutine of its own rather than on the event loop (as kv does off Linux, and in memory with GOMAXPROCS=1)")
 	fs.BoolVar(&o.enableDebug, "enable-debug-command", false, "allow DEBUG CRASH-BUCKET <key> (for demonstrations and tests)")
@@ -314,8 +316,8 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		fmt.Fprintf(stderr, "kv: --fsync must be always, everysec or no, not %q\n", o.fsync)
 		return o, exitUsage, true
 	}
-	if given := func(n string) bool { return set[n] || fromEnv[n] }; o.inMemory && (given("data-dir") || given("fsync") || given("keep-checkpoints")) {
-		o.warnings = append(o.warnings, "kv: --in-memory writes nothing to disk; --data-dir, --fsync and --keep-checkpoints are ignored")
+	if given := func(n string) bool { return set[n] || fromEnv[n] }; o.inMemory && (given("data-dir") || given("fsync") || given("keep-checkpoints") || given("unload-idle")) {
+		o.warnings = append(o.warnings, "kv: --in-memory writes nothing to disk; --data-dir, --fsync, --keep-checkpoints and --unload-idle are ignored")
 	}
 	if !o.inMemory && o.dataDir == "" {
 		fmt.Fprintf(stderr, "kv: --data-dir is empty (give a directory, or --in-memory)\n")
@@ -328,7 +330,7 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 		{"max-clients", o.maxClients < 1}, {"text-max-clients", o.textMaxClients < 1}, {"http-max-conns", o.httpMaxConns < 1},
 		{"max-request-bytes", o.maxRequestBytes < 1}, {"max-reply-bytes", o.maxReplyBytes < 1}, {"text-max-line-bytes", o.maxLineBytes < 1}, {"http-max-body-bytes", o.maxBodyBytes < 1},
 		{"max-bulk-len", o.maxBulkLen < 1}, {"max-args", o.maxArgs < 1}, {"idle-timeout", o.idleTimeout < 0}, {"shutdown-timeout", o.shutdownTimeout <= 0},
-		{"keep-checkpoints", o.keepCheckpoints < 0}, {"slowlog-max-len", o.slowlogMaxLen < 0},
+		{"keep-checkpoints", o.keepCheckpoints < 0}, {"slowlog-max-len", o.slowlogMaxLen < 0}, {"unload-idle", o.unloadIdle < 0},
 	} {
 		if l.bad {
 			hint := ""
@@ -339,6 +341,8 @@ func parse(args, env []string, stdout, stderr io.Writer) (o options, code int, d
 				hint = " (0 keeps all)"
 			case "slowlog-max-len":
 				hint = " (0 keeps none)"
+			case "unload-idle":
+				hint = " (0 keeps every bucket in memory)"
 			}
 			fmt.Fprintf(stderr, "kv: limits must be positive: --%s (%s) is %s%s\n", l.flag, envName(l.flag), fs.Lookup(l.flag).Value, hint)
 			return o, exitUsage, true
@@ -723,6 +727,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	var backups resp.Backups
 	if st != nil {
 		cfg.Store = st
+		cfg.UnloadIdle = o.unloadIdle
 		backups = newCheckpoints(st, log, o.keepCheckpoints)
 	}
 	root := services.New(cfg)

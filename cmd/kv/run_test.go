@@ -152,7 +152,7 @@ func TestParsePrecedence(t *testing.T) {
 		o, _, done := parse(tc.args, tc.env, &out, &errOut)
 		require.False(t, done)
 		require.Len(t, o.warnings, 1)
-		assert.Contains(t, o.warnings[0], "--data-dir, --fsync and --keep-checkpoints are ignored")
+		assert.Contains(t, o.warnings[0], "--data-dir, --fsync, --keep-checkpoints and --unload-idle are ignored")
 		assert.Empty(t, errOut.String())
 	}
 	o, _, _ = parse([]string{"--in-memory"}, nil, &out, &errOut)
@@ -845,7 +845,7 @@ func TestStartupWarningIsALogRecord(t *testing.T) {
 				}
 				var line map[string]any
 				require.NoError(t, json.Unmarshal([]byte(text), &line), "not a JSON record: %s", text)
-				if line["level"] == "WARN" && strings.Contains(fmt.Sprint(line["msg"]), "--data-dir, --fsync and --keep-checkpoints are ignored") {
+				if line["level"] == "WARN" && strings.Contains(fmt.Sprint(line["msg"]), "--data-dir, --fsync, --keep-checkpoints and --unload-idle are ignored") {
 					warned = true
 				}
 			}

@@ -51,7 +51,7 @@
 //
 // GET /v1/events subscribes to the event manager and sends each Created as
 // "event: created" and each Exited as "event: exited" (with its reason:
-// normal, error, panic or shutdown), with "id:" the event's sequence
+// normal, error, panic, shutdown or idle), with "id:" the event's sequence
 // number and "data:" JSON. Comment lines every SSEHeartbeat (15s) keep an
 // idle stream open.
 //

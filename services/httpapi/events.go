@@ -22,7 +22,7 @@ type streamEvent struct {
 	Bucket     string `json:"bucket"`
 	BucketB64  string `json:"bucket_base64"`
 	ID         uint64 `json:"id"`
-	Reason     string `json:"reason,omitempty"` // exited: normal, error, panic, shutdown
+	Reason     string `json:"reason,omitempty"` // exited: normal, error, panic, shutdown, idle
 	ReasonText string `json:"error,omitempty"`  // exited with an error: its text
 }
 

@@ -35,7 +35,7 @@
 //	kv_event_subscribers              gauge, events.Stats.Subscribers
 //	kv_event_subscribers_removed_total counter, events.Stats.Removed
 //	kv_bucket_ends_total{reason}      counter, from an Exited subscription;
-//	                                  reason is normal, error, panic or shutdown
+//	                                  reason is normal, error, panic, shutdown or idle
 //
 // And the Go runtime and process collectors (go_*, process_*).
 //

@@ -34,6 +34,7 @@ const (
 	ReasonError    = bucket.EndError    // stopped with an error
 	ReasonPanic    = bucket.EndPanic    // crashed: a *bucket.PanicError
 	ReasonShutdown = bucket.EndShutdown // cancelled with the tree
+	ReasonIdle     = bucket.EndIdle     // taken out of memory, unused (its data stays on disk)
 )
 
 // DefaultMaxCommands is Config.MaxCommands when it is zero: more than the
@@ -130,7 +131,7 @@ func New(cfg Config) *Metrics {
 		}, []string{"protocol"}),
 		ends: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kv_bucket_ends_total",
-			Help: "Buckets that ended, by reason (normal, error, panic, shutdown).",
+			Help: "Buckets that ended, by reason (normal, error, panic, shutdown, idle).",
 		}, []string{"reason"}),
 	}
 	if m.log == nil {
@@ -143,8 +144,8 @@ func New(cfg Config) *Metrics {
 	m.series.Store(&empty)
 	noGauges := map[string]prometheus.Gauge{}
 	m.gauges.Store(&noGauges)
-	m.endsByWhy = make(map[string]prometheus.Counter, 4)
-	for _, r := range []string{ReasonNormal, ReasonError, ReasonPanic, ReasonShutdown} {
+	m.endsByWhy = make(map[string]prometheus.Counter, 5)
+	for _, r := range []string{ReasonNormal, ReasonError, ReasonPanic, ReasonShutdown, ReasonIdle} {
 		m.endsByWhy[r] = m.ends.WithLabelValues(r) // present at 0 from the start
 	}
 
@@ -283,5 +284,5 @@ func (m *Metrics) onEvent(ev events.Event) {
 
 // EndReason names why a bucket ended, from an events.Exited Reason: "normal"
 // for nil, "panic" for a *bucket.PanicError, "shutdown" for a context's
-// error, "error" for anything else.
+// error, "idle" for bucket.ErrIdle, "error" for anything else.
 func EndReason(err error) string { return bucket.EndKind(err) }

@@ -148,6 +148,7 @@ func TestEndReason(t *testing.T) {
 		{context.Canceled, ReasonShutdown},
 		{context.DeadlineExceeded, ReasonShutdown},
 		{errors.New("disk on fire"), ReasonError},
+		{bucket.ErrIdle, ReasonIdle},
 	} {
 		assert.Equal(t, tc.want, EndReason(tc.err), "EndReason(%v)", tc.err)
 	}

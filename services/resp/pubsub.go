@@ -35,6 +35,7 @@ const (
 	ReasonPanic    = bucket.EndPanic    // a panic in the bucket (DEBUG CRASH-BUCKET, a faulty update)
 	ReasonShutdown = bucket.EndShutdown // stopped with the server
 	ReasonError    = bucket.EndError    // stopped with an error
+	ReasonIdle     = bucket.EndIdle     // taken out of memory, unused (--unload-idle): its data stays on disk
 )
 
 // EventMessage is the JSON form of a lifecycle event on the pub/sub
