@@ -26,7 +26,9 @@
 # Usage: bench/soak.sh   (from anywhere in the repository)
 # Environment: DURATION (600), INTERVAL (30), RESP_PORT (16381),
 #   HTTP_PORT (16382), SLACK (20: the goroutines and files above the
-#   start's that still pass).
+#   start's that still pass), UNLOAD_IDLE (a duration such as 5s: kv runs
+#   with --unload-idle, and buckets leave memory and come back all along;
+#   empty, the default: off).
 set -euo pipefail
 
 DURATION=${DURATION:-600}
@@ -34,6 +36,7 @@ INTERVAL=${INTERVAL:-30}
 RESP_PORT=${RESP_PORT:-16381}
 HTTP_PORT=${HTTP_PORT:-16382}
 SLACK=${SLACK:-20}
+UNLOAD_IDLE=${UNLOAD_IDLE:-}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -73,7 +76,8 @@ done
 echo "building kv..." >&2
 (cd "$root" && go build -o "$work/kv" ./cmd/kv)
 "$work/kv" --resp-addr "127.0.0.1:$RESP_PORT" --http-addr "127.0.0.1:$HTTP_PORT" \
-	--data-dir "$work/data" --fsync everysec --keep-checkpoints 2 2>"$work/kv.log" &
+	--data-dir "$work/data" --fsync everysec --keep-checkpoints 2 \
+	${UNLOAD_IDLE:+--unload-idle "$UNLOAD_IDLE"} 2>"$work/kv.log" &
 kvpid=$!
 for _ in $(seq 1 300); do
 	if curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && redis-cli -p "$RESP_PORT" PING >/dev/null 2>&1; then
@@ -192,6 +196,11 @@ warnings=$(grep -c 'level=WARN' "$work/kv.log" || true)
 echo
 echo "goroutines: $base_g at the start, $end_g at the end; open files: $base_f, then $end_f;" \
 	"checkpoints kept: $saves; errors in the log: $errors, warnings: $warnings"
+if [ -n "$UNLOAD_IDLE" ]; then
+	metrics=$(curl -fs -m "$ANSWER" "http://127.0.0.1:$HTTP_PORT/metrics")
+	echo "buckets taken out of memory (--unload-idle $UNLOAD_IDLE): $(metric 'kv_bucket_ends_total{reason="idle"}');" \
+		"events dropped: $(metric kv_events_dropped_total)"
+fi
 # The warnings, by message (a subscriber too slow for the churn's events
 # is one, by design).
 { grep 'level=WARN' "$work/kv.log" || true; } | sed -E 's/.*msg="([^"]*)".*/\1/' | sort | uniq -c | sort -rn | head -10
