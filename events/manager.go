@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -280,6 +281,22 @@ func (m *Manager) Stats() Stats {
 		Subscribers: n,
 		Removed:     m.removed.Load(),
 	}
+}
+
+// Room returns how many more events the fullest subscription's mailbox
+// takes before it drops one: the least free room among the
+// subscriptions, math.MaxInt with none. A publisher of many events at
+// once (the registry taking idle buckets out of memory) waits for room
+// between its batches, so that the subscribers that keep up are not cut
+// for a burst.
+func (m *Manager) Room() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	room := math.MaxInt
+	for s := range m.subs {
+		room = min(room, cap(s.mailbox)-len(s.mailbox))
+	}
+	return room
 }
 
 // remove takes s out of the fan-out; it reports whether s was still there.

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"testing"
@@ -402,4 +403,39 @@ func TestTypedNilEventTakesNoSequenceNumber(t *testing.T) {
 	m.Publish(Created{Bucket: "a", ID: 1})
 	require.Eventually(t, func() bool { return c.len() == 1 }, waitFor, tick)
 	require.EqualValues(t, 1, c.events()[0].Sequence())
+}
+
+// Room is the free room of the fullest mailbox, and grows back as its
+// subscriber takes the events.
+func TestRoomIsTheFullestMailboxsFreeRoom(t *testing.T) {
+	m := New(Options{})
+	serve(t, m)
+	assert.Equal(t, math.MaxInt, m.Room(), "no subscriber")
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	slow, err := m.Subscribe(SubscribeOptions{Mailbox: 10}, func(Event) {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+		<-release
+	})
+	require.NoError(t, err)
+	var c collector
+	fast, err := m.Subscribe(SubscribeOptions{Mailbox: 100}, c.handle)
+	require.NoError(t, err)
+	defer fast.Close()
+	assert.Equal(t, 10, m.Room())
+
+	m.Publish(Created{Bucket: "x", ID: 1})
+	<-held // the slow handler holds the first event: its mailbox is empty again
+	for i := range 4 {
+		m.Publish(Created{Bucket: "x", ID: uint64(2 + i)})
+	}
+	require.Eventually(t, func() bool { return c.len() == 5 }, waitFor, tick)
+	assert.Equal(t, 6, m.Room(), "four wait for the slow handler")
+	close(release)
+	require.Eventually(t, func() bool { return m.Room() == 10 }, waitFor, tick, "taken")
+	slow.Close()
+	<-slow.Done()
 }

@@ -823,13 +823,16 @@ func (r *Registry) unloadIdle() (stop func()) {
 // unloadIdleOnce is one period's pass of unloadIdle: it ends the live
 // buckets that no lookup has returned since the last pass (see
 // bucket.StopIdle), until quit is closed, and returns how many. It ends
-// them in batches, as DEL does (deleteBatch), and waits for the registry
-// to forget each batch before the next: tens of thousands of Exited at
-// once would overflow the mailboxes of the events' subscribers (the
-// metrics' lost 14,751 of 86,355 in one pass before), and a subscriber
-// whose mailbox overflows is told so, or disconnected.
+// them in batches, as DEL does (deleteBatch), waits for the registry to
+// forget each batch, and then for the events' subscribers to make room
+// (unloadRoom) before the next: tens of thousands of Exited at once
+// would overflow their mailboxes (the metrics' lost 14,751 of 86,355 in
+// one pass before; under bench/soak.sh, event streams were cut and a
+// subscriber disconnected), and a subscriber whose mailbox overflows is
+// told so, or disconnected.
 func (r *Registry) unloadIdleOnce(quit <-chan struct{}) (unloaded int) {
 	batch := make([]*bucket.Bucket, 0, deleteBatch)
+	limit := r.unloadRoom(quit)
 	wait := func() bool {
 		for _, b := range batch {
 			select {
@@ -849,13 +852,56 @@ func (r *Registry) unloadIdleOnce(quit <-chan struct{}) (unloaded int) {
 		}
 		if b.StopIdle(bucket.ErrIdle) {
 			unloaded++
-			if batch = append(batch, b); len(batch) == deleteBatch && !wait() {
-				return unloaded
+			if batch = append(batch, b); len(batch) >= limit {
+				if !wait() {
+					return unloaded
+				}
+				if limit = r.unloadRoom(quit); limit == 0 {
+					return unloaded
+				}
 			}
 		}
 	}
 	wait()
 	return unloaded
+}
+
+// unloadWait bounds how long a batch of unloads waits for the events'
+// subscribers to make room (see unloadRoom).
+const unloadWait = time.Second
+
+// unloadRoom returns how many buckets the next batch of unloads may end,
+// at most deleteBatch, once the events' subscribers have room for their
+// Exited (when the Publisher tells its Room, as events.Manager does): it
+// waits until every mailbox has room for 64, then allows half the least
+// room, so that a subscriber that keeps up is not cut for a burst. After
+// unloadWait it allows a whole batch: a subscriber that takes nothing
+// must not stop the unloads, and loses events as it would anyway. 0: quit
+// was closed.
+func (r *Registry) unloadRoom(quit <-chan struct{}) int {
+	rm, ok := r.events.(interface{ Room() int })
+	if !ok {
+		return deleteBatch
+	}
+	var tick *time.Ticker
+	deadline := time.Now().Add(unloadWait)
+	for {
+		if room := rm.Room(); room >= 64 {
+			return min(deleteBatch, room/2)
+		}
+		if !time.Now().Before(deadline) {
+			return deleteBatch
+		}
+		if tick == nil {
+			tick = time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+		}
+		select {
+		case <-quit:
+			return 0
+		case <-tick.C:
+		}
+	}
 }
 
 // errDrained is what Serve returns once the registry has drained.

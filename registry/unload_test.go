@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,4 +212,43 @@ func TestUnloadIdleNeedsAStore(t *testing.T) {
 		func() {
 			New(Config{Buckets: bucket.NewSupervisor(bucket.SupervisorOptions{}), Events: events.New(events.Options{}), UnloadIdle: time.Second})
 		})
+}
+
+// A pass waits for the events' subscribers between its batches: one that
+// takes its events slowly, with a small mailbox, loses none of the
+// Exited of hundreds of unloads.
+func TestUnloadIdleLeavesSubscribersRoom(t *testing.T) {
+	st := openStoreT(t, t.TempDir())
+	ev := events.New(events.Options{})
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	reg := New(Config{Buckets: sup, Events: ev, Logger: slog.New(slog.DiscardHandler), Store: st, UnloadIdle: time.Hour})
+	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
+	root.Add(ev)
+	root.Add(sup)
+	root.Add(reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	defer func() { cancel(); <-errc }()
+
+	const n = 600
+	for i := range n {
+		_, err := reg.Create(ctx, fmt.Sprintf("b%d", i))
+		require.NoError(t, err)
+	}
+	var exited atomic.Int64
+	slow, err := ev.Subscribe(events.SubscribeOptions{Mailbox: 100}, func(e events.Event) {
+		for range 200 {
+			runtime.Gosched() // slower than the unloads
+		}
+		if _, ok := e.(events.Exited); ok {
+			exited.Add(1)
+		}
+	})
+	require.NoError(t, err)
+	defer slow.Close()
+
+	assert.Zero(t, reg.unloadIdleOnce(nil), "new buckets are in use")
+	assert.Equal(t, n, reg.unloadIdleOnce(nil))
+	require.Eventually(t, func() bool { return exited.Load() == n }, 10*time.Second, time.Millisecond)
+	assert.Zero(t, slow.Dropped(), "no Exited lost")
 }
