@@ -154,6 +154,9 @@ type Registry struct {
 	// has checked its source and target, before it queues its write
 	// (tests only).
 	testMoveChecked func()
+	// testUnloadAfter, if set, is what the unloader waits on for its next
+	// pass instead of a timer (tests only; set before Serve).
+	testUnloadAfter func(time.Duration) <-chan time.Time
 
 	box *mailbox
 	// stopped is closed, under mu, once a stop's drain is over: Serve
@@ -799,15 +802,24 @@ func (r *Registry) unloadIdle() (stop func()) {
 		return func() {}
 	}
 	quit, done := make(chan struct{}), make(chan struct{})
+	after := r.testUnloadAfter
+	if after == nil {
+		after = time.After
+	}
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(r.idle)
-		defer tick.Stop()
 		for {
+			// A whole period from the end of the last pass, not a ticker's:
+			// a pass that waits for batches to be forgotten may take longer
+			// than the period, and a ticker's next tick (kept while the pass
+			// ran) would start the next one at once, visiting a bucket soon
+			// after the last pass cleared its mark: a bucket used just
+			// before that would be ended though it was not idle a whole
+			// period.
 			select {
 			case <-quit:
 				return
-			case <-tick.C:
+			case <-after(r.idle):
 			}
 			if n := r.unloadIdleOnce(quit); n > 0 {
 				r.log.Debug("registry: idle buckets taken out of memory", "buckets", n)

@@ -2,11 +2,18 @@ package registry
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/thejerf/suture/v4"
+
+	"github.com/kvproject/kv/bucket"
+	"github.com/kvproject/kv/events"
 )
 
 // A COPY reads its source: a use of it, like a lookup's. A bucket used
@@ -35,4 +42,83 @@ func TestUnloadIdleKeepsACopiedSource(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, done)
 	assert.Equal(t, loads, st.loads.Load(), "the second COPY read its source from memory")
+}
+
+// exitGate, once armed, holds each Exited back until open is closed.
+type exitGate struct {
+	Publisher
+	armed atomic.Bool
+	open  chan struct{}
+}
+
+func (p *exitGate) Publish(e events.Event) {
+	if _, ok := e.(events.Exited); ok && p.armed.Load() {
+		<-p.open
+	}
+	p.Publisher.Publish(e)
+}
+
+// The next pass comes a whole period after the last one ended, not after
+// it began: a pass that waits long for its batches to be forgotten (tens
+// of thousands of buckets, subscribers to feed) must not be followed at
+// once by the next, which would end the buckets it visits soon after the
+// last pass cleared their marks, used less than a period before.
+func TestUnloadIdlePeriodCountsFromThePassEnd(t *testing.T) {
+	st := openStoreT(t, t.TempDir())
+	ev := events.New(events.Options{})
+	pub := &exitGate{Publisher: ev, open: make(chan struct{})}
+	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	reg := New(Config{Buckets: sup, Events: pub, Logger: slog.New(slog.DiscardHandler), Store: st, UnloadIdle: time.Minute})
+	asked := make(chan chan time.Time, 4)
+	reg.testUnloadAfter = func(d time.Duration) <-chan time.Time {
+		assert.Equal(t, time.Minute, d)
+		c := make(chan time.Time, 1)
+		asked <- c
+		return c
+	}
+	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
+	root.Add(ev)
+	root.Add(sup)
+	root.Add(reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	defer func() {
+		cancel()
+		<-errc
+	}()
+	next := func() chan time.Time {
+		t.Helper()
+		select {
+		case c := <-asked:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("the unloader asked for no period")
+			return nil
+		}
+	}
+	c := next()
+	var bs []*bucket.Bucket
+	for i := range deleteBatch + 1 {
+		b, err := reg.Create(context.Background(), fmt.Sprintf("b%d", i))
+		require.NoError(t, err)
+		bs = append(bs, b)
+	}
+	c <- time.Now() // the first pass clears the new buckets' marks
+	c = next()
+	pub.armed.Store(true)
+	c <- time.Now() // the second ends them, and waits for its first batch
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, b := range bs {
+			if ended(b) {
+				n++
+			}
+		}
+		return n >= deleteBatch
+	}, 10*time.Second, time.Millisecond)
+	assert.Empty(t, asked, "no period is counted while the pass runs")
+	close(pub.open)
+	c = next() // the pass is over: a whole period from now
+	require.Eventually(t, func() bool { return len(reg.Live()) == 0 }, 10*time.Second, time.Millisecond)
+	_ = c
 }
