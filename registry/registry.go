@@ -88,8 +88,8 @@ type Config struct {
 	StopTimeout time.Duration
 	// UnloadIdle, with a Store, takes out of memory each live bucket that
 	// no lookup has returned (Lookup, LookupErr, LookupCurrent, Create,
-	// CreateWith) and no Copy has read for between UnloadIdle and twice
-	// that: the registry ends
+	// CreateWith) and no Copy has read for at least UnloadIdle (at most
+	// about twice that, and the time the passes take): the registry ends
 	// it (bucket.StopIdle, reason bucket.ErrIdle, an Exited like any
 	// other) and its data stays in the store, which its next use loads
 	// again, as after a restart. A caller that keeps a *bucket.Bucket

@@ -44,8 +44,8 @@ type Config struct {
 	// checkpoints and statistics). Set DataDir or Store, not both.
 	Store registry.Store
 	// UnloadIdle, with DataDir or Store, takes out of memory each bucket
-	// unused (no lookup returned it) for between UnloadIdle and twice
-	// that: its data stays on disk, and its next use loads it again (see
+	// unused (no lookup returned it) for at least UnloadIdle (at most
+	// about twice that): its data stays on disk, and its next use loads it again (see
 	// registry.Config.UnloadIdle). 0 keeps every bucket in memory until it
 	// is deleted. New panics if it is set without DataDir or Store.
 	UnloadIdle time.Duration

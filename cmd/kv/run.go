@@ -121,7 +121,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	durationVar(fs, &o.slowerThan, "slowlog-slower-than", 10*time.Millisecond, "keep in the slow log (SLOWLOG GET) the Redis-protocol commands that run this long, a `duration` with its unit such as 10ms (0: every command; negative: none)")
 	countVar(fs, &o.slowlogMaxLen, "slowlog-max-len", 128, "most commands the slow log keeps, the oldest dropped first (0: none)")
 	durationVar(fs, &o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on a clean stop after SIGINT/SIGTERM, a `duration` with its unit such as 15s")
-	durationVar(fs, &o.unloadIdle, "unload-idle", 0, "take out of memory a bucket unused for between this long and twice that, a `duration` with its unit such as 10m: its data stays on disk and its next use loads it back (0: never)")
+	durationVar(fs, &o.unloadIdle, "unload-idle", 0, "take out of memory a bucket unused for at least this long (at most about twice that), a `duration` with its unit such as 10m: its data stays on disk and its next use loads it back (0: never)")
 	countVar(fs, &o.keepCheckpoints, "keep-checkpoints", 0, "`number` of checkpoints (SAVE, BGSAVE, POST /v1/save) kept in <data-dir>/checkpoints: after each, the oldest beyond it are deleted (0: keep all)")
 	fs.BoolVar(&o.goroutines, "resp-goroutine-per-client", false, "serve each Redis protocol client on a goroutine of its own rather than on the event loop (as kv does off Linux, and in memory with GOMAXPROCS=1)")
 	fs.BoolVar(&o.enableDebug, "enable-debug-command", false, "allow DEBUG CRASH-BUCKET <key> (for demonstrations and tests)")
