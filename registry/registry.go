@@ -838,14 +838,15 @@ func (r *Registry) unloadIdle() (stop func()) {
 // bucket.StopIdle), until quit is closed, and returns how many. It ends
 // them in batches, as DEL does (deleteBatch), waits for the registry to
 // forget each batch, and then for the events' subscribers to make room
-// (unloadRoom) before the next: tens of thousands of Exited at once
-// would overflow their mailboxes (the metrics' lost 14,751 of 86,355 in
-// one pass before; under bench/soak.sh, event streams were cut and a
-// subscriber disconnected), and a subscriber whose mailbox overflows is
-// told so, or disconnected.
+// (unloadRoom) before the next, at most unloadRate a second: tens of
+// thousands of Exited at once would overflow their mailboxes (the
+// metrics' lost 14,751 of 86,355 in one pass before; under
+// bench/soak.sh, event streams were cut and a subscriber disconnected),
+// and a subscriber whose mailbox overflows is told so, or disconnected.
 func (r *Registry) unloadIdleOnce(quit <-chan struct{}) (unloaded int) {
 	batch := make([]*bucket.Bucket, 0, deleteBatch)
 	limit := r.unloadRoom(quit)
+	began := time.Now()
 	wait := func() bool {
 		for _, b := range batch {
 			select {
@@ -854,7 +855,17 @@ func (r *Registry) unloadIdleOnce(quit <-chan struct{}) (unloaded int) {
 				return false
 			}
 		}
-		batch = batch[:0]
+		// At most unloadRate a second.
+		if rest := time.Duration(len(batch))*time.Second/unloadRate - time.Since(began); rest > 0 {
+			t := time.NewTimer(rest)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-quit:
+				return false
+			}
+		}
+		batch, began = batch[:0], time.Now()
 		return true
 	}
 	for _, b := range r.Live() {
@@ -882,6 +893,17 @@ func (r *Registry) unloadIdleOnce(quit <-chan struct{}) (unloaded int) {
 // unloadWait bounds how long a batch of unloads waits for the events'
 // subscribers to make room (see unloadRoom).
 const unloadWait = time.Second
+
+// unloadRate is how many buckets a second the unloads end at most. Room
+// sees the subscriptions' mailboxes, not what a subscriber queues past
+// them: an HTTP event stream hands its events to its writer through a
+// queue of its own, and under bench/soak.sh (UNLOAD_IDLE=3s, 5 minutes,
+// two busy cores) streams were still cut 20 times with no cap, at bursts
+// of a few thousand Exited in milliseconds, 3 times with 10,000 a second,
+// once with 2,000 (one run each: a starved client is cut now and then
+// without unloads too). A million idle buckets take 500 s to leave memory
+// at this rate: a background task's pace, for periods of minutes.
+const unloadRate = 2000
 
 // unloadRoom returns how many buckets the next batch of unloads may end,
 // at most deleteBatch, once the events' subscribers have room for their

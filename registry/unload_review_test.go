@@ -3,14 +3,12 @@ package registry
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/thejerf/suture/v4"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
@@ -65,27 +63,19 @@ func (p *exitGate) Publish(e events.Event) {
 // last pass cleared their marks, used less than a period before.
 func TestUnloadIdlePeriodCountsFromThePassEnd(t *testing.T) {
 	st := openStoreT(t, t.TempDir())
-	ev := events.New(events.Options{})
-	pub := &exitGate{Publisher: ev, open: make(chan struct{})}
-	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
-	reg := New(Config{Buckets: sup, Events: pub, Logger: slog.New(slog.DiscardHandler), Store: st, UnloadIdle: time.Minute})
+	var pub *exitGate
 	asked := make(chan chan time.Time, 4)
-	reg.testUnloadAfter = func(d time.Duration) <-chan time.Time {
-		assert.Equal(t, time.Minute, d)
-		c := make(chan time.Time, 1)
-		asked <- c
-		return c
-	}
-	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
-	root.Add(ev)
-	root.Add(sup)
-	root.Add(reg)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := root.ServeBackground(ctx)
-	defer func() {
-		cancel()
-		<-errc
-	}()
+	reg, _, _ := unloadingTree(t, st, time.Minute, func(ev *events.Manager) Publisher {
+		pub = &exitGate{Publisher: ev, open: make(chan struct{})}
+		return pub
+	}, func(reg *Registry) {
+		reg.testUnloadAfter = func(d time.Duration) <-chan time.Time {
+			assert.Equal(t, time.Minute, d)
+			c := make(chan time.Time, 1)
+			asked <- c
+			return c
+		}
+	})
 	next := func() chan time.Time {
 		t.Helper()
 		select {

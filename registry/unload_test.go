@@ -19,17 +19,40 @@ import (
 	"github.com/kvproject/kv/internal/store"
 )
 
-// newUnloadingTree is newDurableTree with Config.UnloadIdle, and the
-// Exited events it publishes, by bucket name, as they come.
-func newUnloadingTree(t *testing.T, st Store, idle time.Duration) (*Registry, *bucket.Supervisor, <-chan events.Exited) {
+// unloadingTree serves a tree around a registry with st and UnloadIdle
+// idle until the test ends. wrap, if not nil, stands between the registry
+// and the event manager; before, if not nil, sees the registry before it
+// serves (to set test hooks).
+func unloadingTree(t *testing.T, st Store, idle time.Duration, wrap func(*events.Manager) Publisher, before func(*Registry)) (*Registry, *bucket.Supervisor, *events.Manager) {
 	t.Helper()
 	ev := events.New(events.Options{})
 	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
-	reg := New(Config{Buckets: sup, Events: ev, Logger: slog.New(slog.DiscardHandler), Store: st, UnloadIdle: idle})
+	var pub Publisher = ev
+	if wrap != nil {
+		pub = wrap(ev)
+	}
+	reg := New(Config{Buckets: sup, Events: pub, Logger: slog.New(slog.DiscardHandler), Store: st, UnloadIdle: idle})
+	if before != nil {
+		before(reg)
+	}
 	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
 	root.Add(ev)
 	root.Add(sup)
 	root.Add(reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := root.ServeBackground(ctx)
+	t.Cleanup(func() {
+		cancel()
+		<-errc
+	})
+	return reg, sup, ev
+}
+
+// newUnloadingTree is unloadingTree with the Exited events it publishes,
+// as they come.
+func newUnloadingTree(t *testing.T, st Store, idle time.Duration) (*Registry, *bucket.Supervisor, <-chan events.Exited) {
+	t.Helper()
+	reg, sup, ev := unloadingTree(t, st, idle, nil, nil)
 	exited := make(chan events.Exited, 1024)
 	sub, err := ev.Subscribe(events.SubscribeOptions{Mailbox: 1024}, func(e events.Event) {
 		if x, ok := e.(events.Exited); ok {
@@ -37,13 +60,7 @@ func newUnloadingTree(t *testing.T, st Store, idle time.Duration) (*Registry, *b
 		}
 	})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := root.ServeBackground(ctx)
-	t.Cleanup(func() {
-		sub.Close()
-		cancel()
-		<-errc
-	})
+	t.Cleanup(sub.Close)
 	return reg, sup, exited
 }
 
@@ -219,17 +236,8 @@ func TestUnloadIdleNeedsAStore(t *testing.T) {
 // Exited of hundreds of unloads.
 func TestUnloadIdleLeavesSubscribersRoom(t *testing.T) {
 	st := openStoreT(t, t.TempDir())
-	ev := events.New(events.Options{})
-	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
-	reg := New(Config{Buckets: sup, Events: ev, Logger: slog.New(slog.DiscardHandler), Store: st, UnloadIdle: time.Hour})
-	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
-	root.Add(ev)
-	root.Add(sup)
-	root.Add(reg)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := root.ServeBackground(ctx)
-	defer func() { cancel(); <-errc }()
-
+	reg, _, ev := unloadingTree(t, st, time.Hour, nil, nil) // passes run by hand
+	ctx := context.Background()
 	const n = 600
 	for i := range n {
 		_, err := reg.Create(ctx, fmt.Sprintf("b%d", i))
