@@ -245,8 +245,10 @@ func TestUnloadIdleLeavesSubscribersRoom(t *testing.T) {
 	}
 	var exited atomic.Int64
 	slow, err := ev.Subscribe(events.SubscribeOptions{Mailbox: 100}, func(e events.Event) {
-		for range 200 {
-			runtime.Gosched() // slower than the unloads
+		// Slower than the unloads' cap (unloadRate), so that only the
+		// wait for room keeps the mailbox from overflowing.
+		for began := time.Now(); time.Since(began) < 2*time.Second/unloadRate; {
+			runtime.Gosched()
 		}
 		if _, ok := e.(events.Exited); ok {
 			exited.Add(1)
