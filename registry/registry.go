@@ -512,12 +512,7 @@ func (r *Registry) start(name string, b *bucket.Bucket) error {
 // reported, so a Lookup of it waits for the rename, and with it for the
 // loop.
 func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
-	r.mu.RLock()
-	b, ok := r.names[name]
-	r.mu.RUnlock()
-	if ok {
-		b.MarkUsed()
-	}
+	b, ok := r.live(name)
 	if ok || r.store == nil || !r.maybeStored(name) {
 		return b, ok
 	}
@@ -534,17 +529,22 @@ func (r *Registry) Lookup(name string) (*bucket.Bucket, bool) {
 	return b, ok
 }
 
+// live returns the bucket in memory named name, marked used (see
+// Config.UnloadIdle): the first step of Lookup and LookupErr.
+func (r *Registry) live(name string) (*bucket.Bucket, bool) {
+	b, ok := r.lookupLive(name)
+	if ok {
+		b.MarkUsed()
+	}
+	return b, ok
+}
+
 // LookupErr is Lookup that also reports why a stored bucket could not be
 // loaded (the store cannot be read, for example while it recovers from a
 // failed write; or the registry has stopped, ErrStopped): then the bucket
 // is not known to be absent.
 func (r *Registry) LookupErr(name string) (*bucket.Bucket, bool, error) {
-	r.mu.RLock()
-	b, ok := r.names[name]
-	r.mu.RUnlock()
-	if ok {
-		b.MarkUsed()
-	}
+	b, ok := r.live(name)
 	if ok || r.store == nil || !r.maybeStored(name) {
 		return b, ok, nil
 	}
