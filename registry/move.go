@@ -139,12 +139,9 @@ func (r *Registry) moveStored(ctx context.Context, from, to string, op moveOp) (
 	defer r.unclaim(from, to)
 	r.flushMu.RLock()
 	defer r.flushMu.RUnlock()
-	src, live := r.lookupLive(from) // no load: the names are claimed
-	if live {
-		// A use of it, as a lookup's (see Config.UnloadIdle): a bucket
-		// read by COPY after COPY stays in memory.
-		src.MarkUsed()
-	}
+	// No load: the names are claimed. Marked used, as a lookup's (see
+	// Config.UnloadIdle): a bucket read by COPY after COPY stays in memory.
+	src, live := r.live(from)
 	// A source that has ended is what the disk holds: stored after a
 	// crash, missing when its creating write was lost. It is asked about
 	// before to is looked at, so that a missing source is reported as
