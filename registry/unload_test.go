@@ -112,6 +112,7 @@ func TestUnloadIdleEndsWhatNoLookupReturned(t *testing.T) {
 	assert.Equal(t, "a", x.Bucket)
 	require.Eventually(t, func() bool { return sup.Running() == 0 && len(reg.Live()) == 0 },
 		10*time.Second, time.Millisecond, "out of memory, goroutines included")
+	assert.Equal(t, EndCounts{Idle: 2}, reg.Ends())
 	assert.ElementsMatch(t, []string{"a", "b"}, reg.Names(), "still stored")
 	assert.Equal(t, 2, reg.Len())
 
