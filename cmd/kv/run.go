@@ -733,7 +733,6 @@ func serve(ctx context.Context, o options, log *slog.Logger, stderr io.Writer, r
 	root := services.New(cfg)
 	// One set of metrics for every front end, served by the HTTP API.
 	met := metrics.New(metrics.Config{Tree: root.Registry(), Events: root.Events(), Logger: log.With("service", "metrics")})
-	defer met.Close()
 	var serving atomic.Bool
 	// SHUTDOWN: a client's request to stop, which stops kv as a signal
 	// does.

@@ -94,7 +94,7 @@ func TestEventStreamEndsWhenTheServerStops(t *testing.T) {
 	require.ErrorIs(t, <-done, context.Canceled) // did not wait for the stream to end on its own
 	_, _, err := s.next()
 	require.Error(t, err)
-	require.Equal(t, 1, root.Events().Stats().Subscribers) // the server's Metrics' own
+	require.Zero(t, root.Events().Stats().Subscribers, "the stream's subscription ended")
 }
 
 func TestSlowStreamIsCut(t *testing.T) {
@@ -138,7 +138,7 @@ func TestSlowStreamIsCut(t *testing.T) {
 		assert.Equal(t, prev.data["seq"], last.data["last_seq"])
 	}
 	// The cut stream's subscription is gone; the tree is untouched.
-	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 1 }, 10*time.Second, time.Millisecond) // the Metrics' own
+	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 0 }, 10*time.Second, time.Millisecond)
 	require.Equal(t, n, root.Registry().Len())
 }
 
@@ -176,7 +176,7 @@ func TestStalledReaderIsCutByWriteTimeout(t *testing.T) {
 	ctx := context.Background()
 	reg := root.Registry()
 	name := strings.Repeat("n", 4000)
-	for i := 0; root.Events().Stats().Subscribers == 2; i++ {
+	for i := 0; root.Events().Stats().Subscribers == 1; i++ {
 		require.Less(t, i, 100000, "the stalled stream was never cut")
 		_, err := reg.Create(ctx, name)
 		require.NoError(t, err)
@@ -293,7 +293,7 @@ func TestStopDoesNotWaitForAStalledStream(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, reg.Delete(ctx, name))
 	}
-	require.Equal(t, 2, root.Events().Stats().Subscribers, "the stream is still there, stalled")
+	require.Equal(t, 1, root.Events().Stats().Subscribers, "the stream is still there, stalled")
 
 	begin := time.Now()
 	cancel()
@@ -305,8 +305,7 @@ func TestStopDoesNotWaitForAStalledStream(t *testing.T) {
 
 // openStalledStream opens an event stream on addr with a small receive
 // buffer, over a raw connection that the test never reads (closed at the
-// test's end), and waits until the stream has subscribed (the tree's own
-// subscriber is the other one).
+// test's end), and waits until the stream has subscribed.
 func openStalledStream(t *testing.T, root *services.Root, addr string) {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
@@ -315,7 +314,7 @@ func openStalledStream(t *testing.T, root *services.Root, addr string) {
 	require.NoError(t, nc.(*net.TCPConn).SetReadBuffer(4096))
 	_, err = io.WriteString(nc, "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 2 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return root.Events().Stats().Subscribers == 1 }, 10*time.Second, time.Millisecond)
 }
 
 // A host that serves Handler on its own http.Server: its Shutdown ends the

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/kvproject/kv/services"
 	"github.com/kvproject/kv/services/metrics"
 )
 
@@ -82,34 +81,4 @@ func TestSharedMetrics(t *testing.T) {
 	_, err := root.Registry().Create(context.Background(), "c")
 	require.NoError(t, err)
 	assert.Equal(t, 2.0, a.scrape()["kv_buckets"])
-}
-
-// A server built without Config.Metrics makes its own, which subscribes to
-// the event manager. A tree that never serves (its DataDir is in use, say)
-// closes the server it was given (see services.Root.Add), and never stops
-// its manager: Close must end that subscription, or its goroutine is left
-// for the life of the process.
-func TestCloseEndsTheSubscriptionOfItsOwnMetrics(t *testing.T) {
-	data, err := services.OpenDataDir(t.TempDir(), services.DataDirOptions{Fsync: services.FsyncNo})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, data.Close()) }()
-	holder := services.New(services.Config{DataDir: data})
-	ctx, cancel := context.WithCancel(context.Background())
-	held := holder.ServeBackground(ctx)
-	defer func() { cancel(); <-held }()
-
-	refused := services.New(services.Config{DataDir: data})
-	refused.Add(New(Config{Registry: refused.Registry(), Events: refused.Events()}))
-	require.Equal(t, 1, refused.Events().Stats().Subscribers)
-	require.ErrorIs(t, <-refused.ServeBackground(context.Background()), services.ErrDataDirInUse)
-	assert.Equal(t, 0, refused.Events().Stats().Subscribers, "the server's own metrics still subscribe")
-}
-
-// A server given Config.Metrics leaves them to their owner at Close.
-func TestCloseLeavesSharedMetrics(t *testing.T) {
-	root := services.New(services.Config{})
-	met := metrics.New(metrics.Config{Events: root.Events()})
-	defer met.Close()
-	require.NoError(t, New(Config{Registry: root.Registry(), Events: root.Events(), Metrics: met}).Close())
-	assert.Equal(t, 1, root.Events().Stats().Subscribers)
 }

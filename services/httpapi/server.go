@@ -16,6 +16,7 @@ import (
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
 	"github.com/kvproject/kv/internal/relisten"
+	"github.com/kvproject/kv/registry"
 	"github.com/kvproject/kv/services/metrics"
 )
 
@@ -50,8 +51,9 @@ type Registry interface {
 	Delete(ctx context.Context, name string) error
 	// NamesErr lists every bucket, stored ones included, or fails.
 	NamesErr() ([]string, error)
-	Len() int               // for /metrics
-	Live() []*bucket.Bucket // for /metrics
+	Len() int                 // for /metrics
+	Live() []*bucket.Bucket   // for /metrics
+	Ends() registry.EndCounts // for /metrics
 	// TxLock isolates the Redis protocol's transactions: a request holds
 	// it shared (registry.Shared) while it reads or changes buckets.
 	TxLock() *sync.RWMutex
@@ -231,10 +233,7 @@ func (s *Server) hostStopping(r *http.Request) <-chan struct{} {
 type Server struct {
 	cfg     Config
 	metrics *metrics.Metrics
-	// ownMetrics is set when New made metrics (Config.Metrics was nil):
-	// Close then ends their subscription to the event manager.
-	ownMetrics bool
-	mux        *http.ServeMux
+	mux     *http.ServeMux
 	// byPattern is each route's handler by its pattern, for fallback.
 	byPattern map[string]http.Handler
 	// metricsHandler serves /metrics from metrics' registry.
@@ -273,7 +272,6 @@ func New(cfg Config) *Server {
 		listen:    relisten.New(cfg.Listener, cfg.Addr, cfg.Logger, "http api"),
 	}
 	if s.metrics == nil {
-		s.ownMetrics = true
 		s.metrics = metrics.New(metrics.Config{
 			Tree:   cfg.Registry,
 			Events: cfg.Events,
@@ -306,16 +304,9 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
 // Close closes the listener given in Config.Listener if no Serve has
 // taken it: for a server that will not be served (its tree stopped before
-// it ran, or never runs). It also ends the event subscription of the
-// metrics New made when Config.Metrics was nil, whose goroutine a manager
-// that never runs would otherwise keep. A Serve under way is stopped by
-// its context, not by Close.
-func (s *Server) Close() error {
-	if s.ownMetrics {
-		s.metrics.Close()
-	}
-	return s.listen.Close()
-}
+// it ran, or never runs). A Serve under way is stopped by its context,
+// not by Close.
+func (s *Server) Close() error { return s.listen.Close() }
 
 // Addr returns the address of the listener being served, or nil when none
 // is.

@@ -34,8 +34,9 @@
 //	kv_events_dropped_total           counter, events.Stats.Dropped
 //	kv_event_subscribers              gauge, events.Stats.Subscribers
 //	kv_event_subscribers_removed_total counter, events.Stats.Removed
-//	kv_bucket_ends_total{reason}      counter, from an Exited subscription;
-//	                                  reason is normal, error, panic, shutdown or idle
+//	kv_bucket_ends_total{reason}      counter, registry.Registry.Ends: each end once, even
+//	                                  those a slow subscriber loses; reason is normal,
+//	                                  error, panic, shutdown or idle
 //
 // And the Go runtime and process collectors (go_*, process_*).
 //

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
+	"github.com/kvproject/kv/registry"
 )
 
 // Protocol label values used by kv's front ends.
@@ -42,10 +43,6 @@ const (
 // commands and "unknown", 75 of them), so that each gets its own series.
 const DefaultMaxCommands = 128
 
-// exitedMailbox is the mailbox of the Exited subscription: the handler only
-// increments a counter, so it keeps up with any burst this size.
-const exitedMailbox = 4096
-
 // Tree is what the collectors read from kv's registry when scraped;
 // *registry.Registry is one.
 type Tree interface {
@@ -53,28 +50,28 @@ type Tree interface {
 	Len() int
 	// Live returns the buckets in memory, without loading any.
 	Live() []*bucket.Bucket
+	// Ends counts the buckets that have ended, by kind.
+	Ends() registry.EndCounts
 }
 
 // EventSource is what the collectors read from kv's event manager;
 // *events.Manager is one.
 type EventSource interface {
 	Stats() events.Stats
-	Subscribe(opts events.SubscribeOptions, fn func(events.Event)) (*events.Subscription, error)
 }
 
 // Config configures a [Metrics]. The zero value is ready to use: it collects
 // the front ends' series and the Go runtime's, and nothing from a tree.
 type Config struct {
-	// Tree, when set, feeds kv_buckets and kv_keys at scrape time.
+	// Tree, when set, feeds kv_buckets, kv_buckets_in_memory, kv_keys and
+	// kv_bucket_ends_total at scrape time.
 	Tree Tree
-	// Events, when set, feeds the kv_events_* series at scrape time and
-	// kv_bucket_ends_total through a subscription to its Exited events.
+	// Events, when set, feeds the kv_events_* series at scrape time.
 	Events EventSource
 	// MaxCommands bounds the distinct command label values per protocol;
 	// later ones are counted as "other". 0 means DefaultMaxCommands.
 	MaxCommands int
-	// Logger receives the package's reports (a failed subscription). Nil
-	// discards them.
+	// Logger receives the package's reports. Nil discards them.
 	Logger *slog.Logger
 }
 
@@ -88,15 +85,11 @@ type Metrics struct {
 	commands *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	clients  *prometheus.GaugeVec
-	ends     *prometheus.CounterVec
 
-	mu        sync.Mutex // serializes the copy-on-write inserts below
-	series    atomic.Pointer[map[seriesKey]*commandSeries]
-	gauges    atomic.Pointer[map[string]prometheus.Gauge]
-	perProto  map[string]int // distinct commands per protocol, under mu
-	endsByWhy map[string]prometheus.Counter
-
-	sub *events.Subscription // nil without Config.Events
+	mu       sync.Mutex // serializes the copy-on-write inserts below
+	series   atomic.Pointer[map[seriesKey]*commandSeries]
+	gauges   atomic.Pointer[map[string]prometheus.Gauge]
+	perProto map[string]int // distinct commands per protocol, under mu
 }
 
 type seriesKey struct{ protocol, command string }
@@ -108,8 +101,8 @@ type commandSeries struct {
 }
 
 // New builds the collectors and registers them on a new private registry.
-// With Config.Events set it subscribes to the manager; that subscription
-// ends when the manager stops or when [Metrics.Close] is called.
+// It starts nothing: the tree's series are read from Config.Tree and
+// Config.Events when scraped.
 func New(cfg Config) *Metrics {
 	m := &Metrics{
 		reg:      prometheus.NewRegistry(),
@@ -129,10 +122,6 @@ func New(cfg Config) *Metrics {
 			Name: "kv_connected_clients",
 			Help: "Client connections open now, by protocol.",
 		}, []string{"protocol"}),
-		ends: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kv_bucket_ends_total",
-			Help: "Buckets that ended, by reason (normal, error, panic, shutdown, idle).",
-		}, []string{"reason"}),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -144,40 +133,15 @@ func New(cfg Config) *Metrics {
 	m.series.Store(&empty)
 	noGauges := map[string]prometheus.Gauge{}
 	m.gauges.Store(&noGauges)
-	m.endsByWhy = make(map[string]prometheus.Counter, 5)
-	for _, r := range []string{ReasonNormal, ReasonError, ReasonPanic, ReasonShutdown, ReasonIdle} {
-		m.endsByWhy[r] = m.ends.WithLabelValues(r) // present at 0 from the start
-	}
-
 	m.reg.MustRegister(
-		m.commands, m.latency, m.clients, m.ends,
+		m.commands, m.latency, m.clients,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	if cfg.Tree != nil || cfg.Events != nil {
 		m.reg.MustRegister(newTreeCollector(cfg.Tree, cfg.Events))
 	}
-	if cfg.Events != nil {
-		sub, err := cfg.Events.Subscribe(events.SubscribeOptions{
-			Mailbox: exitedMailbox,
-			Name:    "metrics: bucket ends",
-		}, m.onEvent)
-		if err != nil {
-			// Only a stopped manager refuses: no bucket will end any more.
-			m.log.Warn("metrics: not counting bucket ends", "error", err)
-		}
-		m.sub = sub
-	}
 	return m
-}
-
-// Close ends the subscription to the event manager, if any. It need not be
-// called when the manager stops first, which ends the subscription too.
-func (m *Metrics) Close() {
-	if m.sub != nil {
-		m.sub.Close()
-		<-m.sub.Done()
-	}
 }
 
 // Prometheus returns the private registry, to gather from or to register
@@ -274,12 +238,6 @@ func (m *Metrics) commandSeries(protocol, command string) *commandSeries {
 	}
 	m.series.Store(&next)
 	return s
-}
-
-func (m *Metrics) onEvent(ev events.Event) {
-	if e, ok := ev.(events.Exited); ok {
-		m.endsByWhy[EndReason(e.Reason)].Inc()
-	}
 }
 
 // EndReason names why a bucket ended, from an events.Exited Reason: "normal"

@@ -176,10 +176,8 @@ func TestTreeSeries(t *testing.T) {
 	d, _ := reg.Lookup("d")
 	require.Error(t, d.Update(func(*bucket.Tx) error { panic("boom") }))
 
-	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(m.endsByWhy[ReasonPanic]) == 1
-	}, 10*time.Second, time.Millisecond)
-	assert.Equal(t, 1.0, testutil.ToFloat64(m.endsByWhy[ReasonNormal]))
+	require.Eventually(t, func() bool { return reg.Ends().Panic == 1 }, 10*time.Second, time.Millisecond,
+		"d's end is forgotten")
 
 	want := `
 # HELP kv_buckets Buckets: the live ones and, with a durable store, the stored ones not loaded yet.
@@ -199,10 +197,11 @@ kv_events_published_total 6
 kv_events_dropped_total 0
 # HELP kv_event_subscribers Live event subscriptions.
 # TYPE kv_event_subscribers gauge
-kv_event_subscribers 1
+kv_event_subscribers 0
 `
 	require.NoError(t, testutil.GatherAndCompare(m.Prometheus(), strings.NewReader(want),
 		"kv_buckets", "kv_buckets_in_memory", "kv_keys", "kv_events_published_total", "kv_events_dropped_total", "kv_event_subscribers"))
+	requireEnds(t, m, map[string]int{ReasonNormal: 1, ReasonPanic: 1})
 
 	// The exposition over HTTP carries the same series and the runtime's.
 	rec := httptest.NewRecorder()
@@ -215,9 +214,21 @@ kv_event_subscribers 1
 
 	cancel()
 	<-errc
-	// Stopping the tree counts the survivors' ends and ends the subscription.
-	assert.Equal(t, 2.0, testutil.ToFloat64(m.endsByWhy[ReasonShutdown]))
-	m.Close() // harmless after the manager closed it
+	// Stopping the tree counts the survivors' ends.
+	requireEnds(t, m, map[string]int{ReasonNormal: 1, ReasonPanic: 1, ReasonShutdown: 2})
+}
+
+// requireEnds requires kv_bucket_ends_total to have a series for every
+// reason, each at want's count (0 if absent).
+func requireEnds(t *testing.T, m *Metrics, want map[string]int) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("# HELP kv_bucket_ends_total Buckets that ended, by reason (normal, error, panic, shutdown, idle).\n")
+	b.WriteString("# TYPE kv_bucket_ends_total counter\n")
+	for _, r := range []string{ReasonError, ReasonIdle, ReasonNormal, ReasonPanic, ReasonShutdown} {
+		fmt.Fprintf(&b, "kv_bucket_ends_total{reason=%q} %d\n", r, want[r])
+	}
+	require.NoError(t, testutil.GatherAndCompare(m.Prometheus(), strings.NewReader(b.String()), "kv_bucket_ends_total"))
 }
 
 // With a durable store, a scrape counts the stored buckets without loading
@@ -258,22 +269,6 @@ func TestTreeSeriesLoadNothing(t *testing.T) {
 	assert.Equal(t, "kv_buckets=20 kv_buckets_in_memory=1 kv_keys=2", gauges())
 }
 
-func TestCloseEndsSubscription(t *testing.T) {
-	root := services.New(services.Config{})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := root.ServeBackground(ctx)
-	m := New(Config{Events: root.Events()})
-	require.Equal(t, 1, root.Events().Stats().Subscribers)
-	m.Close()
-	require.Equal(t, 0, root.Events().Stats().Subscribers)
-	cancel()
-	<-errc
-	// After the manager stopped, New cannot subscribe; it still works.
-	m2 := New(Config{Events: root.Events()})
-	m2.ObserveCommand(ProtocolText, "get", 0, false)
-	m2.Close()
-}
-
 func BenchmarkObserveCommand(b *testing.B) {
 	m := New(Config{})
 	b.ReportAllocs()
@@ -292,7 +287,6 @@ func TestSubscribersRemovedTotal(t *testing.T) {
 	errc := root.ServeBackground(ctx)
 	defer func() { cancel(); <-errc }()
 	m := New(Config{Tree: root.Registry(), Events: root.Events()})
-	defer m.Close()
 
 	sub, err := root.Events().Subscribe(events.SubscribeOptions{}, func(events.Event) { panic("subscriber bug") })
 	require.NoError(t, err)
@@ -304,7 +298,7 @@ func TestSubscribersRemovedTotal(t *testing.T) {
 	want := `
 # HELP kv_event_subscribers Live event subscriptions.
 # TYPE kv_event_subscribers gauge
-kv_event_subscribers 1
+kv_event_subscribers 0
 # HELP kv_event_subscribers_removed_total Event subscribers removed because their handler panicked.
 # TYPE kv_event_subscribers_removed_total counter
 kv_event_subscribers_removed_total 1

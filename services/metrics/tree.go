@@ -7,7 +7,7 @@ type treeCollector struct {
 	tree   Tree
 	events EventSource
 
-	bucketsDesc, inMemoryDesc, keysDesc                      *prometheus.Desc
+	bucketsDesc, inMemoryDesc, keysDesc, endsDesc            *prometheus.Desc
 	publishedDesc, droppedDesc, subscribersDesc, removedDesc *prometheus.Desc
 }
 
@@ -21,6 +21,8 @@ func newTreeCollector(tree Tree, ev EventSource) *treeCollector {
 			"Buckets in memory (live); with a durable store, stored buckets are loaded at their first use.", nil, nil),
 		keysDesc: prometheus.NewDesc("kv_keys",
 			"Keys over the buckets in memory.", nil, nil),
+		endsDesc: prometheus.NewDesc("kv_bucket_ends_total",
+			"Buckets that ended, by reason (normal, error, panic, shutdown, idle).", []string{"reason"}, nil),
 		publishedDesc: prometheus.NewDesc("kv_events_published_total",
 			"Lifecycle events published by the event manager.", nil, nil),
 		droppedDesc: prometheus.NewDesc("kv_events_dropped_total",
@@ -38,6 +40,7 @@ func (c *treeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- c.bucketsDesc
 		ch <- c.inMemoryDesc
 		ch <- c.keysDesc
+		ch <- c.endsDesc
 	}
 	if c.events != nil {
 		ch <- c.publishedDesc
@@ -62,6 +65,19 @@ func (c *treeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.bucketsDesc, prometheus.GaugeValue, float64(c.tree.Len()))
 		ch <- prometheus.MustNewConstMetric(c.inMemoryDesc, prometheus.GaugeValue, float64(len(live)))
 		ch <- prometheus.MustNewConstMetric(c.keysDesc, prometheus.GaugeValue, float64(keys))
+		ends := c.tree.Ends()
+		for _, e := range []struct {
+			reason string
+			n      uint64
+		}{
+			{ReasonNormal, ends.Normal},
+			{ReasonError, ends.Error},
+			{ReasonPanic, ends.Panic},
+			{ReasonShutdown, ends.Shutdown},
+			{ReasonIdle, ends.Idle},
+		} {
+			ch <- prometheus.MustNewConstMetric(c.endsDesc, prometheus.CounterValue, float64(e.n), e.reason)
+		}
 	}
 	if c.events != nil {
 		st := c.events.Stats()
