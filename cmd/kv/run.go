@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -118,7 +119,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	bytesVar(fs, &o.maxBulkLen, "max-bulk-len", 16<<20, "longest argument in `bytes`; a longer one gets an error reply")
 	countVar(fs, &o.maxArgs, "max-args", 1<<20, "most arguments in one command; more gets an error reply")
 	durationVar(fs, &o.idleTimeout, "idle-timeout", 5*time.Minute, "close Redis-protocol and line-protocol clients idle this long, a `duration` with its unit such as 300s (0: never; subscribers are exempt)")
-	durationVar(fs, &o.slowerThan, "slowlog-slower-than", 10*time.Millisecond, "keep in the slow log (SLOWLOG GET) the Redis-protocol commands that run this long, a `duration` with its unit such as 10ms (0: every command; negative: none)")
+	durationVar(fs, &o.slowerThan, "slowlog-slower-than", 10*time.Millisecond, "keep in the slow log (SLOWLOG GET) the Redis-protocol commands that run this long, a `duration` with its unit such as 10ms, rounded up to whole microseconds (0: every command; negative: none)")
 	countVar(fs, &o.slowlogMaxLen, "slowlog-max-len", 128, "most commands the slow log keeps, the oldest dropped first (0: none)")
 	durationVar(fs, &o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on a clean stop after SIGINT/SIGTERM, a `duration` with its unit such as 15s")
 	durationVar(fs, &o.unloadIdle, "unload-idle", 0, "take out of memory a bucket unused for at least this long (at most about twice that), a `duration` with its unit such as 10m: its data stays on disk and its next use loads it back (0: never)")
@@ -874,12 +875,17 @@ func addrOf(ln net.Listener) string {
 	return ln.Addr().String()
 }
 
-// idle maps the flag's 0 (never) to the server's "disabled".
 // slowerThan is --slowlog-slower-than as resp.Config has it: there 0
-// means the default, and every command is slower than a nanosecond.
+// means the default, and every command is slower than a nanosecond, which
+// the server drops as a part of a microsecond. A positive threshold is
+// rounded up to whole microseconds, the slow log's unit: 500ns is 1µs,
+// not 0 (every command).
 func slowerThan(d time.Duration) time.Duration {
-	if d == 0 {
+	switch {
+	case d == 0:
 		return time.Nanosecond
+	case d > 0 && d%time.Microsecond != 0 && d < math.MaxInt64-time.Microsecond:
+		return d - d%time.Microsecond + time.Microsecond
 	}
 	return d
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // The daemon's slow log follows its flags: 0 keeps every command, a
-// negative threshold none, and --slowlog-max-len bounds it (0: none kept);
+// negative threshold none, a positive one is rounded up to whole
+// microseconds, and --slowlog-max-len bounds it (0: none kept);
 // CONFIG GET reports them as Redis's parameters.
 func TestDaemonSlowlogFlags(t *testing.T) {
 	ctx := context.Background()
@@ -23,6 +24,11 @@ func TestDaemonSlowlogFlags(t *testing.T) {
 		{[]string{"--slowlog-slower-than", "-1ms"}, 0, "-1", "128"},
 		{[]string{"--slowlog-slower-than", "0", "--slowlog-max-len", "0"}, 0, "0", "0"},
 		{nil, -1, "10000", "128"}, // the defaults (what is logged depends on the machine's speed)
+		// A part of a microsecond, the slow log's unit, rounds up: 500ns
+		// is not 0, every command.
+		{[]string{"--slowlog-slower-than", "500ns"}, -1, "1", "128"},
+		{[]string{"--slowlog-slower-than", "1001ns"}, -1, "2", "128"},
+		{[]string{"--slowlog-slower-than", "1.5ms"}, -1, "1500", "128"},
 	} {
 		t.Run(tc.slower+"/"+tc.maxLen, func(t *testing.T) {
 			l, stop := serveAll(t, tc.args...)
