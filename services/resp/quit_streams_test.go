@@ -75,7 +75,10 @@ func (c *closeHookedConn) Close() error {
 	c.l.closing.Lock()
 	defer c.l.closing.Unlock()
 	c.l.closed.Store(true)
-	discardUnread(c.Conn)
+	// Not discardUnread: a Close from the subscription's goroutine would
+	// wait for the client's goroutine's Read, parked with the fd's read
+	// lock, which only this Close ends.
+	discardUnreadNow(c.Conn)
 	return c.Conn.Close()
 }
 

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package resp
+
+import "net"
+
+func discardUnreadNow(net.Conn) {}
