@@ -899,6 +899,7 @@ func slowlogMaxLen(n int) int {
 	return n
 }
 
+// idle maps the flag's 0 (never) to the server's "disabled".
 func idle(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1
