@@ -247,6 +247,8 @@ func TestRestartedRegistryFindsBucketsThatEndedWhileItWasDown(t *testing.T) {
 	got, ok := tr.reg.Lookup("lost-notice")
 	require.True(t, ok)
 	assert.Same(t, b, got)
+	// Found again, counted once.
+	assert.Equal(t, EndCounts{Error: 1}, tr.reg.Ends())
 }
 
 func TestDelete(t *testing.T) {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"math"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -48,5 +50,24 @@ func TestDaemonSlowlogFlags(t *testing.T) {
 			require.NoError(t, rc.Close())
 			assert.Equal(t, exitOK, stop())
 		})
+	}
+}
+
+// slowerThan hands resp.Config whole microseconds, rounded up, and a
+// nanosecond for 0, which the server drops to 0 µs: every command.
+func TestSlowerThan(t *testing.T) {
+	for _, tc := range []struct{ in, want time.Duration }{
+		{0, time.Nanosecond},
+		{1, time.Microsecond},
+		{500 * time.Nanosecond, time.Microsecond},
+		{time.Microsecond, time.Microsecond},
+		{1001 * time.Nanosecond, 2 * time.Microsecond},
+		{1500 * time.Microsecond, 1500 * time.Microsecond},
+		{-time.Millisecond, -time.Millisecond},
+		{-1, -1},
+		{math.MaxInt64, math.MaxInt64}, // past the largest whole microsecond: left as is
+		{math.MaxInt64 - math.MaxInt64%time.Microsecond, math.MaxInt64 - math.MaxInt64%time.Microsecond},
+	} {
+		assert.Equal(t, tc.want, slowerThan(tc.in), "slowerThan(%d)", tc.in)
 	}
 }
