@@ -32,12 +32,8 @@ func discardReadable(fd int) {
 // discardUnread is discardReadable for a client on a goroutine of its
 // own, whose connection is in Go's poller.
 func discardUnread(nc net.Conn) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+	raw := rawConnOf(nc)
+	if raw == nil {
 		return
 	}
 	// A stop set a read deadline in the past, which would refuse the read.
@@ -46,6 +42,20 @@ func discardUnread(nc net.Conn) {
 		discardReadable(int(fd))
 		return true // done, whatever is left: never wait for more
 	})
+}
+
+// rawConnOf returns nc's syscall.RawConn, or nil when nc has no file
+// descriptor to give (a wrapper, or a closed connection).
+func rawConnOf(nc net.Conn) syscall.RawConn {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
 }
 
 // writeNow writes b to nc as far as its socket takes it now, without
