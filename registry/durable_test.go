@@ -66,13 +66,28 @@ func newDurableTree(t *testing.T, st Store) (*Registry, *bucket.Supervisor, func
 // wrap(manager) (nil: the manager itself).
 func newDurableTreeWith(t *testing.T, st Store, wrap func(*events.Manager) Publisher) (*Registry, *bucket.Supervisor, func()) {
 	t.Helper()
-	ev := events.New(events.Options{})
-	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
+	reg, sup, _, stop := serveTreeOf(t, Config{Store: st}, wrap, nil)
+	return reg, sup, stop
+}
+
+// serveTreeOf serves a tree around the registry New(cfg) makes, with
+// cfg's Buckets, Events and Logger filled in, until the test ends or stop
+// is called. The registry publishes through wrap(manager) (nil: the
+// manager itself); before, if not nil, sees it before it serves (to set
+// test hooks).
+func serveTreeOf(t *testing.T, cfg Config, wrap func(*events.Manager) Publisher, before func(*Registry)) (reg *Registry, sup *bucket.Supervisor, ev *events.Manager, stop func()) {
+	t.Helper()
+	ev = events.New(events.Options{})
+	sup = bucket.NewSupervisor(bucket.SupervisorOptions{})
 	var pub Publisher = ev
 	if wrap != nil {
 		pub = wrap(ev)
 	}
-	reg := New(Config{Buckets: sup, Events: pub, Logger: slog.New(slog.DiscardHandler), Store: st})
+	cfg.Buckets, cfg.Events, cfg.Logger = sup, pub, slog.New(slog.DiscardHandler)
+	reg = New(cfg)
+	if before != nil {
+		before(reg)
+	}
 	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
 	root.Add(ev)
 	root.Add(sup)
@@ -80,9 +95,9 @@ func newDurableTreeWith(t *testing.T, st Store, wrap func(*events.Manager) Publi
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := root.ServeBackground(ctx)
 	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-errc }) }
+	stop = func() { once.Do(func() { cancel(); <-errc }) }
 	t.Cleanup(stop)
-	return reg, sup, stop
+	return reg, sup, ev, stop
 }
 
 func openStoreT(t *testing.T, dir string) *countingStore {

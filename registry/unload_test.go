@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/thejerf/suture/v4"
 
 	"github.com/kvproject/kv/bucket"
 	"github.com/kvproject/kv/events"
@@ -21,31 +19,10 @@ import (
 )
 
 // unloadingTree serves a tree around a registry with st and UnloadIdle
-// idle until the test ends. wrap, if not nil, stands between the registry
-// and the event manager; before, if not nil, sees the registry before it
-// serves (to set test hooks).
+// idle until the test ends (see serveTreeOf for wrap and before).
 func unloadingTree(t *testing.T, st Store, idle time.Duration, wrap func(*events.Manager) Publisher, before func(*Registry)) (*Registry, *bucket.Supervisor, *events.Manager) {
 	t.Helper()
-	ev := events.New(events.Options{})
-	sup := bucket.NewSupervisor(bucket.SupervisorOptions{})
-	var pub Publisher = ev
-	if wrap != nil {
-		pub = wrap(ev)
-	}
-	reg := New(Config{Buckets: sup, Events: pub, Logger: slog.New(slog.DiscardHandler), Store: st, UnloadIdle: idle})
-	if before != nil {
-		before(reg)
-	}
-	root := suture.New("test", suture.Spec{EventHook: func(suture.Event) {}})
-	root.Add(ev)
-	root.Add(sup)
-	root.Add(reg)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := root.ServeBackground(ctx)
-	t.Cleanup(func() {
-		cancel()
-		<-errc
-	})
+	reg, sup, ev, _ := serveTreeOf(t, Config{Store: st, UnloadIdle: idle}, wrap, before)
 	return reg, sup, ev
 }
 
