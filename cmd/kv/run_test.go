@@ -316,11 +316,7 @@ func TestDaemonBinary(t *testing.T) {
 	require.NoError(t, rc.Do(ctx, "DEBUG", "CRASH-BUCKET", "a").Err())
 	var got []resp.EventMessage
 	for len(got) < 3 {
-		msg, err := ps.ReceiveMessage(ctx)
-		require.NoError(t, err)
-		var m resp.EventMessage
-		require.NoError(t, json.Unmarshal([]byte(msg.Payload), &m))
-		got = append(got, m)
+		got = append(got, nextEvent(t, ps))
 	}
 	assert.Equal(t, []string{"created a", "created b", "exited a"},
 		[]string{got[0].Event + " " + got[0].Bucket, got[1].Event + " " + got[1].Bucket, got[2].Event + " " + got[2].Bucket})
@@ -333,6 +329,19 @@ func TestDaemonBinary(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	requireCleanExit(t, cmd, exited, "SIGTERM")
 	assert.True(t, strings.HasPrefix(addr, "127.0.0.1:"))
+}
+
+// nextEvent returns the next lifecycle event message on ps, failing the
+// test if anything else comes, or nothing within 10 s.
+func nextEvent(t *testing.T, ps *redis.PubSub) resp.EventMessage {
+	t.Helper()
+	msg, err := ps.ReceiveTimeout(context.Background(), 10*time.Second)
+	require.NoError(t, err)
+	m, ok := msg.(*redis.Message)
+	require.True(t, ok, "%T", msg)
+	var ev resp.EventMessage
+	require.NoError(t, json.Unmarshal([]byte(m.Payload), &ev))
+	return ev
 }
 
 // TestSecondSignalExitsAtOnce stops kv while a client that does not read

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"syscall"
 	"testing"
 	"time"
@@ -30,22 +29,12 @@ func TestDaemonUnloadsIdleBuckets(t *testing.T) {
 	defer ps.Close()
 	_, err := ps.ReceiveTimeout(ctx, 10*time.Second)
 	require.NoError(t, err)
-	next := func() resp.EventMessage {
-		t.Helper()
-		msg, err := ps.ReceiveTimeout(ctx, 10*time.Second)
-		require.NoError(t, err)
-		m, ok := msg.(*redis.Message)
-		require.True(t, ok, "%T", msg)
-		var ev resp.EventMessage
-		require.NoError(t, json.Unmarshal([]byte(m.Payload), &ev))
-		return ev
-	}
 
 	require.NoError(t, rc.HSet(ctx, "cart", "apples", "3", "pears", "1").Err())
-	ev := next()
+	ev := nextEvent(t, ps)
 	assert.Equal(t, "created", ev.Event)
 	first := ev.ID
-	ev = next()
+	ev = nextEvent(t, ps)
 	assert.Equal(t, "exited", ev.Event, "unused for a while")
 	assert.Equal(t, first, ev.ID)
 	assert.Equal(t, resp.ReasonIdle, ev.Reason)
@@ -53,7 +42,7 @@ func TestDaemonUnloadsIdleBuckets(t *testing.T) {
 	assert.Equal(t, int64(1), rc.DBSize(ctx).Val(), "still listed")
 	assert.Equal(t, []string{"cart"}, rc.Keys(ctx, "*").Val())
 	assert.Equal(t, map[string]string{"apples": "3", "pears": "1"}, rc.HGetAll(ctx, "cart").Val(), "loaded back whole")
-	ev = next()
+	ev = nextEvent(t, ps)
 	assert.Equal(t, "created", ev.Event, "loaded again")
 	assert.NotEqual(t, first, ev.ID, "a new instance")
 
